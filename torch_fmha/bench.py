@@ -1,0 +1,564 @@
+"""Side-by-side attention benchmark: torch_fmha FP8 vs cuDNN FP8 vs PyTorch SDPA.
+
+Usage::
+
+    python -m torch_fmha.bench [--seqlens 512,...] [--head-dims 64,128,256]
+        [--causal {0,1,both}] [--out-dtype {fp8,bf16}] [--errors] [--ragged]
+        [--window] [--json PATH] [--plot PATH]
+
+The default grid is the FlashAttention-3 paper's: ``B*S = 16384``,
+``H*D = 2048``, S in 512..16384, D in {64, 128, 256}, causal and not.
+FLOPs = ``4*B*H*Sq*Sk*D``, halved for causal (ragged: the sum of each
+sequence's own FLOPs; window: the exact number of (query, key) pairs seen).
+
+Every column is timed the same way: ``triton.testing.do_bench`` median (L2
+flushed between calls), or a CUDA-event median if triton is missing, on fresh
+random (never zero) inputs per shape. Columns:
+
+* ``ours FP8``  -- ``torch_fmha.attention`` on FP8 inputs (per-tensor descales),
+* ``cuDNN FP8`` -- cudnn-frontend ``sdpa_fp8`` on the same FP8 inputs, FP8 out,
+* ``SDPA bf16 flash`` / ``SDPA bf16 cudnn`` -- PyTorch SDPA on one backend,
+* ``ours/cuDNN`` -- ratio of the first two.
+
+A column that cannot run shows ``n/a`` and its reason is printed once below the
+table; nothing is silently substituted. ``--errors`` adds RMSE / max abs error
+against a float64 reference on the dequantized inputs for ours and cuDNN FP8
+(identical inputs, same ``out_scale``). Needs an SM90 (Hopper) GPU; without
+one it says so and exits with status 2.
+
+This file also runs as a script (``python3 torch_fmha/bench.py``) so that the
+peer columns can be measured while the package itself is not importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+COL_OURS, COL_CUDNN = "ours FP8", "cuDNN FP8"
+COL_FLASH, COL_SDPA_CUDNN = "SDPA bf16 flash", "SDPA bf16 cudnn"
+COLUMNS = (COL_OURS, COL_CUDNN, COL_FLASH, COL_SDPA_CUDNN)
+FP8_MAX = 448.0
+TOKENS, HIDDEN = 16384, 2048  # FlashAttention-3 grid: B*S and H*D
+
+
+# ---------------------------------------------------------------- imports ---
+def _load_peers():
+    """``torch_fmha._peers``, also when the package itself fails to import."""
+    if __package__:
+        from . import _peers
+        return _peers
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peers.py")
+    spec = importlib.util.spec_from_file_location("torch_fmha_bench_peers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _load_ours():
+    """``(torch_fmha module, None)`` or ``(None, reason)``."""
+    if not __package__:  # run as a script: make the repo root importable
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if root not in sys.path:
+            sys.path.insert(0, root)
+    try:
+        import torch_fmha
+    except Exception as e:
+        return None, f"import torch_fmha failed ({type(e).__name__}: {_first_line(e)})"
+    if not hasattr(torch_fmha, "attention"):
+        return None, "torch_fmha has no attention() yet"
+    return torch_fmha, None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
+# ----------------------------------------------------------------- timing ---
+def make_timer(warmup_ms: int, rep_ms: int):
+    """Return ``(time_ms(fn) -> median ms, description)``."""
+    try:
+        from triton.testing import do_bench
+    except Exception:
+        do_bench = None
+    if do_bench is not None:
+        def time_ms(fn: Callable[[], object]) -> float:
+            return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
+        return time_ms, f"triton.testing.do_bench(warmup={warmup_ms}, rep={rep_ms}, median)"
+
+    def time_ms(fn: Callable[[], object]) -> float:  # CUDA-event median fallback
+        fn()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        est = max(start.elapsed_time(end), 1e-3)
+        for _ in range(max(1, int(warmup_ms / est))):
+            fn()
+        times = []
+        for _ in range(max(5, int(rep_ms / est))):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn()
+            e.record()
+            times.append((s, e))
+        torch.cuda.synchronize()
+        return statistics.median(s.elapsed_time(e) for s, e in times)
+    return time_ms, f"CUDA events median (triton missing; warmup~{warmup_ms} ms, rep~{rep_ms} ms)"
+
+
+class Progress:
+    """tqdm progress bar if importable, else a plain stderr counter."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total, self.n, self.enabled, self.bar = total, 0, enabled, None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="run", file=sys.stderr, leave=False)
+            except Exception:
+                self.bar = None
+
+    def step(self, label: str) -> None:
+        self.n += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_description(label[:40])
+            self.bar.update(1)
+        else:
+            print(f"\r[{self.n}/{self.total}] {label:<48}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print(file=sys.stderr)
+
+
+# ------------------------------------------------------------------ math ---
+def attn_flops(B: int, H: int, Sq: int, Sk: int, D: int, causal: bool) -> float:
+    """FlashAttention convention: ``4*B*H*Sq*Sk*D``, halved for causal."""
+    f = 4.0 * B * H * Sq * Sk * D
+    return f / 2 if causal else f
+
+
+def window_pairs(S: int, left: int) -> int:
+    """Number of (i, j) with ``i - left <= j <= i`` in an S x S square."""
+    full = min(S, left + 1)
+    return full * (full + 1) // 2 + (S - full) * (left + 1)
+
+
+def quantize(x: torch.Tensor, fmha=None):
+    """Per-tensor FP8 e4m3: ``(x_fp8, descale float32 [1])``.
+
+    Uses ``torch_fmha.quantize_fp8`` when the package provides it.
+    """
+    if fmha is not None and hasattr(fmha, "quantize_fp8"):
+        try:
+            x8, d = fmha.quantize_fp8(x, granularity="tensor")
+            return x8, d.reshape(-1)[:1].float().contiguous()
+        except Exception:
+            pass
+    amax = x.abs().amax().float().clamp_min(1e-12)
+    descale = (amax / FP8_MAX).reshape(1)
+    x8 = (x.float() / descale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return x8, descale
+
+
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        scale: float, causal: bool, chunk: int = 2048) -> torch.Tensor:
+    """float64 attention, ``[B, S, H, D]`` inputs, chunked over query rows.
+
+    Causal is bottom-right aligned (``Sq == Sk`` here, so also top-left).
+    """
+    B, Sq, H, D = q.shape
+    Sk = k.shape[1]
+    out = torch.empty(B, Sq, H, v.shape[-1], dtype=torch.float64, device=q.device)
+    for b in range(B):
+        kb, vb = k[b].double().transpose(0, 1), v[b].double().transpose(0, 1)  # [H, Sk, D]
+        for s0 in range(0, Sq, chunk):
+            s1 = min(Sq, s0 + chunk)
+            qb = q[b, s0:s1].double().transpose(0, 1)  # [H, c, D]
+            s = torch.matmul(qb, kb.transpose(1, 2)) * scale
+            if causal:
+                i = torch.arange(s0, s1, device=q.device)[:, None] + (Sk - Sq)
+                s.masked_fill_(torch.arange(Sk, device=q.device)[None, :] > i, float("-inf"))
+            out[b, s0:s1] = torch.matmul(torch.softmax(s, dim=-1), vb).transpose(0, 1)
+    return out
+
+
+def error_stats(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, float]:
+    """RMSE, max abs error and the reference's RMS (for scale)."""
+    d = out.double() - ref
+    return {"rmse": d.pow(2).mean().sqrt().item(), "max_abs": d.abs().max().item(),
+            "ref_rms": ref.pow(2).mean().sqrt().item()}
+
+
+# ----------------------------------------------------------------- bench ---
+class Bench:
+    """Runs the cases and collects rows; one instance per invocation."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out_dtype = torch.float8_e4m3fn if args.out_dtype == "fp8" else torch.bfloat16
+        self.time_ms, self.timing = make_timer(args.warmup, args.rep)
+        self.peers = _load_peers()
+        self.cudnn = self.peers.CudnnFp8()
+        self.fmha, reason = _load_ours()
+        self.reasons: Dict[str, List[str]] = {c: [] for c in COLUMNS}
+        self.dead = set()  # columns unavailable for every shape (not tried again)
+        for col, why in ((COL_OURS, reason), (COL_CUDNN, self.cudnn.unavailable_reason())):
+            if why:
+                self.note(col, why)
+                self.dead.add(col)
+        self.rows: List[dict] = []
+        self.progress = Progress(0, enabled=False)  # replaced by main()
+
+    def note(self, col: str, reason: str) -> None:
+        if reason not in self.reasons[col]:
+            self.reasons[col].append(reason)
+
+    def _measure(self, col: str, make: Callable[[], Callable[[], object]], flops: float):
+        """Build the column's callable, run it once, time it; TFLOP/s or None."""
+        if col in self.dead:
+            self.progress.step(col)
+            return None
+        try:
+            fn = make()
+            fn()
+            torch.cuda.synchronize()
+            ms = self.time_ms(fn)
+        except Exception as e:  # NotImplementedError, RuntimeError, OOM, cuDNN refusals, ...
+            self.note(col, f"{type(e).__name__}: {_first_line(e)}")
+            return None
+        finally:
+            self.progress.step(col)
+        return flops / (ms * 1e-3) / 1e12
+
+    def _ours(self, q8, k8, v8, descales, out_scale, **kw):
+        """Zero-arg callable for torch_fmha (dense or varlen via ``kw['varlen']``)."""
+        fmha, varlen = self.fmha, kw.pop("varlen", None)
+        qd, kd, vd = descales
+        common = dict(q_descale=qd, k_descale=kd, v_descale=vd, out_dtype=self.out_dtype,
+                      out_scale=out_scale if self.out_dtype == torch.float8_e4m3fn else None, **kw)
+        if varlen is not None:
+            cu, max_s = varlen
+            return lambda: fmha.varlen_attention(q8, k8, v8, cu, cu, max_s, max_s, **common)
+        return lambda: fmha.attention(q8, k8, v8, **common)
+
+    def _cudnn(self, q8, k8, v8, descales, out_scale, causal):
+        def make():
+            try:
+                run, _ = self.cudnn.prepare(q8, k8, v8, *descales, causal=causal,
+                                            out_scale=float(out_scale), out_dtype=self.out_dtype)
+            except self.cudnn.PeerUnsupported as e:
+                raise RuntimeError(str(e)) from None
+            return run
+        return make
+
+    def _inputs(self, shape_q, shape_k, seed: int):
+        """Fresh random bf16 q, k, v and their FP8 versions (per-tensor descales)."""
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        q, k, v = (torch.randn(s, generator=g, device="cuda", dtype=torch.bfloat16)
+                   for s in (shape_q, shape_k, shape_k))
+        (q8, qd), (k8, kd), (v8, vd) = (quantize(x, self.fmha) for x in (q, k, v))
+        # |o| <= max|v|, so out_scale = v's descale never saturates the FP8 output.
+        out_scale = vd.clone()
+        return (q, k, v), (q8, k8, v8), (qd, kd, vd), out_scale
+
+    def _sdpa(self, row, bf16, causal, flops):
+        for col, backend in self.peers.sdpa_backend_names().items():
+            q, k, v = bf16
+            row["tflops"][col] = self._measure(
+                col, lambda: self.peers.sdpa_bf16(q, k, v, causal=causal, backend=backend), flops)
+
+    def dense(self, S: int, D: int, causal: bool, seed: int) -> None:
+        """One point of the FA3 grid."""
+        B, H = TOKENS // S, HIDDEN // D
+        bf16, fp8, desc, out_scale = self._inputs((B, S, H, D), (B, S, H, D), seed)
+        flops = attn_flops(B, H, S, S, D, causal)
+        row = {"case": "dense", "seqlen": S, "D": D, "causal": causal, "B": B, "H": H,
+               "flops": flops, "note": "", "tflops": {}}
+        row["tflops"][COL_OURS] = self._measure(
+            COL_OURS, lambda: self._ours(*fp8, desc, out_scale, causal=causal), flops)
+        row["tflops"][COL_CUDNN] = self._measure(
+            COL_CUDNN, self._cudnn(*fp8, desc, out_scale, causal), flops)
+        self._sdpa(row, bf16, causal, flops)
+        if self.args.errors:
+            row["errors"] = self._errors(fp8, desc, out_scale, causal)
+        self.rows.append(row)
+
+    def _errors(self, fp8, desc, out_scale, causal) -> Dict[str, object]:
+        """Error of ours and cuDNN FP8 vs float64 attention on dequantized inputs."""
+        q8, k8, v8 = fp8
+        deq = [x.double() * d.double() for x, d in zip(fp8, desc)]
+        ref = reference_attention(*deq, 1.0 / math.sqrt(q8.shape[-1]), causal)
+        res: Dict[str, object] = {}
+        if self.out_dtype == torch.float8_e4m3fn:  # error of rounding the exact output to FP8
+            floor = (ref / out_scale.double()).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+            res["fp8_out_floor"] = error_stats(floor.double() * out_scale.double(), ref)
+        for col in (COL_OURS, COL_CUDNN):
+            if col in self.dead:
+                res[col] = None
+                continue
+            try:
+                if col == COL_OURS:
+                    out = self._ours(q8, k8, v8, desc, out_scale, causal=causal)()
+                    if isinstance(out, tuple):
+                        out = out[0]
+                else:
+                    run, out = self.cudnn.prepare(q8, k8, v8, *desc, causal=causal,
+                                                  out_scale=float(out_scale), out_dtype=self.out_dtype)
+                    out.fill_(float("nan"))  # a tile cuDNN never writes shows up
+                    run()
+                deq_out = out.double() * (out_scale.double() if out.dtype == torch.float8_e4m3fn else 1.0)
+                res[col] = error_stats(deq_out, ref)
+            except Exception as e:
+                res[col] = None
+                self.note(col, f"errors: {type(e).__name__}: {_first_line(e)}")
+        del ref
+        return res
+
+    def ragged(self, D: int, causal: bool, seed: int) -> None:
+        """64 sequences, lengths uniform in [1, 4096]; cuDNN/SDPA padded to max."""
+        H, nseq = 16, 64
+        rng = random.Random(seed)
+        lens = [rng.randint(1, 4096) for _ in range(nseq)]
+        T, L = sum(lens), max(lens)
+        bf16, fp8, desc, out_scale = self._inputs((T, H, D), (T, H, D), seed)
+        cu = torch.tensor([0] + lens, device="cuda", dtype=torch.int64).cumsum(0).to(torch.int32)
+        flops = sum(attn_flops(1, H, n, n, D, causal) for n in lens)
+        row = {"case": "ragged", "seqlen": f"rag<={L}", "D": D, "causal": causal, "B": nseq, "H": H,
+               "flops": flops, "lengths": lens, "tflops": {},
+               "note": f"cuDNN/SDPA padded to {L}; useful FLOPs"}
+        row["tflops"][COL_OURS] = self._measure(
+            COL_OURS, lambda: self._ours(*fp8, desc, out_scale, causal=causal, varlen=(cu, L)), flops)
+
+        def pad(x: torch.Tensor) -> torch.Tensor:  # [T, H, D] -> [nseq, L, H, D], random padding
+            p = torch.randn(nseq, L, H, D, device="cuda", dtype=torch.bfloat16).to(x.dtype)
+            for i, (s, n) in enumerate(zip(cu[:-1].tolist(), lens)):
+                p[i, :n] = x[s:s + n]
+            return p
+        row["tflops"][COL_CUDNN] = self._measure(
+            COL_CUDNN, self._cudnn(*(pad(x) for x in fp8), desc, out_scale, causal), flops)
+        self._sdpa(row, tuple(pad(x) for x in bf16), causal, flops)
+        self.rows.append(row)
+
+    def window(self, D: int, seed: int, S: int = 16384, left: int = 1024) -> None:
+        """Sliding window ``(left, 0)`` vs full causal at S=16k; ours only."""
+        H = HIDDEN // D
+        _, fp8, desc, out_scale = self._inputs((1, S, H, D), (1, S, H, D), seed)
+        for name, kw, flops in (
+                ("causal", dict(causal=True), attn_flops(1, H, S, S, D, True)),
+                (f"window({left},0)", dict(window_size=(left, 0)), 4.0 * H * D * window_pairs(S, left))):
+            row = {"case": "window", "seqlen": S, "D": D, "causal": name, "B": 1, "H": H,
+                   "flops": flops, "note": "ours only", "tflops": {}}
+            row["tflops"][COL_OURS] = self._measure(
+                COL_OURS, lambda: self._ours(*fp8, desc, out_scale, **kw), flops)
+            self.rows.append(row)
+
+
+# ---------------------------------------------------------------- output ---
+def _fmt(x: Optional[float], nd: int = 1) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def format_table(rows: List[dict], reasons: Dict[str, List[str]], out_dtype: str = "fp8") -> str:
+    """Plain-text TFLOP/s table (+ error table, + n/a reasons)."""
+    cols = [c for c in COLUMNS if any(c in r["tflops"] for r in rows)]
+    head = ["seqlen", "D", "causal"] + [f"{c} TF/s" for c in cols] + ["ours/cuDNN", "note"]
+    body = []
+    for r in rows:
+        t = r["tflops"]
+        o, c = t.get(COL_OURS), t.get(COL_CUDNN)
+        ratio = f"{o / c:.3f}" if o and c else "n/a"
+        causal = r["causal"] if isinstance(r["causal"], str) else ("yes" if r["causal"] else "no")
+        body.append([str(r["seqlen"]), str(r["D"]), causal] + [_fmt(t.get(c)) if c in t else "-"
+                                                               for c in cols] + [ratio, r.get("note", "")])
+    lines = _grid(head, body)
+    err_rows = [r for r in rows if r.get("errors")]
+    if err_rows:
+        lines += ["", "Errors vs float64 reference on dequantized inputs "
+                  f"(identical FP8 inputs, {out_dtype} out, same out_scale):"]
+        eh = ["seqlen", "D", "causal", "ref RMS", "FP8-out floor RMSE", "ours RMSE", "ours max|e|",
+              "cuDNN RMSE", "cuDNN max|e|"]
+        eb = []
+        for r in err_rows:
+            e = r["errors"]
+            o, c, f = (e.get(k) or {} for k in (COL_OURS, COL_CUDNN, "fp8_out_floor"))
+            ref = o.get("ref_rms", c.get("ref_rms", f.get("ref_rms")))
+            eb.append([str(r["seqlen"]), str(r["D"]), "yes" if r["causal"] else "no",
+                       _fmt(ref, 5), _fmt(f.get("rmse"), 6),
+                       _fmt(o.get("rmse"), 6), _fmt(o.get("max_abs"), 5),
+                       _fmt(c.get("rmse"), 6), _fmt(c.get("max_abs"), 5)])
+        lines += _grid(eh, eb)
+    notes = [(c, m) for c in COLUMNS for m in reasons.get(c, [])]
+    if notes:
+        lines += ["", "n/a reasons:"] + [f"  {c}: {m}" for c, m in notes]
+    return "\n".join(lines)
+
+
+def _grid(head: List[str], body: List[List[str]]) -> List[str]:
+    w = [max(len(x) for x in col) for col in zip(head, *body)]
+    def fmt(cells: List[str]) -> str:  # right-align numbers, left-align the last (note) column
+        return "  ".join(c.ljust(n) if i == len(w) - 1 and i > 3 else c.rjust(n)
+                         for i, (c, n) in enumerate(zip(cells, w))).rstrip()
+    return [fmt(head), fmt(["-" * n for n in w])] + [fmt(b) for b in body]
+
+
+def plot(rows: List[dict], path: str) -> Optional[str]:
+    """TFLOP/s vs seqlen, one subplot per (D, causal); returns an error or None."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:
+        return f"--plot needs matplotlib ({e})"
+    dense = [r for r in rows if r["case"] == "dense"]
+    keys = sorted({(r["D"], r["causal"]) for r in dense})
+    if not keys:
+        return "--plot: no dense-grid rows to plot"
+    ds = sorted({d for d, _ in keys})
+    cs = sorted({c for _, c in keys})
+    fig, axes = plt.subplots(len(cs), len(ds), figsize=(4.5 * len(ds), 3.5 * len(cs)), squeeze=False)
+    for (d, c) in keys:
+        ax = axes[cs.index(c)][ds.index(d)]
+        pts = sorted((r for r in dense if r["D"] == d and r["causal"] == c), key=lambda r: r["seqlen"])
+        for col in COLUMNS:
+            xy = [(r["seqlen"], r["tflops"].get(col)) for r in pts if r["tflops"].get(col)]
+            if xy:
+                ax.plot(*zip(*xy), marker="o", label=col)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"D={d}, {'causal' if c else 'non-causal'}")
+        ax.set_xlabel("seqlen")
+        ax.set_ylabel("TFLOP/s")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return None
+
+
+def metadata(bench: Bench, argv: List[str]) -> dict:
+    """Date, GPU, versions, command line, timing method."""
+    try:
+        import triton
+        triton_v = triton.__version__
+    except Exception:
+        triton_v = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
+        "torch": torch.__version__, "cuda": torch.version.cuda,
+        "torch_cudnn": torch.backends.cudnn.version(), "triton": triton_v,
+        **bench.cudnn.versions(), "python": platform.python_version(),
+        "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv if __package__
+                            else ["python"] + sys.argv),
+        "timing": bench.timing, "out_dtype_ours": bench.args.out_dtype,
+        "flops": "4*B*H*Sq*Sk*D, halved for causal; ragged: sum over sequences; window: exact pairs",
+        "unavailable": {c: m for c, m in bench.reasons.items() if m},
+    }
+
+
+# ------------------------------------------------------------------ main ---
+def _ints(s: str) -> List[int]:
+    return [int(x) for x in s.split(",") if x.strip()]
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m torch_fmha.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--seqlens", type=_ints, default=[512, 1024, 2048, 4096, 8192, 16384])
+    p.add_argument("--head-dims", type=_ints, default=[64, 128, 256])
+    p.add_argument("--causal", choices=["0", "1", "both"], default="both")
+    p.add_argument("--out-dtype", choices=["fp8", "bf16"], default="fp8",
+                   help="output dtype of the FP8 columns (default fp8: cuDNN FP8 on Hopper "
+                        "only writes FP8, so both are timed at FP8 out with the same out_scale)")
+    p.add_argument("--ragged", action="store_true", help="varlen batch: 64 seqs, len U[1,4096], H=16")
+    p.add_argument("--window", action="store_true", help="sliding window 1024 vs causal at S=16k")
+    p.add_argument("--errors", action="store_true", help="RMSE / max error vs a float64 reference")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--plot", metavar="PATH")
+    p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
+    p.add_argument("--rep", type=int, default=100, help="do_bench repetition time, ms")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    for s in a.seqlens:
+        if s <= 0 or TOKENS % s:
+            p.error(f"--seqlens: {s} does not divide {TOKENS} (B*S = {TOKENS})")
+    for d in a.head_dims:
+        if d <= 0 or HIDDEN % d:
+            p.error(f"--head-dims: {d} does not divide {HIDDEN} (H*D = {HIDDEN})")
+    return a
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if not torch.cuda.is_available():
+        print("torch_fmha.bench needs an SM90 (Hopper) GPU: CUDA is not available "
+              f"(torch {torch.__version__}).", file=sys.stderr)
+        return 2
+    cap = torch.cuda.get_device_capability()
+    if cap != (9, 0):
+        print(f"torch_fmha.bench needs an SM90 (Hopper) GPU; found {torch.cuda.get_device_name()} "
+              f"(sm_{cap[0]}{cap[1]}).", file=sys.stderr)
+        return 2
+
+    bench = Bench(args)
+    causals = {"0": [False], "1": [True], "both": [False, True]}[args.causal]
+    dense = [(S, D, c) for D in args.head_dims for c in causals for S in args.seqlens]
+    rag_dims = [d for d in args.head_dims if d in (128, 256)] or [128, 256]
+    n = len(dense) * 4 + (len(rag_dims) * len(causals) * 4 if args.ragged else 0)
+    n += 2 * len(args.head_dims) if args.window else 0
+    bench.progress = Progress(n, enabled=not args.no_progress)
+    if bench.reasons[COL_CUDNN]:
+        print(f"note: cuDNN FP8 column unavailable: {bench.reasons[COL_CUDNN][0]}", file=sys.stderr)
+    try:
+        for i, (S, D, c) in enumerate(dense):
+            bench.dense(S, D, c, seed=args.seed + i)
+            torch.cuda.empty_cache()
+        if args.ragged:
+            for D in rag_dims:
+                for c in causals:
+                    bench.ragged(D, c, seed=args.seed + 1000)
+        if args.window:
+            for D in args.head_dims:
+                bench.window(D, seed=args.seed + 2000)
+    except KeyboardInterrupt:
+        print("\ninterrupted; results so far:", file=sys.stderr)
+    finally:
+        bench.progress.close()
+
+    print(f"\ntorch_fmha.bench on {torch.cuda.get_device_name()} | torch {torch.__version__} | "
+          f"cuDNN frontend {bench.cudnn.versions()['cudnn_frontend']} | {bench.timing}")
+    print(f"TFLOP/s (ours out dtype: {args.out_dtype}; cuDNN FP8 out dtype: {args.out_dtype})\n")
+    print(format_table(bench.rows, bench.reasons, args.out_dtype))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"metadata": metadata(bench, argv), "rows": bench.rows}, f, indent=1)
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        err = plot(bench.rows, args.plot)
+        print(f"\n{err}" if err else f"\nwrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
