@@ -1,0 +1,21 @@
+// torch_fmha: host entry points of the SM90 forward kernels.
+//
+// The CUDA op calls these after its checks; nothing here includes torch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "../params.h"
+
+namespace torch_fmha {
+
+// nullptr when the kernels cover `params` (dtype x head dim x out type x
+// masks), otherwise a sentence naming what is supported. The op turns a
+// non-null answer into an error; it never falls back to another path.
+const char* fwd_unsupported_reason(const FwdParams& params);
+
+// Enqueues the forward kernel on `stream`. No host synchronisation, no
+// allocation. Returns the launch status.
+cudaError_t launch_fwd(const FwdParams& params, cudaStream_t stream);
+
+}  // namespace torch_fmha

@@ -1,0 +1,69 @@
+// torch_fmha: input validation shared by every backend of every op.
+//
+// The messages here are mirrored word for word by meta/checks.py, which the
+// fake (meta) implementations run, so torch.compile reports the same error at
+// trace time that eager reports at run time. tests/test_errors.py asserts the
+// two agree. Change both or neither.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string>
+
+namespace torch_fmha {
+
+// The problem a forward call describes, after validation.
+struct FwdProblem {
+  int64_t batch = 0;
+  int64_t seqlen_q = 0;  // dense: Sq; varlen: total_q (rows of q)
+  int64_t seqlen_k = 0;  // dense: Sk; varlen: total_k
+  int64_t heads_q = 0;
+  int64_t heads_kv = 0;
+  int64_t head_dim = 0;
+  double softmax_scale = 0.0;  // resolved: 1/sqrt(D) when not given
+  int64_t window_left = -1;    // resolved: causal folded in (right = 0)
+  int64_t window_right = -1;
+  at::ScalarType out_dtype = at::kBFloat16;  // resolved default
+};
+
+// `op` is the name used as the message prefix ("torch_fmha.fwd").
+FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
+                     const at::Tensor& v, std::optional<double> softmax_scale,
+                     bool causal, int64_t window_left, int64_t window_right,
+                     const std::optional<at::Tensor>& q_descale,
+                     const std::optional<at::Tensor>& k_descale,
+                     const std::optional<at::Tensor>& v_descale,
+                     const std::optional<at::Tensor>& out_scale,
+                     std::optional<at::ScalarType> out_dtype);
+
+FwdProblem check_varlen_fwd(
+    const char* op, const at::Tensor& q, const at::Tensor& k,
+    const at::Tensor& v, const at::Tensor& cu_seqlens_q,
+    const at::Tensor& cu_seqlens_k, std::optional<int64_t> max_seqlen_q,
+    std::optional<int64_t> max_seqlen_k, std::optional<double> softmax_scale,
+    bool causal, int64_t window_left, int64_t window_right,
+    const std::optional<at::Tensor>& q_descale,
+    const std::optional<at::Tensor>& k_descale,
+    const std::optional<at::Tensor>& v_descale,
+    const std::optional<at::Tensor>& out_scale,
+    std::optional<at::ScalarType> out_dtype);
+
+// Value checks of cu_seqlens (starts at 0, non-decreasing, ends at `total`).
+// They read the data, so they run only where that costs no host sync: on CPU
+// tensors. CUDA runs them as device assertions in debug builds.
+void check_cu_seqlens_values(const char* op, const char* name,
+                             const at::Tensor& cu_seqlens, int64_t total,
+                             const char* total_name);
+
+// Backward, after the forward's checks on q/k/v and the options: no FP8;
+// dout/out match q's shape, lse (and dlse) the forward's lse.
+void check_bwd(const char* op, const at::Tensor& dout, const at::Tensor& q,
+               const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+               const at::Tensor& lse, const std::optional<at::Tensor>& dlse);
+
+// Python spellings ("torch.bfloat16", "[2, 3]") so both sides print alike.
+std::string dtype_name(at::ScalarType t);
+std::string shape_str(at::IntArrayRef sizes);
+
+}  // namespace torch_fmha

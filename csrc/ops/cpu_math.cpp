@@ -1,0 +1,104 @@
+// torch_fmha: attention math of the CPU kernels (see cpu_math.h).
+#include "cpu_math.h"
+
+#include <limits>
+
+namespace torch_fmha::cpu {
+
+at::ScalarType accumulator_dtype(at::ScalarType input) {
+  return input == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor visible_keys(int64_t sq, int64_t sk, SequenceMask mask) {
+  auto opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor i = at::arange(sq, opts).unsqueeze(1);  // [Sq, 1]
+  at::Tensor j = at::arange(sk, opts).unsqueeze(0);  // [1, Sk]
+  at::Tensor diag = i + (sk - sq);                   // key aligned with row i
+  at::Tensor visible = at::ones({sq, sk}, at::TensorOptions().dtype(at::kBool));
+  if (mask.window_left >= 0) visible = visible & (j >= diag - mask.window_left);
+  if (mask.window_right >= 0) visible = visible & (j <= diag + mask.window_right);
+  return visible;  // [Sq, Sk]
+}
+
+namespace {
+
+// [S, Hkv, D] -> [H, S, D] with each kv head repeated for its query group.
+at::Tensor heads_first_expanded(const at::Tensor& x, int64_t heads_q,
+                                at::ScalarType acc) {
+  const int64_t group = heads_q / x.size(1);
+  return x.to(acc).permute({1, 0, 2}).repeat_interleave(group, /*dim=*/0);
+}
+
+// [H, Sk, D] -> [Hkv, Sk, D], summing each query group.
+at::Tensor sum_groups(const at::Tensor& x, int64_t heads_kv) {
+  return x.view({heads_kv, x.size(0) / heads_kv, x.size(1), x.size(2)}).sum(1);
+}
+
+// Masked, scaled scores [H, Sq, Sk]; invisible entries are -inf.
+at::Tensor masked_scores(const at::Tensor& qh, const at::Tensor& kh,
+                         const at::Tensor& score_scale, SequenceMask mask) {
+  at::Tensor s = at::bmm(qh, kh.transpose(1, 2)) * score_scale.view({-1, 1, 1});
+  at::Tensor visible = visible_keys(qh.size(1), kh.size(1), mask);
+  return s.masked_fill(visible.logical_not(), -std::numeric_limits<double>::infinity());
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> forward_sequence(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& score_scale, const at::Tensor& out_scale, SequenceMask mask) {
+  const at::ScalarType acc = accumulator_dtype(q.scalar_type());
+  const int64_t sq = q.size(0), heads = q.size(1), d = q.size(2), sk = k.size(0);
+  auto acc_opts = at::TensorOptions().dtype(acc);
+  if (sk == 0) {  // no key anywhere: every row is empty
+    return {at::zeros({sq, heads, d}, acc_opts),
+            at::full({heads, sq}, -std::numeric_limits<double>::infinity(), acc_opts)};
+  }
+  at::Tensor qh = q.to(acc).permute({1, 0, 2});            // [H, Sq, D]
+  at::Tensor kh = heads_first_expanded(k, heads, acc);      // [H, Sk, D]
+  at::Tensor vh = heads_first_expanded(v, heads, acc);      // [H, Sk, D]
+  at::Tensor s = masked_scores(qh, kh, score_scale.to(acc), mask);  // [H, Sq, Sk]
+  at::Tensor row_max = std::get<0>(s.max(/*dim=*/-1, /*keepdim=*/true));  // [H, Sq, 1]
+  // A row with no visible key has max -inf; subtract 0 there so exp gives 0, not NaN.
+  at::Tensor shift = at::where(at::isinf(row_max), at::zeros_like(row_max), row_max);
+  at::Tensor p = at::exp(s - shift);                        // [H, Sq, Sk]
+  at::Tensor row_sum = p.sum(-1, /*keepdim=*/true);         // [H, Sq, 1]
+  at::Tensor lse = (row_max + at::log(row_sum)).squeeze(-1);  // [H, Sq]; -inf if empty
+  at::Tensor o = at::bmm(p, vh);                            // [H, Sq, D]
+  o = at::where(row_sum > 0, o / row_sum, at::zeros_like(o)) * out_scale.to(acc).view({-1, 1, 1});
+  return {o.permute({1, 0, 2}), lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_sequence(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+    const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
+    const std::optional<at::Tensor>& dlse, double softmax_scale, SequenceMask mask) {
+  const at::ScalarType acc = accumulator_dtype(q.scalar_type());
+  const int64_t heads = q.size(1), heads_kv = k.size(1);
+  auto acc_opts = at::TensorOptions().dtype(acc);
+  if (k.size(0) == 0 || q.size(0) == 0) {
+    return {at::zeros(q.sizes(), acc_opts), at::zeros(k.sizes(), acc_opts),
+            at::zeros(v.sizes(), acc_opts)};
+  }
+  at::Tensor qh = q.to(acc).permute({1, 0, 2});          // [H, Sq, D]
+  at::Tensor kh = heads_first_expanded(k, heads, acc);    // [H, Sk, D]
+  at::Tensor vh = heads_first_expanded(v, heads, acc);    // [H, Sk, D]
+  at::Tensor doh = dout.to(acc).permute({1, 0, 2});      // [H, Sq, D]
+  at::Tensor oh = out.to(acc).permute({1, 0, 2});        // [H, Sq, D]
+  at::Tensor scale = at::full({heads}, softmax_scale, acc_opts);
+  at::Tensor s = masked_scores(qh, kh, scale, mask);     // [H, Sq, Sk]
+  at::Tensor l = lse.to(acc).unsqueeze(-1);              // [H, Sq, 1]
+  at::Tensor empty_row = at::isinf(l);                   // lse = -inf: row sees nothing
+  at::Tensor p = at::where(empty_row, at::zeros_like(s), at::exp(s - l));
+  at::Tensor dv = at::bmm(p.transpose(1, 2), doh);       // [H, Sk, D]
+  at::Tensor dp = at::bmm(doh, vh.transpose(1, 2));      // [H, Sq, Sk]
+  at::Tensor delta = (doh * oh).sum(-1, /*keepdim=*/true);  // [H, Sq, 1]
+  if (dlse.has_value()) delta = delta - dlse->to(acc).unsqueeze(-1);
+  at::Tensor ds = p * (dp - delta) * softmax_scale;      // [H, Sq, Sk]
+  at::Tensor dq = at::bmm(ds, kh);                       // [H, Sq, D]
+  at::Tensor dk = at::bmm(ds.transpose(1, 2), qh);       // [H, Sk, D]
+  return {dq.permute({1, 0, 2}), sum_groups(dk, heads_kv).permute({1, 0, 2}),
+          sum_groups(dv, heads_kv).permute({1, 0, 2})};
+}
+
+}  // namespace torch_fmha::cpu

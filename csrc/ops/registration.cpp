@@ -1,0 +1,35 @@
+// torch_fmha: operator schemas, defined once. Kernels register per dispatch key
+// next to their code (fwd_cpu.cpp, bwd_cpu.cpp, fwd_cuda.cpp); fake
+// implementations and autograd are registered in Python on these ops
+// (meta/fake.py, torch_fmha/autograd.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY(torch_fmha, m) {
+  // Dense attention. q [B, Sq, H, D], k/v [B, Sk, Hkv, D]
+  //   -> out [B, Sq, H, D] (out_dtype), lse [B, H, Sq] (float32).
+  m.def(
+      "fwd(Tensor q, Tensor k, Tensor v, float? softmax_scale=None, "
+      "bool causal=False, int window_left=-1, int window_right=-1, "
+      "Tensor? q_descale=None, Tensor? k_descale=None, Tensor? v_descale=None, "
+      "Tensor? out_scale=None, ScalarType? out_dtype=None) -> (Tensor out, Tensor lse)");
+  // Ragged batch. q [Tq, H, D], k/v [Tk, Hkv, D], cu_seqlens_* int32 [B + 1]
+  //   -> out [Tq, H, D], lse [H, Tq]. max_seqlen_* are hints only.
+  m.def(
+      "varlen_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, "
+      "Tensor cu_seqlens_k, SymInt? max_seqlen_q=None, SymInt? max_seqlen_k=None, "
+      "float? softmax_scale=None, bool causal=False, int window_left=-1, "
+      "int window_right=-1, Tensor? q_descale=None, Tensor? k_descale=None, "
+      "Tensor? v_descale=None, Tensor? out_scale=None, ScalarType? out_dtype=None) "
+      "-> (Tensor out, Tensor lse)");
+  // Backward of fwd (non-FP8 inputs). dlse is the gradient of lse, if any.
+  m.def(
+      "bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
+      "Tensor? dlse=None, float? softmax_scale=None, bool causal=False, "
+      "int window_left=-1, int window_right=-1) -> (Tensor dq, Tensor dk, Tensor dv)");
+  m.def(
+      "varlen_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
+      "Tensor cu_seqlens_q, Tensor cu_seqlens_k, Tensor? dlse=None, "
+      "SymInt? max_seqlen_q=None, SymInt? max_seqlen_k=None, float? softmax_scale=None, "
+      "bool causal=False, int window_left=-1, int window_right=-1) "
+      "-> (Tensor dq, Tensor dk, Tensor dv)");
+}

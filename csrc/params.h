@@ -1,0 +1,86 @@
+// torch_fmha: the one struct the host fills and the kernels read.
+//
+// This header includes no torch headers: kernel translation units include it
+// and compile with nvcc alone. The CUDA op (csrc/ops/fwd_cuda.cpp) fills it
+// after all checks have passed; the kernels trust it.
+#pragma once
+
+#include <cstdint>
+
+namespace torch_fmha {
+
+// Element types the kernels know about. Mirrors the subset of at::ScalarType
+// the ops accept, without pulling torch into kernel code.
+enum class ElementType : int32_t {
+  kFloat8E4M3 = 0,
+  kBFloat16 = 1,
+  kFloat16 = 2,
+};
+
+// A float32 scale that is either one value for the whole tensor or one value
+// per (batch, kv head). The element for (b, hkv) is
+//   ptr[b * batch_stride + hkv * head_stride]
+// so a per-tensor scale has both strides 0. `ptr == nullptr` means "no scale"
+// (1.0), which is how the op passes an omitted optional argument.
+struct ScaleTensor {
+  const float* ptr = nullptr;
+  int32_t batch_stride = 0;
+  int32_t head_stride = 0;
+};
+
+// Forward attention problem. Dense and varlen share it:
+//   dense : q [B, Sq, H, D], k/v [B, Sk, Hkv, D], out [B, Sq, H, D],
+//           lse [B, H, Sq]; cu_seqlens_* == nullptr.
+//   varlen: q [Tq, H, D], k/v [Tk, Hkv, D], out [Tq, H, D], lse [H, Tq];
+//           sequence b owns rows cu_seqlens_q[b] .. cu_seqlens_q[b+1] of q
+//           (same for k/v), batch strides are unused (0), seqlen_q/seqlen_k
+//           are the max-length hints (or 0 when not given: never needed
+//           for correctness).
+// All strides are in elements. The last dim of every tensor is contiguous.
+struct FwdParams {
+  // ---- tensors -------------------------------------------------------------
+  const void* q = nullptr;  // [B, Sq, H, D] or [Tq, H, D]
+  const void* k = nullptr;  // [B, Sk, Hkv, D] or [Tk, Hkv, D]
+  const void* v = nullptr;  // [B, Sk, Hkv, D] or [Tk, Hkv, D]
+  void* out = nullptr;      // [B, Sq, H, D] or [Tq, H, D], out_type
+  float* lse = nullptr;     // [B, H, Sq] or [H, Tq], contiguous, natural log
+
+  int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;
+  int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
+  int64_t v_batch_stride = 0, v_row_stride = 0, v_head_stride = 0;
+  int64_t out_batch_stride = 0, out_row_stride = 0, out_head_stride = 0;
+  int64_t lse_batch_stride = 0, lse_head_stride = 0;  // lse row stride is 1
+
+  // ---- ragged batches (varlen only) ------------------------------------------
+  const int32_t* cu_seqlens_q = nullptr;  // [B + 1], device memory
+  const int32_t* cu_seqlens_k = nullptr;  // [B + 1], device memory
+
+  // ---- sizes -----------------------------------------------------------------
+  int32_t batch = 0;
+  int32_t heads_q = 0;   // H
+  int32_t heads_kv = 0;  // Hkv, H % Hkv == 0
+  int32_t head_dim = 0;  // D
+  int32_t seqlen_q = 0;  // dense: Sq; varlen: max hint or 0
+  int32_t seqlen_k = 0;  // dense: Sk; varlen: max hint or 0
+  int32_t total_q = 0;   // varlen: Tq (rows of q); dense: B * Sq
+
+  // ---- math ----------------------------------------------------------------
+  float softmax_scale = 0.f;  // multiplies q.k before softmax
+  ScaleTensor q_descale, k_descale, v_descale;
+  ScaleTensor out_scale;      // FP8 output: out = saturate(o / out_scale)
+
+  // Masking. Query row i of a sequence with lengths (sq, sk) sees key j iff
+  //   j >= i + (sk - sq) - window_left   (window_left  < 0: unbounded)
+  //   j <= i + (sk - sq) + window_right  (window_right < 0: unbounded)
+  // Causal is exactly window (-1, 0): bottom-right aligned.
+  int32_t window_left = -1;
+  int32_t window_right = -1;
+
+  ElementType in_type = ElementType::kFloat8E4M3;
+  ElementType out_type = ElementType::kBFloat16;
+
+  // ---- launch ----------------------------------------------------------------
+  int32_t num_sms = 0;  // persistent grid size, read once per device by the op
+};
+
+}  // namespace torch_fmha

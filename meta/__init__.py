@@ -1,0 +1,5 @@
+"""torch_fmha.meta: shape/dtype/stride rules and fake implementations."""
+
+from . import checks, fake
+
+__all__ = ["checks", "fake"]

@@ -1,0 +1,67 @@
+"""Fake (meta) implementations of the torch_fmha ops.
+
+Registered on the C++ ops with ``torch.library.register_fake``; they run the
+same checks as the C++ kernels (``checks.py``) and return outputs with the
+real kernels' sizes, strides, dtypes and devices:
+
+    fwd         out [B, Sq, H, D] contiguous, lse [B, H, Sq] contiguous
+    varlen_fwd  out [Tq, H, D] contiguous,    lse [H, Tq] contiguous
+    *bwd        dq/dk/dv contiguous, shaped like q/k/v
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import checks
+
+
+def _fwd_outputs(q, p, out_shape, lse_shape):
+    out = q.new_empty(out_shape, dtype=p.out_dtype)
+    lse = q.new_empty(lse_shape, dtype=checks.lse_dtype(q))
+    return out, lse
+
+
+def fwd_fake(q, k, v, softmax_scale=None, causal=False, window_left=-1, window_right=-1,
+             q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None):
+    p = checks.check_fwd("torch_fmha.fwd", q, k, v, softmax_scale, causal, window_left, window_right,
+                         q_descale, k_descale, v_descale, out_scale, out_dtype)
+    return _fwd_outputs(q, p, (p.batch, p.seqlen_q, p.heads_q, p.head_dim), (p.batch, p.heads_q, p.seqlen_q))
+
+
+def varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None,
+                    softmax_scale=None, causal=False, window_left=-1, window_right=-1,
+                    q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None):
+    p = checks.check_varlen_fwd("torch_fmha.varlen_fwd", q, k, v, cu_seqlens_q, cu_seqlens_k,
+                                max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left,
+                                window_right, q_descale, k_descale, v_descale, out_scale, out_dtype)
+    return _fwd_outputs(q, p, (p.seqlen_q, p.heads_q, p.head_dim), (p.heads_q, p.seqlen_q))
+
+
+def _grads(q, k, v):
+    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape))
+
+
+def bwd_fake(dout, q, k, v, out, lse, dlse=None, softmax_scale=None, causal=False,
+             window_left=-1, window_right=-1):
+    op = "torch_fmha.bwd"
+    checks.check_fwd(op, q, k, v, softmax_scale, causal, window_left, window_right)
+    checks.check_bwd(op, dout, q, k, v, out, lse, dlse)
+    return _grads(q, k, v)
+
+
+def varlen_bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, dlse=None,
+                    max_seqlen_q=None, max_seqlen_k=None, softmax_scale=None, causal=False,
+                    window_left=-1, window_right=-1):
+    op = "torch_fmha.varlen_bwd"
+    checks.check_varlen_fwd(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                            softmax_scale, causal, window_left, window_right)
+    checks.check_bwd(op, dout, q, k, v, out, lse, dlse)
+    return _grads(q, k, v)
+
+
+def register() -> None:
+    """Attach the fake kernels to the C++ ops (idempotent per process)."""
+    for name, fn in (("fwd", fwd_fake), ("varlen_fwd", varlen_fwd_fake),
+                     ("bwd", bwd_fake), ("varlen_bwd", varlen_bwd_fake)):
+        torch.library.register_fake(f"torch_fmha::{name}", fn)

@@ -1,0 +1,158 @@
+"""The user-facing functions. Thin: every check lives in the ops.
+
+Argument names follow FlashAttention-3's ``flash_attn_func`` /
+``flash_attn_varlen_func``, so switching is a rename of the import.
+
+Masking convention: ``causal=True`` is aligned to the bottom-right corner of
+the score matrix when ``Sq != Sk`` (query row i sees key j iff
+``j <= i + Sk - Sq``), as in FlashAttention. PyTorch's
+``scaled_dot_product_attention(is_causal=True)`` is aligned top-left
+(``j <= i``); the two agree only when ``Sq == Sk``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+def _window(window_size) -> tuple[int, int]:
+    if not (isinstance(window_size, (tuple, list)) and len(window_size) == 2
+            and all(isinstance(w, int) for w in window_size)):
+        raise TypeError(f"window_size must be a pair of ints (left, right), got {window_size!r}")
+    return int(window_size[0]), int(window_size[1])
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+              softmax_scale: Optional[float] = None, causal: bool = False,
+              window_size: tuple[int, int] = (-1, -1),
+              q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
+              v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
+              out_scale: Optional[torch.Tensor] = None, return_lse: bool = False):
+    """Multi-head attention over a dense batch.
+
+    Args:
+        q: ``[B, Sq, H, D]``; k, v: ``[B, Sk, Hkv, D]`` with ``H % Hkv == 0``
+            (GQA/MQA). One dtype for all three: ``float8_e4m3fn`` (the fast
+            path on Hopper), ``bfloat16``, ``float16`` (``float32``/``float64``
+            on CPU, for testing). D in {64, 128, 256}. The last dim must be
+            contiguous; other strides are honoured.
+        softmax_scale: multiplies ``q @ k^T``; default ``1 / sqrt(D)``.
+        causal: bottom-right aligned causal mask (see module doc); equal to
+            ``window_size=(-1, 0)``.
+        window_size: ``(left, right)`` sliding window, ``-1`` = unbounded.
+            Query i sees key j iff ``i + Sk - Sq - left <= j <= i + Sk - Sq + right``.
+        q_descale, k_descale, v_descale: FP8 only. float32 ``[1]`` or
+            ``[B, Hkv]``. Scores use ``softmax_scale * q_descale * k_descale``;
+            the output is multiplied by ``v_descale``.
+        out_dtype: FP8 inputs: ``bfloat16`` (default), ``float16`` or
+            ``float8_e4m3fn``; other inputs: the input dtype.
+        out_scale: float32 ``[1]``, required for FP8 output:
+            ``out = saturate(o / out_scale)``.
+        return_lse: also return the log-sum-exp of the scaled scores,
+            float32 ``[B, H, Sq]``, natural log.
+
+    A query row that sees no key (``Sk == 0``, or masked out entirely) gives
+    ``out = 0`` and ``lse = -inf``.
+
+    Returns:
+        ``out [B, Sq, H, D]``, or ``(out, lse)`` when ``return_lse``.
+    """
+    left, right = _window(window_size)
+    out, lse = torch.ops.torch_fmha.fwd(
+        q, k, v, softmax_scale=softmax_scale, causal=causal, window_left=left,
+        window_right=right, q_descale=q_descale, k_descale=k_descale, v_descale=v_descale,
+        out_scale=out_scale, out_dtype=out_dtype)
+    return (out, lse) if return_lse else out
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor,
+                     max_seqlen_q: Optional[int] = None, max_seqlen_k: Optional[int] = None, *,
+                     softmax_scale: Optional[float] = None, causal: bool = False,
+                     window_size: tuple[int, int] = (-1, -1),
+                     q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
+                     v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
+                     out_scale: Optional[torch.Tensor] = None, return_lse: bool = False):
+    """Multi-head attention over a ragged (packed) batch.
+
+    Args:
+        q: ``[Tq, H, D]``; k, v: ``[Tk, Hkv, D]``. Sequence b owns rows
+            ``cu_seqlens_q[b]:cu_seqlens_q[b+1]`` of q and
+            ``cu_seqlens_k[b]:cu_seqlens_k[b+1]`` of k and v.
+        cu_seqlens_q, cu_seqlens_k: int32 ``[B + 1]``, starting at 0,
+            non-decreasing, ending at Tq / Tk. Sequences may be empty.
+        max_seqlen_q, max_seqlen_k: optional hints (never needed for
+            correctness; the ops never read cu_seqlens on the host).
+        Descales are ``[1]`` or ``[B, Hkv]``. Masks apply per sequence
+        (causal bottom-right per sequence). Everything else as in
+        :func:`attention`.
+
+    Returns:
+        ``out [Tq, H, D]``, or ``(out, lse)`` with lse float32 ``[H, Tq]``.
+    """
+    left, right = _window(window_size)
+    out, lse = torch.ops.torch_fmha.varlen_fwd(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+        max_seqlen_k=max_seqlen_k, softmax_scale=softmax_scale, causal=causal,
+        window_left=left, window_right=right, q_descale=q_descale, k_descale=k_descale,
+        v_descale=v_descale, out_scale=out_scale, out_dtype=out_dtype)
+    return (out, lse) if return_lse else out
+
+
+def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
+                 cu_seqlens: Optional[torch.Tensor] = None):
+    """Quantize to ``float8_e4m3fn`` from the absolute maximum.
+
+    Returns ``(x_fp8, descale)`` with ``x ≈ x_fp8.float() * descale``.
+
+    Args:
+        x: ``[B, S, H, D]`` (dense) or ``[T, H, D]`` (packed, with ``cu_seqlens``).
+        granularity: ``"tensor"``: one scale, descale shape ``[1]``.
+            ``"head"``: one scale per (batch, head), descale shape ``[B, H]``
+            (``[B, H // group_size]``, see below).
+        group_size: ``"head"`` only: heads sharing one scale. For GQA queries
+            pass ``H // Hkv`` so q's descale has the ``[B, Hkv]`` shape the
+            attention ops take.
+        cu_seqlens: int32 ``[B + 1]``, required for ``"head"`` on a packed
+            ``[T, H, D]`` tensor.
+
+    Runs on the device without a host sync (``torch.compile`` friendly).
+    """
+    if granularity not in ("tensor", "head"):
+        raise ValueError(f"granularity must be 'tensor' or 'head', got {granularity!r}")
+    xf = x.float()
+    tiny = torch.finfo(torch.float32).tiny
+    if granularity == "tensor":
+        descale = (xf.abs().amax().clamp_min(tiny) / FP8_MAX).reshape(1)
+        scale_b = descale
+    else:
+        heads = x.size(-2)
+        if group_size < 1 or heads % group_size != 0:
+            raise ValueError(f"group_size must divide the {heads} heads of x, got {group_size}")
+        if x.dim() == 4:
+            b = x.size(0)
+            amax = xf.abs().amax(dim=(1, 3))  # [B, H]
+            amax = amax.view(b, heads // group_size, group_size).amax(-1)  # [B, G]
+            descale = amax.clamp_min(tiny) / FP8_MAX
+            scale_b = descale.repeat_interleave(group_size, dim=1)[:, None, :, None]  # [B, 1, H, 1]
+        elif x.dim() == 3:
+            if cu_seqlens is None:
+                raise ValueError("quantize_fp8(granularity='head') on a packed [T, H, D] tensor needs cu_seqlens")
+            nb = cu_seqlens.size(0) - 1
+            rows = torch.arange(x.size(0), device=x.device)
+            seq = torch.searchsorted(cu_seqlens[1:].to(rows.dtype), rows, right=True)  # [T]
+            row_amax = xf.abs().amax(dim=-1)  # [T, H]
+            amax = torch.zeros(nb, heads, device=x.device, dtype=torch.float32)
+            amax = amax.scatter_reduce(0, seq[:, None].expand(-1, heads), row_amax, "amax")
+            amax = amax.view(nb, heads // group_size, group_size).amax(-1)  # [B, G]
+            descale = amax.clamp_min(tiny) / FP8_MAX
+            per_head = descale.repeat_interleave(group_size, dim=1)  # [B, H]
+            scale_b = per_head[seq][:, :, None]  # [T, H, 1]
+        else:
+            raise ValueError(f"x must be [B, S, H, D] or [T, H, D], got shape {list(x.shape)}")
+    x8 = (xf / scale_b).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return x8, descale
