@@ -1,0 +1,230 @@
+// torch_fmha kernel: consumer warpgroups (WG1, WG2).
+//
+// Each consumer warpgroup owns 64 of the tile's 128 query rows and walks the
+// tile's KV blocks from the last down. Per block, with intra-warpgroup
+// overlap (S of block it is computed while P of block it-1 meets V):
+//
+//   wait K[it], V^T[it-1]          (mbarriers)
+//   ping-pong: wait for our turn   (NamedBarrier kPingPong<wg>)
+//   S  = Q K[it]^T                 (SS wgmma, async)
+//   O += P[it-1] V[it-1]           (RS wgmma, async)
+//   ping-pong: hand the turn over  (the other warpgroup's GEMMs start while
+//                                   we do the softmax below)
+//   wait S; release K[it]; mask; online softmax -> p, alpha
+//   wait O; release V^T[it-1]; O *= alpha; P[it] = fp8(p)
+//
+// Ping-pong bookkeeping: WG1 arrives once on kPingPong0 at start; then every
+// GEMM round of WG w is sync(kPingPong<w>) ... arrive(kPingPong<1-w>). Both
+// warpgroups run the same number of rounds per tile (tile-level block range),
+// so the arrivals balance; WG0 consumes WG1's last arrive before exiting.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "epilogue.cuh"
+#include "kernel_traits.cuh"
+#include "mask.cuh"
+#include "pipeline.cuh"
+#include "softmax.cuh"
+#include "tile_scheduler.cuh"
+
+namespace torch_fmha::kernel {
+
+// Issues (and commits as one wgmma group) C (+)= A B over all k-blocks.
+// kWait >= 0 waits for all but kWait outstanding groups before returning.
+template <bool kZeroInit, int kWait, class TiledMma, class TA, class TB, class TC>
+__device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC) {
+  using namespace cute;
+  constexpr bool kIsRS = !cute::is_base_of<cute::GMMA::DescriptorIterator,
+                                           typename TA::engine_type::iterator>::value;
+  if constexpr (kIsRS) warpgroup_fence_operand(tA);
+  warpgroup_fence_operand(tC);
+  warpgroup_arrive();
+  if constexpr (kZeroInit) mma.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+  for (int k = 0; k < size<2>(tA); ++k) {
+    cute::gemm(mma, tA(_, _, k), tB(_, _, k), tC);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+  if constexpr (kWait >= 0) warpgroup_wait<kWait>();
+  warpgroup_fence_operand(tC);
+  if constexpr (kIsRS) warpgroup_fence_operand(tA);
+}
+
+// fp32 probabilities (S accumulator, C layout) -> FP8 A operand of P V.
+// For k-block kb (32 keys) the thread's 16 accumulator values
+// s[16 kb + q] are packed, lowest byte first, as
+//   word 4kb+0: q = 0 1 4 5   (row r,   A-operand k = 4c .. 4c+3)
+//   word 4kb+1: q = 2 3 6 7   (row r+8)
+//   word 4kb+2: q = 8 9 12 13 (row r,   k = 16+4c .. 16+4c+3)
+//   word 4kb+3: q = 10 11 14 15 (row r+8)
+// which puts key transpose_key_perm(k) at A column k; V^T is written with the
+// same permutation (transpose_v.cuh), so no register shuffle is needed.
+__device__ __forceinline__ uint32_t pack_fp8x4(float a, float b, float c, float d) {
+  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
+
+template <int kBlockN, class FragS, class FragP>
+__device__ __forceinline__ void convert_p(const FragS& s, FragP& p) {
+  using namespace cute;
+  Tensor p32 = recast<uint32_t>(p);
+  static_assert(decltype(size(p32))::value * 4 == kBlockN * 64 / 128);
+#pragma unroll
+  for (int kb = 0; kb < kBlockN / 32; ++kb) {
+    const int b = 16 * kb;
+    p32(4 * kb + 0) = pack_fp8x4(s(b + 0), s(b + 1), s(b + 4), s(b + 5));
+    p32(4 * kb + 1) = pack_fp8x4(s(b + 2), s(b + 3), s(b + 6), s(b + 7));
+    p32(4 * kb + 2) = pack_fp8x4(s(b + 8), s(b + 9), s(b + 12), s(b + 13));
+    p32(4 * kb + 3) = pack_fp8x4(s(b + 10), s(b + 11), s(b + 14), s(b + 15));
+  }
+}
+
+template <class Traits, class Params, class Storage>
+__device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) {
+  using namespace cute;
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kStages = Traits::kStages;
+
+  const FwdParams& p = params.fwd;
+  const int tidx = threadIdx.x - 128;  // 0..255 over both consumer warpgroups
+  const int wg = tidx / 128;
+  const int lane = tidx % 32;
+  // This thread's rows (tile-relative) are row0 and row0 + 8; its columns in
+  // every 8-column group are col0, col0 + 1 (GMMA C layout).
+  const int row0 = 64 * wg + 16 * ((tidx % 128) / 32) + lane / 4;
+  const int col0 = 2 * (lane % 4);
+  const bool wg_leader = (tidx % 128) == 0;
+  const NamedBarrier my_turn = wg == 0 ? NamedBarrier::kPingPong0 : NamedBarrier::kPingPong1;
+  const NamedBarrier their_turn = wg == 0 ? NamedBarrier::kPingPong1 : NamedBarrier::kPingPong0;
+
+  Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
+                          typename Traits::SmemLayoutQ{});   // (M, D)
+  Tensor sK = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.k)),
+                          typename Traits::SmemLayoutK{});   // (N, D, kStages)
+  Tensor sVt = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.vt)),
+                           typename Traits::SmemLayoutVt{});  // (D, N, kStages)
+
+  typename Traits::TiledMmaQK mma_qk;
+  typename Traits::TiledMmaPV mma_pv;
+  auto thr_qk = mma_qk.get_thread_slice(tidx);
+  auto thr_pv = mma_pv.get_thread_slice(tidx);
+  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, 1, D/32) descriptors
+  Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, 1, D/32, kStages)
+  Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, 1, N/32, kStages)
+  Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});   // ((2,2,N/8),1,1) fp32
+  Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});  // ((2,2,D/8),1,1) fp32
+  Tensor tOrP = thr_pv.partition_fragment_A(make_tensor(
+      make_smem_ptr(static_cast<Element*>(nullptr)),
+      make_layout(Shape<Int<kBlockM>, Int<kBlockN>>{})));                              // ((4,2,2),1,N/32) fp8
+  static_assert(decltype(size(tSrS))::value == kBlockN / 2);
+  static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
+
+  const MaskInfo mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
+  OnlineSoftmax<kBlockN> softmax;
+
+  PipelineState<kStages> kv_read;
+  PipelineState<2> tile_slot;
+  uint32_t q_phase = 0;
+
+  if (wg == 1) named_barrier_arrive(NamedBarrier::kPingPong0, 256);  // WG0 goes first
+
+  for (;;) {
+    mbar_wait(&ss.bar.tile_full[tile_slot.index], tile_slot.phase,
+              {MbarId::kTileFull, tile_slot.index, -1, Role::kConsumer});
+    const TileInfo tile = ss.tile[tile_slot.index];
+    mbar_arrive(&ss.bar.tile_empty[tile_slot.index]);  // 256 arrivals free the slot
+    tile_slot.advance();
+    if (!tile.valid) break;
+    const int tile_tag = tile.m_block;  // for hang reports
+
+    const int hkv = tile.head / params.heads_per_kv;
+    const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
+    const int num_blocks = range.count();
+    float inv_sum[2], lse[2];
+    if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf
+      clear(tOrO);
+      inv_sum[0] = inv_sum[1] = 0.f;
+      lse[0] = lse[1] = -INFINITY;
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      continue;
+    }
+
+    const float scale_log2 = p.softmax_scale * load_scale(p.q_descale, tile.batch, hkv) *
+                             load_scale(p.k_descale, tile.batch, hkv) * 1.4426950408889634f;
+    softmax.reset(scale_log2);
+    clear(tOrO);
+    mbar_wait(&ss.bar.q_full, q_phase, {MbarId::kQFull, 0, tile_tag, Role::kConsumer});
+    q_phase ^= 1u;
+
+    // ---- first block: S only -------------------------------------------------
+    int n_block = range.end - 1;
+    mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
+              {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
+    named_barrier_sync(my_turn, 256);
+    gemm<true, -1>(mma_qk, tSrQ, tSrK(_, _, _, kv_read.index), tSrS);
+    named_barrier_arrive(their_turn, 256);
+    warpgroup_wait<0>();
+    if (wg_leader) {
+      mbar_arrive(&ss.bar.k_empty[kv_read.index]);
+      if (num_blocks == 1) mbar_arrive(&ss.bar.q_empty);
+    }
+    if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
+      apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
+    }
+    float alpha[2];
+    softmax.update(tSrS, alpha);  // alpha unused: O is still zero
+    convert_p<kBlockN>(tSrS, tOrP);
+    PipelineState<kStages> v_pending = kv_read;  // V^T stage of the block in tOrP (I2)
+    kv_read.advance();
+
+    // ---- steady state: S(it) overlapped with P(it-1) V(it-1) ---------------------
+    for (int it = 1; it < num_blocks; ++it) {
+      n_block = range.end - 1 - it;
+      mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
+                {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
+      mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
+                {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
+      named_barrier_sync(my_turn, 256);
+      gemm<true, -1>(mma_qk, tSrQ, tSrK(_, _, _, kv_read.index), tSrS);
+      gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      named_barrier_arrive(their_turn, 256);
+      warpgroup_wait<1>();  // S done, PV may still run
+      if (wg_leader) {
+        mbar_arrive(&ss.bar.k_empty[kv_read.index]);
+        if (it == num_blocks - 1) mbar_arrive(&ss.bar.q_empty);
+      }
+      if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
+        apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
+      }
+      softmax.update(tSrS, alpha);
+      warpgroup_wait<0>();  // PV done: tOrP and V^T stage are free
+      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+#pragma unroll
+      for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
+      convert_p<kBlockN>(tSrS, tOrP);
+      v_pending = kv_read;
+      kv_read.advance();
+    }
+
+    // ---- last P V ----------------------------------------------------------------
+    mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
+              {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
+    named_barrier_sync(my_turn, 256);
+    gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+    named_barrier_arrive(their_turn, 256);
+    warpgroup_wait<0>();
+    if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+
+    softmax.finalize(inv_sum, lse);
+    store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+  }
+  if (wg == 0) named_barrier_sync(NamedBarrier::kPingPong0, 256);  // balance WG1's last arrive
+}
+
+}  // namespace torch_fmha::kernel

@@ -1,0 +1,105 @@
+// torch_fmha kernel: the SM90 warp-specialized FP8 forward kernel — roles,
+// shared storage and the persistent loop entry. The work itself lives in
+// producer.cuh (TMA + V transpose), consumer.cuh (GEMMs + softmax) and
+// epilogue.cuh; the tile order in tile_scheduler.cuh.
+#pragma once
+
+#include <cstdint>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include "../params.h"
+#include "consumer.cuh"
+#include "kernel_traits.cuh"
+#include "pipeline.cuh"
+#include "producer.cuh"
+#include "tile_scheduler.cuh"
+
+namespace torch_fmha::kernel {
+
+// Everything the kernel reads, passed by value as a __grid_constant__ (the TMA
+// descriptors must live in parameter / constant space).
+template <class Traits>
+struct KernelParams {
+  FwdParams fwd;
+  typename Traits::TmaQ tma_q;
+  typename Traits::TmaKV tma_k;
+  typename Traits::TmaKV tma_v;
+  DenseTileScheduler<Traits::kBlockM> scheduler;
+  int32_t heads_per_kv;  // H / Hkv
+  int32_t seqlen_k_tma;  // max(Sk, 1): TMA tensor extent (never 0)
+};
+
+template <class Traits>
+struct SharedStorage {
+  static constexpr int kStages = Traits::kStages;
+  // 1024-byte alignment: 128-byte swizzle atoms span 8 rows x 128 bytes.
+  alignas(1024) uint8_t q[Traits::kTileQBytes];                  // (M, D), SmemLayoutQ
+  alignas(1024) uint8_t k[kStages * Traits::kTileKVBytes];       // (N, D, kStages), SmemLayoutK
+  alignas(1024) uint8_t vt[kStages * Traits::kTileKVBytes];      // (D, N, kStages), SmemLayoutVt
+  alignas(1024) uint8_t v_scratch[kStages * Traits::kTileKVBytes];  // (N, D, kStages) FIFO (I1)
+  struct Barriers {
+    uint64_t q_full;                       // TMA tx; 1 arrival (producer)
+    uint64_t q_empty;                      // 1 arrival per consumer WG
+    uint64_t k_full[kStages];              // TMA tx; 1 arrival
+    uint64_t k_empty[kStages];             // 1 arrival per consumer WG
+    uint64_t v_scratch_full[kStages];      // TMA tx; 1 arrival
+    uint64_t v_scratch_empty[kStages];     // 128 arrivals (all transposer threads)
+    uint64_t vt_full[kStages];             // 128 arrivals (all transposer threads)
+    uint64_t vt_empty[kStages];            // 1 arrival per consumer WG
+    uint64_t tile_full[2];                 // 1 arrival (producer's elected thread)
+    uint64_t tile_empty[2];                // 256 arrivals (all consumer threads)
+  } bar;
+  TileInfo tile[2];                        // tile hand-off ring (producer -> consumers)
+};
+
+template <class Traits>
+constexpr int shared_storage_bytes() {
+  return static_cast<int>(sizeof(SharedStorage<Traits>));
+}
+
+// H100 / H200: at most 227 KB of shared memory per block.
+inline constexpr int kMaxSmemPerBlock = 227 * 1024;
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kNumThreads, 1)
+    fmha_fwd_fp8_sm90_kernel(const __grid_constant__ KernelParams<Traits> params) {
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
+  static_assert(shared_storage_bytes<Traits>() <= kMaxSmemPerBlock, "shared memory budget");
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  auto& ss = *reinterpret_cast<SharedStorage<Traits>*>(smem_raw);
+  constexpr int kStages = Traits::kStages;
+
+  if (threadIdx.x == 0) {
+    mbar_init(&ss.bar.q_full, 1);
+    mbar_init(&ss.bar.q_empty, Traits::kNumConsumerWG);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(&ss.bar.k_full[s], 1);
+      mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);
+      mbar_init(&ss.bar.v_scratch_full[s], 1);
+      mbar_init(&ss.bar.v_scratch_empty[s], 128);
+      mbar_init(&ss.bar.vt_full[s], 128);
+      mbar_init(&ss.bar.vt_empty[s], Traits::kNumConsumerWG);
+    }
+    for (int s = 0; s < 2; ++s) {
+      mbar_init(&ss.bar.tile_full[s], 1);
+      mbar_init(&ss.bar.tile_empty[s], Traits::kNumConsumerThreads);
+    }
+    fence_barrier_init();
+    cute::prefetch_tma_descriptor(params.tma_q.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
+  }
+  __syncthreads();
+
+  // Each role is one branch of a single if/else so that setmaxnreg applies.
+  if (threadIdx.x < 128) {
+    cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
+    producer_run<Traits>(params, ss);
+  } else {
+    cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegs>();
+    consumer_run<Traits>(params, ss);
+  }
+#endif
+}
+
+}  // namespace torch_fmha::kernel

@@ -1,0 +1,95 @@
+// torch_fmha kernel: tile shapes, shared-memory layouts, GMMA and TMA types
+// per head dim for the SM90 FP8 forward kernel.
+//
+// One CTA = 3 warpgroups (384 threads):
+//   WG0      producer: TMA for Q/K/V + V transpose (all 128 threads)
+//   WG1, WG2 consumers: each owns 64 of the kBlockM = 128 query rows of a tile
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cute/atom/mma_atom.hpp>
+#include <cute/atom/copy_atom.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/atom/copy_traits_sm90_tma.hpp>
+#include <cutlass/gemm/collective/builders/sm90_common.inl>
+
+namespace torch_fmha::kernel {
+
+using namespace cute;
+
+template <int kHeadDim_>
+struct Fp8FwdTraits {
+  using Element = cute::float_e4m3_t;  // q, k, v in shared memory
+  using Accum = float;
+
+  static constexpr int kHeadDim = kHeadDim_;
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256);
+
+  // ---- tile shape --------------------------------------------------------------
+  // kBlockM rows of Q per tile, split 64/64 over the two consumer warpgroups.
+  static constexpr int kBlockM = 128;
+  // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
+  // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
+  // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
+  static constexpr int kBlockN = kHeadDim == 256 ? 128 : (kHeadDim == 128 ? 128 : 128);
+  static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
+  // KV pipeline depth; the V scratch FIFO has the same depth (I1).
+  static constexpr int kStages = 2;
+  static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
+
+  static constexpr int kNumConsumerWG = 2;
+  static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
+  static constexpr int kNumConsumerThreads = 128 * kNumConsumerWG;
+  // setmaxnreg split: 128 * 56 + 256 * 224 = 64512 <= 65536 registers.
+  static constexpr int kProducerRegs = 56;
+  static constexpr int kConsumerRegs = 224;
+  static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= 65536);
+
+  // ---- GMMA -----------------------------------------------------------------------
+  // S = Q K^T: both operands K-major (head dim contiguous), SS wgmma (QGMMA).
+  using TiledMmaQK = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, Accum, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
+      Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
+  // O += P V: A = P from registers (FP8), B = V^T in smem, K-major (keys contiguous).
+  using TiledMmaPV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, Accum, Shape<_64, Int<kHeadDim>, Int<kBlockN>>>(),
+      Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
+
+  // ---- shared memory layouts (all byte-sized elements) ---------------------------
+  using SmemAtomQ = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
+                             GMMA::Major::K, Element, Int<kBlockM>, Int<kHeadDim>>());
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtomQ{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  // K: [kBlockN, D] per stage, head dim contiguous.
+  using SmemAtomK = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
+                             GMMA::Major::K, Element, Int<kBlockN>, Int<kHeadDim>>());
+  using SmemLayoutK = decltype(tile_to_shape(
+      SmemAtomK{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  // V scratch: [kBlockN, D] per slot as TMA lands it (row-major V). Same layout as K.
+  using SmemLayoutVScratch = SmemLayoutK;
+  // V^T: [D, kBlockN] per stage, keys contiguous (the K-major B operand of P V).
+  // Column k of V^T holds key row transpose_key_perm(k) of the block (transpose_v.cuh).
+  using SmemAtomVt = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
+                              GMMA::Major::K, Element, Int<kHeadDim>, Int<kBlockN>>());
+  using SmemLayoutVt = decltype(tile_to_shape(
+      SmemAtomVt{}, Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}));
+
+  static constexpr int kTileQBytes = kBlockM * kHeadDim;
+  static constexpr int kTileKVBytes = kBlockN * kHeadDim;  // = TILE_V of the scratch FIFO
+  static_assert(cosize_v<SmemLayoutQ> == kTileQBytes);
+  static_assert(cosize_v<SmemLayoutK> == kTileKVBytes * kStages);
+  static_assert(cosize_v<SmemLayoutVt> == kTileKVBytes * kStages);
+
+  // ---- TMA ------------------------------------------------------------------------
+  // Global tensors are viewed as (seq, d, head, batch) with strides in elements.
+  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GmemTensor = decltype(make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)),
+                                          GmemShape{}, GmemStride{}));
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutQ{},
+                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{},
+                                       take<0, 2>(SmemLayoutK{}),
+                                       Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+};
+
+}  // namespace torch_fmha::kernel

@@ -1,0 +1,93 @@
+// torch_fmha kernel: which KV blocks a q tile visits, and the per-element mask.
+//
+// Query row i (0-based in its sequence, lengths sq, sk) sees key j iff
+//   j < sk
+//   j >= i + (sk - sq) - window_left    when window_left  >= 0
+//   j <= i + (sk - sq) + window_right   when window_right >= 0
+// (params.h; causal = (-1, 0), bottom-right aligned).
+#pragma once
+
+#include <cstdint>
+
+namespace torch_fmha::kernel {
+
+// Half-open range [begin, end) of KV block indices a q tile needs.
+struct KvBlockRange {
+  int32_t begin;
+  int32_t end;
+  __device__ __forceinline__ int32_t count() const { return end > begin ? end - begin : 0; }
+};
+
+struct MaskInfo {
+  int32_t seqlen_q;
+  int32_t seqlen_k;
+  int32_t window_left;   // < 0: unbounded
+  int32_t window_right;  // < 0: unbounded
+
+  __device__ __forceinline__ int32_t diag_offset() const { return seqlen_k - seqlen_q; }
+
+  // Blocks of kBlockN keys that any of the rows [m0, m0 + kBlockM) ∩ [0, sq) sees.
+  template <int kBlockM, int kBlockN>
+  __device__ __forceinline__ KvBlockRange kv_range(int32_t m_block) const {
+    const int32_t m0 = m_block * kBlockM;
+    const int32_t m_last = min(m0 + kBlockM, seqlen_q) - 1;
+    int32_t end = (seqlen_k + kBlockN - 1) / kBlockN;
+    int32_t begin = 0;
+    if (window_right >= 0) {
+      const int32_t last_key = m_last + diag_offset() + window_right;  // inclusive
+      end = min(end, last_key < 0 ? 0 : last_key / kBlockN + 1);
+    }
+    if (window_left >= 0) {
+      const int32_t first_key = m0 + diag_offset() - window_left;
+      begin = first_key <= 0 ? 0 : first_key / kBlockN;
+    }
+    return {begin, end};
+  }
+
+  // True if some element of block n_block x rows [m0, m0 + kBlockM) is masked,
+  // i.e. the block needs the per-element mask. Conservative (counts rows >= sq).
+  template <int kBlockM, int kBlockN>
+  __device__ __forceinline__ bool block_needs_mask(int32_t m_block, int32_t n_block) const {
+    const int32_t m0 = m_block * kBlockM;
+    const int32_t n0 = n_block * kBlockN;
+    bool need = n0 + kBlockN > seqlen_k;
+    if (window_right >= 0) need |= n0 + kBlockN - 1 > m0 + diag_offset() + window_right;
+    if (window_left >= 0) need |= n0 < m0 + kBlockM - 1 + diag_offset() - window_left;
+    return need;
+  }
+
+  // Visible key columns [lo, hi] (inclusive) of query row `row`.
+  __device__ __forceinline__ void row_bounds(int32_t row, int32_t& lo, int32_t& hi) const {
+    lo = window_left >= 0 ? row + diag_offset() - window_left : 0;
+    hi = seqlen_k - 1;
+    if (window_right >= 0) hi = min(hi, row + diag_offset() + window_right);
+  }
+};
+
+// Sets masked scores to -inf (a select, never an add: a NaN score from keys
+// past the sequence is replaced, not propagated).
+// s: the thread's S accumulator, flat index i = e + 2 * r8 + 4 * j holds
+//    row  = row0 + 8 * r8
+//    col  = n0 + 8 * j + col0 + e      (GMMA C layout, col0 = 2 * (lane % 4))
+template <int kBlockN, class Frag>
+__device__ __forceinline__ void apply_mask(Frag& s, const MaskInfo& mask, int32_t row0,
+                                           int32_t col_base) {
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    int32_t lo, hi;
+    mask.row_bounds(row0 + 8 * r8, lo, hi);
+    lo -= col_base;  // compare against the in-block column
+    hi -= col_base;
+#pragma unroll
+    for (int j = 0; j < kBlockN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int32_t c = 8 * j + e;
+        float& x = s(e + 2 * r8 + 4 * j);
+        x = (c >= lo && c <= hi) ? x : -INFINITY;
+      }
+    }
+  }
+}
+
+}  // namespace torch_fmha::kernel

@@ -1,0 +1,164 @@
+// torch_fmha kernel: barrier ids, mbarrier wrappers, pipeline state, and the
+// single bounded wait helper every mbarrier wait goes through (DESIGN.md I5).
+//
+// Two kinds of barrier are used:
+//  * mbarriers in shared memory (TMA completion, buffer full/empty hand-offs).
+//    Every wait on one goes through `mbar_wait`, which in debug builds
+//    (-DTORCH_FMHA_DEBUG_HANG=1) gives up after a few seconds, prints the
+//    barrier's name, stage, phase, tile and role, and traps.
+//  * hardware named barriers (bar.sync / bar.arrive), ids in `NamedBarrier`.
+//    They cannot be polled, so they are only used where both sides execute
+//    the same, statically balanced sequence (see consumer.cuh / producer.cuh).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+
+#ifndef TORCH_FMHA_DEBUG_HANG
+#define TORCH_FMHA_DEBUG_HANG 0
+#endif
+
+namespace torch_fmha::kernel {
+
+// Hardware named barrier ids. 0 is __syncthreads() and is not used after setup.
+enum class NamedBarrier : uint32_t {
+  kProducerSync = 1,  // 128 producer threads, after reserving a V^T slot (I3)
+  kPingPong0 = 2,     // "consumer WG0 may issue its GEMMs" (256 consumer threads)
+  kPingPong1 = 3,     // "consumer WG1 may issue its GEMMs" (256 consumer threads)
+};
+
+// Names of the mbarriers; only used for the debug hang report.
+enum class MbarId : int {
+  kQFull = 0,
+  kQEmpty,
+  kKFull,
+  kKEmpty,
+  kVScratchFull,
+  kVScratchEmpty,
+  kVtFull,
+  kVtEmpty,
+  kTileFull,
+  kTileEmpty,
+};
+
+// Who is waiting; only used for the debug hang report.
+enum class Role : int { kProducerTma = 0, kTransposer, kConsumer };
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t arrive_count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(arrive_count)
+               : "memory");
+}
+
+// Makes the barrier inits visible to the async proxy (TMA) and other threads.
+__device__ __forceinline__ void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+
+// Arrive once and announce `bytes` of TMA traffic that must land before the
+// phase completes.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ bool mbar_try_wait(uint32_t addr, uint32_t phase) {
+  uint32_t done;
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(addr), "r"(phase)
+      : "memory");
+  return done != 0;
+}
+
+// Where a wait happens; carried only so that a debug hang can say so.
+struct WaitSite {
+  MbarId bar;
+  int stage;
+  int tile;
+  Role role;
+};
+
+#if TORCH_FMHA_DEBUG_HANG
+// ~5 s at 1.98 GHz: far beyond any legitimate wait of this kernel.
+inline constexpr long long kHangBudgetCycles = 10'000'000'000LL;
+#endif
+
+// The one wait helper (I5): wait until the phase with parity `phase` of `bar`
+// has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase, WaitSite site) {
+  const uint32_t addr = smem_addr(bar);
+#if TORCH_FMHA_DEBUG_HANG
+  const long long start = clock64();
+  while (!mbar_try_wait(addr, phase)) {
+    if (clock64() - start > kHangBudgetCycles) {
+      printf(
+          "torch_fmha hang: block %d thread %d role %d waits on mbarrier %d stage %d phase %u "
+          "tile %d\n",
+          blockIdx.x, threadIdx.x, static_cast<int>(site.role), static_cast<int>(site.bar),
+          site.stage, phase, site.tile);
+      __trap();
+    }
+  }
+#else
+  (void)site;
+  while (!mbar_try_wait(addr, phase)) {
+  }
+#endif
+}
+
+// bar.sync is barrier.sync.aligned: every thread of a warp must execute it
+// together. Use it only from converged warps (the consumers).
+__device__ __forceinline__ void named_barrier_sync(NamedBarrier id, uint32_t num_threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(static_cast<uint32_t>(id)), "r"(num_threads) : "memory");
+}
+
+// Non-aligned form, for warps that may be diverged (warp 0 of the producer,
+// whose lane 0 issues TMA while lanes 1..31 go on to the transpose).
+__device__ __forceinline__ void named_barrier_sync_unaligned(NamedBarrier id,
+                                                             uint32_t num_threads) {
+  asm volatile("barrier.sync %0, %1;\n" ::"r"(static_cast<uint32_t>(id)), "r"(num_threads)
+               : "memory");
+}
+
+__device__ __forceinline__ void named_barrier_arrive(NamedBarrier id, uint32_t num_threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(static_cast<uint32_t>(id)), "r"(num_threads)
+               : "memory");
+}
+
+// Orders this thread's generic-proxy shared-memory writes (st.shared) before
+// later async-proxy reads (wgmma operands, TMA).
+__device__ __forceinline__ void fence_view_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Position in a circular buffer of kStages slots: slot index + phase parity.
+// A consumer of a "full" barrier waits on `phase`; a producer of an "empty"
+// barrier waits on `phase ^ 1` (a fresh barrier counts as "previous phase
+// done", so the first round of empty waits passes at once).
+template <int kStages>
+struct PipelineState {
+  int index = 0;
+  uint32_t phase = 0;
+  __device__ __forceinline__ void advance() {
+    if (++index == kStages) {
+      index = 0;
+      phase ^= 1u;
+    }
+  }
+};
+
+}  // namespace torch_fmha::kernel

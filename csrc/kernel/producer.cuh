@@ -1,0 +1,135 @@
+// torch_fmha kernel: producer warpgroup (WG0).
+//
+// One elected thread issues the TMA loads (Q once per tile, K and V per KV
+// block into kStages-deep circular buffers, V into the V scratch FIFO) and
+// publishes each tile to the consumers. All 128 threads then transpose each V
+// tile from the scratch FIFO into the V^T buffer (transpose_v.cuh), one block
+// behind the loads, so the TMA of block it flies while block it-1 is
+// transposed.
+//
+// Invariants (DESIGN.md section 4):
+//  I1  V scratch FIFO depth == kStages (>= 2, static_assert in kernel_traits),
+//      slot i at base + i * kTileKVBytes (VTransposer::run).
+//  I2  the transposer waits on / releases the scratch slot captured when the
+//      tile was loaded (`pending` below, carried from the load to the
+//      transpose), never on an independently advancing read pointer.
+//  I3  after reserving the V^T destination slot (wait on vt_empty) all 128
+//      producer threads pass NamedBarrier::kProducerSync before any of them
+//      transposes or moves on to the next block's barrier phases.
+#pragma once
+
+#include "kernel_traits.cuh"
+#include "mask.cuh"
+#include "pipeline.cuh"
+#include "tile_scheduler.cuh"
+#include "transpose_v.cuh"
+
+namespace torch_fmha::kernel {
+
+template <class Traits, class Params, class Storage>
+__device__ __forceinline__ void producer_run(const Params& params, Storage& ss) {
+  using namespace cute;
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kStages = Traits::kStages;
+
+  const int ptid = threadIdx.x;  // 0..127, the producer warpgroup is WG0
+  const bool elected = ptid == 0;
+  const FwdParams& p = params.fwd;
+
+  // TMA coordinate tensors: (seq, d, head, batch).
+  Tensor mQ = params.tma_q.get_tma_tensor(make_shape(p.seqlen_q, kHeadDim, p.heads_q, p.batch));
+  Tensor mK = params.tma_k.get_tma_tensor(make_shape(params.seqlen_k_tma, kHeadDim, p.heads_kv, p.batch));
+  Tensor mV = params.tma_v.get_tma_tensor(make_shape(params.seqlen_k_tma, kHeadDim, p.heads_kv, p.batch));
+
+  Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
+                          typename Traits::SmemLayoutQ{});         // (M, D)
+  Tensor sK = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.k)),
+                          typename Traits::SmemLayoutK{});         // (N, D, kStages)
+  Tensor sVs = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.v_scratch)),
+                           typename Traits::SmemLayoutVScratch{});  // (N, D, kStages)
+
+  const MaskInfo mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
+
+  PipelineState<kStages> kv_load;  // next K / V-scratch slot to fill
+  PipelineState<2> tile_slot;      // next TileSlot to publish
+  uint32_t q_phase = 0;            // phase of the (single) Q buffer
+
+  // The transpose of one V block: waits on the scratch slot the block was
+  // loaded into (I2), reserves the same-index V^T stage, syncs (I3).
+  auto transpose_block = [&](PipelineState<kStages> slot, int n_block, int tile_id) {
+    mbar_wait(&ss.bar.v_scratch_full[slot.index], slot.phase,
+              {MbarId::kVScratchFull, slot.index, tile_id, Role::kTransposer});
+    mbar_wait(&ss.bar.vt_empty[slot.index], slot.phase ^ 1u,
+              {MbarId::kVtEmpty, slot.index, tile_id, Role::kTransposer});
+    named_barrier_sync_unaligned(NamedBarrier::kProducerSync, 128);  // I3
+    const int valid_rows = p.seqlen_k - n_block * kBlockN;
+    VTransposer<Traits>::run(ss.v_scratch, ss.vt, slot.index, valid_rows, ptid);
+    fence_view_async_shared();  // st.shared -> wgmma (async proxy) reads of V^T
+    mbar_arrive(&ss.bar.vt_full[slot.index]);         // 128 arrivals complete it
+    mbar_arrive(&ss.bar.v_scratch_empty[slot.index]);  // 128 arrivals complete it
+  };
+
+  for (int tile_id = blockIdx.x;; tile_id += gridDim.x) {
+    const TileInfo tile = params.scheduler.get(tile_id);
+    if (elected) {
+      mbar_wait(&ss.bar.tile_empty[tile_slot.index], tile_slot.phase ^ 1u,
+                {MbarId::kTileEmpty, tile_slot.index, tile_id, Role::kProducerTma});
+      ss.tile[tile_slot.index] = tile;
+      mbar_arrive(&ss.bar.tile_full[tile_slot.index]);  // release: the tile write is visible
+    }
+    tile_slot.advance();
+    if (!tile.valid) break;
+
+    const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
+    const int num_blocks = range.count();
+    if (num_blocks == 0) continue;  // consumers write zeros / -inf, no loads
+
+    const int hkv = tile.head / params.heads_per_kv;
+    if (elected) {
+      mbar_wait(&ss.bar.q_empty, q_phase ^ 1u, {MbarId::kQEmpty, 0, tile_id, Role::kProducerTma});
+      Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<Int<kBlockM>, Int<kHeadDim>>{},
+                             make_coord(tile.m_block, _0{}));  // (M, D)
+      auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
+                                        group_modes<0, 2>(gQ));
+      mbar_arrive_expect_tx(&ss.bar.q_full, Traits::kTileQBytes);
+      copy(params.tma_q.with(ss.bar.q_full), tQgQ, tQsQ);
+    }
+    q_phase ^= 1u;
+
+    Tensor gK = local_tile(mK(_, _, hkv, tile.batch), Shape<Int<kBlockN>, Int<kHeadDim>>{},
+                           make_coord(_, _0{}));  // (N, D, n_blocks)
+    Tensor gV = local_tile(mV(_, _, hkv, tile.batch), Shape<Int<kBlockN>, Int<kHeadDim>>{},
+                           make_coord(_, _0{}));  // (N, D, n_blocks)
+    auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
+                                      group_modes<0, 2>(gK));  // (TMA, n_blocks), (TMA, kStages)
+    auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sVs),
+                                      group_modes<0, 2>(gV));
+
+    // KV blocks are walked from the last one down (the masked ones first).
+    PipelineState<kStages> pending;  // scratch slot of the block loaded last iteration (I2)
+    for (int it = 0; it < num_blocks; ++it) {
+      const int n_block = range.end - 1 - it;
+      if (elected) {
+        mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
+                  {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
+        mbar_arrive_expect_tx(&ss.bar.k_full[kv_load.index], Traits::kTileKVBytes);
+        copy(params.tma_k.with(ss.bar.k_full[kv_load.index]), tKgK(_, n_block),
+             tKsK(_, kv_load.index));
+        mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
+                  {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
+        mbar_arrive_expect_tx(&ss.bar.v_scratch_full[kv_load.index], Traits::kTileKVBytes);
+        copy(params.tma_v.with(ss.bar.v_scratch_full[kv_load.index]), tVgV(_, n_block),
+             tVsV(_, kv_load.index));
+      }
+      if (it > 0) transpose_block(pending, n_block + 1, tile_id);
+      pending = kv_load;
+      kv_load.advance();
+    }
+    transpose_block(pending, range.begin, tile_id);
+  }
+}
+
+}  // namespace torch_fmha::kernel

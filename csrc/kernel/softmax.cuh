@@ -1,0 +1,103 @@
+// torch_fmha kernel: online softmax on the S accumulator held in registers.
+//
+// Each consumer thread holds 2 rows of its warpgroup's 64 x kBlockN S tile
+// (rows lane/4 and lane/4 + 8 of its warp's 16): flat register index
+// i = e + 2 * r8 + 4 * j, j < kBlockN / 8 (GMMA C layout). The 4 threads of a
+// quad share a row, so row reductions are 2 xor-shuffles.
+//
+// Scores are raw q.k dot products; the scale (softmax_scale * q_descale *
+// k_descale * log2(e)) is folded into one FFMA before exp2. For FP8 P, values
+// are kept in [0, 256]: p = exp2(x * scale - max * scale + kMaxOffset), so the
+// e4m3 rounding keeps more relative precision for small p; the offset cancels
+// in O / l and is taken out of the LSE.
+#pragma once
+
+#include <cstdint>
+#include <cmath>
+
+namespace torch_fmha::kernel {
+
+inline constexpr float kMaxOffset = 8.0f;  // P in [0, 2^8]; e4m3 max is 448
+
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+  return x;
+}
+
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  x += __shfl_xor_sync(0xffffffffu, x, 2);
+  return x;
+}
+
+template <int kBlockN>
+struct OnlineSoftmax {
+  float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
+  float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
+  float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
+
+  __device__ __forceinline__ void reset(float scale_log2_) {
+    scale_log2 = scale_log2_;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      row_max[r] = -INFINITY;
+      row_sum[r] = 0.f;
+    }
+  }
+
+  // Folds one block of scores into the running state. On return `s` holds
+  // p = exp2(s * scale_log2 - max_scaled + kMaxOffset) and `alpha[r]` is the
+  // factor by which the O rows accumulated so far must be rescaled.
+  template <class Frag>
+  __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      float mx = row_max[r8];
+#pragma unroll
+      for (int j = 0; j < kBlockN / 8; ++j) {
+        mx = fmaxf(mx, fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j)));
+      }
+      mx = quad_max(mx);
+      // A row that has seen no key yet keeps max -inf; use 0 so that
+      // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
+      const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+      alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
+      row_max[r8] = mx;
+      const float bias = kMaxOffset - max_scaled;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kBlockN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s(e + 2 * r8 + 4 * j);
+          x = fast_exp2(fmaf(x, scale_log2, bias));
+          sum += x;
+        }
+      }
+      row_sum[r8] = row_sum[r8] * alpha[r8] + sum;
+    }
+  }
+
+  // 1 / l per row (0 for a row that saw no key) and the natural-log LSE
+  // (-inf for such a row).
+  __device__ __forceinline__ void finalize(float (&inv_sum)[2], float (&lse)[2]) const {
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      const float l = quad_sum(row_sum[r8]);
+      const bool empty = !(l > 0.f);  // also catches NaN
+      inv_sum[r8] = empty ? 0.f : 1.f / l;
+      const float max_scaled = row_max[r8] * scale_log2;
+      lse[r8] = empty ? -INFINITY
+                      : (max_scaled - kMaxOffset + __log2f(l)) * 0.6931471805599453f;
+    }
+  }
+};
+
+}  // namespace torch_fmha::kernel

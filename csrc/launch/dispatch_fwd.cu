@@ -1,0 +1,81 @@
+// torch_fmha: runtime parameters -> kernel instantiation, and the list of what
+// the SM90 forward kernels cover. One explicit switch; no fallbacks.
+#include <cstdint>
+
+#include "fwd_fp8_launch.h"
+#include "launch_fwd.h"
+
+namespace torch_fmha {
+
+namespace {
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// TMA: every stride of a mode with extent > 1 must be a multiple of 16 bytes.
+bool tma_stride_ok(int64_t stride_bytes, int32_t extent) {
+  return extent <= 1 || (stride_bytes > 0 && stride_bytes % 16 == 0);
+}
+
+}  // namespace
+
+const char* fwd_unsupported_reason(const FwdParams& p) {
+  if (p.in_type != ElementType::kFloat8E4M3) {
+    return "torch_fmha CUDA forward: only float8_e4m3fn q/k/v are implemented on SM90; bfloat16 "
+           "and float16 inputs are not supported by the CUDA kernel yet";
+  }
+  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) {
+    return "torch_fmha CUDA forward: head_dim must be 64, 128 or 256 for float8_e4m3fn inputs";
+  }
+  if (p.cu_seqlens_q != nullptr || p.cu_seqlens_k != nullptr) {
+    return "torch_fmha CUDA forward: varlen (cu_seqlens_q / cu_seqlens_k) is not implemented in "
+           "the SM90 kernel yet; use the dense layout";
+  }
+  if (p.out_type != ElementType::kBFloat16 && p.out_type != ElementType::kFloat16 &&
+      p.out_type != ElementType::kFloat8E4M3) {
+    return "torch_fmha CUDA forward: out dtype must be bfloat16, float16 or float8_e4m3fn";
+  }
+  if (p.batch < 0 || p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0) {
+    return "torch_fmha CUDA forward: heads_q must be a positive multiple of heads_kv";
+  }
+  if (p.seqlen_q < 0 || p.seqlen_k < 0) {
+    return "torch_fmha CUDA forward: sequence lengths must be >= 0";
+  }
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v)) {
+    return "torch_fmha CUDA forward: q, k and v data pointers must be 16-byte aligned (TMA)";
+  }
+  // FP8 inputs: element strides are byte strides.
+  if (!tma_stride_ok(p.q_row_stride, p.seqlen_q) || !tma_stride_ok(p.q_head_stride, p.heads_q) ||
+      !tma_stride_ok(p.q_batch_stride, p.batch)) {
+    return "torch_fmha CUDA forward: q strides (batch, seq, head) must be multiples of 16 "
+           "elements for float8_e4m3fn (TMA)";
+  }
+  if (!tma_stride_ok(p.k_row_stride, p.seqlen_k) || !tma_stride_ok(p.k_head_stride, p.heads_kv) ||
+      !tma_stride_ok(p.k_batch_stride, p.batch) || !tma_stride_ok(p.v_row_stride, p.seqlen_k) ||
+      !tma_stride_ok(p.v_head_stride, p.heads_kv) || !tma_stride_ok(p.v_batch_stride, p.batch)) {
+    return "torch_fmha CUDA forward: k and v strides (batch, seq, head) must be multiples of 16 "
+           "elements for float8_e4m3fn (TMA)";
+  }
+  // The epilogue stores column pairs: 2 elements per store.
+  const int out_elem_bytes = p.out_type == ElementType::kFloat8E4M3 ? 1 : 2;
+  if ((reinterpret_cast<uintptr_t>(p.out) % (2 * out_elem_bytes)) != 0 ||
+      p.out_batch_stride % 2 != 0 || p.out_row_stride % 2 != 0 || p.out_head_stride % 2 != 0) {
+    return "torch_fmha CUDA forward: out must have even strides and a pointer aligned to two "
+           "elements";
+  }
+  return nullptr;
+}
+
+cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
+  switch (p.head_dim) {
+    case 64:
+      return launch_fwd_fp8<64>(p, stream);
+    case 128:
+      return launch_fwd_fp8<128>(p, stream);
+    case 256:
+      return launch_fwd_fp8<256>(p, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace torch_fmha

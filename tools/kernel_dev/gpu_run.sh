@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One device call: SASS check + correctness + timing. Usage (on the GPU machine,
+# repo root): bash tools/kernel_dev/gpu_run.sh [harness args]
+set -o pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
+cuobjdump -sass build/libfmha_dev.so > "$OUT/sass.txt" 2>&1
+for ins in QGMMA UTMALDG USETMAXREG STL LDL; do
+  printf "%-11s %s\n" "$ins" "$(grep -c "$ins" "$OUT/sass.txt")"
+done
+timeout 300 python3 tools/kernel_dev/harness.py "$@" 2>&1 | tee "$OUT/harness.log"
+echo "harness rc=$?"
