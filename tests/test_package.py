@@ -1,0 +1,65 @@
+"""The package's command-line entry points and its build cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+
+import torch_fmha
+
+
+def _run(*args, env=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=900,
+                          env=env or os.environ.copy())
+
+
+def test_second_import_compiles_nothing():
+    res = _run("-c", "import torch_fmha; print('SECONDS', torch_fmha.build_info.seconds)")
+    assert res.returncode == 0, res.stderr
+    assert "SECONDS 0.0" in res.stdout
+    assert "compiling" not in res.stderr
+
+
+def test_build_cli():
+    res = _run("-m", "torch_fmha.build")
+    assert res.returncode == 0, res.stderr
+    assert "CPU ops : built" in res.stdout
+    expected = "built (sm_90a kernels)" if torch_fmha.build_info.cuda else "not built: "
+    assert expected in res.stdout
+
+
+def test_main_cli_on_this_machine():
+    res = _run("-m", "torch_fmha")
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0):
+        return  # the benchmark path: exercised on the GPU machine, not in the unit tests
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "needs an NVIDIA SM90 (Hopper) GPU" in res.stdout
+    assert "rel err" in res.stdout
+
+
+def test_bench_cli_without_gpu():
+    if torch.cuda.is_available():
+        return
+    res = _run("-m", "torch_fmha.bench", "--head-dims", "128")
+    assert res.returncode == 2
+    assert "SM90" in (res.stdout + res.stderr)
+    assert "Traceback" not in res.stderr
+
+
+def test_quantize_roundtrip_shapes():
+    x = torch.randn(2, 16, 8, 64)
+    x8, d = torch_fmha.quantize_fp8(x, "head", group_size=4)
+    assert x8.dtype == torch.float8_e4m3fn and d.shape == (2, 2)
+    back = x8.float() * d.repeat_interleave(4, 1)[:, None, :, None]
+    assert ((back - x).abs() <= x.abs() * 0.07 + d.max() * 0.01).all()
+    x8, d = torch_fmha.quantize_fp8(x)
+    assert d.shape == (1,) and x8.float().abs().max() == 448
+    packed = torch.randn(10, 4, 64)
+    cu = torch.tensor([0, 3, 3, 10], dtype=torch.int32)
+    p8, pd = torch_fmha.quantize_fp8(packed, "head", cu_seqlens=cu)
+    assert pd.shape == (3, 4)
+    assert torch.equal(pd[1], torch.full((4,), torch.finfo(torch.float32).tiny / 448))  # empty sequence
+    torch.testing.assert_close(pd[0], packed[:3].abs().amax(dim=(0, 2)) / 448)
