@@ -1,0 +1,49 @@
+"""What the SM90 FP8 kernel's rounding does, repeated in float64 PyTorch.
+
+The kernel keeps P = exp(s - rowmax) * 2^8 in [0, 256], rounds it to e4m3 for
+the P.V GEMM, and divides by the unrounded row sum; the output is rounded to
+the output dtype last (``reference.round_output``). The tolerance rule
+compares the kernel with the oracle against this emulation's own error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from reference import FP8, _expand_groups, dequantize, visible
+
+P_OFFSET = 256.0  # 2^kMaxOffset, csrc/kernel/softmax.cuh
+
+
+def _per_query_head(descale, h, hkv):
+    """[1] or [B, Hkv] -> broadcastable over [B, H, Sq, D]."""
+    if descale.numel() == 1:
+        return descale.double().reshape(())
+    return descale.double().repeat_interleave(h // hkv, dim=1)[:, :, None, None]
+
+
+def emulate_fp8_kernel(q, k, v, *, q_descale, k_descale, v_descale, causal=False,
+                       window_size=(-1, -1), softmax_scale=None):
+    """q [B, Sq, H, D], k/v [B, Sk, Hkv, D] FP8 -> float64 [B, Sq, H, D] (before out rounding)."""
+    b, sq, h, d = q.shape
+    sk, hkv = k.size(1), k.size(2)
+    scale = 1 / math.sqrt(d) if softmax_scale is None else softmax_scale
+    left, right = window_size
+    if causal:
+        right = 0
+    qh = q.double().transpose(1, 2)                                   # [B, H, Sq, D]
+    kh = _expand_groups(k.double(), h).transpose(1, 2)                # [B, H, Sk, D]
+    vh = _expand_groups(v.double(), h).transpose(1, 2)                # [B, H, Sk, D]
+    s = qh @ kh.transpose(-1, -2)                                     # [B, H, Sq, Sk]
+    s = s * (scale * _per_query_head(q_descale, h, hkv) * _per_query_head(k_descale, h, hkv))
+    s = s.masked_fill(~visible(sq, sk, left, right, q.device), -math.inf)
+    m = s.amax(-1, keepdim=True)
+    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    p = torch.exp(s - m) * P_OFFSET                                   # [0, 256]
+    l = p.sum(-1, keepdim=True)                                       # [B, H, Sq, 1]
+    p8 = p.float().to(FP8).double()
+    o = (p8 @ vh) / l.clamp_min(1e-300)                               # [B, H, Sq, D]
+    o = torch.where(l > 0, o, torch.zeros_like(o)) * _per_query_head(v_descale, h, hkv)
+    return o.transpose(1, 2)                                          # [B, Sq, H, D]
