@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: install the carried wheels, build the extension
+# (timed, 16 jobs), run the GPU tests with per-test time limits, then the
+# benchmark. Usage (from the repo root, with .whl carried):
+#   tools/gpu_run.sh [tests|bench|all] [extra pytest args...]
+# Build products live in build/ (git-ignored) so a warm machine reuses them.
+set -uo pipefail
+stage=${1:-all}; shift || true
+export PYTHONUNBUFFERED=1 MAX_JOBS=16
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null || exit 1
+export TORCH_FMHA_CACHE=$PWD/build/torch_fmha_cache
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader
+echo "== build"
+/usr/bin/time -f "build wall %e s" python3 -m torch_fmha.build 2>&1 | tee "$out/build.log" || exit 1
+if [[ $stage == tests || $stage == all ]]; then
+  echo "== GPU tests"
+  TORCH_FMHA_ERR_LOG=$out/errors.tsv timeout 540 python3 -m pytest -q -x --timeout=300 \
+    --timeout-method=thread tests/gpu "$@" 2>&1 | tee "$out/tests.log" | tail -25
+fi
+if [[ $stage == bench || $stage == all ]]; then
+  echo "== benchmark"
+  timeout 400 python3 -m torch_fmha.bench --no-progress --json "$out/bench.json" "$@" 2>&1 | tee "$out/bench.log" | tail -40
+fi
