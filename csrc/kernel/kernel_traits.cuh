@@ -31,18 +31,19 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kBlockN = kHeadDim == 256 ? 128 : (kHeadDim == 128 ? 128 : 128);
+  static constexpr int kBlockN = kHeadDim == 256 ? 128 : 192;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = 2;
+  static constexpr int kStages = kHeadDim == 64 ? 3 : 2;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
   static constexpr int kNumConsumerThreads = 128 * kNumConsumerWG;
-  // setmaxnreg split: 128 * 56 + 256 * 224 = 64512 <= 65536 registers.
-  static constexpr int kProducerRegs = 56;
-  static constexpr int kConsumerRegs = 224;
+  // setmaxnreg split: 128 * 32 + 256 * 240 = 65536 registers. The consumers
+  // hold S (N/2), P (N/8) and O (D/2) per thread; D = 256 needs 208 of them.
+  static constexpr int kProducerRegs = 32;
+  static constexpr int kConsumerRegs = 240;
   static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= 65536);
 
   // ---- GMMA -----------------------------------------------------------------------

@@ -11,8 +11,9 @@
 //   tile id -> (bh = id / num_m_blocks, m = id % num_m_blocks)
 // with bh -> (batch = bh / H, head = bh % H). Neighbouring tiles share a
 // (batch, kv head), so the K/V they stream is shared in L2. With a bottom-right
-// window (causal), blocks are walked from the last q block down: the longest
-// tiles start first.
+// window (causal) tiles cost more for larger m: the order is m-major from the
+// last q block down (longest first, and every round of the static round-robin
+// gets tiles of about the same cost), heads inner.
 //
 // Ragged batches (DESIGN.md I4, follow-up): the same interface, with
 // tile id -> batch by a binary search over per-batch prefix sums of
@@ -58,8 +59,19 @@ struct DenseTileScheduler {
       t.valid = 0;
       return t;
     }
-    const int32_t bh = tile_id / num_m_blocks;
-    const int32_t mi = tile_id - bh * num_m_blocks;
+    int32_t bh, mi;
+    if (reverse_m) {
+      // Bottom-right windows: tile cost grows with m. Walk all (batch, head)
+      // of the last q block first, then the next one down: each round of
+      // gridDim.x tiles has nearly equal costs, so the static round-robin
+      // stays balanced (bh-major order gave CTAs 3x different work).
+      const int32_t num_bh = num_tiles / num_m_blocks;
+      mi = tile_id / num_bh;
+      bh = tile_id - mi * num_bh;
+    } else {
+      bh = tile_id / num_m_blocks;
+      mi = tile_id - bh * num_m_blocks;
+    }
     t.batch = bh / num_heads;
     t.head = bh - t.batch * num_heads;
     t.m_block = reverse_m ? num_m_blocks - 1 - mi : mi;

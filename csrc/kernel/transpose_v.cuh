@@ -13,10 +13,10 @@
 // must hold that key as well:
 //   k bits (b3 b2 b1 b0) -> key bits (b1 b3 b2 b0), bits >= 4 unchanged.
 //
-// Work split: a job is 4 consecutive V^T columns k0..k0+3 x 16 head-dim
-// values d0..d0+15: four 16-byte loads (keys perm(k0..k0+3), d0..d0+15), a
-// 4x4 byte transpose per 4-byte word (prmt), sixteen 4-byte stores
-// (V^T rows d0..d0+15, columns k0..k0+3). Lanes take consecutive k0, so a
+// Work split: a job is 4 consecutive V^T columns k0..k0+3 x 8 head-dim
+// values d0..d0+7: four 8-byte loads (keys perm(k0..k0+3), d0..d0+7), a
+// 4x4 byte transpose per 4-byte word (prmt), eight 4-byte stores
+// (V^T rows d0..d0+7, columns k0..k0+3). Lanes take consecutive k0, so a
 // warp's stores cover one 128-byte V^T row segment: no bank conflicts.
 //
 // Keys at or past the sequence end (row >= valid_rows) are written as zeros,
@@ -57,18 +57,12 @@ __device__ __forceinline__ void transpose_4x4_bytes(uint32_t a, uint32_t b, uint
   o[3] = byte_perm(ab_hi, cd_hi, 0x7632);
 }
 
-// Word w (compile-time after unrolling) of a 16-byte vector, without taking
-// its address (which would put the vector in local memory).
-__device__ __forceinline__ uint32_t word(const uint4& v, int w) {
-  return w == 0 ? v.x : (w == 1 ? v.y : (w == 2 ? v.z : v.w));
-}
-
 template <class Traits>
 struct VTransposer {
   static constexpr int kBlockN = Traits::kBlockN;
   static constexpr int kHeadDim = Traits::kHeadDim;
-  static constexpr int kKGroups = kBlockN / 4;
-  static constexpr int kDGroups = kHeadDim / 16;
+  static constexpr int kKGroups = kBlockN / 4;   // groups of 4 V^T columns (keys)
+  static constexpr int kDGroups = kHeadDim / 8;  // groups of 8 head-dim values
   static constexpr int kJobs = kKGroups * kDGroups;
   static_assert(kJobs % 128 == 0, "every producer thread gets the same number of jobs");
   static constexpr int kJobsPerThread = kJobs / 128;
@@ -77,38 +71,64 @@ struct VTransposer {
   //     slot `slot` is at vs + slot * kTileKVBytes (I1: never the base alone).
   // vt: V^T buffer base, SmemLayoutVt (D, kBlockN, kStages).
   // ptid: producer thread 0..127. valid_rows: keys of this block inside the sequence.
+  //
+  // A job is 4 V^T columns x 8 head-dim values: four 8-byte loads, two 4x4
+  // byte transposes, eight 4-byte stores. The job loop is not unrolled and the
+  // swizzled offsets are recomputed per job: the producer runs on 32
+  // registers (setmaxnreg), and hoisted offsets would spill.
+  // Swizzled-offset arithmetic. Both smem layouts are a swizzle (XOR-linear
+  // over bits) of a layout that is additive for the splits used here:
+  //   layout_vt(d0 + m, k0)         = layout_vt(d0, k0) ^ layout_vt(m, 0)        (d0 % 8 == 0, m < 8)
+  //   layout_vs(kb + o, d0)         = layout_vs(kb, d0) ^ layout_vs(o, 0)        (kb = key base, o in {0,1,8,9})
+  // because the two parts occupy disjoint address bits. So each job evaluates
+  // the CuTe layout twice and every load / store address is one XOR with a
+  // compile-time constant. tools/kernel_dev/check_transpose_layout.cu checks
+  // the identities exhaustively on the host for every head-dim config.
+  // transpose_key_perm(4c + i) - transpose_key_perm(4c) = {0, 1, 8, 9}[i]
+  __host__ __device__ static constexpr int key_offset(int i) { return (i & 1) | ((i & 2) << 2); }
+
+  // vs: V scratch FIFO base, SmemLayoutVScratch (kBlockN, D, kStages);
+  //     slot `slot` is at vs + slot * kTileKVBytes (I1: never the base alone).
+  // vt: V^T buffer base, SmemLayoutVt (D, kBlockN, kStages).
+  // ptid: producer thread 0..127. valid_rows: keys of this block inside the sequence.
+  //
+  // A job is 4 V^T columns x 8 head-dim values: four 8-byte loads, two 4x4
+  // byte transposes, eight 4-byte stores. The job loop is not unrolled: the
+  // producer runs on 32 registers (setmaxnreg).
   __device__ __forceinline__ static void run(const uint8_t* vs, uint8_t* vt, int slot,
                                              int valid_rows, int ptid) {
     using namespace cute;
     constexpr auto layout_vs = typename Traits::SmemLayoutVScratch{};
     constexpr auto layout_vt = typename Traits::SmemLayoutVt{};
     static_assert(cosize_v<typename Traits::SmemLayoutVScratch> == Traits::kStages * Traits::kTileKVBytes);
-#pragma unroll
-    for (int it = 0; it < kJobsPerThread; ++it) {
-      const int job = ptid + it * 128;
+    const uint8_t* vs_slot = vs + slot * Traits::kTileKVBytes;
+    uint8_t* vt_slot = vt + slot * Traits::kTileKVBytes;
+    const bool full_block = valid_rows >= kBlockN;
+#pragma unroll 1
+    for (int job = ptid; job < kJobs; job += 128) {
       const int kg = job % kKGroups;
       const int dg = job / kKGroups;
       const int k0 = kg * 4;
-      const int d0 = dg * 16;
-      uint4 rows[4];
+      const int d0 = dg * 8;
+      const int key_base = transpose_key_perm(k0);  // keys key_base + {0, 1, 8, 9}
+      const int load_base = layout_vs(key_base, d0, 0);
+      const int store_base = layout_vt(d0, k0, 0);
+      uint2 rows[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int key = transpose_key_perm(k0 + i);
-        // Slot `slot` of the FIFO: layout coordinate (key, d0, slot), i.e.
-        // base + slot * kTileKVBytes + in-slot offset (I1). Evaluated here, not
-        // hoisted out of the tile loop, to keep the producer's registers low.
-        const int off = layout_vs(key, d0, slot);
-        rows[i] = key < valid_rows ? *reinterpret_cast<const uint4*>(vs + off)
-                                   : make_uint4(0u, 0u, 0u, 0u);
+        const int off = load_base ^ static_cast<int>(layout_vs(key_offset(i), 0, 0));
+        const bool valid = full_block || key_base + key_offset(i) < valid_rows;
+        rows[i] = valid ? *reinterpret_cast<const uint2*>(vs_slot + off) : make_uint2(0u, 0u);
       }
 #pragma unroll
-      for (int w = 0; w < 4; ++w) {
+      for (int w = 0; w < 2; ++w) {
         uint32_t o[4];
-        transpose_4x4_bytes(word(rows[0], w), word(rows[1], w), word(rows[2], w), word(rows[3], w), o);
+        transpose_4x4_bytes(w ? rows[0].y : rows[0].x, w ? rows[1].y : rows[1].x,
+                            w ? rows[2].y : rows[2].x, w ? rows[3].y : rows[3].x, o);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int off = layout_vt(d0 + 4 * w + i, k0, slot);
-          *reinterpret_cast<uint32_t*>(vt + off) = o[i];
+          const int off = store_base ^ static_cast<int>(layout_vt(4 * w + i, 0, 0));
+          *reinterpret_cast<uint32_t*>(vt_slot + off) = o[i];
         }
       }
     }
