@@ -40,11 +40,17 @@ struct Fp8FwdTraits {
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
   static constexpr int kNumConsumerThreads = 128 * kNumConsumerWG;
-  // setmaxnreg split: 128 * 32 + 256 * 240 = 65536 registers. The consumers
-  // hold S (N/2), P (N/8) and O (D/2) per thread; D = 256 needs 208 of them.
-  static constexpr int kProducerRegs = 32;
+  // setmaxnreg split. The CTA starts with 168 registers per thread
+  // (__launch_bounds__(384, 1): 65536 / 384 rounded down to a multiple of 8);
+  // setmaxnreg only moves registers between warpgroups of that pool, so the
+  // split must fit in 384 * 168 = 64512 (asking for more blocks the consumers'
+  // setmaxnreg.inc forever). The consumers hold S (N/2), P (N/8) and O (D/2)
+  // per thread; D = 256 needs 208 of them.
+  static constexpr int kLaunchRegs = 168;
+  static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
-  static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= 65536);
+  static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= kNumThreads * kLaunchRegs,
+                "setmaxnreg split exceeds the CTA's register pool");
 
   // ---- GMMA -----------------------------------------------------------------------
   // S = Q K^T: both operands K-major (head dim contiguous), SS wgmma (QGMMA).

@@ -178,12 +178,16 @@ def correctness(lib, num_sms, quick):
     ]
     if quick:
         shapes = [(1, 65, 65, 8, 1), (2, 127, 129, 2, 2), (1, 129, 1023, 2, 2), (1, 1023, 129, 2, 1)]
+    if quick == "smoke":
+        shapes = [(2, 127, 300, 4, 2)]
     masks = [(-1, -1), (-1, 0)]
     cases = []
     for D in (64, 128, 256):
         for (B, Sq, Sk, H, Hkv) in shapes:
             for (wl, wr) in masks:
                 cases.append((B, Sq, Sk, H, Hkv, D, wl, wr, "bf16"))
+        if quick == "smoke":
+            continue
         cases.append((2, 129, 300, 4, 2, D, -1, 0, "fp8"))
         cases.append((1, 300, 1023, 4, 4, D, -1, -1, "fp8"))
         cases.append((2, 200, 513, 4, 2, D, -1, -1, "fp16"))
@@ -205,7 +209,7 @@ def correctness(lib, num_sms, quick):
     return n_fail
 
 
-def bench(fn, iters=20, warmup=5):
+def bench(fn, iters=10, warmup=3):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -254,6 +258,7 @@ def perf(lib, num_sms):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="one small case per head dim, no perf")
     ap.add_argument("--no-perf", action="store_true")
     ap.add_argument("--only-perf", action="store_true")
     a = ap.parse_args()
@@ -262,7 +267,9 @@ def main():
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
     n_fail = 0
     if not a.only_perf:
-        n_fail = correctness(lib, num_sms, a.quick)
+        n_fail = correctness(lib, num_sms, "smoke" if a.smoke else a.quick)
+        if a.smoke:
+            sys.exit(1 if n_fail else 0)
     if not a.no_perf:
         perf(lib, num_sms)
     sys.exit(1 if n_fail else 0)
