@@ -8,6 +8,7 @@
 
 #include "kernel/kernel_traits.cuh"
 #include "kernel/transpose_v.cuh"
+#include "kernel/fmha_fwd_kernel.cuh"
 
 template <int D>
 int check() {
@@ -30,8 +31,9 @@ int check() {
       }
     }
   }
-  std::printf("D=%d N=%d stages=%d smem(Q,K,Vt,Vs)=%d+3x%d bytes: %s (%d bad)\n", D, T::kBlockN,
-              T::kStages, T::kTileQBytes, T::kStages * T::kTileKVBytes, bad ? "FAIL" : "ok", bad);
+  std::printf("D=%d N=%d stages=%d smem(Q,K,Vt,Vs)=%d+3x%d, SharedStorage %d bytes: %s (%d bad)\n",
+              D, T::kBlockN, T::kStages, T::kTileQBytes, T::kStages * T::kTileKVBytes,
+              torch_fmha::kernel::shared_storage_bytes<T>(), bad ? "FAIL" : "ok", bad);
   return bad;
 }
 
