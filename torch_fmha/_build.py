@@ -39,11 +39,14 @@ CXX_FLAGS = ["-O3"]  # the C++ standard is cpp_extension's choice for this torch
 NVCC_FLAGS = [
     "-O3",
     "-std=c++17",
-    "-gencode=arch=compute_90a,code=sm_90a",
+    "-gencode=arch=compute_90a,code=sm_90a",  # wgmma / setmaxnreg need sm_90a
     "--expt-relaxed-constexpr",
-    "--use_fast_math",
     "-DNDEBUG",
-    "-Xptxas=--warn-on-spills",
+    # torch's extension defaults hide the half/bf16 operators CUTLASS uses.
+    "-U__CUDA_NO_HALF_OPERATORS__",
+    "-U__CUDA_NO_HALF_CONVERSIONS__",
+    "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
+    "-U__CUDA_NO_HALF2_OPERATORS__",
 ]
 
 
