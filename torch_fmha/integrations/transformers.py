@@ -1,0 +1,314 @@
+"""Hugging Face transformers attention functions backed by torch_fmha.
+
+    import torch_fmha.integrations.transformers  # registers on import
+    model = AutoModelForCausalLM.from_pretrained(..., attn_implementation="torch_fmha_fp8")
+
+Two names are registered with transformers' ``AttentionInterface`` (the
+attention function) and ``AttentionMaskInterface`` (the mask function, which
+decides what reaches the attention function as ``attention_mask``):
+
+``"torch_fmha"``
+    :func:`torch_fmha.attention` in the input dtype: the CPU kernel on CPU; on
+    CUDA the kernel currently takes FP8 inputs only, so a bf16/fp16 model
+    raises the op's error (nothing is routed elsewhere behind your back).
+``"torch_fmha_fp8"``
+    q, k, v quantized per (batch, head) with :func:`torch_fmha.quantize_fp8`
+    (q with ``group_size = H // Hkv`` so its descale is ``[B, Hkv]``), then the
+    FP8 path with output in the input dtype (bf16 when the input is float32).
+
+What is supported, and how each case maps onto the op:
+
+- Causal self-attention (``module.is_causal``, or an ``is_causal`` kwarg) as
+  the bottom-right aligned causal mask of FlashAttention: right for prefill
+  and for decoding with a ``DynamicCache`` (``Sq < Sk``, queries are the last
+  positions).
+- Bidirectional (``is_causal=False``) attention.
+- Sliding windows: a causal layer with ``sliding_window=w`` sees the ``w``
+  most recent keys including itself (transformers' ``kv_idx > q_idx - w``),
+  i.e. ``window_size=(w - 1, 0)``; a bidirectional one sees
+  ``|q_idx - kv_idx| <= w`` (transformers' bidirectional overlay), i.e.
+  ``window_size=(w, w)``.
+- 2-D padding masks whose rows hold one contiguous run of real tokens (left
+  padding, right padding, or none): converted to the varlen op without a host
+  synchronisation. Each row is split into (padding before, tokens, padding
+  after) sequences, so ``cu_seqlens`` has the fixed size ``3 * B + 1`` and is
+  computed on the device. Outputs at padding positions are not meaningful
+  (transformers discards them); real tokens get exactly the masked result.
+  In eager mode the mask function checks the rows on the host (as
+  transformers' own sdpa / flash mask functions do) and returns ``None`` when
+  there is no padding, so unpadded batches take the dense op; under
+  ``torch.compile`` / CUDA graph capture it cannot look, so the mask goes to
+  the varlen path and a row with several runs fails a device-side
+  ``torch._assert_async``.
+
+Everything else raises ``NotImplementedError`` saying what was found, never a
+silently ignored mask: 4-D / float / BlockMask masks, mask overlays
+(``or_mask_function`` / ``and_mask_function``, packed sequences found from
+``position_ids``, block sequence ids), chunked attention, static caches
+(their key/value tensors hold unwritten slots past the current position),
+dropout, softcapping, attention sinks, position bias, paged caches.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+
+import torch_fmha
+
+try:
+    import transformers
+    from transformers import masking_utils as _mu
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
+except ImportError as e:  # pragma: no cover - exercised only without transformers
+    raise ImportError(
+        "torch_fmha.integrations.transformers needs Hugging Face transformers with "
+        "transformers.masking_utils.AttentionMaskInterface (transformers >= 4.53; tested with 5.23): "
+        f"pip install transformers ({e})") from e
+
+NAME = "torch_fmha"
+NAME_FP8 = "torch_fmha_fp8"
+_NAMES = (NAME, NAME_FP8)
+_FLOAT_OUT = (torch.bfloat16, torch.float16)
+
+
+def _unsupported(what: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"torch_fmha (transformers attn_implementation={NAME!r}/{NAME_FP8!r}) does not support {what}. "
+        "Supported: causal (bottom-right aligned, prefill and DynamicCache decode) or bidirectional "
+        "self-attention, sliding windows, and 2-D padding masks whose rows are one contiguous run of "
+        "tokens (left or right padding); use attn_implementation='sdpa' for anything else.")
+
+
+def _is_tracing(t: Optional[torch.Tensor] = None) -> bool:
+    """True under dynamo/export, fx or jit tracing, fake tensors and CUDA graph capture:
+    where the mask's values cannot be read on the host."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return True
+    if t is not None:
+        from torch._subclasses.fake_tensor import FakeTensor
+        if isinstance(t, (FakeTensor, torch.fx.Proxy)):
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# The mask function (AttentionMaskInterface): None, or a 2-D bool padding mask [B, kv_length].
+# ----------------------------------------------------------------------------------------------
+
+def _single_run_rows(pad: torch.Tensor) -> torch.Tensor:
+    """[B] bool: row b of the [B, Sk] bool mask is one contiguous run of True (or empty)."""
+    lens = pad.sum(1)
+    start = pad.to(torch.int32).argmax(1)  # first True (0 for an all-False row)
+    pos = torch.arange(pad.size(1), device=pad.device)
+    run = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + lens)[:, None])
+    return (run == pad).all(1)
+
+
+def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_offset=0,
+                    mask_function=_mu.causal_mask_function, attention_mask: Optional[torch.Tensor] = None,
+                    local_size: Optional[int] = None, allow_is_causal_skip: bool = True,
+                    use_vmap: bool = False, config=None, **kwargs):
+    """Mask function registered for both names.
+
+    Returns ``None`` when the attention function can apply the mask itself
+    (causal / bidirectional / sliding window, no padding), else the 2-D bool
+    padding mask ``[B, kv_length]`` (True = real token) for the varlen path.
+    Raises ``NotImplementedError`` for patterns the op cannot represent.
+
+    transformers' mask creators call it with: ``create_causal_mask`` /
+    ``create_sliding_window_causal_mask`` -> ``allow_is_causal_skip`` (False when
+    packed sequences, block ids or overlays were added, or for static-cache
+    decode); ``create_bidirectional_*`` -> ``allow_is_bidirectional_skip``;
+    sliding / chunked -> ``local_size``; overlays -> ``use_vmap=True``.
+    """
+    bidirectional = "allow_is_bidirectional_skip" in kwargs
+    config_window = getattr(config, "sliding_window", None)
+    if use_vmap:
+        raise _unsupported("mask overlays (or_mask_function / and_mask_function, e.g. bidirectional "
+                           "attention over image tokens)")
+    if local_size is not None and local_size != config_window:
+        raise _unsupported(f"a local attention pattern of size {local_size} that is not the config's "
+                           f"sliding_window ({config_window}), e.g. chunked attention")
+    sliding = local_size is not None
+    if bidirectional:
+        if not kwargs["allow_is_bidirectional_skip"]:
+            raise _unsupported("a bidirectional mask the model asked to materialise (allow_is_bidirectional_skip=False)")
+        if not sliding and mask_function is not _mu.bidirectional_mask_function:
+            raise _unsupported("a bidirectional mask pattern other than full or sliding-window attention")
+    else:
+        if not allow_is_causal_skip:
+            raise _unsupported(
+                "a causal mask that transformers must materialise (allow_is_causal_skip=False): packed "
+                "sequences detected from position_ids (under torch.compile with use_cache=False and no "
+                "attention_mask transformers cannot rule them out: pass attention_mask or use_cache=True), "
+                "block sequence ids, a static-cache decode step, or a model that post-processes its mask")
+        if not sliding and mask_function is not _mu.causal_mask_function:
+            raise _unsupported("a causal mask pattern other than plain causal or sliding-window attention")
+    if not bidirectional or sliding:
+        # Bottom-right alignment: the queries must be the last kv positions.
+        if isinstance(q_offset, torch.Tensor) or isinstance(kv_offset, torch.Tensor):
+            raise _unsupported("static caches (StaticCache and friends: the keys past the current position are "
+                               "unwritten slots; use the default DynamicCache)")
+        if q_offset + q_length != kv_offset + kv_length:
+            raise _unsupported(f"queries at positions [{q_offset}, {q_offset + q_length}) that are not the last "
+                               f"of the keys' [{kv_offset}, {kv_offset + kv_length}) (a static cache?)")
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise _unsupported(f"a {attention_mask.dim()}-D attention_mask here")
+    pad = _mu.prepare_padding_mask(attention_mask, kv_length, kv_offset)
+    pad = pad[:, kv_offset:kv_offset + kv_length].to(torch.bool)
+    if not _is_tracing(pad):
+        # One host sync per forward, as in transformers' own sdpa / flash mask functions.
+        if bool(pad.all()):
+            return None
+        if not bool(_single_run_rows(pad).all()):
+            raise _unsupported("a padding mask with a row that is not one contiguous run of tokens "
+                               "(e.g. right padding while decoding)")
+    else:
+        torch._assert_async(_single_run_rows(pad).all(),
+                            "torch_fmha: a padding-mask row is not one contiguous run of tokens (not supported)")
+    return pad
+
+
+# ----------------------------------------------------------------------------------------------
+# The attention functions (AttentionInterface).
+# ----------------------------------------------------------------------------------------------
+
+def _options(module, dropout, kwargs):
+    if dropout:
+        raise _unsupported(f"attention dropout (dropout={dropout}; call model.eval() or set attention_dropout=0)")
+    for name in ("softcap", "s_aux", "position_bias", "cache"):
+        if kwargs.get(name) is not None:
+            raise _unsupported(f"the {name!r} argument (attention logit softcapping / sinks / position bias / "
+                               "paged caches)")
+    if kwargs.get("output_attentions", False):
+        warnings.warn("torch_fmha attention does not return attention weights (output_attentions=True); "
+                      "use attn_implementation='eager' for them", stacklevel=3)
+    is_causal = kwargs.get("is_causal")
+    if is_causal is None:
+        is_causal = getattr(module, "is_causal", True)
+    sliding_window = kwargs.get("sliding_window")
+    config = getattr(module, "config", None)
+    layer_types = getattr(config, "layer_types", None) if config is not None else None
+    layer_idx = getattr(module, "layer_idx", None)
+    if layer_types is not None and layer_idx is not None and layer_idx < len(layer_types):
+        kind = layer_types[layer_idx]
+        if kind == "sliding_attention" and sliding_window is None:
+            raise _unsupported(f"layer {layer_idx}: a 'sliding_attention' layer whose attention module passes "
+                               "no sliding_window")
+        if kind not in ("full_attention", "sliding_attention"):
+            raise _unsupported(f"layer {layer_idx} of type {kind!r}")
+    if sliding_window is None:
+        window = (-1, -1)
+    elif is_causal:
+        window = (int(sliding_window) - 1, 0)  # kv_idx > q_idx - w
+    else:
+        window = (int(sliding_window), int(sliding_window))  # |q_idx - kv_idx| <= w
+    return bool(is_causal), window
+
+
+def _fp8(x: torch.Tensor, group_size: int = 1, cu_seqlens: Optional[torch.Tensor] = None):
+    return torch_fmha.quantize_fp8(x, "head", group_size=group_size, cu_seqlens=cu_seqlens)
+
+
+def _dense(q, k, v, fp8: bool, **kw):
+    """q [B, Sq, H, D], k/v [B, Sk, Hkv, D] (views) -> out [B, Sq, H, D]."""
+    if not fp8:
+        return torch_fmha.attention(q, k, v, **kw)
+    g = q.size(2) // k.size(2)
+    (q8, qd), (k8, kd), (v8, vd) = _fp8(q, g), _fp8(k), _fp8(v)
+    out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
+    out = torch_fmha.attention(q8, k8, v8, q_descale=qd, k_descale=kd, v_descale=vd, out_dtype=out_dtype, **kw)
+    return out.to(q.dtype)
+
+
+def _padded(q, k, v, pad: torch.Tensor, fp8: bool, **kw):
+    """Dense [B, S, heads, D] inputs with a [B, Sk] single-run padding mask through the varlen op.
+
+    Row b of the keys is split into three sequences: padding before the run,
+    the run [start, end), padding after it. The queries are the last Sq key
+    positions (checked by the mask function) and are split at the same
+    positions, so each real query's sequence ends where its keys' sequence
+    ends and the op's per-sequence bottom-right alignment reproduces
+    transformers' absolute-position causal / sliding-window masks. No host
+    sync: cu_seqlens has 3 * B + 1 entries whatever the data."""
+    b, sq, h, d = q.shape
+    sk, hkv = k.size(1), k.size(2)
+    if pad.size(0) != b or pad.size(1) != sk:
+        raise ValueError(f"torch_fmha: a padding mask of shape {list(pad.shape)} for {b} rows of {sk} keys")
+    lens = pad.sum(1, dtype=torch.int32)
+    start = pad.to(torch.int32).argmax(1).to(torch.int32)
+    end = start + lens
+    q0 = sk - sq  # key index of the first query
+    q_pre = (start - q0).clamp(0, sq)
+    q_run = (end - start.clamp(min=q0)).clamp(min=0)
+    q_post = sq - q_pre - q_run
+    k_segs = torch.stack([start, lens, sk - end], 1).flatten()
+    q_segs = torch.stack([q_pre, q_run, q_post], 1).flatten()
+    zero = torch.zeros(1, dtype=torch.int32, device=pad.device)
+    cu_k = torch.cat([zero, k_segs.cumsum(0, dtype=torch.int32)])
+    cu_q = torch.cat([zero, q_segs.cumsum(0, dtype=torch.int32)])
+    qp, kp, vp = q.reshape(b * sq, h, d), k.reshape(b * sk, hkv, d), v.reshape(b * sk, hkv, d)
+    if not fp8:
+        out = torch_fmha.varlen_attention(qp, kp, vp, cu_q, cu_k, **kw)
+    else:
+        (q8, qd), (k8, kd), (v8, vd) = _fp8(qp, h // hkv, cu_q), _fp8(kp, 1, cu_k), _fp8(vp, 1, cu_k)
+        out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
+        out = torch_fmha.varlen_attention(q8, k8, v8, cu_q, cu_k, q_descale=qd, k_descale=kd, v_descale=vd,
+                                          out_dtype=out_dtype, **kw).to(q.dtype)
+    return out.view(b, sq, h, d)
+
+
+def _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs, fp8: bool):
+    causal, window = _options(module, dropout, kwargs)
+    # transformers: [B, heads, S, D]; torch_fmha: [B, S, heads, D] (strided views, no copy).
+    q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+    kw = dict(softmax_scale=scaling, causal=causal, window_size=window)
+    if attention_mask is None:
+        out = _dense(q, k, v, fp8, **kw)
+    elif (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2
+          and attention_mask.dtype == torch.bool):
+        out = _padded(q, k, v, attention_mask, fp8, **kw)
+    else:
+        shape = list(attention_mask.shape) if hasattr(attention_mask, "shape") else type(attention_mask).__name__
+        raise _unsupported(f"an attention_mask of shape {shape} and type {type(attention_mask).__name__} "
+                           f"(dtype {getattr(attention_mask, 'dtype', None)}): 4-D / additive / block masks are "
+                           f"not representable; only the masks built by the {NAME!r} mask function are")
+    return out, None
+
+
+def torch_fmha_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                                 value: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                                 scaling: Optional[float] = None, dropout: float = 0.0, **kwargs):
+    """``attn_implementation="torch_fmha"``: query ``[B, H, Sq, D]``, key/value
+    ``[B, Hkv, Sk, D]`` in one dtype -> ``(attn_output [B, Sq, H, D], None)``."""
+    return _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs, fp8=False)
+
+
+def torch_fmha_fp8_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                                     value: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                                     scaling: Optional[float] = None, dropout: float = 0.0, **kwargs):
+    """``attn_implementation="torch_fmha_fp8"``: per-(batch, head) FP8 quantization of
+    q/k/v, FP8 attention, output in the input dtype (bf16 for float32 inputs)."""
+    return _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs, fp8=True)
+
+
+def register() -> None:
+    """Register ``"torch_fmha"`` and ``"torch_fmha_fp8"`` with transformers (idempotent)."""
+    AttentionInterface.register(NAME, torch_fmha_attention_forward)
+    AttentionInterface.register(NAME_FP8, torch_fmha_fp8_attention_forward)
+    for name in _NAMES:
+        AttentionMaskInterface.register(name, torch_fmha_mask)
+
+
+register()
+
+__all__ = ["NAME", "NAME_FP8", "register", "torch_fmha_attention_forward", "torch_fmha_fp8_attention_forward",
+           "torch_fmha_mask"]
