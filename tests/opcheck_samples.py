@@ -31,7 +31,7 @@ def fwd_samples(device="cpu", dtype=FP8):
     fp8 = dtype == FP8
     grad = dtype in (torch.float32, torch.float64, torch.bfloat16)
     for (b, sq, sk, h, hkv, d), opts in [
-        ((2, 17, 33, 4, 2, 64), dict(causal=True)),
+        ((2, 17, 33, 4, 2, 128), dict(causal=True)),
         ((1, 65, 65, 2, 2, 128), dict(window_left=8, window_right=4)),
         ((2, 9, 5, 8, 1, 256), dict()),
     ]:
@@ -43,7 +43,7 @@ def fwd_samples(device="cpu", dtype=FP8):
                       v_descale=torch.rand(b, hkv, device=device) + 0.5)
         samples.append(((q, k, v), kw))
     if fp8:
-        q, k, v = _qkv((1, 16, 2, 64), (1, 16, 2, 64), dtype, device)
+        q, k, v = _qkv((1, 16, 2, 128), (1, 16, 2, 128), dtype, device)
         samples.append(((q, k, v), dict(out_dtype=torch.float16)))
     return samples
 

@@ -18,6 +18,7 @@ from poison import call_with_nan_outputs
 from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output
 
 LENGTHS = [1, 63, 64, 65, 113, 127, 128, 129, 1023, 4224]
+HEAD_DIMS = [128, 256]  # D=64 is refused on CUDA until its deadlock is fixed (test below)
 ERR_LOG = os.environ.get("TORCH_FMHA_ERR_LOG")  # where to append per-case RMSE for the notes
 
 
@@ -48,26 +49,26 @@ def run_case(b, sq, sk, h, hkv, d, *, causal=False, window=(-1, -1), out_dtype=t
 
 @pytest.mark.parametrize("seqlen", LENGTHS)
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("d", HEAD_DIMS)
 def test_lengths(seqlen, causal, d):
     run_case(2, seqlen, seqlen, 4, 2, d, causal=causal, seed=seqlen, case=f"S={seqlen} D={d} causal={causal}")
 
 
 @pytest.mark.parametrize("sq,sk", [(65, 1023), (1023, 65), (1, 4224), (4224, 129), (113, 127)])
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("d", HEAD_DIMS)
 def test_sq_ne_sk(sq, sk, causal, d):
     run_case(2, sq, sk, 4, 1, d, causal=causal, seed=sq + sk, case=f"Sq={sq} Sk={sk} D={d} causal={causal}")
 
 
 @pytest.mark.parametrize("hkv", [8, 4, 1])
-@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("d", HEAD_DIMS)
 def test_gqa(hkv, d):
     run_case(3, 300, 300, 8, hkv, d, causal=True, case=f"GQA {8 // hkv} D={d}")
 
 
 @pytest.mark.parametrize("out_dtype", [torch.float16, FP8])
-@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("d", HEAD_DIMS)
 def test_output_dtypes(out_dtype, d):
     run_case(2, 257, 257, 4, 2, d, causal=True, out_dtype=out_dtype, case=f"out={out_dtype} D={d}")
 
@@ -101,8 +102,14 @@ def test_unsupported_raise_clearly():
         torch.ops.torch_fmha.bwd(q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
 
 
+def test_head_dim_64_is_refused_not_hung():
+    q, k, v, s = dense_inputs(8, 2048, 2048, 16, 16, 64, FP8, device="cuda", poison=False)
+    with pytest.raises(RuntimeError, match="head_dim 64 is disabled on SM90"):
+        torch_fmha.attention(q, k, v, **s)
+
+
 def test_zero_length_keys():
-    q = torch.randn(1, 10, 2, 64, device="cuda").to(FP8)
-    kv = torch.empty(1, 0, 1, 64, device="cuda", dtype=FP8)
+    q = torch.randn(1, 10, 2, 128, device="cuda").to(FP8)
+    kv = torch.empty(1, 0, 1, 128, device="cuda", dtype=FP8)
     out, lse = torch_fmha.attention(q, kv, kv, return_lse=True)
     assert torch.equal(out.float(), torch.zeros_like(out.float())) and torch.isneginf(lse).all()
