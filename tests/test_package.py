@@ -63,3 +63,20 @@ def test_quantize_roundtrip_shapes():
     assert pd.shape == (3, 4)
     assert torch.equal(pd[1], torch.full((4,), torch.finfo(torch.float32).tiny / 448))  # empty sequence
     torch.testing.assert_close(pd[0], packed[:3].abs().amax(dim=(0, 2)) / 448)
+
+
+def test_package_data_ships_every_native_source():
+    """A non-editable install must carry every file the first-import build reads."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = cfg["package-data"]["torch_fmha.csrc"]
+    csrc = root / "csrc"
+    native = [p.relative_to(csrc).as_posix() for p in csrc.rglob("*")
+              if p.suffix in (".h", ".cuh", ".cu", ".cpp")]
+    missing = [f for f in native if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)]
+    assert native and not missing, f"not shipped in the wheel: {missing}"
+    assert "torch_fmha.integrations" in cfg["packages"]

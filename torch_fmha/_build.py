@@ -33,7 +33,7 @@ CPU_SOURCES = (
 CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp",)
 CUDA_KERNEL_GLOB = "launch/*.cu"  # one instantiation unit per variant + dispatch
 CPU_HEADER_GLOBS = ("*.h", "ops/*.h")
-CUDA_HEADER_GLOBS = ("launch/*.h", "kernel/*.cuh", "kernel/*.h")
+CUDA_HEADER_GLOBS = ("launch/*.h", "launch/*.cuh", "kernel/*.cuh", "kernel/*.h")
 
 CXX_FLAGS = ["-O3"]  # the C++ standard is cpp_extension's choice for this torch
 NVCC_FLAGS = [
