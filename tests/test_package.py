@@ -77,6 +77,11 @@ def test_package_data_ships_every_native_source():
     csrc = root / "csrc"
     native = [p.relative_to(csrc).as_posix() for p in csrc.rglob("*")
               if p.suffix in (".h", ".cuh", ".cu", ".cpp")]
-    missing = [f for f in native if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)]
+
+    def shipped(f, pat):  # setuptools globs: '*' does not cross '/'
+        fs, ps = f.split("/"), pat.split("/")
+        return len(fs) == len(ps) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(fs, ps))
+
+    missing = [f for f in native if not any(shipped(f, pat) for pat in patterns)]
     assert native and not missing, f"not shipped in the wheel: {missing}"
     assert "torch_fmha.integrations" in cfg["packages"]
