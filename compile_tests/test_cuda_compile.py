@@ -28,17 +28,7 @@ from blocks import AttentionBlock
 TOL = dict(atol=2e-2, rtol=2e-2)
 
 
-def _skip_reason():
-    if not torch.cuda.is_available():
-        return "no CUDA GPU on this machine (these tests need an SM90 GPU: H100/H200)"
-    if torch.cuda.get_device_capability() != (9, 0):
-        return f"{torch.cuda.get_device_name()} is not SM90 (the kernels are Hopper-only)"
-    if not torch_fmha.build_info.cuda:
-        return f"the CUDA kernels were not built: {torch_fmha.build_info.cuda_reason}"
-    return None
-
-
-_REASON = _skip_reason()
+_REASON = torch_fmha.sm90_unavailable_reason()
 pytestmark = [pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
               # a hung kernel must fail the test, not the session (a signal cannot interrupt a CUDA wait)
               pytest.mark.timeout(300, method="thread")]

@@ -33,16 +33,6 @@ import torch
 B, S, H, HKV, D = 1, 128, 8, 8, 128
 
 
-def _skip_reason(torch_fmha):
-    if not torch.cuda.is_available():
-        return "no CUDA GPU: tools/overhead.py measures the SM90 kernel (H100/H200)"
-    if torch.cuda.get_device_capability() != (9, 0):
-        return f"{torch.cuda.get_device_name()} is not SM90 (the kernels are Hopper-only)"
-    if not torch_fmha.build_info.cuda:
-        return f"the CUDA kernels were not built: {torch_fmha.build_info.cuda_reason}"
-    return None
-
-
 def kernel_time_us(fn, calls: int) -> tuple[float, int, str]:
     """Median CUDA time per call of the kernels named *fmha*, from torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
@@ -98,7 +88,7 @@ def main(argv=None) -> int:
 
     import torch_fmha
 
-    reason = _skip_reason(torch_fmha)
+    reason = torch_fmha.sm90_unavailable_reason()
     if reason:
         print(f"tools/overhead.py: {reason}")
         return 2

@@ -23,5 +23,20 @@ from .api import FP8_MAX, attention, quantize_fp8, varlen_attention  # noqa: E40
 _fake.register()
 _autograd.register()
 
-__all__ = ["attention", "varlen_attention", "quantize_fp8", "FP8_MAX", "build_info"]
+
+def sm90_unavailable_reason() -> str | None:
+    """None when this process can run the SM90 kernels, else why not (for skips and CLIs)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU on this machine (the SM90 kernels need an H100/H200)"
+    if torch.cuda.get_device_capability() != (9, 0):
+        return f"{torch.cuda.get_device_name()} is not SM90 (the kernels are Hopper-only)"
+    if not build_info.cuda:
+        return f"the CUDA kernels were not built: {build_info.cuda_reason}"
+    return None
+
+
+__all__ = ["attention", "varlen_attention", "quantize_fp8", "FP8_MAX", "build_info",
+           "sm90_unavailable_reason"]
 __version__ = "0.1.0"

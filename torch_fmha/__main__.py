@@ -16,10 +16,6 @@ import torch
 import torch_fmha
 
 
-def _has_sm90() -> bool:
-    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-
-
 def _cpu_demo() -> int:
     rows = []
     g = torch.Generator().manual_seed(0)
@@ -53,11 +49,11 @@ def _cpu_demo() -> int:
 
 
 def main() -> int:
-    if not _has_sm90():
+    if not (torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)):
         return _cpu_demo()
-    if not torch_fmha.build_info.cuda:
-        print(f"torch_fmha: an SM90 GPU is present but the CUDA kernels were not built: "
-              f"{torch_fmha.build_info.cuda_reason}")
+    reason = torch_fmha.sm90_unavailable_reason()
+    if reason:
+        print(f"torch_fmha: an SM90 GPU is present but {reason}")
         return 2
     from torch_fmha import bench
 
