@@ -63,7 +63,7 @@ class Fp8BothApis(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.dense = AttentionBlock(embed=128, heads=4, kv_heads=2, head_dim=128, fp8=True)
-        self.packed = Fp8VarlenBlock(embed=128, heads=4, kv_heads=2, head_dim=64)
+        self.packed = Fp8VarlenBlock(embed=128, heads=4, kv_heads=2, head_dim=128)
 
     def forward(self, x, packed, cu_seqlens):
         return self.dense(x), self.packed(packed, cu_seqlens)
@@ -145,44 +145,67 @@ def test_varlen_dynamic_total_no_recompile():
     assert counter.frame_count == 1, f"recompiled: {counter.frame_count} frames"
 
 
-def _inputs(b=2, s=40, t=50):
+class Fp8Dense(torch.nn.Module):
+    """The dense FP8 block alone: exportable on CUDA while varlen waits for its SM90 kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = AttentionBlock(embed=128, heads=4, kv_heads=2, head_dim=128, fp8=True)
+
+    def forward(self, x):
+        return (self.dense(x),)
+
+
+def _inputs(kind, b=2, s=40, t=50):
     x = torch.randn(b, s, 128, device="cuda")
+    if kind == "dense":
+        return (x,)
     packed = torch.randn(t, 128, device="cuda")
     cu = torch.tensor([0, 7, 7, t], dtype=torch.int32, device="cuda")
     return x, packed, cu
 
 
-def _export(model):
+def _export(kind, model):
     batch, seq = torch.export.Dim("batch", min=2), torch.export.Dim("seq", min=2)
-    tokens = torch.export.Dim("tokens", min=2)
-    shapes = {"x": {0: batch, 1: seq}, "packed": {0: tokens}, "cu_seqlens": None}
-    return torch.export.export(model, _inputs(), dynamic_shapes=shapes)
+    shapes = {"x": {0: batch, 1: seq}}
+    if kind == "both":
+        shapes.update(packed={0: torch.export.Dim("tokens", min=2)}, cu_seqlens=None)
+    return torch.export.export(model, _inputs(kind), dynamic_shapes=shapes)
 
 
-@VARLEN_ON_CUDA
+MODELS = {"dense": Fp8Dense, "both": Fp8BothApis}
+KINDS = ["dense", pytest.param("both", marks=VARLEN_ON_CUDA)]
+
+
 class ExportGraph(expecttest.TestCase):
-    def test_exported_graph_calls_the_ops(self):
+    def _calls(self, kind):
         torch.manual_seed(0)
-        ep = _export(Fp8BothApis().cuda().eval())
-        calls = [str(n.target) for n in ep.graph.nodes
-                 if n.op == "call_function" and "torch_fmha" in str(n.target)]
-        self.assertExpectedInline("\n".join(calls), """\
+        ep = _export(kind, MODELS[kind]().cuda().eval())
+        return "\n".join(str(n.target) for n in ep.graph.nodes
+                         if n.op == "call_function" and "torch_fmha" in str(n.target))
+
+    def test_exported_dense_graph_calls_the_op(self):
+        self.assertExpectedInline(self._calls("dense"), """torch_fmha.fwd.default""")
+
+    @VARLEN_ON_CUDA
+    def test_exported_graph_calls_both_ops(self):
+        self.assertExpectedInline(self._calls("both"), """\
 torch_fmha.fwd.default
 torch_fmha.varlen_fwd.default""")
 
 
-@VARLEN_ON_CUDA
-def test_aoti_package_on_cuda_in_fresh_process(tmp_path):
+@pytest.mark.parametrize("kind", KINDS)
+def test_aoti_package_on_cuda_in_fresh_process(kind, tmp_path):
     torch.manual_seed(0)
-    model = Fp8BothApis().cuda().eval()
-    ep = _export(model)
+    model = MODELS[kind]().cuda().eval()
+    ep = _export(kind, model)
     for shape in [(2, 40, 50), (3, 65, 90)]:  # the exported program itself, through the dynamic dims
-        args = _inputs(*shape)
+        args = _inputs(kind, *shape)
         with torch.no_grad():
             for got, want in zip(ep.module()(*args), model(*args)):
                 torch.testing.assert_close(got, want, **TOL)
     pkg = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "attn_cuda.pt2"))
-    args = _inputs(3, 65, 90)
+    args = _inputs(kind, 3, 65, 90)
     with torch.no_grad():
         want = model(*args)
     torch.save({"args": args, "want": want}, tmp_path / "io.pt")
@@ -193,7 +216,7 @@ def test_aoti_package_on_cuda_in_fresh_process(tmp_path):
         runner = torch._inductor.aoti_load_package({pkg!r})
         got = runner(*io["args"])
         torch.cuda.synchronize()
-        assert len(got) == 2
+        assert len(got) == len(io["want"])
         for g, w in zip(got, io["want"]):
             assert g.device.type == "cuda", g.device
             torch.testing.assert_close(g, w, atol=2e-2, rtol=2e-2)
