@@ -1,0 +1,131 @@
+"""Stress run of random ragged (varlen) launches, each under a time limit.
+
+    python tools/stress_varlen.py --launches 2000 [--device cuda] [--check-every 20]
+
+A worker process runs the launches; this process watches it. Every launch
+prints its parameters before it starts and a line when its result is back;
+a launch that does not come back within --launch-timeout seconds is reported
+as a HANG with its parameters and the worker is killed. Every --check-every'th
+launch is checked against the float64 oracle (tests/reference.py) with the
+project's tolerance rule; every launch is checked for NaN in out/lse.
+Draws head dims, masks (causal, windows, none), GQA ratios, output dtypes and
+lengths including 0, 1, tile-1, tile, tile+1 and long ones, for q and k apart.
+Not part of the test suite (it is long on purpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TILE_LENGTHS = [0, 1, 63, 64, 65, 127, 128, 129, 191, 192, 193]
+
+
+def draw(rng: random.Random, max_len: int, head_dims) -> dict:
+    b = rng.choice([1, 2, 3, 7, 16, 33, 64])
+
+    def length():
+        return rng.choice(TILE_LENGTHS) if rng.random() < 0.6 else rng.randint(0, max_len)
+
+    hkv = rng.choice([1, 2, 4])
+    mask = rng.choice(["none", "causal", "window"])
+    window = (-1, -1)
+    if mask == "window":
+        window = (rng.choice([-1, 0, 16, 100]), rng.choice([-1, 0, 5, 64]))
+    return dict(lens_q=[length() for _ in range(b)], lens_k=[length() for _ in range(b)],
+                heads=hkv * rng.choice([1, 2, 8]), heads_kv=hkv, head_dim=rng.choice(head_dims),
+                causal=mask == "causal", window=window,
+                out=rng.choice(["bf16", "fp16", "fp8"]), seed=rng.randrange(1 << 30))
+
+
+def worker(device: str, check_every: int) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import torch
+
+    import torch_fmha  # noqa: F401
+    from inputs import FP8, varlen_inputs
+    from reference import assert_close_by_rule, output_as_float64, round_output, varlen_attention_ref
+
+    out_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": FP8}
+    for i, line in enumerate(sys.stdin):
+        p = json.loads(line)
+        q, k, v, cu_q, cu_k, s = varlen_inputs(p["lens_q"], p["lens_k"], p["heads"], p["heads_kv"],
+                                               p["head_dim"], FP8, device=device, seed=p["seed"])
+        out_scale = torch.tensor([0.02], device=device) if p["out"] == "fp8" else None
+        kw = dict(s, causal=p["causal"], window_size=tuple(p["window"]))
+        out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, out_dtype=out_dtypes[p["out"]],
+                                               out_scale=out_scale, return_lse=True, **kw)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        status = "ok"
+        if torch.isnan(out.float()).any() or torch.isnan(lse).any():
+            status = "NaN in output"
+        elif i % check_every == 0:
+            ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, **kw)
+            emul = round_output(ref, out.dtype, out_scale)
+            try:  # on CPU the kernel has no FP8 P rounding: the output rounding bounds it
+                assert_close_by_rule(output_as_float64(out, out_scale), ref, emul, eps=1e-3)
+                status = "checked"
+            except AssertionError as e:
+                status = f"WRONG: {e}"
+        print(json.dumps({"i": i, "status": status}), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--launches", type=int, default=2000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--check-every", type=int, default=20)
+    ap.add_argument("--launch-timeout", type=float, default=60.0)
+    ap.add_argument("--max-len", type=int, default=600)
+    ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.device, args.check_every)
+        return 0
+
+    rng = random.Random(args.seed)
+    head_dims = [int(d) for d in args.head_dims.split(",")]
+    cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--check-every", str(args.check_every)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    counts = {"run": 0, "checked": 0, "failed": 0}
+    t0 = time.time()
+    for i in range(args.launches):
+        p = draw(rng, args.max_len, head_dims)
+        proc.stdin.write(json.dumps(p) + "\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], args.launch_timeout)
+        line = proc.stdout.readline() if ready else ""
+        if not line:
+            proc.kill()
+            why = "HANG" if not ready else "worker died"
+            print(f"{why} at launch {i} after {args.launch_timeout:g} s: {json.dumps(p)}")
+            counts["failed"] += 1
+            break
+        status = json.loads(line)["status"]
+        counts["run"] += 1
+        counts["checked"] += status == "checked"
+        if status not in ("ok", "checked"):
+            counts["failed"] += 1
+            print(f"FAIL at launch {i}: {status}\n  {json.dumps(p)}")
+    else:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    print(f"stress_varlen: {counts['run']} launches run, {counts['checked']} checked against the oracle, "
+          f"{counts['failed']} failed, device {args.device}, {time.time() - t0:.0f} s")
+    return 1 if counts["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
