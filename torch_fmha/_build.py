@@ -146,7 +146,8 @@ def build_and_load(verbose: bool = False) -> BuildInfo:
     name = f"torch_fmha_C_{key}"
     build_dir = cache_dir() / name
     lib = build_dir / f"{name}.so"
-    if lib.exists():
+    done = build_dir / "BUILD_OK"  # written after a complete build: never load a half-linked .so
+    if lib.exists() and done.exists():
         torch.ops.load_library(str(lib))
         return BuildInfo(lib, cuda, reason, debug, 0.0)
 
@@ -175,5 +176,6 @@ def build_and_load(verbose: bool = False) -> BuildInfo:
         verbose=verbose,
     )
     seconds = time.perf_counter() - t0
+    done.write_text(f"{what}\n{seconds:.1f} s\n")
     print(f"torch_fmha: compiled in {seconds:.1f} s", file=sys.stderr, flush=True)
     return BuildInfo(lib, cuda, reason, debug, seconds)
