@@ -85,11 +85,10 @@ def test_causal_is_window_minus1_0():
 def test_fp8_output_saturates():
     q, k, v, s = dense_inputs(2, 77, 77, 4, 2, 128, FP8)
     out_scale = torch.tensor([0.004])  # small enough that some outputs saturate
-    out = check(q, k, v, s, out_dtype=FP8, out_scale=out_scale, causal=True)
+    check(q, k, v, s, out_dtype=FP8, out_scale=out_scale, causal=True)
     raw = torch_fmha.attention(q, k, v, causal=True, out_dtype=FP8, out_scale=out_scale, **s)
     assert raw.dtype == FP8 and not torch.isnan(raw.float()).any()
     assert raw.float().abs().max() == 448.0
-    assert out["max_err"] >= 0
 
 
 def test_fp16_output_of_fp8():
