@@ -165,10 +165,12 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
     pad = _mu.prepare_padding_mask(attention_mask, kv_length, kv_offset)
     pad = pad[:, kv_offset:kv_offset + kv_length].to(torch.bool)
     if not _is_tracing(pad):
-        # One host sync per forward, as in transformers' own sdpa / flash mask functions.
-        if bool(pad.all()):
+        # One host sync per forward (both flags in one transfer), as in transformers' own
+        # sdpa / flash mask functions.
+        no_padding, single_runs = torch.stack([pad.all(), _single_run_rows(pad).all()]).tolist()
+        if no_padding:
             return None
-        if not bool(_single_run_rows(pad).all()):
+        if not single_runs:
             raise _unsupported("a padding mask with a row that is not one contiguous run of tokens "
                                "(e.g. right padding while decoding)")
     else:
