@@ -170,6 +170,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     gemm<true, -1>(mma_qk, tSrQ, tSrK(_, _, _, kv_read.index), tSrS);
     named_barrier_arrive(their_turn, 256);
     warpgroup_wait<0>();
+    warpgroup_fence_operand(tSrS);
     if (wg_leader) {
       mbar_arrive(&ss.bar.k_empty[kv_read.index]);
       if (num_blocks == 1) mbar_arrive(&ss.bar.q_empty);
@@ -195,6 +196,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       named_barrier_arrive(their_turn, 256);
       warpgroup_wait<1>();  // S done, PV may still run
+      warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       if (wg_leader) {
         mbar_arrive(&ss.bar.k_empty[kv_read.index]);
         if (it == num_blocks - 1) mbar_arrive(&ss.bar.q_empty);
@@ -204,6 +206,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       }
       softmax.update(tSrS, alpha);
       warpgroup_wait<0>();  // PV done: tOrP and V^T stage are free
+      // The wait's asm names no registers: without these fences the compiler
+      // may move the O rescale / the P rewrite above it, racing the RS wgmma.
+      warpgroup_fence_operand(tOrO);
+      warpgroup_fence_operand(tOrP);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
 #pragma unroll
       for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
@@ -219,6 +225,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
     named_barrier_arrive(their_turn, 256);
     warpgroup_wait<0>();
+    warpgroup_fence_operand(tOrO);
     if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
 
     softmax.finalize(inv_sum, lse);
