@@ -1,0 +1,66 @@
+"""The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
+batch per head dim (empty q and k sequences included, GQA, causal for one of
+them), D=256 with FP8 output, and one dense case per head dim. Each result is
+checked against the float64 oracle, so a sanitizer-clean run is also a right one.
+
+    python tools/sanitize_cases.py [--head-dims 64,128,256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import torch_fmha  # noqa: E402
+from inputs import FP8, dense_inputs, varlen_inputs  # noqa: E402
+from reference import attention_ref, output_as_float64, varlen_attention_ref  # noqa: E402
+
+# lengths: empty q / empty k sequences, 1, tile-1, tile+1, a longer one
+LENS_Q = [0, 5, 1, 127, 129, 300, 64]
+LENS_K = [7, 0, 1, 128, 200, 300, 0]
+
+
+def check(out, ref, out_scale, what):
+    """A sanity bound (the tolerance rule proper is in tests/gpu): no NaN, relative
+    RMSE under 5% (FP8 inputs, FP8 P, FP8 or bf16 output)."""
+    o = output_as_float64(out, out_scale)
+    assert not torch.isnan(o).any(), f"{what}: NaN in output"
+    rel = ((o - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+    assert rel < 5e-2, f"{what}: relative RMSE {rel:.3e} vs the oracle"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    for d in (int(x) for x in args.head_dims.split(",")):
+        fp8_out = d == 256
+        out_dtype = FP8 if fp8_out else torch.bfloat16
+        out_scale = torch.tensor([0.05], device=args.device) if fp8_out else None
+        causal = d == 128
+        q, k, v, cu_q, cu_k, s = varlen_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, device=args.device, seed=d)
+        out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, causal=causal, out_dtype=out_dtype,
+                                               out_scale=out_scale, return_lse=True, **s)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, causal=causal, **s)
+        check(out, ref, out_scale, f"varlen D={d}")
+        print(f"varlen D={d} causal={causal} out={out_dtype}: ok", flush=True)
+
+        q, k, v, s = dense_inputs(2, 200, 333, 4, 2, d, FP8, device=args.device)
+        out = torch_fmha.attention(q, k, v, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        ref, _ = attention_ref(q, k, v, causal=not causal, **s)
+        check(out, ref, out_scale, f"dense D={d}")
+        print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
