@@ -128,11 +128,6 @@ def test_dynamic_batch_and_seqlen_no_recompile():
     assert counter.frame_count == 1, f"recompiled: {counter.frame_count} frames"
 
 
-VARLEN_ON_CUDA = pytest.mark.skip(
-    reason="varlen_fwd is not implemented in the SM90 kernel yet (issue 4); on CUDA it raises a clear error")
-
-
-@VARLEN_ON_CUDA
 def test_varlen_dynamic_total_no_recompile():
     torch.manual_seed(0)
     block = Fp8VarlenBlock().cuda().eval()
@@ -146,7 +141,7 @@ def test_varlen_dynamic_total_no_recompile():
 
 
 class Fp8Dense(torch.nn.Module):
-    """The dense FP8 block alone: exportable on CUDA while varlen waits for its SM90 kernel."""
+    """The dense FP8 block alone."""
 
     def __init__(self):
         super().__init__()
@@ -174,7 +169,7 @@ def _export(kind, model):
 
 
 MODELS = {"dense": Fp8Dense, "both": Fp8BothApis}
-KINDS = ["dense", pytest.param("both", marks=VARLEN_ON_CUDA)]
+KINDS = ["dense", "both"]
 
 
 class ExportGraph(expecttest.TestCase):
@@ -187,7 +182,6 @@ class ExportGraph(expecttest.TestCase):
     def test_exported_dense_graph_calls_the_op(self):
         self.assertExpectedInline(self._calls("dense"), """torch_fmha.fwd.default""")
 
-    @VARLEN_ON_CUDA
     def test_exported_graph_calls_both_ops(self):
         self.assertExpectedInline(self._calls("both"), """\
 torch_fmha.fwd.default

@@ -63,6 +63,7 @@ struct FwdParams {
   int32_t seqlen_q = 0;  // dense: Sq; varlen: max hint or 0
   int32_t seqlen_k = 0;  // dense: Sk; varlen: max hint or 0
   int32_t total_q = 0;   // varlen: Tq (rows of q); dense: B * Sq
+  int32_t total_k = 0;   // varlen: Tk (rows of k / v); dense: B * Sk
 
   // ---- math ----------------------------------------------------------------
   float softmax_scale = 0.f;  // multiplies q.k before softmax
@@ -81,6 +82,10 @@ struct FwdParams {
 
   // ---- launch ----------------------------------------------------------------
   int32_t num_sms = 0;  // persistent grid size, read once per device by the op
+  // Device scratch of fwd_workspace_bytes(params) bytes (launch_fwd.h), 16-byte
+  // aligned, allocated by the op on the launch stream (varlen: the tile work
+  // list the prep kernel writes). nullptr when that size is 0 (dense).
+  void* workspace = nullptr;
 };
 
 }  // namespace torch_fmha

@@ -48,14 +48,16 @@ def fwd_samples(device="cpu", dtype=FP8):
     return samples
 
 
-def varlen_fwd_samples(device="cpu", dtype=FP8):
+def varlen_fwd_samples(device="cpu", dtype=FP8, head_dim=64):
+    """(args, kwargs) for torch.ops.torch_fmha.varlen_fwd; empty q and k sequences included."""
     samples = []
     fp8 = dtype == FP8
     grad = dtype in (torch.float32, torch.float64, torch.bfloat16)
     for lens_q, lens_k, opts in [([3, 0, 17], [5, 2, 0], dict(causal=True)), ([9], [12], dict())]:
         cu_q = torch.tensor([0] + torch.tensor(lens_q).cumsum(0).tolist(), dtype=torch.int32, device=device)
         cu_k = torch.tensor([0] + torch.tensor(lens_k).cumsum(0).tolist(), dtype=torch.int32, device=device)
-        q, k, v = _qkv((sum(lens_q), 4, 64), (sum(lens_k), 2, 64), dtype, device, requires_grad=grad)
+        q, k, v = _qkv((sum(lens_q), 4, head_dim), (sum(lens_k), 2, head_dim), dtype, device,
+                       requires_grad=grad)
         kw = dict(opts, max_seqlen_q=max(lens_q), max_seqlen_k=max(lens_k))
         if fp8:
             kw.update(q_descale=torch.rand(len(lens_q), 2, device=device) + 0.5)

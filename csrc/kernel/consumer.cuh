@@ -125,7 +125,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
-  const MaskInfo mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
   OnlineSoftmax<kBlockN> softmax;
 
   PipelineState<kStages> kv_read;
@@ -144,6 +143,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const int tile_tag = tile.m_block;  // for hang reports
 
     const int hkv = tile.head / params.heads_per_kv;
+    const MaskInfo mask{tile.seqlen_q, tile.seqlen_k, p.window_left, p.window_right};
     const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
     const int num_blocks = range.count();
     float inv_sum[2], lse[2];

@@ -1,6 +1,10 @@
 // torch_fmha kernel: epilogue. O / l * v_descale (/ out_scale, saturated to
 // e4m3 for FP8 output), stored straight from the accumulator registers, and
-// the natural-log LSE. Rows at or past seqlen_q are never written.
+// the natural-log LSE. Rows at or past the sequence's length are never
+// written. Row r of a tile's sequence is row tile.q_row0 + r of out / lse
+// in batch tile.batch (dense: q_row0 = 0; varlen: q_row0 = cu_seqlens_q[b]
+// and the batch strides are 0, params.h, so no tensor_batch is needed here:
+// one register less in the consumers).
 //
 // O accumulator of a consumer thread (GMMA C layout, 64 x D per warpgroup):
 // flat index i = e + 2 * r8 + 4 * j holds row row0 + 8 * r8, column
@@ -33,9 +37,10 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
     const int row = tile.m_block * kBlockM + row0 + 8 * r8;
-    if (row >= p.seqlen_q) continue;
+    if (row >= tile.seqlen_q) continue;
     const float f = inv_sum[r8] * v_descale * out_mul;
-    const int64_t elem = int64_t(tile.batch) * p.out_batch_stride + int64_t(row) * p.out_row_stride +
+    const int64_t elem = int64_t(tile.batch) * p.out_batch_stride +
+                         int64_t(tile.q_row0 + row) * p.out_row_stride +
                          int64_t(tile.head) * p.out_head_stride + col0;
     if (fp8_out) {
       uint8_t* dst = static_cast<uint8_t*>(p.out) + elem;
@@ -61,8 +66,8 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
       }
     }
     if (p.lse != nullptr && col0 == 0) {
-      p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride + row] =
-          lse[r8];
+      p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
+            tile.q_row0 + row] = lse[r8];
     }
   }
 }

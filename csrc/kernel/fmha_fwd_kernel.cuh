@@ -18,15 +18,20 @@ namespace torch_fmha::kernel {
 
 // Everything the kernel reads, passed by value as a __grid_constant__ (the TMA
 // descriptors must live in parameter / constant space).
-template <class Traits>
+// Scheduler: DenseTileScheduler or VarlenTileScheduler (tile_scheduler.cuh);
+// the only difference between the dense and the varlen kernel.
+template <class Traits, class Scheduler>
 struct KernelParams {
   FwdParams fwd;
-  typename Traits::TmaQ tma_q;
-  typename Traits::TmaKV tma_k;
+  typename Traits::TmaQ tma_q;  // over (rows_q_tma, D, H, batch_tma)
+  typename Traits::TmaKV tma_k;  // over (rows_k_tma, D, Hkv, batch_tma)
   typename Traits::TmaKV tma_v;
-  DenseTileScheduler<Traits::kBlockM> scheduler;
+  Scheduler scheduler;
   int32_t heads_per_kv;  // H / Hkv
-  int32_t seqlen_k_tma;  // max(Sk, 1): TMA tensor extent (never 0)
+  // TMA tensor extents (never 0): dense (Sq, Sk, B), varlen (Tq, Tk, 1).
+  int32_t rows_q_tma;
+  int32_t rows_k_tma;
+  int32_t batch_tma;
 };
 
 template <class Traits>
@@ -60,9 +65,9 @@ constexpr int shared_storage_bytes() {
 // H100 / H200: at most 227 KB of shared memory per block.
 inline constexpr int kMaxSmemPerBlock = 227 * 1024;
 
-template <class Traits>
+template <class Traits, class Scheduler>
 __global__ void __launch_bounds__(Traits::kNumThreads, 1)
-    fmha_fwd_fp8_sm90_kernel(const __grid_constant__ KernelParams<Traits> params) {
+    fmha_fwd_fp8_sm90_kernel(const __grid_constant__ KernelParams<Traits, Scheduler> params) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
   static_assert(shared_storage_bytes<Traits>() <= kMaxSmemPerBlock, "shared memory budget");
   extern __shared__ __align__(1024) uint8_t smem_raw[];

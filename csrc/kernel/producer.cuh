@@ -39,10 +39,14 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
   const bool elected = ptid == 0;
   const FwdParams& p = params.fwd;
 
-  // TMA coordinate tensors: (seq, d, head, batch).
-  Tensor mQ = params.tma_q.get_tma_tensor(make_shape(p.seqlen_q, kHeadDim, p.heads_q, p.batch));
-  Tensor mK = params.tma_k.get_tma_tensor(make_shape(params.seqlen_k_tma, kHeadDim, p.heads_kv, p.batch));
-  Tensor mV = params.tma_v.get_tma_tensor(make_shape(params.seqlen_k_tma, kHeadDim, p.heads_kv, p.batch));
+  // TMA coordinate tensors: (rows, d, head, batch); varlen: all sequences are
+  // rows of one batch, a tile's sequence starts at row tile.q_row0 / k_row0.
+  Tensor mQ = params.tma_q.get_tma_tensor(
+      make_shape(params.rows_q_tma, kHeadDim, p.heads_q, params.batch_tma));
+  Tensor mK = params.tma_k.get_tma_tensor(
+      make_shape(params.rows_k_tma, kHeadDim, p.heads_kv, params.batch_tma));
+  Tensor mV = params.tma_v.get_tma_tensor(
+      make_shape(params.rows_k_tma, kHeadDim, p.heads_kv, params.batch_tma));
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
                           typename Traits::SmemLayoutQ{});         // (M, D)
@@ -51,21 +55,19 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
   Tensor sVs = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.v_scratch)),
                            typename Traits::SmemLayoutVScratch{});  // (N, D, kStages)
 
-  const MaskInfo mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right};
-
   PipelineState<kStages> kv_load;  // next K / V-scratch slot to fill
   PipelineState<2> tile_slot;      // next TileSlot to publish
   uint32_t q_phase = 0;            // phase of the (single) Q buffer
 
   // The transpose of one V block: waits on the scratch slot the block was
   // loaded into (I2), reserves the same-index V^T stage, syncs (I3).
-  auto transpose_block = [&](PipelineState<kStages> slot, int n_block, int tile_id) {
+  // valid_rows: keys of the block inside the sequence (the rest become zeros).
+  auto transpose_block = [&](PipelineState<kStages> slot, int valid_rows, int tile_id) {
     mbar_wait(&ss.bar.v_scratch_full[slot.index], slot.phase,
               {MbarId::kVScratchFull, slot.index, tile_id, Role::kTransposer});
     mbar_wait(&ss.bar.vt_empty[slot.index], slot.phase ^ 1u,
               {MbarId::kVtEmpty, slot.index, tile_id, Role::kTransposer});
     named_barrier_sync_unaligned(NamedBarrier::kProducerSync, 128);  // I3
-    const int valid_rows = p.seqlen_k - n_block * kBlockN;
     VTransposer<Traits>::run(ss.v_scratch, ss.vt, slot.index, valid_rows, ptid);
     fence_view_async_shared();  // st.shared -> wgmma (async proxy) reads of V^T
     mbar_arrive(&ss.bar.vt_full[slot.index]);         // 128 arrivals complete it
@@ -83,6 +85,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     tile_slot.advance();
     if (!tile.valid) break;
 
+    const MaskInfo mask{tile.seqlen_q, tile.seqlen_k, p.window_left, p.window_right};
     const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
     const int num_blocks = range.count();
     if (num_blocks == 0) continue;  // consumers write zeros / -inf, no loads
@@ -90,7 +93,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     const int hkv = tile.head / params.heads_per_kv;
     if (elected) {
       mbar_wait(&ss.bar.q_empty, q_phase ^ 1u, {MbarId::kQEmpty, 0, tile_id, Role::kProducerTma});
-      Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<Int<kBlockM>, Int<kHeadDim>>{},
+      // Rows past the sequence end belong to the next sequence (or are
+      // zero-filled past the tensor); their outputs are never stored.
+      Tensor gQ = local_tile(domain_offset(make_coord(tile.q_row0, _0{}),
+                                           mQ(_, _, tile.head, tile.tensor_batch)),
+                             Shape<Int<kBlockM>, Int<kHeadDim>>{},
                              make_coord(tile.m_block, _0{}));  // (M, D)
       auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
                                         group_modes<0, 2>(gQ));
@@ -99,9 +106,16 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     }
     q_phase ^= 1u;
 
-    Tensor gK = local_tile(mK(_, _, hkv, tile.batch), Shape<Int<kBlockN>, Int<kHeadDim>>{},
+    // Keys past the sequence end are masked to -inf by the consumers and the
+    // matching V rows are written as zeros by the transposer: whatever those
+    // rows hold (the next sequence, NaN) cannot reach the output.
+    Tensor gK = local_tile(domain_offset(make_coord(tile.k_row0, _0{}),
+                                         mK(_, _, hkv, tile.tensor_batch)),
+                           Shape<Int<kBlockN>, Int<kHeadDim>>{},
                            make_coord(_, _0{}));  // (N, D, n_blocks)
-    Tensor gV = local_tile(mV(_, _, hkv, tile.batch), Shape<Int<kBlockN>, Int<kHeadDim>>{},
+    Tensor gV = local_tile(domain_offset(make_coord(tile.k_row0, _0{}),
+                                         mV(_, _, hkv, tile.tensor_batch)),
+                           Shape<Int<kBlockN>, Int<kHeadDim>>{},
                            make_coord(_, _0{}));  // (N, D, n_blocks)
     auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                       group_modes<0, 2>(gK));  // (TMA, n_blocks), (TMA, kStages)
@@ -124,11 +138,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
         copy(params.tma_v.with(ss.bar.v_scratch_full[kv_load.index]), tVgV(_, n_block),
              tVsV(_, kv_load.index));
       }
-      if (it > 0) transpose_block(pending, n_block + 1, tile_id);
+      if (it > 0) transpose_block(pending, tile.seqlen_k - (n_block + 1) * kBlockN, tile_id);
       pending = kv_load;
       kv_load.advance();
     }
-    transpose_block(pending, range.begin, tile_id);
+    transpose_block(pending, tile.seqlen_k - range.begin * kBlockN, tile_id);
   }
 }
 

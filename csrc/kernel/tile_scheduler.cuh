@@ -1,11 +1,16 @@
-// torch_fmha kernel: static persistent tile scheduler.
+// torch_fmha kernel: static persistent tile schedulers (dense and varlen).
 //
-// The grid has min(num_sms, num_tiles) CTAs; CTA c processes tiles
-// c, c + gridDim.x, c + 2 * gridDim.x, ... The producer warpgroup owns the
-// scheduler: its threads evaluate it (it is a pure function of the tile id)
-// and its elected thread hands each tile to the consumers through shared
-// memory (fmha_fwd_kernel.cuh, TileSlot), followed by one invalid tile that
-// tells them to stop. So producer and consumers see the same tile sequence.
+// The grid has min(num_sms, upper bound on the tile count) CTAs; CTA c
+// processes tiles c, c + gridDim.x, c + 2 * gridDim.x, ... until get() returns
+// an invalid tile. The producer warpgroup owns the scheduler: its threads
+// evaluate it (a pure function of the tile id) and its elected thread hands
+// each tile to the consumers through shared memory (fmha_fwd_kernel.cuh,
+// TileSlot), followed by the invalid tile that tells them to stop. So
+// producer and consumers see the same tile sequence.
+//
+// Both schedulers have the one interface `TileInfo get(int32_t tile_id)`, and
+// a TileInfo says everything a role needs about its tile (lengths, row
+// offsets, tensor batch coordinate): no role reads p.seqlen_* or cu_seqlens.
 //
 // Dense batches: every batch has ceil(Sq / kBlockM) q blocks per head, so
 //   tile id -> (bh = id / num_m_blocks, m = id % num_m_blocks)
@@ -15,56 +20,85 @@
 // last q block down (longest first, and every round of the static round-robin
 // gets tiles of about the same cost), heads inner.
 //
-// Ragged batches (DESIGN.md I4, follow-up): the same interface, with
-// tile id -> batch by a binary search over per-batch prefix sums of
-// H * ceil(len_q[b] / kBlockM) (computed on the device from cu_seqlens_q),
-// then (head, m) inside the batch exactly as above. No ghost tiles: the tile
-// count is the last prefix sum, and an empty sequence owns no tile.
+// Ragged batches (DESIGN.md I4): the prep kernel (varlen_prep.cuh) writes the
+// sequences in work order (longest first) and the prefix sums of their tile
+// counts H * ceil(len_q / kBlockM). A tile id maps to its sequence by binary
+// search over the prefix sums (O(log B)), then to (head, m) inside the sequence
+// as in the dense order. No ghost tiles: the tile count is the last prefix sum
+// (an id at or past it is the stop signal), an empty q sequence owns no tile.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+
+#include "varlen_workspace.cuh"
 
 namespace torch_fmha::kernel {
 
 struct TileInfo {
-  int32_t batch;
+  int32_t batch;     // sequence index: descales; dense: also the batch coordinate
   int32_t head;      // q head; kv head = head / (H / Hkv)
-  int32_t m_block;   // q rows [m_block * kBlockM, (m_block + 1) * kBlockM)
+  int32_t m_block;   // q rows [m_block * kBlockM, (m_block + 1) * kBlockM) of the sequence
+  int32_t seqlen_q;  // this sequence's lengths
+  int32_t seqlen_k;
+  int32_t q_row0;    // row of the sequence's query 0 in q / out / lse (dense: 0)
+  int32_t k_row0;    // row of the sequence's key 0 in k / v (dense: 0)
+  int32_t tensor_batch;  // batch coordinate in the tensors (dense: batch; varlen: 0)
   int32_t valid;     // 0: no more tiles, the receiver stops
+
+  __host__ __device__ static TileInfo stop() {
+    TileInfo t{};
+    t.valid = 0;
+    return t;
+  }
 };
+
+// (head, m_block) of the `local`-th tile of a sequence with num_m_blocks q
+// blocks per head, in the order described above.
+struct HeadBlock {
+  int32_t head;
+  int32_t m_block;
+};
+
+__device__ __forceinline__ HeadBlock head_and_block(int32_t local, int32_t num_heads,
+                                                    int32_t num_m_blocks, bool reverse_m) {
+  if (reverse_m) {
+    // Bottom-right windows: tile cost grows with m. Walk all heads of the last
+    // q block first, then the next one down: each round of gridDim.x tiles
+    // has nearly equal costs, so the static round-robin stays balanced.
+    const int32_t mi = local / num_heads;
+    return {local - mi * num_heads, num_m_blocks - 1 - mi};
+  }
+  const int32_t head = local / num_m_blocks;
+  return {head, local - head * num_m_blocks};
+}
 
 template <int kBlockM>
 struct DenseTileScheduler {
   int32_t num_m_blocks;  // ceil(Sq / kBlockM)
   int32_t num_heads;     // H
   int32_t num_tiles;     // B * H * num_m_blocks
+  int32_t seqlen_q;
+  int32_t seqlen_k;
   bool reverse_m;        // longest-first order for bottom-right windows
 
   __host__ __device__ static DenseTileScheduler make(int32_t batch, int32_t heads, int32_t seqlen_q,
-                                                     bool reverse_m) {
+                                                     int32_t seqlen_k, bool reverse_m) {
     DenseTileScheduler s;
     s.num_m_blocks = (seqlen_q + kBlockM - 1) / kBlockM;
     s.num_heads = heads;
     s.num_tiles = batch * heads * s.num_m_blocks;
+    s.seqlen_q = seqlen_q;
+    s.seqlen_k = seqlen_k;
     s.reverse_m = reverse_m;
     return s;
   }
 
   __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
-    TileInfo t;
-    if (tile_id >= num_tiles) {
-      t.batch = 0;
-      t.head = 0;
-      t.m_block = 0;
-      t.valid = 0;
-      return t;
-    }
+    if (tile_id >= num_tiles) return TileInfo::stop();
     int32_t bh, mi;
     if (reverse_m) {
-      // Bottom-right windows: tile cost grows with m. Walk all (batch, head)
-      // of the last q block first, then the next one down: each round of
-      // gridDim.x tiles has nearly equal costs, so the static round-robin
-      // stays balanced (bh-major order gave CTAs 3x different work).
+      // m-major across all (batch, head): see head_and_block.
       const int32_t num_bh = num_tiles / num_m_blocks;
       mi = tile_id / num_bh;
       bh = tile_id - mi * num_bh;
@@ -72,9 +106,64 @@ struct DenseTileScheduler {
       bh = tile_id / num_m_blocks;
       mi = tile_id - bh * num_m_blocks;
     }
+    TileInfo t;
     t.batch = bh / num_heads;
     t.head = bh - t.batch * num_heads;
     t.m_block = reverse_m ? num_m_blocks - 1 - mi : mi;
+    t.seqlen_q = seqlen_q;
+    t.seqlen_k = seqlen_k;
+    t.q_row0 = 0;
+    t.k_row0 = 0;
+    t.tensor_batch = t.batch;
+    t.valid = 1;
+    return t;
+  }
+};
+
+template <int kBlockM>
+struct VarlenTileScheduler {
+  const VarlenSeq* seqs;       // [B], work order (written by the prep kernel)
+  const int32_t* tile_prefix;  // [B + 1]
+  int32_t num_batches;         // B
+  int32_t num_heads;           // H
+  bool reverse_m;              // longest-first order for bottom-right windows
+
+  __host__ __device__ static VarlenTileScheduler make(const VarlenWorkspace& ws, int32_t batch,
+                                                      int32_t heads, bool reverse_m) {
+    return {ws.seqs, ws.tile_prefix, batch, heads, reverse_m};
+  }
+
+  __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
+    // The workspace was written by the prep kernel earlier on the stream and
+    // is read-only here: the non-coherent (__ldg) path is safe.
+    if (tile_id >= __ldg(tile_prefix + num_batches)) return TileInfo::stop();
+    // Largest i with tile_prefix[i] <= tile_id; it owns at least one tile
+    // because tile_prefix[i + 1] > tile_id.
+    int32_t lo = 0, hi = num_batches;  // tile_prefix[lo] <= tile_id < tile_prefix[hi]
+    while (hi - lo > 1) {
+      const int32_t mid = (lo + hi) / 2;
+      if (__ldg(tile_prefix + mid) <= tile_id) {
+        lo = mid;
+      } else {
+        hi = mid;
+      }
+    }
+    static_assert(offsetof(VarlenSeq, q_offset) == 4 && offsetof(VarlenSeq, k_offset) == 8 &&
+                  offsetof(VarlenSeq, len_q) == 12);
+    const int4 s0 = __ldg(reinterpret_cast<const int4*>(seqs + lo));  // batch, q_offset, k_offset, len_q
+    const int32_t len_k = __ldg(&seqs[lo].len_k);
+    const int32_t num_m_blocks = (s0.w + kBlockM - 1) / kBlockM;
+    const HeadBlock hb =
+        head_and_block(tile_id - __ldg(tile_prefix + lo), num_heads, num_m_blocks, reverse_m);
+    TileInfo t;
+    t.batch = s0.x;
+    t.head = hb.head;
+    t.m_block = hb.m_block;
+    t.seqlen_q = s0.w;
+    t.seqlen_k = len_k;
+    t.q_row0 = s0.y;
+    t.k_row0 = s0.z;
+    t.tensor_batch = 0;
     t.valid = 1;
     return t;
   }

@@ -35,9 +35,15 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
   if (p.head_dim != 128 && p.head_dim != 256) {
     return "torch_fmha CUDA forward: head_dim must be 128 or 256 for float8_e4m3fn inputs";
   }
-  if (p.cu_seqlens_q != nullptr || p.cu_seqlens_k != nullptr) {
-    return "torch_fmha CUDA forward: varlen (cu_seqlens_q / cu_seqlens_k) is not implemented in "
-           "the SM90 kernel yet; use the dense layout";
+  const bool varlen = p.cu_seqlens_q != nullptr;
+  if (varlen != (p.cu_seqlens_k != nullptr)) {
+    return "torch_fmha CUDA forward: varlen needs both cu_seqlens_q and cu_seqlens_k";
+  }
+  if (varlen && (p.total_q < 0 || p.total_k < 0 ||
+                 int64_t(p.heads_q) * ((int64_t(p.total_q) + int64_t(p.batch) * 127) / 128) >
+                     INT32_MAX)) {
+    // Tile ids are int32 (the prep kernel's prefix sums).
+    return "torch_fmha CUDA forward: varlen needs heads * (total_q / 128 + batch) < 2^31 tiles";
   }
   if (p.out_type != ElementType::kBFloat16 && p.out_type != ElementType::kFloat16 &&
       p.out_type != ElementType::kFloat8E4M3) {
@@ -52,15 +58,17 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
   if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v)) {
     return "torch_fmha CUDA forward: q, k and v data pointers must be 16-byte aligned (TMA)";
   }
-  // FP8 inputs: element strides are byte strides.
-  if (!tma_stride_ok(p.q_row_stride, p.seqlen_q) || !tma_stride_ok(p.q_head_stride, p.heads_q) ||
-      !tma_stride_ok(p.q_batch_stride, p.batch)) {
+  // FP8 inputs: element strides are byte strides. Varlen: the rows are all
+  // of q's (k's) rows and the batch stride is unused (tma_extents).
+  const TmaExtents ext = tma_extents(p);
+  if (!tma_stride_ok(p.q_row_stride, ext.rows_q) || !tma_stride_ok(p.q_head_stride, p.heads_q) ||
+      !tma_stride_ok(p.q_batch_stride, ext.batch)) {
     return "torch_fmha CUDA forward: q strides (batch, seq, head) must be multiples of 16 "
            "elements for float8_e4m3fn (TMA)";
   }
-  if (!tma_stride_ok(p.k_row_stride, p.seqlen_k) || !tma_stride_ok(p.k_head_stride, p.heads_kv) ||
-      !tma_stride_ok(p.k_batch_stride, p.batch) || !tma_stride_ok(p.v_row_stride, p.seqlen_k) ||
-      !tma_stride_ok(p.v_head_stride, p.heads_kv) || !tma_stride_ok(p.v_batch_stride, p.batch)) {
+  if (!tma_stride_ok(p.k_row_stride, ext.rows_k) || !tma_stride_ok(p.k_head_stride, p.heads_kv) ||
+      !tma_stride_ok(p.k_batch_stride, ext.batch) || !tma_stride_ok(p.v_row_stride, ext.rows_k) ||
+      !tma_stride_ok(p.v_head_stride, p.heads_kv) || !tma_stride_ok(p.v_batch_stride, ext.batch)) {
     return "torch_fmha CUDA forward: k and v strides (batch, seq, head) must be multiples of 16 "
            "elements for float8_e4m3fn (TMA)";
   }
@@ -75,13 +83,14 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
 }
 
 cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
+  const bool varlen = p.cu_seqlens_q != nullptr;
   switch (p.head_dim) {
     case 64:
-      return launch_fwd_fp8<64>(p, stream);
+      return varlen ? launch_fwd_fp8<64, true>(p, stream) : launch_fwd_fp8<64, false>(p, stream);
     case 128:
-      return launch_fwd_fp8<128>(p, stream);
+      return varlen ? launch_fwd_fp8<128, true>(p, stream) : launch_fwd_fp8<128, false>(p, stream);
     case 256:
-      return launch_fwd_fp8<256>(p, stream);
+      return varlen ? launch_fwd_fp8<256, true>(p, stream) : launch_fwd_fp8<256, false>(p, stream);
     default:
       return cudaErrorInvalidValue;
   }

@@ -1,7 +1,7 @@
-// torch_fmha: SM90 FP8 forward kernel, head dim 256 (one instantiation per
-// translation unit so the head dims compile in parallel).
+// torch_fmha: SM90 FP8 forward kernel, head dim 256, dense layout (one
+// instantiation per translation unit so the variants compile in parallel).
 #include "fwd_launch_template.cuh"
 
 namespace torch_fmha {
-template cudaError_t launch_fwd_fp8<256>(const FwdParams&, cudaStream_t);
+template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
 }  // namespace torch_fmha

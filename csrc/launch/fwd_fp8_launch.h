@@ -1,19 +1,41 @@
 // torch_fmha: per-head-dim FP8 forward launchers. Declared here, defined in
-// fwd_launch_template.cuh, explicitly instantiated one head dim per
-// translation unit (fwd_fp8_hdim{64,128,256}.cu) so they compile in parallel.
+// fwd_launch_template.cuh, explicitly instantiated one (head dim, layout) per
+// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu) so they compile in
+// parallel.
 #pragma once
 
+#include <cstdint>
 #include <cuda_runtime.h>
 
 #include "../params.h"
 
 namespace torch_fmha {
 
-template <int kHeadDim>
+// kVarlen: ragged batch (p.cu_seqlens_* set, varlen tile scheduler + prep
+// kernel) or dense layout. Same kernel body; only the scheduler type differs.
+template <int kHeadDim, bool kVarlen>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
-extern template cudaError_t launch_fwd_fp8<64>(const FwdParams&, cudaStream_t);
-extern template cudaError_t launch_fwd_fp8<128>(const FwdParams&, cudaStream_t);
-extern template cudaError_t launch_fwd_fp8<256>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<64, false>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<128, false>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<64, true>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<128, true>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<256, true>(const FwdParams&, cudaStream_t);
+
+// Extents of the (rows, heads, batch) modes of q and k/v as the TMA
+// descriptors see them: dense (Sq | Sk, H, B); varlen (Tq | Tk, H, 1), all
+// sequences being rows of one packed batch. Shared by the launcher and the
+// stride checks of fwd_unsupported_reason.
+struct TmaExtents {
+  int32_t rows_q;
+  int32_t rows_k;
+  int32_t batch;
+};
+
+inline TmaExtents tma_extents(const FwdParams& p) {
+  if (p.cu_seqlens_q != nullptr) return {p.total_q, p.total_k, 1};
+  return {p.seqlen_q, p.seqlen_k, p.batch};
+}
 
 }  // namespace torch_fmha

@@ -1,14 +1,18 @@
-// torch_fmha: host side of the SM90 FP8 forward kernel for one head dim:
-// builds the TMA descriptors and the persistent grid, launches on `stream`.
+// torch_fmha: host side of the SM90 FP8 forward kernel for one head dim and
+// layout: builds the TMA descriptors and the persistent grid, launches on
+// `stream` (varlen: after the prep kernel that writes the tile work list).
 // No allocation, no host synchronisation.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cuda_runtime.h>
+#include <type_traits>
 
 #include "../kernel/fmha_fwd_kernel.cuh"
 #include "../params.h"
 #include "fwd_fp8_launch.h"
+#include "varlen_prep.h"
 
 namespace torch_fmha {
 
@@ -22,40 +26,61 @@ inline int64_t tma_stride(int64_t stride, int32_t extent) {
 
 }  // namespace detail
 
-template <int kHeadDim>
+template <int kHeadDim, bool kVarlen>
 cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   using namespace cute;
   using Traits = kernel::Fp8FwdTraits<kHeadDim>;
   using Element = typename Traits::Element;
-  using Params = kernel::KernelParams<Traits>;
+  constexpr int kBlockM = Traits::kBlockM;
+  using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
+                                       kernel::DenseTileScheduler<kBlockM>>;
+  using Params = kernel::KernelParams<Traits, Scheduler>;
 
   const bool bottom_right_window = p.window_right >= 0;
-  const auto scheduler = kernel::DenseTileScheduler<Traits::kBlockM>::make(
-      p.batch, p.heads_q, p.seqlen_q, bottom_right_window);
-  if (scheduler.num_tiles <= 0) return cudaSuccess;  // nothing to write
-
+  const TmaExtents ext = tma_extents(p);
   Params kp;
-  kp.fwd = p;
-  kp.scheduler = scheduler;
-  kp.heads_per_kv = p.heads_q / p.heads_kv;
-  kp.seqlen_k_tma = std::max(p.seqlen_k, 1);
+  // Upper bound on the tile count, known on the host. Dense: exact. Varlen:
+  // sum_b ceil(len_b / M) <= (Tq + B (M - 1)) / M; only the grid size depends
+  // on it (CTAs beyond the real count get the stop tile at once).
+  int64_t max_tiles = 0;
+  if constexpr (kVarlen) {
+    max_tiles = int64_t(p.heads_q) * ((int64_t(p.total_q) + int64_t(p.batch) * (kBlockM - 1)) / kBlockM);
+    if (max_tiles <= 0) return cudaSuccess;  // no query row: nothing to write
+    kernel::VarlenWorkspace ws;
+    cudaError_t err = launch_varlen_prep(p, kBlockM, stream, ws);
+    if (err != cudaSuccess) return err;
+    kp.scheduler = Scheduler::make(ws, p.batch, p.heads_q, bottom_right_window);
+  } else {
+    kp.scheduler = Scheduler::make(p.batch, p.heads_q, p.seqlen_q, p.seqlen_k, bottom_right_window);
+    max_tiles = kp.scheduler.num_tiles;
+    if (max_tiles <= 0) return cudaSuccess;  // nothing to write
+  }
 
-  auto gmem = [&](const void* ptr, int32_t seqlen, int32_t heads, int64_t row_stride,
+  kp.fwd = p;
+  kp.heads_per_kv = p.heads_q / p.heads_kv;
+  // TMA tensor extents (never 0: a descriptor needs extents >= 1; a tile of
+  // a sequence without keys issues no K/V load).
+  kp.rows_q_tma = std::max(ext.rows_q, 1);
+  kp.rows_k_tma = std::max(ext.rows_k, 1);
+  kp.batch_tma = std::max(ext.batch, 1);
+
+  auto gmem = [&](const void* ptr, int32_t rows, int32_t heads, int64_t row_stride,
                   int64_t head_stride, int64_t batch_stride) {
     return make_tensor(
         make_gmem_ptr(static_cast<Element const*>(ptr)),
-        make_shape(seqlen, int32_t(kHeadDim), heads, p.batch),
-        make_stride(detail::tma_stride(row_stride, seqlen), _1{},
+        make_shape(rows, int32_t(kHeadDim), heads, kp.batch_tma),
+        make_stride(detail::tma_stride(row_stride, rows), _1{},
                     detail::tma_stride(head_stride, heads),
-                    detail::tma_stride(batch_stride, p.batch)));
+                    detail::tma_stride(batch_stride, kp.batch_tma)));
   };
-  auto gQ = gmem(p.q, p.seqlen_q, p.heads_q, p.q_row_stride, p.q_head_stride, p.q_batch_stride);
-  auto gK = gmem(p.k, kp.seqlen_k_tma, p.heads_kv, p.k_row_stride, p.k_head_stride,
+  // (rows, D, heads, batch): [B, S, H, D] dense, or [T, H, D] as one batch.
+  auto gQ = gmem(p.q, kp.rows_q_tma, p.heads_q, p.q_row_stride, p.q_head_stride, p.q_batch_stride);
+  auto gK = gmem(p.k, kp.rows_k_tma, p.heads_kv, p.k_row_stride, p.k_head_stride,
                  p.k_batch_stride);
-  auto gV = gmem(p.v, kp.seqlen_k_tma, p.heads_kv, p.v_row_stride, p.v_head_stride,
+  auto gV = gmem(p.v, kp.rows_k_tma, p.heads_kv, p.v_row_stride, p.v_head_stride,
                  p.v_batch_stride);
   kp.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, typename Traits::SmemLayoutQ{},
-                           Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{}, _1{});
+                           Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
   kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(typename Traits::SmemLayoutK{}),
                            Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
   kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
@@ -63,7 +88,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
 
   constexpr int kSmemBytes = kernel::shared_storage_bytes<Traits>();
   static_assert(kSmemBytes <= kernel::kMaxSmemPerBlock, "shared memory budget");
-  auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits>;
+  auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>;
 
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
@@ -80,7 +105,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
     if (err != cudaSuccess) return err;
   }
-  const int grid = std::min(num_sms, scheduler.num_tiles);
+  const int grid = static_cast<int>(std::min<int64_t>(num_sms, max_tiles));
   kernel_fn<<<grid, Traits::kNumThreads, kSmemBytes, stream>>>(kp);
   return cudaGetLastError();
 }

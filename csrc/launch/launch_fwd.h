@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "../params.h"
 
 namespace torch_fmha {
@@ -13,6 +15,11 @@ namespace torch_fmha {
 // masks), otherwise a sentence naming what is supported. The op turns a
 // non-null answer into an error; it never falls back to another path.
 const char* fwd_unsupported_reason(const FwdParams& params);
+
+// Bytes of device scratch the launch needs in params.workspace (0: none; the
+// varlen path needs ~24 bytes per sequence). The op allocates it on the launch
+// stream; its contents need no initialisation.
+size_t fwd_workspace_bytes(const FwdParams& params);
 
 // Enqueues the forward kernel on `stream`. No host synchronisation, no
 // allocation. Returns the launch status.

@@ -142,6 +142,7 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
   params.seqlen_q = static_cast<int32_t>(p.seqlen_q);
   params.seqlen_k = static_cast<int32_t>(p.seqlen_k);
   params.total_q = static_cast<int32_t>(p.batch * p.seqlen_q);
+  params.total_k = static_cast<int32_t>(p.batch * p.seqlen_k);
   if (out.numel() == 0) return {out, lse};
   if (p.seqlen_k == 0) {  // no key anywhere: every row is empty (no launch needed)
     out.zero_();
@@ -176,8 +177,23 @@ std::tuple<at::Tensor, at::Tensor> varlen_fwd_cuda(
   params.lse_head_stride = lse.stride(0);
   params.seqlen_q = static_cast<int32_t>(max_seqlen_q.value_or(0));
   params.seqlen_k = static_cast<int32_t>(max_seqlen_k.value_or(0));
-  params.total_q = static_cast<int32_t>(p.seqlen_q);
+  TORCH_CHECK(p.seqlen_q <= std::numeric_limits<int32_t>::max() &&
+                  p.seqlen_k <= std::numeric_limits<int32_t>::max(),
+              op, ": the CUDA kernels index rows with int32; q has ", p.seqlen_q, " rows and k ",
+              p.seqlen_k);
+  params.total_q = static_cast<int32_t>(p.seqlen_q);  // FwdProblem's varlen seqlen_* are totals
+  params.total_k = static_cast<int32_t>(p.seqlen_k);
   if (out.numel() == 0) return {out, lse};
+  if (p.seqlen_k == 0) {  // no key in any sequence: every row is empty (no launch needed)
+    out.zero_();
+    lse.fill_(-std::numeric_limits<float>::infinity());
+    return {out, lse};
+  }
+  // The tile work list the prep kernel builds from cu_seqlens on the device
+  // (no host sync). Stream-ordered allocator: safe to drop after the launch.
+  at::Tensor workspace = at::empty({static_cast<int64_t>(fwd_workspace_bytes(params))},
+                                   q.options().dtype(at::kByte));
+  params.workspace = workspace.data_ptr();
   launch(op, params);
   return {out, lse};
 }

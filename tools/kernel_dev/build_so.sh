@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds build/libfmha_dev.so (torch-free) from the kernel sources, one head
-# dim per nvcc process (2 at a time here). Extra nvcc flags: $NVCC_EXTRA
+# Builds build/libfmha_dev.so (torch-free) from the kernel sources, one variant
+# (head dim x layout) per nvcc process (2 at a time here). Extra nvcc flags: $NVCC_EXTRA
 # (e.g. NVCC_EXTRA=-DTORCH_FMHA_DEBUG_HANG=1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,6 +10,8 @@ mkdir -p "$OUT"
 FLAGS=(-std=c++17 -gencode=arch=compute_90a,code=sm_90a -O3 --expt-relaxed-constexpr
        -Xcompiler=-fPIC -I"$CUTLASS_INC" -Icsrc -Xptxas -v ${NVCC_EXTRA:-})
 SRCS=(csrc/launch/fwd_fp8_hdim64.cu csrc/launch/fwd_fp8_hdim128.cu csrc/launch/fwd_fp8_hdim256.cu
+      csrc/launch/fwd_fp8_hdim64_varlen.cu csrc/launch/fwd_fp8_hdim128_varlen.cu
+      csrc/launch/fwd_fp8_hdim256_varlen.cu csrc/launch/varlen_prep.cu
       csrc/launch/dispatch_fwd.cu tools/kernel_dev/c_shim.cu)
 JOBS=${JOBS:-2}
 pids=()

@@ -1,0 +1,47 @@
+// torch_fmha kernel: the varlen work list — what the prep kernel
+// (varlen_prep.cuh) derives from cu_seqlens on the device and the varlen tile
+// scheduler (tile_scheduler.cuh) reads. Torch-free; the op only needs the byte
+// count (fwd_workspace_bytes, launch_fwd.h).
+//
+// Layout of the int32-aligned device scratch for B sequences:
+//   seqs        VarlenSeq[B]   sequences in work order (longest first when sorted)
+//   tile_prefix int32[B + 1]   tile_prefix[i] = q tiles of seqs[0 .. i-1];
+//                              tile_prefix[B] = total tile count
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace torch_fmha::kernel {
+
+// One sequence of a ragged batch, lengths already clamped to the tensors
+// (a malformed cu_seqlens can give wrong results, never out-of-bounds stores).
+// 32 bytes: two 16-byte loads per tile.
+struct alignas(16) VarlenSeq {
+  int32_t batch;     // index into cu_seqlens and the [B, Hkv] descales
+  int32_t q_offset;  // cu_seqlens_q[batch]: first row of the sequence in q / out / lse
+  int32_t k_offset;  // cu_seqlens_k[batch]: first row in k / v
+  int32_t len_q;
+  int32_t len_k;
+  int32_t unused[3];
+};
+static_assert(sizeof(VarlenSeq) == 32);
+
+struct VarlenWorkspace {
+  VarlenSeq* seqs;       // [B]
+  int32_t* tile_prefix;  // [B + 1]
+
+  __host__ __device__ static size_t bytes(int32_t batch) {
+    return sizeof(VarlenSeq) * size_t(batch) + sizeof(int32_t) * (size_t(batch) + 1);
+  }
+
+  // `base` must be 16-byte aligned (torch allocations are).
+  __host__ __device__ static VarlenWorkspace carve(void* base, int32_t batch) {
+    VarlenWorkspace w;
+    w.seqs = static_cast<VarlenSeq*>(base);
+    w.tile_prefix = reinterpret_cast<int32_t*>(w.seqs + batch);
+    return w;
+  }
+};
+
+}  // namespace torch_fmha::kernel

@@ -1,0 +1,234 @@
+"""The SM90 FP8 forward kernel on ragged batches, through torch.ops.torch_fmha.varlen_fwd,
+against the float64 oracle with the tolerance rule (DESIGN.md section 5).
+
+Every case runs with NaN-poisoned outputs (every row of out / lse belongs to a
+sequence, so no NaN may survive anywhere) and NaN-poisoned inputs: besides the
+NaN heads and rows past T of ``inputs.varlen_inputs``, each batch gets two
+guard sequences whose rows are NaN and that the kernel reads only as spill-over
+of their neighbours' last tiles: one with NaN k/v rows and no queries (keys
+past a neighbour's len_k), one with NaN q rows and no keys (queries past a
+neighbour's len_q; its own rows must come out 0 with lse -inf).
+Skipped (with the reason) where there is no SM90 GPU (conftest.py).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import torch_fmha
+from emulate import emulate_fp8_kernel
+from inputs import FP8, dense_inputs, varlen_inputs
+from opcheck_samples import FP8_UTILS, varlen_fwd_samples
+from poison import call_with_nan_outputs
+from reference import (assert_close_by_rule, output_as_float64, round_output,
+                       varlen_attention_ref)
+
+HEAD_DIMS = [64, 128, 256]  # 64 runs once fwd_unsupported_reason stops refusing it
+EDGE = [0, 1, 127, 128, 129, 191, 192, 193]  # around kBlockM = 128 and kBlockN = 192 / 128
+HDIM64_REFUSAL = "head_dim 64 is disabled on SM90"
+
+
+def _skip_if_refused(err: RuntimeError, d: int):
+    if d == 64 and HDIM64_REFUSAL in str(err):
+        pytest.skip(f"D=64 refused on CUDA: {err}")
+    raise err
+
+
+def _cu(lens):
+    return [0] + torch.tensor(lens).cumsum(0).tolist()
+
+
+def _with_guards(lens_q, lens_k, rng):
+    """Insert the two NaN guard sequences at random positions (not first: they
+    poison the tail of a neighbour). Returns new lists and the guard indices."""
+    lens_q, lens_k = list(lens_q), list(lens_k)
+    gk = rng.randint(1, len(lens_q))
+    lens_q.insert(gk, 0)
+    lens_k.insert(gk, rng.choice([5, 64, 200]))
+    gq = rng.randint(1, len(lens_q))
+    lens_q.insert(gq, rng.choice([3, 100, 130]))
+    lens_k.insert(gq, 0)
+    if gq <= gk:
+        gk += 1
+    return lens_q, lens_k, gq, gk
+
+
+def _fill_nan_rows(t: torch.Tensor, start: int, end: int):
+    t.view(torch.uint8)[start:end].fill_(0x7F)  # e4m3fn NaN
+
+
+def emulate_varlen(q, k, v, cu_q, cu_k, *, q_descale, k_descale, v_descale, **kw):
+    """Per-sequence emulate_fp8_kernel -> float64 [Tq, H, D]; rows without keys are 0."""
+    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
+    for b in range(len(cu_q) - 1):
+        q0, q1, k0, k1 = cu_q[b], cu_q[b + 1], cu_k[b], cu_k[b + 1]
+        if q1 == q0 or k1 == k0:
+            continue
+        o = emulate_fp8_kernel(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1],
+                               q_descale=q_descale[b:b + 1], k_descale=k_descale[b:b + 1],
+                               v_descale=v_descale[b:b + 1], **kw)
+        out[q0:q1] = o[0]
+    return out
+
+
+def run_varlen(lens_q, lens_k, h, hkv, d, *, causal=False, window=(-1, -1), out_dtype=torch.bfloat16,
+               seed=0, hints=True, case=""):
+    rng = random.Random(seed)
+    lens_q, lens_k, gq, gk = _with_guards(lens_q, lens_k, rng)
+    cq, ck = _cu(lens_q), _cu(lens_k)
+    q, k, v, cu_q, cu_k, s = varlen_inputs(lens_q, lens_k, h, hkv, d, FP8, device="cuda", seed=seed)
+    _fill_nan_rows(q, cq[gq], cq[gq + 1])
+    _fill_nan_rows(k, ck[gk], ck[gk + 1])
+    _fill_nan_rows(v, ck[gk], ck[gk + 1])
+    out_scale = torch.tensor([0.02], device="cuda") if out_dtype == FP8 else None
+    tq = cq[-1]
+    kw = dict(s, causal=causal, window_size=window)
+    max_q, max_k = (max(lens_q), max(lens_k)) if hints else (None, None)
+    try:
+        out, lse = call_with_nan_outputs(
+            lambda: torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, out_dtype=out_dtype,
+                                                out_scale=out_scale, return_lse=True, **kw),
+            [((tq, h, d), out_dtype), ((h, tq), torch.float32)])
+    except RuntimeError as err:
+        _skip_if_refused(err, d)
+    torch.cuda.synchronize()
+    ref, ref_lse = varlen_attention_ref(q, k, v, cu_q, cu_k, **kw)
+    emul = round_output(emulate_varlen(q, k, v, cq, ck, **kw), out_dtype, out_scale)
+    got = output_as_float64(out, out_scale)
+    assert not torch.isnan(got).any(), f"{case}: NaN in out (unwritten row or leaked NaN input)"
+    stats = assert_close_by_rule(got, ref, emul, eps=1e-3, what=case)
+    assert not torch.isnan(lse).any(), f"{case}: NaN in lse (unwritten or leaked)"
+    assert torch.equal(torch.isneginf(lse), torch.isneginf(ref_lse)), f"{case}: lse -inf pattern"
+    fin = torch.isfinite(ref_lse)
+    if fin.any():
+        assert (lse.double()[fin] - ref_lse[fin]).abs().max() < 2e-3, f"{case}: lse error"
+    guard = got[cq[gq]:cq[gq + 1]]
+    assert torch.equal(guard, torch.zeros_like(guard)), f"{case}: keyless guard rows not 0"
+    return stats
+
+
+def _random_lengths(b, rng, max_len, long=()):
+    lens_q = [rng.randint(0, max_len) for _ in range(b)]
+    lens_k = [rng.randint(0, max_len) for _ in range(b)]
+    for i, (lq, lk) in zip(rng.sample(range(b), len(long)), long):
+        lens_q[i], lens_k[i] = lq, lk
+    return lens_q, lens_k
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_edge_lengths(causal, d):
+    """Every edge length as q and as k, paired differently (Sq != Sk per sequence)."""
+    rng = random.Random(d)
+    lens_q = EDGE + EDGE[::-1]
+    lens_k = EDGE[::-1] + rng.sample(EDGE, len(EDGE))
+    run_varlen(lens_q, lens_k, 4, 2, d, causal=causal, seed=d + causal,
+               case=f"edge D={d} causal={causal}")
+
+
+@pytest.mark.parametrize("b,max_len,long", [
+    (1, 0, [(2500, 3100)]),
+    (5, 700, [(4100, 4000), (1500, 2600)]),
+    (64, 300, [(2200, 1900)]),
+])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_random_ragged(b, max_len, long, causal, d):
+    rng = random.Random(b * 1000 + d)
+    lens_q, lens_k = _random_lengths(b, rng, max_len, long)
+    run_varlen(lens_q, lens_k, 4, 1, d, causal=causal, seed=b + d,
+               case=f"B={b} D={d} causal={causal}")
+
+
+@pytest.mark.parametrize("window", [(64, 0), (100, 30), (-1, 50), (200, -1)])
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_windows(window, d):
+    rng = random.Random(7 + d)
+    lens_q, lens_k = _random_lengths(9, rng, 500, [(1000, 700), (300, 1200)])
+    run_varlen(lens_q, lens_k, 4, 2, d, window=window, seed=d, case=f"window={window} D={d}")
+
+
+@pytest.mark.parametrize("hkv", [8, 2, 1])
+@pytest.mark.parametrize("d", [128, 256])
+def test_gqa(hkv, d):
+    rng = random.Random(hkv)
+    lens_q, lens_k = _random_lengths(6, rng, 400, [(600, 600)])
+    run_varlen(lens_q, lens_k, 8, hkv, d, causal=True, seed=hkv, case=f"GQA {8 // hkv} D={d}")
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float16, FP8])
+@pytest.mark.parametrize("d", [128, 256])
+def test_output_dtypes(out_dtype, d):
+    rng = random.Random(3)
+    lens_q, lens_k = _random_lengths(7, rng, 400)
+    run_varlen(lens_q, lens_k, 4, 2, d, causal=True, out_dtype=out_dtype, case=f"out={out_dtype} D={d}")
+
+
+def test_hints_absent_or_wrong():
+    """max_seqlen_* are hints: absent (None) or too small, the result is the same."""
+    rng = random.Random(11)
+    lens_q, lens_k = _random_lengths(6, rng, 600, [(1500, 1300)])
+    run_varlen(lens_q, lens_k, 4, 2, 128, causal=True, hints=False, seed=11, case="no hints")
+    q, k, v, cu_q, cu_k, s = varlen_inputs(lens_q, lens_k, 4, 2, 128, FP8, device="cuda", seed=1)
+    good = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True, **s)
+    wrong = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, 1, 1, causal=True, **s)
+    assert torch.equal(good, wrong)
+
+
+def test_more_sequences_than_the_sort_bound():
+    """B > 1024: the prep kernel keeps batch order and scans in chunks."""
+    rng = random.Random(5)
+    lens_q = [rng.choice([0, 1, 2, 5, 130]) for _ in range(1100)]
+    lens_k = [rng.choice([0, 1, 3, 7, 200]) for _ in range(1100)]
+    run_varlen(lens_q, lens_k, 2, 1, 128, causal=True, seed=5, case="B=1100")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", [128, 256])
+def test_dense_and_varlen_agree_bitwise(causal, d):
+    b, s_len, h, hkv = 3, 517, 4, 2
+    q, k, v, s = dense_inputs(b, s_len, s_len, h, hkv, d, FP8, device="cuda", poison=False, seed=d)
+    dense, dense_lse = torch_fmha.attention(q, k, v, causal=causal, return_lse=True, **s)
+    cu = torch.arange(0, (b + 1) * s_len, s_len, dtype=torch.int32, device="cuda")
+    packed, packed_lse = torch_fmha.varlen_attention(
+        q.reshape(b * s_len, h, d), k.reshape(b * s_len, hkv, d), v.reshape(b * s_len, hkv, d), cu, cu,
+        causal=causal, return_lse=True, **s)
+    assert torch.equal(packed, dense.reshape(b * s_len, h, d))
+    assert torch.equal(packed_lse, dense_lse.permute(1, 0, 2).reshape(h, b * s_len))
+
+
+def test_race_free_bitwise_reruns():
+    rng = random.Random(9)
+    lens_q, lens_k = _random_lengths(40, rng, 1500, [(4000, 4000)])
+    q, k, v, cu_q, cu_k, s = varlen_inputs(lens_q, lens_k, 8, 2, 128, FP8, device="cuda", seed=9)
+    first = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, causal=True, **s)
+    for _ in range(10):
+        assert torch.equal(torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, causal=True, **s), first)
+
+
+def test_no_host_sync():
+    q, k, v, cu_q, cu_k, s = varlen_inputs([5, 0, 300], [70, 9, 0], 4, 2, 128, FP8, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, causal=True, **s)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_no_keys_or_no_queries_at_all():
+    q, k, v, cu_q, cu_k, s = varlen_inputs([3, 0, 9], [0, 0, 0], 2, 1, 128, FP8, device="cuda")
+    out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, return_lse=True, **s)
+    assert torch.equal(out.float(), torch.zeros_like(out.float())) and torch.isneginf(lse).all()
+    q, k, v, cu_q, cu_k, s = varlen_inputs([0, 0], [4, 9], 2, 1, 128, FP8, device="cuda")
+    out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, return_lse=True, **s)
+    assert out.shape == (0, 2, 128) and lse.shape == (2, 0)
+
+
+@pytest.mark.parametrize("i", range(len(varlen_fwd_samples())))
+def test_opcheck_cuda(i):
+    sample = varlen_fwd_samples(device="cuda", head_dim=128)[i]
+    torch.library.opcheck(torch.ops.torch_fmha.varlen_fwd, *sample, test_utils=FP8_UTILS)
