@@ -121,17 +121,11 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase, WaitSit
 }
 
 // bar.sync is barrier.sync.aligned: every thread of a warp must execute it
-// together. Use it only from converged warps (the consumers).
+// together, so callers reconverge diverged warps first (__syncwarp). Arrivals
+// are counted per warp: a warp that reaches a named barrier in two divergent
+// parts is counted twice, which breaks the barrier's generations.
 __device__ __forceinline__ void named_barrier_sync(NamedBarrier id, uint32_t num_threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(static_cast<uint32_t>(id)), "r"(num_threads) : "memory");
-}
-
-// Non-aligned form, for warps that may be diverged (warp 0 of the producer,
-// whose lane 0 issues TMA while lanes 1..31 go on to the transpose).
-__device__ __forceinline__ void named_barrier_sync_unaligned(NamedBarrier id,
-                                                             uint32_t num_threads) {
-  asm volatile("barrier.sync %0, %1;\n" ::"r"(static_cast<uint32_t>(id)), "r"(num_threads)
-               : "memory");
 }
 
 __device__ __forceinline__ void named_barrier_arrive(NamedBarrier id, uint32_t num_threads) {

@@ -67,7 +67,15 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
               {MbarId::kVScratchFull, slot.index, tile_id, Role::kTransposer});
     mbar_wait(&ss.bar.vt_empty[slot.index], slot.phase ^ 1u,
               {MbarId::kVtEmpty, slot.index, tile_id, Role::kTransposer});
-    named_barrier_sync_unaligned(NamedBarrier::kProducerSync, 128);  // I3
+    // Warp 0 arrives here diverged: lane 0 issued the TMA loads while lanes
+    // 1..31 came straight here. Named-barrier arrivals are counted per warp, so
+    // two partial arrivals of one warp count as two warps: the barrier then
+    // completes a warp early and the next block's barrier a generation off.
+    // That was the head_dim 64 deadlock (cuda-gdb: warp 0's lane 0 and lanes
+    // 1..31 in different barrier generations, warps 1..3 a block ahead waiting
+    // for a V load lane 0 never got to issue). Reconverge the warp first.
+    __syncwarp();
+    named_barrier_sync(NamedBarrier::kProducerSync, 128);  // I3
     VTransposer<Traits>::run(ss.v_scratch, ss.vt, slot.index, valid_rows, ptid);
     fence_view_async_shared();  // st.shared -> wgmma (async proxy) reads of V^T
     mbar_arrive(&ss.bar.vt_full[slot.index]);         // 128 arrivals complete it
