@@ -9,9 +9,13 @@ output, non-causal: the kernel runs a few µs, so what surrounds it shows.
 - kernel: CUDA time of the kernel whose name contains "fmha", from
   torch.profiler (median over the profiled calls; the sum per call if the op
   launched several).
-- For each way of calling (eager; torch.compile(backend="inductor",
-  fullgraph=True); replay of a CUDA graph holding one call; a CUDA graph
-  holding 100 calls, replayed, per call):
+- For each way of calling (eager; the op itself below the Autograd key
+  (dispatcher + the CUDA op's host path: checks, allocation, launch) and
+  through it (+ the Python autograd kernel of register_autograd);
+  torch.compile(backend="inductor", fullgraph=True), also under
+  torch.inference_mode (which skips that autograd kernel inside the compiled
+  code) and with mode="reduce-overhead"; replay of a CUDA graph holding one
+  call; a CUDA graph holding 100 calls, replayed, per call):
     host  = CPU time to issue one call (back-to-back calls, no sync),
     wall  = time per call of back-to-back calls, measured with CUDA events
             (max of host issue rate and GPU time when the queue stays full),
@@ -119,6 +123,32 @@ def main(argv=None) -> int:
 
     torch.testing.assert_close(compiled(), ref, atol=1e-2, rtol=1e-2)  # sanity: same op
 
+    def compiled_inference():
+        with torch.inference_mode():
+            return compiled_call(*inputs)
+
+    op = torch.ops.torch_fmha.fwd.default
+    op_args = (q8, k8, v8, None, False, -1, -1, qd, kd, vd, None, torch.bfloat16)
+
+    def op_autograd_key():
+        return op(*op_args)
+
+    def op_below_autograd():
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*op_args)
+
+    reduce_overhead = None
+    try:
+        ro_call = torch.compile(call, mode="reduce-overhead", fullgraph=True)
+        for _ in range(3):  # cudagraph trees record on a later call
+            ro_out = ro_call(*inputs)
+        torch.testing.assert_close(ro_out, ref, atol=1e-2, rtol=1e-2)
+
+        def reduce_overhead():
+            return ro_call(*inputs)
+    except Exception as e:  # report, keep the other rows
+        print(f"torch.compile(mode='reduce-overhead') not measured: {type(e).__name__}: {e}")
+
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up before capture, on a side stream as capture requires
@@ -139,7 +169,12 @@ def main(argv=None) -> int:
     kern_us, per_call, kname = kernel_time_us(eager, calls=max(200, args.iters // 10))
     rows = {
         "eager": measure(eager, args.iters, args.batches),
+        "op below Autograd key": measure(op_below_autograd, args.iters, args.batches),
+        "op through Autograd key": measure(op_autograd_key, args.iters, args.batches),
         "torch.compile (inductor)": measure(compiled, args.iters, args.batches),
+        "torch.compile, inference_mode": measure(compiled_inference, args.iters, args.batches),
+        **({"torch.compile reduce-overhead": measure(reduce_overhead, args.iters, args.batches)}
+           if reduce_overhead else {}),
         "CUDA graph replay (1 call/graph)": measure(g1.replay, args.iters, args.batches),
         "CUDA graph replay (100 calls/graph)": measure(g100.replay, max(args.iters // 100, args.batches),
                                                        args.batches, calls_per_fn=100),

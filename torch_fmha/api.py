@@ -18,17 +18,43 @@ import torch
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
+_UNBOUNDED = (-1, -1)
+
 
 def _window(window_size) -> tuple[int, int]:
+    # The default needs no checks (eager per-call time). Not while tracing: Dynamo
+    # would guard on the global, and its checks below run once per compile anyway.
+    if not torch.compiler.is_compiling() and window_size is _UNBOUNDED:
+        return _UNBOUNDED
     if not (isinstance(window_size, (tuple, list)) and len(window_size) == 2
-            and all(isinstance(w, int) for w in window_size)):
+            and isinstance(window_size[0], int) and isinstance(window_size[1], int)):
         raise TypeError(f"window_size must be a pair of ints (left, right), got {window_size!r}")
     return int(window_size[0]), int(window_size[1])
 
 
+def _skip_autograd_kernel(*tensors) -> bool:
+    """True when the ops' autograd kernel (torch_fmha/autograd.py) would record nothing.
+
+    The kernel ``torch.library.register_autograd`` installs is Python: every call
+    through the Autograd dispatch key boxes the arguments into Python, checks
+    grad mode and ``requires_grad`` there and redispatches below autograd
+    (``torch/_library/autograd.py``), ~9 us of host time per call on a 2-core
+    CPU even when nothing needs a gradient. When that check would fail anyway
+    (grad mode off, or no argument requires grad), the API calls the op below
+    the Autograd key itself, which is what the kernel's no-grad branch does.
+    Not under torch.compile/export: there autograd is handled at trace time
+    and the op is called as is (the guard would not trace).
+    """
+    return not torch.compiler.is_compiling() and not (
+        torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors))
+
+
+_below_autograd = torch._C._AutoDispatchBelowAutograd
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
               softmax_scale: Optional[float] = None, causal: bool = False,
-              window_size: tuple[int, int] = (-1, -1),
+              window_size: tuple[int, int] = _UNBOUNDED,
               q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
               v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
               out_scale: Optional[torch.Tensor] = None, return_lse: bool = False):
@@ -62,10 +88,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         ``out [B, Sq, H, D]``, or ``(out, lse)`` when ``return_lse``.
     """
     left, right = _window(window_size)
-    out, lse = torch.ops.torch_fmha.fwd(
-        q, k, v, softmax_scale=softmax_scale, causal=causal, window_left=left,
-        window_right=right, q_descale=q_descale, k_descale=k_descale, v_descale=v_descale,
-        out_scale=out_scale, out_dtype=out_dtype)
+    if _skip_autograd_kernel(q, k, v, q_descale, k_descale, v_descale, out_scale):
+        with _below_autograd():  # positional: kwargs parsing costs ~3 us (schema order pinned by a test)
+            out, lse = torch.ops.torch_fmha.fwd.default(
+                q, k, v, softmax_scale, causal, left, right, q_descale, k_descale, v_descale,
+                out_scale, out_dtype)
+    else:
+        out, lse = torch.ops.torch_fmha.fwd(
+            q, k, v, softmax_scale=softmax_scale, causal=causal, window_left=left,
+            window_right=right, q_descale=q_descale, k_descale=k_descale, v_descale=v_descale,
+            out_scale=out_scale, out_dtype=out_dtype)
     return (out, lse) if return_lse else out
 
 
@@ -73,7 +105,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor,
                      max_seqlen_q: Optional[int] = None, max_seqlen_k: Optional[int] = None, *,
                      softmax_scale: Optional[float] = None, causal: bool = False,
-                     window_size: tuple[int, int] = (-1, -1),
+                     window_size: tuple[int, int] = _UNBOUNDED,
                      q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
                      v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
                      out_scale: Optional[torch.Tensor] = None, return_lse: bool = False):
@@ -95,11 +127,17 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         ``out [Tq, H, D]``, or ``(out, lse)`` with lse float32 ``[H, Tq]``.
     """
     left, right = _window(window_size)
-    out, lse = torch.ops.torch_fmha.varlen_fwd(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-        max_seqlen_k=max_seqlen_k, softmax_scale=softmax_scale, causal=causal,
-        window_left=left, window_right=right, q_descale=q_descale, k_descale=k_descale,
-        v_descale=v_descale, out_scale=out_scale, out_dtype=out_dtype)
+    if _skip_autograd_kernel(q, k, v, q_descale, k_descale, v_descale, out_scale):
+        with _below_autograd():
+            out, lse = torch.ops.torch_fmha.varlen_fwd.default(
+                q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
+                causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype)
+    else:
+        out, lse = torch.ops.torch_fmha.varlen_fwd(
+            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+            max_seqlen_k=max_seqlen_k, softmax_scale=softmax_scale, causal=causal,
+            window_left=left, window_right=right, q_descale=q_descale, k_descale=k_descale,
+            v_descale=v_descale, out_scale=out_scale, out_dtype=out_dtype)
     return (out, lse) if return_lse else out
 
 

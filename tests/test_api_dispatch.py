@@ -1,0 +1,142 @@
+"""The API's no-grad fast path (torch_fmha/api.py, _skip_autograd_kernel).
+
+When nothing needs a gradient, ``attention`` / ``varlen_attention`` call the op
+below the Autograd dispatch key instead of going through the Python autograd
+kernel that ``torch.library.register_autograd`` installs (~9 us per call of
+host time). These tests pin that the kernel is skipped exactly when its own
+no-grad branch would have run, and that results do not change.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import torch_fmha
+from inputs import dense_inputs, varlen_inputs
+
+
+class _AutogradKernelCalls:
+    """Counts calls of the Python autograd kernel (torch/_library/autograd.py: autograd_impl)."""
+
+    def __enter__(self):
+        self.count = 0
+
+        def prof(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "autograd_impl":
+                self.count += 1
+
+        self._prev = sys.getprofile()
+        sys.setprofile(prof)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._prev)
+
+
+def _dense(dtype):
+    return dense_inputs(2, 9, 11, 4, 2, 64, dtype)  # q, k, v, {descales} (FP8 only)
+
+
+def _call_op(q, k, v, descales, **kw):
+    with torch.no_grad():
+        return torch.ops.torch_fmha.fwd(q, k, v, **descales, **kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("mode", ["grad_enabled", "no_grad", "inference_mode"])
+def test_dense_no_grad_skips_autograd_kernel(dtype, mode):
+    q, k, v, descales = _dense(dtype)
+    ctx = {"grad_enabled": torch.enable_grad, "no_grad": torch.no_grad,
+           "inference_mode": torch.inference_mode}[mode]
+    with ctx(), _AutogradKernelCalls() as calls:
+        out, lse = torch_fmha.attention(q, k, v, causal=True, return_lse=True, **descales)
+    assert calls.count == 0
+    want_out, want_lse = _call_op(q, k, v, descales, causal=True)
+    assert torch.equal(out.float(), want_out.float()) and torch.equal(lse, want_lse)
+    assert out.grad_fn is None and not out.requires_grad
+
+
+def test_varlen_no_grad_skips_autograd_kernel():
+    q, k, v, cu_q, cu_k, descales = varlen_inputs([3, 0, 7], [5, 2, 0], 4, 2, 64, torch.float8_e4m3fn)
+    with _AutogradKernelCalls() as calls:
+        out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, window_size=(3, 1),
+                                               return_lse=True, **descales)
+    assert calls.count == 0
+    with torch.no_grad():
+        want_out, want_lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, cu_q, cu_k, window_left=3,
+                                                             window_right=1, **descales)
+    assert torch.equal(out.float(), want_out.float()) and torch.equal(lse, want_lse)
+
+
+@pytest.mark.parametrize("which", ["q", "k", "v"])
+def test_requires_grad_goes_through_autograd_kernel(which):
+    q, k, v, _ = _dense(torch.float64)
+    t = dict(q=q, k=k, v=v)
+    t[which].requires_grad_(True)
+    with _AutogradKernelCalls() as calls:
+        out = torch_fmha.attention(t["q"], t["k"], t["v"], window_size=[2, 1])
+    assert calls.count == 1  # also checks the probe sees the kernel
+    assert out.grad_fn is not None
+    (g,) = torch.autograd.grad(out.sum(), t[which])
+    assert g.shape == t[which].shape and torch.isfinite(g).all()
+    with torch.no_grad(), _AutogradKernelCalls() as calls:
+        out = torch_fmha.attention(t["q"], t["k"], t["v"])
+    assert calls.count == 0 and out.grad_fn is None
+
+
+def test_descale_requiring_grad_is_seen():
+    # Any tensor argument counts, as in the autograd kernel's own check.
+    q, k, v, descales = _dense(torch.float8_e4m3fn)
+    descales["v_descale"] = descales["v_descale"].clone().requires_grad_(True)
+    with _AutogradKernelCalls() as calls:
+        torch_fmha.attention(q, k, v, **descales)
+    assert calls.count == 1
+
+
+def test_window_default_and_explicit_agree():
+    q, k, v, _ = _dense(torch.float32)
+    base = torch_fmha.attention(q, k, v)
+    assert torch.equal(base, torch_fmha.attention(q, k, v, window_size=(-1, -1)))
+    assert torch.equal(base, torch_fmha.attention(q, k, v, window_size=[-1, -1]))
+    with pytest.raises(TypeError, match="window_size must be a pair of ints"):
+        torch_fmha.attention(q, k, v, window_size=(1.0, 2))
+
+
+def test_compiled_fullgraph_no_grad_and_grad():
+    # The fast path is not taken while tracing (its guard does not trace); fullgraph holds
+    # with and without grad, and the compiled results equal eager.
+    q, k, v, descales = _dense(torch.float8_e4m3fn)
+
+    def f(q, k, v, qd, kd, vd):
+        return torch_fmha.attention(q, k, v, q_descale=qd, k_descale=kd, v_descale=vd)
+
+    torch._dynamo.reset()
+    cf = torch.compile(f, fullgraph=True, backend="aot_eager")
+    args = (q, k, v, descales["q_descale"], descales["k_descale"], descales["v_descale"])
+    assert torch.equal(cf(*args).float(), f(*args).float())
+    with torch.inference_mode():
+        assert torch.equal(cf(*args).float(), f(*args).float())
+
+    q64, k64, v64, _ = _dense(torch.float64)
+    q64.requires_grad_(True)
+    cg = torch.compile(lambda q, k, v: torch_fmha.attention(q, k, v, causal=True), fullgraph=True,
+                       backend="aot_eager")
+    (g,) = torch.autograd.grad(cg(q64, k64, v64).sum(), q64)
+    (want,) = torch.autograd.grad(torch_fmha.attention(q64, k64, v64, causal=True).sum(), q64)
+    torch.testing.assert_close(g, want)
+
+
+def test_schema_order_of_the_positional_fast_path():
+    # api.py passes the op arguments positionally on the fast path (kwargs parsing costs ~3 us
+    # a call); this pins the schema order it relies on.
+    names = lambda op: [a.name for a in op.default._schema.arguments]  # noqa: E731
+    assert names(torch.ops.torch_fmha.fwd) == [
+        "q", "k", "v", "softmax_scale", "causal", "window_left", "window_right",
+        "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype"]
+    assert names(torch.ops.torch_fmha.varlen_fwd) == [
+        "q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "max_seqlen_q", "max_seqlen_k",
+        "softmax_scale", "causal", "window_left", "window_right",
+        "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype"]
