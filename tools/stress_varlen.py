@@ -53,6 +53,9 @@ def worker(device: str, check_every: int) -> None:
     import torch_fmha  # noqa: F401
     from inputs import FP8, varlen_inputs
     from reference import assert_close_by_rule, output_as_float64, round_output, varlen_attention_ref
+    if device == "cuda":
+        sys.path.insert(0, str(ROOT / "tests" / "gpu"))
+        from emulate import emulate_varlen
 
     out_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": FP8}
     for i, line in enumerate(sys.stdin):
@@ -70,8 +73,12 @@ def worker(device: str, check_every: int) -> None:
             status = "NaN in output"
         elif i % check_every == 0:
             ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, **kw)
-            emul = round_output(ref, out.dtype, out_scale)
-            try:  # on CPU the kernel has no FP8 P rounding: the output rounding bounds it
+            if device == "cuda":  # the SM90 kernel also rounds P to FP8: emulate that step
+                emul = emulate_varlen(q, k, v, cu_q.tolist(), cu_k.tolist(), **kw)
+            else:  # the CPU kernel has no FP8 P rounding: the output rounding bounds it
+                emul = ref
+            emul = round_output(emul, out.dtype, out_scale)
+            try:
                 assert_close_by_rule(output_as_float64(out, out_scale), ref, emul, eps=1e-3)
                 status = "checked"
             except AssertionError as e:

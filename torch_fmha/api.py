@@ -183,6 +183,10 @@ def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: in
             nb = cu_seqlens.size(0) - 1
             rows = torch.arange(x.size(0), device=x.device)
             seq = torch.searchsorted(cu_seqlens[1:].to(rows.dtype), rows, right=True)  # [T]
+            # In range for any cu_seqlens contents, not only valid ones: a compiled graph
+            # may run this on synthetic inputs (AOTI autotuning), and an out-of-range
+            # scatter index is a device-side assert that kills the CUDA context.
+            seq = seq.clamp(max=nb - 1)
             row_amax = xf.abs().amax(dim=-1)  # [T, H]
             amax = torch.zeros(nb, heads, device=x.device, dtype=torch.float32)
             amax = amax.scatter_reduce(0, seq[:, None].expand(-1, heads), row_amax, "amax")

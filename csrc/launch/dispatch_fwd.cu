@@ -23,17 +23,8 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
     return "torch_fmha CUDA forward: only float8_e4m3fn q/k/v are implemented on SM90; bfloat16 "
            "and float16 inputs are not supported by the CUDA kernel yet";
   }
-#ifndef TORCH_FMHA_DEV_ALLOW_HDIM64  // hang hunting only (tools/kernel_dev)
-  if (p.head_dim == 64) {
-    // The D=64 variant deadlocks on some shapes in release builds (non-causal,
-    // many tiles per CTA; e.g. B=8 S=2048 H=16), not in the bounded-wait debug
-    // build: a timing-dependent race not yet found. Refuse it rather than hang.
-    return "torch_fmha CUDA forward: head_dim 64 is disabled on SM90 until a deadlock in its "
-           "kernel is fixed; head_dim 128 and 256 are supported (head_dim 64 runs on CPU)";
-  }
-#endif
-  if (p.head_dim != 128 && p.head_dim != 256) {
-    return "torch_fmha CUDA forward: head_dim must be 128 or 256 for float8_e4m3fn inputs";
+  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) {
+    return "torch_fmha CUDA forward: head_dim must be 64, 128 or 256 for float8_e4m3fn inputs";
   }
   const bool varlen = p.cu_seqlens_q != nullptr;
   if (varlen != (p.cu_seqlens_k != nullptr)) {

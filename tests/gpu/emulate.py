@@ -47,3 +47,17 @@ def emulate_fp8_kernel(q, k, v, *, q_descale, k_descale, v_descale, causal=False
     o = (p8 @ vh) / l.clamp_min(1e-300)                               # [B, H, Sq, D]
     o = torch.where(l > 0, o, torch.zeros_like(o)) * _per_query_head(v_descale, h, hkv)
     return o.transpose(1, 2)                                          # [B, Sq, H, D]
+
+
+def emulate_varlen(q, k, v, cu_q, cu_k, *, q_descale, k_descale, v_descale, **kw):
+    """Per-sequence emulate_fp8_kernel -> float64 [Tq, H, D]; rows without keys are 0."""
+    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
+    for b in range(len(cu_q) - 1):
+        q0, q1, k0, k1 = cu_q[b], cu_q[b + 1], cu_k[b], cu_k[b + 1]
+        if q1 == q0 or k1 == k0:
+            continue
+        o = emulate_fp8_kernel(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1],
+                               q_descale=q_descale[b:b + 1], k_descale=k_descale[b:b + 1],
+                               v_descale=v_descale[b:b + 1], **kw)
+        out[q0:q1] = o[0]
+    return out

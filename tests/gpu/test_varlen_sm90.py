@@ -19,22 +19,15 @@ import pytest
 import torch
 
 import torch_fmha
-from emulate import emulate_fp8_kernel
+from emulate import emulate_varlen
 from inputs import FP8, dense_inputs, varlen_inputs
 from opcheck_samples import FP8_UTILS, varlen_fwd_samples
 from poison import call_with_nan_outputs
 from reference import (assert_close_by_rule, output_as_float64, round_output,
                        varlen_attention_ref)
 
-HEAD_DIMS = [64, 128, 256]  # 64 runs once fwd_unsupported_reason stops refusing it
+HEAD_DIMS = [64, 128, 256]
 EDGE = [0, 1, 127, 128, 129, 191, 192, 193]  # around kBlockM = 128 and kBlockN = 192 / 128
-HDIM64_REFUSAL = "head_dim 64 is disabled on SM90"
-
-
-def _skip_if_refused(err: RuntimeError, d: int):
-    if d == 64 and HDIM64_REFUSAL in str(err):
-        pytest.skip(f"D=64 refused on CUDA: {err}")
-    raise err
 
 
 def _cu(lens):
@@ -60,20 +53,6 @@ def _fill_nan_rows(t: torch.Tensor, start: int, end: int):
     t.view(torch.uint8)[start:end].fill_(0x7F)  # e4m3fn NaN
 
 
-def emulate_varlen(q, k, v, cu_q, cu_k, *, q_descale, k_descale, v_descale, **kw):
-    """Per-sequence emulate_fp8_kernel -> float64 [Tq, H, D]; rows without keys are 0."""
-    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
-    for b in range(len(cu_q) - 1):
-        q0, q1, k0, k1 = cu_q[b], cu_q[b + 1], cu_k[b], cu_k[b + 1]
-        if q1 == q0 or k1 == k0:
-            continue
-        o = emulate_fp8_kernel(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1],
-                               q_descale=q_descale[b:b + 1], k_descale=k_descale[b:b + 1],
-                               v_descale=v_descale[b:b + 1], **kw)
-        out[q0:q1] = o[0]
-    return out
-
-
 def run_varlen(lens_q, lens_k, h, hkv, d, *, causal=False, window=(-1, -1), out_dtype=torch.bfloat16,
                seed=0, hints=True, case=""):
     rng = random.Random(seed)
@@ -87,13 +66,10 @@ def run_varlen(lens_q, lens_k, h, hkv, d, *, causal=False, window=(-1, -1), out_
     tq = cq[-1]
     kw = dict(s, causal=causal, window_size=window)
     max_q, max_k = (max(lens_q), max(lens_k)) if hints else (None, None)
-    try:
-        out, lse = call_with_nan_outputs(
-            lambda: torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, out_dtype=out_dtype,
-                                                out_scale=out_scale, return_lse=True, **kw),
-            [((tq, h, d), out_dtype), ((h, tq), torch.float32)])
-    except RuntimeError as err:
-        _skip_if_refused(err, d)
+    out, lse = call_with_nan_outputs(
+        lambda: torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, max_q, max_k, out_dtype=out_dtype,
+                                            out_scale=out_scale, return_lse=True, **kw),
+        [((tq, h, d), out_dtype), ((h, tq), torch.float32)])
     torch.cuda.synchronize()
     ref, ref_lse = varlen_attention_ref(q, k, v, cu_q, cu_k, **kw)
     emul = round_output(emulate_varlen(q, k, v, cq, ck, **kw), out_dtype, out_scale)

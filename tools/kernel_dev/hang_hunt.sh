@@ -1,50 +1,37 @@
 #!/usr/bin/env bash
-# Hang hunt with build/libfmha_dev.so (build it here with -lineinfo first):
+# Hang hunt with build/libfmha_dev.so (or $TFMHA_DEV_LIB; build it with -lineinfo):
 #   CASES="B S H HKV D CAUSAL REPS;..." bash tools/kernel_dev/hang_hunt.sh
-# Each case runs under a time limit. A case that hangs is re-run under
-# cuda-gdb, interrupted after GDB_AFTER seconds, and every warp's location is
-# printed (info cuda warps / threads + backtrace), so the stuck wait shows.
+# Each case runs in the background; if it is still running after CASE_TIMEOUT
+# seconds, cuda-gdb attaches to it and prints where every warp of block 0 is
+# (info cuda warps + backtraces), so the stuck wait shows. Then it is killed.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 IFS=';' read -ra cases <<< "${CASES:-8 2048 16 16 64 0 3}"
 for c in "${cases[@]}"; do
-  if timeout ${CASE_TIMEOUT:-20} python3 tools/kernel_dev/one_case.py $c; then
-    echo "OK: $c"; continue
+  python3 tools/kernel_dev/one_case.py $c > /tmp/case.log 2>&1 &
+  pid=$!
+  for _ in $(seq ${CASE_TIMEOUT:-20}); do sleep 1; kill -0 $pid 2>/dev/null || break; done
+  if ! kill -0 $pid 2>/dev/null; then
+    wait $pid; echo "exit $?: $c"; tail -3 /tmp/case.log; continue
   fi
-  echo "HANG/FAIL: $c"
+  echo "HANG: $c (still running after ${CASE_TIMEOUT:-20} s)"
   if [ -z "${NO_GDB:-}" ] && command -v cuda-gdb >/dev/null; then
-    cat > /tmp/gdbcmds <<'G'
-set pagination off
-set confirm off
-info cuda kernels
-info cuda blocks
-info cuda warps
-cuda block 0 warp 0 lane 0
-bt
-cuda block 0 warp 1 lane 0
-bt
-cuda block 0 warp 4 lane 0
-bt
-cuda block 0 warp 8 lane 0
-bt
-kill
-quit
-G
-    # run, interrupt after GDB_AFTER s, then the commands above
-    ( sleep ${GDB_AFTER:-25}; pkill -INT -f "^python3 tools/kernel_dev/one_case.py" ) &
-    sleeper=$!
-    timeout 120 cuda-gdb -q -batch -ex "set cuda break_on_launch none" -ex run -x /tmp/gdbcmds \
-      --args python3 tools/kernel_dev/one_case.py $c > "$OUT/gdb_$(echo $c | tr ' ' _).txt" 2>&1
-    kill $sleeper 2>/dev/null
-    grep -vE "^\[New Thread|^\[Thread" "$OUT/gdb_$(echo $c | tr ' ' _).txt" | tail -120
+    log="$OUT/gdb_$(echo $c | tr ' ' _).txt"
+    timeout ${GDB_TIMEOUT:-90} cuda-gdb -q -batch -p $pid \
+      -ex "set pagination off" -ex "info cuda kernels" -ex "info cuda warps" \
+      -ex "cuda block 0 warp 0 lane 0" -ex "bt 3" -ex "cuda block 0 warp 0 lane 1" -ex "bt 3" \
+      -ex "cuda block 0 warp 1 lane 0" -ex "bt 3" -ex "cuda block 0 warp 4 lane 0" -ex "bt 3" \
+      -ex "cuda block 0 warp 8 lane 0" -ex "bt 3" -ex "detach" > "$log" 2>&1
+    grep -vE "Cuda Driver error|^\[New Thread|^\[Thread|libthread_db" "$log" | head -90
     NO_GDB=1  # once is enough
   fi
+  kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 done
 if [ -n "${SANITIZE:-}" ]; then
-  for tool in synccheck racecheck; do
+  for tool in synccheck; do
     echo "== compute-sanitizer --tool $tool: $SANITIZE"
     timeout ${SAN_TIMEOUT:-90} compute-sanitizer --tool $tool --print-limit 20 \
-      python3 tools/kernel_dev/one_case.py $SANITIZE 2>&1 | tail -40
+      python3 tools/kernel_dev/one_case.py $SANITIZE 2>&1 | tail -30
   done
 fi

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-LIB = os.path.join(os.path.dirname(__file__), "..", "..", "build", "libfmha_dev.so")
+LIB = os.environ.get("TFMHA_DEV_LIB") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "libfmha_dev.so")
 OUT_TYPES = {"bf16": (1, torch.bfloat16), "fp16": (2, torch.float16), "fp8": (0, torch.float8_e4m3fn)}
 FP8 = torch.float8_e4m3fn
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One GPU call for a full check: build, GPU tests (dense + varlen), CUDA compile/
+# export/AOTI + transformers tests, sanitizers, varlen stress. Logs in $OUT.
+#   [STRESS_LAUNCHES=2000] [SKIP=sanitize,stress] bash tools/gpu_check_all.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source tools/gpu_env.sh || exit 1
+skip=",${SKIP:-},"
+echo "== build"; /usr/bin/time -f "build wall %e s" python3 -m torch_fmha.build 2>&1 | tail -4
+echo "== tests/gpu"
+TORCH_FMHA_ERR_LOG=$OUT/errors.tsv timeout ${TEST_TIMEOUT:-400} python3 -m pytest -q --timeout=200 \
+  --timeout-method=thread tests/gpu ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/tests_gpu.log" 2>&1
+echo "rc=$?"; grep -E "passed|failed|error" "$OUT/tests_gpu.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/tests_gpu.log" | head -20
+if [[ $skip != *,compile,* ]]; then
+  echo "== compile_tests (CUDA) + transformers"
+  timeout ${COMPILE_TIMEOUT:-300} python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
+    compile_tests/test_cuda_compile.py tests/test_transformers.py > "$OUT/compile.log" 2>&1
+  echo "rc=$?"; grep -E "passed|failed|error" "$OUT/compile.log" | tail -3; grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
+fi
+if [[ $skip != *,sanitize,* ]]; then
+  echo "== sanitizers"; SAN_TIMEOUT=${SAN_TIMEOUT:-120} OUT=$OUT bash tools/sanitize.sh
+fi
+if [[ $skip != *,stress,* ]]; then
+  echo "== stress"
+  timeout ${STRESS_TIMEOUT:-200} python3 tools/stress_varlen.py --device cuda --launches ${STRESS_LAUNCHES:-2000} \
+    --check-every 20 --launch-timeout 20 --max-len 2000 > "$OUT/stress.log" 2>&1
+  echo "rc=$?"; grep -vE "^\s*$" "$OUT/stress.log" | tail -5
+fi
