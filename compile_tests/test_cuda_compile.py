@@ -216,5 +216,5 @@ def test_aoti_package_on_cuda_in_fresh_process(kind, tmp_path):
             torch.testing.assert_close(g, w, atol=2e-2, rtol=2e-2)
         print("AOTI-CUDA-OK")
     """)
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=280)
+    res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script], capture_output=True, text=True, timeout=280)
     assert "AOTI-CUDA-OK" in res.stdout, res.stdout + res.stderr
