@@ -32,6 +32,10 @@ struct KernelParams {
   int32_t rows_q_tma;
   int32_t rows_k_tma;
   int32_t batch_tma;
+  // Test hook of the bounded-wait debug build (I5), ignored otherwise: the
+  // producer leaves out the first K load of its first tile, so the consumers'
+  // k_full wait can never complete and must be reported, not hang.
+  int32_t debug_lose_first_k_load;
 };
 
 template <class Traits>

@@ -19,6 +19,10 @@
 #endif
 
 namespace torch_fmha::kernel {
+inline constexpr bool kDebugHang = TORCH_FMHA_DEBUG_HANG != 0;
+}  // namespace torch_fmha::kernel
+
+namespace torch_fmha::kernel {
 
 // Hardware named barrier ids. 0 is __syncthreads() and is not used after setup.
 enum class NamedBarrier : uint32_t {
@@ -43,6 +47,19 @@ enum class MbarId : int {
 
 // Who is waiting; only used for the debug hang report.
 enum class Role : int { kProducerTma = 0, kTransposer, kConsumer };
+
+// Names for the hang report (debug builds).
+__host__ __device__ constexpr const char* mbar_name(MbarId id) {
+  constexpr const char* kNames[] = {"q_full",          "q_empty",          "k_full",
+                                    "k_empty",         "v_scratch_full",   "v_scratch_empty",
+                                    "vt_full",         "vt_empty",         "tile_full",
+                                    "tile_empty"};
+  return kNames[static_cast<int>(id)];
+}
+__host__ __device__ constexpr const char* role_name(Role r) {
+  constexpr const char* kNames[] = {"producer (TMA)", "producer (V transpose)", "consumer"};
+  return kNames[static_cast<int>(r)];
+}
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -106,10 +123,10 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase, WaitSit
   while (!mbar_try_wait(addr, phase)) {
     if (clock64() - start > kHangBudgetCycles) {
       printf(
-          "torch_fmha hang: block %d thread %d role %d waits on mbarrier %d stage %d phase %u "
+          "torch_fmha hang: block %d thread %d, %s, waits on mbarrier %s stage %d phase %u "
           "tile %d\n",
-          blockIdx.x, threadIdx.x, static_cast<int>(site.role), static_cast<int>(site.bar),
-          site.stage, phase, site.tile);
+          blockIdx.x, threadIdx.x, role_name(site.role), mbar_name(site.bar), site.stage, phase,
+          site.tile);
       __trap();
     }
   }

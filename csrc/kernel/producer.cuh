@@ -137,9 +137,13 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
       if (elected) {
         mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                   {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
-        mbar_arrive_expect_tx(&ss.bar.k_full[kv_load.index], Traits::kTileKVBytes);
-        copy(params.tma_k.with(ss.bar.k_full[kv_load.index]), tKgK(_, n_block),
-             tKsK(_, kv_load.index));
+        const bool lose_this_load = kDebugHang && params.debug_lose_first_k_load != 0 &&
+                                    tile_id == static_cast<int>(blockIdx.x) && it == 0;
+        if (!lose_this_load) {  // always taken outside the debug build's test hook
+          mbar_arrive_expect_tx(&ss.bar.k_full[kv_load.index], Traits::kTileKVBytes);
+          copy(params.tma_k.with(ss.bar.k_full[kv_load.index]), tKgK(_, n_block),
+               tKsK(_, kv_load.index));
+        }
         mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
                   {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
         mbar_arrive_expect_tx(&ss.bar.v_scratch_full[kv_load.index], Traits::kTileKVBytes);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 #include <cuda_runtime.h>
 #include <type_traits>
@@ -58,6 +59,9 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
 
   kp.fwd = p;
   kp.heads_per_kv = p.heads_q / p.heads_kv;
+  // I5 test hook, debug builds only (tests/gpu/test_debug_hang.py).
+  kp.debug_lose_first_k_load =
+      kernel::kDebugHang && std::getenv("TORCH_FMHA_DEBUG_TEST_LOSE_K_LOAD") != nullptr;
   // TMA tensor extents (never 0: a descriptor needs extents >= 1; a tile of
   // a sequence without keys issues no K/V load).
   kp.rows_q_tma = std::max(ext.rows_q, 1);
