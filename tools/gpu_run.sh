@@ -8,10 +8,7 @@ set -uo pipefail
 stage=${1:-all}; shift || true
 export PYTHONUNBUFFERED=1 MAX_JOBS=16
 out=${OUT:-/tmp/out}; mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null || exit 1
-export TORCH_FMHA_CACHE=$PWD/build/torch_fmha_cache
+source tools/gpu_env.sh || exit 1  # wheels, editable install, build cache
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader
 echo "== build"
 /usr/bin/time -f "build wall %e s" python3 -m torch_fmha.build 2>&1 | tee "$out/build.log" || exit 1
