@@ -36,6 +36,8 @@ struct KernelParams {
   // producer leaves out the first K load of its first tile, so the consumers'
   // k_full wait can never complete and must be reported, not hang.
   int32_t debug_lose_first_k_load;
+  // Debug build: host-mapped hang report (hang_report.cuh); null otherwise.
+  HangReport* debug_hang_report;
 };
 
 template <class Traits>
@@ -79,6 +81,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   constexpr int kStages = Traits::kStages;
 
   if (threadIdx.x == 0) {
+#if TORCH_FMHA_DEBUG_HANG
+    g_hang_report = params.debug_hang_report;  // same value from every CTA
+#endif
     mbar_init(&ss.bar.q_full, 1);
     mbar_init(&ss.bar.q_empty, Traits::kNumConsumerWG);
     for (int s = 0; s < kStages; ++s) {

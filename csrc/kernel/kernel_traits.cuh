@@ -46,9 +46,12 @@ struct Fp8FwdTraits {
   // split must fit in 384 * 168 = 64512 (asking for more blocks the consumers'
   // setmaxnreg.inc forever). The consumers hold S (N/2), P (N/8) and O (D/2)
   // per thread; D = 256 needs 208 of them.
+  // The consumers' need grows with D (D = 256: 208 accumulator registers), the
+  // producer's (TMA issue + V transpose state) does not; what the consumers do
+  // not need goes to the producer.
   static constexpr int kLaunchRegs = 168;
-  static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = 240;
+  static constexpr int kProducerRegs = kHeadDim == 64 ? 56 : kHeadDim == 128 ? 40 : 24;
+  static constexpr int kConsumerRegs = kHeadDim == 64 ? 224 : kHeadDim == 128 ? 232 : 240;
   static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= kNumThreads * kLaunchRegs,
                 "setmaxnreg split exceeds the CTA's register pool");
 

@@ -4,8 +4,8 @@
 // Two kinds of barrier are used:
 //  * mbarriers in shared memory (TMA completion, buffer full/empty hand-offs).
 //    Every wait on one goes through `mbar_wait`, which in debug builds
-//    (-DTORCH_FMHA_DEBUG_HANG=1) gives up after a few seconds, prints the
-//    barrier's name, stage, phase, tile and role, and traps.
+//    (-DTORCH_FMHA_DEBUG_HANG=1) gives up after a few seconds, reports the
+//    barrier's name, stage, phase, tile and role (hang_report.cuh), and traps.
 //  * hardware named barriers (bar.sync / bar.arrive), ids in `NamedBarrier`.
 //    They cannot be polled, so they are only used where both sides execute
 //    the same, statically balanced sequence (see consumer.cuh / producer.cuh).
@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <cstdio>
+
+#include "hang_report.cuh"
 
 #ifndef TORCH_FMHA_DEBUG_HANG
 #define TORCH_FMHA_DEBUG_HANG 0
@@ -112,6 +114,39 @@ struct WaitSite {
 #if TORCH_FMHA_DEBUG_HANG
 // ~5 s at 1.98 GHz: far beyond any legitimate wait of this kernel.
 inline constexpr long long kHangBudgetCycles = 10'000'000'000LL;
+// ~0.5 s for the host watcher (polling every 10 ms) to print the report.
+inline constexpr long long kReportGraceCycles = 1'000'000'000LL;
+
+// Set by every CTA's thread 0 at kernel entry (KernelParams::debug_hang_report).
+// One copy per translation unit (static): each kernel variant sets its own.
+static __device__ HangReport* g_hang_report = nullptr;
+static __device__ int g_hang_claimed = 0;
+
+// Writes the report (first caller only), gives the host watcher a grace
+// period to print it, traps. No printf: a device printf is a function call,
+// and a call in the kernel makes ptxas serialize the wgmma pipeline and
+// ignore setmaxnreg, so the debug build would no longer run the release
+// build's schedule.
+__device__ __forceinline__ void report_hang_and_trap(WaitSite site, uint32_t phase) {
+  HangReport* report = g_hang_report;
+  if (report != nullptr && atomicCAS(&g_hang_claimed, 0, 1) == 0) {
+    volatile HangReport* r = report;
+    r->block = static_cast<int32_t>(blockIdx.x);
+    r->thread = static_cast<int32_t>(threadIdx.x);
+    r->barrier = static_cast<int32_t>(site.bar);
+    r->stage = site.stage;
+    r->tile = site.tile;
+    r->role = static_cast<int32_t>(site.role);
+    r->phase = phase;
+    __threadfence_system();
+    r->written = 1;
+    __threadfence_system();
+  }
+  const long long t0 = clock64();
+  while (clock64() - t0 < kReportGraceCycles) {
+  }
+  __trap();
+}
 #endif
 
 // The one wait helper (I5): wait until the phase with parity `phase` of `bar`
@@ -121,14 +156,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase, WaitSit
 #if TORCH_FMHA_DEBUG_HANG
   const long long start = clock64();
   while (!mbar_try_wait(addr, phase)) {
-    if (clock64() - start > kHangBudgetCycles) {
-      printf(
-          "torch_fmha hang: block %d thread %d, %s, waits on mbarrier %s stage %d phase %u "
-          "tile %d\n",
-          blockIdx.x, threadIdx.x, role_name(site.role), mbar_name(site.bar), site.stage, phase,
-          site.tile);
-      __trap();
-    }
+    if (clock64() - start > kHangBudgetCycles) report_hang_and_trap(site, phase);
   }
 #else
   (void)site;

@@ -13,11 +13,26 @@
 // must hold that key as well:
 //   k bits (b3 b2 b1 b0) -> key bits (b1 b3 b2 b0), bits >= 4 unchanged.
 //
-// Work split: a job is 4 consecutive V^T columns k0..k0+3 x 8 head-dim
-// values d0..d0+7: four 8-byte loads (keys perm(k0..k0+3), d0..d0+7), a
-// 4x4 byte transpose per 4-byte word (prmt), eight 4-byte stores
-// (V^T rows d0..d0+7, columns k0..k0+3). Lanes take consecutive k0, so a
-// warp's stores cover one 128-byte V^T row segment: no bank conflicts.
+// The transpose is a sequence of warp-wide steps; one step moves a block of
+// 16 keys x 32 head-dim values (512 bytes):
+//   LDSM.T.x4   4 matrices of 8 keys x 16 bytes (keys 0-7 / 8-15 x d 0-15 /
+//               16-31), transposed as 16-bit elements: lane (q, c) = (lane/4,
+//               lane%4) gets, per matrix, bytes (2c, 2q) (2c, 2q+1) (2c+1, 2q)
+//               (2c+1, 2q+1) as (key, d);
+//   4 x PRMT    the words of matrices (0,1) and (2,3) combine into V^T rows
+//               d = 2q and 2q + 1 (+16), keys {2c, 2c+1, 2c+8, 2c+9}: exactly
+//               the permuted columns 4c .. 4c+3 of the 16-key group;
+//   STSM.x4     4 matrices of 8 V^T rows x 16 bytes, lane (q, c) writing bytes
+//               4c .. 4c+3 of row q of each.
+// That is 6 instructions and 2 address XORs per 512 bytes, and both LDSM
+// (8 consecutive key rows per matrix) and STSM (8 V^T rows of distinct
+// row % 8 per matrix, see stsm_d) are free of bank conflicts in these swizzles.
+//
+// Addresses: every lane address is base(warp, lane) ^ offset(step), where the
+// offset is a compile-time constant (the swizzled layouts are XOR-linear over
+// the disjoint bit fields used here). tools/kernel_dev/check_transpose_layout.cu
+// checks the identities and the whole data movement (LDSM / STSM emulated) on
+// the host for every head-dim config.
 //
 // Keys at or past the sequence end (row >= valid_rows) are written as zeros,
 // never copied: memory past a sequence may hold anything (NaN), and P = 0
@@ -39,100 +54,141 @@ static_assert(transpose_key_perm(0) == 0 && transpose_key_perm(1) == 1 &&
               transpose_key_perm(4) == 2 && transpose_key_perm(7) == 11 &&
               transpose_key_perm(13) == 7 && transpose_key_perm(16 + 6) == 16 + 10);
 
-__device__ __forceinline__ uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t sel) {
-  return __byte_perm(a, b, sel);
-}
-
-// Rows a, b, c, d (4 bytes each, consecutive head-dim values) -> 4 words,
-// word i = bytes (a_i, b_i, c_i, d_i): head-dim value i of the four keys.
-__device__ __forceinline__ void transpose_4x4_bytes(uint32_t a, uint32_t b, uint32_t c, uint32_t d,
-                                                    uint32_t (&o)[4]) {
-  const uint32_t ab_lo = byte_perm(a, b, 0x5140);  // a0 b0 a1 b1
-  const uint32_t ab_hi = byte_perm(a, b, 0x7362);  // a2 b2 a3 b3
-  const uint32_t cd_lo = byte_perm(c, d, 0x5140);  // c0 d0 c1 d1
-  const uint32_t cd_hi = byte_perm(c, d, 0x7362);  // c2 d2 c3 d3
-  o[0] = byte_perm(ab_lo, cd_lo, 0x5410);          // a0 b0 c0 d0
-  o[1] = byte_perm(ab_lo, cd_lo, 0x7632);          // a1 b1 c1 d1
-  o[2] = byte_perm(ab_hi, cd_hi, 0x5410);
-  o[3] = byte_perm(ab_hi, cd_hi, 0x7632);
-}
+// PRMT selectors turning the LDSM.T words of keys 0-7 (a) and 8-15 (b) of a
+// matrix pair into a V^T word: even d (bytes a0 a2 b0 b2) or odd d (a1 a3 b1 b3).
+inline constexpr uint32_t kSelEvenD = 0x6420;
+inline constexpr uint32_t kSelOddD = 0x7531;
 
 template <class Traits>
 struct VTransposer {
   static constexpr int kBlockN = Traits::kBlockN;
   static constexpr int kHeadDim = Traits::kHeadDim;
-  static constexpr int kKGroups = kBlockN / 4;   // groups of 4 V^T columns (keys)
-  static constexpr int kDGroups = kHeadDim / 8;  // groups of 8 head-dim values
-  static constexpr int kJobs = kKGroups * kDGroups;
-  static_assert(kJobs % 128 == 0, "every producer thread gets the same number of jobs");
-  static constexpr int kJobsPerThread = kJobs / 128;
+  static constexpr int kKeyGroups = kBlockN / 16;  // 16 keys per step
+  static constexpr int kDChunks = kHeadDim / 32;   // 32 head-dim values per step
+  // The 4 producer warps split the steps along d first (a warp keeps its d
+  // range, so its offsets along keys are compile-time constants).
+  static constexpr int kWarpsAlongD = kDChunks >= 4 ? 4 : kDChunks;
+  static constexpr int kWarpsAlongK = 4 / kWarpsAlongD;
+  static_assert(kWarpsAlongD * kWarpsAlongK == 4);
+  static_assert(kDChunks % kWarpsAlongD == 0 && kKeyGroups % kWarpsAlongK == 0);
+  static constexpr int kStepsK = kKeyGroups / kWarpsAlongK;
+  static constexpr int kStepsD = kDChunks / kWarpsAlongD;
+  static_assert(kStepsD <= 2, "steps along d: j = 0, 1 (offsets step(0, 1), see steps())");
+  static constexpr int kUnrollK = kStepsD > 1 ? 1 : kStepsK;
+
+  // ---- who reads / writes what (host-callable for the checker) ----------------
+  // LDSM.x4 source row of `lane`: matrix m = lane / 8 (keys 8 * (m & 1) + 0..7,
+  // d 16 * (m >> 1) + 0..15), row lane % 8.
+  __host__ __device__ static constexpr int ldsm_key(int lane) { return 8 * ((lane >> 3) & 1) + (lane & 7); }
+  __host__ __device__ static constexpr int ldsm_d(int lane) { return 16 * (lane >> 4); }
+  // STSM.x4 destination row of `lane`: matrix m = lane / 8, row r = lane % 8 is
+  // V^T row 16 * (m >> 1) + 2r + odd. Even matrices take the even d of rows
+  // r < 4 and the odd d of rows r >= 4, odd matrices the rest, so the 8 rows of
+  // each matrix have distinct d % 8 (distinct swizzle phases: no bank conflict).
+  __host__ __device__ static constexpr int stsm_odd(int m, int r) { return (m & 1) ? (r < 4) : (r >= 4); }
+  __host__ __device__ static constexpr int stsm_d(int lane) {
+    return 16 * (lane >> 4) + 2 * (lane & 7) + stsm_odd(lane >> 3, lane & 7);
+  }
+  // First step of warp w; step (i, j) adds (16 keys) * kWarpsAlongK * i and
+  // (32 d) * kWarpsAlongD * j.
+  __host__ __device__ static constexpr int warp_key0(int w) { return 16 * (w / kWarpsAlongD); }
+  __host__ __device__ static constexpr int warp_d0(int w) { return 32 * (w % kWarpsAlongD); }
+  __host__ __device__ static constexpr int step_key(int i) { return 16 * kWarpsAlongK * i; }
+  __host__ __device__ static constexpr int step_d(int j) { return 32 * kWarpsAlongD * j; }
+
+  // Byte offsets (within one stage) of the lane's LDSM row / STSM row for its
+  // warp's first step, and of a step relative to the first (XOR).
+  __host__ __device__ static int load_base(int w, int lane) {
+    return static_cast<int>(typename Traits::SmemLayoutVScratch{}(warp_key0(w) + ldsm_key(lane),
+                                                                   warp_d0(w) + ldsm_d(lane), 0));
+  }
+  __host__ __device__ static constexpr int load_step(int i, int j) {
+    return static_cast<int>(typename Traits::SmemLayoutVScratch{}(step_key(i), step_d(j), 0));
+  }
+  __host__ __device__ static int store_base(int w, int lane) {
+    return static_cast<int>(typename Traits::SmemLayoutVt{}(warp_d0(w) + stsm_d(lane), warp_key0(w), 0));
+  }
+  __host__ __device__ static constexpr int store_step(int i, int j) {
+    return static_cast<int>(typename Traits::SmemLayoutVt{}(step_d(j), step_key(i), 0));
+  }
+  // PRMT selectors of the lane: word for even matrices, word for odd ones.
+  __host__ __device__ static constexpr uint32_t sel_even_matrix(int lane) {
+    return (lane >> 2) >= 4 ? kSelOddD : kSelEvenD;
+  }
+  __host__ __device__ static constexpr uint32_t sel_odd_matrix(int lane) {
+    return (lane >> 2) >= 4 ? kSelEvenD : kSelOddD;
+  }
+  // Keep-mask of the lane's V^T words in a step whose first key is `key0`:
+  // byte b holds key key0 + {2c, 2c+1, 2c+8, 2c+9}[b]; keys >= valid_rows -> 0.
+  __host__ __device__ static constexpr uint32_t valid_mask(int lane, int key0, int valid_rows) {
+    const int k = key0 + 2 * (lane & 3);
+    return (k < valid_rows ? 0x000000ffu : 0u) | (k + 1 < valid_rows ? 0x0000ff00u : 0u) |
+           (k + 8 < valid_rows ? 0x00ff0000u : 0u) | (k + 9 < valid_rows ? 0xff000000u : 0u);
+  }
+
+#if defined(__CUDA_ARCH__)
+  __device__ __forceinline__ static void ldsm_x4_trans(uint32_t addr, uint32_t (&r)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+  }
+  __device__ __forceinline__ static void stsm_x4(uint32_t addr, const uint32_t (&r)[4]) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                 "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+                 : "memory");
+  }
 
   // vs: V scratch FIFO base, SmemLayoutVScratch (kBlockN, D, kStages);
   //     slot `slot` is at vs + slot * kTileKVBytes (I1: never the base alone).
   // vt: V^T buffer base, SmemLayoutVt (D, kBlockN, kStages).
-  // ptid: producer thread 0..127. valid_rows: keys of this block inside the sequence.
-  //
-  // A job is 4 V^T columns x 8 head-dim values: four 8-byte loads, two 4x4
-  // byte transposes, eight 4-byte stores. The job loop is not unrolled and the
-  // swizzled offsets are recomputed per job: the producer runs on 32
-  // registers (setmaxnreg), and hoisted offsets would spill.
-  // Swizzled-offset arithmetic. Both smem layouts are a swizzle (XOR-linear
-  // over bits) of a layout that is additive for the splits used here:
-  //   layout_vt(d0 + m, k0)         = layout_vt(d0, k0) ^ layout_vt(m, 0)        (d0 % 8 == 0, m < 8)
-  //   layout_vs(kb + o, d0)         = layout_vs(kb, d0) ^ layout_vs(o, 0)        (kb = key base, o in {0,1,8,9})
-  // because the two parts occupy disjoint address bits. So each job evaluates
-  // the CuTe layout twice and every load / store address is one XOR with a
-  // compile-time constant. tools/kernel_dev/check_transpose_layout.cu checks
-  // the identities exhaustively on the host for every head-dim config.
-  // transpose_key_perm(4c + i) - transpose_key_perm(4c) = {0, 1, 8, 9}[i]
-  __host__ __device__ static constexpr int key_offset(int i) { return (i & 1) | ((i & 2) << 2); }
+  // ptid: producer thread 0..127 (all 32 lanes of every producer warp must be
+  // here together: LDSM / STSM are warp-collective). valid_rows: keys of this
+  // block inside the sequence.
+  __device__ __forceinline__ static void run(const uint8_t* vs, uint8_t* vt, int slot, int valid_rows,
+                                             int ptid) {
+    const int w = ptid / 32, lane = ptid % 32;
+    const uint32_t src = static_cast<uint32_t>(__cvta_generic_to_shared(vs + slot * Traits::kTileKVBytes)) +
+                         load_base(w, lane);
+    const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(vt + slot * Traits::kTileKVBytes));
+    const int dst_base = store_base(w, lane);
+    const uint32_t sel_e = sel_even_matrix(lane), sel_o = sel_odd_matrix(lane);
+    if (valid_rows >= kBlockN) {
+      steps<false>(src, dst, dst_base, sel_e, sel_o, w, lane, valid_rows);
+    } else {
+      steps<true>(src, dst, dst_base, sel_e, sel_o, w, lane, valid_rows);
+    }
+  }
 
-  // vs: V scratch FIFO base, SmemLayoutVScratch (kBlockN, D, kStages);
-  //     slot `slot` is at vs + slot * kTileKVBytes (I1: never the base alone).
-  // vt: V^T buffer base, SmemLayoutVt (D, kBlockN, kStages).
-  // ptid: producer thread 0..127. valid_rows: keys of this block inside the sequence.
-  //
-  // A job is 4 V^T columns x 8 head-dim values: four 8-byte loads, two 4x4
-  // byte transposes, eight 4-byte stores. The job loop is not unrolled: the
-  // producer runs on 32 registers (setmaxnreg).
-  __device__ __forceinline__ static void run(const uint8_t* vs, uint8_t* vt, int slot,
-                                             int valid_rows, int ptid) {
-    using namespace cute;
-    constexpr auto layout_vs = typename Traits::SmemLayoutVScratch{};
-    constexpr auto layout_vt = typename Traits::SmemLayoutVt{};
-    static_assert(cosize_v<typename Traits::SmemLayoutVScratch> == Traits::kStages * Traits::kTileKVBytes);
-    const uint8_t* vs_slot = vs + slot * Traits::kTileKVBytes;
-    uint8_t* vt_slot = vt + slot * Traits::kTileKVBytes;
-    const bool full_block = valid_rows >= kBlockN;
+  template <bool kPartial>
+  __device__ __forceinline__ static void steps(uint32_t src, uint32_t dst, int dst_base, uint32_t sel_e,
+                                               uint32_t sel_o, int w, int lane, int valid_rows) {
+    // Steps along d are a loop (D = 256 only: 2 of them). Steps along keys are
+    // unrolled (offsets become immediates) except at D = 256, where the producer
+    // has 24 registers and the unrolled body spills.
 #pragma unroll 1
-    for (int job = ptid; job < kJobs; job += 128) {
-      const int kg = job % kKGroups;
-      const int dg = job / kKGroups;
-      const int k0 = kg * 4;
-      const int d0 = dg * 8;
-      const int key_base = transpose_key_perm(k0);  // keys key_base + {0, 1, 8, 9}
-      const int load_base = layout_vs(key_base, d0, 0);
-      const int store_base = layout_vt(d0, k0, 0);
-      uint2 rows[4];
+    for (int j = 0; j < kStepsD; ++j, src += load_step(0, 1), dst_base ^= store_step(0, 1)) {
+#pragma unroll (kUnrollK)
+      for (int i = 0; i < kStepsK; ++i) {
+        // load_base has no bit in common with load_step (checked on the host), so
+        // the XOR is an add the LDSM's immediate offset absorbs.
+        uint32_t r[4];
+        ldsm_x4_trans(src + load_step(i, 0), r);
+        uint32_t s[4];
+        s[0] = __byte_perm(r[0], r[1], sel_e);
+        s[1] = __byte_perm(r[0], r[1], sel_o);
+        s[2] = __byte_perm(r[2], r[3], sel_e);
+        s[3] = __byte_perm(r[2], r[3], sel_o);
+        if constexpr (kPartial) {
+          const uint32_t keep = valid_mask(lane, warp_key0(w) + step_key(i), valid_rows);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int off = load_base ^ static_cast<int>(layout_vs(key_offset(i), 0, 0));
-        const bool valid = full_block || key_base + key_offset(i) < valid_rows;
-        rows[i] = valid ? *reinterpret_cast<const uint2*>(vs_slot + off) : make_uint2(0u, 0u);
-      }
-#pragma unroll
-      for (int w = 0; w < 2; ++w) {
-        uint32_t o[4];
-        transpose_4x4_bytes(w ? rows[0].y : rows[0].x, w ? rows[1].y : rows[1].x,
-                            w ? rows[2].y : rows[2].x, w ? rows[3].y : rows[3].x, o);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int off = store_base ^ static_cast<int>(layout_vt(4 * w + i, 0, 0));
-          *reinterpret_cast<uint32_t*>(vt_slot + off) = o[i];
+          for (int m = 0; m < 4; ++m) s[m] &= keep;
         }
+        stsm_x4(dst + static_cast<uint32_t>(dst_base ^ store_step(i, 0)), s);
       }
     }
   }
+#endif
 };
 
 }  // namespace torch_fmha::kernel

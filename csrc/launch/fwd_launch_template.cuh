@@ -13,6 +13,7 @@
 #include "../kernel/fmha_fwd_kernel.cuh"
 #include "../params.h"
 #include "fwd_fp8_launch.h"
+#include "hang_watch.h"
 #include "varlen_prep.h"
 
 namespace torch_fmha {
@@ -62,6 +63,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   // I5 test hook, debug builds only (tests/gpu/test_debug_hang.py).
   kp.debug_lose_first_k_load =
       kernel::kDebugHang && std::getenv("TORCH_FMHA_DEBUG_TEST_LOSE_K_LOAD") != nullptr;
+  kp.debug_hang_report = kernel::kDebugHang ? debug_hang_report() : nullptr;
   // TMA tensor extents (never 0: a descriptor needs extents >= 1; a tile of
   // a sequence without keys issues no K/V load).
   kp.rows_q_tma = std::max(ext.rows_q, 1);

@@ -7,6 +7,8 @@ first tile: the consumers' k_full wait can never complete. In a fresh process
 (the debug build is cached separately; its first use compiles it) the test runs a
 normal launch first, then one with the hook, and checks that the process dies
 with the hang report naming the barrier and the role, well before the time limit.
+The report reaches stderr through host-mapped memory and a watcher thread
+(csrc/launch/hang_watch.cu): the trap kills the device printf buffer.
 """
 
 from __future__ import annotations
@@ -44,4 +46,7 @@ def test_lost_arrival_is_reported_not_hung():
     report = next(line for line in out.splitlines() if "torch_fmha hang:" in line)
     assert "mbarrier k_full" in report or "mbarrier k_empty" in report, report
     assert "phase" in report and "tile" in report, report
+    assert "consumer" in report or "producer" in report, report  # the role
+    # ... and the kernel trapped afterwards (the error surfaces at the sync)
+    assert "illegal instruction" in out or "unspecified launch failure" in out, out[-3000:]
     assert time.monotonic() - t0 < 280

@@ -12,7 +12,7 @@ FLAGS=(-std=c++17 -gencode=arch=compute_90a,code=sm_90a -O3 --expt-relaxed-const
 SRCS=(csrc/launch/fwd_fp8_hdim64.cu csrc/launch/fwd_fp8_hdim128.cu csrc/launch/fwd_fp8_hdim256.cu
       csrc/launch/fwd_fp8_hdim64_varlen.cu csrc/launch/fwd_fp8_hdim128_varlen.cu
       csrc/launch/fwd_fp8_hdim256_varlen.cu csrc/launch/varlen_prep.cu
-      csrc/launch/dispatch_fwd.cu tools/kernel_dev/c_shim.cu)
+      csrc/launch/dispatch_fwd.cu csrc/launch/hang_watch.cu tools/kernel_dev/c_shim.cu)
 JOBS=${JOBS:-2}
 pids=()
 for s in "${SRCS[@]}"; do

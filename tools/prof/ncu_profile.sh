@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Nsight Compute on the FP8 kernel (GPU machine, after the build): details of all
+# sections and the per-instruction SASS page, one text file per case in $OUT.
+#   CASES="128:8192:0 256:8192:0" bash tools/prof/ncu_profile.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+for c in ${CASES:-128:8192:0}; do
+  IFS=: read -r d s causal <<<"$c"
+  f=$OUT/ncu_d${d}_s${s}_c${causal}
+  timeout ${NCU_TIMEOUT:-150} ncu --set full --import-source no --kernel-name regex:fmha_fwd \
+    --launch-skip 1 --launch-count 1 -o "$f" python3 tools/prof/one_launch.py "$d" "$s" "$causal" 2 \
+    > "$f.log" 2>&1 || { echo "ncu failed for $c"; tail -5 "$f.log"; continue; }
+  ncu --import "$f.ncu-rep" --page details --print-details all > "$f.details.txt" 2>&1
+  ncu --import "$f.ncu-rep" --page source --print-source sass --csv > "$f.sass.csv" 2>&1
+  rm -f "$f.ncu-rep" "$f.log"
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$f.details.txt" | head -12
+done
