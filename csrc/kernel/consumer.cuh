@@ -104,7 +104,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   const NamedBarrier their_turn = wg == 0 ? NamedBarrier::kPingPong1 : NamedBarrier::kPingPong0;
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
-                          typename Traits::SmemLayoutQ{});   // (M, D)
+                          typename Traits::SmemLayoutQStages{});  // (M, D, kQStages)
   Tensor sK = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.k)),
                           typename Traits::SmemLayoutK{});   // (N, D, kStages)
   Tensor sVt = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.vt)),
@@ -114,7 +114,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   typename Traits::TiledMmaPV mma_pv;
   auto thr_qk = mma_qk.get_thread_slice(tidx);
   auto thr_pv = mma_pv.get_thread_slice(tidx);
-  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, 1, D/32) descriptors
+  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // (MMA, 1, D/32, kQStages) descriptors
   Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, 1, D/32, kStages)
   Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, 1, N/32, kStages)
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});   // ((2,2,N/8),1,1) fp32
@@ -129,7 +129,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
   PipelineState<kStages> kv_read;
   PipelineState<2> tile_slot;
-  uint32_t q_phase = 0;
+  PipelineState<Traits::kQStages> q_read;
 
   if (wg == 1) named_barrier_arrive(NamedBarrier::kPingPong0, 256);  // WG0 goes first
 
@@ -159,21 +159,24 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                              load_scale(p.k_descale, tile.batch, hkv) * 1.4426950408889634f;
     softmax.reset(scale_log2);
     clear(tOrO);
-    mbar_wait(&ss.bar.q_full, q_phase, {MbarId::kQFull, 0, tile_tag, Role::kConsumer});
-    q_phase ^= 1u;
+    mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
+              {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
+    auto tSrQ_tile = tSrQ(_, _, _, q_read.index);
+    uint64_t* q_empty = &ss.bar.q_empty[q_read.index];
+    q_read.advance();
 
     // ---- first block: S only -------------------------------------------------
     int n_block = range.end - 1;
     mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
               {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
     named_barrier_sync(my_turn, 256);
-    gemm<true, -1>(mma_qk, tSrQ, tSrK(_, _, _, kv_read.index), tSrS);
+    gemm<true, -1>(mma_qk, tSrQ_tile, tSrK(_, _, _, kv_read.index), tSrS);
     named_barrier_arrive(their_turn, 256);
     warpgroup_wait<0>();
     warpgroup_fence_operand(tSrS);
     if (wg_leader) {
       mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-      if (num_blocks == 1) mbar_arrive(&ss.bar.q_empty);
+      if (num_blocks == 1) mbar_arrive(q_empty);
     }
     if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
       apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
@@ -192,14 +195,14 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       named_barrier_sync(my_turn, 256);
-      gemm<true, -1>(mma_qk, tSrQ, tSrK(_, _, _, kv_read.index), tSrS);
+      gemm<true, -1>(mma_qk, tSrQ_tile, tSrK(_, _, _, kv_read.index), tSrS);
       gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       named_barrier_arrive(their_turn, 256);
       warpgroup_wait<1>();  // S done, PV may still run
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       if (wg_leader) {
         mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-        if (it == num_blocks - 1) mbar_arrive(&ss.bar.q_empty);
+        if (it == num_blocks - 1) mbar_arrive(q_empty);
       }
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);

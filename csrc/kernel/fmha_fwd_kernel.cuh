@@ -44,13 +44,13 @@ template <class Traits>
 struct SharedStorage {
   static constexpr int kStages = Traits::kStages;
   // 1024-byte alignment: 128-byte swizzle atoms span 8 rows x 128 bytes.
-  alignas(1024) uint8_t q[Traits::kTileQBytes];                  // (M, D), SmemLayoutQ
+  alignas(1024) uint8_t q[Traits::kQStages * Traits::kTileQBytes];  // (M, D, kQStages), SmemLayoutQStages
   alignas(1024) uint8_t k[kStages * Traits::kTileKVBytes];       // (N, D, kStages), SmemLayoutK
   alignas(1024) uint8_t vt[kStages * Traits::kTileKVBytes];      // (D, N, kStages), SmemLayoutVt
   alignas(1024) uint8_t v_scratch[kStages * Traits::kTileKVBytes];  // (N, D, kStages) FIFO (I1)
   struct Barriers {
-    uint64_t q_full;                       // TMA tx; 1 arrival (producer)
-    uint64_t q_empty;                      // 1 arrival per consumer WG
+    uint64_t q_full[Traits::kQStages];     // TMA tx; 1 arrival (producer)
+    uint64_t q_empty[Traits::kQStages];    // 1 arrival per consumer WG
     uint64_t k_full[kStages];              // TMA tx; 1 arrival
     uint64_t k_empty[kStages];             // 1 arrival per consumer WG
     uint64_t v_scratch_full[kStages];      // TMA tx; 1 arrival
@@ -84,8 +84,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
 #if TORCH_FMHA_DEBUG_HANG
     g_hang_report = params.debug_hang_report;  // same value from every CTA
 #endif
-    mbar_init(&ss.bar.q_full, 1);
-    mbar_init(&ss.bar.q_empty, Traits::kNumConsumerWG);
+    for (int s = 0; s < Traits::kQStages; ++s) {
+      mbar_init(&ss.bar.q_full[s], 1);
+      mbar_init(&ss.bar.q_empty[s], Traits::kNumConsumerWG);
+    }
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&ss.bar.k_full[s], 1);
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);

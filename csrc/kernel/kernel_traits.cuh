@@ -36,6 +36,10 @@ struct Fp8FwdTraits {
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
   static constexpr int kStages = kHeadDim == 64 ? 3 : 2;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
+  // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
+  // loads while the consumers finish the current tile (last softmax, last P V,
+  // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
+  static constexpr int kQStages = kHeadDim == 256 ? 1 : 2;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
@@ -69,6 +73,8 @@ struct Fp8FwdTraits {
   using SmemAtomQ = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
                              GMMA::Major::K, Element, Int<kBlockM>, Int<kHeadDim>>());
   using SmemLayoutQ = decltype(tile_to_shape(SmemAtomQ{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutQStages = decltype(tile_to_shape(
+      SmemAtomQ{}, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kQStages>>{}));  // (M, D, kQStages)
   // K: [kBlockN, D] per stage, head dim contiguous.
   using SmemAtomK = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
                              GMMA::Major::K, Element, Int<kBlockN>, Int<kHeadDim>>());
@@ -86,6 +92,7 @@ struct Fp8FwdTraits {
   static constexpr int kTileQBytes = kBlockM * kHeadDim;
   static constexpr int kTileKVBytes = kBlockN * kHeadDim;  // = TILE_V of the scratch FIFO
   static_assert(cosize_v<SmemLayoutQ> == kTileQBytes);
+  static_assert(cosize_v<SmemLayoutQStages> == kTileQBytes * kQStages);
   static_assert(cosize_v<SmemLayoutK> == kTileKVBytes * kStages);
   static_assert(cosize_v<SmemLayoutVt> == kTileKVBytes * kStages);
 

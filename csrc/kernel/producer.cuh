@@ -49,7 +49,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
       make_shape(params.rows_k_tma, kHeadDim, p.heads_kv, params.batch_tma));
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
-                          typename Traits::SmemLayoutQ{});         // (M, D)
+                          typename Traits::SmemLayoutQStages{});   // (M, D, kQStages)
   Tensor sK = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.k)),
                           typename Traits::SmemLayoutK{});         // (N, D, kStages)
   Tensor sVs = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.v_scratch)),
@@ -57,7 +57,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
 
   PipelineState<kStages> kv_load;  // next K / V-scratch slot to fill
   PipelineState<2> tile_slot;      // next TileSlot to publish
-  uint32_t q_phase = 0;            // phase of the (single) Q buffer
+  PipelineState<Traits::kQStages> q_load;  // next Q buffer to fill
 
   // The transpose of one V block: waits on the scratch slot the block was
   // loaded into (I2), reserves the same-index V^T stage, syncs (I3).
@@ -100,7 +100,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
 
     const int hkv = tile.head / params.heads_per_kv;
     if (elected) {
-      mbar_wait(&ss.bar.q_empty, q_phase ^ 1u, {MbarId::kQEmpty, 0, tile_id, Role::kProducerTma});
+      mbar_wait(&ss.bar.q_empty[q_load.index], q_load.phase ^ 1u,
+                {MbarId::kQEmpty, q_load.index, tile_id, Role::kProducerTma});
       // Rows past the sequence end belong to the next sequence (or are
       // zero-filled past the tensor); their outputs are never stored.
       Tensor gQ = local_tile(domain_offset(make_coord(tile.q_row0, _0{}),
@@ -108,11 +109,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                              Shape<Int<kBlockM>, Int<kHeadDim>>{},
                              make_coord(tile.m_block, _0{}));  // (M, D)
       auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ),
-                                        group_modes<0, 2>(gQ));
-      mbar_arrive_expect_tx(&ss.bar.q_full, Traits::kTileQBytes);
-      copy(params.tma_q.with(ss.bar.q_full), tQgQ, tQsQ);
+                                        group_modes<0, 2>(gQ));  // (TMA), (TMA, kQStages)
+      mbar_arrive_expect_tx(&ss.bar.q_full[q_load.index], Traits::kTileQBytes);
+      copy(params.tma_q.with(ss.bar.q_full[q_load.index]), tQgQ, tQsQ(_, q_load.index));
     }
-    q_phase ^= 1u;
+    q_load.advance();
 
     // Keys past the sequence end are masked to -inf by the consumers and the
     // matching V rows are written as zeros by the transposer: whatever those

@@ -55,33 +55,54 @@ struct OnlineSoftmax {
   // Folds one block of scores into the running state. On return `s` holds
   // p = exp2(s * scale_log2 - max_scaled + kMaxOffset) and `alpha[r]` is the
   // factor by which the O rows accumulated so far must be rescaled.
+  //
+  // Each warp of a consumer warpgroup shares its SM sub-partition with one
+  // warp of the other consumer warpgroup only, so there is little latency
+  // hiding: a row max or row sum written as one dependent chain over the
+  // kBlockN / 4 values a thread holds per row (48 FMNMX / FADD back to back)
+  // would leave the pipes idle. The reductions run as kChains independent
+  // chains per row, both rows interleaved, combined at the end.
   template <class Frag>
   __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
+    constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
+    constexpr int kChains = 4;
+    static_assert(kCols % kChains == 0);
+    float mx[2][kChains];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+#pragma unroll
+      for (int r8 = 0; r8 < 2; ++r8) {
+        const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
+        mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
+      }
+    }
+    float bias[2];
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
-      float mx = row_max[r8];
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
-        mx = fmaxf(mx, fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j)));
-      }
-      mx = quad_max(mx);
+      float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      m = quad_max(fmaxf(m, row_max[r8]));
       // A row that has seen no key yet keeps max -inf; use 0 so that
       // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
-      const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+      const float max_scaled = m == -INFINITY ? 0.f : m * scale_log2;
       alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
-      row_max[r8] = mx;
-      const float bias = kMaxOffset - max_scaled;
-      float sum = 0.f;
+      row_max[r8] = m;
+      bias[r8] = kMaxOffset - max_scaled;
+    }
+    float sum[2][kChains];
 #pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j) {
+    for (int j = 0; j < kCols; ++j) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = s(e + 2 * r8 + 4 * j);
-          x = fast_exp2(fmaf(x, scale_log2, bias));
-          sum += x;
-        }
+      for (int r8 = 0; r8 < 2; ++r8) {
+        float& x0 = s(2 * r8 + 4 * j);
+        float& x1 = s(1 + 2 * r8 + 4 * j);
+        x0 = fast_exp2(fmaf(x0, scale_log2, bias[r8]));
+        x1 = fast_exp2(fmaf(x1, scale_log2, bias[r8]));
+        sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
       }
-      row_sum[r8] = row_sum[r8] * alpha[r8] + sum;
+    }
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
     }
   }
 
