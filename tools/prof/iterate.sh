@@ -26,3 +26,9 @@ fi
 if [[ -n ${NCU_CASES:-} ]]; then
   echo "== ncu"; CASES="$NCU_CASES" OUT=$OUT bash tools/prof/ncu_profile.sh
 fi
+if [[ ${COMPILE_TESTS:-0} == 1 ]]; then
+  echo "== compile_tests (CUDA) + transformers"
+  timeout ${COMPILE_TIMEOUT:-300} python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
+    compile_tests/test_cuda_compile.py tests/test_transformers.py > "$OUT/compile.log" 2>&1
+  echo "rc=$?"; tail -1 "$OUT/compile.log"; grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
+fi
