@@ -140,3 +140,22 @@ def test_schema_order_of_the_positional_fast_path():
         "q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "max_seqlen_q", "max_seqlen_k",
         "softmax_scale", "causal", "window_left", "window_right",
         "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype"]
+
+
+@pytest.mark.parametrize("out_dtype, expected", [(torch.bfloat16, None), (None, None),
+                                                 (torch.float16, torch.float16)])
+def test_default_out_dtype_is_not_spelled_in_exported_graphs(out_dtype, expected):
+    """The API passes out_dtype=None for the default (api._op_out_dtype): an exported
+    graph then carries no ScalarType for the common FP8 -> bf16 path, which AOTInductor
+    in torch 2.11 would hand to the op renumbered (pytorch/pytorch#169157)."""
+    class M(torch.nn.Module):
+        def forward(self, q, k, v):
+            return torch_fmha.attention(q, k, v, out_dtype=out_dtype)
+
+    q = torch.randn(1, 8, 2, 64).to(torch.float8_e4m3fn)
+    ep = torch.export.export(M(), (q, q, q))
+    (node,) = [n for n in ep.graph.nodes if n.target is torch.ops.torch_fmha.fwd.default]
+    args = dict(zip([a.name for a in torch.ops.torch_fmha.fwd.default._schema.arguments], node.args))
+    args.update(node.kwargs)
+    assert args.get("out_dtype") == expected
+    assert ep.module()(q, q, q).dtype == (out_dtype or torch.bfloat16)

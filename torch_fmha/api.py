@@ -32,6 +32,23 @@ def _window(window_size) -> tuple[int, int]:
     return int(window_size[0]), int(window_size[1])
 
 
+def _op_out_dtype(q: torch.Tensor, out_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
+    """``out_dtype`` as passed to the op: None when it is the default for q's dtype.
+
+    The op computes the same default (meta/checks.py), so the result is unchanged;
+    what changes is that a graph exported with the default dtype carries no
+    ``ScalarType`` argument. AOTInductor's proxy executor in torch 2.11 reads
+    ScalarType arguments of custom ops with the serialization enum's numbering
+    (bfloat16 arrives as QUInt8: pytorch/pytorch#169157, fixed by #173562, in
+    torch 2.13), and the op then rejects the dtype. Explicit non-default dtypes
+    still reach it and, on such a torch, fail with that error, never silently.
+    """
+    if out_dtype is None:
+        return None
+    default = torch.bfloat16 if q.dtype == torch.float8_e4m3fn else q.dtype
+    return None if out_dtype == default else out_dtype
+
+
 def _skip_autograd_kernel(*tensors) -> bool:
     """True when the ops' autograd kernel (torch_fmha/autograd.py) would record nothing.
 
@@ -88,6 +105,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         ``out [B, Sq, H, D]``, or ``(out, lse)`` when ``return_lse``.
     """
     left, right = _window(window_size)
+    out_dtype = _op_out_dtype(q, out_dtype)
     if _skip_autograd_kernel(q, k, v, q_descale, k_descale, v_descale, out_scale):
         with _below_autograd():  # positional: kwargs parsing costs ~3 us (schema order pinned by a test)
             out, lse = torch.ops.torch_fmha.fwd.default(
@@ -127,6 +145,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         ``out [Tq, H, D]``, or ``(out, lse)`` with lse float32 ``[H, Tq]``.
     """
     left, right = _window(window_size)
+    out_dtype = _op_out_dtype(q, out_dtype)
     if _skip_autograd_kernel(q, k, v, q_descale, k_descale, v_descale, out_scale):
         with _below_autograd():
             out, lse = torch.ops.torch_fmha.varlen_fwd.default(
