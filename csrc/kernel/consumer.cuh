@@ -13,14 +13,10 @@
 //   wait S; release K[it]; mask; online softmax -> p, alpha
 //   wait O; release V^T[it-1]; O *= alpha; P[it] = fp8(p)
 //
-// Across tiles, a tile's last P V is issued with the next tile's first S and
-// its epilogue runs in that round (cross-tile overlap, see consumer_run).
-//
 // Ping-pong bookkeeping: WG1 arrives once on kPingPong0 at start; then every
 // GEMM round of WG w is sync(kPingPong<w>) ... arrive(kPingPong<1-w>). Both
-// warpgroups see the same tiles and run the same rounds per tile (tile-level
-// block range), so the arrivals balance; WG0 consumes WG1's last arrive
-// before exiting.
+// warpgroups run the same number of rounds per tile (tile-level block range),
+// so the arrivals balance; WG0 consumes WG1's last arrive before exiting.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -137,28 +133,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
   if (wg == 1) named_barrier_arrive(NamedBarrier::kPingPong0, 256);  // WG0 goes first
 
-  // Cross-tile overlap: a tile's last P V is not issued at the end of the tile
-  // but together with the next tile's first S = Q K^T, and the tile's epilogue
-  // runs while the other warpgroup's GEMMs of that round execute. Without it,
-  // every tile paid a pipeline drain (last P V alone), a fill (first S alone)
-  // and an epilogue with the tensor cores idle. `pending` is that tile:
-  // its P is in tOrP, its V^T stage is pending_v, O still accumulates in tOrO.
-  //
-  // Every round issues the same wgmma sequence whatever `pending` is: a wgmma
-  // (or its wait) under a runtime branch makes ptxas serialize every wgmma of
-  // the kernel (C7518). When nothing is pending (a CTA's first tile, the end),
-  // the P V still runs, on a dummy B operand (the K stage just waited on,
-  // full and only read meanwhile), into an O that is then cleared / discarded.
-  bool pending = false;
-  TileInfo pending_tile{};
-  int pending_hkv = 0;
-  float pending_inv_sum[2] = {0.f, 0.f}, pending_lse[2] = {0.f, 0.f};
-  PipelineState<kStages> pending_v;
-  Tensor sKasVt = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.k)),
-                              typename Traits::SmemLayoutVt{});  // dummy P V operand (same bytes as sK)
-  Tensor tOrKasV = thr_pv.partition_fragment_B(sKasVt);          // same type as tOrV
-  clear(tOrP);  // the dummy P V reads it before any tile wrote it
-
   for (;;) {
     mbar_wait(&ss.bar.tile_full[tile_slot.index], tile_slot.phase,
               {MbarId::kTileFull, tile_slot.index, -1, Role::kConsumer});
@@ -172,34 +146,33 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const MaskInfo mask{tile.seqlen_q, tile.seqlen_k, p.window_left, p.window_right};
     const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
     const int num_blocks = range.count();
-    if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf; a pending tile stays pending
-      store_no_key_output<kHeadDim, kBlockM>(p, tile, row0, col0);
+    float inv_sum[2], lse[2];
+    if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf
+      clear(tOrO);
+      inv_sum[0] = inv_sum[1] = 0.f;
+      lse[0] = lse[1] = -INFINITY;
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
       continue;
     }
 
     const float scale_log2 = p.softmax_scale * load_scale(p.q_descale, tile.batch, hkv) *
                              load_scale(p.k_descale, tile.batch, hkv) * 1.4426950408889634f;
-    softmax.reset(scale_log2);  // the pending tile's softmax was finalized already
+    softmax.reset(scale_log2);
+    clear(tOrO);
     mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
               {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
     auto tSrQ_tile = tSrQ(_, _, _, q_read.index);
     uint64_t* q_empty = &ss.bar.q_empty[q_read.index];
     q_read.advance();
 
-    // ---- first block: S, paired with the pending tile's last P V --------------
+    // ---- first block: S only -------------------------------------------------
     int n_block = range.end - 1;
     mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
               {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
-    if (pending) {
-      mbar_wait(&ss.bar.vt_full[pending_v.index], pending_v.phase,
-                {MbarId::kVtFull, pending_v.index, tile_tag, Role::kConsumer});
-    }
-    auto first_pv_b = pending ? tOrV(_, _, _, pending_v.index) : tOrKasV(_, _, _, kv_read.index);
     named_barrier_sync(my_turn, 256);
     gemm<true, -1>(mma_qk, tSrQ_tile, tSrK(_, _, _, kv_read.index), tSrS);
-    gemm<false, -1>(mma_pv, tOrP, first_pv_b, tOrO);  // pending tile's last P V (or dummy)
     named_barrier_arrive(their_turn, 256);
-    warpgroup_wait<1>();  // S done, the P V may still run
+    warpgroup_wait<0>();
     warpgroup_fence_operand(tSrS);
     if (wg_leader) {
       mbar_arrive(&ss.bar.k_empty[kv_read.index]);
@@ -209,17 +182,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
     }
     float alpha[2];
-    softmax.update(tSrS, alpha);  // alpha unused: O starts at zero
-    warpgroup_wait<0>();  // the P V is done: the pending tile's O is final, tOrP is free
-    warpgroup_fence_operand(tOrO);
-    warpgroup_fence_operand(tOrP);
-    if (pending) {
-      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[pending_v.index]);
-      store_output<kHeadDim, kBlockM>(p, tOrO, pending_inv_sum, pending_lse, pending_tile, pending_hkv,
-                                      row0, col0);
-      pending = false;
-    }
-    clear(tOrO);
+    softmax.update(tSrS, alpha);  // alpha unused: O is still zero
     convert_p<kBlockN>(tSrS, tOrP);
     PipelineState<kStages> v_pending = kv_read;  // V^T stage of the block in tOrP (I2)
     kv_read.advance();
@@ -258,31 +221,18 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       kv_read.advance();
     }
 
-    // ---- the last P V waits for the next tile's first S (or the flush) ---------
-    softmax.finalize(pending_inv_sum, pending_lse);  // l and max are complete already
-    pending = true;
-    pending_tile = tile;
-    pending_hkv = hkv;
-    pending_v = v_pending;
-  }
-  // The last tile's P V, alone (dummy when nothing is pending: the producer
-  // has finished, so every K stage is quiet).
-  {
-    if (pending) {
-      mbar_wait(&ss.bar.vt_full[pending_v.index], pending_v.phase,
-                {MbarId::kVtFull, pending_v.index, pending_tile.m_block, Role::kConsumer});
-    }
-    auto last_pv_b = pending ? tOrV(_, _, _, pending_v.index) : tOrKasV(_, _, _, 0);
+    // ---- last P V ----------------------------------------------------------------
+    mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
+              {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
     named_barrier_sync(my_turn, 256);
-    gemm<false, -1>(mma_pv, tOrP, last_pv_b, tOrO);
+    gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
     named_barrier_arrive(their_turn, 256);
     warpgroup_wait<0>();
     warpgroup_fence_operand(tOrO);
-    if (pending) {
-      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[pending_v.index]);
-      store_output<kHeadDim, kBlockM>(p, tOrO, pending_inv_sum, pending_lse, pending_tile, pending_hkv,
-                                      row0, col0);
-    }
+    if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+
+    softmax.finalize(inv_sum, lse);
+    store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
   }
   if (wg == 0) named_barrier_sync(NamedBarrier::kPingPong0, 256);  // balance WG1's last arrive
 }

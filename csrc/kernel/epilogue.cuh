@@ -72,32 +72,4 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
   }
 }
 
-// A tile whose rows see no key: out = 0 (all-zero bits in every output dtype),
-// lse = -inf. Needs no accumulator registers (they may hold another tile's O).
-template <int kHeadDim, int kBlockM>
-__device__ __forceinline__ void store_no_key_output(const FwdParams& p, const TileInfo& tile, int row0,
-                                                    int col0) {
-  const bool fp8_out = p.out_type == ElementType::kFloat8E4M3;
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-    const int row = tile.m_block * kBlockM + row0 + 8 * r8;
-    if (row >= tile.seqlen_q) continue;
-    const int64_t elem = int64_t(tile.batch) * p.out_batch_stride +
-                         int64_t(tile.q_row0 + row) * p.out_row_stride +
-                         int64_t(tile.head) * p.out_head_stride + col0;
-#pragma unroll
-    for (int j = 0; j < kHeadDim / 8; ++j) {
-      if (fp8_out) {
-        *reinterpret_cast<uint16_t*>(static_cast<uint8_t*>(p.out) + elem + 8 * j) = 0;
-      } else {
-        *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(p.out) + elem + 8 * j) = 0u;
-      }
-    }
-    if (p.lse != nullptr && col0 == 0) {
-      p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
-            tile.q_row0 + row] = -INFINITY;
-    }
-  }
-}
-
 }  // namespace torch_fmha::kernel
