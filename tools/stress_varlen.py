@@ -126,6 +126,9 @@ def main() -> int:
         if status not in ("ok", "checked"):
             counts["failed"] += 1
             print(f"FAIL at launch {i}: {status}\n  {json.dumps(p)}")
+        if (i + 1) % 250 == 0:  # progress: an outer time limit still shows how far it got
+            print(f"  {i + 1} launches, {counts['checked']} checked, {counts['failed']} failed, "
+                  f"{time.time() - t0:.0f} s", flush=True)
     else:
         proc.stdin.close()
         proc.wait(timeout=60)
