@@ -117,9 +117,9 @@ int check(int valid_rows) {
     }
   }
   const int bad = bad_split + bad_banks + bad_data + bad_writes;
-  std::printf("D=%d N=%d stages=%d valid_rows=%d smem(Q,K,Vt,Vs)=%d+3x%d, SharedStorage %d bytes: "
+  std::printf("D=%d N=%d stages=%d valid_rows=%d smem(Q,K,Vt,Vs)=%dx%d+3x%d, SharedStorage %d bytes: "
               "%s (split %d, banks %d, data %d, writes %d)\n",
-              D, N, T::kStages, valid_rows, T::kTileQBytes, T::kStages * T::kTileKVBytes,
+              D, N, T::kStages, valid_rows, T::kQStages, T::kTileQBytes, T::kStages * T::kTileKVBytes,
               torch_fmha::kernel::shared_storage_bytes<T>(), bad ? "FAIL" : "ok", bad_split, bad_banks,
               bad_data, bad_writes);
   return bad;
