@@ -97,7 +97,9 @@ struct VTransposer {
   __host__ __device__ static constexpr int step_d(int j) { return 32 * kWarpsAlongD * j; }
 
   // Byte offsets (within one stage) of the lane's LDSM row / STSM row for its
-  // warp's first step, and of a step relative to the first (XOR).
+  // warp's first step, and of a step relative to the first: added to the load
+  // base (no common bits), XORed into the store base (the V^T swizzle phase
+  // bits overlap).
   __host__ __device__ static int load_base(int w, int lane) {
     return static_cast<int>(typename Traits::SmemLayoutVScratch{}(warp_key0(w) + ldsm_key(lane),
                                                                    warp_d0(w) + ldsm_d(lane), 0));
