@@ -11,6 +11,7 @@ same 2e-2 tolerance as the CPU compile tests (test_compile.py).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -232,8 +233,6 @@ def _aoti_load_env():
     property of that torch / toolchain pairing, not of our ops, so the test loads the way that
     works there and the README tells users the same.
     """
-    import os
-
     from torch._inductor import cpp_builder
 
     env = dict(os.environ)

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # One GPU call for a full check: build, GPU tests (dense + varlen), CUDA compile/
-# export/AOTI + transformers tests, sanitizers, varlen stress. Logs in $OUT.
-#   [STRESS_LAUNCHES=2000] [SKIP=sanitize,stress] bash tools/gpu_check_all.sh
+# export/AOTI + transformers tests, sanitizers, varlen stress; on request also the
+# benchmark (BENCH_ARGS), Nsight Compute profiles (NCU_CASES, tools/prof/ncu_profile.sh)
+# and the AOTI load diagnosis (AOTI_DIAG=1). Logs in $OUT.
+#   [STRESS_LAUNCHES=2000] [SKIP=tests,compile,sanitize,stress] [PYTEST_K=...]
+#   [BENCH_ARGS="--seqlens 4096"] [NCU_CASES="128:8192:0"] [AOTI_DIAG=1] bash tools/gpu_check_all.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source tools/gpu_env.sh || exit 1
 skip=",${SKIP:-},"
 echo "== build"; /usr/bin/time -f "build wall %e s" python3 -m torch_fmha.build 2>&1 | tail -4
-echo "== tests/gpu"
-TORCH_FMHA_ERR_LOG=$OUT/errors.tsv timeout ${TEST_TIMEOUT:-400} python3 -m pytest -q --timeout=200 \
-  --timeout-method=thread tests/gpu ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/tests_gpu.log" 2>&1
-echo "rc=$?"; grep -E "passed|failed|error" "$OUT/tests_gpu.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/tests_gpu.log" | head -20
+if [[ $skip != *,tests,* ]]; then
+  echo "== tests/gpu"
+  TORCH_FMHA_ERR_LOG=$OUT/errors.tsv timeout ${TEST_TIMEOUT:-400} python3 -m pytest -q --timeout=200 \
+    --timeout-method=thread tests/gpu ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/tests_gpu.log" 2>&1
+  echo "rc=$?"; grep -E "passed|failed|error" "$OUT/tests_gpu.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/tests_gpu.log" | head -20
+fi
 if [[ $skip != *,compile,* ]]; then
   echo "== compile_tests (CUDA) + transformers"
   timeout ${COMPILE_TIMEOUT:-300} python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
@@ -25,4 +30,17 @@ if [[ $skip != *,stress,* ]]; then
   timeout ${STRESS_TIMEOUT:-200} python3 tools/stress_varlen.py --device cuda --launches ${STRESS_LAUNCHES:-2000} \
     --check-every 20 --launch-timeout 20 --max-len 2000 > "$OUT/stress.log" 2>&1
   echo "rc=$?"; grep -vE "^\s*$" "$OUT/stress.log" | tail -5
+fi
+if [[ -n ${BENCH_ARGS+x} ]]; then
+  echo "== bench"
+  timeout ${BENCH_TIMEOUT:-240} python3 -m torch_fmha.bench --no-progress --json "$OUT/bench.json" \
+    ${BENCH_ARGS} > "$OUT/bench.log" 2>&1
+  echo "rc=$?"; tail -40 "$OUT/bench.log"
+fi
+if [[ ${AOTI_DIAG:-0} == 1 ]]; then
+  echo "== aoti diag"; timeout 240 python3 tools/prof/aoti_diag.py /tmp/aoti_diag > "$OUT/aoti_diag.log" 2>&1
+  echo "rc=$?"; grep -vE "Warning|warn" "$OUT/aoti_diag.log" | head -60
+fi
+if [[ -n ${NCU_CASES:-} ]]; then
+  echo "== ncu"; CASES="$NCU_CASES" OUT=$OUT bash tools/prof/ncu_profile.sh
 fi
