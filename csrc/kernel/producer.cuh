@@ -82,7 +82,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     mbar_arrive(&ss.bar.v_scratch_empty[slot.index]);  // 128 arrivals complete it
   };
 
-  for (int tile_id = blockIdx.x;; tile_id += gridDim.x) {
+  for (int round = 0;; ++round) {
+    const int tile_id = persistent_tile_id(round, blockIdx.x, gridDim.x);
     const TileInfo tile = params.scheduler.get(tile_id);
     if (elected) {
       mbar_wait(&ss.bar.tile_empty[tile_slot.index], tile_slot.phase ^ 1u,
@@ -139,7 +140,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
         mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                   {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
         const bool lose_this_load = kDebugHang && params.debug_lose_first_k_load != 0 &&
-                                    tile_id == static_cast<int>(blockIdx.x) && it == 0;
+                                    round == 0 && it == 0;
         if (!lose_this_load) {  // always taken outside the debug build's test hook
           mbar_arrive_expect_tx(&ss.bar.k_full[kv_load.index], Traits::kTileKVBytes);
           copy(params.tma_k.with(ss.bar.k_full[kv_load.index]), tKgK(_, n_block),

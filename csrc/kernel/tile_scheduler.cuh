@@ -1,8 +1,13 @@
 // torch_fmha kernel: static persistent tile schedulers (dense and varlen).
 //
-// The grid has min(num_sms, upper bound on the tile count) CTAs; CTA c
-// processes tiles c, c + gridDim.x, c + 2 * gridDim.x, ... until get() returns
-// an invalid tile. The producer warpgroup owns the scheduler: its threads
+// The grid has min(num_sms, upper bound on the tile count) CTAs, G of them.
+// In round r the CTAs take tile ids [r G, (r + 1) G), CTA c the id
+// persistent_tile_id(r, c, G): c in even rounds, G - 1 - c in odd ones, until
+// get() returns an invalid tile. Tile ids run from the costliest tiles down
+// (below), so within a round CTA 0 would always get the costliest tile and
+// CTA G - 1 the cheapest; alternating the direction cancels that drift. (Plain
+// c + r G left 6-11% of the SMs idle at the end of causal launches at D = 128
+// and 256, S >= 4k: a simulation of the bench grid in KERNEL_NOTES.md.) The producer warpgroup owns the scheduler: its threads
 // evaluate it (a pure function of the tile id) and its elected thread hands
 // each tile to the consumers through shared memory (fmha_fwd_kernel.cuh,
 // TileSlot), followed by the invalid tile that tells them to stop. So
@@ -34,6 +39,14 @@
 #include "varlen_workspace.cuh"
 
 namespace torch_fmha::kernel {
+
+// Tile id of CTA `cta` (of `grid`) in round `round` (see the top of the file).
+// Every id in round r is below every id in round r + 1, so a CTA may stop at its
+// first invalid tile.
+__host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, int32_t cta,
+                                                               int32_t grid) {
+  return round * grid + ((round & 1) ? grid - 1 - cta : cta);
+}
 
 struct TileInfo {
   int32_t batch;     // sequence index: descales; dense: also the batch coordinate
@@ -94,7 +107,8 @@ struct DenseTileScheduler {
     return s;
   }
 
-  __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
+  // __host__ too: tools/kernel_dev/check_tile_order.cu checks the order on the host.
+  __host__ __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
     if (tile_id >= num_tiles) return TileInfo::stop();
     int32_t bh, mi;
     if (reverse_m) {
