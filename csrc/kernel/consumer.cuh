@@ -11,7 +11,7 @@
 //   ping-pong: hand the turn over  (the other warpgroup's GEMMs start while
 //                                   we do the softmax below)
 //   wait S; release K[it]; mask; online softmax -> p, alpha
-//   wait O; release V^T[it-1]; O *= alpha (if a row max moved); P[it] = fp8(p)
+//   wait O; release V^T[it-1]; O *= alpha; P[it] = fp8(p)
 //
 // Ping-pong bookkeeping: WG1 arrives once on kPingPong0 at start; then every
 // GEMM round of WG w is sync(kPingPong<w>) ... arrive(kPingPong<1-w>). Both
@@ -181,10 +181,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
       apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
     }
-    const bool row_in_seq[2] = {tile.m_block * kBlockM + row0 < tile.seqlen_q,
-                                tile.m_block * kBlockM + row0 + 8 < tile.seqlen_q};
     float alpha[2];
-    softmax.update(tSrS, alpha, row_in_seq);  // alpha unused: O is still zero
+    softmax.update(tSrS, alpha);  // alpha unused: O is still zero
     convert_p<kBlockN>(tSrS, tOrP);
     PipelineState<kStages> v_pending = kv_read;  // V^T stage of the block in tOrP (I2)
     kv_read.advance();
@@ -209,17 +207,15 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      const bool rescale = softmax.update(tSrS, alpha, row_in_seq);
+      softmax.update(tSrS, alpha);
       warpgroup_wait<0>();  // PV done: tOrP and V^T stage are free
       // The wait's asm names no registers: without these fences the compiler
       // may move the O rescale / the P rewrite above it, racing the RS wgmma.
       warpgroup_fence_operand(tOrO);
       warpgroup_fence_operand(tOrP);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
-      if (rescale) {  // warp-uniform; false: every row of the warp kept its max (alpha = 1)
 #pragma unroll
-        for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
-      }
+      for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
       convert_p<kBlockN>(tSrS, tOrP);
       v_pending = kv_read;
       kv_read.advance();

@@ -18,17 +18,6 @@
 namespace torch_fmha::kernel {
 
 inline constexpr float kMaxOffset = 8.0f;  // P in [0, 2^8]; e4m3 max is 448
-// A row's running max is only moved (and O rescaled) when a block raises it by
-// more than kMaxSlack (log2 units); below that the old max stays and p may
-// reach 2^(8 + kMaxSlack) = 430 < 448, still exact in range for e4m3. The
-// decision is per warp (any of its 16 rows), so a warp whose rows all keep
-// their max skips the D / 2 FMULs of the O rescale and the alpha exp2s: on
-// most blocks after the first the max moves by less than that. Only rows
-// inside the sequence vote: a row past its end holds another sequence's query
-// (varlen) or zeros (dense), and letting it vote would make a sequence's output
-// depend on its neighbours in a ragged batch. Such a row's p may saturate; it
-// is never stored.
-inline constexpr float kMaxSlack = 0.75f;
 
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
@@ -65,10 +54,7 @@ struct OnlineSoftmax {
 
   // Folds one block of scores into the running state. On return `s` holds
   // p = exp2(s * scale_log2 - max_scaled + kMaxOffset) and `alpha[r]` is the
-  // factor by which the O rows accumulated so far must be rescaled. Returns
-  // false (warp-uniform) when the warp kept every row's max: alpha is then 1
-  // and the caller may skip the rescale. row_in_seq[r]: row r of the thread
-  // is inside the sequence (only those vote).
+  // factor by which the O rows accumulated so far must be rescaled.
   //
   // Each warp of a consumer warpgroup shares its SM sub-partition with one
   // warp of the other consumer warpgroup only, so there is little latency
@@ -77,7 +63,7 @@ struct OnlineSoftmax {
   // would leave the pipes idle. The reductions run as kChains independent
   // chains per row, both rows interleaved, combined at the end.
   template <class Frag>
-  __device__ __forceinline__ bool update(Frag& s, float (&alpha)[2], const bool (&row_in_seq)[2]) {
+  __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
     constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
     constexpr int kChains = 4;
     static_assert(kCols % kChains == 0);
@@ -90,29 +76,17 @@ struct OnlineSoftmax {
         mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
       }
     }
-    float bias[2], m[2];
-    bool grows = false;
+    float bias[2];
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
-      m[r8] = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
-      m[r8] = quad_max(fmaxf(m[r8], row_max[r8]));
-      // -inf > -inf is false: a row that still sees no key does not count.
-      grows |= row_in_seq[r8] && m[r8] * scale_log2 > row_max[r8] * scale_log2 + kMaxSlack;
-    }
-    const bool rescale = __any_sync(0xffffffffu, grows);
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      if (rescale) {
-        // A row that has seen no key yet keeps max -inf; use 0 so that
-        // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
-        const float max_scaled = m[r8] == -INFINITY ? 0.f : m[r8] * scale_log2;
-        alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
-        row_max[r8] = m[r8];
-        bias[r8] = kMaxOffset - max_scaled;
-      } else {
-        alpha[r8] = 1.f;
-        bias[r8] = kMaxOffset - (row_max[r8] == -INFINITY ? 0.f : row_max[r8] * scale_log2);
-      }
+      float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      m = quad_max(fmaxf(m, row_max[r8]));
+      // A row that has seen no key yet keeps max -inf; use 0 so that
+      // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
+      const float max_scaled = m == -INFINITY ? 0.f : m * scale_log2;
+      alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
+      row_max[r8] = m;
+      bias[r8] = kMaxOffset - max_scaled;
     }
     float sum[2][kChains];
 #pragma unroll
@@ -130,7 +104,6 @@ struct OnlineSoftmax {
     for (int r8 = 0; r8 < 2; ++r8) {
       row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
     }
-    return rescale;
   }
 
   // 1 / l per row (0 for a row that saw no key) and the natural-log LSE
