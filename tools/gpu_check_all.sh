@@ -18,7 +18,7 @@ if [[ $skip != *,tests,* ]]; then
 fi
 if [[ $skip != *,compile,* ]]; then
   echo "== compile_tests (CUDA) + transformers"
-  timeout ${COMPILE_TIMEOUT:-300} python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
+  timeout ${COMPILE_TIMEOUT:-420} python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
     compile_tests/test_cuda_compile.py tests/test_transformers.py > "$OUT/compile.log" 2>&1
   echo "rc=$?"; grep -E "passed|failed|error" "$OUT/compile.log" | tail -3; grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
 fi
