@@ -5,11 +5,13 @@
 // persistent_tile_id(r, c, G): c in even rounds, G - 1 - c in odd ones, until
 // get() returns an invalid tile. Tile ids run from the costliest tiles down
 // (below), so within a round CTA 0 would always get the costliest tile and
-// CTA G - 1 the cheapest; alternating the direction cancels that drift. (Plain
-// c + r G left 6-11% of the SMs idle at the end of causal launches at D = 128
-// and 256, S >= 4k: a simulation of the bench grid in KERNEL_NOTES.md.) The producer warpgroup owns the scheduler: its threads
-// evaluate it (a pure function of the tile id) and its elected thread hands
-// each tile to the consumers through shared memory (fmha_fwd_kernel.cuh,
+// CTA G - 1 the cheapest; alternating the direction cancels that drift. (With
+// plain c + r G the last CTA of a causal launch at D = 128 / 256, S >= 4k
+// finished at 1 / 0.94 .. 1 / 0.89 of the ideal time: KERNEL_NOTES.md.)
+//
+// The producer warpgroup owns the scheduler: its threads evaluate it (a pure
+// function of the tile id) and its elected thread hands each tile to the
+// consumers through shared memory (fmha_fwd_kernel.cuh,
 // TileSlot), followed by the invalid tile that tells them to stop. So
 // producer and consumers see the same tile sequence.
 //
