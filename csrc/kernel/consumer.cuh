@@ -13,6 +13,12 @@
 //   wait S; release K[it]; mask; online softmax -> p, alpha
 //   wait O; release V^T[it-1]; O *= alpha; P[it] = fp8(p)
 //
+// Tile boundaries (Traits::kOverlapTiles): a tile's last round issues its
+// last P V together with the next tile's first S; this tile's l and max are
+// finalized, the softmax is reset for the next tile, and the epilogue (store
+// of O) runs after the next tile's first softmax. Without it every tile began
+// with an S GEMM whose latency nothing hid (measured: D=64 +8-17%, D=128 +0-5%).
+//
 // Ping-pong bookkeeping: WG1 arrives once on kPingPong0 at start; then every
 // GEMM round of WG w is sync(kPingPong<w>) ... arrive(kPingPong<1-w>). Both
 // warpgroups run the same number of rounds per tile (tile-level block range),
@@ -133,18 +139,48 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
   if (wg == 1) named_barrier_arrive(NamedBarrier::kPingPong0, 256);  // WG0 goes first
 
-  for (;;) {
+  auto fetch_tile = [&]() {
     mbar_wait(&ss.bar.tile_full[tile_slot.index], tile_slot.phase,
               {MbarId::kTileFull, tile_slot.index, -1, Role::kConsumer});
-    const TileInfo tile = ss.tile[tile_slot.index];
+    const TileInfo t = ss.tile[tile_slot.index];
     mbar_arrive(&ss.bar.tile_empty[tile_slot.index]);  // 256 arrivals free the slot
     tile_slot.advance();
-    if (!tile.valid) break;
-    const int tile_tag = tile.m_block;  // for hang reports
+    return t;
+  };
+  auto tile_range = [&](const TileInfo& t) {
+    const MaskInfo m{t.seqlen_q, t.seqlen_k, p.window_left, p.window_right};
+    return m.kv_range<kBlockM, kBlockN>(t.m_block);
+  };
+  auto tile_scale_log2 = [&](const TileInfo& t) {
+    const int h = t.head / params.heads_per_kv;
+    return p.softmax_scale * load_scale(p.q_descale, t.batch, h) *
+           load_scale(p.k_descale, t.batch, h) * 1.4426950408889634f;
+  };
 
+  // S of a tile's first KV block: the mask (if the block needs one) and the
+  // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
+  auto first_block_softmax = [&](const TileInfo& t, int n_block) {
+    const MaskInfo m{t.seqlen_q, t.seqlen_k, p.window_left, p.window_right};
+    if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {
+      apply_mask<kBlockN>(tSrS, m, t.m_block * kBlockM + row0, n_block * kBlockN + col0);
+    }
+    float alpha_unused[2];
+    softmax.update(tSrS, alpha_unused);  // O is zero: nothing to rescale
+  };
+
+  // Q buffer of the current tile (its S GEMMs read it; released after the last one).
+  int q_index = 0;
+  // True when the current tile's first S was already issued and softmaxed in
+  // the previous tile's last GEMM round (tOrP then holds P of block 0).
+  bool first_s_done = false;
+  PipelineState<kStages> v_pending;  // V^T stage of the block whose P is in tOrP (I2)
+
+  TileInfo tile = fetch_tile();
+  while (tile.valid) {
+    const int tile_tag = tile.m_block;  // for hang reports
     const int hkv = tile.head / params.heads_per_kv;
     const MaskInfo mask{tile.seqlen_q, tile.seqlen_k, p.window_left, p.window_right};
-    const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
+    const KvBlockRange range = tile_range(tile);
     const int num_blocks = range.count();
     float inv_sum[2], lse[2];
     if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf
@@ -152,57 +188,54 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       inv_sum[0] = inv_sum[1] = 0.f;
       lse[0] = lse[1] = -INFINITY;
       store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      tile = fetch_tile();
       continue;
     }
 
-    const float scale_log2 = p.softmax_scale * load_scale(p.q_descale, tile.batch, hkv) *
-                             load_scale(p.k_descale, tile.batch, hkv) * 1.4426950408889634f;
-    softmax.reset(scale_log2);
-    clear(tOrO);
-    mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
-              {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
-    auto tSrQ_tile = tSrQ(_, _, _, q_read.index);
-    uint64_t* q_empty = &ss.bar.q_empty[q_read.index];
-    q_read.advance();
-
-    // ---- first block: S only -------------------------------------------------
-    int n_block = range.end - 1;
-    mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
-              {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
-    named_barrier_sync(my_turn, 256);
-    gemm<true, -1>(mma_qk, tSrQ_tile, tSrK(_, _, _, kv_read.index), tSrS);
-    named_barrier_arrive(their_turn, 256);
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tSrS);
-    if (wg_leader) {
-      mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-      if (num_blocks == 1) mbar_arrive(q_empty);
+    // ---- first block: S only (unless the previous tile's last round did it) ----
+    if (!first_s_done) {
+      softmax.reset(tile_scale_log2(tile));
+      clear(tOrO);
+      mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
+                {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
+      q_index = q_read.index;
+      q_read.advance();
+      mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
+                {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
+      named_barrier_sync(my_turn, 256);
+      auto tSrQ_cur = tSrQ(_, _, _, q_index);
+      gemm<true, -1>(mma_qk, tSrQ_cur, tSrK(_, _, _, kv_read.index), tSrS);
+      named_barrier_arrive(their_turn, 256);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      if (wg_leader) {
+        mbar_arrive(&ss.bar.k_empty[kv_read.index]);
+        if (num_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
+      }
+      first_block_softmax(tile, range.end - 1);
+      convert_p<kBlockN>(tSrS, tOrP);
+      v_pending = kv_read;
+      kv_read.advance();
     }
-    if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
-      apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
-    }
-    float alpha[2];
-    softmax.update(tSrS, alpha);  // alpha unused: O is still zero
-    convert_p<kBlockN>(tSrS, tOrP);
-    PipelineState<kStages> v_pending = kv_read;  // V^T stage of the block in tOrP (I2)
-    kv_read.advance();
 
     // ---- steady state: S(it) overlapped with P(it-1) V(it-1) ---------------------
+    float alpha[2];
     for (int it = 1; it < num_blocks; ++it) {
-      n_block = range.end - 1 - it;
+      const int n_block = range.end - 1 - it;
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       named_barrier_sync(my_turn, 256);
-      gemm<true, -1>(mma_qk, tSrQ_tile, tSrK(_, _, _, kv_read.index), tSrS);
+      auto tSrQ_cur = tSrQ(_, _, _, q_index);
+      gemm<true, -1>(mma_qk, tSrQ_cur, tSrK(_, _, _, kv_read.index), tSrS);
       gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       named_barrier_arrive(their_turn, 256);
       warpgroup_wait<1>();  // S done, PV may still run
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       if (wg_leader) {
         mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-        if (it == num_blocks - 1) mbar_arrive(q_empty);
+        if (it == num_blocks - 1) mbar_arrive(&ss.bar.q_empty[q_index]);
       }
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
@@ -214,25 +247,70 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       warpgroup_fence_operand(tOrO);
       warpgroup_fence_operand(tOrP);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+      // alpha is exactly 1 for a row whose max this block did not raise
+      // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
+      // Once a row has seen many keys its max rarely moves; the vote makes the
+      // branch warp-uniform.
+      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-      for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
+        for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
+      }
       convert_p<kBlockN>(tSrS, tOrP);
       v_pending = kv_read;
       kv_read.advance();
     }
 
-    // ---- last P V ----------------------------------------------------------------
+    // ---- last P V, together with the next tile's first S where there is one -----
+    // Both consumer warpgroups fetch the same tiles, so they take the same
+    // branch and the ping-pong rounds stay balanced.
+    const TileInfo next = fetch_tile();
+    const KvBlockRange next_range = tile_range(next);
+    const int next_blocks = next.valid ? next_range.count() : 0;
     mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
               {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
-    named_barrier_sync(my_turn, 256);
-    gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-    named_barrier_arrive(their_turn, 256);
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tOrO);
-    if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
-
-    softmax.finalize(inv_sum, lse);
-    store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+    if (Traits::kOverlapTiles && next_blocks > 0) {
+      mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
+                {MbarId::kQFull, q_read.index, next.m_block, Role::kConsumer});
+      q_index = q_read.index;
+      q_read.advance();
+      mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
+                {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
+      named_barrier_sync(my_turn, 256);
+      auto tSrQ_cur = tSrQ(_, _, _, q_index);
+      gemm<true, -1>(mma_qk, tSrQ_cur, tSrK(_, _, _, kv_read.index), tSrS);
+      gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      named_barrier_arrive(their_turn, 256);
+      softmax.finalize(inv_sum, lse);  // this tile's l and max are final
+      softmax.reset(tile_scale_log2(next));
+      warpgroup_wait<1>();  // next tile's S done
+      warpgroup_fence_operand(tSrS);
+      if (wg_leader) {
+        mbar_arrive(&ss.bar.k_empty[kv_read.index]);
+        if (next_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
+      }
+      first_block_softmax(next, next_range.end - 1);
+      warpgroup_wait<0>();  // this tile's last PV done
+      warpgroup_fence_operand(tOrO);
+      warpgroup_fence_operand(tOrP);
+      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+      convert_p<kBlockN>(tSrS, tOrP);
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      clear(tOrO);
+      v_pending = kv_read;
+      kv_read.advance();
+      first_s_done = true;
+    } else {
+      named_barrier_sync(my_turn, 256);
+      gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      named_barrier_arrive(their_turn, 256);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+      softmax.finalize(inv_sum, lse);
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      first_s_done = false;
+    }
+    tile = next;
   }
   if (wg == 0) named_barrier_sync(NamedBarrier::kPingPong0, 256);  // balance WG1's last arrive
 }

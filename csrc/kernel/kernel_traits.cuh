@@ -40,6 +40,12 @@ struct Fp8FwdTraits {
   // loads while the consumers finish the current tile (last softmax, last P V,
   // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
   static constexpr int kQStages = kHeadDim == 256 ? 1 : 2;
+  // A tile's last P V is issued together with the next tile's first S, and
+  // the epilogue runs after the next tile's first softmax, so the tensor core
+  // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
+  // Q in its own buffer: with one Q buffer (D = 256) its load can only start
+  // after this tile's last S, and measured, the overlap gained nothing there.
+  static constexpr bool kOverlapTiles = kQStages >= 2;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
