@@ -70,6 +70,15 @@ void check_sm90(const char* op, const at::Tensor& q) {
               f.major, f.minor);
 }
 
+// Window sizes are int64 in the op and int32 in the kernel. Any window of
+// 2^30 or more keys reaches past every key of every row (sequence lengths are
+// int32 and far below that in practice), so it is clamped there instead of
+// truncated: a plain cast turned window_left = 2^32 + 5 into 5.
+int32_t kernel_window(int64_t w) {
+  constexpr int64_t kUnboundedFrom = int64_t(1) << 30;
+  return static_cast<int32_t>(w < kUnboundedFrom ? w : kUnboundedFrom);
+}
+
 // Everything the dense and varlen ops fill alike. Rows are dim -3 (the
 // sequence), heads dim -2, for [B, S, H, D] and [T, H, D] alike.
 FwdParams common_params(const FwdProblem& p, const at::Tensor& q, const at::Tensor& k,
@@ -101,8 +110,8 @@ FwdParams common_params(const FwdProblem& p, const at::Tensor& q, const at::Tens
   params.k_descale = scale_tensor(k_descale);
   params.v_descale = scale_tensor(v_descale);
   params.out_scale = scale_tensor(out_scale);
-  params.window_left = static_cast<int32_t>(p.window_left);
-  params.window_right = static_cast<int32_t>(p.window_right);
+  params.window_left = kernel_window(p.window_left);
+  params.window_right = kernel_window(p.window_right);
   params.in_type = element_type(q.scalar_type());
   params.out_type = element_type(p.out_dtype);
   params.num_sms = device_facts(q.device().index()).num_sms;

@@ -121,3 +121,16 @@ def test_zero_length_keys():
     kv = torch.empty(1, 0, 1, 128, device="cuda", dtype=FP8)
     out, lse = torch_fmha.attention(q, kv, kv, return_lse=True)
     assert torch.equal(out.float(), torch.zeros_like(out.float())) and torch.isneginf(lse).all()
+
+
+def test_huge_windows_mean_unbounded():
+    """Windows past int32 reach every key: (2^32 + 5, 0) is causal, (2^40, 2^33) is full
+    attention, bitwise (the kernel takes int32 windows; a plain cast made 2^32 + 5 a window of 5)."""
+    q, k, v, s = dense_inputs(2, 700, 700, 4, 2, 128, FP8, device="cuda", seed=7)
+    causal = torch_fmha.attention(q, k, v, causal=True, **s)
+    huge_left = torch_fmha.attention(q, k, v, window_size=(2**32 + 5, 0), **s)
+    full = torch_fmha.attention(q, k, v, **s)
+    huge_both = torch_fmha.attention(q, k, v, window_size=(2**40, 2**33), **s)
+    assert torch.equal(huge_left, causal)
+    assert torch.equal(huge_both, full)
+    assert not torch.equal(causal, full)
