@@ -147,9 +147,11 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     tile_slot.advance();
     return t;
   };
+  auto tile_mask = [&](const TileInfo& t) {
+    return MaskInfo{t.seqlen_q, t.seqlen_k, p.window_left, p.window_right};
+  };
   auto tile_range = [&](const TileInfo& t) {
-    const MaskInfo m{t.seqlen_q, t.seqlen_k, p.window_left, p.window_right};
-    return m.kv_range<kBlockM, kBlockN>(t.m_block);
+    return tile_mask(t).kv_range<kBlockM, kBlockN>(t.m_block);
   };
   auto tile_scale_log2 = [&](const TileInfo& t) {
     const int h = t.head / params.heads_per_kv;
@@ -160,7 +162,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // S of a tile's first KV block: the mask (if the block needs one) and the
   // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
   auto first_block_softmax = [&](const TileInfo& t, int n_block) {
-    const MaskInfo m{t.seqlen_q, t.seqlen_k, p.window_left, p.window_right};
+    const MaskInfo m = tile_mask(t);
     if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {
       apply_mask<kBlockN>(tSrS, m, t.m_block * kBlockM + row0, n_block * kBlockN + col0);
     }
@@ -179,7 +181,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   while (tile.valid) {
     const int tile_tag = tile.m_block;  // for hang reports
     const int hkv = tile.head / params.heads_per_kv;
-    const MaskInfo mask{tile.seqlen_q, tile.seqlen_k, p.window_left, p.window_right};
+    const MaskInfo mask = tile_mask(tile);
     const KvBlockRange range = tile_range(tile);
     const int num_blocks = range.count();
     float inv_sum[2], lse[2];
