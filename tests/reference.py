@@ -1,7 +1,7 @@
 """The float64 oracle: attention on the dequantized inputs.
 
 Independent of the C++ code: plain PyTorch float64 math with the mask written
-out from DESIGN.md section 1. Also the tolerance rule of the project
+out from docs/DESIGN.md section 1. Also the tolerance rule of the project
 (FlashAttention's): ``max|out - ref| <= 2 * max|emul - ref| + eps`` where
 ``emul`` repeats the kernel's rounding steps.
 """

@@ -1,6 +1,6 @@
 """Correctness sweep of the CPU kernels against the float64 oracle.
 
-Shapes from DESIGN.md section 5: the lengths list, Sq != Sk both ways, GQA
+Shapes from docs/DESIGN.md section 8: the lengths list, Sq != Sk both ways, GQA
 1/2/8, head dims 64/128/256, causal and windows, descales != 1 per (batch,
 kv head), FP8 output, varlen with empty sequences. Inputs live in NaN-filled
 buffers with strided heads, so padding that leaks or a stride that is

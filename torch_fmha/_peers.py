@@ -36,7 +36,7 @@ __all__ = ["CudnnFp8", "sdpa_bf16", "sdpa_backend_names", "P_SCALE"]
 #: Scale applied to softmax probabilities before they are rounded to FP8 in
 #: cuDNN (``scale_s``; ``descale_s = 1 / P_SCALE``). P lies in [0, 1]; 256 keeps
 #: it in FP8's normal range and descales exactly (torch_fmha uses the same
-#: fixed offset, see DESIGN.md section 4).
+#: fixed offset, see docs/DESIGN.md section 4).
 P_SCALE = 256.0
 
 

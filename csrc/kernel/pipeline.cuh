@@ -1,5 +1,5 @@
 // torch_fmha kernel: barrier ids, mbarrier wrappers, pipeline state, and the
-// single bounded wait helper every mbarrier wait goes through (DESIGN.md I5).
+// single bounded wait helper every mbarrier wait goes through (docs/DESIGN.md I5).
 //
 // Two kinds of barrier are used:
 //  * mbarriers in shared memory (TMA completion, buffer full/empty hand-offs).

@@ -7,7 +7,7 @@
 // behind the loads, so the TMA of block it flies while block it-1 is
 // transposed.
 //
-// Invariants (DESIGN.md section 4):
+// Invariants (docs/DESIGN.md section 5):
 //  I1  V scratch FIFO depth == kStages (>= 2, static_assert in kernel_traits),
 //      slot i at base + i * kTileKVBytes (VTransposer::run).
 //  I2  the transposer waits on / releases the scratch slot captured when the

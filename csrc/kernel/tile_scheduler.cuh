@@ -7,7 +7,7 @@
 // (below), so within a round CTA 0 would always get the costliest tile and
 // CTA G - 1 the cheapest; alternating the direction cancels that drift. (With
 // plain c + r G the last CTA of a causal launch at D = 128 / 256, S >= 4k
-// finished at 1 / 0.94 .. 1 / 0.89 of the ideal time: KERNEL_NOTES.md.)
+// finished at 1 / 0.94 .. 1 / 0.89 of the ideal time: docs/DESIGN.md section 7.)
 //
 // The producer warpgroup owns the scheduler: its threads evaluate it (a pure
 // function of the tile id) and its elected thread hands each tile to the
@@ -27,7 +27,7 @@
 // last q block down (longest first, and every round of the static round-robin
 // gets tiles of about the same cost), heads inner.
 //
-// Ragged batches (DESIGN.md I4): the prep kernel (varlen_prep.cuh) writes the
+// Ragged batches (docs/DESIGN.md I4): the prep kernel (varlen_prep.cuh) writes the
 // sequences in work order (longest first) and the prefix sums of their tile
 // counts H * ceil(len_q / kBlockM). A tile id maps to its sequence by binary
 // search over the prefix sums (O(log B)), then to (head, m) inside the sequence

@@ -1,5 +1,5 @@
 """The SM90 FP8 forward kernel on ragged batches, through torch.ops.torch_fmha.varlen_fwd,
-against the float64 oracle with the tolerance rule (DESIGN.md section 5).
+against the float64 oracle with the tolerance rule (docs/DESIGN.md section 8).
 
 Every case runs with NaN-poisoned outputs (every row of out / lse belongs to a
 sequence, so no NaN may survive anywhere) and NaN-poisoned inputs: besides the
