@@ -109,7 +109,7 @@ struct DenseTileScheduler {
     return s;
   }
 
-  // __host__ too: tools/kernel_dev/check_tile_order.cu checks the order on the host.
+  // __host__ too: tests/host_checks/check_tile_order.cu checks the order on the host.
   __host__ __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
     if (tile_id >= num_tiles) return TileInfo::stop();
     int32_t bh, mi;

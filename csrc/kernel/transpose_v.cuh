@@ -30,7 +30,7 @@
 //
 // Addresses: every lane address is base(warp, lane) ^ offset(step), where the
 // offset is a compile-time constant (the swizzled layouts are XOR-linear over
-// the disjoint bit fields used here). tools/kernel_dev/check_transpose_layout.cu
+// the disjoint bit fields used here). tests/host_checks/check_transpose_layout.cu
 // checks the identities and the whole data movement (LDSM / STSM emulated) on
 // the host for every head-dim config.
 //

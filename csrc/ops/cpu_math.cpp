@@ -35,15 +35,51 @@ at::Tensor sum_groups(const at::Tensor& x, int64_t heads_kv) {
 }
 
 // Masked, scaled scores [H, Sq, Sk]; invisible entries are -inf.
+// (a select, never an add: NaN or inf scores at masked keys are replaced).
 at::Tensor masked_scores(const at::Tensor& qh, const at::Tensor& kh,
-                         const at::Tensor& score_scale, SequenceMask mask) {
+                         const at::Tensor& score_scale, const at::Tensor& visible) {
   at::Tensor s = at::bmm(qh, kh.transpose(1, 2)) * score_scale.view({-1, 1, 1});
-  at::Tensor visible = visible_keys(qh.size(1), kh.size(1), mask);
   return s.masked_fill(visible.logical_not(), -std::numeric_limits<double>::infinity());
+}
+
+// out_unscaled [H, Sq, D] = P V summed over the keys each row sees, with
+// IEEE semantics for the non-finite entries of V: a NaN of v[j, d], or an
+// infinite v[j, d] where p[i, j] == 0, makes out[i, d] NaN; +inf / -inf where
+// p[i, j] > 0 make it +inf / -inf (NaN when both occur). Keys a row does not
+// see contribute nothing, whatever V holds there: a plain P V would give
+// 0 * NaN = NaN at masked keys. p is 0 at every masked entry.
+at::Tensor weighted_values(const at::Tensor& p, const at::Tensor& vh, const at::Tensor& visible) {
+  if (at::isfinite(vh).all().item<bool>()) return at::bmm(p, vh);  // the usual case
+  const at::Tensor finite = at::isfinite(vh);
+  at::Tensor o = at::bmm(p, at::where(finite, vh, at::zeros_like(vh)));  // finite part
+  const auto acc = p.scalar_type();
+  auto as_acc = [&](const at::Tensor& b) { return b.to(acc); };
+  const at::Tensor seen = as_acc(visible).unsqueeze(0).expand_as(p);     // [H, Sq, Sk]
+  const at::Tensor zero_p = as_acc(visible.unsqueeze(0) & (p == 0));      // seen, weight 0
+  const at::Tensor pos_p = as_acc(p > 0);
+  const at::Tensor pos_inf = as_acc(vh == std::numeric_limits<double>::infinity());
+  const at::Tensor neg_inf = as_acc(vh == -std::numeric_limits<double>::infinity());
+  // Counts of contributing keys, exact in the accumulator for any Sk < 2^24.
+  const at::Tensor has_nan = (at::bmm(seen, as_acc(at::isnan(vh))) > 0) |
+                             (at::bmm(zero_p, pos_inf + neg_inf) > 0);
+  const at::Tensor has_pos = at::bmm(pos_p, pos_inf) > 0;
+  const at::Tensor has_neg = at::bmm(pos_p, neg_inf) > 0;
+  const double inf = std::numeric_limits<double>::infinity();
+  o = at::where(has_pos, o + inf, o);  // o + inf keeps a NaN o NaN
+  o = at::where(has_neg, o - inf, o);  // +inf - inf = NaN: both signs seen
+  return o.masked_fill(has_nan, std::numeric_limits<double>::quiet_NaN());
 }
 
 }  // namespace
 
+// NaN / Inf semantics (docs/DESIGN.md): keys a row does not see (mask, past
+// the sequence) never reach it. Over the keys it sees, with s the scaled
+// scores: a row that sees no key gives out = 0, lse = -inf, whatever the data
+// and descales hold. Otherwise, if some s is NaN or +inf, or every s is -inf,
+// the softmax is undefined: out = NaN and lse = NaN for the whole row. Else
+// p = exp(s - max) / l (p = 0 where s = -inf) and out = (P V) * out_scale with
+// IEEE arithmetic (weighted_values), so a NaN in v reaches out[i, d] for every
+// row i that sees that key and leaves lse finite.
 std::pair<at::Tensor, at::Tensor> forward_sequence(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& score_scale, const at::Tensor& out_scale, SequenceMask mask) {
@@ -57,15 +93,22 @@ std::pair<at::Tensor, at::Tensor> forward_sequence(
   at::Tensor qh = q.to(acc).permute({1, 0, 2});            // [H, Sq, D]
   at::Tensor kh = heads_first_expanded(k, heads, acc);      // [H, Sk, D]
   at::Tensor vh = heads_first_expanded(v, heads, acc);      // [H, Sk, D]
-  at::Tensor s = masked_scores(qh, kh, score_scale.to(acc), mask);  // [H, Sq, Sk]
+  at::Tensor visible = visible_keys(sq, sk, mask);          // [Sq, Sk]
+  at::Tensor s = masked_scores(qh, kh, score_scale.to(acc), visible);  // [H, Sq, Sk]
+  // Rows that see no key, decided by the mask alone (not by the data: a row
+  // whose visible scores are all -inf is not empty, it is undefined).
+  at::Tensor empty = visible.any(/*dim=*/-1).logical_not().view({1, sq, 1});  // [1, Sq, 1]
+  // max propagates NaN. An empty row has max -inf: subtract 0 there so that
+  // exp gives 0, not NaN. A non-empty row with max +inf or -inf gets
+  // inf - inf = NaN in every p it sees: out and lse NaN, as defined.
   at::Tensor row_max = std::get<0>(s.max(/*dim=*/-1, /*keepdim=*/true));  // [H, Sq, 1]
-  // A row with no visible key has max -inf; subtract 0 there so exp gives 0, not NaN.
-  at::Tensor shift = at::where(at::isinf(row_max), at::zeros_like(row_max), row_max);
+  at::Tensor shift = at::where(empty, at::zeros_like(row_max), row_max);
   at::Tensor p = at::exp(s - shift);                        // [H, Sq, Sk]
-  at::Tensor row_sum = p.sum(-1, /*keepdim=*/true);         // [H, Sq, 1]
+  at::Tensor row_sum = p.sum(-1, /*keepdim=*/true);         // [H, Sq, 1]; NaN propagates
   at::Tensor lse = (row_max + at::log(row_sum)).squeeze(-1);  // [H, Sq]; -inf if empty
-  at::Tensor o = at::bmm(p, vh);                            // [H, Sq, D]
-  o = at::where(row_sum > 0, o / row_sum, at::zeros_like(o)) * out_scale.to(acc).view({-1, 1, 1});
+  at::Tensor o = weighted_values(p, vh, visible);        // [H, Sq, D]
+  // Empty rows are exactly 0 even when out_scale or v_descale is NaN / inf.
+  o = at::where(empty, at::zeros_like(o), o / row_sum * out_scale.to(acc).view({-1, 1, 1}));
   return {o.permute({1, 0, 2}), lse};
 }
 
@@ -86,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_sequence(
   at::Tensor doh = dout.to(acc).permute({1, 0, 2});      // [H, Sq, D]
   at::Tensor oh = out.to(acc).permute({1, 0, 2});        // [H, Sq, D]
   at::Tensor scale = at::full({heads}, softmax_scale, acc_opts);
-  at::Tensor s = masked_scores(qh, kh, scale, mask);     // [H, Sq, Sk]
+  at::Tensor s = masked_scores(qh, kh, scale, visible_keys(q.size(0), k.size(0), mask));
   at::Tensor l = lse.to(acc).unsqueeze(-1);              // [H, Sq, 1]
   at::Tensor empty_row = at::isinf(l);                   // lse = -inf: row sees nothing
   at::Tensor p = at::where(empty_row, at::zeros_like(s), at::exp(s - l));

@@ -24,7 +24,9 @@ at::Tensor visible_keys(int64_t sq, int64_t sk, SequenceMask mask);
 //   score_scale [H] = softmax_scale * q_descale * k_descale per query head;
 //   out_scale   [H] = v_descale (/ out_scale for FP8 output) per query head.
 // Returns out [Sq, H, D] and lse [H, Sq], both in the accumulator dtype.
-// Rows that see no key give out = 0 and lse = -inf.
+// Rows that see no key give out = 0 and lse = -inf. Non-finite values follow
+// the NaN / Inf semantics of cpu_math.cpp (docs/DESIGN.md): they reach every
+// row that sees them and never a row that does not.
 std::pair<at::Tensor, at::Tensor> forward_sequence(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& score_scale, const at::Tensor& out_scale, SequenceMask mask);
