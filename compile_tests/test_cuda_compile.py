@@ -229,7 +229,7 @@ def _aoti_load_env():
     AOTInductor package -- a plain nn.Linear too, CPU or CUDA, without torch_fmha -- segfaults
     at load inside the package's own std::regex (torch::aot_inductor::parse_device_str ->
     std::locale facets) unless the libstdc++ of the compiler that built the package is
-    preloaded; with it, it loads and runs (tools/prof/aoti_diag.py shows both). That is a
+    preloaded; with it, it loads and runs (compile_tests/aoti_diag.py shows both). That is a
     property of that torch / toolchain pairing, not of our ops, so the test loads the way that
     works there and the README tells users the same.
     """

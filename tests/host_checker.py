@@ -1,4 +1,4 @@
-"""Build and run a host-only C++ checker from tools/kernel_dev/ with nvcc (no GPU needed)."""
+"""Build and run a host-only C++ checker of tests/host_checks/ with nvcc (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+CHECKS = Path(__file__).resolve().parent / "host_checks"
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 NO_NVCC = "nvcc not found (host-only CUDA compilation is needed)"
 
 
 def build_and_run(source: str, tmp_path: Path, flags: list[str], build_timeout: int = 300) -> list[str]:
-    """Compiles tools/kernel_dev/<source> with `flags`, runs it, asserts both exit 0; its stdout lines."""
+    """Compiles tests/host_checks/<source> with `flags`, runs it, asserts both exit 0; its stdout lines."""
     exe = tmp_path / Path(source).stem
-    build = subprocess.run([NVCC, "-std=c++17", *flags, str(ROOT / "tools/kernel_dev" / source), "-o", str(exe)],
+    build = subprocess.run([NVCC, "-std=c++17", *flags, str(CHECKS / source), "-o", str(exe)],
                            capture_output=True, text=True, timeout=build_timeout)
     assert build.returncode == 0, build.stdout + build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)

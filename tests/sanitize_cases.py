@@ -3,21 +3,19 @@ batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, and one dense case per head dim. Each result is
 checked against the float64 oracle, so a sanitizer-clean run is also a right one.
 
-    python tools/sanitize_cases.py [--head-dims 64,128,256]
+    python tests/sanitize_cases.py [--head-dims 64,128,256] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import torch_fmha  # noqa: E402
-from inputs import FP8, dense_inputs, varlen_inputs  # noqa: E402
-from reference import attention_ref, output_as_float64, varlen_attention_ref  # noqa: E402
+import torch_fmha
+from inputs import FP8, dense_inputs, varlen_inputs  # tests/ helpers: this script lives next to them
+from reference import attention_ref, output_as_float64, varlen_attention_ref
 
 # lengths: empty q / empty k sequences, 1, tile-1, tile+1, a longer one
 LENS_Q = [0, 5, 1, 127, 129, 300, 64]

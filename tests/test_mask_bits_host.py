@@ -1,5 +1,5 @@
 """The per-row column bit masks of the kernel's element mask (csrc/kernel/mask.cuh),
-checked on the host: tools/kernel_dev/check_mask_bits.cu runs visible_column_bits
+checked on the host: tests/host_checks/check_mask_bits.cu runs visible_column_bits
 over all row bounds in [-300, 300]^2 against the plain comparison lo <= col <= hi.
 Needs nvcc (host compilation only)."""
 

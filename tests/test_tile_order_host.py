@@ -1,6 +1,6 @@
 """The persistent tile order (csrc/kernel/tile_scheduler.cuh), checked on the host.
 
-tools/kernel_dev/check_tile_order.cu runs the kernel's own code on the host:
+tests/host_checks/check_tile_order.cu runs the kernel's own code on the host:
 DenseTileScheduler::get for several batch / head / length shapes (every
 (batch, head, q block) comes from exactly one tile id, the id past the last is
 the stop tile, causal order longest first), and persistent_tile_id (CTAs walking

@@ -1,6 +1,6 @@
 """The V transposer's data movement, checked on the host (no GPU).
 
-tools/kernel_dev/check_transpose_layout.cu emulates the kernel's LDSM.T.x4 /
+tests/host_checks/check_transpose_layout.cu emulates the kernel's LDSM.T.x4 /
 PRMT / STSM.x4 steps (transpose_v.cuh) over the real CuTe shared-memory layouts
 of every head-dim config, and checks that V^T holds the permuted keys, that
 keys past the sequence end become zeros, that every byte is written once, that

@@ -2,7 +2,7 @@
 # One GPU call for a full check: build, GPU tests (dense + varlen), CUDA compile/
 # export/AOTI + transformers tests, sanitizers, varlen stress; on request also the
 # benchmark (BENCH_ARGS), Nsight Compute profiles (NCU_CASES, tools/prof/ncu_profile.sh)
-# and the AOTI load diagnosis (AOTI_DIAG=1). Logs in $OUT.
+# and the AOTI load diagnosis (AOTI_DIAG=1, compile_tests/aoti_diag.py). Logs in $OUT.
 #   [STRESS_LAUNCHES=2000] [SKIP=tests,compile,sanitize,stress] [PYTEST_K=...]
 #   [BENCH_ARGS="--seqlens 4096"] [NCU_CASES="128:8192:0"] [AOTI_DIAG=1] bash tools/gpu_check_all.sh
 set -uo pipefail
@@ -38,7 +38,7 @@ if [[ -n ${BENCH_ARGS+x} ]]; then
   echo "rc=$?"; tail -40 "$OUT/bench.log"
 fi
 if [[ ${AOTI_DIAG:-0} == 1 ]]; then
-  echo "== aoti diag"; timeout 240 python3 tools/prof/aoti_diag.py /tmp/aoti_diag > "$OUT/aoti_diag.log" 2>&1
+  echo "== aoti diag"; timeout 240 python3 compile_tests/aoti_diag.py /tmp/aoti_diag > "$OUT/aoti_diag.log" 2>&1
   echo "rc=$?"; grep -vE "Warning|warn" "$OUT/aoti_diag.log" | head -60
 fi
 if [[ -n ${NCU_CASES:-} ]]; then

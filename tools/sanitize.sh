@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# compute-sanitizer memcheck, racecheck and synccheck over tools/sanitize_cases.py
+# compute-sanitizer memcheck, racecheck and synccheck over tests/sanitize_cases.py
 # (ragged FP8 batches with empty sequences per head dim, D=256 with FP8 output,
 # dense cases). GPU machine, repo root, after `source tools/gpu_env.sh`.
 #   HEAD_DIMS=64,128,256 SAN_TIMEOUT=240 bash tools/sanitize.sh
@@ -12,7 +12,7 @@ for tool in memcheck racecheck synccheck; do
   extra=()
   [ "$tool" = racecheck ] && extra=(--racecheck-report analysis)
   timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool "$tool" "${extra[@]}" --print-limit 50 \
-    --error-exitcode 3 python3 tools/sanitize_cases.py --head-dims "${HEAD_DIMS:-64,128,256}" \
+    --error-exitcode 3 python3 tests/sanitize_cases.py --head-dims "${HEAD_DIMS:-64,128,256}" \
     > "$log" 2>&1
   r=$?
   echo "== $tool (exit $r): $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|hazard' "$log" | tail -1)"

@@ -7,7 +7,8 @@ prints its parameters before it starts and a line when its result is back;
 a launch that does not come back within --launch-timeout seconds is reported
 as a HANG with its parameters and the worker is killed. Every --check-every'th
 launch is checked against the float64 oracle (tests/reference.py) with the
-project's tolerance rule; every launch is checked for NaN in out/lse.
+project's tolerance rule; every launch is checked for NaN in out/lse. The worker
+is tests/stress_varlen_worker.py, next to the oracle it uses.
 Draws head dims, masks (causal, windows, none), GQA ratios, output dtypes and
 lengths including 0, 1, tile-1, tile, tile+1 and long ones, for q and k apart.
 Not part of the test suite (it is long on purpose).
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent.parent / "tests" / "stress_varlen_worker.py"
 TILE_LENGTHS = [0, 1, 63, 64, 65, 127, 128, 129, 191, 192, 193]
 
 
@@ -46,46 +47,6 @@ def draw(rng: random.Random, max_len: int, head_dims) -> dict:
                 out=rng.choice(["bf16", "fp16", "fp8"]), seed=rng.randrange(1 << 30))
 
 
-def worker(device: str, check_every: int) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    import torch
-
-    import torch_fmha  # noqa: F401
-    from inputs import FP8, varlen_inputs
-    from reference import assert_close_by_rule, output_as_float64, round_output, varlen_attention_ref
-    if device == "cuda":
-        sys.path.insert(0, str(ROOT / "tests" / "gpu"))
-        from emulate import emulate_varlen
-
-    out_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": FP8}
-    for i, line in enumerate(sys.stdin):
-        p = json.loads(line)
-        q, k, v, cu_q, cu_k, s = varlen_inputs(p["lens_q"], p["lens_k"], p["heads"], p["heads_kv"],
-                                               p["head_dim"], FP8, device=device, seed=p["seed"])
-        out_scale = torch.tensor([0.02], device=device) if p["out"] == "fp8" else None
-        kw = dict(s, causal=p["causal"], window_size=tuple(p["window"]))
-        out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, out_dtype=out_dtypes[p["out"]],
-                                               out_scale=out_scale, return_lse=True, **kw)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        status = "ok"
-        if torch.isnan(out.float()).any() or torch.isnan(lse).any():
-            status = "NaN in output"
-        elif i % check_every == 0:
-            ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, **kw)
-            if device == "cuda":  # the SM90 kernel also rounds P to FP8: emulate that step
-                emul = emulate_varlen(q, k, v, cu_q.tolist(), cu_k.tolist(), **kw)
-            else:  # the CPU kernel has no FP8 P rounding: the output rounding bounds it
-                emul = ref
-            emul = round_output(emul, out.dtype, out_scale)
-            try:
-                assert_close_by_rule(output_as_float64(out, out_scale), ref, emul, eps=1e-3)
-                status = "checked"
-            except AssertionError as e:
-                status = f"WRONG: {e}"
-        print(json.dumps({"i": i, "status": status}), flush=True)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--launches", type=int, default=2000)
@@ -95,15 +56,11 @@ def main() -> int:
     ap.add_argument("--max-len", type=int, default=600)
     ap.add_argument("--head-dims", default="64,128,256")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
-        worker(args.device, args.check_every)
-        return 0
 
     rng = random.Random(args.seed)
     head_dims = [int(d) for d in args.head_dims.split(",")]
-    cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--check-every", str(args.check_every)]
+    cmd = [sys.executable, str(WORKER), "--device", args.device, "--check-every", str(args.check_every)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     counts = {"run": 0, "checked": 0, "failed": 0}

@@ -3,7 +3,7 @@
 // lo <= 8 * j + e <= hi, for every j < 32, e in {0, 1} and all bounds in a range
 // that covers fully visible, fully masked, partial and empty rows.
 // Prints one "ok" line; exits 1 on the first mismatch.
-// Build + run: nvcc -std=c++17 -Icsrc tools/kernel_dev/check_mask_bits.cu -o build/check_mb && build/check_mb
+// Build + run: nvcc -std=c++17 -Icsrc tests/host_checks/check_mask_bits.cu -o build/check_mb && build/check_mb
 #include <cstdio>
 
 #include "kernel/mask.cuh"

@@ -8,7 +8,7 @@
 //    first id >= num_tiles take every id exactly once, in increasing order per CTA,
 //    and alternate direction (CTA 0 gets the first id of even rounds, the last of odd ones).
 // Prints one "ok" line per case; exits 1 on the first violation.
-// Build + run: nvcc -std=c++17 -Icsrc tools/kernel_dev/check_tile_order.cu -o build/check_to && build/check_to
+// Build + run: nvcc -std=c++17 -Icsrc tests/host_checks/check_tile_order.cu -o build/check_to && build/check_to
 #include <cstdio>
 #include <vector>
 

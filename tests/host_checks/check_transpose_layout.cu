@@ -8,7 +8,7 @@
 //  * bank conflicts: each LDSM / STSM matrix (8 rows x 16 bytes) touches 32
 //    distinct banks.
 // Build + run: nvcc -std=c++17 --expt-relaxed-constexpr -I<cutlass> -Icsrc \
-//   tools/kernel_dev/check_transpose_layout.cu -o build/check_tl && build/check_tl
+//   tests/host_checks/check_transpose_layout.cu -o build/check_tl && build/check_tl
 #include <cstdint>
 #include <cstdio>
 #include <vector>

@@ -3,7 +3,8 @@ Builds a plain nn.Linear package (no torch_fmha) and the FP8 attention block
 package, and loads each in a fresh process: as is, and with the compiler's own
 libstdc++ preloaded. Also a CPU plain package. Prints what each run did, the
 libstdc++ the process maps, and the package .so's dependencies.
-Usage: python3 tools/prof/aoti_diag.py OUTDIR"""
+Usage: python3 compile_tests/aoti_diag.py OUTDIR (not a test module; run by
+tools/gpu_check_all.sh with AOTI_DIAG=1)"""
 import glob
 import os
 import subprocess
@@ -14,9 +15,7 @@ import zipfile
 import torch
 
 import torch_fmha  # noqa: F401  (registers the ops for export)
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "compile_tests"))
-from blocks import AttentionBlock  # noqa: E402
+from blocks import AttentionBlock  # compile_tests/blocks.py, next to this script
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
