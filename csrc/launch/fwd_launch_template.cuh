@@ -10,6 +10,23 @@
 #include <cuda_runtime.h>
 #include <type_traits>
 
+// TMA descriptors: CuTe's "direct driver call" path, pointed at
+// tma_encode_tiled (driver entry point looked up once, not per descriptor;
+// tma_encode.h). CUTLASS spells the call `func(args...)` inside
+// CUTLASS_CUDA_DRIVER_WRAPPER_DECL(cuTensorMapEncodeTiled, ...), expanded
+// when cutlass/cuda_host_adapter.hpp is first included, so the redirect must
+// be defined then, and only then: before any CUTLASS header, after cuda.h
+// (whose declaration it must not rename).
+#if defined(CUTLASS_CUDA_DRIVER_WRAPPER_CALL)
+#error "fwd_launch_template.cuh must come before every CUTLASS header in its translation unit"
+#endif
+#include "tma_encode.h"
+#define CUTLASS_ENABLE_DIRECT_CUDA_DRIVER_CALL 1
+#define cuTensorMapEncodeTiled ::torch_fmha::tma_encode_tiled
+#include <cutlass/cuda_host_adapter.hpp>
+#undef cuTensorMapEncodeTiled
+#undef CUTLASS_ENABLE_DIRECT_CUDA_DRIVER_CALL
+
 #include "../kernel/fmha_fwd_kernel.cuh"
 #include "../params.h"
 #include "fwd_fp8_launch.h"
@@ -91,6 +108,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
                            Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
   kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
                            Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
+  // CuTe ignores a failed encode in release builds; never launch on one.
+  if (cudaError_t err = take_tma_encode_error(); err != cudaSuccess) return err;
 
   constexpr int kSmemBytes = kernel::shared_storage_bytes<Traits>();
   static_assert(kSmemBytes <= kernel::kMaxSmemPerBlock, "shared memory budget");
