@@ -23,6 +23,16 @@ def test_second_import_compiles_nothing():
     assert "compiling" not in res.stderr
 
 
+def test_numpy_is_a_dependency_and_import_does_not_warn():
+    """`import torch` warns "Failed to initialize NumPy" when numpy is missing (the torch
+    wheels do not require it), so the package declares it (pyproject.toml)."""
+    from importlib.metadata import requires
+    assert "numpy" in [r.split(";")[0].strip() for r in requires("torch_fmha") or []]
+    res = _run("-c", "import torch_fmha")
+    assert res.returncode == 0, res.stderr
+    assert "NumPy" not in res.stderr, res.stderr
+
+
 def test_build_cli():
     res = _run("-m", "torch_fmha.build")
     assert res.returncode == 0, res.stderr
