@@ -45,28 +45,79 @@ def visible(sq: int, sk: int, window_left: int, window_right: int, device=None) 
     return ok
 
 
+def _per_query_head(descale, b: int, h: int, hkv: int) -> torch.Tensor:
+    """A [1] or [B, Hkv] descale (or None) -> float64 [B, H, 1, 1]."""
+    if descale is None:
+        return torch.ones(b, h, 1, 1, dtype=torch.float64)
+    d = descale.double().cpu()
+    d = d.reshape(1, 1).expand(b, hkv) if d.numel() == 1 else d
+    return d.repeat_interleave(h // hkv, dim=1)[:, :, None, None]
+
+
+def _weighted_values(p, v, ok):
+    """sum_j p[b, h, i, j] * v[b, j, h, d] over the keys row i sees (ok[i, j]),
+    in IEEE float64: a NaN v, or an infinite v where p = 0, gives NaN; a key
+    the row does not see contributes nothing, even where v is NaN there
+    (a plain einsum would give 0 * NaN = NaN). v: [B, Sk, H, D] float64."""
+    finite = torch.isfinite(v)
+    out = torch.einsum("bhqk,bkhd->bqhd", p, torch.where(finite, v, torch.zeros_like(v)))
+    bad = (~finite).nonzero().tolist()
+    assert len(bad) <= 100_000, "oracle: too many non-finite v entries for the per-entry loop"
+    for b, j, h, d in bad:  # one visible key column at a time, IEEE arithmetic
+        rows = ok[:, j]
+        out[b, rows, h, d] = out[b, rows, h, d] + p[b, h, rows, j] * v[b, j, h, d]
+    return out
+
+
 def attention_ref(q, k, v, *, softmax_scale=None, causal=False, window_size=(-1, -1),
                   q_descale=None, k_descale=None, v_descale=None):
     """Dense reference. q [B, Sq, H, D], k/v [B, Sk, Hkv, D] ->
-    (out float64 [B, Sq, H, D], lse float64 [B, H, Sq])."""
+    (out float64 [B, Sq, H, D], lse float64 [B, H, Sq]).
+
+    The descales act as the API documents: the scores are
+    ``(q . k) * softmax_scale * q_descale * k_descale`` and the output is
+    multiplied by ``v_descale`` (the same as dequantizing first, up to float64
+    rounding, for finite descales).
+
+    NaN / Inf semantics (docs/DESIGN.md), over the keys a row sees (masked
+    keys and keys past the sequence are never read):
+      * a row that sees no key: out = 0, lse = -inf, whatever any input holds;
+      * a row with a NaN or +inf score, or whose scores are all -inf (data, not
+        mask): the softmax is undefined, out = NaN and lse = NaN;
+      * otherwise p = softmax (0 where a score is -inf) and
+        out[i, d] = sum_j p[i, j] v[j, d] * v_descale in IEEE arithmetic, so a
+        NaN in v reaches out[i, d] of the rows that see key j; lse is finite.
+    This is float64 SDPA (math backend) on the visible keys, except that
+    SDPA's safe softmax makes an all -inf row 0 and torch.logsumexp makes a
+    +inf row's lse +inf, where both are NaN here.
+    """
     b, sq, h, d = q.shape
-    sk = k.size(1)
+    sk, hkv = k.size(1), k.size(2)
     scale = 1.0 / math.sqrt(d) if softmax_scale is None else softmax_scale
     left, right = window_size
     if causal:
         right = 0
-    if q_descale is not None and q_descale.numel() > 1:  # [B, Hkv] -> [B, H]
-        q_descale = q_descale.repeat_interleave(h // k.size(2), dim=1)
-    qf = dequantize(q, q_descale, 2)
-    kf = _expand_groups(dequantize(k, k_descale, 2), h)
-    vf = _expand_groups(dequantize(v, v_descale, 2), h)
-    s = torch.einsum("bqhd,bkhd->bhqk", qf, kf) * scale  # [B, H, Sq, Sk]
-    ok = visible(sq, sk, left, right, q.device)
-    s = s.masked_fill(~ok, -math.inf)
-    lse = torch.logsumexp(s, dim=-1) if sk > 0 else torch.full((b, h, sq), -math.inf, dtype=torch.float64, device=q.device)
-    p = torch.exp(s - lse[..., None])
-    p = torch.where(torch.isinf(lse)[..., None], torch.zeros_like(p), p)  # empty rows: P = 0
-    out = torch.einsum("bhqk,bkhd->bqhd", p, vf)
+    dev = q.device
+    f64 = dict(dtype=torch.float64, device=dev)
+    if sk == 0:
+        return torch.zeros(b, sq, h, d, **f64), torch.full((b, h, sq), -math.inf, **f64)
+    score_scale = (_per_query_head(q_descale, b, h, hkv) * _per_query_head(k_descale, b, h, hkv)
+                   * scale).to(dev)  # [B, H, 1, 1]
+    out_scale = _per_query_head(v_descale, b, h, hkv).to(dev).permute(0, 2, 1, 3)  # [B, 1, H, 1]
+    qf, kf, vf = q.double(), _expand_groups(k.double(), h), _expand_groups(v.double(), h)
+    ok = visible(sq, sk, left, right, dev)  # [Sq, Sk]
+    empty = ~ok.any(-1)  # [Sq]: rows that see no key (by the mask, never by the data)
+    s = torch.einsum("bqhd,bkhd->bhqk", qf, kf) * score_scale  # [B, H, Sq, Sk]
+    s.masked_fill_(~ok, -math.inf)
+    m = s.amax(-1, keepdim=True)  # NaN if any visible score is NaN
+    defined = torch.isfinite(m)  # False: NaN, +inf, all -inf (and empty rows)
+    s.sub_(torch.where(defined, m, torch.zeros_like(m))).exp_()  # s is now e = exp(s - m)
+    denom = s.sum(-1, keepdim=True)
+    lse = torch.where(defined, m + denom.log(), torch.full_like(m, math.nan)).squeeze(-1)
+    lse.masked_fill_(empty[None, None, :], -math.inf)
+    p = s.div_(denom).masked_fill_(~defined, math.nan).masked_fill_(empty[None, None, :, None], 0.0)
+    out = _weighted_values(p, vf, ok) * out_scale
+    out.masked_fill_(empty[None, :, None, None], 0.0)
     return out, lse
 
 
