@@ -153,11 +153,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   auto tile_range = [&](const TileInfo& t) {
     return tile_mask(t).kv_range<kBlockM, kBlockN>(t.m_block);
   };
-  auto tile_scale_log2 = [&](const TileInfo& t) {
-    const int h = t.head / params.heads_per_kv;
-    return p.softmax_scale * load_scale(p.q_descale, t.batch, h) *
-           load_scale(p.k_descale, t.batch, h) * 1.4426950408889634f;
-  };
+  auto tile_scale_log2 = [&](const TileInfo& t) { return t.scale_log2; };
 
   // S of a tile's first KV block: the mask (if the block needs one) and the
   // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
@@ -189,7 +185,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       clear(tOrO);
       inv_sum[0] = inv_sum[1] = 0.f;
       lse[0] = lse[1] = -INFINITY;
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       tile = fetch_tile();
       continue;
     }
@@ -243,7 +239,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
       softmax.update(tSrS, alpha);
-      warpgroup_wait<0>();  // PV done: tOrP and V^T stage are free
+      if (params.heads_per_kv > 0) { warpgroup_wait<0>(); } else { warpgroup_wait<0>(); }
       // The wait's asm names no registers: without these fences the compiler
       // may move the O rescale / the P rewrite above it, racing the RS wgmma.
       warpgroup_fence_operand(tOrO);
@@ -291,12 +287,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         if (next_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
       }
       first_block_softmax(next, next_range.end - 1);
-      warpgroup_wait<0>();  // this tile's last PV done
+      if (params.heads_per_kv > 0) { warpgroup_wait<0>(); } else { warpgroup_wait<0>(); }
       warpgroup_fence_operand(tOrO);
       warpgroup_fence_operand(tOrP);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
       convert_p<kBlockN>(tSrS, tOrP);
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       clear(tOrO);
       v_pending = kv_read;
       kv_read.advance();
@@ -309,7 +305,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       warpgroup_fence_operand(tOrO);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
       softmax.finalize(inv_sum, lse);
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, hkv, row0, col0);
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       first_s_done = false;
     }
     tile = next;

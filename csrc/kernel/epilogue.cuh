@@ -23,17 +23,13 @@
 
 namespace torch_fmha::kernel {
 
-__device__ __forceinline__ float load_scale(const ScaleTensor& s, int b, int hkv) {
-  return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
-}
-
 template <int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
                                              const float (&inv_sum)[2], const float (&lse)[2],
-                                             const TileInfo& tile, int hkv, int row0, int col0) {
-  const float v_descale = load_scale(p.v_descale, tile.batch, hkv);
+                                             const TileInfo& tile, int row0, int col0) {
+  const float v_descale = tile.v_descale;
   const bool fp8_out = p.out_type == ElementType::kFloat8E4M3;
-  const float out_mul = fp8_out ? 1.f / load_scale(p.out_scale, tile.batch, hkv) : 1.f;
+  const float out_mul = tile.out_mul;
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
     const int row = tile.m_block * kBlockM + row0 + 8 * r8;

@@ -26,6 +26,10 @@
 
 namespace torch_fmha::kernel {
 
+__device__ __forceinline__ float load_scale(const ScaleTensor& s, int b, int hkv) {
+  return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
+}
+
 template <class Traits, class Params, class Storage>
 __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) {
   using namespace cute;
@@ -84,8 +88,16 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
 
   for (int round = 0;; ++round) {
     const int tile_id = persistent_tile_id(round, blockIdx.x, gridDim.x);
-    const TileInfo tile = params.scheduler.get(tile_id);
+    TileInfo tile = params.scheduler.get(tile_id);
     if (elected) {
+      if (tile.valid) {  // per-tile scalars, loaded here, off the consumers' critical path
+        const int h = tile.head / params.heads_per_kv;
+        tile.scale_log2 = p.softmax_scale * load_scale(p.q_descale, tile.batch, h) *
+                          load_scale(p.k_descale, tile.batch, h) * 1.4426950408889634f;
+        tile.v_descale = load_scale(p.v_descale, tile.batch, h);
+        tile.out_mul = p.out_type == ElementType::kFloat8E4M3
+                           ? 1.f / load_scale(p.out_scale, tile.batch, h) : 1.f;
+      }
       mbar_wait(&ss.bar.tile_empty[tile_slot.index], tile_slot.phase ^ 1u,
                 {MbarId::kTileEmpty, tile_slot.index, tile_id, Role::kProducerTma});
       ss.tile[tile_slot.index] = tile;

@@ -60,6 +60,12 @@ struct TileInfo {
   int32_t k_row0;    // row of the sequence's key 0 in k / v (dense: 0)
   int32_t tensor_batch;  // batch coordinate in the tensors (dense: batch; varlen: 0)
   int32_t valid;     // 0: no more tiles, the receiver stops
+  // Per-tile scalars, filled in by the producer when it publishes the tile
+  // (producer.cuh), so the consumers read them from shared memory instead of
+  // loading descales from global memory on their critical path.
+  float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
+  float v_descale;
+  float out_mul;     // 1 / out_scale for FP8 output, else 1
 
   __host__ __device__ static TileInfo stop() {
     TileInfo t{};

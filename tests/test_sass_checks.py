@@ -1,0 +1,41 @@
+"""The SASS checker itself (tests/sass_checks.py), on hand-written SASS: it must
+accept a round whose softmax runs between the two waits and reject one where
+ptxas hoisted the P V wait above the softmax. The check of the real kernel is
+tests/gpu/test_sass_sm90.py."""
+
+from sass_checks import overlap_regions, serialized_wgmma, split_functions
+
+
+def _sass(body: list[str]) -> str:
+    lines = ["        Function : fmha_fwd_fp8_sm90_kernel"]
+    for i, ins in enumerate(body):
+        lines.append(f"        /*{16 * i:04x}*/                   {ins} ;   /* 0x0 */")
+    return "\n".join(lines)
+
+
+ROUND_HEAD = ["WARPGROUP.ARRIVE", "QGMMA.64x192x32.F32.E4M3.E4M3 R24, gdesc[UR20], R24, gsb0",
+              "WARPGROUP.ARRIVE", "QGMMA.64x128x32.F32.E4M3.E4M3 R120, R184, gdesc[UR16], R120, gsb0",
+              "BAR.ARV R3, 0x100", "WARPGROUP.DEPBAR.LE gsb0, 0x1", "FMNMX R2, R24, R25, !PT"]
+
+
+def test_overlapped_round_is_accepted():
+    body = ROUND_HEAD + ["MUFU.EX2 R24, R24"] * 96 + ["WARPGROUP.DEPBAR.LE gsb0, 0x0", "F2FP.E4M3 R184, R25, R24"]
+    (instrs,) = split_functions(_sass(body)).values()
+    (region,) = overlap_regions(instrs)
+    assert (region.ex2_before, region.ex2_after) == (96, 0)
+    assert region.overlapped_fraction == 1.0
+    assert serialized_wgmma(instrs) == 0
+
+
+def test_hoisted_wait_is_caught():
+    body = ROUND_HEAD + ["WARPGROUP.DEPBAR.LE gsb0, 0x0"] + ["MUFU.EX2 R24, R24"] * 96 + ["BAR.SYNC R3, 0x100"]
+    (instrs,) = split_functions(_sass(body)).values()
+    (region,) = overlap_regions(instrs)
+    assert (region.ex2_before, region.ex2_after) == (0, 96)
+    assert region.overlapped_fraction == 0.0
+
+
+def test_serialized_wgmma_is_counted():
+    body = ["QGMMA.64x192x32.F32.E4M3.E4M3 R24, gdesc[UR20], R24, gsb0", "WARPGROUP.DEPBAR.LE gsb0, 0x0"] * 4
+    (instrs,) = split_functions(_sass(body)).values()
+    assert serialized_wgmma(instrs) == 4
