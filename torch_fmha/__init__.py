@@ -18,7 +18,8 @@ build_info = _build.build_and_load()
 from torch_fmha.meta import fake as _fake  # noqa: E402  (needs the ops loaded)
 
 from . import autograd as _autograd  # noqa: E402
-from .api import FP8_MAX, attention, quantize_fp8, varlen_attention  # noqa: E402
+from .api import attention, varlen_attention  # noqa: E402
+from .quantize import FP8_MAX, QuantizedQKV, quantize_fp8, quantize_qkv  # noqa: E402
 
 _fake.register()
 _autograd.register()
@@ -37,6 +38,6 @@ def sm90_unavailable_reason() -> str | None:
     return None
 
 
-__all__ = ["attention", "varlen_attention", "quantize_fp8", "FP8_MAX", "build_info",
-           "sm90_unavailable_reason"]
+__all__ = ["attention", "varlen_attention", "quantize_fp8", "quantize_qkv", "QuantizedQKV", "FP8_MAX",
+           "build_info", "sm90_unavailable_reason"]
 __version__ = "0.1.0"

@@ -16,8 +16,6 @@ from typing import Optional
 
 import torch
 
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
-
 _UNBOUNDED = (-1, -1)
 
 
@@ -158,62 +156,3 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             window_left=left, window_right=right, q_descale=q_descale, k_descale=k_descale,
             v_descale=v_descale, out_scale=out_scale, out_dtype=out_dtype)
     return (out, lse) if return_lse else out
-
-
-def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
-                 cu_seqlens: Optional[torch.Tensor] = None):
-    """Quantize to ``float8_e4m3fn`` from the absolute maximum.
-
-    Returns ``(x_fp8, descale)`` with ``x ≈ x_fp8.float() * descale``.
-
-    Args:
-        x: ``[B, S, H, D]`` (dense) or ``[T, H, D]`` (packed, with ``cu_seqlens``).
-        granularity: ``"tensor"``: one scale, descale shape ``[1]``.
-            ``"head"``: one scale per (batch, head), descale shape ``[B, H]``
-            (``[B, H // group_size]``, see below).
-        group_size: ``"head"`` only: heads sharing one scale. For GQA queries
-            pass ``H // Hkv`` so q's descale has the ``[B, Hkv]`` shape the
-            attention ops take.
-        cu_seqlens: int32 ``[B + 1]``, required for ``"head"`` on a packed
-            ``[T, H, D]`` tensor.
-
-    Runs on the device without a host sync (``torch.compile`` friendly).
-    """
-    if granularity not in ("tensor", "head"):
-        raise ValueError(f"granularity must be 'tensor' or 'head', got {granularity!r}")
-    xf = x.float()
-    tiny = torch.finfo(torch.float32).tiny
-    if granularity == "tensor":
-        descale = (xf.abs().amax().clamp_min(tiny) / FP8_MAX).reshape(1)
-        scale_b = descale
-    else:
-        heads = x.size(-2)
-        if group_size < 1 or heads % group_size != 0:
-            raise ValueError(f"group_size must divide the {heads} heads of x, got {group_size}")
-        if x.dim() == 4:
-            b = x.size(0)
-            amax = xf.abs().amax(dim=(1, 3))  # [B, H]
-            amax = amax.view(b, heads // group_size, group_size).amax(-1)  # [B, G]
-            descale = amax.clamp_min(tiny) / FP8_MAX
-            scale_b = descale.repeat_interleave(group_size, dim=1)[:, None, :, None]  # [B, 1, H, 1]
-        elif x.dim() == 3:
-            if cu_seqlens is None:
-                raise ValueError("quantize_fp8(granularity='head') on a packed [T, H, D] tensor needs cu_seqlens")
-            nb = cu_seqlens.size(0) - 1
-            rows = torch.arange(x.size(0), device=x.device)
-            seq = torch.searchsorted(cu_seqlens[1:].to(rows.dtype), rows, right=True)  # [T]
-            # In range for any cu_seqlens contents, not only valid ones: a compiled graph
-            # may run this on synthetic inputs (AOTI autotuning), and an out-of-range
-            # scatter index is a device-side assert that kills the CUDA context.
-            seq = seq.clamp(max=nb - 1)
-            row_amax = xf.abs().amax(dim=-1)  # [T, H]
-            amax = torch.zeros(nb, heads, device=x.device, dtype=torch.float32)
-            amax = amax.scatter_reduce(0, seq[:, None].expand(-1, heads), row_amax, "amax")
-            amax = amax.view(nb, heads // group_size, group_size).amax(-1)  # [B, G]
-            descale = amax.clamp_min(tiny) / FP8_MAX
-            per_head = descale.repeat_interleave(group_size, dim=1)  # [B, H]
-            scale_b = per_head[seq][:, :, None]  # [T, H, 1]
-        else:
-            raise ValueError(f"x must be [B, S, H, D] or [T, H, D], got shape {list(x.shape)}")
-    x8 = (xf / scale_b).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-    return x8, descale
