@@ -76,7 +76,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed._functional_collectives as funcol
 
-from .api import FP8_MAX, attention
+from .api import attention
 
 __all__ = [
     "context_parallel_attention", "shard_sequence", "unshard_sequence", "shard_positions",
@@ -203,24 +203,26 @@ def global_descale(x: torch.Tensor, granularity: str = "tensor", *, group_size: 
                    group=None) -> torch.Tensor:
     """FP8 descale of a sharded tensor from the amax over all ranks (an all-reduce MAX).
 
-    Same rule as :func:`torch_fmha.quantize_fp8` on the unsharded tensor:
-    ``"tensor"`` -> ``[1]``; ``"head"`` -> ``[B, H // group_size]`` for
-    ``x [B, S_local, H, D]``.
+    Same rule as :func:`torch_fmha.quantize_fp8` on the unsharded tensor (amax over
+    the finite elements): ``"tensor"`` -> ``[1]``; ``"head"`` -> ``[B, H // group_size]``
+    for ``x [B, S_local, H, D]``. Every rank gets the same descale.
     """
+    from .quantize import _descale, _finite_abs  # the quantizer's own amax and scale rules
+
     if granularity not in ("tensor", "head"):
         raise ValueError(f"granularity must be 'tensor' or 'head', got {granularity!r}")
-    xf = x.float()
     if granularity == "tensor":
-        amax = xf.abs().amax().reshape(1)
+        amax = _finite_abs(x).amax().float().reshape(1)
     else:
         if x.dim() != 4:
             raise ValueError(f"granularity='head' needs x [B, S, H, D], got shape {list(x.shape)}")
         heads = x.size(2)
         if group_size < 1 or heads % group_size:
             raise ValueError(f"group_size must divide the {heads} heads of x, got {group_size}")
-        amax = xf.abs().amax(dim=(1, 3)).view(x.size(0), heads // group_size, group_size).amax(-1)
+        amax = _finite_abs(x).amax(dim=(1, 3)).float()
+        amax = amax.view(x.size(0), heads // group_size, group_size).amax(-1)
     amax = _wait(_c10d.all_reduce(amax.contiguous(), "max", _group_name(group)))
-    return amax.clamp_min(torch.finfo(torch.float32).tiny) / FP8_MAX
+    return _descale(amax)
 
 
 def quantize_fp8_global(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
@@ -228,15 +230,16 @@ def quantize_fp8_global(x: torch.Tensor, granularity: str = "tensor", *, group_s
     """``(x_fp8, descale)`` with one scale set for all ranks (see :func:`global_descale`).
 
     Each rank's ``x_fp8`` is bitwise its shard of ``torch_fmha.quantize_fp8`` of
-    the whole tensor.
+    the whole tensor (tests/test_distributed.py checks it).
     """
+    from .quantize import _to_fp8
+
     descale = global_descale(x, granularity, group_size=group_size, group=group)
     if granularity == "tensor":
         scale_b = descale
     else:
         scale_b = descale.repeat_interleave(group_size, dim=1)[:, None, :, None]
-    x8 = (x.float() / scale_b).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-    return x8, descale
+    return _to_fp8(x, scale_b), descale
 
 
 # -------------------------------------------------------------------- plan ---
@@ -559,6 +562,7 @@ def _merge(parts, acc: torch.dtype, vd: Optional[torch.Tensor], osc: Optional[to
             wt = wt * scale[:, :, None].to(acc)
         term = o.to(acc) * wt.transpose(1, 2).unsqueeze(-1)  # [B, n, H, 1]
         out = term if out is None else out + term
-    if out_dtype == torch.float8_e4m3fn:
-        out = out.clamp(-FP8_MAX, FP8_MAX)
+    if out_dtype == torch.float8_e4m3fn:  # saturate, as the op does
+        fmax = torch.finfo(torch.float8_e4m3fn).max
+        out = out.clamp(-fmax, fmax)
     return out.to(out_dtype), lse

@@ -1,0 +1,301 @@
+"""torch_fmha.distributed on CPU: 2 processes, gloo, torch.multiprocessing spawn.
+
+One spawn runs every case (process start-up and the process group cost more
+than the cases); each test below asserts its case's result on both ranks.
+Small shapes: the CPU op is slow.
+
+Bound (float32 inputs, merge in float32): with eps = 2**-24,
+
+    |out_cp - out_op| <= 4 * eps * (1 + max|lse|) * max|v|      (elementwise)
+    |lse_cp - lse_op| <= 4 * eps * (1 + |lse_op|)                (elementwise)
+
+where out_op / lse_op come from the single-process op on the whole sequence.
+The merge weights are exp(lse_i - lse), whose argument carries an absolute
+rounding error of about eps * |lse|; a missing or doubled key chunk would be
+off by O(1e-2) or more. float64 inputs merge in float64 (bound with
+eps = 2**-53). Where a row gets a single partial (no merge) it is returned bit
+for bit as the op computed it: checked bitwise against the op on the same
+sub-block, and on a group of one rank against the op on the whole sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import traceback
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+WORLD = 2
+JOIN_TIMEOUT_S = 200
+pytestmark = pytest.mark.timeout(JOIN_TIMEOUT_S + 40)
+
+# name: (S, B, H, Hkv, D, causal, window)
+DENSE = {
+    "causal": (64, 2, 4, 2, 64, True, (-1, -1)),
+    "noncausal": (64, 2, 4, 4, 64, False, (-1, -1)),
+    "causal_S67_mqa": (67, 1, 4, 1, 64, True, (-1, -1)),
+    "noncausal_S67_gqa": (67, 2, 4, 2, 64, False, (-1, -1)),
+    "window_7_3_S67": (67, 1, 4, 2, 64, False, (7, 3)),
+    "window_causal_9_S50": (50, 1, 2, 1, 64, True, (9, -1)),
+    "window_0_5_S30": (30, 1, 2, 2, 64, False, (0, 5)),
+    "window_20_unbounded_S61": (61, 1, 2, 1, 64, False, (20, -1)),
+    "window_tiny_S9": (9, 1, 2, 1, 64, False, (1, 1)),
+}
+CASES = [f"dense_{n}" for n in DENSE] + [
+    "float64_causal_S67", "fp8_global_scales", "fp8_cp_bf16_out", "fp8_cp_fp8_out",
+    "single_partial_rows_bitwise", "group_of_one_bitwise", "shard_unshard", "return_lse_off",
+    "compile_fullgraph", "bad_seqlen"]
+
+
+def _bound_check(what, out, lse, ref, ref_lse, v, eps):
+    lmax = ref_lse.abs().max().item()
+    tol_o = 4 * eps * (1 + lmax) * v.abs().max().item()
+    err_o = (out - ref).abs().max().item()
+    tol_l = 4 * eps * (1 + ref_lse.abs())
+    err_l = (lse - ref_lse).abs()
+    assert err_o <= tol_o, f"{what}: out error {err_o:.3e} > bound {tol_o:.3e}"
+    assert bool((err_l <= tol_l).all()), \
+        f"{what}: lse error {err_l.max().item():.3e} > bound {tol_l.max().item():.3e}"
+
+
+def _inputs(S, B, H, Hkv, D, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, S, H, D, generator=g, dtype=torch.float64) * 1.5
+    k = torch.randn(B, S, Hkv, D, generator=g, dtype=torch.float64)
+    v = torch.randn(B, S, Hkv, D, generator=g, dtype=torch.float64)
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
+def _run_cases(rank):
+    import torch.distributed as dist
+
+    import torch_fmha
+    import torch_fmha.distributed as cp
+
+    def shard(x, dim=1):
+        return cp.shard_sequence(x, dim=dim)
+
+    def dense(name):
+        S, B, H, Hkv, D, causal, window = DENSE[name]
+        q, k, v = _inputs(S, B, H, Hkv, D)
+        ref, ref_lse = torch_fmha.attention(q, k, v, causal=causal, window_size=window, return_lse=True)
+        ql, kl, vl = shard(q), shard(k), shard(v)
+        res = {}
+        for ex in ("ring", "allgather"):
+            res[ex] = cp.context_parallel_attention(ql, kl, vl, causal=causal, window_size=window,
+                                                    seqlen=S, return_lse=True, kv_exchange=ex)
+        assert torch.equal(res["ring"][0], res["allgather"][0]), "ring and allgather differ"
+        assert torch.equal(res["ring"][1], res["allgather"][1]), "ring and allgather lse differ"
+        out, lse = res["ring"]
+        assert out.shape == ql.shape and lse.shape == (B, H, ql.size(1)) and out.dtype == q.dtype
+        _bound_check(name, out, lse, shard(ref), shard(ref_lse, 2), v, 2.0 ** -24)
+
+    def float64_causal_S67():
+        q, k, v = _inputs(67, 1, 4, 2, 64, torch.float64)
+        ref, ref_lse = torch_fmha.attention(q, k, v, causal=True, return_lse=True)
+        out, lse = cp.context_parallel_attention(shard(q), shard(k), shard(v), causal=True, seqlen=67,
+                                                 return_lse=True)
+        assert lse.dtype == torch.float64
+        _bound_check("float64", out, lse, shard(ref), shard(ref_lse, 2), v, 2.0 ** -53)
+
+    def fp8_global_scales():
+        q, k, _ = _inputs(67, 2, 4, 2, 64)
+        for x, gran, gs in ((q, "tensor", 1), (q, "head", 2), (k, "head", 1)):
+            x8, d = cp.quantize_fp8_global(shard(x), gran, group_size=gs)
+            r8, rd = torch_fmha.quantize_fp8(x, gran, group_size=gs)
+            assert torch.equal(d, rd), f"{gran}: descale differs from quantize_fp8 on the whole tensor"
+            assert torch.equal(x8.view(torch.uint8), shard(r8).view(torch.uint8)), f"{gran}: fp8 data differs"
+            assert torch.equal(cp.global_descale(shard(x), gran, group_size=gs), rd)
+
+    def fp8_inputs(S=67, B=1, H=4, Hkv=2, D=64):
+        q, k, v = _inputs(S, B, H, Hkv, D)
+        q8, qd = torch_fmha.quantize_fp8(q, "head", group_size=H // Hkv)
+        k8, kd = torch_fmha.quantize_fp8(k, "head")
+        v8, vd = torch_fmha.quantize_fp8(v, "tensor")
+        return q8, k8, v8, dict(q_descale=qd, k_descale=kd, v_descale=vd)
+
+    def fp8_cp(out_dtype, out_scale):
+        q8, k8, v8, sc = fp8_inputs()
+        kw = dict(sc, causal=True, out_dtype=out_dtype, out_scale=out_scale, return_lse=True)
+        ref, ref_lse = torch_fmha.attention(q8, k8, v8, **kw)
+        out, lse = cp.context_parallel_attention(shard(q8), shard(k8), shard(v8), seqlen=67, **kw)
+        assert out.dtype == out_dtype
+        o, r = out.double(), shard(ref).double()
+        # One rounding step of out_dtype apart at most, plus the float16 rounding of the
+        # partials (2**-11 of their magnitude; it shows on outputs that cancel to ~0).
+        step = 2.0 ** -3 if out_dtype == torch.float8_e4m3fn else 2.0 ** -7
+        tiny = 2.0 ** -9 if out_dtype == torch.float8_e4m3fn else 0.0
+        tol = step * torch.maximum(o.abs(), r.abs()) + tiny + 2.0 ** -10 * r.abs().max()
+        assert ((o - r).abs() <= tol).all(), ((o - r).abs() - tol).max()
+        assert ((lse - shard(ref_lse, 2)).abs() <= 1e-5 * (1 + ref_lse.abs().max())).all()
+
+    def single_partial_rows_bitwise():
+        from torch_fmha.distributed import _plan, _segments
+        for causal, window, S in ((True, (-1, -1), 64), (False, (3, 0), 67), (False, (4, 4), 67)):
+            q, k, v = _inputs(S, 1, 2, 1, 64)
+            ql, kl, vl = shard(q), shard(k), shard(v)
+            left, right = window if not causal else (-1, 0)
+            calls = _plan(S, WORLD, rank, left, right)
+            out, lse = cp.context_parallel_attention(ql, kl, vl, causal=causal, window_size=window,
+                                                     seqlen=S, return_lse=True)
+            kfull = {r: (cp.shard_sequence(k, rank=r, world_size=WORLD),
+                         cp.shard_sequence(v, rank=r, world_size=WORLD)) for r in range(WORLD)}
+            n_single = 0
+            for r0, r1, idx in _segments(calls, ql.size(1)):
+                if len(idx) != 1:
+                    continue
+                c = calls[idx[0]]
+                ks, vs = kfull[c.src]
+                o, l = torch_fmha.attention(ql[:, c.q0:c.q1], ks[:, c.k0:c.k1], vs[:, c.k0:c.k1],
+                                            window_size=(c.left, c.right), return_lse=True)
+                assert torch.equal(out[:, r0:r1], o[:, r0 - c.q0:r1 - c.q0]), (causal, window, r0, r1)
+                assert torch.equal(lse[:, :, r0:r1], l[:, :, r0 - c.q0:r1 - c.q0]), (causal, window)
+                n_single += r1 - r0
+            if causal and rank == 0:
+                assert n_single > 0  # rank 0's first chunk sees only itself
+
+    def group_of_one_bitwise():
+        import torch.distributed as dist
+        groups = [dist.new_group([r]) for r in range(WORLD)]  # every rank creates every group
+        for causal, window, S in ((True, (-1, -1), 67), (False, (-1, -1), 64), (False, (5, 2), 40)):
+            q, k, v = _inputs(S, 1, 2, 1, 64, seed=rank)
+            ref, ref_lse = torch_fmha.attention(q, k, v, causal=causal, window_size=window, return_lse=True)
+            g = groups[rank]
+            ql, kl, vl = (cp.shard_sequence(t, group=g) for t in (q, k, v))
+            out, lse = cp.context_parallel_attention(ql, kl, vl, group=g, causal=causal,
+                                                     window_size=window, seqlen=S, return_lse=True)
+            if (causal or window == (-1, -1)):  # one call on the whole sequence
+                assert torch.equal(out, ref) and torch.equal(lse, ref_lse), (causal, window)
+            else:
+                _bound_check("group of one", out, lse, ref, ref_lse, v, 2.0 ** -24)
+
+    def shard_unshard():
+        for S in (64, 67, 5, 4):
+            x = torch.arange(S * 3, dtype=torch.float32).view(1, S, 3)
+            xl = shard(x)
+            assert xl.size(1) == cp.shard_lengths(S, WORLD)[rank]
+            pos = cp.shard_positions(S)
+            assert torch.equal(xl[0, :, 0], pos.float() * 3)
+            assert torch.equal(cp.unshard_sequence(xl, S), x)
+            assert torch.equal(cp.unshard_sequence(shard(x.transpose(1, 2), dim=2), S, dim=2),
+                               x.transpose(1, 2))
+        assert sorted(torch.cat([cp.shard_positions(67, rank=r, world_size=3) for r in range(3)]).tolist()) \
+            == list(range(67))
+
+    def return_lse_off():
+        q, k, v = _inputs(64, 1, 2, 1, 64)
+        out = cp.context_parallel_attention(shard(q), shard(k), shard(v), causal=True)
+        assert isinstance(out, torch.Tensor) and out.shape == (1, 32, 2, 64)
+
+    def compile_fullgraph():
+        q, k, v = _inputs(67, 1, 4, 2, 64)
+        ql, kl, vl = shard(q), shard(k), shard(v)
+
+        def f(ql, kl, vl, ex):
+            q8, qd = cp.quantize_fp8_global(ql, "head", group_size=2)
+            k8, kd = cp.quantize_fp8_global(kl, "head")
+            v8, vd = cp.quantize_fp8_global(vl, "tensor")
+            return cp.context_parallel_attention(q8, k8, v8, causal=True, seqlen=67, q_descale=qd,
+                                                 k_descale=kd, v_descale=vd, return_lse=True,
+                                                 kv_exchange=ex)
+
+        graphs = []
+
+        def backend(gm, example_inputs):
+            graphs.append(gm)
+            from torch._dynamo.backends.common import aot_autograd  # noqa: F401
+            from torch._dynamo.backends.debugging import aot_eager
+            return aot_eager(gm, example_inputs)
+
+        for ex in ("ring", "allgather"):
+            eager = f(ql, kl, vl, ex)
+            torch._dynamo.reset()
+            graphs.clear()
+            comp = torch.compile(f, fullgraph=True, backend=backend)(ql, kl, vl, ex)
+            assert len(graphs) == 1
+            assert torch.equal(comp[0].view(torch.uint16), eager[0].view(torch.uint16)) and torch.equal(comp[1], eager[1])
+            # The exchange overlaps the attention in the graph: collective, attention, then wait.
+            order = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
+            coll = "all_to_all_single" if ex == "ring" else "all_gather_into_tensor"
+            i_coll = next(i for i, t in enumerate(order) if coll in t)
+            i_attn = next(i for i, t in enumerate(order) if "torch_fmha.fwd" in t and i > i_coll)
+            i_wait = next(i for i, t in enumerate(order) if "wait_tensor" in t and i > i_coll)
+            assert i_coll < i_attn < i_wait, order
+
+    def bad_seqlen():
+        # Errors must raise on every rank (a rank that went on would wait in a collective).
+        q, k, v = _inputs(66, 1, 2, 1, 64)  # shards of 33 rows on both ranks
+        with pytest.raises(ValueError, match="seqlen"):
+            cp.context_parallel_attention(shard(q), shard(k), shard(v))  # odd shards, no seqlen
+        with pytest.raises(ValueError, match="holds"):
+            cp.context_parallel_attention(shard(q), shard(k), shard(v), seqlen=70)
+
+    named = dict(locals())
+    fns = {f"dense_{n}": (lambda n=n: dense(n)) for n in DENSE}
+    fns.update({n: named[n] for n in CASES if n in named})
+    fns["fp8_cp_bf16_out"] = lambda: fp8_cp(torch.bfloat16, None)
+    fns["fp8_cp_fp8_out"] = lambda: fp8_cp(torch.float8_e4m3fn, torch.tensor([0.01]))
+    results = {}
+    for name in CASES:
+        t0 = time.time()
+        try:
+            fns[name]()
+            results[name] = ("ok", time.time() - t0)
+        except Exception:
+            results[name] = (traceback.format_exc(), time.time() - t0)
+        dist.barrier()
+    return results
+
+
+def _worker(rank, world, init_file, out_dir):
+    import json
+
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        res = _run_cases(rank)
+    finally:
+        dist.destroy_process_group()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(res, f)
+
+
+def spawn_and_join(fn, args, nprocs, timeout_s):
+    """torch.multiprocessing spawn with a deadline: a hang fails (and kills) instead of blocking."""
+    ctx = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ctx.join(timeout=max(1.0, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"spawned workers did not finish in {timeout_s} s")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def results():
+    import json
+
+    import torch_fmha  # noqa: F401  (build the native ops once, before the workers import them)
+    with tempfile.TemporaryDirectory() as d:
+        spawn_and_join(_worker, (WORLD, os.path.join(d, "init"), d), WORLD, JOIN_TIMEOUT_S)
+        out = []
+        for r in range(WORLD):
+            with open(os.path.join(d, f"rank{r}.json")) as f:
+                out.append(json.load(f))
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_distributed_cpu(results, case):
+    for rank, res in enumerate(results):
+        status, seconds = res[case]
+        print(f"rank {rank}: {case} {seconds:.2f} s")
+        assert status == "ok", f"rank {rank}:\n{status}"
