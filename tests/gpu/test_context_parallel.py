@@ -1,0 +1,201 @@
+"""torch_fmha.distributed on 2 GPUs with NCCL: FP8 inputs, against the single-GPU
+op and the float64 oracle; ring == all-gather bitwise; torch.compile (inductor,
+fullgraph) against eager. Skips without 2 SM90 GPUs.
+
+Run by pytest (spawns 2 processes) or directly:
+    torchrun --nproc-per-node 2 tests/gpu/test_context_parallel.py
+
+Accuracy rule: the context-parallel result is compared with the float64
+oracle on the same FP8 inputs, next to the single-GPU op on the whole
+sequence: RMSE within 1.25x of the op's (+1e-5), max error within
+2x the op's (+1e-3) (the kernel's FP8 P rounding depends on the row max of
+each partial, so CP and the op are two equally good roundings, not bitwise
+equal), LSE within 2e-3 of the oracle (the rule of tests/gpu/test_fwd_sm90.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+WORLD = 2
+JOIN_TIMEOUT_S = 280
+FP8 = torch.float8_e4m3fn
+
+# name: (S, B, H, Hkv, D, causal, window, out_dtype)
+CASES = {
+    "causal_S4102_gqa": (4102, 1, 8, 2, 128, True, (-1, -1), torch.bfloat16),
+    "noncausal_S4096": (4096, 1, 8, 8, 128, False, (-1, -1), torch.bfloat16),
+    "window_512_causal": (4100, 1, 8, 2, 128, True, (512, -1), torch.bfloat16),
+    "window_300_200": (4096, 2, 4, 1, 64, False, (300, 200), torch.bfloat16),
+    "causal_fp8_out_d256": (2054, 1, 4, 2, 256, True, (-1, -1), FP8),
+}
+
+
+def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: str = "inductor") -> dict:
+    import torch.distributed as dist
+
+    import torch_fmha
+    import torch_fmha.distributed as cp
+    from reference import attention_ref, output_as_float64
+
+    dev = torch.device(device_type, rank) if device_type == "cuda" else torch.device(device_type)
+    results = {}
+
+    def shard(x, dim=1):
+        return cp.shard_sequence(x, dim=dim)
+
+    def inputs(S, B, H, Hkv, D, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        q = torch.randn(B, S, H, D, generator=g)
+        k = torch.randn(B, S, Hkv, D, generator=g)
+        v = torch.randn(B, S, Hkv, D, generator=g) * torch.linspace(0.5, 3.0, Hkv)[None, None, :, None]
+        return q.to(dev), k.to(dev), v.to(dev)
+
+    def errors(out, ref):
+        d = (out - ref).abs()
+        return d.pow(2).mean().sqrt().item(), d.max().item()
+
+    def case(name):
+        S, B, H, Hkv, D, causal, window, out_dtype = CASES[name]
+        q, k, v = inputs(S, B, H, Hkv, D)
+        # Global per-(batch, head) scales from the shards (all-reduced amax) ...
+        q8l, qd = cp.quantize_fp8_global(shard(q), "head", group_size=H // Hkv)
+        k8l, kd = cp.quantize_fp8_global(shard(k), "head")
+        v8l, vd = cp.quantize_fp8_global(shard(v), "head")
+        # ... equal the single-GPU quantization of the whole tensors.
+        q8, qd1 = torch_fmha.quantize_fp8(q, "head", group_size=H // Hkv)
+        k8, kd1 = torch_fmha.quantize_fp8(k, "head")
+        v8, vd1 = torch_fmha.quantize_fp8(v, "head")
+        assert torch.equal(qd, qd1) and torch.equal(kd, kd1) and torch.equal(vd, vd1)
+        assert torch.equal(q8l.view(torch.uint8), shard(q8).view(torch.uint8))
+        out_scale = torch.tensor([0.05], device=dev) if out_dtype == FP8 else None
+        kw = dict(causal=causal, window_size=window, q_descale=qd, k_descale=kd, v_descale=vd,
+                  out_dtype=out_dtype, out_scale=out_scale, return_lse=True)
+        single, single_lse = torch_fmha.attention(q8, k8, v8, **kw)
+        ring = cp.context_parallel_attention(q8l, k8l, v8l, seqlen=S, kv_exchange="ring", **kw)
+        ag = cp.context_parallel_attention(q8l, k8l, v8l, seqlen=S, kv_exchange="allgather", **kw)
+        assert torch.equal(ring[0].view(torch.uint8), ag[0].view(torch.uint8)), "ring != allgather"
+        assert torch.equal(ring[1], ag[1]), "ring lse != allgather lse"
+        out, lse = ring
+        assert out.dtype == out_dtype and out.shape == q8l.shape
+        ref, ref_lse = attention_ref(q8, k8, v8, causal=causal, window_size=window,
+                                     q_descale=qd, k_descale=kd, v_descale=vd)
+        ref_l, ref_lse_l = shard(ref), shard(ref_lse, 2)
+        rmse_cp, max_cp = errors(output_as_float64(out, out_scale), ref_l)
+        rmse_1, max_1 = errors(output_as_float64(shard(single), out_scale), ref_l)
+        assert rmse_cp <= 1.25 * rmse_1 + 1e-5, f"{name}: rmse {rmse_cp:.3e} vs single GPU {rmse_1:.3e}"
+        assert max_cp <= 2 * max_1 + 1e-3, f"{name}: max err {max_cp:.3e} vs single GPU {max_1:.3e}"
+        lse_err = (lse.double() - ref_lse_l).abs().max().item()
+        assert lse_err < 2e-3, f"{name}: lse error {lse_err:.3e}"
+        return f"rmse {rmse_cp:.3e} (1 GPU {rmse_1:.3e}) max {max_cp:.3e} (1 GPU {max_1:.3e}) lse {lse_err:.1e}"
+
+    def compiled_vs_eager():
+        S, B, H, Hkv, D = 4102, 1, 8, 2, 128
+        q, k, v = inputs(S, B, H, Hkv, D, seed=1)
+        ql, kl, vl = shard(q), shard(k), shard(v)
+
+        def f(ql, kl, vl):
+            q8, qd = cp.quantize_fp8_global(ql, "head", group_size=H // Hkv)
+            k8, kd = cp.quantize_fp8_global(kl, "head")
+            v8, vd = cp.quantize_fp8_global(vl, "head")
+            return cp.context_parallel_attention(q8, k8, v8, causal=True, seqlen=S, q_descale=qd,
+                                                 k_descale=kd, v_descale=vd, return_lse=True)
+
+        eager = f(ql, kl, vl)
+        comp = torch.compile(f, fullgraph=True, backend=compile_backend)(ql, kl, vl)
+        a, b = comp[0].double(), eager[0].double()
+        tol = 2.0 ** -7 * torch.maximum(a.abs(), b.abs()) + 2.0 ** -10 * b.abs().max()
+        assert ((a - b).abs() <= tol).all(), f"compiled vs eager out: {(a - b).abs().max().item():.3e}"
+        dl = (comp[1] - eager[1]).abs()
+        assert (dl <= 1e-5 * (1 + eager[1].abs())).all(), f"compiled vs eager lse: {dl.max().item():.3e}"
+        return f"max |compiled - eager| {(a - b).abs().max().item():.3e}, lse {dl.max().item():.1e}"
+
+    todo = {n: (lambda n=n: case(n)) for n in CASES}
+    todo["compiled_vs_eager"] = compiled_vs_eager
+    for name, fn in todo.items():
+        t0 = time.time()
+        try:
+            results[name] = ("ok", fn(), time.time() - t0)
+        except Exception:
+            results[name] = (traceback.format_exc(), "", time.time() - t0)
+        if device_type == "cuda":
+            torch.cuda.synchronize()
+        dist.barrier()
+    return results
+
+
+def _init(rank: int, world: int, init_method: str):
+    import torch.distributed as dist
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", init_method=init_method, rank=rank, world_size=world,
+                            device_id=torch.device("cuda", rank))
+
+
+def _worker(rank, world, init_file, out_dir):
+    import json
+
+    import torch.distributed as dist
+    _init(rank, world, f"file://{init_file}")
+    try:
+        res = _cases(rank, world)
+    finally:
+        dist.destroy_process_group()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(res, f)
+
+
+def _skip_reason():
+    if torch.cuda.device_count() < WORLD:
+        return f"needs {WORLD} GPUs, found {torch.cuda.device_count()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def results():
+    import json
+
+    from test_distributed import spawn_and_join
+
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with tempfile.TemporaryDirectory() as d:
+        spawn_and_join(_worker, (WORLD, os.path.join(d, "init"), d), WORLD, JOIN_TIMEOUT_S)
+        out = []
+        for r in range(WORLD):
+            with open(os.path.join(d, f"rank{r}.json")) as f:
+                out.append(json.load(f))
+    return out
+
+
+@pytest.mark.timeout(JOIN_TIMEOUT_S + 60, method="thread")
+@pytest.mark.parametrize("name", [*CASES, "compiled_vs_eager"])
+def test_context_parallel_2gpu(results, name):
+    for rank, res in enumerate(results):
+        status, info, seconds = res[name]
+        print(f"rank {rank} {name}: {info} ({seconds:.1f} s)")
+        assert status == "ok", f"rank {rank}:\n{status}"
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node 2 tests/gpu/test_context_parallel.py
+    import torch.distributed as dist
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    _init(int(os.environ.get("LOCAL_RANK", rank)), world, "env://")
+    res = _cases(rank, world)
+    dist.destroy_process_group()
+    bad = 0
+    for name, (status, info, seconds) in res.items():
+        ok = status == "ok"
+        bad += not ok
+        print(f"rank {rank} {'PASS' if ok else 'FAIL'} {name}: {info if ok else status} ({seconds:.1f} s)")
+    sys.exit(1 if bad else 0)
