@@ -510,6 +510,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--context-parallel" in argv:  # under torchrun: torch_fmha/bench_cp.py
+        from torch_fmha.bench_cp import main as cp_main
+        return cp_main([a for a in argv if a != "--context-parallel"])
     args = parse_args(argv)
     if not torch.cuda.is_available():
         print("torch_fmha.bench needs an SM90 (Hopper) GPU: CUDA is not available "
