@@ -54,11 +54,20 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--no-single", action="store_true", help="skip the 1-GPU baseline")
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of timed forwards per number")
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--cpu-smoke", action="store_true", help=argparse.SUPPRESS)  # gloo, tiny shapes
     return p.parse_args(argv)
 
 
+_DEV = "cuda"
+
+
+def _sync() -> None:
+    if _DEV == "cuda":
+        torch.cuda.synchronize()
+
+
 def _max_all(x: float) -> float:
-    t = torch.tensor([x], dtype=torch.float64, device="cuda")
+    t = torch.tensor([x], dtype=torch.float64, device=_DEV)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
 
@@ -66,30 +75,41 @@ def _max_all(x: float) -> float:
 def _time_ms(fn: Callable[[], object], min_time: float, collective: bool) -> float:
     """Mean ms per call over back-to-back calls (max over ranks when ``collective``)."""
     fn()
-    torch.cuda.synchronize()
+    _sync()
     t0 = time.perf_counter()
     fn()
-    torch.cuda.synchronize()
+    _sync()
     est = time.perf_counter() - t0
     if collective:
         est = _max_all(est)
     n = max(1, min(50, int(min_time / max(est, 1e-6))))
     if collective:
         dist.barrier()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(n):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    ms = start.elapsed_time(end) / n
+    _sync()
+    if _DEV == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        ms = start.elapsed_time(end) / n
+    else:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        ms = (time.perf_counter() - t0) * 1e3 / n
     return _max_all(ms) if collective else ms
 
 
 def _fp8(shape, seed: int) -> torch.Tensor:
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    return torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=g).to(FP8)
+    g = torch.Generator(device=_DEV).manual_seed(seed)
+    return torch.randn(shape, device=_DEV, dtype=torch.bfloat16, generator=g).to(FP8)
+
+
+def _empty_cache() -> None:
+    if _DEV == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _fmt(x: Optional[float], spec: str = ".2f") -> str:
@@ -97,8 +117,11 @@ def _fmt(x: Optional[float], spec: str = ".2f") -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    global _DEV
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
+    _DEV = "cpu" if args.cpu_smoke else "cuda"
+    if not args.cpu_smoke and (not torch.cuda.is_available()
+                               or torch.cuda.get_device_capability() != (9, 0)):
         print("torch_fmha.bench --context-parallel needs SM90 (Hopper) GPUs", file=sys.stderr)
         return 2
     import torch_fmha
@@ -108,12 +131,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(29500 + os.getpid() % 1000))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    torch.cuda.set_device(local)
-    dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+    if _DEV == "cuda":
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+    else:
+        dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     exchanges = [e for e in args.exchange.split(",") if e]
     H, Hkv, D, causal = args.heads, args.kv_heads, args.head_dim, bool(args.causal)
-    one = torch.ones(1, device="cuda")
+    one = torch.ones(1, device=_DEV)
     sc = dict(q_descale=one * 0.5, k_descale=one * 0.5, v_descale=one * 0.5)
     rows = []
     for S in args.seqlens:
@@ -129,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             except torch.cuda.OutOfMemoryError:
                 t1 = float("nan")
             q = k = v = None
-            torch.cuda.empty_cache()
+            _empty_cache()
             t1 = _max_all(t1) if rank == 0 else _max_all(float("-inf"))  # rank 0's number
         row["ms_1gpu"] = t1
         # ---- W GPUs
@@ -145,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             try:
                 return _time_ms(fn, args.min_time, collective=True)
             except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
+                _empty_cache()
                 return float("nan")
 
         row["ms_compute"] = timed(lambda: run("ring", "off")) if world > 1 else None
@@ -161,15 +187,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                 a, b, c, causal=causal, seqlen=S, kv_exchange=exchanges[0], **sc), fullgraph=True)
             row[f"ms_{exchanges[0]}_compiled"] = timed(lambda: f(ql, kl, vl))
         ql = kl = vl = None
-        torch.cuda.empty_cache()
+        _empty_cache()
         rows.append(row)
         if rank == 0:
             print(f"S={S}: {json.dumps(row)}", file=sys.stderr, flush=True)
 
     if rank == 0:
-        print(f"\ntorch_fmha context-parallel attention on {world} x {torch.cuda.get_device_name()} "
+        dev_name = torch.cuda.get_device_name() if _DEV == "cuda" else "CPU (smoke test)"
+        print(f"\ntorch_fmha context-parallel attention on {world} x {dev_name} "
               f"| torch {torch.__version__} | B=1 H={H} Hkv={Hkv} D={D} causal={int(causal)} FP8 in, "
-              f"bf16 out | ms per forward (slowest rank), CUDA events\n")
+              f"bf16 out | ms per forward (slowest rank), {'CUDA events' if _DEV == 'cuda' else 'wall clock'}\n")
         cols = ["S", "1 GPU ms"]
         for ex in exchanges:
             cols += [f"{world} GPU {ex} ms", "speedup", "comm ms", "hidden"]
@@ -194,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("| " + " | ".join(cells) + " |")
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"device": torch.cuda.get_device_name(), "world": world,
+                json.dump({"device": dev_name, "world": world,
                            "torch": torch.__version__, "rows": rows}, fh, indent=1)
             print(f"\nwrote {args.json}")
     dist.barrier()

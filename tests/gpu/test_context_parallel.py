@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WORLD = 2
-JOIN_TIMEOUT_S = 280
+JOIN_TIMEOUT_S = 200
 FP8 = torch.float8_e4m3fn
 
 # name: (S, B, H, Hkv, D, causal, window, out_dtype)
