@@ -141,6 +141,9 @@ def build_and_load(verbose: bool = False) -> BuildInfo:
         defines.append("-DTORCH_FMHA_DEBUG_HANG=1")
     cxx = CXX_FLAGS + defines
     nvcc = NVCC_FLAGS + defines if cuda else []
+    # Developer knob for kernel tuning experiments (tools/gpu_tune.sh): extra
+    # nvcc flags, e.g. "-DTORCH_FMHA_TUNE_BLOCK_N_128=128"; part of the cache key.
+    nvcc += os.environ.get("TORCH_FMHA_NVCC_EXTRA", "").split() if cuda else []
     sources = _sources(root, cuda)
     key = _cache_key(root, sources, cxx + nvcc, cuda)
     name = f"torch_fmha_C_{key}"
