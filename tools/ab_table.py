@@ -1,6 +1,6 @@
-"""Table of an A/B run of tools/gpu_ab.sh: per case, ours / cuDNN FP8 of the
-baseline and of the working tree (one column per round, so the run-to-run
-spread shows), and new / base of our own TFLOP/s (medians over rounds)."""
+"""Table of tools/gpu_ab.sh / tools/gpu_tune.sh runs: per case and variant, the
+median ours / cuDNN FP8 ratio over the rounds with its min-max spread, and our
+median TFLOP/s. Files are named <prefix>_<variant>_<round>.json."""
 
 from __future__ import annotations
 
@@ -8,30 +8,40 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 
 def main(paths: list[str]) -> None:
-    ratio = defaultdict(lambda: defaultdict(list))  # case -> tree -> [ours / cuDNN]
-    ours = defaultdict(lambda: defaultdict(list))   # case -> tree -> [TFLOP/s]
+    ratio = defaultdict(lambda: defaultdict(list))  # case -> variant -> [ours / cuDNN]
+    ours = defaultdict(lambda: defaultdict(list))   # case -> variant -> [TFLOP/s]
+    variants: list[str] = []
     for path in sorted(paths):
-        tree = "base" if "_base_" in path else "new"
+        variant = Path(path).stem.split("_", 1)[1].rsplit("_", 1)[0]
+        if variant not in variants:
+            variants.append(variant)
         for row in json.load(open(path))["rows"]:
             key = (row["case"], row["D"], str(row["causal"]), row["seqlen"])
             t = row["tflops"]
             if "ours FP8" in t:
-                ours[key][tree].append(t["ours FP8"])
+                ours[key][variant].append(t["ours FP8"])
                 if "cuDNN FP8" in t:
-                    ratio[key][tree].append(t["ours FP8"] / t["cuDNN FP8"])
-    print(f"{'case':8} {'D':>4} {'causal':>14} {'S':>6} | {'base ours/cuDNN':>18} | "
-          f"{'new ours/cuDNN':>18} | {'new/base':>8} {'ours new TF/s':>13}")
+                    ratio[key][variant].append(t["ours FP8"] / t["cuDNN FP8"])
+    head = f"{'case':7} {'D':>4} {'causal':>14} {'S':>6}"
+    print(head + "".join(f" | {v[:22]:>22}" for v in variants))
+    print(" " * len(head) + "".join(f" | {'ours/cuDNN [spread] TF':>22}" for _ in variants))
     for key in sorted(ours):
-        r = ratio.get(key, {})
-        fmt = lambda xs: " ".join(f"{x:.3f}" for x in xs) if xs else "-"
-        nb = ours[key]
-        speed = (statistics.median(nb["new"]) / statistics.median(nb["base"])
-                 if nb.get("new") and nb.get("base") else float("nan"))
-        print(f"{key[0]:8} {key[1]:>4} {key[2]:>14} {key[3]:>6} | {fmt(r.get('base')):>18} | "
-              f"{fmt(r.get('new')):>18} | {speed:8.3f} {statistics.median(nb['new']) if nb.get('new') else 0:13.1f}")
+        cells = []
+        for v in variants:
+            rs, ts = ratio[key].get(v, []), ours[key].get(v, [])
+            if not ts:
+                cells.append(f"{'-':>22}")
+                continue
+            tf = statistics.median(ts)
+            if rs:
+                cells.append(f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}] {tf:5.0f}")
+            else:
+                cells.append(f"{'':>16}{tf:6.0f}")
+        print(f"{key[0]:7} {key[1]:>4} {key[2]:>14} {key[3]:>6}" + "".join(f" | {c:>22}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,29 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC
   if constexpr (kIsRS) warpgroup_fence_operand(tA);
 }
 
+// Waits for all committed wgmma groups, at this point of the program.
+//
+// ptxas does not keep a plain `wgmma.wait_group 0` where it is written: P V
+// reads P from registers asynchronously, and once the PTX no longer uses
+// those registers ptxas hands them to the softmax as temporaries and moves
+// the wait up to just before the first such reuse, i.e. before the whole
+// softmax (seen in SASS: every MUFU.EX2 of the block after the
+// WARPGROUP.DEPBAR). The softmax then no longer overlaps the warpgroup's own
+// P V. A wait inside a branch that ptxas cannot prove taken (both arms wait,
+// `always_true` is warpgroup-uniform) cannot be hoisted, so ptxas must keep
+// P's registers untouched until here instead.
+// tests/gpu/test_sass_sm90.py checks the placement in the built kernel.
+#ifndef TORCH_FMHA_TUNE_PIN
+#define TORCH_FMHA_TUNE_PIN 1  // tuning experiments: 0 = a plain wait (ptxas may hoist it)
+#endif
+__device__ __forceinline__ void warpgroup_wait_all_pinned(bool always_true) {
+  if (!TORCH_FMHA_TUNE_PIN || always_true) {
+    cute::warpgroup_wait<0>();
+  } else {
+    cute::warpgroup_wait<0>();
+  }
+}
+
 // fp32 probabilities (S accumulator, C layout) -> FP8 A operand of P V.
 // For k-block kb (32 keys) the thread's 16 accumulator values
 // s[16 kb + q] are packed, lowest byte first, as
@@ -108,6 +131,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   const bool wg_leader = (tidx % 128) == 0;
   const NamedBarrier my_turn = wg == 0 ? NamedBarrier::kPingPong0 : NamedBarrier::kPingPong1;
   const NamedBarrier their_turn = wg == 0 ? NamedBarrier::kPingPong1 : NamedBarrier::kPingPong0;
+  // Always true (H / Hkv >= 1, checked on the host), but not to ptxas.
+  const bool pin = params.heads_per_kv > 0;
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
                           typename Traits::SmemLayoutQStages{});  // (M, D, kQStages)
@@ -239,7 +264,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
       softmax.update(tSrS, alpha);
-      if (params.heads_per_kv > 0) { warpgroup_wait<0>(); } else { warpgroup_wait<0>(); }
+      warpgroup_wait_all_pinned(pin);
       // The wait's asm names no registers: without these fences the compiler
       // may move the O rescale / the P rewrite above it, racing the RS wgmma.
       warpgroup_fence_operand(tOrO);
@@ -287,7 +312,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         if (next_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
       }
       first_block_softmax(next, next_range.end - 1);
-      if (params.heads_per_kv > 0) { warpgroup_wait<0>(); } else { warpgroup_wait<0>(); }
+      warpgroup_wait_all_pinned(pin);
       warpgroup_fence_operand(tOrO);
       warpgroup_fence_operand(tOrP);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);

@@ -13,6 +13,28 @@
 #include <cute/atom/copy_traits_sm90_tma.hpp>
 #include <cutlass/gemm/collective/builders/sm90_common.inl>
 
+// Tuning experiments (tools/gpu_tune.sh) override the per-head-dim choices
+// below at compile time, e.g. -DTORCH_FMHA_TUNE_BLOCK_N_128=128; a release
+// build defines none of these.
+#ifndef TORCH_FMHA_TUNE_BLOCK_N_64
+#define TORCH_FMHA_TUNE_BLOCK_N_64 192
+#endif
+#ifndef TORCH_FMHA_TUNE_BLOCK_N_128
+#define TORCH_FMHA_TUNE_BLOCK_N_128 192
+#endif
+#ifndef TORCH_FMHA_TUNE_BLOCK_N_256
+#define TORCH_FMHA_TUNE_BLOCK_N_256 128
+#endif
+#ifndef TORCH_FMHA_TUNE_STAGES_64
+#define TORCH_FMHA_TUNE_STAGES_64 3
+#endif
+#ifndef TORCH_FMHA_TUNE_STAGES_128
+#define TORCH_FMHA_TUNE_STAGES_128 2
+#endif
+#ifndef TORCH_FMHA_TUNE_STAGES_256
+#define TORCH_FMHA_TUNE_STAGES_256 2
+#endif
+
 namespace torch_fmha::kernel {
 
 using namespace cute;
@@ -31,10 +53,14 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kBlockN = kHeadDim == 256 ? 128 : 192;
+  static constexpr int kBlockN = kHeadDim == 64    ? TORCH_FMHA_TUNE_BLOCK_N_64
+                                 : kHeadDim == 128 ? TORCH_FMHA_TUNE_BLOCK_N_128
+                                                   : TORCH_FMHA_TUNE_BLOCK_N_256;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = kHeadDim == 64 ? 3 : 2;
+  static constexpr int kStages = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGES_64
+                                 : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGES_128
+                                                   : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
   // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
   // loads while the consumers finish the current tile (last softmax, last P V,

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Tuning experiment on the GPU machine: builds the kernel once per variant
+# (extra nvcc flags through TORCH_FMHA_NVCC_EXTRA, e.g. the TORCH_FMHA_TUNE_*
+# knobs of kernel_traits.cuh / consumer.cuh) and benchmarks them in alternating
+# processes against cuDNN FP8, ROUNDS times, then prints ours / cuDNN per variant.
+#   VARIANTS="base: n128:-DTORCH_FMHA_TUNE_BLOCK_N_128=128" BENCH_ARGS="--head-dims 128" bash tools/gpu_tune.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source tools/gpu_env.sh || exit 1
+args=${BENCH_ARGS:---head-dims 128 --seqlens 1024,4096,16384}
+read -r -a variants <<< "${VARIANTS:-base:}"
+for v in "${variants[@]}"; do
+  name=${v%%:*}; flags=${v#*:}; flags=${flags//,/ }
+  echo "== build $name ($flags)"
+  TORCH_FMHA_NVCC_EXTRA="$flags" timeout 300 python3 -m torch_fmha.build 2>&1 | grep -E "compile|CUDA" | head -2
+done
+for r in $(seq 1 ${ROUNDS:-2}); do
+  for v in "${variants[@]}"; do
+    name=${v%%:*}; flags=${v#*:}; flags=${flags//,/ }
+    (cd /tmp && TORCH_FMHA_NVCC_EXTRA="$flags" timeout ${BENCH_TIMEOUT:-200} python3 -m torch_fmha.bench \
+      --no-progress --json "$OUT/tune_${name}_$r.json" $args > "$OUT/tune_${name}_$r.log" 2>&1) || echo "bench $name round $r failed: $(tail -3 $OUT/tune_${name}_$r.log)"
+  done
+done
+python3 tools/ab_table.py "$OUT"/tune_*.json
