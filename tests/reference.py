@@ -60,12 +60,14 @@ def _weighted_values(p, v, ok):
     the row does not see contributes nothing, even where v is NaN there
     (a plain einsum would give 0 * NaN = NaN). v: [B, Sk, H, D] float64."""
     finite = torch.isfinite(v)
-    out = torch.einsum("bhqk,bkhd->bqhd", p, torch.where(finite, v, torch.zeros_like(v)))
-    bad = (~finite).nonzero().tolist()
-    assert len(bad) <= 100_000, "oracle: too many non-finite v entries for the per-entry loop"
-    for b, j, h, d in bad:  # one visible key column at a time, IEEE arithmetic
+    zero = torch.zeros_like(v)
+    out = torch.einsum("bhqk,bkhd->bqhd", p, torch.where(finite, v, zero))
+    bad_keys = (~finite).any(-1).nonzero().tolist()  # (b, j, h) with a non-finite v
+    assert len(bad_keys) <= 20_000, "oracle: too many keys with non-finite v for the per-key loop"
+    nonfinite = torch.where(finite, zero, v)
+    for b, j, h in bad_keys:  # the rows that see key j, IEEE arithmetic (finite columns add 0)
         rows = ok[:, j]
-        out[b, rows, h, d] = out[b, rows, h, d] + p[b, h, rows, j] * v[b, j, h, d]
+        out[b, rows, h] = out[b, rows, h] + p[b, h, rows, j, None] * nonfinite[b, j, h]
     return out
 
 
