@@ -324,3 +324,15 @@ def test_varlen_nan_in_one_q_and_descale():
     ref, ref_lse = varlen_attention_ref(q, k, v, cq, ck, causal=True, **s)
     assert_matches(as_float(out), ref, "out vs oracle", ATOL[FP8], RTOL[FP8])
     assert_matches(lse, ref_lse, "lse vs oracle", 1e-4)
+
+
+def test_zero_q_descale_is_uniform():
+    """q_descale = 0: every visible score is 0, out = mean of the visible v,
+    lse = log(#visible); masked keys stay out (never 0 * -inf = NaN)."""
+    q, k, v, s = dense_inputs(1, 100, 100, 2, 1, D, FP8, seed=14)
+    s["q_descale"] = torch.zeros_like(s["q_descale"])
+    out, lse = run(q, k, v, s, causal=True)
+    vd = v.double() * s["v_descale"].double()[:, None, :, None]
+    want = vd.cumsum(1) / torch.arange(1, 101, dtype=torch.float64)[None, :, None, None]
+    assert_matches(out.double(), want.expand(1, 100, 2, D), "out", 1e-3, 8e-3)
+    assert (lse.double() - torch.arange(1, 101).double().log()).abs().max() < 1e-5
