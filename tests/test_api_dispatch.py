@@ -1,10 +1,14 @@
-"""The API's no-grad fast path (torch_fmha/api.py, _skip_autograd_kernel).
+"""The ops' autograd kernel is C++ (csrc/ops/autograd.cpp) and the API calls the op
+directly.
 
-When nothing needs a gradient, ``attention`` / ``varlen_attention`` call the op
-below the Autograd dispatch key instead of going through the Python autograd
-kernel that ``torch.library.register_autograd`` installs (~9 us per call of
-host time). These tests pin that the kernel is skipped exactly when its own
-no-grad branch would have run, and that results do not change.
+When nothing needs a gradient (grad mode off, or no tensor argument requires
+grad) the Autograd kernel redispatches below autograd in C++: a call, eager or
+from a compiled graph (which calls the op through the Autograd key under
+no_grad), runs no Python below ``attention``. (The Python kernel of
+``torch.library.register_autograd`` it replaces cost ~8 us per call of host
+time on a 2-core CPU to find out that nothing was to be recorded.) These tests
+pin that no Python runs on the op's path, that a gradient is recorded exactly
+when the old kernel recorded one, and that results do not change.
 """
 
 from __future__ import annotations
@@ -18,15 +22,23 @@ import torch_fmha
 from inputs import dense_inputs, varlen_inputs
 
 
-class _AutogradKernelCalls:
-    """Counts calls of the Python autograd kernel (torch/_library/autograd.py: autograd_impl)."""
+class _PythonCallsBelow:
+    """Python functions entered while calling ``fn`` (its own frame excluded)."""
+
+    def __init__(self, fn_name):
+        self.fn_name, self.names = fn_name, []
 
     def __enter__(self):
-        self.count = 0
+        depth = [0]
 
         def prof(frame, event, arg):
-            if event == "call" and frame.f_code.co_name == "autograd_impl":
-                self.count += 1
+            if event != "call":
+                return
+            name = frame.f_code.co_name
+            if depth[0] and name not in ("__exit__",):
+                self.names.append(name)
+            if name == self.fn_name:
+                depth[0] += 1
 
         self._prev = sys.getprofile()
         sys.setprofile(prof)
@@ -34,6 +46,13 @@ class _AutogradKernelCalls:
 
     def __exit__(self, *exc):
         sys.setprofile(self._prev)
+
+
+def _op_python_calls(fn):
+    """Python frames entered below the op call made in ``fn`` (OpOverload.__call__ excluded)."""
+    with _PythonCallsBelow("__call__") as probe:
+        result = fn()
+    return result, probe.names
 
 
 def _dense(dtype):
@@ -45,26 +64,50 @@ def _call_op(q, k, v, descales, **kw):
         return torch.ops.torch_fmha.fwd(q, k, v, **descales, **kw)
 
 
+def test_the_probe_sees_python_kernels():
+    # A Python kernel on the op's path (here a dispatch mode's) shows up in the probe.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    q, k, v, descales = _dense(torch.float8_e4m3fn)
+    with Mode():
+        _, below = _op_python_calls(lambda: torch_fmha.attention(q, k, v, **descales))
+    assert "__torch_dispatch__" in below
+
+
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("mode", ["grad_enabled", "no_grad", "inference_mode"])
-def test_dense_no_grad_skips_autograd_kernel(dtype, mode):
+def test_dense_no_grad_runs_no_python_below_the_op(dtype, mode):
     q, k, v, descales = _dense(dtype)
     ctx = {"grad_enabled": torch.enable_grad, "no_grad": torch.no_grad,
            "inference_mode": torch.inference_mode}[mode]
-    with ctx(), _AutogradKernelCalls() as calls:
-        out, lse = torch_fmha.attention(q, k, v, causal=True, return_lse=True, **descales)
-    assert calls.count == 0
+    with ctx():
+        (out, lse), below = _op_python_calls(
+            lambda: torch_fmha.attention(q, k, v, causal=True, return_lse=True, **descales))
+    assert below == []
     want_out, want_lse = _call_op(q, k, v, descales, causal=True)
     assert torch.equal(out.float(), want_out.float()) and torch.equal(lse, want_lse)
     assert out.grad_fn is None and not out.requires_grad
 
 
-def test_varlen_no_grad_skips_autograd_kernel():
+def test_op_through_autograd_key_under_no_grad_runs_no_python():
+    # What a compiled inference graph does: the op itself, through the Autograd key.
+    q, k, v, descales = _dense(torch.float8_e4m3fn)
+    args = (q, k, v, None, False, -1, -1, descales["q_descale"], descales["k_descale"],
+            descales["v_descale"], None, None)
+    with torch.no_grad():
+        _, below = _op_python_calls(lambda: torch.ops.torch_fmha.fwd.default(*args))
+    assert below == []
+
+
+def test_varlen_no_grad_runs_no_python_below_the_op():
     q, k, v, cu_q, cu_k, descales = varlen_inputs([3, 0, 7], [5, 2, 0], 4, 2, 64, torch.float8_e4m3fn)
-    with _AutogradKernelCalls() as calls:
-        out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, window_size=(3, 1),
-                                               return_lse=True, **descales)
-    assert calls.count == 0
+    (out, lse), below = _op_python_calls(lambda: torch_fmha.varlen_attention(
+        q, k, v, cu_q, cu_k, window_size=(3, 1), return_lse=True, **descales))
+    assert below == []
     with torch.no_grad():
         want_out, want_lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, cu_q, cu_k, window_left=3,
                                                              window_right=1, **descales)
@@ -72,28 +115,37 @@ def test_varlen_no_grad_skips_autograd_kernel():
 
 
 @pytest.mark.parametrize("which", ["q", "k", "v"])
-def test_requires_grad_goes_through_autograd_kernel(which):
+def test_requires_grad_records_the_cpp_autograd_node(which):
     q, k, v, _ = _dense(torch.float64)
     t = dict(q=q, k=k, v=v)
     t[which].requires_grad_(True)
-    with _AutogradKernelCalls() as calls:
-        out = torch_fmha.attention(t["q"], t["k"], t["v"], window_size=[2, 1])
-    assert calls.count == 1  # also checks the probe sees the kernel
-    assert out.grad_fn is not None
+    out, below = _op_python_calls(lambda: torch_fmha.attention(t["q"], t["k"], t["v"], window_size=[2, 1]))
+    assert below == []
+    assert out.grad_fn is not None and "torch_fmha::FwdFunction" in out.grad_fn.name()
     (g,) = torch.autograd.grad(out.sum(), t[which])
     assert g.shape == t[which].shape and torch.isfinite(g).all()
-    with torch.no_grad(), _AutogradKernelCalls() as calls:
+    with torch.no_grad():
         out = torch_fmha.attention(t["q"], t["k"], t["v"])
-    assert calls.count == 0 and out.grad_fn is None
+    assert out.grad_fn is None
+
+
+def test_varlen_requires_grad_records_the_cpp_autograd_node():
+    q, k, v, cu_q, cu_k, _ = varlen_inputs([3, 0, 7], [5, 2, 4], 4, 2, 64, torch.float64)
+    q.requires_grad_(True)
+    out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, 7, 5, causal=True, return_lse=True)
+    assert "torch_fmha::VarlenFwdFunction" in out.grad_fn.name()
+    (g,) = torch.autograd.grad(out.sum() + lse.sum(), q)
+    assert g.shape == q.shape and torch.isfinite(g).all()
 
 
 def test_descale_requiring_grad_is_seen():
-    # Any tensor argument counts, as in the autograd kernel's own check.
+    # Any tensor argument counts, as in the register_autograd kernel's check.
     q, k, v, descales = _dense(torch.float8_e4m3fn)
     descales["v_descale"] = descales["v_descale"].clone().requires_grad_(True)
-    with _AutogradKernelCalls() as calls:
-        torch_fmha.attention(q, k, v, **descales)
-    assert calls.count == 1
+    out = torch_fmha.attention(q, k, v, **descales)
+    assert out.requires_grad and out.grad_fn is not None
+    with pytest.raises(RuntimeError, match="backward of torch.float8_e4m3fn attention is not supported"):
+        out.float().sum().backward()
 
 
 def test_window_default_and_explicit_agree():
@@ -106,8 +158,7 @@ def test_window_default_and_explicit_agree():
 
 
 def test_compiled_fullgraph_no_grad_and_grad():
-    # The fast path is not taken while tracing (its guard does not trace); fullgraph holds
-    # with and without grad, and the compiled results equal eager.
+    # fullgraph holds with and without grad, and the compiled results equal eager.
     q, k, v, descales = _dense(torch.float8_e4m3fn)
 
     def f(q, k, v, qd, kd, vd):
@@ -130,8 +181,8 @@ def test_compiled_fullgraph_no_grad_and_grad():
 
 
 def test_schema_order_of_the_positional_fast_path():
-    # api.py passes the op arguments positionally on the fast path (kwargs parsing costs ~3 us
-    # a call); this pins the schema order it relies on.
+    # api.py passes the op arguments positionally (kwargs parsing costs ~3 us a call);
+    # this pins the schema order it relies on.
     names = lambda op: [a.name for a in op.default._schema.arguments]  # noqa: E731
     assert names(torch.ops.torch_fmha.fwd) == [
         "q", "k", "v", "softmax_scale", "causal", "window_left", "window_right",

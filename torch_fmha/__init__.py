@@ -6,7 +6,8 @@
 
 The ops (``torch.ops.torch_fmha.fwd``, ``varlen_fwd``, ``bwd``,
 ``varlen_bwd``) are defined once in C++; importing this package compiles them
-on first use (cached), and registers their fake implementations and autograd.
+on first use (cached) with their autograd (csrc/ops/autograd.cpp), and registers
+their fake implementations.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ build_info = _build.build_and_load()
 
 from torch_fmha.meta import fake as _fake  # noqa: E402  (needs the ops loaded)
 
-from . import autograd as _autograd  # noqa: E402
 from .api import attention, varlen_attention  # noqa: E402
 from .quantize import FP8_MAX, QuantizedQKV, quantize_fp8, quantize_qkv  # noqa: E402
 
 _fake.register()
-_autograd.register()
 
 
 def sm90_unavailable_reason() -> str | None:

@@ -29,6 +29,7 @@ CPU_SOURCES = (
     "ops/cpu_math.cpp",
     "ops/fwd_cpu.cpp",
     "ops/bwd_cpu.cpp",
+    "ops/autograd.cpp",
 )
 CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp",)
 CUDA_KERNEL_GLOB = "launch/*.cu"  # one instantiation unit per variant + dispatch

@@ -47,26 +47,6 @@ def _op_out_dtype(q: torch.Tensor, out_dtype: Optional[torch.dtype]) -> Optional
     return None if out_dtype == default else out_dtype
 
 
-def _skip_autograd_kernel(*tensors) -> bool:
-    """True when the ops' autograd kernel (torch_fmha/autograd.py) would record nothing.
-
-    The kernel ``torch.library.register_autograd`` installs is Python: every call
-    through the Autograd dispatch key boxes the arguments into Python, checks
-    grad mode and ``requires_grad`` there and redispatches below autograd
-    (``torch/_library/autograd.py``), ~9 us of host time per call on a 2-core
-    CPU even when nothing needs a gradient. When that check would fail anyway
-    (grad mode off, or no argument requires grad), the API calls the op below
-    the Autograd key itself, which is what the kernel's no-grad branch does.
-    Not under torch.compile/export: there autograd is handled at trace time
-    and the op is called as is (the guard would not trace).
-    """
-    return not torch.compiler.is_compiling() and not (
-        torch.is_grad_enabled() and torch._C._any_requires_grad(*tensors))
-
-
-_below_autograd = torch._C._AutoDispatchBelowAutograd
-
-
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
               softmax_scale: Optional[float] = None, causal: bool = False,
               window_size: tuple[int, int] = _UNBOUNDED,
@@ -104,16 +84,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     """
     left, right = _window(window_size)
     out_dtype = _op_out_dtype(q, out_dtype)
-    if _skip_autograd_kernel(q, k, v, q_descale, k_descale, v_descale, out_scale):
-        with _below_autograd():  # positional: kwargs parsing costs ~3 us (schema order pinned by a test)
-            out, lse = torch.ops.torch_fmha.fwd.default(
-                q, k, v, softmax_scale, causal, left, right, q_descale, k_descale, v_descale,
-                out_scale, out_dtype)
-    else:
-        out, lse = torch.ops.torch_fmha.fwd(
-            q, k, v, softmax_scale=softmax_scale, causal=causal, window_left=left,
-            window_right=right, q_descale=q_descale, k_descale=k_descale, v_descale=v_descale,
-            out_scale=out_scale, out_dtype=out_dtype)
+    # Positional: kwargs parsing costs ~3 us a call (schema order pinned by a test). The
+    # op's autograd kernel is C++ (csrc/ops/autograd.cpp): without a gradient to record
+    # it redispatches at once, so there is no cheaper path to take here.
+    out, lse = torch.ops.torch_fmha.fwd.default(
+        q, k, v, softmax_scale, causal, left, right, q_descale, k_descale, v_descale,
+        out_scale, out_dtype)
     return (out, lse) if return_lse else out
 
 
@@ -144,15 +120,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """
     left, right = _window(window_size)
     out_dtype = _op_out_dtype(q, out_dtype)
-    if _skip_autograd_kernel(q, k, v, q_descale, k_descale, v_descale, out_scale):
-        with _below_autograd():
-            out, lse = torch.ops.torch_fmha.varlen_fwd.default(
-                q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
-                causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype)
-    else:
-        out, lse = torch.ops.torch_fmha.varlen_fwd(
-            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-            max_seqlen_k=max_seqlen_k, softmax_scale=softmax_scale, causal=causal,
-            window_left=left, window_right=right, q_descale=q_descale, k_descale=k_descale,
-            v_descale=v_descale, out_scale=out_scale, out_dtype=out_dtype)
+    out, lse = torch.ops.torch_fmha.varlen_fwd.default(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
+        causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype)
     return (out, lse) if return_lse else out
