@@ -43,8 +43,9 @@ import torch
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 # Inside the functions below the constant is spelled ``torch.finfo(_FP8).max``,
-# never the global FP8_MAX: Dynamo turns a global Python float into a symbolic
-# float graph input when shapes are dynamic, and the tensorify pass then has to
+# never the global FP8_MAX, and no function takes a float argument or default:
+# Dynamo turns a global Python float (or a float default) into a symbolic float
+# graph input when shapes are dynamic, and the tensorify pass then has to
 # specialise it and restart the whole analysis ("Restarting analysis due to
 # _tensorify_python_scalars", seconds of extra compile time). ``torch.finfo`` is
 # constant-folded by Dynamo. tests/test_quantize.py guards this.
@@ -143,9 +144,13 @@ def rotate(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------- quantize_fp8 ---
 
 def _quantize(x: torch.Tensor, granularity: str, group_size: int,
-              cu_seqlens: Optional[torch.Tensor], post_scale: float = 1.0):
-    """quantize_fp8 on x; the returned descale is multiplied by ``post_scale``
-    (``1 / sqrt(D)`` when x is an unnormalised Hadamard rotation)."""
+              cu_seqlens: Optional[torch.Tensor], rotated: bool):
+    """quantize_fp8 on x; with ``rotated`` (x is an unnormalised Hadamard rotation, see
+    :func:`_rotate_unnormalised`) the returned descale also carries its ``1 / sqrt(D)``.
+
+    No float arguments or float defaults here: Dynamo makes a function's float
+    default a symbolic float under dynamic shapes, which costs a restart of the
+    analysis (the factor below is computed from an int, so it is a constant)."""
     if granularity == "tensor":
         descale = _descale(_finite_abs(x).amax()).reshape(1)
         scale_b = descale
@@ -180,8 +185,8 @@ def _quantize(x: torch.Tensor, granularity: str, group_size: int,
         else:
             raise ValueError(f"x must be [B, S, H, D] or [T, H, D], got shape {list(x.shape)}")
     x8 = _to_fp8(x, scale_b)
-    if post_scale != 1.0:
-        descale = descale * post_scale
+    if rotated:  # exact for D = 64, 256; one float32 rounding for D = 128
+        descale = descale * (1.0 / math.sqrt(int(x.size(-1))))
     return x8, descale
 
 
@@ -207,7 +212,7 @@ def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: in
     (``torch.compile`` friendly).
     """
     _check_granularity(granularity)
-    return _quantize(x, granularity, group_size, cu_seqlens)
+    return _quantize(x, granularity, group_size, cu_seqlens, False)
 
 
 # ----------------------------------------------------------------------- quantize_qkv ---
@@ -322,13 +327,11 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
     sync: traces under ``torch.compile(fullgraph=True)``.
     """
     group = _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k)
-    post = 1.0
     if rotate:
         q, k = _rotate_unnormalised(q), _rotate_unnormalised(k)
-        post = 1.0 / math.sqrt(q.size(-1))  # exact for D = 64, 256; one float32 rounding for 128
-    q8, qd = _quantize(q, granularity, group, cu_seqlens_q, post)
-    k8, kd = _quantize(k, granularity, 1, cu_seqlens_k, post)
-    v8, vd = _quantize(v, granularity, 1, cu_seqlens_k)
+    q8, qd = _quantize(q, granularity, group, cu_seqlens_q, rotate)
+    k8, kd = _quantize(k, granularity, 1, cu_seqlens_k, rotate)
+    v8, vd = _quantize(v, granularity, 1, cu_seqlens_k, False)
     return QuantizedQKV(q8, k8, v8, qd, kd, vd)
 
 

@@ -12,9 +12,10 @@ decides what reaches the attention function as ``attention_mask``):
     CUDA the kernel currently takes FP8 inputs only, so a bf16/fp16 model
     raises the op's error (nothing is routed elsewhere behind your back).
 ``"torch_fmha_fp8"``
-    q, k, v quantized per (batch, head) with :func:`torch_fmha.quantize_fp8`
-    (q with ``group_size = H // Hkv`` so its descale is ``[B, Hkv]``), then the
-    FP8 path with output in the input dtype (bf16 when the input is float32).
+    q, k, v quantized with :func:`torch_fmha.quantize_qkv` per (batch, KV head),
+    q and k rotated by the Hadamard matrix first (``rotate=True``: the lowest
+    end-to-end error measured, see ``_quantize``), then the FP8 path with
+    output in the input dtype (bf16 when the input is float32).
 
 What is supported, and how each case maps onto the op:
 
@@ -216,18 +217,24 @@ def _options(module, dropout, kwargs):
     return bool(is_causal), window
 
 
-def _fp8(x: torch.Tensor, group_size: int = 1, cu_seqlens: Optional[torch.Tensor] = None):
-    return torch_fmha.quantize_fp8(x, "head", group_size=group_size, cu_seqlens=cu_seqlens)
+def _quantize(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None):
+    """Per-(batch or sequence, KV head) FP8 with the Hadamard rotation of q and k: the
+    setting with the lowest end-to-end error measured for issue 13 (on N(0,1) data with
+    0.1% outliers x10, 0.57-0.69x the RMSE of per-tensor scaling; no change on N(0,1)).
+    A head dim that is not a power of two is left unrotated (the op then says which
+    head dims it takes)."""
+    d = q.size(-1)
+    return torch_fmha.quantize_qkv(q, k, v, "head", rotate=d > 0 and d & (d - 1) == 0,
+                                   cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k)
 
 
 def _dense(q, k, v, fp8: bool, **kw):
     """q [B, Sq, H, D], k/v [B, Sk, Hkv, D] (views) -> out [B, Sq, H, D]."""
     if not fp8:
         return torch_fmha.attention(q, k, v, **kw)
-    g = q.size(2) // k.size(2)
-    (q8, qd), (k8, kd), (v8, vd) = _fp8(q, g), _fp8(k), _fp8(v)
+    qkv = _quantize(q, k, v)
     out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
-    out = torch_fmha.attention(q8, k8, v8, q_descale=qd, k_descale=kd, v_descale=vd, out_dtype=out_dtype, **kw)
+    out = torch_fmha.attention(*qkv.tensors, out_dtype=out_dtype, **qkv.descales, **kw)
     return out.to(q.dtype)
 
 
@@ -261,10 +268,10 @@ def _padded(q, k, v, pad: torch.Tensor, fp8: bool, **kw):
     if not fp8:
         out = torch_fmha.varlen_attention(qp, kp, vp, cu_q, cu_k, **kw)
     else:
-        (q8, qd), (k8, kd), (v8, vd) = _fp8(qp, h // hkv, cu_q), _fp8(kp, 1, cu_k), _fp8(vp, 1, cu_k)
+        qkv = _quantize(qp, kp, vp, cu_q, cu_k)
         out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
-        out = torch_fmha.varlen_attention(q8, k8, v8, cu_q, cu_k, q_descale=qd, k_descale=kd, v_descale=vd,
-                                          out_dtype=out_dtype, **kw).to(q.dtype)
+        out = torch_fmha.varlen_attention(*qkv.tensors, cu_q, cu_k, out_dtype=out_dtype, **qkv.descales,
+                                          **kw).to(q.dtype)
     return out.view(b, sq, h, d)
 
 
@@ -297,8 +304,9 @@ def torch_fmha_attention_forward(module: torch.nn.Module, query: torch.Tensor, k
 def torch_fmha_fp8_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                                      value: torch.Tensor, attention_mask: Optional[torch.Tensor],
                                      scaling: Optional[float] = None, dropout: float = 0.0, **kwargs):
-    """``attn_implementation="torch_fmha_fp8"``: per-(batch, head) FP8 quantization of
-    q/k/v, FP8 attention, output in the input dtype (bf16 for float32 inputs)."""
+    """``attn_implementation="torch_fmha_fp8"``: per-(batch, KV head) FP8 quantization of
+    q/k/v with q and k Hadamard-rotated, FP8 attention, output in the input dtype (bf16
+    for float32 inputs)."""
     return _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs, fp8=True)
 
 
