@@ -4,7 +4,8 @@ Usage::
 
     python -m torch_fmha.bench [--seqlens 512,...] [--head-dims 64,128,256]
         [--causal {0,1,both}] [--out-dtype {fp8,bf16}] [--errors] [--ragged]
-        [--window] [--json PATH] [--plot PATH]
+        [--window] [--repeat N] [--json PATH] [--plot PATH]
+    python -m torch_fmha.bench --e2e-errors [--e2e-shape B,S,H] [--head-dims ...]
 
 The default grid is the FlashAttention-3 paper's: ``B*S = 16384``,
 ``H*D = 2048``, S in 512..16384, D in {64, 128, 256}, causal and not.
@@ -23,8 +24,18 @@ random (never zero) inputs per shape. Columns:
 A column that cannot run shows ``n/a`` and its reason is printed once below the
 table; nothing is silently substituted. ``--errors`` adds RMSE / max abs error
 against a float64 reference on the dequantized inputs for ours and cuDNN FP8
-(identical inputs, same ``out_scale``). Needs an SM90 (Hopper) GPU; without
-one it says so and exits with status 2.
+(identical inputs, same ``out_scale``). ``--repeat N`` times ours and cuDNN FP8
+N times per cell, interleaved, and reports the median ours/cuDNN ratio with its
+min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;
+without one it says so and exits with status 2.
+
+``--e2e-errors`` prints only the end-to-end FP8 error table of issue 13:
+``torch_fmha.quantize_qkv`` per-tensor, per-head, per-head + Hadamard rotation
+(and per-tensor + rotation), ours at FP8 output and cuDNN FP8 (per-tensor, FP8
+output on Hopper), against float64 attention on the original unquantized bf16
+inputs, on N(0,1) and on N(0,1) with 0.1% of the entries x10, with the quantize
+and attention times. Without an SM90 GPU it runs ours on the CPU op path (which
+emulates the kernel's rounding) and reports errors only.
 
 This file also runs as a script (``python3 torch_fmha/bench.py``) so that the
 peer columns can be measured while the package itself is not importable.
@@ -163,6 +174,30 @@ def window_pairs(S: int, left: int) -> int:
     return full * (full + 1) // 2 + (S - full) * (left + 1)
 
 
+def ratio_stats(ours_ms: List[float], peer_ms: List[float]) -> Dict[str, object]:
+    """Per-repeat speed ratio ours/peer (= peer time / our time; > 1: ours faster).
+
+    ``ours_ms[i]`` and ``peer_ms[i]`` are the times of repeat i (measured back to
+    back, interleaved). Returns the median ratio and its spread as the min and
+    max over the repeats (with 3 repeats an IQR would be meaningless), plus the
+    samples. Ratios are over pairs, so a drift common to both columns cancels.
+    """
+    if len(ours_ms) != len(peer_ms) or not ours_ms:
+        raise ValueError(f"ratio_stats needs two equally long non-empty lists, got {len(ours_ms)} and {len(peer_ms)}")
+    ratios = [p / o for o, p in zip(ours_ms, peer_ms)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "n": len(ratios), "spread": "min-max", "samples": ratios}
+
+
+def format_ratio(stats: Optional[Dict[str, object]]) -> str:
+    """``1.023 (0.991-1.047)``: median (min-max) of the per-repeat ratios."""
+    if not stats:
+        return "n/a"
+    if stats["n"] == 1:
+        return f"{stats['median']:.3f}"
+    return f"{stats['median']:.3f} ({stats['min']:.3f}-{stats['max']:.3f})"
+
+
 def quantize(x: torch.Tensor, fmha=None):
     """Per-tensor FP8 e4m3: ``(x_fp8, descale float32 [1])``.
 
@@ -209,6 +244,114 @@ def error_stats(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, float]:
             "ref_rms": ref.pow(2).mean().sqrt().item()}
 
 
+# ----------------------------------------------------- end-to-end quantization error ---
+#: (label, granularity, rotate) of the rows of ``--e2e-errors``, ours; per-tensor first
+#: (the baseline of the ratio column).
+E2E_SETTINGS = (("per-tensor", "tensor", False), ("per-head", "head", False),
+                ("per-head + rotation", "head", True), ("per-tensor + rotation", "tensor", True))
+E2E_DATA = ("N(0,1)", "outliers")
+
+
+def e2e_inputs(shape, kind: str, seed: int, device, dtype):
+    """q, k, v of ``shape`` [B, S, H, D]: ``"N(0,1)"``, or ``"outliers"``: N(0,1) with
+    0.1% of the entries (each independently) multiplied by 10. Drawn on the CPU in
+    float32 from ``seed`` (the same numbers on every device), then cast."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(3):
+        x = torch.randn(shape, generator=g)
+        if kind == "outliers":
+            x = torch.where(torch.rand(shape, generator=g) < 1e-3, x * 10, x)
+        elif kind != "N(0,1)":
+            raise ValueError(f"unknown e2e data kind {kind!r}")
+        out.append(x.to(device=device, dtype=dtype))
+    return out
+
+
+def e2e_error_rows(fmha, shape, causal: bool, seed: int = 0, device="cpu", dtype=torch.float32,
+                   cudnn=None, time_ms=None, note=lambda col, msg: None) -> List[dict]:
+    """End-to-end FP8 error of each quantization setting (issue 13).
+
+    The reference is float64 attention on the *original* q, k, v (not on the
+    dequantized ones), so the error includes the quantization of the inputs.
+    Ours: ``fmha.quantize_qkv(q, k, v, granularity, rotate)`` then
+    ``fmha.attention`` with bf16 output. With ``cudnn`` (a ``_peers.CudnnFp8``),
+    also cuDNN FP8 on per-tensor quantized inputs, which on Hopper writes FP8
+    only, next to ours per-tensor with the same FP8 output and ``out_scale``
+    (v's descale). With ``time_ms`` (GPU), the quantize and the attention times.
+    Returns one dict per (data, setting).
+    """
+    B, S, H, D = shape
+    scale = 1.0 / math.sqrt(D)
+    rows: List[dict] = []
+    for di, kind in enumerate(E2E_DATA):
+        q, k, v = e2e_inputs(shape, kind, seed + di, device, dtype)
+        ref = reference_attention(q, k, v, scale, causal)
+        base = None
+
+        def add(setting, out, quant, attn, extra=""):
+            nonlocal base
+            st = error_stats(out.double(), ref) if out is not None else None
+            if st is not None and setting == E2E_SETTINGS[0][0]:
+                base = st["rmse"]
+            rows.append({"data": kind, "setting": setting, "causal": causal, "shape": list(shape),
+                         "errors": st, "vs_per_tensor": (st["rmse"] / base if st and base else None),
+                         "quant_ms": quant, "attn_ms": attn, "note": extra})
+
+        for label, gran, rot in E2E_SETTINGS:
+            def quantize(gran=gran, rot=rot):
+                return fmha.quantize_qkv(q, k, v, gran, rot)
+            qkv = quantize()
+            def attend(qkv=qkv):
+                return fmha.attention(*qkv.tensors, causal=causal, out_dtype=torch.bfloat16, **qkv.descales)
+            out = attend()
+            add(label, out, time_ms(quantize) if time_ms else None,
+                time_ms(attend) if time_ms else None, "bf16 out")
+        if cudnn is not None:
+            qkv = fmha.quantize_qkv(q, k, v, "tensor")
+            out_scale = qkv.v_descale.clone()  # |o| <= max|v|: the FP8 output never saturates
+            ours = fmha.attention(*qkv.tensors, causal=causal, out_dtype=torch.float8_e4m3fn,
+                                  out_scale=out_scale, **qkv.descales)
+            add("per-tensor, FP8 out", ours.double() * out_scale.double(), None, None,
+                "FP8 out, as cuDNN")
+            try:
+                run, o8 = cudnn.prepare(*qkv, causal=causal, out_scale=float(out_scale),
+                                        out_dtype=torch.float8_e4m3fn)
+                o8.fill_(float("nan"))  # a tile cuDNN never writes shows up
+                run()
+                add(COL_CUDNN + " per-tensor", o8.double() * out_scale.double(),
+                    time_ms(lambda: fmha.quantize_qkv(q, k, v, "tensor")) if time_ms else None,
+                    time_ms(run) if time_ms else None, "FP8 out")
+            except Exception as e:
+                note(COL_CUDNN, f"e2e errors: {type(e).__name__}: {_first_line(e)}")
+                add(COL_CUDNN + " per-tensor", None, None, None, "n/a")
+        del ref
+    return rows
+
+
+def format_e2e_table(rows: List[dict]) -> str:
+    """The ``--e2e-errors`` table (plain text)."""
+    if not rows:
+        return "(no end-to-end error rows)"
+    B, S, H, D = rows[0]["shape"]
+    timed = any(r.get("quant_ms") is not None for r in rows)
+    head = ["data", "causal", "D", "setting", "RMSE", "max|e|", "RMSE / per-tensor"]
+    head += ["quantize ms", "attention ms", "total ms"] if timed else []
+    head += ["note"]
+    body = []
+    for r in rows:
+        e = r.get("errors") or {}
+        cells = [r["data"], "yes" if r["causal"] else "no", str(r["shape"][3]), r["setting"],
+                 _fmt(e.get("rmse"), 6), _fmt(e.get("max_abs"), 5), _fmt(r.get("vs_per_tensor"), 3)]
+        if timed:
+            qm, am = r.get("quant_ms"), r.get("attn_ms")
+            cells += [_fmt(qm, 4), _fmt(am, 4), _fmt(qm + am if qm is not None and am is not None else None, 4)]
+        body.append(cells + [r.get("note", "")])
+    title = (f"End-to-end error vs float64 attention on the original (unquantized) inputs, "
+             f"B={B} S={S} H={H}; outliers = N(0,1) with 0.1% of entries x10:")
+    return "\n".join([title] + _grid(head, body))
+
+
 # ----------------------------------------------------------------- bench ---
 class Bench:
     """Runs the cases and collects rows; one instance per invocation."""
@@ -249,6 +392,47 @@ class Bench:
         finally:
             self.progress.step(col)
         return flops / (ms * 1e-3) / 1e12
+
+    def _measure_pair(self, row: dict, make_ours, make_cudnn, flops: float) -> None:
+        """Ours and cuDNN FP8 for one cell: ``row["tflops"]`` for both and, with
+        ``--repeat N`` (N > 1), ``row["ms"]`` (per-repeat times) and ``row["ratio"]``
+        (:func:`ratio_stats`). The N repeats are interleaved (ours, cuDNN, cuDNN, ours,
+        ...: the order alternates) so slow drifts of the GPU hit both columns; each
+        column's TFLOP/s is from its median time."""
+        n = max(1, int(getattr(self.args, "repeat", 1)))
+        if n == 1:
+            row["tflops"][COL_OURS] = self._measure(COL_OURS, make_ours, flops)
+            row["tflops"][COL_CUDNN] = self._measure(COL_CUDNN, make_cudnn, flops)
+            return
+        fns: Dict[str, Callable[[], object]] = {}
+        for col, make in ((COL_OURS, make_ours), (COL_CUDNN, make_cudnn)):
+            if col in self.dead:
+                continue
+            try:
+                fn = make()
+                fn()
+                torch.cuda.synchronize()
+                fns[col] = fn
+            except Exception as e:
+                self.note(col, f"{type(e).__name__}: {_first_line(e)}")
+        samples: Dict[str, List[float]] = {c: [] for c in fns}
+        for i in range(n):
+            order = list(fns) if i % 2 == 0 else list(fns)[::-1]
+            for col in order:
+                if col not in samples:
+                    continue
+                try:
+                    samples[col].append(self.time_ms(fns[col]))
+                except Exception as e:
+                    self.note(col, f"{type(e).__name__}: {_first_line(e)}")
+                    del samples[col]
+        for col in (COL_OURS, COL_CUDNN):
+            ms = samples.get(col)
+            row["tflops"][col] = flops / (statistics.median(ms) * 1e-3) / 1e12 if ms else None
+            self.progress.step(col)
+        row["ms"] = samples
+        if samples.get(COL_OURS) and samples.get(COL_CUDNN):
+            row["ratio"] = ratio_stats(samples[COL_OURS], samples[COL_CUDNN])
 
     def _ours(self, q8, k8, v8, descales, out_scale, **kw):
         """Zero-arg callable for torch_fmha (dense or varlen via ``kw['varlen']``)."""
@@ -294,10 +478,8 @@ class Bench:
         flops = attn_flops(B, H, S, S, D, causal)
         row = {"case": "dense", "seqlen": S, "D": D, "causal": causal, "B": B, "H": H,
                "flops": flops, "note": "", "tflops": {}}
-        row["tflops"][COL_OURS] = self._measure(
-            COL_OURS, lambda: self._ours(*fp8, desc, out_scale, causal=causal), flops)
-        row["tflops"][COL_CUDNN] = self._measure(
-            COL_CUDNN, self._cudnn(*fp8, desc, out_scale, causal), flops)
+        self._measure_pair(row, lambda: self._ours(*fp8, desc, out_scale, causal=causal),
+                           self._cudnn(*fp8, desc, out_scale, causal), flops)
         self._sdpa(row, bf16, causal, flops)
         if self.args.errors:
             row["errors"] = self._errors(fp8, desc, out_scale, causal)
@@ -346,16 +528,14 @@ class Bench:
         row = {"case": "ragged", "seqlen": f"rag<={L}", "D": D, "causal": causal, "B": nseq, "H": H,
                "flops": flops, "lengths": lens, "tflops": {},
                "note": f"cuDNN/SDPA padded to {L}; useful FLOPs"}
-        row["tflops"][COL_OURS] = self._measure(
-            COL_OURS, lambda: self._ours(*fp8, desc, out_scale, causal=causal, varlen=(cu, L)), flops)
 
         def pad(x: torch.Tensor) -> torch.Tensor:  # [T, H, D] -> [nseq, L, H, D], random padding
             p = torch.randn(nseq, L, H, D, device="cuda", dtype=torch.bfloat16).to(x.dtype)
             for i, (s, n) in enumerate(zip(cu[:-1].tolist(), lens)):
                 p[i, :n] = x[s:s + n]
             return p
-        row["tflops"][COL_CUDNN] = self._measure(
-            COL_CUDNN, self._cudnn(*(pad(x) for x in fp8), desc, out_scale, causal), flops)
+        self._measure_pair(row, lambda: self._ours(*fp8, desc, out_scale, causal=causal, varlen=(cu, L)),
+                           self._cudnn(*(pad(x) for x in fp8), desc, out_scale, causal), flops)
         self._sdpa(row, tuple(pad(x) for x in bf16), causal, flops)
         self.rows.append(row)
 
@@ -381,12 +561,14 @@ def _fmt(x: Optional[float], nd: int = 1) -> str:
 def format_table(rows: List[dict], reasons: Dict[str, List[str]], out_dtype: str = "fp8") -> str:
     """Plain-text TFLOP/s table (+ error table, + n/a reasons)."""
     cols = [c for c in COLUMNS if any(c in r["tflops"] for r in rows)]
-    head = ["seqlen", "D", "causal"] + [f"{c} TF/s" for c in cols] + ["ours/cuDNN", "note"]
+    repeated = max((r["ratio"]["n"] for r in rows if r.get("ratio")), default=1)
+    ratio_head = f"ours/cuDNN median (min-max, {repeated} runs)" if repeated > 1 else "ours/cuDNN"
+    head = ["seqlen", "D", "causal"] + [f"{c} TF/s" for c in cols] + [ratio_head, "note"]
     body = []
     for r in rows:
         t = r["tflops"]
         o, c = t.get(COL_OURS), t.get(COL_CUDNN)
-        ratio = f"{o / c:.3f}" if o and c else "n/a"
+        ratio = format_ratio(r["ratio"]) if r.get("ratio") else (f"{o / c:.3f}" if o and c else "n/a")
         causal = r["causal"] if isinstance(r["causal"], str) else ("yes" if r["causal"] else "no")
         body.append([str(r["seqlen"]), str(r["D"]), causal] + [_fmt(t.get(c)) if c in t else "-"
                                                                for c in cols] + [ratio, r.get("note", "")])
@@ -470,6 +652,10 @@ def metadata(bench: Bench, argv: List[str]) -> dict:
         "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv if __package__
                             else ["python"] + sys.argv),
         "timing": bench.timing, "out_dtype_ours": bench.args.out_dtype,
+        "repeat": bench.args.repeat,
+        **({"ratio_spread": "ours/cuDNN per repeat (cuDNN time / our time, timed back to back, order "
+                            "alternating); rows' 'ratio': median and min-max over the repeats; "
+                            "TF/s from each column's median time"} if bench.args.repeat > 1 else {}),
         "flops": "4*B*H*Sq*Sk*D, halved for causal; ragged: sum over sequences; window: exact pairs",
         "unavailable": {c: m for c, m in bench.reasons.items() if m},
     }
@@ -491,6 +677,16 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--ragged", action="store_true", help="varlen batch: 64 seqs, len U[1,4096], H=16")
     p.add_argument("--window", action="store_true", help="sliding window 1024 vs causal at S=16k")
     p.add_argument("--errors", action="store_true", help="RMSE / max error vs a float64 reference")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="time ours and cuDNN FP8 N times per cell, interleaved; report the median "
+                        "ours/cuDNN ratio and its min-max over the N runs (TF/s: median time)")
+    p.add_argument("--e2e-errors", action="store_true",
+                   help="only the end-to-end FP8 error table (issue 13): per-tensor / per-head / "
+                        "per-head + Hadamard rotation and cuDNN FP8, vs float64 attention on the "
+                        "unquantized inputs, N(0,1) and outlier data, at --e2e-shape, for each "
+                        "--head-dims and --causal; without an SM90 GPU it runs the CPU path")
+    p.add_argument("--e2e-shape", type=_ints, default=None, metavar="B,S,H",
+                   help="--e2e-errors batch, seqlen, heads (default 4,4096,16 on the GPU, 1,512,8 on CPU)")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
@@ -498,6 +694,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    if a.repeat < 1:
+        p.error(f"--repeat must be >= 1, got {a.repeat}")
+    if a.e2e_shape is not None and (len(a.e2e_shape) != 3 or min(a.e2e_shape) < 1):
+        p.error(f"--e2e-shape must be three positive ints B,S,H, got {a.e2e_shape}")
     for s in a.seqlens:
         if s <= 0 or TOKENS % s:
             p.error(f"--seqlens: {s} does not divide {TOKENS} (B*S = {TOKENS})")
@@ -507,6 +707,57 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     return a
 
 
+def run_e2e(args: argparse.Namespace, argv: List[str]) -> int:
+    """``--e2e-errors``: the end-to-end quantization error table, on the SM90 GPU
+    (with cuDNN FP8 and times) or, without one, on the CPU op path (errors only;
+    the CPU path emulates the kernel's rounding steps)."""
+    fmha, reason = _load_ours()
+    if fmha is None or not hasattr(fmha, "quantize_qkv"):
+        print(f"--e2e-errors needs torch_fmha.quantize_qkv: {reason or 'not found'}", file=sys.stderr)
+        return 2
+    gpu_reason = fmha.sm90_unavailable_reason()
+    device = "cpu" if gpu_reason else "cuda"
+    B, S, H = args.e2e_shape or ((1, 512, 8) if gpu_reason else (4, 4096, 16))
+    causals = {"0": [False], "1": [True], "both": [False, True]}[args.causal]
+    reasons: Dict[str, List[str]] = {COL_CUDNN: []}
+
+    def note(col: str, msg: str) -> None:
+        if msg not in reasons.setdefault(col, []):
+            reasons[col].append(msg)
+
+    cudnn, time_ms, timing = None, None, "not timed (CPU op path)"
+    if gpu_reason:
+        note(COL_CUDNN, f"not run: {gpu_reason}; ours ran on the CPU op path")
+    else:
+        cudnn = _load_peers().CudnnFp8()
+        why = cudnn.unavailable_reason()
+        if why:
+            note(COL_CUDNN, why)
+            cudnn = None
+        time_ms, timing = make_timer(args.warmup, args.rep)
+    rows: List[dict] = []
+    for D in args.head_dims:
+        for c in causals:
+            rows += e2e_error_rows(fmha, (B, S, H, D), c, seed=args.seed, device=device,
+                                   dtype=torch.bfloat16, cudnn=cudnn, time_ms=time_ms, note=note)
+    where = torch.cuda.get_device_name() if device == "cuda" else "CPU (op path emulating the kernel)"
+    print(f"\ntorch_fmha.bench --e2e-errors on {where} | torch {torch.__version__} | bf16 inputs | {timing}\n")
+    print(format_e2e_table(rows))
+    notes = [(c, m) for c, ms in reasons.items() for m in ms]
+    if notes:
+        print("\nn/a reasons:\n" + "\n".join(f"  {c}: {m}" for c, m in notes))
+    if args.json:
+        meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "device": where, "torch": torch.__version__, "timing": timing,
+                "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv), "input_dtype": "bfloat16",
+                "reference": "float64 attention on the original (unquantized) bf16 inputs",
+                "outliers": "N(0,1), 0.1% of entries (independently) x10", "unavailable": reasons}
+        with open(args.json, "w") as f:
+            json.dump({"metadata": meta, "e2e_rows": rows}, f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -514,6 +765,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from torch_fmha.bench_cp import main as cp_main
         return cp_main([a for a in argv if a != "--context-parallel"])
     args = parse_args(argv)
+    if args.e2e_errors:
+        return run_e2e(args, argv)
     if not torch.cuda.is_available():
         print("torch_fmha.bench needs an SM90 (Hopper) GPU: CUDA is not available "
               f"(torch {torch.__version__}).", file=sys.stderr)

@@ -1,0 +1,146 @@
+"""The benchmark's pure-Python parts on CPU, with fake timings: ``--repeat`` (argument
+parsing, interleaving, median ratio and its min-max, table and JSON) and the
+``--e2e-errors`` table (which runs on the CPU op path without a GPU). Nothing
+here times anything real: the benchmark itself is never a test."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from torch_fmha import bench
+
+
+def test_parse_repeat_and_e2e_flags():
+    a = bench.parse_args(["--repeat", "3", "--errors", "--ragged", "--window"])
+    assert a.repeat == 3 and a.errors and a.ragged and a.window and not a.e2e_errors
+    assert bench.parse_args([]).repeat == 1
+    a = bench.parse_args(["--e2e-errors", "--e2e-shape", "1,128,2", "--head-dims", "64"])
+    assert a.e2e_errors and a.e2e_shape == [1, 128, 2] and a.head_dims == [64]
+    for bad in (["--repeat", "0"], ["--e2e-shape", "1,2"], ["--e2e-shape", "1,0,2"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+
+
+def test_ratio_stats_and_format():
+    st = bench.ratio_stats([1.0, 1.1, 0.9], [1.2, 1.0, 1.3])  # ours ms, cuDNN ms per repeat
+    assert st["n"] == 3 and st["spread"] == "min-max"
+    assert st["samples"] == pytest.approx([1.2, 1.0 / 1.1, 1.3 / 0.9])
+    assert st["median"] == pytest.approx(1.2)
+    assert (st["min"], st["max"]) == pytest.approx((1.0 / 1.1, 1.3 / 0.9))
+    assert bench.format_ratio(st) == "1.200 (0.909-1.444)"
+    assert bench.format_ratio(bench.ratio_stats([2.0], [1.0])) == "0.500"
+    assert bench.format_ratio(None) == "n/a"
+    with pytest.raises(ValueError):
+        bench.ratio_stats([1.0], [])
+
+
+def _fake_bench(repeat: int, timings: dict):
+    """A Bench without GPU or peers: time_ms(fn) returns the next fake time of fn's column."""
+    b = bench.Bench.__new__(bench.Bench)
+    b.args = argparse.Namespace(repeat=repeat)
+    b.reasons = {c: [] for c in bench.COLUMNS}
+    b.dead = set()
+    b.progress = bench.Progress(0, enabled=False)
+    b.order = []
+    its = {c: iter(v) for c, v in timings.items()}
+
+    def time_ms(fn):
+        col = fn()
+        b.order.append(col)
+        return next(its[col])
+    b.time_ms = time_ms
+    return b
+
+
+def test_measure_pair_interleaves_and_reports_median_ratio(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    ours, cudnn = [1.0, 1.1, 0.9], [1.2, 1.0, 1.3]
+    b = _fake_bench(3, {bench.COL_OURS: ours, bench.COL_CUDNN: cudnn})
+    row = {"case": "dense", "seqlen": 4096, "D": 128, "causal": True, "tflops": {}, "note": ""}
+    flops = 1e12
+    b._measure_pair(row, lambda: (lambda: bench.COL_OURS), lambda: (lambda: bench.COL_CUDNN), flops)
+    # interleaved, the order alternating between repeats
+    assert b.order == [bench.COL_OURS, bench.COL_CUDNN, bench.COL_CUDNN, bench.COL_OURS,
+                       bench.COL_OURS, bench.COL_CUDNN]
+    assert row["ms"] == {bench.COL_OURS: ours, bench.COL_CUDNN: cudnn}
+    assert row["tflops"][bench.COL_OURS] == pytest.approx(flops / 1.0e-3 / 1e12)  # median 1.0 ms
+    assert row["tflops"][bench.COL_CUDNN] == pytest.approx(flops / 1.2e-3 / 1e12)
+    assert row["ratio"]["median"] == pytest.approx(1.2)
+    json.dumps(row)  # the JSON rows stay serialisable
+
+    # the table: median (min-max) in the ratio column, TF/s columns unchanged in form
+    row2 = dict(row, seqlen=8192, tflops=dict(row["tflops"]))
+    del row2["ratio"]
+    text = bench.format_table([row, row2], {c: [] for c in bench.COLUMNS})
+    assert "ours/cuDNN median (min-max, 3 runs)" in text
+    assert "1.200 (0.909-1.444)" in text
+    assert "1000.0" in text and "833.3" in text
+    assert text.splitlines()[3].split()[-1] == f"{1000.0 / 833.333:.3f}"  # a row without stats: plain ratio
+
+    # without --repeat: the single-measurement path, the old table header
+    b1 = _fake_bench(1, {})
+    b1._measure = lambda col, make, fl: {bench.COL_OURS: 500.0, bench.COL_CUDNN: 400.0}[col]
+    r1 = {"case": "dense", "seqlen": 512, "D": 64, "causal": False, "tflops": {}, "note": ""}
+    b1._measure_pair(r1, None, None, flops)
+    assert r1["tflops"] == {bench.COL_OURS: 500.0, bench.COL_CUDNN: 400.0} and "ratio" not in r1
+    text = bench.format_table([r1], {c: [] for c in bench.COLUMNS})
+    assert "ours/cuDNN" in text and "median" not in text and "1.250" in text
+
+
+def test_measure_pair_column_failure_is_noted(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    b = _fake_bench(2, {bench.COL_OURS: [1.0, 1.0]})
+
+    def refuse():
+        raise RuntimeError("cuDNN refused sdpa_fp8 graph (test)")
+    row = {"tflops": {}}
+    b._measure_pair(row, lambda: (lambda: bench.COL_OURS), refuse, 1e12)
+    assert row["tflops"][bench.COL_CUDNN] is None and "ratio" not in row
+    assert row["tflops"][bench.COL_OURS] == pytest.approx(1000.0)
+    assert any("refused" in m for m in b.reasons[bench.COL_CUDNN])
+
+
+def test_format_e2e_table_with_fake_rows():
+    rows = []
+    for setting, rmse, q_ms in (("per-tensor", 0.02, 0.10), ("per-head + rotation", 0.01, 0.12)):
+        rows.append({"data": "outliers", "setting": setting, "causal": False, "shape": [1, 512, 8, 128],
+                     "errors": {"rmse": rmse, "max_abs": 0.5, "ref_rms": 0.1},
+                     "vs_per_tensor": rmse / 0.02, "quant_ms": q_ms, "attn_ms": 0.5, "note": "bf16 out"})
+    rows.append({"data": "outliers", "setting": "cuDNN FP8 per-tensor", "causal": False,
+                 "shape": [1, 512, 8, 128], "errors": None, "vs_per_tensor": None, "quant_ms": None,
+                 "attn_ms": None, "note": "n/a"})
+    text = bench.format_e2e_table(rows)
+    assert "B=1 S=512 H=8" in text and "total ms" in text
+    assert "0.500" in text and "0.6200" in text and "n/a" in text
+    json.dumps(rows)
+
+
+def test_e2e_errors_cli_runs_on_cpu(tmp_path):
+    """--e2e-errors reaches its CPU path (ours on the CPU op path, cuDNN n/a) and writes JSON."""
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine --e2e-errors runs the GPU path (not a unit test)")
+    out = tmp_path / "e2e.json"
+    res = subprocess.run([sys.executable, "-m", "torch_fmha.bench", "--e2e-errors", "--e2e-shape", "1,128,2",
+                          "--head-dims", "64", "--causal", "0", "--json", str(out)],
+                         capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "per-head + rotation" in res.stdout and "cuDNN FP8: not run" in res.stdout
+    data = json.loads(out.read_text())
+    settings = {(r["data"], r["setting"]) for r in data["e2e_rows"]}
+    assert ("outliers", "per-head + rotation") in settings and ("N(0,1)", "per-tensor") in settings
+    assert all(r["errors"]["rmse"] > 0 for r in data["e2e_rows"])
+
+
+def test_bench_repeat_cli_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("GPU machine: the benchmark would run")
+    res = subprocess.run([sys.executable, "-m", "torch_fmha.bench", "--repeat", "3", "--errors", "--ragged",
+                          "--window"], capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    assert res.returncode == 2 and "SM90" in res.stderr and "Traceback" not in res.stderr
