@@ -58,23 +58,23 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC
   if constexpr (kIsRS) warpgroup_fence_operand(tA);
 }
 
-// Waits for all committed wgmma groups, at this point of the program.
+// Waits for all committed wgmma groups (the P V of a round).
 //
-// ptxas does not keep a plain `wgmma.wait_group 0` where it is written: P V
-// reads P from registers asynchronously, and once the PTX no longer uses
-// those registers ptxas hands them to the softmax as temporaries and moves
-// the wait up to just before the first such reuse, i.e. before the whole
-// softmax (seen in SASS: every MUFU.EX2 of the block after the
-// WARPGROUP.DEPBAR). The softmax then no longer overlaps the warpgroup's own
-// P V. A wait inside a branch that ptxas cannot prove taken (both arms wait,
-// `always_true` is warpgroup-uniform) cannot be hoisted, so ptxas must keep
-// P's registers untouched until here instead.
-// tests/gpu/test_sass_sm90.py checks the placement in the built kernel.
-#ifndef TORCH_FMHA_TUNE_PIN
-#define TORCH_FMHA_TUNE_PIN 1  // tuning experiments: 0 = a plain wait (ptxas may hoist it)
-#endif
-__device__ __forceinline__ void warpgroup_wait_all_pinned(bool always_true) {
-  if (!TORCH_FMHA_TUNE_PIN || always_true) {
+// kPinned: at this point of the program. ptxas does not keep a plain
+// `wgmma.wait_group 0` where it is written: P V reads P from registers
+// asynchronously, and once the PTX no longer uses those registers ptxas hands
+// them to the softmax as temporaries and moves the wait up to just before the
+// first such reuse, i.e. before the whole softmax (in SASS: every MUFU.EX2 of
+// the block after the WARPGROUP.DEPBAR). The softmax then no longer overlaps
+// the warpgroup's own P V. A wait inside a branch that ptxas cannot prove
+// taken (both arms wait, `always_true` is warpgroup-uniform) cannot be
+// hoisted, so ptxas must leave P's registers alone until here instead.
+// !kPinned: a plain wait, placed by ptxas. Traits::kPinPvWait chooses per head
+// dim (measured); tests/gpu/test_sass_sm90.py checks the pinned placement in
+// the built kernel.
+template <bool kPinned>
+__device__ __forceinline__ void warpgroup_wait_all(bool always_true) {
+  if (!kPinned || always_true) {
     cute::warpgroup_wait<0>();
   } else {
     cute::warpgroup_wait<0>();
@@ -264,7 +264,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
       softmax.update(tSrS, alpha);
-      warpgroup_wait_all_pinned(pin);
+      warpgroup_wait_all<Traits::kPinPvWait>(pin);
       // The wait's asm names no registers: without these fences the compiler
       // may move the O rescale / the P rewrite above it, racing the RS wgmma.
       warpgroup_fence_operand(tOrO);
@@ -312,7 +312,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         if (next_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
       }
       first_block_softmax(next, next_range.end - 1);
-      warpgroup_wait_all_pinned(pin);
+      warpgroup_wait_all<Traits::kPinPvWait>(pin);
       warpgroup_fence_operand(tOrO);
       warpgroup_fence_operand(tOrP);
       if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);

@@ -35,6 +35,10 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
     const int row = tile.m_block * kBlockM + row0 + 8 * r8;
     if (row >= tile.seqlen_q) continue;
     const float f = inv_sum[r8] * v_descale * out_mul;
+    // A row that sees no key stores exact zeros (inv_sum is 0 only there):
+    // its O may hold 0 * NaN from NaN V rows that other rows of the tile see,
+    // and f is NaN when v_descale is. One select per element, once per tile.
+    const bool empty = inv_sum[r8] == 0.f;
     const int64_t elem = int64_t(tile.batch) * p.out_batch_stride +
                          int64_t(tile.q_row0 + row) * p.out_row_stride +
                          int64_t(tile.head) * p.out_head_stride + col0;
@@ -42,7 +46,8 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
       uint8_t* dst = static_cast<uint8_t*>(p.out) + elem;
 #pragma unroll
       for (int j = 0; j < kHeadDim / 8; ++j) {
-        const float2 v = make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+        const float2 v = empty ? make_float2(0.f, 0.f)
+                                : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
         *reinterpret_cast<__nv_fp8x2_storage_t*>(dst + 8 * j) =
             __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
       }
@@ -51,14 +56,16 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
 #pragma unroll
       for (int j = 0; j < kHeadDim / 8; ++j) {
         *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
-            __floats2bfloat162_rn(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+            empty ? __floats2bfloat162_rn(0.f, 0.f)
+                  : __floats2bfloat162_rn(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
       }
     } else {
       __half* dst = static_cast<__half*>(p.out) + elem;
 #pragma unroll
       for (int j = 0; j < kHeadDim / 8; ++j) {
         *reinterpret_cast<__half2*>(dst + 8 * j) =
-            __floats2half2_rn(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+            empty ? __floats2half2_rn(0.f, 0.f)
+                  : __floats2half2_rn(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
       }
     }
     if (p.lse != nullptr && col0 == 0) {

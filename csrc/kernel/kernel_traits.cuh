@@ -35,6 +35,19 @@
 #define TORCH_FMHA_TUNE_STAGES_256 2
 #endif
 
+#ifndef TORCH_FMHA_TUNE_PIN_64
+#define TORCH_FMHA_TUNE_PIN_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_PIN_128
+#define TORCH_FMHA_TUNE_PIN_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_PIN_256
+#define TORCH_FMHA_TUNE_PIN_256 1
+#endif
+#ifndef TORCH_FMHA_TUNE_OVERLAP_256
+#define TORCH_FMHA_TUNE_OVERLAP_256 0
+#endif
+
 namespace torch_fmha::kernel {
 
 using namespace cute;
@@ -71,7 +84,16 @@ struct Fp8FwdTraits {
   // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
   // Q in its own buffer: with one Q buffer (D = 256) its load can only start
   // after this tile's last S, and measured, the overlap gained nothing there.
-  static constexpr bool kOverlapTiles = kQStages >= 2;
+  static constexpr bool kOverlapTiles = kQStages >= 2 || TORCH_FMHA_TUNE_OVERLAP_256;
+  // Keep the P V wait below the softmax (consumer.cuh, warpgroup_wait_all_pinned)
+  // so a warpgroup's softmax overlaps its own P V. Measured on an H100 (2026-11-27,
+  // docs/DESIGN.md section 6): 4-7% slower at D=128 for S <= 4k and no better at
+  // D=64, equal at D=256. Left to ptxas, the wait lands before the softmax, which
+  // then starts only once P V is done; that staggers the two warpgroups'
+  // softmaxes, which share the SM's MUFU (16 ex2 / clk).
+  static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
+                                     : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
+                                                       : TORCH_FMHA_TUNE_PIN_256;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);

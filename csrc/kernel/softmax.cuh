@@ -43,8 +43,17 @@ struct OnlineSoftmax {
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
   float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
 
+  // The scale is folded into the exp2 argument after the mask, so a masked
+  // score (-inf) meets it in an FFMA: -inf * NaN, -inf * 0 and -inf * -inf
+  // would let masked keys in. A NaN or infinite scale makes every row that
+  // sees a key NaN anyway (issue 13 semantics): +inf gives exactly that
+  // (p = ex2(inf - inf) = NaN for the row's max key) while masked keys stay
+  // ex2(-inf) = 0. A zero scale (underflowed descales) means uniform weights:
+  // the smallest normal float gives them (|s| * 2^-126 vanishes next to the
+  // offset) and keeps -inf * scale = -inf. Once per tile, off the fast path.
   __device__ __forceinline__ void reset(float scale_log2_) {
-    scale_log2 = scale_log2_;
+    scale_log2 = scale_log2_ > -INFINITY ? (scale_log2_ == 0.f ? 1.17549435e-38f : scale_log2_)
+                                         : INFINITY;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       row_max[r] = -INFINITY;
@@ -107,12 +116,15 @@ struct OnlineSoftmax {
   }
 
   // 1 / l per row (0 for a row that saw no key) and the natural-log LSE
-  // (-inf for such a row).
+  // (-inf for such a row). A NaN or +inf score (fmaxf skips NaN in the max,
+  // but its p = ex2(NaN) is NaN) leaves l = NaN: the row is not empty, its
+  // 1 / l and LSE are NaN and so is its output. Only a row with p = 0 at
+  // every key it visited (all masked) has l == 0.
   __device__ __forceinline__ void finalize(float (&inv_sum)[2], float (&lse)[2]) const {
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       const float l = quad_sum(row_sum[r8]);
-      const bool empty = !(l > 0.f);  // also catches NaN
+      const bool empty = l == 0.f;  // NaN propagates
       inv_sum[r8] = empty ? 0.f : 1.f / l;
       const float max_scaled = row_max[r8] * scale_log2;
       lse[r8] = empty ? -INFINITY

@@ -1,15 +1,24 @@
-"""The built kernel's SASS keeps the structure consumer.cuh asks for:
-the softmax of a round overlaps the warpgroup's own P V (the P V wait stays
-below the MUFU.EX2 of the block), wgmmas are not serialized, no local-memory
-spill traffic grows unnoticed. Checker: tests/sass_checks.py."""
+"""The built kernel's SASS keeps the structure consumer.cuh asks for: where
+Traits::kPinPvWait pins the P V wait (kernel_traits.cuh, per head dim), the
+softmax of a round overlaps the warpgroup's own P V (the wait stays below the
+block's MUFU.EX2); no wgmma serialization anywhere. Checker: tests/sass_checks.py."""
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
 import torch_fmha
 from sass_checks import overlap_regions, serialized_wgmma, split_functions
+
+TRAITS = Path(torch_fmha._build.source_root()) / "kernel" / "kernel_traits.cuh"
+
+
+def pinned_head_dims() -> set[int]:
+    """Head dims whose release build pins the P V wait (the TORCH_FMHA_TUNE_PIN_* defaults)."""
+    text = TRAITS.read_text()
+    return {int(d) for d, on in re.findall(r"#define TORCH_FMHA_TUNE_PIN_(\d+) (\d)", text) if on == "1"}
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +35,21 @@ def _head_dim(name: str) -> int:
     return int(re.search(r"Fp8FwdTraitsILi(\d+)E", name).group(1))
 
 
-def test_softmax_overlaps_own_pv(kernels):
+def test_pinned_pv_wait_stays_below_the_softmax(kernels):
+    pinned = pinned_head_dims()
+    assert pinned, "no head dim pins the P V wait: this test would check nothing"
     for name, instrs in kernels.items():
-        regions = overlap_regions(instrs)
         d = _head_dim(name)
-        # Steady-state round everywhere, plus the tile-boundary round where tiles overlap.
-        expected = 1 if d == 256 else 2
-        assert len(regions) >= expected, f"D={d}: {len(regions)} overlapped rounds, want {expected}: {name}"
+        regions = overlap_regions(instrs)
+        # The steady-state round always issues S and P V together; so does the
+        # tile-boundary round where tiles overlap (D=64/128).
+        assert len(regions) >= (1 if d == 256 else 2), f"D={d}: {len(regions)} S+PV rounds: {name}"
+        if d not in pinned:
+            continue
         for r in regions:
             assert r.overlapped_fraction >= 0.9, (
                 f"D={d}: only {r.ex2_before} of {r.ex2_before + r.ex2_after} MUFU.EX2 issue before the "
-                f"P V wait at {r.wait_pv} (S wait at {r.wait_s}): ptxas hoisted the wait")
+                f"P V wait at {r.wait_pv} (S wait at {r.wait_s}): ptxas hoisted the pinned wait")
 
 
 def test_wgmma_not_serialized(kernels):
