@@ -19,8 +19,8 @@ leaves out time the VM was descheduled; small shared machines are noisy, so
 compare mins, and compare rows of one run only:
   op below autograd      torch.ops.torch_fmha.fwd.default under _AutoDispatchBelowAutograd:
                          dispatcher + kernel, no autograd kernel
-  op .default            the same through the Autograd key: + the Python autograd
-                         kernel of torch.library.register_autograd
+  op .default            the same through the Autograd key: + the op's autograd
+                         kernel (C++, csrc/ops/autograd.cpp)
   op packet kwargs       torch.ops.torch_fmha.fwd(q, k, v, q_descale=...): + kwargs parsing
   attention              torch_fmha.attention (eager), also under no_grad / inference_mode
   compiled ...           torch.compile(fullgraph=True) of a function calling attention:

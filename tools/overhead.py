@@ -11,7 +11,7 @@ output, non-causal: the kernel runs a few µs, so what surrounds it shows.
   launched several).
 - For each way of calling (eager; the op itself below the Autograd key
   (dispatcher + the CUDA op's host path: checks, allocation, launch) and
-  through it (+ the Python autograd kernel of register_autograd);
+  through it (+ the op's C++ autograd kernel, csrc/ops/autograd.cpp);
   torch.compile(backend="inductor", fullgraph=True), also under
   torch.inference_mode (which skips that autograd kernel inside the compiled
   code) and with mode="reduce-overhead"; replay of a CUDA graph holding one
@@ -22,6 +22,31 @@ output, non-causal: the kernel runs a few µs, so what surrounds it shows.
     overhead = wall - kernel.
   Each is the median over --batches batches of --iters // --batches calls.
 GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits 2.
+
+    python3 tools/overhead.py --stack [--device cuda|cpu] [--layers 8] [--profile] [--sdpa-backend cudnn]
+
+--stack: host time per layer of a model, torch_fmha against SDPA (issue 13).
+A stack of --layers layers, each x [B, S, E] -> linear (E -> 3E) -> q, k, v
+[B, S, H, D] -> (torch_fmha: quantize_fp8 per head of q, k, v (--quantize qkv:
+one quantize_qkv call) -> attention,
+FP8 in, bf16 out | SDPA: scaled_dot_product_attention on bf16) -> x, run
+side by side eagerly and torch.compile'd (inductor, fullgraph), under
+torch.no_grad. Rows give, per layer (per forward / layers):
+    host = CPU time to issue one forward (no sync; the GPU is not the
+           bottleneck when wall ~= host), wall = time per forward
+           back-to-back (CUDA events on a GPU; on CPU the same as host),
+and the ratio of the torch_fmha stack's host time to SDPA's (issue 13's
+target: <= 1.25 compiled, quantization included). For the compiled stacks,
+"call()" rows time Inductor's generated call() alone (no Dynamo guards, no
+AOTAutograd wrapper). --profile adds torch.profiler's self-CPU time per
+layer by op for each compiled stack and, on a GPU, the kernels launched per
+layer by name (the quantize kernels Inductor generated among them).
+It runs on CPU too (--device cpu, the default without an SM90 GPU): the ops
+take the same Python / dispatcher / Inductor path, with a small shape
+(B=1, S=16, H=2, D=64) and the torch_fmha CPU kernel replaced by one that only
+allocates its outputs (tools/cpu_overhead.py --stub), so what is timed is the
+host path a GPU call also takes, on one intra-op thread. GPU shape: B=1,
+S=128, H=8, D=128.
 """
 
 from __future__ import annotations
@@ -83,12 +108,234 @@ def measure(fn, iters: int, batches: int, calls_per_fn: int = 1) -> dict:
     return {"host_us": statistics.median(host), "wall_us": statistics.median(wall)}
 
 
+class StackLayer(torch.nn.Module):
+    """x [B, S, E] -> linear -> q, k, v [B, S, H, D] -> attention -> [B, S, E]."""
+
+    def __init__(self, fmha: bool, b: int, s: int, h: int, d: int, quantize: str = "fp8"):
+        super().__init__()
+        self.fmha, self.shape, self.quantize = fmha, (b, s, h, d), quantize
+        self.qkv = torch.nn.Linear(h * d, 3 * h * d)
+
+    def forward(self, x):
+        import torch_fmha
+
+        b, s, h, d = self.shape
+        q, k, v = self.qkv(x).view(b, s, 3, h, d).unbind(2)
+        if self.fmha and self.quantize == "qkv":
+            qq = torch_fmha.quantize_qkv(q, k, v, "head")
+            o = torch_fmha.attention(*qq.tensors, **qq.descales, out_dtype=torch.bfloat16)
+        elif self.fmha:
+            q8, qd = torch_fmha.quantize_fp8(q, "head")
+            k8, kd = torch_fmha.quantize_fp8(k, "head")
+            v8, vd = torch_fmha.quantize_fp8(v, "head")
+            o = torch_fmha.attention(q8, k8, v8, q_descale=qd, k_descale=kd, v_descale=vd,
+                                     out_dtype=torch.bfloat16)
+        else:
+            o = torch.nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+        return o.reshape(b, s, h * d)
+
+
+def _stack_times(fns: dict, device: str, rounds: int, forwards: int) -> dict:
+    """Per forward of each fn, rounds interleaved across fns: host = CPU time to issue it
+    (no sync; on CPU this thread's CPU time, which leaves out time the VM was descheduled),
+    wall = back-to-back time (CUDA events on a GPU); min and median over rounds."""
+    cuda = device == "cuda"
+    for fn in fns.values():
+        for _ in range(10):
+            fn()
+    if cuda:
+        torch.cuda.synchronize()
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    host = {k: [] for k in fns}
+    wall = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            if cuda:
+                torch.cuda.synchronize()
+                start.record()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            for _ in range(forwards):
+                fn()
+            c1, t1 = time.thread_time(), time.perf_counter()
+            if cuda:
+                stop.record()
+                stop.synchronize()
+                wall[key].append(start.elapsed_time(stop) * 1e3 / forwards)
+                host[key].append((t1 - t0) * 1e6 / forwards)
+            else:
+                host[key].append((c1 - c0) * 1e6 / forwards)
+                wall[key].append((t1 - t0) * 1e6 / forwards)
+    return {k: {"host_us": min(host[k]), "host_med_us": statistics.median(host[k]),
+                "wall_us": min(wall[k]), "wall_med_us": statistics.median(wall[k])} for k in fns}
+
+
+def _profile_self_cpu(fn, device: str, forwards: int, top: int) -> list[tuple[str, float, float]]:
+    """(op, self-CPU us per forward, calls per forward) from torch.profiler, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    for _ in range(5):
+        fn()
+    with profile(activities=acts) as prof:
+        for _ in range(forwards):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    avgs = prof.key_averages()
+    rows = [(e.key, e.self_cpu_time_total / forwards, e.count / forwards) for e in avgs]
+    rows.sort(key=lambda r: -r[1])
+    total = sum(r[1] for r in rows)
+    out = [("(all ops, sum of self CPU)", total, float("nan"))] + rows[:top]
+    if device == "cuda":  # GPU kernels per forward (each one a launch the host issued)
+        kern = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        by_name: dict[str, int] = {}
+        for e in kern:
+            by_name[e.name] = by_name.get(e.name, 0) + 1
+        out.append((f"(GPU kernels: {len(kern) / forwards:.1f} per forward, "
+                    f"{sum(e.time_range.elapsed_us() for e in kern) / forwards:.1f} us GPU time)",
+                    float("nan"), float("nan")))
+        for name, c in sorted(by_name.items(), key=lambda kv: -kv[1])[:top]:
+            out.append((f"  kernel {name}", float("nan"), c / forwards))
+    return out
+
+
+def _inductor_call(compiled):
+    """(Inductor's generated call(), the inputs it got) of one call of a compiled function."""
+    try:
+        import torch._inductor.output_code as oc
+
+        seen = []
+        orig = oc.CompiledFxGraph.__call__
+
+        def spy(self, inputs):
+            seen.append((self.current_callable, list(inputs)))
+            return orig(self, inputs)
+
+        oc.CompiledFxGraph.__call__ = spy
+        try:
+            compiled()
+        finally:
+            oc.CompiledFxGraph.__call__ = orig
+        return seen[0]
+    except Exception as e:  # private torch internals: report, keep the other rows
+        print(f"(Inductor call() not measured: {type(e).__name__}: {e})")
+        return None, None
+
+
+def stack_main(args) -> int:
+    import torch_fmha
+
+    device = args.device or ("cuda" if torch_fmha.sm90_unavailable_reason() is None else "cpu")
+    if device == "cuda":
+        reason = torch_fmha.sm90_unavailable_reason()
+        if reason:
+            print(f"tools/overhead.py --stack --device cuda: {reason}")
+            return 2
+        b, s, h, d = B, S, H, D
+    else:
+        b, s, h, d = 1, 16, 2, 64
+        # One intra-op thread: a waiting OpenMP worker spins, and its spin would count as
+        # host time (and vary with the machine's load).
+        torch.set_num_threads(1)
+        if not args.real_cpu_kernel:
+            from cpu_overhead import load_stub  # tools/cpu_overhead.py
+
+            load_stub()
+    import contextlib
+
+    sdpa_ctx = contextlib.nullcontext()
+    if args.sdpa_backend != "default":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        sdpa_ctx = sdpa_kernel([{"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                                 "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                                 "math": SDPBackend.MATH}[args.sdpa_backend]])
+    with sdpa_ctx:
+        return _stack_run(args, device, b, s, h, d)
+
+
+def _stack_run(args, device, b, s, h, d) -> int:
+    torch.manual_seed(0)
+    dt = torch.bfloat16
+    stacks = {name: torch.nn.Sequential(*[StackLayer(name == "torch_fmha", b, s, h, d, args.quantize)
+                                          for _ in range(args.layers)]).to(device, dt).eval()
+              for name in ("torch_fmha", "sdpa")}
+    x = torch.randn(b, s, h * d, device=device, dtype=dt)
+    rows: dict[str, dict] = {}
+    profiles: dict[str, list] = {}
+    n, r = args.forwards, args.rounds
+    with torch.no_grad():
+        fns = {}
+        for name, model in stacks.items():
+            def run(model=model):
+                return model(x)
+
+            compiled = torch.compile(run, backend="inductor", fullgraph=True)
+            compiled()
+            fns[(name, "eager")] = run
+            fns[(name, "compiled")] = compiled
+            call, inputs = _inductor_call(compiled)
+            if call is not None:
+                fns[(name, "compiled: Inductor call()")] = lambda c=call, i=inputs: c(list(i))
+        rows = _stack_times(fns, device, r, n)
+        if args.profile:
+            for name in stacks:
+                profiles[name] = _profile_self_cpu(fns[(name, "compiled")], device, n, args.top)
+
+    L = args.layers
+    dev_name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    kern = "" if device == "cuda" else (", torch_fmha CPU kernel: " +
+                                          ("reference math" if args.real_cpu_kernel else "stub (allocates out, lse)"))
+    print(f"{L}-layer stack, B={b} S={s} H={h} D={d}, bf16 activations, {dev_name}, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads{kern}, SDPA backend: {args.sdpa_backend}, "
+          f"quantize: {args.quantize}")
+    print("per layer (per forward / layers), us; min over rounds (median in brackets)")
+    print(f"{'mode':28s} {'fmha host':>16s} {'sdpa host':>16s} {'host ratio':>10s} "
+          f"{'fmha wall':>10s} {'sdpa wall':>10s}")
+    for mode in ("eager", "compiled", "compiled: Inductor call()"):
+        if (("torch_fmha", mode) not in rows) or (("sdpa", mode) not in rows):
+            continue
+        f, sd = rows[("torch_fmha", mode)], rows[("sdpa", mode)]
+        print(f"{mode:28s} {f['host_us'] / L:7.2f} ({f['host_med_us'] / L:6.2f}) "
+              f"{sd['host_us'] / L:7.2f} ({sd['host_med_us'] / L:6.2f}) "
+              f"{f['host_us'] / sd['host_us']:10.2f} {f['wall_us'] / L:10.2f} {sd['wall_us'] / L:10.2f}")
+    for name, prof in profiles.items():
+        print(f"\ncompiled {name} stack: torch.profiler self CPU per layer (profiler overhead included)")
+        for key, us, calls in prof:
+            calls_s = "" if calls != calls else f"{calls / L:5.1f}/layer"
+            us_s = "" if us != us else f"{us / L:8.2f} us"
+            print(f"  {key[:70]:70s} {us_s:>11s} {calls_s}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"device": dev_name, "torch": torch.__version__, "layers": L,
+                       "shape": dict(B=b, S=s, H=h, D=d),
+                       "rows": {f"{k[0]} {k[1]}": v for k, v in rows.items()},
+                       "profiles": profiles}, fh, indent=2)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iters", type=int, default=2000, help="calls per measurement (split into batches)")
     p.add_argument("--batches", type=int, default=20, help="batches; the medians are over these")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--stack", action="store_true", help="the layer stack against SDPA (see above)")
+    p.add_argument("--device", choices=["cuda", "cpu"], help="--stack: where (default: cuda if SM90)")
+    p.add_argument("--layers", type=int, default=8, help="--stack: layers")
+    p.add_argument("--rounds", type=int, default=15, help="--stack: rounds (min and median over them)")
+    p.add_argument("--forwards", type=int, default=50, help="--stack: forwards per round")
+    p.add_argument("--profile", action="store_true", help="--stack: torch.profiler self-CPU breakdown")
+    p.add_argument("--top", type=int, default=15, help="--stack --profile: ops listed")
+    p.add_argument("--sdpa-backend", default="default", choices=["default", "cudnn", "flash", "efficient", "math"],
+                   help="--stack: the SDPA stack's backend (torch.nn.attention.sdpa_kernel)")
+    p.add_argument("--quantize", default="fp8", choices=["fp8", "qkv"],
+                   help="--stack: three quantize_fp8(.., 'head') calls per layer, or one quantize_qkv")
+    p.add_argument("--real-cpu-kernel", action="store_true",
+                   help="--stack on CPU: keep the CPU reference kernel (default: allocation-only stub)")
     args = p.parse_args(argv)
+    if args.stack:
+        return stack_main(args)
 
     import torch_fmha
 
