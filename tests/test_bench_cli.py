@@ -109,7 +109,8 @@ def test_measure_pair_column_failure_is_noted(monkeypatch):
 
 def test_format_e2e_table_with_fake_rows():
     rows = []
-    for setting, rmse, q_ms in (("per-tensor", 0.02, 0.10), ("per-head + rotation", 0.01, 0.12)):
+    for setting, rmse, q_ms in (("per-tensor", 0.02, 0.10), ("per-head", 0.019, 0.10),
+                                ("per-head + rotation", 0.01, 0.12)):
         rows.append({"data": "outliers", "setting": setting, "causal": False, "shape": [1, 512, 8, 128],
                      "errors": {"rmse": rmse, "max_abs": 0.5, "ref_rms": 0.1},
                      "vs_per_tensor": rmse / 0.02, "quant_ms": q_ms, "attn_ms": 0.5, "note": "bf16 out"})
@@ -119,6 +120,7 @@ def test_format_e2e_table_with_fake_rows():
     text = bench.format_e2e_table(rows)
     assert "B=1 S=512 H=8" in text and "total ms" in text
     assert "0.500" in text and "0.6200" in text and "n/a" in text
+    assert "total / per-head total" in text and "1.033" in text  # 0.62 / 0.60
     json.dumps(rows)
 
 

@@ -346,3 +346,33 @@ def test_e2e_error_ordering_on_outliers():
     assert got[("outliers", "per-head + rotation")] < 0.8
     assert got[("outliers", "per-head + rotation")] < got[("outliers", "per-head")]
     assert got[("N(0,1)", "per-head + rotation")] < 1.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs on the GPU machine)")
+def test_quantize_nonfinite_and_rotation_on_cuda_eager_and_compiled():
+    """Same non-finite rule on CUDA, eager and under inductor (whose Triton cast to e4m3
+    saturates ±Inf to ±448 unless the quantizer maps it to NaN first), and the same
+    bytes as the CPU quantization."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 16, 4, 64)
+    x[0, 1, 2, 3], x[1, 5, 0, 7], x[1, 6, 0, 8] = NAN, math.inf, -math.inf
+    k, v = torch.randn(2, 16, 2, 64), torch.randn(2, 16, 2, 64)
+    ref8, refd = torch_fmha.quantize_fp8(x, "head")
+    ref_qkv = torch_fmha.quantize_qkv(x, k, v, rotate=True)
+
+    def fn(x, k, v):
+        return torch_fmha.quantize_fp8(x, "head"), torch_fmha.quantize_qkv(x, k, v, rotate=True)
+    xc, kc, vc = (t.cuda() for t in (x, k, v))
+    for f in (fn, torch.compile(fn, fullgraph=True)):
+        (x8, d), qkv = f(xc, kc, vc)
+        assert torch.equal(x8.float().isnan().cpu(), ~x.isfinite())
+        torch.testing.assert_close(d.cpu(), refd, rtol=0, atol=0)
+        ok = x.isfinite()
+        assert (x8.float().cpu()[ok] - ref8.float()[ok]).abs().le(ref8.float()[ok].abs() / 8).all()
+        for a, b in zip(qkv, ref_qkv):
+            if a.dtype == FP8:
+                fin = b.float().isfinite()
+                assert torch.equal(a.float().isnan().cpu(), ~fin)
+                assert (a.float().cpu()[fin] - b.float()[fin]).abs().le(b.float()[fin].abs() / 8 + 1e-6).all()
+            else:
+                torch.testing.assert_close(a.cpu(), b, rtol=2e-3, atol=0)  # GPU GEMM rounding (TF32 if enabled)

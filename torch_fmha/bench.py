@@ -336,16 +336,22 @@ def format_e2e_table(rows: List[dict]) -> str:
     B, S, H, D = rows[0]["shape"]
     timed = any(r.get("quant_ms") is not None for r in rows)
     head = ["data", "causal", "D", "setting", "RMSE", "max|e|", "RMSE / per-tensor"]
-    head += ["quantize ms", "attention ms", "total ms"] if timed else []
+    head += ["quantize ms", "attention ms", "total ms", "total / per-head total"] if timed else []
     head += ["note"]
     body = []
+
+    def total(r):
+        qm, am = r.get("quant_ms"), r.get("attn_ms")
+        return qm + am if qm is not None and am is not None else None
+    per_head = {(r["data"], r["causal"], r["shape"][3]): total(r) for r in rows if r["setting"] == "per-head"}
     for r in rows:
         e = r.get("errors") or {}
         cells = [r["data"], "yes" if r["causal"] else "no", str(r["shape"][3]), r["setting"],
                  _fmt(e.get("rmse"), 6), _fmt(e.get("max_abs"), 5), _fmt(r.get("vs_per_tensor"), 3)]
         if timed:
-            qm, am = r.get("quant_ms"), r.get("attn_ms")
-            cells += [_fmt(qm, 4), _fmt(am, 4), _fmt(qm + am if qm is not None and am is not None else None, 4)]
+            t, t0 = total(r), per_head.get((r["data"], r["causal"], r["shape"][3]))
+            cells += [_fmt(r.get("quant_ms"), 4), _fmt(r.get("attn_ms"), 4), _fmt(t, 4),
+                      _fmt(t / t0 if t is not None and t0 else None, 3)]
         body.append(cells + [r.get("note", "")])
     title = (f"End-to-end error vs float64 attention on the original (unquantized) inputs, "
              f"B={B} S={S} H={H}; outliers = N(0,1) with 0.1% of entries x10:")
