@@ -4,6 +4,7 @@
 # benchmark (BENCH_ARGS), Nsight Compute profiles (NCU_CASES, tools/prof/ncu_profile.sh)
 # and the AOTI load diagnosis (AOTI_DIAG=1, compile_tests/aoti_diag.py). Logs in $OUT.
 #   [STRESS_LAUNCHES=2000] [SKIP=tests,compile,sanitize,stress] [PYTEST_K=...]
+#   [E2E=1 [E2E_ARGS=...]] (bench --e2e-errors) [OVERHEAD_ARGS="--stack"] (tools/overhead.py)
 #   [BENCH_ARGS="--seqlens 4096"] [NCU_CASES="128:8192:0"] [AOTI_DIAG=1] bash tools/gpu_check_all.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -19,7 +20,7 @@ fi
 if [[ $skip != *,compile,* ]]; then
   echo "== compile_tests (CUDA) + transformers"
   timeout ${COMPILE_TIMEOUT:-420} python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
-    compile_tests/test_cuda_compile.py tests/test_transformers.py > "$OUT/compile.log" 2>&1
+    compile_tests/test_cuda_compile.py tests/test_transformers.py tests/test_quantize.py > "$OUT/compile.log" 2>&1
   echo "rc=$?"; grep -E "passed|failed|error" "$OUT/compile.log" | tail -3; grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
 fi
 if [[ $skip != *,sanitize,* ]]; then
@@ -36,6 +37,17 @@ if [[ -n ${BENCH_ARGS+x} ]]; then
   timeout ${BENCH_TIMEOUT:-240} python3 -m torch_fmha.bench --no-progress --json "$OUT/bench.json" \
     ${BENCH_ARGS} > "$OUT/bench.log" 2>&1
   echo "rc=$?"; tail -40 "$OUT/bench.log"
+fi
+if [[ ${E2E:-0} == 1 ]]; then
+  echo "== bench --e2e-errors"
+  timeout ${E2E_TIMEOUT:-200} python3 -m torch_fmha.bench --no-progress --e2e-errors --json "$OUT/e2e.json" \
+    ${E2E_ARGS:-} > "$OUT/e2e.log" 2>&1
+  echo "rc=$?"; tail -30 "$OUT/e2e.log"
+fi
+if [[ -n ${OVERHEAD_ARGS+x} ]]; then
+  echo "== tools/overhead.py $OVERHEAD_ARGS"
+  timeout ${OVERHEAD_TIMEOUT:-240} python3 tools/overhead.py $OVERHEAD_ARGS > "$OUT/overhead.log" 2>&1
+  echo "rc=$?"; tail -40 "$OUT/overhead.log"
 fi
 if [[ ${AOTI_DIAG:-0} == 1 ]]; then
   echo "== aoti diag"; timeout 240 python3 compile_tests/aoti_diag.py /tmp/aoti_diag > "$OUT/aoti_diag.log" 2>&1
