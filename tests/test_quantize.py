@@ -367,7 +367,9 @@ def test_quantize_nonfinite_and_rotation_on_cuda_eager_and_compiled():
     for f in (fn, torch.compile(fn, fullgraph=True)):
         (x8, d), qkv = f(xc, kc, vc)
         assert torch.equal(x8.float().isnan().cpu(), ~x.isfinite())
-        torch.testing.assert_close(d.cpu(), refd, rtol=0, atol=0)
+        # Inductor may divide by FP8_MAX as a multiply by its reciprocal: 1 ulp
+        # (seen on an H200: 2 of 8 descales off by 7e-8 relative).
+        torch.testing.assert_close(d.cpu(), refd, rtol=2.5e-7, atol=0)
         ok = x.isfinite()
         assert (x8.float().cpu()[ok] - ref8.float()[ok]).abs().le(ref8.float()[ok].abs() / 8).all()
         for a, b in zip(qkv, ref_qkv):
