@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Issue 13 on the GPU machine in one call: host time per layer of the 8-layer
+# (linear -> quantize -> attention) stack against SDPA, for the working tree and
+# for a baseline tree (BASE, default .baseline, made with `git archive <ref>`),
+# the single-call overhead table, and the end-to-end FP8 error table.
+#   [BASE=.baseline] [E2E_ARGS="--head-dims 128"] bash tools/gpu_host_overhead.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source tools/gpu_env.sh || exit 1
+BASE=${BASE:-.baseline}
+python3 -m pip install -q --no-deps --no-build-isolation --no-compile --target /tmp/base_site "$BASE" >/dev/null || exit 1
+echo "== build"; timeout 200 python3 -m torch_fmha.build 2>&1 | grep -E "^(CUDA|compile)"
+(cd /tmp && PYTHONPATH=/tmp/base_site:$PYTHONPATH TORCH_FMHA_CACHE=$OLDPWD/build/base_cache timeout 200 \
+  python3 -c "import torch_fmha; print('base built', torch_fmha.build_info.cuda)" 2>&1 | tail -1)
+stack="--stack --sdpa-backend cudnn"
+echo "== stack, baseline tree"
+(cd /tmp && PYTHONPATH=/tmp/base_site:$PYTHONPATH TORCH_FMHA_CACHE=$OLDPWD/build/base_cache timeout 120 \
+  python3 $OLDPWD/tools/overhead.py $stack --json "$OUT/stack_before.json" > "$OUT/stack_before.log" 2>&1; echo "rc=$?")
+tail -14 "$OUT/stack_before.log"
+echo "== stack, this tree"
+timeout 120 python3 tools/overhead.py $stack --profile --json "$OUT/stack_after.json" > "$OUT/stack_after.log" 2>&1; echo "rc=$?"
+tail -30 "$OUT/stack_after.log"
+echo "== single call"
+timeout 90 python3 tools/overhead.py --json "$OUT/single.json" > "$OUT/single.log" 2>&1; echo "rc=$?"; tail -16 "$OUT/single.log"
+echo "== e2e errors"
+timeout 120 python3 -m torch_fmha.bench --no-progress --e2e-errors ${E2E_ARGS:-} --json "$OUT/e2e.json" > "$OUT/e2e.log" 2>&1; echo "rc=$?"; tail -20 "$OUT/e2e.log"
+echo "== the two tests fixed after the last run"
+timeout 120 python3 -m pytest -q --timeout=100 tests/gpu/test_nan_sm90.py tests/test_quantize.py 2>&1 | tail -3
