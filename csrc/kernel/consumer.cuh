@@ -13,6 +13,12 @@
 //   wait S; release K[it]; mask; online softmax -> p, alpha
 //   wait O; release V^T[it-1]; O *= alpha; P[it] = fp8(p)
 //
+// The middle four lines are `gemm_round`, the releases `release_s_operands`
+// and `finish_pv`; the four rounds below (a tile's first S alone, the steady
+// state, the tile boundary, the last P V alone) differ only around them.
+// Whether "wait O" really stays below the softmax is Traits::kPinPvWait
+// (warpgroup_wait_all says why ptxas would otherwise move it up).
+//
 // Tile boundaries (Traits::kOverlapTiles): a tile's last round issues its
 // last P V together with the next tile's first S; this tile's l and max are
 // finalized, the softmax is reset for the next tile, and the epilogue (store
@@ -58,6 +64,22 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC
   if constexpr (kIsRS) warpgroup_fence_operand(tA);
 }
 
+// One GEMM round of a consumer warpgroup: take the turn (ping-pong), issue
+// S = Q K^T and / or O += P V as separate wgmma groups without waiting for
+// them, hand the turn to the other warpgroup. Which GEMMs a round issues is a
+// compile-time choice per call site: a wgmma behind a runtime branch makes
+// ptxas serialize every wgmma of the kernel.
+template <bool kIssueS, bool kIssuePV, class MmaQK, class FragQ, class FragK, class FragS,
+          class MmaPV, class FragP, class FragV, class FragO>
+__device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier their_turn,
+                                           MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
+                                           MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o) {
+  named_barrier_sync(my_turn, 256);
+  if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
+  if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
+  named_barrier_arrive(their_turn, 256);
+}
+
 // Waits for all committed wgmma groups (the P V of a round).
 //
 // kPinned: at this point of the program. ptxas does not keep a plain
@@ -79,6 +101,30 @@ __device__ __forceinline__ void warpgroup_wait_all(bool always_true) {
   } else {
     cute::warpgroup_wait<0>();
   }
+}
+
+// After a round's S group completed: the warpgroup's arrival frees K stage
+// k_stage and, after the last S of a Q tile, Q buffer q_buffer.
+__device__ __forceinline__ void release_s_operands(bool leader, uint64_t* k_empty,
+                                                   uint64_t* q_empty, int k_stage, int q_buffer,
+                                                   bool last_s_of_q_tile) {
+  if (leader) {
+    mbar_arrive(&k_empty[k_stage]);
+    if (last_s_of_q_tile) mbar_arrive(&q_empty[q_buffer]);
+  }
+}
+
+// Ends a round's P V: waits for it (pinned below the softmax or not, see
+// warpgroup_wait_all), fences O and P (the wait's asm names no registers:
+// without the fences the compiler may move the O rescale or the next P's
+// write above it, racing the RS wgmma), and frees the V^T stage.
+template <bool kPinned, class FragO, class FragP>
+__device__ __forceinline__ void finish_pv(bool pin, bool leader, uint64_t* vt_empty, FragO& o,
+                                          FragP& p) {
+  warpgroup_wait_all<kPinned>(pin);
+  warpgroup_fence_operand(o);
+  warpgroup_fence_operand(p);
+  if (leader) mbar_arrive(vt_empty);
 }
 
 // fp32 probabilities (S accumulator, C layout) -> FP8 A operand of P V.
@@ -178,7 +224,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   auto tile_range = [&](const TileInfo& t) {
     return tile_mask(t).kv_range<kBlockM, kBlockN>(t.m_block);
   };
-  auto tile_scale_log2 = [&](const TileInfo& t) { return t.scale_log2; };
 
   // S of a tile's first KV block: the mask (if the block needs one) and the
   // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
@@ -201,7 +246,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   TileInfo tile = fetch_tile();
   while (tile.valid) {
     const int tile_tag = tile.m_block;  // for hang reports
-    const int hkv = tile.head / params.heads_per_kv;
     const MaskInfo mask = tile_mask(tile);
     const KvBlockRange range = tile_range(tile);
     const int num_blocks = range.count();
@@ -217,7 +261,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
     // ---- first block: S only (unless the previous tile's last round did it) ----
     if (!first_s_done) {
-      softmax.reset(tile_scale_log2(tile));
+      softmax.reset(tile.scale_log2);
       clear(tOrO);
       mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
                 {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
@@ -225,16 +269,13 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
-      named_barrier_sync(my_turn, 256);
-      auto tSrQ_cur = tSrQ(_, _, _, q_index);
-      gemm<true, -1>(mma_qk, tSrQ_cur, tSrK(_, _, _, kv_read.index), tSrS);
-      named_barrier_arrive(their_turn, 256);
+      gemm_round</*S*/ true, /*PV*/ false>(my_turn, their_turn,
+                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      if (wg_leader) {
-        mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-        if (num_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
-      }
+      release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
+                         num_blocks == 1);
       first_block_softmax(tile, range.end - 1);
       convert_p<kBlockN>(tSrS, tOrP);
       v_pending = kv_read;
@@ -249,27 +290,18 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
-      named_barrier_sync(my_turn, 256);
-      auto tSrQ_cur = tSrQ(_, _, _, q_index);
-      gemm<true, -1>(mma_qk, tSrQ_cur, tSrK(_, _, _, kv_read.index), tSrS);
-      gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      named_barrier_arrive(their_turn, 256);
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       warpgroup_wait<1>();  // S done, PV may still run
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
-      if (wg_leader) {
-        mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-        if (it == num_blocks - 1) mbar_arrive(&ss.bar.q_empty[q_index]);
-      }
+      release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
+                         it == num_blocks - 1);
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
       softmax.update(tSrS, alpha);
-      warpgroup_wait_all<Traits::kPinPvWait>(pin);
-      // The wait's asm names no registers: without these fences the compiler
-      // may move the O rescale / the P rewrite above it, racing the RS wgmma.
-      warpgroup_fence_operand(tOrO);
-      warpgroup_fence_operand(tOrP);
-      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       // alpha is exactly 1 for a row whose max this block did not raise
       // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
       // Once a row has seen many keys its max rarely moves; the vote makes the
@@ -298,24 +330,17 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
-      named_barrier_sync(my_turn, 256);
-      auto tSrQ_cur = tSrQ(_, _, _, q_index);
-      gemm<true, -1>(mma_qk, tSrQ_cur, tSrK(_, _, _, kv_read.index), tSrS);
-      gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      named_barrier_arrive(their_turn, 256);
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       softmax.finalize(inv_sum, lse);  // this tile's l and max are final
-      softmax.reset(tile_scale_log2(next));
+      softmax.reset(next.scale_log2);
       warpgroup_wait<1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
-      if (wg_leader) {
-        mbar_arrive(&ss.bar.k_empty[kv_read.index]);
-        if (next_blocks == 1) mbar_arrive(&ss.bar.q_empty[q_index]);
-      }
+      release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
+                         next_blocks == 1);
       first_block_softmax(next, next_range.end - 1);
-      warpgroup_wait_all<Traits::kPinPvWait>(pin);
-      warpgroup_fence_operand(tOrO);
-      warpgroup_fence_operand(tOrP);
-      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       convert_p<kBlockN>(tSrS, tOrP);
       store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       clear(tOrO);
@@ -323,12 +348,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       kv_read.advance();
       first_s_done = true;
     } else {
-      named_barrier_sync(my_turn, 256);
-      gemm<false, -1>(mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      named_barrier_arrive(their_turn, 256);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      if (wg_leader) mbar_arrive(&ss.bar.vt_empty[v_pending.index]);
+      gemm_round</*S*/ false, /*PV*/ true>(my_turn, their_turn,
+                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       softmax.finalize(inv_sum, lse);
       store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       first_s_done = false;
