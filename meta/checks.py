@@ -111,6 +111,7 @@ def _check_options(op, p, q, softmax_scale, causal, window_left, window_right,
                    q_descale, k_descale, v_descale, out_scale, out_dtype):
     if softmax_scale is not None:
         _check(math.isfinite(softmax_scale), op, f"softmax_scale must be a finite number, got {_float_str(softmax_scale)}")
+        _check(softmax_scale >= 0.0, op, f"softmax_scale must be >= 0, got {_float_str(softmax_scale)}")
         p.softmax_scale = softmax_scale
     else:
         p.softmax_scale = 1.0 / math.sqrt(p.head_dim)

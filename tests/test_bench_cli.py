@@ -131,7 +131,7 @@ def test_e2e_errors_cli_runs_on_cpu(tmp_path):
     out = tmp_path / "e2e.json"
     res = subprocess.run([sys.executable, "-m", "torch_fmha.bench", "--e2e-errors", "--e2e-shape", "1,128,2",
                           "--head-dims", "64", "--causal", "0", "--json", str(out)],
-                         capture_output=True, text=True, timeout=900, env=os.environ.copy())
+                         capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert res.returncode == 0, res.stdout + res.stderr
     assert "per-head + rotation" in res.stdout and "cuDNN FP8: not run" in res.stdout
     data = json.loads(out.read_text())
@@ -144,5 +144,5 @@ def test_bench_repeat_cli_without_gpu():
     if torch.cuda.is_available():
         pytest.skip("GPU machine: the benchmark would run")
     res = subprocess.run([sys.executable, "-m", "torch_fmha.bench", "--repeat", "3", "--errors", "--ragged",
-                          "--window"], capture_output=True, text=True, timeout=900, env=os.environ.copy())
+                          "--window"], capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert res.returncode == 2 and "SM90" in res.stderr and "Traceback" not in res.stderr

@@ -299,3 +299,19 @@ def test_distributed_cpu(results, case):
         status, seconds = res[case]
         print(f"rank {rank}: {case} {seconds:.2f} s")
         assert status == "ok", f"rank {rank}:\n{status}"
+
+
+def test_argument_errors_before_any_collective():
+    """Bad out_scale / descale arguments raise in the caller before the process
+    group is touched (none is initialised here), with the op's wording."""
+    from torch_fmha.distributed import context_parallel_attention
+    q = torch.randn(1, 8, 4, 64).to(torch.float8_e4m3fn)
+    k = torch.randn(1, 8, 2, 64).to(torch.float8_e4m3fn)
+    one = torch.ones(1)
+    with pytest.raises(ValueError, match=r"out_scale applies to out_dtype torch.float8_e4m3fn only, "
+                                         r"got out_dtype torch.bfloat16"):
+        context_parallel_attention(q, k, k, out_scale=one)
+    with pytest.raises(ValueError, match=r"out_scale must be a float32 tensor of shape \[1\], got shape \[1, 2\]"):
+        context_parallel_attention(q, k, k, out_dtype=torch.float8_e4m3fn, out_scale=torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"v_descale must have shape \[1\] or \[B, Hkv\] = \[1, 2\], got \[1, 4\]"):
+        context_parallel_attention(q, k, k, v_descale=torch.ones(1, 4))

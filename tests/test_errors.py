@@ -86,6 +86,8 @@ CASES = [
      "torch_fmha.fwd: causal=True fixes window_right to 0, got window_right=3"),
     ("softmax_scale", ops.fwd, (Q, K, K), dict(softmax_scale=float("nan")),
      "torch_fmha.fwd: softmax_scale must be a finite number, got nan"),
+    ("softmax_scale_negative", ops.fwd, (Q, K, K), dict(softmax_scale=-0.125),
+     "torch_fmha.fwd: softmax_scale must be >= 0, got -0.125"),
     ("bwd_fp8", ops.bwd, (Q.bfloat16().to(FP8), Q, K, K, Q.bfloat16(), torch.zeros(2, 4, 8)), {},
      "torch_fmha.bwd: backward of torch.float8_e4m3fn attention is not supported"),
     ("bwd_lse_shape", ops.bwd, tuple(x.bfloat16() for x in (Q, Q, K, K, Q)) + (torch.zeros(2, 8, 4),), {},

@@ -130,6 +130,18 @@ def test_quantize_qkv_rotate_dequantizes_to_rotated_inputs(d):
 
 # ---------------------------------------------------------------------------- errors ---
 
+def test_hadamard_cache_filled_under_inference_mode_still_serves_autograd():
+    """A first rotation under inference_mode (serving) must not leave an inference
+    tensor in the cache that a later training call cannot save for backward."""
+    from torch_fmha import quantize as qmod
+    qmod._HADAMARD_CACHE.clear()
+    with torch.inference_mode():
+        torch_fmha.quantize.rotate(torch.randn(2, 64))
+    x = torch.randn(3, 64, requires_grad=True)
+    torch_fmha.quantize.rotate(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 def test_quantize_qkv_errors():
     q, k, v = _qkv(h=8, hkv=2, d=64)
 

@@ -4,11 +4,11 @@
 # and cuDNN FP8 side by side, so the ours/cuDNN ratios of the two kernels can be
 # compared with the run-to-run spread visible. Make the baseline here first:
 #   mkdir -p .baseline && git archive <ref> | tar -x -C .baseline   (.baseline is git-ignored; carry it)
-#   [BENCH_ARGS="--seqlens 1024,4096,16384"] [ROUNDS=2] bash tools/gpu_ab.sh
+#   BASE=.baseline [BENCH_ARGS="--seqlens 1024,4096,16384"] [ROUNDS=2] bash tools/gpu_ab.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source tools/gpu_env.sh || exit 1
-BASE=${BASE:-.baseline}
+: "${BASE:?set BASE to a baseline source tree (see the usage above)}"
 args=${BENCH_ARGS:---seqlens 1024,4096,16384}
 # The baseline is installed as a regular (non-editable) package of its own, so
 # none of its modules or sources resolve to the working tree's editable install.

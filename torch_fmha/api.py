@@ -16,6 +16,10 @@ from typing import Optional
 
 import torch
 
+# quantize_fp8 and FP8_MAX live in torch_fmha/quantize.py since 2026-11-27; kept
+# importable from here for code written against the earlier layout.
+from .quantize import FP8_MAX, quantize_fp8  # noqa: F401
+
 _UNBOUNDED = (-1, -1)
 
 

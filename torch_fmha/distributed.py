@@ -417,12 +417,23 @@ def context_parallel_attention(
             raise ValueError(f"causal=True fixes window_right to 0, got {right}")
         right = 0
 
-    rank, world = _group_rank_world(group)
-    seqlen = _global_seqlen(q.size(1), seqlen, world, rank)
     fp8 = q.dtype == torch.float8_e4m3fn
     final_dtype = out_dtype if out_dtype is not None else (torch.bfloat16 if fp8 else q.dtype)
+    # Checked here, before any collective, so that every rank raises the same
+    # error instead of one rank raising while the others wait (the op's wording).
     if final_dtype == torch.float8_e4m3fn and out_scale is None:
         raise ValueError("out_scale is required when out_dtype is torch.float8_e4m3fn")
+    if final_dtype != torch.float8_e4m3fn and out_scale is not None:
+        raise ValueError(f"out_scale applies to out_dtype torch.float8_e4m3fn only, got out_dtype {final_dtype}")
+    if out_scale is not None and tuple(out_scale.shape) != (1,):
+        raise ValueError(f"out_scale must be a float32 tensor of shape [1], got shape {list(out_scale.shape)}")
+    for name, t in (("q_descale", q_descale), ("k_descale", k_descale), ("v_descale", v_descale)):
+        if t is not None and tuple(t.shape) not in ((1,), (q.size(0), k.size(2))):
+            raise ValueError(f"{name} must have shape [1] or [B, Hkv] = [{q.size(0)}, {k.size(2)}], "
+                             f"got {list(t.shape)}")
+
+    rank, world = _group_rank_world(group)
+    seqlen = _global_seqlen(q.size(1), seqlen, world, rank)
     bsz, n_local, heads, hdim = q.shape
     heads_kv = k.size(2)
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32

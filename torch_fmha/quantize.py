@@ -29,8 +29,10 @@ k or v reaches every output row that attends to it, as in SDPA):
   Attention then produces NaN in exactly the rows that see it (SDPA itself
   gives NaN for an infinite q or k, and Inf or NaN for an infinite v).
 * A tensor (or (batch, head) group) with no finite non-zero element gets the
-  smallest normal float32 as its absolute maximum, so its descale stays
-  finite and positive.
+  smallest normal float32 as its absolute maximum, so its descale is
+  finite: tiny / 448, a float32 subnormal (about 2.6e-41), which the kernel
+  may flush to 0. Its FP8 values are all 0 (or NaN), so the product is 0
+  either way; a zero q / k descale gives uniform weights.
 """
 
 from __future__ import annotations
@@ -115,7 +117,10 @@ def hadamard_matrix(d: int, device=None, dtype=torch.float32) -> torch.Tensor:
     key = (d, torch.device(device) if device is not None else torch.device("cpu"), dtype)
     h = _HADAMARD_CACHE.get(key)
     if h is None:
-        h = _HADAMARD_CACHE[key] = _sylvester(d, device, dtype)
+        # A normal tensor even when the first call runs under inference_mode: an
+        # inference tensor in the cache would break later calls that need autograd.
+        with torch.inference_mode(False):
+            h = _HADAMARD_CACHE[key] = _sylvester(d, device, dtype)
     return h
 
 

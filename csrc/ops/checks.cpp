@@ -133,6 +133,11 @@ void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
     TORCH_CHECK(std::isfinite(*softmax_scale), op,
                 ": softmax_scale must be a finite number, got ",
                 float_str(*softmax_scale));
+    // The kernel keeps a running max of the unscaled scores, which is the max
+    // of the scaled ones only for a scale >= 0; refused everywhere so that CPU
+    // and CUDA accept the same calls.
+    TORCH_CHECK(*softmax_scale >= 0.0, op, ": softmax_scale must be >= 0, got ",
+                float_str(*softmax_scale));
     p.softmax_scale = *softmax_scale;
   } else {
     p.softmax_scale = 1.0 / std::sqrt(static_cast<double>(p.head_dim));

@@ -1,7 +1,7 @@
 // torch_fmha: operator schemas, defined once. Kernels register per dispatch key
 // next to their code (fwd_cpu.cpp, bwd_cpu.cpp, fwd_cuda.cpp); fake
-// implementations and autograd are registered in Python on these ops
-// (meta/fake.py, torch_fmha/autograd.py).
+// implementations are registered in Python (meta/fake.py), autograd in C++
+// (autograd.cpp).
 #include <torch/library.h>
 
 TORCH_LIBRARY(torch_fmha, m) {

@@ -220,7 +220,8 @@ def _options(module, dropout, kwargs):
 def _quantize(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None):
     """Per-(batch or sequence, KV head) FP8 with the Hadamard rotation of q and k: the
     setting with the lowest end-to-end error measured for issue 13 (on N(0,1) data with
-    0.1% outliers x10, 0.57-0.69x the RMSE of per-tensor scaling; no change on N(0,1)).
+    0.1% outliers x10, on an H100 at D=128, S=4096: 0.43x (non-causal) / 0.52x (causal)
+    the RMSE of per-tensor scaling; no change on N(0,1)).
     A head dim that is not a power of two is left unrotated (the op then says which
     head dims it takes)."""
     d = q.size(-1)
