@@ -89,6 +89,32 @@ std::optional<c10::SymInt> opt_symint(const c10::IValue& v) {
 constexpr int64_t kFwdArgs = 12;
 constexpr int64_t kVarlenFwdArgs = 16;
 
+// The mask options both backward ops take, saved by the forward and read back.
+struct MaskOptions {
+  std::optional<double> softmax_scale;
+  bool causal;
+  int64_t window_left;
+  int64_t window_right;
+
+  void save(AutogradContext* ctx) const {
+    ctx->saved_data["softmax_scale"] = softmax_scale;
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["window_left"] = window_left;
+    ctx->saved_data["window_right"] = window_right;
+  }
+  static MaskOptions load(AutogradContext* ctx) {
+    return {opt_double(ctx->saved_data["softmax_scale"]), ctx->saved_data["causal"].toBool(),
+            ctx->saved_data["window_left"].toInt(), ctx->saved_data["window_right"].toInt()};
+  }
+};
+
+// The upstream gradients of (out, lse): an unused out gets zeros (autograd's
+// default), an unused lse none.
+std::tuple<Tensor, OptTensor> upstream_grads(const variable_list& grads, const Tensor& out) {
+  return {grads[0].defined() ? grads[0] : at::zeros_like(out),
+          grads[1].defined() ? OptTensor(grads[1]) : std::nullopt};
+}
+
 // Gradients for the forward's arguments: dq, dk, dv, then none.
 variable_list input_grads(const std::tuple<Tensor, Tensor, Tensor>& g, int64_t num_args) {
   variable_list grads(num_args);
@@ -113,23 +139,17 @@ struct FwdFunction : public torch::autograd::Function<FwdFunction> {
     auto [out, lse] = fwd_op().call(q, k, v, softmax_scale, causal, window_left, window_right,
                                     q_descale, k_descale, v_descale, out_scale, out_dtype);
     ctx->save_for_backward({q, k, v, out, lse});
-    ctx->saved_data["softmax_scale"] = softmax_scale;
-    ctx->saved_data["causal"] = causal;
-    ctx->saved_data["window_left"] = window_left;
-    ctx->saved_data["window_right"] = window_right;
+    MaskOptions{softmax_scale, causal, window_left, window_right}.save(ctx);
     return {out, lse};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor& out = saved[3];
-    const Tensor grad_out = grads[0].defined() ? grads[0] : at::zeros_like(out);
-    const OptTensor grad_lse = grads[1].defined() ? OptTensor(grads[1]) : std::nullopt;
+    const auto [grad_out, grad_lse] = upstream_grads(grads, out);
+    const MaskOptions m = MaskOptions::load(ctx);
     auto g = bwd_op().call(grad_out, saved[0], saved[1], saved[2], out, saved[4], grad_lse,
-                           opt_double(ctx->saved_data["softmax_scale"]),
-                           ctx->saved_data["causal"].toBool(),
-                           ctx->saved_data["window_left"].toInt(),
-                           ctx->saved_data["window_right"].toInt());
+                           m.softmax_scale, m.causal, m.window_left, m.window_right);
     return input_grads(g, kFwdArgs);
   }
 };
@@ -152,26 +172,20 @@ struct VarlenFwdFunction : public torch::autograd::Function<VarlenFwdFunction> {
     ctx->save_for_backward({q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k});
     ctx->saved_data["max_seqlen_q"] = max_seqlen_q;
     ctx->saved_data["max_seqlen_k"] = max_seqlen_k;
-    ctx->saved_data["softmax_scale"] = softmax_scale;
-    ctx->saved_data["causal"] = causal;
-    ctx->saved_data["window_left"] = window_left;
-    ctx->saved_data["window_right"] = window_right;
+    MaskOptions{softmax_scale, causal, window_left, window_right}.save(ctx);
     return {out, lse};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor& out = saved[3];
-    const Tensor grad_out = grads[0].defined() ? grads[0] : at::zeros_like(out);
-    const OptTensor grad_lse = grads[1].defined() ? OptTensor(grads[1]) : std::nullopt;
+    const auto [grad_out, grad_lse] = upstream_grads(grads, out);
+    const MaskOptions m = MaskOptions::load(ctx);
     auto g = varlen_bwd_op().call(grad_out, saved[0], saved[1], saved[2], out, saved[4],
                                   saved[5], saved[6], grad_lse,
                                   opt_symint(ctx->saved_data["max_seqlen_q"]),
-                                  opt_symint(ctx->saved_data["max_seqlen_k"]),
-                                  opt_double(ctx->saved_data["softmax_scale"]),
-                                  ctx->saved_data["causal"].toBool(),
-                                  ctx->saved_data["window_left"].toInt(),
-                                  ctx->saved_data["window_right"].toInt());
+                                  opt_symint(ctx->saved_data["max_seqlen_k"]), m.softmax_scale,
+                                  m.causal, m.window_left, m.window_right);
     return input_grads(g, kVarlenFwdArgs);
   }
 };
