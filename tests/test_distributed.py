@@ -20,14 +20,13 @@ sub-block, and on a group of one rank against the op on the whole sequence.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 import traceback
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+
+from spawn_ranks import run_ranks
 
 WORLD = 2
 JOIN_TIMEOUT_S = 200
@@ -251,46 +250,20 @@ def _run_cases(rank):
     return results
 
 
-def _worker(rank, world, init_file, out_dir):
-    import json
-
+def _worker(rank, world, init_file):
     import torch.distributed as dist
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        res = _run_cases(rank)
+        return _run_cases(rank)
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump(res, f)
-
-
-def spawn_and_join(fn, args, nprocs, timeout_s):
-    """torch.multiprocessing spawn with a deadline: a hang fails (and kills) instead of blocking."""
-    ctx = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not ctx.join(timeout=max(1.0, deadline - time.monotonic())):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"spawned workers did not finish in {timeout_s} s")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
 
 
 @pytest.fixture(scope="module")
 def results():
-    import json
-
     import torch_fmha  # noqa: F401  (build the native ops once, before the workers import them)
-    with tempfile.TemporaryDirectory() as d:
-        spawn_and_join(_worker, (WORLD, os.path.join(d, "init"), d), WORLD, JOIN_TIMEOUT_S)
-        out = []
-        for r in range(WORLD):
-            with open(os.path.join(d, f"rank{r}.json")) as f:
-                out.append(json.load(f))
-    return out
+    return run_ranks(_worker, WORLD, JOIN_TIMEOUT_S)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -142,17 +141,13 @@ def _init(rank: int, world: int, init_method: str):
                             device_id=torch.device("cuda", rank))
 
 
-def _worker(rank, world, init_file, out_dir):
-    import json
-
+def _worker(rank, world, init_file):
     import torch.distributed as dist
     _init(rank, world, f"file://{init_file}")
     try:
-        res = _cases(rank, world)
+        return _cases(rank, world)
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump(res, f)
 
 
 def _skip_reason():
@@ -163,20 +158,12 @@ def _skip_reason():
 
 @pytest.fixture(scope="module")
 def results():
-    import json
-
-    from test_distributed import spawn_and_join
+    from spawn_ranks import run_ranks
 
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    with tempfile.TemporaryDirectory() as d:
-        spawn_and_join(_worker, (WORLD, os.path.join(d, "init"), d), WORLD, JOIN_TIMEOUT_S)
-        out = []
-        for r in range(WORLD):
-            with open(os.path.join(d, f"rank{r}.json")) as f:
-                out.append(json.load(f))
-    return out
+    return run_ranks(_worker, WORLD, JOIN_TIMEOUT_S)
 
 
 @pytest.mark.timeout(JOIN_TIMEOUT_S + 60, method="thread")
