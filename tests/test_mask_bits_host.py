@@ -5,13 +5,11 @@ Needs nvcc (host compilation only)."""
 
 from __future__ import annotations
 
-import pytest
-
-from host_checker import NO_NVCC, NVCC, build_and_run
+from host_checker import build_and_run, needs_nvcc
 from torch_fmha._build import source_root
 
 
-@pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
+@needs_nvcc
 def test_visible_column_bits_match_the_bounds(tmp_path):
     lines = build_and_run("check_mask_bits.cu", tmp_path, [f"-I{source_root()}"])
     assert len(lines) == 1 and ": ok (" in lines[0], "\n".join(lines)

@@ -9,13 +9,11 @@ alternating rounds take every tile once). Needs nvcc (host compilation only).
 
 from __future__ import annotations
 
-import pytest
-
-from host_checker import NO_NVCC, NVCC, build_and_run
+from host_checker import build_and_run, needs_nvcc
 from torch_fmha._build import source_root
 
 
-@pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
+@needs_nvcc
 def test_persistent_tile_order_covers_every_tile_once(tmp_path):
     lines = build_and_run("check_tile_order.cu", tmp_path, [f"-I{source_root()}"])
     assert len(lines) == 18 and all(": ok (" in ln for ln in lines), "\n".join(lines)  # 12 dense + 6 rounds

@@ -13,16 +13,10 @@ headers; without them the test is skipped with the reason.
 
 from __future__ import annotations
 
-import pytest
-
-from host_checker import NO_NVCC, NVCC, build_and_run
-from torch_fmha._build import cutlass_include, source_root
+from host_checker import build_and_run, needs_cutlass
 
 
-@pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
-@pytest.mark.skipif(cutlass_include() is None, reason="CUTLASS headers (nvidia-cutlass wheel) not found")
+@needs_cutlass
 def test_every_tma_descriptor_goes_through_tma_encode_tiled(tmp_path):
-    lines = build_and_run("check_tma_encode_redirect.cu", tmp_path,
-                          ["--expt-relaxed-constexpr", f"-I{cutlass_include()}", f"-I{source_root()}"],
-                          build_timeout=600)
+    lines = build_and_run("check_tma_encode_redirect.cu", tmp_path, cutlass=True)
     assert len(lines) == 3 and all(": ok (" in ln for ln in lines), "\n".join(lines)  # head dims 64/128/256
