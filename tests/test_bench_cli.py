@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from torch_fmha import bench
+from torch_fmha import bench, bench_e2e
 
 
 def test_parse_repeat_and_e2e_flags():
@@ -117,7 +117,7 @@ def test_format_e2e_table_with_fake_rows():
     rows.append({"data": "outliers", "setting": "cuDNN FP8 per-tensor", "causal": False,
                  "shape": [1, 512, 8, 128], "errors": None, "vs_per_tensor": None, "quant_ms": None,
                  "attn_ms": None, "note": "n/a"})
-    text = bench.format_e2e_table(rows)
+    text = bench_e2e.format_e2e_table(rows)
     assert "B=1 S=512 H=8" in text and "total ms" in text
     assert "0.500" in text and "0.6200" in text and "n/a" in text
     assert "total / per-head total" in text and "1.033" in text  # 0.62 / 0.60

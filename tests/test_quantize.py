@@ -352,9 +352,9 @@ def test_e2e_error_ordering_on_outliers():
     """Per-head + rotation beats per-tensor by a clear margin on outlier data, and costs
     nothing on N(0,1). At this size, seeds 0-3 gave 0.58-0.63 (per-head alone 0.88-0.97,
     N(0,1) 0.996-1.015); at S=256 the ratio is noisier (0.72-0.79), hence S=512."""
-    from torch_fmha import bench
-    rows = bench.e2e_error_rows(torch_fmha, (1, 512, 4, 128), causal=False, seed=0,
-                                dtype=torch.bfloat16)
+    from torch_fmha import bench_e2e
+    rows = bench_e2e.e2e_error_rows(torch_fmha, (1, 512, 4, 128), causal=False, seed=0,
+                                    dtype=torch.bfloat16)
     got = {(r["data"], r["setting"]): r["vs_per_tensor"] for r in rows}
     assert got[("outliers", "per-head + rotation")] < 0.75
     assert got[("outliers", "per-head + rotation")] < got[("outliers", "per-head")]
