@@ -77,6 +77,34 @@ struct FwdParams {
   int32_t window_left = -1;
   int32_t window_right = -1;
 
+  // Logit soft-capping (Gemma-2, Grok; FlashAttention's convention): with
+  // x = softmax_scale * q_descale * k_descale * q.k, the softmax sees
+  //   softcap * tanh(x / softcap)          (softcap == 0: off, x as is).
+  float softcap = 0.f;
+  // Attention sinks (gpt-oss): one logit per query head, float32 [heads_q],
+  // in the units of the (soft-capped) scaled scores above. It joins every
+  // row's softmax denominator and adds nothing to the output:
+  //   out = sum_j e^(x_j - m) v_j / (sum_j e^(x_j - m) + e^(sink - m)),
+  //   lse = log(sum_j e^x_j + e^sink).
+  // A row that sees no key gives out = 0, lse = sink. nullptr: no sinks.
+  const float* sinks = nullptr;
+
+  // ---- paged KV and used key counts (varlen only) ------------------------------
+  // seqused_k [B]: sequence b uses only its first seqused_k[b] keys. Without
+  // pages they start at row cu_seqlens_k[b] of k / v (seqused_k[b] <= the
+  // slot's length); with pages cu_seqlens_k is nullptr and seqused_k gives the
+  // key counts. nullptr: the lengths come from cu_seqlens_k.
+  const int32_t* seqused_k = nullptr;
+  // Paged KV: k / v are page pools [num_pages, page_size, Hkv, D] (row stride
+  // k_row_stride between the keys of a page, k_batch_stride between pages);
+  // key j of sequence b lives at row j % page_size of page
+  //   page_table[b * page_table_batch_stride + j / page_size].
+  // page_table == nullptr: not paged (page_size == num_pages == 0).
+  const int32_t* page_table = nullptr;  // [B, max_pages_per_seq], device memory
+  int64_t page_table_batch_stride = 0;
+  int32_t page_size = 0;   // power of two, 16 .. 256
+  int32_t num_pages = 0;
+
   ElementType in_type = ElementType::kFloat8E4M3;
   ElementType out_type = ElementType::kBFloat16;
 
