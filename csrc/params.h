@@ -104,6 +104,9 @@ struct FwdParams {
   int64_t page_table_batch_stride = 0;
   int32_t page_size = 0;   // power of two, 16 .. 256
   int32_t num_pages = 0;
+  // Columns of page_table: the kernel clamps a sequence's key count to
+  // max_pages_per_seq * page_size, so a bad seqused_k never reads past a row.
+  int32_t max_pages_per_seq = 0;
 
   ElementType in_type = ElementType::kFloat8E4M3;
   ElementType out_type = ElementType::kBFloat16;
