@@ -31,6 +31,11 @@ class FwdProblem:
     window_left: int = -1
     window_right: int = -1
     out_dtype: torch.dtype = torch.bfloat16
+    softcap: float = 0.0
+    # Paged KV: k / v are [num_pages, page_size, Hkv, D]; seqlen_k = num_pages * page_size.
+    paged: bool = False
+    page_size: int = 0
+    num_pages: int = 0
 
 
 def shape_str(sizes) -> str:
@@ -61,7 +66,8 @@ def _check_last_dim_contiguous(op, name, t):
     _check(t.stride(-1) == 1, op, f"{name} must have a contiguous last dimension (stride 1), got stride {t.stride(-1)}")
 
 
-def _check_qkv(op, q, k, v, head_axis):
+def _check_qkv(op, q, k, v):
+    # Heads are dim -2 in every layout (dense, packed, page pool).
     _check(
         q.dtype in _SUPPORTED_INPUTS,
         op,
@@ -83,7 +89,7 @@ def _check_qkv(op, q, k, v, head_axis):
     d = q.size(-1)
     _check(d in HEAD_DIMS, op, f"head_dim (q.size(-1)) is {d}, expected one of 64, 128, 256")
     _check(k.size(-1) == d, op, f"k has head_dim {k.size(-1)} but q has head_dim {d}")
-    h, hkv = q.size(head_axis), k.size(head_axis)
+    h, hkv = q.size(-2), k.size(-2)
     _check(hkv > 0 and h % hkv == 0, op, f"q has {h} heads, which is not a multiple of the {hkv} heads of k and v")
     _check_last_dim_contiguous(op, "q", q)
     _check_last_dim_contiguous(op, "k", k)
@@ -108,7 +114,7 @@ def _check_scale(op, name, s, q, batch, heads_kv, per_head_allowed):
 
 
 def _check_options(op, p, q, softmax_scale, causal, window_left, window_right,
-                   q_descale, k_descale, v_descale, out_scale, out_dtype):
+                   q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks):
     if softmax_scale is not None:
         _check(math.isfinite(softmax_scale), op, f"softmax_scale must be a finite number, got {_float_str(softmax_scale)}")
         _check(softmax_scale >= 0.0, op, f"softmax_scale must be >= 0, got {_float_str(softmax_scale)}")
@@ -151,6 +157,44 @@ def _check_options(op, p, q, softmax_scale, causal, window_left, window_right,
             op,
             f"out_scale applies to out_dtype torch.float8_e4m3fn only, got out_dtype {p.out_dtype}",
         )
+    _check(math.isfinite(softcap) and softcap >= 0.0, op,
+           f"softcap must be a finite number >= 0 (0 = off), got {_float_str(softcap)}")
+    p.softcap = softcap
+    if sinks is not None:
+        want = lse_dtype(q)  # float32, or float64 for float64 inputs (lse's rule)
+        _check(sinks.dtype == want, op, f"sinks must have dtype {want} (one logit per query head), got {sinks.dtype}")
+        _check(sinks.dim() == 1 and sinks.size(0) == p.heads_q, op,
+               f"sinks must have shape [heads] = [{p.heads_q}], got {shape_str(sinks.shape)}")
+        _check(sinks.stride(0) == 1, op, f"sinks must be contiguous, got stride {sinks.stride(0)}")
+        _check_same_device(op, "sinks", sinks, q)
+
+
+def _is_power_of_two(x) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+def _check_seqused_and_page_table_meta(op, p, q, k, seqused_k, page_table):
+    if p.paged:
+        _check(seqused_k is not None, op,
+               "seqused_k is required with page_table (it gives each sequence's number of keys)")
+    if seqused_k is not None:
+        _check(seqused_k.dtype == torch.int32, op, f"seqused_k must have dtype torch.int32, got {seqused_k.dtype}")
+        _check(seqused_k.dim() == 1 and seqused_k.size(0) == p.batch, op,
+               f"seqused_k must have shape [batch] = [{p.batch}], got {shape_str(seqused_k.shape)}")
+        _check(seqused_k.stride(0) == 1, op, f"seqused_k must be contiguous, got stride {seqused_k.stride(0)}")
+        _check_same_device(op, "seqused_k", seqused_k, q)
+    if not p.paged:
+        return
+    _check(page_table.dtype == torch.int32, op, f"page_table must have dtype torch.int32, got {page_table.dtype}")
+    _check(page_table.dim() == 2 and page_table.size(0) == p.batch, op,
+           f"page_table must have shape [batch, max_pages_per_seq] = [{p.batch}, *], got "
+           f"{shape_str(page_table.shape)}")
+    _check(page_table.stride(1) == 1, op,
+           f"page_table must have a contiguous last dimension (stride 1), got stride {page_table.stride(1)}")
+    _check_same_device(op, "page_table", page_table, q)
+    p.page_size, p.num_pages = k.size(1), k.size(0)
+    _check(_is_power_of_two(p.page_size) and 16 <= p.page_size <= 256, op,
+           f"page_size (k.size(1)) is {p.page_size}, expected a power of two from 16 to 256")
 
 
 def _check_cu_seqlens_meta(op, name, cu, q):
@@ -165,38 +209,53 @@ def _check_cu_seqlens_meta(op, name, cu, q):
 
 
 def check_fwd(op, q, k, v, softmax_scale=None, causal=False, window_left=-1, window_right=-1,
-              q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None) -> FwdProblem:
+              q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
+              softcap=0.0, sinks=None) -> FwdProblem:
     _check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]")
     _check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]")
     _check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]")
-    _check_qkv(op, q, k, v, 2)
+    _check_qkv(op, q, k, v)
     _check(k.size(0) == q.size(0), op, f"k has batch size {k.size(0)} but q has batch size {q.size(0)}")
     p = FwdProblem(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3))
     _check_options(op, p, q, softmax_scale, causal, window_left, window_right,
-                   q_descale, k_descale, v_descale, out_scale, out_dtype)
+                   q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks)
     return p
 
 
 def check_varlen_fwd(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None,
                      softmax_scale=None, causal=False, window_left=-1, window_right=-1,
-                     q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None) -> FwdProblem:
+                     q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
+                     softcap=0.0, sinks=None, seqused_k=None, page_table=None) -> FwdProblem:
+    """cu_seqlens_k is None exactly when page_table is given (k / v are then page
+    pools and seqused_k is required)."""
+    paged = page_table is not None
+    kv_dims = ("[num_pages, page_size, heads_kv, head_dim] (a page pool: page_table is given)" if paged
+               else "[total_k, heads_kv, head_dim] (a page pool needs page_table)")
     _check_rank(op, "q", q, 3, "[total_q, heads, head_dim]")
-    _check_rank(op, "k", k, 3, "[total_k, heads_kv, head_dim]")
-    _check_rank(op, "v", v, 3, "[total_k, heads_kv, head_dim]")
-    _check_qkv(op, q, k, v, 1)
+    _check_rank(op, "k", k, 4 if paged else 3, kv_dims)
+    _check_rank(op, "v", v, 4 if paged else 3, kv_dims)
+    _check_qkv(op, q, k, v)
     _check_cu_seqlens_meta(op, "cu_seqlens_q", cu_seqlens_q, q)
-    _check_cu_seqlens_meta(op, "cu_seqlens_k", cu_seqlens_k, q)
-    _check(
-        cu_seqlens_k.size(0) == cu_seqlens_q.size(0),
-        op,
-        f"cu_seqlens_k has {cu_seqlens_k.size(0)} elements but cu_seqlens_q has "
-        f"{cu_seqlens_q.size(0)}; both must have batch + 1",
-    )
+    if paged:
+        _check(cu_seqlens_k is None, op,
+               "cu_seqlens_k must be None when page_table is given (seqused_k gives the number of keys "
+               "of each sequence)")
+    else:
+        _check(cu_seqlens_k is not None, op, "cu_seqlens_k is required unless page_table is given")
+        _check_cu_seqlens_meta(op, "cu_seqlens_k", cu_seqlens_k, q)
+        _check(
+            cu_seqlens_k.size(0) == cu_seqlens_q.size(0),
+            op,
+            f"cu_seqlens_k has {cu_seqlens_k.size(0)} elements but cu_seqlens_q has "
+            f"{cu_seqlens_q.size(0)}; both must have batch + 1",
+        )
     _check(max_seqlen_q is None or max_seqlen_q >= 0, op, f"max_seqlen_q must be >= 0, got {max_seqlen_q or 0}")
     _check(max_seqlen_k is None or max_seqlen_k >= 0, op, f"max_seqlen_k must be >= 0, got {max_seqlen_k or 0}")
-    p = FwdProblem(cu_seqlens_q.size(0) - 1, q.size(0), k.size(0), q.size(1), k.size(1), q.size(2))
+    p = FwdProblem(cu_seqlens_q.size(0) - 1, q.size(0), 0, q.size(1), k.size(-2), q.size(2), paged=paged)
+    _check_seqused_and_page_table_meta(op, p, q, k, seqused_k, page_table)
+    p.seqlen_k = p.num_pages * p.page_size if paged else k.size(0)
     _check_options(op, p, q, softmax_scale, causal, window_left, window_right,
-                   q_descale, k_descale, v_descale, out_scale, out_dtype)
+                   q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks)
     return p
 
 

@@ -6,7 +6,8 @@ real kernels' sizes, strides, dtypes and devices:
 
     fwd         out [B, Sq, H, D] contiguous, lse [B, H, Sq] contiguous
     varlen_fwd  out [Tq, H, D] contiguous,    lse [H, Tq] contiguous
-    *bwd        dq/dk/dv contiguous, shaped like q/k/v
+    *bwd        dq/dk/dv contiguous, shaped like q/k/v; dsinks like sinks
+                (or [0] in lse's dtype without sinks)
 """
 
 from __future__ import annotations
@@ -23,41 +24,47 @@ def _fwd_outputs(q, p, out_shape, lse_shape):
 
 
 def fwd_fake(q, k, v, softmax_scale=None, causal=False, window_left=-1, window_right=-1,
-             q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None):
+             q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
+             softcap=0.0, sinks=None):
     p = checks.check_fwd("torch_fmha.fwd", q, k, v, softmax_scale, causal, window_left, window_right,
-                         q_descale, k_descale, v_descale, out_scale, out_dtype)
+                         q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks)
     return _fwd_outputs(q, p, (p.batch, p.seqlen_q, p.heads_q, p.head_dim), (p.batch, p.heads_q, p.seqlen_q))
 
 
 def varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None,
                     softmax_scale=None, causal=False, window_left=-1, window_right=-1,
-                    q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None):
+                    q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
+                    softcap=0.0, sinks=None, seqused_k=None, page_table=None):
     p = checks.check_varlen_fwd("torch_fmha.varlen_fwd", q, k, v, cu_seqlens_q, cu_seqlens_k,
                                 max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left,
-                                window_right, q_descale, k_descale, v_descale, out_scale, out_dtype)
+                                window_right, q_descale, k_descale, v_descale, out_scale, out_dtype,
+                                softcap, sinks, seqused_k, page_table)
     return _fwd_outputs(q, p, (p.seqlen_q, p.heads_q, p.head_dim), (p.heads_q, p.seqlen_q))
 
 
-def _grads(q, k, v):
-    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape))
+def _grads(q, k, v, lse, sinks):
+    dsinks = sinks.new_empty(sinks.shape) if sinks is not None else lse.new_empty((0,))
+    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dsinks)
 
 
 def bwd_fake(dout, q, k, v, out, lse, dlse=None, softmax_scale=None, causal=False,
-             window_left=-1, window_right=-1):
+             window_left=-1, window_right=-1, softcap=0.0, sinks=None):
     op = "torch_fmha.bwd"
-    checks.check_fwd(op, q, k, v, softmax_scale, causal, window_left, window_right)
+    checks.check_fwd(op, q, k, v, softmax_scale, causal, window_left, window_right,
+                     softcap=softcap, sinks=sinks)
     checks.check_bwd(op, dout, q, k, v, out, lse, dlse)
-    return _grads(q, k, v)
+    return _grads(q, k, v, lse, sinks)
 
 
 def varlen_bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, dlse=None,
                     max_seqlen_q=None, max_seqlen_k=None, softmax_scale=None, causal=False,
-                    window_left=-1, window_right=-1):
+                    window_left=-1, window_right=-1, softcap=0.0, sinks=None):
     op = "torch_fmha.varlen_bwd"
     checks.check_varlen_fwd(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                            softmax_scale, causal, window_left, window_right)
+                            softmax_scale, causal, window_left, window_right,
+                            softcap=softcap, sinks=sinks)
     checks.check_bwd(op, dout, q, k, v, out, lse, dlse)
-    return _grads(q, k, v)
+    return _grads(q, k, v, lse, sinks)
 
 
 def register() -> None:

@@ -66,3 +66,62 @@ def varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, *, device="cpu", seed=0):
     q, k, v = (poisoned_view(t.to(device), 1) for t in (q, k, v))
     scales = {n: s.to(device) for n, s in scales.items()}
     return q, k, v, cu_q.to(device), cu_k.to(device), scales
+
+
+def paged_inputs(lens_q, lens_k, h, hkv, d, dtype, page_size, *, device="cpu", seed=0, spare_pages=3,
+                 slack_k=None):
+    """A paged KV cache holding the same keys as ``varlen_inputs(lens_q, lens_k, ...)``.
+
+    Returns ``(q, k_pool, v_pool, cu_q, seqused_k, page_table, scales, packed)``:
+    pools ``[num_pages, page_size, Hkv, D]`` (NaN-filled strided views, as
+    ``poisoned_view``), the pages of each sequence scattered over the pool by a
+    random permutation (never in order), ``spare_pages`` pages that no sequence
+    uses, the unused rows of each last page NaN, and ``page_table`` int32
+    ``[B, max_pages + 1]`` whose entries past a sequence's pages are garbage
+    (-1 and ids past the pool) that must never be read. ``packed`` is
+    ``(k, v, cu_k)`` of ``varlen_inputs``, the same problem without pages.
+    ``slack_k``: extra NaN keys per sequence in the packed slots (for seqused_k
+    without pages): the packed slots are then ``lens_k[b] + slack_k`` long and
+    ``packed`` holds ``(k, v, cu_k_with_slack)``.
+    """
+    q, k, v, cu_q, cu_k, scales = varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, device=device, seed=seed)
+    g = torch.Generator(device="cpu").manual_seed(seed + 1)
+    pages_per_seq = [-(-n // page_size) for n in lens_k]
+    num_pages = sum(pages_per_seq) + spare_pages
+    order = torch.randperm(num_pages, generator=g).tolist()
+    if num_pages > 1 and order == sorted(order):  # scattered, never the identity
+        order = order[1:] + order[:1]
+    nan = torch.full((num_pages, page_size, hkv, d), float("nan")).to(dtype)
+    pools = [poisoned_view(nan.to(device), 2), poisoned_view(nan.to(device), 2)]
+    table = torch.full((len(lens_k), max(pages_per_seq, default=0) + 1), -1, dtype=torch.int32)
+    table[:, -1] = num_pages + 7  # a garbage id past the pool in the last column
+    taken = 0
+    for b, n in enumerate(lens_k):
+        k0 = int(cu_k[b])
+        for j in range(pages_per_seq[b]):
+            page = order[taken]
+            taken += 1
+            table[b, j] = page
+            rows = slice(k0 + j * page_size, k0 + min((j + 1) * page_size, n))
+            for pool, src in zip(pools, (k, v)):
+                pool[page, :rows.stop - rows.start] = src[rows]
+    seqused = torch.tensor(lens_k, dtype=torch.int32, device=device)
+    packed = (k, v, cu_k)
+    if slack_k:
+        packed = _with_slack(k, v, cu_k, slack_k)
+    return q, pools[0], pools[1], cu_q, seqused, table.to(device), scales, packed
+
+
+def _with_slack(k, v, cu_k, slack):
+    """Packed k / v whose sequence slots are ``slack`` NaN rows longer than their keys."""
+    lens = (cu_k[1:] - cu_k[:-1]).tolist()
+    out = []
+    for x in (k, v):
+        parts = []
+        for b, n in enumerate(lens):
+            parts.append(x[int(cu_k[b]):int(cu_k[b]) + n])
+            parts.append(torch.full((slack,) + tuple(x.shape[1:]), float("nan"), device=x.device).to(x.dtype))
+        out.append(poisoned_view(torch.cat(parts), 1))
+    cu = torch.cat([torch.zeros(1, dtype=torch.int32),
+                    torch.tensor([n + slack for n in lens], dtype=torch.int32).cumsum(0).to(torch.int32)])
+    return out[0], out[1], cu.to(k.device)

@@ -71,8 +71,15 @@ def _weighted_values(p, v, ok):
     return out
 
 
+def _sink_lse(sinks, b: int, h: int, rows: int, dev) -> torch.Tensor:
+    """The lse of rows that see no key: -inf, or the head's sink. -> [B, H, rows] float64."""
+    if sinks is None:
+        return torch.full((b, h, rows), -math.inf, dtype=torch.float64, device=dev)
+    return sinks.double().to(dev)[None, :, None].expand(b, h, rows).clone()
+
+
 def attention_ref(q, k, v, *, softmax_scale=None, causal=False, window_size=(-1, -1),
-                  q_descale=None, k_descale=None, v_descale=None):
+                  q_descale=None, k_descale=None, v_descale=None, softcap=0.0, sinks=None):
     """Dense reference. q [B, Sq, H, D], k/v [B, Sk, Hkv, D] ->
     (out float64 [B, Sq, H, D], lse float64 [B, H, Sq]).
 
@@ -92,6 +99,12 @@ def attention_ref(q, k, v, *, softmax_scale=None, causal=False, window_size=(-1,
     This is float64 SDPA (math backend) on the visible keys, except that
     SDPA's safe softmax makes an all -inf row 0 and torch.logsumexp makes a
     +inf row's lse +inf, where both are NaN here.
+
+    softcap > 0: the scores become ``softcap * tanh(s / softcap)`` (an infinite
+    score is capped to +-softcap; NaN stays NaN). sinks [H]: one more logit
+    per head in every row's softmax with no value: it joins the max and the
+    denominator, ``lse = log(sum_j e^s_j + e^sink)``; it is not soft-capped.
+    A row that sees no key gets ``lse = sink`` (out = 0).
     """
     b, sq, h, d = q.shape
     sk, hkv = k.size(1), k.size(2)
@@ -102,7 +115,7 @@ def attention_ref(q, k, v, *, softmax_scale=None, causal=False, window_size=(-1,
     dev = q.device
     f64 = dict(dtype=torch.float64, device=dev)
     if sk == 0:
-        return torch.zeros(b, sq, h, d, **f64), torch.full((b, h, sq), -math.inf, **f64)
+        return torch.zeros(b, sq, h, d, **f64), _sink_lse(sinks, b, h, sq, dev)
     score_scale = (_per_query_head(q_descale, b, h, hkv) * _per_query_head(k_descale, b, h, hkv)
                    * scale).to(dev)  # [B, H, 1, 1]
     out_scale = _per_query_head(v_descale, b, h, hkv).to(dev).permute(0, 2, 1, 3)  # [B, 1, H, 1]
@@ -110,25 +123,51 @@ def attention_ref(q, k, v, *, softmax_scale=None, causal=False, window_size=(-1,
     ok = visible(sq, sk, left, right, dev)  # [Sq, Sk]
     empty = ~ok.any(-1)  # [Sq]: rows that see no key (by the mask, never by the data)
     s = torch.einsum("bqhd,bkhd->bhqk", qf, kf) * score_scale  # [B, H, Sq, Sk]
+    if softcap:
+        s = torch.tanh(s / softcap) * softcap
     s.masked_fill_(~ok, -math.inf)
     m = s.amax(-1, keepdim=True)  # NaN if any visible score is NaN
+    sink = None if sinks is None else sinks.double().to(dev)[None, :, None, None]  # [1, H, 1, 1]
+    if sink is not None:
+        m = torch.maximum(m, sink)  # the sink is one more score of the row (NaN propagates)
     defined = torch.isfinite(m)  # False: NaN, +inf, all -inf (and empty rows)
-    s.sub_(torch.where(defined, m, torch.zeros_like(m))).exp_()  # s is now e = exp(s - m)
+    shift = torch.where(defined, m, torch.zeros_like(m))
+    s.sub_(shift).exp_()  # s is now e = exp(s - m)
     denom = s.sum(-1, keepdim=True)
+    if sink is not None:
+        denom = denom + torch.exp(sink - shift)
     lse = torch.where(defined, m + denom.log(), torch.full_like(m, math.nan)).squeeze(-1)
-    lse.masked_fill_(empty[None, None, :], -math.inf)
+    lse = torch.where(empty[None, None, :], _sink_lse(sinks, b, h, sq, dev), lse)
     p = s.div_(denom).masked_fill_(~defined, math.nan).masked_fill_(empty[None, None, :, None], 0.0)
     out = _weighted_values(p, vf, ok) * out_scale
     out.masked_fill_(empty[None, :, None, None], 0.0)
     return out, lse
 
 
-def varlen_attention_ref(q, k, v, cu_seqlens_q, cu_seqlens_k, *, q_descale=None, k_descale=None,
-                         v_descale=None, **kw):
-    """Packed reference: q [Tq, H, D] -> (out [Tq, H, D], lse [H, Tq]) in float64."""
-    cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+def sequence_keys(x, b: int, cu_seqlens_k=None, seqused_k=None, page_table=None) -> torch.Tensor:
+    """The keys (or values) of sequence b, [S_b, Hkv, D]: rows cu_seqlens_k[b]:
+    of a packed x (seqused_k[b] of them when given, else up to cu_seqlens_k[b+1]),
+    or, with page_table, key j = x[page_table[b, j // page_size], j % page_size]
+    for j < seqused_k[b], x being the page pool [num_pages, page_size, Hkv, D]."""
+    if page_table is not None:
+        j = torch.arange(int(seqused_k[b]))
+        pages = page_table[b, j // x.size(1)].long()  # only the entries the sequence reads
+        return x[pages.to(x.device), (j % x.size(1)).to(x.device)]
+    k0 = int(cu_seqlens_k[b])
+    k1 = k0 + int(seqused_k[b]) if seqused_k is not None else int(cu_seqlens_k[b + 1])
+    return x[k0:k1]
+
+
+def varlen_attention_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, q_descale=None, k_descale=None,
+                         v_descale=None, seqused_k=None, page_table=None, **kw):
+    """Packed reference: q [Tq, H, D] -> (out [Tq, H, D], lse [H, Tq]) in float64.
+    k / v are packed [Tk, Hkv, D], or page pools with page_table (sequence_keys)."""
+    cq = cu_seqlens_q.tolist()
     out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
     lse = torch.full((q.size(1), q.size(0)), -math.inf, dtype=torch.float64, device=q.device)
+    keys = dict(cu_seqlens_k=None if cu_seqlens_k is None else cu_seqlens_k.tolist(),
+                seqused_k=None if seqused_k is None else seqused_k.tolist(),
+                page_table=None if page_table is None else page_table.cpu())
 
     def seq(t, b):  # per-(batch, kv head) scales: keep row b
         return t if t is None or t.numel() == 1 else t[b:b + 1]
@@ -137,7 +176,7 @@ def varlen_attention_ref(q, k, v, cu_seqlens_q, cu_seqlens_k, *, q_descale=None,
         if cq[b + 1] == cq[b]:
             continue
         o, l = attention_ref(
-            q[None, cq[b]:cq[b + 1]], k[None, ck[b]:ck[b + 1]], v[None, ck[b]:ck[b + 1]],
+            q[None, cq[b]:cq[b + 1]], sequence_keys(k, b, **keys)[None], sequence_keys(v, b, **keys)[None],
             q_descale=seq(q_descale, b), k_descale=seq(k_descale, b), v_descale=seq(v_descale, b),
             **kw)
         out[cq[b]:cq[b + 1]] = o[0]

@@ -186,11 +186,12 @@ def test_schema_order_of_the_positional_fast_path():
     names = lambda op: [a.name for a in op.default._schema.arguments]  # noqa: E731
     assert names(torch.ops.torch_fmha.fwd) == [
         "q", "k", "v", "softmax_scale", "causal", "window_left", "window_right",
-        "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype"]
+        "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype", "softcap", "sinks"]
     assert names(torch.ops.torch_fmha.varlen_fwd) == [
         "q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "max_seqlen_q", "max_seqlen_k",
         "softmax_scale", "causal", "window_left", "window_right",
-        "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype"]
+        "q_descale", "k_descale", "v_descale", "out_scale", "out_dtype",
+        "softcap", "sinks", "seqused_k", "page_table"]
 
 
 @pytest.mark.parametrize("out_dtype, expected", [(torch.bfloat16, None), (None, None),

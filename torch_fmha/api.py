@@ -56,7 +56,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
               window_size: tuple[int, int] = _UNBOUNDED,
               q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
               v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
-              out_scale: Optional[torch.Tensor] = None, return_lse: bool = False):
+              out_scale: Optional[torch.Tensor] = None, return_lse: bool = False,
+              softcap: float = 0.0, sinks: Optional[torch.Tensor] = None):
     """Multi-head attention over a dense batch.
 
     Args:
@@ -79,9 +80,21 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             ``out = saturate(o / out_scale)``.
         return_lse: also return the log-sum-exp of the scaled scores,
             float32 ``[B, H, Sq]``, natural log.
+        softcap: logit soft-capping (Gemma-2, Grok; FlashAttention's
+            convention), ``0`` = off. With ``x = softmax_scale * q_descale *
+            k_descale * q.k`` the softmax sees ``softcap * tanh(x / softcap)``.
+            Must be finite and ``>= 0``.
+        sinks: attention sinks (gpt-oss), float32 ``[H]`` (float64 for
+            float64 inputs), one logit per query head. The sink joins every
+            row's softmax denominator and adds nothing to the output:
+            ``out = sum_j e^(s_j) v_j / (sum_j e^(s_j) + e^sink)`` and
+            ``lse = log(sum_j e^(s_j) + e^sink)``. It is in the units of the
+            soft-capped scores ``s`` and is **not** soft-capped itself (it is
+            already a logit): softcap acts on the scores, then the sink joins.
+            ``-inf`` is the same as no sink. Differentiable (CPU backward).
 
     A query row that sees no key (``Sk == 0``, or masked out entirely) gives
-    ``out = 0`` and ``lse = -inf``.
+    ``out = 0`` and ``lse = -inf`` (``lse = sink`` with sinks).
 
     Returns:
         ``out [B, Sq, H, D]``, or ``(out, lse)`` when ``return_lse``.
@@ -93,19 +106,22 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     # it redispatches at once, so there is no cheaper path to take here.
     out, lse = torch.ops.torch_fmha.fwd.default(
         q, k, v, softmax_scale, causal, left, right, q_descale, k_descale, v_descale,
-        out_scale, out_dtype)
+        out_scale, out_dtype, softcap, sinks)
     return (out, lse) if return_lse else out
 
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor,
+                     cu_seqlens_q: torch.Tensor, cu_seqlens_k: Optional[torch.Tensor] = None,
                      max_seqlen_q: Optional[int] = None, max_seqlen_k: Optional[int] = None, *,
                      softmax_scale: Optional[float] = None, causal: bool = False,
                      window_size: tuple[int, int] = _UNBOUNDED,
                      q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
                      v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
-                     out_scale: Optional[torch.Tensor] = None, return_lse: bool = False):
-    """Multi-head attention over a ragged (packed) batch.
+                     out_scale: Optional[torch.Tensor] = None, return_lse: bool = False,
+                     softcap: float = 0.0, sinks: Optional[torch.Tensor] = None,
+                     seqused_k: Optional[torch.Tensor] = None,
+                     page_table: Optional[torch.Tensor] = None):
+    """Multi-head attention over a ragged (packed) batch, or over a paged KV cache.
 
     Args:
         q: ``[Tq, H, D]``; k, v: ``[Tk, Hkv, D]``. Sequence b owns rows
@@ -113,11 +129,32 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             ``cu_seqlens_k[b]:cu_seqlens_k[b+1]`` of k and v.
         cu_seqlens_q, cu_seqlens_k: int32 ``[B + 1]``, starting at 0,
             non-decreasing, ending at Tq / Tk. Sequences may be empty.
+            ``cu_seqlens_k`` is None exactly when ``page_table`` is given.
         max_seqlen_q, max_seqlen_k: optional hints (never needed for
             correctness; the ops never read cu_seqlens on the host).
+        seqused_k: int32 ``[B]``: sequence b uses only its first
+            ``seqused_k[b]`` keys (the rest of its slot, or of its pages, is
+            never read). Without pages they start at row ``cu_seqlens_k[b]``
+            and ``seqused_k[b] <= cu_seqlens_k[b+1] - cu_seqlens_k[b]``.
+            Masks (causal, windows) align to ``seqused_k[b]`` keys.
+        page_table: paged KV cache (FlashAttention-3's names). k, v are then
+            page pools ``[num_pages, page_size, Hkv, D]`` (page_size a power of
+            two from 16 to 256), ``page_table`` int32 ``[B, max_pages_per_seq]``
+            and ``seqused_k`` is required: key j of sequence b is
+            ``k[page_table[b, j // page_size], j % page_size]``. The pages of a
+            sequence may lie anywhere in the pool, in any order; entries past
+            ``ceil(seqused_k[b] / page_size)`` are never read (they may hold
+            anything, e.g. -1). A page id outside ``[0, num_pages)`` among the
+            read entries is an error (on CPU always; on CUDA in debug builds,
+            since checking costs a host sync).
+        softcap, sinks: as in :func:`attention`.
         Descales are ``[1]`` or ``[B, Hkv]``. Masks apply per sequence
         (causal bottom-right per sequence). Everything else as in
         :func:`attention`.
+
+    Backward: through q, k, v and sinks on CPU, as for :func:`attention`;
+    there is none through ``seqused_k`` / ``page_table`` (inference features:
+    backward raises an error saying so).
 
     Returns:
         ``out [Tq, H, D]``, or ``(out, lse)`` with lse float32 ``[H, Tq]``.
@@ -126,5 +163,6 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     out_dtype = _op_out_dtype(q, out_dtype)
     out, lse = torch.ops.torch_fmha.varlen_fwd.default(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
-        causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype)
+        causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype,
+        softcap, sinks, seqused_k, page_table)
     return (out, lse) if return_lse else out

@@ -70,9 +70,9 @@ void check_last_dim_contiguous(const char* op, const char* name,
 }
 
 // q/k/v: dtype, device, last-dim contiguity; k and v shapes agree; GQA; D.
-// `head_axis` is the heads dimension (2 dense, 1 varlen).
+// Heads are dim -2 in every layout (dense, packed, page pool).
 void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
-               const at::Tensor& v, int64_t head_axis) {
+               const at::Tensor& v) {
   TORCH_CHECK(is_supported_input(q.scalar_type()), op, ": q has dtype ",
               dtype_name(q.scalar_type()),
               ", expected one of torch.float8_e4m3fn, torch.bfloat16, "
@@ -92,7 +92,7 @@ void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
               d, ", expected one of 64, 128, 256");
   TORCH_CHECK(k.size(-1) == d, op, ": k has head_dim ", k.size(-1),
               " but q has head_dim ", d);
-  const int64_t h = q.size(head_axis), hkv = k.size(head_axis);
+  const int64_t h = q.size(-2), hkv = k.size(-2);
   TORCH_CHECK(hkv > 0 && h % hkv == 0, op, ": q has ", h,
               " heads, which is not a multiple of the ", hkv,
               " heads of k and v");
@@ -128,7 +128,8 @@ void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
                    const std::optional<at::Tensor>& k_descale,
                    const std::optional<at::Tensor>& v_descale,
                    const std::optional<at::Tensor>& out_scale,
-                   std::optional<at::ScalarType> out_dtype) {
+                   std::optional<at::ScalarType> out_dtype, double softcap,
+                   const std::optional<at::Tensor>& sinks) {
   if (softmax_scale.has_value()) {
     TORCH_CHECK(std::isfinite(*softmax_scale), op,
                 ": softmax_scale must be a finite number, got ",
@@ -189,6 +190,60 @@ void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
                 ": out_scale applies to out_dtype torch.float8_e4m3fn only, got out_dtype ",
                 dtype_name(p.out_dtype));
   }
+  TORCH_CHECK(std::isfinite(softcap) && softcap >= 0.0, op,
+              ": softcap must be a finite number >= 0 (0 = off), got ", float_str(softcap));
+  p.softcap = softcap;
+  if (sinks.has_value()) {
+    // float32, or float64 for float64 inputs (lse's rule, so gradcheck can see it).
+    const at::ScalarType want = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    TORCH_CHECK(sinks->scalar_type() == want, op, ": sinks must have dtype ", dtype_name(want),
+                " (one logit per query head), got ", dtype_name(sinks->scalar_type()));
+    TORCH_CHECK(sinks->dim() == 1 && sinks->size(0) == p.heads_q, op,
+                ": sinks must have shape [heads] = [", p.heads_q, "], got ",
+                shape_str(sinks->sizes()));
+    TORCH_CHECK(sinks->stride(0) == 1, op, ": sinks must be contiguous, got stride ",
+                sinks->stride(0));
+    check_same_device(op, "sinks", *sinks, q);
+  }
+}
+
+bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+
+// seqused_k int32 [batch] and page_table int32 [batch, max_pages_per_seq]:
+// the metadata (dtype, shape, strides the kernel assumes, device).
+void check_seqused_and_page_table_meta(const char* op, FwdProblem& p, const at::Tensor& q,
+                                       const at::Tensor& k,
+                                       const std::optional<at::Tensor>& seqused_k,
+                                       const std::optional<at::Tensor>& page_table) {
+  if (p.paged) {
+    TORCH_CHECK(seqused_k.has_value(), op,
+                ": seqused_k is required with page_table (it gives each sequence's number of keys)");
+  }
+  if (seqused_k.has_value()) {
+    TORCH_CHECK(seqused_k->scalar_type() == at::kInt, op,
+                ": seqused_k must have dtype torch.int32, got ", dtype_name(seqused_k->scalar_type()));
+    TORCH_CHECK(seqused_k->dim() == 1 && seqused_k->size(0) == p.batch, op,
+                ": seqused_k must have shape [batch] = [", p.batch, "], got ",
+                shape_str(seqused_k->sizes()));
+    TORCH_CHECK(seqused_k->stride(0) == 1, op, ": seqused_k must be contiguous, got stride ",
+                seqused_k->stride(0));
+    check_same_device(op, "seqused_k", *seqused_k, q);
+  }
+  if (!p.paged) return;
+  TORCH_CHECK(page_table->scalar_type() == at::kInt, op,
+              ": page_table must have dtype torch.int32, got ", dtype_name(page_table->scalar_type()));
+  TORCH_CHECK(page_table->dim() == 2 && page_table->size(0) == p.batch, op,
+              ": page_table must have shape [batch, max_pages_per_seq] = [", p.batch, ", *], got ",
+              shape_str(page_table->sizes()));
+  TORCH_CHECK(page_table->stride(1) == 1, op,
+              ": page_table must have a contiguous last dimension (stride 1), got stride ",
+              page_table->stride(1));
+  check_same_device(op, "page_table", *page_table, q);
+  p.page_size = k.size(1);
+  p.num_pages = k.size(0);
+  TORCH_CHECK(is_power_of_two(p.page_size) && p.page_size >= 16 && p.page_size <= 256, op,
+              ": page_size (k.size(1)) is ", p.page_size,
+              ", expected a power of two from 16 to 256");
 }
 
 void check_cu_seqlens_meta(const char* op, const char* name, const at::Tensor& cu,
@@ -212,11 +267,12 @@ FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
                      const std::optional<at::Tensor>& k_descale,
                      const std::optional<at::Tensor>& v_descale,
                      const std::optional<at::Tensor>& out_scale,
-                     std::optional<at::ScalarType> out_dtype) {
+                     std::optional<at::ScalarType> out_dtype, double softcap,
+                     const std::optional<at::Tensor>& sinks) {
   check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]");
   check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]");
   check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]");
-  check_qkv(op, q, k, v, /*head_axis=*/2);
+  check_qkv(op, q, k, v);
   TORCH_CHECK(k.size(0) == q.size(0), op, ": k has batch size ", k.size(0),
               " but q has batch size ", q.size(0));
   FwdProblem p;
@@ -227,44 +283,59 @@ FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
   p.heads_kv = k.size(2);
   p.head_dim = q.size(3);
   check_options(op, p, q, softmax_scale, causal, window_left, window_right,
-                q_descale, k_descale, v_descale, out_scale, out_dtype);
+                q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks);
   return p;
 }
 
 FwdProblem check_varlen_fwd(
     const char* op, const at::Tensor& q, const at::Tensor& k,
     const at::Tensor& v, const at::Tensor& cu_seqlens_q,
-    const at::Tensor& cu_seqlens_k, std::optional<int64_t> max_seqlen_q,
+    const std::optional<at::Tensor>& cu_seqlens_k, std::optional<int64_t> max_seqlen_q,
     std::optional<int64_t> max_seqlen_k, std::optional<double> softmax_scale,
     bool causal, int64_t window_left, int64_t window_right,
     const std::optional<at::Tensor>& q_descale,
     const std::optional<at::Tensor>& k_descale,
     const std::optional<at::Tensor>& v_descale,
     const std::optional<at::Tensor>& out_scale,
-    std::optional<at::ScalarType> out_dtype) {
+    std::optional<at::ScalarType> out_dtype, double softcap,
+    const std::optional<at::Tensor>& sinks, const std::optional<at::Tensor>& seqused_k,
+    const std::optional<at::Tensor>& page_table) {
+  const bool paged = page_table.has_value();
+  const char* kv_dims = paged ? "[num_pages, page_size, heads_kv, head_dim] (a page pool: page_table is given)"
+                              : "[total_k, heads_kv, head_dim] (a page pool needs page_table)";
   check_rank(op, "q", q, 3, "[total_q, heads, head_dim]");
-  check_rank(op, "k", k, 3, "[total_k, heads_kv, head_dim]");
-  check_rank(op, "v", v, 3, "[total_k, heads_kv, head_dim]");
-  check_qkv(op, q, k, v, /*head_axis=*/1);
+  check_rank(op, "k", k, paged ? 4 : 3, kv_dims);
+  check_rank(op, "v", v, paged ? 4 : 3, kv_dims);
+  check_qkv(op, q, k, v);
   check_cu_seqlens_meta(op, "cu_seqlens_q", cu_seqlens_q, q);
-  check_cu_seqlens_meta(op, "cu_seqlens_k", cu_seqlens_k, q);
-  TORCH_CHECK(cu_seqlens_k.size(0) == cu_seqlens_q.size(0), op,
-              ": cu_seqlens_k has ", cu_seqlens_k.size(0),
-              " elements but cu_seqlens_q has ", cu_seqlens_q.size(0),
-              "; both must have batch + 1");
+  if (paged) {
+    TORCH_CHECK(!cu_seqlens_k.has_value(), op,
+                ": cu_seqlens_k must be None when page_table is given (seqused_k gives the "
+                "number of keys of each sequence)");
+  } else {
+    TORCH_CHECK(cu_seqlens_k.has_value(), op,
+                ": cu_seqlens_k is required unless page_table is given");
+    check_cu_seqlens_meta(op, "cu_seqlens_k", *cu_seqlens_k, q);
+    TORCH_CHECK(cu_seqlens_k->size(0) == cu_seqlens_q.size(0), op,
+                ": cu_seqlens_k has ", cu_seqlens_k->size(0),
+                " elements but cu_seqlens_q has ", cu_seqlens_q.size(0),
+                "; both must have batch + 1");
+  }
   TORCH_CHECK(!max_seqlen_q.has_value() || *max_seqlen_q >= 0, op,
               ": max_seqlen_q must be >= 0, got ", max_seqlen_q.value_or(0));
   TORCH_CHECK(!max_seqlen_k.has_value() || *max_seqlen_k >= 0, op,
               ": max_seqlen_k must be >= 0, got ", max_seqlen_k.value_or(0));
   FwdProblem p;
   p.batch = cu_seqlens_q.size(0) - 1;
+  p.paged = paged;
+  check_seqused_and_page_table_meta(op, p, q, k, seqused_k, page_table);
   p.seqlen_q = q.size(0);
-  p.seqlen_k = k.size(0);
+  p.seqlen_k = paged ? p.num_pages * p.page_size : k.size(0);
   p.heads_q = q.size(1);
-  p.heads_kv = k.size(1);
+  p.heads_kv = k.size(-2);
   p.head_dim = q.size(2);
   check_options(op, p, q, softmax_scale, causal, window_left, window_right,
-                q_descale, k_descale, v_descale, out_scale, out_dtype);
+                q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks);
   return p;
 }
 
@@ -281,6 +352,36 @@ void check_cu_seqlens_values(const char* op, const char* name,
   }
   TORCH_CHECK(c[n - 1] == total, op, ": ", name, "[-1] = ", c[n - 1],
               " must equal ", total_name, " = ", total);
+}
+
+void check_seqused_and_pages(const char* op, const FwdProblem& p,
+                             const std::optional<at::Tensor>& cu_seqlens_k,
+                             const std::optional<at::Tensor>& seqused_k,
+                             const std::optional<at::Tensor>& page_table) {
+  if (!seqused_k.has_value()) return;
+  TORCH_INTERNAL_ASSERT(seqused_k->device().is_cpu());
+  const int32_t* used = seqused_k->data_ptr<int32_t>();
+  for (int64_t b = 0; b < p.batch; ++b) {
+    TORCH_CHECK(used[b] >= 0, op, ": seqused_k[", b, "] = ", used[b], " must be >= 0");
+    if (!p.paged) {
+      const int32_t* ck = cu_seqlens_k->data_ptr<int32_t>();
+      const int64_t slot = int64_t(ck[b + 1]) - ck[b];
+      TORCH_CHECK(used[b] <= slot, op, ": seqused_k[", b, "] = ", used[b], " exceeds the ", slot,
+                  " keys of sequence ", b, " (cu_seqlens_k[", b + 1, "] - cu_seqlens_k[", b, "])");
+      continue;
+    }
+    const int64_t pages = (int64_t(used[b]) + p.page_size - 1) / p.page_size;
+    const int64_t columns = page_table->size(1);
+    TORCH_CHECK(pages <= columns, op, ": seqused_k[", b, "] = ", used[b], " needs ", pages,
+                " pages of ", p.page_size, " keys but page_table has ", columns, " columns");
+    const at::Tensor row = (*page_table)[b];
+    const int32_t* ids = row.data_ptr<int32_t>();  // last dim contiguous (checked)
+    for (int64_t j = 0; j < pages; ++j) {
+      TORCH_CHECK(ids[j] >= 0 && ids[j] < p.num_pages, op, ": page_table[", b, ", ", j, "] = ",
+                  ids[j], " is not a page of the pool: sequence ", b, " reads ", pages,
+                  " pages and page ids must be in [0, num_pages) = [0, ", p.num_pages, ")");
+    }
+  }
 }
 
 void check_bwd(const char* op, const at::Tensor& dout, const at::Tensor& q,

@@ -25,6 +25,12 @@ struct FwdProblem {
   int64_t window_left = -1;    // resolved: causal folded in (right = 0)
   int64_t window_right = -1;
   at::ScalarType out_dtype = at::kBFloat16;  // resolved default
+  double softcap = 0.0;        // 0: off
+  // Paged KV (varlen with page_table): k / v are [num_pages, page_size, Hkv, D]
+  // and seqlen_k is num_pages * page_size (rows of the pool).
+  bool paged = false;
+  int64_t page_size = 0;
+  int64_t num_pages = 0;
 };
 
 // `op` is the name used as the message prefix ("torch_fmha.fwd").
@@ -35,19 +41,24 @@ FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
                      const std::optional<at::Tensor>& k_descale,
                      const std::optional<at::Tensor>& v_descale,
                      const std::optional<at::Tensor>& out_scale,
-                     std::optional<at::ScalarType> out_dtype);
+                     std::optional<at::ScalarType> out_dtype, double softcap,
+                     const std::optional<at::Tensor>& sinks);
 
+// cu_seqlens_k is None exactly when page_table is given (then k / v are page
+// pools and seqused_k is required).
 FwdProblem check_varlen_fwd(
     const char* op, const at::Tensor& q, const at::Tensor& k,
     const at::Tensor& v, const at::Tensor& cu_seqlens_q,
-    const at::Tensor& cu_seqlens_k, std::optional<int64_t> max_seqlen_q,
+    const std::optional<at::Tensor>& cu_seqlens_k, std::optional<int64_t> max_seqlen_q,
     std::optional<int64_t> max_seqlen_k, std::optional<double> softmax_scale,
     bool causal, int64_t window_left, int64_t window_right,
     const std::optional<at::Tensor>& q_descale,
     const std::optional<at::Tensor>& k_descale,
     const std::optional<at::Tensor>& v_descale,
     const std::optional<at::Tensor>& out_scale,
-    std::optional<at::ScalarType> out_dtype);
+    std::optional<at::ScalarType> out_dtype, double softcap,
+    const std::optional<at::Tensor>& sinks, const std::optional<at::Tensor>& seqused_k,
+    const std::optional<at::Tensor>& page_table);
 
 // Value checks of cu_seqlens (starts at 0, non-decreasing, ends at `total`).
 // They read the data, so they run only where that costs no host sync: on CPU
@@ -55,6 +66,16 @@ FwdProblem check_varlen_fwd(
 void check_cu_seqlens_values(const char* op, const char* name,
                              const at::Tensor& cu_seqlens, int64_t total,
                              const char* total_name);
+
+// Value checks of seqused_k (0 <= seqused_k[b] <= the keys of sequence b's
+// slot, or the keys page_table's columns can hold) and of the page ids a call
+// reads (0 <= id < num_pages; entries past a sequence's last page are never
+// read and not checked). CPU tensors only, as above. cu_seqlens_k is None for
+// a paged call.
+void check_seqused_and_pages(const char* op, const FwdProblem& p,
+                             const std::optional<at::Tensor>& cu_seqlens_k,
+                             const std::optional<at::Tensor>& seqused_k,
+                             const std::optional<at::Tensor>& page_table);
 
 // Backward, after the forward's checks on q/k/v and the options: no FP8;
 // dout/out match q's shape, lse (and dlse) the forward's lse.

@@ -24,6 +24,7 @@ struct Scales {
   const std::optional<at::Tensor>& k_descale;
   const std::optional<at::Tensor>& v_descale;
   const std::optional<at::Tensor>& out_scale;
+  const std::optional<at::Tensor>& sinks;
 };
 
 // Forward of sequence b into out_rows [Sq, H, D] and lse_rows [H, Sq].
@@ -37,8 +38,9 @@ void forward_into(const FwdProblem& p, const Scales& sc, int64_t b,
   if (sc.out_scale.has_value()) {
     o_scale = o_scale / per_query_head(sc.out_scale, b, p.heads_q, p.heads_kv);
   }
+  cpu::ScoreOptions score_options{p.softcap, sc.sinks.value_or(at::Tensor())};
   auto [o, lse] = cpu::forward_sequence(q, k, v, score_scale, o_scale,
-                                        {p.window_left, p.window_right});
+                                        {p.window_left, p.window_right}, score_options);
   if (p.out_dtype == at::kFloat8_e4m3fn) {
     // Saturate: values beyond the e4m3 range clamp to +-448 instead of NaN.
     o = o.clamp(-448.0, 448.0);
@@ -58,48 +60,76 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(
     const std::optional<at::Tensor>& k_descale,
     const std::optional<at::Tensor>& v_descale,
     const std::optional<at::Tensor>& out_scale,
-    std::optional<at::ScalarType> out_dtype) {
+    std::optional<at::ScalarType> out_dtype, double softcap,
+    const std::optional<at::Tensor>& sinks) {
   const FwdProblem p =
       check_fwd("torch_fmha.fwd", q, k, v, softmax_scale, causal, window_left,
-                window_right, q_descale, k_descale, v_descale, out_scale, out_dtype);
+                window_right, q_descale, k_descale, v_descale, out_scale, out_dtype,
+                softcap, sinks);
   at::Tensor out = at::empty({p.batch, p.seqlen_q, p.heads_q, p.head_dim},
                              q.options().dtype(p.out_dtype));  // [B, Sq, H, D]
   at::Tensor lse = at::empty({p.batch, p.heads_q, p.seqlen_q},
                              q.options().dtype(lse_dtype(q)));  // [B, H, Sq]
-  const Scales sc{q_descale, k_descale, v_descale, out_scale};
+  const Scales sc{q_descale, k_descale, v_descale, out_scale, sinks};
   for (int64_t b = 0; b < p.batch; ++b) {
     forward_into(p, sc, b, q[b], k[b], v[b], out[b], lse[b]);
   }
   return {out, lse};
 }
 
+// The keys of sequence b: rows cu_seqlens_k[b] .. (+ seqused_k[b] when given)
+// of k, or its pages of the pool gathered in page_table order and cut to
+// seqused_k[b] rows (the unused rows of its last page and the pages it does not
+// list are never read).
+at::Tensor sequence_keys(const FwdProblem& p, const at::Tensor& kv, int64_t b,
+                         const std::optional<at::Tensor>& cu_seqlens_k,
+                         const std::optional<at::Tensor>& seqused_k,
+                         const std::optional<at::Tensor>& page_table) {
+  if (p.paged) {
+    const int64_t used = seqused_k->data_ptr<int32_t>()[b];
+    const int64_t pages = (used + p.page_size - 1) / p.page_size;
+    at::Tensor ids = (*page_table)[b].slice(0, 0, pages).to(at::kLong);
+    return kv.index_select(0, ids).flatten(0, 1).slice(0, 0, used);  // [used, Hkv, D]
+  }
+  const int32_t* ck = cu_seqlens_k->data_ptr<int32_t>();
+  const int64_t k0 = ck[b];
+  const int64_t k1 = seqused_k.has_value() ? k0 + seqused_k->data_ptr<int32_t>()[b] : ck[b + 1];
+  return kv.slice(0, k0, k1);
+}
+
 std::tuple<at::Tensor, at::Tensor> varlen_fwd_cpu(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& cu_seqlens_q, const at::Tensor& cu_seqlens_k,
+    const at::Tensor& cu_seqlens_q, const std::optional<at::Tensor>& cu_seqlens_k,
     std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k,
     std::optional<double> softmax_scale, bool causal, int64_t window_left,
     int64_t window_right, const std::optional<at::Tensor>& q_descale,
     const std::optional<at::Tensor>& k_descale,
     const std::optional<at::Tensor>& v_descale,
     const std::optional<at::Tensor>& out_scale,
-    std::optional<at::ScalarType> out_dtype) {
+    std::optional<at::ScalarType> out_dtype, double softcap,
+    const std::optional<at::Tensor>& sinks, const std::optional<at::Tensor>& seqused_k,
+    const std::optional<at::Tensor>& page_table) {
   const char* op = "torch_fmha.varlen_fwd";
   const FwdProblem p = check_varlen_fwd(
       op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
       softmax_scale, causal, window_left, window_right, q_descale, k_descale,
-      v_descale, out_scale, out_dtype);
+      v_descale, out_scale, out_dtype, softcap, sinks, seqused_k, page_table);
   check_cu_seqlens_values(op, "cu_seqlens_q", cu_seqlens_q, q.size(0), "q.size(0)");
-  check_cu_seqlens_values(op, "cu_seqlens_k", cu_seqlens_k, k.size(0), "k.size(0)");
+  if (cu_seqlens_k.has_value()) {
+    check_cu_seqlens_values(op, "cu_seqlens_k", *cu_seqlens_k, k.size(0), "k.size(0)");
+  }
+  check_seqused_and_pages(op, p, cu_seqlens_k, seqused_k, page_table);
   at::Tensor out = at::empty({p.seqlen_q, p.heads_q, p.head_dim},
                              q.options().dtype(p.out_dtype));  // [Tq, H, D]
   at::Tensor lse = at::empty({p.heads_q, p.seqlen_q},
                              q.options().dtype(lse_dtype(q)));  // [H, Tq]
   const int32_t* cq = cu_seqlens_q.data_ptr<int32_t>();
-  const int32_t* ck = cu_seqlens_k.data_ptr<int32_t>();
-  const Scales sc{q_descale, k_descale, v_descale, out_scale};
+  const Scales sc{q_descale, k_descale, v_descale, out_scale, sinks};
   for (int64_t b = 0; b < p.batch; ++b) {
-    const int64_t q0 = cq[b], q1 = cq[b + 1], k0 = ck[b], k1 = ck[b + 1];
-    forward_into(p, sc, b, q.slice(0, q0, q1), k.slice(0, k0, k1), v.slice(0, k0, k1),
+    const int64_t q0 = cq[b], q1 = cq[b + 1];
+    forward_into(p, sc, b, q.slice(0, q0, q1),
+                 sequence_keys(p, k, b, cu_seqlens_k, seqused_k, page_table),
+                 sequence_keys(p, v, b, cu_seqlens_k, seqused_k, page_table),
                  out.slice(0, q0, q1), lse.slice(1, q0, q1));
   }
   return {out, lse};

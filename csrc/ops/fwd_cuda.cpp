@@ -118,7 +118,41 @@ FwdParams common_params(const FwdProblem& p, const at::Tensor& q, const at::Tens
   return params;
 }
 
+// The serving features the kernel does not read yet, refused by name until it
+// does (issue 14: the kernel side removes each check when its feature lands).
+// The op fills every field of FwdParams for them already. One place, so the
+// kernel change and this list stay in step.
+void check_kernel_supports(const char* op, const FwdParams& params) {
+  TORCH_CHECK(params.softcap == 0.f, op,
+              ": softcap on CUDA is not supported by this build (the CPU kernel has it)");
+  TORCH_CHECK(params.sinks == nullptr, op,
+              ": sinks on CUDA are not supported by this build (the CPU kernel has them)");
+  TORCH_CHECK(params.seqused_k == nullptr, op,
+              ": seqused_k on CUDA is not supported by this build (the CPU kernel has it)");
+  TORCH_CHECK(params.page_table == nullptr, op,
+              ": page_table (paged KV) on CUDA is not supported by this build (the CPU kernel has it)");
+}
+
+// The score options the dense and varlen ops fill alike.
+void fill_score_options(FwdParams& params, const FwdProblem& p,
+                        const std::optional<at::Tensor>& sinks) {
+  params.softcap = static_cast<float>(p.softcap);
+  params.sinks = sinks.has_value() ? sinks->data_ptr<float>() : nullptr;
+}
+
+// The lse of a row that sees no key: -inf, or its head's sink. lse is
+// [B, H, Sq] (dense) or [H, Tq] (varlen); heads are dim -2. No host sync.
+void fill_empty_rows(at::Tensor& out, at::Tensor& lse, const std::optional<at::Tensor>& sinks) {
+  out.zero_();
+  if (sinks.has_value()) {
+    lse.copy_(sinks->view({-1, 1}).expand_as(lse));
+  } else {
+    lse.fill_(-std::numeric_limits<float>::infinity());
+  }
+}
+
 void launch(const char* op, const FwdParams& params) {
+  check_kernel_supports(op, params);
   if (const char* reason = fwd_unsupported_reason(params)) {
     TORCH_CHECK(false, op, ": ", reason);
   }
@@ -131,10 +165,12 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
     std::optional<double> softmax_scale, bool causal, int64_t window_left,
     int64_t window_right, const std::optional<at::Tensor>& q_descale,
     const std::optional<at::Tensor>& k_descale, const std::optional<at::Tensor>& v_descale,
-    const std::optional<at::Tensor>& out_scale, std::optional<at::ScalarType> out_dtype) {
+    const std::optional<at::Tensor>& out_scale, std::optional<at::ScalarType> out_dtype,
+    double softcap, const std::optional<at::Tensor>& sinks) {
   const char* op = "torch_fmha.fwd";
   const FwdProblem p = check_fwd(op, q, k, v, softmax_scale, causal, window_left, window_right,
-                                 q_descale, k_descale, v_descale, out_scale, out_dtype);
+                                 q_descale, k_descale, v_descale, out_scale, out_dtype, softcap,
+                                 sinks);
   check_sm90(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   at::Tensor out = at::empty({p.batch, p.seqlen_q, p.heads_q, p.head_dim},
@@ -142,6 +178,7 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
   at::Tensor lse = at::empty({p.batch, p.heads_q, p.seqlen_q},
                              q.options().dtype(at::kFloat));   // [B, H, Sq]
   FwdParams params = common_params(p, q, k, v, out, lse, q_descale, k_descale, v_descale, out_scale);
+  fill_score_options(params, p, sinks);
   params.q_batch_stride = q.stride(0);
   params.k_batch_stride = k.stride(0);
   params.v_batch_stride = v.stride(0);
@@ -154,8 +191,7 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
   params.total_k = static_cast<int32_t>(p.batch * p.seqlen_k);
   if (out.numel() == 0) return {out, lse};
   if (p.seqlen_k == 0) {  // no key anywhere: every row is empty (no launch needed)
-    out.zero_();
-    lse.fill_(-std::numeric_limits<float>::infinity());
+    fill_empty_rows(out, lse, sinks);
     return {out, lse};
   }
   launch(op, params);
@@ -164,25 +200,40 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
 
 std::tuple<at::Tensor, at::Tensor> varlen_fwd_cuda(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& cu_seqlens_q, const at::Tensor& cu_seqlens_k,
+    const at::Tensor& cu_seqlens_q, const std::optional<at::Tensor>& cu_seqlens_k,
     std::optional<int64_t> max_seqlen_q, std::optional<int64_t> max_seqlen_k,
     std::optional<double> softmax_scale, bool causal, int64_t window_left,
     int64_t window_right, const std::optional<at::Tensor>& q_descale,
     const std::optional<at::Tensor>& k_descale, const std::optional<at::Tensor>& v_descale,
-    const std::optional<at::Tensor>& out_scale, std::optional<at::ScalarType> out_dtype) {
+    const std::optional<at::Tensor>& out_scale, std::optional<at::ScalarType> out_dtype,
+    double softcap, const std::optional<at::Tensor>& sinks,
+    const std::optional<at::Tensor>& seqused_k, const std::optional<at::Tensor>& page_table) {
   const char* op = "torch_fmha.varlen_fwd";
   const FwdProblem p = check_varlen_fwd(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                         max_seqlen_k, softmax_scale, causal, window_left,
                                         window_right, q_descale, k_descale, v_descale, out_scale,
-                                        out_dtype);
+                                        out_dtype, softcap, sinks, seqused_k, page_table);
   check_sm90(op, q);
   c10::cuda::CUDAGuard guard(q.device());
   at::Tensor out = at::empty({p.seqlen_q, p.heads_q, p.head_dim},
                              q.options().dtype(p.out_dtype));  // [Tq, H, D]
   at::Tensor lse = at::empty({p.heads_q, p.seqlen_q}, q.options().dtype(at::kFloat));  // [H, Tq]
   FwdParams params = common_params(p, q, k, v, out, lse, q_descale, k_descale, v_descale, out_scale);
+  fill_score_options(params, p, sinks);
   params.cu_seqlens_q = cu_seqlens_q.data_ptr<int32_t>();
-  params.cu_seqlens_k = cu_seqlens_k.data_ptr<int32_t>();
+  params.cu_seqlens_k = cu_seqlens_k.has_value() ? cu_seqlens_k->data_ptr<int32_t>() : nullptr;
+  params.seqused_k = seqused_k.has_value() ? seqused_k->data_ptr<int32_t>() : nullptr;
+  if (p.paged) {
+    // k / v [num_pages, page_size, Hkv, D]: the batch stride is the stride
+    // between pages, the row stride (common_params: dim -3) between the keys
+    // of a page.
+    params.page_table = page_table->data_ptr<int32_t>();
+    params.page_table_batch_stride = page_table->stride(0);
+    params.page_size = static_cast<int32_t>(p.page_size);
+    params.num_pages = static_cast<int32_t>(p.num_pages);
+    params.k_batch_stride = k.stride(0);
+    params.v_batch_stride = v.stride(0);
+  }
   params.lse_head_stride = lse.stride(0);
   params.seqlen_q = static_cast<int32_t>(max_seqlen_q.value_or(0));
   params.seqlen_k = static_cast<int32_t>(max_seqlen_k.value_or(0));
@@ -190,12 +241,12 @@ std::tuple<at::Tensor, at::Tensor> varlen_fwd_cuda(
                   p.seqlen_k <= std::numeric_limits<int32_t>::max(),
               op, ": the CUDA kernels index rows with int32; q has ", p.seqlen_q, " rows and k ",
               p.seqlen_k);
-  params.total_q = static_cast<int32_t>(p.seqlen_q);  // FwdProblem's varlen seqlen_* are totals
+  // FwdProblem's varlen seqlen_* are totals (paged: num_pages * page_size).
+  params.total_q = static_cast<int32_t>(p.seqlen_q);
   params.total_k = static_cast<int32_t>(p.seqlen_k);
   if (out.numel() == 0) return {out, lse};
   if (p.seqlen_k == 0) {  // no key in any sequence: every row is empty (no launch needed)
-    out.zero_();
-    lse.fill_(-std::numeric_limits<float>::infinity());
+    fill_empty_rows(out, lse, sinks);
     return {out, lse};
   }
   // The tile work list the prep kernel builds from cu_seqlens on the device
@@ -208,19 +259,19 @@ std::tuple<at::Tensor, at::Tensor> varlen_fwd_cuda(
 }
 
 // The backward runs on CPU only for now; say so instead of a dispatcher error.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> bwd_cuda_unsupported(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda_unsupported(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    std::optional<double>, bool, int64_t, int64_t) {
+    std::optional<double>, bool, int64_t, int64_t, double, const std::optional<at::Tensor>&) {
   TORCH_CHECK(false, "torch_fmha.bwd: there is no CUDA backward yet; the backward runs on CPU "
               "tensors only (the SM90 kernels are forward/inference kernels)");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> varlen_bwd_cuda_unsupported(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> varlen_bwd_cuda_unsupported(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     const std::optional<at::Tensor>&, std::optional<int64_t>, std::optional<int64_t>,
-    std::optional<double>, bool, int64_t, int64_t) {
+    std::optional<double>, bool, int64_t, int64_t, double, const std::optional<at::Tensor>&) {
   TORCH_CHECK(false, "torch_fmha.varlen_bwd: there is no CUDA backward yet; the backward runs on "
               "CPU tensors only (the SM90 kernels are forward/inference kernels)");
 }

@@ -11,25 +11,33 @@ TORCH_LIBRARY(torch_fmha, m) {
       "fwd(Tensor q, Tensor k, Tensor v, float? softmax_scale=None, "
       "bool causal=False, int window_left=-1, int window_right=-1, "
       "Tensor? q_descale=None, Tensor? k_descale=None, Tensor? v_descale=None, "
-      "Tensor? out_scale=None, ScalarType? out_dtype=None) -> (Tensor out, Tensor lse)");
+      "Tensor? out_scale=None, ScalarType? out_dtype=None, float softcap=0.0, "
+      "Tensor? sinks=None) -> (Tensor out, Tensor lse)");
   // Ragged batch. q [Tq, H, D], k/v [Tk, Hkv, D], cu_seqlens_* int32 [B + 1]
   //   -> out [Tq, H, D], lse [H, Tq]. max_seqlen_* are hints only.
+  // seqused_k int32 [B]: keys used per sequence. Paged KV: k/v are page pools
+  // [num_pages, page_size, Hkv, D], page_table int32 [B, max_pages_per_seq],
+  // cu_seqlens_k None and seqused_k required.
   m.def(
       "varlen_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, "
-      "Tensor cu_seqlens_k, SymInt? max_seqlen_q=None, SymInt? max_seqlen_k=None, "
+      "Tensor? cu_seqlens_k, SymInt? max_seqlen_q=None, SymInt? max_seqlen_k=None, "
       "float? softmax_scale=None, bool causal=False, int window_left=-1, "
       "int window_right=-1, Tensor? q_descale=None, Tensor? k_descale=None, "
-      "Tensor? v_descale=None, Tensor? out_scale=None, ScalarType? out_dtype=None) "
+      "Tensor? v_descale=None, Tensor? out_scale=None, ScalarType? out_dtype=None, "
+      "float softcap=0.0, Tensor? sinks=None, Tensor? seqused_k=None, Tensor? page_table=None) "
       "-> (Tensor out, Tensor lse)");
   // Backward of fwd (non-FP8 inputs). dlse is the gradient of lse, if any.
+  // dsinks has sinks' shape and dtype, or shape [0] (lse's dtype) without sinks.
   m.def(
       "bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
       "Tensor? dlse=None, float? softmax_scale=None, bool causal=False, "
-      "int window_left=-1, int window_right=-1) -> (Tensor dq, Tensor dk, Tensor dv)");
+      "int window_left=-1, int window_right=-1, float softcap=0.0, Tensor? sinks=None) "
+      "-> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks)");
+  // No seqused_k / page_table: those are inference features without a backward.
   m.def(
       "varlen_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
       "Tensor cu_seqlens_q, Tensor cu_seqlens_k, Tensor? dlse=None, "
       "SymInt? max_seqlen_q=None, SymInt? max_seqlen_k=None, float? softmax_scale=None, "
-      "bool causal=False, int window_left=-1, int window_right=-1) "
-      "-> (Tensor dq, Tensor dk, Tensor dv)");
+      "bool causal=False, int window_left=-1, int window_right=-1, float softcap=0.0, "
+      "Tensor? sinks=None) -> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks)");
 }
