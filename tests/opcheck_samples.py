@@ -84,3 +84,29 @@ def varlen_bwd_samples(dtype=torch.float32):
         out, lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, cu_q, cu_k, **kw)
         samples.append(((torch.randn_like(out), q, k, v, out, lse, cu_q, cu_k), dict(kw)))
     return samples
+
+
+def quantize_samples(device="cpu"):
+    """(op, args, kwargs) for torch.ops.torch_fmha.quantize_fp8 / quantize_qkv: per-tensor
+    and per-head, dense (GQA) and packed with an empty sequence, bf16 and float32. Their
+    outputs are FP8, so opcheck runs FP8_UTILS on them (test_schema compares outputs)."""
+    ops = torch.ops.torch_fmha
+    g = torch.Generator().manual_seed(1)
+
+    def rand(*shape, dtype=torch.bfloat16):
+        return torch.randn(*shape, generator=g).to(dtype).to(device)
+
+    cu = torch.tensor([0, 5, 5, 12], dtype=torch.int32, device=device)
+    samples = []
+    for dtype in (torch.bfloat16, torch.float32):
+        q, k, v = rand(2, 9, 4, 64, dtype=dtype), rand(2, 9, 2, 64, dtype=dtype), rand(2, 9, 2, 64, dtype=dtype)
+        qp, kp, vp = rand(12, 4, 64, dtype=dtype), rand(12, 2, 64, dtype=dtype), rand(12, 2, 64, dtype=dtype)
+        samples += [
+            (ops.quantize_fp8, (q, True), dict(group_size=2)),
+            (ops.quantize_fp8, (q, False), {}),
+            (ops.quantize_fp8, (qp, True), dict(cu_seqlens=cu)),
+            (ops.quantize_qkv, (q, k, v, True), {}),
+            (ops.quantize_qkv, (q, k, v, False), dict(qk_rotated=True)),
+            (ops.quantize_qkv, (qp, kp, vp, True), dict(cu_seqlens_q=cu, cu_seqlens_k=cu)),
+        ]
+    return samples

@@ -17,11 +17,13 @@ from . import _build
 build_info = _build.build_and_load()
 
 from torch_fmha.meta import fake as _fake  # noqa: E402  (needs the ops loaded)
+from torch_fmha.meta import quantize as _fake_quantize  # noqa: E402
 
 from .api import attention, varlen_attention  # noqa: E402
 from .quantize import FP8_MAX, QuantizedQKV, quantize_fp8, quantize_qkv  # noqa: E402
 
 _fake.register()
+_fake_quantize.register()
 
 
 def sm90_unavailable_reason() -> str | None:

@@ -30,8 +30,10 @@ CPU_SOURCES = (
     "ops/fwd_cpu.cpp",
     "ops/bwd_cpu.cpp",
     "ops/autograd.cpp",
+    "ops/quantize_op.cpp",
+    "ops/quantize_cpu.cpp",
 )
-CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp",)
+CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp", "ops/quantize_cuda.cpp")
 CUDA_KERNEL_GLOB = "launch/*.cu"  # one instantiation unit per variant + dispatch
 CPU_HEADER_GLOBS = ("*.h", "ops/*.h")
 CUDA_HEADER_GLOBS = ("launch/*.h", "launch/*.cuh", "kernel/*.cuh", "kernel/*.h")

@@ -13,9 +13,17 @@ Two entry points:
 
 * :func:`quantize_fp8` -- one tensor, the building block.
 
-Everything here is pure tensor code (no host synchronisation, no data-dependent
-Python control flow), so it traces under ``torch.compile(fullgraph=True)`` and
-``torch.export``.
+The quantization is one op per call, ``torch.ops.torch_fmha.quantize_qkv``
+(q, k and v together) or ``quantize_fp8`` (csrc/ops/quantize_op.cpp): on CUDA
+two kernels for all three tensors (an amax pass, then scale and cast), on CPU
+the same scalar rules (csrc/quantize.h), in a compiled graph one extern call
+instead of the half-dozen generated kernels the tensor-op version became.
+The optional rotation stays a GEMM in Python before it. No host
+synchronisation, no data-dependent Python control flow: it traces under
+``torch.compile(fullgraph=True)`` and ``torch.export``. The op's results are
+bitwise those of the tensor-op version it replaced (tests/test_quantize_op.py
+keeps that version as its reference), except for invalid cu_seqlens, which
+the CPU op now rejects as varlen_attention does.
 
 Non-finite inputs (the contract the attention ops follow: a NaN or ±Inf in q,
 k or v reaches every output row that attends to it, as in SDPA):
@@ -44,42 +52,17 @@ import torch
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
-# Inside the functions below the constant is spelled ``torch.finfo(_FP8).max``,
-# never the global FP8_MAX, and no function takes a float argument or default:
-# Dynamo turns a global Python float (or a float default) into a symbolic float
-# graph input when shapes are dynamic, and the tensorify pass then has to
-# specialise it and restart the whole analysis ("Restarting analysis due to
-# _tensorify_python_scalars", seconds of extra compile time). ``torch.finfo`` is
-# constant-folded by Dynamo. tests/test_quantize.py guards this.
+# No function below reads the global FP8_MAX or takes a float argument or
+# default: Dynamo turns a global Python float (or a float default) into a
+# symbolic float graph input when shapes are dynamic, and the tensorify pass
+# then has to specialise it and restart the whole analysis ("Restarting
+# analysis due to _tensorify_python_scalars", seconds of extra compile time).
+# tests/test_quantize.py guards this.
 _FP8 = torch.float8_e4m3fn
 _GRANULARITIES = ("tensor", "head")
 
 
 # ----------------------------------------------------------------------------- helpers ---
-
-def _finite_abs(x: torch.Tensor) -> torch.Tensor:
-    """|x| with NaN and ±Inf replaced by 0 (so an amax over it ignores them). In x's dtype:
-    abs and max are exact in any float format, and a bf16 input is not widened first."""
-    return x.abs().nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``x / scale`` rounded to e4m3fn, NaN and ±Inf -> NaN.
-
-    ``scale`` is float32 with at least one dim, so a bf16/fp16 x is promoted to
-    float32 by the division without a separate cast. Finite values are at most
-    the amax, so ``|x / scale| <= 448`` up to a rounding ulp, which the cast rounds
-    to 448 (no clamp needed: the next e4m3fn step is 480).
-    The explicit NaN for ±Inf makes the result the same for every cast
-    implementation (c10's cast gives NaN, a saturating PTX ``cvt`` would give 448).
-    """
-    nan = float("nan")
-    return (x / scale).nan_to_num(nan=nan, posinf=nan, neginf=nan).to(_FP8)
-
-
-def _descale(amax: torch.Tensor) -> torch.Tensor:
-    return amax.float().clamp_min(torch.finfo(torch.float32).tiny) / torch.finfo(_FP8).max
-
 
 def _check_granularity(granularity) -> None:
     if granularity not in _GRANULARITIES:
@@ -148,51 +131,19 @@ def rotate(x: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------- quantize_fp8 ---
 
-def _quantize(x: torch.Tensor, granularity: str, group_size: int,
-              cu_seqlens: Optional[torch.Tensor], rotated: bool):
-    """quantize_fp8 on x; with ``rotated`` (x is an unnormalised Hadamard rotation, see
-    :func:`_rotate_unnormalised`) the returned descale also carries its ``1 / sqrt(D)``.
-
-    No float arguments or float defaults here: Dynamo makes a function's float
-    default a symbolic float under dynamic shapes, which costs a restart of the
-    analysis (the factor below is computed from an int, so it is a constant)."""
-    if granularity == "tensor":
-        descale = _descale(_finite_abs(x).amax()).reshape(1)
-        scale_b = descale
-    else:
-        heads = x.size(-2)
+def _quantize_one(x: torch.Tensor, granularity: str, group_size: int, cu_seqlens: Optional[torch.Tensor]):
+    """quantize_fp8 through the op (csrc/ops/quantize_op.cpp): two kernels on CUDA, one
+    extern call in a compiled graph. cu_seqlens is passed only where the op reads it."""
+    per_head = granularity == "head"
+    if per_head:
+        heads = x.size(-2) if x.dim() in (3, 4) else 0
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
                 or heads % group_size != 0:
             raise ValueError(f"group_size must divide the {heads} heads of x, got {group_size}")
-        if x.dim() == 4:
-            b = x.size(0)
-            amax = _finite_abs(x).amax(dim=(1, 3))  # [B, H]
-            amax = amax.view(b, heads // group_size, group_size).amax(-1)  # [B, G]
-            descale = _descale(amax)
-            scale_b = descale.repeat_interleave(group_size, dim=1)[:, None, :, None]  # [B, 1, H, 1]
-        elif x.dim() == 3:
-            if cu_seqlens is None:
-                raise ValueError("quantize_fp8(granularity='head') on a packed [T, H, D] tensor needs cu_seqlens")
-            nb = cu_seqlens.size(0) - 1
-            rows = torch.arange(x.size(0), device=x.device)
-            seq = torch.searchsorted(cu_seqlens[1:].to(rows.dtype), rows, right=True)  # [T]
-            # In range for any cu_seqlens contents, not only valid ones: a compiled graph
-            # may run this on synthetic inputs (AOTI autotuning), and an out-of-range
-            # scatter index is a device-side assert that kills the CUDA context.
-            seq = seq.clamp(max=nb - 1)
-            row_amax = _finite_abs(x).amax(dim=-1).float()  # [T, H]
-            amax = torch.zeros(nb, heads, device=x.device, dtype=torch.float32)
-            amax = amax.scatter_reduce(0, seq[:, None].expand(-1, heads), row_amax, "amax")
-            amax = amax.view(nb, heads // group_size, group_size).amax(-1)  # [B, G]
-            descale = _descale(amax)
-            per_head = descale.repeat_interleave(group_size, dim=1)  # [B, H]
-            scale_b = per_head[seq][:, :, None]  # [T, H, 1]
-        else:
-            raise ValueError(f"x must be [B, S, H, D] or [T, H, D], got shape {list(x.shape)}")
-    x8 = _to_fp8(x, scale_b)
-    if rotated:  # exact for D = 64, 256; one float32 rounding for D = 128
-        descale = descale * (1.0 / math.sqrt(int(x.size(-1))))
-    return x8, descale
+        if x.dim() == 3 and cu_seqlens is None:
+            raise ValueError("quantize_fp8(granularity='head') on a packed [T, H, D] tensor needs cu_seqlens")
+    cu = cu_seqlens if per_head and x.dim() == 3 else None
+    return torch.ops.torch_fmha.quantize_fp8(x, per_head, group_size if per_head else 1, cu)
 
 
 def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
@@ -217,7 +168,7 @@ def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: in
     (``torch.compile`` friendly).
     """
     _check_granularity(granularity)
-    return _quantize(x, granularity, group_size, cu_seqlens, False)
+    return _quantize_one(x, granularity, group_size, cu_seqlens)
 
 
 # ----------------------------------------------------------------------- quantize_qkv ---
@@ -331,13 +282,14 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
     NaN / ±Inf handling as in :func:`quantize_fp8`. Pure tensor ops, no host
     sync: traces under ``torch.compile(fullgraph=True)``.
     """
-    group = _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k)
-    if rotate:
+    _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k)
+    if rotate:  # a GEMM each; the op then folds 1 / sqrt(D) into the descales
         q, k = _rotate_unnormalised(q), _rotate_unnormalised(k)
-    q8, qd = _quantize(q, granularity, group, cu_seqlens_q, rotate)
-    k8, kd = _quantize(k, granularity, 1, cu_seqlens_k, rotate)
-    v8, vd = _quantize(v, granularity, 1, cu_seqlens_k, False)
-    return QuantizedQKV(q8, k8, v8, qd, kd, vd)
+    per_head = granularity == "head"
+    packed_head = per_head and q.dim() == 3
+    return QuantizedQKV(*torch.ops.torch_fmha.quantize_qkv(
+        q, k, v, per_head, rotate, cu_seqlens_q if packed_head else None,
+        cu_seqlens_k if packed_head else None))
 
 
 __all__ = ["FP8_MAX", "QuantizedQKV", "hadamard_matrix", "quantize_fp8", "quantize_qkv", "rotate"]

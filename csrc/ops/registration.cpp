@@ -40,4 +40,17 @@ TORCH_LIBRARY(torch_fmha, m) {
       "SymInt? max_seqlen_q=None, SymInt? max_seqlen_k=None, float? softmax_scale=None, "
       "bool causal=False, int window_left=-1, int window_right=-1, float softcap=0.0, "
       "Tensor? sinks=None) -> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks)");
+  // FP8 quantization (torch_fmha/quantize.py; kernels: quantize_cpu.cpp,
+  // quantize_cuda.cpp). x [B, S, H, D] or [T, H, D] (cu_seqlens int32 [B + 1]
+  // for per-head scales of a packed x) -> x_fp8 float8_e4m3fn (x's shape,
+  // contiguous), descale float32 [1] (per tensor) or [B, H // group_size].
+  m.def(
+      "quantize_fp8(Tensor x, bool per_head, int group_size=1, Tensor? cu_seqlens=None) "
+      "-> (Tensor x_fp8, Tensor descale)");
+  // q, k and v in one call: descales [1] or [B, Hkv] (q's groups are GQA's);
+  // qk_rotated: q and k are x @ H (+-1 Hadamard), their descales carry 1 / sqrt(D).
+  m.def(
+      "quantize_qkv(Tensor q, Tensor k, Tensor v, bool per_head, bool qk_rotated=False, "
+      "Tensor? cu_seqlens_q=None, Tensor? cu_seqlens_k=None) -> (Tensor q_fp8, Tensor k_fp8, "
+      "Tensor v_fp8, Tensor q_descale, Tensor k_descale, Tensor v_descale)");
 }

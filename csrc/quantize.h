@@ -1,0 +1,207 @@
+// torch_fmha: FP8 (float8_e4m3fn) quantization, the part the CPU op and the
+// CUDA kernels share: what the host fills (QuantizeParams) and the scalar
+// rules (amax -> descale, value -> FP8 byte, which rows and heads a scale
+// group covers).
+//
+// No torch here: csrc/kernel/quantize.cuh includes it under nvcc, and
+// csrc/ops/quantize_cpu.cpp runs the same functions on the host, so the two
+// backends compute every byte the same way (tests/gpu/test_quantize_sm90.py
+// compares them bitwise). The rules are those of torch_fmha/quantize.py
+// before the op existed (float32 IEEE division, round to nearest even,
+// saturation at 448); tests/test_quantize_op.py checks them against torch's
+// own tensor ops.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#define TORCH_FMHA_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define TORCH_FMHA_HOST_DEVICE inline
+#endif
+
+namespace torch_fmha {
+
+// Input element types of the quantizer (the op converts at::ScalarType).
+enum class QuantInType : int32_t { kBFloat16 = 0, kFloat16 = 1, kFloat32 = 2, kFloat64 = 3 };
+
+// One tensor to quantize. It is read as rows x heads x head_dim: a dense
+// [B, S, H, D] tensor has B * S rows (row r is (r / seqlen, r % seqlen)), a
+// packed [T, H, D] one has T rows (batch 1, seqlen T). A scale group is a
+// (sequence, heads-of-a-group) block of it:
+//   per-tensor:          one group, every row and head;
+//   per-head, dense:     (b, g) for b < B, g < H / group_heads: the S rows of
+//                        batch b, heads g * group_heads .. + group_heads;
+//   per-head, packed:    the same with the rows cu_seqlens[b] .. cu_seqlens[b+1].
+// Each group is split into `chunks` pieces of its (row, head) segments, one
+// thread block per piece in both kernels.
+struct QuantizeTensor {
+  const void* x = nullptr;
+  uint8_t* x_fp8 = nullptr;   // contiguous, x's shape
+  float* descale = nullptr;   // [1] or [sequences, heads / group_heads], contiguous
+  float* partial_amax = nullptr;  // device scratch [groups * chunks] (CUDA only)
+  int64_t stride_batch = 0, stride_row = 0, stride_head = 0, stride_dim = 0;  // x, elements
+  int64_t batch = 1;          // dense: B; packed: 1
+  int64_t seqlen = 0;         // dense: S; packed: T (rows per batch entry)
+  int32_t heads = 0;
+  int32_t head_dim = 0;
+  bool per_tensor = true;     // one group (the fields below are then 1, heads, 1)
+  int32_t group_heads = 0;    // heads per scale group
+  int32_t groups_per_sequence = 1;  // heads / group_heads
+  int32_t sequences = 1;      // per-head: B (dense) or cu_seqlens.size(0) - 1
+  const int32_t* cu_seqlens = nullptr;  // per-head packed only
+  int32_t chunks = 1;
+  int64_t first_block = 0;    // this tensor's first block in the grid
+  float descale_factor = 1.0f;  // the returned descale is descale * this (1 / sqrt(D) after a rotation)
+  QuantInType in_type = QuantInType::kBFloat16;
+
+  TORCH_FMHA_HOST_DEVICE int64_t rows() const { return batch * seqlen; }
+  TORCH_FMHA_HOST_DEVICE int64_t groups() const {
+    return static_cast<int64_t>(sequences) * groups_per_sequence;
+  }
+};
+
+constexpr int kMaxQuantizeTensors = 3;  // q, k, v in one launch
+
+struct QuantizeParams {
+  QuantizeTensor tensors[kMaxQuantizeTensors];
+  int32_t num_tensors = 0;
+  int64_t num_blocks = 0;  // sum of groups * chunks
+};
+
+// The rows and heads of one scale group. Packed rows come from cu_seqlens,
+// clamped into [0, rows()] and to a non-negative length, so any contents are
+// read in bounds (the CPU op checks the values first; the CUDA op cannot
+// without a host sync, see the op's docs).
+struct GroupExtent {
+  int64_t row_begin = 0;
+  int64_t rows = 0;
+  int32_t head_begin = 0;
+  int32_t heads = 0;
+  TORCH_FMHA_HOST_DEVICE int64_t segments() const { return rows * heads; }  // (row, head) pairs
+};
+
+TORCH_FMHA_HOST_DEVICE int64_t clamp_row(int64_t r, int64_t lo, int64_t hi) {
+  return r < lo ? lo : (r > hi ? hi : r);
+}
+
+TORCH_FMHA_HOST_DEVICE GroupExtent group_extent(const QuantizeTensor& t, int64_t group) {
+  GroupExtent e;
+  const int64_t seq = group / t.groups_per_sequence;
+  e.head_begin = static_cast<int32_t>(group % t.groups_per_sequence) * t.group_heads;
+  e.heads = t.group_heads;
+  if (t.per_tensor) {
+    e.rows = t.rows();
+  } else if (t.cu_seqlens != nullptr) {
+    const int64_t begin = clamp_row(t.cu_seqlens[seq], 0, t.rows());
+    e.row_begin = begin;
+    e.rows = clamp_row(t.cu_seqlens[seq + 1], begin, t.rows()) - begin;
+  } else {  // per-head dense: batch entry `seq`
+    e.row_begin = seq * t.seqlen;
+    e.rows = t.seqlen;
+  }
+  return e;
+}
+
+// Packed per-head only: the rows no sequence covers, [0, cu_seqlens[0]) and
+// [cu_seqlens[B], rows) (clamped as above). Valid cu_seqlens leave none; any
+// others get FP8 zeros there, so no output byte is left unwritten.
+struct UncoveredRows {
+  int64_t lead = 0;        // rows 0 .. lead
+  int64_t tail_begin = 0;  // rows tail_begin .. total
+  int64_t total = 0;
+  TORCH_FMHA_HOST_DEVICE int64_t count() const { return lead + (total - tail_begin); }
+  TORCH_FMHA_HOST_DEVICE int64_t row(int64_t i) const { return i < lead ? i : tail_begin + (i - lead); }
+};
+
+TORCH_FMHA_HOST_DEVICE UncoveredRows uncovered_rows(const QuantizeTensor& t) {
+  UncoveredRows u;
+  u.total = t.rows();
+  if (t.per_tensor || t.cu_seqlens == nullptr) {
+    u.tail_begin = u.total;
+    return u;
+  }
+  u.lead = clamp_row(t.cu_seqlens[0], 0, u.total);
+  u.tail_begin = clamp_row(t.cu_seqlens[t.sequences], u.lead, u.total);
+  return u;
+}
+
+// Segments [begin, end) of `chunk` out of `chunks` equal pieces of n segments.
+TORCH_FMHA_HOST_DEVICE void chunk_range(int64_t n, int32_t chunk, int32_t chunks, int64_t& begin,
+                                        int64_t& end) {
+  begin = n * chunk / chunks;
+  end = n * (chunk + 1) / chunks;
+}
+
+// Element offset of (row, head, d) in x; x_fp8 is contiguous: (row * heads + head) * head_dim + d.
+TORCH_FMHA_HOST_DEVICE int64_t element_offset(const QuantizeTensor& t, int64_t row, int64_t head,
+                                              int64_t d) {
+  const int64_t b = row / t.seqlen, s = row - b * t.seqlen;
+  return b * t.stride_batch + s * t.stride_row + head * t.stride_head + d * t.stride_dim;
+}
+
+// ------------------------------------------------------------- scalar rules ---
+
+constexpr float kFp8Max = 448.0f;  // largest finite float8_e4m3fn
+
+// Finite tests on the bits (the same code on host and device, no libm).
+TORCH_FMHA_HOST_DEVICE bool is_finite(float x) {
+  uint32_t b;
+  memcpy(&b, &x, sizeof(b));
+  return (b & 0x7f800000u) != 0x7f800000u;
+}
+TORCH_FMHA_HOST_DEVICE bool is_finite(double x) {
+  uint64_t b;
+  memcpy(&b, &x, sizeof(b));
+  return (b & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
+}
+
+// |x| as float32 for the amax, 0 for NaN and +-Inf (they do not set a scale).
+// A float64 beyond float32's range becomes +inf here, as torch's .float() of
+// the float64 amax did: that group's descale is then inf (and its values 0).
+TORCH_FMHA_HOST_DEVICE float finite_abs(float x) { return is_finite(x) ? fabsf(x) : 0.0f; }
+TORCH_FMHA_HOST_DEVICE float finite_abs(double x) {
+  return is_finite(x) ? static_cast<float>(fabs(x)) : 0.0f;
+}
+
+// descale = max(amax, smallest normal float32) / 448 (IEEE division): a group
+// with no finite non-zero value keeps a finite, positive descale.
+TORCH_FMHA_HOST_DEVICE float descale_from_amax(float amax) {
+  const float tiny = 1.17549435e-38f;  // FLT_MIN
+  return (amax > tiny ? amax : tiny) / kFp8Max;
+}
+
+// float32 -> float8_e4m3fn bits, round to nearest even, finite values beyond
+// 448 saturate to +-448, NaN and +-Inf -> 0x7f (positive NaN: e4m3fn has no
+// infinity, and saturating an Inf would hide an overflow upstream).
+TORCH_FMHA_HOST_DEVICE uint8_t fp8_e4m3fn_bits(float f) {
+  if (!is_finite(f)) return 0x7f;
+  uint32_t bits;
+  memcpy(&bits, &f, sizeof(bits));
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  const float a = fabsf(f);
+  if (a >= kFp8Max) return sign | 0x7e;
+  if (a < 0.015625f) {  // below 2^-6: subnormal steps of 2^-9; the code of m * 2^-9 (m <= 8) is m
+    return sign | static_cast<uint8_t>(rintf(a * 512.0f));  // exact scaling, then round half to even
+  }
+  // Normal: keep exponent and 3 mantissa bits of the float32, rounded half to
+  // even at mantissa bit 20 (a carry moves into the exponent, as it should),
+  // then move the exponent bias from 127 to 7.
+  const uint32_t abs_bits = bits & 0x7fffffffu;
+  const uint32_t rounded = (abs_bits + 0x7ffffu + ((abs_bits >> 20) & 1u)) >> 20;
+  return sign | static_cast<uint8_t>(rounded - ((127u - 7u) << 3));
+}
+
+// One value: x / scale in float32 (float64 for float64 x, then rounded to
+// float32 as torch's cast does), non-finite quotients -> NaN, to e4m3fn.
+TORCH_FMHA_HOST_DEVICE uint8_t quantize_value(float x, float scale) {
+  return fp8_e4m3fn_bits(x / scale);
+}
+TORCH_FMHA_HOST_DEVICE uint8_t quantize_value(double x, float scale) {
+  const double q = x / static_cast<double>(scale);
+  return is_finite(q) ? fp8_e4m3fn_bits(static_cast<float>(q)) : uint8_t{0x7f};
+}
+
+}  // namespace torch_fmha
