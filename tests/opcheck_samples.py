@@ -110,3 +110,92 @@ def quantize_samples(device="cpu"):
             (ops.quantize_qkv, (qp, kp, vp, True), dict(cu_seqlens_q=cu, cu_seqlens_k=cu)),
         ]
     return samples
+
+
+# ---- serving features (issue 14): softcap, sinks, seqused_k, paged KV ----------------------
+# Separate from the samples above so the CUDA opcheck of the base features does not depend
+# on the kernel's support for these (tests/gpu/test_serving_features_sm90.py runs them).
+
+def _sinks(h, device, grad):
+    s = torch.linspace(-2.0, 3.0, h, device=device)
+    s[0] = float("-inf")
+    return s.requires_grad_(True) if grad else s
+
+
+def serving_fwd_samples(device="cpu", dtype=FP8):
+    """(args, kwargs) for torch.ops.torch_fmha.fwd with softcap and / or sinks."""
+    fp8 = dtype == FP8
+    grad = dtype in (torch.float32, torch.float64, torch.bfloat16)
+    samples = []
+    for (b, sq, sk, h, hkv, d), opts in [
+        ((2, 17, 33, 4, 2, 128), dict(causal=True, softcap=30.0, sinks=True)),
+        ((1, 9, 5, 8, 1, 64), dict(softcap=20.0)),
+        ((2, 9, 40, 4, 4, 256), dict(window_left=8, window_right=0, sinks=True)),
+    ]:
+        q, k, v = _qkv((b, sq, h, d), (b, sk, hkv, d), dtype, device, requires_grad=grad)
+        kw = dict(opts, softmax_scale=0.1)
+        if kw.pop("sinks", False):
+            kw["sinks"] = _sinks(h, device, grad)
+        if fp8:
+            kw.update(q_descale=torch.rand(b, hkv, device=device) + 0.5)
+        samples.append(((q, k, v), kw))
+    return samples
+
+
+def _paged(lens_k, page_size, hkv, d, dtype, device):
+    """Pools holding lens_k keys per sequence on scattered pages, page_table with -1 past them."""
+    g = torch.Generator().manual_seed(2)
+    pages = [-(-n // page_size) for n in lens_k]
+    num_pages = sum(pages) + 2
+    order = torch.randperm(num_pages, generator=g).tolist()
+    table = torch.full((len(lens_k), max(pages) + 1), -1, dtype=torch.int32)
+    for b, n in enumerate(pages):
+        table[b, :n] = torch.tensor(order[sum(pages[:b]):sum(pages[:b]) + n], dtype=torch.int32)
+    k = torch.randn(num_pages, page_size, hkv, d, generator=g).to(dtype).to(device)
+    v = torch.randn(num_pages, page_size, hkv, d, generator=g).to(dtype).to(device)
+    return k, v, table.to(device), torch.tensor(lens_k, dtype=torch.int32, device=device)
+
+
+def serving_varlen_fwd_samples(device="cpu", dtype=FP8, head_dim=64):
+    """(args, kwargs) for torch.ops.torch_fmha.varlen_fwd: softcap / sinks, seqused_k without
+    pages, and paged KV (page sizes 16 and 64, an empty sequence, garbage table entries)."""
+    fp8 = dtype == FP8
+    grad = dtype in (torch.float32, torch.float64, torch.bfloat16)
+    samples = []
+    lens_q, lens_k = [3, 0, 17], [5, 2, 20]
+    cu_q = torch.tensor([0, 3, 3, 20], dtype=torch.int32, device=device)
+    cu_k = torch.tensor([0, 5, 7, 27], dtype=torch.int32, device=device)
+    q, k, v = _qkv((sum(lens_q), 4, head_dim), (sum(lens_k), 2, head_dim), dtype, device, requires_grad=grad)
+    kw = dict(max_seqlen_q=17, max_seqlen_k=20, causal=True, softcap=25.0, sinks=_sinks(4, device, grad))
+    samples.append(((q, k, v, cu_q, cu_k), kw))
+    # seqused_k without pages: the last keys of each slot unused (no grad: inference feature).
+    q, k, v = _qkv((sum(lens_q), 4, head_dim), (sum(lens_k), 2, head_dim), dtype, device)
+    used = torch.tensor([4, 0, 11], dtype=torch.int32, device=device)
+    samples.append(((q, k, v, cu_q, cu_k), dict(seqused_k=used, sinks=_sinks(4, device, False))))
+    for page_size, used_k in ((16, [17, 0, 16]), (64, [1, 63, 130])):
+        q = _qkv((sum(lens_q), 4, head_dim), (1, 2, head_dim), dtype, device)[0]
+        kp, vp, table, used = _paged(used_k, page_size, 2, head_dim, dtype, device)
+        kw = dict(seqused_k=used, page_table=table, causal=True, softcap=40.0)
+        if fp8:
+            kw.update(k_descale=torch.rand(3, 2, device=device) + 0.5)
+        samples.append(((q, kp, vp, cu_q, None), kw))
+    return samples
+
+
+def serving_bwd_samples(dtype=torch.float32):
+    samples = []
+    names = ("softmax_scale", "causal", "window_left", "window_right", "softcap", "sinks")
+    for (args, kw) in serving_fwd_samples("cpu", dtype):
+        q, k, v = (a.detach() for a in args)
+        kw = {n: (x.detach() if isinstance(x, torch.Tensor) else x) for n, x in kw.items()}
+        out, lse = torch.ops.torch_fmha.fwd(q, k, v, **kw)
+        samples.append(((torch.randn_like(out), q, k, v, out, lse, torch.randn_like(lse)),
+                        {n: kw[n] for n in names if n in kw}))
+    for (args, kw) in serving_varlen_fwd_samples("cpu", dtype):
+        if "seqused_k" in kw:  # no backward through seqused_k / page_table
+            continue
+        q, k, v = (a.detach() for a in args[:3])
+        kw = {n: (x.detach() if isinstance(x, torch.Tensor) else x) for n, x in kw.items()}
+        out, lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, *args[3:], **kw)
+        samples.append(((torch.randn_like(out), q, k, v, out, lse) + tuple(args[3:]), dict(kw)))
+    return samples

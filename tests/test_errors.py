@@ -26,6 +26,10 @@ Q, K = t(2, 8, 4, 64), t(2, 8, 2, 64)
 VQ, VK = t(10, 4, 64), t(10, 2, 64)
 CU = cu(0, 4, 10)
 S1 = torch.ones(1)
+# Paged KV: a pool of 6 pages of 16 keys, 2 sequences.
+PK = t(6, 16, 2, 64)
+PT = torch.zeros(2, 3, dtype=torch.int32)
+SU = cu(5, 9)
 
 # (id, op, args, kwargs, expected message fragment)
 CASES = [
@@ -88,6 +92,52 @@ CASES = [
      "torch_fmha.fwd: softmax_scale must be a finite number, got nan"),
     ("softmax_scale_negative", ops.fwd, (Q, K, K), dict(softmax_scale=-0.125),
      "torch_fmha.fwd: softmax_scale must be >= 0, got -0.125"),
+    ("softcap_nan", ops.fwd, (Q, K, K), dict(softcap=float("nan")),
+     "torch_fmha.fwd: softcap must be a finite number >= 0 (0 = off), got nan"),
+    ("softcap_negative", ops.varlen_fwd, (VQ, VK, VK, CU, CU), dict(softcap=-30.0),
+     "torch_fmha.varlen_fwd: softcap must be a finite number >= 0 (0 = off), got -30"),
+    ("sinks_dtype", ops.fwd, (Q, K, K), dict(sinks=torch.zeros(4, dtype=torch.bfloat16)),
+     "torch_fmha.fwd: sinks must have dtype torch.float32 (one logit per query head), got torch.bfloat16"),
+    ("sinks_shape", ops.varlen_fwd, (VQ, VK, VK, CU, CU), dict(sinks=torch.zeros(2)),
+     "torch_fmha.varlen_fwd: sinks must have shape [heads] = [4], got [2]"),
+    ("sinks_stride", ops.fwd, (Q, K, K), dict(sinks=torch.zeros(8)[::2]),
+     "torch_fmha.fwd: sinks must be contiguous, got stride 2"),
+    ("seqused_dtype", ops.varlen_fwd, (VQ, VK, VK, CU, CU), dict(seqused_k=cu(4, 6, dtype=torch.int64)),
+     "torch_fmha.varlen_fwd: seqused_k must have dtype torch.int32, got torch.int64"),
+    ("seqused_shape", ops.varlen_fwd, (VQ, VK, VK, CU, CU), dict(seqused_k=cu(4, 6, 1)),
+     "torch_fmha.varlen_fwd: seqused_k must have shape [batch] = [2], got [3]"),
+    ("paged_k_rank", ops.varlen_fwd, (VQ, VK, VK, CU, None), dict(seqused_k=SU, page_table=PT),
+     "torch_fmha.varlen_fwd: k must have rank 4 [num_pages, page_size, heads_kv, head_dim] (a page pool: "
+     "page_table is given), got shape [10, 2, 64]"),
+    ("pool_without_page_table", ops.varlen_fwd, (VQ, PK, PK, CU, CU), {},
+     "torch_fmha.varlen_fwd: k must have rank 3 [total_k, heads_kv, head_dim] (a page pool needs page_table), "
+     "got shape [6, 16, 2, 64]"),
+    ("paged_cu_seqlens_k", ops.varlen_fwd, (VQ, PK, PK, CU, CU), dict(seqused_k=SU, page_table=PT),
+     "torch_fmha.varlen_fwd: cu_seqlens_k must be None when page_table is given (seqused_k gives the number "
+     "of keys of each sequence)"),
+    ("cu_seqlens_k_missing", ops.varlen_fwd, (VQ, VK, VK, CU, None), {},
+     "torch_fmha.varlen_fwd: cu_seqlens_k is required unless page_table is given"),
+    ("paged_seqused_missing", ops.varlen_fwd, (VQ, PK, PK, CU, None), dict(page_table=PT),
+     "torch_fmha.varlen_fwd: seqused_k is required with page_table (it gives each sequence's number of keys)"),
+    ("page_table_dtype", ops.varlen_fwd, (VQ, PK, PK, CU, None), dict(seqused_k=SU, page_table=PT.long()),
+     "torch_fmha.varlen_fwd: page_table must have dtype torch.int32, got torch.int64"),
+    ("page_table_shape", ops.varlen_fwd, (VQ, PK, PK, CU, None), dict(seqused_k=SU, page_table=PT[0]),
+     "torch_fmha.varlen_fwd: page_table must have shape [batch, max_pages_per_seq] = [2, *], got [3]"),
+    ("page_table_stride", ops.varlen_fwd, (VQ, PK, PK, CU, None),
+     dict(seqused_k=SU, page_table=torch.zeros(2, 6, dtype=torch.int32)[:, ::2]),
+     "torch_fmha.varlen_fwd: page_table must have a contiguous last dimension (stride 1), got stride 2"),
+    ("page_size_small", ops.varlen_fwd, (VQ, t(6, 8, 2, 64), t(6, 8, 2, 64), CU, None),
+     dict(seqused_k=SU, page_table=PT),
+     "torch_fmha.varlen_fwd: page_size (k.size(1)) is 8, expected a power of two from 16 to 256"),
+    ("page_size_not_pow2", ops.varlen_fwd, (VQ, t(6, 48, 2, 64), t(6, 48, 2, 64), CU, None),
+     dict(seqused_k=SU, page_table=PT),
+     "torch_fmha.varlen_fwd: page_size (k.size(1)) is 48, expected a power of two from 16 to 256"),
+    ("pool_heads", ops.varlen_fwd, (VQ, t(6, 16, 3, 64), t(6, 16, 3, 64), CU, None),
+     dict(seqused_k=SU, page_table=PT),
+     "torch_fmha.varlen_fwd: q has 4 heads, which is not a multiple of the 3 heads of k and v"),
+    ("bwd_sinks_shape", ops.bwd, tuple(x.double() for x in (Q, Q, K, K, Q)) + (torch.zeros(2, 4, 8).double(),),
+     dict(sinks=torch.zeros(3, dtype=torch.float64)),
+     "torch_fmha.bwd: sinks must have shape [heads] = [4], got [3]"),
     ("bwd_fp8", ops.bwd, (Q.bfloat16().to(FP8), Q, K, K, Q.bfloat16(), torch.zeros(2, 4, 8)), {},
      "torch_fmha.bwd: backward of torch.float8_e4m3fn attention is not supported"),
     ("bwd_lse_shape", ops.bwd, tuple(x.bfloat16() for x in (Q, Q, K, K, Q)) + (torch.zeros(2, 8, 4),), {},

@@ -3,6 +3,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <charconv>
 #include <cmath>
 #include <sstream>
 #include <vector>
@@ -37,12 +38,16 @@ std::string shape_str(at::IntArrayRef sizes) {
 
 namespace {
 
+// Python's repr of a float (meta/checks.py prints with it): the shortest
+// round-trip digits, and ".0" on a whole number (-30.0, not -30).
 std::string float_str(double x) {
   if (std::isnan(x)) return "nan";
   if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  std::ostringstream s;
-  s << x;
-  return s.str();
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), x);
+  std::string s(buf, r.ptr);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
 }
 
 bool is_supported_input(at::ScalarType t) {
