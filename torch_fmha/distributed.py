@@ -91,6 +91,9 @@ from .api import attention
 __all__ = [
     "context_parallel_attention", "shard_sequence", "unshard_sequence", "shard_positions",
     "shard_lengths", "global_descale", "quantize_fp8_global",
+    "context_parallel_varlen_attention", "shard_varlen", "unshard_varlen", "varlen_local_rows",
+    "varlen_shard_cu_seqlens", "varlen_shard_positions", "global_descale_varlen",
+    "quantize_fp8_global_varlen",
 ]
 
 _c10d = torch.ops._c10d_functional
@@ -208,48 +211,49 @@ def _ring_send(buf: torch.Tensor, rank: int, world: int, name: str) -> torch.Ten
     return _c10d.all_to_all_single(buf, recv, send, name)
 
 
-# --------------------------------------------------------------- FP8 scales ---
-def global_descale(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
-                   group=None) -> torch.Tensor:
-    """FP8 descale of a sharded tensor from the amax over all ranks (an all-reduce MAX).
-
-    Same rule as :func:`torch_fmha.quantize_fp8` on the unsharded tensor (amax over
-    the finite elements): ``"tensor"`` -> ``[1]``; ``"head"`` -> ``[B, H // group_size]``
-    for ``x [B, S_local, H, D]``. Every rank gets the same descale.
-    """
-    from .quantize import _descale, _finite_abs  # the quantizer's own amax and scale rules
-
-    if granularity not in ("tensor", "head"):
-        raise ValueError(f"granularity must be 'tensor' or 'head', got {granularity!r}")
-    if granularity == "tensor":
-        amax = _finite_abs(x).amax().float().reshape(1)
-    else:
-        if x.dim() != 4:
-            raise ValueError(f"granularity='head' needs x [B, S, H, D], got shape {list(x.shape)}")
-        heads = x.size(2)
-        if group_size < 1 or heads % group_size:
-            raise ValueError(f"group_size must divide the {heads} heads of x, got {group_size}")
-        amax = _finite_abs(x).amax(dim=(1, 3)).float()
-        amax = amax.view(x.size(0), heads // group_size, group_size).amax(-1)
-    amax = _wait(_c10d.all_reduce(amax.contiguous(), "max", _group_name(group)))
-    return _descale(amax)
+# ------------------------------------------------------------ argument checks ---
+# Shared with distributed_varlen.py. Every check runs before any collective, so that
+# every rank raises the same error instead of one rank raising while the others wait.
+def _check_comm(comm: str) -> None:
+    if comm not in ("on", "off", "only"):
+        raise ValueError(f"_comm must be 'on', 'off' or 'only', got {comm!r}")
 
 
-def quantize_fp8_global(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
-                        group=None):
-    """``(x_fp8, descale)`` with one scale set for all ranks (see :func:`global_descale`).
+def _check_forward_only(fn: str, q, k, v) -> None:
+    if not torch.compiler.is_compiling() and torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (q, k, v)):
+        raise NotImplementedError(f"{fn} is forward only (no autograd through the KV exchange); "
+                                  f"call it under torch.no_grad()")
 
-    Each rank's ``x_fp8`` is bitwise its shard of ``torch_fmha.quantize_fp8`` of
-    the whole tensor (tests/test_distributed.py checks it).
-    """
-    from .quantize import _to_fp8
 
-    descale = global_descale(x, granularity, group_size=group_size, group=group)
-    if granularity == "tensor":
-        scale_b = descale
-    else:
-        scale_b = descale.repeat_interleave(group_size, dim=1)[:, None, :, None]
-    return _to_fp8(x, scale_b), descale
+def _window_bounds(causal: bool, window_size) -> Tuple[int, int]:
+    """(left, right) of the global mask, -1 = unbounded; causal fixes right to 0."""
+    left, right = int(window_size[0]), int(window_size[1])
+    if left < -1 or right < -1:
+        raise ValueError(f"window_size entries must be -1 or >= 0, got {window_size}")
+    if causal:
+        if right > 0:
+            raise ValueError(f"causal=True fixes window_right to 0, got {right}")
+        right = 0
+    return left, right
+
+
+def _check_output_args(dtype: torch.dtype, batch: int, heads_kv: int, out_dtype, out_scale,
+                       q_descale, k_descale, v_descale) -> torch.dtype:
+    """The output dtype; out_scale / descale arguments checked in the op's wording."""
+    fp8 = dtype == torch.float8_e4m3fn
+    final_dtype = out_dtype if out_dtype is not None else (torch.bfloat16 if fp8 else dtype)
+    if final_dtype == torch.float8_e4m3fn and out_scale is None:
+        raise ValueError("out_scale is required when out_dtype is torch.float8_e4m3fn")
+    if final_dtype != torch.float8_e4m3fn and out_scale is not None:
+        raise ValueError(f"out_scale applies to out_dtype torch.float8_e4m3fn only, got out_dtype {final_dtype}")
+    if out_scale is not None and tuple(out_scale.shape) != (1,):
+        raise ValueError(f"out_scale must be a float32 tensor of shape [1], got shape {list(out_scale.shape)}")
+    for name, t in (("q_descale", q_descale), ("k_descale", k_descale), ("v_descale", v_descale)):
+        if t is not None and tuple(t.shape) not in ((1,), (batch, heads_kv)):
+            raise ValueError(f"{name} must have shape [1] or [B, Hkv] = [{batch}, {heads_kv}], "
+                             f"got {list(t.shape)}")
+    return final_dtype
 
 
 # -------------------------------------------------------------------- plan ---
@@ -396,12 +400,8 @@ def context_parallel_attention(
     """
     if kv_exchange not in KV_EXCHANGES:
         raise ValueError(f"kv_exchange must be one of {KV_EXCHANGES}, got {kv_exchange!r}")
-    if _comm not in ("on", "off", "only"):
-        raise ValueError(f"_comm must be 'on', 'off' or 'only', got {_comm!r}")
-    if not torch.compiler.is_compiling() and torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (q, k, v)):
-        raise NotImplementedError("context_parallel_attention is forward only (no autograd through "
-                                  "the KV exchange); call it under torch.no_grad()")
+    _check_comm(_comm)
+    _check_forward_only("context_parallel_attention", q, k, v)
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError("q, k, v must be [B, S_local, H(kv), D] shards")
     if not (q.size(1) == k.size(1) == v.size(1)):
@@ -409,28 +409,10 @@ def context_parallel_attention(
                          f"{q.size(1)}, {k.size(1)}, {v.size(1)}")
     if k.shape != v.shape or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError("k and v must have one shape, and q, k, v one dtype")
-    left, right = int(window_size[0]), int(window_size[1])
-    if left < -1 or right < -1:
-        raise ValueError(f"window_size entries must be -1 or >= 0, got {window_size}")
-    if causal:
-        if right > 0:
-            raise ValueError(f"causal=True fixes window_right to 0, got {right}")
-        right = 0
-
+    left, right = _window_bounds(causal, window_size)
     fp8 = q.dtype == torch.float8_e4m3fn
-    final_dtype = out_dtype if out_dtype is not None else (torch.bfloat16 if fp8 else q.dtype)
-    # Checked here, before any collective, so that every rank raises the same
-    # error instead of one rank raising while the others wait (the op's wording).
-    if final_dtype == torch.float8_e4m3fn and out_scale is None:
-        raise ValueError("out_scale is required when out_dtype is torch.float8_e4m3fn")
-    if final_dtype != torch.float8_e4m3fn and out_scale is not None:
-        raise ValueError(f"out_scale applies to out_dtype torch.float8_e4m3fn only, got out_dtype {final_dtype}")
-    if out_scale is not None and tuple(out_scale.shape) != (1,):
-        raise ValueError(f"out_scale must be a float32 tensor of shape [1], got shape {list(out_scale.shape)}")
-    for name, t in (("q_descale", q_descale), ("k_descale", k_descale), ("v_descale", v_descale)):
-        if t is not None and tuple(t.shape) not in ((1,), (q.size(0), k.size(2))):
-            raise ValueError(f"{name} must have shape [1] or [B, Hkv] = [{q.size(0)}, {k.size(2)}], "
-                             f"got {list(t.shape)}")
+    final_dtype = _check_output_args(q.dtype, q.size(0), k.size(2), out_dtype, out_scale,
+                                     q_descale, k_descale, v_descale)
 
     rank, world = _group_rank_world(group)
     seqlen = _global_seqlen(q.size(1), seqlen, world, rank)
@@ -522,6 +504,8 @@ def context_parallel_attention(
     vd = _per_query_head(v_descale, heads, heads_kv) if (fp8 and v_descale is not None) else None
     osc = (_per_query_head(out_scale, heads, heads_kv)
            if final_dtype == torch.float8_e4m3fn else None)
+    scale = _merge_scale(vd, osc)
+    scale = None if scale is None else scale[:, :, None]  # [1 or B, H, 1] against lse [B, H, n]
     outs, lses = [], []
     for r0, r1, idx in segs:
         if not idx:  # no key anywhere (cannot happen in self-attention, kept for safety)
@@ -537,7 +521,7 @@ def context_parallel_attention(
             outs.append(parts[0][0])
             lses.append(parts[0][1])
             continue
-        o, l = _merge(parts, acc, vd, osc, final_dtype)
+        o, l = _merge(parts, acc, scale, final_dtype)
         outs.append(o)
         lses.append(l)
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
@@ -552,13 +536,20 @@ def _grow(k: torch.Tensor, v: torch.Tensor, n: int):
     return torch.cat([k, pad], 1), torch.cat([v, pad], 1)
 
 
-def _merge(parts, acc: torch.dtype, vd: Optional[torch.Tensor], osc: Optional[torch.Tensor],
-           out_dtype: torch.dtype):
+def _merge_scale(vd: Optional[torch.Tensor], osc: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The factor the merge folds into its weights: v_descale / out_scale (either may be absent)."""
+    if osc is None:
+        return vd
+    return (1.0 / osc) if vd is None else vd / osc
+
+
+def _merge(parts, acc: torch.dtype, scale: Optional[torch.Tensor], out_dtype: torch.dtype):
     """Exact LSE merge of partial (out [B, n, H, D], lse [B, H, n]) in ``acc``.
 
     lse = m + log(sum_i exp(lse_i - m)), out = sum_i exp(lse_i - lse) * out_i, m = max_i lse_i
-    (0 where every partial is -inf: such rows give out 0, lse -inf). vd / osc fold v_descale
-    and 1 / out_scale ([1 or B, H]) into the weights; one rounding to out_dtype at the end.
+    (0 where every partial is -inf: such rows give out 0, lse -inf). ``scale`` (broadcastable
+    to lse, from :func:`_merge_scale`) folds v_descale and 1 / out_scale into the weights; one
+    rounding to out_dtype at the end.
     """
     lse_parts = [l.to(acc) for _, l in parts]
     m = lse_parts[0]
@@ -571,19 +562,23 @@ def _merge(parts, acc: torch.dtype, vd: Optional[torch.Tensor], osc: Optional[to
         total = total + w
     lse = m + torch.log(total)  # -inf where total == 0
     inv = torch.where(total > 0, 1.0 / total, torch.zeros_like(total))
-    scale = None
-    if vd is not None:
-        scale = vd
-    if osc is not None:
-        scale = (1.0 / osc) if scale is None else scale / osc
     out = None
     for (o, _), w in zip(parts, ws):
         wt = w * inv
         if scale is not None:
-            wt = wt * scale[:, :, None].to(acc)
+            wt = wt * scale.to(acc)
         term = o.to(acc) * wt.transpose(1, 2).unsqueeze(-1)  # [B, n, H, 1]
         out = term if out is None else out + term
     if out_dtype == torch.float8_e4m3fn:  # saturate, as the op does
         fmax = torch.finfo(torch.float8_e4m3fn).max
         out = out.clamp(-fmax, fmax)
     return out.to(out_dtype), lse
+
+
+# The packed (varlen) path and the global FP8 scales live in their own modules, sharing the
+# helpers above; imported last so that they find them. torch_fmha.distributed is the API.
+from .distributed_varlen import (  # noqa: E402
+    context_parallel_varlen_attention, shard_varlen, unshard_varlen, varlen_local_rows,
+    varlen_shard_cu_seqlens, varlen_shard_positions)
+from .distributed_scales import (  # noqa: E402
+    global_descale, global_descale_varlen, quantize_fp8_global, quantize_fp8_global_varlen)
