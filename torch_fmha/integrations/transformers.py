@@ -29,6 +29,11 @@ What is supported, and how each case maps onto the op:
   i.e. ``window_size=(w - 1, 0)``; a bidirectional one sees
   ``|q_idx - kv_idx| <= w`` (transformers' bidirectional overlay), i.e.
   ``window_size=(w, w)``.
+- Logit soft-capping (``softcap``, Gemma-2) and attention sinks (``s_aux``,
+  gpt-oss): passed to the op as ``softcap`` / ``sinks`` (same convention as
+  transformers' eager attention: the cap acts on ``scaling * q.k``, the sink
+  logit joins the softmax denominator un-capped; sinks are cast to float32,
+  float64 for a float64 model, and get gradients).
 - 2-D padding masks whose rows hold one contiguous run of real tokens (left
   padding, right padding, or none): converted to the varlen op without a host
   synchronisation. Each row is split into (padding before, tokens, padding
@@ -47,7 +52,8 @@ silently ignored mask: 4-D / float / BlockMask masks, mask overlays
 (``or_mask_function`` / ``and_mask_function``, packed sequences found from
 ``position_ids``, block sequence ids), chunked attention, static caches
 (their key/value tensors hold unwritten slots past the current position),
-dropout, softcapping, attention sinks, position bias, paged caches.
+dropout, position bias, paged caches (transformers' ``cache`` argument; the op's
+own paged KV is reached through :func:`torch_fmha.varlen_attention`).
 """
 
 from __future__ import annotations
@@ -80,8 +86,9 @@ def _unsupported(what: str) -> NotImplementedError:
     return NotImplementedError(
         f"torch_fmha (transformers attn_implementation={NAME!r}/{NAME_FP8!r}) does not support {what}. "
         "Supported: causal (bottom-right aligned, prefill and DynamicCache decode) or bidirectional "
-        "self-attention, sliding windows, and 2-D padding masks whose rows are one contiguous run of "
-        "tokens (left or right padding); use attn_implementation='sdpa' for anything else.")
+        "self-attention, sliding windows, softcap, attention sinks (s_aux), and 2-D padding masks whose rows "
+        "are one contiguous run of tokens (left or right padding); use attn_implementation='sdpa' for "
+        "anything else.")
 
 
 def _is_tracing(t: Optional[torch.Tensor] = None) -> bool:
@@ -187,10 +194,9 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
 def _options(module, dropout, kwargs):
     if dropout:
         raise _unsupported(f"attention dropout (dropout={dropout}; call model.eval() or set attention_dropout=0)")
-    for name in ("softcap", "s_aux", "position_bias", "cache"):
+    for name in ("position_bias", "cache"):
         if kwargs.get(name) is not None:
-            raise _unsupported(f"the {name!r} argument (attention logit softcapping / sinks / position bias / "
-                               "paged caches)")
+            raise _unsupported(f"the {name!r} argument (position bias / transformers' paged caches)")
     if kwargs.get("output_attentions", False):
         warnings.warn("torch_fmha attention does not return attention weights (output_attentions=True); "
                       "use attn_implementation='eager' for them", stacklevel=3)
@@ -276,11 +282,25 @@ def _padded(q, k, v, pad: torch.Tensor, fp8: bool, **kw):
     return out.view(b, sq, h, d)
 
 
+def _score_options(query: torch.Tensor, kwargs, fp8: bool) -> dict:
+    """softcap (Gemma-2) and s_aux (gpt-oss sinks, [H] in the model's dtype) as the op takes them."""
+    opts = {}
+    softcap = kwargs.get("softcap")
+    if softcap is not None:
+        opts["softcap"] = float(softcap)
+    sinks = kwargs.get("s_aux")
+    if sinks is not None:
+        # The op takes float32 sinks (float64 for float64 inputs); .to keeps the gradient.
+        wide = query.dtype == torch.float64 and not fp8
+        opts["sinks"] = sinks.to(torch.float64 if wide else torch.float32)
+    return opts
+
+
 def _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs, fp8: bool):
     causal, window = _options(module, dropout, kwargs)
     # transformers: [B, heads, S, D]; torch_fmha: [B, S, heads, D] (strided views, no copy).
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
-    kw = dict(softmax_scale=scaling, causal=causal, window_size=window)
+    kw = dict(softmax_scale=scaling, causal=causal, window_size=window, **_score_options(query, kwargs, fp8))
     if attention_mask is None:
         out = _dense(q, k, v, fp8, **kw)
     elif (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2

@@ -1,0 +1,170 @@
+"""transformers models that need the serving features (issue 14): gpt-oss
+(attention sinks, ``s_aux``; alternating sliding / full layers) and Gemma-2
+(logit soft-capping, ``softcap``; sliding window), small and randomly
+initialised (no download), prefill with attn_implementation="torch_fmha" /
+"torch_fmha_fp8" against transformers' "eager" attention (the reference
+implementation of both features), eager and under torch.compile(fullgraph=True).
+
+Configs (the defaults do not fit a fast CPU test): 2 layers (layer_types
+sliding, full), 4 query heads over 2 KV heads (GQA 2), hidden 256, vocab 512,
+sliding_window 16 over 48 tokens (the window cuts). gpt-oss: head_dim 64, 2
+experts, both used (top 2: the routing stays continuous; with 4 experts, top 2,
+FP8 noise flips expert choices and the logits' RMS error measured 0.11),
+default RoPE instead of YaRN. Gemma-2: head_dim 128,
+query_pre_attn_scalar 128. To make each feature matter at this size (random
+init gives tiny scores): gpt-oss sinks ~ N(1, 1) per head, Gemma-2
+attn_logit_softcapping = 1.0 with q / k projections scaled x3 (scores of a few
+units, so tanh bends them).
+
+Tolerances, as tests/test_transformers.py argues them: "torch_fmha" (float32)
+is the same math as eager up to summation order: assert_close(atol=1e-4 *
+std(logits)) (measured RMS(err)/std ~ 7e-7). "torch_fmha_fp8" rounds q, k, v
+to e4m3: cosine >= 0.99 and RMS(err) <= 0.1 * std(logits) (measured here over
+5 input seeds: 0.022-0.027 gpt-oss, 0.041-0.045 Gemma-2; cosine >= 0.999). The
+criterion has teeth: dropping the sinks or the softcap (a test-only attention
+function that ignores the argument) measures RMS(err)/std 0.33-0.41 (gpt-oss) /
+0.37-0.42 (Gemma-2) and must fail it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+
+transformers = pytest.importorskip(
+    "transformers", reason="Hugging Face transformers is not installed (pip install transformers)")
+
+import torch_fmha.integrations.transformers as tfi  # noqa: E402  (registers the two names)
+from transformers import (AttentionInterface, AttentionMaskInterface, Gemma2Config,  # noqa: E402
+                          Gemma2ForCausalLM, GptOssConfig, GptOssForCausalLM)
+
+IMPLS = [tfi.NAME, tfi.NAME_FP8]
+VOCAB = 512
+BASE = dict(vocab_size=VOCAB, hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            sliding_window=16, max_position_embeddings=512, layer_types=["sliding_attention", "full_attention"])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def gpt_oss():
+    torch.manual_seed(0)
+    cfg = GptOssConfig(**BASE, intermediate_size=256, head_dim=64, num_local_experts=2, num_experts_per_tok=2,
+                       rope_parameters=dict(rope_type="default", rope_theta=10000.0))
+    model = GptOssForCausalLM._from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.sinks.copy_(torch.randn(4, generator=g) + 1.0)
+    return model
+
+
+def gemma2():
+    torch.manual_seed(0)
+    cfg = Gemma2Config(**BASE, intermediate_size=512, head_dim=128, query_pre_attn_scalar=128,
+                       attn_logit_softcapping=1.0)
+    model = Gemma2ForCausalLM._from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(3.0)
+            layer.self_attn.k_proj.weight.mul_(3.0)
+    return model
+
+
+MODELS = {"gpt_oss": (gpt_oss, "s_aux"), "gemma2": (gemma2, "softcap")}
+
+
+def metrics(got, want):
+    got, want = got.double().flatten(), want.double().flatten()
+    cos = torch.nn.functional.cosine_similarity(got, want, dim=0).item()
+    return cos, ((got - want).pow(2).mean().sqrt() / want.std()).item()
+
+
+def close_fp8(got, want) -> bool:
+    cos, rel_rms = metrics(got, want)
+    return cos >= 0.99 and rel_rms <= 0.1
+
+
+def assert_matches(impl, got, want):
+    if impl == tfi.NAME:
+        torch.testing.assert_close(got, want, atol=1e-4 * want.std().item(), rtol=1e-4)
+    else:
+        assert close_fp8(got, want), f"{impl}: cos, rel_rms = {metrics(got, want)}"
+
+
+def logits(model, impl, ids, **kw):
+    model.set_attn_implementation(impl)
+    with torch.no_grad():
+        return model(ids, **kw).logits
+
+
+def _dropping(name):
+    """A test-only attention function that ignores one argument: what the criterion must reject."""
+    def forward(module, q, k, v, mask, scaling=None, dropout=0.0, **kw):
+        kw.pop(name, None)
+        return tfi.torch_fmha_fp8_attention_forward(module, q, k, v, mask, scaling, dropout, **kw)
+    return forward
+
+
+for _arg in ("s_aux", "softcap"):
+    AttentionInterface.register(f"test_ignores_{_arg}", _dropping(_arg))
+    AttentionMaskInterface.register(f"test_ignores_{_arg}", tfi.torch_fmha_mask)
+
+
+def _ids(seed=1, n=48):
+    return torch.randint(0, VOCAB, (2, n), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_prefill_matches_eager(name):
+    make, feature = MODELS[name]
+    model, ids = make(), _ids()
+    want = logits(model, "eager", ids)
+    for impl in IMPLS:
+        assert_matches(impl, logits(model, impl, ids), want)
+    wrong = logits(model, f"test_ignores_{feature}", ids)
+    assert not close_fp8(wrong, want), f"ignoring {feature} passed the criterion: {metrics(wrong, want)}"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compiled_fullgraph_prefill_matches_eager(name, impl):
+    # aot_eager: Dynamo + AOT tracing through the fake kernels, the op itself at run time
+    # (inductor takes ~50 s per model on a 2-core CPU; tests/test_transformers.py runs it).
+    model, ids = MODELS[name][0](), _ids(seed=2)
+    want = logits(model, "eager", ids)
+    model.set_attn_implementation(impl)
+    with torch.no_grad():
+        got = torch.compile(model, fullgraph=True, backend="aot_eager")(ids).logits
+    assert_matches(impl, got, want)
+
+
+def test_gpt_oss_left_padding_matches_eager():
+    """Sinks through the varlen path (a 2-D padding mask): compare at the real tokens."""
+    model, ids = gpt_oss(), _ids(seed=3, n=40)
+    mask = torch.ones_like(ids)
+    mask[0, :9] = 0
+    want = logits(model, "eager", ids, attention_mask=mask)
+    real = mask.bool()
+    for impl in IMPLS:
+        got = logits(model, impl, ids, attention_mask=mask)
+        assert torch.isfinite(got[real]).all()
+        assert_matches(impl, got[real], want[real])
+
+
+def test_sinks_get_gradients():
+    """s_aux is a learnable parameter: the CPU backward gives it a gradient equal to eager's."""
+    model, ids = gpt_oss(), _ids(seed=4, n=24)
+    grads = {}
+    for impl in ("eager", tfi.NAME):
+        model.zero_grad()
+        model.set_attn_implementation(impl)
+        model(ids).logits.square().mean().backward()
+        grads[impl] = torch.stack([layer.self_attn.sinks.grad for layer in model.model.layers])
+    assert grads["eager"].abs().min() > 0
+    torch.testing.assert_close(grads[tfi.NAME], grads["eager"], atol=1e-6, rtol=1e-4)
