@@ -360,15 +360,17 @@ def context_parallel_varlen_attention(
     else:  # one rank, or the benchmark's stand-in keys (_comm="off": the local shard W times)
         gathered = packed if world == 1 else packed.repeat(world, 1, 1, 1)
     kv_all = gathered.view((world * rows, 2, heads_kv, hdim * q.element_size())).view(q.dtype)
+    k_all, v_all = kv_all[:, 0], kv_all[:, 1]
 
     direct = len(kinds) == 1
     part_dtype = torch.float16 if fp8 else q.dtype
     parts = []
     for (kind, wl, wr), call in zip(kinds, calls):
-        kv = kv_all.index_select(0, call.key_slot)
+        # Contiguous key buffers (one gather each) in the order the call's pieces read them.
+        kc, vc = k_all.index_select(0, call.key_slot), v_all.index_select(0, call.key_slot)
         qc = q if call.rev is None else q.index_select(0, call.rev)
         o, lse = varlen_attention(
-            qc, kv[:, 0], kv[:, 1], call.cu_q, call.cu_k,
+            qc, kc, vc, call.cu_q, call.cu_k,
             softmax_scale=softmax_scale, window_size=(wl, wr),
             q_descale=_per_piece(q_descale, call.piece_seq),
             k_descale=_per_piece(k_descale, call.piece_seq),

@@ -1,6 +1,8 @@
 """torch_fmha.distributed on 2 GPUs with NCCL: FP8 inputs, against the single-GPU
 op and the float64 oracle; ring == all-gather bitwise; torch.compile (inductor,
-fullgraph) against eager. Skips without 2 SM90 GPUs.
+fullgraph) against eager; packed batches (varlen_*: context_parallel_varlen_attention
+against torch_fmha.varlen_attention on the whole batch, same rule). Skips without
+2 SM90 GPUs.
 
 Run by pytest (spawns 2 processes) or directly:
     torchrun --nproc-per-node 2 tests/gpu/test_context_parallel.py
@@ -27,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WORLD = 2
-JOIN_TIMEOUT_S = 200
+JOIN_TIMEOUT_S = 300  # every case in one spawn, two inductor compiles among them
 FP8 = torch.float8_e4m3fn
 
 # name: (S, B, H, Hkv, D, causal, window, out_dtype)
@@ -38,6 +40,19 @@ CASES = {
     "window_300_200": (4096, 2, 4, 1, 64, False, (300, 200), torch.bfloat16),
     "causal_fp8_out_d256": (2054, 1, 4, 2, 256, True, (-1, -1), FP8),
 }
+
+
+# Packed batches over the ranks (context_parallel_varlen_attention): empty sequences, lengths
+# not divisible by 2W, one long sequence. name: (lengths, H, Hkv, D, causal, window, out_dtype)
+VARLEN_LENS = [3000, 0, 1237, 4099, 17, 2048, 1]
+VARLEN_CASES = {
+    "varlen_causal_gqa": (VARLEN_LENS, 8, 2, 128, True, (-1, -1), torch.bfloat16),
+    "varlen_noncausal_mqa": (VARLEN_LENS, 8, 1, 128, False, (-1, -1), torch.bfloat16),
+    "varlen_window_300_200": (VARLEN_LENS, 4, 2, 64, False, (300, 200), torch.bfloat16),
+    "varlen_window_512_causal": ([8195, 3, 999], 8, 2, 128, True, (512, -1), torch.bfloat16),
+    "varlen_causal_fp8_out_d256": ([2054, 0, 517], 4, 2, 256, True, (-1, -1), FP8),
+}
+VARLEN_EXTRA = ["varlen_global_scales", "varlen_compiled_vs_eager"]
 
 
 def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: str = "inductor") -> dict:
@@ -120,8 +135,91 @@ def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: st
         assert (dl <= 1e-5 * (1 + eager[1].abs())).all(), f"compiled vs eager lse: {dl.max().item():.3e}"
         return f"max |compiled - eager| {(a - b).abs().max().item():.3e}, lse {dl.max().item():.1e}"
 
+    # ---- packed batches: the CP result on the shards of FP8 tensors quantized by the
+    # single-GPU quantizer (so the comparison does not depend on the global-scale helper,
+    # checked on its own in varlen_global_scales), against the single-GPU varlen op on the
+    # whole packed batch and the float64 oracle: the accuracy rule of the module doc.
+    from reference import varlen_attention_ref
+
+    def packed(lens, H, Hkv, D, seed=0):
+        cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=dev)
+        T = sum(lens)
+        g = torch.Generator().manual_seed(seed)
+        q = torch.randn(T, H, D, generator=g)
+        k = torch.randn(T, Hkv, D, generator=g)
+        v = torch.randn(T, Hkv, D, generator=g) * torch.linspace(0.5, 3.0, Hkv)[None, :, None]
+        return q.to(dev), k.to(dev), v.to(dev), cu, T
+
+    def vshard(x, cu):
+        return cp.shard_varlen(x, cu)
+
+    def varlen_case(name):
+        lens, H, Hkv, D, causal, window, out_dtype = VARLEN_CASES[name]
+        q, k, v, cu, T = packed(lens, H, Hkv, D)
+        q8, qd = torch_fmha.quantize_fp8(q, "head", group_size=H // Hkv, cu_seqlens=cu)
+        k8, kd = torch_fmha.quantize_fp8(k, "head", cu_seqlens=cu)
+        v8, vd = torch_fmha.quantize_fp8(v, "head", cu_seqlens=cu)
+        out_scale = torch.tensor([0.05], device=dev) if out_dtype == FP8 else None
+        kw = dict(causal=causal, window_size=window, q_descale=qd, k_descale=kd, v_descale=vd,
+                  out_dtype=out_dtype, out_scale=out_scale, return_lse=True)
+        single, single_lse = torch_fmha.varlen_attention(q8, k8, v8, cu, cu, **kw)
+        out_l, lse_l = cp.context_parallel_varlen_attention(vshard(q8, cu), vshard(k8, cu), vshard(v8, cu),
+                                                            cu, cu, **kw)
+        out = cp.unshard_varlen(out_l.view(torch.uint8), cu, T).view(out_dtype)
+        lse = cp.unshard_varlen(lse_l.t().contiguous(), cu, T).t()
+        pad = cp.varlen_shard_positions(cu, out_l.size(0)) < 0
+        assert out_l.dtype == out_dtype and out_l.shape[1:] == q8.shape[1:]
+        assert bool((out_l[pad].view(torch.uint8) == 0).all()), "padding rows must be 0"
+        assert bool((lse_l[:, pad] == float("-inf")).all()), "padding rows' lse must be -inf"
+        ref, ref_lse = varlen_attention_ref(q8, k8, v8, cu, cu, causal=causal, window_size=window,
+                                            q_descale=qd, k_descale=kd, v_descale=vd)
+        rmse_cp, max_cp = errors(output_as_float64(out, out_scale), ref)
+        rmse_1, max_1 = errors(output_as_float64(single, out_scale), ref)
+        assert rmse_cp <= 1.25 * rmse_1 + 1e-5, f"{name}: rmse {rmse_cp:.3e} vs single GPU {rmse_1:.3e}"
+        assert max_cp <= 2 * max_1 + 1e-3, f"{name}: max err {max_cp:.3e} vs single GPU {max_1:.3e}"
+        fin = torch.isfinite(ref_lse)
+        assert torch.equal(fin, torch.isfinite(lse)), f"{name}: -inf lse rows differ from the oracle's"
+        lse_err = (lse.double()[fin] - ref_lse[fin]).abs().max().item()
+        assert lse_err < 2e-3, f"{name}: lse error {lse_err:.3e}"
+        return f"rmse {rmse_cp:.3e} (1 GPU {rmse_1:.3e}) max {max_cp:.3e} (1 GPU {max_1:.3e}) lse {lse_err:.1e}"
+
+    def varlen_global_scales():
+        q, k, _, cu, T = packed(VARLEN_LENS, 8, 2, 128, seed=2)
+        for x, gran, gs in ((q, "head", 4), (k, "head", 1), (k, "tensor", 1)):
+            x8l, d = cp.quantize_fp8_global_varlen(vshard(x, cu), cu, gran, group_size=gs)
+            r8, rd = torch_fmha.quantize_fp8(x, gran, group_size=gs, cu_seqlens=cu)
+            assert torch.equal(d, rd), f"{gran}: global descale differs from quantize_fp8's"
+            same = (x8l.view(torch.uint8) == vshard(r8.view(torch.uint8), cu)).float().mean().item()
+            assert same == 1.0, f"{gran}: {100 * (1 - same):.4f}% of the FP8 bytes differ from quantize_fp8's"
+        return "descales and FP8 bytes equal to torch_fmha.quantize_fp8 on the whole batch"
+
+    def varlen_compiled_vs_eager():
+        q, k, v, cu, T = packed(VARLEN_LENS, 8, 2, 128, seed=1)
+        q8, qd = cp.quantize_fp8_global_varlen(vshard(q, cu), cu, "head", group_size=4)
+        k8, kd = cp.quantize_fp8_global_varlen(vshard(k, cu), cu, "head")
+        v8, vd = cp.quantize_fp8_global_varlen(vshard(v, cu), cu, "head")
+
+        def f(q8, k8, v8):  # past + future calls and the merge: window (300, 200)
+            return cp.context_parallel_varlen_attention(q8, k8, v8, cu, cu, window_size=(300, 200),
+                                                        q_descale=qd, k_descale=kd, v_descale=vd,
+                                                        return_lse=True)
+
+        eager = f(q8, k8, v8)
+        comp = torch.compile(f, fullgraph=True, backend=compile_backend)(q8, k8, v8)
+        a, b = comp[0].double(), eager[0].double()
+        tol = 2.0 ** -7 * torch.maximum(a.abs(), b.abs()) + 2.0 ** -10 * b.abs().max()
+        assert ((a - b).abs() <= tol).all(), f"compiled vs eager out: {(a - b).abs().max().item():.3e}"
+        fin = torch.isfinite(eager[1])
+        assert torch.equal(fin, torch.isfinite(comp[1]))
+        dl = (comp[1][fin] - eager[1][fin]).abs()
+        assert (dl <= 1e-5 * (1 + eager[1][fin].abs())).all(), f"compiled vs eager lse: {dl.max().item():.3e}"
+        return f"max |compiled - eager| {(a - b).abs().max().item():.3e}, lse {dl.max().item():.1e}"
+
     todo = {n: (lambda n=n: case(n)) for n in CASES}
     todo["compiled_vs_eager"] = compiled_vs_eager
+    todo.update({n: (lambda n=n: varlen_case(n)) for n in VARLEN_CASES})
+    todo["varlen_global_scales"] = varlen_global_scales
+    todo["varlen_compiled_vs_eager"] = varlen_compiled_vs_eager
     for name, fn in todo.items():
         t0 = time.time()
         try:
@@ -167,7 +265,7 @@ def results():
 
 
 @pytest.mark.timeout(JOIN_TIMEOUT_S + 60, method="thread")
-@pytest.mark.parametrize("name", [*CASES, "compiled_vs_eager"])
+@pytest.mark.parametrize("name", [*CASES, "compiled_vs_eager", *VARLEN_CASES, *VARLEN_EXTRA])
 def test_context_parallel_2gpu(results, name):
     for rank, res in enumerate(results):
         status, info, seconds = res[name]
