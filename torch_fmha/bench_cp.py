@@ -4,6 +4,9 @@
         [--seqlens 32768,131072,524288] [--exchange ring,allgather] [--compile] [--json PATH]
 
 B=1, H=32, Hkv=8, D=128, causal, FP8 q/k/v (per-tensor descales), bf16 output.
+``--varlen N``: a packed batch of S tokens in N sequences of unequal lengths
+(``varlen_attention`` on 1 GPU, ``context_parallel_varlen_attention`` on W;
+its one all-gather is the ``allgather`` column).
 For each S it times, with CUDA events around back-to-back forwards (the slowest
 rank's time):
 
@@ -49,6 +52,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--causal", type=int, choices=[0, 1], default=1)
     p.add_argument("--exchange", default="ring,allgather",
                    help="comma-separated KV exchanges to time (ring, allgather)")
+    p.add_argument("--varlen", type=int, default=0, metavar="N",
+                   help="a packed batch instead: S tokens in N sequences of unequal lengths, "
+                        "context_parallel_varlen_attention vs varlen_attention (one all-gather: "
+                        "--exchange is ignored)")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile(fullgraph=True) of the first exchange")
     p.add_argument("--no-single", action="store_true", help="skip the 1-GPU baseline")
@@ -102,6 +109,14 @@ def _time_ms(fn: Callable[[], object], min_time: float, collective: bool) -> flo
     return _max_all(ms) if collective else ms
 
 
+def _lengths(total: int, n: int) -> List[int]:
+    """``n`` unequal sequence lengths (about proportional to n, n+1, ..., 2n-1) summing to ``total``."""
+    w = [n + i for i in range(n)]
+    lens = [total * x // sum(w) for x in w]
+    lens[-1] += total - sum(lens)
+    return lens
+
+
 def _fp8(shape, seed: int) -> torch.Tensor:
     g = torch.Generator(device=_DEV).manual_seed(seed)
     return torch.randn(shape, device=_DEV, dtype=torch.bfloat16, generator=g).to(FP8)
@@ -137,21 +152,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    exchanges = [e for e in args.exchange.split(",") if e]
+    exchanges = [e for e in args.exchange.split(",") if e] if not args.varlen else ["allgather"]
     H, Hkv, D, causal = args.heads, args.kv_heads, args.head_dim, bool(args.causal)
     one = torch.ones(1, device=_DEV)
     sc = dict(q_descale=one * 0.5, k_descale=one * 0.5, v_descale=one * 0.5)
     rows = []
     for S in args.seqlens:
-        flops = 4.0 * S * S * H * D * (0.5 if causal else 1.0)
-        row = {"S": S, "world": world, "tflop": flops / 1e12}
+        lens = _lengths(S, args.varlen) if args.varlen else [S]
+        flops = sum(4.0 * n * n * H * D * (0.5 if causal else 1.0) for n in lens)
+        row = {"S": S, "world": world, "tflop": flops / 1e12, "seqs": len(lens)}
+        cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=_DEV)
         # ---- 1 GPU, whole sequence
         t1 = None
         if not args.no_single:
             try:
-                q, k, v = _fp8((1, S, H, D), 1), _fp8((1, S, Hkv, D), 2), _fp8((1, S, Hkv, D), 3)
-                t1 = _time_ms(lambda: torch_fmha.attention(q, k, v, causal=causal, **sc),
-                              args.min_time, collective=False)
+                if args.varlen:
+                    q, k, v = _fp8((S, H, D), 1), _fp8((S, Hkv, D), 2), _fp8((S, Hkv, D), 3)
+                    t1 = _time_ms(lambda: torch_fmha.varlen_attention(q, k, v, cu, cu, causal=causal, **sc),
+                                  args.min_time, collective=False)
+                else:
+                    q, k, v = _fp8((1, S, H, D), 1), _fp8((1, S, Hkv, D), 2), _fp8((1, S, Hkv, D), 3)
+                    t1 = _time_ms(lambda: torch_fmha.attention(q, k, v, causal=causal, **sc),
+                                  args.min_time, collective=False)
             except torch.cuda.OutOfMemoryError:
                 t1 = float("nan")
             q = k = v = None
@@ -159,11 +181,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             t1 = _max_all(t1) if rank == 0 else _max_all(float("-inf"))  # rank 0's number
         row["ms_1gpu"] = t1
         # ---- W GPUs
-        n_local = cp.shard_lengths(S, world)[rank]
-        ql = _fp8((1, n_local, H, D), 10 + rank)
-        kl, vl = _fp8((1, n_local, Hkv, D), 20 + rank), _fp8((1, n_local, Hkv, D), 30 + rank)
+        if args.varlen:  # the exact padded rows: the host knows the lengths here
+            n_local = cp.varlen_local_rows(S, len(lens), world, lens)
+            lead = ()
+        else:
+            n_local = cp.shard_lengths(S, world)[rank]
+            lead = (1,)
+        ql = _fp8(lead + (n_local, H, D), 10 + rank)
+        kl, vl = _fp8(lead + (n_local, Hkv, D), 20 + rank), _fp8(lead + (n_local, Hkv, D), 30 + rank)
 
         def run(ex: str, comm: str = "on"):
+            if args.varlen:
+                return cp.context_parallel_varlen_attention(ql, kl, vl, cu, cu, causal=causal, _comm=comm, **sc)
             return cp.context_parallel_attention(ql, kl, vl, causal=causal, seqlen=S, kv_exchange=ex,
                                                  _comm=comm, **sc)
 
@@ -174,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 _empty_cache()
                 return float("nan")
 
-        row["ms_compute"] = timed(lambda: run("ring", "off")) if world > 1 else None
+        row["ms_compute"] = timed(lambda: run(exchanges[0], "off")) if world > 1 else None
         for ex in exchanges:
             t = timed(lambda: run(ex))
             tc = timed(lambda: run(ex, "only")) if world > 1 else None
@@ -183,8 +212,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             if tc and row["ms_compute"] and tc == tc and t == t:
                 row[f"hidden_{ex}"] = min(1.0, max(0.0, (row["ms_compute"] + tc - t) / tc))
         if args.compile:
-            f = torch.compile(lambda a, b, c: cp.context_parallel_attention(
-                a, b, c, causal=causal, seqlen=S, kv_exchange=exchanges[0], **sc), fullgraph=True)
+            def fwd(a, b, c):
+                if args.varlen:
+                    return cp.context_parallel_varlen_attention(a, b, c, cu, cu, causal=causal, **sc)
+                return cp.context_parallel_attention(a, b, c, causal=causal, seqlen=S,
+                                                     kv_exchange=exchanges[0], **sc)
+            f = torch.compile(fwd, fullgraph=True)
             row[f"ms_{exchanges[0]}_compiled"] = timed(lambda: f(ql, kl, vl))
         ql = kl = vl = None
         _empty_cache()
@@ -195,7 +228,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if rank == 0:
         dev_name = torch.cuda.get_device_name() if _DEV == "cuda" else "CPU (smoke test)"
         print(f"\ntorch_fmha context-parallel attention on {world} x {dev_name} "
-              f"| torch {torch.__version__} | B=1 H={H} Hkv={Hkv} D={D} causal={int(causal)} FP8 in, "
+              f"| torch {torch.__version__} | "
+              f"{f'packed: S tokens in {args.varlen} sequences' if args.varlen else 'B=1'} "
+              f"H={H} Hkv={Hkv} D={D} causal={int(causal)} FP8 in, "
               f"bf16 out | ms per forward (slowest rank), {'CUDA events' if _DEV == 'cuda' else 'wall clock'}\n")
         cols = ["S", "1 GPU ms"]
         for ex in exchanges:
