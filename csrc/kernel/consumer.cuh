@@ -229,6 +229,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
   auto first_block_softmax = [&](const TileInfo& t, int n_block) {
     const MaskInfo m = tile_mask(t);
+    if (p.softcap > 0.f) apply_softcap(tSrS, t.softcap_mul);  // before the mask (softmax.cuh)
     if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {
       apply_mask<kBlockN>(tSrS, m, t.m_block * kBlockM + row0, n_block * kBlockN + col0);
     }
@@ -250,10 +251,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const KvBlockRange range = tile_range(tile);
     const int num_blocks = range.count();
     float inv_sum[2], lse[2];
-    if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf
+    if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf (or the sink)
       clear(tOrO);
       inv_sum[0] = inv_sum[1] = 0.f;
-      lse[0] = lse[1] = -INFINITY;
+      lse[0] = lse[1] = tile.sink;
       store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       tile = fetch_tile();
       continue;
@@ -297,6 +298,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          it == num_blocks - 1);
+      if (p.softcap > 0.f) apply_softcap(tSrS, tile.softcap_mul);  // before the mask
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
@@ -333,7 +335,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      softmax.finalize(inv_sum, lse);  // this tile's l and max are final
+      softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
       warpgroup_wait<1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
@@ -352,7 +354,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-      softmax.finalize(inv_sum, lse);
+      softmax.finalize(inv_sum, lse, tile.sink);
       store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
       first_s_done = false;
     }

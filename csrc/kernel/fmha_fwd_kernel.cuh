@@ -26,6 +26,12 @@ struct KernelParams {
   typename Traits::TmaQ tma_q;  // over (rows_q_tma, D, H, batch_tma)
   typename Traits::TmaKV tma_k;  // over (rows_k_tma, D, Hkv, batch_tma)
   typename Traits::TmaKV tma_v;
+  // Paged KV (varlen with p.fwd.page_table): K / V pools as
+  // (D, page_size, Hkv, num_pages), box (chunk, page_box_rows, 1, 1)
+  // (producer.cuh, PagedKvBoxes); unused (zero) otherwise.
+  cute::TmaDescriptor paged_k;
+  cute::TmaDescriptor paged_v;
+  int32_t page_box_rows;
   Scheduler scheduler;
   int32_t heads_per_kv;  // H / Hkv
   // TMA tensor extents (never 0): dense (Sq, Sk, B), varlen (Tq, Tk, 1).
@@ -104,6 +110,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     cute::prefetch_tma_descriptor(params.tma_q.get_tma_descriptor());
     cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
     cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
+    if (params.fwd.page_table != nullptr) {
+      cute::prefetch_tma_descriptor(&params.paged_k);
+      cute::prefetch_tma_descriptor(&params.paged_v);
+    }
   }
   __syncthreads();
 

@@ -21,6 +21,7 @@
 #include "kernel_traits.cuh"
 #include "mask.cuh"
 #include "pipeline.cuh"
+#include "softmax.cuh"
 #include "tile_scheduler.cuh"
 #include "transpose_v.cuh"
 
@@ -29,6 +30,85 @@ namespace torch_fmha::kernel {
 __device__ __forceinline__ float load_scale(const ScaleTensor& s, int b, int hkv) {
   return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
 }
+
+// Paged KV (params.h): k / v are page pools [num_pages, page_size, Hkv, D] and
+// the keys of one KV block lie on up to kBlockN / 16 scattered pages. The
+// block is loaded as boxes of box_rows(page_size) keys, each inside one page
+// (box_rows divides both page_size and kBlockN), through 4D TMA descriptors
+// over (D, page_size, Hkv, num_pages) whose box is (kChunk, box_rows, 1, 1)
+// (launch: fwd_launch_template.cuh). Every box lands where the dense
+// descriptor would have put those rows: box rows start at multiples of 16
+// keys, so each box starts on a swizzle atom of SmemLayoutK and the TMA
+// swizzle (a function of the smem address) gives the same bytes
+// (tests/host_checks/check_paged_boxes.cu checks the offsets).
+// Boxes at or past the sequence's key count are not loaded at all (their
+// page-table entries are never read: they may be garbage); the stale smem
+// rows they leave are keys past the end, masked to -inf (K) and written as
+// zeros by the transposer (V), like the unused pool rows of a partial box.
+template <class Traits>
+struct PagedKvBoxes {
+  static constexpr int kBlockN = Traits::kBlockN;
+  static constexpr int kHeadDim = Traits::kHeadDim;
+  // Head-dim bytes per TMA box: the K layout's swizzle width (64 B at D = 64,
+  // 128 B otherwise), the most one swizzled TMA box may span.
+  static constexpr int kChunk = 16 << decltype(get_swizzle_portion(typename Traits::SmemLayoutK{}))::num_bits;
+  static constexpr int kChunks = kHeadDim / kChunk;
+  static_assert(kChunk * kChunks == kHeadDim);
+  static constexpr int kMinPage = 16;
+  static constexpr int kMaxBoxes = kBlockN / kMinPage;
+  static_assert(kMaxBoxes <= 32, "one page id per lane of a warp");
+  // Largest power of two dividing kBlockN (192: 64, 128: 128).
+  static constexpr int kMaxBoxRows = kBlockN & -kBlockN;
+
+  __host__ __device__ static int box_rows(int page_size) {
+    return page_size < kMaxBoxRows ? page_size : kMaxBoxRows;
+  }
+  // Byte offset, within a K / V-scratch stage, of the box whose first key row
+  // is row0 and whose head-dim chunk is `chunk`.
+  __host__ __device__ static int smem_offset(int row0, int chunk) {
+    return static_cast<int>(typename Traits::SmemLayoutK{}(row0, chunk * kChunk, 0));
+  }
+
+#if defined(__CUDA_ARCH__)
+  // Run by the 32 lanes of producer warp 0 together. Lane j < kMaxBoxes loads
+  // the page id of box j of the block starting at key n0 if that box holds a
+  // key below seqlen_k (0 otherwise: the table entry is never read). One
+  // register per lane; loaded before the warp waits for a free stage, so the
+  // loads fly during that wait.
+  __device__ __forceinline__ static int32_t lane_page_id(const FwdParams& p, int box, int batch,
+                                                         int n0, int seqlen_k, int lane) {
+    const int key0 = n0 + lane * box;
+    if (lane * box >= kBlockN || key0 >= seqlen_k) return 0;
+    const int32_t* row = p.page_table + int64_t(batch) * p.page_table_batch_stride;
+    return __ldg(row + (key0 >> (__ffs(p.page_size) - 1)));
+  }
+
+  // Loads K or V rows [n0, n0 + kBlockN) ∩ [0, seqlen_k) (rounded up to whole
+  // boxes) of kv head hkv into one stage, completing `bar` with exactly the
+  // bytes issued. All 32 lanes of warp 0 (page_id: lane_page_id's); lane 0
+  // issues.
+  __device__ __forceinline__ static void load(const void* desc, uint64_t* bar, uint8_t* stage,
+                                              int32_t page_id, int box, int page_size, int n0,
+                                              int seqlen_k, int hkv, int lane) {
+    const int live = min(seqlen_k - n0, kBlockN);  // > 0: the block is in the tile's range
+    const int boxes = (live + box - 1) / box;
+    if (lane == 0) mbar_arrive_expect_tx(bar, boxes * box * kHeadDim);
+#pragma unroll 1
+    for (int j = 0; j < boxes; ++j) {
+      const int32_t page = __shfl_sync(0xffffffffu, page_id, j);
+      if (lane == 0) {
+        const int row_in_page = (n0 + j * box) & (page_size - 1);
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          SM90_TMA_LOAD_4D::copy(desc, bar, static_cast<uint64_t>(TMA::CacheHintSm90::EVICT_NORMAL),
+                                 stage + smem_offset(j * box, c), c * kChunk, row_in_page, hkv,
+                                 page);
+        }
+      }
+    }
+  }
+#endif
+};
 
 template <class Traits, class Params, class Storage>
 __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) {
@@ -92,8 +172,12 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     if (elected) {
       if (tile.valid) {  // per-tile scalars, loaded here, off the consumers' critical path
         const int h = tile.head / params.heads_per_kv;
-        tile.scale_log2 = p.softmax_scale * load_scale(p.q_descale, tile.batch, h) *
-                          load_scale(p.k_descale, tile.batch, h) * 1.4426950408889634f;
+        const ScoreScales sc = score_scales(p.softmax_scale * load_scale(p.q_descale, tile.batch, h) *
+                                                load_scale(p.k_descale, tile.batch, h),
+                                            p.softcap);
+        tile.scale_log2 = sc.scale_log2;
+        tile.softcap_mul = sc.softcap_mul;
+        tile.sink = p.sinks != nullptr ? p.sinks[tile.head] : -INFINITY;
         tile.v_descale = load_scale(p.v_descale, tile.batch, h);
         tile.out_mul = p.out_type == ElementType::kFloat8E4M3
                            ? 1.f / load_scale(p.out_scale, tile.batch, h) : 1.f;
@@ -145,10 +229,27 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                                       group_modes<0, 2>(gV));
 
     // KV blocks are walked from the last one down (the masked ones first).
+    using Paged = PagedKvBoxes<Traits>;
+    // Varlen only (the op refuses it dense): compiled out of the dense kernel.
+    const bool paged = decltype(params.scheduler)::kVarlen && p.page_table != nullptr;
     PipelineState<kStages> pending;  // scratch slot of the block loaded last iteration (I2)
     for (int it = 0; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
-      if (elected) {
+      if (paged && ptid < 32) {  // warp 0: page ids by lane, lane 0 issues the boxes
+        const int n0 = n_block * kBlockN;
+        const int box = params.page_box_rows;
+        const int32_t page_id = Paged::lane_page_id(p, box, tile.batch, n0, tile.seqlen_k, ptid);
+        mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
+                  {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
+        Paged::load(&params.paged_k, &ss.bar.k_full[kv_load.index],
+                    ss.k + kv_load.index * Traits::kTileKVBytes, page_id, box, p.page_size, n0,
+                    tile.seqlen_k, hkv, ptid);
+        mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
+                  {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
+        Paged::load(&params.paged_v, &ss.bar.v_scratch_full[kv_load.index],
+                    ss.v_scratch + kv_load.index * Traits::kTileKVBytes, page_id, box,
+                    p.page_size, n0, tile.seqlen_k, hkv, ptid);
+      } else if (!paged && elected) {
         mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                   {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
         const bool lose_this_load = kDebugHang && params.debug_lose_first_k_load != 0 &&

@@ -10,6 +10,13 @@
 // are kept in [0, 256]: p = exp2(x * scale - max * scale + kMaxOffset), so the
 // e4m3 rounding keeps more relative precision for small p; the offset cancels
 // in O / l and is taken out of the LSE.
+//
+// Soft-capping (params.softcap > 0): the consumer first replaces every raw
+// score by tanh(s * softcap_mul), softcap_mul = softmax_scale * q_descale *
+// k_descale / softcap (apply_softcap, before the mask, so masked keys still
+// become exact -inf), and scale_log2 is then softcap * log2(e): the same online
+// softmax runs on the capped scores. Sinks (params.sinks) join only the final
+// normalisation (normalize_row).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +42,87 @@ __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   x += __shfl_xor_sync(0xffffffffu, x, 2);
   return x;
+}
+
+// MUFU.TANH: max relative error 2^-11; tanh(+-inf) = +-1, tanh(NaN) = NaN.
+__device__ __forceinline__ float fast_tanh(float x) {
+  float y;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// s = tanh(s * softcap_mul) on every score of the thread's S accumulator: the
+// soft-capped score divided by softcap (the softmax then scales by softcap *
+// log2(e)). Runs before the mask: a NaN or infinite product (NaN / infinite
+// descales, poisoned rows past a sequence's end) becomes NaN / +-1 here and the
+// mask's select still sets every masked key to exact -inf afterwards. An
+// infinite score is capped to +-softcap, as on the CPU (cpu_math.cpp).
+template <class Frag>
+__device__ __forceinline__ void apply_softcap(Frag& s, float softcap_mul) {
+#pragma unroll
+  for (int i = 0; i < decltype(size(s))::value; ++i) s(i) = fast_tanh(s(i) * softcap_mul);
+}
+
+// Per-tile scalars of the scores (TileInfo, filled by the producer), from
+// score_scale = softmax_scale * q_descale * k_descale: the exp2 scale of the
+// scores the softmax sees, and with soft-capping (softcap > 0) the factor
+// apply_softcap multiplies raw scores by before the tanh. Then
+//   scale_log2 * tanh(s * softcap_mul) = log2(e) * softcap * tanh(x / softcap)
+// with x = s * score_scale. An infinite score_scale gives tanh(+-inf) = +-1
+// (x capped to +-softcap, as on the CPU); 0 gives uniform weights.
+struct ScoreScales {
+  float scale_log2;
+  float softcap_mul;  // 0 without soft-capping (unused)
+};
+
+__host__ __device__ __forceinline__ ScoreScales score_scales(float score_scale, float softcap) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  if (softcap > 0.f) return {softcap * kLog2e, score_scale / softcap};
+  return {score_scale * kLog2e, 0.f};
+}
+
+// The final normalisation of one row, host-callable for
+// tests/host_checks/check_softmax_finalize.cu.
+//   l:         sum over the row's keys of p = 2^(y - m + kMaxOffset) (0: the
+//              row saw no key; NaN propagates)
+//   m:         the row's max score y in log2 units (-inf when l == 0)
+//   sink:      the row's sink logit (natural units, as the user gave it), -inf
+//              without sinks
+// inv_sum multiplies the P V accumulator (0 for a row that saw no key: the
+// epilogue then stores exact zeros); lse is the natural-log logsumexp of the
+// scores and the sink (exactly `sink` for a row that saw no key). With a sink
+// s = sink * log2(e) the denominator is
+//   l 2^(m - kMaxOffset) + 2^s = 2^(M - kMaxOffset) (l 2^(m - M) + 2^(s - M + kMaxOffset))
+// with M = max(m, s), so neither a sink far above the scores (inv_sum
+// underflows towards the true 0, no inf) nor far below overflows. A NaN sink
+// makes a non-empty row NaN; +inf gives NaN (undefined, as on the CPU).
+struct RowNorm {
+  float inv_sum;
+  float lse;
+};
+
+__host__ __device__ __forceinline__ float log2_approx(float x) {
+#if defined(__CUDA_ARCH__)
+  return __log2f(x);
+#else
+  return std::log2(x);
+#endif
+}
+
+__host__ __device__ __forceinline__ RowNorm normalize_row(float l, float m, float sink) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  if (l == 0.f) {  // no key seen (decided by the mask): out = 0, lse = sink (or -inf)
+    return {0.f, sink};
+  }
+  if (sink == -INFINITY) {  // no sink: bitwise the kernel's finalize before sinks
+    return {1.f / l, (m - kMaxOffset + log2_approx(l)) * kLn2};
+  }
+  const float sink_log2 = sink * 1.4426950408889634f;
+  const float big = fmaxf(m, sink_log2);  // a NaN sink: big = m, and b below is NaN
+  const float a = exp2f(m - big);
+  const float b = exp2f(sink_log2 - big + kMaxOffset);
+  const float d = fmaf(l, a, b);
+  return {a / d, (big - kMaxOffset + std::log2(d)) * kLn2};
 }
 
 template <int kBlockN>
@@ -116,19 +204,18 @@ struct OnlineSoftmax {
   }
 
   // 1 / l per row (0 for a row that saw no key) and the natural-log LSE
-  // (-inf for such a row). A NaN or +inf score (fmaxf skips NaN in the max,
-  // but its p = ex2(NaN) is NaN) leaves l = NaN: the row is not empty, its
-  // 1 / l and LSE are NaN and so is its output. Only a row with p = 0 at
-  // every key it visited (all masked) has l == 0.
-  __device__ __forceinline__ void finalize(float (&inv_sum)[2], float (&lse)[2]) const {
+  // (-inf for such a row, or its sink). A NaN or +inf score (fmaxf skips NaN
+  // in the max, but its p = ex2(NaN) is NaN) leaves l = NaN: the row is not
+  // empty, its 1 / l and LSE are NaN and so is its output. Only a row with
+  // p = 0 at every key it visited (all masked) has l == 0. sink: the tile's
+  // sink logit (TileInfo), -inf without sinks (normalize_row).
+  __device__ __forceinline__ void finalize(float (&inv_sum)[2], float (&lse)[2],
+                                           float sink) const {
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
-      const float l = quad_sum(row_sum[r8]);
-      const bool empty = l == 0.f;  // NaN propagates
-      inv_sum[r8] = empty ? 0.f : 1.f / l;
-      const float max_scaled = row_max[r8] * scale_log2;
-      lse[r8] = empty ? -INFINITY
-                      : (max_scaled - kMaxOffset + __log2f(l)) * 0.6931471805599453f;
+      const RowNorm n = normalize_row(quad_sum(row_sum[r8]), row_max[r8] * scale_log2, sink);
+      inv_sum[r8] = n.inv_sum;
+      lse[r8] = n.lse;
     }
   }
 };

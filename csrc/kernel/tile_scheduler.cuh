@@ -63,9 +63,11 @@ struct TileInfo {
   // Per-tile scalars, filled in by the producer when it publishes the tile
   // (producer.cuh), so the consumers read them from shared memory instead of
   // loading descales from global memory on their critical path.
-  float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
+  float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e); softcap: softcap * log2(e)
   float v_descale;
   float out_mul;     // 1 / out_scale for FP8 output, else 1
+  float softcap_mul;  // softcap: softmax_scale * q_descale * k_descale / softcap (softmax.cuh)
+  float sink;         // sinks[head]; -inf without sinks
 
   __host__ __device__ static TileInfo stop() {
     TileInfo t{};
@@ -96,6 +98,7 @@ __device__ __forceinline__ HeadBlock head_and_block(int32_t local, int32_t num_h
 
 template <int kBlockM>
 struct DenseTileScheduler {
+  static constexpr bool kVarlen = false;  // no paged KV, no seqused_k (compiled out)
   int32_t num_m_blocks;  // ceil(Sq / kBlockM)
   int32_t num_heads;     // H
   int32_t num_tiles;     // B * H * num_m_blocks
@@ -144,6 +147,7 @@ struct DenseTileScheduler {
 
 template <int kBlockM>
 struct VarlenTileScheduler {
+  static constexpr bool kVarlen = true;
   const VarlenSeq* seqs;       // [B], work order (written by the prep kernel)
   const int32_t* tile_prefix;  // [B + 1]
   int32_t num_batches;         // B

@@ -8,6 +8,10 @@
 //      tiles go out in the first rounds, the cheap ones fill the tail;
 //   3. the prefix sums of the per-sequence tile counts H * ceil(len_q / kBlockM)
 //      in that order (a block-wide scan per 1024 sequences, carried over).
+// Key counts: cu_seqlens_k[b + 1] - cu_seqlens_k[b], or seqused_k[b] when
+// given (the first keys of the sequence's slot; with a paged KV cache there is
+// no cu_seqlens_k, the sequence's keys are addressed through its page-table
+// row, and k_offset is 0).
 // No host synchronisation: the host never sees the lengths.
 #pragma once
 
@@ -25,7 +29,13 @@ inline constexpr int kMaxSortedBatch = kPrepThreads;
 
 struct VarlenPrepArgs {
   const int32_t* cu_seqlens_q;  // [B + 1]
-  const int32_t* cu_seqlens_k;  // [B + 1]
+  const int32_t* cu_seqlens_k;  // [B + 1]; nullptr when paged
+  const int32_t* seqused_k;     // [B] or nullptr
+  const int32_t* page_table;    // [B, max_pages_per_seq] or nullptr (not paged)
+  int64_t page_table_batch_stride;
+  int32_t page_size;
+  int32_t num_pages;
+  int32_t max_pages_per_seq;
   int32_t batch;                // B
   int32_t heads;                // H
   int32_t total_q;              // rows of q
@@ -34,20 +44,47 @@ struct VarlenPrepArgs {
   VarlenWorkspace ws;
 };
 
-// Sequence b, clamped so that no row outside [0, total) is ever addressed.
-// Debug builds (no NDEBUG) assert the cu_seqlens contract instead.
+// Sequence b, clamped so that no row outside [0, total) (no page-table entry
+// past its row) is ever addressed. Debug builds (no NDEBUG) assert the
+// cu_seqlens / seqused_k contract instead.
 __device__ __forceinline__ VarlenSeq load_seq(const VarlenPrepArgs& a, int32_t b) {
   const int32_t cq0 = a.cu_seqlens_q[b], cq1 = a.cu_seqlens_q[b + 1];
-  const int32_t ck0 = a.cu_seqlens_k[b], ck1 = a.cu_seqlens_k[b + 1];
   assert(cq0 >= 0 && cq0 <= cq1 && cq1 <= a.total_q && "cu_seqlens_q: 0 <= non-decreasing <= total_q");
-  assert(ck0 >= 0 && ck0 <= ck1 && ck1 <= a.total_k && "cu_seqlens_k: 0 <= non-decreasing <= total_k");
   VarlenSeq s{};
   s.batch = b;
   s.q_offset = min(max(cq0, 0), a.total_q);
-  s.k_offset = min(max(ck0, 0), a.total_k);
   s.len_q = min(max(cq1, s.q_offset), a.total_q) - s.q_offset;
+  if (a.page_table != nullptr) {  // paged: keys through the page table, seqused_k is required
+    const int32_t used = a.seqused_k[b];
+    assert(used >= 0 && used <= a.max_pages_per_seq * a.page_size &&
+           "seqused_k: 0 <= seqused_k[b] <= page_table columns * page_size");
+    s.k_offset = 0;
+    s.len_k = min(max(used, 0), a.max_pages_per_seq * a.page_size);
+    return s;
+  }
+  const int32_t ck0 = a.cu_seqlens_k[b], ck1 = a.cu_seqlens_k[b + 1];
+  assert(ck0 >= 0 && ck0 <= ck1 && ck1 <= a.total_k && "cu_seqlens_k: 0 <= non-decreasing <= total_k");
+  s.k_offset = min(max(ck0, 0), a.total_k);
   s.len_k = min(max(ck1, s.k_offset), a.total_k) - s.k_offset;
+  if (a.seqused_k != nullptr) {
+    const int32_t used = a.seqused_k[b];
+    assert(used >= 0 && used <= s.len_k && "seqused_k: 0 <= seqused_k[b] <= the sequence's slot");
+    s.len_k = min(max(used, 0), s.len_k);
+  }
   return s;
+}
+
+// Debug builds (no NDEBUG): every page a sequence reads must be a page of the
+// pool (the CPU op checks the same with a clear error; on CUDA the values live
+// on the device, so this is the debug check, as for cu_seqlens above). Release
+// builds read nothing here; a bad id there makes TMA zero-fill the box (its
+// coordinates are outside the pool), never an out-of-bounds access.
+__device__ __forceinline__ void debug_check_page_ids(const VarlenPrepArgs& a, const VarlenSeq& s) {
+  if (a.page_table == nullptr) return;
+  const int32_t* row = a.page_table + int64_t(s.batch) * a.page_table_batch_stride;
+  for (int32_t j = 0; j * a.page_size < s.len_k; ++j) {  // empty under NDEBUG
+    assert(row[j] >= 0 && row[j] < a.num_pages && "page_table: page id outside [0, num_pages)");
+  }
 }
 
 // Inclusive sum of x over the 1024 threads of the block; `total` gets the sum
@@ -114,6 +151,7 @@ __global__ void __launch_bounds__(kPrepThreads, 1) varlen_prep_kernel(const Varl
     int32_t tiles = 0;
     if (i < a.batch) {
       const VarlenSeq s = load_seq(a, sorted ? order[i] : i);
+      debug_check_page_ids(a, s);
       a.ws.seqs[i] = s;
       tiles = a.heads * ((s.len_q + a.block_m - 1) / a.block_m);
     }

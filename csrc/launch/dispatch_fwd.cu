@@ -27,8 +27,25 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
     return "torch_fmha CUDA forward: head_dim must be 64, 128 or 256 for float8_e4m3fn inputs";
   }
   const bool varlen = p.cu_seqlens_q != nullptr;
-  if (varlen != (p.cu_seqlens_k != nullptr)) {
-    return "torch_fmha CUDA forward: varlen needs both cu_seqlens_q and cu_seqlens_k";
+  const bool paged = p.page_table != nullptr;
+  if (!varlen && (p.cu_seqlens_k != nullptr || paged || p.seqused_k != nullptr)) {
+    return "torch_fmha CUDA forward: cu_seqlens_k, seqused_k and page_table need varlen "
+           "(cu_seqlens_q)";
+  }
+  if (varlen && (paged ? p.seqused_k == nullptr : p.cu_seqlens_k == nullptr)) {
+    return "torch_fmha CUDA forward: varlen needs cu_seqlens_k, or page_table with seqused_k";
+  }
+  if (paged && (p.page_size < 16 || p.page_size > 256 || (p.page_size & (p.page_size - 1)) != 0 ||
+                p.num_pages < 1 || p.max_pages_per_seq < 0)) {
+    return "torch_fmha CUDA forward: page_size must be a power of two from 16 to 256, with at "
+           "least one page";
+  }
+  if (paged && (!tma_stride_ok(p.k_batch_stride, p.num_pages) ||
+                !tma_stride_ok(p.v_batch_stride, p.num_pages) ||
+                !tma_stride_ok(p.k_row_stride, p.page_size) ||
+                !tma_stride_ok(p.v_row_stride, p.page_size))) {
+    return "torch_fmha CUDA forward: k and v page pools need page and row strides that are "
+           "multiples of 16 elements for float8_e4m3fn (TMA)";
   }
   if (varlen && (p.total_q < 0 || p.total_k < 0 ||
                  int64_t(p.heads_q) * ((int64_t(p.total_q) + int64_t(p.batch) * 127) / 128) >

@@ -43,6 +43,26 @@ inline int64_t tma_stride(int64_t stride, int32_t extent) {
   return extent <= 1 ? 16 : stride;
 }
 
+// A paged FP8 pool [num_pages, page_size, heads, D] (strides in elements =
+// bytes) as a 4D TMA tensor (D, page_size, heads, num_pages) with box
+// (chunk, box_rows, 1, 1): producer.cuh, PagedKvBoxes. A failed encode is kept
+// for take_tma_encode_error (tma_encode.h).
+inline void encode_paged_pool(CUtensorMap* map, const void* pool, int32_t head_dim,
+                              int32_t page_size, int32_t heads, int32_t num_pages,
+                              int64_t row_stride, int64_t head_stride, int64_t page_stride,
+                              int32_t chunk, int32_t box_rows, CUtensorMapSwizzle swizzle) {
+  const cuuint64_t dims[4] = {cuuint64_t(head_dim), cuuint64_t(page_size), cuuint64_t(heads),
+                              cuuint64_t(num_pages)};
+  const cuuint64_t strides[3] = {cuuint64_t(tma_stride(row_stride, page_size)),
+                                 cuuint64_t(tma_stride(head_stride, heads)),
+                                 cuuint64_t(tma_stride(page_stride, num_pages))};
+  const cuuint32_t box[4] = {cuuint32_t(chunk), cuuint32_t(box_rows), 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  tma_encode_tiled(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void*>(pool), dims, strides,
+                   box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
 }  // namespace detail
 
 template <int kHeadDim, bool kVarlen>
@@ -108,6 +128,22 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
                            Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
   kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
                            Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
+  kp.page_box_rows = 0;
+  if (kVarlen && p.page_table != nullptr) {
+    // Paged KV: boxes inside one page, in the K layout's swizzle (the same
+    // one CuTe picked for tma_k / tma_v above).
+    using Paged = kernel::PagedKvBoxes<Traits>;
+    using Swizzle = decltype(get_swizzle_portion(typename Traits::SmemLayoutK{}));
+    const CUtensorMapSwizzle swizzle = TMA::to_CUtensorMapSwizzle(
+        cute::detail::get_tma_swizzle_bits(Swizzle{}), cute::detail::get_tma_swizzle_base(Swizzle{}));
+    kp.page_box_rows = Paged::box_rows(p.page_size);
+    detail::encode_paged_pool(&kp.paged_k, p.k, kHeadDim, p.page_size, p.heads_kv, p.num_pages,
+                              p.k_row_stride, p.k_head_stride, p.k_batch_stride, Paged::kChunk,
+                              kp.page_box_rows, swizzle);
+    detail::encode_paged_pool(&kp.paged_v, p.v, kHeadDim, p.page_size, p.heads_kv, p.num_pages,
+                              p.v_row_stride, p.v_head_stride, p.v_batch_stride, Paged::kChunk,
+                              kp.page_box_rows, swizzle);
+  }
   // CuTe ignores a failed encode in release builds; never launch on one.
   if (cudaError_t err = take_tma_encode_error(); err != cudaSuccess) return err;
 

@@ -13,13 +13,21 @@ size_t fwd_workspace_bytes(const FwdParams& p) {
 
 cudaError_t launch_varlen_prep(const FwdParams& p, int block_m, cudaStream_t stream,
                                kernel::VarlenWorkspace& ws) {
-  if (p.workspace == nullptr || p.cu_seqlens_q == nullptr || p.cu_seqlens_k == nullptr) {
+  const bool paged = p.page_table != nullptr;
+  if (p.workspace == nullptr || p.cu_seqlens_q == nullptr ||
+      (paged ? p.seqused_k == nullptr : p.cu_seqlens_k == nullptr)) {
     return cudaErrorInvalidValue;
   }
   ws = kernel::VarlenWorkspace::carve(p.workspace, p.batch);
   kernel::VarlenPrepArgs a;
   a.cu_seqlens_q = p.cu_seqlens_q;
   a.cu_seqlens_k = p.cu_seqlens_k;
+  a.seqused_k = p.seqused_k;
+  a.page_table = p.page_table;
+  a.page_table_batch_stride = p.page_table_batch_stride;
+  a.page_size = p.page_size;
+  a.num_pages = p.num_pages;
+  a.max_pages_per_seq = p.max_pages_per_seq;
   a.batch = p.batch;
   a.heads = p.heads_q;
   a.total_q = p.total_q;

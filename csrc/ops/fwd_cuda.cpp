@@ -118,21 +118,6 @@ FwdParams common_params(const FwdProblem& p, const at::Tensor& q, const at::Tens
   return params;
 }
 
-// The serving features the kernel does not read yet, refused by name until it
-// does (issue 14: the kernel side removes each check when its feature lands).
-// The op fills every field of FwdParams for them already. One place, so the
-// kernel change and this list stay in step.
-void check_kernel_supports(const char* op, const FwdParams& params) {
-  TORCH_CHECK(params.softcap == 0.f, op,
-              ": softcap on CUDA is not supported by this build (the CPU kernel has it)");
-  TORCH_CHECK(params.sinks == nullptr, op,
-              ": sinks on CUDA are not supported by this build (the CPU kernel has them)");
-  TORCH_CHECK(params.seqused_k == nullptr, op,
-              ": seqused_k on CUDA is not supported by this build (the CPU kernel has it)");
-  TORCH_CHECK(params.page_table == nullptr, op,
-              ": page_table (paged KV) on CUDA is not supported by this build (the CPU kernel has it)");
-}
-
 // The score options the dense and varlen ops fill alike.
 void fill_score_options(FwdParams& params, const FwdProblem& p,
                         const std::optional<at::Tensor>& sinks) {
@@ -152,7 +137,6 @@ void fill_empty_rows(at::Tensor& out, at::Tensor& lse, const std::optional<at::T
 }
 
 void launch(const char* op, const FwdParams& params) {
-  check_kernel_supports(op, params);
   if (const char* reason = fwd_unsupported_reason(params)) {
     TORCH_CHECK(false, op, ": ", reason);
   }
@@ -231,6 +215,7 @@ std::tuple<at::Tensor, at::Tensor> varlen_fwd_cuda(
     params.page_table_batch_stride = page_table->stride(0);
     params.page_size = static_cast<int32_t>(p.page_size);
     params.num_pages = static_cast<int32_t>(p.num_pages);
+    params.max_pages_per_seq = static_cast<int32_t>(page_table->size(1));
     params.k_batch_stride = k.stride(0);
     params.v_batch_stride = v.stride(0);
   }

@@ -1,0 +1,154 @@
+"""Kernel-side checks of the serving features (issue 14) on an SM90 GPU.
+
+The oracle sweeps of softcap / sinks / seqused_k / paged KV live in
+test_serving_features_sm90.py; this file checks what only the kernel's
+structure guarantees, bitwise, where the tiling is the same:
+
+* paged KV: the producer loads each KV block as page-sized TMA boxes
+  (csrc/kernel/producer.cuh, PagedKvBoxes). For every head dim and page size
+  16..256, with scattered pages, NaN in the unused rows of each last page and
+  in the spare pages, and garbage page-table entries (-1, ids past the pool)
+  after each sequence's pages, a paged call must equal the same problem
+  packed without pages bit for bit (out and LSE), and nothing NaN may leak;
+* seqused_k without pages == cu_seqlens trimmed to the used keys, bitwise,
+  with NaN in the unused slot rows;
+* sinks of -inf == no sinks, bitwise (normalize_row's no-sink branch), and
+  softcap / sinks give dense == varlen bitwise;
+* the debug build (no NDEBUG) stops a bad page id in the prep kernel's
+  device assert, as it does for cu_seqlens.
+Per-test time limit 300 s (conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import torch_fmha
+from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs
+from poison import call_with_nan_outputs
+
+HEAD_DIMS = [64, 128, 256]
+PAGE_SIZES = [16, 32, 64, 128, 256]
+
+
+def _lengths(page):
+    # 0, 1, page - 1, page, page + 1, around kBlockN (192 / 128), and long.
+    lens_k = [0, 1, page - 1, page, page + 1, 191, 192, 193, 1000]
+    lens_q = [5, 130, 1, 64, 0, 200, 192, 17, 700]
+    return lens_q, lens_k
+
+
+def _varlen(q, k, v, cu_q, cu_k, lens_q, h, d, **kw):
+    tq = int(cu_q[-1])
+    return call_with_nan_outputs(
+        lambda: torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, return_lse=True, **kw),
+        [((tq, h, d), torch.bfloat16), ((h, tq), torch.float32)])
+
+
+@pytest.mark.parametrize("page", PAGE_SIZES)
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_paged_equals_packed_bitwise(d, page):
+    h, hkv = 4, 2
+    lens_q, lens_k = _lengths(page)
+    q, k_pool, v_pool, cu_q, seqused, table, s, (k, v, cu_k) = paged_inputs(
+        lens_q, lens_k, h, hkv, d, FP8, page, device="cuda", seed=d + page)
+    for causal in (False, True):
+        out, lse = _varlen(q, k_pool, v_pool, cu_q, None, lens_q, h, d, seqused_k=seqused,
+                           page_table=table, causal=causal, **s)
+        ref, ref_lse = _varlen(q, k, v, cu_q, cu_k, lens_q, h, d, causal=causal, **s)
+        torch.cuda.synchronize()
+        case = f"D={d} page={page} causal={causal}"
+        assert not torch.isnan(out).any() and not torch.isnan(lse).any(), f"{case}: NaN leaked"
+        assert torch.equal(out, ref), f"{case}: out differs from the packed problem"
+        assert torch.equal(lse, ref_lse), f"{case}: lse differs from the packed problem"
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_paged_window_and_gqa_bitwise(d):
+    h, hkv, page = 8, 1, 16
+    lens_q, lens_k = [300, 40, 1], [900, 77, 250]
+    q, k_pool, v_pool, cu_q, seqused, table, s, (k, v, cu_k) = paged_inputs(
+        lens_q, lens_k, h, hkv, d, FP8, page, device="cuda", seed=3)
+    for window in ((100, 0), (50, 20)):
+        out, lse = _varlen(q, k_pool, v_pool, cu_q, None, lens_q, h, d, seqused_k=seqused,
+                           page_table=table, window_size=window, **s)
+        ref, ref_lse = _varlen(q, k, v, cu_q, cu_k, lens_q, h, d, window_size=window, **s)
+        assert torch.equal(out, ref) and torch.equal(lse, ref_lse), f"D={d} window={window}"
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_seqused_k_without_pages_equals_trimmed_bitwise(d):
+    h, hkv = 4, 2
+    lens_q, lens_k = _lengths(64)
+    q, _, _, cu_q, seqused, _, s, (k_slack, v_slack, cu_slack) = paged_inputs(
+        lens_q, lens_k, h, hkv, d, FP8, 64, device="cuda", seed=d, slack_k=37)
+    _, k, v, _, cu_k, _ = varlen_inputs(lens_q, lens_k, h, hkv, d, FP8, device="cuda", seed=d)
+    for causal in (False, True):
+        out, lse = _varlen(q, k_slack, v_slack, cu_q, cu_slack, lens_q, h, d, seqused_k=seqused,
+                           causal=causal, **s)
+        ref, ref_lse = _varlen(q, k, v, cu_q, cu_k, lens_q, h, d, causal=causal, **s)
+        assert not torch.isnan(out).any(), f"D={d}: NaN from the unused slot rows leaked"
+        assert torch.equal(out, ref) and torch.equal(lse, ref_lse), f"D={d} causal={causal}"
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_sinks_minus_inf_are_no_sinks_bitwise(d):
+    b, s_len, h, hkv = 2, 300, 4, 2
+    q, k, v, s = dense_inputs(b, s_len, s_len, h, hkv, d, FP8, device="cuda", poison=False, seed=d)
+    sinks = torch.full((h,), float("-inf"), device="cuda")
+    for causal in (False, True):
+        ref, ref_lse = torch_fmha.attention(q, k, v, causal=causal, return_lse=True, **s)
+        out, lse = torch_fmha.attention(q, k, v, causal=causal, return_lse=True, sinks=sinks, **s)
+        assert torch.equal(out, ref) and torch.equal(lse, ref_lse), f"D={d} causal={causal}"
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_softcap_and_sinks_dense_equals_varlen_bitwise(d):
+    b, s_len, h, hkv = 3, 517, 4, 2
+    q, k, v, s = dense_inputs(b, s_len, s_len, h, hkv, d, FP8, device="cuda", poison=False, seed=d)
+    sinks = torch.tensor([-2.0, 0.0, 3.0, 80.0], device="cuda")
+    cu = torch.arange(0, (b + 1) * s_len, s_len, dtype=torch.int32, device="cuda")
+    for kw in (dict(softcap=20.0), dict(sinks=sinks), dict(softcap=50.0, sinks=sinks, causal=True)):
+        dense, dense_lse = torch_fmha.attention(q, k, v, return_lse=True, **kw, **s)
+        packed, packed_lse = torch_fmha.varlen_attention(
+            q.reshape(b * s_len, h, d), k.reshape(b * s_len, hkv, d), v.reshape(b * s_len, hkv, d),
+            cu, cu, return_lse=True, **kw, **s)
+        assert torch.isfinite(dense).all() and torch.isfinite(dense_lse).all(), f"D={d} {kw}"
+        assert torch.equal(packed, dense.reshape(b * s_len, h, d)), f"D={d} {kw}"
+        assert torch.equal(packed_lse, dense_lse.permute(1, 0, 2).reshape(h, b * s_len)), f"D={d} {kw}"
+
+
+DEBUG_PAGE_SCRIPT = textwrap.dedent("""
+    import sys, torch, torch_fmha
+    sys.path.insert(0, sys.argv[1])
+    from inputs import FP8, paged_inputs
+    q, kp, vp, cu_q, used, table, s, _ = paged_inputs([40, 9], [300, 20], 2, 1, 128, FP8, 64,
+                                                       device="cuda", seed=1)
+    torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **s)
+    torch.cuda.synchronize()
+    print("CONTROL-OK", flush=True)
+    table[0, 2] = kp.shape[0]  # a page the sequence reads, one past the pool
+    torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **s)
+    torch.cuda.synchronize()
+    print("NOT-CAUGHT", flush=True)
+""")
+
+
+def test_debug_build_asserts_on_a_bad_page_id():
+    """Like cu_seqlens: the device values are checked by the prep kernel's
+    assert in a build without NDEBUG (TORCH_FMHA_NVCC_EXTRA=-UNDEBUG, cached
+    separately; its first use compiles it)."""
+    env = dict(os.environ, TORCH_FMHA_NVCC_EXTRA="-UNDEBUG")
+    tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", DEBUG_PAGE_SCRIPT, tests_dir], capture_output=True,
+                         text=True, env=env, timeout=280)
+    out = res.stdout + res.stderr
+    assert "CONTROL-OK" in res.stdout, out[-3000:]
+    assert "NOT-CAUGHT" not in res.stdout and res.returncode != 0, out[-3000:]
+    assert "device-side assert" in out or "page_table: page id outside" in out, out[-3000:]
