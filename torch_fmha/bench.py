@@ -6,6 +6,7 @@ Usage::
         [--causal {0,1,both}] [--out-dtype {fp8,bf16}] [--errors] [--ragged]
         [--window] [--repeat N] [--json PATH] [--plot PATH]
     python -m torch_fmha.bench --e2e-errors [--e2e-shape B,S,H] [--head-dims ...]
+    python -m torch_fmha.bench [--paged PAGE_SIZE] [--softcap [CAP]] [--sinks] [grid flags]
 
 The default grid is the FlashAttention-3 paper's: ``B*S = 16384``,
 ``H*D = 2048``, S in 512..16384, D in {64, 128, 256}, causal and not.
@@ -30,7 +31,9 @@ min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;
 without one it says so and exits with status 2.
 
 ``--e2e-errors`` prints only the end-to-end FP8 error table of issue 13
-(``torch_fmha/bench_e2e.py``).
+(``torch_fmha/bench_e2e.py``). ``--paged`` / ``--softcap`` / ``--sinks`` print
+only the serving-feature table of issue 14, ours with the feature vs without
+(``torch_fmha/bench_serving.py``).
 
 This file also runs as a script (``python3 torch_fmha/bench.py``) so that the
 peer columns can be measured while the package itself is not importable.
@@ -574,6 +577,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         "--head-dims and --causal; without an SM90 GPU it runs the CPU path")
     p.add_argument("--e2e-shape", type=_ints, default=None, metavar="B,S,H",
                    help="--e2e-errors batch, seqlen, heads (default 4,4096,16 on the GPU, 1,512,8 on CPU)")
+    # Serving features (issue 14; run by torch_fmha/bench_serving.py).
+    p.add_argument("--paged", type=int, default=None, metavar="PAGE_SIZE",
+                   help="paged-KV prefill (pages of PAGE_SIZE keys, scattered) vs the same batch packed")
+    p.add_argument("--softcap", type=float, nargs="?", const=50.0, default=None, metavar="CAP",
+                   help="attention with softcap CAP (default 50) vs without")
+    p.add_argument("--sinks", action="store_true", help="attention with sinks vs without")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
@@ -583,6 +592,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.repeat < 1:
         p.error(f"--repeat must be >= 1, got {a.repeat}")
+    if a.paged is not None and (a.paged < 16 or a.paged > 256 or a.paged & (a.paged - 1)):
+        p.error(f"--paged: the page size must be a power of two from 16 to 256, got {a.paged}")
+    if a.softcap is not None and (not math.isfinite(a.softcap) or a.softcap <= 0):
+        p.error(f"--softcap must be a finite number > 0, got {a.softcap}")
     if a.e2e_shape is not None and (len(a.e2e_shape) != 3 or min(a.e2e_shape) < 1):
         p.error(f"--e2e-shape must be three positive ints B,S,H, got {a.e2e_shape}")
     for s in a.seqlens:
@@ -604,6 +617,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.e2e_errors:  # torch_fmha/bench_e2e.py
         from torch_fmha.bench_e2e import run_e2e
         return run_e2e(args, argv)
+    if args.paged or args.softcap is not None or args.sinks:  # torch_fmha/bench_serving.py
+        from torch_fmha.bench_serving import run_serving
+        return run_serving(args, argv)
     if not torch.cuda.is_available():
         print("torch_fmha.bench needs an SM90 (Hopper) GPU: CUDA is not available "
               f"(torch {torch.__version__}).", file=sys.stderr)

@@ -1,0 +1,49 @@
+"""The serving-feature benchmark (torch_fmha/bench_serving.py, issue 14) on CPU with
+fake timings: flag parsing, the rows (the cases it builds run on the CPU op and the
+paged case is the same problem as the packed one: max|paged - packed| == 0), the
+ratio / target arithmetic, the peer reasons and the table. Nothing is timed for real."""
+
+from __future__ import annotations
+
+import pytest
+
+import torch_fmha
+from torch_fmha import bench, bench_serving
+
+
+def test_flags():
+    a = bench.parse_args(["--paged", "64", "--softcap", "--sinks"])
+    assert (a.paged, a.softcap, a.sinks) == (64, 50.0, True)
+    assert bench.parse_args(["--softcap", "20"]).softcap == 20.0
+    a = bench.parse_args([])
+    assert a.paged is None and a.softcap is None and not a.sinks
+    for bad in (["--paged", "48"], ["--paged", "8"], ["--paged", "512"], ["--softcap", "0"], ["--softcap", "nan"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+    labels = [bench_serving.feature_label(f) for f in bench_serving.features_of(
+        bench.parse_args(["--paged", "16", "--softcap", "30", "--sinks"]))]
+    assert labels == ["paged 16", "softcap 30", "sinks", "paged 16 + softcap 30 + sinks"]
+    assert bench_serving.features_of(bench.parse_args(["--sinks"])) == [{"sinks": True}]
+
+
+def test_rows_on_cpu_with_fake_times():
+    times = iter([2.0, 2.5] * 100)  # base, feature per row: ratio 0.8
+    features = bench_serving.features_of(bench.parse_args(["--paged", "16", "--softcap", "--sinks"]))
+    rows = bench_serving.serving_rows(torch_fmha, features, [32], [64], [False, True], "cpu",
+                                      time_ms=lambda fn: (fn(), next(times))[1], tokens=64, hidden=128)
+    assert len(rows) == 4 * 2
+    for r in rows:
+        assert (r["B"], r["H"], r["S"]) == (2, 2, 32) and r["ratio"] == pytest.approx(0.8)
+        assert r["base_tflops"] == pytest.approx(4 * 2 * 2 * 32 * 32 * 64 / (2 if r["causal"] else 1) / 2.0 * 1e-9)
+    by = {(r["feature"], r["causal"]): r for r in rows}
+    assert by[("paged 16", False)]["max_abs_vs_base"] == 0.0  # the paged problem is the packed one
+    assert by[("paged 16", True)]["target"] == 0.85 and by[("paged 16", True)]["meets_target"] is False
+    assert by[("sinks", False)]["target"] == 0.98 and by[("softcap 50", False)]["target"] == 0.85
+    assert by[("paged 16 + softcap 50 + sinks", True)]["target"] is None
+    assert bench_serving.paged_target(64) == 0.95
+    reasons = {bench_serving.feature_label(f): bench_serving.peer_reasons(f, "sdpa_fp8(q, k, v, ...)", None)
+               for f in features}
+    assert "takes no page table argument" in reasons["paged 16"][bench.COL_CUDNN]
+    assert "no logit softcap argument" in reasons["softcap 50"][bench_serving.COL_SDPA]
+    table = bench_serving.format_serving_table(rows, reasons)
+    assert "MISSED" in table and "n/a reasons:" in table and "paged 16 + softcap 50 + sinks" in table
