@@ -173,25 +173,42 @@ TORCH_FMHA_HOST_DEVICE float descale_from_amax(float amax) {
   return (amax > tiny ? amax : tiny) / kFp8Max;
 }
 
+// c ? a : b on bits, as masks: GCC's vectorizer rejects some selects on
+// unsigned compares, and these loops must vectorize on the CPU.
+TORCH_FMHA_HOST_DEVICE uint32_t select_bits(bool c, uint32_t a, uint32_t b) {
+  return b ^ ((a ^ b) & (0u - static_cast<uint32_t>(c)));
+}
+
 // float32 -> float8_e4m3fn bits, round to nearest even, finite values beyond
 // 448 saturate to +-448, NaN and +-Inf -> 0x7f (positive NaN: e4m3fn has no
 // infinity, and saturating an Inf would hide an overflow upstream).
+// Branch-free integer selects (the CPU loops vectorize; on the GPU it is a
+// handful of ALU instructions either way).
 TORCH_FMHA_HOST_DEVICE uint8_t fp8_e4m3fn_bits(float f) {
-  if (!is_finite(f)) return 0x7f;
   uint32_t bits;
   memcpy(&bits, &f, sizeof(bits));
-  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
-  const float a = fabsf(f);
-  if (a >= kFp8Max) return sign | 0x7e;
-  if (a < 0.015625f) {  // below 2^-6: subnormal steps of 2^-9; the code of m * 2^-9 (m <= 8) is m
-    return sign | static_cast<uint8_t>(rintf(a * 512.0f));  // exact scaling, then round half to even
-  }
-  // Normal: keep exponent and 3 mantissa bits of the float32, rounded half to
-  // even at mantissa bit 20 (a carry moves into the exponent, as it should),
-  // then move the exponent bias from 127 to 7.
+  const uint32_t sign = (bits >> 24) & 0x80u;
   const uint32_t abs_bits = bits & 0x7fffffffu;
-  const uint32_t rounded = (abs_bits + 0x7ffffu + ((abs_bits >> 20) & 1u)) >> 20;
-  return sign | static_cast<uint8_t>(rounded - ((127u - 7u) << 3));
+  // Normal results (|f| >= 2^-6): keep exponent and 3 mantissa bits of the
+  // float32, rounded half to even at mantissa bit 20 (a carry moves into the
+  // exponent, as it should), then move the exponent bias from 127 to 7.
+  const uint32_t normal = ((abs_bits + 0x7ffffu + ((abs_bits >> 20) & 1u)) >> 20) - ((127u - 7u) << 3);
+  // Subnormal results (|f| < 2^-6, steps of 2^-9): |f| * 2^9 is exact, adding
+  // 2^23 rounds it half to even to an integer m <= 8, and the code of m * 2^-9
+  // is m itself (8 is the smallest normal, 0x08).
+  float scaled;
+  const uint32_t abs_only = abs_bits;
+  memcpy(&scaled, &abs_only, sizeof(scaled));
+  scaled = scaled * 512.0f + 8388608.0f;
+  uint32_t scaled_bits;
+  memcpy(&scaled_bits, &scaled, sizeof(scaled_bits));
+  const uint32_t subnormal = scaled_bits - 0x4b000000u;
+  const uint32_t kMin = 0x3c800000u;   // 2^-6
+  const uint32_t kMax = 0x43e00000u;   // 448
+  const uint32_t kInf = 0x7f800000u;
+  const uint32_t magnitude = select_bits(abs_bits >= kMax, 0x7eu,
+                                         select_bits(abs_bits < kMin, subnormal, normal));
+  return static_cast<uint8_t>(select_bits(abs_bits >= kInf, 0x7fu, magnitude | sign));
 }
 
 // One value: x / scale in float32 (float64 for float64 x, then rounded to

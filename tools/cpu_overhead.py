@@ -43,18 +43,26 @@ B, S, H, HKV, D = 1, 16, 2, 2, 64
 _STUB_SRC = r"""
 #include <torch/library.h>
 #include <ATen/ATen.h>
-std::tuple<at::Tensor, at::Tensor> fwd_stub(
-    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::optional<double>, bool,
-    int64_t, int64_t, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-    std::optional<at::ScalarType> out_dtype) {
-  auto od = out_dtype.has_value() ? *out_dtype
+#include <ATen/core/stack.h>
+// Boxed, so it fits whatever arguments fwd's schema has grown (it reads q and
+// out_dtype by name): out [B, Sq, H, D] and lse [B, H, Sq], allocated only.
+void fwd_stub(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto& schema = op.schema();
+  const size_t n = schema.arguments().size();
+  auto args = torch::jit::last(*stack, n);
+  const at::Tensor q = args[0].toTensor();
+  const c10::IValue& od_arg = args[*schema.argumentIndexWithName("out_dtype")];
+  auto od = !od_arg.isNone() ? od_arg.toScalarType()
           : (q.scalar_type() == at::kFloat8_e4m3fn ? at::kBFloat16 : q.scalar_type());
   auto lt = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return {at::empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.options().dtype(od)),
-          at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(lt))};
+  at::Tensor out = at::empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.options().dtype(od));
+  at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(lt));
+  torch::jit::drop(*stack, n);
+  torch::jit::push(*stack, std::move(out), std::move(lse));
 }
-TORCH_LIBRARY_IMPL(torch_fmha, CPU, m) { m.impl("fwd", fwd_stub); }
+TORCH_LIBRARY_IMPL(torch_fmha, CPU, m) {
+  m.impl("fwd", torch::CppFunction::makeFromBoxedFunction<&fwd_stub>());
+}
 """
 
 

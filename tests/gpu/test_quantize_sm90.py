@@ -1,0 +1,170 @@
+"""The CUDA quantize kernels (csrc/kernel/quantize.cuh) == the CPU op, bitwise.
+
+torch_fmha::quantize_fp8 / quantize_qkv on CUDA against the same op on CPU (which
+tests/test_quantize_op.py checks bitwise against the tensor-op quantizer it
+replaced): random, outlier and NaN/Inf inputs, per-tensor and per-head (GQA
+groups), dense and packed (empty sequences included), every input dtype, strided
+inputs, shapes that split a group over many blocks; two kernel launches per call;
+CUDA-graph capture and replay; Inductor; invalid cu_seqlens read in bounds.
+Skipped (with the reason) where there is no SM90 GPU (conftest.py, which also
+gives every test a 300 s timeout); the quick ones carry their own, shorter one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import torch_fmha  # noqa: F401  (loads the ops)
+
+FP8 = torch.float8_e4m3fn
+NAN, INF = math.nan, math.inf
+ops = torch.ops.torch_fmha
+pytestmark = pytest.mark.timeout(120, method="thread")
+
+
+def _data(shape, dtype, kind, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    if kind in ("outliers", "nonfinite"):  # 0.1% x10, one channel x30, one head tiny
+        x = torch.where(torch.rand(*shape, generator=g) < 1e-3, x * 10, x)
+        x[..., 3] *= 30
+        x[..., 0, :] *= 1e-4
+    x = x.to(dtype)
+    if kind == "nonfinite":
+        flat = x.view(-1)
+        n = flat.numel()
+        for i, val in ((n // 7, NAN), (n // 3, INF), (n // 2, -INF), (n - 1, NAN)):
+            flat[i] = val
+    return x
+
+
+def _cuda(args):
+    return tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def assert_same_bits(got, want, what):
+    for i, (a, b) in enumerate(zip(got, want)):
+        a = a.cpu()
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{what}[{i}]"
+        ab, bb = (t.view(torch.uint8) if t.dtype == FP8 else t.view(torch.int32) for t in (a, b))
+        diff = ab != bb
+        assert not diff.any(), (f"{what}[{i}]: {int(diff.sum())} of {diff.numel()} differ, first at "
+                                f"{diff.nonzero()[0].tolist()}")
+
+
+def check_op(op, args, kwargs, what):
+    want = op(*args, **kwargs)
+    got = op(*_cuda(args), **{n: v.cuda() if isinstance(v, torch.Tensor) else v for n, v in kwargs.items()})
+    torch.cuda.synchronize()
+    assert_same_bits(got, want, what)
+    return got
+
+
+KINDS = ["random", "outliers", "nonfinite"]
+DTYPES = [torch.bfloat16, torch.float16, torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("per_head", [False, True], ids=["tensor", "head"])
+def test_qkv_dense_cuda_equals_cpu(kind, dtype, per_head):
+    q, k, v = (_data((2, 77, h, 128), dtype, kind, s) for h, s in ((8, 0), (2, 1), (2, 2)))
+    for rotated in (False, True):
+        check_op(ops.quantize_qkv, (q, k, v, per_head, rotated), {}, f"{kind} {dtype} rotated={rotated}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+@pytest.mark.parametrize("per_head", [False, True], ids=["tensor", "head"])
+def test_qkv_packed_cuda_equals_cpu(kind, dtype, per_head):
+    lq, lk = [5, 0, 300, 1, 64], [7, 2, 0, 333, 64]
+    cu_q = torch.tensor([0] + lq).cumsum(0).to(torch.int32)
+    cu_k = torch.tensor([0] + lk).cumsum(0).to(torch.int32)
+    q = _data((sum(lq), 8, 64), dtype, kind, 3)
+    k, v = _data((sum(lk), 1, 64), dtype, kind, 4), _data((sum(lk), 1, 64), dtype, kind, 5)
+    kw = dict(cu_seqlens_q=cu_q, cu_seqlens_k=cu_k) if per_head else {}
+    check_op(ops.quantize_qkv, (q, k, v, per_head), kw, f"packed {kind} {dtype}")
+    check_op(ops.quantize_fp8, (q, per_head, 2 if per_head else 1), dict(cu_seqlens=cu_q) if per_head else {},
+             f"packed fp8 {kind} {dtype}")
+
+
+@pytest.mark.parametrize("per_head", [False, True], ids=["tensor", "head"])
+def test_many_blocks_per_group(per_head):
+    """Groups of 1M (per head) and 16M (per tensor) elements: 64 and 1024 blocks per
+    group, so the cast kernel's reduction over partials and the chunk bounds matter."""
+    x = _data((2, 8192, 8, 128), torch.bfloat16, "nonfinite", 6)
+    check_op(ops.quantize_fp8, (x, per_head, 8 if per_head else 1), {}, "large")
+
+
+def test_strided_inputs():
+    """q, k, v as views of one fused projection [B, S, 3, H, D] (tools/overhead.py --stack)."""
+    fused = _data((2, 129, 3, 4, 64), torch.bfloat16, "outliers", 7)
+    q, k, v = fused.unbind(2)
+    got = check_op(ops.quantize_qkv, (q, k, v, True), {}, "strided")
+    assert all(t.is_contiguous() for t in got)
+    d_strided = _data((2, 40, 4, 128), torch.float32, "random", 8)[..., ::2]  # head dim stride 2
+    check_op(ops.quantize_fp8, (d_strided, True, 2), {}, "stride_dim 2")
+
+
+def test_two_kernels_per_call():
+    from torch.profiler import ProfilerActivity, profile
+
+    q, k, v = (_data((1, 128, 8, 128), torch.bfloat16, "random", s).cuda() for s in range(3))
+    ops.quantize_qkv(q, k, v, True)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        ops.quantize_qkv(q, k, v, True)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert len(kernels) == 2 and "amax" in kernels[0] and "cast" in kernels[1], kernels
+
+
+def test_cuda_graph_capture_and_replay():
+    shapes = ((2, 96, 8, 128), (2, 96, 2, 128), (2, 96, 2, 128))
+    static = [torch.zeros(s, dtype=torch.bfloat16, device="cuda") for s in shapes]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        ops.quantize_qkv(*static, True)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = ops.quantize_qkv(*static, True)
+    for seed, kind in ((10, "random"), (11, "nonfinite")):
+        host = [_data(s, torch.bfloat16, kind, seed + i) for i, s in enumerate(shapes)]
+        for dst, src in zip(static, host):
+            dst.copy_(src)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_same_bits(out, ops.quantize_qkv(*host, True), f"graph replay {kind}")
+
+
+def test_inductor_equals_eager():
+    def fn(q, k, v):
+        r = torch_fmha.quantize_qkv(q, k, v, "head", rotate=False)
+        f = torch_fmha.quantize_fp8(q, "tensor")
+        return (*r, *f)
+
+    q, k, v = (_data((2, 64, h, 128), torch.bfloat16, "nonfinite", s).cuda() for h, s in ((8, 0), (2, 1), (2, 2)))
+    torch._dynamo.reset()
+    got = torch.compile(fn, fullgraph=True)(q, k, v)
+    want = [t.cpu() for t in fn(q.cpu(), k.cpu(), v.cpu())]
+    assert_same_bits(got, want, "inductor")
+
+
+def test_invalid_cu_seqlens_read_in_bounds():
+    """The CUDA op cannot check cu_seqlens' values without a host sync; out-of-range,
+    decreasing or negative entries are clamped, so the kernels never read or write out of
+    bounds (the CPU op raises on them, as varlen_fwd does)."""
+    q = torch.randn(100, 4, 64, device="cuda")
+    for cu in ([0, 50, 20, 100], [-5, 10, 1 << 30, 100], [30, 40, 60, 80], [0, 0, 0, 0]):
+        x8, d = ops.quantize_fp8(q, True, 2, torch.tensor(cu, dtype=torch.int32, device="cuda"))
+        torch.cuda.synchronize()
+        assert x8.shape == q.shape and d.shape == (3, 2)
+        assert torch.isfinite(d).all() and (d > 0).all()
+    # the rows outside [cu[0], cu[-1]) are written as FP8 zeros, not left as garbage
+    x8, _ = ops.quantize_fp8(q, True, 1, torch.tensor([30, 40, 60, 80], dtype=torch.int32, device="cuda"))
+    assert (x8.view(torch.uint8)[:30] == 0).all() and (x8.view(torch.uint8)[80:] == 0).all()
