@@ -452,6 +452,14 @@ def _run_cases(rank):
             cp.context_parallel_varlen_attention(ql, kl, vl, cu, cu, k_descale=torch.ones(2, 2))
         with pytest.raises(ValueError, match="cu_seqlens_q must be an int32"):
             cp.context_parallel_varlen_attention(ql, kl, vl, cu.long(), cu)
+        backwards = cu.clone()
+        backwards[3] = 0
+        with pytest.raises(RuntimeError, match="must start at 0 and be non-decreasing"):
+            cp.context_parallel_varlen_attention(ql, kl, vl, backwards, backwards)
+        with pytest.raises(RuntimeError, match=r"cu_seqlens\[-1\] must equal x.size\(0\) = 149"):
+            cp.shard_varlen(q[:-1], cu)
+        with pytest.raises(RuntimeError, match=r"cu_seqlens\[-1\] must equal total = 151"):
+            cp.unshard_varlen(ql, cu, T + 1)
 
     named = dict(locals())
     fns = {f"dense_{n}": (lambda n=n: dense(n)) for n in DENSE}

@@ -5,6 +5,10 @@
     out_l = cp.context_parallel_attention(q_l, k_l, v_l, causal=True, seqlen=S, group=g)
     out = cp.unshard_sequence(out_l, S, group=g)                            # [B, S, H, D]
 
+Packed batches (``context_parallel_varlen_attention``, ``shard_varlen``, ...) are in
+distributed_varlen.py, the global FP8 scales in distributed_scales.py; all are
+importable from here.
+
 Built on ``torch.distributed`` (NCCL on GPUs, gloo on CPU) and the ops as they
 are: every rank calls ``torch_fmha.attention(..., return_lse=True)`` on pairs
 (its queries, a piece of some rank's keys) and merges the partial results

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .distributed import _c10d, _group_name, _group_rank_world, _wait
-from .distributed_varlen import _layout, _local_rows_info
+from .distributed_varlen import _check_cu_seqlens, _layout, _local_rows_info
 from .quantize import _check_granularity
 
 # The quantizer's scale rules (torch_fmha/quantize.py module doc, csrc/quantize.h), as tensor
@@ -86,6 +86,7 @@ def quantize_fp8_global(x: torch.Tensor, granularity: str = "tensor", *, group_s
 def _varlen_rows(x: torch.Tensor, cu_seqlens: torch.Tensor, group):
     if x.dim() != 3:
         raise ValueError(f"x must be a packed [R, H, D] shard, got shape {list(x.shape)}")
+    _check_cu_seqlens(cu_seqlens, "cu_seqlens", x.device)
     rank, world = _group_rank_world(group)
     return _local_rows_info(_layout(cu_seqlens, world, rank), x.size(0), world, rank, x.device)
 

@@ -158,6 +158,7 @@ def varlen_shard_cu_seqlens(cu_seqlens: torch.Tensor, *, group=None, rank: Optio
     """int32 ``[B + 1]``: sequence b's rows of this rank's shard are ``[cu[b], cu[b + 1])``
     (chunk r then chunk 2W-1-r, each ``ceil(L_b / 2W)`` rows, padding at the chunk ends)."""
     rank, world_size = _group_rank_world(group, rank, world_size)
+    _check_cu_seqlens(cu_seqlens, "cu_seqlens", cu_seqlens.device)
     return (2 * _layout(cu_seqlens, world_size, rank).start).to(torch.int32)
 
 
@@ -165,6 +166,7 @@ def varlen_shard_positions(cu_seqlens: torch.Tensor, rows: int, *, group=None,
                            rank: Optional[int] = None, world_size: Optional[int] = None) -> torch.Tensor:
     """int64 ``[rows]``: each local row's position in its sequence (e.g. for RoPE), -1 on padding."""
     rank, world_size = _group_rank_world(group, rank, world_size)
+    _check_cu_seqlens(cu_seqlens, "cu_seqlens", cu_seqlens.device)
     _, pos, real = _local_rows_info(_layout(cu_seqlens, world_size, rank), rows, world_size, rank,
                                     cu_seqlens.device)
     return torch.where(real, pos, torch.full_like(pos, -1))
@@ -178,6 +180,8 @@ def shard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, *, rows: Optional[in
     Pure indexing (no communication, no host sync).
     """
     rank, world_size = _group_rank_world(group, rank, world_size)
+    _check_cu_seqlens(cu_seqlens, "cu_seqlens", x.device)
+    _check_total(cu_seqlens, x.size(0), f"x.size(0) = {x.size(0)}")
     nb = cu_seqlens.size(0) - 1
     if rows is None:
         rows = varlen_local_rows(x.size(0), nb, world_size)
@@ -195,6 +199,8 @@ def unshard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, total: int, *,
                    group=None) -> torch.Tensor:
     """The packed ``[total, ...]`` tensor from every rank's shard (an all-gather; every rank gets it)."""
     rank, world = _group_rank_world(group)
+    _check_cu_seqlens(cu_seqlens, "cu_seqlens", x.device)
+    _check_total(cu_seqlens, total, f"total = {total}")
     rows = x.size(0)
     lay = _layout(cu_seqlens, world, rank)
     _check_rows(lay, rows)
@@ -205,6 +211,19 @@ def unshard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, total: int, *,
     pos = g - cu_seqlens.long()[b]
     slot = _slot(lay, b, pos, rows, world).clamp(0, world * rows - 1)
     return gathered.view((world * rows,) + tuple(x.shape[1:])).index_select(0, slot)
+
+
+def _check_cu_seqlens(cu: torch.Tensor, name: str, device) -> None:
+    if cu.dim() != 1 or cu.size(0) < 2 or cu.dtype != torch.int32 or cu.device != device:
+        raise ValueError(f"{name} must be an int32 [B + 1] tensor (B >= 1) on {device}, got "
+                         f"{cu.dtype} of shape {list(cu.shape)} on {cu.device}")
+    # Values live on the device: checked there (no host sync; on CPU an error at once).
+    torch._assert_async((cu[0] == 0) & (cu[1:] >= cu[:-1]).all(),
+                        f"torch_fmha.distributed: {name} must start at 0 and be non-decreasing")
+
+
+def _check_total(cu: torch.Tensor, total: int, what: str) -> None:
+    torch._assert_async(cu[-1] == total, f"torch_fmha.distributed: cu_seqlens[-1] must equal {what}")
 
 
 def _check_rows(lay: _Layout, rows: int) -> None:
@@ -319,9 +338,7 @@ def context_parallel_varlen_attention(
     if k.shape != v.shape or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError("k and v must have one shape, and q, k, v one dtype")
     for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
-        if cu.dim() != 1 or cu.size(0) < 2 or cu.dtype != torch.int32 or cu.device != q.device:
-            raise ValueError(f"{name} must be an int32 [B + 1] tensor (B >= 1) on {q.device}, got "
-                             f"{cu.dtype} of shape {list(cu.shape)} on {cu.device}")
+        _check_cu_seqlens(cu, name, q.device)
     if cu_seqlens_k.shape != cu_seqlens_q.shape:
         raise ValueError(f"cu_seqlens_k must equal cu_seqlens_q (self-attention), got shapes "
                          f"{list(cu_seqlens_k.shape)} and {list(cu_seqlens_q.shape)}")
