@@ -224,6 +224,17 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   auto tile_range = [&](const TileInfo& t) {
     return tile_mask(t).kv_range<kBlockM, kBlockN>(t.m_block);
   };
+  uint8_t* const o_stage = ss.o_stage + wg * (Traits::kOutStageBytes / 2);
+  const NamedBarrier stage_barrier = wg == 0 ? NamedBarrier::kEpilogue0 : NamedBarrier::kEpilogue1;
+  auto store_tile_output = [&](const TileInfo& t, const float (&inv_sum)[2], const float (&lse)[2],
+                               bool after_no_gemm_round) {
+    if constexpr (Traits::kStagedEpilogue) {
+      store_output_staged<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0, o_stage,
+                                             tidx % 128, stage_barrier, after_no_gemm_round);
+    } else {
+      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0);
+    }
+  };
 
   // S of a tile's first KV block: the mask (if the block needs one) and the
   // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
@@ -255,7 +266,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       clear(tOrO);
       inv_sum[0] = inv_sum[1] = 0.f;
       lse[0] = lse[1] = tile.sink;
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
+      store_tile_output(tile, inv_sum, lse, /*after_no_gemm_round=*/true);
       tile = fetch_tile();
       continue;
     }
@@ -344,7 +355,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       first_block_softmax(next, next_range.end - 1);
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       convert_p<kBlockN>(tSrS, tOrP);
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
+      store_tile_output(tile, inv_sum, lse, false);
       clear(tOrO);
       v_pending = kv_read;
       kv_read.advance();
@@ -355,7 +366,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       softmax.finalize(inv_sum, lse, tile.sink);
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, tile, row0, col0);
+      store_tile_output(tile, inv_sum, lse, false);
       first_s_done = false;
     }
     tile = next;

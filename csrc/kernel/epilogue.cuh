@@ -1,16 +1,26 @@
 // torch_fmha kernel: epilogue. O / l * v_descale (/ out_scale, saturated to
-// e4m3 for FP8 output), stored straight from the accumulator registers, and
-// the natural-log LSE. Rows at or past the sequence's length are never
-// written. Row r of a tile's sequence is row tile.q_row0 + r of out / lse
-// in batch tile.batch (dense: q_row0 = 0; varlen: q_row0 = cu_seqlens_q[b]
-// and the batch strides are 0, params.h, so no tensor_batch is needed here:
-// one register less in the consumers).
+// e4m3 for FP8 output) and the natural-log LSE. Rows at or past the
+// sequence's length are never written. Row r of a tile's sequence is row
+// tile.q_row0 + r of out / lse in batch tile.batch (dense: q_row0 = 0;
+// varlen: q_row0 = cu_seqlens_q[b] and the batch strides are 0, params.h).
 //
 // O accumulator of a consumer thread (GMMA C layout, 64 x D per warpgroup):
 // flat index i = e + 2 * r8 + 4 * j holds row row0 + 8 * r8, column
-// 8 * j + col0 + e (col0 = 2 * (lane % 4)). Each thread writes column pairs
+// 8 * j + col0 + e (col0 = 2 * (lane % 4)). Each thread converts column pairs
 // (4 bytes for bf16/fp16, 2 bytes for fp8); the quad of a row covers 8
 // consecutive columns per j.
+//
+// Two store paths (Traits::kStagedEpilogue, chosen per head dim by measurement,
+// docs/DESIGN.md section 6):
+// - staged (D = 128): the warpgroup writes its 64 x D output rows into a
+//   shared-memory stage (2-4 byte stores, bank-conflict-free), then every
+//   thread copies 16-byte chunks of whole rows to global memory. The direct
+//   2-4 byte global stores filled the LSU queue (ncu, D=128 S=4k: `lg`
+//   throttle on the STGs and write-after-read waits behind them, ~6% of the
+//   consumers' time); 16-byte stores are 4x fewer and cover whole sectors.
+//   Rows past the sequence's end are not stored, so ragged batches stay exact.
+// - direct (D = 64, 256): stores from the registers. D = 256 has no shared
+//   memory left for a stage; at D = 64 the stage was measured slower.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +29,70 @@
 #include <cuda_fp8.h>
 
 #include "../params.h"
+#include "pipeline.cuh"
 #include "tile_scheduler.cuh"
 
 namespace torch_fmha::kernel {
 
+__device__ __forceinline__ int out_element_bytes(ElementType t) {
+  return t == ElementType::kFloat8E4M3 ? 1 : 2;
+}
+
+// Calls put(r8, j, bits) for every column pair of the thread's two rows:
+// (o[2 r8 + 4 j], o[1 + 2 r8 + 4 j]) * f[r8], converted to the output type and
+// packed (fp8: 16 bits, bf16 / fp16: 32 bits). A row that sees no key
+// (empty[r8]: inv_sum is 0 only there) gets exact zeros: its O may hold
+// 0 * NaN from NaN V rows that other rows of the tile see, and f is NaN when
+// v_descale is.
+template <int kHeadDim, class FragO, class Put>
+__device__ __forceinline__ void for_each_out_pair(ElementType out_type, const FragO& o,
+                                                  const float (&f)[2], const bool (&empty)[2],
+                                                  Put&& put) {
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+#pragma unroll
+    for (int j = 0; j < kHeadDim / 8; ++j) {
+      const float2 v = empty[r8] ? make_float2(0.f, 0.f)
+                                 : make_float2(o(2 * r8 + 4 * j) * f[r8], o(1 + 2 * r8 + 4 * j) * f[r8]);
+      uint32_t bits;
+      if (out_type == ElementType::kFloat8E4M3) {
+        bits = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+      } else if (out_type == ElementType::kBFloat16) {
+        const __nv_bfloat162 h = __float22bfloat162_rn(v);
+        bits = *reinterpret_cast<const uint32_t*>(&h);
+      } else {
+        const __half2 h = __float22half2_rn(v);
+        bits = *reinterpret_cast<const uint32_t*>(&h);
+      }
+      put(r8, j, bits);
+    }
+  }
+}
+
+// Output scale per row (1 / l * v_descale * 1 / out_scale) and emptiness.
+__device__ __forceinline__ void out_row_factors(const TileInfo& tile, const float (&inv_sum)[2],
+                                                float (&f)[2], bool (&empty)[2]) {
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    f[r8] = inv_sum[r8] * tile.v_descale * tile.out_mul;
+    empty[r8] = inv_sum[r8] == 0.f;
+  }
+}
+
+__device__ __forceinline__ int64_t out_row_offset(const FwdParams& p, const TileInfo& tile, int row) {
+  return int64_t(tile.batch) * p.out_batch_stride + int64_t(tile.q_row0 + row) * p.out_row_stride +
+         int64_t(tile.head) * p.out_head_stride;
+}
+
+__device__ __forceinline__ void store_lse(const FwdParams& p, const TileInfo& tile, int row,
+                                          float lse) {
+  p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
+        tile.q_row0 + row] = lse;
+}
+
+// Direct path: every thread stores its column pairs straight from registers
+// (the conversion of for_each_out_pair, written out: ptxas spills less at
+// D = 256 this way).
 template <int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
                                              const float (&inv_sum)[2], const float (&lse)[2],
@@ -71,6 +141,77 @@ __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
     if (p.lse != nullptr && col0 == 0) {
       p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
             tile.q_row0 + row] = lse[r8];
+    }
+  }
+}
+
+// ---- staged path ---------------------------------------------------------------------
+
+// Row pitch of the stage: 16 bytes of padding put the 8 rows a warp writes
+// per column pair in distinct banks (row r starts at bank 4 r mod 32), and keep
+// every row 16-byte aligned for the 16-byte copies.
+template <int kHeadDim>
+__host__ __device__ constexpr int out_stage_pitch() {
+  return 2 * kHeadDim + 16;
+}
+
+// stage: this warpgroup's 64 x out_stage_pitch bytes. wg_tid: 0..127 within the
+// warpgroup; row0 is tile-relative (64 * wg + row in the warpgroup).
+template <int kHeadDim, int kBlockM, class FragO>
+__device__ __forceinline__ void store_output_staged(const FwdParams& p, const FragO& o,
+                                                    const float (&inv_sum)[2],
+                                                    const float (&lse)[2], const TileInfo& tile,
+                                                    int row0, int col0, uint8_t* stage,
+                                                    int wg_tid, NamedBarrier wg_barrier,
+                                                    bool after_no_gemm_round) {
+  constexpr int kPitch = out_stage_pitch<kHeadDim>();
+  float f[2];
+  bool empty[2];
+  out_row_factors(tile, inv_sum, f, empty);
+  const int elt = out_element_bytes(p.out_type);
+  const int wg_row0 = row0 % 64;  // this thread's first row within the warpgroup's 64
+
+  // The stage's previous readers (this warpgroup's copy loop below, for the
+  // previous tile) must be done. After a GEMM round they are: every warp of
+  // the warpgroup passed the round's bar.sync after its copy loop, whose
+  // loads its stores consumed. Only a tile without GEMM rounds (no key
+  // visible) must wait for them here.
+  if (after_no_gemm_round) named_barrier_sync(wg_barrier, 128);
+  uint8_t* mine = stage + wg_row0 * kPitch + col0 * elt;
+  for_each_out_pair<kHeadDim>(p.out_type, o, f, empty, [&](int r8, int j, uint32_t bits) {
+    uint8_t* dst = mine + 8 * r8 * kPitch;
+    if (elt == 1) {
+      *reinterpret_cast<uint16_t*>(dst + 8 * j) = static_cast<uint16_t>(bits);
+    } else {
+      *reinterpret_cast<uint32_t*>(dst + 16 * j) = bits;
+    }
+  });
+  named_barrier_sync(wg_barrier, 128);  // the whole stage written
+
+  const int tile_row_base = tile.m_block * kBlockM + (row0 - wg_row0);  // the warpgroup's first row
+  {
+    // 16-byte chunks, consecutive threads on consecutive chunks of a row.
+    const int chunks_per_row = kHeadDim * elt / 16;
+    const int chunks = 64 * chunks_per_row;
+#pragma unroll
+    for (int c0 = 0; c0 < 64 * kHeadDim * 2 / 16; c0 += 128) {
+      const int c = c0 + wg_tid;
+      if (c >= chunks) break;
+      const int r = c / chunks_per_row;
+      const int k = c - r * chunks_per_row;
+      const uint4 v = *reinterpret_cast<const uint4*>(stage + r * kPitch + 16 * k);
+      const int row = tile_row_base + r;
+      if (row < tile.seqlen_q) {
+        *reinterpret_cast<uint4*>(static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) * elt +
+                                  16 * k) = v;
+      }
+    }
+  }
+  if (p.lse != nullptr && col0 == 0) {
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      const int row = tile.m_block * kBlockM + row0 + 8 * r8;
+      if (row < tile.seqlen_q) store_lse(p, tile, row, lse[r8]);
     }
   }
 }

@@ -54,6 +54,7 @@ struct SharedStorage {
   alignas(1024) uint8_t k[kStages * Traits::kTileKVBytes];       // (N, D, kStages), SmemLayoutK
   alignas(1024) uint8_t vt[kStages * Traits::kTileKVBytes];      // (D, N, kStages), SmemLayoutVt
   alignas(1024) uint8_t v_scratch[kStages * Traits::kTileKVBytes];  // (N, D, kStages) FIFO (I1)
+  alignas(128) uint8_t o_stage[Traits::kOutStageBytes];  // 2 x (64 rows, out_stage_pitch), epilogue.cuh
   struct Barriers {
     uint64_t q_full[Traits::kQStages];     // TMA tx; 1 arrival (producer)
     uint64_t q_empty[Traits::kQStages];    // 1 arrival per consumer WG

@@ -47,6 +47,12 @@
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
+#ifndef TORCH_FMHA_TUNE_STAGE_OUT_64
+#define TORCH_FMHA_TUNE_STAGE_OUT_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_STAGE_OUT_128
+#define TORCH_FMHA_TUNE_STAGE_OUT_128 1
+#endif
 
 namespace torch_fmha::kernel {
 
@@ -94,6 +100,15 @@ struct Fp8FwdTraits {
   static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
+
+  // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
+  // Measured on an H100 (2026-11-28, docs/DESIGN.md section 6): D = 128
+  // +2-6% at S <= 4k; D = 64 10-15% slower at S <= 1k. D = 256 has no room
+  // (Q, K, V^T and the V scratch use all 227 KB).
+  static constexpr bool kStagedEpilogue = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGE_OUT_64
+                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
+                                                            : false;
+  static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);

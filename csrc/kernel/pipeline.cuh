@@ -31,6 +31,8 @@ enum class NamedBarrier : uint32_t {
   kProducerSync = 1,  // 128 producer threads, after reserving a V^T slot (I3)
   kPingPong0 = 2,     // "consumer WG0 may issue its GEMMs" (256 consumer threads)
   kPingPong1 = 3,     // "consumer WG1 may issue its GEMMs" (256 consumer threads)
+  kEpilogue0 = 4,     // consumer WG0's output stage (128 threads, epilogue.cuh)
+  kEpilogue1 = 5,     // consumer WG1's output stage
 };
 
 // Names of the mbarriers; only used for the debug hang report.
