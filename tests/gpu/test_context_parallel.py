@@ -52,7 +52,7 @@ VARLEN_CASES = {
     "varlen_window_512_causal": ([8195, 3, 999], 8, 2, 128, True, (512, -1), torch.bfloat16),
     "varlen_causal_fp8_out_d256": ([2054, 0, 517], 4, 2, 256, True, (-1, -1), FP8),
 }
-VARLEN_EXTRA = ["varlen_global_scales", "varlen_compiled_vs_eager"]
+VARLEN_EXTRA = ["varlen_global_scales", "varlen_compiled_vs_eager", "no_host_sync"]
 
 
 def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: str = "inductor") -> dict:
@@ -215,11 +215,41 @@ def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: st
         assert (dl <= 1e-5 * (1 + eager[1][fin].abs())).all(), f"compiled vs eager lse: {dl.max().item():.3e}"
         return f"max |compiled - eager| {(a - b).abs().max().item():.3e}, lse {dl.max().item():.1e}"
 
+    def no_host_sync():
+        # The dense (both exchanges) and packed paths, global scales included, under
+        # set_sync_debug_mode("error"): a synchronising CUDA call raises.
+        S, H, Hkv, D = 4102, 8, 2, 128
+        q, k, v = inputs(S, 1, H, Hkv, D, seed=3)
+        ql, kl, vl = shard(q), shard(k), shard(v)
+        pq, pk, pv, cu, T = packed(VARLEN_LENS, H, Hkv, D, seed=3)
+        pql, pkl, pvl = vshard(pq, cu), vshard(pk, cu), vshard(pv, cu)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            q8, qd = cp.quantize_fp8_global(ql, "head", group_size=H // Hkv)
+            k8, kd = cp.quantize_fp8_global(kl, "head")
+            v8, vd = cp.quantize_fp8_global(vl, "head")
+            for ex in ("ring", "allgather"):
+                cp.context_parallel_attention(q8, k8, v8, causal=True, seqlen=S, q_descale=qd, k_descale=kd,
+                                              v_descale=vd, kv_exchange=ex)
+            q8, qd = cp.quantize_fp8_global_varlen(pql, cu, "head", group_size=H // Hkv)
+            k8, kd = cp.quantize_fp8_global_varlen(pkl, cu, "head")
+            v8, vd = cp.quantize_fp8_global_varlen(pvl, cu, "head")
+            for window in ((-1, 0), (300, 200)):
+                cp.context_parallel_varlen_attention(q8, k8, v8, cu, cu.clone(), window_size=window,
+                                                     q_descale=qd, k_descale=kd, v_descale=vd)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize()
+        return "no synchronising CUDA call"
+
     todo = {n: (lambda n=n: case(n)) for n in CASES}
     todo["compiled_vs_eager"] = compiled_vs_eager
     todo.update({n: (lambda n=n: varlen_case(n)) for n in VARLEN_CASES})
     todo["varlen_global_scales"] = varlen_global_scales
     todo["varlen_compiled_vs_eager"] = varlen_compiled_vs_eager
+    if device_type == "cuda":
+        todo["no_host_sync"] = no_host_sync
     for name, fn in todo.items():
         t0 = time.time()
         try:
