@@ -1,7 +1,11 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
-them), D=256 with FP8 output, and one dense case per head dim. Each result is
-checked against the float64 oracle, so a sanitizer-clean run is also a right one.
+them), D=256 with FP8 output, one dense case per head dim, and one paged FP8
+case per head dim (issue 14: pages of 16 / 64 / 256 keys scattered over a
+NaN-poisoned pool, seqused_k with empty and partial last pages, softcap and
+sinks). Each result is checked against the float64 oracle, so a sanitizer-clean
+run is also a right one. A feature the kernel refuses ("not supported by this
+build") is reported as skipped, not as clean.
 
     python tests/sanitize_cases.py [--head-dims 64,128,256] [--device cuda]
 """
@@ -14,7 +18,7 @@ import sys
 import torch
 
 import torch_fmha
-from inputs import FP8, dense_inputs, varlen_inputs  # tests/ helpers: this script lives next to them
+from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs  # tests/ helpers: this script lives next to them
 from reference import attention_ref, output_as_float64, varlen_attention_ref
 
 # lengths: empty q / empty k sequences, 1, tile-1, tile+1, a longer one
@@ -57,6 +61,23 @@ def main() -> int:
         ref, _ = attention_ref(q, k, v, causal=not causal, **s)
         check(out, ref, out_scale, f"dense D={d}")
         print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
+
+        page = {64: 16, 128: 64, 256: 256}.get(d, 64)
+        q, kp, vp, cu_q, used, table, s = paged_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, page, device=args.device,
+                                                       seed=d)[:7]
+        kw = dict(s, causal=causal, softcap=30.0, sinks=torch.linspace(-2.0, 2.0, 8, device=args.device))
+        try:
+            out = torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
+        except RuntimeError as e:
+            if "not supported by this build" not in str(e):
+                raise
+            print(f"paged D={d}: SKIPPED ({str(e).splitlines()[0]})", flush=True)
+            continue
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        ref, _ = varlen_attention_ref(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
+        check(out, ref, None, f"paged D={d}")
+        print(f"paged D={d} page={page} causal={causal} softcap sinks: ok", flush=True)
     return 0
 
 

@@ -16,21 +16,39 @@ import sys
 import torch
 
 import torch_fmha
-from inputs import FP8, varlen_inputs
+from inputs import FP8, paged_inputs, varlen_inputs
 from reference import assert_close_by_rule, output_as_float64, round_output, varlen_attention_ref
 
 
+def serving_inputs(p, device):
+    """The launch's tensors and keyword arguments: packed, or with p["page"] a paged cache
+    (scattered pages, NaN-poisoned; issue 14), plus softcap / sinks when drawn."""
+    args = (p["lens_q"], p["lens_k"], p["heads"], p["heads_kv"], p["head_dim"], FP8)
+    extra = {}
+    if p.get("page"):
+        q, k, v, cu_q, used, table, s, _ = paged_inputs(*args, p["page"], device=device, seed=p["seed"])
+        cu_k = None
+        extra = dict(seqused_k=used, page_table=table)
+    else:
+        q, k, v, cu_q, cu_k, s = varlen_inputs(*args, device=device, seed=p["seed"])
+    if p.get("softcap"):
+        extra["softcap"] = float(p["softcap"])
+    if p.get("sinks"):
+        g = torch.Generator().manual_seed(p["seed"])
+        extra["sinks"] = (torch.randn(p["heads"], generator=g) * 2).to(device)
+    return q, k, v, cu_q, cu_k, s, extra
+
+
 def worker(device: str, check_every: int) -> None:
-    if device == "cuda":
-        from gpu.emulate import emulate_varlen  # tests/gpu/emulate.py (tests/ is this script's directory)
+    if device == "cuda":  # tests/gpu/emulate.py (tests/ is this script's directory)
+        from gpu.emulate import emulate_serving_varlen, sequence_key_args
 
     out_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": FP8}
     for i, line in enumerate(sys.stdin):
         p = json.loads(line)
-        q, k, v, cu_q, cu_k, s = varlen_inputs(p["lens_q"], p["lens_k"], p["heads"], p["heads_kv"],
-                                               p["head_dim"], FP8, device=device, seed=p["seed"])
+        q, k, v, cu_q, cu_k, s, extra = serving_inputs(p, device)
         out_scale = torch.tensor([0.02], device=device) if p["out"] == "fp8" else None
-        kw = dict(s, causal=p["causal"], window_size=tuple(p["window"]))
+        kw = dict(s, causal=p["causal"], window_size=tuple(p["window"]), **extra)
         out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, out_dtype=out_dtypes[p["out"]],
                                                out_scale=out_scale, return_lse=True, **kw)
         if device == "cuda":
@@ -41,7 +59,9 @@ def worker(device: str, check_every: int) -> None:
         elif i % check_every == 0:
             ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, **kw)
             if device == "cuda":  # the SM90 kernel also rounds P to FP8: emulate that step
-                emul = emulate_varlen(q, k, v, cu_q.tolist(), cu_k.tolist(), **kw)
+                keys = sequence_key_args(cu_k, extra.get("seqused_k"), extra.get("page_table"))
+                emul_kw = {n: x for n, x in kw.items() if n not in ("seqused_k", "page_table")}
+                emul = emulate_serving_varlen(q, k, v, cu_q, keys=keys, **emul_kw)
             else:  # the CPU kernel has no FP8 P rounding: the output rounding bounds it
                 emul = ref
             emul = round_output(emul, out.dtype, out_scale)

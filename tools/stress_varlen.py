@@ -10,7 +10,10 @@ launch is checked against the float64 oracle (tests/reference.py) with the
 project's tolerance rule; every launch is checked for NaN in out/lse. The worker
 is tests/stress_varlen_worker.py, next to the oracle it uses.
 Draws head dims, masks (causal, windows, none), GQA ratios, output dtypes and
-lengths including 0, 1, tile-1, tile, tile+1 and long ones, for q and k apart.
+lengths including 0, 1, tile-1, tile, tile+1 and long ones, for q and k apart;
+and the serving features (issue 14): a third of the launches on a paged KV cache
+(page 16..256, scattered, NaN-poisoned), softcap 20 / 50 and sinks on some
+(--no-serving: the packed launches of before only).
 Not part of the test suite (it is long on purpose).
 """
 
@@ -30,7 +33,7 @@ WORKER = Path(__file__).resolve().parent.parent / "tests" / "stress_varlen_worke
 TILE_LENGTHS = [0, 1, 63, 64, 65, 127, 128, 129, 191, 192, 193]
 
 
-def draw(rng: random.Random, max_len: int, head_dims) -> dict:
+def draw(rng: random.Random, max_len: int, head_dims, serving: bool = True) -> dict:
     b = rng.choice([1, 2, 3, 7, 16, 33, 64])
 
     def length():
@@ -44,7 +47,14 @@ def draw(rng: random.Random, max_len: int, head_dims) -> dict:
     return dict(lens_q=[length() for _ in range(b)], lens_k=[length() for _ in range(b)],
                 heads=hkv * rng.choice([1, 2, 8]), heads_kv=hkv, head_dim=rng.choice(head_dims),
                 causal=mask == "causal", window=window,
-                out=rng.choice(["bf16", "fp16", "fp8"]), seed=rng.randrange(1 << 30))
+                out=rng.choice(["bf16", "fp16", "fp8"]), seed=rng.randrange(1 << 30),
+                **(serving_options(rng) if serving else {}))
+
+
+def serving_options(rng: random.Random) -> dict:
+    """Issue 14: a paged cache on a third of the launches (0 = packed), softcap, sinks."""
+    page = rng.choice([16, 32, 64, 128, 256]) if rng.random() < 1 / 3 else 0
+    return dict(page=page, softcap=rng.choice([0.0, 0.0, 20.0, 50.0]), sinks=rng.random() < 0.3)
 
 
 def main() -> int:
@@ -56,6 +66,8 @@ def main() -> int:
     ap.add_argument("--max-len", type=int, default=600)
     ap.add_argument("--head-dims", default="64,128,256")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-serving", action="store_true",
+                    help="no paged / softcap / sinks launches (the packed launches of before only)")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -66,7 +78,7 @@ def main() -> int:
     counts = {"run": 0, "checked": 0, "failed": 0}
     t0 = time.time()
     for i in range(args.launches):
-        p = draw(rng, args.max_len, head_dims)
+        p = draw(rng, args.max_len, head_dims, serving=not args.no_serving)
         proc.stdin.write(json.dumps(p) + "\n")
         proc.stdin.flush()
         ready, _, _ = select.select([proc.stdout], [], [], args.launch_timeout)

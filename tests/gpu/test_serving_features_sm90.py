@@ -23,12 +23,11 @@ import pytest
 import torch
 
 import torch_fmha
-from emulate import P_OFFSET, _per_query_head
+from emulate import emulate_serving, emulate_serving_varlen, sequence_key_args
 from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs
 from opcheck_samples import FP8_UTILS, serving_fwd_samples, serving_varlen_fwd_samples
 from poison import call_with_nan_outputs
-from reference import (_expand_groups, assert_close_by_rule, attention_ref, output_as_float64, round_output,
-                       sequence_keys, varlen_attention_ref, visible)
+from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output, varlen_attention_ref
 
 HEAD_DIMS = [64, 128, 256]
 PAGE_SIZES = [16, 32, 64, 128, 256]
@@ -58,63 +57,6 @@ def _sinks(h, kind, device="cuda"):
     return s.to(device)
 
 
-# ---- emulation of the kernel's rounding, with softcap and sinks ---------------------------------
-
-def emulate(q, k, v, *, q_descale, k_descale, v_descale, causal=False, window_size=(-1, -1),
-            softmax_scale=None, softcap=0.0, sinks=None):
-    """emulate.emulate_fp8_kernel plus the score options: the cap on the scaled scores, the sink
-    in the row max and in the (unrounded) row sum, P = exp(s - m) * 256 rounded to e4m3.
-    q [B, Sq, H, D], k/v [B, Sk, Hkv, D] -> float64 [B, Sq, H, D] before the output rounding."""
-    b, sq, h, d = q.shape
-    sk, hkv = k.size(1), k.size(2)
-    scale = 1 / math.sqrt(d) if softmax_scale is None else softmax_scale
-    left, right = window_size
-    if causal:
-        right = 0
-    qh = q.double().transpose(1, 2)
-    kh = _expand_groups(k.double(), h).transpose(1, 2)
-    vh = _expand_groups(v.double(), h).transpose(1, 2)
-    s = (qh @ kh.transpose(-1, -2)) * (scale * _per_query_head(q_descale, h, hkv)
-                                       * _per_query_head(k_descale, h, hkv))
-    if softcap:
-        s = torch.tanh(s / softcap) * softcap
-    s = s.masked_fill(~visible(sq, sk, left, right, q.device), -math.inf)
-    m = s.amax(-1, keepdim=True) if sk else torch.full((b, h, sq, 1), -math.inf, device=q.device,
-                                                         dtype=torch.float64)
-    if sinks is not None:
-        m = torch.maximum(m, sinks.double()[None, :, None, None])
-    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    p = torch.exp(s - m) * P_OFFSET
-    l = p.sum(-1, keepdim=True)
-    if sinks is not None:
-        l = l + torch.exp(sinks.double()[None, :, None, None] - m) * P_OFFSET
-    o = (p.float().to(FP8).double() @ vh) / l.clamp_min(1e-300)
-    o = torch.where(l > 0, o, torch.zeros_like(o)) * _per_query_head(v_descale, h, hkv)
-    return o.transpose(1, 2)
-
-
-def emulate_varlen(q, k, v, cu_q, *, q_descale, k_descale, v_descale, keys, **kw):
-    """Per sequence, keys from reference.sequence_keys(**keys) (packed, seqused_k or paged)."""
-    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
-    cq = cu_q.tolist()
-    for b in range(len(cq) - 1):
-        if cq[b + 1] == cq[b]:
-            continue
-        kb, vb = sequence_keys(k, b, **keys), sequence_keys(v, b, **keys)
-        if kb.size(0) == 0:
-            continue
-        sel = lambda t: t if t.numel() == 1 else t[b:b + 1]  # noqa: E731
-        out[cq[b]:cq[b + 1]] = emulate(q[None, cq[b]:cq[b + 1]], kb[None], vb[None], q_descale=sel(q_descale),
-                                       k_descale=sel(k_descale), v_descale=sel(v_descale), **kw)[0]
-    return out
-
-
-def _keys(cu_k=None, seqused_k=None, page_table=None):
-    return dict(cu_seqlens_k=None if cu_k is None else cu_k.tolist(),
-                seqused_k=None if seqused_k is None else seqused_k.tolist(),
-                page_table=None if page_table is None else page_table.cpu())
-
-
 def check_varlen(q, k, v, cu_q, cu_k, s, *, seqused_k=None, page_table=None, out_dtype=torch.bfloat16,
                  case="", **kw):
     h, d, tq = q.size(1), q.size(2), q.size(0)
@@ -125,8 +67,8 @@ def check_varlen(q, k, v, cu_q, cu_k, s, *, seqused_k=None, page_table=None, out
         [((tq, h, d), out_dtype), ((h, tq), torch.float32)]))
     torch.cuda.synchronize()
     ref, ref_lse = varlen_attention_ref(q, k, v, cu_q, cu_k, seqused_k=seqused_k, page_table=page_table, **s, **kw)
-    emul = round_output(emulate_varlen(q, k, v, cu_q, keys=_keys(cu_k, seqused_k, page_table), **s, **kw),
-                        out_dtype, out_scale)
+    keys = sequence_key_args(cu_k, seqused_k, page_table)
+    emul = round_output(emulate_serving_varlen(q, k, v, cu_q, keys=keys, **s, **kw), out_dtype, out_scale)
     got = output_as_float64(out, out_scale)
     assert not torch.isnan(got).any(), f"{case}: NaN in out (unwritten row or leaked NaN input)"
     stats = assert_close_by_rule(got, ref, emul, eps=1e-3, what=case)
@@ -178,7 +120,7 @@ def check_dense(q, k, v, s, case="", **kw):
         [((b, sq, h, d), torch.bfloat16), ((b, h, sq), torch.float32)]))
     torch.cuda.synchronize()
     ref, ref_lse = attention_ref(q, k, v, **s, **kw)
-    emul = round_output(emulate(q, k, v, **s, **kw), torch.bfloat16)
+    emul = round_output(emulate_serving(q, k, v, **s, **kw), torch.bfloat16)
     assert_close_by_rule(out.double(), ref, emul, eps=1e-3, what=case)
     assert not torch.isnan(lse).any() and torch.equal(torch.isinf(lse), torch.isinf(ref_lse)), case
     fin = torch.isfinite(ref_lse)
