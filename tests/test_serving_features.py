@@ -235,6 +235,30 @@ def test_softcap_infinite_scores_are_capped():
     torch.testing.assert_close(lse.double(), ref_lse, atol=1e-5, rtol=1e-5)
 
 
+def test_sink_nan_rules():
+    """docs/DESIGN.md 1.6 rule 5: the sink is one more visible score with a zero value."""
+    q, k, v, _ = dense_inputs(1, 6, 4, 4, 2, 64, torch.float32, poison=False)
+    sinks = torch.tensor([0.5, math.nan, math.inf, -math.inf])
+    kw = dict(window_size=(1, 0), causal=True)  # Sq > Sk: rows 0 and 1 see no key
+    out, lse = torch_fmha.attention(q, k, v, sinks=sinks, return_lse=True, **kw)
+    ref, ref_lse = attention_ref(q, k, v, sinks=sinks, **kw)
+    assert torch.equal(torch.isnan(out), torch.isnan(ref)) and torch.equal(torch.isnan(lse), torch.isnan(ref_lse))
+    # Empty rows: out = 0 and lse = the sink, whatever it is.
+    assert torch.equal(out[:, :2], torch.zeros_like(out[:, :2]))
+    assert torch.equal(lse[0, :, :2].isnan(), torch.tensor([[False] * 2, [True] * 2, [False] * 2, [False] * 2]))
+    assert lse[0, 2, 0] == math.inf and lse[0, 3, 0] == -math.inf and lse[0, 0, 0] == 0.5
+    # Non-empty rows: a NaN or +inf sink makes the head's rows NaN; finite / -inf sinks do not.
+    assert torch.isnan(out[0, 2:, 1:3]).all() and torch.isnan(lse[0, 1:3, 2:]).all()
+    assert torch.isfinite(out[0, 2:, [0, 3]]).all() and torch.isfinite(lse[0, [0, 3], 2:]).all()
+    # A row whose data scores are all -inf: defined with a finite sink (out = 0, lse = sink),
+    # undefined (NaN) with a -inf sink, as without sinks.
+    q2, k2 = q.clone(), k.clone()
+    q2[0, :, :, 0], k2[0, :, :, 0] = math.inf, -1.0
+    out, lse = torch_fmha.attention(q2, k2, v, sinks=torch.tensor([0.5, 0.5, -math.inf, -math.inf]), return_lse=True)
+    assert torch.equal(out[0, :, :2], torch.zeros_like(out[0, :, :2])) and (lse[0, :2] == 0.5).all()
+    assert torch.isnan(out[0, :, 2:]).all() and torch.isnan(lse[0, 2:]).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # Gradients
 # ---------------------------------------------------------------------------------------------
