@@ -20,9 +20,9 @@ namespace torch_fmha::kernel {
 struct alignas(16) VarlenSeq {
   int32_t batch;     // index into cu_seqlens and the [B, Hkv] descales
   int32_t q_offset;  // cu_seqlens_q[batch]: first row of the sequence in q / out / lse
-  int32_t k_offset;  // cu_seqlens_k[batch]: first row in k / v
+  int32_t k_offset;  // cu_seqlens_k[batch]: first row in k / v (paged KV: 0, unused)
   int32_t len_q;
-  int32_t len_k;
+  int32_t len_k;     // keys: seqused_k[batch] when given, else from cu_seqlens_k
   int32_t unused[3];
 };
 static_assert(sizeof(VarlenSeq) == 32);
