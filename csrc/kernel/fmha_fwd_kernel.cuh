@@ -28,7 +28,7 @@ struct KernelParams {
   typename Traits::TmaKV tma_v;
   // Paged KV (varlen with p.fwd.page_table): K / V pools as
   // (D, page_size, Hkv, num_pages), box (chunk, page_box_rows, 1, 1)
-  // (producer.cuh, PagedKvBoxes); unused (zero) otherwise.
+  // (producer.cuh, PagedKvBoxes), instead of tma_k / tma_v; unused otherwise.
   cute::TmaDescriptor paged_k;
   cute::TmaDescriptor paged_v;
   int32_t page_box_rows;
@@ -109,9 +109,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     fence_barrier_init();
     cute::prefetch_tma_descriptor(params.tma_q.get_tma_descriptor());
-    cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
-    cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
-    if (params.fwd.page_table != nullptr) {
+    if (params.fwd.page_table == nullptr) {
+      cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
+      cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
+    } else {  // paged KV: tma_k / tma_v are not encoded
       cute::prefetch_tma_descriptor(&params.paged_k);
       cute::prefetch_tma_descriptor(&params.paged_v);
     }

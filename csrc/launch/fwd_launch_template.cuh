@@ -118,20 +118,22 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   };
   // (rows, D, heads, batch): [B, S, H, D] dense, or [T, H, D] as one batch.
   auto gQ = gmem(p.q, kp.rows_q_tma, p.heads_q, p.q_row_stride, p.q_head_stride, p.q_batch_stride);
-  auto gK = gmem(p.k, kp.rows_k_tma, p.heads_kv, p.k_row_stride, p.k_head_stride,
-                 p.k_batch_stride);
-  auto gV = gmem(p.v, kp.rows_k_tma, p.heads_kv, p.v_row_stride, p.v_head_stride,
-                 p.v_batch_stride);
   kp.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, typename Traits::SmemLayoutQ{},
                            Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
-  kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(typename Traits::SmemLayoutK{}),
-                           Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
-  kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
-                           Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
   kp.page_box_rows = 0;
-  if (kVarlen && p.page_table != nullptr) {
-    // Paged KV: boxes inside one page, in the K layout's swizzle (the same
-    // one CuTe picked for tma_k / tma_v above).
+  if (!kVarlen || p.page_table == nullptr) {
+    auto gK = gmem(p.k, kp.rows_k_tma, p.heads_kv, p.k_row_stride, p.k_head_stride,
+                   p.k_batch_stride);
+    auto gV = gmem(p.v, kp.rows_k_tma, p.heads_kv, p.v_row_stride, p.v_head_stride,
+                   p.v_batch_stride);
+    kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(typename Traits::SmemLayoutK{}),
+                             Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
+    kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
+                             Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
+  } else {
+    // Paged KV: boxes inside one page (producer.cuh, PagedKvBoxes), in the K
+    // layout's swizzle (the one CuTe picks for tma_k / tma_v). tma_k / tma_v
+    // stay unencoded: the kernel neither prefetches nor uses them then.
     using Paged = kernel::PagedKvBoxes<Traits>;
     using Swizzle = decltype(get_swizzle_portion(typename Traits::SmemLayoutK{}));
     const CUtensorMapSwizzle swizzle = TMA::to_CUtensorMapSwizzle(
