@@ -55,6 +55,7 @@ struct QuantizeTensor {
   int32_t chunks = 1;
   int64_t first_block = 0;    // this tensor's first block in the grid
   float descale_factor = 1.0f;  // the returned descale is descale * this (1 / sqrt(D) after a rotation)
+  bool vectorized = false;    // 16-byte loads: stride_dim 1, x, its strides and head_dim aligned to them
   QuantInType in_type = QuantInType::kBFloat16;
 
   TORCH_FMHA_HOST_DEVICE int64_t rows() const { return batch * seqlen; }

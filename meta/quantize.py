@@ -5,9 +5,10 @@ order, so a compiled call fails at trace time with the error eager raises
 (``tests/test_quantize_op.py`` runs every bad input through both). The value
 checks of cu_seqlens read data and are the CPU kernel's alone.
 
-Outputs: x_fp8 float8_e4m3fn with x's shape, contiguous; descale float32
-contiguous, ``[1]`` per tensor or ``[B, H // group_size]`` per head (B from
-cu_seqlens for a packed x).
+Outputs: FP8 (float8_e4m3fn) tensors with their inputs' shapes, contiguous;
+float32 descales, contiguous: quantize_fp8 ``[1]`` per tensor or
+``[B, H // group_size]`` per head (B from cu_seqlens for a packed x);
+quantize_qkv q's, k's and v's stacked, ``[3, 1]`` or ``[3, B, Hkv]``.
 """
 
 from __future__ import annotations
@@ -44,14 +45,10 @@ def _check_cu_seqlens(op, name, cu, x, x_name, per_head):
            f"{name} is on {cu.device} but {x_name} is on {x.device}; all tensors must be on one device")
 
 
-def _outputs(x, per_head, group_size, cu):
-    x8 = x.new_empty(x.shape, dtype=torch.float8_e4m3fn)
+def _descale_shape(x, per_head, group_size, cu):
     if not per_head:
-        shape = (1,)
-    else:
-        batch = x.size(0) if x.dim() == 4 else cu.size(0) - 1
-        shape = (batch, x.size(-2) // group_size)
-    return x8, x.new_empty(shape, dtype=torch.float32)
+        return (1,)
+    return (x.size(0) if x.dim() == 4 else cu.size(0) - 1, x.size(-2) // group_size)
 
 
 def check_quantize_fp8(op, x, per_head, group_size=1, cu_seqlens=None):
@@ -86,15 +83,14 @@ def check_quantize_qkv(op, q, k, v, per_head, qk_rotated=False, cu_seqlens_q=Non
 
 def quantize_fp8_fake(x, per_head, group_size=1, cu_seqlens=None):
     check_quantize_fp8("torch_fmha.quantize_fp8", x, per_head, group_size, cu_seqlens)
-    return _outputs(x, per_head, group_size, cu_seqlens)
+    return (x.new_empty(x.shape, dtype=torch.float8_e4m3fn),
+            x.new_empty(_descale_shape(x, per_head, group_size, cu_seqlens), dtype=torch.float32))
 
 
 def quantize_qkv_fake(q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None):
     check_quantize_qkv("torch_fmha.quantize_qkv", q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k)
-    q8, qd = _outputs(q, per_head, q.size(-2) // k.size(-2), cu_seqlens_q)
-    k8, kd = _outputs(k, per_head, 1, cu_seqlens_k)
-    v8, vd = _outputs(v, per_head, 1, cu_seqlens_k)
-    return q8, k8, v8, qd, kd, vd
+    fp8 = tuple(t.new_empty(t.shape, dtype=torch.float8_e4m3fn) for t in (q, k, v))
+    return (*fp8, q.new_empty((3, *_descale_shape(k, per_head, 1, cu_seqlens_k)), dtype=torch.float32))
 
 
 def register() -> None:

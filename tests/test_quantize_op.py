@@ -55,6 +55,11 @@ def ref_quantize(x, per_head, group_size=1, cu_seqlens=None, rotated=False):
     return x8, descale
 
 
+def six(out):
+    """quantize_qkv's (q8, k8, v8, descales [3, ...]) as QuantizedQKV's six tensors."""
+    return (*out[:3], out[3][0], out[3][1], out[3][2])
+
+
 def assert_bitwise(got, want, what):
     for i, (a, b) in enumerate(zip(got, want)):
         assert a.dtype == b.dtype and a.shape == b.shape, f"{what}[{i}]: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"
@@ -93,7 +98,7 @@ DTYPES = [torch.bfloat16, torch.float16, torch.float32, torch.float64]
 @pytest.mark.parametrize("rotate", [False, True], ids=["plain", "rotated"])
 def test_qkv_dense_matches_reference(dtype, per_head, rotate):
     q, k, v = (_poisoned((2, 33, h, 64), dtype, seed) for h, seed in ((8, 0), (2, 1), (2, 2)))
-    got = ops.quantize_qkv(q, k, v, per_head, rotate)
+    got = six(ops.quantize_qkv(q, k, v, per_head, rotate))
     want = [ref_quantize(q, per_head, 4, rotated=rotate), ref_quantize(k, per_head, rotated=rotate),
             ref_quantize(v, per_head)]
     assert_bitwise(got, [w[0] for w in want] + [w[1] for w in want], f"{dtype} per_head={per_head}")
@@ -110,8 +115,8 @@ def test_qkv_packed_matches_reference(dtype, per_head):
     cu_k = torch.tensor([0, 0, 17, 40, 41], dtype=torch.int32)
     q = _poisoned((66, 8, 64), dtype, 3)
     k, v = _poisoned((41, 2, 64), dtype, 4), _poisoned((41, 2, 64), dtype, 5)
-    got = ops.quantize_qkv(q, k, v, per_head, cu_seqlens_q=cu_q if per_head else None,
-                           cu_seqlens_k=cu_k if per_head else None)
+    got = six(ops.quantize_qkv(q, k, v, per_head, cu_seqlens_q=cu_q if per_head else None,
+                               cu_seqlens_k=cu_k if per_head else None))
     want = [ref_quantize(q, per_head, 4, cu_q), ref_quantize(k, per_head, 1, cu_k), ref_quantize(v, per_head, 1, cu_k)]
     assert_bitwise(got, [w[0] for w in want] + [w[1] for w in want], f"packed {dtype}")
     if per_head:  # an empty sequence gets the descale of an all-zero group

@@ -4,7 +4,8 @@
 # for a baseline tree (BASE, default .baseline, made with `git archive <ref>`),
 # the single-call overhead table, and the end-to-end FP8 error table.
 #   mkdir -p .baseline && git archive <ref> | tar -x -C .baseline    (git-ignore it, carry it)
-#   BASE=.baseline [E2E_ARGS="--head-dims 128"] bash tools/gpu_host_overhead.sh
+#   BASE=.baseline [E2E_ARGS="--head-dims 128"] [STACK_ARGS="--quantize fp8"] bash tools/gpu_host_overhead.sh
+# (the stack quantizes with one quantize_qkv call per layer unless STACK_ARGS says otherwise)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 : "${BASE:?set BASE to a baseline source tree (see the usage above)}"
@@ -13,7 +14,7 @@ python3 -m pip install -q --no-deps --no-build-isolation --no-compile --target /
 echo "== build"; timeout 200 python3 -m torch_fmha.build 2>&1 | grep -E "^(CUDA|compile)"
 (cd /tmp && PYTHONPATH=/tmp/base_site:$PYTHONPATH TORCH_FMHA_CACHE=$OLDPWD/build/base_cache timeout 200 \
   python3 -c "import torch_fmha; print('base built', torch_fmha.build_info.cuda)" 2>&1 | tail -1)
-stack="--stack --sdpa-backend cudnn"
+stack="--stack --sdpa-backend cudnn ${STACK_ARGS:---quantize qkv}"
 echo "== stack, baseline tree"
 (cd /tmp && PYTHONPATH=/tmp/base_site:$PYTHONPATH TORCH_FMHA_CACHE=$OLDPWD/build/base_cache timeout 120 \
   python3 $OLDPWD/tools/overhead.py $stack --json "$OUT/stack_before.json" > "$OUT/stack_before.log" 2>&1; echo "rc=$?")

@@ -189,14 +189,17 @@ def _profile_self_cpu(fn, device: str, forwards: int, top: int) -> list[tuple[st
     out = [("(all ops, sum of self CPU)", total, float("nan"))] + rows[:top]
     if device == "cuda":  # GPU kernels per forward (each one a launch the host issued)
         kern = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        by_name: dict[str, int] = {}
+        by_name: dict[str, list] = {}
         for e in kern:
-            by_name[e.name] = by_name.get(e.name, 0) + 1
+            entry = by_name.setdefault(e.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += e.time_range.elapsed_us()
         out.append((f"(GPU kernels: {len(kern) / forwards:.1f} per forward, "
                     f"{sum(e.time_range.elapsed_us() for e in kern) / forwards:.1f} us GPU time)",
                     float("nan"), float("nan")))
-        for name, c in sorted(by_name.items(), key=lambda kv: -kv[1])[:top]:
-            out.append((f"  kernel {name}", float("nan"), c / forwards))
+        for name, (c, us) in sorted(by_name.items(), key=lambda kv: -kv[1][1])[:top]:
+            # the us column is GPU time here (per layer, as the rows above)
+            out.append((f"  kernel, GPU time: {name}", us / forwards, c / forwards))
     return out
 
 

@@ -287,9 +287,10 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
         q, k = _rotate_unnormalised(q), _rotate_unnormalised(k)
     per_head = granularity == "head"
     packed_head = per_head and q.dim() == 3
-    return QuantizedQKV(*torch.ops.torch_fmha.quantize_qkv(
+    q8, k8, v8, descales = torch.ops.torch_fmha.quantize_qkv(
         q, k, v, per_head, rotate, cu_seqlens_q if packed_head else None,
-        cu_seqlens_k if packed_head else None))
+        cu_seqlens_k if packed_head else None)
+    return QuantizedQKV(q8, k8, v8, descales[0], descales[1], descales[2])
 
 
 __all__ = ["FP8_MAX", "QuantizedQKV", "hadamard_matrix", "quantize_fp8", "quantize_qkv", "rotate"]

@@ -1,7 +1,7 @@
 // torch_fmha: CUDA implementations of quantize_fp8 and quantize_qkv: the
-// shared checks, the outputs and one float32 scratch for the partial amaxes,
-// then two kernel launches for all tensors of the call (launch_quantize.h)
-// on the current stream. No host synchronisation: cu_seqlens is read by the
+// shared checks, the outputs (and, when a group spans several blocks, one
+// float32 scratch for the partial amaxes), then one or two kernel launches for
+// all tensors of the call (launch_quantize.h) on the current stream. No host synchronisation: cu_seqlens is read by the
 // kernels only (clamped into range; its values are checked on CPU tensors,
 // as for varlen_fwd).
 #include <ATen/ATen.h>
@@ -28,11 +28,14 @@ void run(const char* op, QuantizeCall& call, const at::Tensor& first) {
     p.num_blocks += groups * t.chunks;
     scratch += groups * t.chunks;
   }
-  at::Tensor partial = at::empty({scratch}, first.options().dtype(at::kFloat));
-  float* next = partial.data_ptr<float>();
-  for (int32_t i = 0; i < p.num_tensors; ++i) {
-    p.tensors[i].partial_amax = next;
-    next += p.tensors[i].groups() * p.tensors[i].chunks;
+  at::Tensor partial;  // held until the launch is enqueued; the allocator orders its reuse on the stream
+  if (!quantize_in_one_launch(p)) {
+    partial = at::empty({scratch}, first.options().dtype(at::kFloat));
+    float* next = partial.data_ptr<float>();
+    for (int32_t i = 0; i < p.num_tensors; ++i) {
+      p.tensors[i].partial_amax = next;
+      next += p.tensors[i].groups() * p.tensors[i].chunks;
+    }
   }
   const cudaError_t err = launch_quantize(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, op, ": kernel launch failed: ", cudaGetErrorString(err));

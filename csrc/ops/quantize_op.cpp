@@ -55,9 +55,17 @@ void check_cu_seqlens(const char* op, const char* name, const std::optional<at::
               x_name, " is on ", x.device(), "; all tensors must be on one device");
 }
 
-// Describe x (checked) as a QuantizeTensor and allocate its outputs.
+// The descale shape of x: [1] per tensor, [sequences, heads / group_size] per head.
+std::vector<int64_t> descale_shape(const at::Tensor& x, bool per_head, int64_t group_size,
+                                   const std::optional<at::Tensor>& cu) {
+  if (!per_head) return {1};
+  return {x.dim() == 4 ? x.size(0) : cu->size(0) - 1, x.size(-2) / group_size};
+}
+
+// Describe x (checked) as a QuantizeTensor and allocate its FP8 output; its
+// descales go to `descale` (the op's output, or q's / k's / v's part of it).
 void add_tensor(QuantizeCall& call, const at::Tensor& x, bool per_head, int64_t group_size,
-                const std::optional<at::Tensor>& cu, float descale_factor) {
+                const std::optional<at::Tensor>& cu, float descale_factor, float* descale) {
   QuantizeTensor t;
   const bool dense = x.dim() == 4;
   t.x = x.data_ptr();
@@ -70,25 +78,24 @@ void add_tensor(QuantizeCall& call, const at::Tensor& x, bool per_head, int64_t 
   t.heads = static_cast<int32_t>(x.size(-2));
   t.head_dim = static_cast<int32_t>(x.size(-1));
   t.in_type = quant_in_type(x.scalar_type());
+  // 16-byte loads in the CUDA kernels (the CPU loops vectorize either way).
+  const int64_t vec = 16 / static_cast<int64_t>(x.element_size());
+  t.vectorized = t.stride_dim == 1 && t.head_dim % vec == 0 && t.stride_row % vec == 0 &&
+                 t.stride_head % vec == 0 && t.stride_batch % vec == 0 &&
+                 reinterpret_cast<uintptr_t>(t.x) % 16 == 0;
   t.descale_factor = descale_factor;
   t.per_tensor = !per_head;
-  std::vector<int64_t> descale_shape{1};
+  t.group_heads = per_head ? static_cast<int32_t>(group_size) : t.heads;
   if (per_head) {
-    t.group_heads = static_cast<int32_t>(group_size);
     t.groups_per_sequence = static_cast<int32_t>(x.size(-2) / group_size);
     t.sequences = static_cast<int32_t>(dense ? x.size(0) : cu->size(0) - 1);
     t.cu_seqlens = dense ? nullptr : cu->data_ptr<int32_t>();
-    descale_shape = {t.sequences, t.groups_per_sequence};
-  } else {
-    t.group_heads = t.heads;
   }
   at::Tensor x8 = at::empty(x.sizes(), x.options().dtype(at::kFloat8_e4m3fn));
-  at::Tensor descale = at::empty(descale_shape, x.options().dtype(at::kFloat));
   t.x_fp8 = static_cast<uint8_t*>(x8.data_ptr());
-  t.descale = descale.data_ptr<float>();
+  t.descale = descale;
   call.params.tensors[call.params.num_tensors++] = t;
   call.fp8.push_back(std::move(x8));
-  call.descales.push_back(std::move(descale));
   call.cu_seqlens.push_back(per_head && !dense ? cu : std::nullopt);
 }
 
@@ -104,7 +111,8 @@ QuantizeCall plan_quantize_fp8(const char* op, const at::Tensor& x, bool per_hea
   }
   check_cu_seqlens(op, "cu_seqlens", cu_seqlens, x, "x", per_head);
   QuantizeCall call;
-  add_tensor(call, x, per_head, group_size, cu_seqlens, 1.0f);
+  call.descales = at::empty(descale_shape(x, per_head, group_size, cu_seqlens), x.options().dtype(at::kFloat));
+  add_tensor(call, x, per_head, group_size, cu_seqlens, 1.0f, call.descales.data_ptr<float>());
   return call;
 }
 
@@ -142,10 +150,18 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
   // q and k carry a factor sqrt(D) that their descales take back: 1 / sqrt(D)
   // rounded to float32, one float32 multiply (exact for D = 64, 256).
   const float rotated = static_cast<float>(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  // One descale output [3, ...] for q, k and v (their shapes agree: q's groups
+  // are GQA's): one allocation and, in a compiled graph, one output instead of
+  // three (each extern output costs Inductor's wrapper a getitem and two asserts).
   QuantizeCall call;
-  add_tensor(call, q, per_head, h / hkv, cu_seqlens_q, qk_rotated ? rotated : 1.0f);
-  add_tensor(call, k, per_head, 1, cu_seqlens_k, qk_rotated ? rotated : 1.0f);
-  add_tensor(call, v, per_head, 1, cu_seqlens_k, 1.0f);
+  std::vector<int64_t> shape = descale_shape(k, per_head, 1, cu_seqlens_k);
+  const int64_t per_tensor = shape.size() == 1 ? 1 : shape[0] * shape[1];
+  shape.insert(shape.begin(), 3);
+  call.descales = at::empty(shape, q.options().dtype(at::kFloat));
+  float* descales = call.descales.data_ptr<float>();
+  add_tensor(call, q, per_head, h / hkv, cu_seqlens_q, qk_rotated ? rotated : 1.0f, descales);
+  add_tensor(call, k, per_head, 1, cu_seqlens_k, qk_rotated ? rotated : 1.0f, descales + per_tensor);
+  add_tensor(call, v, per_head, 1, cu_seqlens_k, 1.0f, descales + 2 * per_tensor);
   return call;
 }
 

@@ -14,12 +14,12 @@
 
 namespace torch_fmha {
 
-// A checked call: the outputs, in the op's return order (the FP8 tensors,
-// then their descales), and the params pointing at inputs and outputs.
+// A checked call: the outputs (the FP8 tensors, then the descales: x's, or
+// q's, k's and v's stacked [3, ...]), and the params pointing at them.
 // The backend fills chunks / first_block / partial_amax where it needs them.
 struct QuantizeCall {
   std::vector<at::Tensor> fp8;
-  std::vector<at::Tensor> descales;
+  at::Tensor descales;
   std::vector<std::optional<at::Tensor>> cu_seqlens;  // per tensor, as given (CPU value checks)
   QuantizeParams params;
 };
@@ -35,11 +35,9 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
                                const std::optional<at::Tensor>& cu_seqlens_k);
 
 using Fp8AndDescale = std::tuple<at::Tensor, at::Tensor>;
-using QuantizedQkv = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using QuantizedQkv = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-inline Fp8AndDescale fp8_outputs(const QuantizeCall& c) { return {c.fp8[0], c.descales[0]}; }
-inline QuantizedQkv qkv_outputs(const QuantizeCall& c) {
-  return {c.fp8[0], c.fp8[1], c.fp8[2], c.descales[0], c.descales[1], c.descales[2]};
-}
+inline Fp8AndDescale fp8_outputs(const QuantizeCall& c) { return {c.fp8[0], c.descales}; }
+inline QuantizedQkv qkv_outputs(const QuantizeCall& c) { return {c.fp8[0], c.fp8[1], c.fp8[2], c.descales}; }
 
 }  // namespace torch_fmha

@@ -47,10 +47,11 @@ TORCH_LIBRARY(torch_fmha, m) {
   m.def(
       "quantize_fp8(Tensor x, bool per_head, int group_size=1, Tensor? cu_seqlens=None) "
       "-> (Tensor x_fp8, Tensor descale)");
-  // q, k and v in one call: descales [1] or [B, Hkv] (q's groups are GQA's);
-  // qk_rotated: q and k are x @ H (+-1 Hadamard), their descales carry 1 / sqrt(D).
+  // q, k and v in one call; descales float32 [3, 1] or [3, B, Hkv]: q's, k's
+  // and v's (q's groups are GQA's, so the three shapes agree); qk_rotated: q
+  // and k are x @ H (+-1 Hadamard), their descales carry 1 / sqrt(D).
   m.def(
       "quantize_qkv(Tensor q, Tensor k, Tensor v, bool per_head, bool qk_rotated=False, "
       "Tensor? cu_seqlens_q=None, Tensor? cu_seqlens_k=None) -> (Tensor q_fp8, Tensor k_fp8, "
-      "Tensor v_fp8, Tensor q_descale, Tensor k_descale, Tensor v_descale)");
+      "Tensor v_fp8, Tensor descales)");
 }

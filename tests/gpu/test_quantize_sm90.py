@@ -104,22 +104,39 @@ def test_strided_inputs():
     fused = _data((2, 129, 3, 4, 64), torch.bfloat16, "outliers", 7)
     q, k, v = fused.unbind(2)
     got = check_op(ops.quantize_qkv, (q, k, v, True), {}, "strided")
-    assert all(t.is_contiguous() for t in got)
+    assert all(t.is_contiguous() for t in got) and got[3].shape == (3, 2, 4)
     d_strided = _data((2, 40, 4, 128), torch.float32, "random", 8)[..., ::2]  # head dim stride 2
     check_op(ops.quantize_fp8, (d_strided, True, 2), {}, "stride_dim 2")
 
 
-def test_two_kernels_per_call():
+def _kernels(fn):
     from torch.profiler import ProfilerActivity, profile
 
-    q, k, v = (_data((1, 128, 8, 128), torch.bfloat16, "random", s).cuda() for s in range(3))
-    ops.quantize_qkv(q, k, v, True)
+    fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        ops.quantize_qkv(q, k, v, True)
+        fn()
         torch.cuda.synchronize()
-    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    assert len(kernels) == 2 and "amax" in kernels[0] and "cast" in kernels[1], kernels
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def test_kernels_per_call():
+    """One launch when every scale group fits one block (the serving shapes), two (amax,
+    then cast) when groups are split over blocks."""
+    q, k, v = (_data((1, 128, 8, 128), torch.bfloat16, "random", s).cuda() for s in range(3))
+    names = _kernels(lambda: ops.quantize_qkv(q, k, v, True))
+    assert len(names) == 1 and "quantize_group_kernel" in names[0], names
+    names = _kernels(lambda: ops.quantize_qkv(q, k, v, False))  # per tensor: 8 blocks per group
+    assert len(names) == 2 and "amax" in names[0] and "cast" in names[1], names
+
+
+def test_unaligned_input_takes_the_scalar_loads():
+    """x not 16-byte aligned (a view at an odd offset): same bytes as the CPU op."""
+    base = _data((2, 50, 4, 129), torch.bfloat16, "nonfinite", 9)
+    x = base[..., 1:]
+    assert x.stride(-1) == 1 and x.storage_offset() % 8 != 0
+    check_op(ops.quantize_fp8, (x, True, 2), {}, "unaligned")
+    check_op(ops.quantize_fp8, (x, False, 1), {}, "unaligned per tensor")
 
 
 def test_cuda_graph_capture_and_replay():
