@@ -75,7 +75,7 @@ CASES = [f"dense_{n}" for n in DENSE] + [
     "single_partial_rows_bitwise", "group_of_one_bitwise", "shard_unshard", "return_lse_off",
     "compile_fullgraph", "bad_seqlen"] + [f"varlen_{n}" for n in VARLEN] + [
     "varlen_float64", "varlen_fp8_global_scales", "varlen_fp8_cp_bf16_out", "varlen_fp8_cp_fp8_out",
-    "varlen_direct_rows_bitwise", "varlen_shard_unshard", "varlen_compile_fullgraph",
+    "varlen_direct_rows_bitwise", "varlen_padding_never_leaks", "varlen_shard_unshard", "varlen_compile_fullgraph",
     "varlen_bad_args"]
 
 
@@ -378,6 +378,19 @@ def _run_cases(rank):
                     assert torch.equal(out[lo:lo + q1 - q0], o) and torch.equal(lse[:, lo:lo + q1 - q0], l), (b, lo)
                     n_rows += q1 - q0
             assert n_rows > 0
+
+    def varlen_padding_never_leaks():
+        # NaN in every padding row of the shards (where a projection's bias would put junk):
+        # the result is bitwise the clean one, for one partial and for merged partials.
+        q, k, v, cu, T = packed(LENS, 4, 2, 64)
+        ql, kl, vl = vshard(q, cu), vshard(k, cu), vshard(v, cu)
+        pad = (cp.varlen_shard_positions(cu, ql.size(0)) < 0)[:, None, None]
+        nan = float("nan")
+        poisoned = [torch.where(pad, torch.full_like(t, nan), t) for t in (ql, kl, vl)]
+        for window in ((-1, 0), (7, 3), (-1, -1)):
+            clean = cp.context_parallel_varlen_attention(ql, kl, vl, cu, cu, window_size=window, return_lse=True)
+            dirty = cp.context_parallel_varlen_attention(*poisoned, cu, cu, window_size=window, return_lse=True)
+            assert torch.equal(clean[0], dirty[0]) and torch.equal(clean[1], dirty[1]), window
 
     def varlen_shard_unshard():
         lens = [0, 37, 5, 64, 1, 13]
