@@ -55,28 +55,46 @@ void segment_cast(const T* x, int32_t n, int64_t stride, float scale, uint8_t* o
 #define TORCH_FMHA_AVX2_CLONE
 #endif
 
+// Visits the (row, head) segments of a group in order: visit(offset in x,
+// offset in x_fp8). The row's (batch, position) advances by a step, not a
+// division per row.
+template <typename Visit>
+inline __attribute__((always_inline)) void for_each_segment(const QuantizeTensor& t, const GroupExtent& e,
+                                                            Visit&& visit) {
+  int64_t b = e.row_begin / t.seqlen;
+  int64_t s = e.row_begin - b * t.seqlen;
+  for (int64_t row = e.row_begin; row < e.row_begin + e.rows; ++row) {
+    const int64_t row_offset = b * t.stride_batch + s * t.stride_row;
+    for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
+      visit(row_offset + head * t.stride_head, (row * t.heads + head) * t.head_dim);
+    }
+    if (++s == t.seqlen) {
+      s = 0;
+      ++b;
+    }
+  }
+}
+
 template <typename T, bool kUnitStride>
 TORCH_FMHA_AVX2_CLONE void quantize_group(const QuantizeTensor& t, int64_t group) {
   const T* x = static_cast<const T*>(t.x);
   const GroupExtent e = group_extent(t, group);
-  uint32_t amax_bits = 0;
-  for (int64_t row = e.row_begin; row < e.row_begin + e.rows; ++row) {
-    for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
-      const uint32_t m = segment_amax_bits<T, kUnitStride>(x + element_offset(t, row, head, 0), t.head_dim,
-                                                           t.stride_dim);
-      amax_bits = m > amax_bits ? m : amax_bits;
-    }
+  if (e.rows == 0) {
+    t.descale[group] = descale_from_amax(0.0f) * t.descale_factor;
+    return;
   }
+  uint32_t amax_bits = 0;
+  for_each_segment(t, e, [&](int64_t in, int64_t) {
+    const uint32_t m = segment_amax_bits<T, kUnitStride>(x + in, t.head_dim, t.stride_dim);
+    amax_bits = m > amax_bits ? m : amax_bits;
+  });
   float amax;
   memcpy(&amax, &amax_bits, sizeof(amax));
   const float scale = descale_from_amax(amax);
   t.descale[group] = scale * t.descale_factor;
-  for (int64_t row = e.row_begin; row < e.row_begin + e.rows; ++row) {
-    for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
-      segment_cast<T, kUnitStride>(x + element_offset(t, row, head, 0), t.head_dim, t.stride_dim, scale,
-                                   t.x_fp8 + (row * t.heads + head) * t.head_dim);
-    }
-  }
+  for_each_segment(t, e, [&](int64_t in, int64_t out) {
+    segment_cast<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out);
+  });
 }
 
 template <typename T>
