@@ -57,7 +57,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
               q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
               v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
               out_scale: Optional[torch.Tensor] = None, return_lse: bool = False,
-              softcap: float = 0.0, sinks: Optional[torch.Tensor] = None):
+              softcap: Optional[float] = None, sinks: Optional[torch.Tensor] = None):
     """Multi-head attention over a dense batch.
 
     Args:
@@ -81,7 +81,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         return_lse: also return the log-sum-exp of the scaled scores,
             float32 ``[B, H, Sq]``, natural log.
         softcap: logit soft-capping (Gemma-2, Grok; FlashAttention's
-            convention), ``0`` = off. With ``x = softmax_scale * q_descale *
+            convention), ``0`` or None = off (the default is None rather than
+            FlashAttention's 0.0: a float default would be a symbolic input
+            under ``torch.compile(dynamic=True)`` and cost a second trace). With ``x = softmax_scale * q_descale *
             k_descale * q.k`` the softmax sees ``softcap * tanh(x / softcap)``.
             Must be finite and ``>= 0``.
         sinks: attention sinks (gpt-oss), float32 ``[H]`` (float64 for
@@ -106,7 +108,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     # it redispatches at once, so there is no cheaper path to take here.
     out, lse = torch.ops.torch_fmha.fwd.default(
         q, k, v, softmax_scale, causal, left, right, q_descale, k_descale, v_descale,
-        out_scale, out_dtype, softcap, sinks)
+        out_scale, out_dtype, 0.0 if softcap is None else softcap, sinks)
     return (out, lse) if return_lse else out
 
 
@@ -118,7 +120,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      q_descale: Optional[torch.Tensor] = None, k_descale: Optional[torch.Tensor] = None,
                      v_descale: Optional[torch.Tensor] = None, out_dtype: Optional[torch.dtype] = None,
                      out_scale: Optional[torch.Tensor] = None, return_lse: bool = False,
-                     softcap: float = 0.0, sinks: Optional[torch.Tensor] = None,
+                     softcap: Optional[float] = None, sinks: Optional[torch.Tensor] = None,
                      seqused_k: Optional[torch.Tensor] = None,
                      page_table: Optional[torch.Tensor] = None):
     """Multi-head attention over a ragged (packed) batch, or over a paged KV cache.
@@ -164,5 +166,5 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     out, lse = torch.ops.torch_fmha.varlen_fwd.default(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
         causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype,
-        softcap, sinks, seqused_k, page_table)
+        0.0 if softcap is None else softcap, sinks, seqused_k, page_table)
     return (out, lse) if return_lse else out
