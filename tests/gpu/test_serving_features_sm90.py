@@ -10,7 +10,7 @@ host sync; opcheck; the gpt-oss / Gemma-2 transformers models on CUDA.
 
 The bitwise checks (paged == packed, dense == varlen, sink -inf == none) are in
 test_serving_kernel_sm90.py. A feature this build's kernel refuses ("... is not
-supported by this build", fwd_cuda.cpp's check_kernel_supports) makes its tests
+supported by this build", as fwd_cuda.cpp said before the kernel took them) makes its tests
 skip with that message: collected and reported, never silently dropped.
 Per-test time limit 300 s (conftest.py).
 """
