@@ -133,6 +133,12 @@ def _pieces(seqlen: int, world_size: int, rank: int) -> List[Tuple[int, int]]:
     return [ch[rank], ch[2 * world_size - 1 - rank]]
 
 
+def _raw(x: torch.Tensor) -> torch.Tensor:
+    """FP8 data as its bytes (same shape): copies, selects and collectives then need no FP8
+    kernels of their own."""
+    return x.view(torch.uint8) if x.element_size() == 1 and x.is_floating_point() else x
+
+
 def shard_lengths(seqlen: int, world_size: int) -> List[int]:
     """Local sequence length of every rank for a global length ``seqlen``."""
     return [sum(n for _, n in _pieces(seqlen, world_size, r)) for r in range(world_size)]
@@ -147,7 +153,8 @@ def shard_sequence(x: torch.Tensor, *, group=None, rank: Optional[int] = None,
     """
     rank, world_size = _group_rank_world(group, rank, world_size)
     (s0, n0), (s1, n1) = _pieces(x.size(dim), world_size, rank)
-    return torch.cat([x.narrow(dim, s0, n0), x.narrow(dim, s1, n1)], dim=dim)
+    xr = _raw(x)
+    return torch.cat([xr.narrow(dim, s0, n0), xr.narrow(dim, s1, n1)], dim=dim).view(x.dtype)
 
 
 def shard_positions(seqlen: int, *, group=None, rank: Optional[int] = None,
@@ -169,7 +176,7 @@ def unshard_sequence(x: torch.Tensor, seqlen: Optional[int] = None, *, group=Non
     seqlen = _global_seqlen(x.size(dim), seqlen, world, rank)
     lens = shard_lengths(seqlen, world)
     width = max(lens)
-    xm = x.movedim(dim, 0)
+    xm = _raw(x).movedim(dim, 0)
     if xm.size(0) < width:
         xm = torch.cat([xm, xm.new_zeros((width - xm.size(0),) + tuple(xm.shape[1:]))])
     gathered = _wait(_c10d.all_gather_into_tensor(xm.contiguous(), world, _group_name(group)))
@@ -179,7 +186,7 @@ def unshard_sequence(x: torch.Tensor, seqlen: Optional[int] = None, *, group=Non
         (_, n0), (_, n1) = _pieces(seqlen, world, r)
         parts[r] = shards[r, :n0]
         parts[2 * world - 1 - r] = shards[r, n0:n0 + n1]
-    return torch.cat(parts, 0).movedim(0, dim)
+    return torch.cat(parts, 0).movedim(0, dim).view(x.dtype)
 
 
 def _global_seqlen(local: int, seqlen: Optional[int], world: int, rank: int) -> int:
@@ -439,10 +446,11 @@ def context_parallel_attention(
     name = _group_name(group) if world > 1 else ""
     packed = None
     if world > 1 and _comm != "off":
-        kv = torch.stack([k, v])
+        # Moved as bytes: byte copies and collectives need no FP8 support of their own.
+        kv = torch.stack([k.view(torch.uint8), v.view(torch.uint8)])
         if n_local < width:
-            kv = torch.cat([kv, kv.new_zeros((2, bsz, width - n_local, heads_kv, hdim))], dim=2)
-        packed = kv.contiguous().view(torch.uint8)
+            kv = torch.cat([kv, kv.new_zeros((2, bsz, width - n_local) + tuple(kv.shape[3:]))], dim=2)
+        packed = kv
 
     def unpack(buf: torch.Tensor, src: int):
         kv_s = buf.view(q.dtype)[:, :, :lens[src]]

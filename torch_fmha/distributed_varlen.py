@@ -79,7 +79,7 @@ import torch
 
 from .api import varlen_attention
 from .distributed import (_c10d, _check_comm, _check_forward_only, _check_output_args,
-                          _group_name, _group_rank_world, _merge, _merge_scale, _wait,
+                          _group_name, _group_rank_world, _merge, _merge_scale, _raw, _wait,
                           _window_bounds)
 
 __all__ = [
@@ -191,8 +191,9 @@ def shard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, *, rows: Optional[in
     src = (cu_seqlens.long()[b] + pos).clamp(0, max(x.size(0) - 1, 0))
     if x.size(0) == 0:
         return x.new_zeros((rows,) + tuple(x.shape[1:]))
-    picked = x.index_select(0, src)
-    return torch.where(real.view((-1,) + (1,) * (x.dim() - 1)), picked, torch.zeros_like(picked))
+    picked = _raw(x).index_select(0, src)
+    picked = torch.where(real.view((-1,) + (1,) * (x.dim() - 1)), picked, torch.zeros_like(picked))
+    return picked.view(x.dtype)
 
 
 def unshard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, total: int, *,
@@ -204,13 +205,13 @@ def unshard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, total: int, *,
     rows = x.size(0)
     lay = _layout(cu_seqlens, world, rank)
     _check_rows(lay, rows)
-    xc = x.contiguous()
+    xc = _raw(x).contiguous()
     gathered = xc if world == 1 else _wait(_c10d.all_gather_into_tensor(xc, world, _group_name(group)))
     g = torch.arange(total, device=x.device)
     b = torch.searchsorted(cu_seqlens[1:].long(), g, right=True).clamp(max=lay.lens.size(0) - 1)
     pos = g - cu_seqlens.long()[b]
     slot = _slot(lay, b, pos, rows, world).clamp(0, world * rows - 1)
-    return gathered.view((world * rows,) + tuple(x.shape[1:])).index_select(0, slot)
+    return gathered.view((world * rows,) + tuple(xc.shape[1:])).index_select(0, slot).view(x.dtype)
 
 
 def _check_cu_seqlens(cu: torch.Tensor, name: str, device) -> None:
@@ -358,7 +359,7 @@ def context_parallel_varlen_attention(
     _check_rows(lay, rows)
 
     # ---- KV exchange: one all-gather of K and V as bytes, [W * R, 2, Hkv, D * itemsize].
-    packed = torch.stack([k, v], 1).contiguous().view(torch.uint8)
+    packed = torch.stack([k.view(torch.uint8), v.view(torch.uint8)], 1)  # moved as bytes
     pending = None
     if world > 1 and _comm != "off":
         pending = _c10d.all_gather_into_tensor(packed, world, _group_name(group))
@@ -376,7 +377,7 @@ def context_parallel_varlen_attention(
         gathered = _wait(pending)
     else:  # one rank, or the benchmark's stand-in keys (_comm="off": the local shard W times)
         gathered = packed if world == 1 else packed.repeat(world, 1, 1, 1)
-    kv_all = gathered.view((world * rows, 2, heads_kv, hdim * q.element_size())).view(q.dtype)
+    kv_all = gathered.view((world * rows, 2, heads_kv, hdim * q.element_size()))
     k_all, v_all = kv_all[:, 0], kv_all[:, 1]
 
     direct = len(kinds) == 1
@@ -384,8 +385,9 @@ def context_parallel_varlen_attention(
     parts = []
     for (kind, wl, wr), call in zip(kinds, calls):
         # Contiguous key buffers (one gather each) in the order the call's pieces read them.
-        kc, vc = k_all.index_select(0, call.key_slot), v_all.index_select(0, call.key_slot)
-        qc = q if call.rev is None else q.index_select(0, call.rev)
+        kc = k_all.index_select(0, call.key_slot).view(q.dtype)
+        vc = v_all.index_select(0, call.key_slot).view(q.dtype)
+        qc = q if call.rev is None else _raw(q).index_select(0, call.rev).view(q.dtype)
         o, lse = varlen_attention(
             qc, kc, vc, call.cu_q, call.cu_k,
             softmax_scale=softmax_scale, window_size=(wl, wr),
