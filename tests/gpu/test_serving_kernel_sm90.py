@@ -14,6 +14,10 @@ structure guarantees, bitwise, where the tiling is the same:
   with NaN in the unused slot rows;
 * sinks of -inf == no sinks, bitwise (normalize_row's no-sink branch), and
   softcap / sinks give dense == varlen bitwise;
+* NaN / Inf with softcap and sinks (docs/DESIGN.md 1.6 rule 5): CUDA has
+  NaN / +-inf exactly where the CPU op and the oracle have them (NaN in q or
+  k, an infinite k descale capped by softcap, NaN / +inf / -inf sinks with
+  rows that see no key);
 * the debug build (no NDEBUG) stops a bad page id in the prep kernel's
   device assert, as it does for cu_seqlens.
 Per-test time limit 300 s (conftest.py).
@@ -21,6 +25,7 @@ Per-test time limit 300 s (conftest.py).
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +36,9 @@ import torch
 
 import torch_fmha
 from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs
+from nan_cases import as_float, assert_same_pattern, set_value
 from poison import call_with_nan_outputs
+from reference import attention_ref
 
 HEAD_DIMS = [64, 128, 256]
 PAGE_SIZES = [16, 32, 64, 128, 256]
@@ -122,6 +129,79 @@ def test_softcap_and_sinks_dense_equals_varlen_bitwise(d):
         assert torch.isfinite(dense).all() and torch.isfinite(dense_lse).all(), f"D={d} {kw}"
         assert torch.equal(packed, dense.reshape(b * s_len, h, d)), f"D={d} {kw}"
         assert torch.equal(packed_lse, dense_lse.permute(1, 0, 2).reshape(h, b * s_len)), f"D={d} {kw}"
+
+
+def check_case(make, call, poison, ref_fn, what):
+    """The poisoned inputs on CUDA and on the CPU: NaN / +inf / -inf at the same
+    entries of out and lse, and where the float64 oracle has them (as in
+    test_nan_sm90.py). Returns the CUDA (out, lse)."""
+    got = {}
+    for dev in ("cpu", "cuda"):
+        x = make(dev)
+        poison(x)
+        got[dev] = call(x)
+    torch.cuda.synchronize()
+    ref, ref_lse = ref_fn(x)
+    (c_out, c_lse), (g_out, g_lse) = got["cpu"], got["cuda"]
+    assert_same_pattern(as_float(g_out), as_float(c_out), f"{what}: out CUDA vs CPU")
+    assert_same_pattern(g_lse, c_lse, f"{what}: lse CUDA vs CPU")
+    assert_same_pattern(as_float(g_out), ref, f"{what}: out vs oracle")
+    assert_same_pattern(g_lse, ref_lse, f"{what}: lse vs oracle")
+    return g_out, g_lse
+
+
+def _serving_dense(d, *, softcap=0.0, sinks=None, seed=0, **mask):
+    """make / call / ref for check_case: B=2, Sq=300 > Sk=200 causal (rows 0..99
+    see no key) unless `mask` says otherwise; sinks [H] built per device."""
+    mask = mask or dict(causal=True)
+
+    def make(dev):
+        q, k, v, s = dense_inputs(2, 300, 200, 4, 2, d, FP8, device=dev, seed=seed)
+        s = dict(s, softcap=softcap)
+        if sinks is not None:
+            s["sinks"] = torch.tensor(sinks, dtype=torch.float32, device=dev)
+        return dict(q=q, k=k, v=v, s=s, mask=mask)
+
+    def call(x):
+        return torch_fmha.attention(x["q"], x["k"], x["v"], return_lse=True, **x["s"], **x["mask"])
+
+    def ref(x):
+        return attention_ref(x["q"], x["k"], x["v"], **x["s"], **x["mask"])
+
+    return make, call, ref
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_nan_in_q_and_k_with_softcap_and_sinks(d):
+    make, call, ref = _serving_dense(d, softcap=20.0, sinks=[0.5, -1.0, 3.0, -math.inf], seed=d)
+    check_case(make, call, lambda x: set_value(x["q"], (1, 250, 3, 7), math.nan), ref, f"q D={d}")
+    check_case(make, call, lambda x: set_value(x["k"], (0, 150, 1, 3), math.nan), ref, f"k D={d}")
+
+
+def test_infinite_k_descale_is_capped_by_softcap():
+    """tanh(+-inf) = +-1: an infinite descale gives scores of +-softcap, finite, as on the CPU."""
+    make, call, ref = _serving_dense(128, softcap=20.0, sinks=[0.5, -1.0, 3.0, 2.0], seed=5)
+    out, lse = check_case(make, call, lambda x: set_value(x["s"]["k_descale"], (1, 0), math.inf), ref,
+                          "inf k descale")
+    assert torch.isfinite(out[1, 100:, :2].float()).float().mean() > 0.99  # kv head 0 of batch 1
+
+
+def test_non_finite_sinks():
+    """NaN / +inf sink: the head's rows that see a key are NaN, its empty rows out = 0, lse = the
+    sink; a -inf sink is no sink; empty rows of every head: lse = the sink exactly."""
+    sinks = [0.5, -1.0, 3.0, 2.0]
+    make, call, ref = _serving_dense(128, sinks=sinks, seed=6)
+
+    def poison(x):
+        x["s"]["sinks"][1] = math.nan
+        x["s"]["sinks"][2] = math.inf
+        x["s"]["sinks"][3] = -math.inf
+
+    out, lse = check_case(make, call, poison, ref, "sinks")
+    assert torch.equal(out[:, :100], torch.zeros_like(out[:, :100]))  # rows 0..99 see no key
+    assert (lse[:, 0, :100] == 0.5).all() and torch.isnan(lse[:, 1, :100]).all()
+    assert (lse[:, 2, :100] == math.inf).all() and (lse[:, 3, :100] == -math.inf).all()
+    assert torch.isnan(out[:, 100:, 1:3].float()).all() and torch.isfinite(out[:, 100:, [0, 3]].float()).all()
 
 
 DEBUG_PAGE_SCRIPT = textwrap.dedent("""
