@@ -1,7 +1,7 @@
 """torch.compile / export / AOTInductor over the serving features (issue 14): a
 paged KV call with seqused_k, softcap and sinks compiles once for changing
 used-key counts, pool sizes, page-table widths, batch and query totals, and
-an exported paged call runs from an AOTInductor package in a fresh process."""
+an exported paged call (Inductor-compiled by AOTInductor) runs from an AOTInductor package in a fresh process."""
 
 from __future__ import annotations
 
@@ -55,10 +55,11 @@ CASES = [([3, 5, 7, 2, 6], [20, 40, 120, 7, 33], 3), ([7, 2, 9], [33, 100, 5], 5
          ([4, 9, 2], [70, 16, 5], 3), ([2, 2, 6, 1, 1, 3, 8], [2, 17, 64, 0, 300, 1, 40], 4)]
 
 
-@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
-def test_paged_dynamic_no_recompile(backend):
+def test_paged_dynamic_no_recompile():
+    # aot_eager: the frame count is Dynamo's (the backend does not change it); the fake
+    # kernels' checks and the op at run time are what is exercised.
     model = PagedAttention().eval()
-    counter = CompileCounterWithBackend(backend)
+    counter = CompileCounterWithBackend("aot_eager")
     compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
     with torch.no_grad():
         for i, (lens_q, lens_k, spare) in enumerate(CASES):

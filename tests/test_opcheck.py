@@ -56,15 +56,16 @@ def test_fp8_out_dtype_fake_matches():
                           test_utils=("test_faketensor",))
 
 
-# Serving features (issue 14): softcap, sinks, seqused_k, paged KV.
-@pytest.mark.parametrize("dtype", [FP8, torch.bfloat16, torch.float32])
+# Serving features (issue 14): softcap, sinks, seqused_k, paged KV. FP8 (the kernel's
+# dtype; test_schema cannot take it) and float32 (all utils, gradients included).
+@pytest.mark.parametrize("dtype", [FP8, torch.float32])
 def test_serving_fwd(dtype):
     utils = FP8_UTILS if dtype == FP8 else ALL_UTILS
     for sample in serving_fwd_samples(dtype=dtype):
         torch.library.opcheck(ops.fwd, *sample, test_utils=utils)
 
 
-@pytest.mark.parametrize("dtype", [FP8, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dtype", [FP8, torch.float32])
 def test_serving_varlen_fwd(dtype):
     utils = FP8_UTILS if dtype == FP8 else ALL_UTILS
     for sample in serving_varlen_fwd_samples(dtype=dtype):
