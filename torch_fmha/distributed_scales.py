@@ -28,7 +28,13 @@ def _finite_abs(x: torch.Tensor) -> torch.Tensor:
 
 
 def _descale(amax: torch.Tensor) -> torch.Tensor:
-    return amax.float().clamp_min(torch.finfo(torch.float32).tiny) / torch.finfo(torch.float8_e4m3fn).max
+    # IEEE division, as the quantize op (csrc/quantize.h: descale_from_amax). Not a Python
+    # float divisor: on CUDA, torch computes x / <CPU scalar> as x * (1 / scalar), which
+    # differs in the last bit for some amax (seen on 2 H100s: the global descales were not
+    # bitwise quantize_fp8's). A 0-dim tensor on x's device takes the true division.
+    fp8_max = torch.full((), torch.finfo(torch.float8_e4m3fn).max, dtype=torch.float32,
+                         device=amax.device)
+    return amax.float().clamp_min(torch.finfo(torch.float32).tiny) / fp8_max
 
 
 def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
