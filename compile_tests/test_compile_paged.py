@@ -15,6 +15,7 @@ import torch._dynamo
 from torch._dynamo.testing import CompileCounterWithBackend
 
 import torch_fmha
+from aoti_env import aoti_load_env
 from inputs import FP8, paged_inputs
 
 PAGE = 16
@@ -25,6 +26,11 @@ def _fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+_SM90 = torch_fmha.sm90_unavailable_reason()
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.skipif(_SM90 is not None, reason=_SM90 or ""),
+                                              pytest.mark.timeout(300, method="thread")])]
 
 
 class PagedAttention(torch.nn.Module):
@@ -40,9 +46,9 @@ class PagedAttention(torch.nn.Module):
                                            q_descale=q_descale, k_descale=k_descale, v_descale=v_descale)
 
 
-def _args(lens_q, lens_k, spare_pages, seed=0):
+def _args(lens_q, lens_k, spare_pages, seed=0, device="cpu"):
     q, kp, vp, cu_q, used, table, s, _ = paged_inputs(lens_q, lens_k, 4, 2, 64, FP8, PAGE, seed=seed,
-                                                      spare_pages=spare_pages)
+                                                      spare_pages=spare_pages, device=device)
     return (q, kp, vp, cu_q, used, table, s["q_descale"], s["k_descale"], s["v_descale"])
 
 
@@ -68,19 +74,22 @@ def test_paged_dynamic_no_recompile():
     assert counter.frame_count == 1, f"recompiled: {counter.frame_count} frames"
 
 
-def _export(model):
+def _export(model, device):
     auto = torch.export.Dim.AUTO  # sizes tied to each other (cu_seqlens_q = batch + 1): AUTO
     shapes = ({0: auto}, {0: auto}, {0: auto}, {0: auto}, {0: auto}, {0: auto, 1: auto}, None, {0: auto},
               {0: auto})
-    return torch.export.export(model, _args(*CASES[0]), dynamic_shapes=shapes)
+    return torch.export.export(model, _args(*CASES[0], device=device), dynamic_shapes=shapes)
 
 
-def test_paged_export_aoti_package_in_fresh_process(tmp_path):
-    model = PagedAttention().eval()
-    ep = _export(model)
+@pytest.mark.parametrize("device", DEVICES)
+def test_paged_export_aoti_package_in_fresh_process(tmp_path, device):
+    """Exported with the sizes of CASES[0], run from the package in a fresh process at the
+    other cases' sizes; bitwise equal to eager (the same op on the same inputs)."""
+    model = PagedAttention().to(device).eval()
+    ep = _export(model, device)
     assert any(str(n.target) == "torch_fmha.varlen_fwd.default" for n in ep.graph.nodes)
     pkg = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "paged.pt2"))
-    cases = [_args(*c, seed=i) for i, c in enumerate(CASES[1:])]  # other sizes than the exported ones
+    cases = [_args(*c, seed=i, device=device) for i, c in enumerate(CASES[1:])]  # other sizes
     with torch.no_grad():
         torch.save({"cases": cases, "want": [model(*a) for a in cases]}, tmp_path / "io.pt")
     script = textwrap.dedent(f"""
@@ -90,8 +99,10 @@ def test_paged_export_aoti_package_in_fresh_process(tmp_path):
         for args, want in zip(io["cases"], io["want"]):
             got = runner(*args)
             got = got[0] if isinstance(got, (list, tuple)) else got
-            assert torch.equal(got.float(), want.float()), (got - want).abs().max()
+            assert got.device == want.device, got.device
+            assert torch.equal(got.float(), want.float()), (got.float() - want.float()).abs().max()
         print("AOTI-OK")
     """)
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script], capture_output=True, text=True,
+                         timeout=280, env=aoti_load_env())
     assert "AOTI-OK" in res.stdout, res.stdout + res.stderr

@@ -11,7 +11,6 @@ same 2e-2 tolerance as the CPU compile tests (test_compile.py).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 from torch._dynamo.utils import counters
 
 import torch_fmha
+from aoti_env import aoti_load_env
 from blocks import AttentionBlock
 
 TOL = dict(atol=2e-2, rtol=2e-2)
@@ -218,29 +218,5 @@ def test_aoti_package_on_cuda_in_fresh_process(kind, tmp_path):
         print("AOTI-CUDA-OK")
     """)
     res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script], capture_output=True, text=True,
-                         timeout=280, env=_aoti_load_env())
+                         timeout=280, env=aoti_load_env())
     assert "AOTI-CUDA-OK" in res.stdout, res.stdout + res.stderr
-
-
-def _aoti_load_env():
-    """Environment of the fresh loading process, with the package compiler's libstdc++ preloaded.
-
-    On the GPU machine of this project (Ubuntu 24.04, g++ 13, torch 2.11.0+cu130) every
-    AOTInductor package -- a plain nn.Linear too, CPU or CUDA, without torch_fmha -- segfaults
-    at load inside the package's own std::regex (torch::aot_inductor::parse_device_str ->
-    std::locale facets) unless the libstdc++ of the compiler that built the package is
-    preloaded; with it, it loads and runs (compile_tests/aoti_diag.py shows both). That is a
-    property of that torch / toolchain pairing, not of our ops, so the test loads the way that
-    works there and the README tells users the same.
-    """
-    from torch._inductor import cpp_builder
-
-    env = dict(os.environ)
-    try:
-        lib = subprocess.run([cpp_builder.get_cpp_compiler(), "-print-file-name=libstdc++.so.6"],
-                             capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return env
-    if lib and os.path.isabs(lib) and os.path.exists(lib):
-        env["LD_PRELOAD"] = " ".join(filter(None, [lib, env.get("LD_PRELOAD", "")]))
-    return env
