@@ -103,6 +103,25 @@ def test_compiled_fullgraph_prefill_matches_eager(name, impl):
     assert_matches(impl, got, want)
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cached_decode_matches_eager(name):
+    """Prefill 40 tokens into a DynamicCache (the sliding layers' window of 16 cuts), then
+    one decode step (Sq = 1 < Sk: bottom-right causal, sinks / softcap on every step)."""
+    from transformers.cache_utils import DynamicCache
+
+    model = MODELS[name][0]()
+    ids, tok = _ids(seed=5, n=40), _ids(seed=6, n=1)
+    steps = {}
+    for impl in ["eager"] + IMPLS:
+        model.set_attn_implementation(impl)
+        cache = DynamicCache(config=model.config)
+        with torch.no_grad():
+            model(ids, past_key_values=cache, use_cache=True)
+            steps[impl] = model(tok, past_key_values=cache, use_cache=True).logits
+    for impl in IMPLS:
+        assert_matches(impl, steps[impl], steps["eager"])
+
+
 def test_gpt_oss_left_padding_matches_eager():
     """Sinks through the varlen path (a 2-D padding mask): compare at the real tokens."""
     model, ids = gpt_oss(), _ids(seed=3, n=40)
