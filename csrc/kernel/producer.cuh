@@ -64,9 +64,11 @@ struct PagedKvBoxes {
     return page_size < kMaxBoxRows ? page_size : kMaxBoxRows;
   }
   // Byte offset, within a K / V-scratch stage, of the box whose first key row
-  // is row0 and whose head-dim chunk is `chunk`.
-  __host__ __device__ static int smem_offset(int row0, int chunk) {
-    return static_cast<int>(typename Traits::SmemLayoutK{}(row0, chunk * kChunk, 0));
+  // is row0 (a multiple of 8) and whose head-dim chunk is `chunk`: SmemLayoutK
+  // stacks the rows of one chunk (kChunk bytes each), then the next chunk
+  // (tests/host_checks/check_paged_boxes.cu checks this against the layout).
+  __host__ __device__ static constexpr int smem_offset(int row0, int chunk) {
+    return (chunk * kBlockN + row0) * kChunk;
   }
 
 #if defined(__CUDA_ARCH__)
