@@ -50,7 +50,8 @@ def test_varlen_fullgraph(backend):
 
 class GraphText(expecttest.TestCase):
     def test_aot_graph_calls_the_op(self):
-        """The traced forward graph holds torch_fmha's op, not a decomposition."""
+        """The traced forward graph holds torch_fmha's ops (one quantize_fp8 per tensor, the
+        attention), not a decomposition."""
         graphs = []
 
         def capture(gm, example_inputs):
@@ -64,7 +65,11 @@ class GraphText(expecttest.TestCase):
             torch.compile(block, backend=aot_autograd(fw_compiler=capture), fullgraph=True)(torch.randn(1, 8, 64))
         calls = [str(n.target) for n in graphs[0].graph.nodes
                  if n.op == "call_function" and "torch_fmha" in str(n.target)]
-        self.assertExpectedInline("\n".join(calls), """torch_fmha.fwd.default""")
+        self.assertExpectedInline("\n".join(calls), """\
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
+torch_fmha.fwd.default""")
 
 
 def test_dynamic_shapes_no_recompile():
