@@ -169,14 +169,14 @@ def test_no_keys_anywhere_gives_the_sink_as_lse():
 
 def test_paged_no_host_sync():
     q, kp, vp, cu_q, used, table, s, _ = paged_inputs([5, 300], [70, 900], 4, 2, 128, FP8, 64, device="cuda")
-    torch.cuda.synchronize()
+    sinks = _sinks(4, "mixed")  # made before the checked region (a host-to-device copy syncs)
     supported_or_skip(lambda: torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table,
-                                                          softcap=20.0, sinks=_sinks(4, "mixed"), **s))
+                                                          softcap=20.0, sinks=sinks, **s))
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, softcap=20.0,
-                                    sinks=_sinks(4, "mixed"), **s)
+                                    sinks=sinks, **s)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
