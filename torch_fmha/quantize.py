@@ -143,7 +143,7 @@ def _quantize_one(x: torch.Tensor, granularity: str, group_size: int, cu_seqlens
         if x.dim() == 3 and cu_seqlens is None:
             raise ValueError("quantize_fp8(granularity='head') on a packed [T, H, D] tensor needs cu_seqlens")
     cu = cu_seqlens if per_head and x.dim() == 3 else None
-    return torch.ops.torch_fmha.quantize_fp8(x, per_head, group_size if per_head else 1, cu)
+    return torch.ops.torch_fmha.quantize_fp8.default(x, per_head, group_size if per_head else 1, cu)
 
 
 def quantize_fp8(x: torch.Tensor, granularity: str = "tensor", *, group_size: int = 1,
@@ -287,10 +287,12 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
         q, k = _rotate_unnormalised(q), _rotate_unnormalised(k)
     per_head = granularity == "head"
     packed_head = per_head and q.dim() == 3
-    q8, k8, v8, descales = torch.ops.torch_fmha.quantize_qkv(
+    # The overload itself (the packet's lookup costs ~0.5 us a call) and one unbind
+    # for the three descale views (three indexings cost twice as much, eagerly).
+    q8, k8, v8, descales = torch.ops.torch_fmha.quantize_qkv.default(
         q, k, v, per_head, rotate, cu_seqlens_q if packed_head else None,
         cu_seqlens_k if packed_head else None)
-    return QuantizedQKV(q8, k8, v8, descales[0], descales[1], descales[2])
+    return QuantizedQKV(q8, k8, v8, *descales.unbind(0))
 
 
 __all__ = ["FP8_MAX", "QuantizedQKV", "hadamard_matrix", "quantize_fp8", "quantize_qkv", "rotate"]
