@@ -40,7 +40,8 @@ target: <= 1.25 compiled, quantization included). For the compiled stacks,
 "call()" rows time Inductor's generated call() alone (no Dynamo guards, no
 AOTAutograd wrapper). --profile adds torch.profiler's self-CPU time per
 layer by op for each compiled stack and, on a GPU, the kernels launched per
-layer by name (the quantize kernels Inductor generated among them).
+layer by name with their GPU time per layer (the quantize op's kernel(s) among
+them; --quantize fp8 gives three quantize_fp8 calls per layer instead).
 It runs on CPU too (--device cpu, the default without an SM90 GPU): the ops
 take the same Python / dispatcher / Inductor path, with a small shape
 (B=1, S=16, H=2, D=64) and the torch_fmha CPU kernel replaced by one that only
