@@ -296,7 +296,8 @@ def test_opcheck(i):
 
 def test_compiled_quantize_qkv_is_one_op_call():
     """Inside a compiled graph quantize_qkv is one call of the op (what Inductor emits as
-    one extern kernel call), the rotation one matmul each for q and k; the compiled result
+    one extern kernel call), the rotation one matmul each for q and k against one Hadamard
+    matrix; the compiled result
     is bitwise the eager one (the tensor-op version was within one FP8 step)."""
     q, k, v = (_poisoned((2, 16, h, 64), torch.bfloat16, s) for h, s in ((4, 0), (2, 1), (2, 2)))
     graphs = []
@@ -315,8 +316,9 @@ def test_compiled_quantize_qkv_is_one_op_call():
         targets = [n.target for n in graphs[0].graph.nodes if n.op == "call_function"]
         assert targets.count(ops.quantize_qkv.default) + targets.count(ops.quantize_qkv) == 1, targets
         ops_other = [t for t in targets if "quantize_qkv" not in str(t) and "getitem" not in str(t)]
-        if rotate:  # matmul(q, H), matmul(k, H) (and, traced, the Sylvester construction of H)
+        if rotate:  # matmul(q, H), matmul(k, H), H built once (Sylvester: one arange)
             assert [t for t in ops_other if "matmul" in str(t)] == [torch.matmul] * 2, ops_other
+            assert ops_other.count(torch.arange) == 1, ops_other
         else:
             assert ops_other == [], ops_other
     torch._dynamo.reset()

@@ -284,7 +284,10 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
     """
     _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k)
     if rotate:  # a GEMM each; the op then folds 1 / sqrt(D) into the descales
-        q, k = _rotate_unnormalised(q), _rotate_unnormalised(k)
+        # One matrix for q and k: in a compiled graph H is built by generated ops
+        # (the eager cache cannot be read there), once per call instead of twice.
+        h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
+        q, k = torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
     per_head = granularity == "head"
     packed_head = per_head and q.dim() == 3
     # The overload itself (the packet's lookup costs ~0.5 us a call) and one unbind
