@@ -102,8 +102,8 @@ struct Fp8FwdTraits {
                                                        : TORCH_FMHA_TUNE_PIN_256;
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
-  // Measured on an H100 (2026-11-28, docs/DESIGN.md section 6): D = 128
-  // +2-6% at S <= 4k; D = 64 10-15% slower at S <= 1k. D = 256 has no room
+  // Measured on an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128
+  // +2-6.5% at S <= 4k, flat at 16k; D = 64 10-15% slower at S <= 1k. D = 256 has no room
   // (Q, K, V^T and the V scratch use all 227 KB).
   static constexpr bool kStagedEpilogue = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128

@@ -87,6 +87,15 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
     return "torch_fmha CUDA forward: out must have even strides and a pointer aligned to two "
            "elements";
   }
+  // D = 128 copies whole output rows from shared memory with 16-byte stores
+  // (epilogue.cuh). The op allocates out contiguous, so this holds; the check
+  // keeps the assumption written down.
+  if (p.head_dim == 128 &&
+      ((reinterpret_cast<uintptr_t>(p.out) % 16) != 0 || (p.out_batch_stride * out_elem_bytes) % 16 != 0 ||
+       (p.out_row_stride * out_elem_bytes) % 16 != 0 || (p.out_head_stride * out_elem_bytes) % 16 != 0)) {
+    return "torch_fmha CUDA forward: at head_dim 128, out must have a 16-byte aligned pointer and "
+           "strides (in bytes) that are multiples of 16";
+  }
   return nullptr;
 }
 
