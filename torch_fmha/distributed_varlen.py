@@ -270,8 +270,11 @@ def _build_call(lay: _Layout, kind: str, rows: int, world: int, rank: int, devic
     q_len_all = torch.cat([q_len.reshape(-1), (rows - 2 * lay.start[-1:]).clamp(min=0), zero[:1]])
     used = k_len.sum().reshape(1)
     k_len_all = torch.cat([k_len.reshape(-1), zero[:1], (cap - used).clamp(min=0)])
-    cu_q = torch.cat([zero[:1], torch.cumsum(q_len_all, 0)])
-    cu_k = torch.cat([zero[:1], torch.cumsum(k_len_all, 0)])
+    # Clamped to the buffers: with enough local rows the sums never exceed them; with too few
+    # (caught by _check_rows' device assert, which fires asynchronously on CUDA) the op must
+    # still not be handed offsets past its q rows or key buffer.
+    cu_q = torch.cat([zero[:1], torch.cumsum(q_len_all, 0)]).clamp(max=rows)
+    cu_k = torch.cat([zero[:1], torch.cumsum(k_len_all, 0)]).clamp(max=cap)
     # Key buffer row g: piece (b, kind) and its key index, in global order (reversed for "future").
     g = torch.arange(cap, device=device)
     piece = torch.searchsorted(cu_k[1:], g, right=True).clamp(max=nb * _PIECES - 1)
