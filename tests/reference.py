@@ -158,6 +158,13 @@ def sequence_keys(x, b: int, cu_seqlens_k=None, seqused_k=None, page_table=None)
     return x[k0:k1]
 
 
+def sequence_key_args(cu_k=None, seqused_k=None, page_table=None) -> dict:
+    """sequence_keys' keyword arguments (host copies) from the op's tensors."""
+    return dict(cu_seqlens_k=None if cu_k is None else cu_k.tolist(),
+                seqused_k=None if seqused_k is None else seqused_k.tolist(),
+                page_table=None if page_table is None else page_table.cpu())
+
+
 def varlen_attention_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, q_descale=None, k_descale=None,
                          v_descale=None, seqused_k=None, page_table=None, **kw):
     """Packed reference: q [Tq, H, D] -> (out [Tq, H, D], lse [H, Tq]) in float64.
@@ -165,9 +172,7 @@ def varlen_attention_ref(q, k, v, cu_seqlens_q, cu_seqlens_k=None, *, q_descale=
     cq = cu_seqlens_q.tolist()
     out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
     lse = torch.full((q.size(1), q.size(0)), -math.inf, dtype=torch.float64, device=q.device)
-    keys = dict(cu_seqlens_k=None if cu_seqlens_k is None else cu_seqlens_k.tolist(),
-                seqused_k=None if seqused_k is None else seqused_k.tolist(),
-                page_table=None if page_table is None else page_table.cpu())
+    keys = sequence_key_args(cu_seqlens_k, seqused_k, page_table)
 
     def seq(t, b):  # per-(batch, kv head) scales: keep row b
         return t if t is None or t.numel() == 1 else t[b:b + 1]

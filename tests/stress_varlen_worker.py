@@ -17,7 +17,8 @@ import torch
 
 import torch_fmha
 from inputs import FP8, paged_inputs, varlen_inputs
-from reference import assert_close_by_rule, output_as_float64, round_output, varlen_attention_ref
+from reference import (assert_close_by_rule, output_as_float64, round_output, sequence_key_args,
+                       varlen_attention_ref)
 
 
 def serving_inputs(p, device):
@@ -41,7 +42,7 @@ def serving_inputs(p, device):
 
 def worker(device: str, check_every: int) -> None:
     if device == "cuda":  # tests/gpu/emulate.py (tests/ is this script's directory)
-        from gpu.emulate import emulate_serving_varlen, sequence_key_args
+        from gpu.emulate import emulate_varlen
 
     out_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": FP8}
     for i, line in enumerate(sys.stdin):
@@ -61,7 +62,7 @@ def worker(device: str, check_every: int) -> None:
             if device == "cuda":  # the SM90 kernel also rounds P to FP8: emulate that step
                 keys = sequence_key_args(cu_k, extra.get("seqused_k"), extra.get("page_table"))
                 emul_kw = {n: x for n, x in kw.items() if n not in ("seqused_k", "page_table")}
-                emul = emulate_serving_varlen(q, k, v, cu_q, keys=keys, **emul_kw)
+                emul = emulate_varlen(q, k, v, cu_q, keys=keys, **emul_kw)
             else:  # the CPU kernel has no FP8 P rounding: the output rounding bounds it
                 emul = ref
             emul = round_output(emul, out.dtype, out_scale)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from reference import FP8, _expand_groups, dequantize, sequence_keys, visible
+from reference import FP8, _expand_groups, sequence_keys, visible
 
 P_OFFSET = 256.0  # 2^kMaxOffset, csrc/kernel/softmax.cuh
 
@@ -25,8 +25,11 @@ def _per_query_head(descale, h, hkv):
 
 
 def emulate_fp8_kernel(q, k, v, *, q_descale, k_descale, v_descale, causal=False,
-                       window_size=(-1, -1), softmax_scale=None):
-    """q [B, Sq, H, D], k/v [B, Sk, Hkv, D] FP8 -> float64 [B, Sq, H, D] (before out rounding)."""
+                       window_size=(-1, -1), softmax_scale=None, softcap=0.0, sinks=None):
+    """The kernel's rounding steps in float64: P = exp(s - m) * 256 rounded to e4m3, with the
+    serving features' score options (issue 14): the cap on the scaled scores, the sink in the
+    row max and in the (unrounded) row sum.
+    q [B, Sq, H, D], k/v [B, Sk, Hkv, D] FP8 -> float64 [B, Sq, H, D] (before out rounding)."""
     b, sq, h, d = q.shape
     sk, hkv = k.size(1), k.size(2)
     scale = 1 / math.sqrt(d) if softmax_scale is None else softmax_scale
@@ -36,50 +39,8 @@ def emulate_fp8_kernel(q, k, v, *, q_descale, k_descale, v_descale, causal=False
     qh = q.double().transpose(1, 2)                                   # [B, H, Sq, D]
     kh = _expand_groups(k.double(), h).transpose(1, 2)                # [B, H, Sk, D]
     vh = _expand_groups(v.double(), h).transpose(1, 2)                # [B, H, Sk, D]
-    s = qh @ kh.transpose(-1, -2)                                     # [B, H, Sq, Sk]
-    s = s * (scale * _per_query_head(q_descale, h, hkv) * _per_query_head(k_descale, h, hkv))
-    s = s.masked_fill(~visible(sq, sk, left, right, q.device), -math.inf)
-    m = s.amax(-1, keepdim=True)
-    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    p = torch.exp(s - m) * P_OFFSET                                   # [0, 256]
-    l = p.sum(-1, keepdim=True)                                       # [B, H, Sq, 1]
-    p8 = p.float().to(FP8).double()
-    o = (p8 @ vh) / l.clamp_min(1e-300)                               # [B, H, Sq, D]
-    o = torch.where(l > 0, o, torch.zeros_like(o)) * _per_query_head(v_descale, h, hkv)
-    return o.transpose(1, 2)                                          # [B, Sq, H, D]
-
-
-def emulate_varlen(q, k, v, cu_q, cu_k, *, q_descale, k_descale, v_descale, **kw):
-    """Per-sequence emulate_fp8_kernel -> float64 [Tq, H, D]; rows without keys are 0."""
-    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
-    for b in range(len(cu_q) - 1):
-        q0, q1, k0, k1 = cu_q[b], cu_q[b + 1], cu_k[b], cu_k[b + 1]
-        if q1 == q0 or k1 == k0:
-            continue
-        o = emulate_fp8_kernel(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1],
-                               q_descale=q_descale[b:b + 1], k_descale=k_descale[b:b + 1],
-                               v_descale=v_descale[b:b + 1], **kw)
-        out[q0:q1] = o[0]
-    return out
-
-
-def emulate_serving(q, k, v, *, q_descale, k_descale, v_descale, causal=False, window_size=(-1, -1),
-                    softmax_scale=None, softcap=0.0, sinks=None):
-    """emulate_fp8_kernel plus the serving features' score options (issue 14): the cap on
-    the scaled scores, the sink in the row max and in the (unrounded) row sum,
-    P = exp(s - m) * 256 rounded to e4m3.
-    q [B, Sq, H, D], k/v [B, Sk, Hkv, D] -> float64 [B, Sq, H, D] before the output rounding."""
-    b, sq, h, d = q.shape
-    sk, hkv = k.size(1), k.size(2)
-    scale = 1 / math.sqrt(d) if softmax_scale is None else softmax_scale
-    left, right = window_size
-    if causal:
-        right = 0
-    qh = q.double().transpose(1, 2)
-    kh = _expand_groups(k.double(), h).transpose(1, 2)
-    vh = _expand_groups(v.double(), h).transpose(1, 2)
     s = (qh @ kh.transpose(-1, -2)) * (scale * _per_query_head(q_descale, h, hkv)
-                                       * _per_query_head(k_descale, h, hkv))
+                                       * _per_query_head(k_descale, h, hkv))  # [B, H, Sq, Sk]
     if softcap:
         s = torch.tanh(s / softcap) * softcap
     s = s.masked_fill(~visible(sq, sk, left, right, q.device), -math.inf)
@@ -88,17 +49,19 @@ def emulate_serving(q, k, v, *, q_descale, k_descale, v_descale, causal=False, w
     if sinks is not None:
         m = torch.maximum(m, sinks.double()[None, :, None, None])
     m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    p = torch.exp(s - m) * P_OFFSET
-    l = p.sum(-1, keepdim=True)
+    p = torch.exp(s - m) * P_OFFSET                                   # [0, 256]
+    l = p.sum(-1, keepdim=True)                                       # [B, H, Sq, 1]
     if sinks is not None:
         l = l + torch.exp(sinks.double()[None, :, None, None] - m) * P_OFFSET
-    o = (p.float().to(FP8).double() @ vh) / l.clamp_min(1e-300)
+    o = (p.float().to(FP8).double() @ vh) / l.clamp_min(1e-300)       # [B, H, Sq, D]
     o = torch.where(l > 0, o, torch.zeros_like(o)) * _per_query_head(v_descale, h, hkv)
-    return o.transpose(1, 2)
+    return o.transpose(1, 2)                                          # [B, Sq, H, D]
 
 
-def emulate_serving_varlen(q, k, v, cu_q, *, q_descale, k_descale, v_descale, keys, **kw):
-    """Per sequence, keys from reference.sequence_keys(**keys) (packed, seqused_k or paged)."""
+def emulate_varlen(q, k, v, cu_q, *, q_descale, k_descale, v_descale, keys, **kw):
+    """Per-sequence emulate_fp8_kernel -> float64 [Tq, H, D]; rows without keys are 0.
+    Sequence b's keys come from reference.sequence_keys(**keys) (packed, seqused_k or paged;
+    keys from reference.sequence_key_args)."""
     out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
     cq = cu_q.tolist()
     for b in range(len(cq) - 1):
@@ -108,13 +71,7 @@ def emulate_serving_varlen(q, k, v, cu_q, *, q_descale, k_descale, v_descale, ke
         if kb.size(0) == 0:
             continue
         sel = lambda t: t if t.numel() == 1 else t[b:b + 1]  # noqa: E731
-        out[cq[b]:cq[b + 1]] = emulate_serving(q[None, cq[b]:cq[b + 1]], kb[None], vb[None], q_descale=sel(q_descale),
-                                               k_descale=sel(k_descale), v_descale=sel(v_descale), **kw)[0]
+        out[cq[b]:cq[b + 1]] = emulate_fp8_kernel(
+            q[None, cq[b]:cq[b + 1]], kb[None], vb[None], q_descale=sel(q_descale),
+            k_descale=sel(k_descale), v_descale=sel(v_descale), **kw)[0]
     return out
-
-
-def sequence_key_args(cu_k=None, seqused_k=None, page_table=None):
-    """The keys= argument of emulate_serving_varlen (and reference.sequence_keys) from the tensors."""
-    return dict(cu_seqlens_k=None if cu_k is None else cu_k.tolist(),
-                seqused_k=None if seqused_k is None else seqused_k.tolist(),
-                page_table=None if page_table is None else page_table.cpu())

@@ -23,11 +23,12 @@ import pytest
 import torch
 
 import torch_fmha
-from emulate import emulate_serving, emulate_serving_varlen, sequence_key_args
+from emulate import emulate_fp8_kernel, emulate_varlen
 from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs
 from opcheck_samples import FP8_UTILS, serving_fwd_samples, serving_varlen_fwd_samples
 from poison import call_with_nan_outputs
-from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output, varlen_attention_ref
+from reference import (assert_close_by_rule, attention_ref, output_as_float64, round_output, sequence_key_args,
+                       varlen_attention_ref)
 
 HEAD_DIMS = [64, 128, 256]
 PAGE_SIZES = [16, 32, 64, 128, 256]
@@ -68,7 +69,7 @@ def check_varlen(q, k, v, cu_q, cu_k, s, *, seqused_k=None, page_table=None, out
     torch.cuda.synchronize()
     ref, ref_lse = varlen_attention_ref(q, k, v, cu_q, cu_k, seqused_k=seqused_k, page_table=page_table, **s, **kw)
     keys = sequence_key_args(cu_k, seqused_k, page_table)
-    emul = round_output(emulate_serving_varlen(q, k, v, cu_q, keys=keys, **s, **kw), out_dtype, out_scale)
+    emul = round_output(emulate_varlen(q, k, v, cu_q, keys=keys, **s, **kw), out_dtype, out_scale)
     got = output_as_float64(out, out_scale)
     assert not torch.isnan(got).any(), f"{case}: NaN in out (unwritten row or leaked NaN input)"
     stats = assert_close_by_rule(got, ref, emul, eps=1e-3, what=case)
@@ -120,7 +121,7 @@ def check_dense(q, k, v, s, case="", **kw):
         [((b, sq, h, d), torch.bfloat16), ((b, h, sq), torch.float32)]))
     torch.cuda.synchronize()
     ref, ref_lse = attention_ref(q, k, v, **s, **kw)
-    emul = round_output(emulate_serving(q, k, v, **s, **kw), torch.bfloat16)
+    emul = round_output(emulate_fp8_kernel(q, k, v, **s, **kw), torch.bfloat16)
     assert_close_by_rule(out.double(), ref, emul, eps=1e-3, what=case)
     assert not torch.isnan(lse).any() and torch.equal(torch.isinf(lse), torch.isinf(ref_lse)), case
     fin = torch.isfinite(ref_lse)
