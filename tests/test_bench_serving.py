@@ -29,9 +29,11 @@ def test_flags():
 def test_rows_on_cpu_with_fake_times():
     times = iter([2.0, 2.5] * 100)  # base, feature per row: ratio 0.8
     features = bench_serving.features_of(bench.parse_args(["--paged", "16", "--softcap", "--sinks"]))
+    progress = bench.Progress(4 * 2, enabled=False)
     rows = bench_serving.serving_rows(torch_fmha, features, [32], [64], [False, True], "cpu",
-                                      time_ms=lambda fn: (fn(), next(times))[1], tokens=64, hidden=128)
-    assert len(rows) == 4 * 2
+                                      time_ms=lambda fn: (fn(), next(times))[1], progress=progress,
+                                      tokens=64, hidden=128)
+    assert len(rows) == 4 * 2 and progress.n == 4 * 2
     for r in rows:
         assert (r["B"], r["H"], r["S"]) == (2, 2, 32) and r["ratio"] == pytest.approx(0.8)
         assert r["base_tflops"] == pytest.approx(4 * 2 * 2 * 32 * 32 * 64 / (2 if r["causal"] else 1) / 2.0 * 1e-9)

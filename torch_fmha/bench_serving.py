@@ -181,7 +181,7 @@ def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: C
                                  "meets_target": None if target is None or ratio is None else ratio >= target,
                                  "max_abs_vs_base": check})
                     if progress is not None:
-                        progress.update()
+                        progress.step(f"{feature_label(feature)} D={d} S={s}{' causal' if causal else ''}")
                     del base, with_feature
     return rows
 
