@@ -432,21 +432,36 @@ def _run_cases(rank):
             return cp.context_parallel_varlen_attention(q8, k8, v8, cu, cu, window_size=(7, 3), q_descale=qd,
                                                         k_descale=kd, v_descale=vd, return_lse=True)
 
-        graphs = []
+        from functorch.compile import make_boxed_func
+        from torch._dynamo.backends.common import aot_autograd
+
+        graphs, aten_graphs = [], []
+
+        def keep_aten_graph(gm, _):
+            aten_graphs.append(gm)
+            return make_boxed_func(gm.forward)
+
+        aot = aot_autograd(fw_compiler=keep_aten_graph)
 
         def backend(gm, example_inputs):
             graphs.append(gm)
-            from torch._dynamo.backends.debugging import aot_eager
-            return aot_eager(gm, example_inputs)
+            return aot(gm, example_inputs)
 
         eager = f(ql, kl, vl, cu)
         torch._dynamo.reset()
         comp = torch.compile(f, fullgraph=True, backend=backend)(ql, kl, vl, cu)
-        assert len(graphs) == 1
+        assert len(graphs) == 1 and len(aten_graphs) == 1
         assert torch.equal(comp[0].view(torch.uint16), eager[0].view(torch.uint16)) and torch.equal(comp[1], eager[1])
         order = [str(n.target) for n in graphs[0].graph.nodes if n.op == "call_function"]
         assert sum("varlen_fwd" in t for t in order) == 2, order  # past + future
         assert any("all_gather_into_tensor" in t for t in order)
+        # Every searchsorted of the ATen graph (what Inductor lowers) searches a tensor at storage
+        # offset 0: torch < 2.13's Inductor lowering of searchsorted for the GPU (Triton) reads a
+        # sliced boundaries tensor from its buffer's start (pytorch/pytorch#182343), so
+        # searchsorted(cu[1:], ...) came out off by one there (wrong key pieces).
+        offsets = [n.args[0].meta["val"].storage_offset() for n in aten_graphs[0].graph.nodes
+                   if n.target is torch.ops.aten.searchsorted.Tensor]
+        assert offsets and all(o == 0 for o in offsets), offsets
 
     def varlen_bad_args():
         # Errors raise on every rank before any collective (or, for values that live on the

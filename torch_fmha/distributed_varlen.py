@@ -128,11 +128,23 @@ def _layout(cu_seqlens: torch.Tensor, world: int, rank: int) -> _Layout:
     return _Layout(lens, chunk, start, n_lo, n_hi)
 
 
+def _bucket(bounds: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """For sorted ``bounds`` [N + 1] with ``bounds[0] <= x``: the i with ``bounds[i] <= x <
+    bounds[i + 1]`` (N where ``x >= bounds[N]``), i.e. ``searchsorted(bounds[1:], x, right=True)``.
+
+    Searched over the whole tensor, minus one, never over the slice ``bounds[1:]``: torch < 2.13's
+    Inductor lowering of searchsorted for the GPU (Triton) reads a sliced boundaries tensor from
+    its buffer's start, ignoring the view's offset (pytorch/pytorch#182343, fixed by #184043), so
+    the sliced form came out off by one in a compiled graph on CUDA.
+    """
+    return torch.searchsorted(bounds, x, right=True) - 1
+
+
 def _local_rows_info(lay: _Layout, rows: int, world: int, rank: int, device):
     """For each local row: (sequence b (clamped), position in the sequence, real?)."""
     nb = lay.lens.size(0)
     p = torch.arange(rows, device=device)
-    b = torch.searchsorted(2 * lay.start[1:], p, right=True)  # B for rows past the last sequence
+    b = _bucket(2 * lay.start, p)  # B for rows past the last sequence
     inside = b < nb
     bc = b.clamp(max=nb - 1)
     c = lay.chunk[bc].clamp(min=1)
@@ -208,7 +220,7 @@ def unshard_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, total: int, *,
     xc = _raw(x).contiguous()
     gathered = xc if world == 1 else _wait(_c10d.all_gather_into_tensor(xc, world, _group_name(group)))
     g = torch.arange(total, device=x.device)
-    b = torch.searchsorted(cu_seqlens[1:].long(), g, right=True).clamp(max=lay.lens.size(0) - 1)
+    b = _bucket(cu_seqlens.long(), g).clamp(max=lay.lens.size(0) - 1)
     pos = g - cu_seqlens.long()[b]
     slot = _slot(lay, b, pos, rows, world).clamp(0, world * rows - 1)
     return gathered.view((world * rows,) + tuple(xc.shape[1:])).index_select(0, slot).view(x.dtype)
@@ -277,7 +289,7 @@ def _build_call(lay: _Layout, kind: str, rows: int, world: int, rank: int, devic
     cu_k = torch.cat([zero[:1], torch.cumsum(k_len_all, 0)]).clamp(max=cap)
     # Key buffer row g: piece (b, kind) and its key index, in global order (reversed for "future").
     g = torch.arange(cap, device=device)
-    piece = torch.searchsorted(cu_k[1:], g, right=True).clamp(max=nb * _PIECES - 1)
+    piece = _bucket(cu_k, g).clamp(max=nb * _PIECES - 1)
     b = piece // _PIECES
     idx = g - cu_k[piece]
     pos = L[b] - 1 - idx if kind == "future" else idx
@@ -287,7 +299,7 @@ def _build_call(lay: _Layout, kind: str, rows: int, world: int, rank: int, devic
     rev = None
     if kind == "future":  # reverse each real piece's rows (an involution)
         p = torch.arange(rows, device=device)
-        pc = torch.searchsorted(cu_q[1:], p, right=True).clamp(max=n_pieces - 1)
+        pc = _bucket(cu_q, p).clamp(max=n_pieces - 1)
         mirrored = cu_q[pc] + cu_q[pc + 1] - 1 - p
         real_piece = (pc < nb * _PIECES) & (pc % 2 == 0)
         rev = torch.where(real_piece, mirrored, p)
