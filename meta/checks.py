@@ -66,34 +66,37 @@ def _check_last_dim_contiguous(op, name, t):
     _check(t.stride(-1) == 1, op, f"{name} must have a contiguous last dimension (stride 1), got stride {t.stride(-1)}")
 
 
-def _check_qkv(op, q, k, v):
-    # Heads are dim -2 in every layout (dense, packed, page pool).
+def _check_qkv(op, q, k, v, k_name="k", v_name="v"):
+    # Heads are dim -2 in every layout (dense, packed, page pool). k_name / v_name name
+    # k and v in the messages ("k_cache" for fwd_kvcache).
     _check(
         q.dtype in _SUPPORTED_INPUTS,
         op,
         f"q has dtype {q.dtype}, expected one of torch.float8_e4m3fn, torch.bfloat16, "
         "torch.float16, torch.float32, torch.float64",
     )
-    for name, t in (("k", k), ("v", v)):
+    for name, t in ((k_name, k), (v_name, v)):
         _check(
             t.dtype == q.dtype,
             op,
-            f"{name} has dtype {t.dtype} but q has dtype {q.dtype}; q, k and v must share one dtype",
+            f"{name} has dtype {t.dtype} but q has dtype {q.dtype}; q, {k_name} and {v_name} must share one dtype",
         )
         _check_same_device(op, name, t, q)
     _check(
         k.shape == v.shape,
         op,
-        f"k and v must have the same shape, got k {shape_str(k.shape)} and v {shape_str(v.shape)}",
+        f"{k_name} and {v_name} must have the same shape, got {k_name} {shape_str(k.shape)} and "
+        f"{v_name} {shape_str(v.shape)}",
     )
     d = q.size(-1)
     _check(d in HEAD_DIMS, op, f"head_dim (q.size(-1)) is {d}, expected one of 64, 128, 256")
-    _check(k.size(-1) == d, op, f"k has head_dim {k.size(-1)} but q has head_dim {d}")
+    _check(k.size(-1) == d, op, f"{k_name} has head_dim {k.size(-1)} but q has head_dim {d}")
     h, hkv = q.size(-2), k.size(-2)
-    _check(hkv > 0 and h % hkv == 0, op, f"q has {h} heads, which is not a multiple of the {hkv} heads of k and v")
+    _check(hkv > 0 and h % hkv == 0, op,
+           f"q has {h} heads, which is not a multiple of the {hkv} heads of {k_name} and {v_name}")
     _check_last_dim_contiguous(op, "q", q)
-    _check_last_dim_contiguous(op, "k", k)
-    _check_last_dim_contiguous(op, "v", v)
+    _check_last_dim_contiguous(op, k_name, k)
+    _check_last_dim_contiguous(op, v_name, v)
 
 
 def _check_scale(op, name, s, q, batch, heads_kv, per_head_allowed):

@@ -212,3 +212,41 @@ def assert_close_by_rule(out, ref, emul, *, eps: float, what: str = "out") -> di
     bound = 2 * emul_err + eps
     assert err <= bound, f"{what}: max|out-ref| = {err:.3e} > 2*{emul_err:.3e} + {eps:g} (rmse {rmse:.3e})"
     return {"max_err": err, "emul_err": emul_err, "rmse": rmse}
+
+
+def kvcache_attention_ref(q, k_cache, v_cache, cache_seqlens, *, page_table=None, cu_seqlens_q=None,
+                          q_descale=None, k_descale=None, v_descale=None, **kw):
+    """Decode reference (attention_with_kvcache): sequence b attends to keys
+    0 .. cache_seqlens[b] - 1 of its cache row ``k_cache[b]`` (or of its pages,
+    sequence_keys), masks bottom-right against them. q [B, Sq, H, D] ->
+    (out [B, Sq, H, D], lse [B, H, Sq]); packed q [Tq, H, D] with cu_seqlens_q ->
+    (out [Tq, H, D], lse [H, Tq]). float64."""
+    lens = cache_seqlens.tolist()
+    table = None if page_table is None else page_table.cpu()
+
+    def keys(x, b):
+        if table is not None:
+            return sequence_keys(x, b, seqused_k=lens, page_table=table)
+        return x[b, :lens[b]]
+
+    def seq(t, b):  # per-(batch, kv head) scales: keep row b
+        return t if t is None or t.numel() == 1 else t[b:b + 1]
+
+    def one(qb, b):
+        return attention_ref(qb[None], keys(k_cache, b)[None], keys(v_cache, b)[None], q_descale=seq(q_descale, b),
+                             k_descale=seq(k_descale, b), v_descale=seq(v_descale, b), **kw)
+
+    if cu_seqlens_q is None:
+        parts = [one(q[b], b) for b in range(q.size(0))]
+        if not parts:
+            return (torch.zeros(q.shape, dtype=torch.float64, device=q.device),
+                    torch.zeros(0, q.size(2), q.size(1), dtype=torch.float64, device=q.device))
+        return torch.cat([o for o, _ in parts]), torch.cat([l for _, l in parts])
+    cq = cu_seqlens_q.tolist()
+    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
+    lse = torch.full((q.size(1), q.size(0)), -math.inf, dtype=torch.float64, device=q.device)
+    for b in range(len(cq) - 1):
+        if cq[b + 1] > cq[b]:
+            o, l = one(q[cq[b]:cq[b + 1]], b)
+            out[cq[b]:cq[b + 1]], lse[:, cq[b]:cq[b + 1]] = o[0], l[0]
+    return out, lse

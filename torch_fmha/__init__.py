@@ -3,6 +3,7 @@
     import torch_fmha
     out = torch_fmha.attention(q, k, v, causal=True, q_descale=..., ...)
     out = torch_fmha.varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, ...)
+    out = torch_fmha.attention_with_kvcache(q, k_cache, v_cache, cache_seqlens, ...)
 
 The ops (``torch.ops.torch_fmha.fwd``, ``varlen_fwd``, ``bwd``,
 ``varlen_bwd``) are defined once in C++; importing this package compiles them
@@ -17,13 +18,15 @@ from . import _build
 build_info = _build.build_and_load()
 
 from torch_fmha.meta import fake as _fake  # noqa: E402  (needs the ops loaded)
+from torch_fmha.meta import kvcache as _fake_kvcache  # noqa: E402
 from torch_fmha.meta import quantize as _fake_quantize  # noqa: E402
 
-from .api import attention, varlen_attention  # noqa: E402
+from .api import attention, attention_with_kvcache, varlen_attention  # noqa: E402
 from .quantize import FP8_MAX, QuantizedQKV, quantize_fp8, quantize_qkv  # noqa: E402
 
 _fake.register()
 _fake_quantize.register()
+_fake_kvcache.register()
 
 
 def sm90_unavailable_reason() -> str | None:
@@ -39,6 +42,6 @@ def sm90_unavailable_reason() -> str | None:
     return None
 
 
-__all__ = ["attention", "varlen_attention", "quantize_fp8", "quantize_qkv", "QuantizedQKV", "FP8_MAX",
+__all__ = ["attention", "varlen_attention", "attention_with_kvcache", "quantize_fp8", "quantize_qkv", "QuantizedQKV", "FP8_MAX",
            "build_info", "sm90_unavailable_reason"]
 __version__ = "0.1.0"

@@ -32,6 +32,8 @@ CPU_SOURCES = (
     "ops/autograd.cpp",
     "ops/quantize_op.cpp",
     "ops/quantize_cpu.cpp",
+    "ops/kvcache_checks.cpp",
+    "ops/kvcache_op.cpp",  # CompositeExplicitAutograd: CPU and CUDA (#ifdef TORCH_FMHA_WITH_CUDA)
 )
 CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp", "ops/quantize_cuda.cpp")
 CUDA_KERNEL_GLOB = "launch/*.cu"  # one instantiation unit per variant + dispatch

@@ -168,3 +168,49 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         causal, left, right, q_descale, k_descale, v_descale, out_scale, out_dtype,
         0.0 if softcap is None else softcap, sinks, seqused_k, page_table)
     return (out, lse) if return_lse else out
+
+
+def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                           cache_seqlens: torch.Tensor, *, page_table: Optional[torch.Tensor] = None,
+                           cu_seqlens_q: Optional[torch.Tensor] = None, max_seqlen_q: Optional[int] = None,
+                           softmax_scale: Optional[float] = None, causal: bool = False,
+                           window_size: tuple[int, int] = _UNBOUNDED, softcap: Optional[float] = None,
+                           sinks: Optional[torch.Tensor] = None, q_descale: Optional[torch.Tensor] = None,
+                           k_descale: Optional[torch.Tensor] = None, v_descale: Optional[torch.Tensor] = None,
+                           out_dtype: Optional[torch.dtype] = None, out_scale: Optional[torch.Tensor] = None,
+                           num_splits: int = 0, return_lse: bool = False):
+    """Attention of a few query rows against a KV cache (decode; FlashAttention-3's
+    ``flash_attn_with_kvcache`` names). docs/DESIGN.md section 1.11.
+
+    Args:
+        q: ``[B, Sq, H, D]``, or packed ``[Tq, H, D]`` with ``cu_seqlens_q``
+            (int32 ``[B + 1]``; ``max_seqlen_q`` is a hint).
+        k_cache, v_cache: ``[B, Smax, Hkv, D]`` (batch stride a whole number of
+            rows, >= Smax of them; other strides honoured), or page pools
+            ``[num_pages, page_size, Hkv, D]`` with ``page_table`` int32
+            ``[B, max_pages_per_seq]`` (as :func:`varlen_attention`).
+        cache_seqlens: int32 ``[B]``: sequence b uses keys ``0 .. cache_seqlens[b] - 1``
+            of its cache; nothing past them is read. Masks are bottom-right
+            against them: query row i of Sq sees key j iff
+            ``cache_seqlens[b] - Sq + i - left <= j <= cache_seqlens[b] - Sq + i + right``.
+        num_splits: split-KV count; 0 picks it from the shapes (B, heads, the
+            cache's capacity, the device's SM count), never from
+            ``cache_seqlens``. A fixed count gives bitwise-reproducible output.
+            Calls whose mask the split path cannot express (Sq > 1 with causal
+            or a window, packed q, a window over a paged cache) run unsplit.
+        Everything else as in :func:`attention` (descales ``[1]`` or ``[B, Hkv]``,
+        ``sinks`` float32 ``[H]``, ``softcap``, ``out_dtype`` / ``out_scale``).
+
+    There is no backward (an inference op).
+
+    Returns:
+        ``out`` (q's layout), or ``(out, lse)``: lse float32 ``[B, H, Sq]``
+        (packed: ``[H, Tq]``).
+    """
+    left, right = _window(window_size)
+    out_dtype = _op_out_dtype(q, out_dtype)
+    out, lse = torch.ops.torch_fmha.fwd_kvcache.default(
+        q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q, max_seqlen_q, softmax_scale, causal,
+        left, right, 0.0 if softcap is None else softcap, sinks, q_descale, k_descale, v_descale, out_scale,
+        out_dtype, num_splits)
+    return (out, lse) if return_lse else out

@@ -55,6 +55,8 @@ bool is_supported_input(at::ScalarType t) {
          t == at::kFloat || t == at::kDouble;
 }
 
+}  // namespace
+
 void check_rank(const char* op, const char* name, const at::Tensor& t,
                 int64_t rank, const char* dims) {
   TORCH_CHECK(t.dim() == rank, op, ": ", name, " must have rank ", rank, " ",
@@ -67,6 +69,8 @@ void check_same_device(const char* op, const char* name, const at::Tensor& t,
               " but q is on ", q.device(), "; all tensors must be on one device");
 }
 
+namespace {
+
 void check_last_dim_contiguous(const char* op, const char* name,
                                const at::Tensor& t) {
   TORCH_CHECK(t.stride(-1) == 1, op, ": ", name,
@@ -74,37 +78,43 @@ void check_last_dim_contiguous(const char* op, const char* name,
               t.stride(-1));
 }
 
+}  // namespace
+
 // q/k/v: dtype, device, last-dim contiguity; k and v shapes agree; GQA; D.
-// Heads are dim -2 in every layout (dense, packed, page pool).
+// Heads are dim -2 in every layout (dense, packed, page pool). k_name /
+// v_name are the arguments' names in the messages ("k_cache" for fwd_kvcache).
 void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
-               const at::Tensor& v) {
+               const at::Tensor& v, const char* k_name, const char* v_name) {
   TORCH_CHECK(is_supported_input(q.scalar_type()), op, ": q has dtype ",
               dtype_name(q.scalar_type()),
               ", expected one of torch.float8_e4m3fn, torch.bfloat16, "
               "torch.float16, torch.float32, torch.float64");
-  for (auto [name, t] : {std::pair<const char*, const at::Tensor*>{"k", &k},
-                         {"v", &v}}) {
+  for (auto [name, t] : {std::pair<const char*, const at::Tensor*>{k_name, &k},
+                         {v_name, &v}}) {
     TORCH_CHECK(t->scalar_type() == q.scalar_type(), op, ": ", name,
                 " has dtype ", dtype_name(t->scalar_type()), " but q has dtype ",
                 dtype_name(q.scalar_type()),
-                "; q, k and v must share one dtype");
+                "; q, ", k_name, " and ", v_name, " must share one dtype");
     check_same_device(op, name, *t, q);
   }
-  TORCH_CHECK(k.sizes() == v.sizes(), op, ": k and v must have the same shape, got k ",
-              shape_str(k.sizes()), " and v ", shape_str(v.sizes()));
+  TORCH_CHECK(k.sizes() == v.sizes(), op, ": ", k_name, " and ", v_name,
+              " must have the same shape, got ", k_name, " ", shape_str(k.sizes()), " and ",
+              v_name, " ", shape_str(v.sizes()));
   const int64_t d = q.size(-1);
   TORCH_CHECK(d == 64 || d == 128 || d == 256, op, ": head_dim (q.size(-1)) is ",
               d, ", expected one of 64, 128, 256");
-  TORCH_CHECK(k.size(-1) == d, op, ": k has head_dim ", k.size(-1),
+  TORCH_CHECK(k.size(-1) == d, op, ": ", k_name, " has head_dim ", k.size(-1),
               " but q has head_dim ", d);
   const int64_t h = q.size(-2), hkv = k.size(-2);
   TORCH_CHECK(hkv > 0 && h % hkv == 0, op, ": q has ", h,
               " heads, which is not a multiple of the ", hkv,
-              " heads of k and v");
+              " heads of ", k_name, " and ", v_name);
   check_last_dim_contiguous(op, "q", q);
-  check_last_dim_contiguous(op, "k", k);
-  check_last_dim_contiguous(op, "v", v);
+  check_last_dim_contiguous(op, k_name, k);
+  check_last_dim_contiguous(op, v_name, v);
 }
+
+namespace {
 
 void check_scale(const char* op, const char* name,
                  const std::optional<at::Tensor>& s, const at::Tensor& q,
@@ -124,6 +134,8 @@ void check_scale(const char* op, const char* name,
                 shape_str(s->sizes()));
   }
 }
+
+}  // namespace
 
 // Everything after the shapes: scale, windows, descales, output type.
 void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
@@ -212,6 +224,8 @@ void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
   }
 }
 
+namespace {
+
 bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
 // seqused_k int32 [batch] and page_table int32 [batch, max_pages_per_seq]:
@@ -251,6 +265,8 @@ void check_seqused_and_page_table_meta(const char* op, FwdProblem& p, const at::
               ", expected a power of two from 16 to 256");
 }
 
+}  // namespace
+
 void check_cu_seqlens_meta(const char* op, const char* name, const at::Tensor& cu,
                            const at::Tensor& q) {
   TORCH_CHECK(cu.scalar_type() == at::kInt, op, ": ", name,
@@ -263,7 +279,6 @@ void check_cu_seqlens_meta(const char* op, const char* name, const at::Tensor& c
   check_same_device(op, name, cu, q);
 }
 
-}  // namespace
 
 FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
                      const at::Tensor& v, std::optional<double> softmax_scale,
@@ -277,7 +292,7 @@ FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
   check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]");
   check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]");
   check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]");
-  check_qkv(op, q, k, v);
+  check_qkv(op, q, k, v, "k", "v");
   TORCH_CHECK(k.size(0) == q.size(0), op, ": k has batch size ", k.size(0),
               " but q has batch size ", q.size(0));
   FwdProblem p;
@@ -311,7 +326,7 @@ FwdProblem check_varlen_fwd(
   check_rank(op, "q", q, 3, "[total_q, heads, head_dim]");
   check_rank(op, "k", k, paged ? 4 : 3, kv_dims);
   check_rank(op, "v", v, paged ? 4 : 3, kv_dims);
-  check_qkv(op, q, k, v);
+  check_qkv(op, q, k, v, "k", "v");
   check_cu_seqlens_meta(op, "cu_seqlens_q", cu_seqlens_q, q);
   if (paged) {
     TORCH_CHECK(!cu_seqlens_k.has_value(), op,

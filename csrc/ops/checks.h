@@ -83,6 +83,27 @@ void check_bwd(const char* op, const at::Tensor& dout, const at::Tensor& q,
                const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
                const at::Tensor& lse, const std::optional<at::Tensor>& dlse);
 
+// The rules the forward ops share, for ops built on them (fwd_kvcache):
+// rank, device, q / k / v (k_name, v_name name k and v in the messages), the
+// options after the shapes (fills p's scale, window, out_dtype, softcap; needs
+// p.batch, heads and head_dim), and cu_seqlens metadata.
+void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t rank,
+                const char* dims);
+void check_same_device(const char* op, const char* name, const at::Tensor& t,
+                       const at::Tensor& q);
+void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+               const char* k_name, const char* v_name);
+void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
+                   std::optional<double> softmax_scale, bool causal, int64_t window_left,
+                   int64_t window_right, const std::optional<at::Tensor>& q_descale,
+                   const std::optional<at::Tensor>& k_descale,
+                   const std::optional<at::Tensor>& v_descale,
+                   const std::optional<at::Tensor>& out_scale,
+                   std::optional<at::ScalarType> out_dtype, double softcap,
+                   const std::optional<at::Tensor>& sinks);
+void check_cu_seqlens_meta(const char* op, const char* name, const at::Tensor& cu,
+                           const at::Tensor& q);
+
 // Python spellings ("torch.bfloat16", "[2, 3]") so both sides print alike.
 std::string dtype_name(at::ScalarType t);
 std::string shape_str(at::IntArrayRef sizes);

@@ -1,0 +1,346 @@
+// torch_fmha: fwd_kvcache, a few query rows against a KV cache (decode).
+//
+// Schema here (a fragment of the torch_fmha library); one kernel for every
+// backend (CompositeExplicitAutograd): a composition of torch_fmha::varlen_fwd
+// and ATen ops, so the CPU suite runs the very code the GPU runs, with the CPU
+// varlen kernel underneath, against the independent float64 oracle. The fake
+// kernel is meta/kvcache.py. docs/DESIGN.md section 1.11 is the contract,
+// section 7 "Decode" the why.
+//
+// Two plans (make_plan):
+//  * split: no mask reaches the kernel. Each (batch b, split s) is one varlen
+//    sequence over keys [start, start + used) of b's cache slot (page-aligned
+//    chunks for a paged cache, through a per-split page_table row), the q rows
+//    repeated per split; for Sq == 1 the G query heads of a KV head are G rows
+//    of one head (GQA packing: the cache is read once per KV head). Partial
+//    outputs (without v_descale / out_scale / sinks) are merged by their LSE in
+//    the accumulator dtype (merge_splits).
+//  * masked: a mask the split plan cannot express (Sq > 1 with causal or a
+//    window; packed q; a window over a paged cache) goes to the kernel as is:
+//    one varlen_fwd call over the whole cache, seqused_k = cache_seqlens, no
+//    split, no packing. That call is exactly varlen_attention on the cache.
+// Every offset is computed from cache_seqlens on its device with tensor ops:
+// no host sync; a CUDA graph replays with new cache_seqlens. The split count
+// depends on shapes only.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#ifdef TORCH_FMHA_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+#include <algorithm>
+#include <limits>
+
+#include "cpu_math.h"
+#include "kvcache_checks.h"
+
+TORCH_LIBRARY_FRAGMENT(torch_fmha, m) {
+  // Decode against a KV cache. q [B, Sq, H, D] (or [Tq, H, D] with
+  // cu_seqlens_q), k_cache / v_cache [B, Smax, Hkv, D] (or page pools with
+  // page_table [B, max_pages]), cache_seqlens int32 [B]: keys used per
+  // sequence; masks bottom-right against them. num_splits 0: from the shapes.
+  //   -> out [B, Sq, H, D] ([Tq, H, D]), lse [B, H, Sq] ([H, Tq]).
+  m.def(
+      "fwd_kvcache(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, "
+      "Tensor? page_table=None, Tensor? cu_seqlens_q=None, SymInt? max_seqlen_q=None, "
+      "float? softmax_scale=None, bool causal=False, int window_left=-1, int window_right=-1, "
+      "float softcap=0.0, Tensor? sinks=None, Tensor? q_descale=None, Tensor? k_descale=None, "
+      "Tensor? v_descale=None, Tensor? out_scale=None, ScalarType? out_dtype=None, "
+      "int num_splits=0) -> (Tensor out, Tensor lse)");
+}
+
+namespace torch_fmha {
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+using VarlenFwdSig = std::tuple<Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+    std::optional<c10::SymInt>, std::optional<c10::SymInt>, std::optional<double>, bool, int64_t,
+    int64_t, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    std::optional<at::ScalarType>, double, const OptTensor&, const OptTensor&, const OptTensor&);
+
+const c10::TypedOperatorHandle<VarlenFwdSig>& varlen_fwd_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("torch_fmha::varlen_fwd", "")
+                             .typed<VarlenFwdSig>();
+  return op;
+}
+
+constexpr int64_t kTileRows = 128;         // the kernel's query tile (kBlockM)
+constexpr int64_t kMinKeysPerSplit = 512;  // below this a split's fixed cost dominates
+constexpr int64_t kMaxSplits = 64;
+
+// What runs side by side: SMs on CUDA (device properties, cached by ATen: no
+// sync), intra-op threads on CPU.
+int64_t parallel_units(const Tensor& q) {
+#ifdef TORCH_FMHA_WITH_CUDA
+  if (q.is_cuda()) return at::cuda::getDeviceProperties(q.device().index())->multiProcessorCount;
+#endif
+  return at::get_num_threads();
+}
+
+// num_splits = 0: enough splits to give every unit one tile, no more than
+// keys / kMinKeysPerSplit, at most kMaxSplits; 1 when the tiles already fill
+// the device. `keys` is the cache's capacity (its shape, not cache_seqlens).
+int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
+  if (tiles <= 0 || keys <= 0 || tiles >= units) return 1;
+  const int64_t by_keys = (keys + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+  return std::max<int64_t>(1, std::min({units / tiles, by_keys, kMaxSplits}));
+}
+
+struct Plan {
+  bool masked = false;    // one varlen call with the op's masks (no split, no packing)
+  bool gqa_rows = false;  // Sq == 1: query heads of a KV head as rows of one head
+  int64_t splits = 1;
+  int64_t rows = 0;       // q rows of one split sequence
+  int64_t heads = 0;      // query heads of one split sequence
+  bool merge = false;     // partials merged here (else the kernel's output is final)
+};
+
+Plan make_plan(const KvcacheProblem& kp, const OptTensor& sinks, int64_t num_splits,
+               const Tensor& q) {
+  const FwdProblem& p = kp.fwd;
+  const int64_t sq = kp.seqlen_q;
+  Plan plan;
+  // Dense q: row i sees keys [L - Sq + i - left, L - Sq + i + right] of [0, L).
+  // With Sq == 1 that is [L - 1 - left, L): a plain key range, no mask. With
+  // right >= Sq - 1 every row sees every key up to L. Anything else needs the
+  // kernel's bottom-right mask, which is right only for a sequence ending at L.
+  const bool right_masks = p.window_right >= 0 && (kp.packed_q || p.window_right < sq - 1);
+  const bool left_masks = p.window_left >= 0 && (kp.packed_q || sq > 1 || kp.paged);
+  if (kp.packed_q || right_masks || left_masks) {
+    plan.masked = true;
+    return plan;
+  }
+  plan.gqa_rows = sq == 1;
+  plan.rows = plan.gqa_rows ? p.heads_q / p.heads_kv : sq;
+  plan.heads = plan.gqa_rows ? p.heads_kv : p.heads_q;
+  int64_t keys = kp.cache_rows;
+  if (p.window_left >= 0) keys = std::min(keys, p.window_left + 1);
+  const int64_t tiles = p.batch * plan.heads * ((plan.rows + kTileRows - 1) / kTileRows);
+  plan.splits = num_splits > 0 ? num_splits : choose_num_splits(tiles, keys, parallel_units(q));
+  // Sinks are per query head; packed rows share a kernel head, so they join in the merge.
+  plan.merge = plan.splits > 1 || (plan.gqa_rows && sinks.has_value());
+  return plan;
+}
+
+// A dense cache [B, Smax, Hkv, D] as the varlen kernel's rows [R, Hkv, D]:
+// batch b starts at row b * rows_per_batch (checked: a whole number of rows).
+Tensor cache_as_rows(const Tensor& t, int64_t batch, int64_t rows_per_batch) {
+  const int64_t rows = batch == 0 ? 0 : (batch - 1) * rows_per_batch + t.size(1);
+  return t.as_strided({rows, t.size(2), t.size(3)}, {t.stride(1), t.stride(2), t.stride(3)},
+                      t.storage_offset());
+}
+
+// cu_seqlens_k int32 [n + 1] of the rows view: the n starts, then its row count.
+Tensor starts_to_cu(const Tensor& starts, int64_t total_rows) {
+  return at::cat({starts, at::full({1}, total_rows, starts.options())}).to(at::kInt);
+}
+
+// A [B, Hkv] descale of batch b for each of b's `splits` sequences; [1] as is.
+OptTensor per_sequence(const OptTensor& d, int64_t batch, int64_t splits) {
+  if (!d.has_value() || d->dim() == 1 || splits == 1) return d;
+  return d->unsqueeze(1).expand({batch, splits, d->size(1)}).reshape({batch * splits, d->size(1)});
+}
+
+// The whole cache in one varlen_fwd call with every option: masked plan.
+std::tuple<Tensor, Tensor> masked_call(
+    const KvcacheProblem& kp, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+    const Tensor& cache_seqlens, const OptTensor& page_table, const OptTensor& cu_seqlens_q,
+    std::optional<int64_t> max_seqlen_q, std::optional<double> softmax_scale, bool causal,
+    int64_t window_left, int64_t window_right, double softcap, const OptTensor& sinks,
+    const OptTensor& q_descale, const OptTensor& k_descale, const OptTensor& v_descale,
+    const OptTensor& out_scale, std::optional<at::ScalarType> out_dtype) {
+  const FwdProblem& p = kp.fwd;
+  const int64_t batch = p.batch, sq = kp.seqlen_q;
+  const auto index = cache_seqlens.options().dtype(at::kLong);
+  Tensor qv = kp.packed_q ? q : q.reshape({batch * sq, p.heads_q, p.head_dim});
+  Tensor cu_q = kp.packed_q ? *cu_seqlens_q
+                            : at::arange(0, batch * sq + 1, sq, index.dtype(at::kInt));
+  Tensor k = k_cache, v = v_cache;
+  OptTensor cu_k;
+  if (!kp.paged) {
+    k = cache_as_rows(k_cache, batch, kp.rows_per_batch);
+    v = cache_as_rows(v_cache, batch, kp.rows_per_batch);
+    cu_k = starts_to_cu(at::arange(batch, index) * kp.rows_per_batch, k.size(0));
+  }
+  std::optional<c10::SymInt> max_q;
+  if (max_seqlen_q.has_value()) max_q = c10::SymInt(*max_seqlen_q);
+  if (!kp.packed_q) max_q = c10::SymInt(sq);
+  auto [out, lse] = varlen_fwd_op().call(qv, k, v, cu_q, cu_k, max_q, std::nullopt, softmax_scale,
+                                         causal, window_left, window_right, q_descale, k_descale,
+                                         v_descale, out_scale, out_dtype, softcap, sinks,
+                                         cache_seqlens, page_table);
+  if (kp.packed_q) return {out, lse};
+  return {out.view({batch, sq, p.heads_q, p.head_dim}),
+          lse.view({p.heads_q, batch, sq}).permute({1, 0, 2}).contiguous()};
+}
+
+// Merges partial results o [B, S, Sq, H, D], lse [B, S, Sq, H] (any float
+// dtype) by their LSE in `acc`, adds the sink (per query head) to every
+// row's denominator, applies v_descale / out_scale, rounds to out_dtype.
+// docs/DESIGN.md 1.5 / 1.6: a split that saw no key has lse -inf and adds
+// nothing; a row no split saw is out 0, lse = sink (-inf without); a NaN lse
+// (undefined split), a NaN or +inf sink make a row that saw keys NaN; NaN in
+// a partial's out stays in that element. A -inf sink adds exactly 0.
+// Returns out [B, Sq, H, D] and lse [B, Sq, H].
+std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse_parts,
+                                        const OptTensor& sinks, const OptTensor& v_descale,
+                                        const OptTensor& out_scale, int64_t heads_kv,
+                                        at::ScalarType acc, at::ScalarType out_dtype) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const int64_t batch = o_parts.size(0), heads = o_parts.size(3);
+  Tensor o = o_parts.to(acc);
+  Tensor l = lse_parts.to(acc);
+  Tensor empty = (l == -inf).all(1);  // [B, Sq, H]: no split saw a key
+  Tensor m = l.amax(1);               // NaN propagates
+  Tensor sink;
+  if (sinks.has_value()) {
+    sink = sinks->to(acc);            // [H], broadcasts over [B, Sq, H]
+    m = at::maximum(m, sink);
+  }
+  Tensor shift = at::where(at::isfinite(m), m, at::zeros_like(m));
+  Tensor w = at::exp(l - shift.unsqueeze(1));  // [B, S, Sq, H]
+  Tensor denom = w.sum(1);
+  if (sinks.has_value()) denom = denom + at::exp(sink - shift);
+  Tensor out = (w.unsqueeze(-1) * o).sum(1) / denom.unsqueeze(-1);  // [B, Sq, H, D]
+  Tensor lse = shift + at::log(denom);
+  if (v_descale.has_value()) {
+    Tensor vd = v_descale->to(acc);
+    if (vd.dim() == 2) {  // [B, Hkv] -> per query head [B, 1, H, 1]
+      vd = vd.unsqueeze(2).expand({batch, heads_kv, heads / heads_kv}).reshape({batch, 1, heads, 1});
+    }
+    out = out * vd;
+  }
+  if (out_scale.has_value()) out = out / out_scale->to(acc);
+  const Tensor undefined = (at::isnan(m) | (m == inf)) & ~empty;
+  const Tensor nan = at::full({}, std::numeric_limits<double>::quiet_NaN(), out.options());
+  out = at::where(undefined.unsqueeze(-1), nan, out);
+  lse = at::where(undefined, nan, lse);
+  out = at::where(empty.unsqueeze(-1), at::zeros({}, out.options()), out);
+  lse = at::where(empty, sinks.has_value() ? sink.expand_as(lse) : at::full({}, -inf, lse.options()),
+                  lse);
+  // Saturate: values beyond the e4m3 range clamp to +-448 instead of NaN (NaN stays NaN).
+  if (out_dtype == at::kFloat8_e4m3fn) out = out.clamp(-448.0, 448.0);
+  return {out.to(out_dtype), lse};
+}
+
+std::tuple<Tensor, Tensor> fwd_kvcache(
+    const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+    const OptTensor& page_table, const OptTensor& cu_seqlens_q,
+    std::optional<int64_t> max_seqlen_q, std::optional<double> softmax_scale, bool causal,
+    int64_t window_left, int64_t window_right, double softcap, const OptTensor& sinks,
+    const OptTensor& q_descale, const OptTensor& k_descale, const OptTensor& v_descale,
+    const OptTensor& out_scale, std::optional<at::ScalarType> out_dtype, int64_t num_splits) {
+  const char* op = "torch_fmha.fwd_kvcache";
+  const KvcacheProblem kp = check_kvcache(
+      op, q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q, max_seqlen_q,
+      softmax_scale, causal, window_left, window_right, softcap, sinks, q_descale, k_descale,
+      v_descale, out_scale, out_dtype, num_splits);
+  const bool values_readable = cache_seqlens.device().is_cpu() &&
+                               (!page_table.has_value() || page_table->device().is_cpu()) &&
+                               (!cu_seqlens_q.has_value() || cu_seqlens_q->device().is_cpu());
+  if (values_readable) {
+    check_kvcache_values(op, kp, q, k_cache, cache_seqlens, page_table, cu_seqlens_q);
+  }
+  const FwdProblem& p = kp.fwd;
+  const at::ScalarType acc = cpu::accumulator_dtype(q.scalar_type());
+  if (q.numel() == 0) {
+    if (kp.packed_q) {
+      return {at::empty({kp.seqlen_q, p.heads_q, p.head_dim}, q.options().dtype(p.out_dtype)),
+              at::empty({p.heads_q, kp.seqlen_q}, q.options().dtype(acc))};
+    }
+    return {at::empty({p.batch, kp.seqlen_q, p.heads_q, p.head_dim}, q.options().dtype(p.out_dtype)),
+            at::empty({p.batch, p.heads_q, kp.seqlen_q}, q.options().dtype(acc))};
+  }
+  const Plan plan = make_plan(kp, sinks, num_splits, q);
+  if (plan.masked) {
+    return masked_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q,
+                       max_seqlen_q, softmax_scale, causal, window_left, window_right, softcap,
+                       sinks, q_descale, k_descale, v_descale, out_scale, out_dtype);
+  }
+
+  // Split plan (dense q, no kernel mask).
+  const int64_t batch = p.batch, sq = kp.seqlen_q, splits = plan.splits;
+  const int64_t heads = p.heads_q, heads_kv = p.heads_kv, d = p.head_dim;
+  const auto index = cache_seqlens.options().dtype(at::kLong);
+  // Keys of split s of batch b: [start, start + used) of b's slot, in chunks of
+  // ceil(len / S) keys (whole pages when paged) from the window's first key.
+  const Tensor seqlen = cache_seqlens.to(at::kLong);  // [B]
+  const Tensor first = p.window_left >= 0 ? (seqlen - (p.window_left + 1)).clamp_min(0)
+                                          : at::zeros_like(seqlen);
+  const Tensor len = seqlen - first;
+  Tensor chunk = at::div(len + (splits - 1), splits, "floor");
+  if (kp.paged) chunk = at::div(chunk + (p.page_size - 1), p.page_size, "floor") * p.page_size;
+  const Tensor offset = at::minimum(at::arange(splits, index).unsqueeze(0) * chunk.unsqueeze(1),
+                                    len.unsqueeze(1));                       // [B, S]
+  const Tensor start = first.unsqueeze(1) + offset;                          // [B, S]
+  const Tensor used = at::minimum(chunk.unsqueeze(1), seqlen.unsqueeze(1) - start);
+  const Tensor seqused = used.reshape({batch * splits}).to(at::kInt);
+  Tensor k = k_cache, v = v_cache;
+  OptTensor cu_k, table;
+  if (kp.paged) {
+    // Split s's page_table row: b's row from the chunk's first page on (chunks
+    // are page-aligned); columns past the end repeat the last one, never read.
+    const int64_t cols = page_table->size(1);
+    const Tensor cols_idx = at::arange(cols, index);
+    const Tensor idx = (at::div(start, p.page_size, "floor").unsqueeze(2) + cols_idx)
+                           .clamp_max(std::max<int64_t>(cols - 1, 0));       // [B, S, cols]
+    table = page_table->unsqueeze(1).expand({batch, splits, cols}).gather(2, idx)
+                .reshape({batch * splits, cols});
+  } else {
+    k = cache_as_rows(k_cache, batch, kp.rows_per_batch);
+    v = cache_as_rows(v_cache, batch, kp.rows_per_batch);
+    const Tensor slot = at::arange(batch, index).unsqueeze(1) * kp.rows_per_batch;
+    cu_k = starts_to_cu((slot + start).reshape({batch * splits}), k.size(0));
+  }
+  // q rows of one split: [B, rows, heads, D]; GQA packing puts query head
+  // kv * G + g at row g of head kv.
+  const Tensor q_rows = plan.gqa_rows
+      ? q.select(1, 0).unflatten(1, {heads_kv, heads / heads_kv}).transpose(1, 2)
+      : q;
+  const int64_t rows = plan.rows;
+  const Tensor q_split = q_rows.unsqueeze(1)
+                             .expand({batch, splits, rows, plan.heads, d})
+                             .reshape({batch * splits * rows, plan.heads, d});
+  const Tensor cu_q = at::arange(0, batch * splits * rows + 1, rows, index.dtype(at::kInt));
+  // Partials: FP8 inputs give float16 (|o| <= 448 without v_descale; 3 more
+  // mantissa bits than bfloat16), other inputs their own dtype.
+  const at::ScalarType partial_dtype =
+      q.scalar_type() == at::kFloat8_e4m3fn ? at::kHalf : q.scalar_type();
+  const bool merge = plan.merge;
+  auto [out_p, lse_p] = varlen_fwd_op().call(
+      q_split, k, v, cu_q, cu_k, c10::SymInt(rows), std::nullopt, softmax_scale, false, -1, -1,
+      per_sequence(q_descale, batch, splits), per_sequence(k_descale, batch, splits),
+      merge ? OptTensor() : per_sequence(v_descale, batch, splits), merge ? OptTensor() : out_scale,
+      merge ? std::optional<at::ScalarType>(partial_dtype) : out_dtype, softcap,
+      merge ? OptTensor() : sinks, seqused, table);
+  // Back to [B, S, Sq, H, D] / [B, S, Sq, H].
+  Tensor o, l;
+  if (plan.gqa_rows) {
+    o = out_p.view({batch, splits, rows, heads_kv, d}).permute({0, 1, 3, 2, 4})
+            .reshape({batch, splits, 1, heads, d});
+    l = lse_p.view({heads_kv, batch, splits, rows}).permute({1, 2, 0, 3})
+            .reshape({batch, splits, 1, heads});
+  } else {
+    o = out_p.view({batch, splits, sq, heads, d});
+    l = lse_p.view({heads, batch, splits, sq}).permute({1, 2, 3, 0});
+  }
+  if (!merge) {
+    return {o.select(1, 0).contiguous(), l.select(1, 0).permute({0, 2, 1}).contiguous()};
+  }
+  auto [out, lse] = merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, acc, p.out_dtype);
+  return {out, lse.permute({0, 2, 1}).contiguous()};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(torch_fmha, CompositeExplicitAutograd, m) {
+  m.impl("fwd_kvcache", &fwd_kvcache);
+}
+
+}  // namespace torch_fmha
