@@ -25,6 +25,13 @@
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_256
 #define TORCH_FMHA_TUNE_BLOCK_N_256 128
 #endif
+// The short-key blocking of D = 128 (KvBlocking::kShort below).
+#ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
+#define TORCH_FMHA_TUNE_SHORT_BLOCK_N_128 128
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_STAGES_128
+#define TORCH_FMHA_TUNE_SHORT_STAGES_128 3
+#endif
 #ifndef TORCH_FMHA_TUNE_STAGES_64
 #define TORCH_FMHA_TUNE_STAGES_64 3
 #endif
@@ -58,13 +65,24 @@ namespace torch_fmha::kernel {
 
 using namespace cute;
 
-template <int kHeadDim_>
+// How a head dim cuts the keys into KV blocks. kLong (every head dim, every
+// layout) is tuned for long sequences. kShort (D = 128, dense layout, chosen
+// by dispatch_fwd.cu for seqlen_k <= kShortKeysMaxSeqlen) uses 128-key blocks
+// and 3 stages: no partial last block at the power-of-two lengths where 192
+// leaves one (1024 = 5 x 192 + 64), at the price of more per-block overhead,
+// which only long sequences feel. Measured in docs/DESIGN.md section 6.
+enum class KvBlocking : int { kLong = 0, kShort = 1 };
+
+template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong>
 struct Fp8FwdTraits {
   using Element = cute::float_e4m3_t;  // q, k, v in shared memory
   using Accum = float;
 
   static constexpr int kHeadDim = kHeadDim_;
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256);
+  static constexpr KvBlocking kBlocking = kBlocking_;
+  static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
+  static_assert(!kShortKeys || kHeadDim == 128, "the short-key blocking is built for D = 128 only");
 
   // ---- tile shape --------------------------------------------------------------
   // kBlockM rows of Q per tile, split 64/64 over the two consumer warpgroups.
@@ -72,12 +90,14 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kBlockN = kHeadDim == 64    ? TORCH_FMHA_TUNE_BLOCK_N_64
+  static constexpr int kBlockN = kShortKeys         ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
+                                 : kHeadDim == 64  ? TORCH_FMHA_TUNE_BLOCK_N_64
                                  : kHeadDim == 128 ? TORCH_FMHA_TUNE_BLOCK_N_128
                                                    : TORCH_FMHA_TUNE_BLOCK_N_256;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGES_64
+  static constexpr int kStages = kShortKeys         ? TORCH_FMHA_TUNE_SHORT_STAGES_128
+                                 : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGES_64
                                  : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGES_128
                                                    : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");

@@ -1,6 +1,6 @@
 // torch_fmha: per-head-dim FP8 forward launchers. Declared here, defined in
 // fwd_launch_template.cuh, explicitly instantiated one (head dim, layout) per
-// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu) so they compile in
+// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu, fwd_fp8_hdim128_short.cu) so they compile in
 // parallel.
 #pragma once
 
@@ -13,11 +13,19 @@ namespace torch_fmha {
 
 // kVarlen: ragged batch (p.cu_seqlens_* set, varlen tile scheduler + prep
 // kernel) or dense layout. Same kernel body; only the scheduler type differs.
-template <int kHeadDim, bool kVarlen>
+// kShortKeys: the D = 128 dense build with 128-key blocks
+// (kernel::KvBlocking::kShort), for seqlen_k <= kShortKeysMaxSeqlen.
+template <int kHeadDim, bool kVarlen, bool kShortKeys = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
+
+// Longest dense key sequence the D = 128 short-key build is used for. Measured
+// (docs/DESIGN.md section 6): 128-key blocks win up to 2048 keys and lose
+// from 4096 on.
+inline constexpr int kShortKeysMaxSeqlen = 2048;
 
 extern template cudaError_t launch_fwd_fp8<64, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<128, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<64, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, true>(const FwdParams&, cudaStream_t);

@@ -65,10 +65,12 @@ inline void encode_paged_pool(CUtensorMap* map, const void* pool, int32_t head_d
 
 }  // namespace detail
 
-template <int kHeadDim, bool kVarlen>
+template <int kHeadDim, bool kVarlen, bool kShortKeys>
 cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   using namespace cute;
-  using Traits = kernel::Fp8FwdTraits<kHeadDim>;
+  static_assert(!kShortKeys || !kVarlen, "the short-key build is dense only (dispatch_fwd.cu)");
+  using Traits = kernel::Fp8FwdTraits<kHeadDim, kShortKeys ? kernel::KvBlocking::kShort
+                                                           : kernel::KvBlocking::kLong>;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,

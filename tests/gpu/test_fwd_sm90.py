@@ -102,6 +102,17 @@ def test_unsupported_raise_clearly():
         torch.ops.torch_fmha.bwd(q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
 
 
+@pytest.mark.parametrize("sk", [2047, 2048, 2049])
+@pytest.mark.parametrize("causal", [False, True])
+def test_short_key_blocking_boundary(sk, causal):
+    """D=128 dense switches from 128-key blocks (the short-key build) to 192-key blocks
+    above kShortKeysMaxSeqlen = 2048 keys (dispatch_fwd.cu): both sides of the switch, with
+    Sq != Sk so causal's bottom-right alignment and the partial blocks differ per build."""
+    run_case(2, 300, sk, 4, 2, 128, causal=causal, seed=sk, case=f"Sk={sk} D=128 causal={causal}")
+    window = (500, 0) if causal else (300, 200)
+    run_case(1, sk, sk, 2, 1, 128, window=window, seed=sk + 1, case=f"S={sk} D=128 window={window}")
+
+
 @pytest.mark.parametrize("b,s,h,hkv,causal", [(8, 2048, 16, 16, False), (2, 4224, 4, 2, True)])
 def test_head_dim_64_many_tiles_per_cta(b, s, h, hkv, causal):
     """The launches that deadlocked D=64 (producer warp 0 reaching the transposer's

@@ -38,9 +38,11 @@ static int banks_ok(const int (&row_addr)[8]) {  // 8 rows x 16 bytes -> 32 dist
   return 1;
 }
 
-template <int D>
+using torch_fmha::kernel::KvBlocking;
+
+template <int D, KvBlocking kBlocking = KvBlocking::kLong>
 int check(int valid_rows) {
-  using T = torch_fmha::kernel::Fp8FwdTraits<D>;
+  using T = torch_fmha::kernel::Fp8FwdTraits<D, kBlocking>;
   using X = torch_fmha::kernel::VTransposer<T>;
   constexpr int N = T::kBlockN;
   auto lvs = typename T::SmemLayoutVScratch{};
@@ -125,12 +127,18 @@ int check(int valid_rows) {
   return bad;
 }
 
-template <int D>
+template <int D, KvBlocking kBlocking = KvBlocking::kLong>
 int check_all() {
-  constexpr int N = torch_fmha::kernel::Fp8FwdTraits<D>::kBlockN;
+  constexpr int N = torch_fmha::kernel::Fp8FwdTraits<D, kBlocking>::kBlockN;
   int bad = 0;
-  for (int valid : {N, N + 5, 1, 7, 8, 9, 17, N - 1, N / 2 + 3}) bad += check<D>(valid);
+  for (int valid : {N, N + 5, 1, 7, 8, 9, 17, N - 1, N / 2 + 3}) bad += check<D, kBlocking>(valid);
   return bad;
 }
 
-int main() { return (check_all<64>() + check_all<128>() + check_all<256>()) ? 1 : 0; }
+int main() {
+  // The D = 128 short-key build (128-key blocks, 3 stages) has its own V^T layout and
+  // shared-memory budget.
+  const int bad = check_all<64>() + check_all<128>() + check_all<256>() +
+                  check_all<128, KvBlocking::kShort>();
+  return bad ? 1 : 0;
+}
