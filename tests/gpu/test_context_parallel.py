@@ -55,7 +55,10 @@ VARLEN_CASES = {
 VARLEN_EXTRA = ["varlen_global_scales", "varlen_compiled_vs_eager", "no_host_sync"]
 
 
-def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: str = "inductor") -> dict:
+def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend="inductor",
+           only=None) -> dict:
+    """Every case (or the names in ``only``) on this rank: name -> (status, info, seconds).
+    ``device_type="cpu"`` (gloo) runs the same logic on the CPU op, e.g. to check a change."""
     import torch.distributed as dist
 
     import torch_fmha
@@ -193,27 +196,73 @@ def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: st
             assert same == 1.0, f"{gran}: {100 * (1 - same):.4f}% of the FP8 bytes differ from quantize_fp8's"
         return "descales and FP8 bytes equal to torch_fmha.quantize_fp8 on the whole batch"
 
+    def searchsorted_probe():
+        # pytorch/pytorch#182343 (fixed in torch 2.13): Inductor's Triton lowering of searchsorted
+        # ignored the offset of a sliced boundaries tensor. The CP code no longer searches a
+        # slice (distributed_varlen._bucket); this says whether this torch has the bug.
+        offs = torch.tensor([0, 3, 7, 12], device=dev)
+        vals = torch.arange(12, device=dev)
+
+        def g(o, x):
+            return torch.searchsorted(o[1:], x, right=True)
+
+        torch._dynamo.reset()
+        same = torch.equal(torch.compile(g, fullgraph=True, backend=compile_backend)(offs, vals), g(offs, vals))
+        return "searchsorted(x[1:]) compiled == eager" if same else \
+            "searchsorted(x[1:]) compiled != eager on this torch (pytorch#182343)"
+
     def varlen_compiled_vs_eager():
         q, k, v, cu, T = packed(VARLEN_LENS, 8, 2, 128, seed=1)
         q8, qd = cp.quantize_fp8_global_varlen(vshard(q, cu), cu, "head", group_size=4)
         k8, kd = cp.quantize_fp8_global_varlen(vshard(k, cu), cu, "head")
         v8, vd = cp.quantize_fp8_global_varlen(vshard(v, cu), cu, "head")
 
-        def f(q8, k8, v8):  # past + future calls and the merge: window (300, 200)
-            return cp.context_parallel_varlen_attention(q8, k8, v8, cu, cu, window_size=(300, 200),
-                                                        q_descale=qd, k_descale=kd, v_descale=vd,
-                                                        return_lse=True)
+        def run(window, backend):  # window (300, 200): past + future calls and the merge
+            def f(q8, k8, v8):
+                return cp.context_parallel_varlen_attention(q8, k8, v8, cu, cu, window_size=window,
+                                                            q_descale=qd, k_descale=kd, v_descale=vd,
+                                                            return_lse=True)
+            if backend is None:
+                return f(q8, k8, v8)
+            torch._dynamo.reset()
+            return torch.compile(f, fullgraph=True, backend=backend)(q8, k8, v8)
 
-        eager = f(q8, k8, v8)
-        comp = torch.compile(f, fullgraph=True, backend=compile_backend)(q8, k8, v8)
-        a, b = comp[0].double(), eager[0].double()
-        tol = 2.0 ** -7 * torch.maximum(a.abs(), b.abs()) + 2.0 ** -10 * b.abs().max()
-        assert ((a - b).abs() <= tol).all(), f"compiled vs eager out: {(a - b).abs().max().item():.3e}"
+        def bad_rows(comp, eager):
+            a, b = comp[0].double(), eager[0].double()
+            tol = 2.0 ** -7 * torch.maximum(a.abs(), b.abs()) + 2.0 ** -10 * b.abs().max()
+            return ((a - b).abs() > tol).flatten(1).any(1), (a - b).abs().max().item()
+
+        def where(bad):  # which local rows: per sequence, position range, padding or not
+            lcu = cp.varlen_shard_cu_seqlens(cu)
+            rows = torch.arange(bad.numel(), device=dev)
+            seq = (torch.searchsorted(lcu, rows, right=True) - 1).tolist()
+            pos = cp.varlen_shard_positions(cu, bad.numel()).tolist()
+            per = {}
+            for r in bad.nonzero().flatten().tolist():
+                key = "padding" if pos[r] < 0 else f"seq {seq[r]}"
+                lo, hi, n = per.get(key, (pos[r], pos[r], 0))
+                per[key] = (min(lo, pos[r]), max(hi, pos[r]), n + 1)
+            return ", ".join(f"{k_}: {n} rows, positions {lo}..{hi}" for k_, (lo, hi, n) in per.items())
+
+        eager = run((300, 200), None)
+        comp = run((300, 200), compile_backend)
+        bad, err = bad_rows(comp, eager)
+        if bool(bad.any()):  # localise: which rows; does aot_eager (no Inductor) agree; one partial?
+            msg = [f"compiled vs eager out: {err:.3e} in {int(bad.sum())} of {bad.numel()} local rows "
+                   f"(torch {torch.__version__}; {where(bad)})"]
+            a_bad, a_err = bad_rows(run((300, 200), "aot_eager"), eager)
+            msg.append(f"aot_eager vs eager: {a_err:.3e} in {int(a_bad.sum())} rows")
+            c_bad, c_err = bad_rows(run((-1, 0), compile_backend), run((-1, 0), None))
+            msg.append(f"causal (one partial per row, no merge, no future call): {c_err:.3e} in "
+                       f"{int(c_bad.sum())} rows")
+            msg.append(searchsorted_probe())
+            raise AssertionError("; ".join(msg))
         fin = torch.isfinite(eager[1])
         assert torch.equal(fin, torch.isfinite(comp[1]))
         dl = (comp[1][fin] - eager[1][fin]).abs()
         assert (dl <= 1e-5 * (1 + eager[1][fin].abs())).all(), f"compiled vs eager lse: {dl.max().item():.3e}"
-        return f"max |compiled - eager| {(a - b).abs().max().item():.3e}, lse {dl.max().item():.1e}"
+        return (f"max |compiled - eager| {err:.3e}, lse {dl.max().item():.1e}; torch {torch.__version__}: "
+                f"{searchsorted_probe()}")
 
     def no_host_sync():
         # The dense (both exchanges) and packed paths, global scales included, under
@@ -250,6 +299,8 @@ def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend: st
     todo["varlen_compiled_vs_eager"] = varlen_compiled_vs_eager
     if device_type == "cuda":
         todo["no_host_sync"] = no_host_sync
+    if only is not None:
+        todo = {n: fn for n, fn in todo.items() if n in only}
     for name, fn in todo.items():
         t0 = time.time()
         try:
