@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import torch_fmha
@@ -45,6 +47,28 @@ def dense_inputs(b, sq, sk, h, hkv, d, dtype, *, device="cpu", per_head_descale=
     if poison:
         q, k, v = poisoned_view(q, 2), poisoned_view(k, 2), poisoned_view(v, 2)
     return q, k, v, scales
+
+
+def integer_score_inputs(b, sq, sk, h, hkv, d, *, device="cpu", score_std=12.0, seed=0):
+    """FP8 q, k holding integers in [-4, 4] (exact in e4m3), v and its descale as
+    ``dense_inputs``; NaN-poisoned views. Every q.k is then an integer of magnitude
+    <= 16 D <= 4096, and so is every partial sum: exact in float32 on the CPU and on
+    the FP8 tensor cores, which align each chunk of products to its largest term
+    and keep ~14 bits (DeepSeek-V3 report 3.5.2; SageAttention2: a 13-bit
+    mantissa accumulator). The kernel's float32 scores are then the exact ones, so
+    a test can repeat the kernel's arithmetic on them bit for bit (softcap's
+    tanh.approx, tests/gpu/emulate.py). q_descale * k_descale differ per (batch, kv
+    head) and give the scaled scores (softmax_scale 1) a spread of ~score_std."""
+    _, _, v, s = dense_inputs(b, sq, sk, h, hkv, d, FP8, seed=seed, poison=False)
+    g = torch.Generator(device="cpu").manual_seed(seed + 1)
+    q = torch.randint(-4, 5, (b, sq, h, d), generator=g).float().to(FP8)
+    k = torch.randint(-4, 5, (b, sk, hkv, d), generator=g).float().to(FP8)
+    entry_var = 20 / 3  # variance of a uniform integer in [-4, 4]
+    base = math.sqrt(score_std / (entry_var * math.sqrt(d)))  # std(q.k) = entry_var * sqrt(D)
+    s["q_descale"] = (base * torch.linspace(0.8, 1.2, b * hkv).view(b, hkv)).float()
+    s["k_descale"] = (base * torch.linspace(1.1, 0.9, b * hkv).view(b, hkv)).float()
+    q, k, v = (poisoned_view(t.to(device), 2) for t in (q, k, v))
+    return q, k, v, {n: x.to(device) for n, x in s.items()}
 
 
 def varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, *, device="cpu", seed=0):
