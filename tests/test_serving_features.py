@@ -235,6 +235,31 @@ def test_softcap_infinite_scores_are_capped():
     torch.testing.assert_close(lse.double(), ref_lse, atol=1e-5, rtol=1e-5)
 
 
+def test_softcap_with_infinite_descale_is_nan_only_where_q_dot_k_is_zero():
+    """docs/DESIGN.md 1.6 rule 5: with an infinite k descale each score is q.k * inf, +-inf where
+    q.k != 0 (capped to +-softcap, finite) and NaN where q.k == 0 (0 * inf), which makes the row
+    NaN (rule 2); a row that sees no key stays out = 0, lse = the sink (rule 1). Integer data, so
+    every q.k is exact (tests/gpu/test_serving_kernel_sm90.py: the same case CUDA == CPU)."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(1, 5, (1, 6, 2, 64), generator=g).float()
+    q[0, 4, 1] = 0.0  # sees keys 0, 1: q.k = 0 for each
+    q[0, 0, 1] = 0.0  # sees no key (Sq 6 > Sk 3, causal: rows 0..2)
+    sign = torch.tensor([1.0, -1.0, 1.0])[None, :, None, None]
+    k = torch.randint(1, 5, (1, 3, 1, 64), generator=g).float() * sign
+    v = torch.randn(1, 3, 1, 64, generator=g)
+    q, k, v = q.to(FP8), k.to(FP8), v.to(FP8)
+    s = dict(q_descale=torch.tensor([0.01]), k_descale=torch.tensor([math.inf]), v_descale=torch.tensor([1.0]))
+    kw = dict(softcap=20.0, causal=True, sinks=torch.tensor([0.5, -1.0]))
+    out, lse = torch_fmha.attention(q, k, v, return_lse=True, **s, **kw)
+    ref, ref_lse = attention_ref(q, k, v, **s, **kw)
+    assert torch.isnan(out.float()).any(-1).nonzero().tolist() == [[0, 4, 1]]
+    assert torch.isnan(out[0, 4, 1].float()).all() and torch.isnan(lse).nonzero().tolist() == [[0, 1, 4]]
+    assert torch.equal(out[0, :3].float(), torch.zeros(3, 2, 64)) and lse[0, 1, 0] == -1.0
+    fin = ~torch.isnan(ref)
+    assert torch.equal(fin, ~torch.isnan(out.float()))
+    torch.testing.assert_close(out.double()[fin], ref[fin], atol=1e-2, rtol=1e-2)  # bf16 output
+
+
 def test_sink_nan_rules():
     """docs/DESIGN.md 1.6 rule 5: the sink is one more visible score with a zero value."""
     q, k, v, _ = dense_inputs(1, 6, 4, 4, 2, 64, torch.float32, poison=False)
