@@ -75,8 +75,7 @@ struct PagedKvBoxes {
   // Run by the 32 lanes of producer warp 0 together. Lane j < kMaxBoxes loads
   // the page id of box j of the block starting at key n0 if that box holds a
   // key below seqlen_k (0 otherwise: the table entry is never read). One
-  // register per lane; loaded before the warp waits for a free stage, so the
-  // loads fly during that wait.
+  // register per lane; producer_run loads a block's ids one block ahead.
   __device__ __forceinline__ static int32_t lane_page_id(const FwdParams& p, int box, int batch,
                                                          int n0, int seqlen_k, int lane) {
     const int key0 = n0 + lane * box;
@@ -235,12 +234,23 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     // Varlen only (the op refuses it dense): compiled out of the dense kernel.
     const bool paged = decltype(params.scheduler)::kVarlen && p.page_table != nullptr;
     PipelineState<kStages> pending;  // scratch slot of the block loaded last iteration (I2)
+    // Paged: this block's page ids (one per lane of warp 0), loaded one block
+    // ahead so the page-table read does not stall the warp that issues the
+    // boxes and then joins the transposer.
+    int32_t page_id = 0;
+    if (paged && ptid < 32) {
+      page_id = Paged::lane_page_id(p, params.page_box_rows, tile.batch, (range.end - 1) * kBlockN,
+                                    tile.seqlen_k, ptid);
+    }
     for (int it = 0; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
       if (paged && ptid < 32) {  // warp 0: page ids by lane, lane 0 issues the boxes
         const int n0 = n_block * kBlockN;
         const int box = params.page_box_rows;
-        const int32_t page_id = Paged::lane_page_id(p, box, tile.batch, n0, tile.seqlen_k, ptid);
+        const int32_t next_page_id =
+            it + 1 < num_blocks
+                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, ptid)
+                : 0;
         mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                   {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
         Paged::load(&params.paged_k, &ss.bar.k_full[kv_load.index],
@@ -251,6 +261,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
         Paged::load(&params.paged_v, &ss.bar.v_scratch_full[kv_load.index],
                     ss.v_scratch + kv_load.index * Traits::kTileKVBytes, page_id, box,
                     p.page_size, n0, tile.seqlen_k, hkv, ptid);
+        page_id = next_page_id;
       } else if (!paged && elected) {
         mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                   {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
