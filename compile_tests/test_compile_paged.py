@@ -61,15 +61,17 @@ CASES = [([3, 5, 7, 2, 6], [20, 40, 120, 7, 33], 3), ([7, 2, 9], [33, 100, 5], 5
          ([4, 9, 2], [70, 16, 5], 3), ([2, 2, 6, 1, 1, 3, 8], [2, 17, 64, 0, 300, 1, 40], 4)]
 
 
-def test_paged_dynamic_no_recompile():
-    # aot_eager: the frame count is Dynamo's (the backend does not change it); the fake
-    # kernels' checks and the op at run time are what is exercised.
-    model = PagedAttention().eval()
-    counter = CompileCounterWithBackend("aot_eager")
+@pytest.mark.parametrize("device", DEVICES)
+def test_paged_dynamic_no_recompile(device):
+    # The frame count is Dynamo's (the backend does not change it). CPU: aot_eager (the fake
+    # kernels' checks and the op at run time, cheap in the CPU suite); CUDA: Inductor, as a
+    # serving engine would compile it (the SM90 kernel at run time).
+    model = PagedAttention().to(device).eval()
+    counter = CompileCounterWithBackend("aot_eager" if device == "cpu" else "inductor")
     compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
     with torch.no_grad():
         for i, (lens_q, lens_k, spare) in enumerate(CASES):
-            args = _args(lens_q, lens_k, spare, seed=i)
+            args = _args(lens_q, lens_k, spare, seed=i, device=device)
             torch.testing.assert_close(compiled(*args).float(), model(*args).float(), atol=0, rtol=0)
     assert counter.frame_count == 1, f"recompiled: {counter.frame_count} frames"
 
