@@ -199,3 +199,37 @@ def serving_bwd_samples(dtype=torch.float32):
         out, lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, *args[3:], **kw)
         samples.append(((torch.randn_like(out), q, k, v, out, lse) + tuple(args[3:]), dict(kw)))
     return samples
+
+
+# ---- decode against a KV cache (issue 15): torch_fmha::fwd_kvcache --------------------------------
+
+def kvcache_samples(device="cpu", dtype=FP8, head_dim=64):
+    """(args, kwargs) for torch.ops.torch_fmha.fwd_kvcache: each plan of the op (split with GQA
+    packing and sinks, split with Sq > 1, masked Sq > 1 causal, paged split, paged window, packed q)
+    with an empty cache row (cache_seqlens 0) in each."""
+    fp8 = dtype == FP8
+    g = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).to(dtype).to(device)
+
+    def lens(*v):
+        return torch.tensor(v, dtype=torch.int32, device=device)
+
+    d = head_dim
+    samples = []
+    kc, vc = rand(3, 40, 2, d), rand(3, 40, 2, d)
+    for sq, kw in ((1, dict(num_splits=3, sinks=_sinks(8, device, False), causal=True)),
+                   (4, dict(num_splits=2, softcap=20.0)),
+                   (5, dict(causal=True, window_left=9))):
+        kw = dict(kw)
+        if fp8:
+            kw.update(q_descale=torch.rand(3, 2, device=device) + 0.5, k_descale=torch.rand(1, device=device) + 0.5,
+                      v_descale=torch.rand(3, 2, device=device) + 0.5)
+        samples.append(((rand(3, sq, 8, d), kc, vc, lens(0, 17, 40)), kw))
+    kp, vp, table, used = _paged([33, 0, 16], 16, 2, d, dtype, device)
+    samples.append(((rand(3, 1, 4, d), kp, vp, used), dict(page_table=table, num_splits=2)))
+    samples.append(((rand(3, 1, 4, d), kp, vp, used), dict(page_table=table, window_left=20)))
+    cu_q = torch.tensor([0, 2, 2, 5], dtype=torch.int32, device=device)
+    samples.append(((rand(5, 8, d), kc, vc, lens(7, 0, 40)), dict(cu_seqlens_q=cu_q, max_seqlen_q=3, causal=True)))
+    return samples

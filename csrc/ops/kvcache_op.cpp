@@ -25,6 +25,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #ifdef TORCH_FMHA_WITH_CUDA
@@ -337,10 +338,90 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   return {out, lse.permute({0, 2, 1}).contiguous()};
 }
 
+using KvcacheSig = std::tuple<Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,
+    std::optional<c10::SymInt>, std::optional<double>, bool, int64_t, int64_t, double,
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    std::optional<at::ScalarType>, int64_t);
+
+const c10::TypedOperatorHandle<KvcacheSig>& kvcache_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("torch_fmha::fwd_kvcache", "")
+                             .typed<KvcacheSig>();
+  return op;
+}
+
+bool requires_grad(const OptTensor& t) { return t.has_value() && t->requires_grad(); }
+
+}  // namespace
+
+// There is no backward: a forward under grad mode works (a decode step in a
+// model whose weights require grad), its backward says so. Without this
+// kernel autograd's fallback would record the nested varlen_fwd and the ATen
+// ops of the merge, and fail there with varlen_fwd's message and a warning.
+struct KvcacheNoBackward : public torch::autograd::Function<KvcacheNoBackward> {
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext*, const Tensor& q, const Tensor& k_cache,
+      const Tensor& v_cache, const Tensor& cache_seqlens, const OptTensor& page_table,
+      const OptTensor& cu_seqlens_q, std::optional<c10::SymInt> max_seqlen_q,
+      std::optional<double> softmax_scale, bool causal, int64_t window_left, int64_t window_right,
+      double softcap, const OptTensor& sinks, const OptTensor& q_descale,
+      const OptTensor& k_descale, const OptTensor& v_descale, const OptTensor& out_scale,
+      std::optional<at::ScalarType> out_dtype, int64_t num_splits) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [out, lse] = kvcache_op().call(q, k_cache, v_cache, cache_seqlens, page_table,
+                                        cu_seqlens_q, std::move(max_seqlen_q), softmax_scale,
+                                        causal, window_left, window_right, softcap, sinks,
+                                        q_descale, k_descale, v_descale, out_scale, out_dtype,
+                                        num_splits);
+    return {out, lse};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list) {
+    TORCH_CHECK(false, "torch_fmha.fwd_kvcache: there is no backward (attention against a KV "
+                "cache is an inference op); call it under torch.no_grad() / "
+                "torch.inference_mode()");
+    return {};
+  }
+};
+
+namespace {
+
+std::tuple<Tensor, Tensor> fwd_kvcache_autograd(
+    const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
+    const OptTensor& page_table, const OptTensor& cu_seqlens_q,
+    std::optional<c10::SymInt> max_seqlen_q, std::optional<double> softmax_scale, bool causal,
+    int64_t window_left, int64_t window_right, double softcap, const OptTensor& sinks,
+    const OptTensor& q_descale, const OptTensor& k_descale, const OptTensor& v_descale,
+    const OptTensor& out_scale, std::optional<at::ScalarType> out_dtype, int64_t num_splits) {
+  const bool grad = at::GradMode::is_enabled() &&
+                    (q.requires_grad() || k_cache.requires_grad() || v_cache.requires_grad() ||
+                     requires_grad(sinks) || requires_grad(q_descale) ||
+                     requires_grad(k_descale) || requires_grad(v_descale) ||
+                     requires_grad(out_scale));
+  if (!grad) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return kvcache_op().call(q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q,
+                             std::move(max_seqlen_q), softmax_scale, causal, window_left,
+                             window_right, softcap, sinks, q_descale, k_descale, v_descale,
+                             out_scale, out_dtype, num_splits);
+  }
+  auto r = KvcacheNoBackward::apply(q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q,
+                                    std::move(max_seqlen_q), softmax_scale, causal, window_left,
+                                    window_right, softcap, sinks, q_descale, k_descale, v_descale,
+                                    out_scale, out_dtype, num_splits);
+  return {r[0], r[1]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(torch_fmha, CompositeExplicitAutograd, m) {
   m.impl("fwd_kvcache", &fwd_kvcache);
+}
+
+TORCH_LIBRARY_IMPL(torch_fmha, Autograd, m) {
+  m.impl("fwd_kvcache", &fwd_kvcache_autograd);
 }
 
 }  // namespace torch_fmha
