@@ -1,43 +1,93 @@
 #!/usr/bin/env bash
-# Issue 16 in ONE call on a 2-GPU H100 machine (nvidia-h100-x2): build, the 2-GPU
-# context-parallel tests (NCCL, FP8; dense and packed) and the context-parallel benchmark
-# (S = 32k, 128k in one run, 512k in a second so that a failure there keeps the others;
-# then a packed batch: 128k tokens in 4 sequences, --varlen 4).
-# Every step has a timeout; the whole script stays under TOTAL_S (default 570 s). Logs in $OUT.
-# STEPS picks the steps (default "tests bench varlen"): e.g. STEPS=tests in one call and
-# STEPS="bench varlen" in a second when one call's 600 s is not enough for all.
-#   [OUT=/tmp/out] [TOTAL_S=570] [STEPS="tests bench varlen"] [CP_COMPILE=1] [NPROC=2] bash tools/gpu_cp.sh
+# Issue 16 in ONE call on a 2- or 4-GPU H100 machine (nvidia-h100-x2 / nvidia-h100-x4): build,
+# the 2-GPU context-parallel tests (NCCL, FP8; dense and packed), the context-parallel benchmark
+# for each world size W in WORLDS (S = 32k, 128k, 512k; B=1 H=32 Hkv=8 D=128 causal; ring and
+# all-gather), a packed batch (128k tokens in 4 sequences, --varlen 4) per W, the test cases
+# without a compile on 4 GPUs (tests4), and a summary table (tools/cp_table.py: 1-GPU ms,
+# W-GPU ms, speedup, % of the exchange hidden, the issue's targets).
+#
+# With 4 GPUs and PARALLEL=1 (the default there) the 2-GPU tests run on GPUs 0,1 while the W=2
+# benchmarks run on GPUs 2,3 (the tests' compiles load the host CPUs meanwhile; the table says
+# so); then the W=4 steps get all four. Every step has a time limit; the whole script stays
+# under TOTAL_S (default 540 s). Logs and the table (summary.md) in $OUT.
+#   [OUT=/tmp/out] [TOTAL_S=540] [STEPS="tests bench varlen tests4"] [WORLDS="2 4"] [PARALLEL=1]
+#   [SEQLENS=32768,131072,524288] [CP_COMPILE=1] bash tools/gpu_cp.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-END=$((SECONDS + ${TOTAL_S:-570}))
-STEPS=${STEPS:-tests bench varlen}
+END=$((SECONDS + ${TOTAL_S:-540}))
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU")
+if (( NGPU >= 4 )); then DEF_WORLDS="2 4"; DEF_PAR=1; else DEF_WORLDS="2"; DEF_PAR=0; fi
+WORLDS=${WORLDS:-$DEF_WORLDS}
+PARALLEL=${PARALLEL:-$DEF_PAR}
+STEPS=${STEPS:-tests bench varlen tests4}
+SEQLENS=${SEQLENS:-32768,131072,524288}
 step() { [[ " $STEPS " == *" $1 "* ]]; }
-NPROC=${NPROC:-2}
+world() { [[ " $WORLDS " == *" $1 "* ]]; }
 left() { local cap=$1 r=$((END - SECONDS)); (( r < cap )) && cap=$r; (( cap < 10 )) && cap=10; echo $cap; }
 source tools/gpu_env.sh || exit 1
 nvidia-smi -L | tee "$OUT/gpus.txt"
+python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpus.txt"
 echo "== build"
-timeout "$(left 300)" python3 -m torch_fmha.build > "$OUT/build.log" 2>&1
+timeout "$(left 240)" python3 -m torch_fmha.build > "$OUT/build.log" 2>&1
 echo "rc=$? ($SECONDS s)"; tail -4 "$OUT/build.log"
-if step tests; then
-echo "== tests/gpu/test_context_parallel.py (2 ranks spawned, NCCL)"
-timeout -k 10 "$(left 340)" python3 -m pytest -q -s -rs --timeout=370 --timeout-method=thread \
-  tests/gpu/test_context_parallel.py > "$OUT/cp_tests.log" 2>&1
-echo "rc=$? ($SECONDS s)"; grep -E "^rank .*:|passed|failed|error|SKIPPED" "$OUT/cp_tests.log" | tail -30
-grep -E "^(FAILED|ERROR)|Error|assert" "$OUT/cp_tests.log" | head -20
-fi
-bench() {  # $1: tag, $2: seqlens, $3: cap in s, then extra bench flags
-  echo "== bench --context-parallel S=$2 ${*:4} ($NPROC GPUs)"
-  timeout -k 10 "$(left "$3")" torchrun --nproc-per-node "$NPROC" -m torch_fmha.bench --context-parallel \
-    --seqlens "$2" "${@:4}" ${CP_COMPILE:+--compile} --json "$OUT/cp_bench_$1.json" > "$OUT/cp_bench_$1.log" 2>&1
-  echo "rc=$? ($SECONDS s)"; grep -E "^\||^torch_fmha context|^S=" "$OUT/cp_bench_$1.log"
+
+tests2() {  # the 2-GPU test file (2 ranks spawned by pytest, NCCL) on the GPUs in $1
+  echo "== tests/gpu/test_context_parallel.py (2 ranks, GPUs $1)"
+  CUDA_VISIBLE_DEVICES=$1 timeout -k 10 "$(left 330)" python3 -m pytest -q -s -rs --timeout=370 \
+    --timeout-method=thread tests/gpu/test_context_parallel.py > "$OUT/cp_tests.log" 2>&1
+  echo "tests rc=$? ($SECONDS s)"
+  grep -E "^\[cp\]|^rank .*:|passed|failed|error|SKIPPED" "$OUT/cp_tests.log" | tail -40
+  grep -E "^(FAILED|ERROR)|Error|assert" "$OUT/cp_tests.log" | head -20
+}
+
+bench() {  # $1: tag, $2: world size, $3: GPUs, $4: seqlens, $5: cap in s, then extra bench flags
+  echo "== bench --context-parallel W=$2 (GPUs $3) S=$4 ${*:6}"
+  CUDA_VISIBLE_DEVICES=$3 timeout -k 10 "$(left "$5")" torchrun --nproc-per-node "$2" \
+    --master-port $((29400 + $2)) -m torch_fmha.bench --context-parallel --seqlens "$4" "${@:6}" \
+    ${CP_COMPILE:+--compile} --json "$OUT/cp_bench_$1.json" > "$OUT/cp_bench_$1.log" 2>&1
+  echo "rc=$? ($SECONDS s)"; grep -E "^\||^torch_fmha context" "$OUT/cp_bench_$1.log"
   grep -E "Error|error" "$OUT/cp_bench_$1.log" | grep -v "^S=" | head -5
 }
-if step bench; then
-bench small 32768,131072 150
-bench 512k 524288 150
+
+tests4() {  # the test cases without an inductor compile, on 4 ranks (torchrun)
+  local cases=causal_S4102_gqa,noncausal_S4096,window_512_causal,window_300_200,causal_fp8_out_d256
+  cases+=,varlen_causal_gqa,varlen_noncausal_mqa,varlen_window_300_200,varlen_window_512_causal
+  cases+=,varlen_causal_fp8_out_d256,varlen_global_scales,no_host_sync
+  echo "== test cases on 4 ranks (torchrun, no compile)"
+  CP_CASES=$cases CUDA_VISIBLE_DEVICES=0,1,2,3 timeout -k 10 "$(left 120)" torchrun --nproc-per-node 4 \
+    --master-port 29420 tests/gpu/test_context_parallel.py > "$OUT/cp_tests4.log" 2>&1
+  echo "rc=$? ($SECONDS s)"; grep -E "^\[cp\]" "$OUT/cp_tests4.log"
+  grep -E "^rank 0 FAIL" "$OUT/cp_tests4.log" | head -5
+  grep -E "Error|error" "$OUT/cp_tests4.log" | grep -v "^\[cp\]\|^rank" | head -5
+}
+
+bench2() {  # W=2 dense, then packed, on the GPUs in $1
+  step bench && bench w2 2 "$1" "$SEQLENS" 200
+  step varlen && bench w2_varlen 2 "$1" 131072 90 --varlen 4
+}
+
+OVERLAP=""
+if step tests && world 2 && (( PARALLEL == 1 && NGPU >= 4 )); then
+  OVERLAP="W=2 benchmarks ran on GPUs 2,3 while the 2-GPU tests (with inductor compiles) ran on GPUs 0,1"
+  tests2 0,1 > "$OUT/phase_tests.txt" 2>&1 &
+  TPID=$!
+  bench2 2,3
+  wait $TPID
+  cat "$OUT/phase_tests.txt"
+else
+  step tests && tests2 0,1
+  world 2 && bench2 0,1
 fi
-if step varlen; then
-bench varlen 131072 120 --varlen 4
+if world 4 && (( NGPU >= 4 )); then
+  step bench && bench w4 4 0,1,2,3 "$SEQLENS" 200
+  step tests4 && tests4
+  step varlen && bench w4_varlen 4 0,1,2,3 131072 90 --varlen 4
 fi
+
+echo "== summary"
+{
+  echo "context-parallel benchmark ($(grep -m1 '^GPU 0' "$OUT/gpus.txt" | sed 's/ (UUID.*//'), $(tail -1 "$OUT/gpus.txt"))"
+  [[ -n $OVERLAP ]] && echo "note: $OVERLAP"
+  python3 tools/cp_table.py "$OUT"/cp_bench_*.log
+} | tee "$OUT/summary.md"
 echo "== done in $SECONDS s"

@@ -4,8 +4,8 @@ fullgraph) against eager; packed batches (varlen_*: context_parallel_varlen_atte
 against torch_fmha.varlen_attention on the whole batch, same rule). Skips without
 2 SM90 GPUs.
 
-Run by pytest (spawns 2 processes) or directly:
-    torchrun --nproc-per-node 2 tests/gpu/test_context_parallel.py
+Run by pytest (spawns 2 processes) or directly, on any W >= 2 GPUs:
+    [CP_CASES=name,...] torchrun --nproc-per-node W tests/gpu/test_context_parallel.py
 
 Accuracy rule: the context-parallel result is compared with the float64
 oracle on the same FP8 inputs, next to the single-GPU op on the whole
@@ -307,6 +307,11 @@ def _cases(rank: int, world: int, device_type: str = "cuda", compile_backend="in
             results[name] = ("ok", fn(), time.time() - t0)
         except Exception:
             results[name] = (traceback.format_exc(), "", time.time() - t0)
+        if rank == 0:  # progress as it goes: a run killed by its time limit still shows it
+            status, info, sec = results[name]
+            tail = info if status == "ok" else status.strip().splitlines()[-1]
+            print(f"[cp] rank 0 {'PASS' if status == 'ok' else 'FAIL'} {name} ({sec:.1f} s): {tail}",
+                  flush=True)
         if device_type == "cuda":
             torch.cuda.synchronize()
         dist.barrier()
@@ -354,11 +359,14 @@ def test_context_parallel_2gpu(results, name):
         assert status == "ok", f"rank {rank}:\n{status}"
 
 
-if __name__ == "__main__":  # torchrun --nproc-per-node 2 tests/gpu/test_context_parallel.py
+if __name__ == "__main__":
+    # torchrun --nproc-per-node W tests/gpu/test_context_parallel.py (any W >= 2);
+    # CP_CASES=name,name,... runs only those cases (e.g. the ones without a compile).
     import torch.distributed as dist
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     _init(int(os.environ.get("LOCAL_RANK", rank)), world, "env://")
-    res = _cases(rank, world)
+    only = set(os.environ["CP_CASES"].split(",")) if os.environ.get("CP_CASES") else None
+    res = _cases(rank, world, only=only)
     dist.destroy_process_group()
     bad = 0
     for name, (status, info, seconds) in res.items():
