@@ -29,10 +29,13 @@
 #include <torch/library.h>
 
 #ifdef TORCH_FMHA_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime_api.h>
 #endif
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <limits>
 
 #include "cpu_math.h"
@@ -75,11 +78,25 @@ constexpr int64_t kTileRows = 128;         // the kernel's query tile (kBlockM)
 constexpr int64_t kMinKeysPerSplit = 512;  // below this a split's fixed cost dominates
 constexpr int64_t kMaxSplits = 64;
 
-// What runs side by side: SMs on CUDA (device properties, cached by ATen: no
-// sync), intra-op threads on CPU.
+#ifdef TORCH_FMHA_WITH_CUDA
+// The SM count of a device: an attribute query (no sync, allowed during graph
+// capture), read once per device.
+int64_t cuda_sm_count(int device) {
+  static std::array<std::atomic<int>, 64> counts{};  // 0: not read yet
+  TORCH_CHECK(device >= 0 && device < 64, "torch_fmha: device index ", device, " out of range");
+  int n = counts[device].load(std::memory_order_acquire);
+  if (n == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    counts[device].store(n, std::memory_order_release);
+  }
+  return n;
+}
+#endif
+
+// What runs side by side: SMs on CUDA, intra-op threads on CPU.
 int64_t parallel_units(const Tensor& q) {
 #ifdef TORCH_FMHA_WITH_CUDA
-  if (q.is_cuda()) return at::cuda::getDeviceProperties(q.device().index())->multiProcessorCount;
+  if (q.is_cuda()) return cuda_sm_count(q.device().index());
 #endif
   return at::get_num_threads();
 }
