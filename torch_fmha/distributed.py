@@ -579,11 +579,17 @@ def _merge(parts, acc: torch.dtype, scale: Optional[torch.Tensor], out_dtype: to
         wt = w * inv
         if scale is not None:
             wt = wt * scale.to(acc)
-        term = o.to(acc) * wt.transpose(1, 2).unsqueeze(-1)  # [B, n, H, 1]
-        out = term if out is None else out + term
+        wt = wt.transpose(1, 2).unsqueeze(-1)  # [B, n, H, 1]
+        # The partial (float16 for FP8 inputs) is read as it is and widened inside the kernel
+        # (type promotion; on CUDA no float32 copy of it): one read of each partial and one
+        # read-modify-write of the float32 sum per partial, the eager merge's whole traffic.
+        if out is None:
+            out = torch.mul(o, wt)
+        else:
+            out.addcmul_(o, wt)
     if out_dtype == torch.float8_e4m3fn:  # saturate, as the op does
         fmax = torch.finfo(torch.float8_e4m3fn).max
-        out = out.clamp(-fmax, fmax)
+        out.clamp_(-fmax, fmax)
     return out.to(out_dtype), lse
 
 
