@@ -78,6 +78,13 @@ CASES = [f"dense_{n}" for n in DENSE] + [
     "varlen_direct_rows_bitwise", "varlen_padding_never_leaks", "varlen_shard_unshard", "varlen_compile_fullgraph",
     "varlen_bad_args"]
 
+# On 4 ranks (2W = 8 chunks: chunks of 1-2 rows at S = 9, the ring's 3 steps, 4 partials per
+# row to merge): the cases that do not assume W = 2.
+CASES_4 = [f"dense_{n}" for n in DENSE] + [
+    "float64_causal_S67", "fp8_cp_bf16_out", "single_partial_rows_bitwise", "shard_unshard"] + [
+    f"varlen_{n}" for n in VARLEN] + [
+    "varlen_direct_rows_bitwise", "varlen_padding_never_leaks", "varlen_shard_unshard"]
+
 
 def _bound_check(what, out, lse, ref, ref_lse, v, eps, dot=0.0):
     lmax = ref_lse.abs().max().item()
@@ -98,7 +105,7 @@ def _inputs(S, B, H, Hkv, D, dtype=torch.float32, seed=0):
     return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
-def _run_cases(rank):
+def _run_cases(rank, world=WORLD, only=None):
     import torch.distributed as dist
 
     import torch_fmha
@@ -167,11 +174,11 @@ def _run_cases(rank):
             q, k, v = _inputs(S, 1, 2, 1, 64)
             ql, kl, vl = shard(q), shard(k), shard(v)
             left, right = window if not causal else (-1, 0)
-            calls = _plan(S, WORLD, rank, left, right)
+            calls = _plan(S, world, rank, left, right)
             out, lse = cp.context_parallel_attention(ql, kl, vl, causal=causal, window_size=window,
                                                      seqlen=S, return_lse=True)
-            kfull = {r: (cp.shard_sequence(k, rank=r, world_size=WORLD),
-                         cp.shard_sequence(v, rank=r, world_size=WORLD)) for r in range(WORLD)}
+            kfull = {r: (cp.shard_sequence(k, rank=r, world_size=world),
+                         cp.shard_sequence(v, rank=r, world_size=world)) for r in range(world)}
             n_single = 0
             for r0, r1, idx in _segments(calls, ql.size(1)):
                 if len(idx) != 1:
@@ -188,7 +195,7 @@ def _run_cases(rank):
 
     def group_of_one_bitwise():
         import torch.distributed as dist
-        groups = [dist.new_group([r]) for r in range(WORLD)]  # every rank creates every group
+        groups = [dist.new_group([r]) for r in range(world)]  # every rank creates every group
         for causal, window, S in ((True, (-1, -1), 67), (False, (-1, -1), 64), (False, (5, 2), 40)):
             q, k, v = _inputs(S, 1, 2, 1, 64, seed=rank)
             ref, ref_lse = torch_fmha.attention(q, k, v, causal=causal, window_size=window, return_lse=True)
@@ -205,7 +212,7 @@ def _run_cases(rank):
         for S in (64, 67, 5, 4):
             x = torch.arange(S * 3, dtype=torch.float32).view(1, S, 3)
             xl = shard(x)
-            assert xl.size(1) == cp.shard_lengths(S, WORLD)[rank]
+            assert xl.size(1) == cp.shard_lengths(S, world)[rank]
             pos = cp.shard_positions(S)
             assert torch.equal(xl[0, :, 0], pos.float() * 3)
             assert torch.equal(cp.unshard_sequence(xl, S), x)
@@ -397,14 +404,14 @@ def _run_cases(rank):
         cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32)
         T = int(cu[-1])
         x = torch.arange(T * 3, dtype=torch.float32).view(T, 3)
-        exact = cp.varlen_local_rows(T, len(lens), WORLD, lens)
-        assert exact == 2 * sum(-(-n // 4) for n in lens)
-        assert cp.varlen_local_rows(T, len(lens), WORLD) >= exact
+        exact = cp.varlen_local_rows(T, len(lens), world, lens)
+        assert exact == 2 * sum(-(-n // (2 * world)) for n in lens)
+        assert cp.varlen_local_rows(T, len(lens), world) >= exact
         for rows in (None, exact):
             xl = cp.shard_varlen(x, cu, rows=rows)
             pos = cp.varlen_shard_positions(cu, xl.size(0))
             lcu = cp.varlen_shard_cu_seqlens(cu).tolist()
-            assert lcu == [2 * sum(-(-n // 4) for n in lens[:b]) for b in range(len(lens) + 1)]
+            assert lcu == [2 * sum(-(-n // (2 * world)) for n in lens[:b]) for b in range(len(lens) + 1)]
             seq = torch.searchsorted(torch.tensor(lcu[1:]), torch.arange(xl.size(0)), right=True).clamp(max=len(lens) - 1)
             real = pos >= 0
             assert torch.equal(xl[real, 0], (cu.long()[seq] + pos)[real].float() * 3)
@@ -419,7 +426,7 @@ def _run_cases(rank):
                 got += [int(t) for t in p[l3[b]:l3[b + 1]] if t >= 0]
             assert sorted(got) == list(range(n)), (b, sorted(got))
         with pytest.raises(ValueError, match="lengths"):
-            cp.varlen_local_rows(T, len(lens), WORLD, lens[:-1])
+            cp.varlen_local_rows(T, len(lens), world, lens[:-1])
 
     def varlen_compile_fullgraph():
         q, k, v, cu, T = packed(LENS, 4, 2, 64)
@@ -498,7 +505,7 @@ def _run_cases(rank):
     fns["varlen_fp8_cp_bf16_out"] = lambda: varlen_fp8_cp(torch.bfloat16, None)
     fns["varlen_fp8_cp_fp8_out"] = lambda: varlen_fp8_cp(torch.float8_e4m3fn, torch.tensor([0.01]))
     results = {}
-    for name in CASES:
+    for name in CASES if only is None else only:
         t0 = time.time()
         try:
             fns[name]()
@@ -509,7 +516,7 @@ def _run_cases(rank):
     return results
 
 
-def _worker(rank, world, init_file):
+def _worker(rank, world, init_file, only=None):
     import datetime
 
     import torch.distributed as dist
@@ -519,9 +526,13 @@ def _worker(rank, world, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=90))
     try:
-        return _run_cases(rank)
+        return _run_cases(rank, world, only)
     finally:
         dist.destroy_process_group()
+
+
+def _worker_4(rank, world, init_file):
+    return _worker(rank, world, init_file, CASES_4)
 
 
 @pytest.fixture(scope="module")
@@ -573,3 +584,17 @@ def test_varlen_argument_errors_before_any_collective():
         cpv(q, k, k, cu, cu, causal=True, window_size=(-1, 3))
     with pytest.raises(ValueError, match="q, k, v must be packed"):
         cpv(q[None], k[None], k[None], cu, cu)
+
+
+@pytest.fixture(scope="module")
+def results_4():
+    import torch_fmha  # noqa: F401
+    return run_ranks(_worker_4, 4, JOIN_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("case", CASES_4)
+def test_distributed_cpu_4_ranks(results_4, case):
+    for rank, res in enumerate(results_4):
+        status, seconds = res[case]
+        print(f"rank {rank}: {case} {seconds:.2f} s")
+        assert status == "ok", f"rank {rank}:\n{status}"
