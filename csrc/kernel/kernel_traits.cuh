@@ -25,12 +25,27 @@
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_256
 #define TORCH_FMHA_TUNE_BLOCK_N_256 128
 #endif
-// The short-key blocking of D = 128 (KvBlocking::kShort below).
+// The short-key builds (KvBlocking::kShort below).
+#ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
+#define TORCH_FMHA_TUNE_SHORT_BLOCK_N_64 128
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_STAGES_64
+#define TORCH_FMHA_TUNE_SHORT_STAGES_64 3
+#endif
 #ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
 #define TORCH_FMHA_TUNE_SHORT_BLOCK_N_128 128
 #endif
 #ifndef TORCH_FMHA_TUNE_SHORT_STAGES_128
 #define TORCH_FMHA_TUNE_SHORT_STAGES_128 3
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_256
+#define TORCH_FMHA_TUNE_SHORT_BLOCK_N_256 64
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_STAGES_256
+#define TORCH_FMHA_TUNE_SHORT_STAGES_256 2
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_STAGE_OUT_256
+#define TORCH_FMHA_TUNE_SHORT_STAGE_OUT_256 0
 #endif
 #ifndef TORCH_FMHA_TUNE_STAGES_64
 #define TORCH_FMHA_TUNE_STAGES_64 3
@@ -66,11 +81,13 @@ namespace torch_fmha::kernel {
 using namespace cute;
 
 // How a head dim cuts the keys into KV blocks. kLong (every head dim, every
-// layout) is tuned for long sequences. kShort (D = 128, dense layout, chosen
-// by dispatch_fwd.cu for seqlen_k <= kShortKeysMaxSeqlen) uses 128-key blocks
-// and 3 stages: no partial last block at the power-of-two lengths where 192
-// leaves one (1024 = 5 x 192 + 64), at the price of more per-block overhead,
-// which only long sequences feel. Measured in docs/DESIGN.md section 6.
+// layout) is tuned for long sequences. kShort (dense layout, chosen by
+// dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(D)) uses smaller
+// blocks, at the price of more per-block overhead, which only long sequences
+// feel: D = 64 / 128 128-key blocks and 3 stages (no partial last block at the
+// power-of-two lengths where 192 leaves one: 1024 = 5 x 192 + 64); D = 256
+// 64-key blocks, which leave room for a second Q buffer and so for the
+// tile-boundary overlap. Measured in docs/DESIGN.md section 6.
 enum class KvBlocking : int { kLong = 0, kShort = 1 };
 
 template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong>
@@ -82,7 +99,6 @@ struct Fp8FwdTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256);
   static constexpr KvBlocking kBlocking = kBlocking_;
   static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
-  static_assert(!kShortKeys || kHeadDim == 128, "the short-key blocking is built for D = 128 only");
 
   // ---- tile shape --------------------------------------------------------------
   // kBlockM rows of Q per tile, split 64/64 over the two consumer warpgroups.
@@ -90,21 +106,28 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kBlockN = kShortKeys         ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
+  static constexpr int kShortBlockN = kHeadDim == 64    ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
+                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
+                                                        : TORCH_FMHA_TUNE_SHORT_BLOCK_N_256;
+  static constexpr int kShortStages = kHeadDim == 64    ? TORCH_FMHA_TUNE_SHORT_STAGES_64
+                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_SHORT_STAGES_128
+                                                        : TORCH_FMHA_TUNE_SHORT_STAGES_256;
+  static constexpr int kBlockN = kShortKeys         ? kShortBlockN
                                  : kHeadDim == 64  ? TORCH_FMHA_TUNE_BLOCK_N_64
                                  : kHeadDim == 128 ? TORCH_FMHA_TUNE_BLOCK_N_128
                                                    : TORCH_FMHA_TUNE_BLOCK_N_256;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = kShortKeys         ? TORCH_FMHA_TUNE_SHORT_STAGES_128
+  static constexpr int kStages = kShortKeys         ? kShortStages
                                  : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGES_64
                                  : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGES_128
                                                    : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
-  // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
-  // loads while the consumers finish the current tile (last softmax, last P V,
-  // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
-  static constexpr int kQStages = kHeadDim == 256 ? 1 : 2;
+  // Q buffers. Two where shared memory allows (D = 64, 128, D = 256 short): the
+  // next tile's Q loads while the consumers finish the current tile (last
+  // softmax, last P V, epilogue) instead of after it. D = 256 with 128-key
+  // blocks has no room for a second 32 KB.
+  static constexpr int kQStages = kHeadDim == 256 && !kShortKeys ? 1 : 2;
   // A tile's last P V is issued together with the next tile's first S, and
   // the epilogue runs after the next tile's first softmax, so the tensor core
   // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
@@ -127,7 +150,7 @@ struct Fp8FwdTraits {
   // (Q, K, V^T and the V scratch use all 227 KB).
   static constexpr bool kStagedEpilogue = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
-                                                            : false;
+                                                            : kShortKeys && TORCH_FMHA_TUNE_SHORT_STAGE_OUT_256;
   static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
 
   static constexpr int kNumConsumerWG = 2;

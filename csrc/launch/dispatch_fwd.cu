@@ -100,19 +100,21 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
 }
 
 cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
+  // Dense only: the key length is a shape there. For a packed batch the
+  // lengths live on the device and max_seqlen_k is a hint that must not
+  // change the result (dense == varlen bitwise needs the same blocking).
   const bool varlen = p.cu_seqlens_q != nullptr;
+  const bool short_keys = !varlen && p.seqlen_k <= short_keys_max_seqlen(p.head_dim);
   switch (p.head_dim) {
     case 64:
-      return varlen ? launch_fwd_fp8<64, true>(p, stream) : launch_fwd_fp8<64, false>(p, stream);
+      if (varlen) return launch_fwd_fp8<64, true>(p, stream);
+      return short_keys ? launch_fwd_fp8<64, false, true>(p, stream) : launch_fwd_fp8<64, false>(p, stream);
     case 128:
-      // Dense only: the key length is a shape there. For a packed batch the
-      // lengths live on the device and max_seqlen_k is a hint that must not
-      // change the result (dense == varlen bitwise needs seqlen_k > 2048).
       if (varlen) return launch_fwd_fp8<128, true>(p, stream);
-      return p.seqlen_k <= kShortKeysMaxSeqlen ? launch_fwd_fp8<128, false, true>(p, stream)
-                                               : launch_fwd_fp8<128, false>(p, stream);
+      return short_keys ? launch_fwd_fp8<128, false, true>(p, stream) : launch_fwd_fp8<128, false>(p, stream);
     case 256:
-      return varlen ? launch_fwd_fp8<256, true>(p, stream) : launch_fwd_fp8<256, false>(p, stream);
+      if (varlen) return launch_fwd_fp8<256, true>(p, stream);
+      return short_keys ? launch_fwd_fp8<256, false, true>(p, stream) : launch_fwd_fp8<256, false>(p, stream);
     default:
       return cudaErrorInvalidValue;
   }

@@ -1,6 +1,6 @@
-// torch_fmha: SM90 FP8 forward kernel, head dim 128, dense layout, 128-key
-// blocks for short key sequences (kernel::KvBlocking::kShort; dispatch_fwd.cu
-// picks it for seqlen_k <= kShortKeysMaxSeqlen).
+// torch_fmha: SM90 FP8 forward kernel, head dim 128, dense layout, the short-key
+// build (kernel::KvBlocking::kShort; dispatch_fwd.cu picks it for
+// seqlen_k <= short_keys_max_seqlen(128)).
 #include "fwd_launch_template.cuh"
 
 namespace torch_fmha {

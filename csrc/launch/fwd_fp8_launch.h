@@ -1,6 +1,6 @@
 // torch_fmha: per-head-dim FP8 forward launchers. Declared here, defined in
 // fwd_launch_template.cuh, explicitly instantiated one (head dim, layout) per
-// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu, fwd_fp8_hdim128_short.cu) so they compile in
+// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu, fwd_fp8_hdim{64,128,256}_short.cu) so they compile in
 // parallel.
 #pragma once
 
@@ -13,19 +13,35 @@ namespace torch_fmha {
 
 // kVarlen: ragged batch (p.cu_seqlens_* set, varlen tile scheduler + prep
 // kernel) or dense layout. Same kernel body; only the scheduler type differs.
-// kShortKeys: the D = 128 dense build with 128-key blocks
-// (kernel::KvBlocking::kShort), for seqlen_k <= kShortKeysMaxSeqlen.
+// kShortKeys: the dense build with smaller key blocks
+// (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D).
 template <int kHeadDim, bool kVarlen, bool kShortKeys = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
-// Longest dense key sequence the D = 128 short-key build is used for. Measured
-// (docs/DESIGN.md section 6): 128-key blocks win up to 2048 keys and lose
-// from 4096 on.
-inline constexpr int kShortKeysMaxSeqlen = 2048;
+// Longest dense key sequence a head dim's short-key build is used for (0:
+// never). Measured (docs/DESIGN.md section 6): at D = 128, 128-key blocks win
+// up to 2048 keys and lose from 4096 on. The D = 64 / 256 builds are off until
+// measured (TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_* for that experiment).
+#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_256
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_256 0
+#endif
+constexpr int short_keys_max_seqlen(int head_dim) {
+  return head_dim == 64    ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
+         : head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
+                           : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_256;
+}
 
 extern template cudaError_t launch_fwd_fp8<64, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<64, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false, true>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<256, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<64, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, true>(const FwdParams&, cudaStream_t);
