@@ -1,7 +1,8 @@
-"""torch_fmha.distributed on CPU: 2 processes, gloo, torch.multiprocessing spawn.
+"""torch_fmha.distributed on CPU: 2 processes, gloo, torch.multiprocessing spawn; the cases
+that do not assume W = 2 again on 4 processes (CASES_4).
 
-One spawn runs every case (process start-up and the process group cost more
-than the cases); each test below asserts its case's result on both ranks.
+One spawn per world size runs every case (process start-up and the process group cost
+more than the cases); each test below asserts its case's result on every rank.
 Small shapes: the CPU op is slow.
 
 Bound (float32 inputs, merge in float32): with eps = 2**-24,
