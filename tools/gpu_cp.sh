@@ -23,8 +23,11 @@ STEPS=${STEPS:-tests bench varlen tests4}
 SEQLENS=${SEQLENS:-32768,131072,524288}
 step() { [[ " $STEPS " == *" $1 "* ]]; }
 world() { [[ " $WORLDS " == *" $1 "* ]]; }
-left() { local cap=$1 r=$((END - SECONDS)); (( r < cap )) && cap=$r; (( cap < 10 )) && cap=10; echo $cap; }
-source tools/gpu_env.sh || exit 1
+left() { local cap=$1 r=$((END - SECONDS)); (( r < cap )) && cap=$r; (( cap < 1 )) && cap=1; echo $cap; }
+# A step starts only with at least 30 s left (so the script ends near TOTAL_S, never far past it).
+time_for() { (( END - SECONDS >= 30 )) && return 0; echo "== skipped $1: $((END - SECONDS)) s left"; return 1; }
+# Sourced here unless the caller already did (it sets TORCH_FMHA_CACHE).
+[[ -n ${TORCH_FMHA_CACHE:-} ]] || source tools/gpu_env.sh || exit 1
 nvidia-smi -L | tee "$OUT/gpus.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpus.txt"
 echo "== build"
@@ -32,6 +35,7 @@ timeout "$(left 240)" python3 -m torch_fmha.build > "$OUT/build.log" 2>&1
 echo "rc=$? ($SECONDS s)"; tail -4 "$OUT/build.log"
 
 tests2() {  # the 2-GPU test file (2 ranks spawned by pytest, NCCL) on the GPUs in $1
+  time_for "2-GPU tests" || return
   echo "== tests/gpu/test_context_parallel.py (2 ranks, GPUs $1)"
   CUDA_VISIBLE_DEVICES=$1 timeout -k 10 "$(left 330)" python3 -m pytest -q -s -rs --timeout=370 \
     --timeout-method=thread tests/gpu/test_context_parallel.py > "$OUT/cp_tests.log" 2>&1
@@ -41,6 +45,7 @@ tests2() {  # the 2-GPU test file (2 ranks spawned by pytest, NCCL) on the GPUs 
 }
 
 bench() {  # $1: tag, $2: world size, $3: GPUs, $4: seqlens, $5: cap in s, then extra bench flags
+  time_for "bench $1" || return
   echo "== bench --context-parallel W=$2 (GPUs $3) S=$4 ${*:6}"
   CUDA_VISIBLE_DEVICES=$3 timeout -k 10 "$(left "$5")" torchrun --nproc-per-node "$2" \
     --master-port $((29400 + $2)) -m torch_fmha.bench --context-parallel --seqlens "$4" "${@:6}" \
@@ -50,6 +55,7 @@ bench() {  # $1: tag, $2: world size, $3: GPUs, $4: seqlens, $5: cap in s, then 
 }
 
 tests4() {  # the test cases without an inductor compile, on 4 ranks (torchrun)
+  time_for "4-rank tests" || return
   local cases=causal_S4102_gqa,noncausal_S4096,window_512_causal,window_300_200,causal_fp8_out_d256
   cases+=,varlen_causal_gqa,varlen_noncausal_mqa,varlen_window_300_200,varlen_window_512_causal
   cases+=,varlen_causal_fp8_out_d256,varlen_global_scales,no_host_sync
