@@ -38,15 +38,6 @@
 #ifndef TORCH_FMHA_TUNE_SHORT_STAGES_128
 #define TORCH_FMHA_TUNE_SHORT_STAGES_128 3
 #endif
-#ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_256
-#define TORCH_FMHA_TUNE_SHORT_BLOCK_N_256 64
-#endif
-#ifndef TORCH_FMHA_TUNE_SHORT_STAGES_256
-#define TORCH_FMHA_TUNE_SHORT_STAGES_256 2
-#endif
-#ifndef TORCH_FMHA_TUNE_SHORT_STAGE_OUT_256
-#define TORCH_FMHA_TUNE_SHORT_STAGE_OUT_256 0
-#endif
 #ifndef TORCH_FMHA_TUNE_STAGES_64
 #define TORCH_FMHA_TUNE_STAGES_64 3
 #endif
@@ -81,13 +72,13 @@ namespace torch_fmha::kernel {
 using namespace cute;
 
 // How a head dim cuts the keys into KV blocks. kLong (every head dim, every
-// layout) is tuned for long sequences. kShort (dense layout, chosen by
-// dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(D)) uses smaller
-// blocks, at the price of more per-block overhead, which only long sequences
-// feel: D = 64 / 128 128-key blocks and 3 stages (no partial last block at the
-// power-of-two lengths where 192 leaves one: 1024 = 5 x 192 + 64); D = 256
-// 64-key blocks, which leave room for a second Q buffer and so for the
-// tile-boundary overlap. Measured in docs/DESIGN.md section 6.
+// layout) is tuned for long sequences. kShort (D = 64 / 128, dense layout,
+// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(D)) uses
+// 128-key blocks and 3 stages: no partial last block at the power-of-two
+// lengths where 192 leaves one (1024 = 5 x 192 + 64), at the price of more
+// per-block overhead, which only long sequences feel. D = 256 has none: its
+// 64-key variant (two Q buffers, tile overlap) was slower at every length
+// measured. docs/DESIGN.md section 6.
 enum class KvBlocking : int { kLong = 0, kShort = 1 };
 
 template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong>
@@ -99,6 +90,7 @@ struct Fp8FwdTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256);
   static constexpr KvBlocking kBlocking = kBlocking_;
   static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
+  static_assert(!kShortKeys || kHeadDim != 256, "no short-key build at D = 256 (measured slower)");
 
   // ---- tile shape --------------------------------------------------------------
   // kBlockM rows of Q per tile, split 64/64 over the two consumer warpgroups.
@@ -106,12 +98,10 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kShortBlockN = kHeadDim == 64    ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
-                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
-                                                        : TORCH_FMHA_TUNE_SHORT_BLOCK_N_256;
-  static constexpr int kShortStages = kHeadDim == 64    ? TORCH_FMHA_TUNE_SHORT_STAGES_64
-                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_SHORT_STAGES_128
-                                                        : TORCH_FMHA_TUNE_SHORT_STAGES_256;
+  static constexpr int kShortBlockN = kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
+                                                     : TORCH_FMHA_TUNE_SHORT_BLOCK_N_128;
+  static constexpr int kShortStages = kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_STAGES_64
+                                                     : TORCH_FMHA_TUNE_SHORT_STAGES_128;
   static constexpr int kBlockN = kShortKeys         ? kShortBlockN
                                  : kHeadDim == 64  ? TORCH_FMHA_TUNE_BLOCK_N_64
                                  : kHeadDim == 128 ? TORCH_FMHA_TUNE_BLOCK_N_128
@@ -123,11 +113,10 @@ struct Fp8FwdTraits {
                                  : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGES_128
                                                    : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
-  // Q buffers. Two where shared memory allows (D = 64, 128, D = 256 short): the
-  // next tile's Q loads while the consumers finish the current tile (last
-  // softmax, last P V, epilogue) instead of after it. D = 256 with 128-key
-  // blocks has no room for a second 32 KB.
-  static constexpr int kQStages = kHeadDim == 256 && !kShortKeys ? 1 : 2;
+  // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
+  // loads while the consumers finish the current tile (last softmax, last P V,
+  // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
+  static constexpr int kQStages = kHeadDim == 256 ? 1 : 2;
   // A tile's last P V is issued together with the next tile's first S, and
   // the epilogue runs after the next tile's first softmax, so the tensor core
   // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
@@ -150,7 +139,7 @@ struct Fp8FwdTraits {
   // (Q, K, V^T and the V scratch use all 227 KB).
   static constexpr bool kStagedEpilogue = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
-                                                            : kShortKeys && TORCH_FMHA_TUNE_SHORT_STAGE_OUT_256;
+                                                            : false;
   static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
 
   static constexpr int kNumConsumerWG = 2;

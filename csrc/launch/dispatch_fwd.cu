@@ -113,8 +113,7 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
       if (varlen) return launch_fwd_fp8<128, true>(p, stream);
       return short_keys ? launch_fwd_fp8<128, false, true>(p, stream) : launch_fwd_fp8<128, false>(p, stream);
     case 256:
-      if (varlen) return launch_fwd_fp8<256, true>(p, stream);
-      return short_keys ? launch_fwd_fp8<256, false, true>(p, stream) : launch_fwd_fp8<256, false>(p, stream);
+      return varlen ? launch_fwd_fp8<256, true>(p, stream) : launch_fwd_fp8<256, false>(p, stream);
     default:
       return cudaErrorInvalidValue;
   }

@@ -1,6 +1,6 @@
 // torch_fmha: per-head-dim FP8 forward launchers. Declared here, defined in
 // fwd_launch_template.cuh, explicitly instantiated one (head dim, layout) per
-// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu, fwd_fp8_hdim{64,128,256}_short.cu) so they compile in
+// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu, fwd_fp8_hdim{64,128}_short.cu) so they compile in
 // parallel.
 #pragma once
 
@@ -19,29 +19,25 @@ template <int kHeadDim, bool kVarlen, bool kShortKeys = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
 // Longest dense key sequence a head dim's short-key build is used for (0:
-// never). Measured (docs/DESIGN.md section 6): at D = 128, 128-key blocks win
-// up to 2048 keys and lose from 4096 on. The D = 64 / 256 builds are off until
-// measured (TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_* for that experiment).
+// none). Measured (docs/DESIGN.md section 6), 128-key against 192-key blocks:
+// D = 128 wins up to 2048 keys and loses from 4096 on; D = 64 wins at 512,
+// ties at 1024 and loses from 2048 on.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
-#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64 0
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64 1024
 #endif
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
-#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_256
-#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_256 0
-#endif
 constexpr int short_keys_max_seqlen(int head_dim) {
-  return head_dim == 64    ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
+  return head_dim == 64 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
          : head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
-                           : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_256;
+                           : 0;
 }
 
 extern template cudaError_t launch_fwd_fp8<64, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<64, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false, true>(const FwdParams&, cudaStream_t);
-extern template cudaError_t launch_fwd_fp8<256, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<64, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, true>(const FwdParams&, cudaStream_t);

@@ -102,15 +102,16 @@ def test_unsupported_raise_clearly():
         torch.ops.torch_fmha.bwd(q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
 
 
-@pytest.mark.parametrize("sk", [2047, 2048, 2049])
+@pytest.mark.parametrize("d,sk", [(64, 1023), (64, 1024), (64, 1025), (128, 2047), (128, 2048), (128, 2049)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_short_key_blocking_boundary(sk, causal):
-    """D=128 dense switches from 128-key blocks (the short-key build) to 192-key blocks
-    above kShortKeysMaxSeqlen = 2048 keys (dispatch_fwd.cu): both sides of the switch, with
-    Sq != Sk so causal's bottom-right alignment and the partial blocks differ per build."""
-    run_case(2, 300, sk, 4, 2, 128, causal=causal, seed=sk, case=f"Sk={sk} D=128 causal={causal}")
+def test_short_key_blocking_boundary(d, sk, causal):
+    """D=64 / 128 dense switch from 128-key blocks (the short-key builds) to 192-key blocks
+    above short_keys_max_seqlen(D) = 1024 / 2048 keys (fwd_fp8_launch.h): both sides of the
+    switch, with Sq != Sk so causal's bottom-right alignment and the partial blocks differ
+    per build."""
+    run_case(2, 300, sk, 4, 2, d, causal=causal, seed=sk, case=f"Sk={sk} D={d} causal={causal}")
     window = (500, 0) if causal else (300, 200)
-    run_case(1, sk, sk, 2, 1, 128, window=window, seed=sk + 1, case=f"S={sk} D=128 window={window}")
+    run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, case=f"S={sk} D={d} window={window}")
 
 
 @pytest.mark.parametrize("b,s,h,hkv,causal", [(8, 2048, 16, 16, False), (2, 4224, 4, 2, True)])
