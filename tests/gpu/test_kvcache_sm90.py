@@ -204,8 +204,8 @@ def test_no_host_sync(page_size):
     q, kc, vc, seqlens, table, s = _decode_inputs(page_size)
     sinks = _sinks(32)  # made before the checked region (a host-to-device copy syncs)
     out_scale = torch.tensor([0.02], device="cuda")
-    calls = [dict(num_splits=0), dict(num_splits=4, sinks=sinks), dict(num_splits=3, out_dtype=FP8, out_scale=out_scale),
-             dict(window_size=(100, 0))]
+    calls = [dict(num_splits=0), dict(num_splits=4, sinks=sinks),
+             dict(num_splits=3, out_dtype=FP8, out_scale=out_scale), dict(window_size=(100, 0))]
     for kw in calls:
         torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
     torch.cuda.synchronize()

@@ -47,13 +47,28 @@ What is supported, and how each case maps onto the op:
   the varlen path and a row with several runs fails a device-side
   ``torch._assert_async``.
 
+- ``StaticCache`` (``cache_implementation="static"``, the cache compiled
+  generation uses) on full-attention layers: the keys are the whole cache,
+  unwritten slots included, so the mask function returns ``cache_seqlens``
+  (int32 ``[B]``, the keys written so far, computed on the device from
+  transformers' tensor query offset: no host sync, no recompile as it grows)
+  and the attention function calls :func:`torch_fmha.attention_with_kvcache`
+  on transformers' cache tensors (strided views, no copy; split-KV and GQA
+  packing for the decode steps). The cache stays the model's dtype: with
+  ``"torch_fmha_fp8"`` it is quantized together with q on every call,
+  per-(batch, KV head) scales over the whole cache (unwritten slots are zeros
+  and leave them alone), so a step reads the bf16 cache once more than SDPA
+  does; an FP8 cache written once per token with scales fixed at prefill is
+  not built. Left padding inside the written keys and sliding-window layers
+  (their static slots roll) are refused.
+
 Everything else raises ``NotImplementedError`` saying what was found, never a
 silently ignored mask: 4-D / float / BlockMask masks, mask overlays
 (``or_mask_function`` / ``and_mask_function``, packed sequences found from
-``position_ids``, block sequence ids), chunked attention, static caches
-(their key/value tensors hold unwritten slots past the current position),
-dropout, position bias, paged caches (transformers' ``cache`` argument; the op's
-own paged KV is reached through :func:`torch_fmha.varlen_attention`).
+``position_ids``, block sequence ids), chunked attention, static caches over
+sliding-window layers or with padding, dropout, position bias, paged caches
+(transformers' ``cache`` argument; the op's own paged KV is reached through
+:func:`torch_fmha.varlen_attention` / :func:`torch_fmha.attention_with_kvcache`).
 """
 
 from __future__ import annotations
@@ -85,7 +100,8 @@ _FLOAT_OUT = (torch.bfloat16, torch.float16)
 def _unsupported(what: str) -> NotImplementedError:
     return NotImplementedError(
         f"torch_fmha (transformers attn_implementation={NAME!r}/{NAME_FP8!r}) does not support {what}. "
-        "Supported: causal (bottom-right aligned, prefill and DynamicCache decode) or bidirectional "
+        "Supported: causal (bottom-right aligned, prefill, DynamicCache and full-attention StaticCache decode) "
+        "or bidirectional "
         "self-attention, sliding windows, softcap, attention sinks (s_aux), and 2-D padding masks whose rows "
         "are one contiguous run of tokens (left or right padding); use attn_implementation='sdpa' for "
         "anything else.")
@@ -144,6 +160,13 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
         raise _unsupported(f"a local attention pattern of size {local_size} that is not the config's "
                            f"sliding_window ({config_window}), e.g. chunked attention")
     sliding = local_size is not None
+    # A static cache: the keys are the whole cache (transformers passes a tensor q_offset while
+    # decoding, and kv_length = max_cache_len), so the queries are not its last positions.
+    static = (isinstance(q_offset, torch.Tensor) or isinstance(kv_offset, torch.Tensor)
+              or q_offset + q_length != kv_offset + kv_length)
+    if static and not bidirectional:
+        return _static_cache_seqlens(batch_size, q_length, kv_length, q_offset, kv_offset, mask_function,
+                                     attention_mask, sliding, kwargs.get("device"))
     if bidirectional:
         if not kwargs["allow_is_bidirectional_skip"]:
             raise _unsupported("a bidirectional mask the model asked to materialise (allow_is_bidirectional_skip=False)")
@@ -185,6 +208,63 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
         torch._assert_async(_single_run_rows(pad).all(),
                             "torch_fmha: a padding-mask row is not one contiguous run of tokens (not supported)")
     return pad
+
+
+def _static_cache_seqlens(batch_size, q_length, kv_length, q_offset, kv_offset, mask_function, attention_mask,
+                          sliding, device):
+    """A causal layer over a static cache (StaticCache: q_offset is a tensor, the keys are the
+    whole cache, unwritten slots past the current position included) -> cache_seqlens int32
+    [B] = q_offset + q_length, the keys written so far, for torch_fmha.attention_with_kvcache
+    (bottom-right causal against them: the queries are the last written positions). The
+    attention function takes a 1-D int32 "mask" as exactly this. Padding inside the written
+    keys (left-padded batches) cannot be expressed: an error (eager) or a failed device
+    assertion (compiled)."""
+    if sliding:
+        raise _unsupported("a sliding-window layer over a static cache (its slots roll: the keys are not in "
+                           "position order; use a full-attention model or the default DynamicCache)")
+    if mask_function is not _mu.causal_mask_function:
+        raise _unsupported("a causal mask pattern other than plain causal over a static cache")
+    if isinstance(kv_offset, torch.Tensor) or kv_offset != 0:
+        raise _unsupported(f"a static cache whose keys start at offset {kv_offset}")
+    if attention_mask is not None and attention_mask.dim() == 1 and attention_mask.dtype == torch.int32:
+        # This function's own answer for this step (generate() builds the mask, then the model's
+        # forward hands it back to create_causal_mask): pass it on.
+        return attention_mask
+    if isinstance(q_offset, torch.Tensor):
+        seqlens = (q_offset.reshape(1) + q_length).to(torch.int32).expand(batch_size).contiguous()
+    else:  # prefill into an empty static cache: q_offset is 0 and kv_length the cache's size
+        if device is None:
+            device = attention_mask.device if attention_mask is not None else "cpu"
+        seqlens = torch.full((batch_size,), q_offset + q_length, dtype=torch.int32, device=device)
+    if attention_mask is not None:
+        if attention_mask.dim() != 2:
+            raise _unsupported(f"a {attention_mask.dim()}-D attention_mask here")
+        pad = _mu.prepare_padding_mask(attention_mask, kv_length, kv_offset)[:, :kv_length].to(torch.bool)
+        written = torch.arange(kv_length, device=pad.device)[None, :] < seqlens[:, None].to(pad.device)
+        no_padding = (pad | ~written).all()
+        if not _is_tracing(pad):
+            if not no_padding.item():  # one host sync per forward, as the dynamic path's check
+                raise _unsupported("padding inside a static cache's written keys (a left-padded batch); use "
+                                   "the default DynamicCache for padded batches")
+        else:
+            torch._assert_async(no_padding, "torch_fmha: padding inside a static cache's written keys "
+                                            "(a left-padded batch) is not supported")
+    return seqlens
+
+
+def _static(q, k, v, cache_seqlens, fp8: bool, **kw):
+    """q [B, Sq, H, D] against a static cache k / v [B, max_cache_len, Hkv, D] (views of
+    transformers' [B, Hkv, max_cache_len, D] tensors, no copy) of which cache_seqlens[b] keys
+    are written. FP8: the cache is transformers' own (bf16) tensor, quantized with q on every
+    call (per-(batch, KV head) scales over the whole cache: the unwritten slots hold zeros and
+    leave the scales alone). That reads the bf16 cache once more than SDPA does; an FP8 cache
+    written once per token is not built."""
+    if not fp8:
+        return torch_fmha.attention_with_kvcache(q, k, v, cache_seqlens, **kw)
+    qkv = _quantize(q, k, v)
+    out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
+    out = torch_fmha.attention_with_kvcache(*qkv.tensors, cache_seqlens, out_dtype=out_dtype, **qkv.descales, **kw)
+    return out.to(q.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,6 +383,9 @@ def _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs
     kw = dict(softmax_scale=scaling, causal=causal, window_size=window, **_score_options(query, kwargs, fp8))
     if attention_mask is None:
         out = _dense(q, k, v, fp8, **kw)
+    elif (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 1
+          and attention_mask.dtype == torch.int32):  # cache_seqlens of a static cache (the mask function)
+        out = _static(q, k, v, attention_mask, fp8, **kw)
     elif (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2
           and attention_mask.dtype == torch.bool):
         out = _padded(q, k, v, attention_mask, fp8, **kw)
