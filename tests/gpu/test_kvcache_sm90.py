@@ -220,3 +220,35 @@ def test_no_host_sync(page_size):
 def test_opcheck_cuda():
     for args, kw in kvcache_samples("cuda", head_dim=128):
         torch.library.opcheck(torch.ops.torch_fmha.fwd_kvcache, args, kw, test_utils=FP8_UTILS)
+
+
+def test_transformers_static_cache_fp8_on_cuda():
+    """A bf16 Llama with a StaticCache on CUDA ("torch_fmha_fp8" -> attention_with_kvcache):
+    prefill + one decode step's logits within the FP8 criterion of tests/test_transformers.py
+    against "sdpa", eager and compiled (fullgraph)."""
+    pytest.importorskip("transformers")
+    import torch_fmha.integrations.transformers as tfi
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.cache_utils import StaticCache
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096)
+    model = LlamaForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16).eval()
+    ids = torch.randint(0, 512, (2, 300), generator=torch.Generator().manual_seed(1)).cuda()
+
+    def step_logits(impl, compiled):
+        model.set_attn_implementation(impl)
+        fwd = torch.compile(model, fullgraph=True, backend="aot_eager") if compiled else model
+        cache = StaticCache(config=model.config, max_cache_len=2048)
+        with torch.no_grad():
+            fwd(ids, past_key_values=cache, use_cache=True)
+            return fwd(ids[:, -1:], past_key_values=cache, use_cache=True).logits.float()
+
+    want = step_logits("sdpa", False)
+    for compiled in (False, True):
+        got = step_logits(tfi.NAME_FP8, compiled)
+        g, w = got.double().flatten(), want.double().flatten()
+        cos = torch.nn.functional.cosine_similarity(g, w, dim=0).item()
+        rel_rms = ((g - w).pow(2).mean().sqrt() / w.std()).item()
+        assert cos >= 0.99 and rel_rms <= 0.1, (compiled, cos, rel_rms)
