@@ -7,6 +7,7 @@ Usage::
         [--window] [--repeat N] [--json PATH] [--plot PATH]
     python -m torch_fmha.bench --e2e-errors [--e2e-shape B,S,H] [--head-dims ...]
     python -m torch_fmha.bench [--paged PAGE_SIZE] [--softcap [CAP]] [--sinks] [grid flags]
+    python -m torch_fmha.bench --decode [--json PATH]
 
 The default grid is the FlashAttention-3 paper's: ``B*S = 16384``,
 ``H*D = 2048``, S in 512..16384, D in {64, 128, 256}, causal and not.
@@ -33,7 +34,9 @@ without one it says so and exits with status 2.
 ``--e2e-errors`` prints only the end-to-end FP8 error table of issue 13
 (``torch_fmha/bench_e2e.py``). ``--paged`` / ``--softcap`` / ``--sinks`` print
 only the serving-feature table of issue 14, ours with the feature vs without
-(``torch_fmha/bench_serving.py``).
+(``torch_fmha/bench_serving.py``). ``--decode`` prints only the decode table of
+issue 15 (``torch_fmha/bench_decode.py``): a decode step against an FP8 KV cache,
+its bandwidth as a fraction of the device's copy bandwidth, and SDPA bf16.
 
 This file also runs as a script (``python3 torch_fmha/bench.py``) so that the
 peer columns can be measured while the package itself is not importable.
@@ -583,6 +586,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--softcap", type=float, nargs="?", const=50.0, default=None, metavar="CAP",
                    help="attention with softcap CAP (default 50) vs without")
     p.add_argument("--sinks", action="store_true", help="attention with sinks vs without")
+    p.add_argument("--decode", action="store_true",
+                   help="decode step against an FP8 KV cache (attention_with_kvcache) vs SDPA bf16, bandwidth")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
@@ -617,6 +622,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.e2e_errors:  # torch_fmha/bench_e2e.py
         from torch_fmha.bench_e2e import run_e2e
         return run_e2e(args, argv)
+    if args.decode:  # torch_fmha/bench_decode.py
+        from torch_fmha.bench_decode import run_decode
+        return run_decode(args, argv)
     if args.paged or args.softcap is not None or args.sinks:  # torch_fmha/bench_serving.py
         from torch_fmha.bench_serving import run_serving
         return run_serving(args, argv)

@@ -1,0 +1,51 @@
+"""The decode benchmark (torch_fmha/bench_decode.py, issue 15) on CPU with fake timings:
+the flag, a row (the op runs on CPU, SDPA columns off), the split-count mirror, the
+bandwidth / target arithmetic and the table. Nothing is timed for real."""
+
+from __future__ import annotations
+
+import torch
+
+import torch_fmha
+from torch_fmha import bench, bench_decode
+
+
+def test_flag_and_no_gpu_exit():
+    assert bench.parse_args(["--decode"]).decode and not bench.parse_args([]).decode
+    if torch_fmha.sm90_unavailable_reason() is not None:
+        assert bench.main(["--decode", "--no-progress"]) == 2
+
+
+def test_auto_num_splits_mirror():
+    # H100 (132 SMs), Hkv = 8, GQA packing: B * 8 tiles.
+    assert [bench_decode.auto_num_splits(1, 32, 8, s, 132) for s in (1024, 8192, 131072)] == [2, 16, 16]
+    assert bench_decode.auto_num_splits(8, 32, 8, 131072, 132) == 2
+    assert bench_decode.auto_num_splits(64, 64, 8, 131072, 132) == 1
+    # The op agrees: on CPU the units are intra-op threads (8 here); B = 1, Hkv = 1 is one tile.
+    q = torch.randn(1, 1, 8, 64)
+    k = torch.randn(1, 4096, 1, 64)
+    seqlens = torch.tensor([4000], dtype=torch.int32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        n = bench_decode.auto_num_splits(1, 8, 1, 4096, torch.get_num_threads())
+        auto = torch_fmha.attention_with_kvcache(q, k, k, seqlens)
+        fixed = torch_fmha.attention_with_kvcache(q, k, k, seqlens, num_splits=n)
+    finally:
+        torch.set_num_threads(threads)
+    assert n == 8 and torch.equal(auto, fixed)
+
+
+def test_row_and_table_on_cpu_with_fake_times():
+    times = iter([0.010, 0.020] * 10)  # ours, ours 1 split
+    row = bench_decode.decode_row(torch_fmha, 8, 32, 8192, lambda fn: (fn(), next(times))[1], units=132,
+                                  copy_bw=3.0e12, device="cpu", sdpa=False)
+    cache_bytes = 2 * 8 * 8192 * 8 * 128
+    assert row["splits"] == 2 and row["ours_ms"] == 0.010 and row["ours_1split_ms"] == 0.020
+    assert abs(row["gbps"] - cache_bytes / 1e-5 / 1e9) < 1e-6
+    assert abs(row["copy_fraction"] - cache_bytes / 1e-5 / 3.0e12) < 1e-9
+    assert row["target_bandwidth"] == 0.8 and row["meets_bandwidth"] is True  # B * Hkv = 64, S >= 8k
+    assert row["speedup_vs_sdpa"] is None and row["target_speedup"] == 1.6
+    table = bench_decode.format_decode_table([row, {"B": 64, "H": 64, "S": 131072, "skipped": "does not fit"}],
+                                             3.0e12)
+    assert "8192" in table and "does not fit" in table and "3000 GB/s" in table

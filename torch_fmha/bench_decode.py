@@ -1,0 +1,199 @@
+"""``python -m torch_fmha.bench --decode``: one decode step against an FP8 KV cache
+(issue 15), ``attention_with_kvcache`` side by side with PyTorch SDPA bf16.
+
+Rows: B in {1, 8, 64} x H in {32, 64} x cache length in {1k, 8k, 32k, 128k}, Hkv = 8,
+D = 128, Sq = 1, every sequence's cache full (``cache_seqlens = S``), FP8 cache,
+per-tensor descales, bf16 out. Columns:
+
+* ``ours``: ``attention_with_kvcache(num_splits=0)`` (the op's own split count, printed
+  as ``splits``: the rule of csrc/ops/kvcache_op.cpp ``choose_num_splits``, mirrored
+  by :func:`auto_num_splits`), and ``ours 1 split`` (``num_splits=1``) to show what
+  split-KV buys;
+* ``GB/s`` and ``% copy``: bytes of cache read (K + V, FP8: ``2 * B * S * Hkv * D``) per
+  second, and that as a fraction of the device's copy bandwidth measured in the same
+  run (a device-to-device ``copy_`` of 2 GiB, bytes read + written per second);
+* ``SDPA flash`` / ``SDPA cudnn``: ``scaled_dot_product_attention`` on the bf16 cache
+  (``[B, Hkv, S, D]``, ``enable_gqa=True``), one backend each; ``n/a`` with the reason
+  when a backend refuses the shape;
+* ``x SDPA``: the best SDPA time / ours.
+
+Targets (issue 15): >= 80% of copy bandwidth for B * Hkv >= 64 and S >= 8k; >= 60% for
+B = 1 at 32k and 128k; >= 1.6x SDPA bf16's best backend at S >= 8k. A shape that does
+not fit in memory is reported as such. Needs an SM90 GPU (exit status 2 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from torch_fmha.bench import Progress, _fmt, _grid, _load_ours, make_timer
+
+FP8 = torch.float8_e4m3fn
+BATCHES = (1, 8, 64)
+HEADS = (32, 64)
+CACHE_LENS = (1024, 8192, 32768, 131072)
+HEADS_KV, HEAD_DIM = 8, 128
+COPY_BYTES = 2 << 30
+
+# csrc/ops/kvcache_op.cpp: kTileRows, kMinKeysPerSplit, kMaxSplits.
+_TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS = 128, 512, 64
+
+
+def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units: int) -> int:
+    """num_splits=0's choice for a decode step (Sq = 1, GQA packing: one sequence of
+    H / Hkv rows per KV head), mirrored from choose_num_splits in csrc/ops/kvcache_op.cpp."""
+    rows = heads // heads_kv
+    tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
+    if tiles <= 0 or cache_len <= 0 or tiles >= units:
+        return 1
+    return max(1, min(units // tiles, -(-cache_len // _MIN_KEYS_PER_SPLIT), _MAX_SPLITS))
+
+
+def targets(batch: int, cache_len: int) -> Dict[str, Optional[float]]:
+    """Issue 15's targets for one row: minimum fraction of copy bandwidth, minimum speedup."""
+    bw = None
+    if batch * HEADS_KV >= 64 and cache_len >= 8192:
+        bw = 0.8
+    elif batch == 1 and cache_len >= 32768:
+        bw = 0.6
+    return {"bandwidth": bw, "speedup": 1.6 if cache_len >= 8192 else None}
+
+
+def copy_bandwidth(time_ms: Callable, device="cuda") -> float:
+    """Device-to-device copy, bytes read + written per second."""
+    src = torch.empty(COPY_BYTES, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    t = time_ms(lambda: dst.copy_(src))
+    del src, dst
+    return 2 * COPY_BYTES / (t * 1e-3)
+
+
+def _sdpa_time(time_ms, q, k, v, backend) -> tuple:
+    """(ms, None) or (None, reason) for one SDPA backend."""
+    from torch.nn.attention import sdpa_kernel
+
+    fn = torch.nn.functional.scaled_dot_product_attention
+    try:
+        with sdpa_kernel(backend):
+            fn(q, k, v, enable_gqa=True)
+            return time_ms(lambda: fn(q, k, v, enable_gqa=True)), None
+    except Exception as e:  # a backend that refuses the shape says why
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+
+
+def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, units: int, copy_bw: float,
+               device="cuda", sdpa: bool = True, seed: int = 0) -> dict:
+    """One row: ours (auto and 1 split), bandwidth, SDPA bf16 backends."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    row: dict = {"B": batch, "H": heads, "Hkv": HEADS_KV, "D": HEAD_DIM, "S": cache_len,
+                 "splits": auto_num_splits(batch, heads, HEADS_KV, cache_len, units)}
+    row.update({"target_" + n: t for n, t in targets(batch, cache_len).items()})
+    one = torch.ones(1, device=device)
+    q = torch.randn(batch, 1, heads, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
+    k = torch.randn(batch, HEADS_KV, cache_len, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
+    v = torch.randn(batch, HEADS_KV, cache_len, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
+    reasons = {}
+    if sdpa:
+        from torch.nn.attention import SDPBackend
+        for name, backend in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
+            row[name + "_ms"], why = _sdpa_time(time_ms, q.transpose(1, 2), k, v, backend)
+            if why:
+                reasons[name] = why
+    # The FP8 cache in the op's layout [B, S, Hkv, D] (a copy; the bf16 one is freed first).
+    k8 = k.transpose(1, 2).to(FP8)
+    del k
+    v8 = v.transpose(1, 2).to(FP8)
+    del v
+    q8 = q.to(FP8)
+    seqlens = torch.full((batch,), cache_len, dtype=torch.int32, device=device)
+    desc = dict(q_descale=one, k_descale=one, v_descale=one)
+    for name, splits in (("ours", 0), ("ours_1split", 1)):
+        def run(splits=splits):
+            return fmha.attention_with_kvcache(q8, k8, v8, seqlens, causal=True, num_splits=splits, **desc)
+        run()
+        row[name + "_ms"] = time_ms(run)
+    cache_bytes = 2 * batch * cache_len * HEADS_KV * HEAD_DIM  # K + V, one byte each
+    t = row["ours_ms"]
+    row["gbps"] = cache_bytes / (t * 1e-3) / 1e9 if t else None
+    row["copy_fraction"] = cache_bytes / (t * 1e-3) / copy_bw if t and copy_bw else None
+    sdpa_times = [row.get(n) for n in ("sdpa_flash_ms", "sdpa_cudnn_ms") if row.get(n)]
+    row["speedup_vs_sdpa"] = min(sdpa_times) / t if sdpa_times and t else None
+    row["reasons"] = reasons
+    tb, ts = row["target_bandwidth"], row["target_speedup"]
+    row["meets_bandwidth"] = None if tb is None or row["copy_fraction"] is None else row["copy_fraction"] >= tb
+    row["meets_speedup"] = None if ts is None or row["speedup_vs_sdpa"] is None else row["speedup_vs_sdpa"] >= ts
+    return row
+
+
+def format_decode_table(rows: List[dict], copy_bw: float) -> str:
+    head = ["B", "H", "S", "splits", "ours us", "ours 1 split us", "GB/s", "% copy", "target",
+            "SDPA flash us", "SDPA cudnn us", "x SDPA", "target"]
+    body = []
+
+    def us(ms):
+        return "n/a" if ms is None else f"{ms * 1e3:.1f}"
+
+    for r in rows:
+        if r.get("skipped"):
+            body.append([str(r["B"]), str(r["H"]), str(r["S"])] + [""] * 9 + [r["skipped"]])
+            continue
+        tb = "" if r["target_bandwidth"] is None else (
+            f">= {r['target_bandwidth']:.0%} {'ok' if r['meets_bandwidth'] else 'MISSED'}")
+        ts = "" if r["target_speedup"] is None else (
+            f">= {r['target_speedup']:.1f}x {'ok' if r['meets_speedup'] else 'MISSED'}")
+        frac = "n/a" if r["copy_fraction"] is None else f"{r['copy_fraction']:.0%}"
+        body.append([str(r["B"]), str(r["H"]), str(r["S"]), str(r["splits"]), us(r["ours_ms"]),
+                     us(r["ours_1split_ms"]), _fmt(r["gbps"], 0), frac, tb, us(r.get("sdpa_flash_ms")),
+                     us(r.get("sdpa_cudnn_ms")), _fmt(r["speedup_vs_sdpa"], 2), ts])
+    notes = sorted({f"  {n}: {why}" for r in rows for n, why in r.get("reasons", {}).items()})
+    lines = _grid(head, body)
+    lines += ["", f"copy bandwidth (device-to-device copy_, read + write): {copy_bw / 1e9:.0f} GB/s"]
+    if notes:
+        lines += ["", "n/a reasons:"] + notes
+    return "\n".join(lines)
+
+
+def run_decode(args: argparse.Namespace, argv: List[str]) -> int:
+    fmha, reason = _load_ours()
+    if fmha is None:
+        print(f"torch_fmha.bench --decode: {reason}", file=sys.stderr)
+        return 2
+    gpu_reason = fmha.sm90_unavailable_reason()
+    if gpu_reason:
+        print(f"torch_fmha.bench --decode needs an SM90 GPU: {gpu_reason}", file=sys.stderr)
+        return 2
+    time_ms, timing = make_timer(args.warmup, args.rep)
+    units = torch.cuda.get_device_properties(0).multi_processor_count
+    copy_bw = copy_bandwidth(time_ms)
+    shapes = [(b, h, s) for b in BATCHES for h in HEADS for s in CACHE_LENS]
+    progress = Progress(len(shapes), enabled=not args.no_progress)
+    rows = []
+    try:
+        for i, (b, h, s) in enumerate(shapes):
+            try:
+                rows.append(decode_row(fmha, b, h, s, time_ms, units, copy_bw, seed=args.seed + i))
+            except torch.cuda.OutOfMemoryError:
+                rows.append({"B": b, "H": h, "S": s, "skipped": "does not fit in GPU memory"})
+            torch.cuda.empty_cache()
+            progress.step(f"decode B={b} H={h} S={s}")
+    finally:
+        progress.close()
+    print(f"\ntorch_fmha.bench --decode on {torch.cuda.get_device_name()} ({units} SMs) | torch {torch.__version__} "
+          f"| Hkv={HEADS_KV} D={HEAD_DIM} Sq=1, FP8 cache, bf16 out | {timing}\n")
+    print(format_decode_table(rows, copy_bw))
+    if args.json:
+        meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "device": torch.cuda.get_device_name(), "sms": units, "torch": torch.__version__, "timing": timing,
+                "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
+                "copy_bandwidth_bytes_per_s": copy_bw,
+                "bytes": "K + V FP8 cache bytes read: 2*B*S*Hkv*D"}
+        with open(args.json, "w") as f:
+            json.dump({"metadata": meta, "decode_rows": rows}, f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0
