@@ -13,6 +13,8 @@
 #   [OUT=/tmp/out] [TOTAL_S=540] [STEPS="tests bench varlen tests4"] [WORLDS="2 4"] [PARALLEL=1]
 #   [SEQLENS=32768,131072,524288] [CP_COMPILE=1] bash tools/gpu_cp.sh
 set -uo pipefail
+# NVLink multicast stays off (the GPU machines' rule; their image sets these too).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 END=$((SECONDS + ${TOTAL_S:-540}))
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU")
