@@ -63,7 +63,11 @@ SWEEP = [
     ("b1_g4_4k_causal", 1, 1, 32, 8, 128, [4096], None, dict(causal=True), 5, FP8),
     ("b3_g8_sinks", 3, 1, 16, 2, 64, [0, 1, 127], None, dict(causal=True, sinks=True), 3, FP8),
     ("b5_g16_paged_softcap", 5, 1, 16, 1, 64, [129, 0, 1, 127, 300], 16, dict(softcap=30.0), 4, FP8),
-    ("sq2_causal_masked", 2, 2, 8, 2, 64, [1, 129], None, dict(causal=True), 2, FP8),
+    ("sq2_causal_tail", 2, 2, 8, 2, 64, [1, 129], None, dict(causal=True), 2, FP8),
+    ("sq7_causal_tail_paged", 3, 7, 8, 2, 64, [0, 6, 300], 16, dict(causal=True, sinks=True), 4, FP8),
+    ("sq5_right2_tail", 2, 5, 4, 1, 64, [3, 200], None, dict(window_size=(-1, 2)), 3, FP8),
+    ("sq65_causal_tail_paged", 2, 65, 4, 2, 64, [64, 400], 32, dict(causal=True), 5, FP8),
+    ("sq7_causal_one_split", 2, 7, 4, 2, 64, [9, 200], None, dict(causal=True), 1, FP8),
     ("sq7_paged_window", 2, 7, 4, 1, 128, [0, 127], 32, dict(causal=True, window_size=(20, 0)), 0, FP8),
     ("sq64_split_nomask", 4, 64, 4, 4, 64, [64, 129, 1, 0], None, {}, 3, FP8),
     ("sq65_causal", 2, 65, 4, 2, 64, [65, 300], None, dict(causal=True), 0, FP8),
@@ -113,18 +117,32 @@ def test_packed_q_vs_oracle():
         check_vs_oracle(out, lse, ref, ref_lse, FP8, case=f"packed {kw}")
 
 
-def test_masked_plan_is_varlen_attention_bitwise():
-    """Sq > 1 causal runs as one varlen_fwd over the cache: bitwise varlen_attention."""
+@pytest.mark.parametrize("kw", [dict(causal=True, num_splits=1), dict(causal=True, window_size=(30, 0), num_splits=4)],
+                         ids=["causal_one_split", "window"])
+def test_masked_plan_is_varlen_attention_bitwise(kw):
+    """Sq > 1 with one split, or with a left window, runs as one varlen_fwd over the cache:
+    bitwise varlen_attention."""
     b, sq, h, hkv, d = 3, 5, 8, 2, 64
     q, kp, vp, seqlens, table, s = kvcache_inputs(b, sq, h, hkv, d, FP8, [0, 9, 140], page_size=16, seed=3)
-    kw = dict(causal=True, softcap=25.0, sinks=_sinks(h))
-    out, lse = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, num_splits=4,
-                                                 return_lse=True, **s, **kw)
+    kw = dict(kw, softcap=25.0, sinks=_sinks(h))
+    out, lse = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, return_lse=True, **s, **kw)
+    kw.pop("num_splits")
     cu_q = torch.arange(0, b * sq + 1, sq, dtype=torch.int32)
     want, want_lse = torch_fmha.varlen_attention(q.reshape(b * sq, h, d), kp, vp, cu_q, None, seqused_k=seqlens,
                                                  page_table=table, return_lse=True, **s, **kw)
     assert torch.equal(out, want.view(b, sq, h, d))
     assert torch.equal(lse, want_lse.view(h, b, sq).permute(1, 0, 2))
+
+
+def test_tail_plan_splits_agree():
+    """Sq > 1 causal with splits (unmasked chunks + the masked tail) against one split."""
+    q, kc, vc, seqlens, _, s = kvcache_inputs(2, 4, 8, 2, 64, torch.float32, [3, 700], seed=8)
+    one, lse1 = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, causal=True, num_splits=1, return_lse=True)
+    for n in (2, 3, 9):
+        out, lse = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, causal=True, num_splits=n, return_lse=True)
+        torch.testing.assert_close(out, one, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(lse, lse1, atol=1e-5, rtol=1e-5)
+        assert not torch.equal(out, one)  # really another computation
 
 
 def test_split_counts_agree_and_cache_tail_is_never_read():

@@ -196,8 +196,9 @@ def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         num_splits: split-KV count; 0 picks it from the shapes (B, heads, the
             cache's capacity, the device's SM count), never from
             ``cache_seqlens``. A fixed count gives bitwise-reproducible output.
-            Calls whose mask the split path cannot express (Sq > 1 with causal
-            or a window, packed q, a window over a paged cache) run unsplit.
+            Sq > 1 with causal splits the keys every row sees and runs the
+            masked rest as one more sequence; a left window with Sq > 1 or
+            over a paged cache, and packed q, run unsplit (docs/DESIGN.md 1.11).
         Everything else as in :func:`attention` (descales ``[1]`` or ``[B, Hkv]``,
         ``sinks`` float32 ``[H]``, ``softcap``, ``out_dtype`` / ``out_scale``).
 

@@ -4,8 +4,8 @@
 // backend (CompositeExplicitAutograd): a composition of torch_fmha::varlen_fwd
 // and ATen ops, so the CPU suite runs the very code the GPU runs, with the CPU
 // varlen kernel underneath, against the independent float64 oracle. The fake
-// kernel is meta/kvcache.py. docs/DESIGN.md section 1.11 is the contract,
-// section 7 "Decode" the why.
+// kernel is meta/kvcache.py. docs/DESIGN.md section 1.11 is the contract and
+// says why.
 //
 // Two plans (make_plan):
 //  * split: no mask reaches the kernel. Each (batch b, split s) is one varlen
@@ -15,10 +15,15 @@
 //    of one head (GQA packing: the cache is read once per KV head). Partial
 //    outputs (without v_descale / out_scale / sinks) are merged by their LSE in
 //    the accumulator dtype (merge_splits).
-//  * masked: a mask the split plan cannot express (Sq > 1 with causal or a
-//    window; packed q; a window over a paged cache) goes to the kernel as is:
-//    one varlen_fwd call over the whole cache, seqused_k = cache_seqlens, no
-//    split, no packing. That call is exactly varlen_attention on the cache.
+//    Sq > 1 with causal (or a right window) and no left window adds a tail:
+//    the keys every row sees, [0, m0) with m0 <= L - (Sq - 1 - right), split
+//    as above (splits - 1 of them, unmasked), and [m0, L), which ends at L, is
+//    one more sequence per batch in a second varlen_fwd call with the mask.
+//  * masked: a mask the split plan cannot express (a left window with Sq > 1
+//    or over a paged cache; packed q), or one split of a causal Sq > 1 step,
+//    goes to the kernel as is: one varlen_fwd call over the whole cache,
+//    seqused_k = cache_seqlens, no split, no packing. That call is exactly
+//    varlen_attention on the cache.
 // Every offset is computed from cache_seqlens on its device with tensor ops:
 // no host sync; a CUDA graph replays with new cache_seqlens. The split count
 // depends on shapes only.
@@ -112,6 +117,7 @@ int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
 
 struct Plan {
   bool masked = false;    // one varlen call with the op's masks (no split, no packing)
+  bool tail = false;      // Sq > 1 causal: splits - 1 unmasked chunks + one masked tail
   bool gqa_rows = false;  // Sq == 1: query heads of a KV head as rows of one head
   int64_t splits = 1;
   int64_t rows = 0;       // q rows of one split sequence
@@ -130,10 +136,15 @@ Plan make_plan(const KvcacheProblem& kp, const OptTensor& sinks, int64_t num_spl
   // kernel's bottom-right mask, which is right only for a sequence ending at L.
   const bool right_masks = p.window_right >= 0 && (kp.packed_q || p.window_right < sq - 1);
   const bool left_masks = p.window_left >= 0 && (kp.packed_q || sq > 1 || kp.paged);
-  if (kp.packed_q || right_masks || left_masks) {
+  if (kp.packed_q || left_masks) {
     plan.masked = true;
     return plan;
   }
+  // right_masks alone (Sq > 1, causal or a right window, no left window): keys
+  // [0, m0) with m0 <= L - (Sq - 1 - right) are seen by every row, so they
+  // split like a decode step; the masked rest [m0, L) ends at L and is one more
+  // sequence in a second call with the kernel's mask (the tail).
+  plan.tail = right_masks;
   plan.gqa_rows = sq == 1;
   plan.rows = plan.gqa_rows ? p.heads_q / p.heads_kv : sq;
   plan.heads = plan.gqa_rows ? p.heads_kv : p.heads_q;
@@ -141,6 +152,10 @@ Plan make_plan(const KvcacheProblem& kp, const OptTensor& sinks, int64_t num_spl
   if (p.window_left >= 0) keys = std::min(keys, p.window_left + 1);
   const int64_t tiles = p.batch * plan.heads * ((plan.rows + kTileRows - 1) / kTileRows);
   plan.splits = num_splits > 0 ? num_splits : choose_num_splits(tiles, keys, parallel_units(q));
+  if (plan.tail && plan.splits == 1) {  // one split: the single masked call, exactly varlen_fwd
+    plan.masked = true;
+    return plan;
+  }
   // Sinks are per query head; packed rows share a kernel head, so they join in the merge.
   plan.merge = plan.splits > 1 || (plan.gqa_rows && sinks.has_value());
   return plan;
@@ -154,9 +169,40 @@ Tensor cache_as_rows(const Tensor& t, int64_t batch, int64_t rows_per_batch) {
                       t.storage_offset());
 }
 
+// The page_table rows of sequences that start at page first_page[b, s] of
+// batch b: b's row shifted left by that many columns ([B, S] -> [B * S, cols]);
+// columns past the end repeat the last one, never read (a sequence reads only
+// the pages its key count needs).
+Tensor shifted_table(const Tensor& page_table, const Tensor& first_page) {
+  const int64_t batch = first_page.size(0), splits = first_page.size(1), cols = page_table.size(1);
+  const Tensor idx = (first_page.unsqueeze(2) + at::arange(cols, first_page.options()))
+                         .clamp_max(std::max<int64_t>(cols - 1, 0));  // [B, S, cols]
+  return page_table.unsqueeze(1).expand({batch, splits, cols}).gather(2, idx)
+      .reshape({batch * splits, cols});
+}
+
 // cu_seqlens_k int32 [n + 1] of the rows view: the n starts, then its row count.
 Tensor starts_to_cu(const Tensor& starts, int64_t total_rows) {
   return at::cat({starts, at::full({1}, total_rows, starts.options())}).to(at::kInt);
+}
+
+// varlen_fwd wants cu_seqlens_k[0] == 0, but a split or a tail of a dense
+// cache starts at any row. So those calls get a leading sequence with no query
+// rows that owns rows [0, first start) of the rows view: the kernel makes no
+// tile for it and reads none of its keys. It needs a leading entry in
+// cu_seqlens_q, seqused_k and the per-sequence descales too.
+Tensor lead_zero(const Tensor& t) { return at::cat({at::zeros({1}, t.options()), t}); }
+
+OptTensor lead_row(const OptTensor& d, bool lead) {
+  if (!lead || !d.has_value() || d->dim() == 1) return d;
+  return at::cat({d->narrow(0, 0, 1), *d});
+}
+
+// cu_seqlens_q int32 of n sequences of `rows` query rows each (after the
+// leading empty one when `lead`).
+Tensor cu_rows(int64_t n, int64_t rows, bool lead, const at::TensorOptions& options) {
+  const Tensor cu = at::arange(0, n * rows + 1, rows, options.dtype(at::kInt));
+  return lead ? lead_zero(cu) : cu;
 }
 
 // A [B, Hkv] descale of batch b for each of b's `splits` sequences; [1] as is.
@@ -282,39 +328,43 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
                        sinks, q_descale, k_descale, v_descale, out_scale, out_dtype);
   }
 
-  // Split plan (dense q, no kernel mask).
-  const int64_t batch = p.batch, sq = kp.seqlen_q, splits = plan.splits;
+  // Split plan (dense q; the kernel's mask only in the tail call).
+  const int64_t batch = p.batch, sq = kp.seqlen_q;
+  const int64_t splits = plan.tail ? plan.splits - 1 : plan.splits;  // unmasked chunks
   const int64_t heads = p.heads_q, heads_kv = p.heads_kv, d = p.head_dim;
   const auto index = cache_seqlens.options().dtype(at::kLong);
   // Keys of split s of batch b: [start, start + used) of b's slot, in chunks of
-  // ceil(len / S) keys (whole pages when paged) from the window's first key.
+  // ceil(len / S) keys (whole pages when paged) from the window's first key to
+  // `stop`: L, or the tail's first key m0 (whole pages when paged).
   const Tensor seqlen = cache_seqlens.to(at::kLong);  // [B]
   const Tensor first = p.window_left >= 0 ? (seqlen - (p.window_left + 1)).clamp_min(0)
                                           : at::zeros_like(seqlen);
-  const Tensor len = seqlen - first;
+  Tensor stop = seqlen;
+  if (plan.tail) {
+    stop = (seqlen - (sq - 1 - p.window_right)).clamp_min(0);
+    if (kp.paged) stop = at::div(stop, p.page_size, "floor") * p.page_size;
+  }
+  const Tensor len = stop - first;
   Tensor chunk = at::div(len + (splits - 1), splits, "floor");
   if (kp.paged) chunk = at::div(chunk + (p.page_size - 1), p.page_size, "floor") * p.page_size;
   const Tensor offset = at::minimum(at::arange(splits, index).unsqueeze(0) * chunk.unsqueeze(1),
                                     len.unsqueeze(1));                       // [B, S]
   const Tensor start = first.unsqueeze(1) + offset;                          // [B, S]
-  const Tensor used = at::minimum(chunk.unsqueeze(1), seqlen.unsqueeze(1) - start);
-  const Tensor seqused = used.reshape({batch * splits}).to(at::kInt);
+  const Tensor used = at::minimum(chunk.unsqueeze(1), stop.unsqueeze(1) - start);
+  const bool lead = !kp.paged;  // a leading empty sequence (lead_zero) for a dense cache
+  Tensor seqused = used.reshape({batch * splits}).to(at::kInt);
+  if (lead) seqused = lead_zero(seqused);
   Tensor k = k_cache, v = v_cache;
   OptTensor cu_k, table;
   if (kp.paged) {
     // Split s's page_table row: b's row from the chunk's first page on (chunks
-    // are page-aligned); columns past the end repeat the last one, never read.
-    const int64_t cols = page_table->size(1);
-    const Tensor cols_idx = at::arange(cols, index);
-    const Tensor idx = (at::div(start, p.page_size, "floor").unsqueeze(2) + cols_idx)
-                           .clamp_max(std::max<int64_t>(cols - 1, 0));       // [B, S, cols]
-    table = page_table->unsqueeze(1).expand({batch, splits, cols}).gather(2, idx)
-                .reshape({batch * splits, cols});
+    // are page-aligned).
+    table = shifted_table(*page_table, at::div(start, p.page_size, "floor"));
   } else {
     k = cache_as_rows(k_cache, batch, kp.rows_per_batch);
     v = cache_as_rows(v_cache, batch, kp.rows_per_batch);
     const Tensor slot = at::arange(batch, index).unsqueeze(1) * kp.rows_per_batch;
-    cu_k = starts_to_cu((slot + start).reshape({batch * splits}), k.size(0));
+    cu_k = starts_to_cu(lead_zero((slot + start).reshape({batch * splits})), k.size(0));
   }
   // q rows of one split: [B, rows, heads, D]; GQA packing puts query head
   // kv * G + g at row g of head kv.
@@ -325,16 +375,18 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   const Tensor q_split = q_rows.unsqueeze(1)
                              .expand({batch, splits, rows, plan.heads, d})
                              .reshape({batch * splits * rows, plan.heads, d});
-  const Tensor cu_q = at::arange(0, batch * splits * rows + 1, rows, index.dtype(at::kInt));
+  const Tensor cu_q = cu_rows(batch * splits, rows, lead, index);
   // Partials: FP8 inputs give float16 (|o| <= 448 without v_descale; 3 more
   // mantissa bits than bfloat16), other inputs their own dtype.
   const at::ScalarType partial_dtype =
       q.scalar_type() == at::kFloat8_e4m3fn ? at::kHalf : q.scalar_type();
-  const bool merge = plan.merge;
+  const bool merge = plan.merge || plan.tail;
   auto [out_p, lse_p] = varlen_fwd_op().call(
       q_split, k, v, cu_q, cu_k, c10::SymInt(rows), std::nullopt, softmax_scale, false, -1, -1,
-      per_sequence(q_descale, batch, splits), per_sequence(k_descale, batch, splits),
-      merge ? OptTensor() : per_sequence(v_descale, batch, splits), merge ? OptTensor() : out_scale,
+      lead_row(per_sequence(q_descale, batch, splits), lead),
+      lead_row(per_sequence(k_descale, batch, splits), lead),
+      merge ? OptTensor() : lead_row(per_sequence(v_descale, batch, splits), lead),
+      merge ? OptTensor() : out_scale,
       merge ? std::optional<at::ScalarType>(partial_dtype) : out_dtype, softcap,
       merge ? OptTensor() : sinks, seqused, table);
   // Back to [B, S, Sq, H, D] / [B, S, Sq, H].
@@ -347,6 +399,24 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   } else {
     o = out_p.view({batch, splits, sq, heads, d});
     l = lse_p.view({heads, batch, splits, sq}).permute({1, 2, 3, 0});
+  }
+  if (plan.tail) {
+    // Keys [stop, L): one sequence per batch ending at L, the kernel's mask as given.
+    OptTensor cu_k_tail, table_tail;
+    if (kp.paged) {
+      table_tail = shifted_table(*page_table, at::div(stop, p.page_size, "floor").unsqueeze(1));
+    } else {
+      cu_k_tail = starts_to_cu(lead_zero(at::arange(batch, index) * kp.rows_per_batch + stop), k.size(0));
+    }
+    Tensor seqused_tail = (seqlen - stop).to(at::kInt);
+    if (lead) seqused_tail = lead_zero(seqused_tail);
+    auto [out_t, lse_t] = varlen_fwd_op().call(
+        q.reshape({batch * sq, heads, d}), k, v, cu_rows(batch, sq, lead, index), cu_k_tail,
+        c10::SymInt(sq), std::nullopt, softmax_scale, causal, window_left, window_right,
+        lead_row(q_descale, lead), lead_row(k_descale, lead), OptTensor(), OptTensor(), partial_dtype,
+        softcap, OptTensor(), seqused_tail, table_tail);
+    o = at::cat({o, out_t.view({batch, 1, sq, heads, d})}, 1);
+    l = at::cat({l, lse_t.view({heads, batch, 1, sq}).permute({1, 2, 3, 0})}, 1);
   }
   if (!merge) {
     return {o.select(1, 0).contiguous(), l.select(1, 0).permute({0, 2, 1}).contiguous()};
