@@ -186,6 +186,16 @@ Tensor starts_to_cu(const Tensor& starts, int64_t total_rows) {
   return at::cat({starts, at::full({1}, total_rows, starts.options())}).to(at::kInt);
 }
 
+// cu_seqlens_k int32 [B + 1] of whole cache rows: b * rows_per_batch, then the
+// rows view's row count (arange and clamp: 3 small kernels, no host data).
+Tensor batch_cu(int64_t batch, int64_t rows_per_batch, int64_t total_rows,
+                const at::TensorOptions& index) {
+  if (rows_per_batch == 0) return at::zeros({batch + 1}, index.dtype(at::kInt));
+  return at::arange(0, batch * rows_per_batch + 1, rows_per_batch, index)
+      .clamp_max(total_rows)
+      .to(at::kInt);
+}
+
 // varlen_fwd wants cu_seqlens_k[0] == 0, but a split or a tail of a dense
 // cache starts at any row. So those calls get a leading sequence with no query
 // rows that owns rows [0, first start) of the rows view: the kernel makes no
@@ -230,7 +240,7 @@ std::tuple<Tensor, Tensor> masked_call(
   if (!kp.paged) {
     k = cache_as_rows(k_cache, batch, kp.rows_per_batch);
     v = cache_as_rows(v_cache, batch, kp.rows_per_batch);
-    cu_k = starts_to_cu(at::arange(batch, index) * kp.rows_per_batch, k.size(0));
+    cu_k = batch_cu(batch, kp.rows_per_batch, k.size(0), index);
   }
   std::optional<c10::SymInt> max_q;
   if (max_seqlen_q.has_value()) max_q = c10::SymInt(*max_seqlen_q);
@@ -336,35 +346,47 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   // Keys of split s of batch b: [start, start + used) of b's slot, in chunks of
   // ceil(len / S) keys (whole pages when paged) from the window's first key to
   // `stop`: L, or the tail's first key m0 (whole pages when paged).
-  const Tensor seqlen = cache_seqlens.to(at::kLong);  // [B]
-  const Tensor first = p.window_left >= 0 ? (seqlen - (p.window_left + 1)).clamp_min(0)
-                                          : at::zeros_like(seqlen);
-  Tensor stop = seqlen;
-  if (plan.tail) {
-    stop = (seqlen - (sq - 1 - p.window_right)).clamp_min(0);
-    if (kp.paged) stop = at::div(stop, p.page_size, "floor") * p.page_size;
-  }
-  const Tensor len = stop - first;
-  Tensor chunk = at::div(len + (splits - 1), splits, "floor");
-  if (kp.paged) chunk = at::div(chunk + (p.page_size - 1), p.page_size, "floor") * p.page_size;
-  const Tensor offset = at::minimum(at::arange(splits, index).unsqueeze(0) * chunk.unsqueeze(1),
-                                    len.unsqueeze(1));                       // [B, S]
-  const Tensor start = first.unsqueeze(1) + offset;                          // [B, S]
-  const Tensor used = at::minimum(chunk.unsqueeze(1), stop.unsqueeze(1) - start);
-  const bool lead = !kp.paged;  // a leading empty sequence (lead_zero) for a dense cache
-  Tensor seqused = used.reshape({batch * splits}).to(at::kInt);
-  if (lead) seqused = lead_zero(seqused);
+  // One split over each whole cache row: cache_seqlens, page_table and
+  // batch_cu as they are (the large-batch decode step: a few kernels, not ~25).
+  const bool whole_rows = splits == 1 && p.window_left < 0 && !plan.tail;
+  const bool lead = !kp.paged && !whole_rows;  // a leading empty sequence (lead_zero)
   Tensor k = k_cache, v = v_cache;
-  OptTensor cu_k, table;
-  if (kp.paged) {
-    // Split s's page_table row: b's row from the chunk's first page on (chunks
-    // are page-aligned).
-    table = shifted_table(*page_table, at::div(start, p.page_size, "floor"));
-  } else {
+  if (!kp.paged) {
     k = cache_as_rows(k_cache, batch, kp.rows_per_batch);
     v = cache_as_rows(v_cache, batch, kp.rows_per_batch);
-    const Tensor slot = at::arange(batch, index).unsqueeze(1) * kp.rows_per_batch;
-    cu_k = starts_to_cu(lead_zero((slot + start).reshape({batch * splits})), k.size(0));
+  }
+  Tensor seqlen, stop, seqused;
+  OptTensor cu_k, table;
+  if (whole_rows) {
+    seqused = cache_seqlens;
+    table = page_table;
+    if (!kp.paged) cu_k = batch_cu(batch, kp.rows_per_batch, k.size(0), index);
+  } else {
+    seqlen = cache_seqlens.to(at::kLong);  // [B]
+    const Tensor first = p.window_left >= 0 ? (seqlen - (p.window_left + 1)).clamp_min(0)
+                                            : at::zeros_like(seqlen);
+    stop = seqlen;
+    if (plan.tail) {
+      stop = (seqlen - (sq - 1 - p.window_right)).clamp_min(0);
+      if (kp.paged) stop = at::div(stop, p.page_size, "floor") * p.page_size;
+    }
+    const Tensor len = stop - first;
+    Tensor chunk = at::div(len + (splits - 1), splits, "floor");
+    if (kp.paged) chunk = at::div(chunk + (p.page_size - 1), p.page_size, "floor") * p.page_size;
+    const Tensor offset = at::minimum(at::arange(splits, index).unsqueeze(0) * chunk.unsqueeze(1),
+                                      len.unsqueeze(1));                       // [B, S]
+    const Tensor start = first.unsqueeze(1) + offset;                          // [B, S]
+    const Tensor used = at::minimum(chunk.unsqueeze(1), stop.unsqueeze(1) - start);
+    seqused = used.reshape({batch * splits}).to(at::kInt);
+    if (lead) seqused = lead_zero(seqused);
+    if (kp.paged) {
+      // Split s's page_table row: b's row from the chunk's first page on (chunks
+      // are page-aligned).
+      table = shifted_table(*page_table, at::div(start, p.page_size, "floor"));
+    } else {
+      const Tensor slot = at::arange(batch, index).unsqueeze(1) * kp.rows_per_batch;
+      cu_k = starts_to_cu(lead_zero((slot + start).reshape({batch * splits})), k.size(0));
+    }
   }
   // q rows of one split: [B, rows, heads, D]; GQA packing puts query head
   // kv * G + g at row g of head kv.
