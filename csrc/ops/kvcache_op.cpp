@@ -267,21 +267,24 @@ std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse
                                         const OptTensor& out_scale, int64_t heads_kv,
                                         at::ScalarType acc, at::ScalarType out_dtype) {
   const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
   const int64_t batch = o_parts.size(0), heads = o_parts.size(3);
-  Tensor o = o_parts.to(acc);
-  Tensor l = lse_parts.to(acc);
-  Tensor empty = (l == -inf).all(1);  // [B, Sq, H]: no split saw a key
-  Tensor m = l.amax(1);               // NaN propagates
+  // (Each ATen op below is a kernel launch on CUDA: kept few; see DESIGN 1.11.)
+  const Tensor l = lse_parts.to(acc);                 // float32 already: no copy
+  const Tensor empty = (l == -inf).all(1);            // [B, Sq, H]: no split saw a key
+  Tensor m = l.amax(1);                               // NaN propagates
   Tensor sink;
   if (sinks.has_value()) {
-    sink = sinks->to(acc);            // [H], broadcasts over [B, Sq, H]
+    sink = sinks->to(acc);                            // [H], broadcasts over [B, Sq, H]
     m = at::maximum(m, sink);
   }
-  Tensor shift = at::where(at::isfinite(m), m, at::zeros_like(m));
-  Tensor w = at::exp(l - shift.unsqueeze(1));  // [B, S, Sq, H]
+  // m where finite, else 0: NaN / +inf rows are undefined and -inf rows empty (fixed below).
+  const Tensor shift = at::nan_to_num(m, 0.0, 0.0, 0.0);
+  const Tensor w = at::exp(l - shift.unsqueeze(1));   // [B, S, Sq, H]
   Tensor denom = w.sum(1);
   if (sinks.has_value()) denom = denom + at::exp(sink - shift);
-  Tensor out = (w.unsqueeze(-1) * o).sum(1) / denom.unsqueeze(-1);  // [B, Sq, H, D]
+  // The product widens the partials (float16 for FP8 inputs) to acc.
+  Tensor out = (w.unsqueeze(-1) * o_parts).sum(1) / denom.unsqueeze(-1);  // [B, Sq, H, D]
   Tensor lse = shift + at::log(denom);
   if (v_descale.has_value()) {
     Tensor vd = v_descale->to(acc);
@@ -291,13 +294,13 @@ std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse
     out = out * vd;
   }
   if (out_scale.has_value()) out = out / out_scale->to(acc);
-  const Tensor undefined = (at::isnan(m) | (m == inf)) & ~empty;
-  const Tensor nan = at::full({}, std::numeric_limits<double>::quiet_NaN(), out.options());
+  // A row whose max is NaN or +inf (an undefined split, a NaN or +inf sink) is NaN; the rows no
+  // split saw are set last, so they win whatever their sink is.
+  const Tensor undefined = at::logical_not(m < inf);
   out = at::where(undefined.unsqueeze(-1), nan, out);
   lse = at::where(undefined, nan, lse);
-  out = at::where(empty.unsqueeze(-1), at::zeros({}, out.options()), out);
-  lse = at::where(empty, sinks.has_value() ? sink.expand_as(lse) : at::full({}, -inf, lse.options()),
-                  lse);
+  out = at::where(empty.unsqueeze(-1), 0.0, out);
+  lse = sinks.has_value() ? at::where(empty, sink.expand_as(lse), lse) : at::where(empty, -inf, lse);
   // Saturate: values beyond the e4m3 range clamp to +-448 instead of NaN (NaN stays NaN).
   if (out_dtype == at::kFloat8_e4m3fn) out = out.clamp(-448.0, 448.0);
   return {out.to(out_dtype), lse};
