@@ -67,15 +67,20 @@ def test_gqa(hkv, d):
     run_case(3, 300, 300, 8, hkv, d, causal=True, case=f"GQA {8 // hkv} D={d}")
 
 
+# 257 keys: the short-key builds at D=64/128; 2100: past short_keys_max_seqlen(D), the 192-key ones.
+@pytest.mark.parametrize("seqlen", [257, 2100])
 @pytest.mark.parametrize("out_dtype", [torch.float16, FP8])
 @pytest.mark.parametrize("d", HEAD_DIMS)
-def test_output_dtypes(out_dtype, d):
-    run_case(2, 257, 257, 4, 2, d, causal=True, out_dtype=out_dtype, case=f"out={out_dtype} D={d}")
+def test_output_dtypes(out_dtype, d, seqlen):
+    run_case(2, seqlen, seqlen, 4, 2, d, causal=True, out_dtype=out_dtype,
+             case=f"out={out_dtype} D={d} S={seqlen}")
 
 
-def test_race_free_bitwise_reruns():
+# 2048 keys: the D=128 short-key build (128-key blocks, 3 stages), ~4 tiles per CTA; 4224: 192-key blocks.
+@pytest.mark.parametrize("seqlen", [2048, 4224])
+def test_race_free_bitwise_reruns(seqlen):
     """50 reruns of one large causal case give identical bits (races show as drift)."""
-    q, k, v, s = dense_inputs(2, 4224, 4224, 16, 4, 128, FP8, device="cuda", poison=False)
+    q, k, v, s = dense_inputs(2, seqlen, seqlen, 16, 4, 128, FP8, device="cuda", poison=False)
     first = torch_fmha.attention(q, k, v, causal=True, **s)
     for _ in range(50):
         assert torch.equal(torch_fmha.attention(q, k, v, causal=True, **s), first)
@@ -114,11 +119,48 @@ def test_short_key_blocking_boundary(d, sk, causal):
     run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, case=f"S={sk} D={d} window={window}")
 
 
-@pytest.mark.parametrize("b,s,h,hkv,causal", [(8, 2048, 16, 16, False), (2, 4224, 4, 2, True)])
+def _dense_kernel_name(q, k, v, s):
+    """The name of the one forward kernel a dense call launches (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        torch_fmha.attention(q, k, v, **s)
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events()
+             if e.device_type == torch.autograd.DeviceType.CUDA and "fmha_fwd_fp8_sm90_kernel" in e.name]
+    assert len(names) == 1, names
+    return names[0]
+
+
+@pytest.mark.parametrize("d,max_short", [(64, 1024), (128, 2048)])
+def test_short_key_dispatch(d, max_short):
+    """dispatch_fwd.cu picks the build by seqlen_k: above short_keys_max_seqlen(D) the
+    192-key build that varlen always runs (dense == varlen bitwise needs the same
+    blocking), at the limit and below another kernel, the same one from 1 key up (the
+    short-key build: there are two dense builds per head dim, test_sass_sm90.py)."""
+    b, h, hkv = 2, 4, 2
+    q, k, v, s = dense_inputs(b, max_short + 1, max_short + 1, h, hkv, d, FP8, device="cuda",
+                              poison=False, seed=d)
+    dense, dense_lse = torch_fmha.attention(q, k, v, return_lse=True, **s)
+    n = b * (max_short + 1)
+    cu = torch.arange(0, n + 1, max_short + 1, dtype=torch.int32, device="cuda")
+    packed, packed_lse = torch_fmha.varlen_attention(
+        q.reshape(n, h, d), k.reshape(n, hkv, d), v.reshape(n, hkv, d), cu, cu, return_lse=True, **s)
+    assert torch.equal(packed, dense.reshape(n, h, d)), f"D={d} Sk={max_short + 1}: dense != varlen"
+    assert torch.equal(packed_lse, dense_lse.permute(1, 0, 2).reshape(h, n))
+    long_build = _dense_kernel_name(q, k, v, s)
+    short_build = _dense_kernel_name(q[:, :64], k[:, :max_short], v[:, :max_short], s)
+    assert short_build != long_build, f"D={d}: Sk={max_short} runs the 192-key build"
+    assert _dense_kernel_name(q[:, :64], k[:, :1], v[:, :1], s) == short_build
+
+
+@pytest.mark.parametrize("b,s,h,hkv,causal", [(8, 2048, 16, 16, False), (2, 4224, 4, 2, True),
+                                               (8, 1024, 16, 16, False), (8, 1024, 16, 4, True)])
 def test_head_dim_64_many_tiles_per_cta(b, s, h, hkv, causal):
     """The launches that deadlocked D=64 (producer warp 0 reaching the transposer's
     named barrier diverged): many tiles per CTA, consumers waiting on the
-    transposer. Three back-to-back launches each, then the oracle check."""
+    transposer. Three back-to-back launches each, then the oracle check. S=1024:
+    the same on the short-key build (128-key blocks), ~8 tiles per CTA."""
     q, k, v, sc = dense_inputs(b, s, s, h, hkv, 64, FP8, device="cuda", poison=False)
     outs = [torch_fmha.attention(q, k, v, causal=causal, **sc) for _ in range(3)]
     torch.cuda.synchronize()

@@ -163,7 +163,7 @@ def test_more_sequences_than_the_sort_bound():
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("d", [128, 256])
+@pytest.mark.parametrize("d", HEAD_DIMS)
 def test_dense_and_varlen_agree_bitwise(causal, d):
     # Same tiling on both sides: a dense call with at most short_keys_max_seqlen(D)
     # keys (D=64: 1024, D=128: 2048) uses 128-key blocks, a packed batch always 192.
