@@ -98,20 +98,18 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kShortBlockN = kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
-                                                     : TORCH_FMHA_TUNE_SHORT_BLOCK_N_128;
-  static constexpr int kShortStages = kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_STAGES_64
-                                                     : TORCH_FMHA_TUNE_SHORT_STAGES_128;
-  static constexpr int kBlockN = kShortKeys         ? kShortBlockN
-                                 : kHeadDim == 64  ? TORCH_FMHA_TUNE_BLOCK_N_64
-                                 : kHeadDim == 128 ? TORCH_FMHA_TUNE_BLOCK_N_128
-                                                   : TORCH_FMHA_TUNE_BLOCK_N_256;
+  static constexpr int kBlockN = kShortKeys && kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
+                                 : kShortKeys                ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
+                                 : kHeadDim == 64            ? TORCH_FMHA_TUNE_BLOCK_N_64
+                                 : kHeadDim == 128           ? TORCH_FMHA_TUNE_BLOCK_N_128
+                                                             : TORCH_FMHA_TUNE_BLOCK_N_256;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = kShortKeys         ? kShortStages
-                                 : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGES_64
-                                 : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGES_128
-                                                   : TORCH_FMHA_TUNE_STAGES_256;
+  static constexpr int kStages = kShortKeys && kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_STAGES_64
+                                 : kShortKeys                ? TORCH_FMHA_TUNE_SHORT_STAGES_128
+                                 : kHeadDim == 64            ? TORCH_FMHA_TUNE_STAGES_64
+                                 : kHeadDim == 128           ? TORCH_FMHA_TUNE_STAGES_128
+                                                             : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
   // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
   // loads while the consumers finish the current tile (last softmax, last P V,

@@ -108,10 +108,12 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
   switch (p.head_dim) {
     case 64:
       if (varlen) return launch_fwd_fp8<64, true>(p, stream);
-      return short_keys ? launch_fwd_fp8<64, false, true>(p, stream) : launch_fwd_fp8<64, false>(p, stream);
+      return short_keys ? launch_fwd_fp8<64, false, true>(p, stream)
+                        : launch_fwd_fp8<64, false>(p, stream);
     case 128:
       if (varlen) return launch_fwd_fp8<128, true>(p, stream);
-      return short_keys ? launch_fwd_fp8<128, false, true>(p, stream) : launch_fwd_fp8<128, false>(p, stream);
+      return short_keys ? launch_fwd_fp8<128, false, true>(p, stream)
+                        : launch_fwd_fp8<128, false>(p, stream);
     case 256:
       return varlen ? launch_fwd_fp8<256, true>(p, stream) : launch_fwd_fp8<256, false>(p, stream);
     default:

@@ -1,6 +1,7 @@
 // torch_fmha: per-head-dim FP8 forward launchers. Declared here, defined in
 // fwd_launch_template.cuh, explicitly instantiated one (head dim, layout) per
-// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu, fwd_fp8_hdim{64,128}_short.cu) so they compile in
+// translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu,
+// fwd_fp8_hdim{64,128}_short.cu) so they compile in
 // parallel.
 #pragma once
 
@@ -29,7 +30,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
 constexpr int short_keys_max_seqlen(int head_dim) {
-  return head_dim == 64 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
+  return head_dim == 64    ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
          : head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
                            : 0;
 }
