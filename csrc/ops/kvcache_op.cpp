@@ -196,7 +196,7 @@ Tensor batch_cu(int64_t batch, int64_t rows_per_batch, int64_t total_rows,
       .to(at::kInt);
 }
 
-// varlen_fwd wants cu_seqlens_k[0] == 0, but a split or a tail of a dense
+// varlen_fwd wants cu_seqlens_k[0] == 0, but a windowed split or a tail of a dense
 // cache starts at any row. So those calls get a leading sequence with no query
 // rows that owns rows [0, first start) of the rows view: the kernel makes no
 // tile for it and reads none of its keys. It needs a leading entry in
@@ -351,8 +351,13 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   // `stop`: L, or the tail's first key m0 (whole pages when paged).
   // One split over each whole cache row: cache_seqlens, page_table and
   // batch_cu as they are (the large-batch decode step: a few kernels, not ~25).
-  const bool whole_rows = splits == 1 && p.window_left < 0 && !plan.tail;
-  const bool lead = !kp.paged && !whole_rows;  // a leading empty sequence (lead_zero)
+  const bool windowed = p.window_left >= 0;  // a left window (dense, Sq == 1: make_plan)
+  const bool whole_rows = splits == 1 && !windowed && !plan.tail;
+  // A leading empty sequence (lead_zero) where a dense call's first sequence does not start
+  // at row 0: the split call with a window (its first key), the tail call (its first key, stop).
+  // Without a window the split call's first chunk starts at row 0 of batch 0.
+  const bool lead = !kp.paged && windowed;
+  const bool lead_tail = !kp.paged;
   Tensor k = k_cache, v = v_cache;
   if (!kp.paged) {
     k = cache_as_rows(k_cache, batch, kp.rows_per_batch);
@@ -366,20 +371,26 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
     if (!kp.paged) cu_k = batch_cu(batch, kp.rows_per_batch, k.size(0), index);
   } else {
     seqlen = cache_seqlens.to(at::kLong);  // [B]
-    const Tensor first = p.window_left >= 0 ? (seqlen - (p.window_left + 1)).clamp_min(0)
-                                            : at::zeros_like(seqlen);
     stop = seqlen;
     if (plan.tail) {
       stop = (seqlen - (sq - 1 - p.window_right)).clamp_min(0);
       if (kp.paged) stop = at::div(stop, p.page_size, "floor") * p.page_size;
     }
-    const Tensor len = stop - first;
+    // The first key: the window's, or 0 (then len = stop and start = offset: no kernels).
+    Tensor first, len = stop;
+    if (windowed) {
+      first = (seqlen - (p.window_left + 1)).clamp_min(0);
+      len = stop - first;
+    }
     Tensor chunk = at::div(len + (splits - 1), splits, "floor");
     if (kp.paged) chunk = at::div(chunk + (p.page_size - 1), p.page_size, "floor") * p.page_size;
-    const Tensor offset = at::minimum(at::arange(splits, index).unsqueeze(0) * chunk.unsqueeze(1),
-                                      len.unsqueeze(1));                       // [B, S]
-    const Tensor start = first.unsqueeze(1) + offset;                          // [B, S]
-    const Tensor used = at::minimum(chunk.unsqueeze(1), stop.unsqueeze(1) - start);
+    // Chunk boundaries min(s * chunk, len), s = 0..S: split s is [bound_s, bound_s+1) after
+    // `first`, so its key count is the difference (= min(chunk, stop - start)).
+    const Tensor bound = at::minimum(at::arange(splits + 1, index).unsqueeze(0) * chunk.unsqueeze(1),
+                                     len.unsqueeze(1));                        // [B, S + 1]
+    const Tensor offset = bound.narrow(1, 0, splits);                          // [B, S]
+    const Tensor start = windowed ? first.unsqueeze(1) + offset : offset;      // [B, S]
+    const Tensor used = bound.narrow(1, 1, splits) - offset;
     seqused = used.reshape({batch * splits}).to(at::kInt);
     if (lead) seqused = lead_zero(seqused);
     if (kp.paged) {
@@ -388,7 +399,8 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
       table = shifted_table(*page_table, at::div(start, p.page_size, "floor"));
     } else {
       const Tensor slot = at::arange(batch, index).unsqueeze(1) * kp.rows_per_batch;
-      cu_k = starts_to_cu(lead_zero((slot + start).reshape({batch * splits})), k.size(0));
+      const Tensor starts = (slot + start).reshape({batch * splits});
+      cu_k = starts_to_cu(lead ? lead_zero(starts) : starts, k.size(0));
     }
   }
   // q rows of one split: [B, rows, heads, D]; GQA packing puts query head
@@ -434,11 +446,11 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
       cu_k_tail = starts_to_cu(lead_zero(at::arange(batch, index) * kp.rows_per_batch + stop), k.size(0));
     }
     Tensor seqused_tail = (seqlen - stop).to(at::kInt);
-    if (lead) seqused_tail = lead_zero(seqused_tail);
+    if (lead_tail) seqused_tail = lead_zero(seqused_tail);
     auto [out_t, lse_t] = varlen_fwd_op().call(
-        q.reshape({batch * sq, heads, d}), k, v, cu_rows(batch, sq, lead, index), cu_k_tail,
+        q.reshape({batch * sq, heads, d}), k, v, cu_rows(batch, sq, lead_tail, index), cu_k_tail,
         c10::SymInt(sq), std::nullopt, softmax_scale, causal, window_left, window_right,
-        lead_row(q_descale, lead), lead_row(k_descale, lead), OptTensor(), OptTensor(), partial_dtype,
+        lead_row(q_descale, lead_tail), lead_row(k_descale, lead_tail), OptTensor(), OptTensor(), partial_dtype,
         softcap, OptTensor(), seqused_tail, table_tail);
     o = at::cat({o, out_t.view({batch, 1, sq, heads, d})}, 1);
     l = at::cat({l, lse_t.view({heads, batch, 1, sq}).permute({1, 2, 3, 0})}, 1);
