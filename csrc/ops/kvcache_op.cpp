@@ -271,8 +271,8 @@ std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse
   const int64_t batch = o_parts.size(0), heads = o_parts.size(3);
   // (Each ATen op below is a kernel launch on CUDA: kept few; see DESIGN 1.11.)
   const Tensor l = lse_parts.to(acc);                 // float32 already: no copy
-  const Tensor empty = (l == -inf).all(1);            // [B, Sq, H]: no split saw a key
   Tensor m = l.amax(1);                               // NaN propagates
+  const Tensor empty = m == -inf;                     // [B, Sq, H]: no split saw a key
   Tensor sink;
   if (sinks.has_value()) {
     sink = sinks->to(acc);                            // [H], broadcasts over [B, Sq, H]
@@ -287,20 +287,24 @@ std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse
   Tensor out = (w.unsqueeze(-1) * o_parts).sum(1) / denom.unsqueeze(-1);  // [B, Sq, H, D]
   Tensor lse = shift + at::log(denom);
   if (v_descale.has_value()) {
-    Tensor vd = v_descale->to(acc);
-    if (vd.dim() == 2) {  // [B, Hkv] -> per query head [B, 1, H, 1]
-      vd = vd.unsqueeze(2).expand({batch, heads_kv, heads / heads_kv}).reshape({batch, 1, heads, 1});
+    const Tensor vd = v_descale->to(acc);
+    if (vd.dim() == 2) {  // [B, Hkv]: query head kv * G + g of out [B, Sq, H, D] (a view, no copy)
+      const int64_t sq = out.size(1), d = out.size(3);
+      out = (out.view({batch, sq, heads_kv, heads / heads_kv, d}) *
+             vd.view({batch, 1, heads_kv, 1, 1})).view({batch, sq, heads, d});
+    } else {
+      out = out * vd;
     }
-    out = out * vd;
   }
   if (out_scale.has_value()) out = out / out_scale->to(acc);
   // A row whose max is NaN or +inf (an undefined split, a NaN or +inf sink) is NaN; the rows no
-  // split saw are set last, so they win whatever their sink is.
-  const Tensor undefined = at::logical_not(m < inf);
-  out = at::where(undefined.unsqueeze(-1), nan, out);
-  lse = at::where(undefined, nan, lse);
+  // split saw are set last, so they win whatever their sink is. Without sinks an empty row's
+  // lse is already -inf (shift 0 + log(0)), so only out is set.
+  const Tensor defined = m < inf;
+  out = at::where(defined.unsqueeze(-1), out, nan);
+  lse = at::where(defined, lse, nan);
   out = at::where(empty.unsqueeze(-1), 0.0, out);
-  lse = sinks.has_value() ? at::where(empty, sink.expand_as(lse), lse) : at::where(empty, -inf, lse);
+  if (sinks.has_value()) lse = at::where(empty, sink.expand_as(lse), lse);
   // Saturate: values beyond the e4m3 range clamp to +-448 instead of NaN (NaN stays NaN).
   if (out_dtype == at::kFloat8_e4m3fn) out = out.clamp(-448.0, 448.0);
   return {out.to(out_dtype), lse};
