@@ -203,19 +203,33 @@ def test_cuda_graph_replay_masked_plan():
 
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
+def test_cuda_graph_replay_tail_plan(page_size):
+    # Sq > 1 causal with 4 splits: 3 unmasked chunks + the masked tail (a second varlen_fwd
+    # call, after a leading empty sequence when dense), merged; all offsets from cache_seqlens.
+    _graph_case(page_size, 4, sq=3)
+
+
+@pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
 def test_no_host_sync(page_size):
     q, kc, vc, seqlens, table, s = _decode_inputs(page_size)
     sinks = _sinks(32)  # made before the checked region (a host-to-device copy syncs)
     out_scale = torch.tensor([0.02], device="cuda")
-    calls = [dict(num_splits=0), dict(num_splits=4, sinks=sinks),
-             dict(num_splits=3, out_dtype=FP8, out_scale=out_scale), dict(window_size=(100, 0))]
+    q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)  # Sq = 3 (made before the checked region)
+    calls = [dict(num_splits=0), dict(num_splits=1), dict(num_splits=4, sinks=sinks),
+             dict(num_splits=3, out_dtype=FP8, out_scale=out_scale), dict(window_size=(100, 0)),
+             dict(q=q3, num_splits=4, sinks=sinks), dict(q=q3, num_splits=1)]  # tail plan, masked plan
+
+    def call(kw):
+        kw = dict(kw)
+        torch_fmha.attention_with_kvcache(kw.pop("q", q), kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
+
     for kw in calls:
-        torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
+        call(kw)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for kw in calls:
-            torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
+            call(kw)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
