@@ -175,15 +175,17 @@ Tensor cache_as_rows(const Tensor& t, int64_t batch, int64_t rows_per_batch) {
 // the pages its key count needs).
 Tensor shifted_table(const Tensor& page_table, const Tensor& first_page) {
   const int64_t batch = first_page.size(0), splits = first_page.size(1), cols = page_table.size(1);
-  const Tensor idx = (first_page.unsqueeze(2) + at::arange(cols, first_page.options()))
+  // int64 indices for gather (the int32 ones only the newer ATen kernels take).
+  const auto index = first_page.options().dtype(at::kLong);
+  const Tensor idx = (first_page.unsqueeze(2) + at::arange(cols, index))
                          .clamp_max(std::max<int64_t>(cols - 1, 0));  // [B, S, cols]
   return page_table.unsqueeze(1).expand({batch, splits, cols}).gather(2, idx)
       .reshape({batch * splits, cols});
 }
 
-// cu_seqlens_k int32 [n + 1] of the rows view: the n starts, then its row count.
+// cu_seqlens_k int32 [n + 1] of the rows view: the n starts (int32), then its row count.
 Tensor starts_to_cu(const Tensor& starts, int64_t total_rows) {
-  return at::cat({starts, at::full({1}, total_rows, starts.options())}).to(at::kInt);
+  return at::cat({starts, at::full({1}, total_rows, starts.options())});
 }
 
 // cu_seqlens_k int32 [B + 1] of whole cache rows: b * rows_per_batch, then the
@@ -349,7 +351,10 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   const int64_t batch = p.batch, sq = kp.seqlen_q;
   const int64_t splits = plan.tail ? plan.splits - 1 : plan.splits;  // unmasked chunks
   const int64_t heads = p.heads_q, heads_kv = p.heads_kv, d = p.head_dim;
-  const auto index = cache_seqlens.options().dtype(at::kLong);
+  // Offsets in int32, cache_seqlens' own dtype (no casts): every value is at most the
+  // cache's capacity plus num_splits * page_size, or a row of the rows view, which
+  // varlen_fwd takes as int32 anyway.
+  const auto index = cache_seqlens.options();
   // Keys of split s of batch b: [start, start + used) of b's slot, in chunks of
   // ceil(len / S) keys (whole pages when paged) from the window's first key to
   // `stop`: L, or the tail's first key m0 (whole pages when paged).
@@ -372,9 +377,9 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   if (whole_rows) {
     seqused = cache_seqlens;
     table = page_table;
-    if (!kp.paged) cu_k = batch_cu(batch, kp.rows_per_batch, k.size(0), index);
+    if (!kp.paged) cu_k = batch_cu(batch, kp.rows_per_batch, k.size(0), index.dtype(at::kLong));
   } else {
-    seqlen = cache_seqlens.to(at::kLong);  // [B]
+    seqlen = cache_seqlens;  // [B] int32
     stop = seqlen;
     if (plan.tail) {
       stop = (seqlen - (sq - 1 - p.window_right)).clamp_min(0);
@@ -383,7 +388,8 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
     // The first key: the window's, or 0 (then len = stop and start = offset: no kernels).
     Tensor first, len = stop;
     if (windowed) {
-      first = (seqlen - (p.window_left + 1)).clamp_min(0);
+      // max(L - left - 1, 0), with left capped at capacity - 1 (L <= capacity): int32.
+      first = (seqlen - (std::min(p.window_left, kp.cache_rows - 1) + 1)).clamp_min(0);
       len = stop - first;
     }
     Tensor chunk = at::div(len + (splits - 1), splits, "floor");
@@ -395,7 +401,7 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
     const Tensor offset = bound.narrow(1, 0, splits);                          // [B, S]
     const Tensor start = windowed ? first.unsqueeze(1) + offset : offset;      // [B, S]
     const Tensor used = bound.narrow(1, 1, splits) - offset;
-    seqused = used.reshape({batch * splits}).to(at::kInt);
+    seqused = used.reshape({batch * splits});
     if (lead) seqused = lead_zero(seqused);
     if (kp.paged) {
       // Split s's page_table row: b's row from the chunk's first page on (chunks
@@ -449,7 +455,7 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
     } else {
       cu_k_tail = starts_to_cu(lead_zero(at::arange(batch, index) * kp.rows_per_batch + stop), k.size(0));
     }
-    Tensor seqused_tail = (seqlen - stop).to(at::kInt);
+    Tensor seqused_tail = seqlen - stop;
     if (lead_tail) seqused_tail = lead_zero(seqused_tail);
     auto [out_t, lse_t] = varlen_fwd_op().call(
         q.reshape({batch * sq, heads, d}), k, v, cu_rows(batch, sq, lead_tail, index), cu_k_tail,
