@@ -188,6 +188,12 @@ def _check_seqused_and_page_table_meta(op, p, q, k, seqused_k, page_table):
         _check_same_device(op, "seqused_k", seqused_k, q)
     if not p.paged:
         return
+    _check_page_table_meta(op, p, q, k, "k", page_table)
+
+
+def _check_page_table_meta(op, p, q, k, k_name, page_table):
+    """page_table int32 [p.batch, max_pages_per_seq] over the page pool k (checks.cpp
+    check_page_table_meta); sets p's paged fields."""
     _check(page_table.dtype == torch.int32, op, f"page_table must have dtype torch.int32, got {page_table.dtype}")
     _check(page_table.dim() == 2 and page_table.size(0) == p.batch, op,
            f"page_table must have shape [batch, max_pages_per_seq] = [{p.batch}, *], got "
@@ -195,9 +201,10 @@ def _check_seqused_and_page_table_meta(op, p, q, k, seqused_k, page_table):
     _check(page_table.stride(1) == 1, op,
            f"page_table must have a contiguous last dimension (stride 1), got stride {page_table.stride(1)}")
     _check_same_device(op, "page_table", page_table, q)
+    p.paged = True
     p.page_size, p.num_pages = k.size(1), k.size(0)
     _check(_is_power_of_two(p.page_size) and 16 <= p.page_size <= 256, op,
-           f"page_size (k.size(1)) is {p.page_size}, expected a power of two from 16 to 256")
+           f"page_size ({k_name}.size(1)) is {p.page_size}, expected a power of two from 16 to 256")
 
 
 def _check_cu_seqlens_meta(op, name, cu, q):

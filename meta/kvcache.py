@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .checks import (FwdProblem, _check, _check_cu_seqlens_meta, _check_options, _check_qkv, _check_rank,
-                     _check_same_device, _is_power_of_two, lse_dtype, shape_str)
+from .checks import (FwdProblem, _check, _check_cu_seqlens_meta, _check_options, _check_page_table_meta,
+                     _check_qkv, _check_rank, _check_same_device, lse_dtype, shape_str)
 
 OP = "torch_fmha.fwd_kvcache"
 
@@ -56,16 +56,7 @@ def check_kvcache(op, q, k_cache, v_cache, cache_seqlens, page_table=None, cu_se
     p = FwdProblem(batch, q.size(0) if packed_q else q.size(1), 0, q.size(-2), k_cache.size(-2), q.size(-1),
                    paged=paged)
     if paged:
-        _check(page_table.dtype == torch.int32, op, f"page_table must have dtype torch.int32, got {page_table.dtype}")
-        _check(page_table.dim() == 2 and page_table.size(0) == batch, op,
-               f"page_table must have shape [batch, max_pages_per_seq] = [{batch}, *], got "
-               f"{shape_str(page_table.shape)}")
-        _check(page_table.stride(1) == 1, op,
-               f"page_table must have a contiguous last dimension (stride 1), got stride {page_table.stride(1)}")
-        _check_same_device(op, "page_table", page_table, q)
-        p.page_size, p.num_pages = k_cache.size(1), k_cache.size(0)
-        _check(_is_power_of_two(p.page_size) and 16 <= p.page_size <= 256, op,
-               f"page_size (k_cache.size(1)) is {p.page_size}, expected a power of two from 16 to 256")
+        _check_page_table_meta(op, p, q, k_cache, "k_cache", page_table)
         p.seqlen_k = p.page_size * page_table.size(1)
     else:
         _check(k_cache.size(0) == batch, op,

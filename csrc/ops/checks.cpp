@@ -249,23 +249,30 @@ void check_seqused_and_page_table_meta(const char* op, FwdProblem& p, const at::
     check_same_device(op, "seqused_k", *seqused_k, q);
   }
   if (!p.paged) return;
-  TORCH_CHECK(page_table->scalar_type() == at::kInt, op,
-              ": page_table must have dtype torch.int32, got ", dtype_name(page_table->scalar_type()));
-  TORCH_CHECK(page_table->dim() == 2 && page_table->size(0) == p.batch, op,
-              ": page_table must have shape [batch, max_pages_per_seq] = [", p.batch, ", *], got ",
-              shape_str(page_table->sizes()));
-  TORCH_CHECK(page_table->stride(1) == 1, op,
-              ": page_table must have a contiguous last dimension (stride 1), got stride ",
-              page_table->stride(1));
-  check_same_device(op, "page_table", *page_table, q);
-  p.page_size = k.size(1);
-  p.num_pages = k.size(0);
-  TORCH_CHECK(is_power_of_two(p.page_size) && p.page_size >= 16 && p.page_size <= 256, op,
-              ": page_size (k.size(1)) is ", p.page_size,
-              ", expected a power of two from 16 to 256");
+  check_page_table_meta(op, p, q, k, "k", *page_table);
 }
 
 }  // namespace
+
+void check_page_table_meta(const char* op, FwdProblem& p, const at::Tensor& q,
+                           const at::Tensor& k, const char* k_name,
+                           const at::Tensor& page_table) {
+  TORCH_CHECK(page_table.scalar_type() == at::kInt, op,
+              ": page_table must have dtype torch.int32, got ", dtype_name(page_table.scalar_type()));
+  TORCH_CHECK(page_table.dim() == 2 && page_table.size(0) == p.batch, op,
+              ": page_table must have shape [batch, max_pages_per_seq] = [", p.batch, ", *], got ",
+              shape_str(page_table.sizes()));
+  TORCH_CHECK(page_table.stride(1) == 1, op,
+              ": page_table must have a contiguous last dimension (stride 1), got stride ",
+              page_table.stride(1));
+  check_same_device(op, "page_table", page_table, q);
+  p.paged = true;
+  p.page_size = k.size(1);
+  p.num_pages = k.size(0);
+  TORCH_CHECK(is_power_of_two(p.page_size) && p.page_size >= 16 && p.page_size <= 256, op,
+              ": page_size (", k_name, ".size(1)) is ", p.page_size,
+              ", expected a power of two from 16 to 256");
+}
 
 void check_cu_seqlens_meta(const char* op, const char* name, const at::Tensor& cu,
                            const at::Tensor& q) {

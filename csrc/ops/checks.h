@@ -103,6 +103,12 @@ void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
                    const std::optional<at::Tensor>& sinks);
 void check_cu_seqlens_meta(const char* op, const char* name, const at::Tensor& cu,
                            const at::Tensor& q);
+// page_table int32 [p.batch, max_pages_per_seq] over the page pool k
+// ([num_pages, page_size, Hkv, D], named k_name in the message): dtype, shape,
+// the strides the kernel assumes, device, page size; sets p's paged fields.
+void check_page_table_meta(const char* op, FwdProblem& p, const at::Tensor& q,
+                           const at::Tensor& k, const char* k_name,
+                           const at::Tensor& page_table);
 
 // Python spellings ("torch.bfloat16", "[2, 3]") so both sides print alike.
 std::string dtype_name(at::ScalarType t);

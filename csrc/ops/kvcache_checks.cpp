@@ -8,8 +8,6 @@
 namespace torch_fmha {
 namespace {
 
-bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
-
 // A dense cache is read as one buffer of rows (the varlen kernel's layout):
 // its batch stride must be a whole number of rows, at least Smax of them.
 // Returns that number (Smax when batch <= 1, where the batch stride is unused).
@@ -65,23 +63,8 @@ KvcacheProblem check_kvcache(
               cache_seqlens.stride(0));
   check_same_device(op, "cache_seqlens", cache_seqlens, q);
   if (p.paged) {
-    TORCH_CHECK(page_table->scalar_type() == at::kInt, op,
-                ": page_table must have dtype torch.int32, got ",
-                dtype_name(page_table->scalar_type()));
-    TORCH_CHECK(page_table->dim() == 2 && page_table->size(0) == batch, op,
-                ": page_table must have shape [batch, max_pages_per_seq] = [", batch, ", *], got ",
-                shape_str(page_table->sizes()));
-    TORCH_CHECK(page_table->stride(1) == 1, op,
-                ": page_table must have a contiguous last dimension (stride 1), got stride ",
-                page_table->stride(1));
-    check_same_device(op, "page_table", *page_table, q);
-    p.fwd.paged = true;
-    p.fwd.page_size = k_cache.size(1);
-    p.fwd.num_pages = k_cache.size(0);
-    TORCH_CHECK(is_power_of_two(p.fwd.page_size) && p.fwd.page_size >= 16 &&
-                    p.fwd.page_size <= 256,
-                op, ": page_size (k_cache.size(1)) is ", p.fwd.page_size,
-                ", expected a power of two from 16 to 256");
+    p.fwd.batch = batch;
+    check_page_table_meta(op, p.fwd, q, k_cache, "k_cache", *page_table);
     p.cache_rows = p.fwd.page_size * page_table->size(1);
   } else {
     TORCH_CHECK(k_cache.size(0) == batch, op, ": k_cache has batch size ", k_cache.size(0),
