@@ -1,16 +1,26 @@
 """A few launches of the FP8 kernel on the FA3-grid shape (B*S = 16384, H*D = 2048)
-for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES]"""
+for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES] [ours|cudnn]
+(cudnn: cuDNN FP8 through the benchmark's peer, FP8 out, for a side-by-side profile)."""
 import sys
 
 import torch
 
 import torch_fmha
+from torch_fmha import _peers
 
 d, s, causal = int(sys.argv[1]), int(sys.argv[2]), bool(int(sys.argv[3]))
 launches = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+who = sys.argv[5] if len(sys.argv) > 5 else "ours"
 b, h = max(1, 16384 // s), 2048 // d
 q, k, v = (torch.randn(b, s, h, d, device="cuda").to(torch.float8_e4m3fn) for _ in range(3))
+one = torch.ones(1, device="cuda")
+if who == "cudnn":
+    run, _ = _peers.CudnnFp8().prepare(q, k, v, one, one, one, causal=causal, out_scale=1.0)
+else:
+    def run():
+        torch_fmha.attention(q, k, v, causal=causal, q_descale=one, k_descale=one, v_descale=one,
+                             out_dtype=torch.float8_e4m3fn, out_scale=one)
 for _ in range(launches):
-    torch_fmha.attention(q, k, v, causal=causal, out_dtype=torch.bfloat16)
+    run()
 torch.cuda.synchronize()
-print(f"ran D={d} S={s} causal={causal} x{launches}")
+print(f"ran {who} D={d} S={s} causal={causal} x{launches}")
