@@ -48,6 +48,9 @@
 #define TORCH_FMHA_TUNE_STAGES_256 2
 #endif
 
+#ifndef TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128
+#define TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128 192
+#endif
 #ifndef TORCH_FMHA_TUNE_PIN_64
 #define TORCH_FMHA_TUNE_PIN_64 0
 #endif
@@ -153,8 +156,9 @@ struct Fp8FwdTraits {
   // producer's (TMA issue + V transpose state) does not; what the consumers do
   // not need goes to the producer.
   static constexpr int kLaunchRegs = 168;
-  static constexpr int kProducerRegs = kHeadDim == 64 ? 56 : kHeadDim == 128 ? 40 : 24;
-  static constexpr int kConsumerRegs = kHeadDim == 64 ? 224 : kHeadDim == 128 ? 232 : 240;
+  static constexpr bool kWideSplit = kHeadDim == 256 || (kHeadDim == 128 && kBlockN > TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128);
+  static constexpr int kProducerRegs = kWideSplit ? 24 : kHeadDim == 64 ? 56 : 40;
+  static constexpr int kConsumerRegs = kWideSplit ? 240 : kHeadDim == 64 ? 224 : 232;
   static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= kNumThreads * kLaunchRegs,
                 "setmaxnreg split exceeds the CTA's register pool");
 
