@@ -17,7 +17,7 @@
 // below at compile time, e.g. -DTORCH_FMHA_TUNE_BLOCK_N_128=128; a release
 // build defines none of these.
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_64
-#define TORCH_FMHA_TUNE_BLOCK_N_64 192
+#define TORCH_FMHA_TUNE_BLOCK_N_64 256
 #endif
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_128
 #define TORCH_FMHA_TUNE_BLOCK_N_128 192

@@ -67,7 +67,7 @@ def test_gqa(hkv, d):
     run_case(3, 300, 300, 8, hkv, d, causal=True, case=f"GQA {8 // hkv} D={d}")
 
 
-# 257 keys: the short-key builds at D=64/128; 2100: past short_keys_max_seqlen(D), the 192-key ones.
+# 257 keys: the short-key builds at D=64/128; 2100: past short_keys_max_seqlen(D), the long ones (256 / 192-key blocks).
 @pytest.mark.parametrize("seqlen", [257, 2100])
 @pytest.mark.parametrize("out_dtype", [torch.float16, FP8])
 @pytest.mark.parametrize("d", HEAD_DIMS)
@@ -110,10 +110,10 @@ def test_unsupported_raise_clearly():
 @pytest.mark.parametrize("d,sk", [(64, 1023), (64, 1024), (64, 1025), (128, 2047), (128, 2048), (128, 2049)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_short_key_blocking_boundary(d, sk, causal):
-    """D=64 / 128 dense switch from 128-key blocks (the short-key builds) to 192-key blocks
-    above short_keys_max_seqlen(D) = 1024 / 2048 keys (fwd_fp8_launch.h): both sides of the
-    switch, with Sq != Sk so causal's bottom-right alignment and the partial blocks differ
-    per build."""
+    """D=64 / 128 dense switch from 128-key blocks (the short-key builds) to the long
+    builds' 256 / 192-key blocks above short_keys_max_seqlen(D) = 1024 / 2048 keys
+    (fwd_fp8_launch.h): both sides of the switch, with Sq != Sk so causal's bottom-right
+    alignment and the partial blocks differ per build."""
     run_case(2, 300, sk, 4, 2, d, causal=causal, seed=sk, case=f"Sk={sk} D={d} causal={causal}")
     window = (500, 0) if causal else (300, 200)
     run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, case=f"S={sk} D={d} window={window}")
@@ -135,8 +135,8 @@ def _dense_kernel_name(q, k, v, s):
 @pytest.mark.parametrize("d,max_short", [(64, 1024), (128, 2048)])
 def test_short_key_dispatch(d, max_short):
     """dispatch_fwd.cu picks the build by seqlen_k: above short_keys_max_seqlen(D) the
-    192-key build that varlen always runs (dense == varlen bitwise needs the same
-    blocking), at the limit and below another kernel, the same one from 1 key up (the
+    long build (256 / 192-key blocks at D=64 / 128) that varlen always runs (dense ==
+    varlen bitwise needs the same blocking), at the limit and below another kernel, the same one from 1 key up (the
     short-key build: there are two dense builds per head dim, test_sass_sm90.py)."""
     b, h, hkv = 2, 4, 2
     q, k, v, s = dense_inputs(b, max_short + 1, max_short + 1, h, hkv, d, FP8, device="cuda",
@@ -150,7 +150,7 @@ def test_short_key_dispatch(d, max_short):
     assert torch.equal(packed_lse, dense_lse.permute(1, 0, 2).reshape(h, n))
     long_build = _dense_kernel_name(q, k, v, s)
     short_build = _dense_kernel_name(q[:, :64], k[:, :max_short], v[:, :max_short], s)
-    assert short_build != long_build, f"D={d}: Sk={max_short} runs the 192-key build"
+    assert short_build != long_build, f"D={d}: Sk={max_short} runs the long build"
     assert _dense_kernel_name(q[:, :64], k[:, :1], v[:, :1], s) == short_build
 
 

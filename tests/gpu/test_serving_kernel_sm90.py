@@ -45,9 +45,9 @@ PAGE_SIZES = [16, 32, 64, 128, 256]
 
 
 def _lengths(page):
-    # 0, 1, page - 1, page, page + 1, around kBlockN (192 / 128), and long.
-    lens_k = [0, 1, page - 1, page, page + 1, 191, 192, 193, 1000]
-    lens_q = [5, 130, 1, 64, 0, 200, 192, 17, 700]
+    # 0, 1, page - 1, page, page + 1, around kBlockN (128 / 192 / 256), and long.
+    lens_k = [0, 1, page - 1, page, page + 1, 191, 192, 193, 256, 257, 1000]
+    lens_q = [5, 130, 1, 64, 0, 200, 192, 17, 3, 256, 700]
     return lens_q, lens_k
 
 

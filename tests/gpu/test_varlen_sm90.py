@@ -27,7 +27,7 @@ from reference import (assert_close_by_rule, output_as_float64, round_output, se
                        varlen_attention_ref)
 
 HEAD_DIMS = [64, 128, 256]
-EDGE = [0, 1, 127, 128, 129, 191, 192, 193]  # around kBlockM = 128 and kBlockN = 192 / 128
+EDGE = [0, 1, 127, 128, 129, 191, 192, 193, 255, 256, 257]  # around kBlockM = 128 and kBlockN = 128 / 192 / 256
 
 
 def _cu(lens):
