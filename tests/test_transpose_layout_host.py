@@ -17,5 +17,5 @@ from host_checker import build_and_run, needs_cutlass
 @needs_cutlass
 def test_transposer_moves_every_byte_to_its_permuted_place(tmp_path):
     lines = build_and_run("check_transpose_layout.cu", tmp_path, cutlass=True)
-    # 3 head dims + the D=64 / 128 short-key builds, x 9 lengths
-    assert len(lines) == 45 and all(": ok (" in ln for ln in lines), "\n".join(lines)
+    # 3 head dims + the D=128 short-key build, x 9 lengths
+    assert len(lines) == 36 and all(": ok (" in ln for ln in lines), "\n".join(lines)

@@ -25,13 +25,7 @@
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_256
 #define TORCH_FMHA_TUNE_BLOCK_N_256 128
 #endif
-// The short-key builds (KvBlocking::kShort below).
-#ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
-#define TORCH_FMHA_TUNE_SHORT_BLOCK_N_64 128
-#endif
-#ifndef TORCH_FMHA_TUNE_SHORT_STAGES_64
-#define TORCH_FMHA_TUNE_SHORT_STAGES_64 3
-#endif
+// The short-key build (KvBlocking::kShort below, D = 128).
 #ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
 #define TORCH_FMHA_TUNE_SHORT_BLOCK_N_128 128
 #endif
@@ -75,13 +69,15 @@ namespace torch_fmha::kernel {
 using namespace cute;
 
 // How a head dim cuts the keys into KV blocks. kLong (every head dim, every
-// layout) is tuned for long sequences. kShort (D = 64 / 128, dense layout,
-// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(D)) uses
+// layout) is tuned for long sequences. kShort (D = 128 only, dense layout,
+// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(128)) uses
 // 128-key blocks and 3 stages: no partial last block at the power-of-two
 // lengths where 192 leaves one (1024 = 5 x 192 + 64), at the price of more
-// per-block overhead, which only long sequences feel. D = 256 has none: its
-// 64-key variant (two Q buffers, tile overlap) was slower at every length
-// measured. docs/DESIGN.md section 6.
+// per-block overhead, which only long sequences feel. D = 64's long build has
+// 256-key blocks (no partial block at those lengths) and beat its former
+// 128-key short build from 1024 keys on; D = 256's 64-key variant (two Q
+// buffers, tile overlap) was slower at every length measured.
+// docs/DESIGN.md section 6.
 enum class KvBlocking : int { kLong = 0, kShort = 1 };
 
 template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong>
@@ -93,7 +89,8 @@ struct Fp8FwdTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256);
   static constexpr KvBlocking kBlocking = kBlocking_;
   static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
-  static_assert(!kShortKeys || kHeadDim != 256, "no short-key build at D = 256 (measured slower)");
+  static_assert(!kShortKeys || kHeadDim == 128,
+                "short-key build only at D = 128 (D = 64: 256-key blocks won; D = 256: slower)");
 
   // ---- tile shape --------------------------------------------------------------
   // kBlockM rows of Q per tile, split 64/64 over the two consumer warpgroups.
@@ -101,15 +98,13 @@ struct Fp8FwdTraits {
   // kBlockN keys per KV block. It is the N of S = Q K^T (<= 256, multiple of 8)
   // and the K of O += P V (multiple of 32 for FP8 wgmma). Register budget per
   // consumer thread: S N/2 + P N/8 + O D/2 fp32/b32 registers.
-  static constexpr int kBlockN = kShortKeys && kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_64
-                                 : kShortKeys                ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
+  static constexpr int kBlockN = kShortKeys                  ? TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
                                  : kHeadDim == 64            ? TORCH_FMHA_TUNE_BLOCK_N_64
                                  : kHeadDim == 128           ? TORCH_FMHA_TUNE_BLOCK_N_128
                                                              : TORCH_FMHA_TUNE_BLOCK_N_256;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = kShortKeys && kHeadDim == 64 ? TORCH_FMHA_TUNE_SHORT_STAGES_64
-                                 : kShortKeys                ? TORCH_FMHA_TUNE_SHORT_STAGES_128
+  static constexpr int kStages = kShortKeys                  ? TORCH_FMHA_TUNE_SHORT_STAGES_128
                                  : kHeadDim == 64            ? TORCH_FMHA_TUNE_STAGES_64
                                  : kHeadDim == 128           ? TORCH_FMHA_TUNE_STAGES_128
                                                              : TORCH_FMHA_TUNE_STAGES_256;

@@ -107,9 +107,7 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
   const bool short_keys = !varlen && p.seqlen_k <= short_keys_max_seqlen(p.head_dim);
   switch (p.head_dim) {
     case 64:
-      if (varlen) return launch_fwd_fp8<64, true>(p, stream);
-      return short_keys ? launch_fwd_fp8<64, false, true>(p, stream)
-                        : launch_fwd_fp8<64, false>(p, stream);
+      return varlen ? launch_fwd_fp8<64, true>(p, stream) : launch_fwd_fp8<64, false>(p, stream);
     case 128:
       if (varlen) return launch_fwd_fp8<128, true>(p, stream);
       return short_keys ? launch_fwd_fp8<128, false, true>(p, stream)

@@ -20,24 +20,21 @@ template <int kHeadDim, bool kVarlen, bool kShortKeys = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
 // Longest dense key sequence a head dim's short-key build is used for (0:
-// none). Measured (docs/DESIGN.md section 6), 128-key against 192-key blocks:
-// D = 128 wins up to 2048 keys and loses from 4096 on; D = 64 wins at 512,
-// ties at 1024 and loses from 2048 on.
-#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
-#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64 1024
-#endif
+// none). Measured (docs/DESIGN.md section 6): at D = 128, 128-key against
+// 192-key blocks wins up to 2048 keys and loses from 4096 on. D = 64 has none
+// since its long build went to 256-key blocks (no partial block at any
+// power-of-two length from 256 on; 128-key blocks were 2% faster only at 512
+// keys causal and 9-15% slower at 512 / 1024 non-causal and 1024 causal);
+// D = 256's 64-key variant was slower everywhere.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
 constexpr int short_keys_max_seqlen(int head_dim) {
-  return head_dim == 64    ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_64
-         : head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
-                           : 0;
+  return head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 : 0;
 }
 
 extern template cudaError_t launch_fwd_fp8<64, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false>(const FwdParams&, cudaStream_t);
-extern template cudaError_t launch_fwd_fp8<64, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<64, true>(const FwdParams&, cudaStream_t);

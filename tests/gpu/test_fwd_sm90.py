@@ -67,7 +67,8 @@ def test_gqa(hkv, d):
     run_case(3, 300, 300, 8, hkv, d, causal=True, case=f"GQA {8 // hkv} D={d}")
 
 
-# 257 keys: the short-key builds at D=64/128; 2100: past short_keys_max_seqlen(D), the long ones (256 / 192-key blocks).
+# 257 keys: the D=128 short-key build; 2100: past short_keys_max_seqlen(128), the long builds
+# (D=64 runs its 256-key long build at both).
 @pytest.mark.parametrize("seqlen", [257, 2100])
 @pytest.mark.parametrize("out_dtype", [torch.float16, FP8])
 @pytest.mark.parametrize("d", HEAD_DIMS)
@@ -107,13 +108,13 @@ def test_unsupported_raise_clearly():
         torch.ops.torch_fmha.bwd(q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
 
 
-@pytest.mark.parametrize("d,sk", [(64, 1023), (64, 1024), (64, 1025), (128, 2047), (128, 2048), (128, 2049)])
+@pytest.mark.parametrize("d,sk", [(128, 2047), (128, 2048), (128, 2049), (64, 1025)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_short_key_blocking_boundary(d, sk, causal):
-    """D=64 / 128 dense switch from 128-key blocks (the short-key builds) to the long
-    builds' 256 / 192-key blocks above short_keys_max_seqlen(D) = 1024 / 2048 keys
-    (fwd_fp8_launch.h): both sides of the switch, with Sq != Sk so causal's bottom-right
-    alignment and the partial blocks differ per build."""
+    """D=128 dense switches from 128-key blocks (the short-key build) to 192-key blocks
+    above short_keys_max_seqlen(128) = 2048 keys (fwd_fp8_launch.h): both sides of the
+    switch, with Sq != Sk so causal's bottom-right alignment and the partial blocks differ
+    per build. D=64 at 1025 keys: its 256-key long build with a 1-key last block."""
     run_case(2, 300, sk, 4, 2, d, causal=causal, seed=sk, case=f"Sk={sk} D={d} causal={causal}")
     window = (500, 0) if causal else (300, 200)
     run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, case=f"S={sk} D={d} window={window}")
@@ -132,12 +133,12 @@ def _dense_kernel_name(q, k, v, s):
     return names[0]
 
 
-@pytest.mark.parametrize("d,max_short", [(64, 1024), (128, 2048)])
+@pytest.mark.parametrize("d,max_short", [(128, 2048)])
 def test_short_key_dispatch(d, max_short):
     """dispatch_fwd.cu picks the build by seqlen_k: above short_keys_max_seqlen(D) the
-    long build (256 / 192-key blocks at D=64 / 128) that varlen always runs (dense ==
-    varlen bitwise needs the same blocking), at the limit and below another kernel, the same one from 1 key up (the
-    short-key build: there are two dense builds per head dim, test_sass_sm90.py)."""
+    long build (192-key blocks) that varlen always runs (dense == varlen bitwise needs
+    the same blocking), at the limit and below another kernel, the same one from 1 key
+    up (the short-key build: D=128 has two dense builds, test_sass_sm90.py)."""
     b, h, hkv = 2, 4, 2
     q, k, v, s = dense_inputs(b, max_short + 1, max_short + 1, h, hkv, d, FP8, device="cuda",
                               poison=False, seed=d)
@@ -154,13 +155,22 @@ def test_short_key_dispatch(d, max_short):
     assert _dense_kernel_name(q[:, :64], k[:, :1], v[:, :1], s) == short_build
 
 
+@pytest.mark.parametrize("d", [64, 256])
+def test_one_dense_build_without_short_keys(d):
+    """D=64 / 256 have no short-key build (short_keys_max_seqlen(D) = 0): one dense kernel
+    from 1 key to past where D=128 switches."""
+    q, k, v, s = dense_inputs(1, 2100, 2100, 2, 1, d, FP8, device="cuda", poison=False, seed=d)
+    names = {_dense_kernel_name(q[:, :64], k[:, :n], v[:, :n], s) for n in (1, 256, 1024, 2100)}
+    assert len(names) == 1, names
+
+
 @pytest.mark.parametrize("b,s,h,hkv,causal", [(8, 2048, 16, 16, False), (2, 4224, 4, 2, True),
                                                (8, 1024, 16, 16, False), (8, 1024, 16, 4, True)])
 def test_head_dim_64_many_tiles_per_cta(b, s, h, hkv, causal):
     """The launches that deadlocked D=64 (producer warp 0 reaching the transposer's
     named barrier diverged): many tiles per CTA, consumers waiting on the
     transposer. Three back-to-back launches each, then the oracle check. S=1024:
-    the same on the short-key build (128-key blocks), ~8 tiles per CTA."""
+    ~8 tiles per CTA."""
     q, k, v, sc = dense_inputs(b, s, s, h, hkv, 64, FP8, device="cuda", poison=False)
     outs = [torch_fmha.attention(q, k, v, causal=causal, **sc) for _ in range(3)]
     torch.cuda.synchronize()

@@ -112,9 +112,9 @@ def test_nan_in_one_k_element(mask, d):
 
 @pytest.mark.parametrize("d,s", [(64, 1200), (128, 2100)])
 def test_nan_in_one_k_element_long_build(d, s):
-    """As above past short_keys_max_seqlen(D) (the cases above, 300 keys, run the short-key
-    build at D=64/128): the long build (256 / 192-key blocks), NaN at key s - 100 of the
-    partial last block (1024.. / 1920..),
+    """The long builds with a partial last block (D=64: 256-key blocks, keys 1024..;
+    D=128 past short_keys_max_seqlen(128), where the cases above, 300 keys, run the
+    short-key build: 192-key blocks, keys 1920..), NaN at key s - 100 of that block,
     window (150, 20): rows s - 120.. see it, rows of the same tile before them do not."""
     make, call, ref = dense(s, s, d, seed=10, **MASKS["window"])
     out, _ = check_case(make, call, lambda x: set_value(x["k"], (1, s - 100, 1, 3), NAN), ref,
