@@ -36,6 +36,7 @@
 #include "epilogue.cuh"
 #include "kernel_traits.cuh"
 #include "mask.cuh"
+#include "phase_trace.cuh"
 #include "pipeline.cuh"
 #include "softmax.cuh"
 #include "tile_scheduler.cuh"
@@ -179,6 +180,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   const NamedBarrier their_turn = wg == 0 ? NamedBarrier::kPingPong1 : NamedBarrier::kPingPong0;
   // Always true (H / Hkv >= 1, checked on the host), but not to ptxas.
   const bool pin = params.heads_per_kv > 0;
+  const PhaseTrace trace(wg, wg_leader);  // compiled out unless TORCH_FMHA_TRACE (phase_trace.cuh)
+  int traced_blocks = -1;                 // steady-state blocks of the first tile (trace only)
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
                           typename Traits::SmemLayoutQStages{});  // (M, D, kQStages)
@@ -296,17 +299,23 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
     // ---- steady state: S(it) overlapped with P(it-1) V(it-1) ---------------------
     float alpha[2];
+    if (traced_blocks < 0) traced_blocks = num_blocks;
+    const int trace_it = traced_blocks == num_blocks ? 0 : PhaseTrace::kBlocks;  // first tile only
     for (int it = 1; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
+      trace.mark(trace_it + it, PhaseTrace::kTop);
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
+      trace.mark(trace_it + it, PhaseTrace::kOperands);
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      trace.mark(trace_it + it, PhaseTrace::kIssued);
       warpgroup_wait<1>();  // S done, PV may still run
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
+      trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          it == num_blocks - 1);
       if (p.softcap > 0.f) apply_softcap(tSrS, tile.softcap_mul);  // before the mask
@@ -314,7 +323,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
       softmax.update(tSrS, alpha);
+      if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      trace.mark(trace_it + it, PhaseTrace::kPvDone);
       // alpha is exactly 1 for a row whose max this block did not raise
       // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
       // Once a row has seen many keys its max rarely moves; the vote makes the
@@ -324,6 +335,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
       }
       convert_p<kBlockN>(tSrS, tOrP);
+      trace.mark(trace_it + it, PhaseTrace::kEnd);
       v_pending = kv_read;
       kv_read.advance();
     }
@@ -372,6 +384,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     tile = next;
   }
   if (wg == 0) named_barrier_sync(NamedBarrier::kPingPong0, 256);  // balance WG1's last arrive
+  trace.set_blocks(traced_blocks);
 }
 
 }  // namespace torch_fmha::kernel

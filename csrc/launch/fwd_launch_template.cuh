@@ -172,6 +172,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   }
   const int grid = static_cast<int>(std::min<int64_t>(num_sms, max_tiles));
   kernel_fn<<<grid, Traits::kNumThreads, kSmemBytes, stream>>>(kp);
+  if constexpr (kernel::PhaseTrace::kOn) kernel::phase_trace_print_kernel<<<1, 1, 0, stream>>>();
   return cudaGetLastError();
 }
 

@@ -1,0 +1,83 @@
+// torch_fmha kernel: a phase trace of the consumers' steady loop, for tuning
+// only (build with -DTORCH_FMHA_TRACE=1 through TORCH_FMHA_NVCC_EXTRA; every
+// shipped build compiles it out).
+//
+// Why: ncu samples say where warps stall on average, not how the two consumer
+// warpgroups' phases line up in time, which is what decides whether one's
+// softmax (MUFU) runs while the other's GEMMs (tensor core) do. The trace
+// records the SM clock at the phase boundaries of the first kBlocks steady-state
+// KV blocks of CTA 0's first tile, for warp 0 of each consumer warpgroup, into a
+// global array; a one-thread kernel launched after it prints them:
+//   trace wg=<w> it=<i> <clock at each of kPoints points>
+// tools/prof/phase_trace.py turns the lines into per-phase cycle counts.
+// The clock reads and the stores perturb the code a little (SASS differs from
+// the release build's); compare its cycles per block with the release speed.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+
+#ifndef TORCH_FMHA_TRACE
+#define TORCH_FMHA_TRACE 0
+#endif
+
+namespace torch_fmha::kernel {
+
+struct PhaseTrace {
+  static constexpr bool kOn = TORCH_FMHA_TRACE != 0;
+  static constexpr int kBlocks = 40;
+  // Points of one steady-state round (consumer.cuh): loop top, K / V^T ready,
+  // GEMMs issued (turn taken and handed over), S done, softmax done, P V done,
+  // P converted (round end).
+  enum Point : int { kTop, kOperands, kIssued, kSDone, kSoftmax, kPvDone, kEnd, kPoints };
+
+  bool active;  // this thread records (CTA 0, warp 0 lane 0 of its warpgroup)
+  int wg;
+
+  __device__ __forceinline__ PhaseTrace(int wg_, bool wg_leader)
+      : active(kOn && blockIdx.x == 0 && wg_leader), wg(wg_) {}
+
+  __device__ __forceinline__ void mark(int it, Point point) const {
+    if constexpr (kOn) {
+      if (active && it < kBlocks) {
+        uint32_t t;
+        asm volatile("mov.u32 %0, %%clock;" : "=r"(t));
+        slots()[(wg * kBlocks + it) * kPoints + point] = t;
+      }
+    }
+  }
+
+  // The number of steady-state blocks of the traced tile (the rows worth printing).
+  __device__ __forceinline__ void set_blocks(int blocks) const {
+    if constexpr (kOn) {
+      if (active && wg == 0) *count() = blocks;
+    }
+  }
+
+  __device__ static uint32_t* slots() {
+    static __device__ uint32_t storage[2 * kBlocks * kPoints];
+    return storage;
+  }
+  __device__ static int* count() {
+    static __device__ int blocks;
+    return &blocks;
+  }
+};
+
+// Printed by a separate one-thread launch after the kernel (fwd_launch_template.cuh,
+// trace builds only): device printf inside the kernel is an external call, and
+// ptxas serialises every wgmma of a function that makes one. A template, so that
+// every translation unit including this header may instantiate it.
+template <int kUnused = 0>
+__global__ void phase_trace_print_kernel() {
+  const int n = *PhaseTrace::count() < PhaseTrace::kBlocks ? *PhaseTrace::count() : PhaseTrace::kBlocks;
+  for (int wg = 0; wg < 2; ++wg) {
+    for (int it = 1; it < n; ++it) {
+      const uint32_t* s = PhaseTrace::slots() + (wg * PhaseTrace::kBlocks + it) * PhaseTrace::kPoints;
+      printf("trace wg=%d it=%d %u %u %u %u %u %u %u\n", wg, it, s[0], s[1], s[2], s[3], s[4], s[5],
+             s[6]);
+    }
+  }
+}
+
+}  // namespace torch_fmha::kernel
