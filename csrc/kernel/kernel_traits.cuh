@@ -75,8 +75,9 @@ using namespace cute;
 // lengths where 192 leaves one (1024 = 5 x 192 + 64), at the price of more
 // per-block overhead, which only long sequences feel. D = 64's long build has
 // 256-key blocks (no partial block at those lengths) and beat its former
-// 128-key short build from 1024 keys on; D = 256's 64-key variant (two Q
-// buffers, tile overlap) was slower at every length measured.
+// 128-key short build at 512 / 1024 keys except 512 causal (2% behind);
+// D = 256's 64-key variant (two Q buffers, tile overlap) was slower at every
+// length measured.
 // docs/DESIGN.md section 6.
 enum class KvBlocking : int { kLong = 0, kShort = 1 };
 

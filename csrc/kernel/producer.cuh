@@ -1,11 +1,11 @@
 // torch_fmha kernel: producer warpgroup (WG0).
 //
 // One elected thread issues the TMA loads (Q once per tile, K and V per KV
-// block into kStages-deep circular buffers, V into the V scratch FIFO) and
-// publishes each tile to the consumers. All 128 threads then transpose each V
-// tile from the scratch FIFO into the V^T buffer (transpose_v.cuh), one block
-// behind the loads, so the TMA of block it flies while block it-1 is
-// transposed.
+// block into kStages-deep circular buffers, V into the V scratch FIFO; paged
+// KV: the lanes of warp 0, one box each, PagedKvBoxes) and publishes each
+// tile to the consumers. All 128 threads then transpose each V tile from the
+// scratch FIFO into the V^T buffer (transpose_v.cuh), one block behind the
+// loads, so the TMA of block it flies while block it-1 is transposed.
 //
 // Invariants (docs/DESIGN.md section 5):
 //  I1  V scratch FIFO depth == kStages (>= 2, static_assert in kernel_traits),
@@ -57,7 +57,7 @@ struct PagedKvBoxes {
   static constexpr int kMinPage = 16;
   static constexpr int kMaxBoxes = kBlockN / kMinPage;
   static_assert(kMaxBoxes <= 32, "one page id per lane of a warp");
-  // Largest power of two dividing kBlockN (192: 64, 128: 128).
+  // Largest power of two dividing kBlockN (192: 64, 128: 128, 256: 256).
   static constexpr int kMaxBoxRows = kBlockN & -kBlockN;
 
   __host__ __device__ static int box_rows(int page_size) {
@@ -90,7 +90,7 @@ struct PagedKvBoxes {
   // posts the byte count, then lane j < boxes issues box j with its own page
   // id, so the boxes of a block leave in one warp instruction per head-dim
   // chunk instead of a shuffle-and-issue loop on lane 0 (at 16-key pages a
-  // 192-key block is 12 boxes).
+  // 192-key block is 12 boxes, a 256-key one 16).
   __device__ __forceinline__ static void load(const void* desc, uint64_t* bar, uint8_t* stage,
                                               int32_t page_id, int box, int page_size, int n0,
                                               int seqlen_k, int hkv, int lane) {
@@ -152,8 +152,9 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
               {MbarId::kVScratchFull, slot.index, tile_id, Role::kTransposer});
     mbar_wait(&ss.bar.vt_empty[slot.index], slot.phase ^ 1u,
               {MbarId::kVtEmpty, slot.index, tile_id, Role::kTransposer});
-    // Warp 0 arrives here diverged: lane 0 issued the TMA loads while lanes
-    // 1..31 came straight here. Named-barrier arrivals are counted per warp, so
+    // Warp 0 arrives here diverged: lane 0 issued the TMA loads (paged: the
+    // lanes below the block's box count) while the other lanes came straight
+    // here. Named-barrier arrivals are counted per warp, so
     // two partial arrivals of one warp count as two warps: the barrier then
     // completes a warp early and the next block's barrier a generation off.
     // That was the head_dim 64 deadlock (cuda-gdb: warp 0's lane 0 and lanes
@@ -244,7 +245,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     }
     for (int it = 0; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
-      if (paged && ptid < 32) {  // warp 0: page ids by lane, lane 0 issues the boxes
+      if (paged && ptid < 32) {  // warp 0: page ids by lane, lane j issues box j
         const int n0 = n_block * kBlockN;
         const int box = params.page_box_rows;
         const int32_t next_page_id =

@@ -1,8 +1,7 @@
 // torch_fmha: per-head-dim FP8 forward launchers. Declared here, defined in
 // fwd_launch_template.cuh, explicitly instantiated one (head dim, layout) per
 // translation unit (fwd_fp8_hdim{64,128,256}{,_varlen}.cu,
-// fwd_fp8_hdim{64,128}_short.cu) so they compile in
-// parallel.
+// fwd_fp8_hdim128_short.cu) so they compile in parallel.
 #pragma once
 
 #include <cstdint>
