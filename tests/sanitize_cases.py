@@ -4,8 +4,8 @@ them), D=256 with FP8 output, one dense case per head dim, and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
 than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partial
-last pages, softcap and sinks). Each result is checked against the float64 oracle, so a sanitizer-clean
-run is also a right one. A feature the kernel refuses ("not supported by this
+last pages, softcap and sinks). Each result is checked against the float64
+oracle, so a sanitizer-clean run is also a right one. A feature the kernel refuses ("not supported by this
 build") is reported as skipped, not as clean.
 
     python tests/sanitize_cases.py [--head-dims 64,128,256] [--device cuda]
