@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 WORKER = Path(__file__).resolve().parent.parent / "tests" / "stress_varlen_worker.py"
-TILE_LENGTHS = [0, 1, 63, 64, 65, 127, 128, 129, 191, 192, 193]
+TILE_LENGTHS = [0, 1, 63, 64, 65, 127, 128, 129, 191, 192, 193, 255, 256, 257]
 
 
 def draw(rng: random.Random, max_len: int, head_dims, serving: bool = True) -> dict:

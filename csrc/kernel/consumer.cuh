@@ -181,7 +181,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // Always true (H / Hkv >= 1, checked on the host), but not to ptxas.
   const bool pin = params.heads_per_kv > 0;
   const PhaseTrace trace(wg, wg_leader);  // compiled out unless TORCH_FMHA_TRACE (phase_trace.cuh)
-  int traced_blocks = -1;                 // steady-state blocks of the first tile (trace only)
+  int traced_blocks = -1;                 // KV blocks of the traced (first) tile, -1 before it
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
                           typename Traits::SmemLayoutQStages{});  // (M, D, kQStages)
@@ -299,8 +299,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
     // ---- steady state: S(it) overlapped with P(it-1) V(it-1) ---------------------
     float alpha[2];
+    const int trace_it = traced_blocks < 0 ? 0 : PhaseTrace::kBlocks;  // first tile only
     if (traced_blocks < 0) traced_blocks = num_blocks;
-    const int trace_it = traced_blocks == num_blocks ? 0 : PhaseTrace::kBlocks;  // first tile only
     for (int it = 1; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
       trace.mark(trace_it + it, PhaseTrace::kTop);

@@ -152,7 +152,12 @@ struct Fp8FwdTraits {
   // producer's (TMA issue + V transpose state) does not; what the consumers do
   // not need goes to the producer.
   static constexpr int kLaunchRegs = 168;
-  static constexpr bool kWideSplit = kHeadDim == 256 || (kHeadDim == 128 && kBlockN > TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128);
+  // 24 / 240 where the consumers' accumulators need it: D = 256, and D = 128
+  // blocks wider than TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128 keys (a tuning knob:
+  // at 224 keys the producer then spilled in its loop, at 256 ptxas serialised
+  // the wgmmas anyway; docs/DESIGN.md section 6).
+  static constexpr bool kWideSplit =
+      kHeadDim == 256 || (kHeadDim == 128 && kBlockN > TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128);
   static constexpr int kProducerRegs = kWideSplit ? 24 : kHeadDim == 64 ? 56 : 40;
   static constexpr int kConsumerRegs = kWideSplit ? 240 : kHeadDim == 64 ? 224 : 232;
   static_assert(128 * kProducerRegs + kNumConsumerThreads * kConsumerRegs <= kNumThreads * kLaunchRegs,

@@ -1,6 +1,8 @@
 """A few launches of the FP8 kernel on the FA3-grid shape (B*S = 16384, H*D = 2048)
 for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES] [ours|cudnn]
-(cudnn: cuDNN FP8 through the benchmark's peer, FP8 out, for a side-by-side profile)."""
+Both run FP8 output with unit scales, as the benchmark's default columns do (cudnn: cuDNN
+FP8 through the benchmark's peer, for a side-by-side profile; profiles before 2026-11-28
+ran ours with bf16 output)."""
 import sys
 
 import torch
