@@ -322,19 +322,34 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      softmax.update(tSrS, alpha);
-      if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
-      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-      trace.mark(trace_it + it, PhaseTrace::kPvDone);
-      // alpha is exactly 1 for a row whose max this block did not raise
-      // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
-      // Once a row has seen many keys its max rarely moves; the vote makes the
-      // branch warp-uniform.
-      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+      if constexpr (Traits::kPackDuringExp) {
+        // The P V wait first (where ptxas puts an unpinned one anyway), then
+        // max, O rescale, exp2 and P's pack in one branch-free stretch, so the
+        // rescale's FMULs and the pack's F2FPs can issue between the MUFU.EX2s
+        // instead of after them (the O rescale unconditional: no vote branch).
+        finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        trace.mark(trace_it + it, PhaseTrace::kPvDone);
+        float bias[2];
+        softmax.update_max(tSrS, alpha, bias);
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
+        softmax.update_exp(tSrS, bias, alpha);
+        convert_p<kBlockN>(tSrS, tOrP);
+      } else {
+        softmax.update(tSrS, alpha);
+        if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
+        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        trace.mark(trace_it + it, PhaseTrace::kPvDone);
+        // alpha is exactly 1 for a row whose max this block did not raise
+        // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
+        // Once a row has seen many keys its max rarely moves; the vote makes the
+        // branch warp-uniform.
+        if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+          for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
+        }
+        convert_p<kBlockN>(tSrS, tOrP);
       }
-      convert_p<kBlockN>(tSrS, tOrP);
       trace.mark(trace_it + it, PhaseTrace::kEnd);
       v_pending = kv_read;
       kv_read.advance();

@@ -45,6 +45,12 @@
 #ifndef TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128
 #define TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128 192
 #endif
+#ifndef TORCH_FMHA_TUNE_PACK_IN_EXP_64
+#define TORCH_FMHA_TUNE_PACK_IN_EXP_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_PACK_IN_EXP_128
+#define TORCH_FMHA_TUNE_PACK_IN_EXP_128 0
+#endif
 #ifndef TORCH_FMHA_TUNE_PIN_64
 #define TORCH_FMHA_TUNE_PIN_64 0
 #endif
@@ -129,6 +135,15 @@ struct Fp8FwdTraits {
   static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
+
+  // Steady-state round order for an unpinned P V wait: the wait, then max, O
+  // rescale (unconditional), exp2 and P's pack in one branch-free stretch
+  // (consumer.cuh), instead of max and exp2, the wait, a vote-guarded rescale,
+  // then the pack. Unmeasured on a GPU (a tuning knob, off); the static SASS
+  // is in docs/DESIGN.md section 7.
+  static constexpr bool kPackDuringExp = !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PACK_IN_EXP_64
+                                                         : kHeadDim == 128 ? TORCH_FMHA_TUNE_PACK_IN_EXP_128
+                                                                           : false);
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
   // Measured on an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128

@@ -159,10 +159,22 @@ struct OnlineSoftmax {
   // kBlockN / 4 values a thread holds per row (48 FMNMX / FADD back to back)
   // would leave the pipes idle. The reductions run as kChains independent
   // chains per row, both rows interleaved, combined at the end.
+  //
+  // update = update_max then update_exp; a caller may put work that needs only
+  // alpha (the O rescale) between the two (consumer.cuh, Traits::kPackDuringExp).
   template <class Frag>
   __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
+    float bias[2];
+    update_max(s, alpha, bias);
+    update_exp(s, bias, alpha);
+  }
+
+  static constexpr int kChains = 4;
+
+  // The new row max (raw scores), alpha per row and the exp2 bias of this block.
+  template <class Frag>
+  __device__ __forceinline__ void update_max(const Frag& s, float (&alpha)[2], float (&bias)[2]) {
     constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
-    constexpr int kChains = 4;
     static_assert(kCols % kChains == 0);
     float mx[2][kChains];
 #pragma unroll
@@ -173,7 +185,6 @@ struct OnlineSoftmax {
         mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
       }
     }
-    float bias[2];
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
@@ -185,6 +196,13 @@ struct OnlineSoftmax {
       row_max[r8] = m;
       bias[r8] = kMaxOffset - max_scaled;
     }
+  }
+
+  // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha.
+  template <class Frag>
+  __device__ __forceinline__ void update_exp(Frag& s, const float (&bias)[2],
+                                             const float (&alpha)[2]) {
+    constexpr int kCols = kBlockN / 8;
     float sum[2][kChains];
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
