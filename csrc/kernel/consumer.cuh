@@ -81,6 +81,23 @@ __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier th
   named_barrier_arrive(their_turn, 256);
 }
 
+// The round of Traits::kSerialRounds: P(it-1) V(it-1) issued and waited for
+// (then its V^T stage released), S(it) issued after it, so S's accumulators
+// and P's registers are never live at the same time; the turn is held across
+// the P V.
+template <class MmaQK, class FragQ, class FragK, class FragS, class MmaPV, class FragP,
+          class FragV, class FragO>
+__device__ __forceinline__ void gemm_round_pv_then_s(NamedBarrier my_turn, NamedBarrier their_turn,
+                                                     MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
+                                                     MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o,
+                                                     bool leader, uint64_t* vt_empty) {
+  named_barrier_sync(my_turn, 256);
+  gemm<false, 0>(mma_pv, p, vt, o);
+  if (leader) mbar_arrive(vt_empty);
+  gemm<true, -1>(mma_qk, q, k, s);
+  named_barrier_arrive(their_turn, 256);
+}
+
 // Waits for all committed wgmma groups (the P V of a round).
 //
 // kPinned: at this point of the program. ptxas does not keep a plain
@@ -309,11 +326,18 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
-      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
-                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      if constexpr (Traits::kSerialRounds) {
+        gemm_round_pv_then_s(my_turn, their_turn,
+                             mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                             mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
+                             wg_leader, &ss.bar.vt_empty[v_pending.index]);
+      } else {
+        gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                         mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                         mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      }
       trace.mark(trace_it + it, PhaseTrace::kIssued);
-      warpgroup_wait<1>();  // S done, PV may still run
+      warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // S done, PV may still run
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
@@ -322,12 +346,15 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      if constexpr (Traits::kPackDuringExp) {
-        // The P V wait first (where ptxas puts an unpinned one anyway), then
-        // max, O rescale, exp2 and P's pack in one branch-free stretch, so the
-        // rescale's FMULs and the pack's F2FPs can issue between the MUFU.EX2s
-        // instead of after them (the O rescale unconditional: no vote branch).
-        finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      if constexpr (Traits::kPackDuringExp || Traits::kSerialRounds) {
+        // The P V wait first (where ptxas puts an unpinned one anyway; a serial
+        // round has waited already), then max, O rescale, exp2 and P's pack in
+        // one branch-free stretch, so the rescale's FMULs and the pack's F2FPs
+        // can issue between the MUFU.EX2s instead of after them (the O rescale
+        // unconditional: no vote branch).
+        if constexpr (!Traits::kSerialRounds) {
+          finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        }
         trace.mark(trace_it + it, PhaseTrace::kPvDone);
         float bias[2];
         softmax.update_max(tSrS, alpha, bias);
@@ -370,17 +397,26 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
-      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
-                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      if constexpr (Traits::kSerialRounds) {
+        gemm_round_pv_then_s(my_turn, their_turn,
+                             mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                             mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
+                             wg_leader, &ss.bar.vt_empty[v_pending.index]);
+      } else {
+        gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                         mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                         mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      }
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
-      warpgroup_wait<1>();  // next tile's S done
+      warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          next_blocks == 1);
       first_block_softmax(next, next_range.end - 1);
-      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      if constexpr (!Traits::kSerialRounds) {
+        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      }
       convert_p<kBlockN>(tSrS, tOrP);
       store_tile_output(tile, inv_sum, lse, false);
       clear(tOrO);

@@ -51,6 +51,9 @@
 #ifndef TORCH_FMHA_TUNE_PACK_IN_EXP_128
 #define TORCH_FMHA_TUNE_PACK_IN_EXP_128 0
 #endif
+#ifndef TORCH_FMHA_TUNE_SERIAL_ROUNDS_128
+#define TORCH_FMHA_TUNE_SERIAL_ROUNDS_128 0
+#endif
 #ifndef TORCH_FMHA_TUNE_PIN_64
 #define TORCH_FMHA_TUNE_PIN_64 0
 #endif
@@ -144,6 +147,14 @@ struct Fp8FwdTraits {
   static constexpr bool kPackDuringExp = !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PACK_IN_EXP_64
                                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_PACK_IN_EXP_128
                                                                            : false);
+
+  // Rounds without intra-warpgroup overlap (consumer.cuh, gemm_round_pv_then_s):
+  // P(it-1) V(it-1) is waited for before S(it) is issued, so S and P are never
+  // live together; what 256-key blocks at D = 128 need to fit the registers
+  // (S 128 + O 64; with the overlap also P 32, and ptxas serialised every
+  // wgmma). The other warpgroup's softmax still overlaps these GEMMs. A tuning
+  // knob, off and unmeasured (docs/DESIGN.md section 7).
+  static constexpr bool kSerialRounds = kHeadDim == 128 && !kShortKeys && TORCH_FMHA_TUNE_SERIAL_ROUNDS_128;
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
   // Measured on an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128
