@@ -58,24 +58,34 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-COL_OURS, COL_CUDNN = "ours FP8", "cuDNN FP8"
-COL_FLASH, COL_SDPA_CUDNN = "SDPA bf16 flash", "SDPA bf16 cudnn"
-COLUMNS = (COL_OURS, COL_CUDNN, COL_FLASH, COL_SDPA_CUDNN)
+
+# ---------------------------------------------------------------- imports ---
+def _load_sibling(name: str):
+    """``torch_fmha.<name>``, or the sibling file loaded by path when this file runs
+    as a script (the package itself may then be unimportable)."""
+    if __package__:
+        return importlib.import_module(f".{name}", __package__)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"torch_fmha_bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_report = _load_sibling("bench_report")
+COL_OURS, COL_CUDNN, COL_FLASH, COL_SDPA_CUDNN = (_report.COL_OURS, _report.COL_CUDNN,
+                                                  _report.COL_FLASH, _report.COL_SDPA_CUDNN)
+COLUMNS = _report.COLUMNS
+ratio_stats, format_ratio, format_table = _report.ratio_stats, _report.format_ratio, _report.format_table
+_fmt, _grid, plot = _report._fmt, _report._grid, _report.plot
+
 FP8_MAX = 448.0
 TOKENS, HIDDEN = 16384, 2048  # FlashAttention-3 grid: B*S and H*D
 
 
-# ---------------------------------------------------------------- imports ---
 def _load_peers():
     """``torch_fmha._peers``, also when the package itself fails to import."""
-    if __package__:
-        from . import _peers
-        return _peers
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peers.py")
-    spec = importlib.util.spec_from_file_location("torch_fmha_bench_peers", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load_sibling("_peers")
 
 
 def _load_ours():
@@ -173,30 +183,6 @@ def window_pairs(S: int, left: int) -> int:
     """Number of (i, j) with ``i - left <= j <= i`` in an S x S square."""
     full = min(S, left + 1)
     return full * (full + 1) // 2 + (S - full) * (left + 1)
-
-
-def ratio_stats(ours_ms: List[float], peer_ms: List[float]) -> Dict[str, object]:
-    """Per-repeat speed ratio ours/peer (= peer time / our time; > 1: ours faster).
-
-    ``ours_ms[i]`` and ``peer_ms[i]`` are the times of repeat i (measured back to
-    back, interleaved). Returns the median ratio and its spread as the min and
-    max over the repeats (with 3 repeats an IQR would be meaningless), plus the
-    samples. Ratios are over pairs, so a drift common to both columns cancels.
-    """
-    if len(ours_ms) != len(peer_ms) or not ours_ms:
-        raise ValueError(f"ratio_stats needs two equally long non-empty lists, got {len(ours_ms)} and {len(peer_ms)}")
-    ratios = [p / o for o, p in zip(ours_ms, peer_ms)]
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-            "n": len(ratios), "spread": "min-max", "samples": ratios}
-
-
-def format_ratio(stats: Optional[Dict[str, object]]) -> str:
-    """``1.023 (0.991-1.047)``: median (min-max) of the per-repeat ratios."""
-    if not stats:
-        return "n/a"
-    if stats["n"] == 1:
-        return f"{stats['median']:.3f}"
-    return f"{stats['median']:.3f} ({stats['min']:.3f}-{stats['max']:.3f})"
 
 
 def quantize(x: torch.Tensor, fmha=None):
@@ -444,89 +430,6 @@ class Bench:
             row["tflops"][COL_OURS] = self._measure(
                 COL_OURS, lambda: self._ours(*fp8, desc, out_scale, **kw), flops)
             self.rows.append(row)
-
-
-# ---------------------------------------------------------------- output ---
-def _fmt(x: Optional[float], nd: int = 1) -> str:
-    return "n/a" if x is None else f"{x:.{nd}f}"
-
-
-def format_table(rows: List[dict], reasons: Dict[str, List[str]], out_dtype: str = "fp8") -> str:
-    """Plain-text TFLOP/s table (+ error table, + n/a reasons)."""
-    cols = [c for c in COLUMNS if any(c in r["tflops"] for r in rows)]
-    repeated = max((r["ratio"]["n"] for r in rows if r.get("ratio")), default=1)
-    ratio_head = f"ours/cuDNN median (min-max, {repeated} runs)" if repeated > 1 else "ours/cuDNN"
-    head = ["seqlen", "D", "causal"] + [f"{c} TF/s" for c in cols] + [ratio_head, "note"]
-    body = []
-    for r in rows:
-        t = r["tflops"]
-        o, c = t.get(COL_OURS), t.get(COL_CUDNN)
-        ratio = format_ratio(r["ratio"]) if r.get("ratio") else (f"{o / c:.3f}" if o and c else "n/a")
-        causal = r["causal"] if isinstance(r["causal"], str) else ("yes" if r["causal"] else "no")
-        body.append([str(r["seqlen"]), str(r["D"]), causal] + [_fmt(t.get(c)) if c in t else "-"
-                                                               for c in cols] + [ratio, r.get("note", "")])
-    lines = _grid(head, body)
-    err_rows = [r for r in rows if r.get("errors")]
-    if err_rows:
-        lines += ["", "Errors vs float64 reference on dequantized inputs "
-                  f"(identical FP8 inputs, {out_dtype} out, same out_scale):"]
-        eh = ["seqlen", "D", "causal", "ref RMS", "FP8-out floor RMSE", "ours RMSE", "ours max|e|",
-              "cuDNN RMSE", "cuDNN max|e|"]
-        eb = []
-        for r in err_rows:
-            e = r["errors"]
-            o, c, f = (e.get(k) or {} for k in (COL_OURS, COL_CUDNN, "fp8_out_floor"))
-            ref = o.get("ref_rms", c.get("ref_rms", f.get("ref_rms")))
-            eb.append([str(r["seqlen"]), str(r["D"]), "yes" if r["causal"] else "no",
-                       _fmt(ref, 5), _fmt(f.get("rmse"), 6),
-                       _fmt(o.get("rmse"), 6), _fmt(o.get("max_abs"), 5),
-                       _fmt(c.get("rmse"), 6), _fmt(c.get("max_abs"), 5)])
-        lines += _grid(eh, eb)
-    notes = [(c, m) for c in COLUMNS for m in reasons.get(c, [])]
-    if notes:
-        lines += ["", "n/a reasons:"] + [f"  {c}: {m}" for c, m in notes]
-    return "\n".join(lines)
-
-
-def _grid(head: List[str], body: List[List[str]]) -> List[str]:
-    w = [max(len(x) for x in col) for col in zip(head, *body)]
-    def fmt(cells: List[str]) -> str:  # right-align numbers, left-align the last (note) column
-        return "  ".join(c.ljust(n) if i == len(w) - 1 and i > 3 else c.rjust(n)
-                         for i, (c, n) in enumerate(zip(cells, w))).rstrip()
-    return [fmt(head), fmt(["-" * n for n in w])] + [fmt(b) for b in body]
-
-
-def plot(rows: List[dict], path: str) -> Optional[str]:
-    """TFLOP/s vs seqlen, one subplot per (D, causal); returns an error or None."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception as e:
-        return f"--plot needs matplotlib ({e})"
-    dense = [r for r in rows if r["case"] == "dense"]
-    keys = sorted({(r["D"], r["causal"]) for r in dense})
-    if not keys:
-        return "--plot: no dense-grid rows to plot"
-    ds = sorted({d for d, _ in keys})
-    cs = sorted({c for _, c in keys})
-    fig, axes = plt.subplots(len(cs), len(ds), figsize=(4.5 * len(ds), 3.5 * len(cs)), squeeze=False)
-    for (d, c) in keys:
-        ax = axes[cs.index(c)][ds.index(d)]
-        pts = sorted((r for r in dense if r["D"] == d and r["causal"] == c), key=lambda r: r["seqlen"])
-        for col in COLUMNS:
-            xy = [(r["seqlen"], r["tflops"].get(col)) for r in pts if r["tflops"].get(col)]
-            if xy:
-                ax.plot(*zip(*xy), marker="o", label=col)
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"D={d}, {'causal' if c else 'non-causal'}")
-        ax.set_xlabel("seqlen")
-        ax.set_ylabel("TFLOP/s")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return None
 
 
 def metadata(bench: Bench, argv: List[str]) -> dict:
