@@ -67,3 +67,22 @@ def test_no_trace_lines_is_an_error(tmp_path):
     run = subprocess.run([sys.executable, str(TOOL), "--parse", str(f)], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode != 0 and "TORCH_FMHA_TRACE" in (run.stdout + run.stderr)
+
+
+def test_tile_phases(tmp_path):
+    # 16 tiles per warpgroup, 20000 cycles apart; even tiles run their own first S,
+    # odd ones were started by the previous tile's last round (first marks 0).
+    lines = _lines(10_000, blocks=4)
+    for wg in (0, 1):
+        for n in range(16):
+            b = 100_000 + n * 20_000 + wg * 700
+            first = f"{b + 900} {b + 2500}" if n % 2 == 0 else "0 0"
+            lines.append(f"tile wg={wg} n={n} {b} {first} {b + 15_000} {b + 15_800} {b + 19_000}")
+    rep = _report(tmp_path, lines)
+    tiles = rep.split("per tile:")[1]
+    for label, cycles, count in [("first S (alone", 900, 7), ("first block's softmax", 1600, 7),
+                                 ("last P V wait, finalize, epilogue", 3200, 14),
+                                 ("to the next tile", 1000, 14)]:
+        line = next(ln for ln in tiles.splitlines() if label in ln)
+        assert f"{cycles} cycles ({count} tiles)" in line, line
+    assert "tile total                                 20000 cycles" in tiles

@@ -199,6 +199,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   const bool pin = params.heads_per_kv > 0;
   const PhaseTrace trace(wg, wg_leader);  // compiled out unless TORCH_FMHA_TRACE (phase_trace.cuh)
   int traced_blocks = -1;                 // KV blocks of the traced (first) tile, -1 before it
+  int traced_tile = 0;                    // tiles this warpgroup has taken (trace only)
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
                           typename Traits::SmemLayoutQStages{});  // (M, D, kQStages)
@@ -277,6 +278,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
   TileInfo tile = fetch_tile();
   while (tile.valid) {
+    trace.mark_tile(traced_tile, PhaseTrace::kTileTop);
     const int tile_tag = tile.m_block;  // for hang reports
     const MaskInfo mask = tile_mask(tile);
     const KvBlockRange range = tile_range(tile);
@@ -288,6 +290,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       lse[0] = lse[1] = tile.sink;
       store_tile_output(tile, inv_sum, lse, /*after_no_gemm_round=*/true);
       tile = fetch_tile();
+      ++traced_tile;
       continue;
     }
 
@@ -306,10 +309,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
+      trace.mark_tile(traced_tile, PhaseTrace::kFirstSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          num_blocks == 1);
       first_block_softmax(tile, range.end - 1);
       convert_p<kBlockN>(tSrS, tOrP);
+      trace.mark_tile(traced_tile, PhaseTrace::kFirstP);
       v_pending = kv_read;
       kv_read.advance();
     }
@@ -385,6 +390,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     // ---- last P V, together with the next tile's first S where there is one -----
     // Both consumer warpgroups fetch the same tiles, so they take the same
     // branch and the ping-pong rounds stay balanced.
+    trace.mark_tile(traced_tile, PhaseTrace::kSteadyDone);
     const TileInfo next = fetch_tile();
     const KvBlockRange next_range = tile_range(next);
     const int next_blocks = next.valid ? next_range.count() : 0;
@@ -407,6 +413,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                          mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                          mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       }
+      trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
       warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // next tile's S done
@@ -419,6 +426,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       }
       convert_p<kBlockN>(tSrS, tOrP);
       store_tile_output(tile, inv_sum, lse, false);
+      trace.mark_tile(traced_tile, PhaseTrace::kStored);
       clear(tOrO);
       v_pending = kv_read;
       kv_read.advance();
@@ -427,12 +435,15 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       gemm_round</*S*/ false, /*PV*/ true>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       softmax.finalize(inv_sum, lse, tile.sink);
       store_tile_output(tile, inv_sum, lse, false);
+      trace.mark_tile(traced_tile, PhaseTrace::kStored);
       first_s_done = false;
     }
     tile = next;
+    ++traced_tile;
   }
   if (wg == 0) named_barrier_sync(NamedBarrier::kPingPong0, 256);  // balance WG1's last arrive
   trace.set_blocks(traced_blocks);

@@ -7,8 +7,11 @@
 // softmax (MUFU) runs while the other's GEMMs (tensor core) do. The trace
 // records the SM clock at the phase boundaries of the first kBlocks steady-state
 // KV blocks of CTA 0's first tile, for warp 0 of each consumer warpgroup, into a
-// global array; a one-thread kernel launched after it prints them:
+// global array, and the phase boundaries of CTA 0's first kTiles tiles (the
+// per-tile fixed cost: first S, last P V, epilogue) into another; a one-thread
+// kernel launched after it prints them:
 //   trace wg=<w> it=<i> <clock at each of kPoints points>
+//   tile wg=<w> n=<tile> <clock at each of kTilePoints points, 0 where not reached>
 // tools/prof/phase_trace.py turns the lines into per-phase cycle counts.
 // The clock reads and the stores perturb the code a little (SASS differs from
 // the release build's); compare its cycles per block with the release speed.
@@ -31,6 +34,13 @@ struct PhaseTrace {
   // P converted (round end).
   enum Point : int { kTop, kOperands, kIssued, kSDone, kSoftmax, kPvDone, kEnd, kPoints };
 
+  // Points of one tile (its fixed cost, which short sequences feel most): tile
+  // taken from the scheduler, its first S done (where the previous tile's last
+  // round did not issue it), its first block's P ready, its last steady round
+  // done, its last P V round issued, its output stored.
+  static constexpr int kTiles = 16;
+  enum TilePoint : int { kTileTop, kFirstSDone, kFirstP, kSteadyDone, kLastIssued, kStored, kTilePoints };
+
   bool active;  // this thread records (CTA 0, warp 0 lane 0 of its warpgroup)
   int wg;
 
@@ -43,6 +53,17 @@ struct PhaseTrace {
         uint32_t t;
         asm volatile("mov.u32 %0, %%clock;" : "=r"(t));
         slots()[(wg * kBlocks + it) * kPoints + point] = t;
+      }
+    }
+  }
+
+  // Tile `tile` (the warpgroup's count of tiles taken, 0 first) reached `point`.
+  __device__ __forceinline__ void mark_tile(int tile, TilePoint point) const {
+    if constexpr (kOn) {
+      if (active && tile < kTiles) {
+        uint32_t t;
+        asm volatile("mov.u32 %0, %%clock;" : "=r"(t));
+        tile_slots()[(wg * kTiles + tile) * kTilePoints + point] = t;
       }
     }
   }
@@ -62,6 +83,10 @@ struct PhaseTrace {
     static __device__ int blocks;
     return &blocks;
   }
+  __device__ static uint32_t* tile_slots() {
+    static __device__ uint32_t storage[2 * kTiles * kTilePoints];
+    return storage;
+  }
 };
 
 // Printed by a separate one-thread launch after the kernel (fwd_launch_template.cuh,
@@ -76,6 +101,10 @@ __global__ void phase_trace_print_kernel() {
       const uint32_t* s = PhaseTrace::slots() + (wg * PhaseTrace::kBlocks + it) * PhaseTrace::kPoints;
       printf("trace wg=%d it=%d %u %u %u %u %u %u %u\n", wg, it, s[0], s[1], s[2], s[3], s[4], s[5],
              s[6]);
+    }
+    for (int tile = 0; tile < PhaseTrace::kTiles; ++tile) {
+      const uint32_t* s = PhaseTrace::tile_slots() + (wg * PhaseTrace::kTiles + tile) * PhaseTrace::kTilePoints;
+      printf("tile wg=%d n=%d %u %u %u %u %u %u\n", wg, tile, s[0], s[1], s[2], s[3], s[4], s[5]);
     }
   }
 }

@@ -1,4 +1,5 @@
-"""Per-phase cycle counts of the consumers' steady loop from a trace build
+"""Per-phase cycle counts of the consumers' steady loop, and of each tile's fixed
+part (first S, last P V, epilogue), from a trace build
 (csrc/kernel/phase_trace.cuh). On the GPU machine, after `source tools/gpu_env.sh`:
 
     TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TRACE=1 python3 tools/prof/phase_trace.py 128 4096 0
@@ -22,6 +23,50 @@ PHASES = [("operands", "top", "K / V^T mbarrier waits"),
           ("s_done", "issued", "S wait"),
           ("pv_done", "s_done", "P V wait + max + exp2 (+ row sum)"),
           ("end", "pv_done", "O rescale + P pack")]
+
+
+TILE_POINTS = ["top", "first_s_done", "first_p", "steady_done", "last_issued", "stored"]
+TILE_PHASES = [("first_s_done", "top", "first S (alone: no tile overlap)"),
+               ("first_p", "first_s_done", "first block's softmax + pack"),
+               ("steady_done", "first_p", "steady rounds"),
+               ("last_issued", "steady_done", "next tile fetched, last round issued"),
+               ("stored", "last_issued", "last P V wait, finalize, epilogue"),
+               ("next_top", "stored", "to the next tile")]
+
+
+def parse_tiles(lines):
+    """{wg: [ {point: clock} per tile ]} from the last printed set of tile lines."""
+    runs, cur = [], {}
+    for ln in lines:
+        if not ln.startswith("tile wg="):
+            continue
+        head, idx, *vals = ln.split()[1:]
+        wg, n = int(head.split("=")[1]), int(idx.split("=")[1])
+        if wg == 0 and n == 0 and cur:
+            runs.append(cur)
+            cur = {}
+        cur.setdefault(wg, []).append(dict(zip(TILE_POINTS, (int(x) for x in vals))))
+    if cur:
+        runs.append(cur)
+    return runs[-1] if runs else {}
+
+
+def tile_report(tiles) -> str:
+    out = []
+    for wg, rows in sorted(tiles.items()):
+        for i in range(len(rows) - 1):
+            rows[i]["next_top"] = rows[i + 1]["top"]
+        done = [r for r in rows[1:] if r["top"] and r["stored"] and r.get("next_top")]
+        if not done:
+            continue
+        out.append(f"warpgroup {wg}: {len(done)} tiles (median cycles; first S / softmax only where "
+                   f"the previous tile's last round did not start this one)")
+        for to, frm, what in TILE_PHASES:
+            vals = [d(r[to], r[frm]) for r in done if r.get(to) and r.get(frm)]
+            if vals:
+                out.append(f"  {what:<40} {statistics.median(vals):7.0f} cycles ({len(vals)} tiles)")
+        out.append(f"  {'tile total':<40} {statistics.median(d(r['next_top'], r['top']) for r in done):7.0f} cycles")
+    return "\n".join(out)
 
 
 def parse(lines):
@@ -86,6 +131,10 @@ def main() -> int:
         lines = run.stdout.splitlines()
     print(f"D={a.d} S={a.s} causal={bool(a.causal)}")
     print(report(parse(lines)))
+    tiles = parse_tiles(lines)
+    if tiles:
+        print("per tile:")
+        print(tile_report(tiles))
     return 0
 
 
