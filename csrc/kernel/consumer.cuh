@@ -17,7 +17,12 @@
 // and `finish_pv`; the four rounds below (a tile's first S alone, the steady
 // state, the tile boundary, the last P V alone) differ only around them.
 // Whether "wait O" really stays below the softmax is Traits::kPinPvWait
-// (warpgroup_wait_all says why ptxas would otherwise move it up).
+// (warpgroup_wait_all says why ptxas would otherwise move it up). Two tuning
+// knobs, off in every shipped build, reorder the steady round:
+// Traits::kPackDuringExp (wait O first, then max, rescale, exp2 and pack with no
+// branch between) and Traits::kSerialRounds (P V issued and waited for before
+// S, `gemm_round_pv_then_s`, so S and P are never live together).
+// phase_trace.cuh's marks compile to nothing unless TORCH_FMHA_TRACE is set.
 //
 // Tile boundaries (Traits::kOverlapTiles): a tile's last round issues its
 // last P V together with the next tile's first S; this tile's l and max are
@@ -342,7 +347,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                          mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       }
       trace.mark(trace_it + it, PhaseTrace::kIssued);
-      warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // S done, PV may still run
+      warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // S done (P V may still run, unless serial)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
