@@ -147,6 +147,9 @@ struct Fp8FwdTraits {
   static constexpr bool kPackDuringExp = !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PACK_IN_EXP_64
                                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_PACK_IN_EXP_128
                                                                            : false);
+  static_assert(!(TORCH_FMHA_TUNE_PACK_IN_EXP_64 && TORCH_FMHA_TUNE_PIN_64) &&
+                    !(TORCH_FMHA_TUNE_PACK_IN_EXP_128 && TORCH_FMHA_TUNE_PIN_128),
+                "PACK_IN_EXP waits for P V before the softmax: it cannot be combined with PIN");
 
   // Rounds without intra-warpgroup overlap (consumer.cuh, gemm_round_pv_then_s):
   // P(it-1) V(it-1) is waited for before S(it) is issued, so S and P are never

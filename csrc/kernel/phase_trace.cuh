@@ -103,8 +103,10 @@ __global__ void phase_trace_print_kernel() {
              s[6]);
     }
     for (int tile = 0; tile < PhaseTrace::kTiles; ++tile) {
-      const uint32_t* s = PhaseTrace::tile_slots() + (wg * PhaseTrace::kTiles + tile) * PhaseTrace::kTilePoints;
+      uint32_t* s = PhaseTrace::tile_slots() + (wg * PhaseTrace::kTiles + tile) * PhaseTrace::kTilePoints;
       printf("tile wg=%d n=%d %u %u %u %u %u %u\n", wg, tile, s[0], s[1], s[2], s[3], s[4], s[5]);
+      // Cleared for the next launch, whose tiles may not reach every point.
+      for (int i = 0; i < PhaseTrace::kTilePoints; ++i) s[i] = 0;
     }
   }
 }
