@@ -21,7 +21,7 @@
 // knobs, off in every shipped build, reorder the steady round:
 // Traits::kPackDuringExp (wait O first, then max, rescale, exp2 and pack with no
 // branch between) and Traits::kSerialRounds (P V issued and waited for before
-// S, `gemm_round_pv_then_s`, so S and P are never live together).
+// S, `gemm_round_s_and_pv`, so S and P are never live together).
 // phase_trace.cuh's marks compile to nothing unless TORCH_FMHA_TRACE is set.
 //
 // Tile boundaries (Traits::kOverlapTiles): a tile's last round issues its
@@ -86,21 +86,27 @@ __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier th
   named_barrier_arrive(their_turn, 256);
 }
 
-// The round of Traits::kSerialRounds: P(it-1) V(it-1) issued and waited for
-// (then its V^T stage released), S(it) issued after it, so S's accumulators
-// and P's registers are never live at the same time; the turn is held across
-// the P V.
-template <class MmaQK, class FragQ, class FragK, class FragS, class MmaPV, class FragP,
-          class FragV, class FragO>
-__device__ __forceinline__ void gemm_round_pv_then_s(NamedBarrier my_turn, NamedBarrier their_turn,
-                                                     MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
-                                                     MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o,
-                                                     bool leader, uint64_t* vt_empty) {
-  named_barrier_sync(my_turn, 256);
-  gemm<false, 0>(mma_pv, p, vt, o);
-  if (leader) mbar_arrive(vt_empty);
-  gemm<true, -1>(mma_qk, q, k, s);
-  named_barrier_arrive(their_turn, 256);
+// The round that issues S(it) together with P(it-1) V(it-1) (steady state and
+// tile boundary). kSerial (Traits::kSerialRounds): P V is issued first and
+// waited for (then its V^T stage, vt_empty, released), S after it, so S's
+// accumulators and P's registers are never live at the same time; the turn is
+// held across the P V. Otherwise `gemm_round`: both in flight, nothing waited
+// for, leader / vt_empty unused (finish_pv releases the stage later).
+template <bool kSerial, class MmaQK, class FragQ, class FragK, class FragS, class MmaPV,
+          class FragP, class FragV, class FragO>
+__device__ __forceinline__ void gemm_round_s_and_pv(NamedBarrier my_turn, NamedBarrier their_turn,
+                                                    MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
+                                                    MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o,
+                                                    bool leader, uint64_t* vt_empty) {
+  if constexpr (kSerial) {
+    named_barrier_sync(my_turn, 256);
+    gemm<false, 0>(mma_pv, p, vt, o);
+    if (leader) mbar_arrive(vt_empty);
+    gemm<true, -1>(mma_qk, q, k, s);
+    named_barrier_arrive(their_turn, 256);
+  } else {
+    gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn, mma_qk, q, k, s, mma_pv, p, vt, o);
+  }
 }
 
 // Waits for all committed wgmma groups (the P V of a round).
@@ -336,16 +342,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
-      if constexpr (Traits::kSerialRounds) {
-        gemm_round_pv_then_s(my_turn, their_turn,
-                             mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                             mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
-                             wg_leader, &ss.bar.vt_empty[v_pending.index]);
-      } else {
-        gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
-                                         mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                         mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      }
+      gemm_round_s_and_pv<Traits::kSerialRounds>(
+          my_turn, their_turn, mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+          mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, wg_leader,
+          &ss.bar.vt_empty[v_pending.index]);
       trace.mark(trace_it + it, PhaseTrace::kIssued);
       warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // S done (P V may still run, unless serial)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
@@ -408,16 +408,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
-      if constexpr (Traits::kSerialRounds) {
-        gemm_round_pv_then_s(my_turn, their_turn,
-                             mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                             mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
-                             wg_leader, &ss.bar.vt_empty[v_pending.index]);
-      } else {
-        gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
-                                         mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                         mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      }
+      gemm_round_s_and_pv<Traits::kSerialRounds>(
+          my_turn, their_turn, mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+          mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, wg_leader,
+          &ss.bar.vt_empty[v_pending.index]);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);

@@ -151,7 +151,7 @@ struct Fp8FwdTraits {
                     !(TORCH_FMHA_TUNE_PACK_IN_EXP_128 && TORCH_FMHA_TUNE_PIN_128),
                 "PACK_IN_EXP waits for P V before the softmax: it cannot be combined with PIN");
 
-  // Rounds without intra-warpgroup overlap (consumer.cuh, gemm_round_pv_then_s):
+  // Rounds without intra-warpgroup overlap (consumer.cuh, gemm_round_s_and_pv<true>):
   // P(it-1) V(it-1) is waited for before S(it) is issued, so S and P are never
   // live together; what 256-key blocks at D = 128 need to fit the registers
   // (S 128 + O 64; with the overlap also P 32, and ptxas serialised every

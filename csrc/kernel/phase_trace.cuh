@@ -49,22 +49,14 @@ struct PhaseTrace {
 
   __device__ __forceinline__ void mark(int it, Point point) const {
     if constexpr (kOn) {
-      if (active && it < kBlocks) {
-        uint32_t t;
-        asm volatile("mov.u32 %0, %%clock;" : "=r"(t));
-        slots()[(wg * kBlocks + it) * kPoints + point] = t;
-      }
+      if (active && it < kBlocks) stamp(slots() + (wg * kBlocks + it) * kPoints + point);
     }
   }
 
   // Tile `tile` (the warpgroup's count of tiles taken, 0 first) reached `point`.
   __device__ __forceinline__ void mark_tile(int tile, TilePoint point) const {
     if constexpr (kOn) {
-      if (active && tile < kTiles) {
-        uint32_t t;
-        asm volatile("mov.u32 %0, %%clock;" : "=r"(t));
-        tile_slots()[(wg * kTiles + tile) * kTilePoints + point] = t;
-      }
+      if (active && tile < kTiles) stamp(tile_slots() + (wg * kTiles + tile) * kTilePoints + point);
     }
   }
 
@@ -73,6 +65,13 @@ struct PhaseTrace {
     if constexpr (kOn) {
       if (active && wg == 0) *count() = blocks;
     }
+  }
+
+  // The SM clock into one slot (volatile: kept at its place among the marks).
+  __device__ static void stamp(uint32_t* slot) {
+    uint32_t t;
+    asm volatile("mov.u32 %0, %%clock;" : "=r"(t));
+    *slot = t;
   }
 
   __device__ static uint32_t* slots() {
