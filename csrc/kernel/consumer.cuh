@@ -424,6 +424,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       }
       convert_p<kBlockN>(tSrS, tOrP);
+      trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
       clear(tOrO);
@@ -437,6 +438,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       softmax.finalize(inv_sum, lse, tile.sink);
+      trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
       first_s_done = false;

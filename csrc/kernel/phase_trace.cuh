@@ -37,9 +37,10 @@ struct PhaseTrace {
   // Points of one tile (its fixed cost, which short sequences feel most): tile
   // taken from the scheduler, its first S done (where the previous tile's last
   // round did not issue it), its first block's P ready, its last steady round
-  // done, its last P V round issued, its output stored.
+  // done, its last P V round issued, its last P V done and O finalized (just
+  // before the epilogue's stores), its output stored.
   static constexpr int kTiles = 16;
-  enum TilePoint : int { kTileTop, kFirstSDone, kFirstP, kSteadyDone, kLastIssued, kStored, kTilePoints };
+  enum TilePoint : int { kTileTop, kFirstSDone, kFirstP, kSteadyDone, kLastIssued, kPvFinal, kStored, kTilePoints };
 
   bool active;  // this thread records (CTA 0, warp 0 lane 0 of its warpgroup)
   int wg;
@@ -103,7 +104,7 @@ __global__ void phase_trace_print_kernel() {
     }
     for (int tile = 0; tile < PhaseTrace::kTiles; ++tile) {
       uint32_t* s = PhaseTrace::tile_slots() + (wg * PhaseTrace::kTiles + tile) * PhaseTrace::kTilePoints;
-      printf("tile wg=%d n=%d %u %u %u %u %u %u\n", wg, tile, s[0], s[1], s[2], s[3], s[4], s[5]);
+      printf("tile wg=%d n=%d %u %u %u %u %u %u %u\n", wg, tile, s[0], s[1], s[2], s[3], s[4], s[5], s[6]);
       // Cleared for the next launch, whose tiles may not reach every point.
       for (int i = 0; i < PhaseTrace::kTilePoints; ++i) s[i] = 0;
     }

@@ -80,21 +80,14 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
     return "torch_fmha CUDA forward: k and v strides (batch, seq, head) must be multiples of 16 "
            "elements for float8_e4m3fn (TMA)";
   }
-  // The epilogue stores column pairs: 2 elements per store.
-  const int out_elem_bytes = p.out_type == ElementType::kFloat8E4M3 ? 1 : 2;
-  if ((reinterpret_cast<uintptr_t>(p.out) % (2 * out_elem_bytes)) != 0 ||
-      p.out_batch_stride % 2 != 0 || p.out_row_stride % 2 != 0 || p.out_head_stride % 2 != 0) {
-    return "torch_fmha CUDA forward: out must have even strides and a pointer aligned to two "
-           "elements";
-  }
-  // D = 128 copies whole output rows from shared memory with 16-byte stores
-  // (epilogue.cuh). The op allocates out contiguous, so this holds; the check
+  // The epilogue stores 8 bytes per lane (direct path) or, at D = 128,
+  // 16-byte chunks of rows from shared memory (epilogue.cuh). The op allocates out contiguous, so this holds; the check
   // keeps the assumption written down.
-  if (p.head_dim == 128 &&
-      ((reinterpret_cast<uintptr_t>(p.out) % 16) != 0 || (p.out_batch_stride * out_elem_bytes) % 16 != 0 ||
-       (p.out_row_stride * out_elem_bytes) % 16 != 0 || (p.out_head_stride * out_elem_bytes) % 16 != 0)) {
-    return "torch_fmha CUDA forward: at head_dim 128, out must have a 16-byte aligned pointer and "
-           "strides (in bytes) that are multiples of 16";
+  const int out_elem_bytes = p.out_type == ElementType::kFloat8E4M3 ? 1 : 2;
+  if ((reinterpret_cast<uintptr_t>(p.out) % 16) != 0 || (p.out_batch_stride * out_elem_bytes) % 16 != 0 ||
+      (p.out_row_stride * out_elem_bytes) % 16 != 0 || (p.out_head_stride * out_elem_bytes) % 16 != 0) {
+    return "torch_fmha CUDA forward: out must have a 16-byte aligned pointer and strides (in bytes) "
+           "that are multiples of 16";
   }
   return nullptr;
 }

@@ -28,12 +28,13 @@ PHASES = [("operands", "top", "K / V^T mbarrier waits"),
           ("end", "pv_done", "O rescale + P pack")]
 
 
-TILE_POINTS = ["top", "first_s_done", "first_p", "steady_done", "last_issued", "stored"]
+TILE_POINTS = ["top", "first_s_done", "first_p", "steady_done", "last_issued", "pv_final", "stored"]
 TILE_PHASES = [("first_s_done", "top", "first S (alone: no tile overlap)"),
                ("first_p", "first_s_done", "first block's softmax + pack"),
                ("steady_done", "first_p", "steady rounds"),
                ("last_issued", "steady_done", "next tile fetched, last round issued"),
-               ("stored", "last_issued", "last P V wait, finalize, epilogue"),
+               ("pv_final", "last_issued", "last P V wait (+ next first softmax), finalize"),
+               ("stored", "pv_final", "epilogue stores"),
                ("next_top", "stored", "to the next tile")]
 
 

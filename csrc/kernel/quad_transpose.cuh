@@ -1,0 +1,114 @@
+// torch_fmha kernel: exchanges of output column pairs between the lanes of a
+// quad, so the direct epilogue (epilogue.cuh) stores 8 contiguous bytes per lane
+// and whole 32-byte sectors per quad, straight from the registers.
+//
+// Why: in the GMMA C layout lane q of a quad holds columns 8j + 2q and
+// 8j + 2q + 1 of its row for every 8-column group j. Stored as they are, a lane
+// writes 2 bytes (fp8) or 4 bytes (bf16 / fp16) per instruction and a warp's
+// store touches 8 rows x 8 (16) bytes: 8 partial sectors, 64 store instructions
+// per thread and tile at D = 256.
+// - fp8 (QuadTranspose16): a 4 x 4 transpose of 16-bit column pairs over groups
+//   4g .. 4g + 3, after which lane q holds group 4g + q whole (8 bytes).
+// - bf16 / fp16 (PairTranspose32): one exchange between lanes q and q ^ 1 over
+//   groups 2h, 2h + 1, after which lane q holds 8 bytes of group 2h + (q & 1).
+//   (The full transpose to 16 bytes per lane needed more registers than D = 256
+//   has: ptxas then spilled in the steady-state rounds.)
+// Either way a store instruction writes 4x (2x) fewer, wider pieces, and the
+// quad covers 32 contiguous bytes.
+//
+// QuadTranspose16: each lane starts with row q of a 4 x 4 matrix m of 16-bit
+// elements, two per 32-bit word (w[0] = (m[q][0], m[q][1]), low half first), and
+// ends with column q (w[0] = (m[0][q], m[1][q]), w[1] = (m[2][q], m[3][q])). Two
+// exchange steps, over lane masks 2 and 1: in each a lane sends send(step, ...)
+// to lane q ^ quad_step_mask(step) and keeps what it gets back with
+// receive(step, ...). The send / receive halves are plain functions of the
+// lane's words and q, so tests/host_checks/check_quad_transpose.cu checks both
+// exchanges on the host by running the four lanes in lock step.
+#pragma once
+
+#include <cstdint>
+
+namespace torch_fmha::kernel {
+
+// Partner lane of exchange step s: q ^ quad_step_mask(s). Step 0 swaps the
+// off-diagonal 2 x 2 blocks (lanes 0,1 <-> 2,3), step 1 transposes each 2 x 2
+// block between lane pairs (0 <-> 1, 2 <-> 3).
+__host__ __device__ constexpr int quad_step_mask(int step) { return step == 0 ? 2 : 1; }
+
+__host__ __device__ __forceinline__ uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t selector) {
+#ifdef __CUDA_ARCH__
+  return __byte_perm(x, y, selector);
+#else
+  const uint64_t xy = (uint64_t(y) << 32) | x;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= uint32_t((xy >> (8 * ((selector >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return r;
+#endif
+}
+
+// 16-bit elements (an fp8 column pair), two per word: w[0] = (m[q][0], m[q][1]),
+// w[1] = (m[q][2], m[q][3]), low half first.
+struct QuadTranspose16 {
+  // Fixed byte_perm selectors, the lane's choice made by a select: a selector
+  // held in a register per lane is loop-invariant, and ptxas hoisted those
+  // out of the tile loop, where they took registers from the steady-state
+  // rounds at D = 256 (spills).
+  __host__ __device__ static uint32_t send(int step, const uint32_t (&w)[2], int q) {
+    if (step == 0) return (q & 2) ? w[0] : w[1];
+    // Step 1: the even lane sends its odd columns, the odd lane its even ones.
+    const uint32_t evens = byte_perm(w[0], w[1], 0x5410u), odds = byte_perm(w[0], w[1], 0x7632u);
+    return (q & 1) ? evens : odds;
+  }
+  __host__ __device__ static void receive(int step, uint32_t (&w)[2], int q, uint32_t r) {
+    if (step == 0) {
+      const bool high = (q & 2) != 0;
+      w[0] = high ? r : w[0];
+      w[1] = high ? w[1] : r;
+      return;
+    }
+    // Even lane: (w0.lo, r.lo), (w1.lo, r.hi); odd lane: (r.lo, w0.hi), (r.hi, w1.hi).
+    const bool odd = (q & 1) != 0;
+    w[0] = odd ? byte_perm(w[0], r, 0x3254u) : byte_perm(w[0], r, 0x5410u);
+    w[1] = odd ? byte_perm(w[1], r, 0x3276u) : byte_perm(w[1], r, 0x7610u);
+  }
+};
+
+// 32-bit elements (a bf16 / fp16 column pair), one exchange (lane mask 1)
+// between the lanes of each pair (q, q ^ 1): w[k] = column pair of group
+// 2h + k, and afterwards lane q holds group 2h + (q & 1): its own pair and its
+// partner's, 8 contiguous bytes (columns 2 (q & 2) .. + 3 of the group). The
+// quad then writes groups 2h and 2h + 1 whole, 32 contiguous bytes. (The full
+// 4-lane transpose, 16-byte stores, needed more registers than D = 256 has:
+// ptxas spilled in the steady-state rounds.)
+struct PairTranspose32 {
+  __host__ __device__ static uint32_t send(const uint32_t (&w)[2], int q) { return (q & 1) ? w[0] : w[1]; }
+  __host__ __device__ static void receive(uint32_t (&w)[2], int q, uint32_t r) {
+    const bool odd = (q & 1) != 0;
+    w[0] = odd ? r : w[0];
+    w[1] = odd ? w[1] : r;
+  }
+};
+
+// First output column of the 8 bytes lane q stores after the exchange: fp8,
+// group 4g + q (8 columns); bf16 / fp16, columns 2 (q & 2) .. + 3 of group
+// 2h + (q & 1). Steps of g (h) move 32 (16) columns.
+__host__ __device__ constexpr int fp8_lane_column(int q, int g) { return 8 * (4 * g + q); }
+__host__ __device__ constexpr int pair_lane_column(int q, int h) { return 8 * (2 * h + (q & 1)) + 2 * (q & 2); }
+
+#ifdef __CUDACC__
+// The exchanges on the device: every lane of the warp must call them (the
+// shuffles name the full warp), whatever it then stores.
+__device__ __forceinline__ void quad_transpose(uint32_t (&w)[2], int q) {
+#pragma unroll
+  for (int step = 0; step < 2; ++step) {
+    const uint32_t r = __shfl_xor_sync(0xffffffffu, QuadTranspose16::send(step, w, q), quad_step_mask(step));
+    QuadTranspose16::receive(step, w, q, r);
+  }
+}
+
+__device__ __forceinline__ void pair_transpose(uint32_t (&w)[2], int q) {
+  PairTranspose32::receive(w, q, __shfl_xor_sync(0xffffffffu, PairTranspose32::send(w, q), 1));
+}
+#endif
+
+}  // namespace torch_fmha::kernel
