@@ -91,25 +91,3 @@ def consumer_instrs(instrs: list[str]) -> list[str]:
 def spills(instrs: list[str]) -> int:
     """Local-memory loads and stores (register spills) among `instrs`."""
     return sum(1 for ins in instrs if re.search(r"\b(LDL|STL)\b", ins))
-
-
-def packs_after_last_exp(instrs: list[str]) -> list[tuple[int, int]]:
-    """For every stretch from a full wgmma wait (WARPGROUP.DEPBAR.LE gsb0, 0x0)
-    to the next mbarrier wait that holds MUFU.EX2s: (F2FP packs to E4M3 issued
-    before its last MUFU.EX2, those after it)."""
-    out = []
-    i = 0
-    while i < len(instrs):
-        if "WARPGROUP.DEPBAR.LE gsb0, 0x0" not in instrs[i]:
-            i += 1
-            continue
-        j = i + 1
-        while j < len(instrs) and "SYNCS.PHASECHK" not in instrs[j]:
-            j += 1
-        seg = instrs[i:j]
-        exps = [k for k, ins in enumerate(seg) if "MUFU.EX2" in ins]
-        if exps:
-            packs = [k for k, ins in enumerate(seg) if "F2FP" in ins and "E4M3" in ins]
-            out.append((sum(k < exps[-1] for k in packs), sum(k > exps[-1] for k in packs)))
-        i = j
-    return out

@@ -41,14 +41,8 @@ def test_serialized_wgmma_is_counted():
     assert serialized_wgmma(instrs) == 4
 
 
-def test_pack_placement_and_consumer_spills():
-    from sass_checks import consumer_instrs, packs_after_last_exp, spills
+def test_consumer_spills():
+    from sass_checks import consumer_instrs, spills
 
-    body = (["WARPGROUP.DEPBAR.LE gsb0, 0x0", "MUFU.EX2 R1, R1",
-             "F2FP.SATFINITE.E4M3.F32.PACK_AB_MERGE_C R2, R1, R1, RZ", "MUFU.EX2 R3, R3",
-             "F2FP.SATFINITE.E4M3.F32.PACK_AB_MERGE_C R4, R3, R3, RZ",
-             "SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR4], R2"])
-    assert packs_after_last_exp(body) == [(1, 1)]
-    assert packs_after_last_exp(["WARPGROUP.DEPBAR.LE gsb0, 0x0", "FADD R1, R1, R1"]) == []
     kernel = ["STL [R1], R2", "USETMAXREG.DEALLOC.CTAPOOL 0x28", "LDL R2, [R1]", "STL [R1], R3"]
     assert spills(consumer_instrs(kernel)) == 1 and spills(kernel) == 3

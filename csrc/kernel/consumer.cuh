@@ -17,11 +17,7 @@
 // and `finish_pv`; the four rounds below (a tile's first S alone, the steady
 // state, the tile boundary, the last P V alone) differ only around them.
 // Whether "wait O" really stays below the softmax is Traits::kPinPvWait
-// (warpgroup_wait_all says why ptxas would otherwise move it up). Two tuning
-// knobs, off in every shipped build, reorder the steady round:
-// Traits::kPackDuringExp (wait O first, then max, rescale, exp2 and pack with no
-// branch between) and Traits::kSerialRounds (P V issued and waited for before
-// S, `gemm_round_s_and_pv`, so S and P are never live together).
+// (warpgroup_wait_all says why ptxas would otherwise move it up).
 // phase_trace.cuh's marks compile to nothing unless TORCH_FMHA_TRACE is set.
 //
 // Tile boundaries (Traits::kOverlapTiles): a tile's last round issues its
@@ -84,29 +80,6 @@ __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier th
   if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
   if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
   named_barrier_arrive(their_turn, 256);
-}
-
-// The round that issues S(it) together with P(it-1) V(it-1) (steady state and
-// tile boundary). kSerial (Traits::kSerialRounds): P V is issued first and
-// waited for (then its V^T stage, vt_empty, released), S after it, so S's
-// accumulators and P's registers are never live at the same time; the turn is
-// held across the P V. Otherwise `gemm_round`: both in flight, nothing waited
-// for, leader / vt_empty unused (finish_pv releases the stage later).
-template <bool kSerial, class MmaQK, class FragQ, class FragK, class FragS, class MmaPV,
-          class FragP, class FragV, class FragO>
-__device__ __forceinline__ void gemm_round_s_and_pv(NamedBarrier my_turn, NamedBarrier their_turn,
-                                                    MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
-                                                    MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o,
-                                                    bool leader, uint64_t* vt_empty) {
-  if constexpr (kSerial) {
-    named_barrier_sync(my_turn, 256);
-    gemm<false, 0>(mma_pv, p, vt, o);
-    if (leader) mbar_arrive(vt_empty);
-    gemm<true, -1>(mma_qk, q, k, s);
-    named_barrier_arrive(their_turn, 256);
-  } else {
-    gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn, mma_qk, q, k, s, mma_pv, p, vt, o);
-  }
 }
 
 // Waits for all committed wgmma groups (the P V of a round).
@@ -264,7 +237,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       store_output_staged<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0, o_stage,
                                              tidx % 128, stage_barrier, after_no_gemm_round);
     } else {
-      store_output<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0);
+      store_output<Traits::kFp8GroupStores, kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0);
     }
   };
 
@@ -342,12 +315,11 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
-      gemm_round_s_and_pv<Traits::kSerialRounds>(
-          my_turn, their_turn, mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-          mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, wg_leader,
-          &ss.bar.vt_empty[v_pending.index]);
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                      mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark(trace_it + it, PhaseTrace::kIssued);
-      warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // S done (P V may still run, unless serial)
+      warpgroup_wait<1>();  // S done (P V may still run)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
@@ -356,37 +328,19 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      if constexpr (Traits::kPackDuringExp || Traits::kSerialRounds) {
-        // The P V wait first (where ptxas puts an unpinned one anyway; a serial
-        // round has waited already), then max, O rescale, exp2 and P's pack in
-        // one branch-free stretch, so the rescale's FMULs and the pack's F2FPs
-        // can issue between the MUFU.EX2s instead of after them (the O rescale
-        // unconditional: no vote branch).
-        if constexpr (!Traits::kSerialRounds) {
-          finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-        }
-        trace.mark(trace_it + it, PhaseTrace::kPvDone);
-        float bias[2];
-        softmax.update_max(tSrS, alpha, bias);
+      softmax.update(tSrS, alpha);
+      if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
+      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      trace.mark(trace_it + it, PhaseTrace::kPvDone);
+      // alpha is exactly 1 for a row whose max this block did not raise
+      // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
+      // Once a row has seen many keys its max rarely moves; the vote makes the
+      // branch warp-uniform.
+      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
-        softmax.update_exp(tSrS, bias, alpha);
-        convert_p<kBlockN>(tSrS, tOrP);
-      } else {
-        softmax.update(tSrS, alpha);
-        if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
-        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-        trace.mark(trace_it + it, PhaseTrace::kPvDone);
-        // alpha is exactly 1 for a row whose max this block did not raise
-        // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
-        // Once a row has seen many keys its max rarely moves; the vote makes the
-        // branch warp-uniform.
-        if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-          for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
-        }
-        convert_p<kBlockN>(tSrS, tOrP);
       }
+      convert_p<kBlockN>(tSrS, tOrP);
       trace.mark(trace_it + it, PhaseTrace::kEnd);
       v_pending = kv_read;
       kv_read.advance();
@@ -408,21 +362,18 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
-      gemm_round_s_and_pv<Traits::kSerialRounds>(
-          my_turn, their_turn, mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-          mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, wg_leader,
-          &ss.bar.vt_empty[v_pending.index]);
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                      mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
-      warpgroup_wait<Traits::kSerialRounds ? 0 : 1>();  // next tile's S done
+      warpgroup_wait<1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          next_blocks == 1);
       first_block_softmax(next, next_range.end - 1);
-      if constexpr (!Traits::kSerialRounds) {
-        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-      }
+      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       convert_p<kBlockN>(tSrS, tOrP);
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);

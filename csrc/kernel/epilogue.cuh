@@ -106,84 +106,38 @@ __device__ __forceinline__ int lane_in_quad() {
   return int(lane & 3);
 }
 
-// Direct path: stores from the registers, 8 bytes per lane after an exchange
-// within the quad (quad_transpose.cuh): fp8 lane q stores group 4g + q of its
-// row whole; bf16 / fp16 lane q stores columns 2 (q & 2) .. + 3 of group
-// 2h + (q & 1). A quad writes 32 contiguous bytes per store. The shuffles need
-// every lane of the warp, so rows past the sequence's end are skipped at the
-// store, not before the exchange. One instantiation per output type
-// (store_output below picks it once per tile).
-template <int kHeadDim, int kBlockM, ElementType kOut, class FragO>
-__device__ __forceinline__ void store_output_as(const FwdParams& p, const FragO& o,
-                                                const float (&inv_sum)[2], const float (&lse)[2],
-                                                const TileInfo& tile, int row0, int col0) {
-  static_assert(kHeadDim % 32 == 0, "groups of 4 x 8 columns");
-  constexpr bool kFp8 = kOut == ElementType::kFloat8E4M3;
-  const int q = lane_in_quad();  // col0 / 2, read here (lane_in_quad)
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-    const int row = tile.m_block * kBlockM + row0 + 8 * r8;
-    const bool in_seq = row < tile.seqlen_q;
-    const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    // A row that sees no key stores exact zeros (inv_sum is 0 only there):
-    // its O may hold 0 * NaN from NaN V rows that other rows of the tile see,
-    // and f is NaN when v_descale is. One select per element, once per tile.
-    const bool empty = inv_sum[r8] == 0.f;
-    auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1, converted
-      const float2 v = empty ? make_float2(0.f, 0.f)
-                             : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
-      if constexpr (kFp8) {
-        return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
-      } else if constexpr (kOut == ElementType::kBFloat16) {
-        const __nv_bfloat162 h = __float22bfloat162_rn(v);
-        return *reinterpret_cast<const uint32_t*>(&h);
-      } else {
-        const __half2 h = __float22half2_rn(v);
-        return *reinterpret_cast<const uint32_t*>(&h);
-      }
-    };
-    uint8_t* const row_out = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) * (kFp8 ? 1 : 2);
-    uint32_t w[2];
-    if constexpr (kFp8) {
-      uint8_t* const lane_out = row_out + fp8_lane_column(q, 0);  // + 32 g bytes per g
-#pragma unroll
-      for (int g = 0; g < kHeadDim / 32; ++g) {
-        w[0] = pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16);
-        w[1] = pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16);
-        quad_transpose(w, q);
-        if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
-      }
-    } else {
-      uint8_t* const lane_out = row_out + 2 * pair_lane_column(q, 0);  // + 32 bytes per h
-#pragma unroll
-      for (int h = 0; h < kHeadDim / 16; ++h) {
-        w[0] = pair_bits(2 * h);
-        w[1] = pair_bits(2 * h + 1);
-        pair_transpose(w, q);
-        if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * h) = make_uint2(w[0], w[1]);
-      }
-    }
-    if (in_seq && p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
-  }
-}
-
-// 16-bit output at D = 256: each lane stores its column pairs as they are, 4
-// bytes per store. With the pair exchange (or with these same stores written
-// as store_output_as's predicated loop) ptxas spilled in the steady-state
-// rounds at D = 256 (their registers are the tightest there); written this way
-// it does not. The conversion of for_each_out_pair, written out.
+// Direct path, column pairs: every thread stores its column pairs straight
+// from registers, 2 bytes (fp8) or 4 bytes per store (the conversion of
+// for_each_out_pair, written out: ptxas spills less at D = 256 this way).
 template <int kHeadDim, int kBlockM, class FragO>
-__device__ __forceinline__ void store_output_16bit_pairs(const FwdParams& p, const FragO& o,
-                                                         const float (&inv_sum)[2], const float (&lse)[2],
-                                                         const TileInfo& tile, int row0, int col0) {
+__device__ __forceinline__ void store_output_pairs(const FwdParams& p, const FragO& o,
+                                             const float (&inv_sum)[2], const float (&lse)[2],
+                                             const TileInfo& tile, int row0, int col0) {
+  const float v_descale = tile.v_descale;
+  const bool fp8_out = p.out_type == ElementType::kFloat8E4M3;
+  const float out_mul = tile.out_mul;
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
     const int row = tile.m_block * kBlockM + row0 + 8 * r8;
     if (row >= tile.seqlen_q) continue;
-    const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    const bool empty = inv_sum[r8] == 0.f;  // exact zeros, as in store_output_as
-    const int64_t elem = out_row_offset(p, tile, row) + col0;
-    if (p.out_type == ElementType::kBFloat16) {
+    const float f = inv_sum[r8] * v_descale * out_mul;
+    // A row that sees no key stores exact zeros (inv_sum is 0 only there):
+    // its O may hold 0 * NaN from NaN V rows that other rows of the tile see,
+    // and f is NaN when v_descale is. One select per element, once per tile.
+    const bool empty = inv_sum[r8] == 0.f;
+    const int64_t elem = int64_t(tile.batch) * p.out_batch_stride +
+                         int64_t(tile.q_row0 + row) * p.out_row_stride +
+                         int64_t(tile.head) * p.out_head_stride + col0;
+    if (fp8_out) {
+      uint8_t* dst = static_cast<uint8_t*>(p.out) + elem;
+#pragma unroll
+      for (int j = 0; j < kHeadDim / 8; ++j) {
+        const float2 v = empty ? make_float2(0.f, 0.f)
+                                : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+        *reinterpret_cast<__nv_fp8x2_storage_t*>(dst + 8 * j) =
+            __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+      }
+    } else if (p.out_type == ElementType::kBFloat16) {
       __nv_bfloat16* dst = static_cast<__nv_bfloat16*>(p.out) + elem;
 #pragma unroll
       for (int j = 0; j < kHeadDim / 8; ++j) {
@@ -200,22 +154,59 @@ __device__ __forceinline__ void store_output_16bit_pairs(const FwdParams& p, con
                   : __floats2half2_rn(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
       }
     }
-    if (p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
+    if (p.lse != nullptr && col0 == 0) {
+      p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
+            tile.q_row0 + row] = lse[r8];
+    }
   }
 }
 
+// Direct path, fp8 output, whole groups: after a 4 x 4 transpose within the
+// quad (quad_transpose.cuh) lane q stores 8-column group 4g + q of its row,
+// 8 bytes, and a quad writes 32 contiguous bytes per store: 4x fewer stores
+// than store_output_pairs and whole sectors. The shuffles need every lane of
+// the warp, so rows past the sequence's end are skipped at the store, not
+// before the transpose.
 template <int kHeadDim, int kBlockM, class FragO>
+__device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, const FragO& o,
+                                                        const float (&inv_sum)[2], const float (&lse)[2],
+                                                        const TileInfo& tile, int row0, int col0) {
+  static_assert(kHeadDim % 32 == 0, "groups of 4 x 8 columns");
+  const int q = lane_in_quad();  // col0 / 2, read here (lane_in_quad)
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    const int row = tile.m_block * kBlockM + row0 + 8 * r8;
+    const bool in_seq = row < tile.seqlen_q;
+    const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
+    const bool empty = inv_sum[r8] == 0.f;  // exact zeros, as in store_output_pairs
+    auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1 as e4m3
+      const float2 v = empty ? make_float2(0.f, 0.f)
+                             : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+      return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+    };
+    uint8_t* const lane_out = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) +
+                              fp8_lane_column(q, 0);  // + 32 bytes per g
+#pragma unroll
+    for (int g = 0; g < kHeadDim / 32; ++g) {
+      uint32_t w[2] = {pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16),
+                       pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16)};
+      quad_transpose(w, q);
+      if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
+    }
+    if (in_seq && p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
+  }
+}
+
+// The direct path: fp8 output in whole groups where Traits::kFp8GroupStores
+// (D = 256), column pairs otherwise.
+template <bool kFp8Groups, int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
                                              const float (&inv_sum)[2], const float (&lse)[2],
                                              const TileInfo& tile, int row0, int col0) {
-  if (p.out_type == ElementType::kFloat8E4M3) {
-    store_output_as<kHeadDim, kBlockM, ElementType::kFloat8E4M3>(p, o, inv_sum, lse, tile, row0, col0);
-  } else if constexpr (kHeadDim == 256) {
-    store_output_16bit_pairs<kHeadDim, kBlockM>(p, o, inv_sum, lse, tile, row0, col0);
-  } else if (p.out_type == ElementType::kBFloat16) {
-    store_output_as<kHeadDim, kBlockM, ElementType::kBFloat16>(p, o, inv_sum, lse, tile, row0, col0);
+  if (kFp8Groups && p.out_type == ElementType::kFloat8E4M3) {
+    store_output_fp8_groups<kHeadDim, kBlockM>(p, o, inv_sum, lse, tile, row0, col0);
   } else {
-    store_output_as<kHeadDim, kBlockM, ElementType::kFloat16>(p, o, inv_sum, lse, tile, row0, col0);
+    store_output_pairs<kHeadDim, kBlockM>(p, o, inv_sum, lse, tile, row0, col0);
   }
 }
 

@@ -45,15 +45,6 @@
 #ifndef TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128
 #define TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128 192
 #endif
-#ifndef TORCH_FMHA_TUNE_PACK_IN_EXP_64
-#define TORCH_FMHA_TUNE_PACK_IN_EXP_64 0
-#endif
-#ifndef TORCH_FMHA_TUNE_PACK_IN_EXP_128
-#define TORCH_FMHA_TUNE_PACK_IN_EXP_128 0
-#endif
-#ifndef TORCH_FMHA_TUNE_SERIAL_ROUNDS_128
-#define TORCH_FMHA_TUNE_SERIAL_ROUNDS_128 0
-#endif
 #ifndef TORCH_FMHA_TUNE_PIN_64
 #define TORCH_FMHA_TUNE_PIN_64 0
 #endif
@@ -65,6 +56,15 @@
 #endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
+#endif
+#ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
+#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
+#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_256
+#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1
 #endif
 #ifndef TORCH_FMHA_TUNE_STAGE_OUT_64
 #define TORCH_FMHA_TUNE_STAGE_OUT_64 0
@@ -139,26 +139,6 @@ struct Fp8FwdTraits {
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
 
-  // Steady-state round order for an unpinned P V wait: the wait, then max, O
-  // rescale (unconditional), exp2 and P's pack in one branch-free stretch
-  // (consumer.cuh), instead of max and exp2, the wait, a vote-guarded rescale,
-  // then the pack. Unmeasured on a GPU (a tuning knob, off); the static SASS
-  // is in docs/DESIGN.md section 7.
-  static constexpr bool kPackDuringExp = !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PACK_IN_EXP_64
-                                                         : kHeadDim == 128 ? TORCH_FMHA_TUNE_PACK_IN_EXP_128
-                                                                           : false);
-  static_assert(!(TORCH_FMHA_TUNE_PACK_IN_EXP_64 && TORCH_FMHA_TUNE_PIN_64) &&
-                    !(TORCH_FMHA_TUNE_PACK_IN_EXP_128 && TORCH_FMHA_TUNE_PIN_128),
-                "PACK_IN_EXP waits for P V before the softmax: it cannot be combined with PIN");
-
-  // Rounds without intra-warpgroup overlap (consumer.cuh, gemm_round_s_and_pv<true>):
-  // P(it-1) V(it-1) is waited for before S(it) is issued, so S and P are never
-  // live together; what 256-key blocks at D = 128 need to fit the registers
-  // (S 128 + O 64; with the overlap also P 32, and ptxas serialised every
-  // wgmma). The other warpgroup's softmax still overlaps these GEMMs. A tuning
-  // knob, off and unmeasured (docs/DESIGN.md section 7).
-  static constexpr bool kSerialRounds = kHeadDim == 128 && !kShortKeys && TORCH_FMHA_TUNE_SERIAL_ROUNDS_128;
-
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
   // Measured on an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128
   // +2-6.5% at S <= 4k, flat at 16k; D = 64 10-15% slower at S <= 1k. D = 256 has no room
@@ -167,6 +147,15 @@ struct Fp8FwdTraits {
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
                                                             : false;
   static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
+  // Without the stage: fp8 output stored in whole 8-column groups after a
+  // transpose within each quad (epilogue.cuh, store_output_fp8_groups), 8 bytes
+  // per lane, instead of 2-byte column pairs. Measured on an H200 (2026-11-28,
+  // docs/DESIGN.md section 7): D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
+  // epilogue 4x fewer stores, whole sectors), up to +3% at 16k; D = 64 up to
+  // 12% slower (its steady loop's code changed with it), so off there.
+  static constexpr bool kFp8GroupStores = !kStagedEpilogue && (kHeadDim == 64    ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
+                                                               : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
+                                                                                 : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256);
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);

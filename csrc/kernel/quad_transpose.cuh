@@ -1,29 +1,27 @@
-// torch_fmha kernel: exchanges of output column pairs between the lanes of a
-// quad, so the direct epilogue (epilogue.cuh) stores 8 contiguous bytes per lane
-// and whole 32-byte sectors per quad, straight from the registers.
+// torch_fmha kernel: a 4 x 4 transpose of fp8 output column pairs across the
+// 4 lanes of a quad, so the direct epilogue (epilogue.cuh,
+// store_output_fp8_groups) stores whole 8-column groups, 8 bytes per lane and
+// 32 contiguous bytes per quad, straight from the registers.
 //
 // Why: in the GMMA C layout lane q of a quad holds columns 8j + 2q and
 // 8j + 2q + 1 of its row for every 8-column group j. Stored as they are, a lane
-// writes 2 bytes (fp8) or 4 bytes (bf16 / fp16) per instruction and a warp's
-// store touches 8 rows x 8 (16) bytes: 8 partial sectors, 64 store instructions
-// per thread and tile at D = 256.
-// - fp8 (QuadTranspose16): a 4 x 4 transpose of 16-bit column pairs over groups
-//   4g .. 4g + 3, after which lane q holds group 4g + q whole (8 bytes).
-// - bf16 / fp16 (PairTranspose32): one exchange between lanes q and q ^ 1 over
-//   groups 2h, 2h + 1, after which lane q holds 8 bytes of group 2h + (q & 1).
-//   (The full transpose to 16 bytes per lane needed more registers than D = 256
-//   has: ptxas then spilled in the steady-state rounds.)
-// Either way a store instruction writes 4x (2x) fewer, wider pieces, and the
-// quad covers 32 contiguous bytes.
+// writes 2 bytes per instruction and a warp's store touches 8 rows x 8 bytes,
+// 8 partial sectors: 64 store instructions per thread and tile at D = 256,
+// where the phase trace put the tile's last P V wait + epilogue at ~11900
+// cycles (H200, S = 512), three KV blocks' worth. After the transpose over
+// groups 4g .. 4g + 3, lane q holds group 4g + q whole: 4x fewer stores, whole
+// sectors, and no shared-memory stage (D = 256 has no room for one). For
+// bf16 / fp16 output a pair exchange (8 bytes per lane) made ptxas spill in
+// the steady-state rounds at D = 256; those outputs keep the column-pair stores.
 //
-// QuadTranspose16: each lane starts with row q of a 4 x 4 matrix m of 16-bit
-// elements, two per 32-bit word (w[0] = (m[q][0], m[q][1]), low half first), and
-// ends with column q (w[0] = (m[0][q], m[1][q]), w[1] = (m[2][q], m[3][q])). Two
-// exchange steps, over lane masks 2 and 1: in each a lane sends send(step, ...)
-// to lane q ^ quad_step_mask(step) and keeps what it gets back with
-// receive(step, ...). The send / receive halves are plain functions of the
-// lane's words and q, so tests/host_checks/check_quad_transpose.cu checks both
-// exchanges on the host by running the four lanes in lock step.
+// Each lane starts with row q of a 4 x 4 matrix m of 16-bit elements, two per
+// 32-bit word (w[0] = (m[q][0], m[q][1]), low half first), and ends with
+// column q (w[0] = (m[0][q], m[1][q]), w[1] = (m[2][q], m[3][q])). Two exchange
+// steps, over lane masks 2 and 1: in each a lane sends send(step, ...) to lane
+// q ^ quad_step_mask(step) and keeps what it gets back with receive(step, ...).
+// The send / receive halves are plain functions of the lane's words and q, so
+// tests/host_checks/check_quad_transpose.cu checks them on the host by running
+// the four lanes in lock step.
 #pragma once
 
 #include <cstdint>
@@ -73,30 +71,12 @@ struct QuadTranspose16 {
   }
 };
 
-// 32-bit elements (a bf16 / fp16 column pair), one exchange (lane mask 1)
-// between the lanes of each pair (q, q ^ 1): w[k] = column pair of group
-// 2h + k, and afterwards lane q holds group 2h + (q & 1): its own pair and its
-// partner's, 8 contiguous bytes (columns 2 (q & 2) .. + 3 of the group). The
-// quad then writes groups 2h and 2h + 1 whole, 32 contiguous bytes. (The full
-// 4-lane transpose, 16-byte stores, needed more registers than D = 256 has:
-// ptxas spilled in the steady-state rounds.)
-struct PairTranspose32 {
-  __host__ __device__ static uint32_t send(const uint32_t (&w)[2], int q) { return (q & 1) ? w[0] : w[1]; }
-  __host__ __device__ static void receive(uint32_t (&w)[2], int q, uint32_t r) {
-    const bool odd = (q & 1) != 0;
-    w[0] = odd ? r : w[0];
-    w[1] = odd ? w[1] : r;
-  }
-};
-
-// First output column of the 8 bytes lane q stores after the exchange: fp8,
-// group 4g + q (8 columns); bf16 / fp16, columns 2 (q & 2) .. + 3 of group
-// 2h + (q & 1). Steps of g (h) move 32 (16) columns.
+// First output column of the 8 bytes lane q stores after the transpose of
+// groups 4g .. 4g + 3: group 4g + q. A step of g moves 32 columns.
 __host__ __device__ constexpr int fp8_lane_column(int q, int g) { return 8 * (4 * g + q); }
-__host__ __device__ constexpr int pair_lane_column(int q, int h) { return 8 * (2 * h + (q & 1)) + 2 * (q & 2); }
 
 #ifdef __CUDACC__
-// The exchanges on the device: every lane of the warp must call them (the
+// The transpose on the device: every lane of the warp must call it (the
 // shuffles name the full warp), whatever it then stores.
 __device__ __forceinline__ void quad_transpose(uint32_t (&w)[2], int q) {
 #pragma unroll
@@ -106,9 +86,6 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&w)[2], int q) {
   }
 }
 
-__device__ __forceinline__ void pair_transpose(uint32_t (&w)[2], int q) {
-  PairTranspose32::receive(w, q, __shfl_xor_sync(0xffffffffu, PairTranspose32::send(w, q), 1));
-}
 #endif
 
 }  // namespace torch_fmha::kernel

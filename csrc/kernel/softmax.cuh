@@ -160,8 +160,8 @@ struct OnlineSoftmax {
   // would leave the pipes idle. The reductions run as kChains independent
   // chains per row, both rows interleaved, combined at the end.
   //
-  // update = update_max then update_exp; a caller may put work that needs only
-  // alpha (the O rescale) between the two (consumer.cuh, Traits::kPackDuringExp).
+  // update = update_max then update_exp (two steps, so each reads as one
+  // pass over the block).
   template <class Frag>
   __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
     float bias[2];

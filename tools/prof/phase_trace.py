@@ -17,10 +17,7 @@ import subprocess
 import sys
 
 # Printed columns: top, operands, issued, s_done, softmax (only where the P V wait is
-# pinned), pv_done, end (phase_trace.cuh). The labels are the release round's. With
-# Traits::kPackDuringExp pv_done is marked before the max, so the fourth phase is the
-# P V wait alone and the fifth is max + rescale + exp2 + pack; with Traits::kSerialRounds
-# the P V wait is inside "turn wait + GEMM issue" (consumer.cuh).
+# pinned), pv_done, end (phase_trace.cuh).
 PHASES = [("operands", "top", "K / V^T mbarrier waits"),
           ("issued", "operands", "turn wait + GEMM issue"),
           ("s_done", "issued", "S wait"),
