@@ -32,6 +32,12 @@
 #ifndef TORCH_FMHA_TUNE_SHORT_STAGES_128
 #define TORCH_FMHA_TUNE_SHORT_STAGES_128 3
 #endif
+#ifndef TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
+#define TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
+#define TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128 1
+#endif
 #ifndef TORCH_FMHA_TUNE_STAGES_64
 #define TORCH_FMHA_TUNE_STAGES_64 3
 #endif
@@ -141,9 +147,14 @@ struct Fp8FwdTraits {
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
   // Measured on an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128
-  // +2-6.5% at S <= 4k, flat at 16k; D = 64 10-15% slower at S <= 1k. D = 256 has no room
-  // (Q, K, V^T and the V scratch use all 227 KB).
-  static constexpr bool kStagedEpilogue = kHeadDim == 64    ? TORCH_FMHA_TUNE_STAGE_OUT_64
+  // +2-6.5% at S <= 4k against 2-byte column-pair stores, flat at 16k; D = 64
+  // 10-15% slower at S <= 1k. D = 256 has no room (Q, K, V^T and the V scratch
+  // use all 227 KB). Against the fp8 group stores below (H200, same day), the
+  // D = 128 short-key build (<= 2048 keys) is faster without the stage (512:
+  // +6% / +13% causal; 1k: +2% / +7%; 2k: -2% / +2%); the long build mixed
+  // (-2% non-causal at 8k / 16k, +1-5% causal), so it keeps the stage.
+  static constexpr bool kStagedEpilogue = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
+                                          : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
                                                             : false;
   static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
@@ -152,8 +163,10 @@ struct Fp8FwdTraits {
   // per lane, instead of 2-byte column pairs. Measured on an H200 (2026-11-28,
   // docs/DESIGN.md section 7): D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
   // epilogue 4x fewer stores, whole sectors), up to +3% at 16k; D = 64 up to
-  // 12% slower (its steady loop's code changed with it), so off there.
-  static constexpr bool kFp8GroupStores = !kStagedEpilogue && (kHeadDim == 64    ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
+  // 12% slower (its steady loop's code changed with it), so off there; on in
+  // the D = 128 short-key build (above).
+  static constexpr bool kFp8GroupStores = !kStagedEpilogue && (kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
+                                                               : kHeadDim == 64    ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
                                                                : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
                                                                                  : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256);
 
