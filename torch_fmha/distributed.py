@@ -68,16 +68,13 @@ chunk whose rows get exactly one partial is computed directly with the final
 dtype and scales (bitwise equal to the op on those keys).
 
 Under ``torch.compile(fullgraph=True)`` everything traces without a graph
-break: shapes, chunk plans and windows are Python ints; no host sync beyond
-the collectives. Checked on CPU/gloo with ``aot_eager`` (in the test suite)
-and with inductor (works, ~75 s of compile on a 2-core machine), on GPUs/NCCL
-with inductor (tests/gpu). Nothing breaks; one thing to know: the public
-``funcol.all_gather_tensor`` & co. insert their ``wait_tensor`` right after
-the collective while tracing, which would serialise the exchange with the
-compute in a compiled graph, so this module calls the
-``torch.ops._c10d_functional`` ops those wrappers use and places each wait
-itself (the graph order is collective, attention, wait; the CPU test checks
-it). Forward only (no autograd through the exchange). ``_comm`` ("off":
+break (shapes, chunk plans, windows are Python ints; no host sync beyond the
+collectives): checked on CPU/gloo with ``aot_eager`` and inductor, on
+GPUs/NCCL with inductor (tests/gpu). The public ``funcol`` wrappers put their
+``wait_tensor`` right after the collective while tracing, serialising the
+exchange with the compute, so this module calls the
+``torch.ops._c10d_functional`` ops and places each wait itself (collective,
+attention, wait; the CPU test checks the order). Forward only (no autograd through the exchange). ``_comm`` ("off":
 stand-in keys, no exchange; "only": the exchange alone) exists for the
 benchmark's compute / communication split and gives no attention result.
 """
