@@ -91,3 +91,41 @@ def consumer_instrs(instrs: list[str]) -> list[str]:
 def spills(instrs: list[str]) -> int:
     """Local-memory loads and stores (register spills) among `instrs`."""
     return sum(1 for ins in instrs if re.search(r"\b(LDL|STL)\b", ins))
+
+
+def steady_loop(instrs: list[str]) -> list[str]:
+    """The consumers' steady-state KV loop: the smallest loop (a backward
+    `BRA` and the instructions from its target to it) that holds both a wgmma
+    and a MUFU.EX2. Empty if there is none."""
+    addr = [int(ins.split()[0], 16) for ins in instrs]
+    index = {a: i for i, a in enumerate(addr)}
+    best: list[str] = []
+    for i, ins in enumerate(instrs):
+        m = re.search(r"\bBRA (?:`\()?0x([0-9a-f]+)", ins)
+        if not m or int(m.group(1), 16) >= addr[i] or int(m.group(1), 16) not in index:
+            continue
+        body = instrs[index[int(m.group(1), 16)]:i + 1]
+        if any("GMMA" in x for x in body) and any("MUFU.EX2" in x for x in body):
+            if not best or len(body) < len(best):
+                best = body
+    return best
+
+
+def group_stores(instrs: list[str]) -> int:
+    """8-byte global stores (STG.E.64): the epilogue's fp8 output in whole
+    8-column groups after the quad transpose (epilogue.cuh,
+    store_output_fp8_groups). The other output paths store 2 / 4 bytes per lane
+    (column pairs) or 16 bytes (the shared-memory stage's row copies)."""
+    return sum(1 for ins in instrs if re.search(r"\bSTG\.E\.64\b", ins))
+
+
+def group_store_builds(traits_text: str) -> set[tuple[int, bool]]:
+    """(head_dim, short-key build) of the release builds that store fp8 output in
+    groups, from the TORCH_FMHA_TUNE_* defaults of kernel_traits.cuh (a build with
+    the shared-memory stage does not: Traits::kFp8GroupStores)."""
+    on = lambda name: re.search(rf"#define TORCH_FMHA_TUNE_{name} 1\b", traits_text) is not None
+    builds = {(d, False) for d in (64, 128, 256)
+              if on(f"FP8_GROUP_STORES_{d}") and not on(f"STAGE_OUT_{d}")}
+    if on("SHORT_FP8_GROUP_STORES_128") and not on("SHORT_STAGE_OUT_128"):
+        builds.add((128, True))
+    return builds

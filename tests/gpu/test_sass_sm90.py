@@ -1,7 +1,11 @@
 """The built kernel's SASS keeps the structure consumer.cuh asks for: where
 Traits::kPinPvWait pins the P V wait (kernel_traits.cuh, per head dim), the
 softmax of a round overlaps the warpgroup's own P V (the wait stays below the
-block's MUFU.EX2); no wgmma serialization anywhere. Checker: tests/sass_checks.py."""
+block's MUFU.EX2); no wgmma serialization anywhere; fp8 output stored in whole
+8-column groups where Traits::kFp8GroupStores (epilogue.cuh), and no more
+spills in the steady KV loop than the release builds had when that was
+measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
+same on a machine without a GPU, compiling two of the builds)."""
 
 import re
 import subprocess
@@ -10,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import torch_fmha
-from sass_checks import overlap_regions, serialized_wgmma, split_functions
+from sass_checks import (consumer_instrs, group_store_builds, group_stores, overlap_regions,
+                         serialized_wgmma, spills, split_functions, steady_loop)
 
 TRAITS = Path(torch_fmha._build.source_root()) / "kernel" / "kernel_traits.cuh"
 
@@ -56,3 +61,26 @@ def test_pinned_pv_wait_stays_below_the_softmax(kernels):
 def test_wgmma_not_serialized(kernels):
     for name, instrs in kernels.items():
         assert serialized_wgmma(instrs) <= 4, f"ptxas serialized the wgmmas (C7514) in {name}"
+
+
+# Local-memory instructions allowed in the consumers' steady KV loop per head dim: none
+# at D = 64 / 128; D = 256 had 3 LDL there (its 24 / 240 register split) before and
+# after the fp8 group stores (docs/DESIGN.md section 6).
+STEADY_LOOP_SPILLS = {64: 0, 128: 0, 256: 3}
+
+
+def test_fp8_group_stores_and_steady_loop_spills(kernels):
+    grouped = group_store_builds(TRAITS.read_text())
+    assert grouped, "no build stores fp8 output in groups: the check below would check nothing"
+    for name, instrs in kernels.items():
+        d, short = _head_dim(name), "KvBlockingE1" in name
+        consumers = consumer_instrs(instrs)
+        n = group_stores(consumers)
+        if (d, short) in grouped:
+            # both rows of a thread, every group of 4 x 8 columns, at one call site at least
+            assert n >= 2 * d // 32, f"D={d} short={short}: {n} 8-byte stores: {name}"
+        else:
+            assert n == 0, f"D={d} short={short}: {n} 8-byte stores where none are expected: {name}"
+        loop = steady_loop(consumers)
+        assert loop, f"no steady KV loop found: {name}"
+        assert spills(loop) <= STEADY_LOOP_SPILLS[d], f"D={d}: {spills(loop)} spills in the steady loop: {name}"

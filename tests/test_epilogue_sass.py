@@ -1,0 +1,60 @@
+"""The fp8 group stores of the direct epilogue (csrc/kernel/epilogue.cuh,
+store_output_fp8_groups) survive ptxas, checked on a machine without a GPU: the
+release D = 256 dense build and the D = 128 short-key build (the two that store
+fp8 output in groups, Traits::kFp8GroupStores) are compiled for sm_90a and
+their SASS must hold the 8-byte stores of every group, no more spills in the
+consumers' steady KV loop than measured (none at D = 128, 3 LDL at D = 256,
+as before the change), and no serialised wgmma. The D = 64 build, which keeps
+the column-pair stores, must have no 8-byte store. tests/gpu/test_sass_sm90.py
+checks all seven built kernels on the GPU machine."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from host_checker import NVCC, needs_cutlass
+from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills, split_functions,
+                         steady_loop)
+from torch_fmha._build import cutlass_include, source_root
+
+CUOBJDUMP = shutil.which("cuobjdump")
+needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
+
+
+def _kernel(tmp_path, unit: str) -> list[str]:
+    cubin = tmp_path / f"{unit}.cubin"
+    build = subprocess.run(
+        [NVCC, "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "-O3", "--expt-relaxed-constexpr",
+         "-DNDEBUG", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
+         str(source_root() / "launch" / f"{unit}.cu"), "-o", str(cubin)],
+        capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    sass = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True,
+                          timeout=300, check=True).stdout
+    funcs = [f for n, f in split_functions(sass).items() if "fmha_fwd_fp8_sm90_kernel" in n]
+    assert len(funcs) == 1
+    return funcs[0]
+
+
+@needs_cutlass
+@needs_tools
+@pytest.mark.parametrize("unit, head_dim, grouped, loop_spills", [
+    ("fwd_fp8_hdim256", 256, True, 3),
+    ("fwd_fp8_hdim128_short", 128, True, 0),
+    ("fwd_fp8_hdim64", 64, False, 0),
+])
+def test_fp8_group_stores_survive_ptxas(tmp_path, unit, head_dim, grouped, loop_spills):
+    instrs = _kernel(tmp_path, unit)
+    consumers = consumer_instrs(instrs)
+    assert any("MUFU.EX2" in x for x in consumers)  # the slice is the consumers' code
+    n = group_stores(consumers)
+    if grouped:
+        assert n >= 2 * head_dim // 32, f"{n} 8-byte stores"
+    else:
+        assert n == 0, f"{n} 8-byte stores in a build that stores column pairs"
+    loop = steady_loop(consumers)
+    assert loop and any("GMMA" in x for x in loop)
+    assert spills(loop) <= loop_spills, f"{spills(loop)} spills in the steady KV loop"
+    assert serialized_wgmma(instrs) == 0
