@@ -10,19 +10,24 @@
 // (4 bytes for bf16/fp16, 2 bytes for fp8); the quad of a row covers 8
 // consecutive columns per j.
 //
-// Two store paths (Traits::kStagedEpilogue, chosen per head dim by measurement,
-// docs/DESIGN.md section 6):
-// - staged (D = 128): the warpgroup writes its 64 x D output rows into a
+// Two store paths (Traits::kStagedEpilogue, chosen per build by measurement,
+// docs/DESIGN.md sections 6 and 7):
+// - staged (D = 128, long-key build): the warpgroup writes its 64 x D output rows into a
 //   shared-memory stage (2-4 byte stores, bank-conflict-free), then every
 //   thread copies 16-byte chunks of whole rows to global memory. The direct
 //   2-4 byte global stores filled the LSU queue (ncu, D=128 S=4k: `lg`
 //   throttle on the STGs and write-after-read waits behind them, ~6% of the
 //   consumers' time); 16-byte stores are 4x fewer and cover whole sectors.
 //   Rows past the sequence's end are not stored, so ragged batches stay exact.
-// - direct (D = 64, 256): stores from the registers after an exchange within
-//   the quad (quad_transpose.cuh): 8 bytes per lane, 32 contiguous bytes per
-//   quad. D = 256 has no shared memory left
-//   for a stage; at D = 64 the stage was measured slower.
+// - direct (D = 64, 256, the D = 128 short-key build): stores from the
+//   registers. fp8 output where Traits::kFp8GroupStores (D = 256, D = 128
+//   short) in whole 8-column groups after a transpose within the quad
+//   (quad_transpose.cuh): 8 bytes per lane, 32 contiguous bytes per quad;
+//   otherwise column pairs, 2 or 4 bytes per lane (D = 64 measured slower with
+//   the groups; bf16 / fp16 spilled with an exchange at D = 256). D = 256 has
+//   no shared memory left for a stage; at D = 64 the stage was measured
+//   slower, in the short-key build slower than the fp8 groups (its bf16 / fp16
+//   output, column pairs there, was not measured against the stage).
 // Both need out 16-byte aligned with strides in multiples of 16 bytes
 // (dispatch_fwd.cu checks; the op allocates out contiguous).
 #pragma once
@@ -198,7 +203,7 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
 }
 
 // The direct path: fp8 output in whole groups where Traits::kFp8GroupStores
-// (D = 256), column pairs otherwise.
+// (D = 256, the D = 128 short-key build), column pairs otherwise.
 template <bool kFp8Groups, int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
                                              const float (&inv_sum)[2], const float (&lse)[2],

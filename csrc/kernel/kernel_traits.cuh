@@ -162,13 +162,14 @@ struct Fp8FwdTraits {
   // transpose within each quad (epilogue.cuh, store_output_fp8_groups), 8 bytes
   // per lane, instead of 2-byte column pairs. Measured on an H200 (2026-11-28,
   // docs/DESIGN.md section 7): D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
-  // epilogue 4x fewer stores, whole sectors), up to +3% at 16k; D = 64 up to
+  // epilogue 4x fewer stores, whole sectors), within 1% at 16k; D = 64 up to
   // 12% slower (its steady loop's code changed with it), so off there; on in
   // the D = 128 short-key build (above).
-  static constexpr bool kFp8GroupStores = !kStagedEpilogue && (kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
-                                                               : kHeadDim == 64    ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
-                                                               : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
-                                                                                 : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256);
+  static constexpr bool kFp8GroupStores =
+      !kStagedEpilogue && (kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
+                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
+                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
+                                             : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256);
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);

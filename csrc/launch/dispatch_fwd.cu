@@ -80,9 +80,10 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
     return "torch_fmha CUDA forward: k and v strides (batch, seq, head) must be multiples of 16 "
            "elements for float8_e4m3fn (TMA)";
   }
-  // The epilogue stores 8 bytes per lane (direct path) or, at D = 128,
-  // 16-byte chunks of rows from shared memory (epilogue.cuh). The op allocates out contiguous, so this holds; the check
-  // keeps the assumption written down.
+  // The epilogue stores up to 16 bytes at a time: 16-byte chunks of rows from
+  // shared memory (D = 128 long-key build) or 8-byte fp8 groups (D = 256, the
+  // D = 128 short-key build), epilogue.cuh. The op allocates out contiguous,
+  // so this holds; the check keeps the assumption written down.
   const int out_elem_bytes = p.out_type == ElementType::kFloat8E4M3 ? 1 : 2;
   if ((reinterpret_cast<uintptr_t>(p.out) % 16) != 0 || (p.out_batch_stride * out_elem_bytes) % 16 != 0 ||
       (p.out_row_stride * out_elem_bytes) % 16 != 0 || (p.out_head_stride * out_elem_bytes) % 16 != 0) {
