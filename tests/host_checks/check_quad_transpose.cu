@@ -15,8 +15,9 @@
 using namespace torch_fmha::kernel;
 
 static int failures = 0;
-static void expect(bool ok, const char* what, int q, int step, int got, int want) {
-  if (!ok && failures++ < 10) std::printf("FAIL %s: lane %d step %d: got %d, want %d\n", what, q, step, got, want);
+// at: the group of 4 x 8 columns g (or, for the coverage check, the column).
+static void expect(bool ok, const char* what, int q, int at, int got, int want) {
+  if (!ok && failures++ < 10) std::printf("FAIL %s: lane %d at %d: got %d, want %d\n", what, q, at, got, want);
 }
 
 // fp8: a 16-bit pair holds columns c, c + 1 as bytes (column numbers < 256).
