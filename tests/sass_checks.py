@@ -121,11 +121,10 @@ def group_stores(instrs: list[str]) -> int:
 
 def group_store_builds(traits_text: str) -> set[tuple[int, bool]]:
     """(head_dim, short-key build) of the release builds that store fp8 output in
-    groups, from the TORCH_FMHA_TUNE_* defaults of kernel_traits.cuh (a build with
-    the shared-memory stage does not: Traits::kFp8GroupStores)."""
+    groups (Traits::kFp8GroupStores), from the TORCH_FMHA_TUNE_* defaults of
+    kernel_traits.cuh."""
     on = lambda name: re.search(rf"#define TORCH_FMHA_TUNE_{name} 1\b", traits_text) is not None
-    builds = {(d, False) for d in (64, 128, 256)
-              if on(f"FP8_GROUP_STORES_{d}") and not on(f"STAGE_OUT_{d}")}
-    if on("SHORT_FP8_GROUP_STORES_128") and not on("SHORT_STAGE_OUT_128"):
+    builds = {(d, False) for d in (64, 128, 256) if on(f"FP8_GROUP_STORES_{d}")}
+    if on("SHORT_FP8_GROUP_STORES_128"):
         builds.add((128, True))
     return builds

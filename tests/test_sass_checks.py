@@ -60,7 +60,7 @@ def test_steady_loop_and_group_stores():
     loop = steady_loop(instrs)
     assert [x.split()[0] for x in loop] == ["0010", "0020", "0030", "0040"]  # the inner loop
     assert group_stores(instrs) == 1
-    traits = ("#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1\n#define TORCH_FMHA_TUNE_STAGE_OUT_128 1\n"
-              "#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 1\n"
+    traits = ("#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1\n#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 0\n"
+              "#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0\n"
               "#define TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128 1\n")
     assert group_store_builds(traits) == {(256, False), (128, True)}

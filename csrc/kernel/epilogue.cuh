@@ -10,24 +10,26 @@
 // (4 bytes for bf16/fp16, 2 bytes for fp8); the quad of a row covers 8
 // consecutive columns per j.
 //
-// Two store paths (Traits::kStagedEpilogue, chosen per build by measurement,
-// docs/DESIGN.md sections 6 and 7):
-// - staged (D = 128, long-key build): the warpgroup writes its 64 x D output rows into a
-//   shared-memory stage (2-4 byte stores, bank-conflict-free), then every
-//   thread copies 16-byte chunks of whole rows to global memory. The direct
-//   2-4 byte global stores filled the LSU queue (ncu, D=128 S=4k: `lg`
-//   throttle on the STGs and write-after-read waits behind them, ~6% of the
-//   consumers' time); 16-byte stores are 4x fewer and cover whole sectors.
-//   Rows past the sequence's end are not stored, so ragged batches stay exact.
-// - direct (D = 64, 256, the D = 128 short-key build): stores from the
-//   registers. fp8 output where Traits::kFp8GroupStores (D = 256, D = 128
-//   short) in whole 8-column groups after a transpose within the quad
-//   (quad_transpose.cuh): 8 bytes per lane, 32 contiguous bytes per quad;
-//   otherwise column pairs, 2 or 4 bytes per lane (D = 64 measured slower with
-//   the groups; bf16 / fp16 spilled with an exchange at D = 256). D = 256 has
-//   no shared memory left for a stage; at D = 64 the stage was measured
-//   slower, in the short-key build slower than the fp8 groups (its bf16 / fp16
-//   output, column pairs there, was not measured against the stage).
+// Three store paths, chosen per build and output type by measurement
+// (kernel_traits.cuh: Traits::kFp8GroupStores, Traits::kStagedEpilogue;
+// docs/DESIGN.md sections 6 and 7; consumer.cuh picks one per tile):
+// - fp8 groups (fp8 output at D = 256 and in the D = 128 short-key build):
+//   a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane of
+//   one whole 8-column group, 32 contiguous bytes per quad, from the registers.
+// - staged (the long D = 128 build; the short-key build's 16-bit output with
+//   TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128=1, a tuning knob): the warpgroup writes its
+//   64 x D output rows into a shared-memory stage (2-4 byte stores,
+//   bank-conflict-free), then every thread copies 16-byte chunks of whole rows
+//   to global memory. The direct 2-4 byte global stores filled the LSU queue
+//   (ncu, D=128 S=4k: `lg` throttle on the STGs and write-after-read waits
+//   behind them, ~6% of the consumers' time); 16-byte stores are 4x fewer and
+//   cover whole sectors. Rows past the sequence's end are not stored, so ragged
+//   batches stay exact.
+// - column pairs (D = 64; 16-bit output at D = 256 and in the D = 128
+//   short-key build): each lane stores its column pairs from the registers,
+//   2 or 4 bytes per store. D = 64 was slower with the fp8 groups and with the
+//   stage; at D = 256 there is no shared memory left for a stage, and an
+//   exchange for 16-bit output made ptxas spill in the steady KV loop.
 // Both need out 16-byte aligned with strides in multiples of 16 bytes
 // (dispatch_fwd.cu checks; the op allocates out contiguous).
 #pragma once
@@ -199,19 +201,6 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
       if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
     }
     if (in_seq && p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
-  }
-}
-
-// The direct path: fp8 output in whole groups where Traits::kFp8GroupStores
-// (D = 256, the D = 128 short-key build), column pairs otherwise.
-template <bool kFp8Groups, int kHeadDim, int kBlockM, class FragO>
-__device__ __forceinline__ void store_output(const FwdParams& p, const FragO& o,
-                                             const float (&inv_sum)[2], const float (&lse)[2],
-                                             const TileInfo& tile, int row0, int col0) {
-  if (kFp8Groups && p.out_type == ElementType::kFloat8E4M3) {
-    store_output_fp8_groups<kHeadDim, kBlockM>(p, o, inv_sum, lse, tile, row0, col0);
-  } else {
-    store_output_pairs<kHeadDim, kBlockM>(p, o, inv_sum, lse, tile, row0, col0);
   }
 }
 

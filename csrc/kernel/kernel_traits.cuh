@@ -145,31 +145,36 @@ struct Fp8FwdTraits {
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
 
-  // Output through a shared-memory stage and 16-byte stores (epilogue.cuh).
-  // Measured on an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128
-  // +2-6.5% at S <= 4k against 2-byte column-pair stores, flat at 16k; D = 64
-  // 10-15% slower at S <= 1k. D = 256 has no room (Q, K, V^T and the V scratch
-  // use all 227 KB). Against the fp8 group stores below (H200, same day), the
-  // D = 128 short-key build (<= 2048 keys) is faster without the stage (512:
-  // +6% / +13% causal; 1k: +2% / +7%; 2k: -2% / +2%); the long build mixed
-  // (-2% non-causal at 8k / 16k, +1-5% causal), so it keeps the stage.
+  // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
+  // every output type the build does not store in groups (below). Measured on
+  // an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128 +2-6.5% at
+  // S <= 4k against 2-byte column-pair stores, flat at 16k; D = 64 10-15%
+  // slower at S <= 1k. D = 256 has no room (Q, K, V^T and the V scratch use all
+  // 227 KB). The D = 128 short-key build dropped it for its fp8 groups (the
+  // build measured); its bf16 / fp16 output therefore stores column pairs, not
+  // measured against the stage: TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128=1 gives the
+  // stage back to them, with the fp8 groups kept (the steady loop's SASS then
+  // differs from the measured build's: same instructions, another order).
   static constexpr bool kStagedEpilogue = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
                                                             : false;
   static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
-  // Without the stage: fp8 output stored in whole 8-column groups after a
-  // transpose within each quad (epilogue.cuh, store_output_fp8_groups), 8 bytes
-  // per lane, instead of 2-byte column pairs. Measured on an H200 (2026-11-28,
-  // docs/DESIGN.md section 7): D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
+  // fp8 output stored in whole 8-column groups after a transpose within each
+  // quad (epilogue.cuh, store_output_fp8_groups), 8 bytes per lane, straight
+  // from the registers; 16-bit output then still takes the stage or the column
+  // pairs. Measured on an H200 (2026-11-28, docs/DESIGN.md section 7) against
+  // 2-byte column pairs: D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
   // epilogue 4x fewer stores, whole sectors), within 1% at 16k; D = 64 up to
-  // 12% slower (its steady loop's code changed with it), so off there; on in
-  // the D = 128 short-key build (above).
-  static constexpr bool kFp8GroupStores =
-      !kStagedEpilogue && (kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
-                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
-                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
-                                             : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256);
+  // 12% slower (its steady loop's code changed with it), so off there. Against
+  // the stage at D = 128: the short-key build (<= 2048 keys) faster with the
+  // groups (512: +6% / +13% causal; 1k: +2% / +7%; 2k: -2% / +2%), the long
+  // build mixed (-2% non-causal at 8k / 16k, +1-5% causal), so only the short
+  // build takes them.
+  static constexpr bool kFp8GroupStores = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
+                                          : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
+                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
+                                                            : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
