@@ -17,7 +17,7 @@ import pytest
 from host_checker import NVCC, needs_cutlass
 from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills, split_functions,
                          steady_loop)
-from torch_fmha._build import cutlass_include, source_root
+from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
 
 CUOBJDUMP = shutil.which("cuobjdump")
 needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
@@ -26,8 +26,8 @@ needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found"
 def _kernel(tmp_path, unit: str) -> list[str]:
     cubin = tmp_path / f"{unit}.cubin"
     build = subprocess.run(
-        [NVCC, "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "-O3", "--expt-relaxed-constexpr",
-         "-DNDEBUG", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
+        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA",  # the library build's flags
+         f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
          str(source_root() / "launch" / f"{unit}.cu"), "-o", str(cubin)],
         capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stderr[-3000:]

@@ -99,11 +99,13 @@ __global__ void phase_trace_print_kernel() {
   for (int wg = 0; wg < 2; ++wg) {
     for (int it = 1; it < n; ++it) {
       const uint32_t* s = PhaseTrace::slots() + (wg * PhaseTrace::kBlocks + it) * PhaseTrace::kPoints;
+      static_assert(PhaseTrace::kPoints == 7, "one %u per point");
       printf("trace wg=%d it=%d %u %u %u %u %u %u %u\n", wg, it, s[0], s[1], s[2], s[3], s[4], s[5],
              s[6]);
     }
     for (int tile = 0; tile < PhaseTrace::kTiles; ++tile) {
       uint32_t* s = PhaseTrace::tile_slots() + (wg * PhaseTrace::kTiles + tile) * PhaseTrace::kTilePoints;
+      static_assert(PhaseTrace::kTilePoints == 7, "one %u per tile point");
       printf("tile wg=%d n=%d %u %u %u %u %u %u %u\n", wg, tile, s[0], s[1], s[2], s[3], s[4], s[5], s[6]);
       // Cleared for the next launch, whose tiles may not reach every point.
       for (int i = 0; i < PhaseTrace::kTilePoints; ++i) s[i] = 0;
