@@ -10,6 +10,11 @@ import torch
 import torch_fmha
 from torch_fmha import _peers
 
+# Without the CUDA build the op would fail with a dispatcher dump that hides the cause
+# (e.g. tools/gpu_env.sh sourced in a pipe's subshell, so the CUTLASS headers were not
+# on the path when the build ran).
+if (reason := torch_fmha.sm90_unavailable_reason()) is not None:
+    sys.exit(f"one_launch.py: no SM90 kernel to run: {reason}")
 d, s, causal = int(sys.argv[1]), int(sys.argv[2]), bool(int(sys.argv[3]))
 launches = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 who = sys.argv[5] if len(sys.argv) > 5 else "ours"
