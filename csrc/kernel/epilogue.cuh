@@ -118,8 +118,8 @@ __device__ __forceinline__ int lane_in_quad() {
 // for_each_out_pair, written out: ptxas spills less at D = 256 this way).
 template <int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output_pairs(const FwdParams& p, const FragO& o,
-                                             const float (&inv_sum)[2], const float (&lse)[2],
-                                             const TileInfo& tile, int row0, int col0) {
+                                                   const float (&inv_sum)[2], const float (&lse)[2],
+                                                   const TileInfo& tile, int row0, int col0) {
   const float v_descale = tile.v_descale;
   const bool fp8_out = p.out_type == ElementType::kFloat8E4M3;
   const float out_mul = tile.out_mul;
