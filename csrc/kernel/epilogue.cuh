@@ -102,17 +102,6 @@ __device__ __forceinline__ void store_lse(const FwdParams& p, const TileInfo& ti
         tile.q_row0 + row] = lse;
 }
 
-// The lane's index within its quad (lane % 4), read from %laneid where it is
-// used: computed from threadIdx.x at the kernel's start, the quad transpose's
-// lane-dependent choices were loop-invariant, the compiler hoisted them out of
-// the tile loop, and at D = 256 they took registers from the steady-state
-// rounds (spills there). A volatile read cannot be hoisted.
-__device__ __forceinline__ int lane_in_quad() {
-  uint32_t lane;
-  asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
-  return int(lane & 3);
-}
-
 // Direct path, column pairs: every thread stores its column pairs straight
 // from registers, 2 bytes (fp8) or 4 bytes per store (the conversion of
 // for_each_out_pair, written out: ptxas spills less at D = 256 this way).

@@ -76,6 +76,17 @@ struct QuadTranspose16 {
 __host__ __device__ constexpr int fp8_lane_column(int q, int g) { return 8 * (4 * g + q); }
 
 #ifdef __CUDACC__
+// The lane's index within its quad (lane % 4), read from %laneid where it is
+// used: computed from threadIdx.x at the kernel's start, the quad transpose's
+// lane-dependent choices were loop-invariant, the compiler hoisted them out of
+// the tile loop, and at D = 256 they took registers from the steady-state
+// rounds (spills there). A volatile read cannot be hoisted.
+__device__ __forceinline__ int lane_in_quad() {
+  uint32_t lane;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+  return int(lane & 3);
+}
+
 // The transpose on the device: every lane of the warp must call it (the
 // shuffles name the full warp), whatever it then stores.
 __device__ __forceinline__ void quad_transpose(uint32_t (&w)[2], int q) {
