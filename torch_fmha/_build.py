@@ -34,6 +34,7 @@ CPU_SOURCES = (
     "ops/quantize_cpu.cpp",
     "ops/kvcache_checks.cpp",
     "ops/kvcache_op.cpp",  # CompositeExplicitAutograd: CPU and CUDA (#ifdef TORCH_FMHA_WITH_CUDA)
+    "ops/merge_splits.cpp",  # its split merge: a loop here, a kernel launch on CUDA (#ifdef)
 )
 CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp", "ops/quantize_cuda.cpp")
 CUDA_KERNEL_GLOB = "launch/*.cu"  # one instantiation unit per variant + dispatch

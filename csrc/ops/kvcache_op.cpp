@@ -45,6 +45,7 @@
 
 #include "cpu_math.h"
 #include "kvcache_checks.h"
+#include "merge_splits_op.h"
 
 TORCH_LIBRARY_FRAGMENT(torch_fmha, m) {
   // Decode against a KV cache. q [B, Sq, H, D] (or [Tq, H, D] with
@@ -256,62 +257,6 @@ std::tuple<Tensor, Tensor> masked_call(
           lse.view({p.heads_q, batch, sq}).permute({1, 0, 2}).contiguous()};
 }
 
-// Merges partial results o [B, S, Sq, H, D], lse [B, S, Sq, H] (any float
-// dtype) by their LSE in `acc`, adds the sink (per query head) to every
-// row's denominator, applies v_descale / out_scale, rounds to out_dtype.
-// docs/DESIGN.md 1.5 / 1.6: a split that saw no key has lse -inf and adds
-// nothing; a row no split saw is out 0, lse = sink (-inf without); a NaN lse
-// (undefined split), a NaN or +inf sink make a row that saw keys NaN; NaN in
-// a partial's out stays in that element. A -inf sink adds exactly 0.
-// Returns out [B, Sq, H, D] and lse [B, Sq, H].
-std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse_parts,
-                                        const OptTensor& sinks, const OptTensor& v_descale,
-                                        const OptTensor& out_scale, int64_t heads_kv,
-                                        at::ScalarType acc, at::ScalarType out_dtype) {
-  const double inf = std::numeric_limits<double>::infinity();
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  const int64_t batch = o_parts.size(0), heads = o_parts.size(3);
-  // (Each ATen op below is a kernel launch on CUDA: kept few; see DESIGN 1.11.)
-  const Tensor l = lse_parts.to(acc);                 // float32 already: no copy
-  Tensor m = l.amax(1);                               // NaN propagates
-  const Tensor empty = m == -inf;                     // [B, Sq, H]: no split saw a key
-  Tensor sink;
-  if (sinks.has_value()) {
-    sink = sinks->to(acc);                            // [H], broadcasts over [B, Sq, H]
-    m = at::maximum(m, sink);
-  }
-  // m where finite, else 0: NaN / +inf rows are undefined and -inf rows empty (fixed below).
-  const Tensor shift = at::nan_to_num(m, 0.0, 0.0, 0.0);
-  const Tensor w = at::exp(l - shift.unsqueeze(1));   // [B, S, Sq, H]
-  Tensor denom = w.sum(1);
-  if (sinks.has_value()) denom = denom + at::exp(sink - shift);
-  // The product widens the partials (float16 for FP8 inputs) to acc.
-  Tensor out = (w.unsqueeze(-1) * o_parts).sum(1) / denom.unsqueeze(-1);  // [B, Sq, H, D]
-  Tensor lse = shift + at::log(denom);
-  if (v_descale.has_value()) {
-    const Tensor vd = v_descale->to(acc);
-    if (vd.dim() == 2) {  // [B, Hkv]: query head kv * G + g of out [B, Sq, H, D] (a view, no copy)
-      const int64_t sq = out.size(1), d = out.size(3);
-      out = (out.view({batch, sq, heads_kv, heads / heads_kv, d}) *
-             vd.view({batch, 1, heads_kv, 1, 1})).view({batch, sq, heads, d});
-    } else {
-      out = out * vd;
-    }
-  }
-  if (out_scale.has_value()) out = out / out_scale->to(acc);
-  // A row whose max is NaN or +inf (an undefined split, a NaN or +inf sink) is NaN; the rows no
-  // split saw are set last, so they win whatever their sink is. Without sinks an empty row's
-  // lse is already -inf (shift 0 + log(0)), so only out is set.
-  const Tensor defined = m < inf;
-  out = at::where(defined.unsqueeze(-1), out, nan);
-  lse = at::where(defined, lse, nan);
-  out = at::where(empty.unsqueeze(-1), 0.0, out);
-  if (sinks.has_value()) lse = at::where(empty, sink.expand_as(lse), lse);
-  // Saturate: values beyond the e4m3 range clamp to +-448 instead of NaN (NaN stays NaN).
-  if (out_dtype == at::kFloat8_e4m3fn) out = out.clamp(-448.0, 448.0);
-  return {out.to(out_dtype), lse};
-}
-
 std::tuple<Tensor, Tensor> fwd_kvcache(
     const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
     const OptTensor& page_table, const OptTensor& cu_seqlens_q,
@@ -436,16 +381,16 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
       merge ? OptTensor() : out_scale,
       merge ? std::optional<at::ScalarType>(partial_dtype) : out_dtype, softcap,
       merge ? OptTensor() : sinks, seqused, table);
-  // Back to [B, S, Sq, H, D] / [B, S, Sq, H].
+  // Views (no copies) [B, S, Sq, Ho, Hi, D] / [B, S, Sq, Ho, Hi] of the partials, query
+  // head ho * Hi + hi (merge_splits_op.h): GQA packing's row g of head kv is query head
+  // kv * G + g.
   Tensor o, l;
   if (plan.gqa_rows) {
-    o = out_p.view({batch, splits, rows, heads_kv, d}).permute({0, 1, 3, 2, 4})
-            .reshape({batch, splits, 1, heads, d});
-    l = lse_p.view({heads_kv, batch, splits, rows}).permute({1, 2, 0, 3})
-            .reshape({batch, splits, 1, heads});
+    o = out_p.view({batch, splits, rows, heads_kv, d}).permute({0, 1, 3, 2, 4}).unsqueeze(2);
+    l = lse_p.view({heads_kv, batch, splits, rows}).permute({1, 2, 0, 3}).unsqueeze(2);
   } else {
-    o = out_p.view({batch, splits, sq, heads, d});
-    l = lse_p.view({heads, batch, splits, sq}).permute({1, 2, 3, 0});
+    o = out_p.view({batch, splits, sq, heads, 1, d});
+    l = lse_p.view({heads, batch, splits, sq}).permute({1, 2, 3, 0}).unsqueeze(4);
   }
   if (plan.tail) {
     // Keys [stop, L): one sequence per batch ending at L, the kernel's mask as given.
@@ -462,14 +407,14 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
         c10::SymInt(sq), std::nullopt, softmax_scale, causal, window_left, window_right,
         lead_row(q_descale, lead_tail), lead_row(k_descale, lead_tail), OptTensor(), OptTensor(), partial_dtype,
         softcap, OptTensor(), seqused_tail, table_tail);
-    o = at::cat({o, out_t.view({batch, 1, sq, heads, d})}, 1);
-    l = at::cat({l, lse_t.view({heads, batch, 1, sq}).permute({1, 2, 3, 0})}, 1);
+    o = at::cat({o, out_t.view({batch, 1, sq, heads, 1, d})}, 1);
+    l = at::cat({l, lse_t.view({heads, batch, 1, sq}).permute({1, 2, 3, 0}).unsqueeze(4)}, 1);
   }
   if (!merge) {
-    return {o.select(1, 0).contiguous(), l.select(1, 0).permute({0, 2, 1}).contiguous()};
+    return {o.select(1, 0).reshape({batch, sq, heads, d}).contiguous(),
+            l.select(1, 0).reshape({batch, sq, heads}).permute({0, 2, 1}).contiguous()};
   }
-  auto [out, lse] = merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, acc, p.out_dtype);
-  return {out, lse.permute({0, 2, 1}).contiguous()};
+  return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, acc, p.out_dtype);
 }
 
 using KvcacheSig = std::tuple<Tensor, Tensor>(

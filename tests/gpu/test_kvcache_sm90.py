@@ -1,7 +1,7 @@
 """attention_with_kvcache (issue 15) on the SM90 FP8 kernel.
 
-The op is a C++ composition (csrc/ops/kvcache_op.cpp) of the varlen kernel and ATen
-ops; these tests run it on CUDA against the float64 oracle (reference.kvcache_attention_ref)
+The op is a C++ composition (csrc/ops/kvcache_op.cpp) of the varlen kernel, ATen ops
+and the split merge kernel (csrc/kernel/merge_splits.cuh); these tests run it on CUDA against the float64 oracle (reference.kvcache_attention_ref)
 with the tolerance rule of docs/DESIGN.md section 8: max|out - ref| <= 2 max|emul - ref| + eps,
 emul = the kernel's rounding on the unsplit problem (emulate.emulate_fp8_kernel per
 sequence; a split changes which max P is scaled by, not the size of the e4m3 rounding),
@@ -232,6 +232,24 @@ def test_no_host_sync(page_size):
             call(kw)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_split_merge_is_one_kernel():
+    """The split plan's merge is one launch of merge_splits_kernel (csrc/kernel/merge_splits.cuh),
+    not the ~20 ATen kernels (amax, exp, sums, wheres) it was: a decode step is host-bound, every
+    launch costs host time (tools/decode_overhead.py)."""
+    q, kc, vc, seqlens, table, s = _decode_inputs()
+    sinks = _sinks(32)
+    out_scale = torch.tensor([0.02], device="cuda")
+    for kw in (dict(num_splits=4, sinks=sinks), dict(num_splits=3, out_dtype=FP8, out_scale=out_scale)):
+        torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, causal=True, **s, **kw)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, causal=True, **s, **kw)
+            torch.cuda.synchronize()
+        names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        assert sum("merge_splits_kernel" in n for n in names) == 1, names
+        assert not any("reduce_kernel" in n for n in names), names
 
 
 def test_opcheck_cuda():
