@@ -4,7 +4,8 @@ them), D=256 with FP8 output, one dense case per head dim, and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
 than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partial
-last pages, softcap and sinks). Each result is checked against the float64
+last pages, softcap and sinks), and one split decode step against a KV cache
+(issue 15: GQA packing, 5 splits, sinks, FP8 output through the merge kernel). Each result is checked against the float64
 oracle, so a sanitizer-clean run is also a right one. A feature the kernel refuses ("not supported by this
 build") is reported as skipped, not as clean.
 
@@ -20,7 +21,8 @@ import torch
 
 import torch_fmha
 from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs  # tests/ helpers: this script lives next to them
-from reference import attention_ref, output_as_float64, varlen_attention_ref
+from kvcache_inputs import kvcache_inputs
+from reference import attention_ref, kvcache_attention_ref, output_as_float64, varlen_attention_ref
 
 # lengths: empty q / empty k sequences, 1, tile-1, tile+1, a longer one
 LENS_Q = [0, 5, 1, 127, 129, 300, 64]
@@ -79,7 +81,25 @@ def main() -> int:
         ref, _ = varlen_attention_ref(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
         check(out, ref, None, f"paged D={d}")
         print(f"paged D={d} page={page} causal={causal} softcap sinks: ok", flush=True)
+    kvcache_split_case(args.device)
     return 0
+
+
+def kvcache_split_case(device):
+    """Decode (Sq = 1) with empty, 1-key and long caches (NaN past cache_seqlens), 5 splits merged
+    by the merge kernel, with sinks (one -inf) and FP8 output."""
+    q, kc, vc, seqlens, table, s = kvcache_inputs(4, 1, 32, 8, 128, FP8, [3000, 1, 0, 2049], smax=4096,
+                                                  device=device, seed=1)
+    sinks = torch.linspace(-2.0, 2.0, 32, device=device)
+    sinks[0] = -float("inf")
+    out_scale = torch.tensor([0.02], device=device)
+    out = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, causal=True, sinks=sinks, num_splits=5,
+                                            out_dtype=FP8, out_scale=out_scale, **s)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    ref, _ = kvcache_attention_ref(q, kc, vc, seqlens, causal=True, sinks=sinks, **s)
+    check(out, ref, out_scale, "kvcache split")
+    print("kvcache D=128 GQA 4 splits=5 sinks fp8-out: ok", flush=True)
 
 
 if __name__ == "__main__":
