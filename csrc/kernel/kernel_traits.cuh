@@ -151,10 +151,11 @@ struct Fp8FwdTraits {
   // S <= 4k against 2-byte column-pair stores, flat at 16k; D = 64 10-15%
   // slower at S <= 1k. D = 256 has no room (Q, K, V^T and the V scratch use all
   // 227 KB). The D = 128 short-key build dropped it for its fp8 groups (the
-  // build measured); its bf16 / fp16 output therefore stores column pairs, not
-  // measured against the stage: TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128=1 gives the
-  // stage back to them, with the fp8 groups kept (the steady loop's SASS then
-  // differs from the measured build's: same instructions, another order).
+  // build measured); its bf16 / fp16 output therefore stores column pairs.
+  // TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128=1 gives the stage back to them, with the
+  // fp8 groups kept (the steady loop's SASS then differs from the measured
+  // build's: same instructions, another order): bf16 output +3-8% at 512-2k
+  // (H200, 2026-11-28, DESIGN section 7); its fp8 output is not yet measured.
   static constexpr bool kStagedEpilogue = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
