@@ -16,8 +16,9 @@
 //
 // No torch here: csrc/kernel/merge_splits.cuh includes it under nvcc (one warp per row)
 // and csrc/ops/merge_splits.cpp runs the same functions on the host, so the CPU suite
-// tests the kernel's arithmetic (tests/test_kvcache.py) and tests/gpu/test_kvcache_sm90.py
-// compares the two.
+// tests the kernel's arithmetic and its NaN / sink rules (tests/test_kvcache.py);
+// tests/gpu/test_kvcache_sm90.py checks the kernel against the float64 oracle (empty
+// rows, finite and -inf sinks), not the NaN rules.
 #pragma once
 
 #include <math.h>

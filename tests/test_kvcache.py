@@ -1,7 +1,8 @@
 """attention_with_kvcache (issue 15) on CPU against the float64 oracle
 (reference.kvcache_attention_ref). The op is one composition (csrc/ops/kvcache_op.cpp)
-for every backend, so these tests run the split / GQA-packing / LSE-merge code the GPU
-runs, with the CPU varlen kernel underneath.
+for every backend, so these tests run the split / GQA-packing code the GPU runs, with the
+CPU varlen kernel underneath, and the LSE merge's per-row arithmetic (csrc/merge_splits.h,
+which the CUDA merge kernel runs) in a CPU loop.
 
 Caches come from kvcache_inputs: rows past cache_seqlens, padding heads, unused pages
 and page-table entries past a sequence's pages are NaN or garbage, so a read of

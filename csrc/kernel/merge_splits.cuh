@@ -3,10 +3,11 @@
 // the CPU op).
 //
 // One warp per output row (b, sq, h): every lane reads the row's split LSEs and
-// computes the same weights (at most 64 splits, from L1), then lane l merges
-// head-dim elements l, l + 32, ... (coalesced float16 reads of each split's
-// partial). Lane 0 writes the row's LSE. One launch replaces the ~20 ATen ops the
-// merge was before (each a kernel launch and ~10-20 us of host time).
+// computes the same weights (from L1; 64 splits at most with num_splits=0, any
+// count works), then lane l merges head-dim elements l, l + 32, ... (coalesced
+// float16 reads of each split's partial). Lane 0 writes the row's LSE. One
+// launch replaces the ~20 ATen ops the merge was before (each a kernel launch
+// and ~10-20 us of host time).
 #pragma once
 
 #include <cuda_bf16.h>

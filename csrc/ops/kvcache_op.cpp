@@ -1,11 +1,12 @@
 // torch_fmha: fwd_kvcache, a few query rows against a KV cache (decode).
 //
 // Schema here (a fragment of the torch_fmha library); one kernel for every
-// backend (CompositeExplicitAutograd): a composition of torch_fmha::varlen_fwd
-// and ATen ops, so the CPU suite runs the very code the GPU runs, with the CPU
-// varlen kernel underneath, against the independent float64 oracle. The fake
-// kernel is meta/kvcache.py. docs/DESIGN.md section 1.11 is the contract and
-// says why.
+// backend (CompositeExplicitAutograd): a composition of torch_fmha::varlen_fwd,
+// ATen ops and the split merge (merge_splits_op.h: one CUDA kernel, on CPU a
+// loop over the same per-row functions), so the CPU suite runs the very code
+// the GPU runs, with the CPU varlen kernel and merge loop underneath, against
+// the independent float64 oracle. The fake kernel is meta/kvcache.py.
+// docs/DESIGN.md section 1.11 is the contract and says why.
 //
 // Two plans (make_plan):
 //  * split: no mask reaches the kernel. Each (batch b, split s) is one varlen
@@ -437,7 +438,7 @@ bool requires_grad(const OptTensor& t) { return t.has_value() && t->requires_gra
 // There is no backward: a forward under grad mode works (a decode step in a
 // model whose weights require grad), its backward says so. Without this
 // kernel autograd's fallback would record the nested varlen_fwd and the ATen
-// ops of the merge, and fail there with varlen_fwd's message and a warning.
+// ops of the split plan, and fail there with varlen_fwd's message and a warning.
 struct KvcacheNoBackward : public torch::autograd::Function<KvcacheNoBackward> {
   static torch::autograd::variable_list forward(
       torch::autograd::AutogradContext*, const Tensor& q, const Tensor& k_cache,
