@@ -22,6 +22,7 @@ import torch
 import torch_fmha
 from emulate import emulate_fp8_kernel
 from kvcache_inputs import kvcache_inputs
+from nan_cases import assert_same_pattern, set_value
 from opcheck_samples import FP8_UTILS, kvcache_samples
 from reference import (FP8, assert_close_by_rule, kvcache_attention_ref, output_as_float64, round_output,
                        sequence_keys)
@@ -250,6 +251,47 @@ def test_split_merge_is_one_kernel():
         names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         assert sum("merge_splits_kernel" in n for n in names) == 1, names
         assert not any("reduce_kernel" in n for n in names), names
+
+
+def _merge_rule_case(device, sq, **kw):
+    """3 sequences (empty, 1 key, 3000 keys), GQA 4, 3 splits merged; a NaN V element at a key
+    the last sequence sees; sinks NaN, +inf and -inf on heads 0-2."""
+    q, kc, vc, seqlens, _, s = kvcache_inputs(3, sq, 16, 4, 128, FP8, [0, 1, 3000], smax=4096, seed=4,
+                                              device=device)
+    set_value(vc, (2, 2500, 1, 5), math.nan)
+    sinks = torch.randn(16, generator=torch.Generator().manual_seed(0)) * 2
+    sinks[0], sinks[1], sinks[2] = math.nan, math.inf, -math.inf
+    kw = {n: (t.to(device) if torch.is_tensor(t) else t) for n, t in kw.items()}
+    kw.setdefault("sinks", sinks.to(device))
+    return torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, num_splits=3, return_lse=True, causal=True,
+                                             **s, **kw)
+
+
+@pytest.mark.parametrize("sq", [1, 3], ids=["gqa", "tail"])
+def test_merge_kernel_rules_match_the_cpu_op(sq):
+    """The merge kernel against the CPU op (the same csrc/merge_splits.h functions in a loop) on
+    the rules the oracle sweep does not reach: NaN / +inf sinks and a NaN V element make NaN
+    exactly where the CPU op has it, FP8 output saturates where it does (out_scale 0.002), and a
+    -inf sink is bitwise no sink. The partials themselves differ (the kernel rounds P to e4m3,
+    the CPU op does not), hence the loose value bound."""
+    for kw in (dict(), dict(out_dtype=FP8, out_scale=torch.tensor([0.002]))):
+        (oc, lc), (og, lg) = _merge_rule_case("cpu", sq, **kw), _merge_rule_case("cuda", sq, **kw)
+        oc, og, lg = oc.double(), og.double().cpu(), lg.cpu()
+        assert_same_pattern(og, oc, f"out sq={sq} {kw}")
+        assert_same_pattern(lg, lc, f"lse sq={sq} {kw}")
+        finite = torch.isfinite(oc)
+        assert ((og - oc)[finite].abs().max() / oc[finite].abs().max()).item() < 0.1
+        assert (lg - lc)[torch.isfinite(lc)].abs().max().item() < 2e-2
+        sat_cpu, sat_gpu = (oc.abs() == 448).sum().item(), (og.abs() == 448).sum().item()
+        assert abs(sat_cpu - sat_gpu) <= sat_cpu // 20 + 2, (sat_cpu, sat_gpu)
+        if "out_dtype" in kw:
+            assert sat_cpu > 0, "out_scale 0.002 should saturate some outputs"
+    for kw in (dict(), dict(out_dtype=FP8, out_scale=torch.tensor([0.002]))):
+        no_sink = _merge_rule_case("cuda", sq, sinks=None, **kw)
+        minus_inf = _merge_rule_case("cuda", sq, sinks=torch.full((16,), -math.inf), **kw)
+        bits = (lambda t: t.view(torch.uint8)) if "out_dtype" in kw else (lambda t: t.view(torch.int16))
+        assert torch.equal(bits(minus_inf[0]), bits(no_sink[0]))
+        assert torch.equal(minus_inf[1].view(torch.int32), no_sink[1].view(torch.int32))
 
 
 def test_opcheck_cuda():
