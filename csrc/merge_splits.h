@@ -24,11 +24,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define TORCH_FMHA_MERGE_FN __host__ __device__ __forceinline__
-#else
-#define TORCH_FMHA_MERGE_FN inline
-#endif
+#include "host_device.h"
 
 namespace torch_fmha {
 
@@ -43,7 +39,7 @@ struct MergeLayout {
   int64_t b = 0, s = 0, sq = 0, ho = 0, hi = 0, d = 0;  // strides
   int32_t heads_inner = 1;                                // Hi
 
-  TORCH_FMHA_MERGE_FN int64_t offset(int b_, int s_, int sq_, int h, int d_) const {
+  TORCH_FMHA_HOST_DEVICE int64_t offset(int b_, int s_, int sq_, int h, int d_) const {
     return b_ * b + s_ * s + sq_ * sq + (h / heads_inner) * ho + (h % heads_inner) * hi + d_ * d;
   }
 };
@@ -64,13 +60,13 @@ struct MergeParams {
   bool v_descale_per_head = false;   // [B, Hkv] (else [1])
   MergeOutType out_type = MergeOutType::kBFloat16;
 
-  TORCH_FMHA_MERGE_FN int64_t rows() const { return int64_t(batch) * seqlen_q * heads; }
+  TORCH_FMHA_HOST_DEVICE int64_t rows() const { return int64_t(batch) * seqlen_q * heads; }
 };
 
-TORCH_FMHA_MERGE_FN float merge_exp(float x) { return expf(x); }
-TORCH_FMHA_MERGE_FN double merge_exp(double x) { return exp(x); }
-TORCH_FMHA_MERGE_FN float merge_log(float x) { return logf(x); }
-TORCH_FMHA_MERGE_FN double merge_log(double x) { return log(x); }
+TORCH_FMHA_HOST_DEVICE float merge_exp(float x) { return expf(x); }
+TORCH_FMHA_HOST_DEVICE double merge_exp(double x) { return exp(x); }
+TORCH_FMHA_HOST_DEVICE float merge_log(float x) { return logf(x); }
+TORCH_FMHA_HOST_DEVICE double merge_log(double x) { return log(x); }
 
 // A row's merge weights, from its splits' LSEs.
 template <class Acc>
@@ -82,11 +78,11 @@ struct MergeRow {
   Acc lse;       // the row's final LSE
 
   // Split s's weight, from its lse.
-  TORCH_FMHA_MERGE_FN Acc weight(Acc lse_s) const { return merge_exp(lse_s - shift); }
+  TORCH_FMHA_HOST_DEVICE Acc weight(Acc lse_s) const { return merge_exp(lse_s - shift); }
 
   // The final output element from sum_s weight(lse_s) * o_s[d], the row's v_descale
   // and 1 / out_scale (1 without them); fp8: saturated to +-448.
-  TORCH_FMHA_MERGE_FN Acc out(Acc weighted_sum, Acc v_descale, Acc out_scale, bool fp8) const {
+  TORCH_FMHA_HOST_DEVICE Acc out(Acc weighted_sum, Acc v_descale, Acc out_scale, bool fp8) const {
     if (empty) return Acc(0);
     if (!defined) return Acc(NAN);
     Acc o = weighted_sum / denom * v_descale / out_scale;
@@ -97,7 +93,7 @@ struct MergeRow {
 
 // lse_at(s): split s's lse. has_sink / sink: the row's query head's sink.
 template <class Acc, class LseAt>
-TORCH_FMHA_MERGE_FN MergeRow<Acc> merge_row(int splits, LseAt lse_at, bool has_sink, Acc sink) {
+TORCH_FMHA_HOST_DEVICE MergeRow<Acc> merge_row(int splits, LseAt lse_at, bool has_sink, Acc sink) {
   const Acc inf = Acc(INFINITY);
   Acc m = -inf;
   bool nan = false;

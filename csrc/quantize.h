@@ -16,11 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__CUDACC__)
-#define TORCH_FMHA_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define TORCH_FMHA_HOST_DEVICE inline
-#endif
+#include "host_device.h"
 
 namespace torch_fmha {
 

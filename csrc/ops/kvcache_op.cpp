@@ -42,7 +42,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <limits>
 
 #include "cpu_math.h"
 #include "kvcache_checks.h"

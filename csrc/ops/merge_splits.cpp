@@ -8,6 +8,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
 #ifdef TORCH_FMHA_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -54,13 +56,15 @@ void merge_cpu(const Tensor& o, const Tensor& l, const OptTensor& sinks, const O
                                              sink != nullptr ? sink[h] : Acc(0));
       const Acc v = vdp == nullptr ? Acc(1) : vdp[vd_per_head ? b * heads_kv + h / group : 0];
       const Acc* orow = op + ol.offset(b, 0, sq, h, 0);
-      for (int64_t d = 0; d < d_len; ++d) {
-        Acc sum = 0;
-        if (!r.empty && r.defined) {
-          for (int64_t s = 0; s < splits; ++s) sum += r.weight(lse_at(int(s))) * orow[s * ol.s + d * ol.d];
+      Acc* sum = outp + row * d_len;  // sum_s weight_s o_s[d], added in split order as the kernel does
+      std::fill(sum, sum + d_len, Acc(0));
+      if (!r.empty && r.defined) {
+        for (int64_t s = 0; s < splits; ++s) {
+          const Acc w = r.weight(lse_at(int(s)));
+          for (int64_t d = 0; d < d_len; ++d) sum[d] += w * orow[s * ol.s + d * ol.d];
         }
-        outp[row * d_len + d] = r.out(sum, v, os, fp8);
       }
+      for (int64_t d = 0; d < d_len; ++d) sum[d] = r.out(sum[d], v, os, fp8);
       lsep[(int64_t(b) * heads + h) * sq_len + sq] = r.lse;
     }
   });
