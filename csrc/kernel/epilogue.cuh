@@ -16,18 +16,16 @@
 // - fp8 groups (fp8 output at D = 256 and in the D = 128 short-key build):
 //   a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane of
 //   one whole 8-column group, 32 contiguous bytes per quad, from the registers.
-// - staged (the long D = 128 build; the short-key build's 16-bit output with
-//   TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128=1, a tuning knob): the warpgroup writes its
-//   64 x D output rows into a shared-memory stage (2-4 byte stores,
+// - staged (the long D = 128 build; the short-key build's 16-bit output): the
+//   warpgroup writes its 64 x D output rows into a shared-memory stage (2-4 byte stores,
 //   bank-conflict-free), then every thread copies 16-byte chunks of whole rows
 //   to global memory. The direct 2-4 byte global stores filled the LSU queue
 //   (ncu, D=128 S=4k: `lg` throttle on the STGs and write-after-read waits
 //   behind them, ~6% of the consumers' time); 16-byte stores are 4x fewer and
 //   cover whole sectors. Rows past the sequence's end are not stored, so ragged
 //   batches stay exact.
-// - column pairs (D = 64; 16-bit output at D = 256 and in the D = 128
-//   short-key build): each lane stores its column pairs from the registers,
-//   2 or 4 bytes per store. D = 64 was slower with the fp8 groups and with the
+// - column pairs (D = 64; 16-bit output at D = 256): each lane stores its
+//   column pairs from the registers, 2 or 4 bytes per store. D = 64 was slower with the fp8 groups and with the
 //   stage; at D = 256 there is no shared memory left for a stage, and an
 //   exchange for 16-bit output made ptxas spill in the steady KV loop.
 // Both need out 16-byte aligned with strides in multiples of 16 bytes
