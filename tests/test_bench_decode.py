@@ -40,6 +40,7 @@ def test_row_and_table_on_cpu_with_fake_times():
     times = iter([0.010, 0.020] * 10)  # ours, ours 1 split
     row = bench_decode.decode_row(torch_fmha, 8, 32, 8192, lambda fn: (fn(), next(times))[1], units=132,
                                   copy_bw=3.0e12, device="cpu", sdpa=False)
+    assert "ours_graph_ms" not in row  # no CUDA graphs on CPU
     cache_bytes = 2 * 8 * 8192 * 8 * 128
     assert row["splits"] == 2 and row["ours_ms"] == 0.010 and row["ours_1split_ms"] == 0.020
     assert abs(row["gbps"] - cache_bytes / 1e-5 / 1e9) < 1e-6
@@ -49,3 +50,14 @@ def test_row_and_table_on_cpu_with_fake_times():
     table = bench_decode.format_decode_table([row, {"B": 64, "H": 64, "S": 131072, "skipped": "does not fit"}],
                                              3.0e12)
     assert "8192" in table and "does not fit" in table and "3000 GB/s" in table
+    assert ">= 80%: ok / n/a" in table  # eager verdict, no graph time on CPU
+
+
+def test_rates_for_graph_times():
+    row = {"ours_graph_ms": 0.02, "sdpa_flash_graph_ms": 0.05, "sdpa_cudnn_graph_ms": 0.04,
+           "target_bandwidth": 0.6, "target_speedup": 1.6}
+    cache_bytes = 2 * 1 * 32768 * 8 * 128
+    bench_decode._rates(row, "_graph_ms", cache_bytes, copy_bw=6.0e12)
+    assert abs(row["copy_fraction_graph"] - cache_bytes / 2e-5 / 6.0e12) < 1e-12  # 3.36 of 6 TB/s
+    assert row["speedup_vs_sdpa_graph"] == 0.04 / 0.02 and row["meets_speedup_graph"] is True
+    assert row["meets_bandwidth_graph"] is False and "copy_fraction" not in row  # eager keys untouched

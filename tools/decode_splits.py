@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Time of one decode step per split count, to set num_splits=0's rule (issue 15).
+
+    python3 tools/decode_splits.py [--batches 1,8] [--cache 1024,2048,4096,8192,32768]
+                                   [--splits 1,2,4,8,16,32] [--heads 32] [--json out.json]
+
+attention_with_kvcache(q [B, 1, H, D=128], FP8 cache [B, S, Hkv=8, D], cache_seqlens = S,
+causal, bf16 out) with a fixed num_splits, captured in a CUDA graph and timed by its
+replays (triton's do_bench, median): what serving sees, without the eager host path
+that dominates at B = 1 (tools/decode_overhead.py). One row per (B, S): the time per
+split count, the best one, and what num_splits=0 picks today (the op runs it too).
+GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def _ints(s: str):
+    return [int(x) for x in s.split(",") if x]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=_ints, default=[1, 8])
+    ap.add_argument("--cache", type=_ints, default=[1024, 2048, 4096, 8192, 32768])
+    ap.add_argument("--splits", type=_ints, default=[1, 2, 4, 8, 16, 32])
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    import torch_fmha
+    from torch_fmha.bench import make_timer
+    from torch_fmha.bench_decode import auto_num_splits, graph_ms
+
+    reason = torch_fmha.sm90_unavailable_reason()
+    if reason:
+        print(f"decode_splits.py needs an SM90 GPU: {reason}", file=sys.stderr)
+        return 2
+    time_ms, timing = make_timer(25, 100)
+    hkv, d, fp8 = 8, 128, torch.float8_e4m3fn
+    one = torch.ones(1, device="cuda")
+    rows = []
+    print(f"{torch.cuda.get_device_name()} | H={args.heads} Hkv={hkv} D={d} Sq=1 | CUDA-graph replay, us | {timing}")
+    print(f"{'B':>3} {'S':>7} | " + " ".join(f"{'s=' + str(s):>8}" for s in args.splits)
+          + f" | {'auto':>8} {'best':>6}")
+    for b in args.batches:
+        for s in args.cache:
+            g = torch.Generator(device="cuda").manual_seed(b * 7 + s)
+            q = torch.randn(b, 1, args.heads, d, generator=g, device="cuda").to(fp8)
+            k = torch.randn(b, s, hkv, d, generator=g, device="cuda").to(fp8)
+            v = torch.randn(b, s, hkv, d, generator=g, device="cuda").to(fp8)
+            lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
+            times = {}
+            for n in args.splits + [0]:
+                def run(n=n):
+                    return torch_fmha.attention_with_kvcache(q, k, v, lens, causal=True, num_splits=n,
+                                                             q_descale=one, k_descale=one, v_descale=one)
+                times[n] = graph_ms(run, time_ms) * 1e3
+            best = min(args.splits, key=lambda n: times[n])
+            auto = auto_num_splits(b, args.heads, hkv, s, torch.cuda.get_device_properties(0).multi_processor_count)
+            rows.append({"B": b, "S": s, "us": {str(n): t for n, t in times.items()}, "best": best, "auto": auto})
+            print(f"{b:>3} {s:>7} | " + " ".join(f"{times[n]:8.1f}" for n in args.splits)
+                  + f" | {times[0]:8.1f} {auto:>4} {best:>6}")
+            del q, k, v
+            torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "heads": args.heads, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
