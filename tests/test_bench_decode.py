@@ -18,7 +18,8 @@ def test_flag_and_no_gpu_exit():
 
 def test_auto_num_splits_mirror():
     # H100 (132 SMs), Hkv = 8, GQA packing: B * 8 tiles.
-    assert [bench_decode.auto_num_splits(1, 32, 8, s, 132) for s in (1024, 8192, 131072)] == [2, 16, 16]
+    assert [bench_decode.auto_num_splits(1, 32, 8, s, 132) for s in (1024, 2048, 4096, 8192, 131072)] == \
+        [1, 1, 8, 16, 16]
     assert bench_decode.auto_num_splits(8, 32, 8, 131072, 132) == 2
     assert bench_decode.auto_num_splits(64, 64, 8, 131072, 132) == 1
     # The op agrees: on CPU the units are intra-op threads (8 here); B = 1, Hkv = 1 is one tile.

@@ -168,7 +168,8 @@ def test_split_counts_agree_and_cache_tail_is_never_read():
 
 def test_num_splits_zero_is_a_function_of_shapes():
     """num_splits=0: min(units // tiles, ceil(capacity / 512), 64) with units = intra-op
-    threads on CPU. B=1, Hkv=1 (one tile), capacity 4096, 8 threads -> 8 splits."""
+    threads on CPU, and 1 below a capacity of 4096 keys. B=1, Hkv=1 (one tile), capacity
+    4096, 8 threads -> 8 splits; capacity 2048 -> 1."""
     q, kc, vc, seqlens, _, s = kvcache_inputs(1, 1, 4, 1, 64, torch.float32, [3000], smax=4096, seed=2)
     threads = torch.get_num_threads()
     torch.set_num_threads(8)
@@ -183,6 +184,15 @@ def test_num_splits_zero_is_a_function_of_shapes():
     assert torch.equal(auto, fixed[8])
     assert not torch.equal(auto, fixed[7]) and not torch.equal(auto, fixed[9])
     assert torch.equal(auto_short, fixed_short)
+    q, kc, vc, seqlens, _, s = kvcache_inputs(1, 1, 4, 1, 64, torch.float32, [2000], smax=2048, seed=2)
+    torch.set_num_threads(8)
+    try:
+        auto = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens)
+        one = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, num_splits=1)
+        two = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, num_splits=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(auto, one) and not torch.equal(auto, two)
 
 
 def test_empty_rows_and_sink_rules():

@@ -47,8 +47,8 @@ CACHE_LENS = (1024, 8192, 32768, 131072)
 HEADS_KV, HEAD_DIM = 8, 128
 COPY_BYTES = 2 << 30
 
-# csrc/ops/kvcache_op.cpp: kTileRows, kMinKeysPerSplit, kMaxSplits.
-_TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS = 128, 512, 64
+# csrc/ops/kvcache_op.cpp: kTileRows, kMinKeysPerSplit, kMaxSplits, kMinKeysToSplit.
+_TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS, _MIN_KEYS_TO_SPLIT = 128, 512, 64, 4096
 
 
 def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units: int) -> int:
@@ -56,7 +56,7 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
     H / Hkv rows per KV head), mirrored from choose_num_splits in csrc/ops/kvcache_op.cpp."""
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
-    if tiles <= 0 or cache_len <= 0 or tiles >= units:
+    if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:
         return 1
     return max(1, min(units // tiles, -(-cache_len // _MIN_KEYS_PER_SPLIT), _MAX_SPLITS))
 

@@ -82,6 +82,14 @@ const c10::TypedOperatorHandle<VarlenFwdSig>& varlen_fwd_op() {
 
 constexpr int64_t kTileRows = 128;         // the kernel's query tile (kBlockM)
 constexpr int64_t kMinKeysPerSplit = 512;  // below this a split's fixed cost dominates
+// Caches shorter than this are not split at all: the split plan's own kernels
+// (index arithmetic, the merge) cost more than the keys they spread. Measured as
+// CUDA-graph replays (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128,
+// session 12; docs/decode_splits_h200_2026-11-28.json): one split was 5-20% faster
+// than every split count at 1k and 2k keys (B = 1: 34.9 / 44.6 us against the rule's
+// 47.1 / 46.7; B = 8: 41.9 / 51.7 against 50.6 / 56.3), the rule's count was the
+// best or within 6% of it from 4k keys on.
+constexpr int64_t kMinKeysToSplit = 4096;
 constexpr int64_t kMaxSplits = 64;
 
 #ifdef TORCH_FMHA_WITH_CUDA
@@ -109,9 +117,10 @@ int64_t parallel_units(const Tensor& q) {
 
 // num_splits = 0: enough splits to give every unit one tile, no more than
 // keys / kMinKeysPerSplit, at most kMaxSplits; 1 when the tiles already fill
-// the device. `keys` is the cache's capacity (its shape, not cache_seqlens).
+// the device or the cache holds fewer than kMinKeysToSplit keys. `keys` is the
+// cache's capacity (its shape, not cache_seqlens).
 int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
-  if (tiles <= 0 || keys <= 0 || tiles >= units) return 1;
+  if (tiles <= 0 || keys < kMinKeysToSplit || tiles >= units) return 1;
   const int64_t by_keys = (keys + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
   return std::max<int64_t>(1, std::min({units / tiles, by_keys, kMaxSplits}));
 }
