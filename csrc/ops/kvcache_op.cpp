@@ -36,12 +36,18 @@
 
 #ifdef TORCH_FMHA_WITH_CUDA
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+
+#include "../launch/launch_decode.h"
 #endif
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdint>
+#include <limits>
 
 #include "cpu_math.h"
 #include "kvcache_checks.h"
@@ -266,6 +272,90 @@ std::tuple<Tensor, Tensor> masked_call(
           lse.view({p.heads_q, batch, sq}).permute({1, 0, 2}).contiguous()};
 }
 
+#ifdef TORCH_FMHA_WITH_CUDA
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// A decode step (Sq == 1, GQA packing, no tail) the split-KV decode kernel
+// (csrc/kernel/decode.cuh) takes: FP8 on CUDA, D 64 / 128 / 256, at most 16
+// query heads per KV head, rows 16-byte aligned (its cp.async copies) and
+// grid-sized batch and head counts. Everything else runs the split plan below.
+bool decode_kernel_takes(const KvcacheProblem& kp, const Plan& plan, const Tensor& q,
+                         const Tensor& k, const Tensor& v) {
+  const FwdProblem& p = kp.fwd;
+  if (!q.is_cuda() || q.scalar_type() != at::kFloat8_e4m3fn || !plan.gqa_rows || plan.tail) return false;
+  if (!decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(p.heads_q / p.heads_kv))) return false;
+  if (p.batch > 65535 || p.heads_kv > 65535 || plan.splits > 65535) return false;
+  if (kp.cache_rows > std::numeric_limits<int32_t>::max()) return false;
+  for (const Tensor* t : {&k, &v}) {
+    if (!aligned16(*t) || t->stride(0) % 16 || t->stride(1) % 16 || t->stride(2) % 16) return false;
+  }
+  return aligned16(q) && q.stride(0) % 16 == 0 && q.stride(2) % 16 == 0;
+}
+
+// The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
+// sinks, v_descale and out_scale and rounds to out_dtype, as for the split plan.
+std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, const Plan& plan, const Tensor& q,
+                                       const Tensor& k, const Tensor& v, const Tensor& cache_seqlens,
+                                       const OptTensor& page_table, double softcap, const OptTensor& sinks, const OptTensor& q_descale,
+                                       const OptTensor& k_descale, const OptTensor& v_descale,
+                                       const OptTensor& out_scale) {
+  const FwdProblem& p = kp.fwd;
+  const int64_t batch = p.batch, splits = plan.splits, heads_kv = p.heads_kv;
+  const int64_t group = p.heads_q / p.heads_kv, d = p.head_dim;
+  c10::cuda::CUDAGuard guard(q.device());
+  Tensor o = at::empty({batch, splits, heads_kv, group, d}, q.options().dtype(at::kHalf));
+  Tensor l = at::empty({batch, splits, heads_kv, group}, q.options().dtype(at::kFloat));
+  auto scale = [](const OptTensor& s) {
+    ScaleTensor out;
+    if (!s.has_value()) return out;
+    out.ptr = s->data_ptr<float>();
+    if (s->dim() == 2) {
+      out.batch_stride = static_cast<int32_t>(s->stride(0));
+      out.head_stride = static_cast<int32_t>(s->stride(1));
+    }
+    return out;
+  };
+  DecodeParams dp;
+  dp.q = static_cast<const uint8_t*>(q.data_ptr());
+  dp.k = static_cast<const uint8_t*>(k.data_ptr());
+  dp.v = static_cast<const uint8_t*>(v.data_ptr());
+  dp.q_batch_stride = q.stride(0);
+  dp.q_head_stride = q.stride(2);
+  dp.k_batch_stride = k.stride(0);
+  dp.k_row_stride = k.stride(1);
+  dp.k_head_stride = k.stride(2);
+  dp.v_batch_stride = v.stride(0);
+  dp.v_row_stride = v.stride(1);
+  dp.v_head_stride = v.stride(2);
+  dp.cache_seqlens = cache_seqlens.data_ptr<int32_t>();
+  if (kp.paged) {
+    dp.page_table = page_table->data_ptr<int32_t>();
+    dp.page_table_stride = page_table->stride(0);
+    dp.page_size = static_cast<int32_t>(p.page_size);
+  }
+  dp.capacity = static_cast<int32_t>(kp.cache_rows);
+  dp.batch = static_cast<int32_t>(batch);
+  dp.heads_kv = static_cast<int32_t>(heads_kv);
+  dp.group = static_cast<int32_t>(group);
+  dp.head_dim = static_cast<int32_t>(d);
+  dp.splits = static_cast<int32_t>(splits);
+  // Any window of 2^30 keys or more reaches every key (as fwd_cuda.cpp's kernel_window).
+  dp.window_left = p.window_left < 0 ? -1 : static_cast<int32_t>(std::min<int64_t>(p.window_left, 1 << 30));
+  dp.softmax_scale = static_cast<float>(p.softmax_scale);
+  dp.softcap = static_cast<float>(softcap);
+  dp.q_descale = scale(q_descale);
+  dp.k_descale = scale(k_descale);
+  dp.o_part = o.data_ptr();
+  dp.lse_part = l.data_ptr<float>();
+  const cudaError_t err = launch_decode(dp, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
+              cudaGetErrorString(err));
+  // [B, S, Sq = 1, Ho = Hkv, Hi = G, (D)] views for the merge (query head ho * G + hi).
+  return merge_splits(o.unsqueeze(2), l.unsqueeze(2), sinks, v_descale, out_scale, heads_kv,
+                      at::kFloat, p.out_dtype);
+}
+#endif
+
 std::tuple<Tensor, Tensor> fwd_kvcache(
     const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
     const OptTensor& page_table, const OptTensor& cu_seqlens_q,
@@ -295,6 +385,12 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
             at::empty({p.batch, p.heads_q, kp.seqlen_q}, q.options().dtype(acc))};
   }
   const Plan plan = make_plan(kp, sinks, num_splits, q);
+#ifdef TORCH_FMHA_WITH_CUDA
+  if (!plan.masked && decode_kernel_takes(kp, plan, q, k_cache, v_cache)) {
+    return decode_call(kp, plan, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
+                       q_descale, k_descale, v_descale, out_scale);
+  }
+#endif
   if (plan.masked) {
     return masked_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q,
                        max_seqlen_q, softmax_scale, causal, window_left, window_right, softcap,

@@ -1,0 +1,358 @@
+// torch_fmha kernel: one decode step against an FP8 KV cache, split-KV (issue 15).
+//
+// The prefill kernel spends a 128-row wgmma tile on the G = H / Hkv query rows
+// of a decode step; this one uses mma.sync, whose M is 16, and streams the
+// cache through shared memory with cp.async. CTA (split, KV head, batch), 4
+// warps; warp w takes the split's 32-key tiles w, w + 4, ... with its own
+// online softmax, two tiles in flight (cp.async double buffer per warp):
+//
+//   S[16 x 32]  = Q K^T     mma m16n8k32 e4m3 -> f32, K fragments read straight
+//                           from the tile's rows (4 key bytes per register)
+//   mask (keys past the split), softcap; row max, p = 2^(s * scale - max)
+//   O[16 x D]  += P V       mma m16n8k16 f16 -> f32: P (f16) is the S
+//                           accumulator repacked in place (the C layout of two
+//                           n8 tiles is the A layout of one k16 step), V
+//                           converted e4m3 -> f16 in shared memory and read
+//                           with ldmatrix.trans (FP8 mma wants V^T, which the
+//                           cache does not have; f16 mma takes V as stored)
+//
+// P is f16 (the prefill kernel's is e4m3), so a decode step is at least as
+// exact as prefill. At the end the 4 warps' (max, sum, O) are merged through
+// shared memory and the CTA writes o / l and the LSE of its G rows
+// (decode_params.h); csrc/merge_splits.h merges the splits.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <stdint.h>
+
+#include "../decode_params.h"
+#include "softmax.cuh"
+
+namespace torch_fmha::kernel {
+
+inline constexpr int kDecodeWarps = 4;
+inline constexpr int kDecodeTileKeys = 32;
+inline constexpr int kDecodeRows = 16;  // mma.sync M: query rows G <= 16 of one KV head
+
+// Per-warp shared memory: two stages of a 32-key K and V tile (FP8) and the
+// tile's V in f16. Row strides are padded by 16 bytes so that the K fragment
+// loads (8 rows x 4 lanes x 4 bytes) and the ldmatrix rows hit 32 distinct banks.
+template <int kD>
+struct DecodeSmem {
+  static constexpr int kStages = 2;
+  static constexpr int kKStride = kD + 16;
+  static constexpr int kVhStride = 2 * kD + 16;
+  static constexpr int kKBytes = kDecodeTileKeys * kKStride;
+  static constexpr int kVBytes = kDecodeTileKeys * kD;
+  static constexpr int kStageBytes = kKBytes + kVBytes;
+  static constexpr int kWarpBytes = kStages * kStageBytes + kDecodeTileKeys * kVhStride;
+  static constexpr int kBytes = kDecodeWarps * kWarpBytes;
+  // The end-of-split merge of the warps reuses it: O [warps][16][D], max and sum [warps][16].
+  static constexpr int kMergeBytes = kDecodeWarps * kDecodeRows * (kD + 2) * 4;
+  static_assert(kMergeBytes <= kBytes);
+};
+
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(valid ? 16 : 0)
+               : "memory");  // src size 0: 16 zero bytes
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// c += a b: 16 x 8 x 32, e4m3 operands, f32 accumulate.
+__device__ __forceinline__ void mma_e4m3_16832(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// c += a b: 16 x 8 x 16, f16 operands, f32 accumulate.
+__device__ __forceinline__ void mma_f16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                              uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ float decode_scale(const ScaleTensor& s, int b, int hkv) {
+  return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
+}
+
+// Offset (elements) of key `key` of batch b in a dense cache or a page pool, KV head 0.
+__device__ __forceinline__ int64_t decode_row_offset(const DecodeParams& p, int b, int key,
+                                                     int64_t batch_stride, int64_t row_stride) {
+  if (p.page_table == nullptr) return int64_t(b) * batch_stride + int64_t(key) * row_stride;
+  const int64_t page = p.page_table[int64_t(b) * p.page_table_stride + key / p.page_size];
+  return page * batch_stride + int64_t(key % p.page_size) * row_stride;
+}
+
+// Keys [begin, end) of this CTA's split: the split's share of [first, L) in
+// whole 32-key tiles (the last split may get fewer, or none).
+struct DecodeRange {
+  int begin, end;
+};
+
+__host__ __device__ __forceinline__ DecodeRange decode_split_range(int seqlen, int window_left,
+                                                                   int splits, int split) {
+  const int first = window_left >= 0 ? (seqlen - 1 - window_left > 0 ? seqlen - 1 - window_left : 0) : 0;
+  const int len = seqlen > first ? seqlen - first : 0;
+  int chunk = (len + splits - 1) / splits;
+  chunk = (chunk + kDecodeTileKeys - 1) / kDecodeTileKeys * kDecodeTileKeys;
+  const int64_t lo = int64_t(split) * chunk, hi = lo + chunk;
+  return {first + int(lo < len ? lo : len), first + int(hi < len ? hi : len)};
+}
+
+template <int kD>
+__global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_constant__ DecodeParams p) {
+  using Smem = DecodeSmem<kD>;
+  constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
+  constexpr int kChunks = kD / 16;  // 16-byte chunks of a cache row
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;  // fragment row and column group
+
+  const int seqlen = min(max(p.cache_seqlens[b], 0), p.capacity);  // never past the cache
+  const DecodeRange range = decode_split_range(seqlen, p.window_left, p.splits, split);
+  const int num_tiles = (range.end - range.begin + kDecodeTileKeys - 1) / kDecodeTileKeys;
+
+  // Score scale as the prefill kernel takes it (producer.cuh, OnlineSoftmax::reset).
+  const ScoreScales sc = score_scales(
+      p.softmax_scale * decode_scale(p.q_descale, b, kvh) * decode_scale(p.k_descale, b, kvh), p.softcap);
+  const float scale_log2 = sc.scale_log2 > -INFINITY
+                               ? (sc.scale_log2 == 0.f ? 1.17549435e-38f : sc.scale_log2)
+                               : INFINITY;
+
+  // Q fragments (A of m16n8k32): rows g and g + 8, key bytes 4t.. and 16 + 4t.. of each step.
+  uint32_t qa[kSteps][4];
+  const uint8_t* qb = p.q + int64_t(b) * p.q_batch_stride + int64_t(kvh) * p.group * p.q_head_stride;
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = g + (i & 1) * 8;
+      const int col = 32 * s + 4 * t + (i >> 1) * 16;
+      qa[s][i] = row < p.group ? *reinterpret_cast<const uint32_t*>(qb + row * p.q_head_stride + col) : 0u;
+    }
+  }
+
+  uint8_t* const wsmem = smem + warp * Smem::kWarpBytes;
+  uint8_t* const vh = wsmem + Smem::kStages * Smem::kStageBytes;  // V of the tile, f16 [32][kVhStride]
+
+  // cp.async of tile `tile` into stage `stage`: 32 rows x kChunks 16-byte chunks of K
+  // and V, kChunks per lane. Keys past the split are zero-filled (never read).
+  auto load_tile = [&](int tile, int stage) {
+    uint8_t* ks = wsmem + stage * Smem::kStageBytes;
+    uint8_t* vs = ks + Smem::kKBytes;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const int idx = i * 32 + lane;
+      const int r = idx / kChunks, c = idx % kChunks;
+      const int key = range.begin + tile * kDecodeTileKeys + r;
+      const bool valid = key < range.end;
+      const int row = valid ? key : range.begin;  // an address inside the cache for the zero fill
+      const int64_t ko = decode_row_offset(p, b, row, p.k_batch_stride, p.k_row_stride) +
+                         int64_t(kvh) * p.k_head_stride + 16 * c;
+      const int64_t vo = decode_row_offset(p, b, row, p.v_batch_stride, p.v_row_stride) +
+                         int64_t(kvh) * p.v_head_stride + 16 * c;
+      cp_async_16(ks + r * Smem::kKStride + 16 * c, p.k + ko, valid);
+      cp_async_16(vs + r * kD + 16 * c, p.v + vo, valid);
+    }
+  };
+
+  float o[kD / 8][4];
+#pragma unroll
+  for (int n = 0; n < kD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};  // raw scores (after softcap's tanh)
+  float row_sum[2] = {0.f, 0.f};              // this thread's part of sum p
+
+  const int my_tiles = num_tiles > warp ? (num_tiles - warp + kDecodeWarps - 1) / kDecodeWarps : 0;
+  if (my_tiles > 0) load_tile(warp, 0);
+  cp_async_commit();
+  for (int j = 0; j < my_tiles; ++j) {
+    const int tile = warp + kDecodeWarps * j;
+    if (j + 1 < my_tiles) load_tile(tile + kDecodeWarps, (j + 1) & 1);
+    cp_async_commit();
+    cp_async_wait<1>();  // tile j has landed (this lane's copies) ...
+    __syncwarp();        // ... and every lane's
+    const uint8_t* ks = wsmem + (j & 1) * Smem::kStageBytes;
+    const uint8_t* vs = ks + Smem::kKBytes;
+
+    // V e4m3 -> f16, kChunks 16-byte chunks per lane.
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const int idx = i * 32 + lane;
+      const int r = idx / kChunks, c = idx % kChunks;
+      const uint4 raw = *reinterpret_cast<const uint4*>(vs + r * kD + 16 * c);
+      const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+      uint32_t h[8];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2(
+            static_cast<__nv_fp8x2_storage_t>(w[q] & 0xffffu), __NV_E4M3);
+        const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2(
+            static_cast<__nv_fp8x2_storage_t>(w[q] >> 16), __NV_E4M3);
+        h[2 * q] = uint32_t(lo.x) | (uint32_t(lo.y) << 16);
+        h[2 * q + 1] = uint32_t(hi.x) | (uint32_t(hi.y) << 16);
+      }
+      uint4* dst = reinterpret_cast<uint4*>(vh + r * Smem::kVhStride + 32 * c);
+      dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
+      dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
+    }
+
+    // S = Q K^T: n8 tile n holds keys 8n + 2t, 8n + 2t + 1 of rows g (0, 1) and g + 8 (2, 3).
+    float s[4][4];
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      const uint8_t* krow = ks + (8 * n + g) * Smem::kKStride + 4 * t;
+#pragma unroll
+      for (int st = 0; st < kSteps; ++st) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + 32 * st);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 32 * st + 16);
+        mma_e4m3_16832(s[n], qa[st], b0, b1);
+      }
+    }
+
+    // Soft-capping, then keys past the split -> -inf (softmax.cuh's order).
+    const int key0 = range.begin + tile * kDecodeTileKeys;
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (p.softcap > 0.f) s[n][e] = fast_tanh(s[n][e] * sc.softcap_mul);
+        if (key0 + 8 * n + 2 * t + (e & 1) >= range.end) s[n][e] = -INFINITY;
+      }
+    }
+
+    // Online softmax, rows g (r8 = 0) and g + 8 (r8 = 1).
+    float alpha[2];
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      float mx = row_max[r8];
+#pragma unroll
+      for (int n = 0; n < 4; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r8], s[n][2 * r8 + 1]));
+      mx = quad_max(mx);
+      const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+      alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
+      row_max[r8] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[n][2 * r8 + e];
+          x = fast_exp2(fmaf(x, scale_log2, -max_scaled));
+          sum += x;
+        }
+      }
+      row_sum[r8] = row_sum[r8] * alpha[r8] + sum;
+    }
+#pragma unroll
+    for (int n = 0; n < kD / 8; ++n) {
+      o[n][0] *= alpha[0];
+      o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1];
+      o[n][3] *= alpha[1];
+    }
+
+    __syncwarp();  // every lane's f16 V is in place
+    // O += P V, two k16 steps of keys.
+#pragma unroll
+    for (int kc = 0; kc < 2; ++kc) {
+      const uint32_t pa[4] = {pack_half2(s[2 * kc][0], s[2 * kc][1]), pack_half2(s[2 * kc][2], s[2 * kc][3]),
+                              pack_half2(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                              pack_half2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+      // Lanes 0-7 / 8-15 / 16-23 / 24-31: keys 0-7 / 8-15 of the step, d columns 0-7 / 0-7 / 8-15 / 8-15
+      // of each 16-column group: r[0], r[1] are b0, b1 of n8 tile 2 dt, r[2], r[3] of tile 2 dt + 1.
+      const uint8_t* vrow = vh + (16 * kc + (lane & 15)) * Smem::kVhStride + (lane >> 4) * 16;
+#pragma unroll
+      for (int dt = 0; dt < kD / 16; ++dt) {
+        uint32_t r[4];
+        ldmatrix_x4_trans(r, vrow + 32 * dt);
+        mma_f16_16816(o[2 * dt], pa, r[0], r[1]);
+        mma_f16_16816(o[2 * dt + 1], pa, r[2], r[3]);
+      }
+    }
+    __syncwarp();  // the stage and vh are free for the next tile's copies and conversion
+  }
+  cp_async_wait<0>();
+
+  // Merge the warps: each writes its rows' max (log2 units), sum and O; all read them back.
+  __syncthreads();
+  float* red_o = reinterpret_cast<float*>(smem);             // [warps][16][kD]
+  float* red_m = red_o + kDecodeWarps * kDecodeRows * kD;    // [warps][16]
+  float* red_l = red_m + kDecodeWarps * kDecodeRows;         // [warps][16]
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    const int row = g + 8 * r8;
+    const float l = quad_sum(row_sum[r8]);
+    if (t == 0) {
+      red_m[warp * kDecodeRows + row] = row_max[r8] == -INFINITY ? -INFINITY : row_max[r8] * scale_log2;
+      red_l[warp * kDecodeRows + row] = l;
+    }
+#pragma unroll
+    for (int n = 0; n < kD / 8; ++n) {
+      float* dst = red_o + (warp * kDecodeRows + row) * kD + 8 * n + 2 * t;
+      dst[0] = o[n][2 * r8];
+      dst[1] = o[n][2 * r8 + 1];
+    }
+  }
+  __syncthreads();
+  // 8 threads per row: row = tid / 8, columns tid % 8 + 8 c.
+  const int row = threadIdx.x / 8, col0 = threadIdx.x % 8;
+  if (row >= p.group) return;
+  float m = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
+  // A warp that saw a key has sum >= 1 (its max key's p is 1) or NaN; so the split saw
+  // none exactly when every sum is 0 (decided by the keys, not by a max that a NaN
+  // scale made NaN: fmaxf skips those, their weights below are NaN).
+  float weight[kDecodeWarps], l = 0.f, seen = 0.f;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) {
+    const float mw = red_m[w * kDecodeRows + row];
+    weight[w] = mw == -INFINITY ? 0.f : fast_exp2(mw - m);
+    l += red_l[w * kDecodeRows + row] * weight[w];
+    seen += red_l[w * kDecodeRows + row];
+  }
+  const bool empty = seen == 0.f;
+  const int64_t out_row = ((int64_t(b) * p.splits + split) * p.heads_kv + kvh) * p.group + row;
+  const float inv_l = empty ? 0.f : 1.f / l;
+  __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
+#pragma unroll
+  for (int c = 0; c < kD / 8; ++c) {
+    const int d = col0 + 8 * c;
+    float acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
+    o_out[d] = __float2half_rn(acc * inv_l);
+  }
+  if (col0 == 0) {
+    constexpr float kLn2 = 0.6931471805599453f;
+    p.lse_part[out_row] = empty ? -INFINITY : (m + log2_approx(l)) * kLn2;
+  }
+}
+
+}  // namespace torch_fmha::kernel

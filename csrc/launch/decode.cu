@@ -1,0 +1,45 @@
+// torch_fmha: host side of the split-KV decode kernel.
+#include "../kernel/decode.cuh"
+#include "launch_decode.h"
+
+namespace torch_fmha {
+
+bool decode_kernel_supports(int head_dim, int group) {
+  return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group >= 1 &&
+         group <= kernel::kDecodeRows;
+}
+
+namespace {
+
+template <int kD>
+cudaError_t launch(const DecodeParams& p, cudaStream_t stream) {
+  constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
+  auto fn = kernel::decode_kernel<kD>;
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  static bool raised[64] = {};  // the dynamic shared memory limit, once per device
+  if (device < 64 && !raised[device]) {
+    err = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) return err;
+    raised[device] = true;
+  }
+  const dim3 grid(unsigned(p.splits), unsigned(p.heads_kv), unsigned(p.batch));
+  fn<<<grid, 32 * kernel::kDecodeWarps, kSmem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
+  if (p.batch == 0 || p.heads_kv == 0 || p.splits == 0) return cudaSuccess;
+  if (p.batch > 65535 || p.heads_kv > 65535) return cudaErrorInvalidConfiguration;
+  switch (p.head_dim) {
+    case 64: return launch<64>(p, stream);
+    case 128: return launch<128>(p, stream);
+    case 256: return launch<256>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace torch_fmha

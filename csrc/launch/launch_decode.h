@@ -1,0 +1,20 @@
+// torch_fmha: host entry point of the split-KV decode kernel
+// (csrc/kernel/decode.cuh). csrc/ops/kvcache_op.cpp calls it; nothing here
+// includes torch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "../decode_params.h"
+
+namespace torch_fmha {
+
+// Whether the decode kernel takes this head dim (64, 128, 256) and group size
+// (H / Hkv <= 16, the rows of one mma.sync tile).
+bool decode_kernel_supports(int head_dim, int group);
+
+// Enqueues the decode kernel on `stream`: grid (splits, Hkv, B). No host
+// synchronisation, no allocation. Returns the launch status.
+cudaError_t launch_decode(const DecodeParams& params, cudaStream_t stream);
+
+}  // namespace torch_fmha
