@@ -62,7 +62,8 @@ def main(argv=None) -> int:
                                                              q_descale=one, k_descale=one, v_descale=one)
                 times[n] = graph_ms(run, time_ms) * 1e3
             best = min(args.splits, key=lambda n: times[n])
-            auto = auto_num_splits(b, args.heads, hkv, s, torch.cuda.get_device_properties(0).multi_processor_count)
+            auto = auto_num_splits(b, args.heads, hkv, s, torch.cuda.get_device_properties(0).multi_processor_count,
+                                   decode_kernel=True)
             rows.append({"B": b, "S": s, "us": {str(n): t for n, t in times.items()}, "best": best, "auto": auto})
             print(f"{b:>3} {s:>7} | " + " ".join(f"{times[n]:8.1f}" for n in args.splits)
                   + f" | {times[0]:8.1f} {auto:>4} {best:>6}")

@@ -6,8 +6,8 @@ D = 128, Sq = 1, every sequence's cache full (``cache_seqlens = S``), FP8 cache,
 per-tensor descales, bf16 out. Columns:
 
 * ``ours``: ``attention_with_kvcache(num_splits=0)`` (the op's own split count, printed
-  as ``splits``: the rule of csrc/ops/kvcache_op.cpp ``choose_num_splits``, mirrored
-  by :func:`auto_num_splits`), and ``ours 1 split`` (``num_splits=1``) to show what
+  as ``splits``: on CUDA these shapes run the decode kernel, whose count is
+  csrc/ops/kvcache_op.cpp ``choose_decode_splits``, mirrored by :func:`auto_num_splits`), and ``ours 1 split`` (``num_splits=1``) to show what
   split-KV buys;
 * ``GB/s`` and ``% copy``: bytes of cache read (K + V, FP8: ``2 * B * S * Hkv * D``) per
   second, and that as a fraction of the device's copy bandwidth measured in the same
@@ -49,11 +49,22 @@ COPY_BYTES = 2 << 30
 
 # csrc/ops/kvcache_op.cpp: kTileRows, kMinKeysPerSplit, kMaxSplits, kMinKeysToSplit.
 _TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS, _MIN_KEYS_TO_SPLIT = 128, 512, 64, 4096
+# The decode kernel's CTAs per SM at D = 128 (shared memory: 104 KB each), as
+# decode_ctas_per_sm (csrc/launch/decode.cu) reads it from the occupancy API.
+_DECODE_CTAS_PER_SM_128 = 2
 
 
-def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units: int) -> int:
+def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units: int,
+                    decode_kernel: bool = False) -> int:
     """num_splits=0's choice for a decode step (Sq = 1, GQA packing: one sequence of
-    H / Hkv rows per KV head), mirrored from choose_num_splits in csrc/ops/kvcache_op.cpp."""
+    H / Hkv rows per KV head), mirrored from csrc/ops/kvcache_op.cpp: choose_num_splits
+    (the split plan), or with `decode_kernel` choose_decode_splits (the CUDA decode
+    kernel, D = 128: `units` SMs of 2 CTAs each)."""
+    if decode_kernel:
+        ctas, slots = batch * heads_kv, units * _DECODE_CTAS_PER_SM_128
+        if ctas <= 0 or cache_len <= 0 or ctas >= slots:
+            return 1
+        return max(1, min(slots // ctas, -(-cache_len // _MIN_KEYS_PER_SPLIT), _MAX_SPLITS))
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
     if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:
@@ -129,7 +140,8 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
     graph = (device == "cuda") if graph is None else graph
     g = torch.Generator(device=device).manual_seed(seed)
     row: dict = {"B": batch, "H": heads, "Hkv": HEADS_KV, "D": HEAD_DIM, "S": cache_len,
-                 "splits": auto_num_splits(batch, heads, HEADS_KV, cache_len, units)}
+                 "splits": auto_num_splits(batch, heads, HEADS_KV, cache_len, units,
+                                           decode_kernel=device == "cuda")}
     row.update({"target_" + n: t for n, t in targets(batch, cache_len).items()})
     one = torch.ones(1, device=device)
     q = torch.randn(batch, 1, heads, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)

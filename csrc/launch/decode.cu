@@ -29,7 +29,34 @@ cudaError_t launch(const DecodeParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+template <int kD>
+int ctas_per_sm() {
+  static int cached[64] = {};  // 0: not read yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
+  if (cached[device] == 0) {
+    constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
+    auto fn = kernel::decode_kernel<kD>;
+    int n = 1;
+    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, 32 * kernel::kDecodeWarps, kSmem) != cudaSuccess) {
+      n = 1;
+    }
+    cached[device] = n > 0 ? n : 1;
+  }
+  return cached[device];
+}
+
 }  // namespace
+
+int decode_ctas_per_sm(int head_dim) {
+  switch (head_dim) {
+    case 64: return ctas_per_sm<64>();
+    case 128: return ctas_per_sm<128>();
+    case 256: return ctas_per_sm<256>();
+    default: return 1;
+  }
+}
 
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (p.batch == 0 || p.heads_kv == 0 || p.splits == 0) return cudaSuccess;

@@ -13,6 +13,11 @@ namespace torch_fmha {
 // (H / Hkv <= 16, the rows of one mma.sync tile).
 bool decode_kernel_supports(int head_dim, int group);
 
+// CTAs of the decode kernel for this head dim that one SM holds at once
+// (cudaOccupancyMaxActiveBlocksPerMultiprocessor on the current device, read
+// once per device and head dim; an attribute query, no synchronisation).
+int decode_ctas_per_sm(int head_dim);
+
 // Enqueues the decode kernel on `stream`: grid (splits, Hkv, B). No host
 // synchronisation, no allocation. Returns the launch status.
 cudaError_t launch_decode(const DecodeParams& params, cudaStream_t stream);

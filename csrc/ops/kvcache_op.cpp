@@ -131,6 +131,21 @@ int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
   return std::max<int64_t>(1, std::min({units / tiles, by_keys, kMaxSplits}));
 }
 
+#ifdef TORCH_FMHA_WITH_CUDA
+// num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): enough splits that
+// every CTA slot of the device is taken (`slots` = SMs x the kernel's CTAs per SM,
+// two at D = 128), at least kMinKeysPerSplit keys each, at most kMaxSplits; 1 when
+// the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
+// (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128; DESIGN 1.11): B = 8
+// needs 4 splits (2 CTAs per SM), not the 2 that one CTA per SM gives (32k: 170 us
+// against 228); B = 1 at 4k-32k 8-16.
+int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
+  if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
+  const int64_t by_keys = (keys + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+  return std::max<int64_t>(1, std::min({slots / ctas, by_keys, kMaxSplits}));
+}
+#endif
+
 struct Plan {
   bool masked = false;    // one varlen call with the op's masks (no split, no packing)
   bool tail = false;      // Sq > 1 causal: splits - 1 unmasked chunks + one masked tail
@@ -387,7 +402,14 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   const Plan plan = make_plan(kp, sinks, num_splits, q);
 #ifdef TORCH_FMHA_WITH_CUDA
   if (!plan.masked && decode_kernel_takes(kp, plan, q, k_cache, v_cache)) {
-    return decode_call(kp, plan, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
+    Plan decode = plan;
+    if (num_splits == 0) {
+      int64_t keys = kp.cache_rows;
+      if (p.window_left >= 0) keys = std::min(keys, p.window_left + 1);
+      const int64_t slots = cuda_sm_count(q.device().index()) * decode_ctas_per_sm(static_cast<int>(p.head_dim));
+      decode.splits = choose_decode_splits(p.batch * p.heads_kv, keys, slots);
+    }
+    return decode_call(kp, decode, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
                        q_descale, k_descale, v_descale, out_scale);
   }
 #endif
