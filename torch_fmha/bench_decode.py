@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -64,7 +65,7 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
         ctas, slots = batch * heads_kv, units * _DECODE_CTAS_PER_SM_128
         if ctas <= 0 or cache_len <= 0 or ctas >= slots:
             return 1
-        return max(1, min(slots // ctas, -(-cache_len // _MIN_KEYS_PER_SPLIT), _MAX_SPLITS))
+        return max(1, min(slots // ctas, math.ceil(math.sqrt(cache_len / 64)), _MAX_SPLITS))
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
     if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:

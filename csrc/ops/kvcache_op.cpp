@@ -44,6 +44,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -132,16 +133,18 @@ int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
 }
 
 #ifdef TORCH_FMHA_WITH_CUDA
-// num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): enough splits that
-// every CTA slot of the device is taken (`slots` = SMs x the kernel's CTAs per SM,
-// two at D = 128), at least kMinKeysPerSplit keys each, at most kMaxSplits; 1 when
-// the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
-// (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128; DESIGN 1.11): B = 8
-// needs 4 splits (2 CTAs per SM), not the 2 that one CTA per SM gives (32k: 170 us
-// against 228); B = 1 at 4k-32k 8-16.
+// num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 64)
+// splits (each split pays a CTA's setup, its partial's write and a share of the merge;
+// fewer splits leave SMs idle), no more than fill every CTA slot of the device
+// (`slots` = SMs x the kernel's CTAs per SM, two at D = 128), at most kMaxSplits; 1
+// when the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
+// (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 2 / 4 / 8 /
+// 16 / 32 splits; DESIGN 1.11): B = 1 at 1k 26.0 20.7 17.6 18.7 24.7 35.8, 4k 68.4
+// 42.8 28.9 24.1 26.7 38.0, 32k 447 250 126 71.7 50.4 57.1, 128k 1753 962 460 235 131
+// 115; B = 8 at 32k 448 230 170 180 197 230 (two CTAs per SM: 4 splits).
 int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
   if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
-  const int64_t by_keys = (keys + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+  const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 64.0)));
   return std::max<int64_t>(1, std::min({slots / ctas, by_keys, kMaxSplits}));
 }
 #endif

@@ -1,0 +1,65 @@
+"""The split-KV decode kernel (csrc/kernel/decode.cuh, issue 15) as ptxas compiled it,
+checked on a machine without a GPU: csrc/launch/decode.cu is compiled for sm_90a with
+the library's flags and, per head dim, its KV-tile loop (the one backward branch around
+the tensor-core instructions) must hold the cp.async copies (LDGSTS) and the
+ldmatrix.trans reads (LDSM) of the source, the mma count of one 32-key tile (Q K^T: D/32
+e4m3 k32 steps per 8-key group, each two HMMA.16816 on sm_90a, which has no FP8
+mma.sync; P V: 2 k16 steps per D/8 column group), and no more spills than measured in
+session 12 (none at D = 64 / 128; D = 256, 255 registers: 2 reloads per 32-key tile of
+~3200 instructions)."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from host_checker import NVCC, needs_cutlass
+from sass_checks import spills, split_functions
+from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
+
+CUOBJDUMP = shutil.which("cuobjdump")
+needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
+
+
+def backward_loops(instrs: list[str]) -> list[list[str]]:
+    """Every [target, branch] span of a backward BRA."""
+    addrs = [int(x.split()[0], 16) for x in instrs]
+    where = {a: i for i, a in enumerate(addrs)}
+    out = []
+    for i, x in enumerate(instrs):
+        m = re.search(r"\bBRA (?:!?P\d, )?(0x[0-9a-f]+)", x)
+        if m and int(m.group(1), 16) < addrs[i] and int(m.group(1), 16) in where:
+            out.append(instrs[where[int(m.group(1), 16)]:i + 1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    cubin = tmp_path_factory.mktemp("decode") / "decode.cubin"
+    build = subprocess.run(
+        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
+         str(source_root() / "launch" / "decode.cu"), "-o", str(cubin)],
+        capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    sass = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
+                          check=True).stdout
+    return {int(re.search(r"decode_kernelILi(\d+)E", n).group(1)): f
+            for n, f in split_functions(sass).items() if "decode_kernel" in n}
+
+
+@needs_cutlass
+@needs_tools
+@pytest.mark.parametrize("head_dim, function_spills, loop_spills", [(64, 0, 0), (128, 0, 0), (256, 4, 2)])
+def test_decode_tile_loop_survives_ptxas(kernels, head_dim, function_spills, loop_spills):
+    instrs = kernels[head_dim]
+    assert spills(instrs) <= function_spills
+    loop = max(backward_loops(instrs), key=lambda seg: sum("HMMA" in x for x in seg))
+    hmma = sum("HMMA.16816.F32" in x for x in loop)
+    qk = 4 * (head_dim // 32) * 2  # 4 key groups x k32 steps x 2 f16 mma each
+    pv = 2 * (head_dim // 8)       # 2 k16 steps x D / 8 column groups
+    assert hmma == qk + pv, f"D={head_dim}: {hmma} HMMA in the tile loop, expected {qk + pv}"
+    assert sum("LDGSTS" in x for x in loop) == 2 * head_dim // 16, "cp.async copies of K and V"
+    assert sum("LDSM.16.MT88.4" in x for x in loop) == head_dim // 8, "ldmatrix.x4.trans of V: 2 per 16 columns"
+    assert spills(loop) <= loop_spills
