@@ -29,6 +29,7 @@ struct DecodeParams {
   const int32_t* page_table = nullptr;     // [B, max_pages] or null (dense)
   int64_t page_table_stride = 0;
   int32_t page_size = 0;
+  int32_t page_shift = 0;  // log2(page_size): page sizes are powers of two (16 .. 256)
   int32_t capacity = 0;  // keys a sequence can hold (Smax, or page_size * max_pages): L is clamped to it
   int32_t batch = 0, heads_kv = 0, group = 0, head_dim = 0, splits = 1;
   int32_t window_left = -1;  // >= 0: the row sees keys [L - 1 - window_left, L)

@@ -99,12 +99,18 @@ __device__ __forceinline__ float decode_scale(const ScaleTensor& s, int b, int h
   return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
 }
 
-// Offset (elements) of key `key` of batch b in a dense cache or a page pool, KV head 0.
+// Offset (elements) of key `key` of batch b in a dense cache or (kPaged) a page pool,
+// KV head 0. A compile-time choice: a runtime branch per copied chunk, with its integer
+// division, was half of the tile loop's instructions.
+template <bool kPaged>
 __device__ __forceinline__ int64_t decode_row_offset(const DecodeParams& p, int b, int key,
                                                      int64_t batch_stride, int64_t row_stride) {
-  if (p.page_table == nullptr) return int64_t(b) * batch_stride + int64_t(key) * row_stride;
-  const int64_t page = p.page_table[int64_t(b) * p.page_table_stride + key / p.page_size];
-  return page * batch_stride + int64_t(key % p.page_size) * row_stride;
+  if constexpr (!kPaged) {
+    return int64_t(b) * batch_stride + int64_t(key) * row_stride;
+  } else {
+    const int64_t page = p.page_table[int64_t(b) * p.page_table_stride + (key >> p.page_shift)];
+    return page * batch_stride + int64_t(key & (p.page_size - 1)) * row_stride;
+  }
 }
 
 // Keys [begin, end) of this CTA's split: the split's share of [first, L) in
@@ -123,7 +129,7 @@ __host__ __device__ __forceinline__ DecodeRange decode_split_range(int seqlen, i
   return {first + int(lo < len ? lo : len), first + int(hi < len ? hi : len)};
 }
 
-template <int kD>
+template <int kD, bool kPaged>
 __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_constant__ DecodeParams p) {
   using Smem = DecodeSmem<kD>;
   constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
@@ -172,9 +178,9 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
       const int key = range.begin + tile * kDecodeTileKeys + r;
       const bool valid = key < range.end;
       const int row = valid ? key : range.begin;  // an address inside the cache for the zero fill
-      const int64_t ko = decode_row_offset(p, b, row, p.k_batch_stride, p.k_row_stride) +
+      const int64_t ko = decode_row_offset<kPaged>(p, b, row, p.k_batch_stride, p.k_row_stride) +
                          int64_t(kvh) * p.k_head_stride + 16 * c;
-      const int64_t vo = decode_row_offset(p, b, row, p.v_batch_stride, p.v_row_stride) +
+      const int64_t vo = decode_row_offset<kPaged>(p, b, row, p.v_batch_stride, p.v_row_stride) +
                          int64_t(kvh) * p.v_head_stride + 16 * c;
       cp_async_16(ks + r * Smem::kKStride + 16 * c, p.k + ko, valid);
       cp_async_16(vs + r * kD + 16 * c, p.v + vo, valid);

@@ -11,10 +11,10 @@ bool decode_kernel_supports(int head_dim, int group) {
 
 namespace {
 
-template <int kD>
+template <int kD, bool kPaged>
 cudaError_t launch(const DecodeParams& p, cudaStream_t stream) {
   constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
-  auto fn = kernel::decode_kernel<kD>;
+  auto fn = kernel::decode_kernel<kD, kPaged>;
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
@@ -36,7 +36,7 @@ int ctas_per_sm() {
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
   if (cached[device] == 0) {
     constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
-    auto fn = kernel::decode_kernel<kD>;
+    auto fn = kernel::decode_kernel<kD, false>;  // the paged build has the same shared memory
     int n = 1;
     if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, 32 * kernel::kDecodeWarps, kSmem) != cudaSuccess) {
@@ -61,10 +61,11 @@ int decode_ctas_per_sm(int head_dim) {
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (p.batch == 0 || p.heads_kv == 0 || p.splits == 0) return cudaSuccess;
   if (p.batch > 65535 || p.heads_kv > 65535) return cudaErrorInvalidConfiguration;
+  const bool paged = p.page_table != nullptr;
   switch (p.head_dim) {
-    case 64: return launch<64>(p, stream);
-    case 128: return launch<128>(p, stream);
-    case 256: return launch<256>(p, stream);
+    case 64: return paged ? launch<64, true>(p, stream) : launch<64, false>(p, stream);
+    case 128: return paged ? launch<128, true>(p, stream) : launch<128, false>(p, stream);
+    case 256: return paged ? launch<256, true>(p, stream) : launch<256, false>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }

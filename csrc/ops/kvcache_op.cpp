@@ -350,6 +350,7 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, const Plan& pla
     dp.page_table = page_table->data_ptr<int32_t>();
     dp.page_table_stride = page_table->stride(0);
     dp.page_size = static_cast<int32_t>(p.page_size);
+    while ((int64_t(1) << dp.page_shift) < p.page_size) ++dp.page_shift;  // a power of two (checks.cpp)
   }
   dp.capacity = static_cast<int32_t>(kp.cache_rows);
   dp.batch = static_cast<int32_t>(batch);
