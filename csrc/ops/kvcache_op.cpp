@@ -8,6 +8,10 @@
 // the independent float64 oracle. The fake kernel is meta/kvcache.py.
 // docs/DESIGN.md section 1.11 is the contract and says why.
 //
+// On CUDA an FP8 decode step (Sq == 1, GQA packing, D 64 / 128 / 256, G <= 16)
+// skips the plans below: decode_call launches the split-KV decode kernel
+// (csrc/kernel/decode.cuh) and the merge, two kernels. Everything else:
+//
 // Two plans (make_plan):
 //  * split: no mask reaches the kernel. Each (batch b, split s) is one varlen
 //    sequence over keys [start, start + used) of b's cache slot (page-aligned
