@@ -253,6 +253,29 @@ def test_split_merge_is_one_kernel():
         assert not any("reduce_kernel" in n for n in names), names
 
 
+@pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
+def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
+    """An FP8 step with one query row (GQA 4, D = 128) runs csrc/kernel/decode.cuh and the merge,
+    two launches (issue 15); a step with Sq = 3 (the tail plan) does not take the decode kernel."""
+    q, kc, vc, seqlens, table, s = _decode_inputs(page_size)
+    q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)
+
+    def kernels(q_, **kw):
+        torch_fmha.attention_with_kvcache(q_, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            torch_fmha.attention_with_kvcache(q_, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
+            torch.cuda.synchronize()
+        return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+    for kw in (dict(num_splits=0), dict(num_splits=1), dict(num_splits=5, sinks=_sinks(32))):
+        names = kernels(q, **kw)
+        assert len(names) == 2 and sum("decode_kernel" in n for n in names) == 1 and \
+            sum("merge_splits_kernel" in n for n in names) == 1, (kw, names)
+    names = kernels(q3, num_splits=4)
+    assert not any("decode_kernel" in n for n in names), names
+
+
 def _merge_rule_case(device, sq, **kw):
     """3 sequences (empty, 1 key, 3000 keys), GQA 4, 3 splits merged; a NaN V element at a key
     the last sequence sees; sinks NaN, +inf and -inf on heads 0-2."""
