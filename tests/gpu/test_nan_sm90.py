@@ -24,8 +24,9 @@ import torch
 
 import torch_fmha
 from inputs import FP8, dense_inputs, varlen_inputs
+from kvcache_inputs import kvcache_inputs
 from nan_cases import assert_same_pattern, assert_unchanged_except, as_float, set_value
-from reference import attention_ref, varlen_attention_ref
+from reference import attention_ref, kvcache_attention_ref, varlen_attention_ref
 
 NAN, INF = math.nan, math.inf
 B, H, HKV = 2, 4, 2
@@ -279,3 +280,61 @@ def test_varlen_nan_elements_and_descale(causal):
         x["s"]["q_descale"][4, 1] = NAN                      # sequence 4, kv head 1
 
     check_case(make, call, poison, ref, f"varlen elements causal={causal}")
+
+
+# ---- decode kernel (attention_with_kvcache, FP8, Sq = 1: csrc/kernel/decode.cuh) -----------
+
+
+def decode(d, *, page_size=None, seed=0):
+    """B = 3 (an empty cache, 40 keys, 1000 keys: every warp of a split has several 32-key
+    tiles), H = 16, Hkv = 4 (G = 4 rows of the mma tile), per-(batch, kv head) descales,
+    3 splits; the step runs the decode kernel and the merge on CUDA, the split plan on CPU."""
+    def make(dev):
+        q, kc, vc, seqlens, table, s = kvcache_inputs(3, 1, 16, 4, d, FP8, [0, 40, 1000], smax=1024,
+                                                      page_size=page_size, device=dev, seed=seed)
+        return dict(q=q, k=kc, v=vc, lens=seqlens, table=table, s=dict(s))
+
+    def call(x):
+        return torch_fmha.attention_with_kvcache(x["q"], x["k"], x["v"], x["lens"], page_table=x["table"],
+                                                 causal=True, num_splits=3, return_lse=True, **x["s"])
+
+    def ref(x):
+        return kvcache_attention_ref(x["q"], x["k"], x["v"], x["lens"], page_table=x["table"], causal=True,
+                                     **x["s"])
+
+    return make, call, ref
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("what", ["q", "k", "v"])
+def test_decode_kernel_nan_element(what, d):
+    """One NaN in q (query head 5 of batch 2), k or v (key 500 of batch 2, kv head 1):
+    q / k make the rows that see it NaN (q: that head only, k: the 4 heads of kv head 1),
+    v only column 3 of those heads; every other entry bitwise the clean run's, the empty
+    sequence 0 / -inf."""
+    make, call, ref = decode(d, seed=20)
+    index = (2, 0, 5, 7) if what == "q" else (2, 500, 1, 3)
+    out, lse = check_case(make, call, lambda x: set_value(x[what], index, NAN), ref, f"decode {what} D={d}")
+    assert torch.isnan(out.float()).any()
+    assert (out[0].float() == 0).all() and torch.isneginf(lse[0]).all()
+
+
+DECODE_SCALES = [("q_descale", NAN), ("k_descale", NAN), ("q_descale", INF), ("k_descale", -INF),
+                 ("q_descale", 0.0), ("v_descale", NAN)]
+
+
+@pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
+@pytest.mark.parametrize("name,value", DECODE_SCALES, ids=[f"{n}={v}" for n, v in DECODE_SCALES])
+def test_decode_kernel_nonfinite_descale(name, value, page_size):
+    """descale[2, 1] (batch 2, kv head 1) non-finite or 0: NaN / inf / 0 exactly where the CPU
+    op and the oracle have them (a zero scale: uniform weights, finite), the other (batch, kv
+    head) pairs bitwise unchanged, the empty sequence 0 / -inf."""
+    make, call, ref = decode(128, page_size=page_size, seed=21)
+
+    def poison(x):
+        t = x["s"][name].clone()
+        t[2, 1] = value
+        x["s"][name] = t
+
+    out, lse = check_case(make, call, poison, ref, f"decode {name}={value}")
+    assert (out[0].float() == 0).all() and torch.isneginf(lse[0]).all()
