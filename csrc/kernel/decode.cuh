@@ -122,8 +122,8 @@ struct DecodeRange {
 __host__ __device__ __forceinline__ DecodeRange decode_split_range(int seqlen, int window_left,
                                                                    int splits, int split) {
   const int first = window_left >= 0 ? (seqlen - 1 - window_left > 0 ? seqlen - 1 - window_left : 0) : 0;
-  const int len = seqlen > first ? seqlen - first : 0;
-  int chunk = (len + splits - 1) / splits;
+  const int64_t len = seqlen > first ? seqlen - first : 0;  // int64: no overflow near 2^31 keys
+  int64_t chunk = (len + splits - 1) / splits;
   chunk = (chunk + kDecodeTileKeys - 1) / kDecodeTileKeys * kDecodeTileKeys;
   const int64_t lo = int64_t(split) * chunk, hi = lo + chunk;
   return {first + int(lo < len ? lo : len), first + int(hi < len ? hi : len)};

@@ -1,4 +1,6 @@
 // torch_fmha: host side of the split-KV decode kernel.
+#include <atomic>
+
 #include "../kernel/decode.cuh"
 #include "launch_decode.h"
 
@@ -18,11 +20,12 @@ cudaError_t launch(const DecodeParams& p, cudaStream_t stream) {
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
-  static bool raised[64] = {};  // the dynamic shared memory limit, once per device
-  if (device < 64 && !raised[device]) {
+  static std::atomic<bool> raised[64] = {};  // the dynamic shared memory limit, once per device
+  if (device < 0 || device >= 64) return cudaErrorInvalidDevice;
+  if (!raised[device].load(std::memory_order_acquire)) {
     err = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (err != cudaSuccess) return err;
-    raised[device] = true;
+    raised[device].store(true, std::memory_order_release);
   }
   const dim3 grid(unsigned(p.splits), unsigned(p.heads_kv), unsigned(p.batch));
   fn<<<grid, 32 * kernel::kDecodeWarps, kSmem, stream>>>(p);
@@ -31,10 +34,10 @@ cudaError_t launch(const DecodeParams& p, cudaStream_t stream) {
 
 template <int kD>
 int ctas_per_sm() {
-  static int cached[64] = {};  // 0: not read yet
+  static std::atomic<int> cached[64] = {};  // 0: not read yet
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
-  if (cached[device] == 0) {
+  if (cached[device].load(std::memory_order_acquire) == 0) {
     constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
     auto fn = kernel::decode_kernel<kD, false>;  // the paged build has the same shared memory
     int n = 1;
@@ -42,9 +45,9 @@ int ctas_per_sm() {
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, 32 * kernel::kDecodeWarps, kSmem) != cudaSuccess) {
       n = 1;
     }
-    cached[device] = n > 0 ? n : 1;
+    cached[device].store(n > 0 ? n : 1, std::memory_order_release);
   }
-  return cached[device];
+  return cached[device].load(std::memory_order_acquire);
 }
 
 }  // namespace

@@ -142,10 +142,10 @@ int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
 // fewer splits leave SMs idle), no more than fill every CTA slot of the device
 // (`slots` = SMs x the kernel's CTAs per SM, two at D = 128), at most kMaxSplits; 1
 // when the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
-// (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 2 / 4 / 8 /
-// 16 / 32 splits; DESIGN 1.11): B = 1 at 1k 26.0 20.7 17.6 18.7 24.7 35.8, 4k 68.4
-// 42.8 28.9 24.1 26.7 38.0, 32k 447 250 126 71.7 50.4 57.1, 128k 1753 962 460 235 131
-// 115; B = 8 at 32k 448 230 170 180 197 230 (two CTAs per SM: 4 splits).
+// (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 4 / 8 / 16 /
+// 32 splits; DESIGN 1.11 has the table): B = 1 at 1k 24.2 16.7 18.6 23.9 35.9, 4k 64.2
+// 27.3 23.5 26.7 38.0, 32k 422 117 68.1 49.0 57.4, 128k 1646 425 222 125 113; B = 8 at
+// 32k 421 163 172 188 217 (two CTAs per SM: 4 splits).
 int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
   if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
   const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 64.0)));
@@ -410,6 +410,7 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   const Plan plan = make_plan(kp, sinks, num_splits, q);
 #ifdef TORCH_FMHA_WITH_CUDA
   if (!plan.masked && decode_kernel_takes(kp, plan, q, k_cache, v_cache)) {
+    c10::cuda::CUDAGuard guard(q.device());  // the occupancy query below reads the current device
     Plan decode = plan;
     if (num_splits == 0) {
       int64_t keys = kp.cache_rows;
