@@ -36,7 +36,7 @@ CPU_SOURCES = (
     "ops/kvcache_op.cpp",  # CompositeExplicitAutograd: CPU and CUDA (#ifdef TORCH_FMHA_WITH_CUDA)
     "ops/merge_splits.cpp",  # its split merge: a loop here, a kernel launch on CUDA (#ifdef)
 )
-CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp", "ops/quantize_cuda.cpp")
+CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp", "ops/quantize_cuda.cpp", "ops/kvcache_decode_cuda.cpp")
 CUDA_KERNEL_GLOB = "launch/*.cu"  # one instantiation unit per variant + dispatch
 CPU_HEADER_GLOBS = ("*.h", "ops/*.h")
 CUDA_HEADER_GLOBS = ("launch/*.h", "launch/*.cuh", "kernel/*.cuh", "kernel/*.h")

@@ -39,12 +39,7 @@
 #include <torch/library.h>
 
 #ifdef TORCH_FMHA_WITH_CUDA
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime_api.h>
-
-#include "../launch/launch_decode.h"
+#include "kvcache_decode.h"
 #endif
 
 #include <algorithm>
@@ -103,20 +98,6 @@ constexpr int64_t kMinKeysPerSplit = 512;  // below this a split's fixed cost do
 constexpr int64_t kMinKeysToSplit = 4096;
 constexpr int64_t kMaxSplits = 64;
 
-#ifdef TORCH_FMHA_WITH_CUDA
-// The SM count of a device: an attribute query (no sync, allowed during graph
-// capture), read once per device.
-int64_t cuda_sm_count(int device) {
-  static std::array<std::atomic<int>, 64> counts{};  // 0: not read yet
-  TORCH_CHECK(device >= 0 && device < 64, "torch_fmha: device index ", device, " out of range");
-  int n = counts[device].load(std::memory_order_acquire);
-  if (n == 0) {
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-    counts[device].store(n, std::memory_order_release);
-  }
-  return n;
-}
-#endif
 
 // What runs side by side: SMs on CUDA, intra-op threads on CPU.
 int64_t parallel_units(const Tensor& q) {
@@ -136,22 +117,6 @@ int64_t choose_num_splits(int64_t tiles, int64_t keys, int64_t units) {
   return std::max<int64_t>(1, std::min({units / tiles, by_keys, kMaxSplits}));
 }
 
-#ifdef TORCH_FMHA_WITH_CUDA
-// num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 64)
-// splits (each split pays a CTA's setup, its partial's write and a share of the merge;
-// fewer splits leave SMs idle), no more than fill every CTA slot of the device
-// (`slots` = SMs x the kernel's CTAs per SM, two at D = 128), at most kMaxSplits; 1
-// when the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
-// (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 4 / 8 / 16 /
-// 32 splits; DESIGN 1.11 has the table): B = 1 at 1k 24.2 16.7 18.6 23.9 35.9, 4k 64.2
-// 27.3 23.5 26.7 38.0, 32k 422 117 68.1 49.0 57.4, 128k 1646 425 222 125 113; B = 8 at
-// 32k 421 163 172 188 217 (two CTAs per SM: 4 splits).
-int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
-  if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
-  const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 64.0)));
-  return std::max<int64_t>(1, std::min({slots / ctas, by_keys, kMaxSplits}));
-}
-#endif
 
 struct Plan {
   bool masked = false;    // one varlen call with the op's masks (no split, no packing)
@@ -294,90 +259,6 @@ std::tuple<Tensor, Tensor> masked_call(
           lse.view({p.heads_q, batch, sq}).permute({1, 0, 2}).contiguous()};
 }
 
-#ifdef TORCH_FMHA_WITH_CUDA
-bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
-// A decode step (Sq == 1, GQA packing, no tail) the split-KV decode kernel
-// (csrc/kernel/decode.cuh) takes: FP8 on CUDA, D 64 / 128 / 256, at most 16
-// query heads per KV head, rows 16-byte aligned (its cp.async copies) and
-// grid-sized batch and head counts. Everything else runs the split plan below.
-bool decode_kernel_takes(const KvcacheProblem& kp, const Plan& plan, const Tensor& q,
-                         const Tensor& k, const Tensor& v) {
-  const FwdProblem& p = kp.fwd;
-  if (!q.is_cuda() || q.scalar_type() != at::kFloat8_e4m3fn || !plan.gqa_rows || plan.tail) return false;
-  if (!decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(p.heads_q / p.heads_kv))) return false;
-  if (p.batch > 65535 || p.heads_kv > 65535 || plan.splits > 65535) return false;
-  if (kp.cache_rows > std::numeric_limits<int32_t>::max()) return false;
-  for (const Tensor* t : {&k, &v}) {
-    if (!aligned16(*t) || t->stride(0) % 16 || t->stride(1) % 16 || t->stride(2) % 16) return false;
-  }
-  return aligned16(q) && q.stride(0) % 16 == 0 && q.stride(2) % 16 == 0;
-}
-
-// The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
-// sinks, v_descale and out_scale and rounds to out_dtype, as for the split plan.
-std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, const Plan& plan, const Tensor& q,
-                                       const Tensor& k, const Tensor& v, const Tensor& cache_seqlens,
-                                       const OptTensor& page_table, double softcap, const OptTensor& sinks, const OptTensor& q_descale,
-                                       const OptTensor& k_descale, const OptTensor& v_descale,
-                                       const OptTensor& out_scale) {
-  const FwdProblem& p = kp.fwd;
-  const int64_t batch = p.batch, splits = plan.splits, heads_kv = p.heads_kv;
-  const int64_t group = p.heads_q / p.heads_kv, d = p.head_dim;
-  c10::cuda::CUDAGuard guard(q.device());
-  Tensor o = at::empty({batch, splits, heads_kv, group, d}, q.options().dtype(at::kHalf));
-  Tensor l = at::empty({batch, splits, heads_kv, group}, q.options().dtype(at::kFloat));
-  auto scale = [](const OptTensor& s) {
-    ScaleTensor out;
-    if (!s.has_value()) return out;
-    out.ptr = s->data_ptr<float>();
-    if (s->dim() == 2) {
-      out.batch_stride = static_cast<int32_t>(s->stride(0));
-      out.head_stride = static_cast<int32_t>(s->stride(1));
-    }
-    return out;
-  };
-  DecodeParams dp;
-  dp.q = static_cast<const uint8_t*>(q.data_ptr());
-  dp.k = static_cast<const uint8_t*>(k.data_ptr());
-  dp.v = static_cast<const uint8_t*>(v.data_ptr());
-  dp.q_batch_stride = q.stride(0);
-  dp.q_head_stride = q.stride(2);
-  dp.k_batch_stride = k.stride(0);
-  dp.k_row_stride = k.stride(1);
-  dp.k_head_stride = k.stride(2);
-  dp.v_batch_stride = v.stride(0);
-  dp.v_row_stride = v.stride(1);
-  dp.v_head_stride = v.stride(2);
-  dp.cache_seqlens = cache_seqlens.data_ptr<int32_t>();
-  if (kp.paged) {
-    dp.page_table = page_table->data_ptr<int32_t>();
-    dp.page_table_stride = page_table->stride(0);
-    dp.page_size = static_cast<int32_t>(p.page_size);
-    while ((int64_t(1) << dp.page_shift) < p.page_size) ++dp.page_shift;  // a power of two (checks.cpp)
-  }
-  dp.capacity = static_cast<int32_t>(kp.cache_rows);
-  dp.batch = static_cast<int32_t>(batch);
-  dp.heads_kv = static_cast<int32_t>(heads_kv);
-  dp.group = static_cast<int32_t>(group);
-  dp.head_dim = static_cast<int32_t>(d);
-  dp.splits = static_cast<int32_t>(splits);
-  // Any window of 2^30 keys or more reaches every key (as fwd_cuda.cpp's kernel_window).
-  dp.window_left = p.window_left < 0 ? -1 : static_cast<int32_t>(std::min<int64_t>(p.window_left, 1 << 30));
-  dp.softmax_scale = static_cast<float>(p.softmax_scale);
-  dp.softcap = static_cast<float>(softcap);
-  dp.q_descale = scale(q_descale);
-  dp.k_descale = scale(k_descale);
-  dp.o_part = o.data_ptr();
-  dp.lse_part = l.data_ptr<float>();
-  const cudaError_t err = launch_decode(dp, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
-              cudaGetErrorString(err));
-  // [B, S, Sq = 1, Ho = Hkv, Hi = G, (D)] views for the merge (query head ho * G + hi).
-  return merge_splits(o.unsqueeze(2), l.unsqueeze(2), sinks, v_descale, out_scale, heads_kv,
-                      at::kFloat, p.out_dtype);
-}
-#endif
 
 std::tuple<Tensor, Tensor> fwd_kvcache(
     const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& cache_seqlens,
@@ -409,17 +290,11 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
   }
   const Plan plan = make_plan(kp, sinks, num_splits, q);
 #ifdef TORCH_FMHA_WITH_CUDA
-  if (!plan.masked && decode_kernel_takes(kp, plan, q, k_cache, v_cache)) {
-    c10::cuda::CUDAGuard guard(q.device());  // the occupancy query below reads the current device
-    Plan decode = plan;
-    if (num_splits == 0) {
-      int64_t keys = kp.cache_rows;
-      if (p.window_left >= 0) keys = std::min(keys, p.window_left + 1);
-      const int64_t slots = cuda_sm_count(q.device().index()) * decode_ctas_per_sm(static_cast<int>(p.head_dim));
-      decode.splits = choose_decode_splits(p.batch * p.heads_kv, keys, slots);
+  if (!plan.masked && plan.gqa_rows && !plan.tail) {  // one query row per KV-head group
+    if (auto r = decode_kernel_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
+                                    q_descale, k_descale, v_descale, out_scale, num_splits, plan.splits)) {
+      return *r;
     }
-    return decode_call(kp, decode, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
-                       q_descale, k_descale, v_descale, out_scale);
   }
 #endif
   if (plan.masked) {

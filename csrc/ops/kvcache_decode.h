@@ -1,0 +1,32 @@
+// torch_fmha: the CUDA decode-kernel path of fwd_kvcache (csrc/ops/kvcache_op.cpp):
+// which steps the split-KV decode kernel (csrc/kernel/decode.cuh) takes, its split
+// count, and the call (the kernel, then the merge). CUDA builds only.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <tuple>
+
+#include "kvcache_checks.h"
+
+namespace torch_fmha {
+
+// The SM count of a CUDA device: an attribute query (no sync, allowed during graph
+// capture), read once per device.
+int64_t cuda_sm_count(int device);
+
+// An FP8 step with one query row per KV-head group (the split plan's GQA packing,
+// Sq == 1, no tail): runs it on the decode kernel and the merge and returns out /
+// lse, or nullopt when the kernel does not take the shape (D, G = H / Hkv > 16,
+// alignment, grid limits) and the split plan must. num_splits: the op's argument
+// (0: choose_decode_splits); plan_splits: what the split plan chose (the grid bound
+// applies to a fixed count).
+std::optional<std::tuple<at::Tensor, at::Tensor>> decode_kernel_call(
+    const KvcacheProblem& kp, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& cache_seqlens, const std::optional<at::Tensor>& page_table, double softcap,
+    const std::optional<at::Tensor>& sinks, const std::optional<at::Tensor>& q_descale,
+    const std::optional<at::Tensor>& k_descale, const std::optional<at::Tensor>& v_descale,
+    const std::optional<at::Tensor>& out_scale, int64_t num_splits, int64_t plan_splits);
+
+}  // namespace torch_fmha
