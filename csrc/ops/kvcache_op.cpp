@@ -9,8 +9,9 @@
 // docs/DESIGN.md section 1.11 is the contract and says why.
 //
 // On CUDA an FP8 decode step (Sq == 1, GQA packing, D 64 / 128 / 256, G <= 16)
-// skips the plans below: decode_call launches the split-KV decode kernel
-// (csrc/kernel/decode.cuh) and the merge, two kernels. Everything else:
+// skips the plans below: decode_kernel_call (kvcache_decode_cuda.cpp) launches
+// the split-KV decode kernel (csrc/kernel/decode.cuh) and the merge, two
+// kernels. Everything else:
 //
 // Two plans (make_plan):
 //  * split: no mask reaches the kernel. Each (batch b, split s) is one varlen
