@@ -153,7 +153,7 @@ struct Fp8FwdTraits {
   // 227 KB). The D = 128 short-key build has it too, for 16-bit output (its fp8
   // output takes the groups below); measured on an H200 (2026-11-28, session
   // 12, DESIGN section 7) against column pairs: bf16 output +3-8% at 512-2k,
-  // and the fp8 output of the same build 0-3.7% faster as well (the steady
+  // and the fp8 output of the same build -0.2 to +3.6% faster as well (the steady
   // loop's instructions are the same, in another order).
   static constexpr bool kStagedEpilogue = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGE_OUT_64
