@@ -12,7 +12,10 @@ bf16 out, causal. Columns (tools/overhead.py's measure: medians over batches):
     eager host / wall us = CPU time to issue a call / time per call back-to-back,
     graph wall us = time per replay of a CUDA graph holding one call.
 eager wall >> gpu us with graph wall ~= gpu us: the step is host-bound (dispatch of the
-composition's ops), not kernel-bound. bench --decode's numbers are eager walls.
+composition's ops), not kernel-bound. bench --decode gives both eager and graph walls.
+These shapes take the CUDA decode kernel since session 12 (two launches: the kernel and
+the merge); steps it does not take (packed q, more rows per KV head) run the plans of
+ATen ops, whose dispatch this tool was written to measure.
 GPU only (SM90); otherwise says why and exits 2.
 """
 
