@@ -44,11 +44,6 @@
 #endif
 
 #include <algorithm>
-#include <cmath>
-#include <array>
-#include <atomic>
-#include <cstdint>
-#include <limits>
 
 #include "cpu_math.h"
 #include "kvcache_checks.h"
