@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "host_device.h"
+
 namespace torch_fmha {
 
 // Element types the kernels know about. Mirrors the subset of at::ScalarType
@@ -27,6 +29,11 @@ struct ScaleTensor {
   int32_t batch_stride = 0;
   int32_t head_stride = 0;
 };
+
+// The scale of (batch b, kv head hkv); 1 without one.
+TORCH_FMHA_HOST_DEVICE float load_scale(const ScaleTensor& s, int b, int hkv) {
+  return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
+}
 
 // Forward attention problem. Dense and varlen share it:
 //   dense : q [B, Sq, H, D], k/v [B, Sk, Hkv, D], out [B, Sq, H, D],

@@ -31,6 +31,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import measure  # noqa: E402
 
+from torch_fmha.bench_decode import capture_graph  # noqa: E402
+
 FP8 = torch.float8_e4m3fn
 H, HKV, D = 32, 8, 128
 CASES = [(1, 1024), (1, 131072), (64, 8192)]
@@ -80,15 +82,7 @@ def main(argv=None) -> int:
                                                          q_descale=one, k_descale=one, v_descale=one)
 
             ref = call()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    call()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = call()
+            graph, out = capture_graph(call, warmup=3)
             graph.replay()
             torch.cuda.synchronize()
             assert torch.equal(out, ref), "graph replay != eager"

@@ -105,18 +105,23 @@ def _sdpa_time(time_ms, q, k, v, backend) -> tuple:
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
 
 
-def graph_ms(fn: Callable[[], object], time_ms: Callable) -> float:
-    """ms per replay of a CUDA graph holding one call of fn (warmed up on a side stream)."""
+def capture_graph(fn: Callable[[], object], warmup: int = 2) -> tuple:
+    """(CUDA graph holding one call of fn, that call's output), warmed up on a side stream."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for _ in range(2):
+        for _ in range(warmup):
             fn()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        fn()
-    return time_ms(graph.replay)
+        out = fn()
+    return graph, out
+
+
+def graph_ms(fn: Callable[[], object], time_ms: Callable) -> float:
+    """ms per replay of a CUDA graph holding one call of fn."""
+    return time_ms(capture_graph(fn)[0].replay)
 
 
 def _rates(row: dict, suffix: str, cache_bytes: int, copy_bw: float) -> None:

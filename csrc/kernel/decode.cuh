@@ -95,10 +95,6 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-__device__ __forceinline__ float decode_scale(const ScaleTensor& s, int b, int hkv) {
-  return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
-}
-
 // Offset (elements) of key `key` of batch b in a dense cache or (kPaged) a page pool,
 // KV head 0. A compile-time choice: a runtime branch per copied chunk, with its integer
 // division, was half of the tile loop's instructions.
@@ -145,10 +141,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
 
   // Score scale as the prefill kernel takes it (producer.cuh, OnlineSoftmax::reset).
   const ScoreScales sc = score_scales(
-      p.softmax_scale * decode_scale(p.q_descale, b, kvh) * decode_scale(p.k_descale, b, kvh), p.softcap);
-  const float scale_log2 = sc.scale_log2 > -INFINITY
-                               ? (sc.scale_log2 == 0.f ? 1.17549435e-38f : sc.scale_log2)
-                               : INFINITY;
+      p.softmax_scale * load_scale(p.q_descale, b, kvh) * load_scale(p.k_descale, b, kvh), p.softcap);
+  const float scale_log2 = usable_scale_log2(sc.scale_log2);
 
   // Q fragments (A of m16n8k32): rows g and g + 8, key bytes 4t.. and 16 + 4t.. of each step.
   uint32_t qa[kSteps][4];

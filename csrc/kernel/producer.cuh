@@ -27,10 +27,6 @@
 
 namespace torch_fmha::kernel {
 
-__device__ __forceinline__ float load_scale(const ScaleTensor& s, int b, int hkv) {
-  return s.ptr == nullptr ? 1.f : s.ptr[int64_t(b) * s.batch_stride + int64_t(hkv) * s.head_stride];
-}
-
 // Paged KV (params.h): k / v are page pools [num_pages, page_size, Hkv, D] and
 // the keys of one KV block lie on up to kBlockN / 16 scattered pages. The
 // block is loaded as boxes of box_rows(page_size) keys, each inside one page

@@ -125,23 +125,27 @@ __host__ __device__ __forceinline__ RowNorm normalize_row(float l, float m, floa
   return {a / d, (big - kMaxOffset + std::log2(d)) * kLn2};
 }
 
+// The exp2 scale a softmax may use, from the tile's scale_log2. The scale is
+// folded into the exp2 argument after the mask, so a masked score (-inf) meets
+// it in an FFMA: -inf * NaN, -inf * 0 and -inf * -inf would let masked keys in.
+// A NaN or infinite scale makes every row that sees a key NaN anyway (issue 13
+// semantics): +inf gives exactly that (p = ex2(inf - inf) = NaN for the row's
+// max key) while masked keys stay ex2(-inf) = 0. A zero scale (underflowed
+// descales) means uniform weights: the smallest normal float gives them
+// (|s| * 2^-126 vanishes next to the offset) and keeps -inf * scale = -inf.
+__device__ __forceinline__ float usable_scale_log2(float scale_log2) {
+  return scale_log2 > -INFINITY ? (scale_log2 == 0.f ? 1.17549435e-38f : scale_log2) : INFINITY;
+}
+
 template <int kBlockN>
 struct OnlineSoftmax {
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
   float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
 
-  // The scale is folded into the exp2 argument after the mask, so a masked
-  // score (-inf) meets it in an FFMA: -inf * NaN, -inf * 0 and -inf * -inf
-  // would let masked keys in. A NaN or infinite scale makes every row that
-  // sees a key NaN anyway (issue 13 semantics): +inf gives exactly that
-  // (p = ex2(inf - inf) = NaN for the row's max key) while masked keys stay
-  // ex2(-inf) = 0. A zero scale (underflowed descales) means uniform weights:
-  // the smallest normal float gives them (|s| * 2^-126 vanishes next to the
-  // offset) and keeps -inf * scale = -inf. Once per tile, off the fast path.
+  // Once per tile, off the fast path (usable_scale_log2 says why the scale is remapped).
   __device__ __forceinline__ void reset(float scale_log2_) {
-    scale_log2 = scale_log2_ > -INFINITY ? (scale_log2_ == 0.f ? 1.17549435e-38f : scale_log2_)
-                                         : INFINITY;
+    scale_log2 = usable_scale_log2(scale_log2_);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       row_max[r] = -INFINITY;

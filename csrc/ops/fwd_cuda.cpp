@@ -16,6 +16,7 @@
 
 #include "../launch/launch_fwd.h"
 #include "checks.h"
+#include "kernel_args.h"
 
 namespace torch_fmha {
 namespace {
@@ -29,18 +30,6 @@ ElementType element_type(at::ScalarType t) {
       TORCH_CHECK(false, "torch_fmha: the CUDA kernels take torch.float8_e4m3fn, torch.bfloat16 or "
                   "torch.float16 tensors, got ", dtype_name(t));
   }
-}
-
-// [1] -> strides 0 (one value); [B, Hkv] -> its own strides.
-ScaleTensor scale_tensor(const std::optional<at::Tensor>& s) {
-  ScaleTensor out;
-  if (!s.has_value()) return out;
-  out.ptr = s->data_ptr<float>();
-  if (s->dim() == 2) {
-    out.batch_stride = static_cast<int32_t>(s->stride(0));
-    out.head_stride = static_cast<int32_t>(s->stride(1));
-  }
-  return out;
 }
 
 struct DeviceFacts {
@@ -68,15 +57,6 @@ void check_sm90(const char* op, const at::Tensor& q) {
   TORCH_CHECK(f.major == 9 && f.minor == 0, op,
               ": the CUDA kernels need an SM90 (Hopper: H100/H200) GPU; ", q.device(), " is sm_",
               f.major, f.minor);
-}
-
-// Window sizes are int64 in the op and int32 in the kernel. Any window of
-// 2^30 or more keys reaches past every key of every row (sequence lengths are
-// int32 and far below that in practice), so it is clamped there instead of
-// truncated: a plain cast turned window_left = 2^32 + 5 into 5.
-int32_t kernel_window(int64_t w) {
-  constexpr int64_t kUnboundedFrom = int64_t(1) << 30;
-  return static_cast<int32_t>(w < kUnboundedFrom ? w : kUnboundedFrom);
 }
 
 // Everything the dense and varlen ops fill alike. Rows are dim -3 (the

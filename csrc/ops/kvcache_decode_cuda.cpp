@@ -19,6 +19,7 @@
 #include <limits>
 
 #include "../launch/launch_decode.h"
+#include "kernel_args.h"
 #include "merge_splits_op.h"
 
 namespace torch_fmha {
@@ -87,16 +88,6 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   c10::cuda::CUDAGuard guard(q.device());
   Tensor o = at::empty({batch, splits, heads_kv, group, d}, q.options().dtype(at::kHalf));
   Tensor l = at::empty({batch, splits, heads_kv, group}, q.options().dtype(at::kFloat));
-  auto scale = [](const OptTensor& s) {
-    ScaleTensor out;
-    if (!s.has_value()) return out;
-    out.ptr = s->data_ptr<float>();
-    if (s->dim() == 2) {
-      out.batch_stride = static_cast<int32_t>(s->stride(0));
-      out.head_stride = static_cast<int32_t>(s->stride(1));
-    }
-    return out;
-  };
   DecodeParams dp;
   dp.q = static_cast<const uint8_t*>(q.data_ptr());
   dp.k = static_cast<const uint8_t*>(k.data_ptr());
@@ -122,12 +113,11 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   dp.group = static_cast<int32_t>(group);
   dp.head_dim = static_cast<int32_t>(d);
   dp.splits = static_cast<int32_t>(splits);
-  // Any window of 2^30 keys or more reaches every key (as fwd_cuda.cpp's kernel_window).
-  dp.window_left = p.window_left < 0 ? -1 : static_cast<int32_t>(std::min<int64_t>(p.window_left, 1 << 30));
+  dp.window_left = kernel_window(p.window_left);
   dp.softmax_scale = static_cast<float>(p.softmax_scale);
   dp.softcap = static_cast<float>(softcap);
-  dp.q_descale = scale(q_descale);
-  dp.k_descale = scale(k_descale);
+  dp.q_descale = scale_tensor(q_descale);
+  dp.k_descale = scale_tensor(k_descale);
   dp.o_part = o.data_ptr();
   dp.lse_part = l.data_ptr<float>();
   const cudaError_t err = launch_decode(dp, c10::cuda::getCurrentCUDAStream().stream());
