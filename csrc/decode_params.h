@@ -1,12 +1,12 @@
 // torch_fmha: parameters of the split-KV decode kernel (csrc/kernel/decode.cuh),
 // filled by csrc/ops/kvcache_op.cpp. No torch types.
 //
-// One decode step of attention_with_kvcache: q [B, 1, H, D] FP8, an FP8 cache
+// One decode step of attention_with_kvcache: q [B, Sq, H, D] FP8, an FP8 cache
 // [B, Smax, Hkv, D] (dense) or a page pool [num_pages, page_size, Hkv, D] with
 // page_table [B, pages], cache_seqlens [B]. CTA (split s, KV head h, batch b)
-// reads split s of batch b's keys [first, L) (first: the left window's first
-// key, else 0) once, for the G = H / Hkv query heads of KV head h, and writes
-// their partial results: o normalised over its keys (float16) and the natural-
+// reads split s of batch b's keys [first, L) (first: the first row's left window
+// edge, else 0) once, for the Sq x G query rows of KV head h (G = H / Hkv), and
+// writes their partial results: o normalised over its keys (float16) and the natural-
 // log LSE of its scores (float32), merged afterwards by csrc/merge_splits.h.
 #pragma once
 
@@ -17,10 +17,12 @@
 namespace torch_fmha {
 
 struct DecodeParams {
-  const uint8_t* q = nullptr;  // [B, 1, H, D]; query head h * G + r is row r of KV head h
+  // [B, Sq, H, D]; query row i, head h * G + g is tile row i * G + g of KV head h
+  // (Sq * G <= 16: the rows of one mma.sync tile).
+  const uint8_t* q = nullptr;
   const uint8_t* k = nullptr;
   const uint8_t* v = nullptr;
-  int64_t q_batch_stride = 0, q_head_stride = 0;  // elements (= bytes, FP8)
+  int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;  // elements (= bytes, FP8)
   // Dense: batch, row (key) and head strides. Paged: the batch stride is the
   // stride between pages, the row stride between the keys of a page.
   int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
@@ -31,13 +33,16 @@ struct DecodeParams {
   int32_t page_size = 0;
   int32_t page_shift = 0;  // log2(page_size): page sizes are powers of two (16 .. 256)
   int32_t capacity = 0;  // keys a sequence can hold (Smax, or page_size * max_pages): L is clamped to it
-  int32_t batch = 0, heads_kv = 0, group = 0, head_dim = 0, splits = 1;
-  int32_t window_left = -1;  // >= 0: the row sees keys [L - 1 - window_left, L)
+  int32_t batch = 0, seqlen_q = 1, heads_kv = 0, group = 0, head_dim = 0, splits = 1;
+  // Bottom-right masks against L: query row i sees keys
+  // [L - Sq + i - window_left, L - Sq + i + window_right] of [0, L); -1: unbounded
+  // on that side (causal is window_right = 0).
+  int32_t window_left = -1, window_right = -1;
   float softmax_scale = 0.f;
   float softcap = 0.f;  // 0: off
   ScaleTensor q_descale, k_descale;  // [1] or [B, Hkv]
-  void* o_part = nullptr;            // float16 [B, splits, Hkv, G, D], contiguous
-  float* lse_part = nullptr;         // [B, splits, Hkv, G], contiguous
+  void* o_part = nullptr;            // float16 [B, splits, Sq, Hkv, G, D], contiguous
+  float* lse_part = nullptr;         // [B, splits, Sq, Hkv, G], contiguous
 };
 
 }  // namespace torch_fmha

@@ -5,8 +5,8 @@ the tensor-core instructions) must hold the cp.async copies (LDGSTS) and the
 ldmatrix.trans reads (LDSM) of the source, the mma count of one 32-key tile (Q K^T: D/32
 e4m3 k32 steps per 8-key group, each two HMMA.16816 on sm_90a, which has no FP8
 mma.sync; P V: 2 k16 steps per D/8 column group), and no more spills than measured in
-session 12 (none at D = 64 / 128; D = 256, 255 registers: 2 / 4 reloads per 32-key tile
-of ~1700 / ~1950 instructions, dense / paged)."""
+session 12 (none at D = 64 / 128; D = 256, 255 registers: 4 reloads per 32-key tile of
+~1700 / ~2000 instructions, dense / paged)."""
 from __future__ import annotations
 
 import re
@@ -57,7 +57,7 @@ def kernels(tmp_path_factory):
 @needs_tools
 @pytest.mark.parametrize("head_dim, paged, function_spills, loop_spills", [
     (64, False, 0, 0), (64, True, 0, 0), (128, False, 0, 0), (128, True, 0, 0),
-    (256, False, 4, 2), (256, True, 9, 4)])
+    (256, False, 8, 4), (256, True, 8, 4)])
 def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, function_spills, loop_spills):
     instrs = kernels[head_dim, paged]
     assert spills(instrs) <= function_spills

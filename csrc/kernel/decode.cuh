@@ -8,7 +8,8 @@
 //
 //   S[16 x 32]  = Q K^T     mma m16n8k32 e4m3 -> f32, K fragments read straight
 //                           from the tile's rows (4 key bytes per register)
-//   mask (keys past the split), softcap; row max, p = 2^(s * scale - max)
+//   softcap, mask (keys past the split; each row's bottom-right causal / window
+//   edges); row max, p = 2^(s * scale - max)
 //   O[16 x D]  += P V       mma m16n8k16 f16 -> f32: P (f16) is the S
 //                           accumulator repacked in place (the C layout of two
 //                           n8 tiles is the A layout of one k16 step), V
@@ -18,7 +19,7 @@
 //
 // P is f16 (the prefill kernel's is e4m3), so a decode step is at least as
 // exact as prefill. At the end the 4 warps' (max, sum, O) are merged through
-// shared memory and the CTA writes o / l and the LSE of its G rows
+// shared memory and the CTA writes o / l and the LSE of its Sq x G rows
 // (decode_params.h); csrc/merge_splits.h merges the splits.
 #pragma once
 
@@ -33,7 +34,7 @@ namespace torch_fmha::kernel {
 
 inline constexpr int kDecodeWarps = 4;
 inline constexpr int kDecodeTileKeys = 32;
-inline constexpr int kDecodeRows = 16;  // mma.sync M: query rows G <= 16 of one KV head
+inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query rows of one KV head
 
 // Per-warp shared memory: two stages of a 32-key K and V tile (FP8) and the
 // tile's V in f16. Row strides are padded by 16 bytes so that the K fragment
@@ -110,14 +111,17 @@ __device__ __forceinline__ int64_t decode_row_offset(const DecodeParams& p, int 
 }
 
 // Keys [begin, end) of this CTA's split: the split's share of [first, L) in
-// whole 32-key tiles (the last split may get fewer, or none).
+// whole 32-key tiles (the last split may get fewer, or none). first is the left
+// window's edge of query row 0, max(0, L - Sq - window_left), or 0 without a
+// left window; each row's own edges are masked in the tile loop.
 struct DecodeRange {
   int begin, end;
 };
 
-__host__ __device__ __forceinline__ DecodeRange decode_split_range(int seqlen, int window_left,
+__host__ __device__ __forceinline__ DecodeRange decode_split_range(int seqlen, int seqlen_q, int window_left,
                                                                    int splits, int split) {
-  const int first = window_left >= 0 ? (seqlen - 1 - window_left > 0 ? seqlen - 1 - window_left : 0) : 0;
+  const int64_t edge = int64_t(seqlen) - seqlen_q - window_left;
+  const int first = window_left >= 0 && edge > 0 ? int(edge) : 0;
   const int64_t len = seqlen > first ? seqlen - first : 0;  // int64: no overflow near 2^31 keys
   int64_t chunk = (len + splits - 1) / splits;
   chunk = (chunk + kDecodeTileKeys - 1) / kDecodeTileKeys * kDecodeTileKeys;
@@ -136,7 +140,17 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
   const int g = lane / 4, t = lane % 4;  // fragment row and column group
 
   const int seqlen = min(max(p.cache_seqlens[b], 0), p.capacity);  // never past the cache
-  const DecodeRange range = decode_split_range(seqlen, p.window_left, p.splits, split);
+  const DecodeRange range = decode_split_range(seqlen, p.seqlen_q, p.window_left, p.splits, split);
+  const int rows = p.seqlen_q * p.group;  // tile row r: query row r / G, head kvh * G + r % G
+  // Keys each of this thread's two rows (g, g + 8) may see: [lo, hi] (bottom-right).
+  int key_lo[2], key_hi[2];
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    const int i = (g + 8 * r8) / p.group;  // query row (past Sq for padding rows: unused)
+    const int64_t diag = int64_t(seqlen) - p.seqlen_q + i;
+    key_lo[r8] = p.window_left >= 0 ? int(max(diag - p.window_left, int64_t(-1))) : -1;
+    key_hi[r8] = p.window_right >= 0 ? int(min(diag + p.window_right, int64_t(seqlen) - 1)) : seqlen - 1;
+  }
   const int num_tiles = (range.end - range.begin + kDecodeTileKeys - 1) / kDecodeTileKeys;
 
   // Score scale as the prefill kernel takes it (producer.cuh, OnlineSoftmax::reset).
@@ -147,13 +161,20 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
   // Q fragments (A of m16n8k32): rows g and g + 8, key bytes 4t.. and 16 + 4t.. of each step.
   uint32_t qa[kSteps][4];
   const uint8_t* qb = p.q + int64_t(b) * p.q_batch_stride + int64_t(kvh) * p.group * p.q_head_stride;
+  const uint8_t* qrow[2];
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    const int r = g + 8 * r8;
+    qrow[r8] = r < rows ? qb + int64_t(r / p.group) * p.q_row_stride + int64_t(r % p.group) * p.q_head_stride
+                        : nullptr;
+  }
 #pragma unroll
   for (int s = 0; s < kSteps; ++s) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int row = g + (i & 1) * 8;
+      const uint8_t* row = qrow[i & 1];
       const int col = 32 * s + 4 * t + (i >> 1) * 16;
-      qa[s][i] = row < p.group ? *reinterpret_cast<const uint32_t*>(qb + row * p.q_head_stride + col) : 0u;
+      qa[s][i] = row != nullptr ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;
     }
   }
 
@@ -235,14 +256,16 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
       }
     }
 
-    // Soft-capping, then keys past the split -> -inf (softmax.cuh's order).
+    // Soft-capping, then keys past the split or outside the row's window -> -inf
+    // (softmax.cuh's order).
     const int key0 = range.begin + tile * kDecodeTileKeys;
 #pragma unroll
     for (int n = 0; n < 4; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         if (p.softcap > 0.f) s[n][e] = fast_tanh(s[n][e] * sc.softcap_mul);
-        if (key0 + 8 * n + 2 * t + (e & 1) >= range.end) s[n][e] = -INFINITY;
+        const int key = key0 + 8 * n + 2 * t + (e & 1);
+        if (key >= range.end || key < key_lo[e >> 1] || key > key_hi[e >> 1]) s[n][e] = -INFINITY;
       }
     }
 
@@ -322,7 +345,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
   __syncthreads();
   // 8 threads per row: row = tid / 8, columns tid % 8 + 8 c.
   const int row = threadIdx.x / 8, col0 = threadIdx.x % 8;
-  if (row >= p.group) return;
+  if (row >= rows) return;
   float m = -INFINITY;
 #pragma unroll
   for (int w = 0; w < kDecodeWarps; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
@@ -338,7 +361,10 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
     seen += red_l[w * kDecodeRows + row];
   }
   const bool empty = seen == 0.f;
-  const int64_t out_row = ((int64_t(b) * p.splits + split) * p.heads_kv + kvh) * p.group + row;
+  // [B, splits, Sq, Hkv, G]
+  const int64_t out_row =
+      (((int64_t(b) * p.splits + split) * p.seqlen_q + row / p.group) * p.heads_kv + kvh) * p.group +
+      row % p.group;
   const float inv_l = empty ? 0.f : 1.f / l;
   __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
 #pragma unroll

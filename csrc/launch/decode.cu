@@ -6,9 +6,9 @@
 
 namespace torch_fmha {
 
-bool decode_kernel_supports(int head_dim, int group) {
-  return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group >= 1 &&
-         group <= kernel::kDecodeRows;
+bool decode_kernel_supports(int head_dim, int rows) {
+  return (head_dim == 64 || head_dim == 128 || head_dim == 256) && rows >= 1 &&
+         rows <= kernel::kDecodeRows;
 }
 
 namespace {
@@ -63,7 +63,9 @@ int decode_ctas_per_sm(int head_dim) {
 
 cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
   if (p.batch == 0 || p.heads_kv == 0 || p.splits == 0) return cudaSuccess;
-  if (p.batch > 65535 || p.heads_kv > 65535) return cudaErrorInvalidConfiguration;
+  if (p.batch > 65535 || p.heads_kv > 65535 || p.splits > 65535 || p.seqlen_q * p.group > kernel::kDecodeRows) {
+    return cudaErrorInvalidConfiguration;
+  }
   const bool paged = p.page_table != nullptr;
   switch (p.head_dim) {
     case 64: return paged ? launch<64, true>(p, stream) : launch<64, false>(p, stream);

@@ -9,9 +9,9 @@
 
 namespace torch_fmha {
 
-// Whether the decode kernel takes this head dim (64, 128, 256) and group size
-// (H / Hkv <= 16, the rows of one mma.sync tile).
-bool decode_kernel_supports(int head_dim, int group);
+// Whether the decode kernel takes this head dim (64, 128, 256) and number of
+// query rows per KV head (Sq x H / Hkv <= 16, the rows of one mma.sync tile).
+bool decode_kernel_supports(int head_dim, int rows);
 
 // CTAs of the decode kernel for this head dim that one SM holds at once
 // (cudaOccupancyMaxActiveBlocksPerMultiprocessor on the current device, read

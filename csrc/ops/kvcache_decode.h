@@ -16,17 +16,16 @@ namespace torch_fmha {
 // capture), read once per device.
 int64_t cuda_sm_count(int device);
 
-// An FP8 step with one query row per KV-head group (the split plan's GQA packing,
-// Sq == 1, no tail): runs it on the decode kernel and the merge and returns out /
-// lse, or nullopt when the kernel does not take the shape (D, G = H / Hkv > 16,
-// alignment, grid limits) and the split plan must. num_splits: the op's argument
-// (0: choose_decode_splits); plan_splits: what the split plan chose (the grid bound
-// applies to a fixed count).
+// An FP8 step with dense q whose Sq x G rows (G = H / Hkv) fit the decode kernel's
+// 16-row tile: runs it on the decode kernel and the merge (every mask applied in the
+// kernel) and returns out / lse, or nullopt when the kernel does not take the shape
+// (D, rows, packed q, alignment, grid limits) and the plans must. num_splits: the
+// op's argument (0: choose_decode_splits).
 std::optional<std::tuple<at::Tensor, at::Tensor>> decode_kernel_call(
     const KvcacheProblem& kp, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& cache_seqlens, const std::optional<at::Tensor>& page_table, double softcap,
     const std::optional<at::Tensor>& sinks, const std::optional<at::Tensor>& q_descale,
     const std::optional<at::Tensor>& k_descale, const std::optional<at::Tensor>& v_descale,
-    const std::optional<at::Tensor>& out_scale, int64_t num_splits, int64_t plan_splits);
+    const std::optional<at::Tensor>& out_scale, int64_t num_splits);
 
 }  // namespace torch_fmha

@@ -1,6 +1,7 @@
-// torch_fmha: fwd_kvcache's CUDA decode-kernel path (kvcache_decode.h): which one-row
-// steps the split-KV decode kernel (csrc/kernel/decode.cuh) takes, how many splits it
-// gets, and the call: the kernel writes each split's o / lse, the merge kernel
+// torch_fmha: fwd_kvcache's CUDA decode-kernel path (kvcache_decode.h): which steps
+// (dense q, Sq x G <= 16 rows) the split-KV decode kernel (csrc/kernel/decode.cuh)
+// takes, how many splits it gets, and the call: the kernel writes each split's o / lse
+// (every mask applied there), the merge kernel
 // (merge_splits_op.h) adds sinks, v_descale and out_scale and rounds to out_dtype.
 // DESIGN 1.11 says why and what it measured.
 #include "kvcache_decode.h"
@@ -59,20 +60,24 @@ int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
-// A one-row step the decode kernel takes: FP8 on CUDA, D 64 / 128 / 256, at most 16
-// query heads per KV head, rows 16-byte aligned (its cp.async copies) and
-// grid-sized batch, head and split counts.
-bool decode_kernel_takes(const KvcacheProblem& kp, int64_t plan_splits, const Tensor& q, const Tensor& k,
+// A step the decode kernel takes: FP8 on CUDA, dense q whose Sq x G rows (G = H / Hkv)
+// fit one 16-row tile, D 64 / 128 / 256, rows 16-byte aligned (its cp.async copies,
+// 4-byte q loads) and grid-sized batch, head and split counts. It applies every mask
+// itself (bottom-right against cache_seqlens).
+bool decode_kernel_takes(const KvcacheProblem& kp, int64_t num_splits, const Tensor& q, const Tensor& k,
                          const Tensor& v) {
   const FwdProblem& p = kp.fwd;
-  if (!q.is_cuda() || q.scalar_type() != at::kFloat8_e4m3fn) return false;
-  if (!decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(p.heads_q / p.heads_kv))) return false;
-  if (p.batch > 65535 || p.heads_kv > 65535 || plan_splits > 65535) return false;
+  if (!q.is_cuda() || q.scalar_type() != at::kFloat8_e4m3fn || kp.packed_q) return false;
+  const int64_t rows = kp.seqlen_q * (p.heads_q / p.heads_kv);
+  if (!decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(std::min<int64_t>(rows, 1 << 20)))) {
+    return false;
+  }
+  if (p.batch > 65535 || p.heads_kv > 65535 || num_splits > 65535) return false;
   if (kp.cache_rows > std::numeric_limits<int32_t>::max()) return false;
   for (const Tensor* t : {&k, &v}) {
     if (!aligned16(*t) || t->stride(0) % 16 || t->stride(1) % 16 || t->stride(2) % 16) return false;
   }
-  return aligned16(q) && q.stride(0) % 16 == 0 && q.stride(2) % 16 == 0;
+  return aligned16(q) && q.stride(0) % 16 == 0 && q.stride(1) % 16 == 0 && q.stride(2) % 16 == 0;
 }
 
 // The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
@@ -83,16 +88,18 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
                                        const OptTensor& k_descale, const OptTensor& v_descale,
                                        const OptTensor& out_scale) {
   const FwdProblem& p = kp.fwd;
-  const int64_t batch = p.batch, heads_kv = p.heads_kv;
+  const int64_t batch = p.batch, sq = kp.seqlen_q, heads_kv = p.heads_kv;
   const int64_t group = p.heads_q / p.heads_kv, d = p.head_dim;
   c10::cuda::CUDAGuard guard(q.device());
-  Tensor o = at::empty({batch, splits, heads_kv, group, d}, q.options().dtype(at::kHalf));
-  Tensor l = at::empty({batch, splits, heads_kv, group}, q.options().dtype(at::kFloat));
+  // [B, S, Sq, Ho = Hkv, Hi = G, (D)]: the merge's layout (query head ho * G + hi).
+  Tensor o = at::empty({batch, splits, sq, heads_kv, group, d}, q.options().dtype(at::kHalf));
+  Tensor l = at::empty({batch, splits, sq, heads_kv, group}, q.options().dtype(at::kFloat));
   DecodeParams dp;
   dp.q = static_cast<const uint8_t*>(q.data_ptr());
   dp.k = static_cast<const uint8_t*>(k.data_ptr());
   dp.v = static_cast<const uint8_t*>(v.data_ptr());
   dp.q_batch_stride = q.stride(0);
+  dp.q_row_stride = q.stride(1);
   dp.q_head_stride = q.stride(2);
   dp.k_batch_stride = k.stride(0);
   dp.k_row_stride = k.stride(1);
@@ -109,11 +116,13 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   }
   dp.capacity = static_cast<int32_t>(kp.cache_rows);
   dp.batch = static_cast<int32_t>(batch);
+  dp.seqlen_q = static_cast<int32_t>(sq);
   dp.heads_kv = static_cast<int32_t>(heads_kv);
   dp.group = static_cast<int32_t>(group);
   dp.head_dim = static_cast<int32_t>(d);
   dp.splits = static_cast<int32_t>(splits);
   dp.window_left = kernel_window(p.window_left);
+  dp.window_right = kernel_window(p.window_right);
   dp.softmax_scale = static_cast<float>(p.softmax_scale);
   dp.softcap = static_cast<float>(softcap);
   dp.q_descale = scale_tensor(q_descale);
@@ -123,9 +132,7 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   const cudaError_t err = launch_decode(dp, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
-  // [B, S, Sq = 1, Ho = Hkv, Hi = G, (D)] views for the merge (query head ho * G + hi).
-  return merge_splits(o.unsqueeze(2), l.unsqueeze(2), sinks, v_descale, out_scale, heads_kv,
-                      at::kFloat, p.out_dtype);
+  return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
 }
 
 }  // namespace
@@ -133,15 +140,14 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
 std::optional<std::tuple<Tensor, Tensor>> decode_kernel_call(
     const KvcacheProblem& kp, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cache_seqlens,
     const OptTensor& page_table, double softcap, const OptTensor& sinks, const OptTensor& q_descale,
-    const OptTensor& k_descale, const OptTensor& v_descale, const OptTensor& out_scale, int64_t num_splits,
-    int64_t plan_splits) {
-  if (!decode_kernel_takes(kp, plan_splits, q, k, v)) return std::nullopt;
+    const OptTensor& k_descale, const OptTensor& v_descale, const OptTensor& out_scale, int64_t num_splits) {
+  if (!decode_kernel_takes(kp, num_splits, q, k, v)) return std::nullopt;
   const FwdProblem& p = kp.fwd;
   c10::cuda::CUDAGuard guard(q.device());  // the occupancy query below reads the current device
-  int64_t splits = plan_splits;
-  if (num_splits == 0) {
-    int64_t keys = kp.cache_rows;
-    if (p.window_left >= 0) keys = std::min(keys, p.window_left + 1);
+  int64_t splits = num_splits;
+  if (splits == 0) {
+    int64_t keys = kp.cache_rows;  // what a split range can cover: row 0's window edge to L
+    if (p.window_left >= 0) keys = std::min(keys, p.window_left + kp.seqlen_q);
     const int64_t slots = cuda_sm_count(q.device().index()) * decode_ctas_per_sm(static_cast<int>(p.head_dim));
     splits = choose_decode_splits(p.batch * p.heads_kv, keys, slots);
   }

@@ -8,10 +8,10 @@
 // the independent float64 oracle. The fake kernel is meta/kvcache.py.
 // docs/DESIGN.md section 1.11 is the contract and says why.
 //
-// On CUDA an FP8 decode step (Sq == 1, GQA packing, D 64 / 128 / 256, G <= 16)
-// skips the plans below: decode_kernel_call (kvcache_decode_cuda.cpp) launches
-// the split-KV decode kernel (csrc/kernel/decode.cuh) and the merge, two
-// kernels. Everything else:
+// On CUDA an FP8 step with dense q of Sq x G <= 16 rows (G = H / Hkv) and D 64 /
+// 128 / 256 skips the plans below: decode_kernel_call (kvcache_decode_cuda.cpp)
+// launches the split-KV decode kernel (csrc/kernel/decode.cuh, every mask applied
+// there) and the merge, two kernels. Everything else:
 //
 // Two plans (make_plan):
 //  * split: no mask reaches the kernel. Each (batch b, split s) is one varlen
@@ -284,15 +284,13 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
     return {at::empty({p.batch, kp.seqlen_q, p.heads_q, p.head_dim}, q.options().dtype(p.out_dtype)),
             at::empty({p.batch, p.heads_q, kp.seqlen_q}, q.options().dtype(acc))};
   }
-  const Plan plan = make_plan(kp, sinks, num_splits, q);
 #ifdef TORCH_FMHA_WITH_CUDA
-  if (!plan.masked && plan.gqa_rows && !plan.tail) {  // one query row per KV-head group
-    if (auto r = decode_kernel_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
-                                    q_descale, k_descale, v_descale, out_scale, num_splits, plan.splits)) {
-      return *r;
-    }
+  if (auto r = decode_kernel_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
+                                  q_descale, k_descale, v_descale, out_scale, num_splits)) {
+    return *r;
   }
 #endif
+  const Plan plan = make_plan(kp, sinks, num_splits, q);
   if (plan.masked) {
     return masked_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q,
                        max_seqlen_q, softmax_scale, causal, window_left, window_right, softcap,

@@ -255,10 +255,11 @@ def test_split_merge_is_one_kernel():
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
 def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
-    """An FP8 step with one query row (GQA 4, D = 128) runs csrc/kernel/decode.cuh and the merge,
-    two launches (issue 15); a step with Sq = 3 (the tail plan) does not take the decode kernel."""
+    """An FP8 step whose Sq x G rows fit 16 (GQA 4, D = 128: Sq = 1 and 3, causal) runs
+    csrc/kernel/decode.cuh and the merge, two launches (issue 15); Sq = 5 (20 rows) does not."""
     q, kc, vc, seqlens, table, s = _decode_inputs(page_size)
     q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)
+    q5 = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)
 
     def kernels(q_, **kw):
         torch_fmha.attention_with_kvcache(q_, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
@@ -268,11 +269,12 @@ def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
             torch.cuda.synchronize()
         return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
-    for kw in (dict(num_splits=0), dict(num_splits=1), dict(num_splits=5, sinks=_sinks(32))):
-        names = kernels(q, **kw)
+    for q_, kw in ((q, dict(num_splits=0)), (q, dict(num_splits=1)), (q, dict(num_splits=5, sinks=_sinks(32))),
+                   (q3, dict(num_splits=0)), (q3, dict(num_splits=4, window_size=(100, 0)))):
+        names = kernels(q_, **kw)
         assert len(names) == 2 and sum("decode_kernel" in n for n in names) == 1 and \
-            sum("merge_splits_kernel" in n for n in names) == 1, (kw, names)
-    names = kernels(q3, num_splits=4)
+            sum("merge_splits_kernel" in n for n in names) == 1, (q_.shape, kw, names)
+    names = kernels(q5, num_splits=4)
     assert not any("decode_kernel" in n for n in names), names
 
 
@@ -295,9 +297,8 @@ def test_merge_kernel_rules_match_the_cpu_op(sq):
     """The merge kernel against the CPU op (the same csrc/merge_splits.h functions in a loop) on
     the rules the oracle sweep does not reach: NaN / +inf sinks and a NaN V element make NaN
     exactly where the CPU op has it, FP8 output saturates where it does (out_scale 0.002), and a
-    -inf sink is bitwise no sink. The partials themselves differ (CUDA rounds P to e4m3 in the
-    tail case and keeps it f16 in the decode kernel, the one-row case; the CPU op does neither),
-    hence the loose value bound."""
+    -inf sink is bitwise no sink. The partials themselves differ (the CUDA decode kernel keeps P
+    in f16 and its splits differ from the CPU op's plan), hence the loose value bound."""
     for kw in (dict(), dict(out_dtype=FP8, out_scale=torch.tensor([0.002]))):
         (oc, lc), (og, lg) = _merge_rule_case("cpu", sq, **kw), _merge_rule_case("cuda", sq, **kw)
         oc, og, lg = oc.double(), og.double().cpu(), lg.cpu()
