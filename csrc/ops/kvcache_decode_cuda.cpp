@@ -77,7 +77,9 @@ bool decode_kernel_takes(const KvcacheProblem& kp, int64_t num_splits, const Ten
   for (const Tensor* t : {&k, &v}) {
     if (!aligned16(*t) || t->stride(0) % 16 || t->stride(1) % 16 || t->stride(2) % 16) return false;
   }
-  return aligned16(q) && q.stride(0) % 16 == 0 && q.stride(1) % 16 == 0 && q.stride(2) % 16 == 0;
+  // The row stride is read only for Sq > 1 (a size-1 dim's stride can be anything).
+  return aligned16(q) && q.stride(0) % 16 == 0 && (kp.seqlen_q == 1 || q.stride(1) % 16 == 0) &&
+         q.stride(2) % 16 == 0;
 }
 
 // The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
@@ -147,7 +149,8 @@ std::optional<std::tuple<Tensor, Tensor>> decode_kernel_call(
   int64_t splits = num_splits;
   if (splits == 0) {
     int64_t keys = kp.cache_rows;  // what a split range can cover: row 0's window edge to L
-    if (p.window_left >= 0) keys = std::min(keys, p.window_left + kp.seqlen_q);
+    // kernel_window: the sum overflowed int64 for a window_left near 2^63.
+    if (p.window_left >= 0) keys = std::min<int64_t>(keys, kernel_window(p.window_left) + kp.seqlen_q);
     const int64_t slots = cuda_sm_count(q.device().index()) * decode_ctas_per_sm(static_cast<int>(p.head_dim));
     splits = choose_decode_splits(p.batch * p.heads_kv, keys, slots);
   }
