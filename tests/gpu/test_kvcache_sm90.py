@@ -94,6 +94,13 @@ SWEEP = [
     ("window_dense_split", 3, 1, 8, 2, 128, [0, 40, 300], None, dict(window_size=(50, 0)), 3),
     ("window_paged_masked", 3, 1, 8, 2, 128, [0, 40, 300], 16, dict(window_size=(50, 0), sinks=True), 3),
     ("fp8_out", 2, 1, 8, 2, 128, [77, 260], None, dict(causal=True, out_dtype=FP8), 3),
+    # Sq > 1 on the decode kernel (Sq x G <= 16 rows): per-row bottom-right masks, rows that see
+    # no key (L < Sq), padding rows past Sq x G, G not dividing 8 (a query row across g / g + 8).
+    ("sq3_g4_window_decode", 3, 3, 16, 4, 128, [0, 2, 700], None, dict(causal=True, window_size=(20, 0)), 3),
+    ("sq2_g8_paged_window_right_sinks", 2, 2, 16, 2, 64, [1, 300], 16, dict(window_size=(40, 1), sinks=True), 4),
+    ("sq5_g3_d256_causal_decode", 2, 5, 15, 5, 256, [3, 1000], None, dict(causal=True), 0),
+    ("sq16_g1_paged_causal_decode", 2, 16, 2, 2, 128, [10, 500], 64, dict(causal=True), 2),
+    ("sq4_g2_nomask_decode", 2, 4, 4, 2, 64, [0, 129], None, {}, 0),
 ]
 
 
@@ -200,14 +207,21 @@ def test_cuda_graph_replay_with_new_cache_seqlens(page_size, num_splits):
 
 
 def test_cuda_graph_replay_masked_plan():
-    _graph_case(64, 0, sq=3)  # Sq > 1 causal: the one-call masked plan
+    _graph_case(64, 0, sq=5)  # Sq > 1 causal past the decode kernel's 16 rows (5 x G 4): the masked plan
 
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
 def test_cuda_graph_replay_tail_plan(page_size):
-    # Sq > 1 causal with 4 splits: 3 unmasked chunks + the masked tail (a second varlen_fwd
-    # call, after a leading empty sequence when dense), merged; all offsets from cache_seqlens.
-    _graph_case(page_size, 4, sq=3)
+    # Sq > 1 causal with 4 splits, 20 rows (no decode kernel): 3 unmasked chunks + the masked tail
+    # (a second varlen_fwd call, after a leading empty sequence when dense), merged; all offsets
+    # from cache_seqlens.
+    _graph_case(page_size, 4, sq=5)
+
+
+@pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
+def test_cuda_graph_replay_decode_kernel_sq3(page_size):
+    # Sq = 3 x G 4 = 12 rows: the decode kernel with its per-row causal mask.
+    _graph_case(page_size, 0, sq=3)
 
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
@@ -216,9 +230,11 @@ def test_no_host_sync(page_size):
     sinks = _sinks(32)  # made before the checked region (a host-to-device copy syncs)
     out_scale = torch.tensor([0.02], device="cuda")
     q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)  # Sq = 3 (made before the checked region)
+    q5 = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows, past the decode kernel
     calls = [dict(num_splits=0), dict(num_splits=1), dict(num_splits=4, sinks=sinks),
              dict(num_splits=3, out_dtype=FP8, out_scale=out_scale), dict(window_size=(100, 0)),
-             dict(q=q3, num_splits=4, sinks=sinks), dict(q=q3, num_splits=1)]  # tail plan, masked plan
+             dict(q=q3, num_splits=0, sinks=sinks), dict(q=q3, window_size=(100, 0)),  # decode kernel, Sq = 3
+             dict(q=q5, num_splits=4, sinks=sinks), dict(q=q5, num_splits=1)]  # tail plan, masked plan
 
     def call(kw):
         kw = dict(kw)
@@ -292,13 +308,15 @@ def _merge_rule_case(device, sq, **kw):
                                              **s, **kw)
 
 
-@pytest.mark.parametrize("sq", [1, 3], ids=["gqa", "tail"])
+@pytest.mark.parametrize("sq", [1, 3, 5], ids=["decode_sq1", "decode_sq3", "tail"])
 def test_merge_kernel_rules_match_the_cpu_op(sq):
     """The merge kernel against the CPU op (the same csrc/merge_splits.h functions in a loop) on
     the rules the oracle sweep does not reach: NaN / +inf sinks and a NaN V element make NaN
     exactly where the CPU op has it, FP8 output saturates where it does (out_scale 0.002), and a
-    -inf sink is bitwise no sink. The partials themselves differ (the CUDA decode kernel keeps P
-    in f16 and its splits differ from the CPU op's plan), hence the loose value bound."""
+    -inf sink is bitwise no sink; Sq = 1 and 3 run the decode kernel (4, 12 rows), Sq = 5 (20 rows)
+    the tail plan. The partials themselves differ (the CUDA decode kernel keeps P in f16, the tail
+    plan's prefill kernel rounds it to e4m3, and CUDA's splits differ from the CPU op's plan),
+    hence the loose value bound."""
     for kw in (dict(), dict(out_dtype=FP8, out_scale=torch.tensor([0.002]))):
         (oc, lc), (og, lg) = _merge_rule_case("cpu", sq, **kw), _merge_rule_case("cuda", sq, **kw)
         oc, og, lg = oc.double(), og.double().cpu(), lg.cpu()

@@ -338,3 +338,66 @@ def test_decode_kernel_nonfinite_descale(name, value, page_size):
 
     out, lse = check_case(make, call, poison, ref, f"decode {name}={value}")
     assert (out[0].float() == 0).all() and torch.isneginf(lse[0]).all()
+
+
+# ---- decode kernel, Sq > 1 (Sq 3 x G 4 = 12 rows, per-row bottom-right masks) -------------
+
+
+def decode_sq3(**mask):
+    """B = 3 with 2, 40 and 1000 keys (Sq = 3: row 0 of the first sequence sees no key), H = 16,
+    Hkv = 4, per-(batch, kv head) descales, 3 splits: the decode kernel and the merge on CUDA
+    (every mask in the kernel), the plans on CPU."""
+    def make(dev):
+        q, kc, vc, seqlens, table, s = kvcache_inputs(3, 3, 16, 4, 128, FP8, [2, 40, 1000], smax=1024,
+                                                      device=dev, seed=22)
+        return dict(q=q, k=kc, v=vc, lens=seqlens, table=table, s=dict(s))
+
+    def call(x):
+        return torch_fmha.attention_with_kvcache(x["q"], x["k"], x["v"], x["lens"], num_splits=3,
+                                                 return_lse=True, **mask, **x["s"])
+
+    def ref(x):
+        return kvcache_attention_ref(x["q"], x["k"], x["v"], x["lens"], **mask, **x["s"])
+
+    return make, call, ref
+
+
+def _empty_row_stays_zero(out, lse):
+    # Sequence 0 (2 keys), query row 0 sees key <= 2 - 3 + 0 < 0: no key, whatever the poison.
+    assert (out[0, 0].float() == 0).all() and torch.isneginf(lse[0, :, 0]).all()
+
+
+@pytest.mark.parametrize("what", ["q", "k", "v"])
+def test_decode_kernel_sq3_nan_element(what):
+    """Causal. One NaN in q (batch 2, query row 1, head 5: that row and head only), k or v (key 500
+    of batch 2, kv head 1, which all three rows see: k the 4 heads of kv head 1 in every row, v
+    their column 3); every other entry bitwise the clean run's."""
+    make, call, ref = decode_sq3(causal=True)
+    index = (2, 1, 5, 7) if what == "q" else (2, 500, 1, 3)
+    out, lse = check_case(make, call, lambda x: set_value(x[what], index, NAN), ref, f"decode sq3 {what}")
+    assert torch.isnan(out.float()).any()
+    _empty_row_stays_zero(out, lse)
+
+
+# (mask, keys of batch 2 whose k is NaN): causal, keys 998 / 999 are seen by rows 1-2 / 2 only;
+# window (20, 0), key 977 by row 0 only (row i sees [977 + i, 997 + i]). The rows that do not
+# see them share their 32-key tile and must stay bitwise clean (the mask is a select).
+MASKED_K = [("causal", dict(causal=True), slice(998, 1000)),
+            ("window", dict(causal=True, window_size=(20, 0)), slice(977, 978))]
+
+
+@pytest.mark.parametrize("name,mask,keys", MASKED_K, ids=[m[0] for m in MASKED_K])
+def test_decode_kernel_sq3_nan_in_k_of_masked_keys(name, mask, keys):
+    make, call, ref = decode_sq3(**mask)
+    out, lse = check_case(make, call, lambda x: set_value(x["k"], (2, keys), NAN), ref, f"decode sq3 k {name}")
+    assert torch.isnan(out.float()).any()
+    _empty_row_stays_zero(out, lse)
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "As the prefill kernel (test_nan_in_v_at_masked_key, docs/DESIGN.md 1.6): P V on the tensor "
+    "cores gives 0 * NaN = NaN for rows 0-1, whose causal mask hides key 999 of the 32-key tile "
+    "they share with row 2"))
+def test_decode_kernel_sq3_nan_in_v_at_masked_key():
+    make, call, ref = decode_sq3(causal=True)
+    check_case(make, call, lambda x: set_value(x["v"], (2, 999, 1, 3), NAN), ref, "decode sq3 v masked")
