@@ -36,23 +36,46 @@ inline constexpr int kDecodeWarps = 4;
 inline constexpr int kDecodeTileKeys = 32;
 inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query rows of one KV head
 
-// Per-warp shared memory: two stages of a 32-key K and V tile (FP8) and the
-// tile's V in f16. Row strides are padded by 16 bytes so that the K fragment
-// loads (8 rows x 4 lanes x 4 bytes) and the ldmatrix rows hit 32 distinct banks.
+// Per-warp shared memory: two stages of a 32-key tile, V (FP8, [32][kD]) and K
+// (FP8, [32][kKStride]), and the tile's V in f16 ([32][kVhStride]) for ldmatrix.trans.
+// Row strides are padded by 16 bytes so that the K fragment loads (8 rows x 4 lanes x
+// 4 bytes) and the ldmatrix rows hit 32 distinct banks.
+//
+// kInPlaceV (D <= 128): once S = Q K^T has read K, V is converted in place, over the
+// whole stage (the f16 V is exactly the stage's size), instead of into a third
+// buffer: a D = 128 CTA then takes 68 KB instead of 102 KB, three per SM instead of
+// two. The tile loop is latency-bound (Nsight Compute, one H200, B = 8 8k keys: issue
+// slots 39% busy, warps stalled mostly on fixed-latency dependencies and shared
+// memory, 8 warps per SM), so more warps hide more of it. D = 256 stays at one CTA per
+// SM either way (255 registers), and converting after S there (S live across the
+// conversion) doubled its spills: it keeps the third buffer and converts first.
 template <int kD>
 struct DecodeSmem {
+  static constexpr bool kInPlaceV = kD <= 128;
   static constexpr int kStages = 2;
   static constexpr int kKStride = kD + 16;
   static constexpr int kVhStride = 2 * kD + 16;
-  static constexpr int kKBytes = kDecodeTileKeys * kKStride;
   static constexpr int kVBytes = kDecodeTileKeys * kD;
-  static constexpr int kStageBytes = kKBytes + kVBytes;
-  static constexpr int kWarpBytes = kStages * kStageBytes + kDecodeTileKeys * kVhStride;
+  static constexpr int kKBytes = kDecodeTileKeys * kKStride;
+  static constexpr int kStageBytes = kVBytes + kKBytes;
+  // Where V and K sit in a stage: in place V first (the conversion's order relies on
+  // it), else K first.
+  static constexpr int kVOffset = kInPlaceV ? 0 : kKBytes;
+  static constexpr int kKOffset = kInPlaceV ? kVBytes : 0;
+  static constexpr int kVhBytes = kDecodeTileKeys * kVhStride;
+  static_assert(kVhBytes == kStageBytes, "the f16 V fills a stage exactly");
+  static constexpr int kWarpBytes = kStages * kStageBytes + (kInPlaceV ? 0 : kVhBytes);
   static constexpr int kBytes = kDecodeWarps * kWarpBytes;
   // The end-of-split merge of the warps reuses it: O [warps][16][D], max and sum [warps][16].
   static constexpr int kMergeBytes = kDecodeWarps * kDecodeRows * (kD + 2) * 4;
   static_assert(kMergeBytes <= kBytes);
 };
+
+// CTAs per SM the decode kernel is built for (__launch_bounds__' register cap): three
+// at D = 128 (168 registers, 68 KB of shared memory). 0 leaves ptxas unconstrained, as
+// before: a minimum of 1 made it spill more at D = 256 (255 registers either way).
+template <int kD>
+inline constexpr int kDecodeMinBlocks = kD == 128 ? 3 : 0;
 
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -129,8 +152,41 @@ __host__ __device__ __forceinline__ DecodeRange decode_split_range(int seqlen, i
   return {first + int(lo < len ? lo : len), first + int(hi < len ? hi : len)};
 }
 
+// A tile's V, e4m3 -> f16: kChunks = kD / 16 16-byte chunks per lane, 32 / kChunks
+// rows per pass (in place, vh == vs's stage: the last rows first). In place, f16 row r
+// lands on bytes [r (2 kD + 16), + 2 kD) of the stage, which hold FP8 rows >= 2r (row
+// stride kD, V first in the stage) and K: a pass only overwrites rows that an earlier
+// pass, or itself before the __syncwarp between its loads and stores, has read.
+template <int kD>
+__device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, int lane) {
+  using Smem = DecodeSmem<kD>;
+  constexpr int kChunks = kD / 16;
+#pragma unroll
+  for (int pass = 0; pass < kChunks; ++pass) {
+    const int i = Smem::kInPlaceV ? kChunks - 1 - pass : pass;
+    const int idx = i * 32 + lane;
+    const int r = idx / kChunks, c = idx % kChunks;
+    const uint4 raw = *reinterpret_cast<const uint4*>(vs + r * kD + 16 * c);
+    if constexpr (Smem::kInPlaceV) __syncwarp();  // the pass's FP8 rows are all read
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+    uint32_t h[8];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2(
+          static_cast<__nv_fp8x2_storage_t>(w[q] & 0xffffu), __NV_E4M3);
+      const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2(
+          static_cast<__nv_fp8x2_storage_t>(w[q] >> 16), __NV_E4M3);
+      h[2 * q] = uint32_t(lo.x) | (uint32_t(lo.y) << 16);
+      h[2 * q + 1] = uint32_t(hi.x) | (uint32_t(hi.y) << 16);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(vh + r * Smem::kVhStride + 32 * c);
+    dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
+    dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
+  }
+}
+
 template <int kD, bool kPaged>
-__global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_constant__ DecodeParams p) {
+__global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
   using Smem = DecodeSmem<kD>;
   constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
   constexpr int kChunks = kD / 16;  // 16-byte chunks of a cache row
@@ -179,13 +235,12 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
   }
 
   uint8_t* const wsmem = smem + warp * Smem::kWarpBytes;
-  uint8_t* const vh = wsmem + Smem::kStages * Smem::kStageBytes;  // V of the tile, f16 [32][kVhStride]
 
   // cp.async of tile `tile` into stage `stage`: 32 rows x kChunks 16-byte chunks of K
   // and V, kChunks per lane. Keys past the split are zero-filled (never read).
   auto load_tile = [&](int tile, int stage) {
-    uint8_t* ks = wsmem + stage * Smem::kStageBytes;
-    uint8_t* vs = ks + Smem::kKBytes;
+    uint8_t* ks = wsmem + stage * Smem::kStageBytes + Smem::kKOffset;
+    uint8_t* vs = wsmem + stage * Smem::kStageBytes + Smem::kVOffset;
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
       const int idx = i * 32 + lane;
@@ -217,30 +272,14 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
     cp_async_commit();
     cp_async_wait<1>();  // tile j has landed (this lane's copies) ...
     __syncwarp();        // ... and every lane's
-    const uint8_t* ks = wsmem + (j & 1) * Smem::kStageBytes;
-    const uint8_t* vs = ks + Smem::kKBytes;
+    uint8_t* const stage = wsmem + (j & 1) * Smem::kStageBytes;
+    const uint8_t* ks = stage + Smem::kKOffset;
+    const uint8_t* vs = stage + Smem::kVOffset;
+    // The tile's V in f16, [32][kVhStride]: over the stage itself (kInPlaceV) or the
+    // warp's third buffer.
+    uint8_t* const vh = Smem::kInPlaceV ? stage : wsmem + Smem::kStages * Smem::kStageBytes;
 
-    // V e4m3 -> f16, kChunks 16-byte chunks per lane.
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) {
-      const int idx = i * 32 + lane;
-      const int r = idx / kChunks, c = idx % kChunks;
-      const uint4 raw = *reinterpret_cast<const uint4*>(vs + r * kD + 16 * c);
-      const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-      uint32_t h[8];
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2(
-            static_cast<__nv_fp8x2_storage_t>(w[q] & 0xffffu), __NV_E4M3);
-        const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2(
-            static_cast<__nv_fp8x2_storage_t>(w[q] >> 16), __NV_E4M3);
-        h[2 * q] = uint32_t(lo.x) | (uint32_t(lo.y) << 16);
-        h[2 * q + 1] = uint32_t(hi.x) | (uint32_t(hi.y) << 16);
-      }
-      uint4* dst = reinterpret_cast<uint4*>(vh + r * Smem::kVhStride + 32 * c);
-      dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
-      dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
-    }
+    if constexpr (!Smem::kInPlaceV) convert_v_tile<kD>(vs, vh, lane);
 
     // S = Q K^T: n8 tile n holds keys 8n + 2t, 8n + 2t + 1 of rows g (0, 1) and g + 8 (2, 3).
     float s[4][4];
@@ -254,6 +293,10 @@ __global__ void __launch_bounds__(32 * kDecodeWarps) decode_kernel(const __grid_
         const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 32 * st + 16);
         mma_e4m3_16832(s[n], qa[st], b0, b1);
       }
+    }
+    if constexpr (Smem::kInPlaceV) {
+      __syncwarp();  // every lane's K reads are done: the conversion overwrites K
+      convert_v_tile<kD>(vs, vh, lane);
     }
 
     // Soft-capping, then keys past the split or outside the row's window -> -inf
