@@ -91,33 +91,71 @@ struct MergeRow {
   }
 };
 
-// lse_at(s): split s's lse. has_sink / sink: the row's query head's sink.
-template <class Acc, class LseAt>
-TORCH_FMHA_HOST_DEVICE MergeRow<Acc> merge_row(int splits, LseAt lse_at, bool has_sink, Acc sink) {
+// The pieces of a row's merge, shared by merge_row (serial, the CPU op) and the kernel
+// (csrc/kernel/merge_splits.cuh: the splits across a warp's lanes). Both reduce the
+// splits with these operations in the same split order, so their results are bitwise
+// equal given equal inputs.
+
+// True for a NaN lse (an undefined split, DESIGN 1.6).
+template <class Acc>
+TORCH_FMHA_HOST_DEVICE bool merge_is_nan(Acc lse_s) { return lse_s != lse_s; }
+
+// The running max of the LSEs: m after the splits before, lse_s the next. Keeps m on a
+// tie (the first of equal values, e.g. -0 before +0) and on NaN (flagged apart by
+// merge_is_nan), so a reduction in any tree that keeps earlier splits on the left
+// (merge_max(earlier, later)) equals the serial loop bitwise.
+template <class Acc>
+TORCH_FMHA_HOST_DEVICE Acc merge_max(Acc m, Acc lse_s) { return lse_s > m ? lse_s : m; }
+
+// A row's shift, empty and defined from max_lse (merge_max over its splits from -inf)
+// and any_nan (merge_is_nan of any split's lse); has_sink / sink: the row's query
+// head's sink. denom and lse are set by merge_row_finish.
+template <class Acc>
+TORCH_FMHA_HOST_DEVICE MergeRow<Acc> merge_row_shift(Acc max_lse, bool any_nan, bool has_sink, Acc sink) {
   const Acc inf = Acc(INFINITY);
-  Acc m = -inf;
-  bool nan = false;
-  for (int s = 0; s < splits; ++s) {
-    const Acc l = lse_at(s);
-    nan |= l != l;
-    m = l > m ? l : m;
-  }
+  Acc m = max_lse;
+  bool nan = any_nan;
   MergeRow<Acc> r;
   r.empty = !nan && m == -inf;
   if (has_sink) {
-    nan |= sink != sink;
-    m = sink > m ? sink : m;
+    nan |= merge_is_nan(sink);
+    m = merge_max(m, sink);
   }
   if (nan) m = Acc(NAN);
   r.defined = m < inf;  // false for NaN and +inf
   r.shift = (m > -inf && m < inf) ? m : Acc(0);
-  Acc denom = Acc(0);
-  for (int s = 0; s < splits; ++s) denom += r.weight(lse_at(s));
+  r.denom = Acc(0);
+  r.lse = Acc(NAN);
+  return r;
+}
+
+// Sets r's denom and lse from split_weight_sum: Acc(0) += r.weight(lse_s) for each split
+// s in increasing order (the sink's weight is added here, last).
+template <class Acc>
+TORCH_FMHA_HOST_DEVICE void merge_row_finish(MergeRow<Acc>& r, Acc split_weight_sum, bool has_sink, Acc sink) {
+  Acc denom = split_weight_sum;
   if (has_sink) denom += merge_exp(sink - r.shift);
   r.denom = denom;
   r.lse = r.shift + merge_log(denom);
   if (!r.defined) r.lse = Acc(NAN);
-  if (r.empty) r.lse = has_sink ? sink : -inf;
+  if (r.empty) r.lse = has_sink ? sink : -Acc(INFINITY);
+}
+
+// The whole row, serially: lse_at(s) is split s's lse. has_sink / sink: the row's query
+// head's sink.
+template <class Acc, class LseAt>
+TORCH_FMHA_HOST_DEVICE MergeRow<Acc> merge_row(int splits, LseAt lse_at, bool has_sink, Acc sink) {
+  Acc m = -Acc(INFINITY);
+  bool nan = false;
+  for (int s = 0; s < splits; ++s) {
+    const Acc l = lse_at(s);
+    nan |= merge_is_nan(l);
+    m = merge_max(m, l);
+  }
+  MergeRow<Acc> r = merge_row_shift(m, nan, has_sink, sink);
+  Acc denom = Acc(0);
+  for (int s = 0; s < splits; ++s) denom += r.weight(lse_at(s));
+  merge_row_finish(r, denom, has_sink, sink);
   return r;
 }
 

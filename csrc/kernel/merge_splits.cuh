@@ -2,12 +2,22 @@
 // csrc/launch/merge_splits.cu; the arithmetic: csrc/merge_splits.h, shared with
 // the CPU op).
 //
-// One warp per output row (b, sq, h): every lane reads the row's split LSEs and
-// computes the same weights (from L1; 64 splits at most with num_splits=0, any
-// count works), then lane l merges head-dim elements l, l + 32, ... (coalesced
-// float16 reads of each split's partial). Lane 0 writes the row's LSE. One
-// launch replaces the ~20 ATen ops the merge was before (each a kernel launch
-// and ~10-20 us of host time).
+// One warp per output row (b, sq, h). The kernel is latency-bound (a decode step's
+// few rows, each a few dependent L2 round trips), so no lane walks the splits
+// serially through memory:
+//  - lane s loads split s's lse (chunks of 32 splits; 64 at most with num_splits=0,
+//    any count works); the max (merge_max, earliest split kept on ties as the serial
+//    loop does) and the NaN flag are warp reductions, then merge_row_shift;
+//  - lane s computes its split's weight once; every lane adds the weights, fetched by
+//    shuffle, in increasing split order (denom, then merge_row_finish): bitwise what
+//    merge_row gives;
+//  - lane l owns head-dim elements l, l + 32, ... (coalesced float16 reads of each
+//    split's partial) and adds weight_s * o_s[d] in increasing split order (the serial
+//    order), in steps of 32 / kElems splits whose loads are all issued before the
+//    step's first add (32 loads in flight per lane, one L2 round trip per step; the
+//    first step's loads go out with the LSE loads, before the row's weights are known).
+// Lane 0 writes the row's LSE. One launch replaces the ~20 ATen ops the merge was
+// before (each a kernel launch and ~10-20 us of host time).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,31 +45,132 @@ __device__ __forceinline__ void store_merged(const MergeParams& p, int64_t index
   }
 }
 
+constexpr unsigned kMergeFullMask = 0xffffffffu;
+// Partial loads a lane issues before its first add: kMergeLoadsInFlight / kElems splits
+// at a time (8 at D = 128). 64 (8 splits x 8 elements at D = 256) spilled.
+constexpr int kMergeLoadsInFlight = 32;
+
+// merge_max over the warp's lanes in lane order (lane i's value is split c + i's): the
+// tree keeps the lower lanes' value on the left at every step, so every lane gets
+// bitwise the serial loop's result over the 32 values.
+__device__ __forceinline__ float warp_merge_max(float v, int lane) {
+#pragma unroll
+  for (int k = 1; k < 32; k <<= 1) {
+    const float other = __shfl_xor_sync(kMergeFullMask, v, k);
+    const bool upper = (lane & k) != 0;  // this lane's group is the later one
+    v = upper ? merge_max(other, v) : merge_max(v, other);
+  }
+  return v;
+}
+
+// kElems: head-dim elements per lane per pass over the splits (the launch picks 2 / 4 / 8
+// for head_dim <= 64 / 128 / 256: one pass; a larger head_dim would take more passes).
+template <int kElems>
 __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * kMergeWarps + threadIdx.x / 32;
-  if (row >= p.rows()) return;
+  if (row >= p.rows()) return;  // the whole warp: the shuffles below need all lanes
   const int lane = threadIdx.x % 32;
   const int h = int(row % p.heads);
   const int sq = int((row / p.heads) % p.seqlen_q);
   const int b = int(row / (int64_t(p.heads) * p.seqlen_q));
+  const int splits = p.splits;
   const float* lse = p.lse_parts + p.lse_layout.offset(b, 0, sq, h, 0);
-  const auto lse_at = [&](int s) { return lse[s * p.lse_layout.s]; };
+  const int64_t lse_s = p.lse_layout.s;
+  // Lane l's split c + l's lse (-inf past the last split: adds nothing to the max).
+  const auto lane_lse = [&](int c) { return c + lane < splits ? lse[(c + lane) * lse_s] : -INFINITY; };
+
+  const __half* o = static_cast<const __half*>(p.o_parts) + p.o_layout.offset(b, 0, sq, h, 0);
+  const int64_t o_s = p.o_layout.s, o_d = p.o_layout.d;
+  constexpr int kSplitsPerStep = kMergeLoadsInFlight / kElems;  // divides 32
+  using Step = __half[kSplitsPerStep][kElems];
+  // Loads the partials of splits s0 .. s0 + kSplitsPerStep - 1 below s_end at head-dim
+  // elements d0 + lane + 32 e below head_dim when `active`; 0 elsewhere.
+  const int head_dim = p.head_dim;
+  const auto load_step = [&](Step& part, int s0, int s_end, int d0, bool active) {
+#pragma unroll
+    for (int e = 0; e < kElems; ++e) {
+      const int d = d0 + lane + 32 * e;
+      const bool in = active && d < head_dim;
+      const __half* os = o + int64_t(s0) * o_s + int64_t(d) * o_d;  // split s0's element d
+#pragma unroll
+      for (int u = 0; u < kSplitsPerStep; ++u, os += o_s) {
+        part[u][e] = in && s0 + u < s_end ? *os : __ushort_as_half(0);
+      }
+    }
+  };
+  const float lse0 = lane_lse(0);  // kept: the weights of the first chunk need it again
+  // The first step's partials are loaded with the LSEs, before the row is known (in
+  // bounds; unused when the row is empty or undefined): one L2 round trip less.
+  Step first_step;
+  load_step(first_step, 0, min(splits, 32), 0, true);
+
+  // The max and the NaN flag, chunks of 32 splits in order.
+  float max_lse = -INFINITY;
+  bool any_nan = false;
+  for (int c = 0; c < splits; c += 32) {
+    const float l = c == 0 ? lse0 : lane_lse(c);
+    any_nan |= __any_sync(kMergeFullMask, merge_is_nan(l)) != 0;
+    // A NaN is skipped by the serial merge_max too (flagged by any_nan instead).
+    max_lse = merge_max(max_lse, warp_merge_max(merge_is_nan(l) ? -INFINITY : l, lane));
+  }
   const bool has_sink = p.sinks != nullptr;
-  const MergeRow<float> r = merge_row<float>(p.splits, lse_at, has_sink, has_sink ? p.sinks[h] : 0.f);
+  const float sink = has_sink ? p.sinks[h] : 0.f;
+  MergeRow<float> r = merge_row_shift<float>(max_lse, any_nan, has_sink, sink);
+  const bool merges = !r.empty && r.defined;  // else out is 0 / NaN whatever the partials
+
   const float v_descale = p.v_descale == nullptr ? 1.f
       : p.v_descale[p.v_descale_per_head ? b * p.heads_kv + h / (p.heads / p.heads_kv) : 0];
   const float out_scale = p.out_scale == nullptr ? 1.f : p.out_scale[0];
   const bool fp8 = p.out_type == MergeOutType::kFloat8E4M3;
-  const __half* o = static_cast<const __half*>(p.o_parts) + p.o_layout.offset(b, 0, sq, h, 0);
-  for (int d = lane; d < p.head_dim; d += 32) {
-    float sum = 0.f;
-    if (!r.empty && r.defined) {
-      for (int s = 0; s < p.splits; ++s) {
-        sum += r.weight(lse_at(s)) * __half2float(o[s * p.o_layout.s + d * p.o_layout.d]);
+  int d0 = 0;
+  do {  // passes over the head dim; the first also sums the weights (denom)
+    const bool first_pass = d0 == 0;
+    bool adds[kElems];
+    float sum[kElems];
+#pragma unroll
+    for (int e = 0; e < kElems; ++e) {
+      adds[e] = merges && d0 + lane + 32 * e < p.head_dim;
+      sum[e] = 0.f;
+    }
+    float denom = 0.f;
+    for (int c = 0; c < splits; c += 32) {
+      const float w = r.weight(c == 0 ? lse0 : lane_lse(c));  // split c + lane's, once
+      const int n = min(32, splits - c);
+      // Steps of kSplitsPerStep splits: all their loads first, then the adds in split
+      // order (the compiler, left to unroll a plain loop, issued 2 of 32 loads before
+      // the first add at D = 64). kSplitsPerStep divides 32: shuffle lanes stay < 32.
+      for (int j0 = 0; j0 < n; j0 += kSplitsPerStep) {
+        Step part;
+        if (first_pass && c == 0 && j0 == 0) {
+#pragma unroll
+          for (int u = 0; u < kSplitsPerStep; ++u) {
+#pragma unroll
+            for (int e = 0; e < kElems; ++e) part[u][e] = first_step[u][e];
+          }
+        } else {
+          load_step(part, c + j0, c + n, d0, merges);
+        }
+#pragma unroll
+        for (int u = 0; u < kSplitsPerStep; ++u) {
+          const float w_s = __shfl_sync(kMergeFullMask, w, j0 + u);
+          if (j0 + u < n) {  // past the last split: nothing added (not even +0: -0 stays -0)
+            if (first_pass) denom += w_s;
+#pragma unroll
+            for (int e = 0; e < kElems; ++e) {
+              if (adds[e]) sum[e] += w_s * __half2float(part[u][e]);
+            }
+          }
+        }
       }
     }
-    store_merged(p, row * p.head_dim + d, r.out(sum, v_descale, out_scale, fp8));
-  }
+    if (first_pass) merge_row_finish(r, denom, has_sink, sink);
+#pragma unroll
+    for (int e = 0; e < kElems; ++e) {
+      const int d = d0 + lane + 32 * e;
+      if (d < p.head_dim) store_merged(p, row * p.head_dim + d, r.out(sum[e], v_descale, out_scale, fp8));
+    }
+    d0 += 32 * kElems;
+  } while (d0 < p.head_dim);
   if (lane == 0) {
     p.lse_out[b * p.lse_out_stride[0] + sq * p.lse_out_stride[1] + h * p.lse_out_stride[2]] = r.lse;
   }

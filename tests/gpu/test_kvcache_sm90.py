@@ -101,6 +101,10 @@ SWEEP = [
     ("sq5_g3_d256_causal_decode", 2, 5, 15, 5, 256, [3, 1000], None, dict(causal=True), 0),
     ("sq16_g1_paged_causal_decode", 2, 16, 2, 2, 128, [10, 500], 64, dict(causal=True), 2),
     ("sq4_g2_nomask_decode", 2, 4, 4, 2, 64, [0, 129], None, {}, 0),
+    # More than 32 splits: the merge kernel's split LSEs in chunks of 32 lanes (a partial last
+    # chunk, empty splits in the short row), D = 64 / 256 (2 / 8 elements per lane).
+    ("b2_d64_split40_sinks", 2, 1, 8, 2, 64, [3000, 100], None, dict(causal=True, sinks=True), 40),
+    ("b1_d256_split70", 1, 1, 8, 2, 256, [5000], None, dict(causal=True), 70),
 ]
 
 
