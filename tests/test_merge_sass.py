@@ -1,0 +1,84 @@
+"""The split-KV merge kernel (csrc/kernel/merge_splits.cuh, issue 15) as ptxas compiled it,
+checked on a machine without a GPU: csrc/launch/merge_splits.cu is compiled for sm_90a with
+the library's flags and each instance (2 / 4 / 8 head-dim elements per lane) must have no
+spills and two runs of 32 partial loads (LDG.E.U16: the first step's, issued with the LSE
+loads, and the split loop's) each issued before the first FFMA that uses a loaded value:
+the kernel is latency-bound, and a step whose adds wait on its first load before the other
+loads issue pays one L2 round trip per split instead of one per step."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from host_checker import NVCC, needs_cutlass
+from sass_checks import spills, split_functions
+from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
+
+CUOBJDUMP = shutil.which("cuobjdump")
+needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
+LOADS_PER_STEP = 32  # kMergeLoadsInFlight
+
+
+def loads_before_first_use(instrs: list[str]) -> list[int]:
+    """For each straight-line block (split at branches and their targets) holding partial
+    loads: how many issue before the first FFMA reading a loaded value (through its
+    HADD2.F32 half -> float conversion)."""
+    targets = {m for x in instrs for m in re.findall(r"\bBRA (?:!?U?P\d, )?0x([0-9a-f]+)", x)}
+    blocks, cur = [], []
+    for x in instrs:
+        addr = x.split()[0].lstrip("0") or "0"
+        if addr in targets and cur:
+            blocks.append(cur)
+            cur = []
+        cur.append(x)
+        if re.search(r"\b(BRA|EXIT)\b", x):
+            blocks.append(cur)
+            cur = []
+    blocks.append(cur)
+    out = []
+    for block in blocks:
+        if sum("LDG.E.U16" in x for x in block) < 2:
+            continue
+        loaded, issued = set(), 0
+        for x in block:
+            regs = re.findall(r"\bR\d+\b", x)
+            if "LDG.E.U16" in x:
+                issued += 1
+                loaded.add(regs[0])
+            elif "HADD2.F32" in x and any(r in loaded for r in regs[1:]):
+                loaded.add(regs[0])
+            elif re.search(r"\bFFMA\b", x) and any(r in loaded for r in regs[1:]):
+                break
+        out.append(issued)
+    return out
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    cubin = tmp_path_factory.mktemp("merge") / "merge.cubin"
+    build = subprocess.run(
+        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
+         str(source_root() / "launch" / "merge_splits.cu"), "-o", str(cubin)],
+        capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    sass = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
+                          check=True).stdout
+    found = {}
+    for n, f in split_functions(sass).items():
+        m = re.search(r"merge_splits_kernelILi(\d+)E", n)
+        if m:
+            found[int(m.group(1))] = f
+    return found
+
+
+@needs_cutlass
+@needs_tools
+@pytest.mark.parametrize("elems_per_lane", [2, 4, 8])
+def test_merge_steps_issue_their_loads_before_the_adds(kernels, elems_per_lane):
+    instrs = kernels[elems_per_lane]
+    assert spills(instrs) == 0
+    runs = loads_before_first_use(instrs)
+    assert runs.count(LOADS_PER_STEP) >= 2, f"{elems_per_lane} per lane: loads before the first add {runs}"
