@@ -50,9 +50,11 @@ COPY_BYTES = 2 << 30
 
 # csrc/ops/kvcache_op.cpp: kTileRows, kMinKeysPerSplit, kMaxSplits, kMinKeysToSplit.
 _TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS, _MIN_KEYS_TO_SPLIT = 128, 512, 64, 4096
-# The decode kernel's CTAs per SM at D = 128 (shared memory: 104 KB each), as
-# decode_ctas_per_sm (csrc/launch/decode.cu) reads it from the occupancy API.
-_DECODE_CTAS_PER_SM_128 = 2
+# The decode kernel's CTAs per SM at D = 128 (168 registers, 68 KB of shared memory
+# each), as decode_ctas_per_sm (csrc/launch/decode.cu) reads it from the occupancy API.
+_DECODE_CTAS_PER_SM_128 = 3
+# csrc/ops/kvcache_decode_cuda.cpp: kMaxDecodeSplits.
+_MAX_DECODE_SPLITS = 32
 
 
 def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units: int,
@@ -60,12 +62,12 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
     """num_splits=0's choice for a decode step (Sq = 1, GQA packing: one sequence of
     H / Hkv rows per KV head), mirrored from csrc/ops/kvcache_op.cpp: choose_num_splits
     (the split plan), or with `decode_kernel` choose_decode_splits (the CUDA decode
-    kernel, D = 128: `units` SMs of 2 CTAs each)."""
+    kernel, D = 128: `units` SMs of 3 CTAs each)."""
     if decode_kernel:
         ctas, slots = batch * heads_kv, units * _DECODE_CTAS_PER_SM_128
         if ctas <= 0 or cache_len <= 0 or ctas >= slots:
             return 1
-        return max(1, min(slots // ctas, math.ceil(math.sqrt(cache_len / 64)), _MAX_SPLITS))
+        return max(1, min(slots // ctas, math.ceil(math.sqrt(cache_len / 64)), _MAX_DECODE_SPLITS))
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
     if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:

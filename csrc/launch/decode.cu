@@ -1,4 +1,5 @@
 // torch_fmha: host side of the split-KV decode kernel.
+#include <algorithm>
 #include <atomic>
 
 #include "../kernel/decode.cuh"
@@ -13,41 +14,74 @@ bool decode_kernel_supports(int head_dim, int rows) {
 
 namespace {
 
+// Per device and head dim: how many CTAs an SM holds at the kernel's own shared memory
+// (kBytes), and the dynamic shared memory that holds it to one CTA fewer (0: none found).
+// Both from the occupancy API, once; the launch only reads them.
+struct DecodeOccupancy {
+  int ctas_per_sm = 0;
+  int fewer_smem_bytes = 0;  // dynamic shared memory for ctas_per_sm - 1 CTAs per SM
+};
+
+template <int kD>
+DecodeOccupancy occupancy() {
+  static std::atomic<int> cached_ctas[64] = {};   // 0: not read yet
+  static std::atomic<int> cached_fewer[64] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return {1, 0};
+  if (cached_ctas[device].load(std::memory_order_acquire) == 0) {
+    constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
+    constexpr int kThreads = 32 * kernel::kDecodeWarps;
+    auto fn = kernel::decode_kernel<kD, false>;  // the paged build has the same shared memory
+    int per_sm = 0, per_block = 0, reserved = 0;
+    cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+    cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
+    int n = 1, fewer = 0;
+    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, kSmem) != cudaSuccess || n < 1) {
+      n = 1;
+    }
+    if (n >= 2 && per_sm > 0) {
+      // The least shared memory with which n CTAs no longer fit, 128-byte aligned.
+      const int bytes = (per_sm / n - reserved + 1 + 127) / 128 * 128;
+      int m = 0;
+      if (bytes > kSmem && bytes <= per_block &&
+          cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess &&
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&m, fn, kThreads, bytes) == cudaSuccess && m == n - 1) {
+        fewer = bytes;
+      }
+    }
+    cached_fewer[device].store(fewer, std::memory_order_release);
+    cached_ctas[device].store(n, std::memory_order_release);
+  }
+  return {cached_ctas[device].load(std::memory_order_acquire), cached_fewer[device].load(std::memory_order_acquire)};
+}
+
 template <int kD, bool kPaged>
-cudaError_t launch(const DecodeParams& p, cudaStream_t stream) {
-  constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
+cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
+  const DecodeOccupancy occ = occupancy<kD>();
+  const int smem = fewer_ctas_per_sm && occ.fewer_smem_bytes > 0 ? occ.fewer_smem_bytes
+                                                                : kernel::DecodeSmem<kD>::kBytes;
   auto fn = kernel::decode_kernel<kD, kPaged>;
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
-  static std::atomic<bool> raised[64] = {};  // the dynamic shared memory limit, once per device
+  static std::atomic<int> raised[64] = {};  // the dynamic shared memory limit set, per device
   if (device < 0 || device >= 64) return cudaErrorInvalidDevice;
-  if (!raised[device].load(std::memory_order_acquire)) {
-    err = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (raised[device].load(std::memory_order_acquire) < smem) {
+    const int limit = std::max(smem, occ.fewer_smem_bytes);
+    err = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, limit);
     if (err != cudaSuccess) return err;
-    raised[device].store(true, std::memory_order_release);
+    raised[device].store(limit, std::memory_order_release);
   }
   const dim3 grid(unsigned(p.splits), unsigned(p.heads_kv), unsigned(p.batch));
-  fn<<<grid, 32 * kernel::kDecodeWarps, kSmem, stream>>>(p);
+  fn<<<grid, 32 * kernel::kDecodeWarps, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
 template <int kD>
 int ctas_per_sm() {
-  static std::atomic<int> cached[64] = {};  // 0: not read yet
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 1;
-  if (cached[device].load(std::memory_order_acquire) == 0) {
-    constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
-    auto fn = kernel::decode_kernel<kD, false>;  // the paged build has the same shared memory
-    int n = 1;
-    if (cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, 32 * kernel::kDecodeWarps, kSmem) != cudaSuccess) {
-      n = 1;
-    }
-    cached[device].store(n > 0 ? n : 1, std::memory_order_release);
-  }
-  return cached[device].load(std::memory_order_acquire);
+  return occupancy<kD>().ctas_per_sm;
 }
 
 }  // namespace
@@ -61,16 +95,16 @@ int decode_ctas_per_sm(int head_dim) {
   }
 }
 
-cudaError_t launch_decode(const DecodeParams& p, cudaStream_t stream) {
+cudaError_t launch_decode(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
   if (p.batch == 0 || p.heads_kv == 0 || p.splits == 0) return cudaSuccess;
   if (p.batch > 65535 || p.heads_kv > 65535 || p.splits > 65535 || p.seqlen_q * p.group > kernel::kDecodeRows) {
     return cudaErrorInvalidConfiguration;
   }
   const bool paged = p.page_table != nullptr;
   switch (p.head_dim) {
-    case 64: return paged ? launch<64, true>(p, stream) : launch<64, false>(p, stream);
-    case 128: return paged ? launch<128, true>(p, stream) : launch<128, false>(p, stream);
-    case 256: return paged ? launch<256, true>(p, stream) : launch<256, false>(p, stream);
+    case 64: return paged ? launch<64, true>(p, fewer_ctas_per_sm, stream) : launch<64, false>(p, fewer_ctas_per_sm, stream);
+    case 128: return paged ? launch<128, true>(p, fewer_ctas_per_sm, stream) : launch<128, false>(p, fewer_ctas_per_sm, stream);
+    case 256: return paged ? launch<256, true>(p, fewer_ctas_per_sm, stream) : launch<256, false>(p, fewer_ctas_per_sm, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -19,7 +19,11 @@ bool decode_kernel_supports(int head_dim, int rows);
 int decode_ctas_per_sm(int head_dim);
 
 // Enqueues the decode kernel on `stream`: grid (splits, Hkv, B). No host
-// synchronisation, no allocation. Returns the launch status.
-cudaError_t launch_decode(const DecodeParams& params, cudaStream_t stream);
+// synchronisation, no allocation. fewer_ctas_per_sm: launch it with more dynamic
+// shared memory than it uses, so that an SM holds one CTA fewer than
+// decode_ctas_per_sm (when a grid of several waves fills its last wave better
+// that way, decode_fewer_ctas_per_sm); the result does not depend on it.
+// Returns the launch status.
+cudaError_t launch_decode(const DecodeParams& params, bool fewer_ctas_per_sm, cudaStream_t stream);
 
 }  // namespace torch_fmha

@@ -41,21 +41,43 @@ int64_t cuda_sm_count(int device) {
 
 namespace {
 
-constexpr int64_t kMaxDecodeSplits = 64;  // as the split plan's kMaxSplits
+// At most 32 splits: at B = 1, 128k keys 32 splits took 94.0 us, 46 (sqrt(keys / 64))
+// 99.4 and 64 123 (session 13, table below); the merge reads every split's partial.
+constexpr int64_t kMaxDecodeSplits = 32;
 
 // num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 64)
 // splits (each split pays a CTA's setup, its partial's write and a share of the merge;
 // fewer splits leave SMs idle), no more than fill every CTA slot of the device
-// (`slots` = SMs x the kernel's CTAs per SM, two at D = 128), at most kMaxDecodeSplits; 1
+// (`slots` = SMs x the kernel's CTAs per SM, three at D = 128), at most kMaxDecodeSplits; 1
 // when the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
 // (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 4 / 8 / 16 /
 // 32 splits; DESIGN 1.11 has the table): B = 1 at 1k 24.2 16.7 18.6 23.9 35.9, 4k 64.2
 // 27.3 23.5 26.7 38.0, 32k 422 117 68.1 49.0 57.4, 128k 1646 425 222 125 113; B = 8 at
-// 32k 421 163 172 188 217 (two CTAs per SM: 4 splits).
+// 32k 421 163 172 188 217 (two CTAs per SM then: 4 splits). With three CTAs per SM
+// and the merge kernel without serial split walks (session 13), us for 4 / 8 / 16 / 24 /
+// 32 / 48 / 64 splits: B = 1 1k 14.3 14.0 15.6 17.6 19.4 22.9 28.3 (rule: 4), 8k 35.5
+// 24.4 21.2 24.3 24.0 28.5 33.8 (12: 23.2), 32k 106 60.3 39.6 42.2 40.7 46.0 52.4 (23:
+// 43.5), 128k 384 199 110 109 94.0 98.0 123 (then 46: 99.4; now 32); B = 8 8k 54.8 65.8 59.7 66.0
+// (6: 56.5), 32k 157 201 164 164 (6: 153).
 int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
   if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
   const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 64.0)));
   return std::max<int64_t>(1, std::min({slots / ctas, by_keys, kMaxDecodeSplits}));
+}
+
+// Whether a grid of `ctas` decode CTAs, more than one wave at `per_sm` CTAs per SM,
+// runs with one CTA fewer per SM (launch_decode's fewer_ctas_per_sm): when that fills
+// its last wave better. B = 64, Hkv = 8, one split: 512 CTAs are 1.3 waves of 3 x 132
+// (the last a third full) but 1.9 of 2 x 132; measured (one H200, D = 128, 8k keys,
+// graph replays): 83% of copy bandwidth at two CTAs per SM, 78% at three. Within one
+// wave (B = 8 with its splits) it keeps every slot.
+bool decode_fewer_ctas_per_sm(int64_t ctas, int64_t sms, int64_t per_sm) {
+  if (per_sm < 2 || sms <= 0 || ctas <= sms * per_sm) return false;
+  auto filled = [&](int64_t n) {  // fraction of the grid's waves' slots the CTAs use
+    const int64_t slots = sms * n;
+    return static_cast<double>(ctas) / static_cast<double>((ctas + slots - 1) / slots * slots);
+  };
+  return filled(per_sm - 1) > filled(per_sm) + 0.05;
 }
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
@@ -131,7 +153,9 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   dp.k_descale = scale_tensor(k_descale);
   dp.o_part = o.data_ptr();
   dp.lse_part = l.data_ptr<float>();
-  const cudaError_t err = launch_decode(dp, c10::cuda::getCurrentCUDAStream().stream());
+  const int64_t sms = cuda_sm_count(q.device().index());
+  const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * splits, sms, decode_ctas_per_sm(static_cast<int>(d)));
+  const cudaError_t err = launch_decode(dp, fewer, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
   return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
