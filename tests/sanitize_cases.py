@@ -5,7 +5,11 @@ case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
 than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partial
 last pages, softcap and sinks), and one split decode step against a KV cache
-(issue 15: GQA packing, 5 splits, sinks, FP8 output through the merge kernel). Each result is checked against the float64
+(issue 15: GQA packing, 5 splits, sinks, FP8 output through the merge kernel), and per
+head dim two decode-kernel steps: Sq = 3 x G = 4 rows against a paged cache with a
+window and the chosen splits, and B = 64 against short dense caches (one split; 512
+CTAs, which at D = 128 run with one CTA fewer per SM; the kernel converts V in
+place in its own shared memory at D <= 128, which racecheck watches). Each result is checked against the float64
 oracle, so a sanitizer-clean run is also a right one. A feature the kernel refuses ("not supported by this
 build") is reported as skipped, not as clean.
 
@@ -82,7 +86,32 @@ def main() -> int:
         check(out, ref, None, f"paged D={d}")
         print(f"paged D={d} page={page} causal={causal} softcap sinks: ok", flush=True)
     kvcache_split_case(args.device)
+    for d in (int(x) for x in args.head_dims.split(",")):
+        kvcache_decode_kernel_cases(args.device, d)
     return 0
+
+
+def kvcache_decode_kernel_cases(device, d):
+    """The decode kernel at head dim d: Sq = 3 rows per sequence x G = 4 against a paged cache
+    (pages of 16, NaN-poisoned pool) with a (100, 0) window and num_splits=0, and B = 64
+    dense caches of up to 300 keys (NaN past cache_seqlens) in one split each."""
+    lens = [0, 1, 31, 33, 517, 300]
+    q, kp, vp, seqlens, table, s = kvcache_inputs(len(lens), 3, 8, 2, d, FP8, lens, page_size=16,
+                                                  device=device, seed=d)
+    out = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, window_size=(100, 0), **s)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    ref, _ = kvcache_attention_ref(q, kp, vp, seqlens, page_table=table, window_size=(100, 0), **s)
+    check(out, ref, None, f"decode kernel paged D={d}")
+    print(f"decode kernel D={d} paged Sq=3 G=4 window (100, 0): ok", flush=True)
+    lens = [(37 * i) % 301 for i in range(64)]
+    q, kc, vc, seqlens, _, s = kvcache_inputs(64, 1, 8, 8, d, FP8, lens, device=device, seed=d + 1)
+    out = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, causal=True, **s)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    ref, _ = kvcache_attention_ref(q, kc, vc, seqlens, causal=True, **s)
+    check(out, ref, None, f"decode kernel B=64 D={d}")
+    print(f"decode kernel D={d} B=64 Hkv=8 one split: ok", flush=True)
 
 
 def kvcache_split_case(device):
