@@ -67,7 +67,7 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
         ctas, slots = batch * heads_kv, units * _DECODE_CTAS_PER_SM_128
         if ctas <= 0 or cache_len <= 0 or ctas >= slots:
             return 1
-        return max(1, min(slots // ctas, math.ceil(math.sqrt(cache_len / 64)), _MAX_DECODE_SPLITS))
+        return max(1, min(slots // ctas, math.ceil(math.sqrt(cache_len / 32)), _MAX_DECODE_SPLITS))
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
     if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:

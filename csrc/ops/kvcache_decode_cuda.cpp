@@ -41,11 +41,11 @@ int64_t cuda_sm_count(int device) {
 
 namespace {
 
-// At most 32 splits: at B = 1, 128k keys 32 splits took 94.0 us, 46 (sqrt(keys / 64))
-// 99.4 and 64 123 (session 13, table below); the merge reads every split's partial.
+// At most 32 splits: at B = 1, 128k keys 32 splits took 94.0 us, 46 99.4 and 64 123
+// (session 13, table below); the merge reads every split's partial.
 constexpr int64_t kMaxDecodeSplits = 32;
 
-// num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 64)
+// num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 32)
 // splits (each split pays a CTA's setup, its partial's write and a share of the merge;
 // fewer splits leave SMs idle), no more than fill every CTA slot of the device
 // (`slots` = SMs x the kernel's CTAs per SM, three at D = 128), at most kMaxDecodeSplits; 1
@@ -55,13 +55,14 @@ constexpr int64_t kMaxDecodeSplits = 32;
 // 27.3 23.5 26.7 38.0, 32k 422 117 68.1 49.0 57.4, 128k 1646 425 222 125 113; B = 8 at
 // 32k 421 163 172 188 217 (two CTAs per SM then: 4 splits). With three CTAs per SM
 // and the merge kernel without serial split walks (session 13), us for 4 / 8 / 16 / 24 /
-// 32 / 48 / 64 splits: B = 1 1k 14.3 14.0 15.6 17.6 19.4 22.9 28.3 (rule: 4), 8k 35.5
-// 24.4 21.2 24.3 24.0 28.5 33.8 (12: 23.2), 32k 106 60.3 39.6 42.2 40.7 46.0 52.4 (23:
-// 43.5), 128k 384 199 110 109 94.0 98.0 123 (then 46: 99.4; now 32); B = 8 8k 54.8 65.8 59.7 66.0
-// (6: 56.5), 32k 157 201 164 164 (6: 153).
+// 32 / 48 / 64 splits: B = 1 1k 14.3 14.0 15.6 17.6 19.4 22.9 28.3, 8k 35.5 24.4 21.2
+// 24.3 24.0 28.5 33.8, 32k 106 60.3 39.6 42.2 40.7 46.0 52.4, 128k 384 199 110 109 94.0
+// 98.0 123; B = 8 8k 54.8 65.8 59.7 66.0 (6: 56.5), 32k 157 201 164 164 (6: 153). Where
+// sqrt(keys / 64) picked 4 / 12 / 23 / 46 there (14.3 / 23.2 / 43.5 / 99.4), sqrt(keys
+// / 32) and the cap pick 6 / 16 / 32 / 32.
 int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
   if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
-  const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 64.0)));
+  const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 32.0)));
   return std::max<int64_t>(1, std::min({slots / ctas, by_keys, kMaxDecodeSplits}));
 }
 
