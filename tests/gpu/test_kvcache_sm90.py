@@ -376,3 +376,69 @@ def test_transformers_static_cache_fp8_on_cuda():
         cos = torch.nn.functional.cosine_similarity(g, w, dim=0).item()
         rel_rms = ((g - w).pow(2).mean().sqrt() / w.std()).item()
         assert cos >= 0.99 and rel_rms <= 0.1, (compiled, cos, rel_rms)
+
+
+def test_transformers_fp8_static_cache_on_cuda():
+    """Fp8StaticCache (FP8 K/V stored once per token, descales fixed at prefill) on a bf16
+    Llama on CUDA: a 300-token prefill then 32 greedy tokens with generate(), eager and
+    torch.compile(model.forward, fullgraph=True) (aot_eager: the same Dynamo graph, the
+    kernels called as in eager) giving the same tokens in at most 2 graphs; and every step,
+    teacher-forced on sdpa's tokens, within the FP8 criterion of tests/test_transformers.py
+    (cos >= 0.99, relative RMS <= 0.1 of the logits)."""
+    pytest.importorskip("transformers")
+    import torch._dynamo
+    import torch_fmha.integrations.transformers as tfi
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch_fmha.integrations.fp8_static_cache import Fp8StaticLayer
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.cache_utils import StaticCache
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096)
+    model = LlamaForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16).eval()
+    ids = torch.randint(0, 512, (2, 300), generator=torch.Generator().manual_seed(1)).cuda()
+    p, new, cache_len = ids.size(1), 32, 1024
+
+    def generate(impl, cache, compiled):
+        model.set_attn_implementation(impl)
+        forward, counter = model.forward, None
+        if compiled:
+            torch._dynamo.reset()
+            counter = CompileCounterWithBackend("aot_eager")
+            model.forward = torch.compile(forward, fullgraph=True, backend=counter)
+        try:
+            with torch.no_grad():
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False,
+                                     past_key_values=cache, disable_compile=True)
+        finally:
+            model.forward = forward
+        return out, counter
+
+    want, _ = generate("sdpa", None, False)
+    cache = tfi.Fp8StaticCache(config=model.config, max_cache_len=cache_len)
+    eager, _ = generate(tfi.NAME_FP8, cache, False)
+    assert isinstance(cache.layers[0], Fp8StaticLayer) and cache.layers[0].keys.dtype == torch.float8_e4m3fn
+    compiled, counter = generate(tfi.NAME_FP8, tfi.Fp8StaticCache(config=model.config, max_cache_len=cache_len), True)
+    torch._dynamo.reset()
+    assert eager.size(1) == p + new
+    assert torch.equal(compiled, eager)
+    assert counter.frame_count <= 2, f"{counter.frame_count} frames"
+    print(f"new tokens equal to sdpa's: {(eager[:, p:] == want[:, p:]).sum(1).tolist()} of {new}")
+
+    def teacher_forced(impl, cache):
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            steps = [model(want[:, :p], past_key_values=cache, use_cache=True).logits[:, -1].float()]
+            for i in range(new - 1):
+                steps.append(model(want[:, p + i:p + i + 1], past_key_values=cache,
+                                   use_cache=True).logits[:, -1].float())
+        return steps
+
+    ref = teacher_forced("sdpa", StaticCache(config=model.config, max_cache_len=cache_len))
+    got = teacher_forced(tfi.NAME_FP8, tfi.Fp8StaticCache(config=model.config, max_cache_len=cache_len))
+    for i, (g, w) in enumerate(zip(got, ref)):
+        g, w = g.double().flatten(), w.double().flatten()
+        cos = torch.nn.functional.cosine_similarity(g, w, dim=0).item()
+        rel_rms = ((g - w).pow(2).mean().sqrt() / w.std()).item()
+        assert cos >= 0.99 and rel_rms <= 0.1, (i, cos, rel_rms)

@@ -54,13 +54,18 @@ What is supported, and how each case maps onto the op:
   transformers' tensor query offset: no host sync, no recompile as it grows)
   and the attention function calls :func:`torch_fmha.attention_with_kvcache`
   on transformers' cache tensors (strided views, no copy; split-KV and GQA
-  packing for the decode steps). The cache stays the model's dtype: with
-  ``"torch_fmha_fp8"`` it is quantized together with q on every call,
+  packing for the decode steps). Transformers' cache stays the model's dtype:
+  with ``"torch_fmha_fp8"`` it is quantized together with q on every call,
   per-(batch, KV head) scales over the whole cache (unwritten slots are zeros
   and leave them alone), so a step reads the bf16 cache once more than SDPA
-  does; an FP8 cache written once per token with scales fixed at prefill is
-  not built. Left padding inside the written keys and sliding-window layers
-  (their static slots roll) are refused.
+  does: the slow path. Pass an :class:`Fp8StaticCache` instead
+  (``generate(..., past_key_values=Fp8StaticCache(config=model.config,
+  max_cache_len=n))``): K (Hadamard-rotated) and V are stored as float8_e4m3fn
+  when written, with per-(batch, KV head) descales fixed at prefill (amax x
+  ``HEADROOM`` = 4; later values past that saturate at +-448), and the
+  attention function hands those tensors to the op as stored, quantizing only
+  q (torch_fmha/integrations/fp8_static_cache.py). Left padding inside the
+  written keys and sliding-window layers (their static slots roll) are refused.
 
 Everything else raises ``NotImplementedError`` saying what was found, never a
 silently ignored mask: 4-D / float / BlockMask masks, mask overlays
@@ -90,6 +95,9 @@ except ImportError as e:  # pragma: no cover - exercised only without transforme
         "torch_fmha.integrations.transformers needs Hugging Face transformers with "
         "transformers.masking_utils.AttentionMaskInterface (transformers >= 4.53; tested with 5.23): "
         f"pip install transformers ({e})") from e
+
+from torch_fmha.integrations.fp8_static_cache import Fp8CacheTensor, Fp8StaticCache, keys_are_rotated  # noqa: E402
+from torch_fmha.quantize import rotate  # noqa: E402
 
 NAME = "torch_fmha"
 NAME_FP8 = "torch_fmha_fp8"
@@ -255,16 +263,29 @@ def _static_cache_seqlens(batch_size, q_length, kv_length, q_offset, kv_offset, 
 def _static(q, k, v, cache_seqlens, fp8: bool, **kw):
     """q [B, Sq, H, D] against a static cache k / v [B, max_cache_len, Hkv, D] (views of
     transformers' [B, Hkv, max_cache_len, D] tensors, no copy) of which cache_seqlens[b] keys
-    are written. FP8: the cache is transformers' own (bf16) tensor, quantized with q on every
-    call (per-(batch, KV head) scales over the whole cache: the unwritten slots hold zeros and
-    leave the scales alone). That reads the bf16 cache once more than SDPA does; an FP8 cache
-    written once per token is not built."""
+    are written. FP8 here is the slow path: the cache is transformers' own (bf16) tensor,
+    quantized with q on every call (per-(batch, KV head) scales over the whole cache: the
+    unwritten slots hold zeros and leave the scales alone), which reads the bf16 cache once
+    more than SDPA does. Fp8StaticCache avoids it (_fp8_cache)."""
     if not fp8:
         return torch_fmha.attention_with_kvcache(q, k, v, cache_seqlens, **kw)
     qkv = _quantize(q, k, v)
     out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
     out = torch_fmha.attention_with_kvcache(*qkv.tensors, cache_seqlens, out_dtype=out_dtype, **qkv.descales, **kw)
     return out.to(q.dtype)
+
+
+def _fp8_cache(q, k: Fp8CacheTensor, v: Fp8CacheTensor, cache_seqlens, **kw):
+    """q [B, Sq, H, D] against an Fp8StaticCache layer: the FP8 tensors [B, Hkv, max_cache_len, D]
+    (K already rotated) go to the op as stored (transposed views) with their descales fixed at
+    prefill; only q is rotated and quantized (per (batch, KV head), as quantize_qkv would)."""
+    if keys_are_rotated(q.size(-1)):
+        q = rotate(q)
+    q8, q_descale = torch_fmha.quantize_fp8(q, "head", group_size=q.size(-2) // k.data.size(1))
+    out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
+    return torch_fmha.attention_with_kvcache(q8, k.data.transpose(1, 2), v.data.transpose(1, 2), cache_seqlens,
+                                             q_descale=q_descale, k_descale=k.descale, v_descale=v.descale,
+                                             out_dtype=out_dtype, **kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,6 +399,16 @@ def _score_options(query: torch.Tensor, kwargs, fp8: bool) -> dict:
 
 def _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs, fp8: bool):
     causal, window = _options(module, dropout, kwargs)
+    if isinstance(key, Fp8CacheTensor):  # an Fp8StaticCache layer's update returned its FP8 tensors
+        if not fp8:
+            raise _unsupported(f"an Fp8StaticCache (FP8 keys and values) with attn_implementation={NAME!r}; "
+                               f"use {NAME_FP8!r}")
+        if not (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 1
+                and attention_mask.dtype == torch.int32):
+            raise _unsupported(f"an Fp8StaticCache without the {NAME!r} mask function's cache_seqlens "
+                               f"(got {type(attention_mask).__name__})")
+        kw = dict(softmax_scale=scaling, causal=causal, window_size=window, **_score_options(query, kwargs, fp8))
+        return _fp8_cache(query.transpose(1, 2), key, value, attention_mask, **kw).to(query.dtype), None
     # transformers: [B, heads, S, D]; torch_fmha: [B, S, heads, D] (strided views, no copy).
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
     kw = dict(softmax_scale=scaling, causal=causal, window_size=window, **_score_options(query, kwargs, fp8))
@@ -424,5 +455,5 @@ def register() -> None:
 
 register()
 
-__all__ = ["NAME", "NAME_FP8", "register", "torch_fmha_attention_forward", "torch_fmha_fp8_attention_forward",
-           "torch_fmha_mask"]
+__all__ = ["NAME", "NAME_FP8", "Fp8StaticCache", "register", "torch_fmha_attention_forward",
+           "torch_fmha_fp8_attention_forward", "torch_fmha_mask"]
