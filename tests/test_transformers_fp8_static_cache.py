@@ -210,6 +210,9 @@ def test_saturates_past_headroom_and_reset_rearms():
     assert (layer.values[0, 0, 2].float() == 448).all()
     layer.update(k[:, :, :1], torch.full((1, 1, 1, d), float("nan")))
     assert layer.values[0, 0, 3].float().isnan().all()
+    # +-Inf becomes NaN (as quantize_fp8: e4m3fn has no infinity), not a saturated 448.
+    layer.update(k[:, :, :1], torch.tensor([float("inf"), -float("inf")]).repeat(d // 2).view(1, 1, 1, d))
+    assert layer.values[0, 0, 4].float().isnan().all()
     assert torch.allclose(layer.v_descale, torch.tensor([[2.0 * HEADROOM / 448]]))
     layer.reset()
     assert int(layer.cumulative_length) == 0 and (layer.values.float() == 0).all()

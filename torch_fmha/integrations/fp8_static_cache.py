@@ -26,8 +26,10 @@ floating point, so a headroom of 4x costs almost nothing in precision (3
 mantissa bits: the same 2^-4 relative rounding from 448 down to 2^-6, where the
 subnormals start; mapping the prefill's amax to 112 instead of 448 moves that
 threshold from 2^15 to 2^13 below it). A later value beyond ``HEADROOM x`` the
-prefill's amax saturates at +-448 (clamped: a NaN stays NaN, an Inf
-saturates). The first write is found on the device (the layer's
+prefill's amax saturates at +-448 (clamped). A NaN stays NaN and a +-Inf
+becomes NaN, as in :func:`torch_fmha.quantize_fp8` (e4m3fn has no infinity;
+saturating it would hide it), so non-finite K / V reach the rows that attend
+to them (the ops' NaN contract). The first write is found on the device (the layer's
 ``cumulative_length == 0``, a ``torch.where``, no host sync, no Python branch on
 data), so one compiled decode graph serves every step and ``reset()`` re-arms it.
 
@@ -79,7 +81,8 @@ def _quantize_written(x: torch.Tensor, descale: torch.Tensor, first_write: torch
     amax = finite.amax(dim=(-2, -1)).float()
     fresh = (amax * HEADROOM / 448).clamp_min(torch.finfo(torch.float32).tiny)
     descale.copy_(torch.where(first_write, fresh, descale))
-    return (x.float() / descale[:, :, None, None]).clamp(-448, 448).to(_FP8)
+    y = (x.float() / descale[:, :, None, None]).clamp(-448, 448)
+    return torch.where(torch.isinf(x), torch.full_like(y, torch.nan), y).to(_FP8)  # +-Inf -> NaN
 
 
 class Fp8StaticLayer(StaticLayer):
