@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from torch_fmha._build import cutlass_include, source_root
+from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
 
 CHECKS = Path(__file__).resolve().parent / "host_checks"
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+CUOBJDUMP = shutil.which("cuobjdump")
 NO_NVCC = "nvcc not found (host-only CUDA compilation is needed)"
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
 # Checkers that include the kernel headers (CuTe layouts) also need the CUTLASS
@@ -19,6 +20,7 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
 needs_cutlass = pytest.mark.skipif(NVCC is None or cutlass_include() is None,
                                    reason=NO_NVCC if NVCC is None else
                                    "CUTLASS headers (nvidia-cutlass wheel) not found")
+needs_cuobjdump = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
 
 
 def build_and_run(source: str, tmp_path: Path, flags: list[str] = (), build_timeout: int = 300,
@@ -35,3 +37,16 @@ def build_and_run(source: str, tmp_path: Path, flags: list[str] = (), build_time
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout.splitlines()
+
+
+def launch_unit_sass(unit: str, tmp_path: Path) -> str:
+    """csrc/launch/<unit>.cu compiled for sm_90a with the library build's flags, as
+    `cuobjdump -sass` text (the SASS tests split it with sass_checks.split_functions)."""
+    cubin = tmp_path / f"{unit}.cubin"
+    build = subprocess.run(
+        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
+         str(source_root() / "launch" / f"{unit}.cu"), "-o", str(cubin)],
+        capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
+                          check=True).stdout

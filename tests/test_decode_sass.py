@@ -10,17 +10,12 @@ session 12 (none at D = 64 / 128; D = 256, 255 registers: 4 reloads per 32-key t
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
-from host_checker import NVCC, needs_cutlass
+from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
 from sass_checks import spills, split_functions
-from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
 
-CUOBJDUMP = shutil.which("cuobjdump")
-needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
 
 
 def backward_loops(instrs: list[str]) -> list[list[str]]:
@@ -37,14 +32,7 @@ def backward_loops(instrs: list[str]) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    cubin = tmp_path_factory.mktemp("decode") / "decode.cubin"
-    build = subprocess.run(
-        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
-         str(source_root() / "launch" / "decode.cu"), "-o", str(cubin)],
-        capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stderr[-3000:]
-    sass = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
-                          check=True).stdout
+    sass = launch_unit_sass("decode", tmp_path_factory.mktemp("decode"))
     found = {}
     for n, f in split_functions(sass).items():
         m = re.search(r"decode_kernelILi(\d+)ELb([01])E", n)
@@ -54,7 +42,7 @@ def kernels(tmp_path_factory):
 
 
 @needs_cutlass
-@needs_tools
+@needs_cuobjdump
 @pytest.mark.parametrize("head_dim, paged, function_spills, loop_spills", [
     (64, False, 0, 0), (64, True, 0, 0), (128, False, 0, 0), (128, True, 0, 0),
     (256, False, 8, 4), (256, True, 8, 4)])

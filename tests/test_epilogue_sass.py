@@ -9,37 +9,22 @@ the column-pair stores, must have no 8-byte store. tests/gpu/test_sass_sm90.py
 checks all seven built kernels on the GPU machine."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 
-from host_checker import NVCC, needs_cutlass
+from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
 from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills, split_functions,
                          steady_loop)
-from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
-
-CUOBJDUMP = shutil.which("cuobjdump")
-needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
 
 
 def _kernel(tmp_path, unit: str) -> list[str]:
-    cubin = tmp_path / f"{unit}.cubin"
-    build = subprocess.run(
-        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA",  # the library build's flags
-         f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
-         str(source_root() / "launch" / f"{unit}.cu"), "-o", str(cubin)],
-        capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stderr[-3000:]
-    sass = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True,
-                          timeout=300, check=True).stdout
+    sass = launch_unit_sass(unit, tmp_path)
     funcs = [f for n, f in split_functions(sass).items() if "fmha_fwd_fp8_sm90_kernel" in n]
     assert len(funcs) == 1
     return funcs[0]
 
 
 @needs_cutlass
-@needs_tools
+@needs_cuobjdump
 @pytest.mark.parametrize("unit, head_dim, grouped, loop_spills", [
     ("fwd_fp8_hdim256", 256, True, 3),
     ("fwd_fp8_hdim128_short", 128, True, 0),

@@ -8,17 +8,12 @@ loads issue pays one L2 round trip per split instead of one per step."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
-from host_checker import NVCC, needs_cutlass
+from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
 from sass_checks import spills, split_functions
-from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
 
-CUOBJDUMP = shutil.which("cuobjdump")
-needs_tools = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
 LOADS_PER_STEP = 32  # kMergeLoadsInFlight
 
 
@@ -58,14 +53,7 @@ def loads_before_first_use(instrs: list[str]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    cubin = tmp_path_factory.mktemp("merge") / "merge.cubin"
-    build = subprocess.run(
-        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
-         str(source_root() / "launch" / "merge_splits.cu"), "-o", str(cubin)],
-        capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stderr[-3000:]
-    sass = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
-                          check=True).stdout
+    sass = launch_unit_sass("merge_splits", tmp_path_factory.mktemp("merge"))
     found = {}
     for n, f in split_functions(sass).items():
         m = re.search(r"merge_splits_kernelILi(\d+)E", n)
@@ -75,7 +63,7 @@ def kernels(tmp_path_factory):
 
 
 @needs_cutlass
-@needs_tools
+@needs_cuobjdump
 @pytest.mark.parametrize("elems_per_lane", [2, 4, 8])
 def test_merge_steps_issue_their_loads_before_the_adds(kernels, elems_per_lane):
     instrs = kernels[elems_per_lane]

@@ -35,7 +35,7 @@ import torch_fmha  # noqa: E402
 import torch_fmha.integrations.transformers as tfi  # noqa: E402
 from torch_fmha.integrations.fp8_static_cache import HEADROOM, Fp8StaticLayer  # noqa: E402
 from torch_fmha.quantize import rotate  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from tiny_llama import tiny_llama  # noqa: E402
 from transformers.cache_utils import StaticCache  # noqa: E402
 
 NEW_TOKENS = 32
@@ -53,10 +53,7 @@ def _fresh_dynamo():
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=128, max_position_embeddings=512)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama()
 
 
 def fp8_cache(model):

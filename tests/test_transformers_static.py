@@ -24,7 +24,8 @@ transformers = pytest.importorskip(
     "transformers", reason="Hugging Face transformers is not installed (pip install transformers)")
 
 import torch_fmha.integrations.transformers as tfi  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM  # noqa: E402
+from transformers import MistralConfig, MistralForCausalLM  # noqa: E402
+from tiny_llama import tiny_llama  # noqa: E402
 
 NEW_TOKENS = 32
 
@@ -38,10 +39,7 @@ def _fresh_dynamo():
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=128, max_position_embeddings=512)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama()
 
 
 IDS = torch.randint(0, 512, (2, 12), generator=torch.Generator().manual_seed(1))

@@ -352,13 +352,10 @@ def test_transformers_static_cache_fp8_on_cuda():
     against "sdpa", eager and compiled (fullgraph)."""
     pytest.importorskip("transformers")
     import torch_fmha.integrations.transformers as tfi
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny_llama import tiny_llama
     from transformers.cache_utils import StaticCache
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096)
-    model = LlamaForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16).eval()
+    model = tiny_llama(max_position_embeddings=4096).to(device="cuda", dtype=torch.bfloat16)
     ids = torch.randint(0, 512, (2, 300), generator=torch.Generator().manual_seed(1)).cuda()
 
     def step_logits(impl, compiled):
@@ -390,13 +387,10 @@ def test_transformers_fp8_static_cache_on_cuda():
     import torch_fmha.integrations.transformers as tfi
     from torch._dynamo.testing import CompileCounterWithBackend
     from torch_fmha.integrations.fp8_static_cache import Fp8StaticLayer
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny_llama import tiny_llama
     from transformers.cache_utils import StaticCache
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096)
-    model = LlamaForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16).eval()
+    model = tiny_llama(max_position_embeddings=4096).to(device="cuda", dtype=torch.bfloat16)
     ids = torch.randint(0, 512, (2, 300), generator=torch.Generator().manual_seed(1)).cuda()
     p, new, cache_len = ids.size(1), 32, 1024
 
