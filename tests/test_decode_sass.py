@@ -6,7 +6,11 @@ ldmatrix.trans reads (LDSM) of the source, the mma count of one 32-key tile (Q K
 e4m3 k32 steps per 8-key group, each two HMMA.16816 on sm_90a, which has no FP8
 mma.sync; P V: 2 k16 steps per D/8 column group), and no more spills than measured in
 session 12 (none at D = 64 / 128; D = 256, 255 registers: 4 reloads per 32-key tile of
-~1700 / ~2000 instructions, dense / paged)."""
+~1700 / ~2000 instructions, dense / paged).
+
+The kernel allows its programmatic dependent (the merge kernel) to launch from its start
+(csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a
+SASS, read off cuobjdump) before its first global load."""
 from __future__ import annotations
 
 import re
@@ -57,3 +61,14 @@ def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, function_spil
     assert sum("LDGSTS" in x for x in loop) == 2 * head_dim // 16, "cp.async copies of K and V"
     assert sum("LDSM.16.MT88.4" in x for x in loop) == head_dim // 8, "ldmatrix.x4.trans of V: 2 per 16 columns"
     assert spills(loop) <= loop_spills
+
+
+@needs_cutlass
+@needs_cuobjdump
+@pytest.mark.parametrize("head_dim, paged", [(64, False), (64, True), (128, False), (128, True),
+                                             (256, False), (256, True)])
+def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim, paged):
+    instrs = kernels[head_dim, paged]
+    triggers = [i for i, x in enumerate(instrs) if re.search(r"\bPREEXIT\b", x)]
+    first_load = next(i for i, x in enumerate(instrs) if re.search(r"\b(LDG|LDGSTS)\.", x))
+    assert len(triggers) == 1 and triggers[0] < first_load, (triggers, first_load)

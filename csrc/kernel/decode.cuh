@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "../decode_params.h"
+#include "grid_dependency.cuh"
 #include "softmax.cuh"
 
 namespace torch_fmha::kernel {
@@ -190,6 +191,15 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   using Smem = DecodeSmem<kD>;
   constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
   constexpr int kChunks = kD / 16;  // 16-byte chunks of a cache row
+  // The merge kernel, launched after this one as its programmatic dependent
+  // (launch/merge_splits.cu), may be scheduled from here on: its CTAs start once every
+  // CTA of this grid has started, i.e. once no CTA of this grid still waits for a slot,
+  // so they take only slots this grid leaves free, compute their row indices and block
+  // in griddepcontrol.wait until this grid has completed and its o / lse are visible.
+  // At B = 1 (one wave) that hides the merge's launch behind the split loop; later (after
+  // the tile loop, as FlashAttention-3 does) it would hide at most the epilogue. Correct
+  // anywhere: the memory guarantee is the wait's, not this trigger's.
+  allow_dependent_launch();
   extern __shared__ __align__(128) uint8_t smem[];
   const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -25,6 +25,7 @@
 #include <cuda_fp8.h>
 
 #include "../merge_splits.h"
+#include "grid_dependency.cuh"
 
 namespace torch_fmha {
 namespace kernel {
@@ -68,7 +69,6 @@ __device__ __forceinline__ float warp_merge_max(float v, int lane) {
 template <int kElems>
 __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * kMergeWarps + threadIdx.x / 32;
-  if (row >= p.rows()) return;  // the whole warp: the shuffles below need all lanes
   const int lane = threadIdx.x % 32;
   const int h = int(row % p.heads);
   const int sq = int((row / p.heads) % p.seqlen_q);
@@ -76,6 +76,15 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const Me
   const int splits = p.splits;
   const float* lse = p.lse_parts + p.lse_layout.offset(b, 0, sq, h, 0);
   const int64_t lse_s = p.lse_layout.s;
+  // Launched as the decode kernel's programmatic dependent (launch/merge_splits.cu,
+  // kernel/grid_dependency.cuh): this CTA may be resident before the decode grid has
+  // finished, and computes the row's indices above meanwhile. Every thread waits for
+  // that grid before any global load or store (the partials are its output), and before
+  // the early return below: the merge grid then completes only after the decode grid,
+  // so work after the merge on the stream (which may reuse the partials' memory) is
+  // ordered after both.
+  wait_for_primary_grid();
+  if (row >= p.rows()) return;  // the whole warp: the shuffles below need all lanes
   // Lane l's split c + l's lse (-inf past the last split: adds nothing to the max).
   const auto lane_lse = [&](int c) { return c + lane < splits ? lse[(c + lane) * lse_s] : -INFINITY; };
 

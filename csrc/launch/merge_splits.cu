@@ -2,22 +2,45 @@
 #include "../kernel/merge_splits.cuh"
 #include "launch_merge.h"
 
+// Developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_MERGE_PDL=0):
+// 0 launches the merge stream-ordered, as before PDL (its griddepcontrol.wait is then a
+// no-op and the decode kernel's trigger has no dependent to release).
+#ifndef TORCH_FMHA_TUNE_MERGE_PDL
+#define TORCH_FMHA_TUNE_MERGE_PDL 1
+#endif
+
 namespace torch_fmha {
 
 cudaError_t launch_merge_splits(const MergeParams& p, cudaStream_t stream) {
   const int64_t blocks = (p.rows() + kernel::kMergeWarps - 1) / kernel::kMergeWarps;
   if (blocks == 0) return cudaSuccess;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  const dim3 grid{unsigned(blocks)}, block{32 * kernel::kMergeWarps};
   // Head-dim elements per lane: D = 64 / 128 / 256 in one pass each.
-  if (p.head_dim <= 64) {
-    kernel::merge_splits_kernel<2><<<grid, block, 0, stream>>>(p);
-  } else if (p.head_dim <= 128) {
-    kernel::merge_splits_kernel<4><<<grid, block, 0, stream>>>(p);
-  } else {
-    kernel::merge_splits_kernel<8><<<grid, block, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  void (*const fn)(MergeParams) = p.head_dim <= 64    ? kernel::merge_splits_kernel<2>
+                                  : p.head_dim <= 128 ? kernel::merge_splits_kernel<4>
+                                                      : kernel::merge_splits_kernel<8>;
+  // Programmatic Dependent Launch: the merge grid may start while the kernel before it
+  // on the stream (the decode kernel, which allows it from its first instruction) drains;
+  // the kernel waits for that grid's completion and memory before it reads a partial
+  // (kernel/grid_dependency.cuh). Captured into a CUDA graph as a programmatic edge.
+  // After a kernel that does not allow it (the split plan's), it starts when that one
+  // completes, as a plain launch would.
+  cudaLaunchAttribute pdl[1];
+  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl[0].val.programmaticStreamSerializationAllowed = TORCH_FMHA_TUNE_MERGE_PDL;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3{unsigned(blocks)};
+  config.blockDim = dim3{32 * kernel::kMergeWarps};
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  config.attrs = pdl;
+  config.numAttrs = 1;
+  const cudaError_t launched = cudaLaunchKernelEx(&config, fn, p);
+  // A refused launch is also the thread's last error: read it here (clearing it, as the
+  // <<<>>> launch this replaces did with cudaGetLastError) so that it is reported once,
+  // by this launch, and not again by the next launch's check.
+  const cudaError_t last = cudaGetLastError();
+  return launched != cudaSuccess ? launched : last;
 }
 
 }  // namespace torch_fmha
