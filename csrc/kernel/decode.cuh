@@ -37,7 +37,16 @@ inline constexpr int kDecodeWarps = 4;
 inline constexpr int kDecodeTileKeys = 32;
 inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query rows of one KV head
 
-// Per-warp shared memory: two stages of a 32-key tile, V (FP8, [32][kD]) and K
+// Pipeline depth of each warp's K / V tiles at D <= 128 (kInPlaceV): a developer knob
+// for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_STAGES=3: tiles
+// j + 1 and j + 2 in flight while j is computed). 3 stages take 102 KB per CTA at
+// D = 128 (two CTAs per SM instead of three), 54 KB at D = 64 (four either way). D = 256
+// keeps 2: 3 would take 264 KB, more than an SM has.
+#ifndef TORCH_FMHA_TUNE_DECODE_STAGES
+#define TORCH_FMHA_TUNE_DECODE_STAGES 2
+#endif
+
+// Per-warp shared memory: two stages (kStages) of a 32-key tile, V (FP8, [32][kD]) and K
 // (FP8, [32][kKStride]), and the tile's V in f16 ([32][kVhStride]) for ldmatrix.trans.
 // Row strides are padded by 16 bytes so that the K fragment loads (8 rows x 4 lanes x
 // 4 bytes) and the ldmatrix rows hit 32 distinct banks.
@@ -53,7 +62,8 @@ inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query ro
 template <int kD>
 struct DecodeSmem {
   static constexpr bool kInPlaceV = kD <= 128;
-  static constexpr int kStages = 2;
+  static constexpr int kStages = kInPlaceV ? TORCH_FMHA_TUNE_DECODE_STAGES : 2;
+  static_assert(kStages >= 2, "one tile in flight while another is computed");
   static constexpr int kKStride = kD + 16;
   static constexpr int kVhStride = 2 * kD + 16;
   static constexpr int kVBytes = kDecodeTileKeys * kD;
@@ -274,15 +284,25 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   float row_sum[2] = {0.f, 0.f};              // this thread's part of sum p
 
   const int my_tiles = num_tiles > warp ? (num_tiles - warp + kDecodeWarps - 1) / kDecodeWarps : 0;
+  // kStages - 1 tiles in flight ahead of the one computed, one commit group per tile (an
+  // empty group past the last): waiting for all but the newest kAhead groups waits for
+  // tile j. Tile j's stage is j mod kStages, in unsigned arithmetic: at two stages that
+  // is `j & 1`, the code before the pipeline depth was a knob.
+  constexpr int kAhead = Smem::kStages - 1;
   if (my_tiles > 0) load_tile(warp, 0);
   cp_async_commit();
+#pragma unroll
+  for (int i = 1; i < kAhead; ++i) {
+    if (my_tiles > i) load_tile(warp + kDecodeWarps * i, i);
+    cp_async_commit();
+  }
   for (int j = 0; j < my_tiles; ++j) {
     const int tile = warp + kDecodeWarps * j;
-    if (j + 1 < my_tiles) load_tile(tile + kDecodeWarps, (j + 1) & 1);
+    if (j + kAhead < my_tiles) load_tile(tile + kDecodeWarps * kAhead, int(unsigned(j + kAhead) % Smem::kStages));
     cp_async_commit();
-    cp_async_wait<1>();  // tile j has landed (this lane's copies) ...
-    __syncwarp();        // ... and every lane's
-    uint8_t* const stage = wsmem + (j & 1) * Smem::kStageBytes;
+    cp_async_wait<kAhead>();  // tile j has landed (this lane's copies) ...
+    __syncwarp();             // ... and every lane's
+    uint8_t* const stage = wsmem + int(unsigned(j) % Smem::kStages) * Smem::kStageBytes;
     const uint8_t* ks = stage + Smem::kKOffset;
     const uint8_t* vs = stage + Smem::kVOffset;
     // The tile's V in f16, [32][kVhStride]: over the stage itself (kInPlaceV) or the
