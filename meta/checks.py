@@ -66,7 +66,7 @@ def _check_last_dim_contiguous(op, name, t):
     _check(t.stride(-1) == 1, op, f"{name} must have a contiguous last dimension (stride 1), got stride {t.stride(-1)}")
 
 
-def _check_qkv(op, q, k, v, k_name="k", v_name="v"):
+def _check_qkv(op, q, k, v, k_name="k", v_name="v", v_keys_contiguous_ok=False):
     # Heads are dim -2 in every layout (dense, packed, page pool). k_name / v_name name
     # k and v in the messages ("k_cache" for fwd_kvcache).
     _check(
@@ -96,7 +96,13 @@ def _check_qkv(op, q, k, v, k_name="k", v_name="v"):
            f"q has {h} heads, which is not a multiple of the {hkv} heads of {k_name} and {v_name}")
     _check_last_dim_contiguous(op, "q", q)
     _check_last_dim_contiguous(op, k_name, k)
-    _check_last_dim_contiguous(op, v_name, v)
+    if v_keys_contiguous_ok and v.stride(-1) != 1:
+        # Dense v with its keys contiguous ([B, Hkv, D, S] viewed as [B, S, Hkv, D]).
+        _check(v.stride(-3) == 1, op,
+               f"{v_name} must have a contiguous last dimension (stride 1) or contiguous keys "
+               f"(stride 1 in dim 1), got strides {shape_str(v.stride())}")
+    else:
+        _check_last_dim_contiguous(op, v_name, v)
 
 
 def _check_scale(op, name, s, q, batch, heads_kv, per_head_allowed):
@@ -224,7 +230,7 @@ def check_fwd(op, q, k, v, softmax_scale=None, causal=False, window_left=-1, win
     _check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]")
     _check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]")
     _check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]")
-    _check_qkv(op, q, k, v)
+    _check_qkv(op, q, k, v, v_keys_contiguous_ok=True)
     _check(k.size(0) == q.size(0), op, f"k has batch size {k.size(0)} but q has batch size {q.size(0)}")
     p = FwdProblem(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3))
     _check_options(op, p, q, softmax_scale, causal, window_left, window_right,

@@ -45,6 +45,10 @@ def fwd_samples(device="cpu", dtype=FP8):
     if fp8:
         q, k, v = _qkv((1, 16, 2, 128), (1, 16, 2, 128), dtype, device)
         samples.append(((q, k, v), dict(out_dtype=torch.float16)))
+        # v with its keys contiguous ([B, Hkv, D, S] storage): the CUDA kernel's V^T-by-TMA path.
+        q, k, v = _qkv((2, 40, 4, 64), (2, 48, 2, 64), dtype, device)
+        samples.append(((q, k, v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)),
+                        dict(causal=True)))
     return samples
 
 

@@ -53,6 +53,9 @@ CASES = [
      "torch_fmha.fwd: k has batch size 3 but q has batch size 2"),
     ("last_dim", ops.fwd, (t(2, 8, 4, 128)[..., ::2], K, K), {},
      "torch_fmha.fwd: q must have a contiguous last dimension (stride 1), got stride 2"),
+    ("v_neither_contiguous", ops.fwd, (Q, K, t(2, 8, 2, 128)[..., ::2]), {},
+     "torch_fmha.fwd: v must have a contiguous last dimension (stride 1) or contiguous keys "
+     "(stride 1 in dim 1), got strides [2048, 256, 128, 2]"),
     ("cu_dtype", ops.varlen_fwd, (VQ, VK, VK, cu(0, 4, 10, dtype=torch.int64), CU), {},
      "torch_fmha.varlen_fwd: cu_seqlens_q must have dtype torch.int32, got torch.int64"),
     ("cu_rank", ops.varlen_fwd, (VQ, VK, VK, CU, CU.view(1, 3)), {},

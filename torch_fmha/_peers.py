@@ -103,7 +103,7 @@ class CudnnFp8:
         return {"cudnn_frontend": getattr(c, "__version__", None), "cudnn_backend": backend}
 
     # -- graph construction ------------------------------------------------
-    def _build(self, q: torch.Tensor, k: torch.Tensor, out: torch.Tensor,
+    def _build(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                softmax_scale: float, causal: bool, out_fp8: bool) -> tuple:
         cudnn = self._cudnn
         e4m3, f32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
@@ -118,7 +118,7 @@ class CudnnFp8:
             return graph.tensor(name=name, dim=list(v.shape), stride=list(v.stride()), data_type=e4m3)
 
         scalar = dict(dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=f32)
-        q_t, k_t, v_t = t("q", q), t("k", k), t("v", k)  # v has k's shape and strides
+        q_t, k_t, v_t = t("q", q), t("k", k), t("v", v)
         names = ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o")
         sc = {n: graph.tensor(name=n, **scalar) for n in names}
         args = dict(q=q_t, k=k_t, v=v_t, attn_scale=float(softmax_scale),
@@ -165,17 +165,14 @@ class CudnnFp8:
         for x in (q_descale, k_descale, v_descale):
             if x.numel() != 1:
                 raise self.PeerUnsupported("cuDNN FP8 column takes per-tensor descales only")
-        if v8.stride() != k8.stride():
-            v8 = v8.contiguous()
-            k8 = k8.contiguous()
         softmax_scale = 1.0 / math.sqrt(D) if softmax_scale is None else float(softmax_scale)
         out_fp8 = out_dtype == torch.float8_e4m3fn
         out = torch.empty(B, Sq, H, D, device=q8.device, dtype=out_dtype)
-        key = (B, Sq, Sk, H, D, q8.stride(), k8.stride(), causal, out_fp8, softmax_scale)
+        key = (B, Sq, Sk, H, D, q8.stride(), k8.stride(), v8.stride(), causal, out_fp8, softmax_scale)
         entry = self._graphs.get(key)
         if entry is None:
             try:
-                entry = self._build(q8, k8, out, softmax_scale, causal, out_fp8)
+                entry = self._build(q8, k8, v8, out, softmax_scale, causal, out_fp8)
             except Exception as e:  # cudnnGraphNotSupportedError, RuntimeError, ...
                 msg = str(e).strip().splitlines()
                 raise self.PeerUnsupported(

@@ -26,7 +26,9 @@ random (never zero) inputs per shape. Columns:
 A column that cannot run shows ``n/a`` and its reason is printed once below the
 table; nothing is silently substituted. ``--errors`` adds RMSE / max abs error
 against a float64 reference on the dequantized inputs for ours and cuDNN FP8
-(identical inputs, same ``out_scale``). ``--repeat N`` times ours and cuDNN FP8
+(identical inputs, same ``out_scale``). ``--v-keys-contiguous`` gives ours v with its
+keys contiguous (``[B, H, D, S]`` storage, what ``quantize_qkv`` can write); cuDNN FP8
+refuses that layout for v, so it gets a head-dim-contiguous copy of the same values. ``--repeat N`` times ours and cuDNN FP8
 N times per cell, interleaved, and reports the median ours/cuDNN ratio with its
 min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;
 without one it says so and exits with status 2.
@@ -340,11 +342,16 @@ class Bench:
         q, k, v = (torch.randn(s, generator=g, device="cuda", dtype=torch.bfloat16)
                    for s in (shape_q, shape_k, shape_k))
         (q8, qd), (k8, kd), (v8, vd) = (quantize(x, self.fmha) for x in (q, k, v))
+        if self.args.v_keys_contiguous and len(shape_k) == 4:
+            # [B, Hkv, D, S] storage viewed as [B, S, Hkv, D]: ours and cuDNN FP8 both get it.
+            v8 = v8.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
         # |o| <= max|v|, so out_scale = v's descale never saturates the FP8 output.
         out_scale = vd.clone()
         return (q, k, v), (q8, k8, v8), (qd, kd, vd), out_scale
 
     def _sdpa(self, row, bf16, causal, flops):
+        if self.args.no_sdpa:
+            return
         for col, backend in self.peers.sdpa_backend_names().items():
             q, k, v = bf16
             row["tflops"][col] = self._measure(
@@ -357,8 +364,12 @@ class Bench:
         flops = attn_flops(B, H, S, S, D, causal)
         row = {"case": "dense", "seqlen": S, "D": D, "causal": causal, "B": B, "H": H,
                "flops": flops, "note": "", "tflops": {}}
+        q8, k8, v8 = fp8
+        if v8.stride(-1) != 1:  # --v-keys-contiguous: cuDNN FP8 needs v's head dim contiguous
+            v8 = v8.contiguous()
+            row["note"] = "ours: v keys-contiguous; cuDNN FP8: a D-contiguous copy"
         self._measure_pair(row, lambda: self._ours(*fp8, desc, out_scale, causal=causal),
-                           self._cudnn(*fp8, desc, out_scale, causal), flops)
+                           self._cudnn(q8, k8, v8, desc, out_scale, causal), flops)
         self._sdpa(row, bf16, causal, flops)
         if self.args.errors:
             row["errors"] = self._errors(fp8, desc, out_scale, causal)
@@ -383,7 +394,7 @@ class Bench:
                     if isinstance(out, tuple):
                         out = out[0]
                 else:
-                    run, out = self.cudnn.prepare(q8, k8, v8, *desc, causal=causal,
+                    run, out = self.cudnn.prepare(q8, k8, v8.contiguous(), *desc, causal=causal,
                                                   out_scale=float(out_scale), out_dtype=self.out_dtype)
                     out.fill_(float("nan"))  # a tile cuDNN never writes shows up
                     run()
@@ -491,6 +502,11 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--sinks", action="store_true", help="attention with sinks vs without")
     p.add_argument("--decode", action="store_true",
                    help="decode step against an FP8 KV cache (attention_with_kvcache) vs SDPA bf16, bandwidth")
+    p.add_argument("--no-sdpa", action="store_true",
+                   help="leave out the SDPA bf16 columns (tuning runs: ours vs cuDNN FP8 only)")
+    p.add_argument("--v-keys-contiguous", action="store_true",
+                   help="dense cells: ours gets FP8 v stored [B, H, D, S] (keys contiguous, viewed "
+                        "as [B, S, H, D]; V^T loaded by TMA); cuDNN FP8 a D-contiguous copy")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")

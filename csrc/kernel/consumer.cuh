@@ -37,6 +37,7 @@
 #include "epilogue.cuh"
 #include "kernel_traits.cuh"
 #include "mask.cuh"
+#include "p_key_order.cuh"
 #include "phase_trace.cuh"
 #include "pipeline.cuh"
 #include "softmax.cuh"
@@ -144,6 +145,23 @@ __device__ __forceinline__ uint32_t pack_fp8x4(float a, float b, float c, float 
   return lo | (hi << 16);
 }
 
+// P from convert_p to the natural key order (p_key_order.cuh), for V^T
+// loaded by TMA (Traits::kVKeysContiguous). Words (2i, 2i + 1) of P are rows
+// r and r + 8 of one 16-key group.
+template <class FragP>
+__device__ __forceinline__ void permute_p_to_natural_keys(FragP& p, const NaturalKeyOrder& order) {
+  using namespace cute;
+  Tensor p32 = recast<uint32_t>(p);
+#pragma unroll
+  for (int w = 0; w < decltype(size(p32))::value; w += 2) {
+    const uint32_t x = order.send_x(p32(w), p32(w + 1));
+    const uint32_t y = order.send_y(p32(w), p32(w + 1));
+    const uint32_t r1 = __shfl_sync(0xffffffffu, x, order.src1, 4);
+    const uint32_t r2 = __shfl_sync(0xffffffffu, y, order.src2, 4);
+    order.receive(r1, r2, p32(w), p32(w + 1));
+  }
+}
+
 template <int kBlockN, class FragS, class FragP>
 __device__ __forceinline__ void convert_p(const FragS& s, FragP& p) {
   using namespace cute;
@@ -208,6 +226,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
   OnlineSoftmax<kBlockN> softmax;
+  // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
+  const NaturalKeyOrder natural_keys = NaturalKeyOrder::for_quad_lane(lane % 4);
+  auto make_p = [&]() {
+    convert_p<kBlockN>(tSrS, tOrP);
+    if constexpr (Traits::kVKeysContiguous) permute_p_to_natural_keys(tOrP, natural_keys);
+  };
 
   PipelineState<kStages> kv_read;
   PipelineState<2> tile_slot;
@@ -306,7 +330,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          num_blocks == 1);
       first_block_softmax(tile, range.end - 1);
-      convert_p<kBlockN>(tSrS, tOrP);
+      make_p();
       trace.mark_tile(traced_tile, PhaseTrace::kFirstP);
       v_pending = kv_read;
       kv_read.advance();
@@ -349,7 +373,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
       }
-      convert_p<kBlockN>(tSrS, tOrP);
+      make_p();
       trace.mark(trace_it + it, PhaseTrace::kEnd);
       v_pending = kv_read;
       kv_read.advance();
@@ -383,7 +407,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                          next_blocks == 1);
       first_block_softmax(next, next_range.end - 1);
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-      convert_p<kBlockN>(tSrS, tOrP);
+      make_p();
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);
       trace.mark_tile(traced_tile, PhaseTrace::kStored);

@@ -25,7 +25,7 @@ struct KernelParams {
   FwdParams fwd;
   typename Traits::TmaQ tma_q;  // over (rows_q_tma, D, H, batch_tma)
   typename Traits::TmaKV tma_k;  // over (rows_k_tma, D, Hkv, batch_tma)
-  typename Traits::TmaKV tma_v;
+  typename Traits::TmaV tma_v;    // kKeysContiguous: over (D, rows_k_tma, Hkv, batch_tma)
   // Paged KV (varlen with p.fwd.page_table): K / V pools as
   // (D, page_size, Hkv, num_pages), box (chunk, page_box_rows, 1, 1)
   // (producer.cuh, PagedKvBoxes), instead of tma_k / tma_v; unused otherwise.
@@ -53,7 +53,8 @@ struct SharedStorage {
   alignas(1024) uint8_t q[Traits::kQStages * Traits::kTileQBytes];  // (M, D, kQStages), SmemLayoutQStages
   alignas(1024) uint8_t k[kStages * Traits::kTileKVBytes];       // (N, D, kStages), SmemLayoutK
   alignas(1024) uint8_t vt[kStages * Traits::kTileKVBytes];      // (D, N, kStages), SmemLayoutVt
-  alignas(1024) uint8_t v_scratch[kStages * Traits::kTileKVBytes];  // (N, D, kStages) FIFO (I1)
+  // (N, D, kStages) FIFO (I1); a placeholder when TMA lands V^T directly.
+  alignas(1024) uint8_t v_scratch[Traits::kVScratchBytes > 0 ? Traits::kVScratchBytes : 16];
   alignas(128) uint8_t o_stage[Traits::kOutStageBytes];  // 2 x (64 rows, out_stage_pitch), epilogue.cuh
   struct Barriers {
     uint64_t q_full[Traits::kQStages];     // TMA tx; 1 arrival (producer)
@@ -100,7 +101,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);
       mbar_init(&ss.bar.v_scratch_full[s], 1);
       mbar_init(&ss.bar.v_scratch_empty[s], 128);
-      mbar_init(&ss.bar.vt_full[s], 128);
+      // kKeysContiguous: TMA tx + the producer's 1 arrival; else the 128 transposer threads.
+      mbar_init(&ss.bar.vt_full[s], Traits::kVKeysContiguous ? 1 : 128);
       mbar_init(&ss.bar.vt_empty[s], Traits::kNumConsumerWG);
     }
     for (int s = 0; s < 2; ++s) {

@@ -48,6 +48,18 @@
 #define TORCH_FMHA_TUNE_STAGES_256 2
 #endif
 
+// Builds whose v has its keys contiguous (VLayout::kKeysContiguous) have no V
+// scratch FIFO; the room it frees may go to more stages or a second Q buffer.
+#ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_128
+#define TORCH_FMHA_TUNE_VKEYS_STAGES_128 TORCH_FMHA_TUNE_STAGES_128
+#endif
+#ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_256
+#define TORCH_FMHA_TUNE_VKEYS_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
+#endif
+#ifndef TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
+#define TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256 1
+#endif
+
 #ifndef TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128
 #define TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128 192
 #endif
@@ -96,7 +108,20 @@ using namespace cute;
 // docs/DESIGN.md section 6.
 enum class KvBlocking : int { kLong = 0, kShort = 1 };
 
-template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong>
+// How V lies in global memory. kHeadDimContiguous: [.., keys, Hkv, D] with
+// the head dim contiguous (what a projection writes); TMA lands each block
+// row-major in the V scratch FIFO and the producer transposes it into V^T
+// (transpose_v.cuh). kKeysContiguous (dense layout only): the keys are the
+// contiguous dim (a [B, Hkv, D, S] tensor viewed as [B, S, Hkv, D], what
+// quantize_qkv can write at no extra cost), so TMA lands V^T directly: no
+// scratch, no transpose, and the producer's shared-memory traffic per V block
+// drops from 3 tile passes (TMA write, LDSM read, STSM write) to 1. P then
+// reaches the P V wgmma in natural key order (consumer.cuh,
+// permute_p_to_natural_keys). docs/DESIGN.md section 6.
+enum class VLayout : int { kHeadDimContiguous = 0, kKeysContiguous = 1 };
+
+template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong,
+          VLayout kVLayout_ = VLayout::kHeadDimContiguous>
 struct Fp8FwdTraits {
   using Element = cute::float_e4m3_t;  // q, k, v in shared memory
   using Accum = float;
@@ -105,6 +130,8 @@ struct Fp8FwdTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256);
   static constexpr KvBlocking kBlocking = kBlocking_;
   static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
+  static constexpr VLayout kVLayout = kVLayout_;
+  static constexpr bool kVKeysContiguous = kVLayout == VLayout::kKeysContiguous;
   static_assert(!kShortKeys || kHeadDim == 128,
                 "short-key build only at D = 128 (D = 64: 256-key blocks won; D = 256: slower)");
 
@@ -122,13 +149,16 @@ struct Fp8FwdTraits {
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
   static constexpr int kStages = kShortKeys                  ? TORCH_FMHA_TUNE_SHORT_STAGES_128
                                  : kHeadDim == 64            ? TORCH_FMHA_TUNE_STAGES_64
-                                 : kHeadDim == 128           ? TORCH_FMHA_TUNE_STAGES_128
+                                 : kHeadDim == 128           ? (kVKeysContiguous ? TORCH_FMHA_TUNE_VKEYS_STAGES_128
+                                                                                 : TORCH_FMHA_TUNE_STAGES_128)
+                                 : kVKeysContiguous          ? TORCH_FMHA_TUNE_VKEYS_STAGES_256
                                                              : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
   // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
   // loads while the consumers finish the current tile (last softmax, last P V,
   // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
-  static constexpr int kQStages = kHeadDim == 256 ? 1 : 2;
+  static constexpr int kQStages =
+      kHeadDim != 256 ? 2 : kVKeysContiguous ? TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256 : 1;
   // A tile's last P V is issued together with the next tile's first S, and
   // the epilogue runs after the next tile's first softmax, so the tensor core
   // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
@@ -236,6 +266,8 @@ struct Fp8FwdTraits {
   static_assert(cosize_v<SmemLayoutQStages> == kTileQBytes * kQStages);
   static_assert(cosize_v<SmemLayoutK> == kTileKVBytes * kStages);
   static_assert(cosize_v<SmemLayoutVt> == kTileKVBytes * kStages);
+  // V scratch FIFO bytes (I1: kStages slots; none when TMA lands V^T directly).
+  static constexpr int kVScratchBytes = kVKeysContiguous ? 0 : kStages * kTileKVBytes;
 
   // ---- TMA ------------------------------------------------------------------------
   // Global tensors are viewed as (seq, d, head, batch) with strides in elements.
@@ -248,6 +280,12 @@ struct Fp8FwdTraits {
   using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{},
                                        take<0, 2>(SmemLayoutK{}),
                                        Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+  // kKeysContiguous: V viewed as (d, keys, head, batch), keys contiguous, one
+  // (D, kBlockN) box per block straight into a V^T stage.
+  using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{},
+                                       take<0, 2>(SmemLayoutVt{}),
+                                       Shape<Int<kHeadDim>, Int<kBlockN>>{}, _1{}));
+  using TmaV = cute::conditional_t<kVKeysContiguous, TmaVt, TmaKV>;
 };
 
 }  // namespace torch_fmha::kernel

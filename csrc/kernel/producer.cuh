@@ -126,8 +126,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
       make_shape(params.rows_q_tma, kHeadDim, p.heads_q, params.batch_tma));
   Tensor mK = params.tma_k.get_tma_tensor(
       make_shape(params.rows_k_tma, kHeadDim, p.heads_kv, params.batch_tma));
+  // kKeysContiguous: V as (d, keys, head, batch), loaded as V^T blocks.
   Tensor mV = params.tma_v.get_tma_tensor(
-      make_shape(params.rows_k_tma, kHeadDim, p.heads_kv, params.batch_tma));
+      Traits::kVKeysContiguous
+          ? make_shape(int32_t(kHeadDim), params.rows_k_tma, p.heads_kv, params.batch_tma)
+          : make_shape(params.rows_k_tma, int32_t(kHeadDim), p.heads_kv, params.batch_tma));
 
   Tensor sQ = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.q)),
                           typename Traits::SmemLayoutQStages{});   // (M, D, kQStages)
@@ -135,6 +138,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                           typename Traits::SmemLayoutK{});         // (N, D, kStages)
   Tensor sVs = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.v_scratch)),
                            typename Traits::SmemLayoutVScratch{});  // (N, D, kStages)
+  Tensor sVt = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.vt)),
+                           typename Traits::SmemLayoutVt{});        // (D, N, kStages)
 
   PipelineState<kStages> kv_load;  // next K / V-scratch slot to fill
   PipelineState<2> tile_slot;      // next TileSlot to publish
@@ -217,14 +222,27 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                                          mK(_, _, hkv, tile.tensor_batch)),
                            Shape<Int<kBlockN>, Int<kHeadDim>>{},
                            make_coord(_, _0{}));  // (N, D, n_blocks)
-    Tensor gV = local_tile(domain_offset(make_coord(tile.k_row0, _0{}),
-                                         mV(_, _, hkv, tile.tensor_batch)),
-                           Shape<Int<kBlockN>, Int<kHeadDim>>{},
-                           make_coord(_, _0{}));  // (N, D, n_blocks)
     auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                       group_modes<0, 2>(gK));  // (TMA, n_blocks), (TMA, kStages)
-    auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sVs),
-                                      group_modes<0, 2>(gV));
+    // V blocks: row-major into the scratch FIFO, or (kKeysContiguous) V^T
+    // blocks straight into the V^T stages.
+    auto [tVgV, tVsV] = [&] {
+      if constexpr (Traits::kVKeysContiguous) {
+        Tensor gVt = local_tile(domain_offset(make_coord(_0{}, tile.k_row0),
+                                              mV(_, _, hkv, tile.tensor_batch)),
+                                Shape<Int<kHeadDim>, Int<kBlockN>>{},
+                                make_coord(_0{}, _));  // (D, N, n_blocks)
+        return tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sVt),
+                             group_modes<0, 2>(gVt));
+      } else {
+        Tensor gV = local_tile(domain_offset(make_coord(tile.k_row0, _0{}),
+                                             mV(_, _, hkv, tile.tensor_batch)),
+                               Shape<Int<kBlockN>, Int<kHeadDim>>{},
+                               make_coord(_, _0{}));  // (N, D, n_blocks)
+        return tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sVs),
+                             group_modes<0, 2>(gV));
+      }
+    }();
 
     // KV blocks are walked from the last one down (the masked ones first).
     using Paged = PagedKvBoxes<Traits>;
@@ -269,17 +287,31 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
           copy(params.tma_k.with(ss.bar.k_full[kv_load.index]), tKgK(_, n_block),
                tKsK(_, kv_load.index));
         }
-        mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
-                  {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
-        mbar_arrive_expect_tx(&ss.bar.v_scratch_full[kv_load.index], Traits::kTileKVBytes);
-        copy(params.tma_v.with(ss.bar.v_scratch_full[kv_load.index]), tVgV(_, n_block),
-             tVsV(_, kv_load.index));
+        if constexpr (Traits::kVKeysContiguous) {
+          // Keys past seqlen_k are outside the dense tensor: TMA fills them
+          // with zeros, as the transposer would have written them.
+          mbar_wait(&ss.bar.vt_empty[kv_load.index], kv_load.phase ^ 1u,
+                    {MbarId::kVtEmpty, kv_load.index, tile_id, Role::kProducerTma});
+          mbar_arrive_expect_tx(&ss.bar.vt_full[kv_load.index], Traits::kTileKVBytes);
+          copy(params.tma_v.with(ss.bar.vt_full[kv_load.index]), tVgV(_, n_block),
+               tVsV(_, kv_load.index));
+        } else {
+          mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
+                    {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
+          mbar_arrive_expect_tx(&ss.bar.v_scratch_full[kv_load.index], Traits::kTileKVBytes);
+          copy(params.tma_v.with(ss.bar.v_scratch_full[kv_load.index]), tVgV(_, n_block),
+               tVsV(_, kv_load.index));
+        }
       }
-      if (it > 0) transpose_block(pending, tile.seqlen_k - (n_block + 1) * kBlockN, tile_id);
+      if constexpr (!Traits::kVKeysContiguous) {
+        if (it > 0) transpose_block(pending, tile.seqlen_k - (n_block + 1) * kBlockN, tile_id);
+      }
       pending = kv_load;
       kv_load.advance();
     }
-    transpose_block(pending, tile.seqlen_k - range.begin * kBlockN, tile_id);
+    if constexpr (!Traits::kVKeysContiguous) {
+      transpose_block(pending, tile.seqlen_k - range.begin * kBlockN, tile_id);
+    }
   }
 }
 

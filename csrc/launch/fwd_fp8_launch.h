@@ -15,7 +15,9 @@ namespace torch_fmha {
 // kernel) or dense layout. Same kernel body; only the scheduler type differs.
 // kShortKeys: the dense build with smaller key blocks
 // (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D).
-template <int kHeadDim, bool kVarlen, bool kShortKeys = false>
+// kVKeysContiguous: v's keys are contiguous (dense only, p.v_row_stride == 1):
+// TMA loads V^T blocks directly (kernel::VLayout::kKeysContiguous).
+template <int kHeadDim, bool kVarlen, bool kShortKeys = false, bool kVKeysContiguous = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
 // Longest dense key sequence a head dim's short-key build is used for (0:
@@ -36,6 +38,10 @@ extern template cudaError_t launch_fwd_fp8<64, false>(const FwdParams&, cudaStre
 extern template cudaError_t launch_fwd_fp8<128, false>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<256, false>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<64, false, false, true>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<128, false, false, true>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<128, false, true, true>(const FwdParams&, cudaStream_t);
+extern template cudaError_t launch_fwd_fp8<256, false, false, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<64, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<128, true>(const FwdParams&, cudaStream_t);
 extern template cudaError_t launch_fwd_fp8<256, true>(const FwdParams&, cudaStream_t);

@@ -65,12 +65,17 @@ inline void encode_paged_pool(CUtensorMap* map, const void* pool, int32_t head_d
 
 }  // namespace detail
 
-template <int kHeadDim, bool kVarlen, bool kShortKeys>
+template <int kHeadDim, bool kVarlen, bool kShortKeys, bool kVKeysContiguous>
 cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   using namespace cute;
   static_assert(!kShortKeys || !kVarlen, "the short-key build is dense only (dispatch_fwd.cu)");
-  using Traits = kernel::Fp8FwdTraits<kHeadDim, kShortKeys ? kernel::KvBlocking::kShort
-                                                           : kernel::KvBlocking::kLong>;
+  static_assert(!kVKeysContiguous || !kVarlen,
+                "keys-contiguous v is dense only: TMA zero-fills the keys past a dense "
+                "tensor's end, the transposer those past a packed sequence's end");
+  using Traits = kernel::Fp8FwdTraits<kHeadDim,
+                                      kShortKeys ? kernel::KvBlocking::kShort : kernel::KvBlocking::kLong,
+                                      kVKeysContiguous ? kernel::VLayout::kKeysContiguous
+                                                       : kernel::VLayout::kHeadDimContiguous>;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
@@ -126,12 +131,23 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   if (!kVarlen || p.page_table == nullptr) {
     auto gK = gmem(p.k, kp.rows_k_tma, p.heads_kv, p.k_row_stride, p.k_head_stride,
                    p.k_batch_stride);
-    auto gV = gmem(p.v, kp.rows_k_tma, p.heads_kv, p.v_row_stride, p.v_head_stride,
-                   p.v_batch_stride);
     kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(typename Traits::SmemLayoutK{}),
                              Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
-    kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
-                             Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
+    if constexpr (kVKeysContiguous) {
+      // (D, rows, heads, batch), keys contiguous: (D, kBlockN) boxes into V^T stages.
+      auto gVt = make_tensor(
+          make_gmem_ptr(static_cast<Element const*>(p.v)),
+          make_shape(int32_t(kHeadDim), kp.rows_k_tma, p.heads_kv, kp.batch_tma),
+          make_stride(p.v_dim_stride, _1{}, detail::tma_stride(p.v_head_stride, p.heads_kv),
+                      detail::tma_stride(p.v_batch_stride, kp.batch_tma)));
+      kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(typename Traits::SmemLayoutVt{}),
+                               Shape<Int<kHeadDim>, Int<Traits::kBlockN>>{}, _1{});
+    } else {
+      auto gV = gmem(p.v, kp.rows_k_tma, p.heads_kv, p.v_row_stride, p.v_head_stride,
+                     p.v_batch_stride);
+      kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gV, take<0, 2>(typename Traits::SmemLayoutK{}),
+                               Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
+    }
   } else {
     // Paged KV: boxes inside one page (producer.cuh, PagedKvBoxes), in the K
     // layout's swizzle (the one CuTe picks for tma_k / tma_v). tma_k / tma_v

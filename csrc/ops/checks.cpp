@@ -84,7 +84,8 @@ void check_last_dim_contiguous(const char* op, const char* name,
 // Heads are dim -2 in every layout (dense, packed, page pool). k_name /
 // v_name are the arguments' names in the messages ("k_cache" for fwd_kvcache).
 void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
-               const at::Tensor& v, const char* k_name, const char* v_name) {
+               const at::Tensor& v, const char* k_name, const char* v_name,
+               bool v_keys_contiguous_ok) {
   TORCH_CHECK(is_supported_input(q.scalar_type()), op, ": q has dtype ",
               dtype_name(q.scalar_type()),
               ", expected one of torch.float8_e4m3fn, torch.bfloat16, "
@@ -111,7 +112,14 @@ void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
               " heads of ", k_name, " and ", v_name);
   check_last_dim_contiguous(op, "q", q);
   check_last_dim_contiguous(op, k_name, k);
-  check_last_dim_contiguous(op, v_name, v);
+  if (v_keys_contiguous_ok && v.stride(-1) != 1) {
+    // Dense v with its keys contiguous ([B, Hkv, D, S] viewed as [B, S, Hkv, D]).
+    TORCH_CHECK(v.stride(-3) == 1, op, ": ", v_name,
+                " must have a contiguous last dimension (stride 1) or contiguous keys (stride 1 "
+                "in dim 1), got strides ", shape_str(v.strides()));
+  } else {
+    check_last_dim_contiguous(op, v_name, v);
+  }
 }
 
 namespace {
@@ -299,7 +307,7 @@ FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
   check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]");
   check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]");
   check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]");
-  check_qkv(op, q, k, v, "k", "v");
+  check_qkv(op, q, k, v, "k", "v", /*v_keys_contiguous_ok=*/true);
   TORCH_CHECK(k.size(0) == q.size(0), op, ": k has batch size ", k.size(0),
               " but q has batch size ", q.size(0));
   FwdProblem p;

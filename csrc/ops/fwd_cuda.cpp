@@ -79,6 +79,7 @@ FwdParams common_params(const FwdProblem& p, const at::Tensor& q, const at::Tens
   params.k_head_stride = k.stride(-2);
   params.v_row_stride = v.stride(-3);
   params.v_head_stride = v.stride(-2);
+  params.v_dim_stride = v.stride(-1);
   params.out_row_stride = out.stride(-3);
   params.out_head_stride = out.stride(-2);
   params.heads_q = static_cast<int32_t>(p.heads_q);

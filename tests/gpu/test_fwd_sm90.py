@@ -22,9 +22,22 @@ HEAD_DIMS = [64, 128, 256]
 ERR_LOG = os.environ.get("TORCH_FMHA_ERR_LOG")  # where to append per-case RMSE for the notes
 
 
+def keys_contiguous(v, pad_value=float("nan")):
+    """v [B, S, Hkv, D] re-laid as [B, Hkv, D, S16] storage (S16: S rounded up to 16, the
+    TMA stride rule), viewed as [B, S, Hkv, D] with the keys contiguous; the padding keys
+    hold pad_value (NaN: it must not leak)."""
+    b, sk, hkv, d = v.shape
+    store = torch.full((b, hkv, d, -(-sk // 16) * 16), pad_value, device=v.device).to(v.dtype)
+    store[..., :sk] = v.permute(0, 2, 3, 1)
+    return store[..., :sk].permute(0, 3, 1, 2)
+
+
 def run_case(b, sq, sk, h, hkv, d, *, causal=False, window=(-1, -1), out_dtype=torch.bfloat16,
-             seed=0, case=""):
+             seed=0, case="", v_keys_contiguous=False):
     q, k, v, s = dense_inputs(b, sq, sk, h, hkv, d, FP8, device="cuda", seed=seed)
+    if v_keys_contiguous:
+        v = keys_contiguous(v)
+        assert v.stride(1) == 1 and v.stride(3) % 16 == 0
     out_scale = None
     if out_dtype == FP8:
         out_scale = torch.tensor([0.02], device="cuda")
@@ -75,6 +88,39 @@ def test_gqa(hkv, d):
 def test_output_dtypes(out_dtype, d, seqlen):
     run_case(2, seqlen, seqlen, 4, 2, d, causal=True, out_dtype=out_dtype,
              case=f"out={out_dtype} D={d} S={seqlen}")
+
+
+# v with its keys contiguous: TMA loads V^T blocks, P goes to the natural key order
+# (p_key_order.cuh). Lengths cover partial last blocks (zero-filled by TMA past the tensor,
+# with NaN in the storage's padding keys), the D=128 short build (<= 2048) and the long ones.
+@pytest.mark.parametrize("seqlen", [1, 63, 129, 1023, 2100, 4224])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_v_keys_contiguous(seqlen, causal, d):
+    run_case(2, seqlen, seqlen, 4, 2, d, causal=causal, seed=seqlen, v_keys_contiguous=True,
+             case=f"v keys-contiguous S={seqlen} D={d} causal={causal}")
+
+
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_v_keys_contiguous_windows_gqa_fp8_out(d):
+    run_case(2, 700, 1300, 8, 1, d, window=(200, 50), out_dtype=FP8, seed=d, v_keys_contiguous=True,
+             case=f"v keys-contiguous window GQA 8 fp8 out D={d}")
+
+
+def test_v_keys_contiguous_bitwise_reruns():
+    q, k, v, s = dense_inputs(2, 4224, 4224, 16, 4, 128, FP8, device="cuda", poison=False)
+    v = keys_contiguous(v)
+    first = torch_fmha.attention(q, k, v, causal=True, **s)
+    for _ in range(20):
+        assert torch.equal(torch_fmha.attention(q, k, v, causal=True, **s), first)
+
+
+def test_v_keys_contiguous_unaligned_stride_raises():
+    q, k, v, s = dense_inputs(1, 40, 40, 2, 2, 128, FP8, device="cuda", poison=False)
+    v = v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # head-dim stride 40: not TMA-able
+    with pytest.raises(RuntimeError, match="v with contiguous keys needs a head-dim stride that is a "
+                                           "multiple of 16 elements"):
+        torch_fmha.attention(q, k, v, **s)
 
 
 # 2048 keys: the D=128 short-key build (128-key blocks, 3 stages), ~4 tiles per CTA; 4224: 192-key blocks.

@@ -1,0 +1,7 @@
+// torch_fmha: SM90 FP8 forward kernel, head dim 128, dense layout, short-key
+// build (<= short_keys_max_seqlen(128) keys), v with its keys contiguous.
+#include "fwd_launch_template.cuh"
+
+namespace torch_fmha {
+template cudaError_t launch_fwd_fp8<128, false, true, true>(const FwdParams&, cudaStream_t);
+}  // namespace torch_fmha

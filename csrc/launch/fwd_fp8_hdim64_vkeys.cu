@@ -1,0 +1,7 @@
+// torch_fmha: SM90 FP8 forward kernel, head dim 64, dense layout, v with its
+// keys contiguous (TMA loads V^T blocks directly; kernel_traits.cuh, VLayout).
+#include "fwd_launch_template.cuh"
+
+namespace torch_fmha {
+template cudaError_t launch_fwd_fp8<64, false, false, true>(const FwdParams&, cudaStream_t);
+}  // namespace torch_fmha
