@@ -6,7 +6,7 @@ their SASS must hold the 8-byte stores of every group, no more spills in the
 consumers' steady KV loop than measured (none at D = 128, 3 LDL at D = 256,
 as before the change), and no serialised wgmma. The D = 64 build, which keeps
 the column-pair stores, must have no 8-byte store. tests/gpu/test_sass_sm90.py
-checks all seven built kernels on the GPU machine."""
+checks all eleven built kernels on the GPU machine."""
 from __future__ import annotations
 
 import pytest
