@@ -361,9 +361,16 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      softmax.update(tSrS, alpha);
-      if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
-      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
+        float bias[2];
+        softmax.update_max(tSrS, alpha, bias);
+        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        softmax.update_exp(tSrS, bias, alpha);
+      } else {
+        softmax.update(tSrS, alpha);
+        if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
+        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      }
       trace.mark(trace_it + it, PhaseTrace::kPvDone);
       // alpha is exactly 1 for a row whose max this block did not raise
       // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.

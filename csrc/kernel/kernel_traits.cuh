@@ -72,6 +72,13 @@
 #ifndef TORCH_FMHA_TUNE_PIN_256
 #define TORCH_FMHA_TUNE_PIN_256 1
 #endif
+// Pin the P V wait between the row max and the exps instead (kPvWaitAfterMax).
+#ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
+#define TORCH_FMHA_TUNE_PIN_AFTER_MAX_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
+#define TORCH_FMHA_TUNE_PIN_AFTER_MAX_128 0
+#endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
@@ -174,6 +181,16 @@ struct Fp8FwdTraits {
   static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
+  // A tuning experiment, off in the release builds (not yet measured): pin the
+  // steady round's P V wait between the row max and the exps. Left to ptxas the
+  // wait lands right after the first FMNMX (SASS, session 14), so the max, its
+  // shuffles and the exps all wait for the whole P V; pinned below the softmax
+  // the exps overlap P V and ran slower (above). Here only the max (FMNMX +
+  // 4 shuffles, latency-bound) overlaps the warpgroup's own P V.
+  static constexpr bool kPvWaitAfterMax =
+      !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
+                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
+                                        : 0);
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
   // every output type the build does not store in groups (below). Measured on
