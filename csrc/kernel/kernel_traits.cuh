@@ -79,6 +79,9 @@
 #ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
 #define TORCH_FMHA_TUNE_PIN_AFTER_MAX_128 0
 #endif
+#ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_256  // takes effect with TORCH_FMHA_TUNE_PIN_256=0
+#define TORCH_FMHA_TUNE_PIN_AFTER_MAX_256 0
+#endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
@@ -190,7 +193,7 @@ struct Fp8FwdTraits {
   static constexpr bool kPvWaitAfterMax =
       !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
-                                        : 0);
+                                        : TORCH_FMHA_TUNE_PIN_AFTER_MAX_256);
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
   // every output type the build does not store in groups (below). Measured on
