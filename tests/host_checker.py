@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from sass_checks import split_functions
 from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
 
 CHECKS = Path(__file__).resolve().parent / "host_checks"
@@ -50,3 +52,14 @@ def launch_unit_sass(unit: str, tmp_path: Path) -> str:
     assert build.returncode == 0, build.stderr[-3000:]
     return subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
                           check=True).stdout
+
+
+def launch_unit_kernels(unit: str, tmp_path: Path, name_pattern: str) -> list[tuple[re.Match, list[str]]]:
+    """The functions of launch_unit_sass(unit) whose mangled name matches `name_pattern`
+    (re.search), each with its match (whose groups name the template arguments)."""
+    found = []
+    for name, instrs in split_functions(launch_unit_sass(unit, tmp_path)).items():
+        m = re.search(name_pattern, name)
+        if m:
+            found.append((m, instrs))
+    return found

@@ -17,8 +17,8 @@ import re
 
 import pytest
 
-from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
-from sass_checks import spills, split_functions
+from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
+from sass_checks import spills
 
 
 
@@ -36,13 +36,8 @@ def backward_loops(instrs: list[str]) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    sass = launch_unit_sass("decode", tmp_path_factory.mktemp("decode"))
-    found = {}
-    for n, f in split_functions(sass).items():
-        m = re.search(r"decode_kernelILi(\d+)ELb([01])E", n)
-        if m:
-            found[int(m.group(1)), m.group(2) == "1"] = f
-    return found
+    return {(int(m.group(1)), m.group(2) == "1"): f for m, f in launch_unit_kernels(
+        "decode", tmp_path_factory.mktemp("decode"), r"decode_kernelILi(\d+)ELb([01])E")}
 
 
 @needs_cutlass

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
-from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills, split_functions,
-                         steady_loop)
+from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
+from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills, steady_loop)
 
 
 def _kernel(tmp_path, unit: str) -> list[str]:
-    sass = launch_unit_sass(unit, tmp_path)
-    funcs = [f for n, f in split_functions(sass).items() if "fmha_fwd_fp8_sm90_kernel" in n]
+    funcs = [f for _, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
     assert len(funcs) == 1
     return funcs[0]
 

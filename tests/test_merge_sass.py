@@ -16,8 +16,8 @@ import re
 
 import pytest
 
-from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
-from sass_checks import spills, split_functions
+from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
+from sass_checks import spills
 
 LOADS_PER_STEP = 32  # kMergeLoadsInFlight
 # Global memory instructions (not LDC / LDS / STS: constant and shared memory).
@@ -60,13 +60,8 @@ def loads_before_first_use(instrs: list[str]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    sass = launch_unit_sass("merge_splits", tmp_path_factory.mktemp("merge"))
-    found = {}
-    for n, f in split_functions(sass).items():
-        m = re.search(r"merge_splits_kernelILi(\d+)E", n)
-        if m:
-            found[int(m.group(1))] = f
-    return found
+    return {int(m.group(1)): f for m, f in launch_unit_kernels(
+        "merge_splits", tmp_path_factory.mktemp("merge"), r"merge_splits_kernelILi(\d+)E")}
 
 
 @needs_cutlass

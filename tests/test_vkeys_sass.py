@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from host_checker import launch_unit_sass, needs_cuobjdump, needs_cutlass
-from sass_checks import consumer_instrs, serialized_wgmma, spills, split_functions, steady_loop
+from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
+from sass_checks import consumer_instrs, serialized_wgmma, spills, steady_loop
 
 
 @needs_cutlass
@@ -20,8 +20,7 @@ from sass_checks import consumer_instrs, serialized_wgmma, spills, split_functio
     ("fwd_fp8_hdim256_vkeys", 128, 4),
 ])
 def test_vkeys_build_has_no_transposer_and_permutes_p(tmp_path, unit, block_n, loop_spills):
-    sass = launch_unit_sass(unit, tmp_path)
-    funcs = [f for n, f in split_functions(sass).items() if "fmha_fwd_fp8_sm90_kernel" in n]
+    funcs = [f for _, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
     assert len(funcs) == 1
     (instrs,) = funcs
     transposer = [x for x in instrs if "LDSM" in x or "STSM" in x]
