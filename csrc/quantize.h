@@ -33,9 +33,15 @@ enum class QuantInType : int32_t { kBFloat16 = 0, kFloat16 = 1, kFloat32 = 2, kF
 //   per-head, packed:    the same with the rows cu_seqlens[b] .. cu_seqlens[b+1].
 // Each group is split into `chunks` pieces of its (row, head) segments, one
 // thread block per piece in both kernels.
+//
+// x_fp8 is contiguous in x's shape, or, with keys_contiguous (dense only: v
+// for the SM90 kernel, which then loads V^T by TMA), [B, heads, head_dim,
+// padded_seqlen] with padded_seqlen = seqlen rounded up to 16 (TMA wants
+// 16-byte strides) and the padding keys zero: the op returns it viewed as
+// [B, S, heads, head_dim] (keys stride 1, head_dim stride padded_seqlen).
 struct QuantizeTensor {
   const void* x = nullptr;
-  uint8_t* x_fp8 = nullptr;   // contiguous, x's shape
+  uint8_t* x_fp8 = nullptr;   // see above
   float* descale = nullptr;   // [1] or [sequences, heads / group_heads], contiguous
   float* partial_amax = nullptr;  // device scratch [groups * chunks] (CUDA only)
   int64_t stride_batch = 0, stride_row = 0, stride_head = 0, stride_dim = 0;  // x, elements
@@ -52,6 +58,8 @@ struct QuantizeTensor {
   int64_t first_block = 0;    // this tensor's first block in the grid
   float descale_factor = 1.0f;  // the returned descale is descale * this (1 / sqrt(D) after a rotation)
   bool vectorized = false;    // 16-byte loads: stride_dim 1, x, its strides and head_dim aligned to them
+  bool keys_contiguous = false;  // x_fp8 [B, heads, head_dim, padded_seqlen] (dense only)
+  int64_t padded_seqlen = 0;     // keys_contiguous: seqlen rounded up to kKeysContiguousAlign
   QuantInType in_type = QuantInType::kBFloat16;
 
   TORCH_FMHA_HOST_DEVICE int64_t rows() const { return batch * seqlen; }
@@ -61,6 +69,14 @@ struct QuantizeTensor {
 };
 
 constexpr int kMaxQuantizeTensors = 3;  // q, k, v in one launch
+
+// Keys-contiguous outputs pad the keys to a multiple of this (16 FP8 bytes:
+// TMA's rule for every stride but the innermost).
+constexpr int64_t kKeysContiguousAlign = 16;
+
+TORCH_FMHA_HOST_DEVICE int64_t keys_contiguous_padded(int64_t seqlen) {
+  return (seqlen + kKeysContiguousAlign - 1) / kKeysContiguousAlign * kKeysContiguousAlign;
+}
 
 struct QuantizeParams {
   QuantizeTensor tensors[kMaxQuantizeTensors];
@@ -137,6 +153,12 @@ TORCH_FMHA_HOST_DEVICE int64_t element_offset(const QuantizeTensor& t, int64_t r
                                               int64_t d) {
   const int64_t b = row / t.seqlen, s = row - b * t.seqlen;
   return b * t.stride_batch + s * t.stride_row + head * t.stride_head + d * t.stride_dim;
+}
+
+// keys_contiguous: offset of (batch b, head, d = 0, key 0) in x_fp8; key s of
+// dim d is at + d * padded_seqlen + s.
+TORCH_FMHA_HOST_DEVICE int64_t keys_contiguous_offset(const QuantizeTensor& t, int64_t b, int64_t head) {
+  return (b * t.heads + head) * t.head_dim * t.padded_seqlen;
 }
 
 // ------------------------------------------------------------- scalar rules ---

@@ -8,7 +8,11 @@ checks of cu_seqlens read data and are the CPU kernel's alone.
 Outputs: FP8 (float8_e4m3fn) tensors with their inputs' shapes, contiguous;
 float32 descales, contiguous: quantize_fp8 ``[1]`` per tensor or
 ``[B, H // group_size]`` per head (B from cu_seqlens for a packed x);
-quantize_qkv q's, k's and v's stacked, ``[3, 1]`` or ``[3, B, Hkv]``.
+quantize_qkv q's, k's and v's stacked, ``[3, 1]`` or ``[3, B, Hkv]``. With
+``v_keys_contiguous`` (dense only) v's FP8 output is ``[B, Hkv, D, S16]``
+storage (S16 = S rounded up to 16) viewed as ``[B, S, Hkv, D]``, keys stride 1:
+the fake builds the same storage and view, so compiled graphs see the real
+strides.
 """
 
 from __future__ import annotations
@@ -59,13 +63,17 @@ def check_quantize_fp8(op, x, per_head, group_size=1, cu_seqlens=None):
     _check_cu_seqlens(op, "cu_seqlens", cu_seqlens, x, "x", per_head)
 
 
-def check_quantize_qkv(op, q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None):
+def check_quantize_qkv(op, q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None,
+                       v_keys_contiguous=False):
     _check_input(op, "q", q)
     for name, t in (("k", k), ("v", v)):
         _check_input(op, name, t)
         _check(t.dim() == q.dim(), op, f"{name} must have q's rank {q.dim()}, got shape {shape_str(t.shape)}")
         _check(t.device == q.device, op,
                f"{name} is on {t.device} but q is on {q.device}; all tensors must be on one device")
+    _check(not v_keys_contiguous or v.dim() == 4, op,
+           "v_keys_contiguous applies to dense [batch, seqlen, heads, head_dim] inputs only, "
+           f"got v of shape {shape_str(v.shape)}")
     _check(k.shape == v.shape, op,
            f"k and v must have the same shape, got k {shape_str(k.shape)} and v {shape_str(v.shape)}")
     if q.dim() == 4:
@@ -87,10 +95,21 @@ def quantize_fp8_fake(x, per_head, group_size=1, cu_seqlens=None):
             x.new_empty(_descale_shape(x, per_head, group_size, cu_seqlens), dtype=torch.float32))
 
 
-def quantize_qkv_fake(q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None):
-    check_quantize_qkv("torch_fmha.quantize_qkv", q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k)
-    fp8 = tuple(t.new_empty(t.shape, dtype=torch.float8_e4m3fn) for t in (q, k, v))
-    return (*fp8, q.new_empty((3, *_descale_shape(k, per_head, 1, cu_seqlens_k)), dtype=torch.float32))
+def keys_contiguous_fp8(v):
+    """An FP8 tensor of v's shape [B, S, Hkv, D] laid out as the op's v_keys_contiguous
+    output: [B, Hkv, D, S16] storage viewed back to [B, S, Hkv, D] (csrc/quantize.h)."""
+    b, s, hkv, d = v.shape
+    storage = v.new_empty((b, hkv, d, (s + 15) // 16 * 16), dtype=torch.float8_e4m3fn)
+    return storage[..., :s].permute(0, 3, 1, 2)
+
+
+def quantize_qkv_fake(q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None,
+                      v_keys_contiguous=False):
+    check_quantize_qkv("torch_fmha.quantize_qkv", q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
+                       v_keys_contiguous)
+    q8, k8 = (t.new_empty(t.shape, dtype=torch.float8_e4m3fn) for t in (q, k))
+    v8 = keys_contiguous_fp8(v) if v_keys_contiguous else v.new_empty(v.shape, dtype=torch.float8_e4m3fn)
+    return q8, k8, v8, q.new_empty((3, *_descale_shape(k, per_head, 1, cu_seqlens_k)), dtype=torch.float32)
 
 
 def register() -> None:

@@ -14,6 +14,9 @@
 //     not depend on block scheduling (max is exact in any order).
 // Chunk 0 of a group writes its descale. The scalar rules live in
 // csrc/quantize.h, shared with the CPU op (both give the same bytes).
+// A keys-contiguous output (v for the fwd kernel's V^T-by-TMA path) is cast
+// in tiles transposed through shared memory (cast_keys_contiguous); its amax
+// pass is the same as any other tensor's.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -134,6 +137,155 @@ __device__ void piece_cast(const QuantizeTensor& t, const GroupExtent& e, int64_
   });
 }
 
+// ------------------------------------------------------ keys-contiguous cast ---
+// x [B, S, H, D] -> x_fp8 [B, H, D, padded_seqlen] (csrc/quantize.h) in tiles
+// of kTileKeys keys x TileDims dims of one (batch, head): each thread loads
+// and casts kVec consecutive dims of one key (rows of x read along D, as in
+// piece_cast), the bytes go to shared memory as [dim][key], and each thread
+// then stores 4 consecutive keys of one dim (kTileKeys = 64 contiguous bytes
+// per dim: whole 32-byte sectors). Keys in [seqlen, padded_seqlen) are
+// written as zeros. The next tile's loads are issued before this tile's
+// stores.
+constexpr int kTileKeys = 64;
+constexpr int kTileLoads = 2;  // loads per thread and tile, in flight together
+// A tile is 16 * kVec dims wide, so every thread makes kTileLoads loads of
+// kVec elements: 128 dims for 16-byte bf16 / fp16 vectors (D = 256 in two
+// tiles), fewer for wider or scalar elements (more dims would spill).
+template <int kVec>
+constexpr int tile_dims() {
+  return kTileLoads * kQuantizeThreads / kTileKeys * kVec;
+}
+constexpr int kMaxTileDims = tile_dims<8>();
+static_assert(kTileKeys == 64 && kMaxTileDims == 128, "the swizzle below: 16 words per dim row, 16 groups of 8 dims");
+
+// One buffer per kernel, whatever the element type of the tensor (words: the
+// stores read it 4 bytes at a time).
+__device__ __forceinline__ uint8_t* transpose_buffer() {
+  __shared__ uint32_t buffer[kMaxTileDims * kTileKeys / 4];
+  return reinterpret_cast<uint8_t*>(buffer);
+}
+
+// Byte (dim, key) of the buffer, [dim][key] with the 4-key word index XORed
+// by dim / 8: the 16 threads casting one key's 128 bf16 / fp16 dims (8 each)
+// store into 16 different banks, and a warp's word reads (2 dim rows) hit 32.
+__device__ __forceinline__ int buffer_offset(int dim, int key) {
+  return dim * kTileKeys + (((key / 4) ^ (dim / 8 % 16)) * 4) + key % 4;
+}
+
+struct KeyTile {
+  int64_t batch = 0;
+  int32_t head = 0;
+  int64_t key0 = 0;  // first key (< padded_seqlen)
+  int32_t dim0 = 0;  // first dim (< head_dim)
+};
+
+// Tiles of group extent e (whole batch entries: dense), ordered (batch, head, key tile, dim tile).
+template <int kDims>
+__device__ __forceinline__ int64_t group_key_tiles(const QuantizeTensor& t, const GroupExtent& e) {
+  if (t.seqlen == 0) return 0;
+  const int64_t per_head = (t.padded_seqlen + kTileKeys - 1) / kTileKeys * ((t.head_dim + kDims - 1) / kDims);
+  return e.rows / t.seqlen * e.heads * per_head;
+}
+
+template <int kDims>
+__device__ __forceinline__ KeyTile key_tile(const QuantizeTensor& t, const GroupExtent& e, int64_t i) {
+  const int32_t dim_tiles = (t.head_dim + kDims - 1) / kDims;
+  const int64_t key_tiles = (t.padded_seqlen + kTileKeys - 1) / kTileKeys;
+  KeyTile k;
+  k.dim0 = static_cast<int32_t>(i % dim_tiles) * kDims;
+  i /= dim_tiles;
+  k.key0 = i % key_tiles * kTileKeys;
+  i /= key_tiles;
+  k.head = e.head_begin + static_cast<int32_t>(i % e.heads);
+  k.batch = e.row_begin / t.seqlen + i / e.heads;
+  return k;
+}
+
+// This thread's vectors of a tile: vector j is dims dim(j) .. + kVec of key key(j).
+template <typename T, int kVec>
+struct TileValues {
+  static constexpr int kDims = tile_dims<kVec>();
+  static constexpr int kRowVectors = kDims / kVec;  // threads per key
+  Values<T, kVec> v[kTileLoads];
+  __device__ static int key(int j) { return (threadIdx.x + j * kQuantizeThreads) / kRowVectors; }
+  __device__ static int dim(int j) { return (threadIdx.x + j * kQuantizeThreads) % kRowVectors * kVec; }
+};
+
+// A vector past seqlen or head_dim is not loaded (kVec divides head_dim when kVec > 1).
+template <typename T, int kVec>
+__device__ __forceinline__ void load_tile(const QuantizeTensor& t, const KeyTile& k, TileValues<T, kVec>& out) {
+  using TV = TileValues<T, kVec>;
+  const T* x = static_cast<const T*>(t.x);
+#pragma unroll
+  for (int j = 0; j < kTileLoads; ++j) {
+    const int64_t key = k.key0 + TV::key(j);
+    const int32_t d = k.dim0 + TV::dim(j);
+    if (key < t.seqlen && d < t.head_dim) {
+      out.v[j] = load_values<T, kVec>(x, k.batch * t.stride_batch + key * t.stride_row +
+                                             k.head * t.stride_head + d * t.stride_dim);
+    }
+  }
+}
+
+// Casts the loaded vectors into the buffer (padding keys: 0).
+template <typename T, int kVec>
+__device__ __forceinline__ void cast_tile_to_buffer(const QuantizeTensor& t, const KeyTile& k,
+                                                    const TileValues<T, kVec>& in, float scale, uint8_t* buffer) {
+  using TV = TileValues<T, kVec>;
+#pragma unroll
+  for (int j = 0; j < kTileLoads; ++j) {
+    const bool real = k.key0 + TV::key(j) < t.seqlen;
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      buffer[buffer_offset(TV::dim(j) + e, TV::key(j))] =
+          real ? quantize_value(compute_value(in.v[j].v[e]), scale) : uint8_t{0};
+    }
+  }
+}
+
+// padded_seqlen and key0 are multiples of 4: a word is wholly in or out.
+template <int kDims>
+__device__ __forceinline__ void store_tile(const QuantizeTensor& t, const KeyTile& k, const uint8_t* buffer) {
+  constexpr int kWords = kDims * kTileKeys / 4;  // 256 (scalar loads) .. 2048 (16-byte bf16 loads)
+  uint8_t* out = t.x_fp8 + keys_contiguous_offset(t, k.batch, k.head);
+#pragma unroll
+  for (int j = 0; j < (kWords + kQuantizeThreads - 1) / kQuantizeThreads; ++j) {
+    const int w = threadIdx.x + j * kQuantizeThreads;
+    const int dim = w / (kTileKeys / 4);
+    const int key = w % (kTileKeys / 4) * 4;
+    if (w < kWords && k.dim0 + dim < t.head_dim && k.key0 + key < t.padded_seqlen) {
+      *reinterpret_cast<uint32_t*>(out + (k.dim0 + dim) * t.padded_seqlen + k.key0 + key) =
+          *reinterpret_cast<const uint32_t*>(buffer + buffer_offset(dim, key));
+    }
+  }
+}
+
+// Tile numbers [begin, end) of chunk `chunk` of the group (all its tiles in one chunk).
+template <int kDims>
+__device__ __forceinline__ void chunk_key_tiles(const QuantizeTensor& t, const GroupExtent& e, int32_t chunk,
+                                                int64_t& begin, int64_t& end) {
+  chunk_range(group_key_tiles<kDims>(t, e), chunk, t.chunks, begin, end);
+}
+
+// This block's tiles of group extent e (its chunk), every thread of the block.
+template <typename T, int kVec>
+__device__ void cast_keys_contiguous(const QuantizeTensor& t, const GroupExtent& e, int32_t chunk, float scale) {
+  constexpr int kDims = TileValues<T, kVec>::kDims;
+  int64_t begin, end;
+  chunk_key_tiles<kDims>(t, e, chunk, begin, end);
+  uint8_t* buffer = transpose_buffer();
+  TileValues<T, kVec> values;
+  if (begin < end) load_tile(t, key_tile<kDims>(t, e, begin), values);
+  for (int64_t i = begin; i < end; ++i) {
+    const KeyTile k = key_tile<kDims>(t, e, i);
+    __syncthreads();  // the previous tile's stores have read the buffer
+    cast_tile_to_buffer(t, k, values, scale, buffer);
+    __syncthreads();
+    if (i + 1 < end) load_tile(t, key_tile<kDims>(t, e, i + 1), values);  // in flight during the stores
+    store_tile<kDims>(t, k, buffer);
+  }
+}
+
 // The element type and the vector width, as template arguments of op(tag).
 template <typename T, int kVec>
 struct Layout {
@@ -171,6 +323,13 @@ __device__ __forceinline__ float piece_amax(const QuantizeTensor& t, const Group
 __device__ __forceinline__ void finish_piece(const QuantizeTensor& t, const BlockWork& w, const GroupExtent& e,
                                              int64_t begin, int64_t end, float scale) {
   if (w.chunk == 0 && threadIdx.x == 0) t.descale[w.group] = scale * t.descale_factor;
+  if (t.keys_contiguous) {  // dense: no uncovered rows
+    with_layout(t, [&](auto layout) {
+      using L = decltype(layout);
+      cast_keys_contiguous<typename L::Element, L::kWidth>(t, e, w.chunk, scale);
+    });
+    return;
+  }
   with_layout(t, [&](auto layout) {
     using L = decltype(layout);
     piece_cast<typename L::Element, L::kWidth>(t, e, begin, end, scale);

@@ -45,6 +45,17 @@ void segment_cast(const T* x, int32_t n, int64_t stride, float scale, uint8_t* o
   for (int32_t d = 0; d < n; ++d) out[d] = quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
 }
 
+// A keys-contiguous output (csrc/quantize.h): value d of the segment goes
+// out_stride (the padded seqlen) bytes after value d - 1. Consecutive rows of
+// a group fill the same D cache lines, so this stays cache-friendly.
+template <typename T, bool kUnitStride>
+void segment_cast_keys_contiguous(const T* x, int32_t n, int64_t stride, float scale, uint8_t* out,
+                                  int64_t out_stride) {
+  for (int32_t d = 0; d < n; ++d) {
+    out[d * out_stride] = quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
+  }
+}
+
 // The group loops, compiled twice where the compiler can (x86-64 GCC/clang):
 // for AVX2 and for the baseline ISA, picked at load time by the CPU's
 // features (an ifunc), so the build stays portable and the inner loops run
@@ -56,8 +67,8 @@ void segment_cast(const T* x, int32_t n, int64_t stride, float scale, uint8_t* o
 #endif
 
 // Visits the (row, head) segments of a group in order: visit(offset in x,
-// offset in x_fp8). The row's (batch, position) advances by a step, not a
-// division per row.
+// offset in x_fp8 of the segment's d = 0). The row's (batch, position)
+// advances by a step, not a division per row.
 template <typename Visit>
 inline __attribute__((always_inline)) void for_each_segment(const QuantizeTensor& t, const GroupExtent& e,
                                                             Visit&& visit) {
@@ -66,11 +77,25 @@ inline __attribute__((always_inline)) void for_each_segment(const QuantizeTensor
   for (int64_t row = e.row_begin; row < e.row_begin + e.rows; ++row) {
     const int64_t row_offset = b * t.stride_batch + s * t.stride_row;
     for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
-      visit(row_offset + head * t.stride_head, (row * t.heads + head) * t.head_dim);
+      visit(row_offset + head * t.stride_head,
+            t.keys_contiguous ? keys_contiguous_offset(t, b, head) + s : (row * t.heads + head) * t.head_dim);
     }
     if (++s == t.seqlen) {
       s = 0;
       ++b;
+    }
+  }
+}
+
+// keys_contiguous: FP8 zeros in the padding keys [seqlen, padded_seqlen) of
+// every (batch, head, d) of the group (dense: whole batch entries).
+void zero_padding_keys(const QuantizeTensor& t, const GroupExtent& e) {
+  const int64_t pad = t.padded_seqlen - t.seqlen;
+  if (pad == 0) return;
+  for (int64_t b = e.row_begin / t.seqlen; b < (e.row_begin + e.rows) / t.seqlen; ++b) {
+    for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
+      uint8_t* dim0 = t.x_fp8 + keys_contiguous_offset(t, b, head) + t.seqlen;
+      for (int32_t d = 0; d < t.head_dim; ++d) memset(dim0 + d * t.padded_seqlen, 0, pad);
     }
   }
 }
@@ -93,8 +118,14 @@ TORCH_FMHA_AVX2_CLONE void quantize_group(const QuantizeTensor& t, int64_t group
   const float scale = descale_from_amax(amax);
   t.descale[group] = scale * t.descale_factor;
   for_each_segment(t, e, [&](int64_t in, int64_t out) {
-    segment_cast<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out);
+    if (t.keys_contiguous) {
+      segment_cast_keys_contiguous<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out,
+                                                   t.padded_seqlen);
+    } else {
+      segment_cast<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out);
+    }
   });
+  if (t.keys_contiguous) zero_padding_keys(t, e);
 }
 
 template <typename T>
@@ -144,9 +175,10 @@ Fp8AndDescale quantize_fp8_cpu(const at::Tensor& x, bool per_head, int64_t group
 QuantizedQkv quantize_qkv_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               bool per_head, bool qk_rotated,
                               const std::optional<at::Tensor>& cu_seqlens_q,
-                              const std::optional<at::Tensor>& cu_seqlens_k) {
+                              const std::optional<at::Tensor>& cu_seqlens_k, bool v_keys_contiguous) {
   const char* op = "torch_fmha.quantize_qkv";
-  QuantizeCall call = plan_quantize_qkv(op, q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k);
+  QuantizeCall call = plan_quantize_qkv(op, q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
+                                        v_keys_contiguous);
   run(op, call);
   return qkv_outputs(call);
 }
