@@ -175,6 +175,45 @@ def test_quantize_qkv_errors():
            cu_seqlens_k=torch.tensor([0, 4, 8, 12], dtype=torch.int32))
     with pytest.raises(ValueError, match=r"granularity must be 'tensor' or 'head', got 'row'"):
         torch_fmha.quantize_fp8(q, "row")
+    raises(TypeError, r"v_keys_contiguous must be a bool or None, got int 1", q, k, v, v_keys_contiguous=1)
+    raises(ValueError, r"v_keys_contiguous=True applies to dense \[B, S, Hkv, D\] inputs only \(varlen_attention "
+                       r"takes v \[T, Hkv, D\] with its head dim contiguous\), got v of shape \[12, 2, 64\]",
+           *packed, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 4, 12], dtype=torch.int32), v_keys_contiguous=True)
+
+
+# ------------------------------------------------------------ v's layout (issue 12) ---
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_quantize_qkv_v_layout_default_and_explicit(d):
+    """Default (None): v's keys contiguous for dense D=256 (the SM90 kernel's faster layout
+    there), the standard layout at other head dims and for packed inputs; True / False
+    force either. Same values, q, k and descales either way."""
+    q, k, v = _qkv(b=2, s=20, h=4, hkv=2, d=d)
+    default = torch_fmha.quantize_qkv(q, k, v)
+    keys = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=True)
+    std = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=False)
+    assert std.v.is_contiguous()
+    assert keys.v.stride() == (2 * d * 32, 1, d * 32, 32)  # [B, Hkv, D, 32] storage, 20 keys padded to 32
+    assert default.v.stride() == (keys.v.stride() if d == 256 else std.v.stride())
+    for r in (default, keys):
+        assert torch.equal(r.v.contiguous().view(torch.uint8), std.v.view(torch.uint8))
+        for a, b in zip((r.q, r.k, r.q_descale, r.k_descale, r.v_descale), (std.q, std.k, std.q_descale,
+                                                                           std.k_descale, std.v_descale)):
+            assert torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+    packed = [t.reshape(40, t.size(2), d) for t in (q, k, v)]
+    cu = torch.tensor([0, 20, 40], dtype=torch.int32)
+    assert torch_fmha.quantize_qkv(*packed, cu_seqlens_q=cu, cu_seqlens_k=cu).v.is_contiguous()
+
+
+def test_quantize_qkv_keys_contiguous_v_through_attention():
+    """The dense op takes either layout of v and gives the same output (CPU kernel)."""
+    q, k, v = _qkv(b=2, s=40, h=4, hkv=2, d=256, seed=3)
+    keys = torch_fmha.quantize_qkv(q, k, v)
+    std = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=False)
+    assert keys.v.stride(1) == 1
+    out_keys = torch_fmha.attention(*keys.tensors, causal=True, **keys.descales)
+    out_std = torch_fmha.attention(*std.tensors, causal=True, **std.descales)
+    torch.testing.assert_close(out_keys, out_std, rtol=0, atol=1e-2)
 
 
 # ------------------------------------------------------------------------ NaN / Inf ---

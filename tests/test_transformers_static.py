@@ -120,3 +120,22 @@ def test_static_cache_sliding_window_is_refused():
     # message names the static cache either way.
     with pytest.raises(NotImplementedError, match="static"):
         generate(mistral, tfi.NAME, static=True)
+
+
+def test_fp8_static_cache_at_head_dim_256_quantizes_v_in_the_kvcache_layout():
+    """quantize_qkv's default gives dense D=256 v its keys contiguous (torch_fmha.attention's
+    faster layout), which attention_with_kvcache does not take: the static-cache FP8 path asks
+    for the standard layout. A D=256 cache then runs, within the FP8 criterion of the
+    unquantized path."""
+    g = torch.Generator().manual_seed(0)
+    b, sq, h, hkv, d, max_len = 2, 3, 4, 2, 256, 40
+    q = torch.randn(b, sq, h, d, generator=g)
+    k_cache, v_cache = (torch.randn(b, hkv, max_len, d, generator=g) for _ in range(2))
+    k_cache[:, :, 30:] = 0  # unwritten slots, as transformers leaves them
+    v_cache[:, :, 30:] = 0
+    seqlens = torch.tensor([30, 25], dtype=torch.int32)
+    k, v = k_cache.transpose(1, 2), v_cache.transpose(1, 2)  # what the attention function gets
+    fp8 = tfi._static(q, k, v, seqlens, fp8=True, causal=True)
+    ref = tfi._static(q, k, v, seqlens, fp8=False, causal=True)
+    cos, rel_rms = tfi_metrics(fp8, ref)
+    assert cos >= 0.99 and rel_rms <= 0.1, (cos, rel_rms)

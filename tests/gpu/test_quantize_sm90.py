@@ -185,3 +185,123 @@ def test_invalid_cu_seqlens_read_in_bounds():
     # the rows outside [cu[0], cu[-1]) are written as FP8 zeros, not left as garbage
     x8, _ = ops.quantize_fp8(q, True, 1, torch.tensor([30, 40, 60, 80], dtype=torch.int32, device="cuda"))
     assert (x8.view(torch.uint8)[:30] == 0).all() and (x8.view(torch.uint8)[80:] == 0).all()
+
+
+# ------------------------------------------------ v with its keys contiguous (issue 12) ---
+# quantize_qkv(..., v_keys_contiguous=True): the cast kernel writes v as [B, Hkv, D, S16]
+# (tiles transposed through shared memory, csrc/kernel/quantize.cuh), which
+# torch_fmha.attention loads as V^T by TMA.
+
+def _keys_storage(v8):
+    """v8's whole [B, Hkv, D, S16] storage, padding keys included."""
+    b, _, hkv, d = v8.shape
+    s16 = v8.stride(3)
+    return torch.as_strided(v8, (b, hkv, d, s16), (hkv * d * s16, d * s16, s16, 1))
+
+
+def _quantize_keys_contiguous(q, k, v, per_head, **kw):
+    """ops.quantize_qkv(..., v_keys_contiguous=True) on CUDA into outputs whose memory was
+    FP8 NaN (0x7F) just before, so a byte the kernel does not write (a padding key) shows."""
+    from poison import call_with_nan_outputs
+
+    b, s, hkv, d = v.shape
+    specs = [((3, b, hkv) if per_head else (3, 1), torch.float32), (tuple(q.shape), FP8), (tuple(k.shape), FP8),
+             ((b, hkv, d, (s + 15) // 16 * 16), FP8)]
+    return call_with_nan_outputs(lambda: ops.quantize_qkv(q, k, v, per_head, v_keys_contiguous=True, **kw), specs)
+
+
+def check_keys_contiguous(q, k, v, per_head, what, **kw):
+    """CUDA keys-contiguous == CPU keys-contiguous (bytes of the whole storage, strides) and
+    == the CUDA standard layout's values; q8, k8, descales those of the standard call."""
+    want = ops.quantize_qkv(q, k, v, per_head, v_keys_contiguous=True, **kw)
+    qc, kc, vc = (t.cuda() for t in (q, k, v))
+    got = _quantize_keys_contiguous(qc, kc, vc, per_head, **kw)
+    std = ops.quantize_qkv(qc, kc, vc, per_head, **kw)
+    torch.cuda.synchronize()
+    b, s, hkv, d = v.shape
+    s16 = (s + 15) // 16 * 16
+    assert got[2].stride() == want[2].stride() == (hkv * d * s16, 1, d * s16, s16), what
+    assert_same_bits([_keys_storage(got[2]), got[0], got[1], got[3]],
+                     [_keys_storage(want[2]), want[0], want[1], want[3]], f"{what} CUDA vs CPU")
+    assert (_keys_storage(got[2])[..., s:].view(torch.uint8) == 0).all(), f"{what}: padding keys not zero"
+    assert torch.equal(got[2].contiguous().view(torch.uint8), std[2].view(torch.uint8)), f"{what} vs standard"
+    for a, b_ in zip((got[0], got[1], got[3]), (std[0], std[1], std[3])):
+        assert torch.equal(a.view(torch.uint8), b_.view(torch.uint8)), f"{what}: q8 / k8 / descales"
+    return got
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("per_head", [False, True], ids=["tensor", "head"])
+@pytest.mark.parametrize("shape", [(2, 77, 8, 2, 128), (2, 200, 4, 2, 256), (1, 1, 2, 1, 64), (2, 48, 4, 4, 200)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_qkv_v_keys_contiguous_cuda_equals_cpu(kind, dtype, per_head, shape):
+    b, s, h, hkv, d = shape
+    q, k, v = (_data((b, s, n, d), dtype, kind, seed) for n, seed in ((h, 0), (hkv, 1), (hkv, 2)))
+    check_keys_contiguous(q, k, v, per_head, f"{kind} {dtype} {shape}")
+
+
+@pytest.mark.parametrize("per_head", [False, True], ids=["tensor", "head"])
+def test_v_keys_contiguous_many_blocks_per_group(per_head):
+    """Groups split over many blocks (amax + cast kernels): each block casts its share of the
+    group's 64-key tiles; S = 4100 leaves a partial last tile and 12 padding keys."""
+    q, k, v = (_data((2, 4100, n, 256), torch.bfloat16, "nonfinite", s) for n, s in ((4, 0), (2, 1), (2, 2)))
+    check_keys_contiguous(q, k, v, per_head, "many blocks")
+
+
+def test_v_keys_contiguous_strided_and_unaligned_inputs():
+    fused = _data((2, 129, 3, 4, 64), torch.bfloat16, "outliers", 7)
+    check_keys_contiguous(*fused.unbind(2), True, "fused projection views")
+    base = _data((2, 50, 2, 129), torch.bfloat16, "nonfinite", 9)
+    x = base[..., 1:]  # not 16-byte aligned: scalar loads
+    check_keys_contiguous(x, x, x, False, "unaligned")
+
+
+def test_v_keys_contiguous_one_launch_at_serving_shapes():
+    """Writing v transposed costs no extra pass: still one kernel per call at serving shapes."""
+    q, k, v = (_data((1, 128, n, 256), torch.bfloat16, "random", s).cuda() for n, s in ((8, 0), (2, 1), (2, 2)))
+    names = _kernels(lambda: ops.quantize_qkv(q, k, v, True, v_keys_contiguous=True))
+    assert len(names) == 1 and "quantize_group_kernel" in names[0], names
+
+
+@pytest.mark.parametrize("seqlen", [1, 63, 129, 1023, 2100, 4224])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_v_keys_contiguous_through_attention(seqlen, causal, d):
+    """torch_fmha.quantize_qkv's keys-contiguous v (the default at D=256) through
+    torch_fmha.attention: within the tolerance rule of tests/gpu/test_fwd_sm90.py against the
+    float64 reference on the standard layout's FP8 tensors, as the standard layout's output is."""
+    from emulate import emulate_fp8_kernel
+    from reference import assert_close_by_rule, attention_ref, round_output
+
+    q, k, v = (_data((2, seqlen, n, d), torch.bfloat16, "outliers", s).cuda() for n, s in ((4, 0), (2, 1), (2, 2)))
+    keys = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=True)
+    std = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=False)
+    assert keys.v.stride(1) == 1 and std.v.stride(-1) == 1
+    assert torch_fmha.quantize_qkv(q, k, v).v.stride() == (keys if d == 256 else std).v.stride()  # the default
+    assert torch.equal(keys.v.contiguous().view(torch.uint8), std.v.view(torch.uint8))
+    kw = dict(causal=causal, **std.descales)
+    out_keys = torch_fmha.attention(*keys.tensors, causal=causal, **keys.descales)
+    out_std = torch_fmha.attention(*std.tensors, **kw)
+    torch.cuda.synchronize()
+    ref, _ = attention_ref(*std.tensors, **kw)
+    emul = round_output(emulate_fp8_kernel(*std.tensors, **kw), torch.bfloat16)
+    what = f"S={seqlen} D={d} causal={causal}"
+    s_keys = assert_close_by_rule(out_keys.double(), ref, emul, eps=1e-3, what=f"keys-contiguous v {what}")
+    s_std = assert_close_by_rule(out_std.double(), ref, emul, eps=1e-3, what=f"standard v {what}")
+    assert s_keys["rmse"] <= 1.05 * s_std["rmse"] + 1e-6, (s_keys, s_std)
+
+
+def test_v_keys_contiguous_inductor_equals_eager():
+    def fn(q, k, v):
+        qkv = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=True)
+        return qkv.v, torch_fmha.attention(*qkv.tensors, causal=True, **qkv.descales)
+
+    q, k, v = (_data((2, 300, n, 256), torch.bfloat16, "outliers", s).cuda() for n, s in ((8, 0), (2, 1), (2, 2)))
+    torch._dynamo.reset()
+    got = torch.compile(fn, fullgraph=True)(q, k, v)
+    want = fn(q, k, v)
+    assert got[0].stride() == want[0].stride() and got[0].stride(1) == 1
+    assert torch.equal(got[0].contiguous().view(torch.uint8), want[0].contiguous().view(torch.uint8))
+    assert torch.equal(got[1], want[1])
+    torch._dynamo.reset()
