@@ -11,8 +11,8 @@ float32 descales, contiguous: quantize_fp8 ``[1]`` per tensor or
 quantize_qkv q's, k's and v's stacked, ``[3, 1]`` or ``[3, B, Hkv]``. With
 ``v_keys_contiguous`` (dense only) v's FP8 output is ``[B, Hkv, D, S16]``
 storage (S16 = S rounded up to 16) viewed as ``[B, S, Hkv, D]``, keys stride 1:
-the fake builds the same storage and view, so compiled graphs see the real
-strides.
+the fake has the same shape, strides and offset, so compiled graphs see the
+real layout.
 """
 
 from __future__ import annotations
@@ -96,11 +96,15 @@ def quantize_fp8_fake(x, per_head, group_size=1, cu_seqlens=None):
 
 
 def keys_contiguous_fp8(v):
-    """An FP8 tensor of v's shape [B, S, Hkv, D] laid out as the op's v_keys_contiguous
-    output: [B, Hkv, D, S16] storage viewed back to [B, S, Hkv, D] (csrc/quantize.h)."""
+    """An FP8 tensor of v's shape [B, S, Hkv, D] with the strides of the op's v_keys_contiguous
+    output, [B, Hkv, D, S16] storage viewed as [B, S, Hkv, D] (csrc/quantize.h). Made with
+    new_empty_strided rather than by slicing a [B, Hkv, D, S16] tensor: the slice would add
+    guards on S vs S16 that a dynamic S cannot satisfy (torch.export refuses them, compile
+    would recompile when S is a multiple of 16). Its storage stops after the last real key
+    (the op's holds the padding keys of the last (batch, head, dim) too)."""
     b, s, hkv, d = v.shape
-    storage = v.new_empty((b, hkv, d, (s + 15) // 16 * 16), dtype=torch.float8_e4m3fn)
-    return storage[..., :s].permute(0, 3, 1, 2)
+    s16 = (s + 15) // 16 * 16
+    return v.new_empty_strided((b, s, hkv, d), (hkv * d * s16, 1, d * s16, s16), dtype=torch.float8_e4m3fn)
 
 
 def quantize_qkv_fake(q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None,

@@ -205,6 +205,29 @@ def test_quantize_qkv_v_layout_default_and_explicit(d):
     assert torch_fmha.quantize_qkv(*packed, cu_seqlens_q=cu, cu_seqlens_k=cu).v.is_contiguous()
 
 
+def test_quantize_qkv_v_layout_under_torch_export():
+    """torch.export at D=256: a static S keeps the default keys-contiguous v; a dynamic S gets
+    the standard layout (torch's memory-format inference of the keys-contiguous strides
+    guards on S % 16, which export cannot keep for every S), and the program runs at other S."""
+    class Block(torch.nn.Module):
+        def forward(self, q, k, v):
+            qkv = torch_fmha.quantize_qkv(q, k, v)
+            return qkv.v, torch_fmha.attention(*qkv.tensors, causal=True, **qkv.descales)
+
+    q, k, v = _qkv(b=1, s=40, h=4, hkv=2, d=256, seed=4)
+    static = torch.export.export(Block(), (q, k, v)).module()
+    assert static(q, k, v)[0].stride(1) == 1
+    seq = torch.export.Dim("seq", min=2, max=4096)
+    dynamic = torch.export.export(Block(), (q, k, v), dynamic_shapes=({1: seq}, {1: seq}, {1: seq})).module()
+    for s in (33, 48):
+        q, k, v = _qkv(b=1, s=s, h=4, hkv=2, d=256, seed=s)
+        v8, out = dynamic(q, k, v)
+        eager = Block()(q, k, v)
+        assert v8.is_contiguous() and eager[0].stride(1) == 1
+        assert torch.equal(v8.view(torch.uint8), eager[0].contiguous().view(torch.uint8))
+        torch.testing.assert_close(out, eager[1], rtol=0, atol=1e-2)
+
+
 def test_quantize_qkv_keys_contiguous_v_through_attention():
     """The dense op takes either layout of v and gives the same output (CPU kernel)."""
     q, k, v = _qkv(b=2, s=40, h=4, hkv=2, d=256, seed=3)

@@ -170,10 +170,10 @@ def test_qkv_v_keys_contiguous_strided_input():
 
 
 def test_qkv_v_keys_contiguous_empty():
-    """No keys: an empty [B, Hkv, D, 0] storage (its strides as torch gives them), the fake's too."""
+    """No keys: the documented strides with S16 = 0, the fake's too."""
     qkv = torch.empty(2, 0, 4, 64), torch.empty(2, 0, 2, 64), torch.empty(2, 0, 2, 64)
     got = ops.quantize_qkv(*qkv, True, v_keys_contiguous=True)
-    assert got[2].shape == (2, 0, 2, 64) and got[2].stride(1) == 1
+    assert got[2].shape == (2, 0, 2, 64) and got[2].stride() == (0, 1, 0, 0)
     with FakeTensorMode() as mode:
         fake = ops.quantize_qkv(*(mode.from_tensor(t) for t in qkv), True, v_keys_contiguous=True)
     assert fake[2].stride() == got[2].stride()
@@ -204,18 +204,19 @@ def test_fake_v_keys_contiguous_has_the_real_strides(seqlen):
         fake = ops.quantize_qkv(*(mode.from_tensor(t) for t in (q, k, v)), True, v_keys_contiguous=True)
     for r, f in zip(real, fake):
         assert (f.shape, f.stride(), f.storage_offset(), f.dtype) == (r.shape, r.stride(), r.storage_offset(), r.dtype)
-    assert fake[2].untyped_storage().nbytes() == real[2].untyped_storage().nbytes()
 
 
 def test_compiled_v_keys_contiguous_strides_and_bytes():
-    """Inductor, fullgraph, static and dynamic shapes: the compiled v8 has the eager strides and bytes."""
+    """Inductor, fullgraph, static and dynamic shapes: the compiled v8 has the eager strides and
+    bytes (S = 48: a multiple of 16, no padding keys, where torch's memory-format inference
+    of these strides guards differently: one recompile with dynamic shapes)."""
     def fn(q, k, v):
         return torch_fmha.quantize_qkv(q, k, v, "head", v_keys_contiguous=True)
 
     for dynamic in (False, True):
         torch._dynamo.reset()
         compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic)
-        for seqlen in (17, 40):
+        for seqlen in (17, 40, 48):
             q, k, v = (_poisoned((2, seqlen, h, 64), torch.bfloat16, s) for h, s in ((4, 0), (2, 1), (2, 2)))
             got, want = compiled(q, k, v), fn(q, k, v)
             assert got.v.stride() == want.v.stride() == keys_contiguous_strides(v)[0], (dynamic, seqlen)

@@ -300,7 +300,13 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
             standard layout, head dim contiguous. ``None`` (default): the
             faster one for :func:`torch_fmha.attention`, i.e. keys-contiguous
             for dense inputs with D=256, standard otherwise (on CPU too, so
-            both backends return the same strides).
+            both backends return the same strides). Exception: a symbolic key
+            length in ``torch.export`` (a dynamic ``Dim`` on S) gets the
+            standard layout, since torch's memory-format inference of the
+            keys-contiguous strides guards on ``S % 16`` and export cannot
+            keep such a guard for every S; under ``torch.compile`` with
+            dynamic shapes that guard costs one recompile when S becomes a
+            multiple of 16 (or stops being one).
             :func:`torch_fmha.varlen_attention` and
             :func:`torch_fmha.attention_with_kvcache` take the standard layout
             only: pass ``v_keys_contiguous=False`` when a dense v goes to
@@ -317,7 +323,11 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
     """
     _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, v_keys_contiguous)
     if v_keys_contiguous is None:
-        v_keys_contiguous = q.dim() == 4 and q.size(-1) in _V_KEYS_CONTIGUOUS_HEAD_DIMS
+        # Not for a symbolic key length outside Dynamo (torch.export, non-strict): torch's
+        # memory-format inference of the keys-contiguous strides guards on S % 16 there,
+        # which an export with a dynamic S cannot keep (see the docstring).
+        v_keys_contiguous = (q.dim() == 4 and q.size(-1) in _V_KEYS_CONTIGUOUS_HEAD_DIMS
+                             and not isinstance(v.size(1), torch.SymInt))
     if rotate:  # a GEMM each; the op then folds 1 / sqrt(D) into the descales
         # One matrix for q and k: in a compiled graph H is built by generated ops
         # (the eager cache cannot be read there), once per call instead of twice.

@@ -99,9 +99,11 @@ void add_tensor(QuantizeCall& call, const at::Tensor& x, bool per_head, int64_t 
   if (keys_contiguous) {
     t.keys_contiguous = true;
     t.padded_seqlen = keys_contiguous_padded(t.seqlen);
-    at::Tensor storage = at::empty({x.size(0), x.size(2), x.size(3), t.padded_seqlen}, fp8);
+    const int64_t h = x.size(2), d = x.size(3), p = t.padded_seqlen;
+    at::Tensor storage = at::empty({x.size(0), h, d, p}, fp8);
     t.x_fp8 = static_cast<uint8_t*>(storage.data_ptr());
-    x8 = storage.narrow(3, 0, t.seqlen).permute({0, 3, 1, 2});
+    // = storage[..., :S].permute(0, 3, 1, 2), with these strides for S = 0 too (as the fake's).
+    x8 = storage.as_strided({x.size(0), t.seqlen, h, d}, {h * d * p, 1, d * p, p});
   } else {
     x8 = at::empty(x.sizes(), fp8);
     t.x_fp8 = static_cast<uint8_t*>(x8.data_ptr());
