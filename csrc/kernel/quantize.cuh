@@ -139,7 +139,7 @@ __device__ void piece_cast(const QuantizeTensor& t, const GroupExtent& e, int64_
 
 // ------------------------------------------------------ keys-contiguous cast ---
 // x [B, S, H, D] -> x_fp8 [B, H, D, padded_seqlen] (csrc/quantize.h) in tiles
-// of kTileKeys keys x TileDims dims of one (batch, head): each thread loads
+// of kTileKeys keys x tile_dims<kVec>() dims of one (batch, head): each thread loads
 // and casts kVec consecutive dims of one key (rows of x read along D, as in
 // piece_cast), the bytes go to shared memory as [dim][key], and each thread
 // then stores 4 consecutive keys of one dim (kTileKeys = 64 contiguous bytes
