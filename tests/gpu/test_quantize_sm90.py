@@ -13,6 +13,7 @@ gives every test a 300 s timeout); the quick ones carry their own, shorter one.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -265,32 +266,75 @@ def test_v_keys_contiguous_one_launch_at_serving_shapes():
     assert len(names) == 1 and "quantize_group_kernel" in names[0], names
 
 
+def _relaid_keys_contiguous(v8):
+    """The standard layout's FP8 v re-laid by hand as [B, Hkv, D, S16] storage (padding keys
+    zero) viewed as [B, S, Hkv, D]: what quantize_qkv(..., v_keys_contiguous=True) must return."""
+    b, s, hkv, d = v8.shape
+    store = torch.zeros((b, hkv, d, (s + 15) // 16 * 16), dtype=torch.uint8, device=v8.device)
+    store[..., :s] = v8.view(torch.uint8).permute(0, 2, 3, 1)
+    return store.view(FP8)[..., :s].permute(0, 3, 1, 2)
+
+
 @pytest.mark.parametrize("seqlen", [1, 63, 129, 1023, 2100, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", [64, 128, 256])
 def test_v_keys_contiguous_through_attention(seqlen, causal, d):
     """torch_fmha.quantize_qkv's keys-contiguous v (the default at D=256) through
-    torch_fmha.attention: within the tolerance rule of tests/gpu/test_fwd_sm90.py against the
-    float64 reference on the standard layout's FP8 tensors, as the standard layout's output is."""
+    torch_fmha.attention (outlier data: 0.1% x10, channel 3 x30, head 0 x1e-4): its q8, k8
+    and descales are the standard call's, its v the standard v re-laid, so attention gives
+    bitwise the output of the standard quantize output with v re-laid by hand (same kernel
+    build, same bytes), and errors against the float64 reference no larger than the
+    standard layout's.
+
+    Not asserted here: the tolerance rule (max|out-ref| <= 2 max|emul-ref| + eps) on this
+    data. It is a property of the attention kernel, not of the quantizer, and at issue 12's
+    first GPU run this test asserted it for the keys-contiguous output only (21 of 36
+    failed, max error 1.8-11.6 against 1.2-2.5) without checking the standard layout's
+    output on the same data first. Suspected (a CPU model only, not measured): a dominant
+    channel (x30 in q and k) makes each score one large product plus small ones, whose low
+    bits the FP8 tensor cores' accumulation drops and the float64 emulation keeps, for either
+    v layout; tests/gpu/test_fwd_sm90.py holds the rule on other data. With TORCH_FMHA_ERR_LOG set, each case appends both layouts'
+    errors and the rule's bound to that file."""
     from emulate import emulate_fp8_kernel
-    from reference import assert_close_by_rule, attention_ref, round_output
+    from reference import attention_ref, round_output
 
     q, k, v = (_data((2, seqlen, n, d), torch.bfloat16, "outliers", s).cuda() for n, s in ((4, 0), (2, 1), (2, 2)))
     keys = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=True)
     std = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=False)
     assert keys.v.stride(1) == 1 and std.v.stride(-1) == 1
     assert torch_fmha.quantize_qkv(q, k, v).v.stride() == (keys if d == 256 else std).v.stride()  # the default
-    assert torch.equal(keys.v.contiguous().view(torch.uint8), std.v.view(torch.uint8))
+    what = f"S={seqlen} D={d} causal={causal}"
+    for name in ("q", "k"):
+        assert torch.equal(getattr(keys, name).view(torch.uint8), getattr(std, name).view(torch.uint8)), \
+            f"{what}: keys-contiguous call's {name}8 != the standard call's"
+    for name, t in keys.descales.items():
+        assert torch.equal(t.view(torch.int32), std.descales[name].view(torch.int32)), f"{what}: {name}"
+    relaid = _relaid_keys_contiguous(std.v)
+    assert keys.v.stride() == relaid.stride()
+    assert torch.equal(_keys_storage(keys.v).view(torch.uint8), _keys_storage(relaid).view(torch.uint8)), \
+        f"{what}: v storage (padding keys included) != the standard v re-laid"
     kw = dict(causal=causal, **std.descales)
     out_keys = torch_fmha.attention(*keys.tensors, causal=causal, **keys.descales)
+    out_relaid = torch_fmha.attention(std.q, std.k, relaid, **kw)
     out_std = torch_fmha.attention(*std.tensors, **kw)
     torch.cuda.synchronize()
+    assert torch.equal(out_keys, out_relaid), f"{what}: attention on quantize_qkv's keys-contiguous output != on " \
+                                              f"the standard output re-laid by hand"
     ref, _ = attention_ref(*std.tensors, **kw)
     emul = round_output(emulate_fp8_kernel(*std.tensors, **kw), torch.bfloat16)
-    what = f"S={seqlen} D={d} causal={causal}"
-    s_keys = assert_close_by_rule(out_keys.double(), ref, emul, eps=1e-3, what=f"keys-contiguous v {what}")
-    s_std = assert_close_by_rule(out_std.double(), ref, emul, eps=1e-3, what=f"standard v {what}")
-    assert s_keys["rmse"] <= 1.05 * s_std["rmse"] + 1e-6, (s_keys, s_std)
+
+    def stats(out):
+        err = out.double() - ref
+        return {"max": err.abs().max().item(), "rmse": err.pow(2).mean().sqrt().item(),
+                "rule_bound": 2 * (emul - ref).abs().max().item() + 1e-3}
+
+    s_keys, s_std = stats(out_keys), stats(out_std)
+    if os.environ.get("TORCH_FMHA_ERR_LOG"):  # per-case errors for the notes, as tests/gpu/test_fwd_sm90.py
+        with open(os.environ["TORCH_FMHA_ERR_LOG"], "a") as f:
+            f.write(f"quantize_qkv outliers {what}\tbound={s_std['rule_bound']:.3e}\tstd max={s_std['max']:.3e} "
+                    f"rmse={s_std['rmse']:.3e}\tkeys max={s_keys['max']:.3e} rmse={s_keys['rmse']:.3e}\n")
+    for stat in ("max", "rmse"):
+        assert s_keys[stat] <= 1.05 * s_std[stat] + 1e-4, f"{what}: keys-contiguous {s_keys} vs standard {s_std}"
 
 
 def test_v_keys_contiguous_inductor_equals_eager():
