@@ -27,7 +27,7 @@ A column that cannot run shows ``n/a`` and its reason is printed once below the
 table; nothing is silently substituted. ``--errors`` adds RMSE / max abs error
 against a float64 reference on the dequantized inputs for ours and cuDNN FP8
 (identical inputs, same ``out_scale``). ``--v-keys-contiguous`` gives ours v with its
-keys contiguous (``[B, H, D, S]`` storage); cuDNN FP8
+keys contiguous (``[B, H, D, S]`` storage, what ``quantize_qkv`` writes at D=256); cuDNN FP8
 refuses that layout for v, so it gets a head-dim-contiguous copy of the same values. ``--repeat N`` times ours and cuDNN FP8
 N times per cell, interleaved, and reports the median ours/cuDNN ratio with its
 min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;

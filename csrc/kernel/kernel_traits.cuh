@@ -122,9 +122,9 @@ enum class KvBlocking : int { kLong = 0, kShort = 1 };
 // the head dim contiguous (what a projection writes); TMA lands each block
 // row-major in the V scratch FIFO and the producer transposes it into V^T
 // (transpose_v.cuh). kKeysContiguous (dense layout only): the keys are the
-// contiguous dim (a [B, Hkv, D, S] tensor viewed as [B, S, Hkv, D]), so TMA
-// lands V^T directly: no scratch, no transpose, and the producer's
-// shared-memory traffic per V block
+// contiguous dim (a [B, Hkv, D, S] tensor viewed as [B, S, Hkv, D], what
+// quantize_qkv writes at D = 256 by default), so TMA lands V^T directly: no
+// scratch, no transpose, and the producer's shared-memory traffic per V block
 // drops from 3 tile passes (TMA write, LDSM read, STSM write) to 1. P then
 // reaches the P V wgmma in natural key order (consumer.cuh,
 // permute_p_to_natural_keys). docs/DESIGN.md section 6.
