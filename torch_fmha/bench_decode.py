@@ -62,12 +62,13 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
     """num_splits=0's choice for a decode step (Sq = 1, GQA packing: one sequence of
     H / Hkv rows per KV head), mirrored from csrc/ops/kvcache_op.cpp: choose_num_splits
     (the split plan), or with `decode_kernel` choose_decode_splits (the CUDA decode
-    kernel, D = 128: `units` SMs of 3 CTAs each)."""
+    kernel, D = 128: `units` SMs of 3 CTAs each, splits filling at most 2 of them)."""
     if decode_kernel:
         ctas, slots = batch * heads_kv, units * _DECODE_CTAS_PER_SM_128
         if ctas <= 0 or cache_len <= 0 or ctas >= slots:
             return 1
-        return max(1, min(slots // ctas, math.ceil(math.sqrt(cache_len / 32)), _MAX_DECODE_SPLITS))
+        split_slots = units * min(_DECODE_CTAS_PER_SM_128, 2)
+        return max(1, min(split_slots // ctas, math.ceil(math.sqrt(cache_len / 32)), _MAX_DECODE_SPLITS))
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
     if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:

@@ -47,9 +47,9 @@ constexpr int64_t kMaxDecodeSplits = 32;
 
 // num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 32)
 // splits (each split pays a CTA's setup, its partial's write and a share of the merge;
-// fewer splits leave SMs idle), no more than fill every CTA slot of the device
-// (`slots` = SMs x the kernel's CTAs per SM, three at D = 128), at most kMaxDecodeSplits; 1
-// when the (batch, KV head) CTAs already fill the slots. Measured as CUDA-graph replays
+// fewer splits leave SMs idle), no more than fill `split_slots` (below), at most
+// kMaxDecodeSplits; 1 when the (batch, KV head) CTAs already fill every CTA slot of the
+// device (`slots` = SMs x the kernel's CTAs per SM, three at D = 128). Measured as CUDA-graph replays
 // (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 4 / 8 / 16 /
 // 32 splits; DESIGN 1.11 has the table): B = 1 at 1k 24.2 16.7 18.6 23.9 35.9, 4k 64.2
 // 27.3 23.5 26.7 38.0, 32k 422 117 68.1 49.0 57.4, 128k 1646 425 222 125 113; B = 8 at
@@ -60,10 +60,18 @@ constexpr int64_t kMaxDecodeSplits = 32;
 // 98.0 123; B = 8 8k 54.8 65.8 59.7 66.0 (6: 56.5), 32k 157 201 164 164 (6: 153). Where
 // sqrt(keys / 64) picked 4 / 12 / 23 / 46 there (14.3 / 23.2 / 43.5 / 99.4), sqrt(keys
 // / 32) and the cap pick 6 / 16 / 32 / 32.
-int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots) {
+// Splits fill at most `split_slots` = SMs x min(CTAs per SM, 2) (session 15, same call,
+// two rounds, us per graph replay, B = 8, 4 splits (256 CTAs, <= 2 per SM) against 6
+// (384, 3 per SM)): 1k 19.1-19.3 / 21.1-21.3, 8k 54.5 / 56.0-56.3, 32k 155.9-156.1 /
+// 152.6-152.8, 128k 567.7-571.9 / 597.6-600.2; B = 1 (8 CTAs) is capped by the keys and
+// kMaxDecodeSplits first and does not change. The kernel is latency-bound at low
+// occupancy (ncu, B = 1 32k: 11.8% achieved occupancy, issue slots 37% busy, DRAM 45%),
+// and a third CTA on an SM adds a split's setup and partial more than it hides latency.
+// D = 64 (more CTAs per SM) follows the same cap unmeasured; D = 256 has one per SM.
+int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots, int64_t split_slots) {
   if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
   const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 32.0)));
-  return std::max<int64_t>(1, std::min({slots / ctas, by_keys, kMaxDecodeSplits}));
+  return std::max<int64_t>(1, std::min({split_slots / ctas, by_keys, kMaxDecodeSplits}));
 }
 
 // Whether a grid of `ctas` decode CTAs, more than one wave at `per_sm` CTAs per SM,
@@ -176,8 +184,9 @@ std::optional<std::tuple<Tensor, Tensor>> decode_kernel_call(
     int64_t keys = kp.cache_rows;  // what a split range can cover: row 0's window edge to L
     // kernel_window: the sum overflowed int64 for a window_left near 2^63.
     if (p.window_left >= 0) keys = std::min<int64_t>(keys, kernel_window(p.window_left) + kp.seqlen_q);
-    const int64_t slots = cuda_sm_count(q.device().index()) * decode_ctas_per_sm(static_cast<int>(p.head_dim));
-    splits = choose_decode_splits(p.batch * p.heads_kv, keys, slots);
+    const int64_t sms = cuda_sm_count(q.device().index());
+    const int64_t per_sm = decode_ctas_per_sm(static_cast<int>(p.head_dim));
+    splits = choose_decode_splits(p.batch * p.heads_kv, keys, sms * per_sm, sms * std::min<int64_t>(per_sm, 2));
   }
   return decode_call(kp, splits, q, k, v, cache_seqlens, page_table, softcap, sinks, q_descale, k_descale,
                      v_descale, out_scale);
