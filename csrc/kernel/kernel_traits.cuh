@@ -184,12 +184,14 @@ struct Fp8FwdTraits {
   static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
-  // A tuning experiment, off in the release builds (not yet measured): pin the
-  // steady round's P V wait between the row max and the exps. Left to ptxas the
-  // wait lands right after the first FMNMX (SASS, session 14), so the max, its
-  // shuffles and the exps all wait for the whole P V; pinned below the softmax
-  // the exps overlap P V and ran slower (above). Here only the max (FMNMX +
-  // 4 shuffles, latency-bound) overlaps the warpgroup's own P V.
+  // A tuning experiment, off in the release builds: pin the steady round's P V
+  // wait between the row max and the exps. Left to ptxas the wait lands right
+  // after the first FMNMX (SASS, session 14), so the max, its shuffles and the
+  // exps all wait for the whole P V; pinned below the softmax the exps overlap
+  // P V and ran slower (above). Here only the max (FMNMX + 4 shuffles,
+  // latency-bound) overlaps the warpgroup's own P V. Measured (one H200, session
+  // 15, docs/DESIGN.md section 6): D = 64 1-10% slower, D = 128 within 1.5%
+  // either way, D = 256 +0-4% with spreads that overlap; not adopted.
   static constexpr bool kPvWaitAfterMax =
       !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
