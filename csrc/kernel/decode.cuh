@@ -257,23 +257,46 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   uint8_t* const wsmem = smem + warp * Smem::kWarpBytes;
 
   // cp.async of tile `tile` into stage `stage`: 32 rows x kChunks 16-byte chunks of K
-  // and V, kChunks per lane. Keys past the split are zero-filled (never read).
+  // and V, kChunks per lane: chunk i of a lane is row r = i (32 / kChunks) + lane /
+  // kChunks, column chunk c = lane % kChunks. Keys past the split are zero-filled
+  // (never read), their source address kept inside the cache. Dense: a lane's rows of a
+  // tile are one pass (32 / kChunks rows) apart, so its K / V pointers are computed once
+  // per tile and advanced by a pass's stride (the per-chunk 64-bit offset arithmetic was
+  // ~1 in 6 of the tile loop's instructions at D = 128); a key past the split reads from
+  // row 0 of the sequence. Paged: per chunk, through the page table.
+  constexpr int kRowsPerPass = 32 / kChunks;
+  const int lane_row = lane / kChunks, lane_col = lane % kChunks;
   auto load_tile = [&](int tile, int stage) {
     uint8_t* ks = wsmem + stage * Smem::kStageBytes + Smem::kKOffset;
     uint8_t* vs = wsmem + stage * Smem::kStageBytes + Smem::kVOffset;
+    const int first_key = range.begin + tile * kDecodeTileKeys + lane_row;  // chunk 0's
+    const uint8_t* const k_row0 = p.k + int64_t(b) * p.k_batch_stride + int64_t(kvh) * p.k_head_stride + 16 * lane_col;
+    const uint8_t* const v_row0 = p.v + int64_t(b) * p.v_batch_stride + int64_t(kvh) * p.v_head_stride + 16 * lane_col;
+    const uint8_t* k_row = k_row0 + int64_t(first_key) * p.k_row_stride;
+    const uint8_t* v_row = v_row0 + int64_t(first_key) * p.v_row_stride;
+    const int64_t k_pass_step = int64_t(kRowsPerPass) * p.k_row_stride;
+    const int64_t v_pass_step = int64_t(kRowsPerPass) * p.v_row_stride;
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
-      const int idx = i * 32 + lane;
-      const int r = idx / kChunks, c = idx % kChunks;
-      const int key = range.begin + tile * kDecodeTileKeys + r;
-      const bool valid = key < range.end;
-      const int row = valid ? key : range.begin;  // an address inside the cache for the zero fill
-      const int64_t ko = decode_row_offset<kPaged>(p, b, row, p.k_batch_stride, p.k_row_stride) +
-                         int64_t(kvh) * p.k_head_stride + 16 * c;
-      const int64_t vo = decode_row_offset<kPaged>(p, b, row, p.v_batch_stride, p.v_row_stride) +
-                         int64_t(kvh) * p.v_head_stride + 16 * c;
-      cp_async_16(ks + r * Smem::kKStride + 16 * c, p.k + ko, valid);
-      cp_async_16(vs + r * kD + 16 * c, p.v + vo, valid);
+      const int r = i * kRowsPerPass + lane_row, c = lane_col;
+      const int rel = tile * kDecodeTileKeys + r;  // key - range.begin
+      const bool valid = range.begin + rel < range.end;
+      const uint8_t* ksrc;
+      const uint8_t* vsrc;
+      if constexpr (!kPaged) {
+        ksrc = valid ? k_row : k_row0;
+        vsrc = valid ? v_row : v_row0;
+        k_row += k_pass_step;
+        v_row += v_pass_step;
+      } else {
+        const int row = valid ? range.begin + rel : range.begin;
+        ksrc = p.k + decode_row_offset<true>(p, b, row, p.k_batch_stride, p.k_row_stride) +
+               int64_t(kvh) * p.k_head_stride + 16 * c;
+        vsrc = p.v + decode_row_offset<true>(p, b, row, p.v_batch_stride, p.v_row_stride) +
+               int64_t(kvh) * p.v_head_stride + 16 * c;
+      }
+      cp_async_16(ks + r * Smem::kKStride + 16 * c, ksrc, valid);
+      cp_async_16(vs + r * kD + 16 * c, vsrc, valid);
     }
   };
 
@@ -365,12 +388,19 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
       }
       row_sum[r8] = row_sum[r8] * alpha[r8] + sum;
     }
+    // alpha is exactly 1 where this tile did not raise the row's max (the exponent is
+    // x * scale_log2 - x * scale_log2 = 0, ex2.approx(0) = 1), so skipping the multiply
+    // then is bitwise exact; the vote keeps the branch warp-uniform (consumer.cuh does
+    // the same). Once a row has seen a few tiles its max rarely moves. Not at D = 256,
+    // where the branch took registers the tile loop then spilled (4 -> 9 reloads).
+    if (kD > 128 || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-    for (int n = 0; n < kD / 8; ++n) {
-      o[n][0] *= alpha[0];
-      o[n][1] *= alpha[0];
-      o[n][2] *= alpha[1];
-      o[n][3] *= alpha[1];
+      for (int n = 0; n < kD / 8; ++n) {
+        o[n][0] *= alpha[0];
+        o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1];
+        o[n][3] *= alpha[1];
+      }
     }
 
     __syncwarp();  // every lane's f16 V is in place
