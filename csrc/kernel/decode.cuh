@@ -118,6 +118,15 @@ __device__ __forceinline__ void mma_f16_16816(float (&c)[4], const uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four e4m3 bytes as two f16x2 words, bytes (0, 1) and (2, 3): exact (every e4m3
+// value is an f16 value). The halves are taken as 16-bit register halves (no shift).
+__device__ __forceinline__ void e4m3x4_to_f16x2x2(uint32_t w, uint32_t& lo, uint32_t& hi) {
+  asm("{\n .reg .b16 l, h;\n mov.b32 {l, h}, %2;\n cvt.rn.f16x2.e4m3x2 %0, l;\n"
+      " cvt.rn.f16x2.e4m3x2 %1, h;\n}\n"
+      : "=r"(lo), "=r"(hi)
+      : "r"(w));
+}
+
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -235,6 +244,17 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   const float scale_log2 = usable_scale_log2(sc.scale_log2);
 
   // Q fragments (A of m16n8k32): rows g and g + 8, key bytes 4t.. and 16 + 4t.. of each step.
+  // kF16Scores (D <= 128): S = Q K^T as f16 mma (m16n8k16, f32 accumulate) on Q
+  // converted once (qh) and K converted per tile. sm_90 has no FP8 mma.sync: ptxas
+  // lowers each e4m3 m16n8k32 to two f16 HMMA from a zero accumulator, re-converts
+  // both operands and adds the result with 4 FADD, 96 instructions per tile at D = 128
+  // that this saves (Q's conversion and the FADDs). The k order inside each 16 bytes is
+  // permuted the same way for Q and K (f16 fragment k = 2t, 2t + 1, 2t + 8, 2t + 9 <->
+  // bytes 4t .. 4t + 3), which leaves the dot product unchanged. D = 256 keeps the e4m3
+  // form: its 64 extra Q registers would not fit (255 registers there already); so does
+  // the paged D = 128 build, whose page addressing left no room for 16 more (it spilled
+  // in its tile loop).
+  constexpr bool kF16Scores = kD < 128 || (kD == 128 && !kPaged);
   uint32_t qa[kSteps][4];
   const uint8_t* qb = p.q + int64_t(b) * p.q_batch_stride + int64_t(kvh) * p.group * p.q_head_stride;
   const uint8_t* qrow[2];
@@ -251,6 +271,17 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
       const uint8_t* row = qrow[i & 1];
       const int col = 32 * s + 4 * t + (i >> 1) * 16;
       qa[s][i] = row != nullptr ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;
+    }
+  }
+  // Q in f16 (kF16Scores): qh[s][i][h] = bytes 2h, 2h + 1 of qa[s][i].
+  uint32_t qh[kF16Scores ? kSteps : 1][4][2];
+  if constexpr (kF16Scores) {
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        e4m3x4_to_f16x2x2(qa[s][i], qh[s][i][0], qh[s][i][1]);
+      }
     }
   }
 
@@ -344,7 +375,17 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
       for (int st = 0; st < kSteps; ++st) {
         const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + 32 * st);
         const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 32 * st + 16);
-        mma_e4m3_16832(s[n], qa[st], b0, b1);
+        if constexpr (kF16Scores) {
+          const uint32_t a_lo[4] = {qh[st][0][0], qh[st][1][0], qh[st][0][1], qh[st][1][1]};
+          const uint32_t a_hi[4] = {qh[st][2][0], qh[st][3][0], qh[st][2][1], qh[st][3][1]};
+          uint32_t k0[2], k1[2];
+          e4m3x4_to_f16x2x2(b0, k0[0], k0[1]);
+          e4m3x4_to_f16x2x2(b1, k1[0], k1[1]);
+          mma_f16_16816(s[n], a_lo, k0[0], k0[1]);
+          mma_f16_16816(s[n], a_hi, k1[0], k1[1]);
+        } else {
+          mma_e4m3_16832(s[n], qa[st], b0, b1);
+        }
       }
     }
     if constexpr (Smem::kInPlaceV) {
