@@ -5,6 +5,10 @@
 # compared with the run-to-run spread visible. Make the baseline here first:
 #   mkdir -p .baseline && git archive <ref> | tar -x -C .baseline   (.baseline is git-ignored; carry it)
 #   BASE=.baseline [BENCH_ARGS="--seqlens 1024,4096,16384"] [ROUNDS=2] bash tools/gpu_ab.sh
+# DECODE_ARGS="--batches 1,8 --cache 1024,8192,32768 --splits 4,16,32" times decode steps
+# with tools/decode_splits.py (CUDA-graph replays per split count) instead of the bench.
+# Each tree gets its own Inductor cache: a graph cached by one tree can call an op schema
+# the other does not have (seen in session 15: quantize_qkv with an argument too many).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source tools/gpu_env.sh || exit 1
@@ -13,8 +17,9 @@ args=${BENCH_ARGS:---seqlens 1024,4096,16384}
 # The baseline is installed as a regular (non-editable) package of its own, so
 # none of its modules or sources resolve to the working tree's editable install.
 python3 -m pip install -q --no-deps --no-build-isolation --no-compile --target /tmp/base_site "$BASE" >/dev/null || exit 1
-tree_env() {  # sets pp (PYTHONPATH head) and cache for tree $1
+tree_env() {  # sets pp (PYTHONPATH head), cache and inductor (cache dir) for tree $1
   if [[ $1 == base ]]; then pp=/tmp/base_site; cache=$PWD/build/base_cache; else pp=$PWD; cache=$TORCH_FMHA_CACHE; fi
+  inductor=/tmp/inductor_$1
 }
 for tree in new base; do  # build both first, so builds stay out of the timing rounds
   tree_env $tree
@@ -27,9 +32,17 @@ for r in $(seq 1 ${ROUNDS:-2}); do
   for tree in base new; do
     tree_env $tree
     echo "== bench $tree round $r"
-    (cd /tmp && PYTHONPATH=$pp:$PYTHONPATH TORCH_FMHA_CACHE=$cache timeout ${BENCH_TIMEOUT:-300} \
-      python3 -m torch_fmha.bench --no-progress --json "$OUT/ab_${tree}_$r.json" $args > "$OUT/ab_${tree}_$r.log" 2>&1)
+    if [[ -n ${DECODE_ARGS:-} ]]; then
+      (cd /tmp && PYTHONPATH=$pp:$PYTHONPATH TORCH_FMHA_CACHE=$cache TORCHINDUCTOR_CACHE_DIR=$inductor \
+        timeout ${BENCH_TIMEOUT:-300} python3 "$OLDPWD/tools/decode_splits.py" $DECODE_ARGS \
+        --json "$OUT/dab_${tree}_$r.json" > "$OUT/dab_${tree}_$r.log" 2>&1)
+      echo "rc=$?"; tail -n +2 "$OUT/dab_${tree}_$r.log"
+      continue
+    fi
+    (cd /tmp && PYTHONPATH=$pp:$PYTHONPATH TORCH_FMHA_CACHE=$cache TORCHINDUCTOR_CACHE_DIR=$inductor \
+      timeout ${BENCH_TIMEOUT:-300} python3 -m torch_fmha.bench --no-progress --json "$OUT/ab_${tree}_$r.json" \
+      $args > "$OUT/ab_${tree}_$r.log" 2>&1)
     echo "rc=$?"
   done
 done
-python3 tools/ab_table.py "$OUT"/ab_*.json
+[[ -n ${DECODE_ARGS:-} ]] || python3 tools/ab_table.py "$OUT"/ab_*.json
