@@ -3,8 +3,8 @@ checked on a machine without a GPU: csrc/launch/decode.cu is compiled for sm_90a
 the library's flags and, per head dim and cache kind (dense, paged), its KV-tile loop (the one backward branch around
 the tensor-core instructions) must hold the cp.async copies (LDGSTS) and the
 ldmatrix.trans reads (LDSM) of the source, the mma count of one 32-key tile (Q K^T: D/32
-k32 steps per 8-key group, each two HMMA.16816: f16 mma as written at dense D <= 128, e4m3
-mma elsewhere, which sm_90a, without FP8 mma.sync, lowers to two f16 HMMA; P V: 2 k16
+k32 steps per 8-key group, each two HMMA.16816: f16 mma as written at D = 64 and dense
+D = 128, e4m3 mma elsewhere, which sm_90a, without FP8 mma.sync, lowers to two f16 HMMA; P V: 2 k16
 steps per D/8 column group), and no more spills than measured (none at D = 64 / 128;
 D = 256, 255 registers: at most 4 reloads per 32-key tile; 2 / 3 dense / paged since
 session 15, of ~1500 / ~1900 instructions).

@@ -250,7 +250,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   // both operands and adds the result with 4 FADD, 96 instructions per tile at D = 128
   // that this saves (Q's conversion and the FADDs). The k order inside each 16 bytes is
   // permuted the same way for Q and K (f16 fragment k = 2t, 2t + 1, 2t + 8, 2t + 9 <->
-  // bytes 4t .. 4t + 3), which leaves the dot product unchanged. D = 256 keeps the e4m3
+  // bytes 4t .. 4t + 3), which leaves the dot product unchanged. Dense and paged D = 64
+  // and dense D = 128 take it. D = 256 keeps the e4m3
   // form: its 64 extra Q registers would not fit (255 registers there already); so does
   // the paged D = 128 build, whose page addressing left no room for 16 more (it spilled
   // in its tile loop).
@@ -429,11 +430,13 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
       }
       row_sum[r8] = row_sum[r8] * alpha[r8] + sum;
     }
-    // alpha is exactly 1 where this tile did not raise the row's max (the exponent is
-    // x * scale_log2 - x * scale_log2 = 0, ex2.approx(0) = 1), so skipping the multiply
-    // then is bitwise exact; the vote keeps the branch warp-uniform (consumer.cuh does
-    // the same). Once a row has seen a few tiles its max rarely moves. Not at D = 256,
-    // where the branch took registers the tile loop then spilled (4 -> 9 reloads).
+    // Skipped only where every alpha of the warp is exactly 1, so the skip is bitwise
+    // exact; the vote keeps the branch warp-uniform (consumer.cuh does the same). How
+    // often it fires is open (session 15 review): ptxas contracts the exponent above
+    // into FFMA(row_max, scale_log2, -max_scaled), so for an unchanged max it is the
+    // rounding residue of mx * scale_log2, not 0, and ex2.approx of it may be 1 +- 1 ulp.
+    // Not at D = 256, where the branch took registers the tile loop then spilled (4 -> 9
+    // reloads).
     if (kD > 128 || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int n = 0; n < kD / 8; ++n) {
