@@ -372,10 +372,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       }
       trace.mark(trace_it + it, PhaseTrace::kPvDone);
-      // alpha is exactly 1 for a row whose max this block did not raise
-      // (ex2.approx(0) == 1), so skipping the multiply then is bitwise exact.
-      // Once a row has seen many keys its max rarely moves; the vote makes the
-      // branch warp-uniform.
+      // The multiply is skipped only when every alpha of the warp is exactly 1,
+      // so the skip is bitwise exact; the vote makes the branch warp-uniform.
+      // Once a row has seen many keys its max rarely moves, but in the release
+      // build an unchanged max does not give alpha == 1 reliably: ptxas
+      // contracts its exponent into one FFMA (softmax.cuh, rescale_factor, and
+      // TORCH_FMHA_TUNE_EXACT_ALPHA, not yet measured).
       if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];

@@ -416,7 +416,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
       for (int n = 0; n < 4; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r8], s[n][2 * r8 + 1]));
       mx = quad_max(mx);
       const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-      alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
+      alpha[r8] = rescale_factor(row_max[r8], max_scaled, scale_log2);
       row_max[r8] = mx;
       float sum = 0.f;
 #pragma unroll
@@ -432,11 +432,9 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
     }
     // Skipped only where every alpha of the warp is exactly 1, so the skip is bitwise
     // exact; the vote keeps the branch warp-uniform (consumer.cuh does the same). How
-    // often it fires is open (session 15 review): ptxas contracts the exponent above
-    // into FFMA(row_max, scale_log2, -max_scaled), so for an unchanged max it is the
-    // rounding residue of mx * scale_log2, not 0, and ex2.approx of it may be 1 +- 1 ulp.
-    // Not at D = 256, where the branch took registers the tile loop then spilled (4 -> 9
-    // reloads).
+    // often it fires in the release build is open (softmax.cuh, rescale_factor: the
+    // contracted exponent). Not at D = 256, where the branch took registers the tile
+    // loop then spilled (4 -> 9 reloads).
     if (kD > 128 || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int n = 0; n < kD / 8; ++n) {

@@ -32,6 +32,29 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// The factor by which O accumulated against a row's old max must be scaled for its
+// new one: exp2(old_max * scale_log2 - new_max_scaled), 0 for a row that had seen no
+// key (old_max -inf), new_max_scaled = new_max * scale_log2 (0 for -inf). The consumer
+// and the decode kernel skip the O multiply when every alpha of the warp is exactly 1.
+// Written plainly, ptxas contracts the exponent into FFMA(old_max, scale_log2,
+// -new_max_scaled): for an unchanged max that is the rounding residue of
+// new_max * scale_log2 (up to half an ulp of it), not 0, and ex2 of it is often 1 +- a
+// few ulp, so the skip rarely fires (SASS read in session 15, D = 128). A tuning knob,
+// off in the release builds and not yet measured: TORCH_FMHA_TUNE_EXACT_ALPHA=1 rounds
+// the product on its own (__fmul_rn, as new_max_scaled is), so an unchanged max gives
+// exactly 0 and alpha exactly 1 (ex2.approx(0) = 1).
+#ifndef TORCH_FMHA_TUNE_EXACT_ALPHA
+#define TORCH_FMHA_TUNE_EXACT_ALPHA 0
+#endif
+__device__ __forceinline__ float rescale_factor(float old_max, float new_max_scaled, float scale_log2) {
+  if (old_max == -INFINITY) return 0.f;
+#if TORCH_FMHA_TUNE_EXACT_ALPHA
+  return fast_exp2(__fmul_rn(old_max, scale_log2) - new_max_scaled);
+#else
+  return fast_exp2(old_max * scale_log2 - new_max_scaled);
+#endif
+}
+
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -196,7 +219,7 @@ struct OnlineSoftmax {
       // A row that has seen no key yet keeps max -inf; use 0 so that
       // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
       const float max_scaled = m == -INFINITY ? 0.f : m * scale_log2;
-      alpha[r8] = row_max[r8] == -INFINITY ? 0.f : fast_exp2(row_max[r8] * scale_log2 - max_scaled);
+      alpha[r8] = rescale_factor(row_max[r8], max_scaled, scale_log2);
       row_max[r8] = m;
       bias[r8] = kMaxOffset - max_scaled;
     }
