@@ -55,6 +55,18 @@ __device__ __forceinline__ float rescale_factor(float old_max, float new_max_sca
 #endif
 }
 
+// A tuning experiment, off in the release builds and not yet measured:
+// TORCH_FMHA_TUNE_LAZY_RESCALE=1 keeps a row's reference max while no row of the warp
+// rose above its reference by more than kLazyRescaleSlack (log2 units) in a block, so
+// that block needs no O rescale (alpha = 1 exactly) and the consumer's vote skips the
+// multiply; FlashAttention-4 rescales lazily the same way. P against a stale reference
+// is at most 2^(kMaxOffset + slack), which e4m3 must still hold (448 = 2^8.81). The
+// row's LSE and 1 / l use the same reference, so only P's rounding differs.
+#ifndef TORCH_FMHA_TUNE_LAZY_RESCALE
+#define TORCH_FMHA_TUNE_LAZY_RESCALE 0
+#endif
+inline constexpr float kLazyRescaleSlack = 0.75f;
+
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -212,6 +224,31 @@ struct OnlineSoftmax {
         mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
       }
     }
+#if TORCH_FMHA_TUNE_LAZY_RESCALE
+    static_assert(kMaxOffset + kLazyRescaleSlack < 8.8f, "P against a stale max must fit e4m3 (448)");
+    float m[2];
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      m[r8] = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      m[r8] = quad_max(fmaxf(m[r8], row_max[r8]));
+    }
+    // false for a row that has seen no key ((x - -inf) = inf) and for NaN.
+    const bool small_rise = (m[0] - row_max[0]) * scale_log2 <= kLazyRescaleSlack &&
+                            (m[1] - row_max[1]) * scale_log2 <= kLazyRescaleSlack;
+    const bool keep = __all_sync(0xffffffffu, small_rise);
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      if (keep) {  // warp-uniform: the reference max stays, nothing to rescale
+        alpha[r8] = 1.f;
+        bias[r8] = kMaxOffset - row_max[r8] * scale_log2;
+        continue;
+      }
+      const float max_scaled = m[r8] == -INFINITY ? 0.f : m[r8] * scale_log2;
+      alpha[r8] = rescale_factor(row_max[r8], max_scaled, scale_log2);
+      row_max[r8] = m[r8];
+      bias[r8] = kMaxOffset - max_scaled;
+    }
+#else
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
@@ -223,6 +260,7 @@ struct OnlineSoftmax {
       row_max[r8] = m;
       bias[r8] = kMaxOffset - max_scaled;
     }
+#endif
   }
 
   // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha.
