@@ -33,7 +33,19 @@
 
 namespace torch_fmha::kernel {
 
-inline constexpr int kDecodeWarps = 4;
+// Warps per CTA: a developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=
+// -DTORCH_FMHA_TUNE_DECODE_WARPS=8, not yet measured). The kernel is latency-bound on few
+// warps (DESIGN 1.11: B = 1 32k at 11.8% achieved occupancy, its 256 CTAs about two per
+// SM); 8 warps give a split twice the warps, so the op's rule picks half the splits
+// (one 136 KB CTA per SM at D = 128) for the same warps per SM, with half the splits'
+// fixed costs and partials to merge. D = 256 keeps 4 (8 warps' buffers would take 400 KB).
+#ifndef TORCH_FMHA_TUNE_DECODE_WARPS
+#define TORCH_FMHA_TUNE_DECODE_WARPS 4
+#endif
+template <int kD>
+inline constexpr int kDecodeWarps = kD == 256 ? 4 : TORCH_FMHA_TUNE_DECODE_WARPS;
+static_assert(kDecodeWarps<128> == 4 || kDecodeWarps<128> == 8,
+              "the end-of-split merge maps 32 * warps threads on 16 rows");
 inline constexpr int kDecodeTileKeys = 32;
 inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query rows of one KV head
 
@@ -76,9 +88,9 @@ struct DecodeSmem {
   static constexpr int kVhBytes = kDecodeTileKeys * kVhStride;
   static_assert(kVhBytes == kStageBytes, "the f16 V fills a stage exactly");
   static constexpr int kWarpBytes = kStages * kStageBytes + (kInPlaceV ? 0 : kVhBytes);
-  static constexpr int kBytes = kDecodeWarps * kWarpBytes;
+  static constexpr int kBytes = kDecodeWarps<kD> * kWarpBytes;
   // The end-of-split merge of the warps reuses it: O [warps][16][D], max and sum [warps][16].
-  static constexpr int kMergeBytes = kDecodeWarps * kDecodeRows * (kD + 2) * 4;
+  static constexpr int kMergeBytes = kDecodeWarps<kD> * kDecodeRows * (kD + 2) * 4;
   static_assert(kMergeBytes <= kBytes);
 };
 
@@ -86,7 +98,7 @@ struct DecodeSmem {
 // at D = 128 (168 registers, 68 KB of shared memory). 0 leaves ptxas unconstrained, as
 // before: a minimum of 1 made it spill more at D = 256 (255 registers either way).
 template <int kD>
-inline constexpr int kDecodeMinBlocks = kD == 128 ? 3 : 0;
+inline constexpr int kDecodeMinBlocks = kD == 128 ? (kDecodeWarps<kD> == 4 ? 3 : 1) : 0;
 
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -206,7 +218,7 @@ __device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, i
 }
 
 template <int kD, bool kPaged>
-__global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
+__global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
   using Smem = DecodeSmem<kD>;
   constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
   constexpr int kChunks = kD / 16;  // 16-byte chunks of a cache row
@@ -338,7 +350,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   float row_max[2] = {-INFINITY, -INFINITY};  // raw scores (after softcap's tanh)
   float row_sum[2] = {0.f, 0.f};              // this thread's part of sum p
 
-  const int my_tiles = num_tiles > warp ? (num_tiles - warp + kDecodeWarps - 1) / kDecodeWarps : 0;
+  const int my_tiles = num_tiles > warp ? (num_tiles - warp + kDecodeWarps<kD> - 1) / kDecodeWarps<kD> : 0;
   // kStages - 1 tiles in flight ahead of the one computed, one commit group per tile (an
   // empty group past the last): waiting for all but the newest kAhead groups waits for
   // tile j. Tile j's stage is j mod kStages, in unsigned arithmetic: at two stages that
@@ -348,12 +360,12 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   cp_async_commit();
 #pragma unroll
   for (int i = 1; i < kAhead; ++i) {
-    if (my_tiles > i) load_tile(warp + kDecodeWarps * i, i);
+    if (my_tiles > i) load_tile(warp + kDecodeWarps<kD> * i, i);
     cp_async_commit();
   }
   for (int j = 0; j < my_tiles; ++j) {
-    const int tile = warp + kDecodeWarps * j;
-    if (j + kAhead < my_tiles) load_tile(tile + kDecodeWarps * kAhead, int(unsigned(j + kAhead) % Smem::kStages));
+    const int tile = warp + kDecodeWarps<kD> * j;
+    if (j + kAhead < my_tiles) load_tile(tile + kDecodeWarps<kD> * kAhead, int(unsigned(j + kAhead) % Smem::kStages));
     cp_async_commit();
     cp_async_wait<kAhead>();  // tile j has landed (this lane's copies) ...
     __syncwarp();             // ... and every lane's
@@ -470,8 +482,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   // Merge the warps: each writes its rows' max (log2 units), sum and O; all read them back.
   __syncthreads();
   float* red_o = reinterpret_cast<float*>(smem);             // [warps][16][kD]
-  float* red_m = red_o + kDecodeWarps * kDecodeRows * kD;    // [warps][16]
-  float* red_l = red_m + kDecodeWarps * kDecodeRows;         // [warps][16]
+  float* red_m = red_o + kDecodeWarps<kD> * kDecodeRows * kD;    // [warps][16]
+  float* red_l = red_m + kDecodeWarps<kD> * kDecodeRows;         // [warps][16]
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
     const int row = g + 8 * r8;
@@ -488,18 +500,20 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
     }
   }
   __syncthreads();
-  // 8 threads per row: row = tid / 8, columns tid % 8 + 8 c.
-  const int row = threadIdx.x / 8, col0 = threadIdx.x % 8;
+  // kRowThreads threads per row (8 at 4 warps): row = tid / kRowThreads, columns
+  // tid % kRowThreads + kRowThreads c.
+  constexpr int kRowThreads = 32 * kDecodeWarps<kD> / kDecodeRows;
+  const int row = threadIdx.x / kRowThreads, col0 = threadIdx.x % kRowThreads;
   if (row >= rows) return;
   float m = -INFINITY;
 #pragma unroll
-  for (int w = 0; w < kDecodeWarps; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
+  for (int w = 0; w < kDecodeWarps<kD>; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
   // A warp that saw a key has sum >= 1 (its max key's p is 1) or NaN; so the split saw
   // none exactly when every sum is 0 (decided by the keys, not by a max that a NaN
   // scale made NaN: fmaxf skips those, their weights below are NaN).
-  float weight[kDecodeWarps], l = 0.f, seen = 0.f;
+  float weight[kDecodeWarps<kD>], l = 0.f, seen = 0.f;
 #pragma unroll
-  for (int w = 0; w < kDecodeWarps; ++w) {
+  for (int w = 0; w < kDecodeWarps<kD>; ++w) {
     const float mw = red_m[w * kDecodeRows + row];
     weight[w] = mw == -INFINITY ? 0.f : fast_exp2(mw - m);
     l += red_l[w * kDecodeRows + row] * weight[w];
@@ -513,11 +527,11 @@ __global__ void __launch_bounds__(32 * kDecodeWarps, kDecodeMinBlocks<kD>) decod
   const float inv_l = empty ? 0.f : 1.f / l;
   __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
 #pragma unroll
-  for (int c = 0; c < kD / 8; ++c) {
-    const int d = col0 + 8 * c;
+  for (int c = 0; c < kD / kRowThreads; ++c) {
+    const int d = col0 + kRowThreads * c;
     float acc = 0.f;
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
+    for (int w = 0; w < kDecodeWarps<kD>; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
     o_out[d] = __float2half_rn(acc * inv_l);
   }
   if (col0 == 0) {

@@ -30,7 +30,7 @@ DecodeOccupancy occupancy() {
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return {1, 0};
   if (cached_ctas[device].load(std::memory_order_acquire) == 0) {
     constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
-    constexpr int kThreads = 32 * kernel::kDecodeWarps;
+    constexpr int kThreads = 32 * kernel::kDecodeWarps<kD>;
     auto fn = kernel::decode_kernel<kD, false>;  // the paged build has the same shared memory
     int per_sm = 0, per_block = 0, reserved = 0;
     cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
@@ -75,7 +75,7 @@ cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t s
     raised[device].store(limit, std::memory_order_release);
   }
   const dim3 grid(unsigned(p.splits), unsigned(p.heads_kv), unsigned(p.batch));
-  fn<<<grid, 32 * kernel::kDecodeWarps, smem, stream>>>(p);
+  fn<<<grid, 32 * kernel::kDecodeWarps<kD>, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
