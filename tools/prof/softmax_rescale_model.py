@@ -4,37 +4,52 @@ with and without TORCH_FMHA_TUNE_LAZY_RESCALE (csrc/kernel/softmax.cuh), against
 attention: RMSE, max LSE error, how many blocks need the O rescale, largest P. CPU only:
     python3 tools/prof/softmax_rescale_model.py
 A model of the algorithm, not of the kernel's instruction-level rounding."""
-import torch, math
-def run(lazy, S=4096, D=128, rows=16, blk=192, slack=0.75, outlier=False, seed=0):
+import math
+import statistics
+
+import torch
+
+LOG2E = 1.4426950408889634
+MAX_OFFSET = 8.0  # kMaxOffset: P in [0, 2^8] against the current max
+
+
+def run(lazy, S=4096, D=128, rows=16, block=192, slack=0.75, outlier=False, seed=0):
+    """(RMSE of out, max |LSE error|, blocks that rescaled O, blocks, largest P) for one warp."""
     torch.manual_seed(seed)
-    q = torch.randn(rows, D, dtype=torch.float64); k = torch.randn(S, D, dtype=torch.float64); v = torch.randn(S, D, dtype=torch.float64)
-    if outlier: k[torch.rand(S) < 0.01] *= 4
-    s = (q @ k.T).float()                      # raw scores (fp32 accumulator)
-    sl2 = torch.tensor(1 / math.sqrt(D) * 1.4426950408889634, dtype=torch.float32)
-    ref_max = torch.full((rows,), -math.inf); l = torch.zeros(rows); o = torch.zeros(rows, D)
-    rescales = 0; pmax = 0.0
-    for b0 in range(0, S, blk):
-        sb = s[:, b0:b0 + blk]
-        m = torch.maximum(sb.max(1).values, ref_max)
-        if lazy and bool((((m - ref_max) * sl2) <= slack).all()):
-            alpha = torch.ones(rows); bias = 8.0 - ref_max * sl2
+    q, k, v = (torch.randn(n, D, dtype=torch.float64) for n in (rows, S, S))
+    if outlier:  # peaky rows: 1% of the keys x4
+        k[torch.rand(S) < 0.01] *= 4
+    scores = (q @ k.T).float()  # raw scores, fp32 accumulator
+    scale_log2 = torch.tensor(LOG2E / math.sqrt(D), dtype=torch.float32)
+    ref_max = torch.full((rows,), -math.inf)
+    l, o = torch.zeros(rows), torch.zeros(rows, D)
+    rescaled, p_max = 0, 0.0
+    for b0 in range(0, S, block):
+        s = scores[:, b0:b0 + block]
+        m = torch.maximum(s.max(1).values, ref_max)
+        if lazy and bool((((m - ref_max) * scale_log2) <= slack).all()):  # the warp keeps its reference
+            alpha = torch.ones(rows)
+            bias = MAX_OFFSET - ref_max * scale_log2
         else:
-            ms = torch.where(m == -math.inf, torch.zeros(()), m * sl2)
-            alpha = torch.where(ref_max == -math.inf, torch.zeros(()), torch.exp2(ref_max * sl2 - ms))
-            ref_max = m; bias = 8.0 - ms
-        p = torch.exp2(sb * sl2 + bias[:, None])
-        pmax = max(pmax, p.max().item())
-        p8 = p.to(torch.float8_e4m3fn).float()
-        if not bool((alpha == 1).all()): rescales += 1; o = o * alpha[:, None]
+            m_scaled = torch.where(m == -math.inf, torch.zeros(()), m * scale_log2)
+            alpha = torch.where(ref_max == -math.inf, torch.zeros(()), torch.exp2(ref_max * scale_log2 - m_scaled))
+            ref_max, bias = m, MAX_OFFSET - m_scaled
+        p = torch.exp2(s * scale_log2 + bias[:, None])
+        p_max = max(p_max, p.max().item())
+        if not bool((alpha == 1).all()):  # the consumer's vote
+            rescaled += 1
+            o = o * alpha[:, None]
         l = l * alpha + p.sum(1)
-        o = o + p8 @ v[b0:b0 + blk].float()
+        o = o + p.to(torch.float8_e4m3fn).float() @ v[b0:b0 + block].float()
     out = o / l[:, None]
-    lse = (ref_max * sl2 + torch.log2(l) - 8.0) / 1.4426950408889634
-    ref = torch.softmax((q @ k.T) / math.sqrt(D), 1) @ v
-    ref_lse = torch.logsumexp((q @ k.T) / math.sqrt(D), 1)
-    return (out.double() - ref).pow(2).mean().sqrt().item(), (lse.double() - ref_lse).abs().max().item(), rescales, S // blk + (S % blk > 0), pmax
+    lse = (ref_max * scale_log2 + torch.log2(l) - MAX_OFFSET) / LOG2E
+    logits = (q @ k.T) / math.sqrt(D)
+    rmse = (out.double() - torch.softmax(logits, 1) @ v).pow(2).mean().sqrt().item()
+    lse_err = (lse.double() - torch.logsumexp(logits, 1)).abs().max().item()
+    return rmse, lse_err, rescaled, -(-S // block), p_max
+
+
 if __name__ == "__main__":
-    import statistics
     for outlier in (False, True):
         for S in (1024, 4096, 16384):
             res = {}
