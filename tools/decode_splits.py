@@ -8,7 +8,9 @@ attention_with_kvcache(q [B, 1, H, D=128], FP8 cache [B, S, Hkv=8, D], cache_seq
 causal, bf16 out) with a fixed num_splits, captured in a CUDA graph and timed by its
 replays (triton's do_bench, median): what serving sees, without the eager host path
 that dominates at B = 1 (tools/decode_overhead.py). One row per (B, S): the time per
-split count, the best one, and what num_splits=0 picks today (the op runs it too).
+split count, the best one, and what num_splits=0 picks today (the op runs it too; the
+printed pick is bench_decode.auto_num_splits, which mirrors the default build only: under
+-DTORCH_FMHA_TUNE_DECODE_WARPS=8 the op picks fewer splits than it prints).
 GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits 2.
 """
 

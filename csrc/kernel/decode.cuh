@@ -2,12 +2,14 @@
 //
 // The prefill kernel spends a 128-row wgmma tile on the G = H / Hkv query rows
 // of a decode step; this one uses mma.sync, whose M is 16, and streams the
-// cache through shared memory with cp.async. CTA (split, KV head, batch), 4
-// warps; warp w takes the split's 32-key tiles w, w + 4, ... with its own
-// online softmax, two tiles in flight (cp.async double buffer per warp):
+// cache through shared memory with cp.async. CTA (split, KV head, batch), W = 4
+// warps (kDecodeWarps; 8 with a tuning knob at D <= 128); warp w takes the split's
+// 32-key tiles w, w + W, ... with its own online softmax, two tiles in flight
+// (cp.async double buffer per warp):
 //
-//   S[16 x 32]  = Q K^T     mma m16n8k32 e4m3 -> f32, K fragments read straight
-//                           from the tile's rows (4 key bytes per register)
+//   S[16 x 32]  = Q K^T     mma.sync -> f32 (f16 m16n8k16 on converted Q / K at
+//                           D = 64 and dense D = 128, e4m3 m16n8k32 elsewhere), K
+//                           fragments read straight from the tile's rows
 //   softcap, mask (keys past the split; each row's bottom-right causal / window
 //   edges); row max, p = 2^(s * scale - max)
 //   O[16 x D]  += P V       mma m16n8k16 f16 -> f32: P (f16) is the S
@@ -18,7 +20,7 @@
 //                           cache does not have; f16 mma takes V as stored)
 //
 // P is f16 (the prefill kernel's is e4m3), so a decode step is at least as
-// exact as prefill. At the end the 4 warps' (max, sum, O) are merged through
+// exact as prefill. At the end the W warps' (max, sum, O) are merged through
 // shared memory and the CTA writes o / l and the LSE of its Sq x G rows
 // (decode_params.h); csrc/merge_splits.h merges the splits.
 #pragma once
@@ -95,7 +97,7 @@ struct DecodeSmem {
 };
 
 // CTAs per SM the decode kernel is built for (__launch_bounds__' register cap): three
-// at D = 128 (168 registers, 68 KB of shared memory). 0 leaves ptxas unconstrained, as
+// at D = 128 with 4 warps (168 registers, 68 KB of shared memory), one with 8 (136 KB). 0 leaves ptxas unconstrained, as
 // before: a minimum of 1 made it spill more at D = 256 (255 registers either way).
 template <int kD>
 inline constexpr int kDecodeMinBlocks = kD == 128 ? (kDecodeWarps<kD> == 4 ? 3 : 1) : 0;

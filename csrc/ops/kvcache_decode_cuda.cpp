@@ -49,7 +49,8 @@ constexpr int64_t kMaxDecodeSplits = 32;
 // splits (each split pays a CTA's setup, its partial's write and a share of the merge;
 // fewer splits leave SMs idle), no more than fill `split_slots` (below), at most
 // kMaxDecodeSplits; 1 when the (batch, KV head) CTAs already fill every CTA slot of the
-// device (`slots` = SMs x the kernel's CTAs per SM, three at D = 128). Measured as CUDA-graph replays
+// device (`slots` = SMs x the kernel's CTAs per SM, three at D = 128 with the default 4
+// warps per CTA, one with TORCH_FMHA_TUNE_DECODE_WARPS=8). Measured as CUDA-graph replays
 // (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 4 / 8 / 16 /
 // 32 splits; DESIGN 1.11 has the table): B = 1 at 1k 24.2 16.7 18.6 23.9 35.9, 4k 64.2
 // 27.3 23.5 26.7 38.0, 32k 422 117 68.1 49.0 57.4, 128k 1646 425 222 125 113; B = 8 at
