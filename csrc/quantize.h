@@ -84,6 +84,55 @@ struct QuantizeParams {
   int64_t num_blocks = 0;  // sum of groups * chunks
 };
 
+// ---- block planning (host): the CUDA op (csrc/ops/quantize_cuda.cpp), its launch
+// (csrc/launch/quantize.cu) and the host check of a whole launch
+// (tests/host_checks/check_quantize_qkv_launch.cpp) share these.
+
+// Blocks per scale group for a group of about `group_elements` elements: ~16K
+// elements per block, so one block per (batch, head) group at the serving shapes
+// (S = 128, D = 128), which then take one launch (quantize_group_kernel), and enough
+// blocks to fill the GPU at long sequences. At most 1024 chunks, so the cast kernel's
+// reduction of a group's partials stays at 4 loads per thread.
+inline int32_t quantize_chunks(int64_t group_elements) {
+  constexpr int64_t kElementsPerBlock = 16384;
+  constexpr int64_t kMaxChunks = 1024;
+  const int64_t chunks = (group_elements + kElementsPerBlock - 1) / kElementsPerBlock;
+  return static_cast<int32_t>(chunks < 1 ? 1 : (chunks > kMaxChunks ? kMaxChunks : chunks));
+}
+
+// Sets every tensor's chunks and first_block and p.num_blocks; returns the floats of
+// partial-amax scratch the two-launch path needs (sum of groups * chunks).
+inline int64_t plan_quantize_blocks(QuantizeParams& p) {
+  int64_t scratch = 0;
+  for (int32_t i = 0; i < p.num_tensors; ++i) {
+    QuantizeTensor& t = p.tensors[i];
+    const int64_t groups = t.groups();
+    const int64_t elements = t.rows() * t.heads * t.head_dim;
+    t.chunks = quantize_chunks(groups > 0 ? elements / groups : 0);
+    t.first_block = p.num_blocks;
+    p.num_blocks += groups * t.chunks;
+    scratch += groups * t.chunks;
+  }
+  return scratch;
+}
+
+// True when every group is one block (all chunks == 1): then one kernel does amax and
+// cast and partial_amax is not used; otherwise two kernels.
+inline bool quantize_in_one_launch(const QuantizeParams& p) {
+  for (int32_t i = 0; i < p.num_tensors; ++i) {
+    if (p.tensors[i].chunks != 1) return false;
+  }
+  return true;
+}
+
+// The two-launch path: each tensor's partial_amax, groups() * chunks floats of `scratch`.
+inline void assign_partial_amax(QuantizeParams& p, float* scratch) {
+  for (int32_t i = 0; i < p.num_tensors; ++i) {
+    p.tensors[i].partial_amax = scratch;
+    scratch += p.tensors[i].groups() * p.tensors[i].chunks;
+  }
+}
+
 // The rows and heads of one scale group. Packed rows come from cu_seqlens,
 // clamped into [0, rows()] and to a non-negative length, so any contents are
 // read in bounds (the CPU op checks the values first; the CUDA op cannot

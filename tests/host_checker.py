@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,34 @@ needs_cutlass = pytest.mark.skipif(NVCC is None or cutlass_include() is None,
                                    reason=NO_NVCC if NVCC is None else
                                    "CUTLASS headers (nvidia-cutlass wheel) not found")
 needs_cuobjdump = pytest.mark.skipif(CUOBJDUMP is None, reason="cuobjdump not found")
+
+
+def _cuda_include() -> Path | None:
+    """The CUDA headers' folder: next to nvcc (which may be a wrapper script), $CUDA_HOME, /usr/local/cuda."""
+    roots = [Path(NVCC).resolve().parent.parent] if NVCC else []
+    roots += [Path(os.environ[v]) for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
+    roots.append(Path("/usr/local/cuda"))
+    return next((r / "include" for r in roots if (r / "include" / "cuda_bf16.h").exists()), None)
+
+
+# Checkers that run a kernel's device code on host threads (std::barrier: C++20) are built
+# by the host C++ compiler against the CUDA headers, not by nvcc.
+CXX = shutil.which("c++") or shutil.which("g++")
+CUDA_INCLUDE = _cuda_include()
+needs_cxx_cuda_headers = pytest.mark.skipif(CXX is None or CUDA_INCLUDE is None,
+                                            reason="needs a C++ compiler and the CUDA headers (cuda_bf16.h)")
+
+
+def build_and_run_cxx(source: str, tmp_path: Path, run_timeout: int) -> list[str]:
+    """Compiles tests/host_checks/<source> with the host C++ compiler (C++20, threads, the
+    CUDA headers and csrc on the include path), runs it, asserts both exit 0; its stdout lines."""
+    exe = tmp_path / Path(source).stem
+    build = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", f"-I{CUDA_INCLUDE}", f"-I{source_root()}",
+                            str(CHECKS / source), "-o", str(exe)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=run_timeout)
+    assert run.returncode == 0, f"rc {run.returncode}\n" + run.stdout[-5000:] + run.stderr[-2000:]
+    return run.stdout.splitlines()
 
 
 def build_and_run(source: str, tmp_path: Path, flags: list[str] = (), build_timeout: int = 300,

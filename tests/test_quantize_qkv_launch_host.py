@@ -12,25 +12,13 @@ tests/gpu/test_quantize_sm90.py."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from host_checker import CHECKS
-from test_quantize_keys_contiguous_host import CUDA_INCLUDE, CXX
-from torch_fmha._build import source_root
+from host_checker import build_and_run_cxx, needs_cxx_cuda_headers
 
 
-@pytest.mark.skipif(CXX is None or CUDA_INCLUDE is None,
-                    reason="needs a C++ compiler and the CUDA headers (cuda_bf16.h)")
+@needs_cxx_cuda_headers
 @pytest.mark.timeout(900)
 def test_quantize_qkv_whole_launch_every_byte(tmp_path):
-    exe = tmp_path / "check_quantize_qkv_launch"
-    build = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", f"-I{CUDA_INCLUDE}", f"-I{source_root()}",
-                            str(CHECKS / "check_quantize_qkv_launch.cpp"), "-o", str(exe)],
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, f"rc {run.returncode}\n" + run.stdout[-5000:] + run.stderr[-2000:]
-    lines = run.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("quantize_qkv launch: ok ("), run.stdout
+    lines = build_and_run_cxx("check_quantize_qkv_launch.cpp", tmp_path, run_timeout=600)
+    assert len(lines) == 1 and lines[0].startswith("quantize_qkv launch: ok ("), lines

@@ -9,13 +9,6 @@
 
 namespace torch_fmha {
 
-// Blocks per scale group for a group of about `group_elements` elements.
-int32_t quantize_chunks(int64_t group_elements);
-
-// True when every group is one block (all chunks == 1): then one kernel does
-// amax and cast and partial_amax is not used; otherwise two kernels.
-bool quantize_in_one_launch(const QuantizeParams& params);
-
 // Enqueues the kernel(s) on `stream` (nothing when params.num_blocks is 0).
 // Unless quantize_in_one_launch, every tensor's partial_amax must hold
 // groups() * chunks floats; they need no initialisation. No host

@@ -18,24 +18,11 @@ namespace {
 void run(const char* op, QuantizeCall& call, const at::Tensor& first) {
   const c10::cuda::CUDAGuard guard(first.device());
   QuantizeParams& p = call.params;
-  int64_t scratch = 0;
-  for (int32_t i = 0; i < p.num_tensors; ++i) {
-    QuantizeTensor& t = p.tensors[i];
-    const int64_t groups = t.groups();
-    const int64_t elements = t.rows() * t.heads * t.head_dim;
-    t.chunks = quantize_chunks(groups > 0 ? elements / groups : 0);
-    t.first_block = p.num_blocks;
-    p.num_blocks += groups * t.chunks;
-    scratch += groups * t.chunks;
-  }
+  const int64_t scratch = plan_quantize_blocks(p);
   at::Tensor partial;  // held until the launch is enqueued; the allocator orders its reuse on the stream
   if (!quantize_in_one_launch(p)) {
     partial = at::empty({scratch}, first.options().dtype(at::kFloat));
-    float* next = partial.data_ptr<float>();
-    for (int32_t i = 0; i < p.num_tensors; ++i) {
-      p.tensors[i].partial_amax = next;
-      next += p.tensors[i].groups() * p.tensors[i].chunks;
-    }
+    assign_partial_amax(p, partial.data_ptr<float>());
   }
   const cudaError_t err = launch_quantize(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, op, ": kernel launch failed: ", cudaGetErrorString(err));

@@ -7,12 +7,12 @@
 // a std::barrier over them, __shfl_xor_sync a per-warp exchange through a slot array and
 // a 32-thread barrier, __shared__ a function-local static (blocks run one at a time, so
 // the statics are one block's shared memory), blockIdx a thread-local set per block.
-// The grid is planned as csrc/ops/quantize_op.cpp (add_tensor, plan_quantize_qkv) and
-// csrc/ops/quantize_cuda.cpp (run: chunks, first_block, partial_amax scratch) do and
-// launched as csrc/launch/quantize.cu does (quantize_group_kernel when every tensor has
-// one chunk, else quantize_amax_kernel then quantize_cast_kernel over the whole grid);
-// those host functions need ATen / the CUDA launch syntax, so their few lines are
-// mirrored here (marked "mirror of"). Blocks run in a shuffled order (a GPU runs them in
+// The tensors are described as csrc/ops/quantize_op.cpp (add_tensor, plan_quantize_qkv)
+// does, the grid planned by the op's own functions (csrc/quantize.h: plan_quantize_blocks,
+// quantize_in_one_launch, assign_partial_amax) and launched as csrc/launch/quantize.cu
+// does (quantize_group_kernel when every tensor has one chunk, else quantize_amax_kernel
+// then quantize_cast_kernel over the whole grid); add_tensor and the launch need ATen /
+// the CUDA launch syntax, so their few lines are mirrored here (marked "mirror of"). Blocks run in a shuffled order (a GPU runs them in
 // any order). Outputs start poisoned (FP8 bytes 0xAA, descales and scratch NaN), so an
 // unwritten byte shows, and sit between guard regions, so a write outside them shows.
 //
@@ -228,20 +228,6 @@ QuantizeTensor describe(const Input<T>& x, bool per_head, int32_t group_size, fl
   return t;
 }
 
-// Mirror of quantize_chunks and quantize_in_one_launch (csrc/launch/quantize.cu).
-int32_t chunks_for(int64_t group_elements) {
-  constexpr int64_t kElementsPerBlock = 16384;
-  constexpr int64_t kMaxChunks = 1024;
-  const int64_t chunks = (group_elements + kElementsPerBlock - 1) / kElementsPerBlock;
-  return static_cast<int32_t>(chunks < 1 ? 1 : (chunks > kMaxChunks ? kMaxChunks : chunks));
-}
-bool one_launch(const QuantizeParams& p) {
-  for (int32_t i = 0; i < p.num_tensors; ++i) {
-    if (p.tensors[i].chunks != 1) return false;
-  }
-  return true;
-}
-
 // A buffer between two guard regions as large as itself (at least 64 KB), so a kernel that
 // writes outside its output (a wrong block or group index) fails the check instead of
 // corrupting the host heap.
@@ -297,24 +283,11 @@ Outputs quantize_qkv_call(Pool& pool, const Input<T>& q, const Input<T>& k, cons
     t.descale = descales + i * per_tensor;
     p.tensors[p.num_tensors++] = t;
   }
-  // run() of csrc/ops/quantize_cuda.cpp
-  int64_t scratch = 0;
-  for (int32_t i = 0; i < p.num_tensors; ++i) {
-    QuantizeTensor& t = p.tensors[i];
-    const int64_t groups = t.groups();
-    const int64_t elements = t.rows() * t.heads * t.head_dim;
-    t.chunks = chunks_for(groups > 0 ? elements / groups : 0);
-    t.first_block = p.num_blocks;
-    p.num_blocks += groups * t.chunks;
-    scratch += groups * t.chunks;
-  }
-  if (!one_launch(p)) {
+  // run() of csrc/ops/quantize_cuda.cpp: the op's own block planning (csrc/quantize.h)
+  const int64_t scratch = plan_quantize_blocks(p);
+  if (!quantize_in_one_launch(p)) {
     out.partial = Guarded(static_cast<size_t>(scratch) * sizeof(float), kNanByte);
-    float* next = reinterpret_cast<float*>(out.partial.data());
-    for (int32_t i = 0; i < p.num_tensors; ++i) {
-      p.tensors[i].partial_amax = next;
-      next += p.tensors[i].groups() * p.tensors[i].chunks;
-    }
+    assign_partial_amax(p, reinterpret_cast<float*>(out.partial.data()));
   }
   // launch_quantize of csrc/launch/quantize.cu, blocks in a shuffled order
   out.blocks = p.num_blocks;
@@ -322,7 +295,7 @@ Outputs quantize_qkv_call(Pool& pool, const Input<T>& q, const Input<T>& k, cons
   for (int64_t b = 0; b < p.num_blocks; ++b) order[b] = b;
   std::shuffle(order.begin(), order.end(), rng);
   if (p.num_blocks == 0) return out;
-  if (one_launch(p)) {
+  if (quantize_in_one_launch(p)) {
     launch(pool, &quantize_group_kernel, p, order);
   } else {
     out.two_launches = true;
