@@ -225,7 +225,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
-  OnlineSoftmax<kBlockN> softmax;
+  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   const NaturalKeyOrder natural_keys = NaturalKeyOrder::for_quad_lane(lane % 4);
   auto make_p = [&]() {
@@ -375,9 +375,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       // The multiply is skipped only when every alpha of the warp is exactly 1,
       // so the skip is bitwise exact; the vote makes the branch warp-uniform.
       // Once a row has seen many keys its max rarely moves, but in the release
-      // build an unchanged max does not give alpha == 1 reliably: ptxas
-      // contracts its exponent into one FFMA (softmax.cuh, rescale_factor, and
-      // TORCH_FMHA_TUNE_EXACT_ALPHA, not yet measured).
+      // builds without Traits::kExactAlpha an unchanged max does not give
+      // alpha == 1 reliably: ptxas contracts its exponent into one FFMA
+      // (softmax.cuh, rescale_factor).
       if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];

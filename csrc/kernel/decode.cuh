@@ -56,6 +56,12 @@ inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query ro
 // j + 1 and j + 2 in flight while j is computed). 3 stages take 102 KB per CTA at
 // D = 128 (two CTAs per SM instead of three), 54 KB at D = 64 (four either way). D = 256
 // keeps 2: 3 would take 264 KB, more than an SM has.
+// The decode tile's alpha rounded so that an unchanged max gives exactly 1
+// (softmax.cuh, rescale_factor), for an A/B on the GPU
+// (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_EXACT_ALPHA=1); not yet measured.
+#ifndef TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA
+#define TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA 0
+#endif
 #ifndef TORCH_FMHA_TUNE_DECODE_STAGES
 #define TORCH_FMHA_TUNE_DECODE_STAGES 2
 #endif
@@ -430,7 +436,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
       for (int n = 0; n < 4; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r8], s[n][2 * r8 + 1]));
       mx = quad_max(mx);
       const float max_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-      alpha[r8] = rescale_factor(row_max[r8], max_scaled, scale_log2);
+      alpha[r8] = rescale_factor<TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA != 0>(row_max[r8], max_scaled,
+                                                                         scale_log2);
       row_max[r8] = mx;
       float sum = 0.f;
 #pragma unroll
@@ -447,8 +454,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
     // Skipped only where every alpha of the warp is exactly 1, so the skip is bitwise
     // exact; the vote keeps the branch warp-uniform (consumer.cuh does the same). How
     // often it fires in the release build is open (softmax.cuh, rescale_factor: the
-    // contracted exponent). Not at D = 256, where the branch took registers the tile
-    // loop then spilled (4 -> 9 reloads).
+    // contracted exponent; TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA above). Not at D = 256,
+    // where the branch took registers the tile loop then spilled (4 -> 9 reloads).
     if (kD > 128 || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int n = 0; n < kD / 8; ++n) {

@@ -82,6 +82,26 @@
 #ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_256  // takes effect with TORCH_FMHA_TUNE_PIN_256=0
 #define TORCH_FMHA_TUNE_PIN_AFTER_MAX_256 0
 #endif
+// The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
+// alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
+#ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
+#define TORCH_FMHA_TUNE_EXACT_ALPHA_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_128
+#define TORCH_FMHA_TUNE_EXACT_ALPHA_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_256
+#define TORCH_FMHA_TUNE_EXACT_ALPHA_256 1
+#endif
+#ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_64
+#define TORCH_FMHA_TUNE_LAZY_RESCALE_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_128
+#define TORCH_FMHA_TUNE_LAZY_RESCALE_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_256
+#define TORCH_FMHA_TUNE_LAZY_RESCALE_256 1
+#endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
@@ -196,6 +216,18 @@ struct Fp8FwdTraits {
       !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
                                         : TORCH_FMHA_TUNE_PIN_AFTER_MAX_256);
+
+  // The O rescale's skip (consumer.cuh) fires only when every alpha of a warp is
+  // exactly 1. kExactAlpha rounds alpha's exponent so that an unchanged max gives 1;
+  // kLazyRescale keeps a row's reference max through small rises (softmax.cuh).
+  // Measured (one H200, session 16, docs/DESIGN.md section 6): at D = 256 both
+  // together +0-7% (S >= 4k), at D = 128 mixed (-3% at 1k, +2% at 16k): D = 256 only.
+  static constexpr bool kExactAlpha = kHeadDim == 64    ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
+                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128
+                                                        : TORCH_FMHA_TUNE_EXACT_ALPHA_256;
+  static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
+                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
+                                                         : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
   // every output type the build does not store in groups (below). Measured on

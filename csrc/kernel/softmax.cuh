@@ -36,35 +36,27 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // new one: exp2(old_max * scale_log2 - new_max_scaled), 0 for a row that had seen no
 // key (old_max -inf), new_max_scaled = new_max * scale_log2 (0 for -inf). The consumer
 // and the decode kernel skip the O multiply when every alpha of the warp is exactly 1.
-// Written plainly, ptxas contracts the exponent into FFMA(old_max, scale_log2,
-// -new_max_scaled): for an unchanged max that is the rounding residue of
-// new_max * scale_log2 (up to half an ulp of it), not 0, and ex2 of it is often 1 +- a
-// few ulp, so the skip rarely fires (SASS read in session 15, D = 128). A tuning knob,
-// off in the release builds and not yet measured: TORCH_FMHA_TUNE_EXACT_ALPHA=1 rounds
-// the product on its own (__fmul_rn, as new_max_scaled is), so an unchanged max gives
-// exactly 0 and alpha exactly 1 (ex2.approx(0) = 1).
-#ifndef TORCH_FMHA_TUNE_EXACT_ALPHA
-#define TORCH_FMHA_TUNE_EXACT_ALPHA 0
-#endif
+// Written plainly (kExact = false), ptxas contracts the exponent into
+// FFMA(old_max, scale_log2, -new_max_scaled): for an unchanged max that is the rounding
+// residue of new_max * scale_log2 (up to half an ulp of it), not 0, and ex2 of it is
+// often 1 +- a few ulp, so the skip rarely fires (SASS read in session 15, D = 128).
+// kExact rounds the product on its own (__fmul_rn, as new_max_scaled is), so an
+// unchanged max gives exactly 0 and alpha exactly 1 (ex2.approx(0) = 1), for one FADD
+// more. Which builds use it is Traits::kExactAlpha (measured, docs/DESIGN.md section 6).
+template <bool kExact>
 __device__ __forceinline__ float rescale_factor(float old_max, float new_max_scaled, float scale_log2) {
   if (old_max == -INFINITY) return 0.f;
-#if TORCH_FMHA_TUNE_EXACT_ALPHA
-  return fast_exp2(__fmul_rn(old_max, scale_log2) - new_max_scaled);
-#else
+  if constexpr (kExact) return fast_exp2(__fmul_rn(old_max, scale_log2) - new_max_scaled);
   return fast_exp2(old_max * scale_log2 - new_max_scaled);
-#endif
 }
 
-// A tuning experiment, off in the release builds and not yet measured:
-// TORCH_FMHA_TUNE_LAZY_RESCALE=1 keeps a row's reference max while no row of the warp
-// rose above its reference by more than kLazyRescaleSlack (log2 units) in a block, so
-// that block needs no O rescale (alpha = 1 exactly) and the consumer's vote skips the
-// multiply; FlashAttention-4 rescales lazily the same way. P against a stale reference
-// is at most 2^(kMaxOffset + slack), which e4m3 must still hold (448 = 2^8.81). The
-// row's LSE and 1 / l use the same reference, so only P's rounding differs.
-#ifndef TORCH_FMHA_TUNE_LAZY_RESCALE
-#define TORCH_FMHA_TUNE_LAZY_RESCALE 0
-#endif
+// The lazy rescale (OnlineSoftmax's kLazyRescale, Traits::kLazyRescale) keeps a row's
+// reference max while no row of the warp rose above its reference by more than
+// kLazyRescaleSlack (log2 units) in a block, so that block needs no O rescale
+// (alpha = 1 exactly) and the consumer's vote skips the multiply; FlashAttention-4
+// rescales lazily the same way. P against a stale reference is at most
+// 2^(kMaxOffset + slack), which e4m3 must still hold (448 = 2^8.81). The row's LSE and
+// 1 / l use the same reference, so only P's rounding differs.
 inline constexpr float kLazyRescaleSlack = 0.75f;
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -172,7 +164,8 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
   return scale_log2 > -INFINITY ? (scale_log2 == 0.f ? 1.17549435e-38f : scale_log2) : INFINITY;
 }
 
-template <int kBlockN>
+// kExactAlpha, kLazyRescale: see rescale_factor and kLazyRescaleSlack above.
+template <int kBlockN, bool kExactAlpha, bool kLazyRescale>
 struct OnlineSoftmax {
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
@@ -224,7 +217,33 @@ struct OnlineSoftmax {
         mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
       }
     }
-#if TORCH_FMHA_TUNE_LAZY_RESCALE
+    if constexpr (kLazyRescale) {
+      fold_max_lazily(mx, alpha, bias);
+    } else {
+      fold_max(mx, alpha, bias);
+    }
+  }
+
+  // The block's per-chain maxima mx become the rows' new max.
+  __device__ __forceinline__ void fold_max(const float (&mx)[2][kChains], float (&alpha)[2],
+                                           float (&bias)[2]) {
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      m = quad_max(fmaxf(m, row_max[r8]));
+      // A row that has seen no key yet keeps max -inf; use 0 so that
+      // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
+      const float max_scaled = m == -INFINITY ? 0.f : m * scale_log2;
+      alpha[r8] = rescale_factor<kExactAlpha>(row_max[r8], max_scaled, scale_log2);
+      row_max[r8] = m;
+      bias[r8] = kMaxOffset - max_scaled;
+    }
+  }
+
+  // As fold_max, but the rows keep their reference max (alpha = 1, no O rescale)
+  // while no row of the warp rose above it by more than kLazyRescaleSlack.
+  __device__ __forceinline__ void fold_max_lazily(const float (&mx)[2][kChains],
+                                                  float (&alpha)[2], float (&bias)[2]) {
     static_assert(kMaxOffset + kLazyRescaleSlack < 8.8f, "P against a stale max must fit e4m3 (448)");
     float m[2];
 #pragma unroll
@@ -244,23 +263,10 @@ struct OnlineSoftmax {
         continue;
       }
       const float max_scaled = m[r8] == -INFINITY ? 0.f : m[r8] * scale_log2;
-      alpha[r8] = rescale_factor(row_max[r8], max_scaled, scale_log2);
+      alpha[r8] = rescale_factor<kExactAlpha>(row_max[r8], max_scaled, scale_log2);
       row_max[r8] = m[r8];
       bias[r8] = kMaxOffset - max_scaled;
     }
-#else
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
-      m = quad_max(fmaxf(m, row_max[r8]));
-      // A row that has seen no key yet keeps max -inf; use 0 so that
-      // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
-      const float max_scaled = m == -INFINITY ? 0.f : m * scale_log2;
-      alpha[r8] = rescale_factor(row_max[r8], max_scaled, scale_log2);
-      row_max[r8] = m;
-      bias[r8] = kMaxOffset - max_scaled;
-    }
-#endif
   }
 
   // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha.
