@@ -93,6 +93,9 @@
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_256
 #define TORCH_FMHA_TUNE_EXACT_ALPHA_256 1
 #endif
+#ifndef TORCH_FMHA_TUNE_SHORT_EXACT_ALPHA_128
+#define TORCH_FMHA_TUNE_SHORT_EXACT_ALPHA_128 0
+#endif
 #ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_64
 #define TORCH_FMHA_TUNE_LAZY_RESCALE_64 0
 #endif
@@ -222,7 +225,8 @@ struct Fp8FwdTraits {
   // kLazyRescale keeps a row's reference max through small rises (softmax.cuh).
   // Measured (one H200, session 16, docs/DESIGN.md section 6): at D = 256 both
   // together +0-7% (S >= 4k), at D = 128 mixed (-3% at 1k, +2% at 16k): D = 256 only.
-  static constexpr bool kExactAlpha = kHeadDim == 64    ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
+  static constexpr bool kExactAlpha = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_EXACT_ALPHA_128
+                                      : kHeadDim == 64  ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128
                                                         : TORCH_FMHA_TUNE_EXACT_ALPHA_256;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
