@@ -170,14 +170,18 @@ struct OnlineSoftmax {
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
   float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
+  bool row_live[2];  // the row lies inside its sequence (kLazyRescale's vote only)
 
   // Once per tile, off the fast path (usable_scale_log2 says why the scale is remapped).
-  __device__ __forceinline__ void reset(float scale_log2_) {
+  // rows_left: the tile's query rows from this thread's first row on (seqlen_q minus
+  // that row's index); rows at or past it are padding.
+  __device__ __forceinline__ void reset(float scale_log2_, int32_t rows_left) {
     scale_log2 = usable_scale_log2(scale_log2_);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       row_max[r] = -INFINITY;
       row_sum[r] = 0.f;
+      row_live[r] = rows_left > 8 * r;
     }
   }
 
@@ -251,9 +255,14 @@ struct OnlineSoftmax {
       m[r8] = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
       m[r8] = quad_max(fmaxf(m[r8], row_max[r8]));
     }
-    // false for a row that has seen no key ((x - -inf) = inf) and for NaN.
-    const bool small_rise = (m[0] - row_max[0]) * scale_log2 <= kLazyRescaleSlack &&
-                            (m[1] - row_max[1]) * scale_log2 <= kLazyRescaleSlack;
+    // false for a row that has seen no key ((x - -inf) = inf) and for NaN. Padding
+    // rows (past the sequence: zeros in a dense tile, the next sequence in a packed
+    // one) do not vote, so they cannot change the live rows' rounding (dense ==
+    // varlen bitwise); their own output is never stored.
+    bool small_rise = true;
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8)
+      small_rise &= !row_live[r8] || (m[r8] - row_max[r8]) * scale_log2 <= kLazyRescaleSlack;
     const bool keep = __all_sync(0xffffffffu, small_rise);
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
