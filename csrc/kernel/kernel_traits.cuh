@@ -224,7 +224,8 @@ struct Fp8FwdTraits {
   // exactly 1. kExactAlpha rounds alpha's exponent so that an unchanged max gives 1;
   // kLazyRescale keeps a row's reference max through small rises (softmax.cuh).
   // Measured (one H200, session 16, docs/DESIGN.md section 6): at D = 256 both
-  // together +0-7% (S >= 4k), at D = 128 mixed (-3% at 1k, +2% at 16k): D = 256 only.
+  // together +2-4% TF/s at S >= 4k, equal at 1k; exact alpha alone costs D = 64 1-3%,
+  // moves D = 128 within the spread (long build) or -3% (short build, 1k): D = 256 only.
   static constexpr bool kExactAlpha = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_EXACT_ALPHA_128
                                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128
