@@ -1,6 +1,7 @@
 """Host model of the prefill consumer's online softmax for one warp (16 rows, 192-key blocks,
-P rounded to e4m3, O and l in fp32, alpha computed exactly as with TORCH_FMHA_TUNE_EXACT_ALPHA)
-with and without TORCH_FMHA_TUNE_LAZY_RESCALE (csrc/kernel/softmax.cuh), against float64
+P rounded to e4m3, O and l in fp32, alpha computed exactly as with Traits::kExactAlpha)
+with and without the lazy O rescale (Traits::kLazyRescale, csrc/kernel/softmax.cuh; both on
+at D = 256, TORCH_FMHA_TUNE_EXACT_ALPHA_<D> / _LAZY_RESCALE_<D>), against float64
 attention: RMSE, max LSE error, how many blocks need the O rescale, largest P. CPU only:
     python3 tools/prof/softmax_rescale_model.py
 A model of the algorithm, not of the kernel's instruction-level rounding."""
