@@ -4,7 +4,7 @@ release D = 256 dense build and the D = 128 short-key build (the two that store
 fp8 output in groups, Traits::kFp8GroupStores) are compiled for sm_90a and
 their SASS must hold the 8-byte stores of every group, no more spills in the
 consumers' steady KV loop than measured (none at D = 128; at D = 256 3 LDL
-before and after the change, and with the lazy O rescale), and no serialised
+before and after the change, 2 LDL + 1 STL with the lazy O rescale), and no serialised
 wgmma. The D = 64 build, which keeps the column-pair stores, must have no
 8-byte store. tests/gpu/test_sass_sm90.py
 checks all eleven built kernels on the GPU machine."""
