@@ -4,8 +4,8 @@ release D = 256 dense build and the D = 128 short-key build (the two that store
 fp8 output in groups, Traits::kFp8GroupStores) are compiled for sm_90a and
 their SASS must hold the 8-byte stores of every group, no more spills in the
 consumers' steady KV loop than measured (none at D = 128; at D = 256 3 LDL
-before and after the change, 2 LDL + 1 STL with the lazy O rescale), and no serialised
-wgmma. The D = 64 build, which keeps the column-pair stores, must have no
+before and after the change), no warp vote that ties a warp's rows together there
+(VOTE.ALL; DESIGN 1.6), and no serialised wgmma. The D = 64 build, which keeps the column-pair stores, must have no
 8-byte store. tests/gpu/test_sass_sm90.py
 checks all eleven built kernels on the GPU machine."""
 from __future__ import annotations
@@ -41,4 +41,5 @@ def test_fp8_group_stores_survive_ptxas(tmp_path, unit, head_dim, grouped, loop_
     loop = steady_loop(consumers)
     assert loop and any("GMMA" in x for x in loop)
     assert spills(loop) <= loop_spills, f"{spills(loop)} spills in the steady KV loop"
+    assert not any("VOTE.ALL" in x for x in loop), "a warp vote ties the rows of a warp together"
     assert serialized_wgmma(instrs) == 0

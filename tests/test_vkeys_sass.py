@@ -4,8 +4,7 @@ compiled for sm_90a, their SASS must have no transposer (no LDSM / STSM anywhere
 TMA lands V^T), and the consumers' steady KV loop must hold the P permutation
 to the natural key order (p_key_order.cuh) as written: two shuffles per 16 keys
 of a block, no more spills than measured (none at D = 128; at D = 256 3 LDL and
-1 STL per block before the lazy O rescale, one STL more than the transposing
-build; 1 spill instruction since), no serialised wgmma."""
+1 STL per block, one STL more than the transposing build), no serialised wgmma."""
 from __future__ import annotations
 
 import pytest

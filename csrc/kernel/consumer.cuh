@@ -313,7 +313,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
     // ---- first block: S only (unless the previous tile's last round did it) ----
     if (!first_s_done) {
-      softmax.reset(tile.scale_log2, tile.seqlen_q - (tile.m_block * kBlockM + row0));
+      softmax.reset(tile.scale_log2);
       clear(tOrO);
       mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
                 {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
@@ -409,7 +409,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
-      softmax.reset(next.scale_log2, next.seqlen_q - (next.m_block * kBlockM + row0));
+      softmax.reset(next.scale_log2);
       warpgroup_wait<1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,

@@ -36,11 +36,13 @@
 namespace torch_fmha::kernel {
 
 // Warps per CTA: a developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=
-// -DTORCH_FMHA_TUNE_DECODE_WARPS=8, not yet measured). The kernel is latency-bound on few
-// warps (DESIGN 1.11: B = 1 32k at 11.8% achieved occupancy, its 256 CTAs about two per
-// SM); 8 warps give a split twice the warps, so the op's rule picks half the splits
-// (one 136 KB CTA per SM at D = 128) for the same warps per SM, with half the splits'
-// fixed costs and partials to merge. D = 256 keeps 4 (8 warps' buffers would take 400 KB).
+// -DTORCH_FMHA_TUNE_DECODE_WARPS=8; measured in session 16, DESIGN 1.11: B = 1 5-7% faster
+// at 32k / 128k, B = 8 within 5%; not the default until tests/gpu has run on that build).
+// The kernel is latency-bound on few warps (DESIGN 1.11: B = 1 32k at 11.8% achieved
+// occupancy, its 256 CTAs about two per SM); 8 warps give a split twice the warps, so the
+// op's rule picks half the splits (one 136 KB CTA per SM at D = 128) for the same warps
+// per SM, with half the splits' fixed costs and partials to merge. D = 256 keeps 4
+// (8 warps' buffers would take 400 KB).
 #ifndef TORCH_FMHA_TUNE_DECODE_WARPS
 #define TORCH_FMHA_TUNE_DECODE_WARPS 4
 #endif
@@ -51,17 +53,19 @@ static_assert(kDecodeWarps<128> == 4 || kDecodeWarps<128> == 8,
 inline constexpr int kDecodeTileKeys = 32;
 inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query rows of one KV head
 
+// The decode tile's alpha rounded so that an unchanged max gives exactly 1
+// (softmax.cuh, rescale_factor): a developer knob (TORCH_FMHA_NVCC_EXTRA=
+// -DTORCH_FMHA_TUNE_DECODE_EXACT_ALPHA=1), measured within 1% of the default (DESIGN 1.11,
+// session 16), so off.
+#ifndef TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA
+#define TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA 0
+#endif
+
 // Pipeline depth of each warp's K / V tiles at D <= 128 (kInPlaceV): a developer knob
 // for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_STAGES=3: tiles
 // j + 1 and j + 2 in flight while j is computed). 3 stages take 102 KB per CTA at
 // D = 128 (two CTAs per SM instead of three), 54 KB at D = 64 (four either way). D = 256
 // keeps 2: 3 would take 264 KB, more than an SM has.
-// The decode tile's alpha rounded so that an unchanged max gives exactly 1
-// (softmax.cuh, rescale_factor), for an A/B on the GPU
-// (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_EXACT_ALPHA=1); not yet measured.
-#ifndef TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA
-#define TORCH_FMHA_TUNE_DECODE_EXACT_ALPHA 0
-#endif
 #ifndef TORCH_FMHA_TUNE_DECODE_STAGES
 #define TORCH_FMHA_TUNE_DECODE_STAGES 2
 #endif

@@ -51,10 +51,10 @@ __device__ __forceinline__ float rescale_factor(float old_max, float new_max_sca
 }
 
 // The lazy rescale (OnlineSoftmax's kLazyRescale, Traits::kLazyRescale) keeps a row's
-// reference max while no row of the warp rose above its reference by more than
-// kLazyRescaleSlack (log2 units) in a block, so that block needs no O rescale
-// (alpha = 1 exactly) and the consumer's vote skips the multiply; FlashAttention-4
-// rescales lazily the same way. P against a stale reference is at most
+// reference max while a block raises it by at most kLazyRescaleSlack (log2 units), so
+// the row needs no O rescale there (alpha = 1 exactly) and, when no row of the warp
+// needs one, the consumer's vote skips the multiply; FlashAttention-4 rescales lazily
+// the same way. P against a stale reference is at most
 // 2^(kMaxOffset + slack), which e4m3 must still hold (448 = 2^8.81). The row's LSE and
 // 1 / l use the same reference, so only P's rounding differs.
 inline constexpr float kLazyRescaleSlack = 0.75f;
@@ -170,18 +170,14 @@ struct OnlineSoftmax {
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
   float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
-  bool row_live[2];  // the row lies inside its sequence (kLazyRescale's vote only)
 
   // Once per tile, off the fast path (usable_scale_log2 says why the scale is remapped).
-  // rows_left: the tile's query rows from this thread's first row on (seqlen_q minus
-  // that row's index); rows at or past it are padding.
-  __device__ __forceinline__ void reset(float scale_log2_, int32_t rows_left) {
+  __device__ __forceinline__ void reset(float scale_log2_) {
     scale_log2 = usable_scale_log2(scale_log2_);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       row_max[r] = -INFINITY;
       row_sum[r] = 0.f;
-      row_live[r] = rows_left > 8 * r;
     }
   }
 
@@ -221,59 +217,35 @@ struct OnlineSoftmax {
         mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
       }
     }
-    if constexpr (kLazyRescale) {
-      fold_max_lazily(mx, alpha, bias);
-    } else {
-      fold_max(mx, alpha, bias);
-    }
+    fold_max(mx, alpha, bias);
   }
 
-  // The block's per-chain maxima mx become the rows' new max.
+  // The block's per-chain maxima mx become the rows' new max. With kLazyRescale a
+  // row keeps its reference max (alpha = 1: nothing of its O to rescale) while the
+  // block raised it by at most kLazyRescaleSlack. Each row decides alone: a decision
+  // shared by the rows of a warp (a vote) would make one row's rounding depend on
+  // other rows' data, padding and NaN rows included (DESIGN 1.6's bitwise rule).
   __device__ __forceinline__ void fold_max(const float (&mx)[2][kChains], float (&alpha)[2],
                                            float (&bias)[2]) {
+    static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
+                  "P against a stale max must fit e4m3 (448)");
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
       m = quad_max(fmaxf(m, row_max[r8]));
+      // The rise is inf or NaN (never kept) for a row that has seen no key yet and for
+      // a NaN max. The reference product is rounded on its own, as max_scaled is.
+      const float ref_scaled = __fmul_rn(row_max[r8], scale_log2);
+      if (kLazyRescale && m * scale_log2 - ref_scaled <= kLazyRescaleSlack) {
+        alpha[r8] = 1.f;
+        bias[r8] = kMaxOffset - ref_scaled;
+        continue;
+      }
       // A row that has seen no key yet keeps max -inf; use 0 so that
       // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.
       const float max_scaled = m == -INFINITY ? 0.f : m * scale_log2;
       alpha[r8] = rescale_factor<kExactAlpha>(row_max[r8], max_scaled, scale_log2);
       row_max[r8] = m;
-      bias[r8] = kMaxOffset - max_scaled;
-    }
-  }
-
-  // As fold_max, but the rows keep their reference max (alpha = 1, no O rescale)
-  // while no row of the warp rose above it by more than kLazyRescaleSlack.
-  __device__ __forceinline__ void fold_max_lazily(const float (&mx)[2][kChains],
-                                                  float (&alpha)[2], float (&bias)[2]) {
-    static_assert(kMaxOffset + kLazyRescaleSlack < 8.8f, "P against a stale max must fit e4m3 (448)");
-    float m[2];
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      m[r8] = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
-      m[r8] = quad_max(fmaxf(m[r8], row_max[r8]));
-    }
-    // false for a row that has seen no key ((x - -inf) = inf) and for NaN. Padding
-    // rows (past the sequence: zeros in a dense tile, the next sequence in a packed
-    // one) do not vote, so they cannot change the live rows' rounding (dense ==
-    // varlen bitwise); their own output is never stored.
-    bool small_rise = true;
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8)
-      small_rise &= !row_live[r8] || (m[r8] - row_max[r8]) * scale_log2 <= kLazyRescaleSlack;
-    const bool keep = __all_sync(0xffffffffu, small_rise);
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      if (keep) {  // warp-uniform: the reference max stays, nothing to rescale
-        alpha[r8] = 1.f;
-        bias[r8] = kMaxOffset - row_max[r8] * scale_log2;
-        continue;
-      }
-      const float max_scaled = m[r8] == -INFINITY ? 0.f : m[r8] * scale_log2;
-      alpha[r8] = rescale_factor<kExactAlpha>(row_max[r8], max_scaled, scale_log2);
-      row_max[r8] = m[r8];
       bias[r8] = kMaxOffset - max_scaled;
     }
   }

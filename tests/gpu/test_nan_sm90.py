@@ -101,6 +101,20 @@ def test_nan_in_one_q_element(mask, d):
 
 @pytest.mark.parametrize("d", [64, 128, 256])
 @pytest.mark.parametrize("mask", MASKS)
+def test_nan_in_one_q_row_long_rows(mask, d):
+    """A NaN q row leaves the other rows of its warp bitwise as they were, at a length
+    where a row's max often stays put across blocks (S = 1024): a lazy O rescale decided
+    for the whole warp (one vote of its 16 rows; session 16's first version) rounded
+    those rows differently when the NaN row, whose max stays -inf, voted 'rescale'. A
+    host model of that vote on these inputs (D = 256) flips it in the warp of rows
+    688..703 under every mask; the S = 300 cases above seldom reach a keep."""
+    make, call, ref = dense(1024, 1024, d, seed=1, **MASKS[mask])
+    check_case(make, call, lambda x: set_value(x["q"], (1, 700, 3, 7), NAN), ref,
+               f"q D={d} S=1024 {mask}")
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("mask", MASKS)
 def test_nan_in_one_k_element(mask, d):
     """Rows that see the key: NaN out and lse; rows that do not (causal: the
     rows before it, window: rows far from it, other heads and batches):

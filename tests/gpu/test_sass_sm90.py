@@ -2,9 +2,9 @@
 Traits::kPinPvWait pins the P V wait (kernel_traits.cuh, per head dim), the
 softmax of a round overlaps the warpgroup's own P V (the wait stays below the
 block's MUFU.EX2); no wgmma serialization anywhere; fp8 output stored in whole
-8-column groups where Traits::kFp8GroupStores (epilogue.cuh); the lazy O
-rescale's warp vote in the steady loop exactly where Traits::kLazyRescale
-(softmax.cuh, fold_max_lazily); and no more
+8-column groups where Traits::kFp8GroupStores (epilogue.cuh); no warp vote
+that ties the rows of a warp together in the steady loop (softmax.cuh, fold_max;
+DESIGN 1.6); and no more
 spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
 same on a machine without a GPU, compiling two of the builds)."""
@@ -26,13 +26,6 @@ def pinned_head_dims() -> set[int]:
     """Head dims whose release build pins the P V wait (the TORCH_FMHA_TUNE_PIN_* defaults)."""
     text = TRAITS.read_text()
     return {int(d) for d, on in re.findall(r"#define TORCH_FMHA_TUNE_PIN_(\d+) (\d)", text) if on == "1"}
-
-
-def lazy_rescale_head_dims() -> set[int]:
-    """Head dims whose release build rescales O lazily (the TORCH_FMHA_TUNE_LAZY_RESCALE_* defaults)."""
-    text = TRAITS.read_text()
-    return {int(d) for d, on in re.findall(r"#define TORCH_FMHA_TUNE_LAZY_RESCALE_(\d+) (\d)", text)
-            if on == "1"}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +68,8 @@ def test_wgmma_not_serialized(kernels):
 
 # Local-memory instructions allowed in the consumers' steady KV loop per head dim: none
 # at D = 64 / 128; D = 256 had 3 LDL there (its 24 / 240 register split) before and
-# after the fp8 group stores, 2 LDL + 1 STL with the lazy O rescale (Traits::kLazyRescale),
-# and its keys-contiguous-v build 3 LDL + 1 STL (1 LDL with the lazy rescale)
+# after the fp8 group stores and with exact alpha, and its keys-contiguous-v build
+# 3 LDL + 1 STL
 # (docs/DESIGN.md section 6; tests/test_vkeys_sass.py).
 STEADY_LOOP_SPILLS = {64: 0, 128: 0, 256: 3}
 STEADY_LOOP_SPILLS_VKEYS = {64: 0, 128: 0, 256: 4}
@@ -100,13 +93,13 @@ def test_fp8_group_stores_and_steady_loop_spills(kernels):
         assert spills(loop) <= allowed, f"D={d}: {spills(loop)} spills in the steady loop: {name}"
 
 
-def test_lazy_rescale_vote_in_the_steady_loop(kernels):
-    # fold_max_lazily's __all_sync is the steady loop's only VOTE.ALL (the O rescale's
-    # skip is a VOTE.ANY): present exactly in the builds that rescale lazily.
-    lazy = lazy_rescale_head_dims()
-    assert lazy, "no head dim rescales lazily: this test would check nothing"
+def test_no_warp_vote_couples_rows(kernels):
+    # A VOTE.ALL in the steady loop would be a decision shared by a warp's 16 rows (the
+    # first lazy O rescale had one): then one row's bits depend on rows it cannot see,
+    # padding and NaN rows included (DESIGN 1.6). The O rescale's skip is a VOTE.ANY on
+    # the alphas, which is bitwise exact.
     for name, instrs in kernels.items():
-        d = _head_dim(name)
         loop = steady_loop(consumer_instrs(instrs))
+        assert any("VOTE.ANY" in i for i in loop), f"the O rescale's skip is gone: {name}"
         votes = sum("VOTE.ALL" in i for i in loop)
-        assert (votes >= 1) == (d in lazy), f"D={d}: {votes} VOTE.ALL in the steady loop: {name}"
+        assert votes == 0, f"{votes} VOTE.ALL in the steady loop: {name}"
