@@ -1,7 +1,8 @@
 """Host model of the prefill consumer's online softmax for one warp (16 rows, 192-key blocks,
 P rounded to e4m3, O and l in fp32, alpha computed exactly as with Traits::kExactAlpha)
-with and without the lazy O rescale (Traits::kLazyRescale, csrc/kernel/softmax.cuh; both on
-at D = 256, TORCH_FMHA_TUNE_EXACT_ALPHA_<D> / _LAZY_RESCALE_<D>), against float64
+with and without the lazy O rescale (Traits::kLazyRescale, csrc/kernel/softmax.cuh, decided
+per row as the kernel does; exact alpha is on at D = 256, the lazy rescale off everywhere:
+TORCH_FMHA_TUNE_EXACT_ALPHA_<D> / _LAZY_RESCALE_<D>), against float64
 attention: RMSE, max LSE error, how many blocks need the O rescale, largest P. CPU only:
     python3 tools/prof/softmax_rescale_model.py
 A model of the algorithm, not of the kernel's instruction-level rounding."""
@@ -28,13 +29,13 @@ def run(lazy, S=4096, D=128, rows=16, block=192, slack=0.75, outlier=False, seed
     for b0 in range(0, S, block):
         s = scores[:, b0:b0 + block]
         m = torch.maximum(s.max(1).values, ref_max)
-        if lazy and bool((((m - ref_max) * scale_log2) <= slack).all()):  # the warp keeps its reference
-            alpha = torch.ones(rows)
-            bias = MAX_OFFSET - ref_max * scale_log2
-        else:
-            m_scaled = torch.where(m == -math.inf, torch.zeros(()), m * scale_log2)
-            alpha = torch.where(ref_max == -math.inf, torch.zeros(()), torch.exp2(ref_max * scale_log2 - m_scaled))
-            ref_max, bias = m, MAX_OFFSET - m_scaled
+        # each row keeps its reference (alpha 1) while the block raised it by <= slack
+        keep = (m * scale_log2 - ref_max * scale_log2 <= slack) if lazy else torch.zeros(rows, dtype=torch.bool)
+        m_scaled = torch.where(m == -math.inf, torch.zeros(()), m * scale_log2)
+        alpha = torch.where(ref_max == -math.inf, torch.zeros(()), torch.exp2(ref_max * scale_log2 - m_scaled))
+        alpha = torch.where(keep, torch.ones(()), alpha)
+        ref_max = torch.where(keep, ref_max, m)
+        bias = MAX_OFFSET - ref_max * scale_log2
         p = torch.exp2(s * scale_log2 + bias[:, None])
         p_max = max(p_max, p.max().item())
         if not bool((alpha == 1).all()):  # the consumer's vote
