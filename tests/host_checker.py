@@ -59,7 +59,8 @@ def build_and_run(source: str, tmp_path: Path, flags: list[str] = (), build_time
     """Compiles tests/host_checks/<source> with `flags` (and, with `cutlass`, the
     CUTLASS and csrc include paths), runs it, asserts both exit 0; its stdout lines."""
     if cutlass:
-        flags = [*flags, "--expt-relaxed-constexpr", f"-I{cutlass_include()}", f"-I{source_root()}"]
+        flags = [*flags, "--expt-relaxed-constexpr", "-DCUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED",
+                 f"-I{cutlass_include()}", f"-I{source_root()}"]  # as the kernel build (_build.py)
         build_timeout = max(build_timeout, 600)
     exe = tmp_path / Path(source).stem
     build = subprocess.run([NVCC, "-std=c++17", *flags, str(CHECKS / source), "-o", str(exe)],

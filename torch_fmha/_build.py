@@ -48,6 +48,10 @@ NVCC_FLAGS = [
     "-gencode=arch=compute_90a,code=sm_90a",  # wgmma / setmaxnreg need sm_90a
     "--expt-relaxed-constexpr",
     "-DNDEBUG",
+    # CuTe's wgmma selectors offer N = 200..248, 176, 160, 144, ... only with this; without
+    # it a tile of, e.g., 224 keys silently became seven 64x32 wgmmas per k-step (found in
+    # session 16; the release tiles 256 / 192 / 128 are SASS-identical either way).
+    "-DCUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED",
     # torch's extension defaults hide the half/bf16 operators CUTLASS uses.
     "-U__CUDA_NO_HALF_OPERATORS__",
     "-U__CUDA_NO_HALF_CONVERSIONS__",

@@ -56,6 +56,11 @@
 #ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_256
 #define TORCH_FMHA_TUNE_VKEYS_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
 #endif
+// Q buffers of the D = 128 long build (2: the tile-boundary overlap; 1 frees 16 KB,
+// e.g. for 224-key blocks with the output stage, FlashAttention-3's FP8 D = 128 tile).
+#ifndef TORCH_FMHA_TUNE_Q_STAGES_128
+#define TORCH_FMHA_TUNE_Q_STAGES_128 2
+#endif
 #ifndef TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
 #define TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256 1
 #endif
@@ -191,7 +196,10 @@ struct Fp8FwdTraits {
   // loads while the consumers finish the current tile (last softmax, last P V,
   // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
   static constexpr int kQStages =
-      kHeadDim != 256 ? 2 : kVKeysContiguous ? TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256 : 1;
+      kHeadDim == 128 && !kShortKeys ? TORCH_FMHA_TUNE_Q_STAGES_128
+      : kHeadDim != 256              ? 2
+      : kVKeysContiguous             ? TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
+                                     : 1;
   // A tile's last P V is issued together with the next tile's first S, and
   // the epilogue runs after the next tile's first softmax, so the tensor core
   // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
