@@ -104,10 +104,13 @@ def test_nan_in_one_q_element(mask, d):
 def test_nan_in_one_q_row_long_rows(mask, d):
     """A NaN q row leaves the other rows of its warp bitwise as they were, at a length
     where a row's max often stays put across blocks (S = 1024): a lazy O rescale decided
-    for the whole warp (one vote of its 16 rows; session 16's first version) rounded
-    those rows differently when the NaN row, whose max stays -inf, voted 'rescale'. A
-    host model of that vote on these inputs (D = 256) flips it in the warp of rows
-    688..703 under every mask; the S = 300 cases above seldom reach a keep."""
+    for the whole warp (one vote of its 16 rows; session 16's first versions) rounds
+    those rows differently wherever the NaN row, whose max stays -inf, turns a 'keep'
+    into 'rescale'. A host model of that vote on these inputs (D = 256) flips it in the
+    warp of rows 688..703 under every mask (the bits were not seen on a GPU); the
+    S = 300 cases above seldom reach a keep. The release builds do not rescale lazily;
+    with TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_LAZY_RESCALE_<D>=1 this checks the
+    per-row form (softmax.cuh, fold_max)."""
     make, call, ref = dense(1024, 1024, d, seed=1, **MASKS[mask])
     check_case(make, call, lambda x: set_value(x["q"], (1, 700, 3, 7), NAN), ref,
                f"q D={d} S=1024 {mask}")
