@@ -56,8 +56,9 @@
 #ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_256
 #define TORCH_FMHA_TUNE_VKEYS_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
 #endif
-// Q buffers of the D = 128 long build (2: the tile-boundary overlap; 1 frees 16 KB,
-// e.g. for 224-key blocks with the output stage, FlashAttention-3's FP8 D = 128 tile).
+// Q buffers of the D = 128 long-key builds, both v layouts (2: the tile-boundary
+// overlap; 1 frees 16 KB, e.g. for 224-key blocks with the output stage,
+// FlashAttention-3's FP8 D = 128 tile).
 #ifndef TORCH_FMHA_TUNE_Q_STAGES_128
 #define TORCH_FMHA_TUNE_Q_STAGES_128 2
 #endif
@@ -192,9 +193,10 @@ struct Fp8FwdTraits {
                                  : kVKeysContiguous          ? TORCH_FMHA_TUNE_VKEYS_STAGES_256
                                                              : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
-  // Q buffers. Two where shared memory allows (D = 64, 128): the next tile's Q
-  // loads while the consumers finish the current tile (last softmax, last P V,
-  // epilogue) instead of after it. D = 256 has no room for a second 32 KB.
+  // Q buffers. Two where shared memory allows (D = 64, 128 by default): the next
+  // tile's Q loads while the consumers finish the current tile (last softmax, last
+  // P V, epilogue) instead of after it. D = 256 has no room for a second 32 KB
+  // (but with keys-contiguous v, a knob); D = 128 can take one (a knob, above).
   static constexpr int kQStages =
       kHeadDim == 128 && !kShortKeys ? TORCH_FMHA_TUNE_Q_STAGES_128
       : kHeadDim != 256              ? 2
@@ -205,7 +207,8 @@ struct Fp8FwdTraits {
   // is not left idle at tile boundaries (consumer.cuh). Needs the next tile's
   // Q in its own buffer: with one Q buffer (D = 256) its load can only start
   // after this tile's last S, and measured, the overlap gained nothing there.
-  static constexpr bool kOverlapTiles = kQStages >= 2 || TORCH_FMHA_TUNE_OVERLAP_256;
+  static constexpr bool kOverlapTiles =
+      kQStages >= 2 || (kHeadDim == 256 && TORCH_FMHA_TUNE_OVERLAP_256);
   // Keep the P V wait below the softmax (consumer.cuh, warpgroup_wait_all_pinned)
   // so a warpgroup's softmax overlaps its own P V. Measured on an H100 (2026-11-27,
   // docs/DESIGN.md section 6): 4-7% slower at D=128 for S <= 4k and no better at
@@ -233,9 +236,10 @@ struct Fp8FwdTraits {
   // kLazyRescale keeps a row's reference max through small rises (softmax.cuh).
   // Measured (one H200, session 16, docs/DESIGN.md section 6): exact alpha +0-3% TF/s
   // at D = 256 (S >= 4k), 1-3% slower at D = 64, within the spread at D = 128 (long
-  // build) and 3% slower in the short build: on at D = 256 only. The lazy rescale
-  // gained 2-4% more at D = 256 as a warp-wide decision, which couples a warp's rows
-  // (DESIGN 1.6); the per-row form it has now is not measured yet: off.
+  // build) and 3% slower in the short build: on at D = 256 only. Exact alpha with a
+  // warp-wide lazy rescale gained 2-4% TF/s over neither at D = 256, S >= 4k, but that
+  // form couples a warp's rows (DESIGN 1.6); the per-row form it has now is not
+  // measured: off.
   static constexpr bool kExactAlpha = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_EXACT_ALPHA_128
                                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128

@@ -233,10 +233,11 @@ struct OnlineSoftmax {
     for (int r8 = 0; r8 < 2; ++r8) {
       float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
       m = quad_max(fmaxf(m, row_max[r8]));
-      // The rise is inf or NaN (never kept) for a row that has seen no key yet and for
-      // a NaN max. The reference product is rounded on its own, as max_scaled is.
+      // A row that has seen no key yet (max -inf) is never kept. The reference
+      // product is rounded on its own, as max_scaled is.
       const float ref_scaled = __fmul_rn(row_max[r8], scale_log2);
-      if (kLazyRescale && m * scale_log2 - ref_scaled <= kLazyRescaleSlack) {
+      if (kLazyRescale && row_max[r8] != -INFINITY &&
+          m * scale_log2 - ref_scaled <= kLazyRescaleSlack) {
         alpha[r8] = 1.f;
         bias[r8] = kMaxOffset - ref_scaled;
         continue;

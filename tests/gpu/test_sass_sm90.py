@@ -9,6 +9,7 @@ spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
 same on a machine without a GPU, compiling two of the builds)."""
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -26,6 +27,18 @@ def pinned_head_dims() -> set[int]:
     """Head dims whose release build pins the P V wait (the TORCH_FMHA_TUNE_PIN_* defaults)."""
     text = TRAITS.read_text()
     return {int(d) for d, on in re.findall(r"#define TORCH_FMHA_TUNE_PIN_(\d+) (\d)", text) if on == "1"}
+
+
+def overlapping_builds(name: str, d: int) -> bool:
+    """Whether the build overlaps tiles (Traits::kOverlapTiles): two Q buffers, D = 64 and the
+    D = 128 builds unless an experiment sets -DTORCH_FMHA_TUNE_Q_STAGES_128=1 for the long-key
+    ones (TORCH_FMHA_NVCC_EXTRA, as the build reads it)."""
+    if d == 64 or (d == 128 and "KvBlockingE1" in name):
+        return True
+    if d == 128:
+        m = re.search(r"-DTORCH_FMHA_TUNE_Q_STAGES_128=(\d+)", os.environ.get("TORCH_FMHA_NVCC_EXTRA", ""))
+        return m is None or int(m.group(1)) >= 2
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +65,8 @@ def test_pinned_pv_wait_stays_below_the_softmax(kernels):
         regions = overlap_regions(instrs)
         # The steady-state round always issues S and P V together; so does the
         # tile-boundary round where tiles overlap (D=64/128).
-        assert len(regions) >= (1 if d == 256 else 2), f"D={d}: {len(regions)} S+PV rounds: {name}"
+        expected = 2 if overlapping_builds(name, d) else 1
+        assert len(regions) >= expected, f"D={d}: {len(regions)} S+PV rounds: {name}"
         if d not in pinned:
             continue
         for r in regions:
