@@ -204,8 +204,14 @@ struct OnlineSoftmax {
   static constexpr int kChains = 4;
 
   // The new row max (raw scores), alpha per row and the exp2 bias of this block.
+  // With kLazyRescale a row keeps its reference max (alpha = 1: nothing of its O to
+  // rescale) while the block raised it by at most kLazyRescaleSlack. Each row decides
+  // alone: a decision shared by the rows of a warp (a vote) would make one row's
+  // rounding depend on other rows' data, padding and NaN rows included (DESIGN 1.6).
   template <class Frag>
   __device__ __forceinline__ void update_max(const Frag& s, float (&alpha)[2], float (&bias)[2]) {
+    static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
+                  "P against a stale max must fit e4m3 (448)");
     constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
     static_assert(kCols % kChains == 0);
     float mx[2][kChains];
@@ -217,30 +223,19 @@ struct OnlineSoftmax {
         mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
       }
     }
-    fold_max(mx, alpha, bias);
-  }
-
-  // The block's per-chain maxima mx become the rows' new max. With kLazyRescale a
-  // row keeps its reference max (alpha = 1: nothing of its O to rescale) while the
-  // block raised it by at most kLazyRescaleSlack. Each row decides alone: a decision
-  // shared by the rows of a warp (a vote) would make one row's rounding depend on
-  // other rows' data, padding and NaN rows included (DESIGN 1.6's bitwise rule).
-  __device__ __forceinline__ void fold_max(const float (&mx)[2][kChains], float (&alpha)[2],
-                                           float (&bias)[2]) {
-    static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
-                  "P against a stale max must fit e4m3 (448)");
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
       m = quad_max(fmaxf(m, row_max[r8]));
-      // A row that has seen no key yet (max -inf) is never kept. The reference
-      // product is rounded on its own, as max_scaled is.
-      const float ref_scaled = __fmul_rn(row_max[r8], scale_log2);
-      if (kLazyRescale && row_max[r8] != -INFINITY &&
-          m * scale_log2 - ref_scaled <= kLazyRescaleSlack) {
-        alpha[r8] = 1.f;
-        bias[r8] = kMaxOffset - ref_scaled;
-        continue;
+      if constexpr (kLazyRescale) {
+        // A row that has seen no key yet (max -inf) is never kept. The reference
+        // product is rounded on its own, as max_scaled is.
+        const float ref_scaled = __fmul_rn(row_max[r8], scale_log2);
+        if (row_max[r8] != -INFINITY && m * scale_log2 - ref_scaled <= kLazyRescaleSlack) {
+          alpha[r8] = 1.f;
+          bias[r8] = kMaxOffset - ref_scaled;
+          continue;
+        }
       }
       // A row that has seen no key yet keeps max -inf; use 0 so that
       // (-inf) - (-inf) never happens: its p are exp2(-inf) = 0.

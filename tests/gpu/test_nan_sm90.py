@@ -110,7 +110,7 @@ def test_nan_in_one_q_row_long_rows(mask, d):
     warp of rows 688..703 under every mask (the bits were not seen on a GPU); the
     S = 300 cases above seldom reach a keep. The release builds do not rescale lazily;
     with TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_LAZY_RESCALE_<D>=1 this checks the
-    per-row form (softmax.cuh, fold_max)."""
+    per-row form (softmax.cuh, update_max)."""
     make, call, ref = dense(1024, 1024, d, seed=1, **MASKS[mask])
     check_case(make, call, lambda x: set_value(x["q"], (1, 700, 3, 7), NAN), ref,
                f"q D={d} S=1024 {mask}")

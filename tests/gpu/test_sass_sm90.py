@@ -3,7 +3,7 @@ Traits::kPinPvWait pins the P V wait (kernel_traits.cuh, per head dim), the
 softmax of a round overlaps the warpgroup's own P V (the wait stays below the
 block's MUFU.EX2); no wgmma serialization anywhere; fp8 output stored in whole
 8-column groups where Traits::kFp8GroupStores (epilogue.cuh); no warp vote
-that ties the rows of a warp together in the steady loop (softmax.cuh, fold_max;
+that ties the rows of a warp together in the steady loop (softmax.cuh, update_max;
 DESIGN 1.6); and no more
 spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
