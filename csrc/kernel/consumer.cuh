@@ -230,7 +230,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   const NaturalKeyOrder natural_keys = NaturalKeyOrder::for_quad_lane(lane % 4);
   auto make_p = [&]() {
     convert_p<kBlockN>(tSrS, tOrP);
-    if constexpr (Traits::kVKeysContiguous) permute_p_to_natural_keys(tOrP, natural_keys);
+    if constexpr (Traits::kPNaturalKeys) permute_p_to_natural_keys(tOrP, natural_keys);
   };
 
   PipelineState<kStages> kv_read;

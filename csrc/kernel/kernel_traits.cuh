@@ -56,6 +56,12 @@
 #ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_256
 #define TORCH_FMHA_TUNE_VKEYS_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
 #endif
+// Measurement knob (session 17): the keys-contiguous builds take V^T with each
+// 16-key group already in the P V wgmma's A order (transpose_key_perm), so P
+// needs no move to the natural key order. Timing only until a layout carries it.
+#ifndef TORCH_FMHA_TUNE_VKEYS_MMA_ORDER
+#define TORCH_FMHA_TUNE_VKEYS_MMA_ORDER 0
+#endif
 // Q buffers of the D = 128 long-key builds, both v layouts (2: the tile-boundary
 // overlap; 1 frees 16 KB, e.g. for 224-key blocks with the output stage,
 // FlashAttention-3's FP8 D = 128 tile).
@@ -171,6 +177,7 @@ struct Fp8FwdTraits {
   static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
   static constexpr VLayout kVLayout = kVLayout_;
   static constexpr bool kVKeysContiguous = kVLayout == VLayout::kKeysContiguous;
+  static constexpr bool kPNaturalKeys = kVKeysContiguous && !TORCH_FMHA_TUNE_VKEYS_MMA_ORDER;
   static_assert(!kShortKeys || kHeadDim == 128,
                 "short-key build only at D = 128 (D = 64: 256-key blocks won; D = 256: slower)");
 

@@ -42,12 +42,13 @@
 #include <cstdint>
 #include <cute/tensor.hpp>
 
+#include "../vt_key_order.h"
+
 namespace torch_fmha::kernel {
 
+// The block-relative key of V^T column k (csrc/vt_key_order.h).
 __host__ __device__ constexpr int transpose_key_perm(int k) {
-  const int lo = k & 15;
-  const int p = (((lo >> 1) & 1) << 3) | (((lo >> 3) & 1) << 2) | (((lo >> 2) & 1) << 1) | (lo & 1);
-  return (k & ~15) | p;
+  return (k & ~(kVtKeyGroup - 1)) | vt_key_of_slot(k & (kVtKeyGroup - 1));
 }
 static_assert(transpose_key_perm(0) == 0 && transpose_key_perm(1) == 1 &&
               transpose_key_perm(2) == 8 && transpose_key_perm(3) == 9 &&

@@ -1,0 +1,56 @@
+// torch_fmha: the key order of V^T, in the kernel's shared memory and in a
+// packed v in global memory.
+//
+// The FP8 P V wgmma takes P from registers as its A operand. Within each 16
+// keys, the S accumulator (GMMA C layout) gives quad lane c the columns 2c,
+// 2c+1, 8+2c, 9+2c, while the A operand wants lane c to hold k = 4c .. 4c+3.
+// The kernel packs P as the accumulator gives it (consumer.cuh, convert_p), so
+// A column k holds key vt_key_of_slot(k), and V^T column k must hold that key
+// too. Two producers of V^T follow this order:
+//   - the producer warpgroup's shared-memory transpose of a row-major V block
+//     (kernel/transpose_v.cuh);
+//   - quantize_qkv(pack_v=True), which writes a "packed v" that TMA lands
+//     as is: FP8 [B, Hkv, D, G, 16], G = ceil(S / 16), contiguous, where
+//     element (b, h, d, g, j) is v[b, 16 g + vt_key_of_slot(j), h, d], and
+//     zero where that key is >= S.
+// In bits, slot (b3 b2 b1 b0) holds key (b1 b3 b2 b0): a 3-cycle of bits 1-3.
+// docs/DESIGN.md section 4.
+#pragma once
+
+#include <stdint.h>
+
+#include "host_device.h"
+
+namespace torch_fmha {
+
+constexpr int kVtKeyGroup = 16;  // the permutation acts within aligned groups of 16 keys
+
+// The key (within a 16-key group) that V^T slot j holds.
+TORCH_FMHA_HOST_DEVICE constexpr int vt_key_of_slot(int j) {
+  return (((j >> 1) & 1) << 3) | (((j >> 3) & 1) << 2) | (((j >> 2) & 1) << 1) | (j & 1);
+}
+
+// The V^T slot (within a 16-key group) of key i: the inverse of vt_key_of_slot.
+TORCH_FMHA_HOST_DEVICE constexpr int vt_slot_of_key(int i) {
+  return (((i >> 2) & 1) << 3) | (((i >> 1) & 1) << 2) | (((i >> 3) & 1) << 1) | (i & 1);
+}
+
+// The packed-v position of key `key` along its [G, 16] dims (keys of other
+// groups keep their group).
+TORCH_FMHA_HOST_DEVICE constexpr int64_t packed_vt_position(int64_t key) {
+  return (key & ~int64_t{kVtKeyGroup - 1}) | vt_slot_of_key(static_cast<int>(key & (kVtKeyGroup - 1)));
+}
+
+namespace detail {
+constexpr bool vt_key_order_is_inverse() {
+  for (int j = 0; j < kVtKeyGroup; ++j) {
+    if (vt_slot_of_key(vt_key_of_slot(j)) != j) return false;
+  }
+  return true;
+}
+}  // namespace detail
+static_assert(detail::vt_key_order_is_inverse(), "vt_slot_of_key must invert vt_key_of_slot");
+static_assert(vt_key_of_slot(2) == 8 && vt_key_of_slot(4) == 2 && vt_key_of_slot(7) == 11 &&
+              vt_key_of_slot(13) == 7);
+
+}  // namespace torch_fmha
