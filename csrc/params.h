@@ -44,9 +44,10 @@ TORCH_FMHA_HOST_DEVICE float load_scale(const ScaleTensor& s, int b, int hkv) {
 //           are the max-length hints (or 0 when not given: never needed
 //           for correctness).
 // All strides are in elements. The last dim of every tensor is contiguous,
-// except v of a dense call, which may have its keys contiguous instead
-// (v_row_stride == 1, v_dim_stride the stride of the head dim; the kernel
-// then loads V^T blocks directly: kernel_traits.cuh, VLayout).
+// except v of a dense call, which may be a packed v [B, Hkv, D, G, 16]
+// (csrc/vt_key_order.h): keys contiguous (v_row_stride == 1, along the
+// flattened G * 16 key slots), v_dim_stride the stride of the head dim; the
+// kernel then loads V^T blocks directly (kernel_traits.cuh, VLayout).
 struct FwdParams {
   // ---- tensors -------------------------------------------------------------
   const void* q = nullptr;  // [B, Sq, H, D] or [Tq, H, D]
@@ -58,7 +59,7 @@ struct FwdParams {
   int64_t q_batch_stride = 0, q_row_stride = 0, q_head_stride = 0;
   int64_t k_batch_stride = 0, k_row_stride = 0, k_head_stride = 0;
   int64_t v_batch_stride = 0, v_row_stride = 0, v_head_stride = 0;
-  int64_t v_dim_stride = 1;  // 1 unless v's keys are contiguous (dense only)
+  int64_t v_dim_stride = 1;  // 1 unless v is packed (dense only)
   int64_t out_batch_stride = 0, out_row_stride = 0, out_head_stride = 0;
   int64_t lse_batch_stride = 0, lse_head_stride = 0;  // lse row stride is 1
 

@@ -66,7 +66,20 @@ def _check_last_dim_contiguous(op, name, t):
     _check(t.stride(-1) == 1, op, f"{name} must have a contiguous last dimension (stride 1), got stride {t.stride(-1)}")
 
 
-def _check_qkv(op, q, k, v, k_name="k", v_name="v", v_keys_contiguous_ok=False):
+def _check_packed_v(op, k, v):
+    # A packed v (dense fwd only, csrc/vt_key_order.h): FP8 [B, Hkv, D, G, 16],
+    # G = ceil(S_k / 16), contiguous, against k [B, S_k, Hkv, D].
+    expected = (k.size(0), k.size(2), k.size(3), (k.size(1) + 15) // 16, 16)
+    _check(tuple(v.shape) == expected, op,
+           "a packed v (rank 5) must have shape [batch, heads_kv, head_dim, ceil(seqlen_k / 16), 16] = "
+           f"{shape_str(expected)} for k of shape {shape_str(k.shape)}, got {shape_str(v.shape)}")
+    _check(v.dtype == torch.float8_e4m3fn, op,
+           "a packed v must have dtype torch.float8_e4m3fn (quantize_qkv(pack_v=True) writes it), "
+           f"got {v.dtype}")
+    _check(v.is_contiguous(), op, f"a packed v must be contiguous, got strides {shape_str(v.stride())}")
+
+
+def _check_qkv(op, q, k, v, k_name="k", v_name="v", packed_v_ok=False):
     # Heads are dim -2 in every layout (dense, packed, page pool). k_name / v_name name
     # k and v in the messages ("k_cache" for fwd_kvcache).
     _check(
@@ -82,12 +95,15 @@ def _check_qkv(op, q, k, v, k_name="k", v_name="v", v_keys_contiguous_ok=False):
             f"{name} has dtype {t.dtype} but q has dtype {q.dtype}; q, {k_name} and {v_name} must share one dtype",
         )
         _check_same_device(op, name, t, q)
-    _check(
-        k.shape == v.shape,
-        op,
-        f"{k_name} and {v_name} must have the same shape, got {k_name} {shape_str(k.shape)} and "
-        f"{v_name} {shape_str(v.shape)}",
-    )
+    if packed_v_ok and v.dim() == 5:
+        _check_packed_v(op, k, v)
+    else:
+        _check(
+            k.shape == v.shape,
+            op,
+            f"{k_name} and {v_name} must have the same shape, got {k_name} {shape_str(k.shape)} and "
+            f"{v_name} {shape_str(v.shape)}",
+        )
     d = q.size(-1)
     _check(d in HEAD_DIMS, op, f"head_dim (q.size(-1)) is {d}, expected one of 64, 128, 256")
     _check(k.size(-1) == d, op, f"{k_name} has head_dim {k.size(-1)} but q has head_dim {d}")
@@ -96,13 +112,7 @@ def _check_qkv(op, q, k, v, k_name="k", v_name="v", v_keys_contiguous_ok=False):
            f"q has {h} heads, which is not a multiple of the {hkv} heads of {k_name} and {v_name}")
     _check_last_dim_contiguous(op, "q", q)
     _check_last_dim_contiguous(op, k_name, k)
-    if v_keys_contiguous_ok and v.stride(-1) != 1:
-        # Dense v with its keys contiguous ([B, Hkv, D, S] viewed as [B, S, Hkv, D]).
-        _check(v.stride(-3) == 1, op,
-               f"{v_name} must have a contiguous last dimension (stride 1) or contiguous keys "
-               f"(stride 1 in dim 1), got strides {shape_str(v.stride())}")
-    else:
-        _check_last_dim_contiguous(op, v_name, v)
+    _check_last_dim_contiguous(op, v_name, v)
 
 
 def _check_scale(op, name, s, q, batch, heads_kv, per_head_allowed):
@@ -229,8 +239,11 @@ def check_fwd(op, q, k, v, softmax_scale=None, causal=False, window_left=-1, win
               softcap=0.0, sinks=None) -> FwdProblem:
     _check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]")
     _check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]")
-    _check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]")
-    _check_qkv(op, q, k, v, v_keys_contiguous_ok=True)
+    _check(v.dim() in (4, 5), op,
+           "v must have rank 4 [batch, seqlen_k, heads_kv, head_dim], or rank 5 for a packed v "
+           "[batch, heads_kv, head_dim, ceil(seqlen_k / 16), 16] from quantize_qkv(pack_v=True), "
+           f"got shape {shape_str(v.shape)}")
+    _check_qkv(op, q, k, v, packed_v_ok=True)
     _check(k.size(0) == q.size(0), op, f"k has batch size {k.size(0)} but q has batch size {q.size(0)}")
     p = FwdProblem(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3))
     _check_options(op, p, q, softmax_scale, causal, window_left, window_right,

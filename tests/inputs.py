@@ -26,6 +26,21 @@ def poisoned_view(data: torch.Tensor, head_axis: int) -> torch.Tensor:
     return view
 
 
+# Packed v (csrc/vt_key_order.h): slot (b3 b2 b1 b0) of each 16-key group holds key
+# (b1 b3 b2 b0). Written out here from that documented rule, independently of the library.
+PACKED_V_SLOT_KEYS = [((j >> 1 & 1) << 3) | ((j >> 3 & 1) << 2) | ((j >> 2 & 1) << 1) | (j & 1)
+                      for j in range(16)]
+
+
+def packed_v(v: torch.Tensor) -> torch.Tensor:
+    """v [B, S, Hkv, D] as a packed v [B, Hkv, D, ceil(S / 16), 16] of v's dtype, padding slots zero."""
+    b, sk, hkv, d = v.shape
+    s16 = -(-sk // 16) * 16
+    store = torch.zeros((b, hkv, d, s16), dtype=torch.uint8, device=v.device)
+    store[..., :sk] = v.view(torch.uint8).permute(0, 2, 3, 1)
+    return store.view(b, hkv, d, s16 // 16, 16)[..., PACKED_V_SLOT_KEYS].contiguous().view(v.dtype)
+
+
 def dense_inputs(b, sq, sk, h, hkv, d, dtype, *, device="cpu", per_head_descale=True,
                  poison=True, seed=0):
     """q [B, Sq, H, D], k/v [B, Sk, Hkv, D] and (for FP8) descales ≠ 1."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 import torch_fmha
+from inputs import packed_v
 
 FP8 = torch.float8_e4m3fn
 FP8_UTILS = ("test_faketensor", "test_aot_dispatch_dynamic", "test_autograd_registration")
@@ -45,10 +46,11 @@ def fwd_samples(device="cpu", dtype=FP8):
     if fp8:
         q, k, v = _qkv((1, 16, 2, 128), (1, 16, 2, 128), dtype, device)
         samples.append(((q, k, v), dict(out_dtype=torch.float16)))
-        # v with its keys contiguous ([B, Hkv, D, S] storage): the CUDA kernel's V^T-by-TMA path.
-        q, k, v = _qkv((2, 40, 4, 64), (2, 48, 2, 64), dtype, device)
-        samples.append(((q, k, v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)),
-                        dict(causal=True)))
+        # A packed v [B, Hkv, D, ceil(S / 16), 16]: the CUDA kernel's V^T-by-TMA path.
+        q, k, v = _qkv((2, 40, 4, 64), (2, 43, 2, 64), dtype, device)
+        samples.append(((q, k, packed_v(v)), dict(causal=True)))
+        q, k, v = _qkv((1, 33, 2, 128), (1, 33, 2, 128), dtype, device)
+        samples.append(((q, k, packed_v(v)), dict(window_left=8, window_right=4)))
     return samples
 
 

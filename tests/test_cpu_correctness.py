@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import torch_fmha
-from inputs import FP8, dense_inputs, varlen_inputs
+from inputs import FP8, dense_inputs, packed_v, varlen_inputs
 from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output, varlen_attention_ref
 
 LENGTHS = [1, 63, 64, 65, 113, 127, 128, 129, 1023, 4224]
@@ -156,3 +156,20 @@ def test_varlen_equals_dense_on_equal_lengths():
     packed = torch_fmha.varlen_attention(q.reshape(150, 4, 64), k.reshape(210, 2, 64), v.reshape(210, 2, 64),
                                          cu_q, cu_k, causal=True, **s)
     assert torch.equal(packed.reshape(dense.shape), dense)
+
+
+# A packed v (csrc/vt_key_order.h) holds v's bytes in another order: the CPU op unpacks it and
+# must give exactly what it gives for v itself, eager and traced (fake checks, fullgraph).
+@pytest.mark.parametrize("seqlen", [1, 15, 16, 17, 40, 129])
+@pytest.mark.parametrize("mask", [dict(causal=True), dict(window_size=(20, 3)), dict()])
+def test_packed_v_same_bits_as_v(seqlen, mask):
+    q, k, v, s = dense_inputs(2, 23, seqlen, 4, 2, 128, FP8, seed=seqlen, poison=False)
+    out, lse = torch_fmha.attention(q, k, v, return_lse=True, **mask, **s)
+    out_p, lse_p = torch_fmha.attention(q, k, packed_v(v), return_lse=True, **mask, **s)
+    assert torch.equal(out_p, out) and torch.equal(lse_p, lse)
+
+
+def test_packed_v_under_compile():
+    q, k, v, s = dense_inputs(1, 40, 37, 4, 2, 64, FP8, seed=3, poison=False)
+    fn = torch.compile(lambda q, k, v: torch_fmha.attention(q, k, v, causal=True, **s), fullgraph=True)
+    assert torch.equal(fn(q, k, packed_v(v)), torch_fmha.attention(q, k, v, causal=True, **s))

@@ -53,9 +53,24 @@ CASES = [
      "torch_fmha.fwd: k has batch size 3 but q has batch size 2"),
     ("last_dim", ops.fwd, (t(2, 8, 4, 128)[..., ::2], K, K), {},
      "torch_fmha.fwd: q must have a contiguous last dimension (stride 1), got stride 2"),
-    ("v_neither_contiguous", ops.fwd, (Q, K, t(2, 8, 2, 128)[..., ::2]), {},
-     "torch_fmha.fwd: v must have a contiguous last dimension (stride 1) or contiguous keys "
-     "(stride 1 in dim 1), got strides [2048, 256, 128, 2]"),
+    ("v_last_dim", ops.fwd, (Q, K, t(2, 8, 2, 128)[..., ::2]), {},
+     "torch_fmha.fwd: v must have a contiguous last dimension (stride 1), got stride 2"),
+    ("v_keys_contiguous_view", ops.fwd, (Q, K, t(2, 2, 64, 8).permute(0, 3, 1, 2)), {},
+     "torch_fmha.fwd: v must have a contiguous last dimension (stride 1), got stride 8"),
+    ("v_rank", ops.fwd, (Q, K, t(2, 8, 2)), {},
+     "torch_fmha.fwd: v must have rank 4 [batch, seqlen_k, heads_kv, head_dim], or rank 5 for a packed v "
+     "[batch, heads_kv, head_dim, ceil(seqlen_k / 16), 16] from quantize_qkv(pack_v=True), got shape [2, 8, 2]"),
+    ("packed_v_shape", ops.fwd, (Q, K, t(2, 2, 64, 2, 16)), {},
+     "torch_fmha.fwd: a packed v (rank 5) must have shape [batch, heads_kv, head_dim, ceil(seqlen_k / 16), 16] "
+     "= [2, 2, 64, 1, 16] for k of shape [2, 8, 2, 64], got [2, 2, 64, 2, 16]"),
+    ("packed_v_dtype", ops.fwd, (t(2, 8, 4, 64, dtype=torch.bfloat16), t(2, 8, 2, 64, dtype=torch.bfloat16),
+                                 t(2, 2, 64, 1, 16, dtype=torch.bfloat16)), {},
+     "torch_fmha.fwd: a packed v must have dtype torch.float8_e4m3fn (quantize_qkv(pack_v=True) writes it), "
+     "got torch.bfloat16"),
+    ("packed_v_contiguous", ops.fwd, (Q, K, t(2, 64, 2, 1, 16).transpose(1, 2)), {},
+     "torch_fmha.fwd: a packed v must be contiguous, got strides [2048, 16, 32, 16, 1]"),
+    ("varlen_packed_v", ops.varlen_fwd, (VQ, VK, t(2, 64, 1, 16), CU, CU), {},
+     "torch_fmha.varlen_fwd: v must have rank 3"),
     ("cu_dtype", ops.varlen_fwd, (VQ, VK, VK, cu(0, 4, 10, dtype=torch.int64), CU), {},
      "torch_fmha.varlen_fwd: cu_seqlens_q must have dtype torch.int32, got torch.int64"),
     ("cu_rank", ops.varlen_fwd, (VQ, VK, VK, CU, CU.view(1, 3)), {},

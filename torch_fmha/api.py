@@ -65,7 +65,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             (GQA/MQA). One dtype for all three: ``float8_e4m3fn`` (the fast
             path on Hopper), ``bfloat16``, ``float16`` (``float32``/``float64``
             on CPU, for testing). D in {64, 128, 256}. The last dim must be
-            contiguous; other strides are honoured.
+            contiguous; other strides are honoured. v may instead be a
+            *packed v*, FP8 ``[B, Hkv, D, ceil(Sk / 16), 16]``, what
+            :func:`quantize_qkv` returns for dense inputs at D = 128 / 256
+            (``pack_v``): keys contiguous, each 16 in the order the kernel's
+            P V product reads them, so the CUDA kernel loads it without
+            transposing V (:func:`unpack_v` gives the ``[B, Sk, Hkv, D]`` values).
         softmax_scale: multiplies ``q @ k^T``; default ``1 / sqrt(D)``.
         causal: bottom-right aligned causal mask (see module doc); equal to
             ``window_size=(-1, 0)``.

@@ -26,9 +26,9 @@ random (never zero) inputs per shape. Columns:
 A column that cannot run shows ``n/a`` and its reason is printed once below the
 table; nothing is silently substituted. ``--errors`` adds RMSE / max abs error
 against a float64 reference on the dequantized inputs for ours and cuDNN FP8
-(identical inputs, same ``out_scale``). ``--v-keys-contiguous`` gives ours v with its
-keys contiguous (``[B, H, D, S]`` storage, what ``quantize_qkv`` writes at D=256); cuDNN FP8
-refuses that layout for v, so it gets a head-dim-contiguous copy of the same values. ``--repeat N`` times ours and cuDNN FP8
+(identical inputs, same ``out_scale``). ``--pack-v`` gives ours, in the dense cells, a packed
+v (``[B, H, D, S/16, 16]``, what ``quantize_qkv`` returns for dense D=128/256 inputs) holding
+the same bytes as cuDNN FP8's v, which stays ``[B, S, H, D]`` (cuDNN takes no other layout). ``--repeat N`` times ours and cuDNN FP8
 N times per cell, interleaved, and reports the median ours/cuDNN ratio with its
 min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;
 without one it says so and exits with status 2.
@@ -342,12 +342,19 @@ class Bench:
         q, k, v = (torch.randn(s, generator=g, device="cuda", dtype=torch.bfloat16)
                    for s in (shape_q, shape_k, shape_k))
         (q8, qd), (k8, kd), (v8, vd) = (quantize(x, self.fmha) for x in (q, k, v))
-        if self.args.v_keys_contiguous and len(shape_k) == 4:
-            # [B, Hkv, D, S] storage viewed as [B, S, Hkv, D]: ours and cuDNN FP8 both get it.
-            v8 = v8.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
         # |o| <= max|v|, so out_scale = v's descale never saturates the FP8 output.
         out_scale = vd.clone()
         return (q, k, v), (q8, k8, v8), (qd, kd, vd), out_scale
+
+    def _packed_v(self, bf16, v8, desc):
+        """v8 as a packed v, by ``quantize_qkv(pack_v=True)`` with per-tensor scales, checked to hold
+        v8's bytes under v8's descale (both quantizers follow one rule)."""
+        qkv = self.fmha.quantize_qkv(*bf16, granularity="tensor", pack_v=True)
+        packed = qkv.v
+        same = torch.equal(self.fmha.unpack_v(packed, v8.size(1)).view(torch.uint8), v8.view(torch.uint8))
+        if not same or not torch.equal(qkv.v_descale.reshape(-1), desc[2].reshape(-1)):
+            raise RuntimeError("--pack-v: quantize_qkv's packed v does not hold the bytes of v8")
+        return packed
 
     def _sdpa(self, row, bf16, causal, flops):
         if self.args.no_sdpa:
@@ -365,18 +372,20 @@ class Bench:
         row = {"case": "dense", "seqlen": S, "D": D, "causal": causal, "B": B, "H": H,
                "flops": flops, "note": "", "tflops": {}}
         q8, k8, v8 = fp8
-        if v8.stride(-1) != 1:  # --v-keys-contiguous: cuDNN FP8 needs v's head dim contiguous
-            v8 = v8.contiguous()
-            row["note"] = "ours: v keys-contiguous; cuDNN FP8: a D-contiguous copy"
-        self._measure_pair(row, lambda: self._ours(*fp8, desc, out_scale, causal=causal),
+        ours = fp8
+        if self.args.pack_v:
+            ours = (q8, k8, self._packed_v(bf16, v8, desc))
+            row["note"] = "ours: packed v (same bytes); cuDNN FP8: v [B, S, H, D]"
+        self._measure_pair(row, lambda: self._ours(*ours, desc, out_scale, causal=causal),
                            self._cudnn(q8, k8, v8, desc, out_scale, causal), flops)
         self._sdpa(row, bf16, causal, flops)
         if self.args.errors:
-            row["errors"] = self._errors(fp8, desc, out_scale, causal)
+            row["errors"] = self._errors(fp8, desc, out_scale, causal, ours_v=ours[2])
         self.rows.append(row)
 
-    def _errors(self, fp8, desc, out_scale, causal) -> Dict[str, object]:
-        """Error of ours and cuDNN FP8 vs float64 attention on dequantized inputs."""
+    def _errors(self, fp8, desc, out_scale, causal, ours_v=None) -> Dict[str, object]:
+        """Error of ours and cuDNN FP8 vs float64 attention on dequantized inputs (``ours_v``: the
+        v ours gets, when not fp8's, e.g. a packed v)."""
         q8, k8, v8 = fp8
         deq = [x.double() * d.double() for x, d in zip(fp8, desc)]
         ref = reference_attention(*deq, 1.0 / math.sqrt(q8.shape[-1]), causal)
@@ -390,7 +399,8 @@ class Bench:
                 continue
             try:
                 if col == COL_OURS:
-                    out = self._ours(q8, k8, v8, desc, out_scale, causal=causal)()
+                    out = self._ours(q8, k8, v8 if ours_v is None else ours_v, desc, out_scale,
+                                     causal=causal)()
                     if isinstance(out, tuple):
                         out = out[0]
                 else:
@@ -504,9 +514,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="decode step against an FP8 KV cache (attention_with_kvcache) vs SDPA bf16, bandwidth")
     p.add_argument("--no-sdpa", action="store_true",
                    help="leave out the SDPA bf16 columns (tuning runs: ours vs cuDNN FP8 only)")
-    p.add_argument("--v-keys-contiguous", action="store_true",
-                   help="dense cells: ours gets FP8 v stored [B, H, D, S] (keys contiguous, viewed "
-                        "as [B, S, H, D]; V^T loaded by TMA); cuDNN FP8 a D-contiguous copy")
+    p.add_argument("--pack-v", action="store_true",
+                   help="dense cells: ours gets a packed v (quantize_qkv(pack_v=True): [B, H, D, S/16, 16], "
+                        "V^T loaded by TMA), cuDNN FP8 the same bytes as [B, S, H, D]")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")

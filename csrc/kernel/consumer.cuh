@@ -37,7 +37,6 @@
 #include "epilogue.cuh"
 #include "kernel_traits.cuh"
 #include "mask.cuh"
-#include "p_key_order.cuh"
 #include "phase_trace.cuh"
 #include "pipeline.cuh"
 #include "softmax.cuh"
@@ -137,29 +136,13 @@ __device__ __forceinline__ void finish_pv(bool pin, bool leader, uint64_t* vt_em
 //   word 4kb+1: q = 2 3 6 7   (row r+8)
 //   word 4kb+2: q = 8 9 12 13 (row r,   k = 16+4c .. 16+4c+3)
 //   word 4kb+3: q = 10 11 14 15 (row r+8)
-// which puts key transpose_key_perm(k) at A column k; V^T is written with the
-// same permutation (transpose_v.cuh), so no register shuffle is needed.
+// which puts key transpose_key_perm(k) at A column k; V^T holds the keys in
+// the same order (csrc/vt_key_order.h: the transposer writes it so, a packed v
+// arrives so), so no register shuffle is needed.
 __device__ __forceinline__ uint32_t pack_fp8x4(float a, float b, float c, float d) {
   const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
   const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
   return lo | (hi << 16);
-}
-
-// P from convert_p to the natural key order (p_key_order.cuh), for V^T
-// loaded by TMA (Traits::kVKeysContiguous). Words (2i, 2i + 1) of P are rows
-// r and r + 8 of one 16-key group.
-template <class FragP>
-__device__ __forceinline__ void permute_p_to_natural_keys(FragP& p, const NaturalKeyOrder& order) {
-  using namespace cute;
-  Tensor p32 = recast<uint32_t>(p);
-#pragma unroll
-  for (int w = 0; w < decltype(size(p32))::value; w += 2) {
-    const uint32_t x = order.send_x(p32(w), p32(w + 1));
-    const uint32_t y = order.send_y(p32(w), p32(w + 1));
-    const uint32_t r1 = __shfl_sync(0xffffffffu, x, order.src1, 4);
-    const uint32_t r2 = __shfl_sync(0xffffffffu, y, order.src2, 4);
-    order.receive(r1, r2, p32(w), p32(w + 1));
-  }
 }
 
 template <int kBlockN, class FragS, class FragP>
@@ -227,11 +210,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 
   OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
-  const NaturalKeyOrder natural_keys = NaturalKeyOrder::for_quad_lane(lane % 4);
-  auto make_p = [&]() {
-    convert_p<kBlockN>(tSrS, tOrP);
-    if constexpr (Traits::kPNaturalKeys) permute_p_to_natural_keys(tOrP, natural_keys);
-  };
+  auto make_p = [&]() { convert_p<kBlockN>(tSrS, tOrP); };
 
   PipelineState<kStages> kv_read;
   PipelineState<2> tile_slot;

@@ -25,7 +25,7 @@ struct KernelParams {
   FwdParams fwd;
   typename Traits::TmaQ tma_q;  // over (rows_q_tma, D, H, batch_tma)
   typename Traits::TmaKV tma_k;  // over (rows_k_tma, D, Hkv, batch_tma)
-  typename Traits::TmaV tma_v;    // kKeysContiguous: over (D, rows_k_tma, Hkv, batch_tma)
+  typename Traits::TmaV tma_v;    // kPackedVt: over (D, rows_k_tma, Hkv, batch_tma)
   // Paged KV (varlen with p.fwd.page_table): K / V pools as
   // (D, page_size, Hkv, num_pages), box (chunk, page_box_rows, 1, 1)
   // (producer.cuh, PagedKvBoxes), instead of tma_k / tma_v; unused otherwise.
@@ -101,8 +101,8 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);
       mbar_init(&ss.bar.v_scratch_full[s], 1);
       mbar_init(&ss.bar.v_scratch_empty[s], 128);
-      // kKeysContiguous: TMA tx + the producer's 1 arrival; else the 128 transposer threads.
-      mbar_init(&ss.bar.vt_full[s], Traits::kVKeysContiguous ? 1 : 128);
+      // kPackedVt: TMA tx + the producer's 1 arrival; else the 128 transposer threads.
+      mbar_init(&ss.bar.vt_full[s], Traits::kPackedV ? 1 : 128);
       mbar_init(&ss.bar.vt_empty[s], Traits::kNumConsumerWG);
     }
     for (int s = 0; s < 2; ++s) {

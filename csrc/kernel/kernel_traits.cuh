@@ -48,19 +48,13 @@
 #define TORCH_FMHA_TUNE_STAGES_256 2
 #endif
 
-// Builds whose v has its keys contiguous (VLayout::kKeysContiguous) have no V
+// Builds for a packed v (VLayout::kPackedVt) have no V
 // scratch FIFO; the room it frees may go to more stages or a second Q buffer.
 #ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_128
 #define TORCH_FMHA_TUNE_VKEYS_STAGES_128 TORCH_FMHA_TUNE_STAGES_128
 #endif
 #ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_256
 #define TORCH_FMHA_TUNE_VKEYS_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
-#endif
-// Measurement knob (session 17): the keys-contiguous builds take V^T with each
-// 16-key group already in the P V wgmma's A order (transpose_key_perm), so P
-// needs no move to the natural key order. Timing only until a layout carries it.
-#ifndef TORCH_FMHA_TUNE_VKEYS_MMA_ORDER
-#define TORCH_FMHA_TUNE_VKEYS_MMA_ORDER 0
 #endif
 // Q buffers of the D = 128 long-key builds, both v layouts (2: the tile-boundary
 // overlap; 1 frees 16 KB, e.g. for 224-key blocks with the output stage,
@@ -156,14 +150,14 @@ enum class KvBlocking : int { kLong = 0, kShort = 1 };
 // How V lies in global memory. kHeadDimContiguous: [.., keys, Hkv, D] with
 // the head dim contiguous (what a projection writes); TMA lands each block
 // row-major in the V scratch FIFO and the producer transposes it into V^T
-// (transpose_v.cuh). kKeysContiguous (dense layout only): the keys are the
-// contiguous dim (a [B, Hkv, D, S] tensor viewed as [B, S, Hkv, D], what
-// quantize_qkv writes at D = 256 by default), so TMA lands V^T directly: no
-// scratch, no transpose, and the producer's shared-memory traffic per V block
-// drops from 3 tile passes (TMA write, LDSM read, STSM write) to 1. P then
-// reaches the P V wgmma in natural key order (consumer.cuh,
-// permute_p_to_natural_keys). docs/DESIGN.md section 6.
-enum class VLayout : int { kHeadDimContiguous = 0, kKeysContiguous = 1 };
+// (transpose_v.cuh). kPackedVt (dense layout only): a packed v from
+// quantize_qkv, [B, Hkv, D, G, 16] with the keys contiguous and each 16-key
+// group already in the key order of the V^T the P V wgmma reads
+// (csrc/vt_key_order.h), so TMA lands V^T as is: no scratch, no transpose, no
+// register move of P, and the producer's shared-memory traffic per V block
+// drops from 3 tile passes (TMA write, LDSM read, STSM write) to 1.
+// docs/DESIGN.md section 6.
+enum class VLayout : int { kHeadDimContiguous = 0, kPackedVt = 1 };
 
 template <int kHeadDim_, KvBlocking kBlocking_ = KvBlocking::kLong,
           VLayout kVLayout_ = VLayout::kHeadDimContiguous>
@@ -176,8 +170,7 @@ struct Fp8FwdTraits {
   static constexpr KvBlocking kBlocking = kBlocking_;
   static constexpr bool kShortKeys = kBlocking == KvBlocking::kShort;
   static constexpr VLayout kVLayout = kVLayout_;
-  static constexpr bool kVKeysContiguous = kVLayout == VLayout::kKeysContiguous;
-  static constexpr bool kPNaturalKeys = kVKeysContiguous && !TORCH_FMHA_TUNE_VKEYS_MMA_ORDER;
+  static constexpr bool kPackedV = kVLayout == VLayout::kPackedVt;
   static_assert(!kShortKeys || kHeadDim == 128,
                 "short-key build only at D = 128 (D = 64: 256-key blocks won; D = 256: slower)");
 
@@ -195,19 +188,19 @@ struct Fp8FwdTraits {
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
   static constexpr int kStages = kShortKeys                  ? TORCH_FMHA_TUNE_SHORT_STAGES_128
                                  : kHeadDim == 64            ? TORCH_FMHA_TUNE_STAGES_64
-                                 : kHeadDim == 128           ? (kVKeysContiguous ? TORCH_FMHA_TUNE_VKEYS_STAGES_128
+                                 : kHeadDim == 128           ? (kPackedV ? TORCH_FMHA_TUNE_VKEYS_STAGES_128
                                                                                  : TORCH_FMHA_TUNE_STAGES_128)
-                                 : kVKeysContiguous          ? TORCH_FMHA_TUNE_VKEYS_STAGES_256
+                                 : kPackedV          ? TORCH_FMHA_TUNE_VKEYS_STAGES_256
                                                              : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
   // Q buffers. Two where shared memory allows (D = 64, 128 by default): the next
   // tile's Q loads while the consumers finish the current tile (last softmax, last
   // P V, epilogue) instead of after it. D = 256 has no room for a second 32 KB
-  // (but with keys-contiguous v, a knob); D = 128 can take one (a knob, above).
+  // (but with a packed v, a knob); D = 128 can take one (a knob, above).
   static constexpr int kQStages =
       kHeadDim == 128 && !kShortKeys ? TORCH_FMHA_TUNE_Q_STAGES_128
       : kHeadDim != 256              ? 2
-      : kVKeysContiguous             ? TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
+      : kPackedV             ? TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
                                      : 1;
   // A tile's last P V is issued together with the next tile's first S, and
   // the epilogue runs after the next tile's first softmax, so the tensor core
@@ -347,7 +340,7 @@ struct Fp8FwdTraits {
   static_assert(cosize_v<SmemLayoutK> == kTileKVBytes * kStages);
   static_assert(cosize_v<SmemLayoutVt> == kTileKVBytes * kStages);
   // V scratch FIFO bytes (I1: kStages slots; none when TMA lands V^T directly).
-  static constexpr int kVScratchBytes = kVKeysContiguous ? 0 : kStages * kTileKVBytes;
+  static constexpr int kVScratchBytes = kPackedV ? 0 : kStages * kTileKVBytes;
 
   // ---- TMA ------------------------------------------------------------------------
   // Global tensors are viewed as (seq, d, head, batch) with strides in elements.
@@ -360,12 +353,12 @@ struct Fp8FwdTraits {
   using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{},
                                        take<0, 2>(SmemLayoutK{}),
                                        Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
-  // kKeysContiguous: V viewed as (d, keys, head, batch), keys contiguous, one
+  // kPackedVt: V viewed as (d, keys, head, batch), keys contiguous, one
   // (D, kBlockN) box per block straight into a V^T stage.
   using TmaVt = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{},
                                        take<0, 2>(SmemLayoutVt{}),
                                        Shape<Int<kHeadDim>, Int<kBlockN>>{}, _1{}));
-  using TmaV = cute::conditional_t<kVKeysContiguous, TmaVt, TmaKV>;
+  using TmaV = cute::conditional_t<kPackedV, TmaVt, TmaKV>;
 };
 
 }  // namespace torch_fmha::kernel

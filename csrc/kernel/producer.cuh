@@ -126,9 +126,9 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
       make_shape(params.rows_q_tma, kHeadDim, p.heads_q, params.batch_tma));
   Tensor mK = params.tma_k.get_tma_tensor(
       make_shape(params.rows_k_tma, kHeadDim, p.heads_kv, params.batch_tma));
-  // kKeysContiguous: V as (d, keys, head, batch), loaded as V^T blocks.
+  // kPackedVt: V as (d, keys, head, batch), loaded as V^T blocks.
   Tensor mV = params.tma_v.get_tma_tensor(
-      Traits::kVKeysContiguous
+      Traits::kPackedV
           ? make_shape(int32_t(kHeadDim), params.rows_k_tma, p.heads_kv, params.batch_tma)
           : make_shape(params.rows_k_tma, int32_t(kHeadDim), p.heads_kv, params.batch_tma));
 
@@ -224,10 +224,10 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                            make_coord(_, _0{}));  // (N, D, n_blocks)
     auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK),
                                       group_modes<0, 2>(gK));  // (TMA, n_blocks), (TMA, kStages)
-    // V blocks: row-major into the scratch FIFO, or (kKeysContiguous) V^T
+    // V blocks: row-major into the scratch FIFO, or (kPackedVt) V^T
     // blocks straight into the V^T stages.
     auto [tVgV, tVsV] = [&] {
-      if constexpr (Traits::kVKeysContiguous) {
+      if constexpr (Traits::kPackedV) {
         Tensor gVt = local_tile(domain_offset(make_coord(_0{}, tile.k_row0),
                                               mV(_, _, hkv, tile.tensor_batch)),
                                 Shape<Int<kHeadDim>, Int<kBlockN>>{},
@@ -287,7 +287,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
           copy(params.tma_k.with(ss.bar.k_full[kv_load.index]), tKgK(_, n_block),
                tKsK(_, kv_load.index));
         }
-        if constexpr (Traits::kVKeysContiguous) {
+        if constexpr (Traits::kPackedV) {
           // Keys past seqlen_k are outside the dense tensor: TMA fills them
           // with zeros, as the transposer would have written them.
           mbar_wait(&ss.bar.vt_empty[kv_load.index], kv_load.phase ^ 1u,
@@ -303,13 +303,13 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                tVsV(_, kv_load.index));
         }
       }
-      if constexpr (!Traits::kVKeysContiguous) {
+      if constexpr (!Traits::kPackedV) {
         if (it > 0) transpose_block(pending, tile.seqlen_k - (n_block + 1) * kBlockN, tile_id);
       }
       pending = kv_load;
       kv_load.advance();
     }
-    if constexpr (!Traits::kVKeysContiguous) {
+    if constexpr (!Traits::kPackedV) {
       transpose_block(pending, tile.seqlen_k - range.begin * kBlockN, tile_id);
     }
   }

@@ -66,18 +66,17 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
   if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v)) {
     return "torch_fmha CUDA forward: q, k and v data pointers must be 16-byte aligned (TMA)";
   }
-  // v with its keys contiguous (v_dim_stride != 1): dense only (the keys past
-  // a packed sequence's end are another sequence's, which only the
-  // transposer zeroes), and the head-dim stride is a TMA stride.
-  const bool v_keys_contiguous = p.v_dim_stride != 1;
-  if (v_keys_contiguous && (varlen || p.v_row_stride != 1)) {
-    return "torch_fmha CUDA forward: v with a non-contiguous last dimension must have contiguous "
-           "keys (stride 1 in dim 1), and only the dense layout (attention) takes it";
+  // A packed v (v_dim_stride != 1, csrc/vt_key_order.h): dense only (the keys
+  // past a packed sequence's end are another sequence's, which only the
+  // transposer zeroes), keys contiguous, and the head-dim stride is a TMA stride.
+  const bool packed_v = p.v_dim_stride != 1;
+  if (packed_v && (varlen || p.v_row_stride != 1)) {
+    return "torch_fmha CUDA forward: a packed v (v_dim_stride != 1) must have contiguous keys "
+           "(v_row_stride 1), and only the dense layout (attention) takes it";
   }
-  if (v_keys_contiguous && !tma_stride_ok(p.v_dim_stride, p.head_dim)) {
-    return "torch_fmha CUDA forward: v with contiguous keys needs a head-dim stride that is a "
-           "multiple of 16 elements for float8_e4m3fn (TMA): pad the key dimension to a "
-           "multiple of 16";
+  if (packed_v && !tma_stride_ok(p.v_dim_stride, p.head_dim)) {
+    return "torch_fmha CUDA forward: a packed v needs a head-dim stride that is a multiple of "
+           "16 elements for float8_e4m3fn (TMA)";
   }
   // FP8 inputs: element strides are byte strides. Varlen: the rows are all
   // of q's (k's) rows and the batch stride is unused (tma_extents).
@@ -89,7 +88,7 @@ const char* fwd_unsupported_reason(const FwdParams& p) {
   }
   if (!tma_stride_ok(p.k_row_stride, ext.rows_k) || !tma_stride_ok(p.k_head_stride, p.heads_kv) ||
       !tma_stride_ok(p.k_batch_stride, ext.batch) ||
-      (!v_keys_contiguous && !tma_stride_ok(p.v_row_stride, ext.rows_k)) ||
+      (!packed_v && !tma_stride_ok(p.v_row_stride, ext.rows_k)) ||
       !tma_stride_ok(p.v_head_stride, p.heads_kv) || !tma_stride_ok(p.v_batch_stride, ext.batch)) {
     return "torch_fmha CUDA forward: k and v strides (batch, seq, head) must be multiples of 16 "
            "elements for float8_e4m3fn (TMA)";
@@ -113,23 +112,23 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
   // change the result (dense == varlen bitwise needs the same blocking).
   const bool varlen = p.cu_seqlens_q != nullptr;
   const bool short_keys = !varlen && p.seqlen_k <= short_keys_max_seqlen(p.head_dim);
-  const bool v_keys_contiguous = p.v_dim_stride != 1;  // dense only (fwd_unsupported_reason)
+  const bool packed_v = p.v_dim_stride != 1;  // dense only (fwd_unsupported_reason)
   switch (p.head_dim) {
     case 64:
       if (varlen) return launch_fwd_fp8<64, true>(p, stream);
-      return v_keys_contiguous ? launch_fwd_fp8<64, false, false, true>(p, stream)
+      return packed_v ? launch_fwd_fp8<64, false, false, true>(p, stream)
                                : launch_fwd_fp8<64, false>(p, stream);
     case 128:
       if (varlen) return launch_fwd_fp8<128, true>(p, stream);
       if (short_keys) {
-        return v_keys_contiguous ? launch_fwd_fp8<128, false, true, true>(p, stream)
+        return packed_v ? launch_fwd_fp8<128, false, true, true>(p, stream)
                                  : launch_fwd_fp8<128, false, true>(p, stream);
       }
-      return v_keys_contiguous ? launch_fwd_fp8<128, false, false, true>(p, stream)
+      return packed_v ? launch_fwd_fp8<128, false, false, true>(p, stream)
                                : launch_fwd_fp8<128, false>(p, stream);
     case 256:
       if (varlen) return launch_fwd_fp8<256, true>(p, stream);
-      return v_keys_contiguous ? launch_fwd_fp8<256, false, false, true>(p, stream)
+      return packed_v ? launch_fwd_fp8<256, false, false, true>(p, stream)
                                : launch_fwd_fp8<256, false>(p, stream);
     default:
       return cudaErrorInvalidValue;

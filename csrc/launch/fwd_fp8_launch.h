@@ -15,9 +15,9 @@ namespace torch_fmha {
 // kernel) or dense layout. Same kernel body; only the scheduler type differs.
 // kShortKeys: the dense build with smaller key blocks
 // (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D).
-// kVKeysContiguous: v's keys are contiguous (dense only, p.v_row_stride == 1):
-// TMA loads V^T blocks directly (kernel::VLayout::kKeysContiguous).
-template <int kHeadDim, bool kVarlen, bool kShortKeys = false, bool kVKeysContiguous = false>
+// kPackedV: v is a packed v (dense only, p.v_dim_stride != 1, csrc/vt_key_order.h):
+// TMA loads V^T blocks directly (kernel::VLayout::kPackedVt).
+template <int kHeadDim, bool kVarlen, bool kShortKeys = false, bool kPackedV = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
 // Longest dense key sequence a head dim's short-key build is used for (0:

@@ -29,6 +29,7 @@
 
 #include "../kernel/fmha_fwd_kernel.cuh"
 #include "../params.h"
+#include "../vt_key_order.h"
 #include "fwd_fp8_launch.h"
 #include "hang_watch.h"
 #include "varlen_prep.h"
@@ -65,16 +66,16 @@ inline void encode_paged_pool(CUtensorMap* map, const void* pool, int32_t head_d
 
 }  // namespace detail
 
-template <int kHeadDim, bool kVarlen, bool kShortKeys, bool kVKeysContiguous>
+template <int kHeadDim, bool kVarlen, bool kShortKeys, bool kPackedV>
 cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   using namespace cute;
   static_assert(!kShortKeys || !kVarlen, "the short-key build is dense only (dispatch_fwd.cu)");
-  static_assert(!kVKeysContiguous || !kVarlen,
-                "keys-contiguous v is dense only: TMA zero-fills the keys past a dense "
-                "tensor's end, the transposer those past a packed sequence's end");
+  static_assert(!kPackedV || !kVarlen,
+                "packed v is dense only: its padding keys are zero (quantize_qkv writes "
+                "them), the transposer zeroes those past a packed sequence's end");
   using Traits = kernel::Fp8FwdTraits<kHeadDim,
                                       kShortKeys ? kernel::KvBlocking::kShort : kernel::KvBlocking::kLong,
-                                      kVKeysContiguous ? kernel::VLayout::kKeysContiguous
+                                      kPackedV ? kernel::VLayout::kPackedVt
                                                        : kernel::VLayout::kHeadDimContiguous>;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
@@ -133,11 +134,16 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
                    p.k_batch_stride);
     kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gK, take<0, 2>(typename Traits::SmemLayoutK{}),
                              Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{});
-    if constexpr (kVKeysContiguous) {
-      // (D, rows, heads, batch), keys contiguous: (D, kBlockN) boxes into V^T stages.
+    if constexpr (kPackedV) {
+      // (D, keys, heads, batch), keys contiguous: (D, kBlockN) boxes into V^T
+      // stages. The key extent is the packed v's, rounded up to its 16-key
+      // groups: a group's keys are permuted (csrc/vt_key_order.h), so the last
+      // keys of a sequence may lie past its length, the padding slots between
+      // them zero.
+      const int32_t packed_keys = (kp.rows_k_tma + kVtKeyGroup - 1) / kVtKeyGroup * kVtKeyGroup;
       auto gVt = make_tensor(
           make_gmem_ptr(static_cast<Element const*>(p.v)),
-          make_shape(int32_t(kHeadDim), kp.rows_k_tma, p.heads_kv, kp.batch_tma),
+          make_shape(int32_t(kHeadDim), packed_keys, p.heads_kv, kp.batch_tma),
           make_stride(p.v_dim_stride, _1{}, detail::tma_stride(p.v_head_stride, p.heads_kv),
                       detail::tma_stride(p.v_batch_stride, kp.batch_tma)));
       kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gVt, take<0, 2>(typename Traits::SmemLayoutVt{}),

@@ -80,12 +80,33 @@ void check_last_dim_contiguous(const char* op, const char* name,
 
 }  // namespace
 
-// q/k/v: dtype, device, last-dim contiguity; k and v shapes agree; GQA; D.
+namespace {
+
+// A packed v (dense fwd only, csrc/vt_key_order.h): FP8 [B, Hkv, D, G, 16],
+// G = ceil(S_k / 16), contiguous, against k [B, S_k, Hkv, D].
+void check_packed_v(const char* op, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t groups = (k.size(1) + 15) / 16;
+  const std::vector<int64_t> expected{k.size(0), k.size(2), k.size(3), groups, 16};
+  TORCH_CHECK(v.sizes() == at::IntArrayRef(expected), op,
+              ": a packed v (rank 5) must have shape [batch, heads_kv, head_dim, ceil(seqlen_k / "
+              "16), 16] = ", shape_str(expected), " for k of shape ", shape_str(k.sizes()),
+              ", got ", shape_str(v.sizes()));
+  TORCH_CHECK(v.scalar_type() == at::kFloat8_e4m3fn, op,
+              ": a packed v must have dtype torch.float8_e4m3fn (quantize_qkv(pack_v=True) "
+              "writes it), got ", dtype_name(v.scalar_type()));
+  TORCH_CHECK(v.is_contiguous(), op, ": a packed v must be contiguous, got strides ",
+              shape_str(v.strides()));
+}
+
+}  // namespace
+
+// q/k/v: dtype, device, last-dim contiguity; k and v shapes agree (or v is a
+// packed v, where packed_v_ok); GQA; D.
 // Heads are dim -2 in every layout (dense, packed, page pool). k_name /
 // v_name are the arguments' names in the messages ("k_cache" for fwd_kvcache).
 void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
                const at::Tensor& v, const char* k_name, const char* v_name,
-               bool v_keys_contiguous_ok) {
+               bool packed_v_ok) {
   TORCH_CHECK(is_supported_input(q.scalar_type()), op, ": q has dtype ",
               dtype_name(q.scalar_type()),
               ", expected one of torch.float8_e4m3fn, torch.bfloat16, "
@@ -98,9 +119,13 @@ void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
                 "; q, ", k_name, " and ", v_name, " must share one dtype");
     check_same_device(op, name, *t, q);
   }
-  TORCH_CHECK(k.sizes() == v.sizes(), op, ": ", k_name, " and ", v_name,
-              " must have the same shape, got ", k_name, " ", shape_str(k.sizes()), " and ",
-              v_name, " ", shape_str(v.sizes()));
+  if (packed_v_ok && v.dim() == 5) {
+    check_packed_v(op, k, v);
+  } else {
+    TORCH_CHECK(k.sizes() == v.sizes(), op, ": ", k_name, " and ", v_name,
+                " must have the same shape, got ", k_name, " ", shape_str(k.sizes()), " and ",
+                v_name, " ", shape_str(v.sizes()));
+  }
   const int64_t d = q.size(-1);
   TORCH_CHECK(d == 64 || d == 128 || d == 256, op, ": head_dim (q.size(-1)) is ",
               d, ", expected one of 64, 128, 256");
@@ -112,14 +137,7 @@ void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
               " heads of ", k_name, " and ", v_name);
   check_last_dim_contiguous(op, "q", q);
   check_last_dim_contiguous(op, k_name, k);
-  if (v_keys_contiguous_ok && v.stride(-1) != 1) {
-    // Dense v with its keys contiguous ([B, Hkv, D, S] viewed as [B, S, Hkv, D]).
-    TORCH_CHECK(v.stride(-3) == 1, op, ": ", v_name,
-                " must have a contiguous last dimension (stride 1) or contiguous keys (stride 1 "
-                "in dim 1), got strides ", shape_str(v.strides()));
-  } else {
-    check_last_dim_contiguous(op, v_name, v);
-  }
+  check_last_dim_contiguous(op, v_name, v);
 }
 
 namespace {
@@ -306,8 +324,11 @@ FwdProblem check_fwd(const char* op, const at::Tensor& q, const at::Tensor& k,
                      const std::optional<at::Tensor>& sinks) {
   check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]");
   check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]");
-  check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]");
-  check_qkv(op, q, k, v, "k", "v", /*v_keys_contiguous_ok=*/true);
+  TORCH_CHECK(v.dim() == 4 || v.dim() == 5, op,
+              ": v must have rank 4 [batch, seqlen_k, heads_kv, head_dim], or rank 5 for a packed "
+              "v [batch, heads_kv, head_dim, ceil(seqlen_k / 16), 16] from "
+              "quantize_qkv(pack_v=True), got shape ", shape_str(v.sizes()));
+  check_qkv(op, q, k, v, "k", "v", /*packed_v_ok=*/true);
   TORCH_CHECK(k.size(0) == q.size(0), op, ": k has batch size ", k.size(0),
               " but q has batch size ", q.size(0));
   FwdProblem p;

@@ -91,10 +91,10 @@ void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t r
                 const char* dims);
 void check_same_device(const char* op, const char* name, const at::Tensor& t,
                        const at::Tensor& q);
-// v_keys_contiguous_ok (dense attention only): v may have its keys contiguous
-// (stride 1 in dim 1) instead of its last dimension.
+// packed_v_ok (dense attention only): v may be a packed v, FP8 [B, Hkv, D,
+// ceil(S_k / 16), 16], contiguous (csrc/vt_key_order.h).
 void check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-               const char* k_name, const char* v_name, bool v_keys_contiguous_ok = false);
+               const char* k_name, const char* v_name, bool packed_v_ok = false);
 void check_options(const char* op, FwdProblem& p, const at::Tensor& q,
                    std::optional<double> softmax_scale, bool causal, int64_t window_left,
                    int64_t window_right, const std::optional<at::Tensor>& q_descale,

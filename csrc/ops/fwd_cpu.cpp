@@ -2,6 +2,7 @@
 // anywhere). One sequence at a time through cpu_math.h.
 #include <torch/library.h>
 
+#include "../vt_key_order.h"
 #include "checks.h"
 #include "cpu_math.h"
 
@@ -49,6 +50,22 @@ void forward_into(const FwdProblem& p, const Scales& sc, int64_t b,
   lse_rows.copy_(lse);
 }
 
+// A packed v [B, Hkv, D, G, 16] (csrc/vt_key_order.h) as the [B, S, Hkv, D]
+// v it holds: natural key i of each 16-key group sits at slot vt_slot_of_key(i).
+// The padding slots past seqlen are dropped (FP8 bytes gathered as uint8:
+// index_select on float8 is not a given on every backend).
+at::Tensor unpacked_v(const at::Tensor& v, int64_t seqlen) {
+  std::vector<int64_t> slot_of_key(kVtKeyGroup);
+  for (int i = 0; i < kVtKeyGroup; ++i) slot_of_key[i] = vt_slot_of_key(i);
+  const at::Tensor index = at::tensor(slot_of_key, at::TensorOptions().dtype(at::kLong));
+  return v.view(at::kByte)
+      .index_select(4, index.to(v.device()))
+      .flatten(3, 4)
+      .narrow(3, 0, seqlen)       // [B, Hkv, D, S]
+      .permute({0, 3, 1, 2})      // [B, S, Hkv, D]
+      .view(v.scalar_type());
+}
+
 at::ScalarType lse_dtype(const at::Tensor& q) {
   return cpu::accumulator_dtype(q.scalar_type());
 }
@@ -71,8 +88,9 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(
   at::Tensor lse = at::empty({p.batch, p.heads_q, p.seqlen_q},
                              q.options().dtype(lse_dtype(q)));  // [B, H, Sq]
   const Scales sc{q_descale, k_descale, v_descale, out_scale, sinks};
+  const at::Tensor v_keys = v.dim() == 5 ? unpacked_v(v, p.seqlen_k) : v;  // [B, S, Hkv, D]
   for (int64_t b = 0; b < p.batch; ++b) {
-    forward_into(p, sc, b, q[b], k[b], v[b], out[b], lse[b]);
+    forward_into(p, sc, b, q[b], k[b], v_keys[b], out[b], lse[b]);
   }
   return {out, lse};
 }

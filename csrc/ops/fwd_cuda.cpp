@@ -147,6 +147,13 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
   params.q_batch_stride = q.stride(0);
   params.k_batch_stride = k.stride(0);
   params.v_batch_stride = v.stride(0);
+  if (v.dim() == 5) {
+    // A packed v [B, Hkv, D, G, 16], contiguous (check_fwd): keys along the
+    // flattened G * 16 slots (csrc/vt_key_order.h), heads dim 1, head dim dim 2.
+    params.v_row_stride = v.stride(4);
+    params.v_head_stride = v.stride(1);
+    params.v_dim_stride = v.stride(2);
+  }
   params.out_batch_stride = out.stride(0);
   params.lse_batch_stride = lse.stride(0);
   params.lse_head_stride = lse.stride(1);

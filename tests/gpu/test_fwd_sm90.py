@@ -12,7 +12,7 @@ import torch
 
 import torch_fmha
 from emulate import emulate_fp8_kernel
-from inputs import FP8, dense_inputs
+from inputs import FP8, dense_inputs, packed_v
 from opcheck_samples import FP8_UTILS, fwd_samples
 from poison import call_with_nan_outputs
 from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output
@@ -22,28 +22,17 @@ HEAD_DIMS = [64, 128, 256]
 ERR_LOG = os.environ.get("TORCH_FMHA_ERR_LOG")  # where to append per-case RMSE for the notes
 
 
-def keys_contiguous(v, pad_value=float("nan")):
-    """v [B, S, Hkv, D] re-laid as [B, Hkv, D, S16] storage (S16: S rounded up to 16, the
-    TMA stride rule), viewed as [B, S, Hkv, D] with the keys contiguous; the padding keys
-    hold pad_value (NaN: it must not leak)."""
-    b, sk, hkv, d = v.shape
-    store = torch.full((b, hkv, d, -(-sk // 16) * 16), pad_value, device=v.device).to(v.dtype)
-    store[..., :sk] = v.permute(0, 2, 3, 1)
-    return store[..., :sk].permute(0, 3, 1, 2)
-
-
 def run_case(b, sq, sk, h, hkv, d, *, causal=False, window=(-1, -1), out_dtype=torch.bfloat16,
-             seed=0, case="", v_keys_contiguous=False):
+             seed=0, case="", pack_v=False):
     q, k, v, s = dense_inputs(b, sq, sk, h, hkv, d, FP8, device="cuda", seed=seed)
-    if v_keys_contiguous:
-        v = keys_contiguous(v)
-        assert v.stride(1) == 1 and v.stride(3) % 16 == 0
+    v_ours = packed_v(v) if pack_v else v
     out_scale = None
     if out_dtype == FP8:
         out_scale = torch.tensor([0.02], device="cuda")
     kw = dict(s, causal=causal, window_size=window)
     out, lse = call_with_nan_outputs(
-        lambda: torch_fmha.attention(q, k, v, out_dtype=out_dtype, out_scale=out_scale, return_lse=True, **kw),
+        lambda: torch_fmha.attention(q, k, v_ours, out_dtype=out_dtype, out_scale=out_scale, return_lse=True,
+                                     **kw),
         [((b, sq, h, d), out_dtype), ((b, h, sq), torch.float32)])
     torch.cuda.synchronize()
     ref, ref_lse = attention_ref(q, k, v, **kw)
@@ -90,58 +79,57 @@ def test_output_dtypes(out_dtype, d, seqlen):
              case=f"out={out_dtype} D={d} S={seqlen}")
 
 
-# v with its keys contiguous: TMA loads V^T blocks, P goes to the natural key order
-# (p_key_order.cuh). Lengths cover partial last blocks (zero-filled by TMA past the tensor,
-# with NaN in the storage's padding keys), the D=128 short build (<= 2048) and the long ones.
-@pytest.mark.parametrize("seqlen", [1, 63, 129, 1023, 2100, 4224])
+# Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
+# order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
+# zero padding slots), the D=128 short build (<= 2048) and the long ones.
+@pytest.mark.parametrize("seqlen", [1, 19, 63, 129, 1023, 2100, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
-def test_v_keys_contiguous(seqlen, causal, d):
-    run_case(2, seqlen, seqlen, 4, 2, d, causal=causal, seed=seqlen, v_keys_contiguous=True,
-             case=f"v keys-contiguous S={seqlen} D={d} causal={causal}")
+def test_packed_v(seqlen, causal, d):
+    run_case(2, seqlen, seqlen, 4, 2, d, causal=causal, seed=seqlen, pack_v=True,
+             case=f"packed v S={seqlen} D={d} causal={causal}")
 
 
 @pytest.mark.parametrize("d", HEAD_DIMS)
-def test_v_keys_contiguous_windows_gqa_fp8_out(d):
-    run_case(2, 700, 1300, 8, 1, d, window=(200, 50), out_dtype=FP8, seed=d, v_keys_contiguous=True,
-             case=f"v keys-contiguous window GQA 8 fp8 out D={d}")
+def test_packed_v_windows_gqa_fp8_out(d):
+    run_case(2, 700, 1300, 8, 1, d, window=(200, 50), out_dtype=FP8, seed=d, pack_v=True,
+             case=f"packed v window GQA 8 fp8 out D={d}")
 
 
-@pytest.mark.parametrize("seqlen", [129, 1023])
+@pytest.mark.parametrize("seqlen", [19, 129, 1023, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
-def test_v_keys_contiguous_outliers(seqlen, causal, d):
-    """Peaky attention (N(0,1) with 0.1% of the entries x10, quantize_qkv per head), where a
-    key-order mismatch between P and V^T could not hide in near-uniform weights: the
-    keys-contiguous output is as close to the float64 reference as the standard layout's."""
+def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
+    """The packed build reads the V^T the transposer would have written (same slots, zeros past
+    the sequence) and runs the same softmax and products: out and lse are bitwise those of the
+    standard layout. A key-order mismatch would not survive this on peaky data."""
     g = torch.Generator().manual_seed(seqlen + d)
 
     def outliers(*shape):
         x = torch.randn(*shape, generator=g)
         return torch.where(torch.rand(*shape, generator=g) < 1e-3, 10 * x, x).to(torch.bfloat16).cuda()
 
-    qkv = torch_fmha.quantize_qkv(outliers(2, seqlen, 4, d), outliers(2, seqlen, 2, d), outliers(2, seqlen, 2, d))
-    kw = dict(causal=causal, **qkv.descales)
-    out_std = torch_fmha.attention(*qkv.tensors, **kw).double()
-    out_keys = torch_fmha.attention(qkv.q, qkv.k, keys_contiguous(qkv.v), **kw).double()
-    ref, _ = attention_ref(*qkv.tensors, **kw)
-    for stat in (lambda e: e.abs().max(), lambda e: e.pow(2).mean().sqrt()):
-        assert stat(out_keys - ref) <= 1.05 * stat(out_std - ref) + 1e-4
+    qkv = torch_fmha.quantize_qkv(outliers(2, seqlen, 4, d), outliers(2, seqlen, 2, d), outliers(2, seqlen, 2, d),
+                                  pack_v=False)
+    kw = dict(causal=causal, return_lse=True, **qkv.descales)
+    out_std, lse_std = torch_fmha.attention(*qkv.tensors, **kw)
+    out_packed, lse_packed = torch_fmha.attention(qkv.q, qkv.k, packed_v(qkv.v), **kw)
+    assert torch.equal(out_packed, out_std) and torch.equal(lse_packed, lse_std)
 
 
-def test_v_keys_contiguous_bitwise_reruns():
+def test_packed_v_bitwise_reruns():
     q, k, v, s = dense_inputs(2, 4224, 4224, 16, 4, 128, FP8, device="cuda", poison=False)
-    v = keys_contiguous(v)
+    v = packed_v(v)
     first = torch_fmha.attention(q, k, v, causal=True, **s)
     for _ in range(20):
         assert torch.equal(torch_fmha.attention(q, k, v, causal=True, **s), first)
 
 
-def test_v_keys_contiguous_unaligned_stride_raises():
-    q, k, v, s = dense_inputs(1, 40, 40, 2, 2, 128, FP8, device="cuda", poison=False)
-    v = v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # head-dim stride 40: not TMA-able
-    with pytest.raises(RuntimeError, match="v with contiguous keys needs a head-dim stride that is a "
-                                           "multiple of 16 elements"):
+def test_v_with_keys_contiguous_view_raises():
+    """The natural-order keys-contiguous view of earlier versions is refused by name, not misread."""
+    q, k, v, s = dense_inputs(1, 48, 48, 2, 2, 128, FP8, device="cuda", poison=False)
+    v = v.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    with pytest.raises(RuntimeError, match="v must have a contiguous last dimension"):
         torch_fmha.attention(q, k, v, **s)
 
 

@@ -48,8 +48,8 @@ def kernels():
     funcs = {name: instrs for name, instrs in split_functions(sass).items()
              if "fmha_fwd_fp8_sm90_kernel" in name}
     assert len(funcs) == 11, (f"expected 11 kernel variants (D=64/128/256 x dense/varlen, the D=128 "
-                              f"dense short-key build, and the four dense builds again for v with its "
-                              f"keys contiguous), got {list(funcs)}")
+                              f"dense short-key build, and the four dense builds again for a packed v), "
+                              f"got {list(funcs)}")
     return funcs
 
 
@@ -82,11 +82,10 @@ def test_wgmma_not_serialized(kernels):
 
 # Local-memory instructions allowed in the consumers' steady KV loop per head dim: none
 # at D = 64 / 128; D = 256 had 3 LDL there (its 24 / 240 register split) before and
-# after the fp8 group stores and with exact alpha, and its keys-contiguous-v build
-# 3 LDL + 1 STL
-# (docs/DESIGN.md section 6; tests/test_vkeys_sass.py).
+# after the fp8 group stores and with exact alpha, and so has its packed-v build
+# (docs/DESIGN.md section 6; tests/test_packed_v_sass.py).
 STEADY_LOOP_SPILLS = {64: 0, 128: 0, 256: 3}
-STEADY_LOOP_SPILLS_VKEYS = {64: 0, 128: 0, 256: 4}
+STEADY_LOOP_SPILLS_PACKED_V = {64: 0, 128: 0, 256: 3}
 
 
 def test_fp8_group_stores_and_steady_loop_spills(kernels):
@@ -103,7 +102,7 @@ def test_fp8_group_stores_and_steady_loop_spills(kernels):
             assert n == 0, f"D={d} short={short}: {n} 8-byte stores where none are expected: {name}"
         loop = steady_loop(consumers)
         assert loop, f"no steady KV loop found: {name}"
-        allowed = (STEADY_LOOP_SPILLS_VKEYS if "VLayoutE1" in name else STEADY_LOOP_SPILLS)[d]
+        allowed = (STEADY_LOOP_SPILLS_PACKED_V if "VLayoutE1" in name else STEADY_LOOP_SPILLS)[d]
         assert spills(loop) <= allowed, f"D={d}: {spills(loop)} spills in the steady loop: {name}"
 
 

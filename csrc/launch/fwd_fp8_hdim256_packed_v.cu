@@ -1,5 +1,5 @@
-// torch_fmha: SM90 FP8 forward kernel, head dim 256, dense layout, v with its
-// keys contiguous (TMA loads V^T blocks directly; kernel_traits.cuh, VLayout).
+// torch_fmha: SM90 FP8 forward kernel, head dim 256, dense layout, packed v
+// (csrc/vt_key_order.h: TMA loads V^T blocks directly; kernel_traits.cuh, VLayout).
 #include "fwd_launch_template.cuh"
 
 namespace torch_fmha {
