@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "host_device.h"
+#include "vt_key_order.h"
 
 namespace torch_fmha {
 
@@ -34,11 +35,11 @@ enum class QuantInType : int32_t { kBFloat16 = 0, kFloat16 = 1, kFloat32 = 2, kF
 // Each group is split into `chunks` pieces of its (row, head) segments, one
 // thread block per piece in both kernels.
 //
-// x_fp8 is contiguous in x's shape, or, with keys_contiguous (dense only: v
-// for the SM90 kernel, which then loads V^T by TMA), [B, heads, head_dim,
-// padded_seqlen] with padded_seqlen = seqlen rounded up to 16 (TMA wants
-// 16-byte strides) and the padding keys zero: the op returns it viewed as
-// [B, S, heads, head_dim] (keys stride 1, head_dim stride padded_seqlen).
+// x_fp8 is contiguous in x's shape, or, with packed_v (dense only: v for the
+// SM90 kernel, which then loads V^T by TMA), a "packed v" (csrc/vt_key_order.h):
+// [B, heads, head_dim, G, 16], G = ceil(seqlen / 16), contiguous, key s of
+// (b, head, d) at packed_vt_position(s) along the G * 16 keys (each 16-key
+// group in the order the P V wgmma takes P), the slots of keys >= seqlen zero.
 struct QuantizeTensor {
   const void* x = nullptr;
   uint8_t* x_fp8 = nullptr;   // see above
@@ -58,8 +59,8 @@ struct QuantizeTensor {
   int64_t first_block = 0;    // this tensor's first block in the grid
   float descale_factor = 1.0f;  // the returned descale is descale * this (1 / sqrt(D) after a rotation)
   bool vectorized = false;    // 16-byte loads: stride_dim 1, x, its strides and head_dim aligned to them
-  bool keys_contiguous = false;  // x_fp8 [B, heads, head_dim, padded_seqlen] (dense only)
-  int64_t padded_seqlen = 0;     // keys_contiguous: seqlen rounded up to kKeysContiguousAlign
+  bool packed_v = false;      // x_fp8 is a packed v [B, heads, head_dim, G, 16] (dense only)
+  int64_t packed_keys = 0;    // packed_v: G * 16, seqlen rounded up to a whole 16-key group
   QuantInType in_type = QuantInType::kBFloat16;
 
   TORCH_FMHA_HOST_DEVICE int64_t rows() const { return batch * seqlen; }
@@ -70,12 +71,10 @@ struct QuantizeTensor {
 
 constexpr int kMaxQuantizeTensors = 3;  // q, k, v in one launch
 
-// Keys-contiguous outputs pad the keys to a multiple of this (16 FP8 bytes:
-// TMA's rule for every stride but the innermost).
-constexpr int64_t kKeysContiguousAlign = 16;
-
-TORCH_FMHA_HOST_DEVICE int64_t keys_contiguous_padded(int64_t seqlen) {
-  return (seqlen + kKeysContiguousAlign - 1) / kKeysContiguousAlign * kKeysContiguousAlign;
+// A packed v's keys per (b, head, d): whole 16-key groups (the permutation's
+// unit; 16 FP8 bytes is also TMA's rule for every stride but the innermost).
+TORCH_FMHA_HOST_DEVICE int64_t packed_v_keys(int64_t seqlen) {
+  return (seqlen + kVtKeyGroup - 1) / kVtKeyGroup * kVtKeyGroup;
 }
 
 struct QuantizeParams {
@@ -204,10 +203,10 @@ TORCH_FMHA_HOST_DEVICE int64_t element_offset(const QuantizeTensor& t, int64_t r
   return b * t.stride_batch + s * t.stride_row + head * t.stride_head + d * t.stride_dim;
 }
 
-// keys_contiguous: offset of (batch b, head, d = 0, key 0) in x_fp8; key s of
-// dim d is at + d * padded_seqlen + s.
-TORCH_FMHA_HOST_DEVICE int64_t keys_contiguous_offset(const QuantizeTensor& t, int64_t b, int64_t head) {
-  return (b * t.heads + head) * t.head_dim * t.padded_seqlen;
+// packed_v: offset of (batch b, head, d = 0, position 0) in x_fp8; key s of
+// dim d is at + d * packed_keys + packed_vt_position(s).
+TORCH_FMHA_HOST_DEVICE int64_t packed_v_offset(const QuantizeTensor& t, int64_t b, int64_t head) {
+  return (b * t.heads + head) * t.head_dim * t.packed_keys;
 }
 
 // ------------------------------------------------------------- scalar rules ---

@@ -9,10 +9,8 @@ Outputs: FP8 (float8_e4m3fn) tensors with their inputs' shapes, contiguous;
 float32 descales, contiguous: quantize_fp8 ``[1]`` per tensor or
 ``[B, H // group_size]`` per head (B from cu_seqlens for a packed x);
 quantize_qkv q's, k's and v's stacked, ``[3, 1]`` or ``[3, B, Hkv]``. With
-``v_keys_contiguous`` (dense only) v's FP8 output is ``[B, Hkv, D, S16]``
-storage (S16 = S rounded up to 16) viewed as ``[B, S, Hkv, D]``, keys stride 1:
-the fake has the same shape, strides and offset, so compiled graphs see the
-real layout.
+``pack_v`` (dense only) v's FP8 output is a packed v ``[B, Hkv, D, G, 16]``,
+``G = ceil(S / 16)``, contiguous (csrc/quantize.h, csrc/vt_key_order.h).
 """
 
 from __future__ import annotations
@@ -64,15 +62,15 @@ def check_quantize_fp8(op, x, per_head, group_size=1, cu_seqlens=None):
 
 
 def check_quantize_qkv(op, q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None,
-                       v_keys_contiguous=False):
+                       pack_v=False):
     _check_input(op, "q", q)
     for name, t in (("k", k), ("v", v)):
         _check_input(op, name, t)
         _check(t.dim() == q.dim(), op, f"{name} must have q's rank {q.dim()}, got shape {shape_str(t.shape)}")
         _check(t.device == q.device, op,
                f"{name} is on {t.device} but q is on {q.device}; all tensors must be on one device")
-    _check(not v_keys_contiguous or v.dim() == 4, op,
-           "v_keys_contiguous applies to dense [batch, seqlen, heads, head_dim] inputs only, "
+    _check(not pack_v or v.dim() == 4, op,
+           "pack_v applies to dense [batch, seqlen, heads, head_dim] inputs only, "
            f"got v of shape {shape_str(v.shape)}")
     _check(k.shape == v.shape, op,
            f"k and v must have the same shape, got k {shape_str(k.shape)} and v {shape_str(v.shape)}")
@@ -95,24 +93,21 @@ def quantize_fp8_fake(x, per_head, group_size=1, cu_seqlens=None):
             x.new_empty(_descale_shape(x, per_head, group_size, cu_seqlens), dtype=torch.float32))
 
 
-def keys_contiguous_fp8(v):
-    """An FP8 tensor of v's shape [B, S, Hkv, D] with the strides of the op's v_keys_contiguous
-    output, [B, Hkv, D, S16] storage viewed as [B, S, Hkv, D] (csrc/quantize.h). Made with
-    new_empty_strided rather than by slicing a [B, Hkv, D, S16] tensor: the slice would add
-    guards on S vs S16 that a dynamic S cannot satisfy (torch.export refuses them, compile
-    would recompile when S is a multiple of 16). Its storage stops after the last real key
-    (the op's holds the padding keys of the last (batch, head, dim) too)."""
+def packed_v_fp8(v):
+    """The op's pack_v output for a dense v [B, S, Hkv, D]: FP8 [B, Hkv, D, G, 16],
+    G = ceil(S / 16), contiguous (csrc/ops/quantize_op.cpp, add_tensor). With a symbolic S,
+    tracing's memory-format test of this output guards on G != 1 (torch.export refuses that
+    guard when S may be <= 16; quantize_qkv's default avoids pack_v there)."""
     b, s, hkv, d = v.shape
-    s16 = (s + 15) // 16 * 16
-    return v.new_empty_strided((b, s, hkv, d), (hkv * d * s16, 1, d * s16, s16), dtype=torch.float8_e4m3fn)
+    return v.new_empty((b, hkv, d, (s + 15) // 16, 16), dtype=torch.float8_e4m3fn)
 
 
 def quantize_qkv_fake(q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None,
-                      v_keys_contiguous=False):
+                      pack_v=False):
     check_quantize_qkv("torch_fmha.quantize_qkv", q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
-                       v_keys_contiguous)
+                       pack_v)
     q8, k8 = (t.new_empty(t.shape, dtype=torch.float8_e4m3fn) for t in (q, k))
-    v8 = keys_contiguous_fp8(v) if v_keys_contiguous else v.new_empty(v.shape, dtype=torch.float8_e4m3fn)
+    v8 = packed_v_fp8(v) if pack_v else v.new_empty(v.shape, dtype=torch.float8_e4m3fn)
     return q8, k8, v8, q.new_empty((3, *_descale_shape(k, per_head, 1, cu_seqlens_k)), dtype=torch.float32)
 
 

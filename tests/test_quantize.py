@@ -122,9 +122,10 @@ def test_quantize_qkv_rotate_dequantizes_to_rotated_inputs(d):
         assert ((back - x).abs() <= x.abs() * 0.07 + dsc.double().max() * 0.01).all()
         torch.testing.assert_close(dsc.double(), x.abs().amax(dim=(1, 3)).view(2, 2, -1).amax(-1) / 448,
                                    rtol=1e-6, atol=0)
-    assert torch.equal(r.v.view(torch.uint8), torch_fmha.quantize_fp8(v, "head")[0].view(torch.uint8))
+    v8 = torch_fmha.unpack_v(r.v, 32) if d == 128 else r.v  # v: packed by default at D=128, never rotated
+    assert torch.equal(v8.view(torch.uint8), torch_fmha.quantize_fp8(v, "head")[0].view(torch.uint8))
     # the attention output is the unrotated one: QK^T is unchanged
-    out = torch_fmha.attention(*r.tensors, **r.descales)
+    out = torch_fmha.attention(r.q, r.k, v8, **r.descales)
     assert (out.double() - _ref(q, k, v)).pow(2).mean().sqrt() < 0.03
 
 
@@ -175,68 +176,156 @@ def test_quantize_qkv_errors():
            cu_seqlens_k=torch.tensor([0, 4, 8, 12], dtype=torch.int32))
     with pytest.raises(ValueError, match=r"granularity must be 'tensor' or 'head', got 'row'"):
         torch_fmha.quantize_fp8(q, "row")
-    raises(TypeError, r"v_keys_contiguous must be a bool or None, got int 1", q, k, v, v_keys_contiguous=1)
-    raises(ValueError, r"v_keys_contiguous=True applies to dense \[B, S, Hkv, D\] inputs only \(varlen_attention "
+    raises(TypeError, r"pack_v must be a bool or None, got int 1", q, k, v, pack_v=1)
+    raises(ValueError, r"pack_v=True applies to dense \[B, S, Hkv, D\] inputs only \(varlen_attention "
                        r"takes v \[T, Hkv, D\] with its head dim contiguous\), got v of shape \[12, 2, 64\]",
-           *packed, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 4, 12], dtype=torch.int32), v_keys_contiguous=True)
+           *packed, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 4, 12], dtype=torch.int32), pack_v=True)
 
 
-# ------------------------------------------------------------ v's layout (issue 12) ---
+# ------------------------------------------------------------ packed v (issue 12) ---
+
+def _packed_ref(v8, seqlen):
+    """A standard FP8 v [B, S, Hkv, D] packed by hand, key by key, from the definition in
+    csrc/vt_key_order.h: (b, h, d, g, j) = v[b, 16 g + vt_key_of_slot(j), h, d], zero where
+    that key is >= S. vt_key_of_slot spelled out: slot (b3 b2 b1 b0) holds key (b1 b3 b2 b0)."""
+    def key_of_slot(j):
+        return (((j >> 1) & 1) << 3) | (((j >> 3) & 1) << 2) | (((j >> 2) & 1) << 1) | (j & 1)
+    b, _, hkv, d = v8.shape
+    groups = (seqlen + 15) // 16
+    out = torch.zeros(b, hkv, d, groups, 16, dtype=torch.uint8)
+    src = v8.view(torch.uint8)
+    for g in range(groups):
+        for j in range(16):
+            key = 16 * g + key_of_slot(j)
+            if key < seqlen:
+                out[:, :, :, g, j] = src[:, key]
+    return out
+
 
 @pytest.mark.parametrize("d", [64, 128, 256])
 def test_quantize_qkv_v_layout_default_and_explicit(d):
-    """Default (None): v's keys contiguous for dense D=256 (the SM90 kernel's faster layout
-    there), the standard layout at other head dims and for packed inputs; True / False
-    force either. Same values, q, k and descales either way."""
+    """Default (None): a packed v [B, Hkv, D, G, 16] for dense D=128 / 256, the standard v at
+    D=64 and for packed [T, H, D] inputs; True / False force either. The packed v is the
+    standard v's bytes in the documented order; q, k and descales are the same either way."""
     q, k, v = _qkv(b=2, s=20, h=4, hkv=2, d=d)
     default = torch_fmha.quantize_qkv(q, k, v)
-    keys = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=True)
-    std = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=False)
-    assert std.v.is_contiguous()
-    assert keys.v.stride() == (2 * d * 32, 1, d * 32, 32)  # [B, Hkv, D, 32] storage, 20 keys padded to 32
-    assert default.v.stride() == (keys.v.stride() if d == 256 else std.v.stride())
-    for r in (default, keys):
-        assert torch.equal(r.v.contiguous().view(torch.uint8), std.v.view(torch.uint8))
+    packed = torch_fmha.quantize_qkv(q, k, v, pack_v=True)
+    std = torch_fmha.quantize_qkv(q, k, v, pack_v=False)
+    assert std.v.shape == v.shape and std.v.is_contiguous()
+    assert packed.v.shape == (2, 2, d, 2, 16) and packed.v.is_contiguous()  # 20 keys: 2 groups of 16
+    assert default.v.shape == (packed.v.shape if d in (128, 256) else std.v.shape)
+    assert torch.equal(packed.v.view(torch.uint8), _packed_ref(std.v, 20))
+    assert torch.equal(default.v.view(torch.uint8), (packed if d in (128, 256) else std).v.view(torch.uint8))
+    for r in (default, packed):
         for a, b in zip((r.q, r.k, r.q_descale, r.k_descale, r.v_descale), (std.q, std.k, std.q_descale,
                                                                            std.k_descale, std.v_descale)):
             assert torch.equal(a.view(torch.uint8), b.view(torch.uint8))
-    packed = [t.reshape(40, t.size(2), d) for t in (q, k, v)]
+    flat = [t.reshape(40, t.size(2), d) for t in (q, k, v)]
     cu = torch.tensor([0, 20, 40], dtype=torch.int32)
-    assert torch_fmha.quantize_qkv(*packed, cu_seqlens_q=cu, cu_seqlens_k=cu).v.is_contiguous()
+    assert torch_fmha.quantize_qkv(*flat, cu_seqlens_q=cu, cu_seqlens_k=cu).v.shape == (40, 2, d)
 
 
-def test_quantize_qkv_v_layout_under_torch_export():
-    """torch.export at D=256: a static S keeps the default keys-contiguous v; a dynamic S gets
-    the standard layout (torch's memory-format inference of the keys-contiguous strides
-    guards on S % 16, which export cannot keep for every S), and the program runs at other S."""
+@pytest.mark.parametrize("seqlen", [1, 15, 16, 17, 100, 129])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_unpack_v_gives_the_standard_v_bitwise(seqlen, dtype):
+    """unpack_v(quantize_qkv(..., pack_v=True).v, S) is bitwise the pack_v=False v (NaN and
+    ±Inf inputs included); the packed v is the hand-packed standard v, padding slots zero."""
+    q, k, v = _qkv(b=2, s=seqlen, h=4, hkv=2, d=128, seed=seqlen, dtype=dtype)
+    v[1, seqlen // 2, 1, 3] = NAN
+    v[0, seqlen - 1, 0, 5] = math.inf
+    packed = torch_fmha.quantize_qkv(q, k, v, pack_v=True)
+    std = torch_fmha.quantize_qkv(q, k, v, pack_v=False)
+    groups = (seqlen + 15) // 16
+    assert packed.v.shape == (2, 2, 128, groups, 16) and packed.v.dtype == FP8 and packed.v.is_contiguous()
+    got = torch_fmha.unpack_v(packed.v, seqlen)
+    assert got.shape == std.v.shape and got.dtype == FP8 and got.is_contiguous()
+    assert torch.equal(got.view(torch.uint8), std.v.view(torch.uint8))
+    assert torch.equal(packed.v.view(torch.uint8), _packed_ref(std.v, seqlen))
+    # the slots of keys >= S, named apart: exactly zero
+    flat = packed.v.view(torch.uint8).reshape(2, 2, 128, groups * 16)
+    assert (flat[..., qz._packed_vt_position(torch.arange(seqlen, groups * 16))] == 0).all()
+
+
+def test_packed_vt_position_is_the_header_order():
+    """The Python packed_vt_position (unpack_v's) against csrc/vt_key_order.h's values: a
+    permutation of each 16-key group, slot 2 holds key 8, 4 holds 2, 7 holds 11, 13 holds 7
+    (the header's static_asserts), groups kept."""
+    pos = qz._packed_vt_position(torch.arange(48))
+    assert sorted(pos.tolist()) == list(range(48)) and (pos // 16 == torch.arange(48) // 16).all()
+    for slot, key in ((2, 8), (4, 2), (7, 11), (13, 7), (0, 0), (15, 15)):
+        assert pos[key].item() == slot and pos[32 + key].item() == 32 + slot
+
+
+def test_unpack_v_errors():
+    v8 = torch_fmha.quantize_qkv(*_qkv(b=1, s=20, h=2, hkv=2, d=128), pack_v=True).v
+    with pytest.raises(ValueError, match=r"a packed v of 33 keys has 3 groups of 16, got v_packed of shape "
+                                         r"\[1, 2, 128, 2, 16\]"):
+        torch_fmha.unpack_v(v8, 33)
+    with pytest.raises(ValueError, match=r"a packed v of 16 keys has 1 groups of 16"):
+        torch_fmha.unpack_v(v8, 16)
+    with pytest.raises(ValueError, match=r"v_packed must be a packed v \[B, Hkv, D, G, 16\], got shape "
+                                         r"\[1, 20, 2, 128\]"):
+        torch_fmha.unpack_v(torch.zeros(1, 20, 2, 128, dtype=FP8), 20)
+    strided = v8.transpose(1, 2).contiguous().transpose(1, 2)  # any strides: a gather
+    assert torch.equal(torch_fmha.unpack_v(strided, 20).view(torch.uint8), torch_fmha.unpack_v(v8, 20).view(torch.uint8))
+    with pytest.raises(TypeError, match=r"v_packed must be a torch.Tensor, got list"):
+        torch_fmha.unpack_v([1], 20)
+
+
+def test_unpack_v_fake_and_compiled():
+    """unpack_v on fake tensors (the shape the eager call gives) and under torch.compile
+    (fullgraph, static and dynamic S, with the quantize op in the graph): bitwise eager."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def fn(q, k, v):
+        r = torch_fmha.quantize_qkv(q, k, v, pack_v=True)
+        return r.v, torch_fmha.unpack_v(r.v, v.size(1))
+
+    q, k, v = _qkv(b=2, s=37, h=4, hkv=2, d=128, seed=8, dtype=torch.bfloat16)
+    eager = fn(q, k, v)
+    with FakeTensorMode() as mode:
+        fake = fn(*(mode.from_tensor(t) for t in (q, k, v)))
+    for f, e in zip(fake, eager):
+        assert (f.shape, f.stride(), f.dtype) == (e.shape, e.stride(), e.dtype)
+    for dynamic in (False, True):
+        torch._dynamo.reset()
+        compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic)
+        for s in (37, 48, 5):
+            q, k, v = _qkv(b=2, s=s, h=4, hkv=2, d=128, seed=s, dtype=torch.bfloat16)
+            got, want = compiled(q, k, v), fn(q, k, v)
+            for a, b in zip(got, want):
+                assert a.shape == b.shape and a.stride() == b.stride(), (dynamic, s)
+                assert torch.equal(a.view(torch.uint8), b.view(torch.uint8)), (dynamic, s)
+    torch._dynamo.reset()
+
+
+def test_quantize_qkv_packed_v_under_torch_export():
+    """torch.export at D=256. Static S: the default packed v. Dynamic S from 2: the default
+    gives the standard v (tracing's memory-format test of a packed v guards on
+    ceil(S / 16) != 1, which export cannot keep for S <= 16). Dynamic S from 17: pack_v=True
+    exports, unpack_v too, and both run bitwise eager at other S."""
     class Block(torch.nn.Module):
+        def __init__(self, pack_v=None):
+            super().__init__()
+            self.pack_v = pack_v
+
         def forward(self, q, k, v):
-            qkv = torch_fmha.quantize_qkv(q, k, v)
-            return qkv.v, torch_fmha.attention(*qkv.tensors, causal=True, **qkv.descales)
+            qkv = torch_fmha.quantize_qkv(q, k, v, pack_v=self.pack_v)
+            return (qkv.v,) if qkv.v.dim() == 4 else (qkv.v, torch_fmha.unpack_v(qkv.v, v.size(1)))
 
     q, k, v = _qkv(b=1, s=40, h=4, hkv=2, d=256, seed=4)
     static = torch.export.export(Block(), (q, k, v)).module()
-    assert static(q, k, v)[0].stride(1) == 1
-    seq = torch.export.Dim("seq", min=2, max=4096)
-    dynamic = torch.export.export(Block(), (q, k, v), dynamic_shapes=({1: seq}, {1: seq}, {1: seq})).module()
-    for s in (33, 48):
-        q, k, v = _qkv(b=1, s=s, h=4, hkv=2, d=256, seed=s)
-        v8, out = dynamic(q, k, v)
-        eager = Block()(q, k, v)
-        assert v8.is_contiguous() and eager[0].stride(1) == 1
-        assert torch.equal(v8.view(torch.uint8), eager[0].contiguous().view(torch.uint8))
-        torch.testing.assert_close(out, eager[1], rtol=0, atol=1e-2)
-
-
-def test_quantize_qkv_keys_contiguous_v_through_attention():
-    """The dense op takes either layout of v and gives the same output (CPU kernel)."""
-    q, k, v = _qkv(b=2, s=40, h=4, hkv=2, d=256, seed=3)
-    keys = torch_fmha.quantize_qkv(q, k, v)
-    std = torch_fmha.quantize_qkv(q, k, v, v_keys_contiguous=False)
-    assert keys.v.stride(1) == 1
-    out_keys = torch_fmha.attention(*keys.tensors, causal=True, **keys.descales)
-    out_std = torch_fmha.attention(*std.tensors, causal=True, **std.descales)
-    torch.testing.assert_close(out_keys, out_std, rtol=0, atol=1e-2)
+    assert static(q, k, v)[0].shape == (1, 2, 256, 3, 16)
+    for lowest, pack_v, packed in ((2, None, False), (17, True, True)):
+        seq = torch.export.Dim("seq", min=lowest, max=4096)
+        dynamic = torch.export.export(Block(pack_v), (q, k, v), dynamic_shapes=({1: seq},) * 3).module()
+        for s in (17, 33, 48) + (() if packed else (5,)):
+            qs, ks, vs = _qkv(b=1, s=s, h=4, hkv=2, d=256, seed=s)
+            got, eager = dynamic(qs, ks, vs), Block(packed)(qs, ks, vs)  # eager, the layout exported
+            assert got[0].shape == ((1, 2, 256, (s + 15) // 16, 16) if packed else (1, s, 2, 256))
+            assert len(got) == len(eager) == (2 if packed else 1)
+            for a, b in zip(got, eager):
+                assert a.shape == b.shape and torch.equal(a.view(torch.uint8), b.view(torch.uint8)), (lowest, s)
 
 
 # ------------------------------------------------------------------------ NaN / Inf ---

@@ -124,102 +124,108 @@ def test_qkv_packed_matches_reference(dtype, per_head):
         assert got[4][0].eq(torch.finfo(torch.float32).tiny / 448).all()
 
 
-# ------------------------------------------------------ v with its keys contiguous ---
+# ------------------------------------------------------------------------ packed v ---
 
-def keys_contiguous_strides(v):
-    """The documented strides of v_keys_contiguous's v8 [B, S, Hkv, D]: storage [B, Hkv, D, S16]."""
+def packed_v_shape(v):
+    """The documented shape of pack_v's v8 for v [B, S, Hkv, D]: [B, Hkv, D, ceil(S / 16), 16]."""
     b, s, hkv, d = v.shape
-    s16 = (s + 15) // 16 * 16
-    return (hkv * d * s16, 1, d * s16, s16), s16
+    return (b, hkv, d, (s + 15) // 16, 16)
 
 
-def storage_view(v8):
-    """v8's whole storage [B, Hkv, D, S16], padding keys included."""
+def pack_by_hand(v8):
+    """The standard v8 [B, S, Hkv, D] as a packed v, from csrc/vt_key_order.h's definition:
+    (b, h, d, g, j) = v8[b, 16 g + vt_key_of_slot(j), h, d], zero where that key is >= S;
+    vt_key_of_slot spelled out as the header's comment states it (slot bits b3 b2 b1 b0
+    hold key bits b1 b3 b2 b0)."""
     b, s, hkv, d = v8.shape
-    s16 = v8.stride(3)
-    return torch.as_strided(v8, (b, hkv, d, s16), (hkv * d * s16, d * s16, s16, 1))
+    groups = (s + 15) // 16
+    out = torch.zeros(b, hkv, d, groups, 16, dtype=torch.uint8)
+    src = v8.view(torch.uint8)
+    for j in range(16):
+        key_in_group = (((j >> 1) & 1) << 3) | (((j >> 3) & 1) << 2) | (((j >> 2) & 1) << 1) | (j & 1)
+        for g in range(groups):
+            if 16 * g + key_in_group < s:
+                out[..., g, j] = src[:, 16 * g + key_in_group]
+    return out.view(FP8)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("per_head", [False, True], ids=["tensor", "head"])
-@pytest.mark.parametrize("seqlen", [1, 16, 33])
-def test_qkv_v_keys_contiguous_same_values_documented_strides(dtype, per_head, seqlen):
-    """v_keys_contiguous=True: v8 is the [B, Hkv, D, S16] storage viewed as [B, S, Hkv, D]
-    (keys stride 1), bitwise the standard v8's values, padding keys zero; q8, k8 and the
+@pytest.mark.parametrize("seqlen", [1, 15, 16, 17, 33])
+def test_qkv_pack_v_is_the_standard_v_packed(dtype, per_head, seqlen):
+    """pack_v=True: v8 is a contiguous FP8 [B, Hkv, D, G, 16], bitwise the standard v8 packed
+    by hand (padding slots zero), and unpack_v gives the standard v8 back; q8, k8 and the
     descales are those of the standard call."""
     q, k, v = (_poisoned((2, seqlen, h, 64), dtype, s, nonfinite=seqlen > 1) for h, s in ((4, 0), (2, 1), (2, 2)))
     std = ops.quantize_qkv(q, k, v, per_head, True)
-    got = ops.quantize_qkv(q, k, v, per_head, True, v_keys_contiguous=True)
-    strides, s16 = keys_contiguous_strides(v)
-    assert got[2].shape == v.shape and got[2].stride() == strides and got[2].storage_offset() == 0
-    assert got[2].untyped_storage().nbytes() == 2 * 2 * 64 * s16
-    assert got[2].stride(1) == 1 and got[2].stride(3) % 16 == 0  # what the fwd kernel's TMA path needs
-    assert std[2].is_contiguous()
-    assert_bitwise([got[2].contiguous(), got[0], got[1], got[3]], [std[2], std[0], std[1], std[3]], "keys vs std")
-    assert torch.equal(got[2].contiguous().view(torch.uint8), std[2].view(torch.uint8))
-    assert (storage_view(got[2])[..., seqlen:].view(torch.uint8) == 0).all()
+    got = ops.quantize_qkv(q, k, v, per_head, True, pack_v=True)
+    assert got[2].shape == packed_v_shape(v) and got[2].is_contiguous() and got[2].dtype == FP8
+    assert got[2].untyped_storage().nbytes() == 2 * 2 * 64 * ((seqlen + 15) // 16 * 16)
+    assert std[2].shape == v.shape and std[2].is_contiguous()
+    assert_bitwise([got[2], got[0], got[1], got[3]], [pack_by_hand(std[2]), std[0], std[1], std[3]], "packed vs std")
+    assert_bitwise([torch_fmha.unpack_v(got[2], seqlen)], [std[2]], "unpack_v")
 
 
-def test_qkv_v_keys_contiguous_strided_input():
+def test_qkv_pack_v_strided_input():
     """v a view of a fused projection [B, S, 3, Hkv, D]: same bytes as from its contiguous copy."""
     fused = _poisoned((2, 21, 3, 2, 64), torch.bfloat16, 6)
     q, k, v = fused.unbind(2)
-    got = ops.quantize_qkv(q, k, v, True, v_keys_contiguous=True)
-    assert_bitwise(got, ops.quantize_qkv(q, k, v.contiguous(), True, v_keys_contiguous=True), "strided v")
-    assert got[2].stride() == keys_contiguous_strides(v)[0]
+    got = ops.quantize_qkv(q, k, v, True, pack_v=True)
+    assert_bitwise(got, ops.quantize_qkv(q, k, v.contiguous(), True, pack_v=True), "strided v")
+    assert got[2].shape == packed_v_shape(v) and got[2].is_contiguous()
 
 
-def test_qkv_v_keys_contiguous_empty():
-    """No keys: the documented strides with S16 = 0, the fake's too."""
+def test_qkv_pack_v_empty():
+    """No keys: [B, Hkv, D, 0, 16], the fake's too."""
     qkv = torch.empty(2, 0, 4, 64), torch.empty(2, 0, 2, 64), torch.empty(2, 0, 2, 64)
-    got = ops.quantize_qkv(*qkv, True, v_keys_contiguous=True)
-    assert got[2].shape == (2, 0, 2, 64) and got[2].stride() == (0, 1, 0, 0)
+    got = ops.quantize_qkv(*qkv, True, pack_v=True)
+    assert got[2].shape == (2, 2, 64, 0, 16)
     with FakeTensorMode() as mode:
-        fake = ops.quantize_qkv(*(mode.from_tensor(t) for t in qkv), True, v_keys_contiguous=True)
-    assert fake[2].stride() == got[2].stride()
+        fake = ops.quantize_qkv(*(mode.from_tensor(t) for t in qkv), True, pack_v=True)
+    assert (fake[2].shape, fake[2].stride()) == (got[2].shape, got[2].stride())
 
 
-def _keys_contiguous_samples():
+def _pack_v_samples():
     g = torch.Generator().manual_seed(3)
     samples = []
     for dtype, s in ((torch.bfloat16, 9), (torch.float32, 32)):
         q, k, v = (torch.randn(2, s, h, 64, generator=g).to(dtype) for h in (4, 2, 2))
-        samples += [((q, k, v, True), dict(v_keys_contiguous=True)),
-                    ((q, k, v, False), dict(qk_rotated=True, v_keys_contiguous=True))]
+        samples += [((q, k, v, True), dict(pack_v=True)),
+                    ((q, k, v, False), dict(qk_rotated=True, pack_v=True))]
     return samples
 
 
-@pytest.mark.parametrize("i", range(len(_keys_contiguous_samples())))
-def test_opcheck_v_keys_contiguous(i):
-    args, kwargs = _keys_contiguous_samples()[i]
+@pytest.mark.parametrize("i", range(len(_pack_v_samples())))
+def test_opcheck_pack_v(i):
+    args, kwargs = _pack_v_samples()[i]
     torch.library.opcheck(ops.quantize_qkv, args, kwargs, test_utils=FP8_UTILS)
 
 
-@pytest.mark.parametrize("seqlen", [9, 32])
-def test_fake_v_keys_contiguous_has_the_real_strides(seqlen):
-    args, kwargs = _keys_contiguous_samples()[0]
+@pytest.mark.parametrize("seqlen", [0, 1, 9, 16, 17, 32])
+def test_fake_pack_v_has_the_real_shape_and_strides(seqlen):
     q, k, v = (torch.randn(2, seqlen, h, 64, dtype=torch.bfloat16) for h in (4, 2, 2))
-    real = ops.quantize_qkv(q, k, v, True, v_keys_contiguous=True)
+    real = ops.quantize_qkv(q, k, v, True, pack_v=True)
     with FakeTensorMode() as mode:
-        fake = ops.quantize_qkv(*(mode.from_tensor(t) for t in (q, k, v)), True, v_keys_contiguous=True)
+        fake = ops.quantize_qkv(*(mode.from_tensor(t) for t in (q, k, v)), True, pack_v=True)
     for r, f in zip(real, fake):
         assert (f.shape, f.stride(), f.storage_offset(), f.dtype) == (r.shape, r.stride(), r.storage_offset(), r.dtype)
 
 
-def test_compiled_v_keys_contiguous_strides_and_bytes():
-    """Inductor, fullgraph, static and dynamic shapes: the compiled v8 has the eager strides and
-    bytes (S = 48: a multiple of 16, no padding keys, where torch's memory-format inference
-    of these strides guards differently: one recompile with dynamic shapes)."""
+def test_compiled_pack_v_shape_and_bytes():
+    """Inductor, fullgraph, static and dynamic shapes: the compiled v8 has the eager shape,
+    strides and bytes (S = 5: one group, where tracing's contiguity test of the packed v
+    guards differently: one recompile with dynamic shapes)."""
     def fn(q, k, v):
-        return torch_fmha.quantize_qkv(q, k, v, "head", v_keys_contiguous=True)
+        return torch_fmha.quantize_qkv(q, k, v, "head", pack_v=True)
 
     for dynamic in (False, True):
         torch._dynamo.reset()
         compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic)
-        for seqlen in (17, 40, 48):
+        for seqlen in (17, 40, 48, 5):
             q, k, v = (_poisoned((2, seqlen, h, 64), torch.bfloat16, s) for h, s in ((4, 0), (2, 1), (2, 2)))
             got, want = compiled(q, k, v), fn(q, k, v)
-            assert got.v.stride() == want.v.stride() == keys_contiguous_strides(v)[0], (dynamic, seqlen)
+            assert got.v.shape == want.v.shape == packed_v_shape(v), (dynamic, seqlen)
+            assert got.v.stride() == want.v.stride(), (dynamic, seqlen)
             assert_bitwise(got, want, f"compiled dynamic={dynamic} S={seqlen}")
     torch._dynamo.reset()
 
@@ -332,8 +338,8 @@ ERROR_CASES = [
     ("qkv_cu_k_missing", ops.quantize_qkv, (XP, KVP, KVP, True), dict(cu_seqlens_q=CU),
      Q + "cu_seqlens_k is required for per-head scales of packed [total, heads, head_dim] inputs (one scale per "
          "sequence)"),
-    ("qkv_v_keys_contiguous_packed", ops.quantize_qkv, (XP, KVP, KVP, False), dict(v_keys_contiguous=True),
-     Q + "v_keys_contiguous applies to dense [batch, seqlen, heads, head_dim] inputs only, got v of shape "
+    ("qkv_pack_v_packed_input", ops.quantize_qkv, (XP, KVP, KVP, False), dict(pack_v=True),
+     Q + "pack_v applies to dense [batch, seqlen, heads, head_dim] inputs only, got v of shape "
          "[10, 2, 64]"),
     ("qkv_cu_count", ops.quantize_qkv, (XP, KVP, KVP, True),
      dict(cu_seqlens_q=CU, cu_seqlens_k=torch.tensor([0, 10], dtype=torch.int32)),

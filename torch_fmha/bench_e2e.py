@@ -95,9 +95,10 @@ def e2e_error_rows(fmha, shape, causal: bool, seed: int = 0, device="cpu", dtype
             add("per-tensor, FP8 out", ours.double() * out_scale.double(), None, None,
                 "FP8 out, as cuDNN")
             try:
-                # cuDNN FP8 refuses v with its keys contiguous (quantize_qkv's default at D=256):
-                # it gets a head-dim-contiguous copy of the same values (no copy otherwise).
-                run, o8 = cudnn.prepare(qkv.q, qkv.k, qkv.v.contiguous(), *qkv[3:], causal=causal,
+                # cuDNN FP8 takes a standard v, not a packed one (quantize_qkv's default at
+                # D=128 / 256): it gets the same values unpacked (no copy otherwise).
+                v8 = fmha.unpack_v(qkv.v, S) if qkv.v.dim() == 5 else qkv.v
+                run, o8 = cudnn.prepare(qkv.q, qkv.k, v8, *qkv[3:], causal=causal,
                                         out_scale=float(out_scale), out_dtype=torch.float8_e4m3fn)
                 o8.fill_(float("nan"))  # a tile cuDNN never writes shows up
                 run()

@@ -13,6 +13,11 @@ Two entry points:
 
 * :func:`quantize_fp8` -- one tensor, the building block.
 
+For dense inputs at head dims 128 and 256, :func:`quantize_qkv` returns v as a
+*packed v* (``pack_v``): FP8 ``[B, Hkv, D, ceil(S / 16), 16]``, the layout from
+which the SM90 kernel loads V^T by TMA. :func:`torch_fmha.attention` takes it
+as is; :func:`unpack_v` turns it back into a standard ``[B, S, Hkv, D]`` v.
+
 The quantization is one op per call, ``torch.ops.torch_fmha.quantize_qkv``
 (q, k and v together) or ``quantize_fp8`` (csrc/ops/quantize_op.cpp): on CUDA
 two kernels for all three tensors (an amax pass, then scale and cast), on CPU
@@ -202,14 +207,13 @@ class QuantizedQKV(NamedTuple):
         return {"q_descale": self.q_descale, "k_descale": self.k_descale, "v_descale": self.v_descale}
 
 
-def _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, v_keys_contiguous) -> int:
+def _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, pack_v) -> int:
     """Argument checks of quantize_qkv (shapes only: never reads data). Returns group_size."""
     _check_granularity(granularity)
     if not isinstance(rotate, bool):
         raise TypeError(f"rotate must be a bool, got {type(rotate).__name__} {rotate!r}")
-    if v_keys_contiguous is not None and not isinstance(v_keys_contiguous, bool):
-        raise TypeError(f"v_keys_contiguous must be a bool or None, got {type(v_keys_contiguous).__name__} "
-                        f"{v_keys_contiguous!r}")
+    if pack_v is not None and not isinstance(pack_v, bool):
+        raise TypeError(f"pack_v must be a bool or None, got {type(pack_v).__name__} {pack_v!r}")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -223,8 +227,8 @@ def _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, v_keys_
             raise ValueError(f"{name} must be {layout} like q ({q.dim()}-D), got shape {list(t.shape)}")
     if k.shape != v.shape:
         raise ValueError(f"v must have k's shape {list(k.shape)}, got {list(v.shape)}")
-    if v_keys_contiguous and q.dim() != 4:
-        raise ValueError("v_keys_contiguous=True applies to dense [B, S, Hkv, D] inputs only "
+    if pack_v and q.dim() != 4:
+        raise ValueError("pack_v=True applies to dense [B, S, Hkv, D] inputs only "
                          f"(varlen_attention takes v [T, Hkv, D] with its head dim contiguous), got v of "
                          f"shape {list(v.shape)}")
     if q.dim() == 4 and k.size(0) != q.size(0):
@@ -255,15 +259,16 @@ def _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, v_keys_
     return h // hkv
 
 
-# The head dims at which the SM90 dense kernel is faster with v's keys contiguous
-# (V^T loaded by TMA instead of transposed in shared memory); see quantize_qkv's docstring.
-_V_KEYS_CONTIGUOUS_HEAD_DIMS = (256,)
+# The head dims at which quantize_qkv packs a dense v by default: where the SM90 dense
+# kernel is faster with V^T loaded by TMA from a packed v than with V transposed in shared
+# memory (see quantize_qkv's docstring). D=64 stays standard until measured.
+_PACK_V_HEAD_DIMS = (128, 256)
 
 
 def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity: str = "head",
                  rotate: bool = False, *, cu_seqlens_q: Optional[torch.Tensor] = None,
                  cu_seqlens_k: Optional[torch.Tensor] = None,
-                 v_keys_contiguous: Optional[bool] = None) -> QuantizedQKV:
+                 pack_v: Optional[bool] = None) -> QuantizedQKV:
     """Quantize q, k, v to FP8 for :func:`torch_fmha.attention` / :func:`torch_fmha.varlen_attention`.
 
     Args:
@@ -285,32 +290,33 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
         cu_seqlens_q, cu_seqlens_k: int32 ``[B + 1]``, needed for
             ``granularity="head"`` on packed inputs (the same ones you pass to
             :func:`torch_fmha.varlen_attention`).
-        v_keys_contiguous: the memory layout of the returned FP8 v (same
-            shape ``[B, Sk, Hkv, D]`` and same values either way).
-            ``True`` (dense inputs only): v's *keys* are contiguous, storage
-            ``[B, Hkv, D, Sk16]`` (``Sk16`` = ``Sk`` rounded up to 16, TMA's
-            stride rule; the padding keys are zero) viewed as
-            ``[B, Sk, Hkv, D]``, so ``v.stride(1) == 1`` and
-            ``v.stride(3) == Sk16``; the kernel writes it directly, no extra
-            pass. :func:`torch_fmha.attention` on CUDA then loads V^T by TMA
-            instead of transposing V in shared memory: on an H200 at D=256
-            +3-9% (up to +13% at Sk=1k causal; about equal at long
-            non-causal), at D=128 0 to -5% (the P register permutation it
-            needs costs more than the transpose it saves). ``False``: the
-            standard layout, head dim contiguous. ``None`` (default): the
-            faster one for :func:`torch_fmha.attention`, i.e. keys-contiguous
-            for dense inputs with D=256, standard otherwise (on CPU too, so
-            both backends return the same strides). Exception: a symbolic key
-            length in ``torch.export`` (a dynamic ``Dim`` on S) gets the
-            standard layout, since torch's memory-format inference of the
-            keys-contiguous strides guards on ``S % 16`` and export cannot
-            keep such a guard for every S; under ``torch.compile`` with
-            dynamic shapes that guard costs one recompile when S becomes a
-            multiple of 16 (or stops being one).
+        pack_v: return v as a *packed v* (dense inputs only): FP8
+            ``[B, Hkv, D, G, 16]`` with ``G = ceil(Sk / 16)``, contiguous, its
+            own 5-D shape (not a view of a ``[B, Sk, Hkv, D]`` tensor). Each
+            (batch, KV head, dim) holds its ``Sk`` keys in ``G`` groups of 16,
+            each group in the order in which the SM90 kernel's P V matrix
+            multiply takes P (``csrc/vt_key_order.h``): key ``s`` is at
+            position ``packed_vt_position(s)`` of the ``G * 16``; the slots of
+            keys ``>= Sk`` are zero. The values are those of the standard v
+            (:func:`unpack_v` gives it back bitwise), written by the same
+            kernel, no extra pass. :func:`torch_fmha.attention` takes a packed
+            v directly and on CUDA loads V^T from it by TMA instead of
+            transposing V in shared memory.
             :func:`torch_fmha.varlen_attention` and
-            :func:`torch_fmha.attention_with_kvcache` take the standard layout
-            only: pass ``v_keys_contiguous=False`` when a dense v goes to
-            them (e.g. as a KV cache), or call ``.contiguous()`` on it.
+            :func:`torch_fmha.attention_with_kvcache` do not take it: pass
+            ``pack_v=False`` when a dense v goes to them (e.g. as a KV cache),
+            or convert it with :func:`unpack_v`.
+            ``None`` (default): packed for dense inputs with D=128 or D=256
+            (where the SM90 kernel is faster with it), standard otherwise, on
+            CPU too, so both backends return the same shapes. Exception: a
+            symbolic key length in ``torch.export`` (a dynamic ``Dim`` on S)
+            gets the standard v, since tracing infers each output's memory
+            format and that test of a packed v guards on ``ceil(Sk / 16) != 1``,
+            which export cannot keep when S may be <= 16 (``pack_v=True``
+            exports when the ``Dim``'s minimum is above 16); under
+            ``torch.compile`` with dynamic shapes the guard costs one
+            recompile when S crosses 16. ``True`` / ``False`` force either
+            (``True`` on packed ``[T, H, D]`` inputs is a ``ValueError``).
 
     Returns:
         :class:`QuantizedQKV` ``(q, k, v, q_descale, k_descale, v_descale)``::
@@ -319,15 +325,15 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
             out = torch_fmha.attention(*qkv.tensors, causal=True, **qkv.descales)
 
     NaN / ±Inf handling as in :func:`quantize_fp8`. Pure tensor ops, no host
-    sync: traces under ``torch.compile(fullgraph=True)``.
+    sync: traces under ``torch.compile(fullgraph=True)`` and ``torch.export``.
     """
-    _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, v_keys_contiguous)
-    if v_keys_contiguous is None:
-        # Not for a symbolic key length outside Dynamo (torch.export, non-strict): torch's
-        # memory-format inference of the keys-contiguous strides guards on S % 16 there,
-        # which an export with a dynamic S cannot keep (see the docstring).
-        v_keys_contiguous = (q.dim() == 4 and q.size(-1) in _V_KEYS_CONTIGUOUS_HEAD_DIMS
-                             and not isinstance(v.size(1), torch.SymInt))
+    _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, pack_v)
+    if pack_v is None:
+        # Not for a symbolic key length outside Dynamo (torch.export): tracing records each
+        # output's memory format, and the contiguity test of a packed v guards on G != 1,
+        # which an export with a dynamic S that may be <= 16 cannot keep (see the docstring).
+        pack_v = (q.dim() == 4 and q.size(-1) in _PACK_V_HEAD_DIMS
+                  and not isinstance(v.size(1), torch.SymInt))
     if rotate:  # a GEMM each; the op then folds 1 / sqrt(D) into the descales
         # One matrix for q and k: in a compiled graph H is built by generated ops
         # (the eager cache cannot be read there), once per call instead of twice.
@@ -339,8 +345,51 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
     # for the three descale views (three indexings cost twice as much, eagerly).
     q8, k8, v8, descales = torch.ops.torch_fmha.quantize_qkv.default(
         q, k, v, per_head, rotate, cu_seqlens_q if packed_head else None,
-        cu_seqlens_k if packed_head else None, v_keys_contiguous)
+        cu_seqlens_k if packed_head else None, pack_v)
     return QuantizedQKV(q8, k8, v8, *descales.unbind(0))
 
 
-__all__ = ["FP8_MAX", "QuantizedQKV", "hadamard_matrix", "quantize_fp8", "quantize_qkv", "rotate"]
+# ---------------------------------------------------------------------------- unpack_v ---
+
+def _vt_slot_of_key(i: torch.Tensor) -> torch.Tensor:
+    """csrc/vt_key_order.h's vt_slot_of_key on an integer tensor of keys within a 16-key
+    group: slot bits (b3 b2 b1 b0) = key bits (b2 b1 b3 b0)."""
+    return (((i >> 2) & 1) << 3) | (((i >> 1) & 1) << 2) | (((i >> 3) & 1) << 1) | (i & 1)
+
+
+def _packed_vt_position(keys: torch.Tensor) -> torch.Tensor:
+    """csrc/vt_key_order.h's packed_vt_position: key s keeps its 16-key group."""
+    return (keys & ~15) | _vt_slot_of_key(keys & 15)
+
+
+def unpack_v(v_packed: torch.Tensor, seqlen: int) -> torch.Tensor:
+    """A packed v (:func:`quantize_qkv` with ``pack_v``) back in the standard layout.
+
+    Args:
+        v_packed: ``[B, Hkv, D, G, 16]`` (``quantize_qkv`` returns it
+            contiguous; any strides work here).
+        seqlen: the number of keys ``S``; ``G`` must be ``ceil(S / 16)``.
+
+    Returns:
+        ``[B, S, Hkv, D]``, contiguous, bitwise the v that ``pack_v=False``
+        gives (the padding slots are dropped). One gather of each key's
+        (group, slot), on the bytes; pure tensor ops: CPU, CUDA, fake tensors,
+        ``torch.compile``, ``torch.export`` (no reshape of the symbolic
+        ``G``, which would guard on it).
+    """
+    if not isinstance(v_packed, torch.Tensor):
+        raise TypeError(f"v_packed must be a torch.Tensor, got {type(v_packed).__name__}")
+    if v_packed.dim() != 5 or v_packed.size(-1) != 16:
+        raise ValueError(f"v_packed must be a packed v [B, Hkv, D, G, 16], got shape {list(v_packed.shape)}")
+    if v_packed.size(3) != (seqlen + 15) // 16:
+        raise ValueError(f"a packed v of {seqlen} keys has {(seqlen + 15) // 16} groups of 16, "
+                         f"got v_packed of shape {list(v_packed.shape)}")
+    keys = torch.arange(seqlen, device=v_packed.device)
+    # [B, G, 16, Hkv, D] indexed by each key's (group, slot): [B, S, Hkv, D]. On the bytes:
+    # indexing has no float8 kernel on every backend.
+    by_key = v_packed.view(torch.uint8).permute(0, 3, 4, 1, 2)[:, keys >> 4, _vt_slot_of_key(keys & 15)]
+    # .contiguous(): the documented layout whatever the backend's indexing gives.
+    return by_key.view(v_packed.dtype).contiguous()
+
+
+__all__ = ["FP8_MAX", "QuantizedQKV", "hadamard_matrix", "quantize_fp8", "quantize_qkv", "rotate", "unpack_v"]

@@ -14,8 +14,8 @@
 //     not depend on block scheduling (max is exact in any order).
 // Chunk 0 of a group writes its descale. The scalar rules live in
 // csrc/quantize.h, shared with the CPU op (both give the same bytes).
-// A keys-contiguous output (v for the fwd kernel's V^T-by-TMA path) is cast
-// in tiles transposed through shared memory (cast_keys_contiguous); its amax
+// A packed v (v for the fwd kernel's V^T-by-TMA path, csrc/quantize.h) is
+// cast in tiles transposed through shared memory (cast_packed_v); its amax
 // pass is the same as any other tensor's.
 #pragma once
 
@@ -137,15 +137,16 @@ __device__ void piece_cast(const QuantizeTensor& t, const GroupExtent& e, int64_
   });
 }
 
-// ------------------------------------------------------ keys-contiguous cast ---
-// x [B, S, H, D] -> x_fp8 [B, H, D, padded_seqlen] (csrc/quantize.h) in tiles
+// --------------------------------------------------------------- packed v cast ---
+// x [B, S, H, D] -> x_fp8 [B, H, D, G, 16] (a packed v, csrc/quantize.h) in tiles
 // of kTileKeys keys x tile_dims<kVec>() dims of one (batch, head): each thread loads
 // and casts kVec consecutive dims of one key (rows of x read along D, as in
-// piece_cast), the bytes go to shared memory as [dim][key], and each thread
-// then stores 4 consecutive keys of one dim (kTileKeys = 64 contiguous bytes
-// per dim: whole 32-byte sectors). Keys in [seqlen, padded_seqlen) are
-// written as zeros. The next tile's loads are issued before this tile's
-// stores.
+// piece_cast), the bytes go to shared memory as [dim][slot], each key at its
+// packed slot (packed_vt_position: tiles start at multiples of 64, so a tile's
+// keys stay in its 64 slots), and each thread then stores 4 consecutive slots
+// of one dim (kTileKeys = 64 contiguous bytes per dim: whole 32-byte sectors).
+// The slots of keys in [seqlen, packed_keys) are written as zeros. The next
+// tile's loads are issued before this tile's stores.
 constexpr int kTileKeys = 64;
 constexpr int kTileLoads = 2;  // loads per thread and tile, in flight together
 // A tile is 16 * kVec dims wide, so every thread makes kTileLoads loads of
@@ -157,6 +158,7 @@ constexpr int tile_dims() {
 }
 constexpr int kMaxTileDims = tile_dims<8>();
 static_assert(kTileKeys == 64 && kMaxTileDims == 128, "the swizzle below: 16 words per dim row, 16 groups of 8 dims");
+static_assert(kTileKeys % kVtKeyGroup == 0, "a tile holds whole 16-key groups: the key order stays inside it");
 
 // One buffer per kernel, whatever the element type of the tensor (words: the
 // stores read it 4 bytes at a time).
@@ -165,17 +167,23 @@ __device__ __forceinline__ uint8_t* transpose_buffer() {
   return reinterpret_cast<uint8_t*>(buffer);
 }
 
-// Byte (dim, key) of the buffer, [dim][key] with the 4-key word index XORed
+// Byte (dim, slot) of the buffer, [dim][slot] with the 4-slot word index XORed
 // by dim / 8: the 16 threads casting one key's 128 bf16 / fp16 dims (8 each)
 // store into 16 different banks, and a warp's word reads (2 dim rows) hit 32.
-__device__ __forceinline__ int buffer_offset(int dim, int key) {
-  return dim * kTileKeys + (((key / 4) ^ (dim / 8 % 16)) * 4) + key % 4;
+// A warp's byte stores cover the keys 2i and 2i + 1 of the tile, whose slots
+// differ in bit 0 only (the key order keeps bit 0), so they share a word: still
+// no conflict (tests/host_checks/check_quantize_packed_v.cpp counts them).
+__device__ __forceinline__ int buffer_offset(int dim, int slot) {
+  return dim * kTileKeys + (((slot / 4) ^ (dim / 8 % 16)) * 4) + slot % 4;
 }
+
+// The buffer slot of tile key `key` (0 .. kTileKeys - 1): its packed position.
+__device__ __forceinline__ int tile_slot(int key) { return static_cast<int>(packed_vt_position(key)); }
 
 struct KeyTile {
   int64_t batch = 0;
   int32_t head = 0;
-  int64_t key0 = 0;  // first key (< padded_seqlen)
+  int64_t key0 = 0;  // first key (< packed_keys, a multiple of kTileKeys)
   int32_t dim0 = 0;  // first dim (< head_dim)
 };
 
@@ -183,14 +191,14 @@ struct KeyTile {
 template <int kDims>
 __device__ __forceinline__ int64_t group_key_tiles(const QuantizeTensor& t, const GroupExtent& e) {
   if (t.seqlen == 0) return 0;
-  const int64_t per_head = (t.padded_seqlen + kTileKeys - 1) / kTileKeys * ((t.head_dim + kDims - 1) / kDims);
+  const int64_t per_head = (t.packed_keys + kTileKeys - 1) / kTileKeys * ((t.head_dim + kDims - 1) / kDims);
   return e.rows / t.seqlen * e.heads * per_head;
 }
 
 template <int kDims>
 __device__ __forceinline__ KeyTile key_tile(const QuantizeTensor& t, const GroupExtent& e, int64_t i) {
   const int32_t dim_tiles = (t.head_dim + kDims - 1) / kDims;
-  const int64_t key_tiles = (t.padded_seqlen + kTileKeys - 1) / kTileKeys;
+  const int64_t key_tiles = (t.packed_keys + kTileKeys - 1) / kTileKeys;
   KeyTile k;
   k.dim0 = static_cast<int32_t>(i % dim_tiles) * kDims;
   i /= dim_tiles;
@@ -227,7 +235,7 @@ __device__ __forceinline__ void load_tile(const QuantizeTensor& t, const KeyTile
   }
 }
 
-// Casts the loaded vectors into the buffer (padding keys: 0).
+// Casts the loaded vectors into the buffer, each key at its slot (padding keys: 0).
 template <typename T, int kVec>
 __device__ __forceinline__ void cast_tile_to_buffer(const QuantizeTensor& t, const KeyTile& k,
                                                     const TileValues<T, kVec>& in, float scale, uint8_t* buffer) {
@@ -237,25 +245,26 @@ __device__ __forceinline__ void cast_tile_to_buffer(const QuantizeTensor& t, con
     const bool real = k.key0 + TV::key(j) < t.seqlen;
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
-      buffer[buffer_offset(TV::dim(j) + e, TV::key(j))] =
+      buffer[buffer_offset(TV::dim(j) + e, tile_slot(TV::key(j)))] =
           real ? quantize_value(compute_value(in.v[j].v[e]), scale) : uint8_t{0};
     }
   }
 }
 
-// padded_seqlen and key0 are multiples of 4: a word is wholly in or out.
+// The buffer already holds the packed order: slot i goes to position key0 + i.
+// packed_keys and key0 are multiples of 16: a word is wholly in or out.
 template <int kDims>
 __device__ __forceinline__ void store_tile(const QuantizeTensor& t, const KeyTile& k, const uint8_t* buffer) {
   constexpr int kWords = kDims * kTileKeys / 4;  // 256 (scalar loads) .. 2048 (16-byte bf16 loads)
-  uint8_t* out = t.x_fp8 + keys_contiguous_offset(t, k.batch, k.head);
+  uint8_t* out = t.x_fp8 + packed_v_offset(t, k.batch, k.head);
 #pragma unroll
   for (int j = 0; j < (kWords + kQuantizeThreads - 1) / kQuantizeThreads; ++j) {
     const int w = threadIdx.x + j * kQuantizeThreads;
     const int dim = w / (kTileKeys / 4);
-    const int key = w % (kTileKeys / 4) * 4;
-    if (w < kWords && k.dim0 + dim < t.head_dim && k.key0 + key < t.padded_seqlen) {
-      *reinterpret_cast<uint32_t*>(out + (k.dim0 + dim) * t.padded_seqlen + k.key0 + key) =
-          *reinterpret_cast<const uint32_t*>(buffer + buffer_offset(dim, key));
+    const int slot = w % (kTileKeys / 4) * 4;
+    if (w < kWords && k.dim0 + dim < t.head_dim && k.key0 + slot < t.packed_keys) {
+      *reinterpret_cast<uint32_t*>(out + (k.dim0 + dim) * t.packed_keys + k.key0 + slot) =
+          *reinterpret_cast<const uint32_t*>(buffer + buffer_offset(dim, slot));
     }
   }
 }
@@ -269,7 +278,7 @@ __device__ __forceinline__ void chunk_key_tiles(const QuantizeTensor& t, const G
 
 // This block's tiles of group extent e (its chunk), every thread of the block.
 template <typename T, int kVec>
-__device__ void cast_keys_contiguous(const QuantizeTensor& t, const GroupExtent& e, int32_t chunk, float scale) {
+__device__ void cast_packed_v(const QuantizeTensor& t, const GroupExtent& e, int32_t chunk, float scale) {
   constexpr int kDims = TileValues<T, kVec>::kDims;
   int64_t begin, end;
   chunk_key_tiles<kDims>(t, e, chunk, begin, end);
@@ -323,10 +332,10 @@ __device__ __forceinline__ float piece_amax(const QuantizeTensor& t, const Group
 __device__ __forceinline__ void finish_piece(const QuantizeTensor& t, const BlockWork& w, const GroupExtent& e,
                                              int64_t begin, int64_t end, float scale) {
   if (w.chunk == 0 && threadIdx.x == 0) t.descale[w.group] = scale * t.descale_factor;
-  if (t.keys_contiguous) {  // dense: no uncovered rows
+  if (t.packed_v) {  // dense: no uncovered rows
     with_layout(t, [&](auto layout) {
       using L = decltype(layout);
-      cast_keys_contiguous<typename L::Element, L::kWidth>(t, e, w.chunk, scale);
+      cast_packed_v<typename L::Element, L::kWidth>(t, e, w.chunk, scale);
     });
     return;
   }

@@ -45,11 +45,11 @@ void segment_cast(const T* x, int32_t n, int64_t stride, float scale, uint8_t* o
   for (int32_t d = 0; d < n; ++d) out[d] = quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
 }
 
-// A keys-contiguous output (csrc/quantize.h): value d of the segment goes
-// out_stride (the padded seqlen) bytes after value d - 1. Consecutive rows of
-// a group fill the same D cache lines, so this stays cache-friendly.
+// A packed v (csrc/quantize.h): value d of the segment goes out_stride (G * 16)
+// bytes after value d - 1. Consecutive rows of a group fill the same D cache
+// lines (within a 16-key group, in the packed order), so this stays cache-friendly.
 template <typename T, bool kUnitStride>
-void segment_cast_keys_contiguous(const T* x, int32_t n, int64_t stride, float scale, uint8_t* out,
+void segment_cast_packed_v(const T* x, int32_t n, int64_t stride, float scale, uint8_t* out,
                                   int64_t out_stride) {
   for (int32_t d = 0; d < n; ++d) {
     out[d * out_stride] = quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
@@ -78,7 +78,7 @@ inline __attribute__((always_inline)) void for_each_segment(const QuantizeTensor
     const int64_t row_offset = b * t.stride_batch + s * t.stride_row;
     for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
       visit(row_offset + head * t.stride_head,
-            t.keys_contiguous ? keys_contiguous_offset(t, b, head) + s : (row * t.heads + head) * t.head_dim);
+            t.packed_v ? packed_v_offset(t, b, head) + packed_vt_position(s) : (row * t.heads + head) * t.head_dim);
     }
     if (++s == t.seqlen) {
       s = 0;
@@ -87,15 +87,17 @@ inline __attribute__((always_inline)) void for_each_segment(const QuantizeTensor
   }
 }
 
-// keys_contiguous: FP8 zeros in the padding keys [seqlen, padded_seqlen) of
-// every (batch, head, d) of the group (dense: whole batch entries).
+// packed_v: FP8 zeros in the slots of the padding keys [seqlen, packed_keys)
+// (all in the last 16-key group, spread over its slots) of every
+// (batch, head, d) of the group (dense: whole batch entries).
 void zero_padding_keys(const QuantizeTensor& t, const GroupExtent& e) {
-  const int64_t pad = t.padded_seqlen - t.seqlen;
-  if (pad == 0) return;
+  if (t.packed_keys == t.seqlen) return;
   for (int64_t b = e.row_begin / t.seqlen; b < (e.row_begin + e.rows) / t.seqlen; ++b) {
     for (int32_t head = e.head_begin; head < e.head_begin + e.heads; ++head) {
-      uint8_t* dim0 = t.x_fp8 + keys_contiguous_offset(t, b, head) + t.seqlen;
-      for (int32_t d = 0; d < t.head_dim; ++d) memset(dim0 + d * t.padded_seqlen, 0, pad);
+      uint8_t* dim0 = t.x_fp8 + packed_v_offset(t, b, head);
+      for (int32_t d = 0; d < t.head_dim; ++d) {
+        for (int64_t s = t.seqlen; s < t.packed_keys; ++s) dim0[d * t.packed_keys + packed_vt_position(s)] = 0;
+      }
     }
   }
 }
@@ -118,14 +120,14 @@ TORCH_FMHA_AVX2_CLONE void quantize_group(const QuantizeTensor& t, int64_t group
   const float scale = descale_from_amax(amax);
   t.descale[group] = scale * t.descale_factor;
   for_each_segment(t, e, [&](int64_t in, int64_t out) {
-    if (t.keys_contiguous) {
-      segment_cast_keys_contiguous<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out,
-                                                   t.padded_seqlen);
+    if (t.packed_v) {
+      segment_cast_packed_v<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out,
+                                            t.packed_keys);
     } else {
       segment_cast<T, kUnitStride>(x + in, t.head_dim, t.stride_dim, scale, t.x_fp8 + out);
     }
   });
-  if (t.keys_contiguous) zero_padding_keys(t, e);
+  if (t.packed_v) zero_padding_keys(t, e);
 }
 
 template <typename T>
@@ -175,10 +177,10 @@ Fp8AndDescale quantize_fp8_cpu(const at::Tensor& x, bool per_head, int64_t group
 QuantizedQkv quantize_qkv_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               bool per_head, bool qk_rotated,
                               const std::optional<at::Tensor>& cu_seqlens_q,
-                              const std::optional<at::Tensor>& cu_seqlens_k, bool v_keys_contiguous) {
+                              const std::optional<at::Tensor>& cu_seqlens_k, bool pack_v) {
   const char* op = "torch_fmha.quantize_qkv";
   QuantizeCall call = plan_quantize_qkv(op, q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
-                                        v_keys_contiguous);
+                                        pack_v);
   run(op, call);
   return qkv_outputs(call);
 }

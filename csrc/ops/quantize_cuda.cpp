@@ -39,10 +39,10 @@ Fp8AndDescale quantize_fp8_cuda(const at::Tensor& x, bool per_head, int64_t grou
 QuantizedQkv quantize_qkv_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                bool per_head, bool qk_rotated,
                                const std::optional<at::Tensor>& cu_seqlens_q,
-                               const std::optional<at::Tensor>& cu_seqlens_k, bool v_keys_contiguous) {
+                               const std::optional<at::Tensor>& cu_seqlens_k, bool pack_v) {
   const char* op = "torch_fmha.quantize_qkv";
   QuantizeCall call = plan_quantize_qkv(op, q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
-                                        v_keys_contiguous);
+                                        pack_v);
   run(op, call, q);
   return qkv_outputs(call);
 }

@@ -64,11 +64,12 @@ std::vector<int64_t> descale_shape(const at::Tensor& x, bool per_head, int64_t g
 
 // Describe x (checked) as a QuantizeTensor and allocate its FP8 output; its
 // descales go to `descale` (the op's output, or q's / k's / v's part of it).
-// keys_contiguous (dense x only): the output is [B, H, D, S16] storage viewed
-// as [B, S, H, D] (csrc/quantize.h); the kernels write its padding keys.
+// packed_v (dense x only): the output is a packed v [B, H, D, G, 16],
+// G = ceil(S / 16), contiguous (csrc/quantize.h); the kernels write its
+// padding slots. Its own 5-D shape, not a view: it cannot pass for [B, S, H, D].
 void add_tensor(QuantizeCall& call, const at::Tensor& x, bool per_head, int64_t group_size,
                 const std::optional<at::Tensor>& cu, float descale_factor, float* descale,
-                bool keys_contiguous = false) {
+                bool packed_v = false) {
   QuantizeTensor t;
   const bool dense = x.dim() == 4;
   t.x = x.data_ptr();
@@ -96,18 +97,14 @@ void add_tensor(QuantizeCall& call, const at::Tensor& x, bool per_head, int64_t 
   }
   const at::TensorOptions fp8 = x.options().dtype(at::kFloat8_e4m3fn);
   at::Tensor x8;
-  if (keys_contiguous) {
-    t.keys_contiguous = true;
-    t.padded_seqlen = keys_contiguous_padded(t.seqlen);
-    const int64_t h = x.size(2), d = x.size(3), p = t.padded_seqlen;
-    at::Tensor storage = at::empty({x.size(0), h, d, p}, fp8);
-    t.x_fp8 = static_cast<uint8_t*>(storage.data_ptr());
-    // = storage[..., :S].permute(0, 3, 1, 2), with these strides for S = 0 too (as the fake's).
-    x8 = storage.as_strided({x.size(0), t.seqlen, h, d}, {h * d * p, 1, d * p, p});
+  if (packed_v) {
+    t.packed_v = true;
+    t.packed_keys = packed_v_keys(t.seqlen);
+    x8 = at::empty({x.size(0), x.size(2), x.size(3), t.packed_keys / kVtKeyGroup, kVtKeyGroup}, fp8);
   } else {
     x8 = at::empty(x.sizes(), fp8);
-    t.x_fp8 = static_cast<uint8_t*>(x8.data_ptr());
   }
+  t.x_fp8 = static_cast<uint8_t*>(x8.data_ptr());
   t.descale = descale;
   call.params.tensors[call.params.num_tensors++] = t;
   call.fp8.push_back(std::move(x8));
@@ -135,7 +132,7 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
                                const at::Tensor& v, bool per_head, bool qk_rotated,
                                const std::optional<at::Tensor>& cu_seqlens_q,
                                const std::optional<at::Tensor>& cu_seqlens_k,
-                               bool v_keys_contiguous) {
+                               bool pack_v) {
   check_input(op, "q", q);
   for (auto [name, t] : {std::pair<const char*, const at::Tensor*>{"k", &k}, {"v", &v}}) {
     check_input(op, name, *t);
@@ -144,8 +141,8 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
     TORCH_CHECK(t->device() == q.device(), op, ": ", name, " is on ", t->device(),
                 " but q is on ", q.device(), "; all tensors must be on one device");
   }
-  TORCH_CHECK(!v_keys_contiguous || v.dim() == 4, op,
-              ": v_keys_contiguous applies to dense [batch, seqlen, heads, head_dim] inputs only, "
+  TORCH_CHECK(!pack_v || v.dim() == 4, op,
+              ": pack_v applies to dense [batch, seqlen, heads, head_dim] inputs only, "
               "got v of shape ", shape_str(v.sizes()));
   TORCH_CHECK(k.sizes() == v.sizes(), op, ": k and v must have the same shape, got k ",
               shape_str(k.sizes()), " and v ", shape_str(v.sizes()));
@@ -180,7 +177,7 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
   float* descales = call.descales.data_ptr<float>();
   add_tensor(call, q, per_head, h / hkv, cu_seqlens_q, qk_rotated ? rotated : 1.0f, descales);
   add_tensor(call, k, per_head, 1, cu_seqlens_k, qk_rotated ? rotated : 1.0f, descales + per_tensor);
-  add_tensor(call, v, per_head, 1, cu_seqlens_k, 1.0f, descales + 2 * per_tensor, v_keys_contiguous);
+  add_tensor(call, v, per_head, 1, cu_seqlens_k, 1.0f, descales + 2 * per_tensor, pack_v);
   return call;
 }
 

@@ -29,12 +29,13 @@ QuantizeCall plan_quantize_fp8(const char* op, const at::Tensor& x, bool per_hea
                                int64_t group_size, const std::optional<at::Tensor>& cu_seqlens);
 
 // torch_fmha::quantize_qkv(q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
-//                          v_keys_contiguous)
+//                          pack_v): pack_v makes v's FP8 output a packed v
+//                          [B, Hkv, D, G, 16] (csrc/quantize.h)
 QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, bool per_head, bool qk_rotated,
                                const std::optional<at::Tensor>& cu_seqlens_q,
                                const std::optional<at::Tensor>& cu_seqlens_k,
-                               bool v_keys_contiguous);
+                               bool pack_v);
 
 using Fp8AndDescale = std::tuple<at::Tensor, at::Tensor>;
 using QuantizedQkv = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;

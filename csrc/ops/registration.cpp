@@ -50,11 +50,12 @@ TORCH_LIBRARY(torch_fmha, m) {
   // q, k and v in one call; descales float32 [3, 1] or [3, B, Hkv]: q's, k's
   // and v's (q's groups are GQA's, so the three shapes agree); qk_rotated: q
   // and k are x @ H (+-1 Hadamard), their descales carry 1 / sqrt(D).
-  // v_keys_contiguous (dense only): v_fp8 is [B, Hkv, D, S rounded up to 16]
-  // storage (padding keys zero) viewed as [B, S, Hkv, D], keys stride 1: the
-  // layout from which the SM90 fwd kernel loads V^T by TMA.
+  // pack_v (dense only): v_fp8 is a packed v [B, Hkv, D, ceil(S / 16), 16],
+  // contiguous, each 16-key group in the P V wgmma's key order, padding slots
+  // zero (csrc/quantize.h, csrc/vt_key_order.h): what the SM90 fwd kernel
+  // loads as V^T by TMA.
   m.def(
       "quantize_qkv(Tensor q, Tensor k, Tensor v, bool per_head, bool qk_rotated=False, "
-      "Tensor? cu_seqlens_q=None, Tensor? cu_seqlens_k=None, bool v_keys_contiguous=False) -> "
+      "Tensor? cu_seqlens_q=None, Tensor? cu_seqlens_k=None, bool pack_v=False) -> "
       "(Tensor q_fp8, Tensor k_fp8, Tensor v_fp8, Tensor descales)");
 }

@@ -269,7 +269,7 @@ def _static(q, k, v, cache_seqlens, fp8: bool, **kw):
     more than SDPA does. Fp8StaticCache avoids it (_fp8_cache)."""
     if not fp8:
         return torch_fmha.attention_with_kvcache(q, k, v, cache_seqlens, **kw)
-    qkv = _quantize(q, k, v, v_keys_contiguous=False)  # the kvcache op takes v's head dim contiguous
+    qkv = _quantize(q, k, v, pack_v=False)  # the kvcache op takes the standard v, not a packed one
     out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
     out = torch_fmha.attention_with_kvcache(*qkv.tensors, cache_seqlens, out_dtype=out_dtype, **qkv.descales, **kw)
     return out.to(q.dtype)
@@ -324,19 +324,19 @@ def _options(module, dropout, kwargs):
     return bool(is_causal), window
 
 
-def _quantize(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, v_keys_contiguous=None):
+def _quantize(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, pack_v=None):
     """Per-(batch or sequence, KV head) FP8 with the Hadamard rotation of q and k: the
     setting with the lowest end-to-end error measured for issue 13 (on N(0,1) data with
     0.1% outliers x10, on an H100 at D=128, S=4096: 0.43x (non-causal) / 0.52x (causal)
     the RMSE of per-tensor scaling; no change on N(0,1)).
     A head dim that is not a power of two is left unrotated (the op then says which
-    head dims it takes). v's layout: quantize_qkv's default (keys contiguous for dense
-    D=256, what torch_fmha.attention reads fastest) unless the caller says otherwise
-    (attention_with_kvcache takes the standard layout only)."""
+    head dims it takes). v's layout: quantize_qkv's default (a packed v for dense inputs
+    at D=128 / 256, what torch_fmha.attention reads fastest) unless the caller says
+    otherwise (attention_with_kvcache takes the standard layout only)."""
     d = q.size(-1)
     return torch_fmha.quantize_qkv(q, k, v, "head", rotate=d > 0 and d & (d - 1) == 0,
                                    cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
-                                   v_keys_contiguous=v_keys_contiguous)
+                                   pack_v=pack_v)
 
 
 def _dense(q, k, v, fp8: bool, **kw):
