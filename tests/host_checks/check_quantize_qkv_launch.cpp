@@ -18,11 +18,16 @@
 //
 // Cases: bf16 inputs with outliers (as tests/gpu/test_quantize_sm90.py's _data:
 // 0.1% x10, channel 3 x30, head 0 x1e-4), B = 2, H = 4, Hkv = 2, S in {1, 63, 129, 1023},
-// D in {64, 128, 256}, per-tensor and per-head (q's groups GQA's), v_keys_contiguous
-// true and false; plus fp32 and scalar-load (strided bf16) cases. Each call: every byte of q8, k8, v8
-// (padding keys zero), every descale, bitwise against the reference; and the keys-
-// contiguous call's q8 / k8 / descales == the standard call's (what the GPU test
-// test_v_keys_contiguous_through_attention relies on).
+// D in {64, 128, 256}, per-tensor and per-head (q's groups GQA's), pack_v true and
+// false; plus fp32 and scalar-load (strided bf16) cases. Each call: every byte of q8, k8,
+// v8 (a packed v [B, Hkv, D, G, 16] with pack_v, in csrc/vt_key_order.h's key order,
+// padding slots zero), every descale, bitwise against the reference; and the pack_v call's
+// q8 / k8 / descales == the standard call's (what the GPU test
+// test_packed_v_through_attention relies on).
+// With TORCH_FMHA_QUANTIZE_DUMP=<dir> set, each call's inputs (raw buffers, strides
+// included) and outputs go to <dir> with a manifest, and
+// tests/test_quantize_qkv_launch_host.py runs the CPU op on the same inputs and compares
+// every byte: the emulated CUDA launch == the CPU op.
 // Prints one "ok" line; exits 1 after printing the failures.
 // Build + run (tests/test_quantize_qkv_launch_host.py):
 //   c++ -std=c++20 -O1 -pthread -I/usr/local/cuda/include -Icsrc
@@ -35,6 +40,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
@@ -195,7 +201,7 @@ QuantInType in_type_of(size_t element_size, bool is_bf16) {
 // and the size of its FP8 output.
 template <typename T>
 QuantizeTensor describe(const Input<T>& x, bool per_head, int32_t group_size, float descale_factor,
-                        bool keys_contiguous, size_t& fp8_bytes) {
+                        bool packed_v, size_t& fp8_bytes) {
   QuantizeTensor t;
   t.x = x.data.get();
   t.stride_batch = x.stride_batch;
@@ -218,10 +224,10 @@ QuantizeTensor describe(const Input<T>& x, bool per_head, int32_t group_size, fl
     t.groups_per_sequence = t.heads / group_size;
     t.sequences = static_cast<int32_t>(x.B);
   }
-  if (keys_contiguous) {
-    t.keys_contiguous = true;
-    t.padded_seqlen = keys_contiguous_padded(t.seqlen);
-    fp8_bytes = static_cast<size_t>(x.B * x.H * x.D * t.padded_seqlen);
+  if (packed_v) {
+    t.packed_v = true;
+    t.packed_keys = packed_v_keys(t.seqlen);
+    fp8_bytes = static_cast<size_t>(x.B * x.H * x.D * t.packed_keys);
   } else {
     fp8_bytes = static_cast<size_t>(x.B * x.S * x.H * x.D);
   }
@@ -267,7 +273,7 @@ struct Outputs {
 // One quantize_qkv call on the "GPU": plan_quantize_qkv + run (quantize_cuda.cpp) + launch_quantize.
 template <typename T>
 Outputs quantize_qkv_call(Pool& pool, const Input<T>& q, const Input<T>& k, const Input<T>& v, bool per_head,
-                          bool v_keys_contiguous, std::mt19937& rng) {
+                          bool pack_v, std::mt19937& rng) {
   Outputs out;
   const int64_t per_tensor = per_head ? k.B * k.H : 1;
   out.descales = Guarded(static_cast<size_t>(3 * per_tensor) * sizeof(float), kNanByte);
@@ -277,7 +283,7 @@ Outputs quantize_qkv_call(Pool& pool, const Input<T>& q, const Input<T>& k, cons
   for (int i = 0; i < 3; ++i) {
     size_t bytes = 0;
     QuantizeTensor t = describe(*xs[i], per_head, i == 0 ? static_cast<int32_t>(q.H / k.H) : 1, 1.0f,
-                                i == 2 && v_keys_contiguous, bytes);
+                                i == 2 && pack_v, bytes);
     out.fp8[i] = Guarded(bytes, 0xAA);
     t.x_fp8 = out.fp8[i].data();
     t.descale = descales + i * per_tensor;
@@ -308,9 +314,9 @@ Outputs quantize_qkv_call(Pool& pool, const Input<T>& q, const Input<T>& k, cons
 
 // ------------------------------------------------------------- the reference ---
 // The bytes and descales of one tensor: groups (b, g) of group_heads heads (per head) or
-// one group; standard [B, S, H, D] or keys-contiguous [B, H, D, S16] output.
+// one group; standard [B, S, H, D] or packed-v [B, H, D, G, 16] output.
 template <typename T>
-void reference(const Input<T>& x, bool per_head, int64_t group_heads, bool keys_contiguous,
+void reference(const Input<T>& x, bool per_head, int64_t group_heads, bool packed_v,
                std::vector<uint8_t>& fp8, std::vector<float>& descale) {
   const int64_t gh = per_head ? group_heads : x.H;
   const int64_t groups_per_b = x.H / gh;
@@ -326,14 +332,17 @@ void reference(const Input<T>& x, bool per_head, int64_t group_heads, bool keys_
         }
   descale.resize(static_cast<size_t>(groups));
   for (int64_t g = 0; g < groups; ++g) descale[g] = descale_from_amax(amax[g]);  // factor 1
-  const int64_t P = keys_contiguous_padded(x.S);
-  fp8.assign(static_cast<size_t>(keys_contiguous ? x.B * x.H * x.D * P : x.B * x.S * x.H * x.D), 0);
+  // packed v: key s at group s / 16, slot vt_slot_of_key(s % 16) (the inverse of the
+  // definition's vt_key_of_slot, which the header checks); zeros elsewhere.
+  const int64_t P = (x.S + 15) / 16 * 16;
+  fp8.assign(static_cast<size_t>(packed_v ? x.B * x.H * x.D * P : x.B * x.S * x.H * x.D), 0);
   for (int64_t b = 0; b < x.B; ++b)
     for (int64_t s = 0; s < x.S; ++s)
       for (int64_t h = 0; h < x.H; ++h)
         for (int64_t d = 0; d < x.D; ++d) {
           const uint8_t byte = quantize_value(x.at(b, s, h, d), descale[group_of(b, h)]);
-          const int64_t at = keys_contiguous ? ((b * x.H + h) * x.D + d) * P + s : ((b * x.S + s) * x.H + h) * x.D + d;
+          const int64_t at = packed_v ? ((b * x.H + h) * x.D + d) * P + s / 16 * 16 + vt_slot_of_key(s % 16)
+                                      : ((b * x.S + s) * x.H + h) * x.D + d;
           fp8[at] = byte;
         }
 }
@@ -366,6 +375,42 @@ int compare_floats(const std::string& what, const float* got, const std::vector<
 
 int64_t blocks_run = 0, launches_two = 0, calls = 0;
 
+// TORCH_FMHA_QUANTIZE_DUMP: <dir>/manifest.txt gets one line per call,
+//   <index> <dtype> <B> <S> <H> <Hkv> <D> <stride_batch> <stride_row> <stride_head> <stride_dim> <per_head> <pack_v>
+// (strides of q; k's and v's are those with Hkv heads), and <dir>/<index>_<name>.bin the raw
+// bytes of q, k, v (their whole buffers) and of q8, k8, v8 and the descales [3, ...].
+const char* dump_dir = nullptr;
+
+void write_file(const std::string& path, const void* data, size_t bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  if (!f) {
+    std::printf("FAIL cannot write %s\n", path.c_str());
+    ++failures;
+  }
+}
+
+template <typename T>
+void dump_call(const char* type, const Input<T>* xs[3], int64_t Hkv, bool per_head, bool pack_v, const Outputs& o) {
+  const int64_t index = calls;
+  const std::string stem = std::string(dump_dir) + "/" + std::to_string(index) + "_";
+  const char* in_names[3] = {"q", "k", "v"};
+  const char* out_names[3] = {"q8", "k8", "v8"};
+  for (int i = 0; i < 3; ++i) {
+    write_file(stem + in_names[i] + ".bin", xs[i]->data.get(),
+               static_cast<size_t>(xs[i]->B * xs[i]->stride_batch) * sizeof(T));
+    const std::vector<uint8_t> bytes = o.fp8[i].bytes();
+    write_file(stem + out_names[i] + ".bin", bytes.data(), bytes.size());
+  }
+  const std::vector<uint8_t> descales = o.descales.bytes();
+  write_file(stem + "descales.bin", descales.data(), descales.size());
+  const Input<T>& q = *xs[0];
+  std::ofstream manifest(std::string(dump_dir) + "/manifest.txt", std::ios::app);
+  manifest << index << ' ' << type << ' ' << q.B << ' ' << q.S << ' ' << q.H << ' ' << Hkv << ' ' << q.D << ' '
+           << q.stride_batch << ' ' << q.stride_row << ' ' << q.stride_head << ' ' << q.stride_dim << ' '
+           << int(per_head) << ' ' << int(pack_v) << '\n';
+}
+
 template <typename T>
 void check_case(Pool& pool, const char* type, int64_t B, int64_t S, int64_t H, int64_t Hkv, int64_t D,
                 int64_t dim_stride, bool per_head, std::mt19937& rng) {
@@ -380,10 +425,11 @@ void check_case(Pool& pool, const char* type, int64_t B, int64_t S, int64_t H, i
   Outputs by_layout[2];
   for (int keys = 0; keys < 2; ++keys) {
     Outputs o = quantize_qkv_call(pool, q, k, v, per_head, keys != 0, rng);
+    if (dump_dir != nullptr) dump_call(type, xs, Hkv, per_head, keys != 0, o);
     ++calls;
     blocks_run += o.blocks * (o.two_launches ? 2 : 1);
     launches_two += o.two_launches;
-    const std::string what = std::string(name) + (keys ? " v_keys_contiguous" : " standard");
+    const std::string what = std::string(name) + (keys ? " pack_v" : " standard");
     const int64_t per_tensor = per_head ? B * Hkv : 1;
     for (int i = 0; i < 3; ++i) {
       std::vector<uint8_t> fp8;
@@ -403,8 +449,8 @@ void check_case(Pool& pool, const char* type, int64_t B, int64_t S, int64_t H, i
     }
     by_layout[keys] = std::move(o);
   }
-  // The keys-contiguous call's q8, k8, descales are the standard call's.
-  const std::string what = std::string(name) + " keys-contiguous vs standard";
+  // The pack_v call's q8, k8, descales are the standard call's.
+  const std::string what = std::string(name) + " pack_v vs standard";
   failures += compare_bytes(what + " q8", by_layout[1].fp8[0].bytes(), by_layout[0].fp8[0].bytes());
   failures += compare_bytes(what + " k8", by_layout[1].fp8[1].bytes(), by_layout[0].fp8[1].bytes());
   failures += compare_bytes(what + " descales", by_layout[1].descales.bytes(), by_layout[0].descales.bytes());
@@ -413,6 +459,7 @@ void check_case(Pool& pool, const char* type, int64_t B, int64_t S, int64_t H, i
 }  // namespace
 
 int main() {
+  dump_dir = std::getenv("TORCH_FMHA_QUANTIZE_DUMP");
   std::mt19937 rng(2026);
   Pool pool;
   int cases = 0;

@@ -1,18 +1,23 @@
-// Host-only check (no GPU needed) of the keys-contiguous cast of the quantize kernels
-// (csrc/kernel/quantize.cuh, cast_keys_contiguous: v written as [B, H, D, S16] for the
-// fwd kernel's V^T-by-TMA path). The kernel's own device code runs here, compiled by the
+// Host-only check (no GPU needed) of the packed-v cast of the quantize kernels
+// (csrc/kernel/quantize.cuh, cast_packed_v: v written as a packed v [B, H, D, G, 16],
+// each 16-key group in the order of csrc/vt_key_order.h, for the fwd kernel's V^T-by-TMA
+// path). The kernel's own device code runs here, compiled by the
 // host compiler: a thread block is 512 std::threads, __syncthreads a std::barrier, the
 // __shared__ buffer a function-local static (one block at a time, as one block's shared
 // memory). For every element type and load width (16-byte vectors, scalar loads of a
 // strided x), seqlens around the 16-key padding and the 64-key tiles, head dims that
 // fill, split and do not fill the tiles, per-tensor and per-head groups split over
-// several chunks (blocks), every output byte is checked: quantize_value(x, scale) for
-// keys < S, 0 for the padding keys, each written (0xAA sentinel before). Also the
-// shared-memory banks of the bf16 / fp16 byte stores and word reads (no conflicts).
+// several chunks (blocks), every output byte is checked against a reference written from
+// the packed-v definition (vt_key_of_slot, not the kernel's packed_vt_position):
+// quantize_value(x, scale) of key 16 g + vt_key_of_slot(j) at (g, j) for keys < S, 0 in
+// the slots of the padding keys, each written (0xAA sentinel before). Also the
+// shared-memory banks of the byte stores and word reads: none for bf16 / fp16, and for
+// every load width no more with the packed order than with the natural one (a warp's
+// stores cover keys 2i and 2i + 1, whose slots share a 4-byte word).
 // Prints one "ok" line; exits 1 on the first failures.
-// Build + run (tests/test_quantize_keys_contiguous_host.py):
+// Build + run (tests/test_quantize_packed_v_host.py):
 //   c++ -std=c++20 -O1 -pthread -I/usr/local/cuda/include -Icsrc
-//   tests/host_checks/check_quantize_keys_contiguous.cpp -o build/cqkc && build/cqkc
+//   tests/host_checks/check_quantize_packed_v.cpp -o build/cqpv && build/cqpv
 #include <cuda_runtime.h>
 
 #include <barrier>
@@ -119,22 +124,25 @@ Case make_case(const char* type, int B, int S, int H, int D, int dim_stride, boo
   t.groups_per_sequence = per_tensor ? 1 : H;
   t.sequences = per_tensor ? 1 : B;
   t.chunks = chunks;
-  t.keys_contiguous = true;
-  t.padded_seqlen = keys_contiguous_padded(S);
-  const int64_t P = t.padded_seqlen;
+  t.packed_v = true;
+  t.packed_keys = packed_v_keys(S);
+  const int64_t P = t.packed_keys;  // G * 16
   c.out.assign(static_cast<size_t>(B) * H * D * P, 0xAA);
   c.descale.resize(t.groups());
   for (int64_t g = 0; g < t.groups(); ++g) c.scales.push_back(0.01f * static_cast<float>(g + 1));
-  c.want.resize(c.out.size());
+  // (b, h, d, g, j) holds key 16 g + vt_key_of_slot(j); zero where that key is >= S.
+  c.want.assign(c.out.size(), 0);
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < H; ++h) {
       const float scale = c.scales[per_tensor ? 0 : b * H + h];
       for (int d = 0; d < D; ++d) {
-        for (int64_t s = 0; s < P; ++s) {
-          c.want[((static_cast<size_t>(b) * H + h) * D + d) * P + s] =
-              s < S ? quantize_value(compute_value((*x)[b * stride_batch + s * stride_row + h * stride_head +
-                                                        d * dim_stride]), scale)
-                    : uint8_t{0};
+        for (int64_t g = 0; g < P / kVtKeyGroup; ++g) {
+          for (int j = 0; j < kVtKeyGroup; ++j) {
+            const int64_t s = g * kVtKeyGroup + vt_key_of_slot(j);
+            if (s >= S) continue;
+            c.want[((static_cast<size_t>(b) * H + h) * D + d) * P + g * kVtKeyGroup + j] = quantize_value(
+                compute_value((*x)[b * stride_batch + s * stride_row + h * stride_head + d * dim_stride]), scale);
+          }
         }
       }
     }
@@ -166,28 +174,29 @@ void run_cases(std::vector<Case>& cases) {
     int bad = 0;
     for (size_t i = 0; i < c.out.size(); ++i) {
       if (c.out[i] != c.want[i] && bad++ < 3) {
-        std::printf("FAIL %s: byte %zu of [B, H, D, %ld] = 0x%02x, want 0x%02x\n", c.name.c_str(), i,
-                    static_cast<long>(c.t.padded_seqlen), c.out[i], c.want[i]);
+        std::printf("FAIL %s: byte %zu of [B, H, D, %ld, 16] = 0x%02x, want 0x%02x\n", c.name.c_str(), i,
+                    static_cast<long>(c.t.packed_keys / kVtKeyGroup), c.out[i], c.want[i]);
       }
     }
     failures += bad != 0;
   }
 }
 
-// Banks of the shared-memory accesses of one warp for the 16-byte 16-bit loads
-// (tile 128 dims): each byte-store instruction and each word read touches every bank
-// for at most one 4-byte word.
-int bank_conflicts() {
-  using TV = TileValues<__nv_bfloat16, 8>;
+// Bank conflicts of the shared-memory accesses of one warp for load width kVec (tile
+// tile_dims<kVec>() dims), each key stored at `slot_of(key)`: the extra 4-byte words a
+// byte-store instruction or a word read touches in a bank beyond the first.
+template <typename T, int kVec>
+int bank_conflicts(int (*slot_of)(int)) {
+  using TV = TileValues<T, kVec>;
   int conflicts = 0;
   for (int warp = 0; warp < kQuantizeWarps; ++warp) {
     for (int j = 0; j < kTileLoads; ++j) {
-      for (int e = 0; e < 8; ++e) {
+      for (int e = 0; e < kVec; ++e) {
         int word_of_bank[32];
         std::fill(word_of_bank, word_of_bank + 32, -1);
         for (int lane = 0; lane < 32; ++lane) {
           threadIdx.x = warp * 32 + lane;
-          const int word = buffer_offset(TV::dim(j) + e, TV::key(j)) / 4;
+          const int word = buffer_offset(TV::dim(j) + e, slot_of(TV::key(j))) / 4;
           int& seen = word_of_bank[word % 32];
           conflicts += seen != -1 && seen != word;
           seen = word;
@@ -232,12 +241,30 @@ int main() {
   // more chunks than tiles: empty chunks
   cases.push_back(make_case<__nv_bfloat16>("bf16", 1, 300, 2, 256, 1, true, 40, rng));
   run_cases(cases);
-  const int conflicts = bank_conflicts();
-  if (conflicts != 0) {
-    std::printf("FAIL %d shared-memory bank conflicts in the 16-bit keys-contiguous tile\n", conflicts);
+  // The kernel's slot (packed order) against the natural order, per load width.
+  auto packed = [](int key) { return tile_slot(key); };
+  auto natural = [](int key) { return key; };
+  const int conflicts[4][2] = {
+      {bank_conflicts<__nv_bfloat16, 8>(packed), bank_conflicts<__nv_bfloat16, 8>(natural)},
+      {bank_conflicts<float, 4>(packed), bank_conflicts<float, 4>(natural)},
+      {bank_conflicts<double, 2>(packed), bank_conflicts<double, 2>(natural)},
+      {bank_conflicts<float, 1>(packed), bank_conflicts<float, 1>(natural)}};
+  if (conflicts[0][0] != 0) {
+    std::printf("FAIL %d shared-memory bank conflicts in the 16-bit packed-v tile\n", conflicts[0][0]);
     ++failures;
   }
+  const char* widths[4] = {"16-byte bf16/fp16", "16-byte fp32", "16-byte fp64", "scalar"};
+  for (int i = 0; i < 4; ++i) {
+    if (conflicts[i][0] > conflicts[i][1]) {
+      std::printf("FAIL %s loads: %d bank conflicts with the packed order, %d with the natural one\n", widths[i],
+                  conflicts[i][0], conflicts[i][1]);
+      ++failures;
+    }
+  }
   if (failures != 0) return 1;
-  std::printf("keys-contiguous cast: ok (%zu cases, every byte; no bank conflicts)\n", cases.size());
+  std::printf("packed-v cast: ok (%zu cases, every byte; bank conflicts packed / natural order: bf16 %d / %d, "
+              "fp32 %d / %d, fp64 %d / %d, scalar %d / %d)\n",
+              cases.size(), conflicts[0][0], conflicts[0][1], conflicts[1][0], conflicts[1][1], conflicts[2][0],
+              conflicts[2][1], conflicts[3][0], conflicts[3][1]);
   return 0;
 }
