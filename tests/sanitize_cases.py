@@ -1,7 +1,7 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
-them), D=256 with FP8 output, one dense case per head dim (also with v's keys
-contiguous: V^T by TMA), and one paged FP8
+them), D=256 with FP8 output, one dense case per head dim (also with a packed v:
+V^T by TMA), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
 than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partial
@@ -25,7 +25,8 @@ import sys
 import torch
 
 import torch_fmha
-from inputs import FP8, dense_inputs, paged_inputs, varlen_inputs  # tests/ helpers: this script lives next to them
+from inputs import (FP8, PACKED_V_SLOT_KEYS, dense_inputs, packed_v, paged_inputs,  # tests/ helpers: this
+                    varlen_inputs)  # script lives next to them
 from kvcache_inputs import kvcache_inputs
 from reference import attention_ref, kvcache_attention_ref, output_as_float64, varlen_attention_ref
 
@@ -70,16 +71,15 @@ def main() -> int:
         check(out, ref, out_scale, f"dense D={d}")
         print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
 
-        # The same call with v's keys contiguous (storage [B, Hkv, D, 336], NaN in the padding
-        # keys): TMA lands V^T blocks, no transposer (kernel_traits.cuh, VLayout).
-        store = torch.full((2, 2, d, 336), float("nan"), device=args.device).to(FP8)
-        store[..., :333] = v.permute(0, 2, 3, 1)
-        vk = store[..., :333].permute(0, 3, 1, 2)
-        out = torch_fmha.attention(q, k, vk, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
+        # The same call with a packed v ([B, Hkv, D, 21, 16], FP8 NaN in the slots of the
+        # padding keys 333-335): TMA lands V^T blocks, no transposer (kernel_traits.cuh, VLayout).
+        vp = packed_v(v)
+        vp.view(torch.uint8)[..., -1, [j for j, key in enumerate(PACKED_V_SLOT_KEYS) if key >= 333 % 16]] = 0x7F
+        out = torch_fmha.attention(q, k, vp, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
         if args.device == "cuda":
             torch.cuda.synchronize()
-        check(out, ref, out_scale, f"dense v keys-contiguous D={d}")
-        print(f"dense v keys-contiguous D={d}: ok", flush=True)
+        check(out, ref, out_scale, f"dense packed v D={d}")
+        print(f"dense packed v D={d}: ok", flush=True)
 
         page = {64: 16, 128: 256, 256: 16}.get(d, 64)
         q, kp, vp, cu_q, used, table, s = paged_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, page, device=args.device,
