@@ -123,10 +123,10 @@ def test_static_cache_sliding_window_is_refused():
 
 
 def test_fp8_static_cache_at_head_dim_256_quantizes_v_in_the_kvcache_layout():
-    """quantize_qkv's default gives dense D=256 v its keys contiguous (torch_fmha.attention's
+    """quantize_qkv's default returns a dense D=128 / 256 v as a packed v (torch_fmha.attention's
     faster layout), which attention_with_kvcache does not take: the static-cache FP8 path asks
-    for the standard layout. A D=256 cache then runs, within the FP8 criterion of the
-    unquantized path."""
+    for the standard v (pack_v=False). A D=256 cache then runs, within the FP8 criterion of the
+    unquantized path (tests/tiny_llama.py's D=128 model covers the other head dim)."""
     g = torch.Generator().manual_seed(0)
     b, sq, h, hkv, d, max_len = 2, 3, 4, 2, 256, 40
     q = torch.randn(b, sq, h, d, generator=g)
