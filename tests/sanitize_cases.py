@@ -25,8 +25,7 @@ import sys
 import torch
 
 import torch_fmha
-from inputs import (FP8, PACKED_V_SLOT_KEYS, dense_inputs, packed_v, paged_inputs,  # tests/ helpers: this
-                    varlen_inputs)  # script lives next to them
+from inputs import FP8, dense_inputs, packed_v, paged_inputs, varlen_inputs  # tests/ helpers: this script lives next to them
 from kvcache_inputs import kvcache_inputs
 from reference import attention_ref, kvcache_attention_ref, output_as_float64, varlen_attention_ref
 
@@ -71,10 +70,10 @@ def main() -> int:
         check(out, ref, out_scale, f"dense D={d}")
         print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
 
-        # The same call with a packed v ([B, Hkv, D, 21, 16], FP8 NaN in the slots of the
-        # padding keys 333-335): TMA lands V^T blocks, no transposer (kernel_traits.cuh, VLayout).
+        # The same call with a packed v ([B, Hkv, D, 21, 16]; the slots of the padding keys
+        # 333-335 hold zeros, as the layout requires): TMA lands V^T blocks, no transposer
+        # (kernel_traits.cuh, VLayout).
         vp = packed_v(v)
-        vp.view(torch.uint8)[..., -1, [j for j, key in enumerate(PACKED_V_SLOT_KEYS) if key >= 333 % 16]] = 0x7F
         out = torch_fmha.attention(q, k, vp, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
         if args.device == "cuda":
             torch.cuda.synchronize()
