@@ -180,12 +180,23 @@ class ExportGraph(expecttest.TestCase):
         return "\n".join(str(n.target) for n in ep.graph.nodes
                          if n.op == "call_function" and "torch_fmha" in str(n.target))
 
+    # The blocks quantize q, k and v inside the graph (quantize_fp8 is an op too), then attend.
     def test_exported_dense_graph_calls_the_op(self):
-        self.assertExpectedInline(self._calls("dense"), """torch_fmha.fwd.default""")
+        self.assertExpectedInline(self._calls("dense"), """\
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
+torch_fmha.fwd.default""")
 
     def test_exported_graph_calls_both_ops(self):
         self.assertExpectedInline(self._calls("both"), """\
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
 torch_fmha.fwd.default
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
+torch_fmha.quantize_fp8.default
 torch_fmha.varlen_fwd.default""")
 
 
