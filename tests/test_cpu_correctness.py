@@ -160,7 +160,7 @@ def test_varlen_equals_dense_on_equal_lengths():
 
 # A packed v (csrc/vt_key_order.h) holds v's bytes in another order: the CPU op unpacks it and
 # must give exactly what it gives for v itself, eager and traced (fake checks, fullgraph).
-@pytest.mark.parametrize("seqlen", [1, 15, 16, 17, 40, 129])
+@pytest.mark.parametrize("seqlen", [0, 1, 15, 16, 17, 40, 129])
 @pytest.mark.parametrize("mask", [dict(causal=True), dict(window_size=(20, 3)), dict()])
 def test_packed_v_same_bits_as_v(seqlen, mask):
     q, k, v, s = dense_inputs(2, 23, seqlen, 4, 2, 128, FP8, seed=seqlen, poison=False)

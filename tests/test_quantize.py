@@ -270,6 +270,9 @@ def test_unpack_v_errors():
     assert torch.equal(torch_fmha.unpack_v(strided, 20).view(torch.uint8), torch_fmha.unpack_v(v8, 20).view(torch.uint8))
     with pytest.raises(TypeError, match=r"v_packed must be a torch.Tensor, got list"):
         torch_fmha.unpack_v([1], 20)
+    with pytest.raises(TypeError, match=r"v_packed must have dtype torch.float8_e4m3fn \(a packed v\), got "
+                                        r"torch.bfloat16"):
+        torch_fmha.unpack_v(v8.view(torch.uint8).to(torch.bfloat16), 20)
 
 
 def test_unpack_v_fake_and_compiled():

@@ -381,6 +381,8 @@ def unpack_v(v_packed: torch.Tensor, seqlen: int) -> torch.Tensor:
         raise TypeError(f"v_packed must be a torch.Tensor, got {type(v_packed).__name__}")
     if v_packed.dim() != 5 or v_packed.size(-1) != 16:
         raise ValueError(f"v_packed must be a packed v [B, Hkv, D, G, 16], got shape {list(v_packed.shape)}")
+    if v_packed.dtype != _FP8:  # the gather below moves bytes: any other dtype would come back misshapen
+        raise TypeError(f"v_packed must have dtype torch.float8_e4m3fn (a packed v), got {v_packed.dtype}")
     if v_packed.size(3) != (seqlen + 15) // 16:
         raise ValueError(f"a packed v of {seqlen} keys has {(seqlen + 15) // 16} groups of 16, "
                          f"got v_packed of shape {list(v_packed.shape)}")
