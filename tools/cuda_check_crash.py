@@ -9,7 +9,9 @@ prints RAISED / NO ERROR / CRASH (exit code), so one GPU call tells which of the
   check_options (float_str) too;
 - another translation unit's checks (quantize_op.cpp) crash the same way;
 - the C++ Autograd kernel (autograd.cpp) matters (cuda_kv_shape_below_autograd skips it);
-- symbolising the C++ backtrace matters (*_stacktraces: TORCH_SHOW_CPP_STACKTRACES=1).
+- symbolising the C++ backtrace matters (*_stacktraces: TORCH_SHOW_CPP_STACKTRACES=1);
+- the process dies during the throw, or after the error was caught (at exit: a CRASH whose
+  stdout already shows RAISED; *_then_os_exit skips atexit handlers and static destructors).
 
 Then, for the first case that crashed, a native backtrace under gdb or cuda-gdb when either
 is installed (the frame that faults is the root cause's address).
@@ -50,6 +52,10 @@ CASES = {
         "torch.ops.torch_fmha.fwd.default.redispatch(torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA), "
         "t(1, 48, 2, 128), t(1, 48, 2, 128), t(1, 40, 2, 128), None, False, -1, -1, None, None, None, None, "
         "None, 0.0, None)"),
+    # the same error, then a valid call, or then os._exit (skips atexit and static destructors):
+    # tells a crash during the throw from one at process exit (stdout shows RAISED before a CRASH)
+    "cuda_kv_shape_then_valid_call": "torch_fmha.attention(t(1, 48, 2, 128), t(1, 48, 2, 128), t(1, 40, 2, 128))",
+    "cuda_kv_shape_then_os_exit": "torch_fmha.attention(t(1, 48, 2, 128), t(1, 48, 2, 128), t(1, 40, 2, 128))",
     # another translation unit's checks (quantize_op.cpp), before any CUDA work
     "cuda_quantize_qkv_kv_shape": (
         "torch.ops.torch_fmha.quantize_qkv.default(t(1, 48, 2, 128, dtype=torch.bfloat16), "
@@ -61,28 +67,36 @@ CASES = {
 }
 
 
-def script(call: str) -> str:
+AFTER = {
+    "cuda_kv_shape_then_valid_call": ["torch_fmha.attention(t(1, 48, 2, 128), t(1, 48, 2, 128), t(1, 48, 2, 128))",
+                                      "torch.cuda.synchronize()", "print('VALID CALL OK', flush=True)"],
+    "cuda_kv_shape_then_os_exit": ["import os", "os._exit(0)"],
+}
+
+
+def script(name: str) -> str:
     return PRELUDE + "\n".join([
         "try:",
-        f"    {call}",
+        f"    {CASES[name]}",
         "    print('NO ERROR', flush=True)",
         "except RuntimeError as e:",
         "    print('RAISED', str(e).splitlines()[0][:160], flush=True)",
+        *AFTER.get(name, []),
     ])
 
 
 def main() -> int:
     crashed = []
-    for name, call in CASES.items():
+    for name in CASES:
         env = dict(os.environ)
         if name.endswith("_stacktraces"):
             env["TORCH_SHOW_CPP_STACKTRACES"] = "1"
-        res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script(call)], capture_output=True,
+        res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script(name)], capture_output=True,
                              text=True, timeout=300, env=env)
-        line = (res.stdout.strip().splitlines() or [""])[-1]
+        line = " | ".join(res.stdout.strip().splitlines()[-2:])
         if res.returncode != 0:
             crashed.append(name)
-            line = f"CRASH exit {res.returncode}: {res.stderr.strip()[-300:]!r}"
+            line = f"CRASH exit {res.returncode} after stdout {line!r}: {res.stderr.strip()[-300:]!r}"
         print(f"{name:32s} {line}", flush=True)
     debugger = shutil.which("gdb") or shutil.which("cuda-gdb") or (
         "/usr/local/cuda/bin/cuda-gdb" if os.path.exists("/usr/local/cuda/bin/cuda-gdb") else None)
@@ -90,7 +104,7 @@ def main() -> int:
         name = crashed[0]
         print(f"\n{debugger} backtrace of {name}:", flush=True)
         res = subprocess.run([debugger, "-batch", "-ex", "run", "-ex", "bt 40", "--args", sys.executable, "-c",
-                              script(CASES[name])], capture_output=True, text=True, timeout=400)
+                              script(name)], capture_output=True, text=True, timeout=400)
         print("\n".join((res.stdout + res.stderr).splitlines()[-70:]))
     elif crashed:
         print("\nno gdb / cuda-gdb here for a native backtrace")
