@@ -71,6 +71,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             (``pack_v``): keys contiguous, each 16 in the order the kernel's
             P V product reads them, so the CUDA kernel loads it without
             transposing V (:func:`unpack_v` gives the ``[B, Sk, Hkv, D]`` values).
+            The slots of the keys ``>= Sk`` in its last group must be zero
+            (``quantize_qkv`` writes them so): the CUDA kernel reads them with
+            P = 0, and 0 x NaN is NaN (the CPU op drops them).
         softmax_scale: multiplies ``q @ k^T``; default ``1 / sqrt(D)``.
         causal: bottom-right aligned causal mask (see module doc); equal to
             ``window_size=(-1, 0)``.
