@@ -82,8 +82,9 @@ def test_output_dtypes(out_dtype, d, seqlen):
 
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
-# zero padding slots), the D=128 short build (<= 2048) and the long ones.
-@pytest.mark.parametrize("seqlen", [1, 19, 63, 129, 1023, 2100, 4224])
+# zero padding slots), whole groups with no padding slot in a partial block (16, 128), the
+# D=128 short build (<= 2048) and the long ones.
+@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 2100, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_packed_v(seqlen, causal, d):
