@@ -8,6 +8,8 @@ prints RAISED / NO ERROR / CRASH (exit code), so one GPU call tells which of the
 - the first statement of check_fwd (check_rank) crashes as well as a later one, and
   check_options (float_str) too;
 - another translation unit's checks (quantize_op.cpp) crash the same way;
+- torch_fmha's own CUDA work before the throw matters (cuda_valid_call_then_kv_shape), or
+  only the checks.cpp frames do (cuda_bwd_refusal_first throws with no CUDA work before it);
 - the C++ Autograd kernel (autograd.cpp) matters (cuda_kv_shape_below_autograd skips it);
 - symbolising the C++ backtrace matters (*_stacktraces: TORCH_SHOW_CPP_STACKTRACES=1);
 - the process dies during the throw, or after the error was caught (at exit: a CRASH whose
@@ -61,6 +63,13 @@ CASES = {
         "torch.ops.torch_fmha.quantize_qkv.default(t(1, 48, 2, 128, dtype=torch.bfloat16), "
         "t(1, 48, 2, 128, dtype=torch.bfloat16), t(1, 40, 2, 128, dtype=torch.bfloat16), True, False, None, "
         "None, False)"),
+    # whether torch_fmha had done CUDA work in this process before the throw: a valid call first;
+    # and a throw with none before it that passes no checks.cpp frame (the CUDA bwd refusal)
+    "cuda_valid_call_then_kv_shape": "torch_fmha.attention(t(1, 48, 2, 128), t(1, 48, 2, 128), "
+                                     "t(1, 48, 2, 128)); torch.cuda.synchronize(); "
+                                     "torch_fmha.attention(t(1, 48, 2, 128), t(1, 48, 2, 128), t(1, 40, 2, 128))",
+    "cuda_bwd_refusal_first": "x = t(1, 8, 2, 64, dtype=torch.bfloat16); "
+                              "torch.ops.torch_fmha.bwd(x, x, x, x, x, torch.zeros(1, 2, 8, device='cuda'))",
     # thrown in fwd_cuda.cpp itself (element_type): raised fine in session 17
     "cuda_float32_control": "torch_fmha.attention(t(1, 48, 2, 128, dtype=torch.float32), "
                             "t(1, 48, 2, 128, dtype=torch.float32), t(1, 48, 2, 128, dtype=torch.float32))",
