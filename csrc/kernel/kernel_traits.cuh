@@ -48,13 +48,13 @@
 #define TORCH_FMHA_TUNE_STAGES_256 2
 #endif
 
-// Builds for a packed v (VLayout::kPackedVt) have no V
-// scratch FIFO; the room it frees may go to more stages or a second Q buffer.
-#ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_128
-#define TORCH_FMHA_TUNE_VKEYS_STAGES_128 TORCH_FMHA_TUNE_STAGES_128
+// Builds for a packed v (VLayout::kPackedVt) have no V scratch FIFO; the room
+// it frees may go to more stages or a second Q buffer.
+#ifndef TORCH_FMHA_TUNE_PACKED_V_STAGES_128
+#define TORCH_FMHA_TUNE_PACKED_V_STAGES_128 TORCH_FMHA_TUNE_STAGES_128
 #endif
-#ifndef TORCH_FMHA_TUNE_VKEYS_STAGES_256
-#define TORCH_FMHA_TUNE_VKEYS_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
+#ifndef TORCH_FMHA_TUNE_PACKED_V_STAGES_256
+#define TORCH_FMHA_TUNE_PACKED_V_STAGES_256 TORCH_FMHA_TUNE_STAGES_256
 #endif
 // Q buffers of the D = 128 long-key builds, both v layouts (2: the tile-boundary
 // overlap; 1 frees 16 KB, e.g. for 224-key blocks with the output stage,
@@ -62,8 +62,8 @@
 #ifndef TORCH_FMHA_TUNE_Q_STAGES_128
 #define TORCH_FMHA_TUNE_Q_STAGES_128 2
 #endif
-#ifndef TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
-#define TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256 1
+#ifndef TORCH_FMHA_TUNE_PACKED_V_Q_STAGES_256
+#define TORCH_FMHA_TUNE_PACKED_V_Q_STAGES_256 1
 #endif
 
 #ifndef TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128
@@ -186,12 +186,12 @@ struct Fp8FwdTraits {
                                                              : TORCH_FMHA_TUNE_BLOCK_N_256;
   static_assert(kBlockN % 32 == 0 && kBlockN <= 256);
   // KV pipeline depth; the V scratch FIFO has the same depth (I1).
-  static constexpr int kStages = kShortKeys                  ? TORCH_FMHA_TUNE_SHORT_STAGES_128
-                                 : kHeadDim == 64            ? TORCH_FMHA_TUNE_STAGES_64
-                                 : kHeadDim == 128           ? (kPackedV ? TORCH_FMHA_TUNE_VKEYS_STAGES_128
-                                                                                 : TORCH_FMHA_TUNE_STAGES_128)
-                                 : kPackedV          ? TORCH_FMHA_TUNE_VKEYS_STAGES_256
-                                                             : TORCH_FMHA_TUNE_STAGES_256;
+  static constexpr int kStages = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_STAGES_128
+                                 : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGES_64
+                                 : kHeadDim == 128 ? (kPackedV ? TORCH_FMHA_TUNE_PACKED_V_STAGES_128
+                                                               : TORCH_FMHA_TUNE_STAGES_128)
+                                 : kPackedV        ? TORCH_FMHA_TUNE_PACKED_V_STAGES_256
+                                                   : TORCH_FMHA_TUNE_STAGES_256;
   static_assert(kStages >= 2, "I1: V-scratch FIFO depth (= kStages) must be >= 2");
   // Q buffers. Two where shared memory allows (D = 64, 128 by default): the next
   // tile's Q loads while the consumers finish the current tile (last softmax, last
@@ -200,7 +200,7 @@ struct Fp8FwdTraits {
   static constexpr int kQStages =
       kHeadDim == 128 && !kShortKeys ? TORCH_FMHA_TUNE_Q_STAGES_128
       : kHeadDim != 256              ? 2
-      : kPackedV             ? TORCH_FMHA_TUNE_VKEYS_Q_STAGES_256
+      : kPackedV                     ? TORCH_FMHA_TUNE_PACKED_V_Q_STAGES_256
                                      : 1;
   // A tile's last P V is issued together with the next tile's first S, and
   // the epilogue runs after the next tile's first softmax, so the tensor core
