@@ -55,3 +55,36 @@ def test_aoti_package_in_fresh_process(tmp_path):
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert "AOTI-OK" in res.stdout, res.stdout + res.stderr
+
+
+class QuantizedAttention(torch.nn.Module):
+    """quantize_qkv -> attention at D=128: quantize_qkv's default v is a packed v
+    ([B, Hkv, D, ceil(S / 16), 16]), which the graph must carry as such into fwd."""
+
+    def forward(self, q, k, v):
+        qkv = torch_fmha.quantize_qkv(q, k, v, rotate=True)
+        return torch_fmha.attention(*qkv.tensors, causal=True, **qkv.descales)
+
+
+def test_packed_v_export_and_aoti_in_fresh_process(tmp_path):
+    torch.manual_seed(0)
+    args = (torch.randn(2, 40, 4, 128, dtype=torch.bfloat16), torch.randn(2, 40, 2, 128, dtype=torch.bfloat16),
+            torch.randn(2, 40, 2, 128, dtype=torch.bfloat16))
+    model = QuantizedAttention()
+    ep = torch.export.export(model, args)
+    (quantize,) = [n for n in ep.graph.nodes if str(n.target) == "torch_fmha.quantize_qkv.default"]
+    assert tuple(quantize.meta["val"][2].shape) == (2, 2, 128, 3, 16)
+    want = model(*args)
+    assert torch.equal(ep.module()(*args), want)
+    pkg = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "packed_v.pt2"))
+    torch.save({"args": args, "want": want}, tmp_path / "io.pt")
+    script = textwrap.dedent(f"""
+        import torch, torch_fmha
+        io = torch.load({str(tmp_path / 'io.pt')!r})
+        got = torch._inductor.aoti_load_package({pkg!r})(*io["args"])
+        got = got[0] if isinstance(got, (list, tuple)) else got
+        assert torch.equal(got, io["want"]), (got - io["want"]).abs().max()
+        print("AOTI-OK")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert "AOTI-OK" in res.stdout, res.stdout + res.stderr
