@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -95,3 +96,34 @@ def test_package_data_ships_every_native_source():
     missing = [f for f in native if not any(shipped(f, pat) for pat in patterns)]
     assert native and not missing, f"not shipped in the wheel: {missing}"
     assert "torch_fmha.integrations" in cfg["packages"]
+
+
+def test_library_links_the_shared_libstdcxx():
+    """The native library takes libstdc++ from the shared library, as torch does, and carries
+    no copy of its stream code (issue 13: on the GPU machine a plain link put a static copy of
+    `std::ostream::_M_insert<long>` into the library, and every check message that printed
+    an integer crashed the process; `_build.shared_libstdcxx_flags`)."""
+    lib = str(torch_fmha.build_info.library)
+    dynamic = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True)
+    assert dynamic.returncode == 0, dynamic.stderr
+    copied = [line for line in dynamic.stdout.splitlines()
+              if line.endswith(("_ZNSo9_M_insertIlEERSoT_", "_ZNSt6locale7classicEv"))]
+    assert copied == [], f"{lib} defines libstdc++'s own symbols: {copied}"
+    needed = subprocess.run(["objdump", "-p", lib], capture_output=True, text=True)
+    assert needed.returncode == 0, needed.stderr
+    assert re.search(r"NEEDED\s+libstdc\+\+\.so\.6", needed.stdout), needed.stdout
+
+
+def test_check_error_printing_integers_raises_in_a_fresh_process():
+    """A check message with integers in it (k / v shapes) raises a RuntimeError; run in its own
+    process, since the issue-13 failure mode was a SIGSEGV that would end the test run."""
+    code = ("import torch, torch_fmha\n"
+            "q = torch.zeros(1, 48, 2, 64)\n"
+            "try:\n"
+            "    torch_fmha.attention(q, q, torch.zeros(1, 40, 2, 64))\n"
+            "except RuntimeError as e:\n"
+            "    print('RAISED', e)\n")
+    res = _run("-c", code)
+    assert res.returncode == 0, f"exit {res.returncode}: {res.stderr[-2000:]}"
+    assert "RAISED torch_fmha.fwd: k and v must have the same shape, got k [1, 48, 2, 64] and v " \
+           "[1, 40, 2, 64]" in res.stdout, res.stdout

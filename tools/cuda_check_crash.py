@@ -113,7 +113,7 @@ def main() -> int:
         name = crashed[0]
         print(f"\n{debugger} backtrace of {name}:", flush=True)
         res = subprocess.run([debugger, "-batch", "-ex", "run", "-ex", "bt 40", "--args", sys.executable, "-c",
-                              script(name)], capture_output=True, text=True, timeout=400)
+                              script(name)], capture_output=True, text=True, timeout=150)
         print("\n".join((res.stdout + res.stderr).splitlines()[-70:]))
     elif crashed:
         print("\nno gdb / cuda-gdb here for a native backtrace")

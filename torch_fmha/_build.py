@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,27 @@ def _cuda_reason() -> str:
     return ""
 
 
+def shared_libstdcxx_flags() -> list[str]:
+    """Link flags that make the library use the shared libstdc++ (the one torch uses).
+
+    On the GPU machine (Ubuntu 24.04, g++ 13) a plain link put a static copy of libstdc++'s
+    stream and locale code into the library: its own ``std::ostream::_M_insert<long>``, bound
+    first since Python loads the library with RTLD_LOCAL, ran on the shared libstdc++'s
+    locale. Every check message that printed an integer then ended the process with SIGSEGV
+    instead of raising (issue 13; a cuda-gdb backtrace put the fault in ``_M_insert<long>``
+    inside our ``.so``, and preloading the shared libstdc++ made the same call raise). The
+    shared library named on the link line, after the objects, resolves those symbols, so the
+    compiler's trailing ``-lstdc++`` has nothing left to take from a static archive.
+    """
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        path = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True,
+                              text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [path] if os.path.isabs(path) and os.path.isfile(path) else []
+
+
 def _debug_hang() -> bool:
     return os.environ.get("TORCH_FMHA_DEBUG_HANG") == "1"
 
@@ -150,12 +172,13 @@ def build_and_load(verbose: bool = False) -> BuildInfo:
     if debug:
         defines.append("-DTORCH_FMHA_DEBUG_HANG=1")
     cxx = CXX_FLAGS + defines
+    ldflags = shared_libstdcxx_flags()
     nvcc = NVCC_FLAGS + defines if cuda else []
     # Developer knob for kernel tuning experiments (tools/gpu_tune.sh): extra
     # nvcc flags, e.g. "-DTORCH_FMHA_TUNE_BLOCK_N_128=128"; part of the cache key.
     nvcc += os.environ.get("TORCH_FMHA_NVCC_EXTRA", "").split() if cuda else []
     sources = _sources(root, cuda)
-    key = _cache_key(root, sources, cxx + nvcc, cuda)
+    key = _cache_key(root, sources, cxx + nvcc + ldflags, cuda)
     name = f"torch_fmha_C_{key}"
     build_dir = cache_dir() / name
     lib = build_dir / f"{name}.so"
@@ -183,6 +206,7 @@ def build_and_load(verbose: bool = False) -> BuildInfo:
         sources=[str(s) for s in sources],
         extra_cflags=cxx,
         extra_cuda_cflags=nvcc,
+        extra_ldflags=ldflags,
         extra_include_paths=includes,
         build_directory=str(build_dir),
         is_python_module=False,
