@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -121,13 +122,15 @@ def shared_libstdcxx_flags() -> list[str]:
     shared library named on the link line, after the objects, resolves those symbols, so the
     compiler's trailing ``-lstdc++`` has nothing left to take from a static archive.
     """
-    cxx = os.environ.get("CXX", "c++")
+    cxx = shlex.split(os.environ.get("CXX", "c++")) or ["c++"]  # e.g. "ccache g++"
     try:
-        path = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True,
+        path = subprocess.run([*cxx, "-print-file-name=libstdc++.so.6"], capture_output=True,
                               text=True, timeout=60).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return []
-    return [path] if os.path.isabs(path) and os.path.isfile(path) else []
+    if not (os.path.isabs(path) and os.path.isfile(path)):
+        return []
+    return [os.path.realpath(path)]  # normalised: a stable cache key
 
 
 def _debug_hang() -> bool:

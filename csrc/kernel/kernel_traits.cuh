@@ -25,7 +25,8 @@
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_256
 #define TORCH_FMHA_TUNE_BLOCK_N_256 128
 #endif
-// The D = 128 long-key build for a packed v (no V scratch: room for wider blocks).
+// The D = 128 long-key build for a packed v (no V scratch, so wider blocks fit in shared
+// memory): 192 as the transposing build; 224 measured 2-6% slower from 2k, 256 spills.
 #ifndef TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128
 #define TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 TORCH_FMHA_TUNE_BLOCK_N_128
 #endif
@@ -98,8 +99,8 @@
 #define TORCH_FMHA_TUNE_EXACT_ALPHA_64 0
 #endif
 // D = 128 long-key builds: on since session 18 (with the packed v, same call, 3
-// processes each: +0.7 / +1.9% TF/s at 4k / 16k, +0.4 / +2.4% causal; session 15 with
-// the transposing v: +0.2 / +1.8%, causal +7 / +2%; docs/DESIGN.md section 6).
+// processes each: +0.7 / +1.9% TF/s at 4k / 16k, +0.4 / +2.4% causal; the earlier
+// runs with the transposing v were mixed, within their spread; docs/DESIGN.md section 6).
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_128
 #define TORCH_FMHA_TUNE_EXACT_ALPHA_128 1
 #endif
