@@ -88,3 +88,38 @@ def test_packed_v_export_and_aoti_in_fresh_process(tmp_path):
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert "AOTI-OK" in res.stdout, res.stdout + res.stderr
+
+
+class PackedVInput(torch.nn.Module):
+    """attention on a packed v that arrives as a graph input (quantized outside the graph)."""
+
+    def forward(self, q, k, v):
+        return torch_fmha.attention(q, k, v, causal=True)
+
+
+def _packed_v_call(s, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, s, 2, 128, generator=g, dtype=torch.bfloat16) for _ in range(3))
+    qkv = torch_fmha.quantize_qkv(q, k, v, granularity="tensor", pack_v=True)
+    return qkv.tensors
+
+
+def test_packed_v_input_with_dynamic_seqlen_exports():
+    """A packed v as a graph input with S and its group count G both dynamic: export keeps
+    the check's relation G == ceil(S / 16) as a guard, so the program runs at other lengths
+    (bitwise eager) and refuses a v whose G does not fit k."""
+    seq, groups = torch.export.Dim("seq", min=2, max=4096), torch.export.Dim("groups", min=1, max=256)
+    ep = torch.export.export(PackedVInput(), _packed_v_call(40, 0),
+                             dynamic_shapes=({1: seq}, {1: seq}, {3: groups}))
+    program = ep.module()
+    for s in (33, 100, 160):
+        args = _packed_v_call(s, s)
+        assert args[2].shape == (1, 2, 128, (s + 15) // 16, 16)
+        assert torch.equal(program(*args), PackedVInput()(*args))
+    q, k, v = _packed_v_call(100, 1)
+    try:
+        program(q, k, v[:, :, :, :5].contiguous())
+    except Exception as e:  # torch.export's input guard (torch 2.13: "Guard failed: v.size()[3] == ...")
+        assert "v.size()" in str(e) or "packed v" in str(e), str(e)
+    else:
+        raise AssertionError("a packed v with 5 groups for 100 keys ran")
