@@ -111,7 +111,10 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
   // lengths live on the device and max_seqlen_k is a hint that must not
   // change the result (dense == varlen bitwise needs the same blocking).
   const bool varlen = p.cu_seqlens_q != nullptr;
-  const bool short_keys = !varlen && p.seqlen_k <= short_keys_max_seqlen(p.head_dim);
+  const int64_t window_span =  // keys one 128-row tile can see; -1: unbounded
+      p.window_left >= 0 && p.window_right >= 0 ? int64_t{p.window_left} + p.window_right + 128 : -1;
+  const bool short_keys = !varlen && (p.seqlen_k <= short_keys_max_seqlen(p.head_dim) ||
+                                      (window_span >= 0 && window_span <= short_keys_max_window_span(p.head_dim)));
   const bool packed_v = p.v_dim_stride != 1;  // dense only (fwd_unsupported_reason)
   switch (p.head_dim) {
     case 64:
