@@ -11,6 +11,7 @@ import torch
 
 import torch_fmha
 from torch_fmha import quantize as qz
+from inputs import PACKED_V_SLOT_KEYS
 
 FP8 = torch.float8_e4m3fn
 NAN = float("nan")
@@ -243,17 +244,19 @@ def test_unpack_v_gives_the_standard_v_bitwise(seqlen, dtype):
     assert torch.equal(packed.v.view(torch.uint8), _packed_ref(std.v, seqlen))
     # the slots of keys >= S, named apart: exactly zero
     flat = packed.v.view(torch.uint8).reshape(2, 2, 128, groups * 16)
-    assert (flat[..., qz._packed_vt_position(torch.arange(seqlen, groups * 16))] == 0).all()
+    pad_keys = torch.arange(seqlen, groups * 16)
+    assert (flat[..., (pad_keys & ~15) | qz._vt_slot_of_key(pad_keys & 15)] == 0).all()
 
 
-def test_packed_vt_position_is_the_header_order():
-    """The Python packed_vt_position (unpack_v's) against csrc/vt_key_order.h's values: a
-    permutation of each 16-key group, slot 2 holds key 8, 4 holds 2, 7 holds 11, 13 holds 7
-    (the header's static_asserts), groups kept."""
-    pos = qz._packed_vt_position(torch.arange(48))
-    assert sorted(pos.tolist()) == list(range(48)) and (pos // 16 == torch.arange(48) // 16).all()
-    for slot, key in ((2, 8), (4, 2), (7, 11), (13, 7), (0, 0), (15, 15)):
-        assert pos[key].item() == slot and pos[32 + key].item() == 32 + slot
+def test_vt_slot_of_key_is_the_header_order():
+    """unpack_v's vt_slot_of_key against csrc/vt_key_order.h's values: a permutation of the
+    16 slots, slot 2 holds key 8, 4 holds 2, 7 holds 11, 13 holds 7 (the header's
+    static_asserts), and the inverse of tests/inputs.py's slot -> key table."""
+    slot = qz._vt_slot_of_key(torch.arange(16))
+    assert sorted(slot.tolist()) == list(range(16))
+    for s, key in ((2, 8), (4, 2), (7, 11), (13, 7), (0, 0), (15, 15)):
+        assert slot[key].item() == s
+    assert [slot[k].item() for k in PACKED_V_SLOT_KEYS] == list(range(16))
 
 
 def test_unpack_v_errors():

@@ -357,11 +357,6 @@ def _vt_slot_of_key(i: torch.Tensor) -> torch.Tensor:
     return (((i >> 2) & 1) << 3) | (((i >> 1) & 1) << 2) | (((i >> 3) & 1) << 1) | (i & 1)
 
 
-def _packed_vt_position(keys: torch.Tensor) -> torch.Tensor:
-    """csrc/vt_key_order.h's packed_vt_position: key s keeps its 16-key group."""
-    return (keys & ~15) | _vt_slot_of_key(keys & 15)
-
-
 def unpack_v(v_packed: torch.Tensor, seqlen: int) -> torch.Tensor:
     """A packed v (:func:`quantize_qkv` with ``pack_v``) back in the standard layout.
 
