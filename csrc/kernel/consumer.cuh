@@ -70,20 +70,15 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC
 // S = Q K^T and / or O += P V as separate wgmma groups without waiting for
 // them, hand the turn to the other warpgroup. Which GEMMs a round issues is a
 // compile-time choice per call site: a wgmma behind a runtime branch makes
-// ptxas serialize every wgmma of the kernel. `before_pv` runs between the two
-// issues (Traits::kRescaleBeforePv: O's pending rescale, while S runs).
+// ptxas serialize every wgmma of the kernel.
 template <bool kIssueS, bool kIssuePV, class MmaQK, class FragQ, class FragK, class FragS,
-          class MmaPV, class FragP, class FragV, class FragO, class BeforePv>
+          class MmaPV, class FragP, class FragV, class FragO>
 __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier their_turn,
                                            MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
-                                           MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o,
-                                           BeforePv&& before_pv) {
+                                           MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o) {
   named_barrier_sync(my_turn, 256);
   if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
-  if constexpr (kIssuePV) {
-    before_pv();
-    gemm<false, -1>(mma_pv, p, vt, o);
-  }
+  if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
   named_barrier_arrive(their_turn, 256);
 }
 
@@ -216,32 +211,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   auto make_p = [&]() { convert_p<kBlockN>(tSrS, tOrP); };
-  // O *= alpha. The multiply is skipped only when every alpha of the warp is
-  // exactly 1, so the skip is bitwise exact; the vote makes the branch
-  // warp-uniform. Once a row has seen many keys its max rarely moves (with
-  // Traits::kExactAlpha an unchanged max gives alpha == 1 exactly; without it
-  // ptxas contracts the exponent into one FFMA and alpha is seldom exactly 1,
-  // softmax.cuh, rescale_factor).
-  auto rescale_o = [&](const float (&alpha)[2]) {
-    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-      for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
-    }
-  };
-  // Traits::kRescaleBeforePv: a block's alpha is applied to O in the next GEMM
-  // round, between the S issue and the P V issue (O is free then: the previous
-  // P V was waited for), so the multiply runs while S is on the tensor core
-  // instead of at the end of the softmax, on the warpgroup's serial chain.
-  // Same operations in the same order as the multiply right after the softmax:
-  // bitwise the same O. pending_alpha is {1, 1} whenever no rescale is pending.
-  float pending_alpha[2] = {1.f, 1.f};
-  auto apply_pending_rescale = [&]() {
-    if constexpr (Traits::kRescaleBeforePv) {
-      rescale_o(pending_alpha);
-      pending_alpha[0] = pending_alpha[1] = 1.f;
-    }
-  };
-  auto no_op = []() {};
 
   PipelineState<kStages> kv_read;
   PipelineState<2> tile_slot;
@@ -333,7 +302,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
       gemm_round</*S*/ true, /*PV*/ false>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, no_op);
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
       trace.mark_tile(traced_tile, PhaseTrace::kFirstSDone);
@@ -360,8 +329,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark(trace_it + it, PhaseTrace::kOperands);
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
-                                      apply_pending_rescale);
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark(trace_it + it, PhaseTrace::kIssued);
       warpgroup_wait<1>();  // S done (P V may still run)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
@@ -383,11 +351,15 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       }
       trace.mark(trace_it + it, PhaseTrace::kPvDone);
-      if constexpr (Traits::kRescaleBeforePv) {
-        pending_alpha[0] = alpha[0];
-        pending_alpha[1] = alpha[1];
-      } else {
-        rescale_o(alpha);
+      // The multiply is skipped only when every alpha of the warp is exactly 1,
+      // so the skip is bitwise exact; the vote makes the branch warp-uniform.
+      // Once a row has seen many keys its max rarely moves, but in the release
+      // builds without Traits::kExactAlpha an unchanged max does not give
+      // alpha == 1 reliably: ptxas contracts its exponent into one FFMA
+      // (softmax.cuh, rescale_factor).
+      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+        for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
       }
       make_p();
       trace.mark(trace_it + it, PhaseTrace::kEnd);
@@ -413,8 +385,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
-                                      apply_pending_rescale);
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
@@ -435,8 +406,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     } else {
       gemm_round</*S*/ false, /*PV*/ true>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO,
-                                       apply_pending_rescale);
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       softmax.finalize(inv_sum, lse, tile.sink);

@@ -119,17 +119,6 @@
 #ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_256
 #define TORCH_FMHA_TUNE_LAZY_RESCALE_256 0
 #endif
-// O's rescale in the next GEMM round, between the S and P V issues, instead of
-// at the end of the softmax (consumer.cuh, apply_pending_rescale).
-#ifndef TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_64
-#define TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_64 0
-#endif
-#ifndef TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_128
-#define TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_128 0
-#endif
-#ifndef TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_256
-#define TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_256 0
-#endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
@@ -267,14 +256,6 @@ struct Fp8FwdTraits {
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
-  // O *= alpha in the next GEMM round, after the S issue and before the P V
-  // issue, while S runs on the tensor core (FlashAttention-3's
-  // RescaleOBeforeGemm), instead of after the softmax, where the phase trace
-  // (docs/DESIGN.md section 7) puts "O rescale + P pack" at ~11% of a D = 128
-  // block's period on the warpgroup's serial chain. Bitwise the same O.
-  static constexpr bool kRescaleBeforePv = kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_64
-                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_128
-                                                             : TORCH_FMHA_TUNE_RESCALE_BEFORE_PV_256;
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
   // every output type the build does not store in groups (below). Measured on
