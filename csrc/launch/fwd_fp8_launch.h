@@ -35,16 +35,15 @@ constexpr int short_keys_max_seqlen(int head_dim) {
 }
 
 // A window bounds the keys one 128-row tile reads to window_left + window_right
-// + 128, whatever seqlen_k is. Unmeasured experiment, off (0) by default: with a
-// value W, a dense D = 128 call whose window span is at most W keys also runs the
-// short-key build, whose 128-key blocks waste less on a window's two partial
-// blocks than 192-key ones (a (1024, 0) window: 1152 keys, 9 x 128 against 7 x 192
-// blocks). Measure with `-DTORCH_FMHA_TUNE_SHORT_WINDOW_SPAN_128=2048` and
-// `python -m torch_fmha.bench --window`; dense == varlen bitwise then no longer
-// holds for such windows (different blocking), so the GPU tests must be read with
-// that in mind before it could ship.
+// + 128, whatever seqlen_k is. A dense D = 128 call whose window span is at most
+// this many keys runs the short-key build too: its 128-key blocks waste less on a
+// window's two partial blocks than 192-key ones (a (1024, 0) window: 1152 keys, 9 x
+// 128 against 7 x 192 blocks), and the span is the length the short build wins at
+// (above). Measured (one H200, session 19, docs/DESIGN.md section 6): window (1024,
+// 0) at S = 16k 519 -> 593 TF/s, full causal unchanged (821 / 823). Dense == varlen
+// bitwise does not hold for such windows (a packed batch keeps 192-key blocks).
 #ifndef TORCH_FMHA_TUNE_SHORT_WINDOW_SPAN_128
-#define TORCH_FMHA_TUNE_SHORT_WINDOW_SPAN_128 0
+#define TORCH_FMHA_TUNE_SHORT_WINDOW_SPAN_128 2048
 #endif
 constexpr int short_keys_max_window_span(int head_dim) {
   return head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_WINDOW_SPAN_128 : 0;

@@ -240,6 +240,27 @@ def test_short_key_dispatch(d, max_short):
     assert _dense_kernel_name(q[:, :64], k[:, :1], v[:, :1], s) == short_build
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_short_key_build_for_narrow_windows(causal):
+    """A dense D=128 call past short_keys_max_seqlen(128) whose window span
+    (left + right + 128) is at most short_keys_max_window_span(128) = 2048 keys runs
+    the short-key build (fwd_fp8_launch.h); one key wider, the long build. Both sides
+    of the switch against the oracle, and the kernel each side launches."""
+    sk = 4224
+    q, k, v, s = dense_inputs(1, sk, sk, 2, 1, 128, FP8, device="cuda", poison=False, seed=3)
+    right = 0 if causal else 100
+    narrow, wide = (1920 - right, right), (1921 - right, right)
+    names = {}
+    for window in (narrow, wide):
+        run_case(1, sk, sk, 2, 1, 128, causal=causal, window=window, seed=sk + window[0],
+                 case=f"S={sk} window={window} causal={causal}")
+        names[window] = _dense_kernel_name(q, k, v, dict(s, causal=causal, window_size=window))
+    short_build = _dense_kernel_name(q[:, :64], k[:, :1024], v[:, :1024], s)
+    long_build = _dense_kernel_name(q, k, v, s)
+    assert names[narrow] == short_build, f"window {narrow} (span 2048) runs {names[narrow]}"
+    assert names[wide] == long_build, f"window {wide} (span 2049) runs {names[wide]}"
+
+
 @pytest.mark.parametrize("d", [64, 256])
 def test_one_dense_build_without_short_keys(d):
     """D=64 / 256 have no short-key build (short_keys_max_seqlen(D) = 0): one dense kernel
