@@ -80,6 +80,15 @@ def main() -> int:
         check(out, ref, out_scale, f"dense packed v D={d}")
         print(f"dense packed v D={d}: ok", flush=True)
 
+        if d == 128:  # a narrow window past 2048 keys: the short-key build (fwd_fp8_launch.h)
+            q, k, v, s = dense_inputs(1, 2300, 2300, 2, 1, d, FP8, device=args.device, seed=7)
+            out = torch_fmha.attention(q, k, v, window_size=(700, 0), **s)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            ref, _ = attention_ref(q, k, v, window_size=(700, 0), **s)
+            check(out, ref, None, f"dense window D={d}")
+            print(f"dense D={d} S=2300 window (700, 0): ok", flush=True)
+
         page = {64: 16, 128: 256, 256: 16}.get(d, 64)
         q, kp, vp, cu_q, used, table, s = paged_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, page, device=args.device,
                                                        seed=d)[:7]
