@@ -146,3 +146,20 @@ def test_bench_repeat_cli_without_gpu():
     res = subprocess.run([sys.executable, "-m", "torch_fmha.bench", "--repeat", "3", "--errors", "--ragged",
                           "--window"], capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert res.returncode == 2 and "SM90" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_v_layout_follows_quantize_qkv_by_default():
+    import torch_fmha
+    from torch_fmha import quantize
+
+    assert bench.PACKED_V_BY_DEFAULT == quantize._PACK_V_HEAD_DIMS
+    assert bench.parse_args([]).v_layout == "default"
+    assert bench.parse_args(["--pack-v"]).v_layout == "packed"
+    assert bench.parse_args(["--v-layout", "standard"]).v_layout == "standard"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--v-layout", "rows"])
+    for d in (64, 128, 256):
+        x = torch.randn(1, 32, 2, d)
+        packed_by_quantize_qkv = torch_fmha.quantize_qkv(x, x, x).v.dim() == 5  # a packed v is 5-D
+        assert bench.uses_packed_v("default", d) == packed_by_quantize_qkv, d
+        assert bench.uses_packed_v("packed", d) and not bench.uses_packed_v("standard", d)

@@ -26,9 +26,11 @@ random (never zero) inputs per shape. Columns:
 A column that cannot run shows ``n/a`` and its reason is printed once below the
 table; nothing is silently substituted. ``--errors`` adds RMSE / max abs error
 against a float64 reference on the dequantized inputs for ours and cuDNN FP8
-(identical inputs, same ``out_scale``). ``--pack-v`` gives ours, in the dense cells, a packed
-v (``[B, H, D, S/16, 16]``, what ``quantize_qkv`` returns for dense D=128/256 inputs) holding
-the same bytes as cuDNN FP8's v, which stays ``[B, S, H, D]`` (cuDNN takes no other layout). ``--repeat N`` times ours and cuDNN FP8
+(identical inputs, same ``out_scale``). In the dense cells ours gets v in the layout
+``quantize_qkv`` returns by default (``--v-layout default``): a packed v (``[B, H, D, S/16,
+16]``) at D=128/256, the standard ``[B, S, H, D]`` at D=64; ``--v-layout packed`` (or
+``--pack-v``) / ``standard`` force one layout at every D. A packed v holds the same bytes as
+cuDNN FP8's v, which stays ``[B, S, H, D]`` (cuDNN takes no other layout). ``--repeat N`` times ours and cuDNN FP8
 N times per cell, interleaved, and reports the median ours/cuDNN ratio with its
 min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;
 without one it says so and exits with status 2.
@@ -83,6 +85,15 @@ _fmt, _grid, plot = _report._fmt, _report._grid, _report.plot
 
 FP8_MAX = 448.0
 TOKENS, HIDDEN = 16384, 2048  # FlashAttention-3 grid: B*S and H*D
+# --v-layout; "default" follows quantize_qkv (quantize.py's _PACK_V_HEAD_DIMS, which a
+# test keeps equal to this: the file must load without the package).
+V_LAYOUTS = ("default", "packed", "standard")
+PACKED_V_BY_DEFAULT = (128, 256)
+
+
+def uses_packed_v(v_layout: str, head_dim: int) -> bool:
+    """Whether a dense cell gives ours a packed v under ``--v-layout``."""
+    return v_layout == "packed" or (v_layout == "default" and head_dim in PACKED_V_BY_DEFAULT)
 
 
 def _load_peers():
@@ -373,7 +384,7 @@ class Bench:
                "flops": flops, "note": "", "tflops": {}}
         q8, k8, v8 = fp8
         ours = fp8
-        if self.args.pack_v:
+        if uses_packed_v(self.args.v_layout, D):
             ours = (q8, k8, self._packed_v(bf16, v8, desc))
             row["note"] = "ours: packed v (same bytes); cuDNN FP8: v [B, S, H, D]"
         self._measure_pair(row, lambda: self._ours(*ours, desc, out_scale, causal=causal),
@@ -514,9 +525,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="decode step against an FP8 KV cache (attention_with_kvcache) vs SDPA bf16, bandwidth")
     p.add_argument("--no-sdpa", action="store_true",
                    help="leave out the SDPA bf16 columns (tuning runs: ours vs cuDNN FP8 only)")
-    p.add_argument("--pack-v", action="store_true",
-                   help="dense cells: ours gets a packed v (quantize_qkv(pack_v=True): [B, H, D, S/16, 16], "
-                        "V^T loaded by TMA), cuDNN FP8 the same bytes as [B, S, H, D]")
+    p.add_argument("--v-layout", choices=V_LAYOUTS, default="default",
+                   help="dense cells: the v ours gets. default: quantize_qkv's default (packed at D=128/256, "
+                        "standard at D=64); packed: quantize_qkv(pack_v=True), [B, H, D, S/16, 16], V^T loaded "
+                        "by TMA; standard: [B, S, H, D]. cuDNN FP8 always gets the bytes as [B, S, H, D]")
+    p.add_argument("--pack-v", dest="v_layout", action="store_const", const="packed",
+                   help="the same as --v-layout packed")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PATH")
     p.add_argument("--warmup", type=int, default=25, help="do_bench warmup, ms")
