@@ -451,14 +451,18 @@ class Bench:
         self.rows.append(row)
 
     def window(self, D: int, seed: int, S: int = 16384, left: int = 1024) -> None:
-        """Sliding window ``(left, 0)`` vs full causal at S=16k; ours only."""
+        """Sliding window ``(left, 0)`` vs full causal at S=16k; ours only (v as ``--v-layout``)."""
         H = HIDDEN // D
-        _, fp8, desc, out_scale = self._inputs((1, S, H, D), (1, S, H, D), seed)
+        bf16, fp8, desc, out_scale = self._inputs((1, S, H, D), (1, S, H, D), seed)
+        note = "ours only"
+        if uses_packed_v(self.args.v_layout, D):
+            fp8 = (fp8[0], fp8[1], self._packed_v(bf16, fp8[2], desc))
+            note = "ours only; packed v"
         for name, kw, flops in (
                 ("causal", dict(causal=True), attn_flops(1, H, S, S, D, True)),
                 (f"window({left},0)", dict(window_size=(left, 0)), 4.0 * H * D * window_pairs(S, left))):
             row = {"case": "window", "seqlen": S, "D": D, "causal": name, "B": 1, "H": H,
-                   "flops": flops, "note": "ours only", "tflops": {}}
+                   "flops": flops, "note": note, "tflops": {}}
             row["tflops"][COL_OURS] = self._measure(
                 COL_OURS, lambda: self._ours(*fp8, desc, out_scale, **kw), flops)
             self.rows.append(row)
