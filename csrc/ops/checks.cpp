@@ -3,6 +3,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -86,7 +87,7 @@ namespace {
 // G = ceil(S_k / 16), contiguous, against k [B, S_k, Hkv, D].
 void check_packed_v(const char* op, const at::Tensor& k, const at::Tensor& v) {
   const int64_t groups = (k.size(1) + 15) / 16;
-  const std::vector<int64_t> expected{k.size(0), k.size(2), k.size(3), groups, 16};
+  const std::array<int64_t, 5> expected{k.size(0), k.size(2), k.size(3), groups, 16};  // no heap
   TORCH_CHECK(v.sizes() == at::IntArrayRef(expected), op,
               ": a packed v (rank 5) must have shape [batch, heads_kv, head_dim, ceil(seqlen_k / "
               "16), 16] = ", shape_str(expected), " for k of shape ", shape_str(k.sizes()),

@@ -56,10 +56,20 @@ void check_cu_seqlens(const char* op, const char* name, const std::optional<at::
 }
 
 // The descale shape of x: [1] per tensor, [sequences, heads / group_size] per head.
-std::vector<int64_t> descale_shape(const at::Tensor& x, bool per_head, int64_t group_size,
-                                   const std::optional<at::Tensor>& cu) {
+// A DimVector (inline storage): no heap allocation per call.
+at::DimVector descale_shape(const at::Tensor& x, bool per_head, int64_t group_size,
+                            const std::optional<at::Tensor>& cu) {
   if (!per_head) return {1};
   return {x.dim() == 4 ? x.size(0) : cu->size(0) - 1, x.size(-2) / group_size};
+}
+
+// An empty call with room for `tensors` outputs, so add_tensor's push_backs do
+// not regrow the vectors (two reallocations per vector for quantize_qkv).
+QuantizeCall empty_call(size_t tensors) {
+  QuantizeCall call;
+  call.fp8.reserve(tensors);
+  call.cu_seqlens.reserve(tensors);
+  return call;
 }
 
 // Describe x (checked) as a QuantizeTensor and allocate its FP8 output; its
@@ -122,7 +132,7 @@ QuantizeCall plan_quantize_fp8(const char* op, const at::Tensor& x, bool per_hea
                 group_size);
   }
   check_cu_seqlens(op, "cu_seqlens", cu_seqlens, x, "x", per_head);
-  QuantizeCall call;
+  QuantizeCall call = empty_call(1);
   call.descales = at::empty(descale_shape(x, per_head, group_size, cu_seqlens), x.options().dtype(at::kFloat));
   add_tensor(call, x, per_head, group_size, cu_seqlens, 1.0f, call.descales.data_ptr<float>());
   return call;
@@ -169,8 +179,8 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
   // One descale output [3, ...] for q, k and v (their shapes agree: q's groups
   // are GQA's): one allocation and, in a compiled graph, one output instead of
   // three (each extern output costs Inductor's wrapper a getitem and two asserts).
-  QuantizeCall call;
-  std::vector<int64_t> shape = descale_shape(k, per_head, 1, cu_seqlens_k);
+  QuantizeCall call = empty_call(3);
+  at::DimVector shape = descale_shape(k, per_head, 1, cu_seqlens_k);
   const int64_t per_tensor = shape.size() == 1 ? 1 : shape[0] * shape[1];
   shape.insert(shape.begin(), 3);
   call.descales = at::empty(shape, q.options().dtype(at::kFloat));
