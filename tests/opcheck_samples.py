@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from op_defaults import OP_DEFAULTS, complete
+
 import torch_fmha
 from inputs import packed_v
 
@@ -24,6 +26,16 @@ def _qkv(shape_q, shape_kv, dtype, device, requires_grad=False):
         x = torch.randn(*shape, generator=g).to(dtype).to(device)
         out.append(x.requires_grad_(requires_grad) if requires_grad else x)
     return out
+
+
+def _filled(op, samples):
+    """Every sample with the arguments it leaves out filled in (the schemas have no defaults)."""
+    return [(args, complete(op, len(args), kw)) for args, kw in samples]
+
+
+def _only(op, kw):
+    """The items of kw that are arguments of op (kw: another op's full kwargs)."""
+    return {n: x for n, x in kw.items() if n in OP_DEFAULTS[op]}
 
 
 def fwd_samples(device="cpu", dtype=FP8):
@@ -51,7 +63,7 @@ def fwd_samples(device="cpu", dtype=FP8):
         samples.append(((q, k, packed_v(v)), dict(causal=True)))
         q, k, v = _qkv((1, 33, 2, 128), (1, 33, 2, 128), dtype, device)
         samples.append(((q, k, packed_v(v)), dict(window_left=8, window_right=4)))
-    return samples
+    return _filled("fwd", samples)
 
 
 def varlen_fwd_samples(device="cpu", dtype=FP8, head_dim=64):
@@ -68,7 +80,7 @@ def varlen_fwd_samples(device="cpu", dtype=FP8, head_dim=64):
         if fp8:
             kw.update(q_descale=torch.rand(len(lens_q), 2, device=device) + 0.5)
         samples.append(((q, k, v, cu_q, cu_k), kw))
-    return samples
+    return _filled("varlen_fwd", samples)
 
 
 def bwd_samples(dtype=torch.float32):
@@ -79,7 +91,7 @@ def bwd_samples(dtype=torch.float32):
         dout = torch.randn_like(out)
         samples.append(((dout, q, k, v, out, lse, torch.randn_like(lse)),
                         {n: kw[n] for n in ("softmax_scale", "causal", "window_left", "window_right") if n in kw}))
-    return samples
+    return _filled("bwd", samples)
 
 
 def varlen_bwd_samples(dtype=torch.float32):
@@ -88,8 +100,8 @@ def varlen_bwd_samples(dtype=torch.float32):
         q, k, v = (a.detach() for a in args[:3])
         cu_q, cu_k = args[3:]
         out, lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, cu_q, cu_k, **kw)
-        samples.append(((torch.randn_like(out), q, k, v, out, lse, cu_q, cu_k), dict(kw)))
-    return samples
+        samples.append(((torch.randn_like(out), q, k, v, out, lse, cu_q, cu_k), _only("varlen_bwd", kw)))
+    return _filled("varlen_bwd", samples)
 
 
 def quantize_samples(device="cpu"):
@@ -115,7 +127,7 @@ def quantize_samples(device="cpu"):
             (ops.quantize_qkv, (q, k, v, False), dict(qk_rotated=True)),
             (ops.quantize_qkv, (qp, kp, vp, True), dict(cu_seqlens_q=cu, cu_seqlens_k=cu)),
         ]
-    return samples
+    return [(op, args, complete(op, len(args), kw)) for op, args, kw in samples]
 
 
 # ---- serving features (issue 14): softcap, sinks, seqused_k, paged KV ----------------------
@@ -145,7 +157,7 @@ def serving_fwd_samples(device="cpu", dtype=FP8):
         if fp8:
             kw.update(q_descale=torch.rand(b, hkv, device=device) + 0.5)
         samples.append(((q, k, v), kw))
-    return samples
+    return _filled("fwd", samples)
 
 
 def _paged(lens_k, page_size, hkv, d, dtype, device):
@@ -185,7 +197,7 @@ def serving_varlen_fwd_samples(device="cpu", dtype=FP8, head_dim=64):
         if fp8:
             kw.update(k_descale=torch.rand(3, 2, device=device) + 0.5)
         samples.append(((q, kp, vp, cu_q, None), kw))
-    return samples
+    return _filled("varlen_fwd", samples)
 
 
 def serving_bwd_samples(dtype=torch.float32):
@@ -196,14 +208,15 @@ def serving_bwd_samples(dtype=torch.float32):
         kw = {n: (x.detach() if isinstance(x, torch.Tensor) else x) for n, x in kw.items()}
         out, lse = torch.ops.torch_fmha.fwd(q, k, v, **kw)
         samples.append(((torch.randn_like(out), q, k, v, out, lse, torch.randn_like(lse)),
-                        {n: kw[n] for n in names if n in kw}))
+                        complete("bwd", 7, {n: kw[n] for n in names if n in kw})))
     for (args, kw) in serving_varlen_fwd_samples("cpu", dtype):
-        if "seqused_k" in kw:  # no backward through seqused_k / page_table
+        if kw["seqused_k"] is not None:  # no backward through seqused_k / page_table
             continue
         q, k, v = (a.detach() for a in args[:3])
         kw = {n: (x.detach() if isinstance(x, torch.Tensor) else x) for n, x in kw.items()}
         out, lse = torch.ops.torch_fmha.varlen_fwd(q, k, v, *args[3:], **kw)
-        samples.append(((torch.randn_like(out), q, k, v, out, lse) + tuple(args[3:]), dict(kw)))
+        samples.append(((torch.randn_like(out), q, k, v, out, lse) + tuple(args[3:]),
+                        complete("varlen_bwd", 8, _only("varlen_bwd", kw))))
     return samples
 
 
@@ -238,4 +251,4 @@ def kvcache_samples(device="cpu", dtype=FP8, head_dim=64):
     samples.append(((rand(3, 1, 4, d), kp, vp, used), dict(page_table=table, window_left=20)))
     cu_q = torch.tensor([0, 2, 2, 5], dtype=torch.int32, device=device)
     samples.append(((rand(5, 8, d), kc, vc, lens(7, 0, 40)), dict(cu_seqlens_q=cu_q, max_seqlen_q=3, causal=True)))
-    return samples
+    return _filled("fwd_kvcache", samples)

@@ -9,9 +9,11 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import torch_fmha  # noqa: F401  (loads the ops)
+from op_defaults import filled_ops
 
 FP8 = torch.float8_e4m3fn
-ops = torch.ops.torch_fmha
+# The ops with the arguments a call leaves out filled in (the schemas have no defaults).
+ops = filled_ops
 
 
 def t(*shape, dtype=FP8):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import torch_fmha
+from op_defaults import call
 
 
 def _loss_terms(out, lse):
@@ -76,4 +77,4 @@ def test_fp8_backward_raises():
     dout = torch.randn(1, 8, 2, 64)
     lse = torch.zeros(1, 2, 8)
     with pytest.raises(RuntimeError, match="backward of torch.float8_e4m3fn attention is not supported"):
-        torch.ops.torch_fmha.bwd(dout.to(torch.float8_e4m3fn), q, q, q, dout.bfloat16(), lse)
+        call("bwd", dout.to(torch.float8_e4m3fn), q, q, q, dout.bfloat16(), lse)

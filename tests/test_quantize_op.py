@@ -14,11 +14,13 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import torch_fmha
+from op_defaults import complete, filled_ops
 from opcheck_samples import FP8_UTILS, quantize_samples
 
 FP8 = torch.float8_e4m3fn
 NAN, INF = math.nan, math.inf
-ops = torch.ops.torch_fmha
+# The ops with the arguments a call leaves out filled in (the schemas have no defaults).
+ops = filled_ops
 
 
 # ------------------------------------------------ reference: the tensor-op quantizer ---
@@ -198,7 +200,8 @@ def _pack_v_samples():
 @pytest.mark.parametrize("i", range(len(_pack_v_samples())))
 def test_opcheck_pack_v(i):
     args, kwargs = _pack_v_samples()[i]
-    torch.library.opcheck(ops.quantize_qkv, args, kwargs, test_utils=FP8_UTILS)
+    torch.library.opcheck(torch.ops.torch_fmha.quantize_qkv, args, complete("quantize_qkv", 4, kwargs),
+                          test_utils=FP8_UTILS)
 
 
 @pytest.mark.parametrize("seqlen", [0, 1, 9, 16, 17, 32])
@@ -427,7 +430,8 @@ def test_compiled_quantize_qkv_is_one_op_call():
         graphs.clear()
         torch.compile(fn, backend=backend, fullgraph=True)(q, k, v, rotate)
         targets = [n.target for n in graphs[0].graph.nodes if n.op == "call_function"]
-        assert targets.count(ops.quantize_qkv.default) + targets.count(ops.quantize_qkv) == 1, targets
+        op = torch.ops.torch_fmha.quantize_qkv
+        assert targets.count(op.default) + targets.count(op) == 1, targets
         ops_other = [t for t in targets if "quantize_qkv" not in str(t) and "getitem" not in str(t)]
         if rotate:  # matmul(q, H), matmul(k, H), H built once (Sylvester: one arange)
             assert [t for t in ops_other if "matmul" in str(t)] == [torch.matmul] * 2, ops_other

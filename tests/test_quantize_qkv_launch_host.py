@@ -41,7 +41,7 @@ def _cpu_op_equals_dump(dump):
             flat = _load(dump / f"{index}_{name}.bin", dtype)
             inputs.append(flat.as_strided((b, s, heads, d), (s * row, row, sh, sd)))
         assert inputs[0].stride() == (sb, sr, sh, sd), line
-        got = torch.ops.torch_fmha.quantize_qkv(*inputs, bool(per_head), pack_v=bool(pack_v))
+        got = torch.ops.torch_fmha.quantize_qkv(*inputs, bool(per_head), False, None, None, bool(pack_v))
         what = f"call {line}"
         assert got[2].shape == ((b, hkv, d, (s + 15) // 16, 16) if pack_v else (b, s, hkv, d)), what
         for i, name in enumerate(("q8", "k8", "v8", "descales")):

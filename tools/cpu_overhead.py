@@ -132,7 +132,7 @@ def main(argv=None) -> int:
 
     def below():
         with torch._C._AutoDispatchBelowAutograd():
-            return op.default(q, k, v, None, False, -1, -1, qd, kd, vd, None, od)
+            return op.default(q, k, v, None, False, -1, -1, qd, kd, vd, None, od, 0.0, None)
 
     def no_grad():
         with torch.no_grad():
@@ -144,8 +144,10 @@ def main(argv=None) -> int:
 
     rows = {
         "op below autograd": below,
-        "op .default": lambda: op.default(q, k, v, None, False, -1, -1, qd, kd, vd, None, od),
-        "op packet kwargs": lambda: op(q, k, v, q_descale=qd, k_descale=kd, v_descale=vd, out_dtype=od),
+        "op .default": lambda: op.default(q, k, v, None, False, -1, -1, qd, kd, vd, None, od, 0.0, None),
+        "op packet kwargs": lambda: op(q, k, v, softmax_scale=None, causal=False, window_left=-1,
+                                         window_right=-1, q_descale=qd, k_descale=kd, v_descale=vd,
+                                         out_scale=None, out_dtype=od, softcap=0.0, sinks=None),
         "attention": lambda: call(*inputs),
         "attention no_grad": no_grad,
         "attention inference_mode": inference,

@@ -69,7 +69,8 @@ CASES = {
                                      "t(1, 48, 2, 128)); torch.cuda.synchronize(); "
                                      "torch_fmha.attention(t(1, 48, 2, 128), t(1, 48, 2, 128), t(1, 40, 2, 128))",
     "cuda_bwd_refusal_first": "x = t(1, 8, 2, 64, dtype=torch.bfloat16); "
-                              "torch.ops.torch_fmha.bwd(x, x, x, x, x, torch.zeros(1, 2, 8, device='cuda'))",
+                              "torch.ops.torch_fmha.bwd(x, x, x, x, x, torch.zeros(1, 2, 8, device='cuda'), None, None, "
+                              "False, -1, -1, 0.0, None)",
     # thrown in fwd_cuda.cpp itself (element_type): raised fine in session 17
     "cuda_float32_control": "torch_fmha.attention(t(1, 48, 2, 128, dtype=torch.float32), "
                             "t(1, 48, 2, 128, dtype=torch.float32), t(1, 48, 2, 128, dtype=torch.float32))",

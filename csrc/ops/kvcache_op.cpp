@@ -57,11 +57,11 @@ TORCH_LIBRARY_FRAGMENT(torch_fmha, m) {
   //   -> out [B, Sq, H, D] ([Tq, H, D]), lse [B, H, Sq] ([H, Tq]).
   m.def(
       "fwd_kvcache(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, "
-      "Tensor? page_table=None, Tensor? cu_seqlens_q=None, SymInt? max_seqlen_q=None, "
-      "float? softmax_scale=None, bool causal=False, int window_left=-1, int window_right=-1, "
-      "float softcap=0.0, Tensor? sinks=None, Tensor? q_descale=None, Tensor? k_descale=None, "
-      "Tensor? v_descale=None, Tensor? out_scale=None, ScalarType? out_dtype=None, "
-      "int num_splits=0) -> (Tensor out, Tensor lse)");
+      "Tensor? page_table, Tensor? cu_seqlens_q, SymInt? max_seqlen_q, "
+      "float? softmax_scale, bool causal, int window_left, int window_right, "
+      "float softcap, Tensor? sinks, Tensor? q_descale, Tensor? k_descale, "
+      "Tensor? v_descale, Tensor? out_scale, ScalarType? out_dtype, "
+      "int num_splits) -> (Tensor out, Tensor lse)");
 }
 
 namespace torch_fmha {

@@ -14,6 +14,7 @@ import torch
 import torch_fmha
 from emulate import emulate_fp8_kernel
 from inputs import FP8, dense_inputs, packed_v
+from op_defaults import call
 from opcheck_samples import FP8_UTILS, fwd_samples
 from poison import call_with_nan_outputs
 from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output
@@ -190,7 +191,7 @@ def test_unsupported_raise_clearly():
     with pytest.raises(RuntimeError, match="torch_fmha.fwd: .*float8_e4m3fn"):
         torch_fmha.attention(q, q, q)
     with pytest.raises(RuntimeError, match="torch_fmha.bwd: there is no CUDA backward yet"):
-        torch.ops.torch_fmha.bwd(q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
+        call("bwd", q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
 
 
 @pytest.mark.parametrize("d,sk", [(128, 2047), (128, 2048), (128, 2049), (64, 1025)])
