@@ -200,8 +200,8 @@ def test_schema_order_of_the_positional_fast_path():
                                                  (torch.float16, torch.float16)])
 def test_default_out_dtype_is_not_spelled_in_exported_graphs(out_dtype, expected):
     """The API passes out_dtype=None for the default (api._op_out_dtype): an exported
-    graph then carries no ScalarType for the common FP8 -> bf16 path, which AOTInductor
-    in torch 2.11 would hand to the op renumbered (pytorch/pytorch#169157)."""
+    graph then carries None, no ScalarType value, for the common FP8 -> bf16 path; a value
+    AOTInductor in torch 2.11 would hand to the op renumbered (pytorch/pytorch#169157)."""
     class M(torch.nn.Module):
         def forward(self, q, k, v):
             return torch_fmha.attention(q, k, v, out_dtype=out_dtype)

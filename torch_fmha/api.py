@@ -38,8 +38,8 @@ def _op_out_dtype(q: torch.Tensor, out_dtype: Optional[torch.dtype]) -> Optional
     """``out_dtype`` as passed to the op: None when it is the default for q's dtype.
 
     The op computes the same default (meta/checks.py), so the result is unchanged;
-    what changes is that a graph exported with the default dtype carries no
-    ``ScalarType`` argument. AOTInductor's proxy executor in torch 2.11 reads
+    what changes is that a graph exported with the default dtype carries None,
+    not a ``ScalarType`` value. AOTInductor's proxy executor in torch 2.11 reads
     ScalarType arguments of custom ops with the serialization enum's numbering
     (bfloat16 arrives as QUInt8: pytorch/pytorch#169157, fixed by #173562, in
     torch 2.13), and the op then rejects the dtype. Explicit non-default dtypes
