@@ -90,7 +90,7 @@ def bwd_samples(dtype=torch.float32):
         out, lse = torch.ops.torch_fmha.fwd(q, k, v, **kw)
         dout = torch.randn_like(out)
         samples.append(((dout, q, k, v, out, lse, torch.randn_like(lse)),
-                        {n: kw[n] for n in ("softmax_scale", "causal", "window_left", "window_right") if n in kw}))
+                        {n: kw[n] for n in ("softmax_scale", "causal", "window_left", "window_right")}))
     return _filled("bwd", samples)
 
 
@@ -208,7 +208,7 @@ def serving_bwd_samples(dtype=torch.float32):
         kw = {n: (x.detach() if isinstance(x, torch.Tensor) else x) for n, x in kw.items()}
         out, lse = torch.ops.torch_fmha.fwd(q, k, v, **kw)
         samples.append(((torch.randn_like(out), q, k, v, out, lse, torch.randn_like(lse)),
-                        complete("bwd", 7, {n: kw[n] for n in names if n in kw})))
+                        {n: kw[n] for n in names}))
     for (args, kw) in serving_varlen_fwd_samples("cpu", dtype):
         if kw["seqused_k"] is not None:  # no backward through seqused_k / page_table
             continue

@@ -1,7 +1,8 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (also with a packed v:
-V^T by TMA), and one paged FP8
+V^T by TMA; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
+build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
 than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partial

@@ -22,6 +22,8 @@ compare mins, and compare rows of one run only:
   op .default            the same through the Autograd key: + the op's autograd
                          kernel (C++, csrc/ops/autograd.cpp)
   op packet kwargs       torch.ops.torch_fmha.fwd(q, k, v, q_descale=...): + kwargs parsing
+                         (all 11 by keyword since the schemas have no defaults, session
+                         19; 4 before, so older rows are not comparable)
   attention              torch_fmha.attention (eager), also under no_grad / inference_mode
   compiled ...           torch.compile(fullgraph=True) of a function calling attention:
                          total, then its layers: the AOTAutograd compiled_fn (no Dynamo frame,

@@ -379,7 +379,7 @@ def main(argv=None) -> int:
             return compiled_call(*inputs)
 
     op = torch.ops.torch_fmha.fwd.default
-    op_args = (q8, k8, v8, None, False, -1, -1, qd, kd, vd, None, torch.bfloat16)
+    op_args = (q8, k8, v8, None, False, -1, -1, qd, kd, vd, None, torch.bfloat16, 0.0, None)
 
     def op_autograd_key():
         return op(*op_args)

@@ -364,7 +364,7 @@ class Bench:
         packed = qkv.v
         same = torch.equal(self.fmha.unpack_v(packed, v8.size(1)).view(torch.uint8), v8.view(torch.uint8))
         if not same or not torch.equal(qkv.v_descale.reshape(-1), desc[2].reshape(-1)):
-            raise RuntimeError("--pack-v: quantize_qkv's packed v does not hold the bytes of v8")
+            raise RuntimeError("packed v: quantize_qkv's packed v does not hold the bytes of v8")
         return packed
 
     def _sdpa(self, row, bf16, causal, flops):

@@ -144,7 +144,8 @@ using namespace cute;
 
 // How a head dim cuts the keys into KV blocks. kLong (every head dim, every
 // layout) is tuned for long sequences. kShort (D = 128 only, dense layout,
-// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(128)) uses
+// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(128) and for
+// windows spanning at most short_keys_max_window_span(128) keys per tile) uses
 // 128-key blocks and 3 stages: no partial last block at the power-of-two
 // lengths where 192 leaves one (1024 = 5 x 192 + 64), at the price of more
 // per-block overhead, which only long sequences feel. D = 64's long build has

@@ -14,7 +14,8 @@ namespace torch_fmha {
 // kVarlen: ragged batch (p.cu_seqlens_* set, varlen tile scheduler + prep
 // kernel) or dense layout. Same kernel body; only the scheduler type differs.
 // kShortKeys: the dense build with smaller key blocks
-// (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D).
+// (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D) or a
+// window spanning at most short_keys_max_window_span(D) keys per tile.
 // kPackedV: v is a packed v (dense only, p.v_dim_stride != 1, csrc/vt_key_order.h):
 // TMA loads V^T blocks directly (kernel::VLayout::kPackedVt).
 template <int kHeadDim, bool kVarlen, bool kShortKeys = false, bool kPackedV = false>

@@ -132,7 +132,7 @@ QuantizeCall plan_quantize_fp8(const char* op, const at::Tensor& x, bool per_hea
                 group_size);
   }
   check_cu_seqlens(op, "cu_seqlens", cu_seqlens, x, "x", per_head);
-  QuantizeCall call = empty_call(1);
+  QuantizeCall call;
   call.descales = at::empty(descale_shape(x, per_head, group_size, cu_seqlens), x.options().dtype(at::kFloat));
   add_tensor(call, x, per_head, group_size, cu_seqlens, 1.0f, call.descales.data_ptr<float>());
   return call;

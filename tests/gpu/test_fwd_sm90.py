@@ -200,9 +200,11 @@ def test_short_key_blocking_boundary(d, sk, causal):
     """D=128 dense switches from 128-key blocks (the short-key build) to 192-key blocks
     above short_keys_max_seqlen(128) = 2048 keys (fwd_fp8_launch.h): both sides of the
     switch, with Sq != Sk so causal's bottom-right alignment and the partial blocks differ
-    per build. D=64 at 1025 keys: its 256-key long build with a 1-key last block."""
+    per build. D=64 at 1025 keys: its 256-key long build with a 1-key last block. The
+    windows span more than short_keys_max_window_span(128) = 2048 keys, so their side of
+    the switch is decided by the key count too."""
     run_case(2, 300, sk, 4, 2, d, causal=causal, seed=sk, case=f"Sk={sk} D={d} causal={causal}")
-    window = (500, 0) if causal else (300, 200)
+    window = (2000, 0) if causal else (1200, 900)
     run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, case=f"S={sk} D={d} window={window}")
 
 
@@ -221,7 +223,8 @@ def _dense_kernel_name(q, k, v, s):
 
 @pytest.mark.parametrize("d,max_short", [(128, 2048)])
 def test_short_key_dispatch(d, max_short):
-    """dispatch_fwd.cu picks the build by seqlen_k: above short_keys_max_seqlen(D) the
+    """Without a window dispatch_fwd.cu picks the build by seqlen_k (narrow windows:
+    test_short_key_build_for_narrow_windows): above short_keys_max_seqlen(D) the
     long build (192-key blocks) that varlen always runs (dense == varlen bitwise needs
     the same blocking), at the limit and below another kernel, the same one from 1 key
     up (the short-key build: D=128 has two dense builds, test_sass_sm90.py)."""
@@ -241,25 +244,30 @@ def test_short_key_dispatch(d, max_short):
     assert _dense_kernel_name(q[:, :64], k[:, :1], v[:, :1], s) == short_build
 
 
+@pytest.mark.parametrize("pack_v", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
-def test_short_key_build_for_narrow_windows(causal):
+def test_short_key_build_for_narrow_windows(causal, pack_v):
     """A dense D=128 call past short_keys_max_seqlen(128) whose window span
     (left + right + 128) is at most short_keys_max_window_span(128) = 2048 keys runs
     the short-key build (fwd_fp8_launch.h); one key wider, the long build. Both sides
-    of the switch against the oracle, and the kernel each side launches."""
+    of the switch against the oracle (Sq = Sk, and Sq < Sk for the bottom-right
+    alignment), with the standard and the packed v, and the kernel each side launches."""
     sk = 4224
     q, k, v, s = dense_inputs(1, sk, sk, 2, 1, 128, FP8, device="cuda", poison=False, seed=3)
+    if pack_v:
+        v = packed_v(v)
     right = 0 if causal else 100
     narrow, wide = (1920 - right, right), (1921 - right, right)
-    names = {}
-    for window in (narrow, wide):
-        run_case(1, sk, sk, 2, 1, 128, causal=causal, window=window, seed=sk + window[0],
-                 case=f"S={sk} window={window} causal={causal}")
-        names[window] = _dense_kernel_name(q, k, v, dict(s, causal=causal, window_size=window))
-    short_build = _dense_kernel_name(q[:, :64], k[:, :1024], v[:, :1024], s)
+    v_1k = v[..., :64, :].contiguous() if pack_v else v[:, :1024]  # the first 1024 keys
+    short_build = _dense_kernel_name(q[:, :64], k[:, :1024], v_1k, s)
     long_build = _dense_kernel_name(q, k, v, s)
-    assert names[narrow] == short_build, f"window {narrow} (span 2048) runs {names[narrow]}"
-    assert names[wide] == long_build, f"window {wide} (span 2049) runs {names[wide]}"
+    assert short_build != long_build, "one build on both sides of short_keys_max_seqlen(128)"
+    for window, want in ((narrow, short_build), (wide, long_build)):
+        for sq in (sk, 300):
+            run_case(1, sq, sk, 2, 1, 128, causal=causal, window=window, seed=sq + window[0], pack_v=pack_v,
+                     case=f"Sq={sq} Sk={sk} window={window} causal={causal} packed v={pack_v}")
+        name = _dense_kernel_name(q, k, v, dict(s, causal=causal, window_size=window))
+        assert name == want, f"window {window} (span {sum(window) + 128}) runs {name}"
 
 
 @pytest.mark.parametrize("d", [64, 256])

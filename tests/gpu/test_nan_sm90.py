@@ -133,8 +133,11 @@ def test_nan_in_one_k_element_long_build(d, s):
     """The long builds with a partial last block (D=64: 256-key blocks, keys 1024..;
     D=128 past short_keys_max_seqlen(128), where the cases above, 300 keys, run the
     short-key build: 192-key blocks, keys 1920..), NaN at key s - 100 of that block,
-    window (150, 20): rows s - 120.. see it, rows of the same tile before them do not."""
-    make, call, ref = dense(s, s, d, seed=10, **MASKS["window"])
+    window (150, 20), at D=128 (1950, 20) (a span past short_keys_max_window_span(128),
+    which would run the short build too): rows s - 120.. see it, rows of the same tile
+    before them do not."""
+    window = (1950, 20) if d == 128 else (150, 20)
+    make, call, ref = dense(s, s, d, seed=10, window_size=window)
     out, _ = check_case(make, call, lambda x: set_value(x["k"], (1, s - 100, 1, 3), NAN), ref,
                         f"k D={d} S={s} window")
     assert torch.isnan(out.float()).any()
