@@ -2,7 +2,8 @@
 
 Registered on the C++ ops with ``torch.library.register_fake``; they run the
 same checks as the C++ kernels (``checks.py``) and return outputs with the
-real kernels' sizes, strides, dtypes and devices:
+real kernels' sizes, strides, dtypes and devices (like the schemas they take no
+default values, csrc/ops/registration.cpp: every call passes every argument):
 
     fwd         out [B, Sq, H, D] contiguous, lse [B, H, Sq] contiguous
     varlen_fwd  out [Tq, H, D] contiguous,    lse [H, Tq] contiguous
@@ -23,18 +24,18 @@ def _fwd_outputs(q, p, out_shape, lse_shape):
     return out, lse
 
 
-def fwd_fake(q, k, v, softmax_scale=None, causal=False, window_left=-1, window_right=-1,
-             q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
-             softcap=0.0, sinks=None):
+def fwd_fake(q, k, v, softmax_scale, causal, window_left, window_right,
+             q_descale, k_descale, v_descale, out_scale, out_dtype,
+             softcap, sinks):
     p = checks.check_fwd("torch_fmha.fwd", q, k, v, softmax_scale, causal, window_left, window_right,
                          q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks)
     return _fwd_outputs(q, p, (p.batch, p.seqlen_q, p.heads_q, p.head_dim), (p.batch, p.heads_q, p.seqlen_q))
 
 
-def varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None,
-                    softmax_scale=None, causal=False, window_left=-1, window_right=-1,
-                    q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
-                    softcap=0.0, sinks=None, seqused_k=None, page_table=None):
+def varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                    softmax_scale, causal, window_left, window_right,
+                    q_descale, k_descale, v_descale, out_scale, out_dtype,
+                    softcap, sinks, seqused_k, page_table):
     p = checks.check_varlen_fwd("torch_fmha.varlen_fwd", q, k, v, cu_seqlens_q, cu_seqlens_k,
                                 max_seqlen_q, max_seqlen_k, softmax_scale, causal, window_left,
                                 window_right, q_descale, k_descale, v_descale, out_scale, out_dtype,
@@ -47,8 +48,8 @@ def _grads(q, k, v, lse, sinks):
     return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dsinks)
 
 
-def bwd_fake(dout, q, k, v, out, lse, dlse=None, softmax_scale=None, causal=False,
-             window_left=-1, window_right=-1, softcap=0.0, sinks=None):
+def bwd_fake(dout, q, k, v, out, lse, dlse, softmax_scale, causal,
+             window_left, window_right, softcap, sinks):
     op = "torch_fmha.bwd"
     checks.check_fwd(op, q, k, v, softmax_scale, causal, window_left, window_right,
                      softcap=softcap, sinks=sinks)
@@ -56,9 +57,9 @@ def bwd_fake(dout, q, k, v, out, lse, dlse=None, softmax_scale=None, causal=Fals
     return _grads(q, k, v, lse, sinks)
 
 
-def varlen_bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, dlse=None,
-                    max_seqlen_q=None, max_seqlen_k=None, softmax_scale=None, causal=False,
-                    window_left=-1, window_right=-1, softcap=0.0, sinks=None):
+def varlen_bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, dlse,
+                    max_seqlen_q, max_seqlen_k, softmax_scale, causal,
+                    window_left, window_right, softcap, sinks):
     op = "torch_fmha.varlen_bwd"
     checks.check_varlen_fwd(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                             softmax_scale, causal, window_left, window_right,

@@ -74,10 +74,10 @@ def check_kvcache(op, q, k_cache, v_cache, cache_seqlens, page_table=None, cu_se
     return p
 
 
-def fwd_kvcache_fake(q, k_cache, v_cache, cache_seqlens, page_table=None, cu_seqlens_q=None, max_seqlen_q=None,
-                     softmax_scale=None, causal=False, window_left=-1, window_right=-1, softcap=0.0, sinks=None,
-                     q_descale=None, k_descale=None, v_descale=None, out_scale=None, out_dtype=None,
-                     num_splits=0):
+def fwd_kvcache_fake(q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q, max_seqlen_q,
+                     softmax_scale, causal, window_left, window_right, softcap, sinks,
+                     q_descale, k_descale, v_descale, out_scale, out_dtype,
+                     num_splits):
     p = check_kvcache(OP, q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q, max_seqlen_q,
                       softmax_scale, causal, window_left, window_right, softcap, sinks, q_descale, k_descale,
                       v_descale, out_scale, out_dtype, num_splits)

@@ -87,7 +87,7 @@ def check_quantize_qkv(op, q, k, v, per_head, qk_rotated=False, cu_seqlens_q=Non
                f"{cu_seqlens_q.size(0)}; both must have batch + 1")
 
 
-def quantize_fp8_fake(x, per_head, group_size=1, cu_seqlens=None):
+def quantize_fp8_fake(x, per_head, group_size, cu_seqlens):
     check_quantize_fp8("torch_fmha.quantize_fp8", x, per_head, group_size, cu_seqlens)
     return (x.new_empty(x.shape, dtype=torch.float8_e4m3fn),
             x.new_empty(_descale_shape(x, per_head, group_size, cu_seqlens), dtype=torch.float32))
@@ -102,8 +102,8 @@ def packed_v_fp8(v):
     return v.new_empty((b, hkv, d, (s + 15) // 16, 16), dtype=torch.float8_e4m3fn)
 
 
-def quantize_qkv_fake(q, k, v, per_head, qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None,
-                      pack_v=False):
+def quantize_qkv_fake(q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
+                      pack_v):
     check_quantize_qkv("torch_fmha.quantize_qkv", q, k, v, per_head, qk_rotated, cu_seqlens_q, cu_seqlens_k,
                        pack_v)
     q8, k8 = (t.new_empty(t.shape, dtype=torch.float8_e4m3fn) for t in (q, k))

@@ -63,15 +63,6 @@ at::DimVector descale_shape(const at::Tensor& x, bool per_head, int64_t group_si
   return {x.dim() == 4 ? x.size(0) : cu->size(0) - 1, x.size(-2) / group_size};
 }
 
-// An empty call with room for `tensors` outputs, so add_tensor's push_backs do
-// not regrow the vectors (two reallocations per vector for quantize_qkv).
-QuantizeCall empty_call(size_t tensors) {
-  QuantizeCall call;
-  call.fp8.reserve(tensors);
-  call.cu_seqlens.reserve(tensors);
-  return call;
-}
-
 // Describe x (checked) as a QuantizeTensor and allocate its FP8 output; its
 // descales go to `descale` (the op's output, or q's / k's / v's part of it).
 // packed_v (dense x only): the output is a packed v [B, H, D, G, 16],
@@ -179,7 +170,9 @@ QuantizeCall plan_quantize_qkv(const char* op, const at::Tensor& q, const at::Te
   // One descale output [3, ...] for q, k and v (their shapes agree: q's groups
   // are GQA's): one allocation and, in a compiled graph, one output instead of
   // three (each extern output costs Inductor's wrapper a getitem and two asserts).
-  QuantizeCall call = empty_call(3);
+  QuantizeCall call;
+  call.fp8.reserve(3);  // add_tensor's three push_backs without regrowing the vectors
+  call.cu_seqlens.reserve(3);
   at::DimVector shape = descale_shape(k, per_head, 1, cu_seqlens_k);
   const int64_t per_tensor = shape.size() == 1 ? 1 : shape[0] * shape[1];
   shape.insert(shape.begin(), 3);
