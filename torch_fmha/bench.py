@@ -83,7 +83,10 @@ COLUMNS = _report.COLUMNS
 ratio_stats, format_ratio, format_table = _report.ratio_stats, _report.format_ratio, _report.format_table
 _fmt, _grid, plot = _report._fmt, _report._grid, _report.plot
 
-FP8_MAX = 448.0
+_math = _load_sibling("bench_math")
+FP8_MAX, attn_flops, window_pairs, quantize = _math.FP8_MAX, _math.attn_flops, _math.window_pairs, _math.quantize
+reference_attention, error_stats = _math.reference_attention, _math.error_stats
+
 TOKENS, HIDDEN = 16384, 2048  # FlashAttention-3 grid: B*S and H*D
 # --v-layout; "default" follows quantize_qkv (quantize.py's _PACK_V_HEAD_DIMS, which a
 # test keeps equal to this: the file must load without the package).
@@ -183,65 +186,6 @@ class Progress:
             self.bar.close()
         elif self.enabled:
             print(file=sys.stderr)
-
-
-# ------------------------------------------------------------------ math ---
-def attn_flops(B: int, H: int, Sq: int, Sk: int, D: int, causal: bool) -> float:
-    """FlashAttention convention: ``4*B*H*Sq*Sk*D``, halved for causal."""
-    f = 4.0 * B * H * Sq * Sk * D
-    return f / 2 if causal else f
-
-
-def window_pairs(S: int, left: int) -> int:
-    """Number of (i, j) with ``i - left <= j <= i`` in an S x S square."""
-    full = min(S, left + 1)
-    return full * (full + 1) // 2 + (S - full) * (left + 1)
-
-
-def quantize(x: torch.Tensor, fmha=None):
-    """Per-tensor FP8 e4m3: ``(x_fp8, descale float32 [1])``.
-
-    Uses ``torch_fmha.quantize_fp8`` when the package provides it.
-    """
-    if fmha is not None and hasattr(fmha, "quantize_fp8"):
-        try:
-            x8, d = fmha.quantize_fp8(x, granularity="tensor")
-            return x8, d.reshape(-1)[:1].float().contiguous()
-        except Exception:
-            pass
-    amax = x.abs().amax().float().clamp_min(1e-12)
-    descale = (amax / FP8_MAX).reshape(1)
-    x8 = (x.float() / descale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-    return x8, descale
-
-
-def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        scale: float, causal: bool, chunk: int = 2048) -> torch.Tensor:
-    """float64 attention, ``[B, S, H, D]`` inputs, chunked over query rows.
-
-    Causal is bottom-right aligned (``Sq == Sk`` here, so also top-left).
-    """
-    B, Sq, H, D = q.shape
-    Sk = k.shape[1]
-    out = torch.empty(B, Sq, H, v.shape[-1], dtype=torch.float64, device=q.device)
-    for b in range(B):
-        kb, vb = k[b].double().transpose(0, 1), v[b].double().transpose(0, 1)  # [H, Sk, D]
-        for s0 in range(0, Sq, chunk):
-            s1 = min(Sq, s0 + chunk)
-            qb = q[b, s0:s1].double().transpose(0, 1)  # [H, c, D]
-            s = torch.matmul(qb, kb.transpose(1, 2)) * scale
-            if causal:
-                i = torch.arange(s0, s1, device=q.device)[:, None] + (Sk - Sq)
-                s.masked_fill_(torch.arange(Sk, device=q.device)[None, :] > i, float("-inf"))
-            out[b, s0:s1] = torch.matmul(torch.softmax(s, dim=-1), vb).transpose(0, 1)
-    return out
-
-
-def error_stats(out: torch.Tensor, ref: torch.Tensor) -> Dict[str, float]:
-    """RMSE, max abs error and the reference's RMS (for scale)."""
-    d = out.double() - ref
-    return {"rmse": d.pow(2).mean().sqrt().item(), "max_abs": d.abs().max().item(),
-            "ref_rms": ref.pow(2).mean().sqrt().item()}
 
 
 # ----------------------------------------------------------------- bench ---

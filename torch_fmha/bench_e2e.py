@@ -8,7 +8,7 @@ inputs, on N(0,1) and on N(0,1) with 0.1% of the entries x10, with the quantize
 and attention times. Without an SM90 GPU it runs ours on the CPU op path (FP8
 inputs taken exactly, but P kept in float64, not rounded to e4m3 as the kernel
 does, so the errors are lower than the kernel's) and reports errors only.
-Argument parsing, timing, the reference and the table layout are bench.py's.
+Argument parsing, timing and the table layout are bench.py's, the reference bench_math.py's.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Dict, List
 
 import torch
 
-from torch_fmha.bench import (COL_CUDNN, _first_line, _fmt, _grid, _load_ours, _load_peers,
-                              error_stats, make_timer, reference_attention)
+from torch_fmha.bench import COL_CUDNN, _first_line, _fmt, _grid, _load_ours, _load_peers, make_timer
+from torch_fmha.bench_math import error_stats, reference_attention
 
 #: (label, granularity, rotate) of the rows of ``--e2e-errors``, ours; per-tensor first
 #: (the baseline of the ratio column).
