@@ -1,6 +1,9 @@
 """Table of tools/gpu_ab.sh / tools/gpu_tune.sh runs: per case and variant, the
 median ours / cuDNN FP8 ratio over the rounds with its min-max spread, and our
-median TFLOP/s (only that with --out-dtype bf16, which cuDNN FP8 cannot write). Files are named <prefix>_<variant>_<round>.json."""
+median TFLOP/s (only that with --out-dtype bf16, which cuDNN FP8 cannot write).
+Serving-feature runs (bench --softcap / --sinks / --paged) give per feature row
+the ratio ours without / ours with the feature and the TFLOP/s with it, and a
+"plain" row with the TFLOP/s without it. Files are named <prefix>_<variant>_<round>.json."""
 
 from __future__ import annotations
 
@@ -19,7 +22,14 @@ def main(paths: list[str]) -> None:
         variant = Path(path).stem.split("_", 1)[1].rsplit("_", 1)[0]
         if variant not in variants:
             variants.append(variant)
-        for row in json.load(open(path))["rows"]:
+        data = json.load(open(path))
+        for row in data.get("serving_rows", []):  # bench --paged / --softcap / --sinks
+            # ratio = ours without the feature / ours with it (throughput ratio)
+            key = (row["feature"][:7], row["D"], str(row["causal"]), row["S"])
+            ours[key][variant].append(row["feature_tflops"])
+            ratio[key][variant].append(row["ratio"])
+            ours[("plain",) + key[1:]][variant].append(row["base_tflops"])
+        for row in data.get("rows", []):
             key = (row["case"], row["D"], str(row["causal"]), row["seqlen"])
             t = row["tflops"]
             if t.get("ours FP8") is not None:
