@@ -208,7 +208,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
-  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kCappedFmaExps> softmax;
+  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   auto make_p = [&]() { convert_p<kBlockN>(tSrS, tOrP); };
 
@@ -261,12 +261,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {
       apply_mask<kBlockN>(tSrS, m, t.m_block * kBlockM + row0, n_block * kBlockN + col0);
     }
-    float alpha_unused[2];  // O is zero: nothing to rescale
-    if (Traits::kCappedFmaExps > 0 && p.softcap > 0.f) {
-      softmax.template update<true>(tSrS, alpha_unused);
-    } else {
-      softmax.template update<false>(tSrS, alpha_unused);
-    }
+    float alpha_unused[2];
+    softmax.update(tSrS, alpha_unused);  // O is zero: nothing to rescale
   };
 
   // Q buffer of the current tile (its S GEMMs read it; released after the last one).
@@ -277,38 +273,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   PipelineState<kStages> v_pending;  // V^T stage of the block whose P is in tOrP (I2)
 
   TileInfo tile = fetch_tile();
-  // A steady-state block after its S wait: soft-capping, the mask, the online
-  // softmax and the P V wait (pinned below the softmax or not, Traits), which
-  // leaves alpha for O's rescale. Soft-capped scores on the FMA-pipe exps path
-  // (kCapped, Traits::kCappedFmaExps > 0) take their own copy of this body: a
-  // branch inside the softmax would stop ptxas from placing the P V wait in the
-  // plain path as it does without one.
-  auto block_softmax = [&](auto capped, const MaskInfo& mask, int n_block, float (&alpha)[2],
-                           int trace_index) {
-    constexpr bool kCapped = decltype(capped)::value;
-    if (kCapped || p.softcap > 0.f) apply_softcap(tSrS, tile.softcap_mul);  // before the mask
-    if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
-      apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
-    }
-    if constexpr (kCapped && Traits::kCappedFmaExps > 0) {
-      // The wait first (pinned: left to itself ptxas sinks it below the
-      // softmax here and spills), where it also lands in the plain path at
-      // D <= 128: held across the softmax, P's registers and the FMA-pipe
-      // exps' temporaries do not fit.
-      finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-      softmax.template update<true>(tSrS, alpha);
-    } else if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
-      float bias[2];
-      softmax.update_max(tSrS, alpha, bias);
-      finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-      softmax.template update_exp<kCapped>(tSrS, bias, alpha);
-    } else {
-      softmax.template update<kCapped>(tSrS, alpha);
-      if constexpr (Traits::kPinPvWait) trace.mark(trace_index, PhaseTrace::kSoftmax);
-      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
-    }
-  };
-
   while (tile.valid) {
     trace.mark_tile(traced_tile, PhaseTrace::kTileTop);
     const int tile_tag = tile.m_block;  // for hang reports
@@ -372,10 +336,19 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          it == num_blocks - 1);
-      if (Traits::kCappedFmaExps > 0 && p.softcap > 0.f) {
-        block_softmax(std::true_type{}, mask, n_block, alpha, trace_it + it);
+      if (p.softcap > 0.f) apply_softcap(tSrS, tile.softcap_mul);  // before the mask
+      if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
+        apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
+      }
+      if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
+        float bias[2];
+        softmax.update_max(tSrS, alpha, bias);
+        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        softmax.update_exp(tSrS, bias, alpha);
       } else {
-        block_softmax(std::false_type{}, mask, n_block, alpha, trace_it + it);
+        softmax.update(tSrS, alpha);
+        if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
+        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       }
       trace.mark(trace_it + it, PhaseTrace::kPvDone);
       // The multiply is skipped only when every alpha of the warp is exactly 1,

@@ -119,18 +119,6 @@
 #ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_256
 #define TORCH_FMHA_TUNE_LAZY_RESCALE_256 0
 #endif
-// How many of every 16 exps of a soft-capped row run on the FMA pipe instead of
-// MUFU (softmax.cuh, fma_pipe_exp2); 0 = none. Only launches with softcap > 0
-// take that path.
-#ifndef TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_64
-#define TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_64 0
-#endif
-#ifndef TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_128
-#define TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_128 0
-#endif
-#ifndef TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_256
-#define TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_256 0
-#endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
@@ -269,11 +257,6 @@ struct Fp8FwdTraits {
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
-  // Soft-capped scores cost two MUFU operations each (tanh, ex2); the FMA pipe
-  // takes this many of every 16 exps off MUFU (softmax.cuh).
-  static constexpr int kCappedFmaExps = kHeadDim == 64    ? TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_64
-                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_128
-                                                          : TORCH_FMHA_TUNE_CAPPED_FMA_EXPS_256;
 
   // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
   // every output type the build does not store in groups (below). Measured on

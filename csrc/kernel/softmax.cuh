@@ -32,40 +32,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// exp2 on the FMA pipe, for the soft-capped softmax (OnlineSoftmax's
-// kCappedFmaExps): with softcap every score costs two MUFU operations (tanh and
-// ex2) and MUFU (16 / clk / SM) paces the block, while the FMA pipe idles. So
-// some exps are 2^x = 2^j * q(f), j = floor(x), f = x - j in [0, 1), q a cubic
-// with q(0) = 1 and q(1) = 2 (max relative error 1.14e-4, far below P's e4m3
-// rounding). Nine instructions on the FMA / ALU pipes instead of one MUFU.EX2.
-// Edge cases, as ex2.approx.ftz: x <= -127 (masked keys: -inf) gives exactly 0
-// (2^j built as the float with exponent field j + 127, 0 at j = -127); NaN stays
-// NaN (2^j is then 0.5, q NaN). Valid for x < 128: the soft-capped exponent is
-// at most kMaxOffset. In inline PTX because an integer exponent add written in
-// C++ on values bound for a wgmma operand made ptxas serialise every wgmma
-// (C7511, session 11).
-__device__ __forceinline__ float fma_pipe_exp2(float x) {
-  float y;
-  asm("{\n\t"
-      ".reg .f32 xc, t, j, f, q, two_j;\n\t"
-      ".reg .b32 e;\n\t"
-      "max.NaN.f32 xc, %1, 0fC2FE0000;\n\t"   // x clamped to >= -127, NaN kept
-      "add.rm.f32 t, xc, 0f4B400000;\n\t"     // 1.5 * 2^23 + floor(xc), exact
-      "sub.f32 j, t, 0f4B400000;\n\t"         // floor(xc)
-      "sub.f32 f, xc, j;\n\t"                 // [0, 1)
-      "fma.rn.f32 q, f, 0f3DA057CC, 0f3E67C34B;\n\t"  // 0.07829246 f + 0.22633092
-      "fma.rn.f32 q, q, f, 0f3F320434;\n\t"   // ... + 0.69537663
-      "fma.rn.f32 q, q, f, 0f3F800000;\n\t"   // ... + 1
-      "shl.b32 e, t, 23;\n\t"                 // j << 23 (t's low mantissa bits hold j)
-      "add.s32 e, e, 0x3F800000;\n\t"         // the float 2^j (0 at j = -127)
-      "mov.b32 two_j, e;\n\t"
-      "mul.f32 %0, q, two_j;\n\t"
-      "}"
-      : "=f"(y)
-      : "f"(x));
-  return y;
-}
-
 // The factor by which O accumulated against a row's old max must be scaled for its
 // new one: exp2(old_max * scale_log2 - new_max_scaled), 0 for a row that had seen no
 // key (old_max -inf), new_max_scaled = new_max * scale_log2 (0 for -inf). The consumer
@@ -199,12 +165,8 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
 }
 
 // kExactAlpha, kLazyRescale: see rescale_factor and kLazyRescaleSlack above.
-// kCappedFmaExps: how many of every 16 exps of a row run on the FMA pipe
-// (fma_pipe_exp2) when the scores are soft-capped; 0 keeps them all on MUFU.
-template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kCappedFmaExps = 0>
+template <int kBlockN, bool kExactAlpha, bool kLazyRescale>
 struct OnlineSoftmax {
-  static_assert(kCappedFmaExps % 2 == 0 && kCappedFmaExps >= 0 && kCappedFmaExps <= 16,
-                "exps go to the FMA pipe in column pairs, at most all of them");
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
   float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
@@ -231,13 +193,12 @@ struct OnlineSoftmax {
   // chains per row, both rows interleaved, combined at the end.
   //
   // update = update_max then update_exp (two steps, so each reads as one
-  // pass over the block). kCapped: the scores are soft-capped (apply_softcap ran),
-  // so every exp is at most 2^kMaxOffset and some may run on the FMA pipe.
-  template <bool kCapped, class Frag>
+  // pass over the block).
+  template <class Frag>
   __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
     float bias[2];
     update_max(s, alpha, bias);
-    update_exp<kCapped>(s, bias, alpha);
+    update_exp(s, bias, alpha);
   }
 
   static constexpr int kChains = 4;
@@ -286,12 +247,9 @@ struct OnlineSoftmax {
   }
 
   // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha.
-  // Soft-capped scores send kCappedFmaExps of every 16 exps of a row to the FMA
-  // pipe: column pair j when (j * kFmaPairs) % 8 < kFmaPairs, spread over the row.
-  template <bool kCapped, class Frag>
+  template <class Frag>
   __device__ __forceinline__ void update_exp(Frag& s, const float (&bias)[2],
                                              const float (&alpha)[2]) {
-    constexpr int kFmaPairs = kCapped ? kCappedFmaExps / 2 : 0;
     constexpr int kCols = kBlockN / 8;
     float sum[2][kChains];
 #pragma unroll
@@ -300,15 +258,8 @@ struct OnlineSoftmax {
       for (int r8 = 0; r8 < 2; ++r8) {
         float& x0 = s(2 * r8 + 4 * j);
         float& x1 = s(1 + 2 * r8 + 4 * j);
-        const float e0 = fmaf(x0, scale_log2, bias[r8]);
-        const float e1 = fmaf(x1, scale_log2, bias[r8]);
-        if ((j * kFmaPairs) % 8 < kFmaPairs) {  // folds: j is unrolled
-          x0 = fma_pipe_exp2(e0);
-          x1 = fma_pipe_exp2(e1);
-        } else {
-          x0 = fast_exp2(e0);
-          x1 = fast_exp2(e1);
-        }
+        x0 = fast_exp2(fmaf(x0, scale_log2, bias[r8]));
+        x1 = fast_exp2(fmaf(x1, scale_log2, bias[r8]));
         sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
       }
     }
