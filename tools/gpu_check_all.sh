@@ -31,12 +31,15 @@ if [[ $skip != *,compile,* ]] && t=$(budget compile_tests ${COMPILE_TIMEOUT:-420
   # test_compile_paged.py's CUDA cases (issue 14): no recompiles over seqused_k / page counts,
   # export + AOTInductor of a paged call in a fresh process (the transformers models on CUDA
   # are in tests/gpu/test_serving_features_sm90.py).
-  timeout $t python3 -m pytest -q --timeout=250 --timeout-method=thread -rs \
+  # -v: a line per test, so a section cut by its timeout still names the test it was in.
+  timeout $t python3 -m pytest -v --timeout=250 --timeout-method=thread -rs \
     compile_tests/test_cuda_compile.py tests/test_transformers.py tests/test_quantize.py \
     "compile_tests/test_compile_paged.py::test_paged_dynamic_no_recompile[cuda]" \
     "compile_tests/test_compile_paged.py::test_paged_export_aoti_package_in_fresh_process[cuda]" \
     > "$OUT/compile.log" 2>&1
-  echo "rc=$?"; grep -E "passed|failed|error" "$OUT/compile.log" | tail -3; grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
+  rc=$?; echo "rc=$rc"; grep -E "^=+ .*(passed|failed|error)" "$OUT/compile.log" | tail -1
+  grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
+  (( rc == 124 )) && echo "cut by the section timeout in: $(grep -E '::' "$OUT/compile.log" | tail -1)"
 fi
 if [[ $skip != *,sanitize,* ]] && t=$(budget sanitizers $(( 3 * ${SAN_TIMEOUT:-120} ))) && (( t )); then
   echo "== sanitizers (timeout $(( t / 3 )) s per tool)"; SAN_TIMEOUT=$(( t / 3 )) OUT=$OUT bash tools/sanitize.sh
