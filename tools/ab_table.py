@@ -2,8 +2,9 @@
 median ours / cuDNN FP8 ratio over the rounds with its min-max spread, and our
 median TFLOP/s (only that with --out-dtype bf16, which cuDNN FP8 cannot write).
 Serving-feature runs (bench --softcap / --sinks / --paged) give per feature row
-the ratio ours without / ours with the feature and the TFLOP/s with it, and a
-"plain" row with the TFLOP/s without it. Files are named <prefix>_<variant>_<round>.json."""
+the throughput ratio with / without the feature (time without / time with) and
+the TFLOP/s with it, and per base path ("plain dense", "plain varlen") a row with
+the TFLOP/s without it. Files are named <prefix>_<variant>_<round>.json."""
 
 from __future__ import annotations
 
@@ -18,17 +19,23 @@ def main(paths: list[str]) -> None:
     ratio = defaultdict(lambda: defaultdict(list))  # case -> variant -> [ours / cuDNN]
     ours = defaultdict(lambda: defaultdict(list))   # case -> variant -> [TFLOP/s]
     variants: list[str] = []
+    serving = False
     for path in sorted(paths):
         variant = Path(path).stem.split("_", 1)[1].rsplit("_", 1)[0]
         if variant not in variants:
             variants.append(variant)
         data = json.load(open(path))
+        plain_seen = set()  # one base time per (path, D, causal, S) and file
         for row in data.get("serving_rows", []):  # bench --paged / --softcap / --sinks
-            # ratio = ours without the feature / ours with it (throughput ratio)
-            key = (row["feature"][:7], row["D"], str(row["causal"]), row["S"])
+            serving = True
+            # ratio = TF/s with the feature / without it (time without / time with)
+            key = (row["feature"], row["D"], str(row["causal"]), row["S"])
             ours[key][variant].append(row["feature_tflops"])
             ratio[key][variant].append(row["ratio"])
-            ours[("plain",) + key[1:]][variant].append(row["base_tflops"])
+            plain = (f"plain {row['path']}",) + key[1:]
+            if plain not in plain_seen:
+                plain_seen.add(plain)
+                ours[plain][variant].append(row["base_tflops"])
         for row in data.get("rows", []):
             key = (row["case"], row["D"], str(row["causal"]), row["seqlen"])
             t = row["tflops"]
@@ -36,9 +43,11 @@ def main(paths: list[str]) -> None:
                 ours[key][variant].append(t["ours FP8"])
                 if t.get("cuDNN FP8") is not None:  # none for bf16 output (cuDNN FP8 writes FP8)
                     ratio[key][variant].append(t["ours FP8"] / t["cuDNN FP8"])
-    head = f"{'case':7} {'D':>4} {'causal':>14} {'S':>6}"
+    width = max([7] + [len(k[0]) for k in ours])
+    head = f"{'case':{width}} {'D':>4} {'causal':>14} {'S':>6}"
     print(head + "".join(f" | {v[:22]:>22}" for v in variants))
-    print(" " * len(head) + "".join(f" | {'ours/cuDNN [spread] TF':>22}" for _ in variants))
+    label = "with/w.o. [spread] TF" if serving else "ours/cuDNN [spread] TF"
+    print(" " * len(head) + "".join(f" | {label:>22}" for _ in variants))
     for key in sorted(ours):
         cells = []
         for v in variants:
@@ -51,7 +60,7 @@ def main(paths: list[str]) -> None:
                 cells.append(f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}] {tf:5.0f}")
             else:
                 cells.append(f"{'':>16}{tf:6.0f}")
-        print(f"{key[0]:7} {key[1]:>4} {key[2]:>14} {key[3]:>6}" + "".join(f" | {c:>22}" for c in cells))
+        print(f"{key[0]:{width}} {key[1]:>4} {key[2]:>14} {key[3]:>6}" + "".join(f" | {c:>22}" for c in cells))
 
 
 if __name__ == "__main__":
