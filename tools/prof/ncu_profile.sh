@@ -2,13 +2,16 @@
 # Nsight Compute on the FP8 kernel (GPU machine, after the build): details of all
 # sections and the per-instruction SASS page, one text file per case in $OUT.
 #   CASES="128:8192:0 256:8192:0" bash tools/prof/ncu_profile.sh
+# A case may name what runs as a fourth field (tools/prof/one_launch.py: ours (default), cudnn,
+# packed, pagedP), e.g. CASES="256:4096:0:packed 256:4096:0:paged64".
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 for c in ${CASES:-128:8192:0}; do
-  IFS=: read -r d s causal <<<"$c"
-  f=$OUT/ncu_d${d}_s${s}_c${causal}
+  IFS=: read -r d s causal who <<<"$c"
+  who=${who:-ours}; suffix=""; [[ $who != ours ]] && suffix="_$who"
+  f=$OUT/ncu_d${d}_s${s}_c${causal}${suffix}
   timeout ${NCU_TIMEOUT:-150} ncu --set full --import-source no --kernel-name regex:fmha_fwd \
-    --launch-skip 1 --launch-count 1 -o "$f" python3 tools/prof/one_launch.py "$d" "$s" "$causal" 2 \
+    --launch-skip 1 --launch-count 1 -o "$f" python3 tools/prof/one_launch.py "$d" "$s" "$causal" 2 "$who" \
     > "$f.log" 2>&1 || { echo "ncu failed for $c"; tail -5 "$f.log"; continue; }
   ncu --import "$f.ncu-rep" --page details --print-details all > "$f.details.txt" 2>&1
   ncu --import "$f.ncu-rep" --page source --print-source sass --csv > "$f.sass.csv" 2>&1

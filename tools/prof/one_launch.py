@@ -1,8 +1,11 @@
 """A few launches of the FP8 kernel on the FA3-grid shape (B*S = 16384, H*D = 2048)
-for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES] [ours|cudnn]
-Both run FP8 output with unit scales, as the benchmark's default columns do (cudnn: cuDNN
-FP8 through the benchmark's peer, for a side-by-side profile; profiles before 2026-11-28
-ran ours with bf16 output)."""
+for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES] [ours|cudnn|packed|pagedP]
+ours / cudnn run FP8 output with unit scales, as the benchmark's default columns do (cudnn:
+cuDNN FP8 through the benchmark's peer, for a side-by-side profile; profiles before
+2026-11-28 ran ours with bf16 output). packed / pagedP (P = the page size, e.g. paged64)
+run the serving benchmark's pair (torch_fmha/bench_serving.py, make_case): the batch as a
+packed varlen call and the same batch from a paged pool with pages of P keys, bf16 output,
+for a profile of what paging costs (issue 14)."""
 import sys
 
 import torch
@@ -21,7 +24,12 @@ who = sys.argv[5] if len(sys.argv) > 5 else "ours"
 b, h = max(1, 16384 // s), 2048 // d
 q, k, v = (torch.randn(b, s, h, d, device="cuda").to(torch.float8_e4m3fn) for _ in range(3))
 one = torch.ones(1, device="cuda")
-if who == "cudnn":
+if who == "packed" or who.startswith("paged"):
+    from torch_fmha.bench_serving import make_case
+    page = int(who[len("paged"):]) if who.startswith("paged") else 16
+    packed, paged, _, _ = make_case(torch_fmha, {"paged": page}, b, s, h, d, causal, "cuda")
+    run = paged if who.startswith("paged") else packed
+elif who == "cudnn":
     run, _ = _peers.CudnnFp8().prepare(q, k, v, one, one, one, causal=causal, out_scale=1.0)
 else:
     def run():
