@@ -59,9 +59,9 @@ struct SharedStorage {
   struct Barriers {
     uint64_t q_full[Traits::kQStages];     // TMA tx; 1 arrival (producer)
     uint64_t q_empty[Traits::kQStages];    // 1 arrival per consumer WG
-    uint64_t k_full[kStages];              // TMA tx; 1 arrival
+    uint64_t k_full[kStages];              // TMA tx; 1 arrival (paged: 1 per slice)
     uint64_t k_empty[kStages];             // 1 arrival per consumer WG
-    uint64_t v_scratch_full[kStages];      // TMA tx; 1 arrival
+    uint64_t v_scratch_full[kStages];      // TMA tx; 1 arrival (paged: 1 per slice)
     uint64_t v_scratch_empty[kStages];     // 128 arrivals (all transposer threads)
     uint64_t vt_full[kStages];             // 128 arrivals (all transposer threads)
     uint64_t vt_empty[kStages];            // 1 arrival per consumer WG
@@ -96,10 +96,13 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       mbar_init(&ss.bar.q_full[s], 1);
       mbar_init(&ss.bar.q_empty[s], Traits::kNumConsumerWG);
     }
+    // Paged KV: one arrival per issuing slice of K / V (producer.cuh, PagedKvBoxes).
+    const uint32_t kv_full_arrivals =
+        params.fwd.page_table != nullptr ? uint32_t(PagedKvBoxes<Traits>::kSlices) : 1u;
     for (int s = 0; s < kStages; ++s) {
-      mbar_init(&ss.bar.k_full[s], 1);
+      mbar_init(&ss.bar.k_full[s], kv_full_arrivals);
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);
-      mbar_init(&ss.bar.v_scratch_full[s], 1);
+      mbar_init(&ss.bar.v_scratch_full[s], kv_full_arrivals);
       mbar_init(&ss.bar.v_scratch_empty[s], 128);
       // kPackedVt: TMA tx + the producer's 1 arrival; else the 128 transposer threads.
       mbar_init(&ss.bar.vt_full[s], Traits::kPackedV ? 1 : 128);

@@ -41,6 +41,20 @@ namespace torch_fmha::kernel {
 // page-table entries are never read: they may be garbage); the stale smem
 // rows they leave are keys past the end, masked to -inf (K) and written as
 // zeros by the transposer (V), like the unused pool rows of a partial box.
+//
+// Who issues them: kIssueWarps producer warps, each lane at most one box of one
+// head-dim chunk (a "unit"). TMA takes its coordinates in uniform registers, so a
+// warp whose lanes hold different page ids issues its boxes one lane after the
+// other (a loop of R2UR + UTMALDG per lane in SASS); at 16-key pages that was 32
+// boxes per block at D = 256 on one warp while the other three producer warps
+// waited for it at the transposer's barrier (Nsight Compute, session 21: 3x the
+// issuing warp's time in BAR.SYNC samples, and the consumers waiting on V^T).
+// With 2 warps, warp 0 issues K and warp 1 V; with 4, warps 2 / 3 take every
+// second unit of K / V (slice 1), so k_full / v_scratch_full then take one
+// arrival per slice (fmha_fwd_kernel.cuh), each with its own slice's bytes.
+#ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
+#define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 2
+#endif
 template <class Traits>
 struct PagedKvBoxes {
   static constexpr int kBlockN = Traits::kBlockN;
@@ -52,7 +66,17 @@ struct PagedKvBoxes {
   static_assert(kChunk * kChunks == kHeadDim);
   static constexpr int kMinPage = 16;
   static constexpr int kMaxBoxes = kBlockN / kMinPage;
-  static_assert(kMaxBoxes <= 32, "one page id per lane of a warp");
+  static_assert(kMaxBoxes * kChunks <= 32, "one unit (box, chunk) per lane of a warp");
+  static constexpr int kIssueWarps = TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS;
+  static_assert(kIssueWarps == 1 || kIssueWarps == 2 || kIssueWarps == 4,
+                "1: one warp issues K and V; 2: a warp per tensor; 4: two per tensor");
+  static constexpr int kSlices = kIssueWarps == 4 ? 2 : 1;  // warps per tensor, each a slice
+  // Units u = box * kChunks + chunk of a block; slice s issues units s, s + kSlices, ...
+  // (lane j the unit s + kSlices j), so a slice's units are a function of s alone.
+  __host__ __device__ static constexpr int lane_unit(int slice, int lane) { return slice + kSlices * lane; }
+  __host__ __device__ static constexpr int slice_units(int units, int slice) {
+    return units > slice ? (units - slice + kSlices - 1) / kSlices : 0;
+  }
   // Largest power of two dividing kBlockN (192: 64, 128: 128, 256: 256).
   static constexpr int kMaxBoxRows = kBlockN & -kBlockN;
 
@@ -68,40 +92,37 @@ struct PagedKvBoxes {
   }
 
 #if defined(__CUDA_ARCH__)
-  // Run by the 32 lanes of producer warp 0 together. Lane j < kMaxBoxes loads
-  // the page id of box j of the block starting at key n0 if that box holds a
-  // key below seqlen_k (0 otherwise: the table entry is never read). One
-  // register per lane; producer_run loads a block's ids one block ahead.
+  // Run by the 32 lanes of an issuing warp together. The lane loads the page id
+  // of its unit's box in the block starting at key n0 if that box holds a key
+  // below seqlen_k (0 otherwise: the table entry is never read). One register
+  // per lane; producer_run loads a block's ids one block ahead.
   __device__ __forceinline__ static int32_t lane_page_id(const FwdParams& p, int box, int batch,
-                                                         int n0, int seqlen_k, int lane) {
-    const int key0 = n0 + lane * box;
-    if (lane * box >= kBlockN || key0 >= seqlen_k) return 0;
+                                                         int n0, int seqlen_k, int slice, int lane) {
+    const int j = lane_unit(slice, lane) / kChunks;  // the lane's box
+    const int key0 = n0 + j * box;
+    if (j * box >= kBlockN || key0 >= seqlen_k) return 0;
     const int32_t* row = p.page_table + int64_t(batch) * p.page_table_batch_stride;
     return __ldg(row + (key0 >> (__ffs(p.page_size) - 1)));
   }
 
-  // Loads K or V rows [n0, n0 + kBlockN) ∩ [0, seqlen_k) (rounded up to whole
-  // boxes) of kv head hkv into one stage, completing `bar` with exactly the
-  // bytes issued. All 32 lanes of warp 0 (page_id: lane_page_id's): lane 0
-  // posts the byte count, then lane j < boxes issues box j with its own page
-  // id, so the boxes of a block leave in one warp instruction per head-dim
-  // chunk instead of a shuffle-and-issue loop on lane 0 (at 16-key pages a
-  // 192-key block is 12 boxes, a 256-key one 16).
+  // Loads slice `slice` of K or V rows [n0, n0 + kBlockN) ∩ [0, seqlen_k)
+  // (rounded up to whole boxes) of kv head hkv into one stage, arriving on `bar`
+  // with exactly the slice's bytes. All 32 lanes of the issuing warp (page_id:
+  // lane_page_id's): lane 0 arrives with the byte count, then each lane with a
+  // unit issues its box with its own page id.
   __device__ __forceinline__ static void load(const void* desc, uint64_t* bar, uint8_t* stage,
                                               int32_t page_id, int box, int page_size, int n0,
-                                              int seqlen_k, int hkv, int lane) {
+                                              int seqlen_k, int hkv, int slice, int lane) {
     const int live = min(seqlen_k - n0, kBlockN);  // > 0: the block is in the tile's range
     const int boxes = (live + box - 1) / box;
-    if (lane == 0) mbar_arrive_expect_tx(bar, boxes * box * kHeadDim);
+    const int units = slice_units(boxes * kChunks, slice);
+    if (lane == 0) mbar_arrive_expect_tx(bar, units * box * kChunk);  // 0 bytes: a plain arrival
     __syncwarp();
-    if (lane < boxes) {
-      const int row_in_page = (n0 + lane * box) & (page_size - 1);
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        SM90_TMA_LOAD_4D::copy(desc, bar, static_cast<uint64_t>(TMA::CacheHintSm90::EVICT_NORMAL),
-                               stage + smem_offset(lane * box, c), c * kChunk, row_in_page, hkv,
-                               page_id);
-      }
+    if (lane < units) {
+      const int u = lane_unit(slice, lane), j = u / kChunks, c = u % kChunks;
+      const int row_in_page = (n0 + j * box) & (page_size - 1);
+      SM90_TMA_LOAD_4D::copy(desc, bar, static_cast<uint64_t>(TMA::CacheHintSm90::EVICT_NORMAL),
+                             stage + smem_offset(j * box, c), c * kChunk, row_in_page, hkv, page_id);
     }
   }
 #endif
@@ -249,33 +270,44 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     // Varlen only (the op refuses it dense): compiled out of the dense kernel.
     const bool paged = decltype(params.scheduler)::kVarlen && p.page_table != nullptr;
     PipelineState<kStages> pending;  // scratch slot of the block loaded last iteration (I2)
-    // Paged: this block's page ids (one per lane of warp 0), loaded one block
-    // ahead so the page-table read does not stall the warp that issues the
-    // boxes and then joins the transposer.
+    // Paged: the issuing warps (PagedKvBoxes: warp 0 K, warp 1 V, warps 2 / 3
+    // their second slices; one warp both at kIssueWarps == 1). A lane's page id
+    // is loaded one block ahead so the page-table read does not stall the warp
+    // that issues the boxes and then joins the transposer.
+    const int issue_warp = ptid / 32;
+    const bool issues = paged && issue_warp < Paged::kIssueWarps;
+    const int slice = issue_warp >> 1;
+    const bool issues_k = Paged::kIssueWarps == 1 || (issue_warp & 1) == 0;
+    const bool issues_v = Paged::kIssueWarps == 1 || (issue_warp & 1) == 1;
+    const int lane = ptid % 32;
     int32_t page_id = 0;
-    if (paged && ptid < 32) {
+    if (issues) {
       page_id = Paged::lane_page_id(p, params.page_box_rows, tile.batch, (range.end - 1) * kBlockN,
-                                    tile.seqlen_k, ptid);
+                                    tile.seqlen_k, slice, lane);
     }
     for (int it = 0; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
-      if (paged && ptid < 32) {  // warp 0: page ids by lane, lane j issues box j
+      if (issues) {
         const int n0 = n_block * kBlockN;
         const int box = params.page_box_rows;
         const int32_t next_page_id =
             it + 1 < num_blocks
-                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, ptid)
+                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, slice, lane)
                 : 0;
-        mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
-                  {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
-        Paged::load(&params.paged_k, &ss.bar.k_full[kv_load.index],
-                    ss.k + kv_load.index * Traits::kTileKVBytes, page_id, box, p.page_size, n0,
-                    tile.seqlen_k, hkv, ptid);
-        mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
-                  {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
-        Paged::load(&params.paged_v, &ss.bar.v_scratch_full[kv_load.index],
-                    ss.v_scratch + kv_load.index * Traits::kTileKVBytes, page_id, box,
-                    p.page_size, n0, tile.seqlen_k, hkv, ptid);
+        if (issues_k) {
+          mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
+                    {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
+          Paged::load(&params.paged_k, &ss.bar.k_full[kv_load.index],
+                      ss.k + kv_load.index * Traits::kTileKVBytes, page_id, box, p.page_size, n0,
+                      tile.seqlen_k, hkv, slice, lane);
+        }
+        if (issues_v) {
+          mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
+                    {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
+          Paged::load(&params.paged_v, &ss.bar.v_scratch_full[kv_load.index],
+                      ss.v_scratch + kv_load.index * Traits::kTileKVBytes, page_id, box,
+                      p.page_size, n0, tile.seqlen_k, hkv, slice, lane);
+        }
         page_id = next_page_id;
       } else if (!paged && elected) {
         mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,

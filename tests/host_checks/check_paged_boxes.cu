@@ -9,7 +9,9 @@
 //    (key, d) byte exactly where SmemLayoutK has it, i.e. where the dense
 //    descriptor puts it and the consumers' wgmma / the V transposer read it;
 //    box starts are swizzle-atom aligned; the boxes of a block cover a stage
-//    once; stage s is stage 0 plus s * kTileKVBytes.
+//    once; stage s is stage 0 plus s * kTileKVBytes;
+//  * the issuing warps' slices (kIssueWarps) issue every (box, chunk) of a
+//    block exactly once, one per lane, and arrive with the block's bytes in all.
 // Prints one "ok" line per head dim; exits 1 on the first mismatch.
 // Build + run: nvcc -std=c++17 --expt-relaxed-constexpr -I<cutlass> -Icsrc \
 //   tests/host_checks/check_paged_boxes.cu -o build/check_pb && build/check_pb
@@ -85,9 +87,41 @@ static bool check() {
         return false;
       }
     }
+    // The issuing slices (kSlices warps per tensor): for every number of live boxes, each
+    // (box, chunk) unit is issued by exactly one (slice, lane), every lane below its slice's
+    // count holds a unit inside the block, and the slices' byte counts add up to the block's.
+    for (int boxes = 1; boxes <= kBlockN / box; ++boxes) {
+      const int units = boxes * Paged::kChunks;
+      std::vector<int> issued(units, 0);
+      int bytes = 0;
+      for (int slice = 0; slice < Paged::kSlices; ++slice) {
+        const int n = Paged::slice_units(units, slice);
+        bytes += n * box * kChunk;
+        for (int lane = 0; lane < n; ++lane) {
+          const int u = Paged::lane_unit(slice, lane);
+          if (lane >= 32 || u < 0 || u >= units) {
+            std::printf("FAIL D=%d page %d: slice %d lane %d gets unit %d of %d\n", kHeadDim, page,
+                        slice, lane, u, units);
+            return false;
+          }
+          ++issued[u];
+        }
+      }
+      for (int u = 0; u < units; ++u) {
+        if (issued[u] != 1) {
+          std::printf("FAIL D=%d page %d: unit %d of %d boxes issued %d times\n", kHeadDim, page, u,
+                      boxes, issued[u]);
+          return false;
+        }
+      }
+      if (bytes != boxes * box * kHeadDim) {
+        std::printf("FAIL D=%d page %d: slices post %d bytes for %d boxes\n", kHeadDim, page, bytes, boxes);
+        return false;
+      }
+    }
   }
-  std::printf("paged boxes D=%d (kBlockN %d, chunk %d B): ok (%ld bytes)\n", kHeadDim, kBlockN,
-              kChunk, checked);
+  std::printf("paged boxes D=%d (kBlockN %d, chunk %d B, %d issuing warps): ok (%ld bytes)\n",
+              kHeadDim, kBlockN, kChunk, Paged::kIssueWarps, checked);
   return true;
 }
 
