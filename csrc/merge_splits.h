@@ -61,6 +61,19 @@ struct MergeParams {
   MergeOutType out_type = MergeOutType::kBFloat16;
 
   TORCH_FMHA_HOST_DEVICE int64_t rows() const { return int64_t(batch) * seqlen_q * heads; }
+
+  // The CUDA kernel reads each lane's head_dim / 32 contiguous float16 partials of a split
+  // as one access (kernel/merge_splits.cuh): head_dim 64, 128 or 256 (the FP8 kernels'),
+  // a contiguous head dim, and every row's and split's start aligned to that access.
+  // merge_cuda copies partials that are not so (the decode kernel writes them so).
+  TORCH_FMHA_HOST_DEVICE bool partials_load_whole() const {
+    if (head_dim != 64 && head_dim != 128 && head_dim != 256) return false;
+    const int64_t elems = head_dim / 32;
+    const MergeLayout& l = o_layout;
+    return l.d == 1 && l.b % elems == 0 && l.s % elems == 0 && l.sq % elems == 0 &&
+           l.ho % elems == 0 && l.hi % elems == 0 &&
+           reinterpret_cast<uintptr_t>(o_parts) % (2 * elems) == 0;
+  }
 };
 
 TORCH_FMHA_HOST_DEVICE float merge_exp(float x) { return expf(x); }

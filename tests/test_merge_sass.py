@@ -1,10 +1,11 @@
 """The split-KV merge kernel (csrc/kernel/merge_splits.cuh, issue 15) as ptxas compiled it,
 checked on a machine without a GPU: csrc/launch/merge_splits.cu is compiled for sm_90a with
 the library's flags and each instance (2 / 4 / 8 head-dim elements per lane) must have no
-spills and two runs of 32 partial loads (LDG.E.U16: the first step's, issued with the LSE
-loads, and the split loop's) each issued before the first FFMA that uses a loaded value:
-the kernel is latency-bound, and a step whose adds wait on its first load before the other
-loads issue pays one L2 round trip per split instead of one per step.
+spills and two runs of a step's partial loads (one 4 / 8 / 16-byte LDG per split, 32 / 32 /
+16 splits per step: the first step's, issued with the LSE loads, and the split loop's) each
+issued before the first FFMA that uses a loaded value: the kernel is latency-bound, and a
+step whose adds wait on its first load before the other loads issue pays one L2 round trip
+per split instead of one per step.
 
 The merge is the decode kernel's programmatic dependent (Programmatic Dependent Launch,
 csrc/kernel/grid_dependency.cuh): it may start before the decode grid has finished, so its
@@ -19,43 +20,39 @@ import pytest
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
 from sass_checks import spills
 
-LOADS_PER_STEP = 32  # kMergeLoadsInFlight
+# elements per lane -> (the partial load, its destination registers, splits per step):
+# kMergeBytesInFlight (256) / (2 * elements), at most 32. At 2 per lane the partial load is
+# a plain 32-bit LDG.E, as the LSE loads, which the first step's run then also counts.
+PARTIAL_LOADS = {2: (r"LDG\.E ", 32), 4: (r"LDG\.E\.64 ", 32), 8: (r"LDG\.E\.128 ", 16)}
 # Global memory instructions (not LDC / LDS / STS: constant and shared memory).
 GLOBAL_ACCESS = re.compile(r"\b(LDG|STG|LD|ST|ATOMG?|RED|LDGSTS)\.")
 
 
-def loads_before_first_use(instrs: list[str]) -> list[int]:
-    """For each straight-line block (split at branches and their targets) holding partial
-    loads: how many issue before the first FFMA reading a loaded value (through its
-    HADD2.F32 half -> float conversion)."""
-    targets = {m for x in instrs for m in re.findall(r"\bBRA (?:!?U?P\d, )?0x([0-9a-f]+)", x)}
-    blocks, cur = [], []
-    for x in instrs:
-        addr = x.split()[0].lstrip("0") or "0"
-        if addr in targets and cur:
-            blocks.append(cur)
-            cur = []
-        cur.append(x)
-        if re.search(r"\b(BRA|EXIT)\b", x):
-            blocks.append(cur)
-            cur = []
-    blocks.append(cur)
-    out = []
-    for block in blocks:
-        if sum("LDG.E.U16" in x for x in block) < 2:
-            continue
-        loaded, issued = set(), 0
-        for x in block:
-            regs = re.findall(r"\bR\d+\b", x)
-            if "LDG.E.U16" in x:
-                issued += 1
-                loaded.add(regs[0])
-            elif "HADD2.F32" in x and any(r in loaded for r in regs[1:]):
-                loaded.add(regs[0])
-            elif re.search(r"\bFFMA\b", x) and any(r in loaded for r in regs[1:]):
-                break
-        out.append(issued)
-    return out
+def step_loads(instrs: list[str], load: str) -> tuple[int, int]:
+    """(partial loads before the split loop, partial loads in the split loop before its
+    first FFMA). The split loop is the innermost backward-branch span holding FFMAs; its
+    loads sit behind forward branches (a predicated-off split keeps zeros), so they are
+    counted in program order up to the first FFMA, which comes after them only if the
+    step's loads are all in flight before its adds."""
+    addr = [int(x.split()[0], 16) for x in instrs]
+    index = {a: i for i, a in enumerate(addr)}
+    loops = []
+    for i, x in enumerate(instrs):
+        m = re.search(r"\bBRA (?:!?U?P\d, )?0x([0-9a-f]+)", x)
+        if m and int(m.group(1), 16) < addr[i] and int(m.group(1), 16) in index:
+            body = (index[int(m.group(1), 16)], i)
+            if any(re.search(r"\bFFMA\b", y) for y in instrs[body[0]:body[1] + 1]):
+                loops.append(body)
+    if not loops:
+        return 0, 0
+    lo, hi = min(loops, key=lambda b: b[1] - b[0])
+    before = sum(bool(re.search(load, x)) for x in instrs[:lo])
+    in_loop = 0
+    for x in instrs[lo:hi + 1]:
+        if re.search(r"\bFFMA\b", x):
+            break
+        in_loop += bool(re.search(load, x))
+    return before, in_loop
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +67,11 @@ def kernels(tmp_path_factory):
 def test_merge_steps_issue_their_loads_before_the_adds(kernels, elems_per_lane):
     instrs = kernels[elems_per_lane]
     assert spills(instrs) == 0
-    runs = loads_before_first_use(instrs)
-    assert runs.count(LOADS_PER_STEP) >= 2, f"{elems_per_lane} per lane: loads before the first add {runs}"
+    load, per_step = PARTIAL_LOADS[elems_per_lane]
+    before, in_loop = step_loads(instrs, load)
+    assert before >= per_step and in_loop >= per_step, (
+        f"{elems_per_lane} per lane: {before} loads before the split loop, {in_loop} in it before the "
+        f"first add; a step is {per_step}")
 
 
 def first_global_access_after_wait(instrs: list[str]) -> tuple[int, int]:

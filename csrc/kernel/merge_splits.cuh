@@ -11,11 +11,16 @@
 //  - lane s computes its split's weight once; every lane adds the weights, fetched by
 //    shuffle, in increasing split order (denom, then merge_row_finish): bitwise what
 //    merge_row gives;
-//  - lane l owns head-dim elements l, l + 32, ... (coalesced float16 reads of each
-//    split's partial) and adds weight_s * o_s[d] in increasing split order (the serial
-//    order), in steps of 32 / kElems splits whose loads are all issued before the
-//    step's first add (32 loads in flight per lane, one L2 round trip per step; the
-//    first step's loads go out with the LSE loads, before the row's weights are known).
+//  - lane l owns the kElems contiguous head-dim elements kElems l, ... of a pass (one
+//    4 / 8 / 16-byte load per split at D = 64 / 128 / 256 where the partials' head dim
+//    is contiguous and aligned, as the decode kernel writes them; element loads
+//    otherwise) and adds weight_s * o_s[d] in increasing split order (the serial order),
+//    in steps of kSplitsPerStep splits whose loads are all issued before the step's first
+//    add (256 bytes in flight per lane: all 32 splits of a chunk in one step at D <= 128,
+//    16 at D = 256; the first step's loads go out with the LSE loads, before the row's
+//    weights are known). Each step is an L2 round trip after the decode grid's last CTA:
+//    with element loads (8 splits per step at D = 128, before session 21) a B = 1 step
+//    with 32 splits took four of them, ~7 us from the decode kernel's end to the merge's.
 // Lane 0 writes the row's LSE. One launch replaces the ~20 ATen ops the merge was
 // before (each a kernel launch and ~10-20 us of host time).
 #pragma once
@@ -47,9 +52,20 @@ __device__ __forceinline__ void store_merged(const MergeParams& p, int64_t index
 }
 
 constexpr unsigned kMergeFullMask = 0xffffffffu;
-// Partial loads a lane issues before its first add: kMergeLoadsInFlight / kElems splits
-// at a time (8 at D = 128). 64 (8 splits x 8 elements at D = 256) spilled.
-constexpr int kMergeLoadsInFlight = 32;
+// Bytes of partials a lane has in flight before its first add: kMergeBytesInFlight /
+// (2 kElems) splits at a time, at most 32 (64 registers of float16 pairs).
+constexpr int kMergeBytesInFlight = 256;
+
+// kElems float16 values of one split's partial as float16 pairs, loaded as one access
+// (kept packed: unpacking them into halves at the load cost two PRMT per pair).
+template <int kElems>
+struct alignas(2 * kElems) MergeHalves {
+  uint32_t pair[kElems / 2];
+  __device__ __forceinline__ float at(int e) const {
+    const uint32_t w = pair[e / 2];
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(e % 2 == 0 ? w & 0xffffu : w >> 16)));
+  }
+};
 
 // merge_max over the warp's lanes in lane order (lane i's value is split c + i's): the
 // tree keeps the lower lanes' value on the left at every step, so every lane gets
@@ -67,7 +83,7 @@ __device__ __forceinline__ float warp_merge_max(float v, int lane) {
 // kElems: head-dim elements per lane per pass over the splits (the launch picks 2 / 4 / 8
 // for head_dim <= 64 / 128 / 256: one pass; a larger head_dim would take more passes).
 template <int kElems>
-__global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const MergeParams p) {
+__global__ void __launch_bounds__(32 * kMergeWarps, 1) merge_splits_kernel(const MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * kMergeWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int h = int(row % p.heads);
@@ -89,22 +105,22 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const Me
   const auto lane_lse = [&](int c) { return c + lane < splits ? lse[(c + lane) * lse_s] : -INFINITY; };
 
   const __half* o = static_cast<const __half*>(p.o_parts) + p.o_layout.offset(b, 0, sq, h, 0);
-  const int64_t o_s = p.o_layout.s, o_d = p.o_layout.d;
-  constexpr int kSplitsPerStep = kMergeLoadsInFlight / kElems;  // divides 32
-  using Step = __half[kSplitsPerStep][kElems];
+  const int64_t o_s = p.o_layout.s;  // the d stride is 1 (merge_splits_partials_ok)
+  constexpr int kSplitsPerStep = kMergeBytesInFlight / (2 * kElems) < 32 ? kMergeBytesInFlight / (2 * kElems) : 32;
+  static_assert(32 % kSplitsPerStep == 0, "steps must not straddle a chunk of 32 splits");
+  using Halves = MergeHalves<kElems>;
+  using Step = Halves[kSplitsPerStep];
   // Loads the partials of splits s0 .. s0 + kSplitsPerStep - 1 below s_end at head-dim
-  // elements d0 + lane + 32 e below head_dim when `active`; 0 elsewhere.
+  // elements d0 + kElems lane .. + kElems - 1 when `active` (and below head_dim); 0
+  // elsewhere. One access per split: the launch requires a contiguous head dim, split and
+  // row strides that keep every lane's kElems elements aligned (merge_splits_partials_ok).
   const int head_dim = p.head_dim;
   const auto load_step = [&](Step& part, int s0, int s_end, int d0, bool active) {
+    const int d = d0 + kElems * lane;  // the lane's first element
+    const __half* os = o + int64_t(s0) * o_s + d;  // split s0's element d
 #pragma unroll
-    for (int e = 0; e < kElems; ++e) {
-      const int d = d0 + lane + 32 * e;
-      const bool in = active && d < head_dim;
-      const __half* os = o + int64_t(s0) * o_s + int64_t(d) * o_d;  // split s0's element d
-#pragma unroll
-      for (int u = 0; u < kSplitsPerStep; ++u, os += o_s) {
-        part[u][e] = in && s0 + u < s_end ? *os : __ushort_as_half(0);
-      }
+    for (int u = 0; u < kSplitsPerStep; ++u, os += o_s) {
+      part[u] = active && d < head_dim && s0 + u < s_end ? *reinterpret_cast<const Halves*>(os) : Halves{};
     }
   };
   const float lse0 = lane_lse(0);  // kept: the weights of the first chunk need it again
@@ -138,7 +154,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const Me
     float sum[kElems];
 #pragma unroll
     for (int e = 0; e < kElems; ++e) {
-      adds[e] = merges && d0 + lane + 32 * e < p.head_dim;
+      adds[e] = merges && d0 + kElems * lane + e < p.head_dim;
       sum[e] = 0.f;
     }
     float denom = 0.f;
@@ -152,10 +168,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const Me
         Step part;
         if (first_pass && c == 0 && j0 == 0) {
 #pragma unroll
-          for (int u = 0; u < kSplitsPerStep; ++u) {
-#pragma unroll
-            for (int e = 0; e < kElems; ++e) part[u][e] = first_step[u][e];
-          }
+          for (int u = 0; u < kSplitsPerStep; ++u) part[u] = first_step[u];
         } else {
           load_step(part, c + j0, c + n, d0, merges);
         }
@@ -166,7 +179,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const Me
             if (first_pass) denom += w_s;
 #pragma unroll
             for (int e = 0; e < kElems; ++e) {
-              if (adds[e]) sum[e] += w_s * __half2float(part[u][e]);
+              if (adds[e]) sum[e] += w_s * part[u].at(e);
             }
           }
         }
@@ -175,7 +188,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits_kernel(const Me
     if (first_pass) merge_row_finish(r, denom, has_sink, sink);
 #pragma unroll
     for (int e = 0; e < kElems; ++e) {
-      const int d = d0 + lane + 32 * e;
+      const int d = d0 + kElems * lane + e;
       if (d < p.head_dim) store_merged(p, row * p.head_dim + d, r.out(sum[e], v_descale, out_scale, fp8));
     }
     d0 += 32 * kElems;

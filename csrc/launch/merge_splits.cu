@@ -15,9 +15,10 @@ cudaError_t launch_merge_splits(const MergeParams& p, cudaStream_t stream) {
   const int64_t blocks = (p.rows() + kernel::kMergeWarps - 1) / kernel::kMergeWarps;
   if (blocks == 0) return cudaSuccess;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  if (!p.partials_load_whole()) return cudaErrorInvalidValue;  // merge_cuda makes them so
   // Head-dim elements per lane: D = 64 / 128 / 256 in one pass each.
-  void (*const fn)(MergeParams) = p.head_dim <= 64    ? kernel::merge_splits_kernel<2>
-                                  : p.head_dim <= 128 ? kernel::merge_splits_kernel<4>
+  void (*const fn)(MergeParams) = p.head_dim == 64    ? kernel::merge_splits_kernel<2>
+                                  : p.head_dim == 128 ? kernel::merge_splits_kernel<4>
                                                       : kernel::merge_splits_kernel<8>;
   // Programmatic Dependent Launch: the merge grid may start while the kernel before it
   // on the stream (the decode kernel, which allows it from its first instruction) drains;

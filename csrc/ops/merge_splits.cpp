@@ -94,14 +94,21 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
   const Tensor vd_c = vd.has_value() ? vd->contiguous() : Tensor();
   const Tensor os_c = out_scale.has_value() ? out_scale->contiguous() : Tensor();
   MergeParams p;
+  p.head_dim = int32_t(d);
   p.o_parts = o.const_data_ptr();
+  p.o_layout = layout_of(o);
+  // The kernel's whole-split loads (MergeParams::partials_load_whole); the decode kernel's
+  // partials always qualify, a split plan's strided ones are copied here.
+  const Tensor o_whole = p.partials_load_whole() ? o : o.clone(at::MemoryFormat::Contiguous);
+  p.o_parts = o_whole.const_data_ptr();
+  p.o_layout = layout_of(o_whole);
+  TORCH_INTERNAL_ASSERT(p.partials_load_whole(), "torch_fmha merge_splits: head_dim ", d);
   p.lse_parts = l.const_data_ptr<float>();
   p.out = out.data_ptr();
   p.lse_out = lse.data_ptr<float>();
   p.sinks = sinks.has_value() ? sink_c.const_data_ptr<float>() : nullptr;
   p.v_descale = vd.has_value() ? vd_c.const_data_ptr<float>() : nullptr;
   p.out_scale = out_scale.has_value() ? os_c.const_data_ptr<float>() : nullptr;
-  p.o_layout = layout_of(o);
   p.lse_layout = layout_of(l);
   p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
   p.batch = int32_t(batch), p.splits = int32_t(o.size(1)), p.seqlen_q = int32_t(sq);
