@@ -32,6 +32,7 @@ struct KernelParams {
   cute::TmaDescriptor paged_k;
   cute::TmaDescriptor paged_v;
   int32_t page_box_rows;
+  int32_t page_issue_warps;  // producer warps issuing the boxes (PagedKvBoxes::issue_warps)
   Scheduler scheduler;
   int32_t heads_per_kv;  // H / Hkv
   // TMA tensor extents (never 0): dense (Sq, Sk, B), varlen (Tq, Tk, 1).

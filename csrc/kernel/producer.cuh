@@ -52,6 +52,7 @@ namespace torch_fmha::kernel {
 // With 2 warps, warp 0 issues K and warp 1 V; with 4, warps 2 / 3 take every
 // second unit of K / V (slice 1), so k_full / v_scratch_full then take one
 // arrival per slice (fmha_fwd_kernel.cuh), each with its own slice's bytes.
+// The knob is the most warps; issue_warps picks per page size.
 #ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
 #define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 2
 #endif
@@ -76,6 +77,17 @@ struct PagedKvBoxes {
   __host__ __device__ static constexpr int lane_unit(int slice, int lane) { return slice + kSlices * lane; }
   __host__ __device__ static constexpr int slice_units(int units, int slice) {
     return units > slice ? (units - slice + kSlices - 1) / kSlices : 0;
+  }
+  // Issuing warps for a page size (the launch's choice, params.page_issue_warps). With the
+  // knob at 2: two when a block has more than 4 units per tensor, or at D = 256, whose V
+  // transpose is close to the block period (DESIGN section 7), so issue time on a
+  // transposing warp delays it; one otherwise. A second issuing warp takes issue slots
+  // from the consumers on its SM sub-partition (waits, page ids): D = 64 at 64-key pages
+  // (4 units per tensor) ran at 0.94 of packed with two warps, 1.01 with one (session 21).
+  __host__ __device__ static int issue_warps(int page_size) {
+    if (kIssueWarps != 2) return kIssueWarps;  // 4: the barriers count two slices
+    const int units = kBlockN / box_rows(page_size) * kChunks;
+    return units > 4 || kHeadDim == 256 ? 2 : 1;
   }
   // Largest power of two dividing kBlockN (192: 64, 128: 128, 256: 256).
   static constexpr int kMaxBoxRows = kBlockN & -kBlockN;
@@ -275,10 +287,10 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     // is loaded one block ahead so the page-table read does not stall the warp
     // that issues the boxes and then joins the transposer.
     const int issue_warp = ptid / 32;
-    const bool issues = paged && issue_warp < Paged::kIssueWarps;
+    const bool issues = paged && issue_warp < params.page_issue_warps;
     const int slice = issue_warp >> 1;
-    const bool issues_k = Paged::kIssueWarps == 1 || (issue_warp & 1) == 0;
-    const bool issues_v = Paged::kIssueWarps == 1 || (issue_warp & 1) == 1;
+    const bool issues_k = params.page_issue_warps == 1 || (issue_warp & 1) == 0;
+    const bool issues_v = params.page_issue_warps == 1 || (issue_warp & 1) == 1;
     const int lane = ptid % 32;
     int32_t page_id = 0;
     if (issues) {

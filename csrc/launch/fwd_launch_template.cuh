@@ -129,6 +129,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   kp.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gQ, typename Traits::SmemLayoutQ{},
                            Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{});
   kp.page_box_rows = 0;
+  kp.page_issue_warps = 0;
   if (!kVarlen || p.page_table == nullptr) {
     auto gK = gmem(p.k, kp.rows_k_tma, p.heads_kv, p.k_row_stride, p.k_head_stride,
                    p.k_batch_stride);
@@ -163,6 +164,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     const CUtensorMapSwizzle swizzle = TMA::to_CUtensorMapSwizzle(
         cute::detail::get_tma_swizzle_bits(Swizzle{}), cute::detail::get_tma_swizzle_base(Swizzle{}));
     kp.page_box_rows = Paged::box_rows(p.page_size);
+    kp.page_issue_warps = Paged::issue_warps(p.page_size);
     detail::encode_paged_pool(&kp.paged_k, p.k, kHeadDim, p.page_size, p.heads_kv, p.num_pages,
                               p.k_row_stride, p.k_head_stride, p.k_batch_stride, Paged::kChunk,
                               kp.page_box_rows, swizzle);

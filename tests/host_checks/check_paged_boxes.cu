@@ -87,6 +87,14 @@ static bool check() {
         return false;
       }
     }
+    // The launch's warp count for this page size: at most the knob's, four exactly when
+    // the barriers count two slices.
+    const int warps = Paged::issue_warps(page);
+    if (warps < 1 || warps > Paged::kIssueWarps || (warps == 4) != (Paged::kSlices == 2)) {
+      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d, %d slices)\n", kHeadDim, page, warps,
+                  Paged::kIssueWarps, Paged::kSlices);
+      return false;
+    }
     // The issuing slices (kSlices warps per tensor): for every number of live boxes, each
     // (box, chunk) unit is issued by exactly one (slice, lane), every lane below its slice's
     // count holds a unit inside the block, and the slices' byte counts add up to the block's.
