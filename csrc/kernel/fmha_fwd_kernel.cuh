@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     // Paged KV: one arrival per issuing slice of K / V (producer.cuh, PagedKvBoxes).
     const uint32_t kv_full_arrivals =
-        params.fwd.page_table != nullptr ? uint32_t(PagedKvBoxes<Traits>::slices(params.page_issue_warps)) : 1u;
+        params.fwd.page_table != nullptr ? uint32_t(PagedKvBoxes<Traits>::kSlices) : 1u;
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&ss.bar.k_full[s], kv_full_arrivals);
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);

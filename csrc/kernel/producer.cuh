@@ -42,20 +42,27 @@ namespace torch_fmha::kernel {
 // rows they leave are keys past the end, masked to -inf (K) and written as
 // zeros by the transposer (V), like the unused pool rows of a partial box.
 //
-// Who issues them: 1, 2 or 4 producer warps (params.page_issue_warps, chosen per
-// page size by issue_warps), each lane at most one box of one head-dim chunk (a
-// "unit"). TMA takes its coordinates in uniform registers, so a warp whose lanes
-// hold different page ids issues its boxes one lane after the other (a loop of
-// R2UR + UTMALDG per lane in SASS); at 16-key pages that was 32 boxes per block at
-// D = 256 on one warp while the other three producer warps waited for it at the
-// transposer's barrier (Nsight Compute, session 21: 3x the issuing warp's time in
-// BAR.SYNC samples, and the consumers waiting on V^T). With 2 warps, warp 0 issues
-// K and warp 1 V; with 4, warps 2 / 3 take every second unit of K / V (slice 1 of
-// 2), and k_full / v_scratch_full take one arrival per slice (fmha_fwd_kernel.cuh),
-// each with its own slice's bytes. TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS caps the count
-// (a developer knob for an A/B; 1 is the code before session 21).
+// Who issues them: kIssueWarps producer warps, each lane at most one box of one
+// head-dim chunk (a "unit"). TMA takes its coordinates in uniform registers, so a
+// warp whose lanes hold different page ids issues its boxes one lane after the
+// other (a loop of R2UR + UTMALDG per lane in SASS); at 16-key pages that was 32
+// boxes per block at D = 256 on one warp while the other three producer warps
+// waited for it at the transposer's barrier (Nsight Compute, session 21: 3x the
+// issuing warp's time in BAR.SYNC samples, and the consumers waiting on V^T).
+// With 2 warps, warp 0 issues K and warp 1 V; with 4, warps 2 / 3 take every
+// second unit of K / V (slice 1), so k_full / v_scratch_full then take one
+// arrival per slice (fmha_fwd_kernel.cuh), each with its own slice's bytes.
+// The knob is the most warps; issue_warps picks per page size. Four warps (the knob
+// at 4: always four) ran 16-key pages faster in session 21 (D = 64 / 128 / 256
+// 0.985 / 0.954 / 0.862 of packed non-causal against 0.959 / 0.950 / 0.792, one H200)
+// and 32- / 64-key pages at D = 64 slower (0.954 / 0.963 against 0.995 / 0.970), so
+// they want a per-launch slice count; a first such build (the count in a register,
+// slice_units dividing by it in the issuing warps' per-block path; next call, one round,
+// same plain varlen TF/s) ran 64-key pages 4-9% below this build and 16-key pages at
+// D = 256 at 0.815 (the fixed four warps: 0.862), and was not kept. Open: the slice
+// count as a shift.
 #ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
-#define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 4
+#define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 2
 #endif
 template <class Traits>
 struct PagedKvBoxes {
@@ -69,30 +76,26 @@ struct PagedKvBoxes {
   static constexpr int kMinPage = 16;
   static constexpr int kMaxBoxes = kBlockN / kMinPage;
   static_assert(kMaxBoxes * kChunks <= 32, "one unit (box, chunk) per lane of a warp");
-  static constexpr int kMaxIssueWarps = TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS;
-  static_assert(kMaxIssueWarps == 1 || kMaxIssueWarps == 2 || kMaxIssueWarps == 4,
+  static constexpr int kIssueWarps = TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS;
+  static_assert(kIssueWarps == 1 || kIssueWarps == 2 || kIssueWarps == 4,
                 "1: one warp issues K and V; 2: a warp per tensor; 4: two per tensor");
-  // Warps per tensor (slices) for a count of issuing warps.
-  __host__ __device__ static constexpr int slices(int issue_warps) { return issue_warps == 4 ? 2 : 1; }
-  // Units u = box * kChunks + chunk of a block; slice s of n issues units s, s + n, ...
-  // (lane j the unit s + n j), so a slice's units are a function of s alone.
-  __host__ __device__ static constexpr int lane_unit(int slice, int n, int lane) { return slice + n * lane; }
-  __host__ __device__ static constexpr int slice_units(int units, int slice, int n) {
-    return units > slice ? (units - slice + n - 1) / n : 0;
+  static constexpr int kSlices = kIssueWarps == 4 ? 2 : 1;  // warps per tensor, each a slice
+  // Units u = box * kChunks + chunk of a block; slice s issues units s, s + kSlices, ...
+  // (lane j the unit s + kSlices j), so a slice's units are a function of s alone.
+  __host__ __device__ static constexpr int lane_unit(int slice, int lane) { return slice + kSlices * lane; }
+  __host__ __device__ static constexpr int slice_units(int units, int slice) {
+    return units > slice ? (units - slice + kSlices - 1) / kSlices : 0;
   }
-  // Issuing warps for a page size (the launch's choice): four above 8 units per tensor,
-  // two above 4 or at D = 256 (whose V transpose is close to the block period, DESIGN
-  // section 7, so issue time on a transposing warp delays it), one otherwise. Each
-  // issuing warp takes issue slots from the consumers on its SM sub-partition (waits,
-  // page ids). Measured in session 21 (one H200, S = 4k, paged / packed, non-causal |
-  // causal): 16-key pages (12-16 units) with 1 / 2 / 4 warps D = 64 0.77 / 0.96 / 0.99 |
-  // 0.83 / 0.99 / 1.00, D = 256 0.67 / 0.79 / 0.86 | 0.63 / 0.77 / 0.84; D = 64 at 32-key
-  // pages (8 units) 2 / 4 warps 0.995 / 0.954 | 1.015 / 0.889, at 64-key pages (4 units)
-  // 1 / 2 warps 1.00 / 0.97 | 1.015 / 0.94.
+  // Issuing warps for a page size (the launch's choice, params.page_issue_warps). With the
+  // knob at 2: two when a block has more than 4 units per tensor, or at D = 256, whose V
+  // transpose is close to the block period (DESIGN section 7), so issue time on a
+  // transposing warp delays it; one otherwise. A second issuing warp takes issue slots
+  // from the consumers on its SM sub-partition (waits, page ids): D = 64 at 64-key pages
+  // (4 units per tensor) ran at 0.94 of packed with two warps, 1.01 with one (session 21).
   __host__ __device__ static int issue_warps(int page_size) {
+    if (kIssueWarps != 2) return kIssueWarps;  // 4: the barriers count two slices
     const int units = kBlockN / box_rows(page_size) * kChunks;
-    const int warps = units > 8 ? 4 : (units > 4 || kHeadDim == 256 ? 2 : 1);
-    return warps < kMaxIssueWarps ? warps : kMaxIssueWarps;
+    return units > 4 || kHeadDim == 256 ? 2 : 1;
   }
   // Largest power of two dividing kBlockN (192: 64, 128: 128, 256: 256).
   static constexpr int kMaxBoxRows = kBlockN & -kBlockN;
@@ -114,30 +117,29 @@ struct PagedKvBoxes {
   // below seqlen_k (0 otherwise: the table entry is never read). One register
   // per lane; producer_run loads a block's ids one block ahead.
   __device__ __forceinline__ static int32_t lane_page_id(const FwdParams& p, int box, int batch,
-                                                         int n0, int seqlen_k, int slice, int n,
-                                                         int lane) {
-    const int j = lane_unit(slice, n, lane) / kChunks;  // the lane's box
+                                                         int n0, int seqlen_k, int slice, int lane) {
+    const int j = lane_unit(slice, lane) / kChunks;  // the lane's box
     const int key0 = n0 + j * box;
     if (j * box >= kBlockN || key0 >= seqlen_k) return 0;
     const int32_t* row = p.page_table + int64_t(batch) * p.page_table_batch_stride;
     return __ldg(row + (key0 >> (__ffs(p.page_size) - 1)));
   }
 
-  // Loads slice `slice` of n of K or V rows [n0, n0 + kBlockN) ∩ [0, seqlen_k)
+  // Loads slice `slice` of K or V rows [n0, n0 + kBlockN) ∩ [0, seqlen_k)
   // (rounded up to whole boxes) of kv head hkv into one stage, arriving on `bar`
   // with exactly the slice's bytes. All 32 lanes of the issuing warp (page_id:
   // lane_page_id's): lane 0 arrives with the byte count, then each lane with a
   // unit issues its box with its own page id.
   __device__ __forceinline__ static void load(const void* desc, uint64_t* bar, uint8_t* stage,
                                               int32_t page_id, int box, int page_size, int n0,
-                                              int seqlen_k, int hkv, int slice, int n, int lane) {
+                                              int seqlen_k, int hkv, int slice, int lane) {
     const int live = min(seqlen_k - n0, kBlockN);  // > 0: the block is in the tile's range
     const int boxes = (live + box - 1) / box;
-    const int units = slice_units(boxes * kChunks, slice, n);
+    const int units = slice_units(boxes * kChunks, slice);
     if (lane == 0) mbar_arrive_expect_tx(bar, units * box * kChunk);  // 0 bytes: a plain arrival
     __syncwarp();
     if (lane < units) {
-      const int u = lane_unit(slice, n, lane), j = u / kChunks, c = u % kChunks;
+      const int u = lane_unit(slice, lane), j = u / kChunks, c = u % kChunks;
       const int row_in_page = (n0 + j * box) & (page_size - 1);
       SM90_TMA_LOAD_4D::copy(desc, bar, static_cast<uint64_t>(TMA::CacheHintSm90::EVICT_NORMAL),
                              stage + smem_offset(j * box, c), c * kChunk, row_in_page, hkv, page_id);
@@ -289,12 +291,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     const bool paged = decltype(params.scheduler)::kVarlen && p.page_table != nullptr;
     PipelineState<kStages> pending;  // scratch slot of the block loaded last iteration (I2)
     // Paged: the issuing warps (PagedKvBoxes: warp 0 K, warp 1 V, warps 2 / 3
-    // their second slices; one warp both when it issues alone). A lane's page id
+    // their second slices; one warp both at kIssueWarps == 1). A lane's page id
     // is loaded one block ahead so the page-table read does not stall the warp
     // that issues the boxes and then joins the transposer.
     const int issue_warp = ptid / 32;
     const bool issues = paged && issue_warp < params.page_issue_warps;
-    const int slices = Paged::slices(params.page_issue_warps);
     const int slice = issue_warp >> 1;
     const bool issues_k = params.page_issue_warps == 1 || (issue_warp & 1) == 0;
     const bool issues_v = params.page_issue_warps == 1 || (issue_warp & 1) == 1;
@@ -302,7 +303,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     int32_t page_id = 0;
     if (issues) {
       page_id = Paged::lane_page_id(p, params.page_box_rows, tile.batch, (range.end - 1) * kBlockN,
-                                    tile.seqlen_k, slice, slices, lane);
+                                    tile.seqlen_k, slice, lane);
     }
     for (int it = 0; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
@@ -311,21 +312,21 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
         const int box = params.page_box_rows;
         const int32_t next_page_id =
             it + 1 < num_blocks
-                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, slice, slices, lane)
+                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, slice, lane)
                 : 0;
         if (issues_k) {
           mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                     {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
           Paged::load(&params.paged_k, &ss.bar.k_full[kv_load.index],
                       ss.k + kv_load.index * Traits::kTileKVBytes, page_id, box, p.page_size, n0,
-                      tile.seqlen_k, hkv, slice, slices, lane);
+                      tile.seqlen_k, hkv, slice, lane);
         }
         if (issues_v) {
           mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
                     {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
           Paged::load(&params.paged_v, &ss.bar.v_scratch_full[kv_load.index],
                       ss.v_scratch + kv_load.index * Traits::kTileKVBytes, page_id, box,
-                      p.page_size, n0, tile.seqlen_k, hkv, slice, slices, lane);
+                      p.page_size, n0, tile.seqlen_k, hkv, slice, lane);
         }
         page_id = next_page_id;
       } else if (!paged && elected) {

@@ -10,9 +10,8 @@
 //    descriptor puts it and the consumers' wgmma / the V transposer read it;
 //    box starts are swizzle-atom aligned; the boxes of a block cover a stage
 //    once; stage s is stage 0 plus s * kTileKVBytes;
-//  * the launch's issuing warps (1, 2 or 4) for each page size, and with one or
-//    two slices per tensor every (box, chunk) of a block issued exactly once,
-//    one per lane, the slices arriving with the block's bytes in all.
+//  * the issuing warps' slices (kIssueWarps) issue every (box, chunk) of a
+//    block exactly once, one per lane, and arrive with the block's bytes in all.
 // Prints one "ok" line per head dim; exits 1 on the first mismatch.
 // Build + run: nvcc -std=c++17 --expt-relaxed-constexpr -I<cutlass> -Icsrc \
 //   tests/host_checks/check_paged_boxes.cu -o build/check_pb && build/check_pb
@@ -88,29 +87,29 @@ static bool check() {
         return false;
       }
     }
-    // The launch's warp count for this page size: 1, 2 or 4, at most the knob's.
+    // The launch's warp count for this page size: at most the knob's, four exactly when
+    // the barriers count two slices.
     const int warps = Paged::issue_warps(page);
-    if ((warps != 1 && warps != 2 && warps != 4) || warps > Paged::kMaxIssueWarps) {
-      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d)\n", kHeadDim, page, warps,
-                  Paged::kMaxIssueWarps);
+    if (warps < 1 || warps > Paged::kIssueWarps || (warps == 4) != (Paged::kSlices == 2)) {
+      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d, %d slices)\n", kHeadDim, page, warps,
+                  Paged::kIssueWarps, Paged::kSlices);
       return false;
     }
-    // The issuing slices (1 or 2 warps per tensor): for every number of live boxes, each
+    // The issuing slices (kSlices warps per tensor): for every number of live boxes, each
     // (box, chunk) unit is issued by exactly one (slice, lane), every lane below its slice's
     // count holds a unit inside the block, and the slices' byte counts add up to the block's.
-    for (int n = 1; n <= 2; ++n) {
     for (int boxes = 1; boxes <= kBlockN / box; ++boxes) {
       const int units = boxes * Paged::kChunks;
       std::vector<int> issued(units, 0);
       int bytes = 0;
-      for (int slice = 0; slice < n; ++slice) {
-        const int count = Paged::slice_units(units, slice, n);
-        bytes += count * box * kChunk;
-        for (int lane = 0; lane < count; ++lane) {
-          const int u = Paged::lane_unit(slice, n, lane);
+      for (int slice = 0; slice < Paged::kSlices; ++slice) {
+        const int n = Paged::slice_units(units, slice);
+        bytes += n * box * kChunk;
+        for (int lane = 0; lane < n; ++lane) {
+          const int u = Paged::lane_unit(slice, lane);
           if (lane >= 32 || u < 0 || u >= units) {
-            std::printf("FAIL D=%d page %d: slice %d of %d, lane %d gets unit %d of %d\n", kHeadDim,
-                        page, slice, n, lane, u, units);
+            std::printf("FAIL D=%d page %d: slice %d lane %d gets unit %d of %d\n", kHeadDim, page,
+                        slice, lane, u, units);
             return false;
           }
           ++issued[u];
@@ -118,8 +117,8 @@ static bool check() {
       }
       for (int u = 0; u < units; ++u) {
         if (issued[u] != 1) {
-          std::printf("FAIL D=%d page %d: unit %d of %d boxes issued %d times (%d slices)\n", kHeadDim,
-                      page, u, boxes, issued[u], n);
+          std::printf("FAIL D=%d page %d: unit %d of %d boxes issued %d times\n", kHeadDim, page, u,
+                      boxes, issued[u]);
           return false;
         }
       }
@@ -128,11 +127,9 @@ static bool check() {
         return false;
       }
     }
-    }
   }
-  std::printf("paged boxes D=%d (kBlockN %d, chunk %d B, issuing warps for pages 16 / 64: %d / %d): "
-              "ok (%ld bytes)\n", kHeadDim, kBlockN, kChunk, Paged::issue_warps(16), Paged::issue_warps(64),
-              checked);
+  std::printf("paged boxes D=%d (kBlockN %d, chunk %d B, %d issuing warps): ok (%ld bytes)\n",
+              kHeadDim, kBlockN, kChunk, Paged::kIssueWarps, checked);
   return true;
 }
 
