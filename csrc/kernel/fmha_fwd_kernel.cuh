@@ -97,9 +97,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
       mbar_init(&ss.bar.q_full[s], 1);
       mbar_init(&ss.bar.q_empty[s], Traits::kNumConsumerWG);
     }
-    // Paged KV: one arrival per issuing slice of K / V (producer.cuh, PagedKvBoxes).
-    const uint32_t kv_full_arrivals =
-        params.fwd.page_table != nullptr ? uint32_t(PagedKvBoxes<Traits>::kSlices) : 1u;
+    // Paged KV: one arrival per issuing slice of K / V (producer.cuh, PagedKvBoxes), on the
+    // producer's own condition for the paged branch (varlen kernels only).
+    const uint32_t kv_full_arrivals = Scheduler::kVarlen && params.fwd.page_table != nullptr
+                                          ? uint32_t(PagedKvBoxes<Traits>::kSlices) : 1u;
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&ss.bar.k_full[s], kv_full_arrivals);
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);

@@ -16,7 +16,7 @@
 //    is contiguous and aligned, as the decode kernel writes them; element loads
 //    otherwise) and adds weight_s * o_s[d] in increasing split order (the serial order),
 //    in steps of kSplitsPerStep splits whose loads are all issued before the step's first
-//    add (256 bytes in flight per lane: all 32 splits of a chunk in one step at D <= 128,
+//    add (128 / 256 / 256 bytes in flight per lane: all 32 splits of a chunk in one step at D <= 128,
 //    16 at D = 256; the first step's loads go out with the LSE loads, before the row's
 //    weights are known). Each step is an L2 round trip after the decode grid's last CTA:
 //    with element loads (8 splits per step at D = 128, before session 21) a B = 1 step
@@ -81,7 +81,7 @@ __device__ __forceinline__ float warp_merge_max(float v, int lane) {
 }
 
 // kElems: head-dim elements per lane per pass over the splits (the launch picks 2 / 4 / 8
-// for head_dim <= 64 / 128 / 256: one pass; a larger head_dim would take more passes).
+// for head_dim 64 / 128 / 256, the only ones it takes: one pass each).
 template <int kElems>
 __global__ void __launch_bounds__(32 * kMergeWarps, 1) merge_splits_kernel(const MergeParams p) {
   const int64_t row = int64_t(blockIdx.x) * kMergeWarps + threadIdx.x / 32;
@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps, 1) merge_splits_kernel(const
   const auto lane_lse = [&](int c) { return c + lane < splits ? lse[(c + lane) * lse_s] : -INFINITY; };
 
   const __half* o = static_cast<const __half*>(p.o_parts) + p.o_layout.offset(b, 0, sq, h, 0);
-  const int64_t o_s = p.o_layout.s;  // the d stride is 1 (merge_splits_partials_ok)
+  const int64_t o_s = p.o_layout.s;  // the d stride is 1 (MergeParams::partials_load_whole)
   constexpr int kSplitsPerStep = kMergeBytesInFlight / (2 * kElems) < 32 ? kMergeBytesInFlight / (2 * kElems) : 32;
   static_assert(32 % kSplitsPerStep == 0, "steps must not straddle a chunk of 32 splits");
   using Halves = MergeHalves<kElems>;
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps, 1) merge_splits_kernel(const
   // Loads the partials of splits s0 .. s0 + kSplitsPerStep - 1 below s_end at head-dim
   // elements d0 + kElems lane .. + kElems - 1 when `active` (and below head_dim); 0
   // elsewhere. One access per split: the launch requires a contiguous head dim, split and
-  // row strides that keep every lane's kElems elements aligned (merge_splits_partials_ok).
+  // row strides that keep every lane's kElems elements aligned (MergeParams::partials_load_whole).
   const int head_dim = p.head_dim;
   const auto load_step = [&](Step& part, int s0, int s_end, int d0, bool active) {
     const int d = d0 + kElems * lane;  // the lane's first element

@@ -2,7 +2,7 @@
 //
 // One elected thread issues the TMA loads (Q once per tile, K and V per KV
 // block into kStages-deep circular buffers, V into the V scratch FIFO; paged
-// KV: the lanes of warp 0, one box each, PagedKvBoxes) and publishes each
+// KV: the lanes of one or two warps, one box each, PagedKvBoxes) and publishes each
 // tile to the consumers. All 128 threads then transpose each V tile from the
 // scratch FIFO into the V^T buffer (transpose_v.cuh), one block behind the
 // loads, so the TMA of block it flies while block it-1 is transposed.
@@ -91,7 +91,7 @@ struct PagedKvBoxes {
   // transpose is close to the block period (DESIGN section 7), so issue time on a
   // transposing warp delays it; one otherwise. A second issuing warp takes issue slots
   // from the consumers on its SM sub-partition (waits, page ids): D = 64 at 64-key pages
-  // (4 units per tensor) ran at 0.94 of packed with two warps, 1.01 with one (session 21).
+  // (4 units per tensor) ran at 0.94 of packed with two warps, 1.02 with one, causal (session 21).
   __host__ __device__ static int issue_warps(int page_size) {
     if (kIssueWarps != 2) return kIssueWarps;  // 4: the barriers count two slices
     const int units = kBlockN / box_rows(page_size) * kChunks;
@@ -195,8 +195,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     mbar_wait(&ss.bar.vt_empty[slot.index], slot.phase ^ 1u,
               {MbarId::kVtEmpty, slot.index, tile_id, Role::kTransposer});
     // Warp 0 arrives here diverged: lane 0 issued the TMA loads (paged: the
-    // lanes below the block's box count) while the other lanes came straight
-    // here. Named-barrier arrivals are counted per warp, so
+    // lanes below the block's box count, in each issuing warp) while the other
+    // lanes came straight here. Named-barrier arrivals are counted per warp, so
     // two partial arrivals of one warp count as two warps: the barrier then
     // completes a warp early and the next block's barrier a generation off.
     // That was the head_dim 64 deadlock (cuda-gdb: warp 0's lane 0 and lanes

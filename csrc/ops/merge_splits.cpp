@@ -98,7 +98,8 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
   p.o_parts = o.const_data_ptr();
   p.o_layout = layout_of(o);
   // The kernel's whole-split loads (MergeParams::partials_load_whole); the decode kernel's
-  // partials always qualify, a split plan's strided ones are copied here.
+  // partials qualify, and so do the split plans' (views of contiguous varlen outputs);
+  // anything else would be copied here.
   const Tensor o_whole = p.partials_load_whole() ? o : o.clone(at::MemoryFormat::Contiguous);
   p.o_parts = o_whole.const_data_ptr();
   p.o_layout = layout_of(o_whole);
