@@ -4,7 +4,10 @@ median TFLOP/s (only that with --out-dtype bf16, which cuDNN FP8 cannot write).
 Serving-feature runs (bench --softcap / --sinks / --paged) give per feature row
 the throughput ratio with / without the feature (time without / time with) and
 the TFLOP/s with it, and per base path ("plain dense", "plain varlen") a row with
-the TFLOP/s without it. Files are named <prefix>_<variant>_<round>.json."""
+the TFLOP/s without it. Files are named <prefix>_<variant>_<round>.json; a file
+holding several runs under "runs" (docs/bench_serving_paged_h200_2026-11-29_s21.json)
+is read as its runs, each named by its key the same way. An optional --only PREFIX keeps
+the runs whose name starts with PREFIX (e.g. call3/paged16)."""
 
 from __future__ import annotations
 
@@ -15,16 +18,32 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def main(paths: list[str]) -> None:
+def _runs(paths: list[str], only: str) -> list[tuple[str, dict]]:
+    """(name, data) per run: a file, or each entry of a file's "runs"."""
+    out = []
+    for path in sorted(paths):
+        data = json.load(open(path))
+        if "runs" in data:
+            out += [(name, run) for name, run in sorted(data["runs"].items()) if name.startswith(only)]
+        elif Path(path).name.startswith(only) or not only:
+            out.append((path, data))
+    return out
+
+
+def main(argv: list[str]) -> None:
+    only = ""
+    if "--only" in argv:
+        i = argv.index("--only")
+        only = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     ratio = defaultdict(lambda: defaultdict(list))  # case -> variant -> [ours / cuDNN]
     ours = defaultdict(lambda: defaultdict(list))   # case -> variant -> [TFLOP/s]
     variants: list[str] = []
     serving = False
-    for path in sorted(paths):
+    for path, data in _runs(argv, only):
         variant = Path(path).stem.split("_", 1)[1].rsplit("_", 1)[0]
         if variant not in variants:
             variants.append(variant)
-        data = json.load(open(path))
         plain_seen = set()  # one base time per (path, D, causal, S) and file
         for row in data.get("serving_rows", []):  # bench --paged / --softcap / --sinks
             serving = True
