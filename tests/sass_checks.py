@@ -88,6 +88,19 @@ def consumer_instrs(instrs: list[str]) -> list[str]:
     return instrs
 
 
+def backward_branch_spans(instrs: list[str]) -> list[tuple[int, int]]:
+    """(index of the target, index of the branch) of every backward BRA, predicated
+    (P / UP) or not, whose target is among `instrs`."""
+    addrs = [int(x.split()[0], 16) for x in instrs]
+    where = {a: i for i, a in enumerate(addrs)}
+    out = []
+    for i, x in enumerate(instrs):
+        m = re.search(r"\bBRA (?:!?U?P\d, )?0x([0-9a-f]+)", x)
+        if m and int(m.group(1), 16) < addrs[i] and int(m.group(1), 16) in where:
+            out.append((where[int(m.group(1), 16)], i))
+    return out
+
+
 def spills(instrs: list[str]) -> int:
     """Local-memory loads and stores (register spills) among `instrs`."""
     return sum(1 for ins in instrs if re.search(r"\b(LDL|STL)\b", ins))

@@ -19,20 +19,8 @@ import re
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import spills
+from sass_checks import backward_branch_spans, spills
 
-
-
-def backward_loops(instrs: list[str]) -> list[list[str]]:
-    """Every [target, branch] span of a backward BRA."""
-    addrs = [int(x.split()[0], 16) for x in instrs]
-    where = {a: i for i, a in enumerate(addrs)}
-    out = []
-    for i, x in enumerate(instrs):
-        m = re.search(r"\bBRA (?:!?P\d, )?(0x[0-9a-f]+)", x)
-        if m and int(m.group(1), 16) < addrs[i] and int(m.group(1), 16) in where:
-            out.append(instrs[where[int(m.group(1), 16)]:i + 1])
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +37,8 @@ def kernels(tmp_path_factory):
 def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, function_spills, loop_spills):
     instrs = kernels[head_dim, paged]
     assert spills(instrs) <= function_spills
-    loop = max(backward_loops(instrs), key=lambda seg: sum("HMMA" in x for x in seg))
+    loops = [instrs[lo:hi + 1] for lo, hi in backward_branch_spans(instrs)]
+    loop = max(loops, key=lambda seg: sum("HMMA" in x for x in seg))
     hmma = sum("HMMA.16816.F32" in x for x in loop)
     qk = 4 * (head_dim // 32) * 2  # 4 key groups x k32 steps x 2 f16 mma each
     pv = 2 * (head_dim // 8)       # 2 k16 steps x D / 8 column groups

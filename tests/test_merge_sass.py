@@ -18,9 +18,9 @@ import re
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import spills
+from sass_checks import backward_branch_spans, spills
 
-# elements per lane -> (the partial load, its destination registers, splits per step):
+# elements per lane -> (the partial load, splits per step):
 # kMergeBytesInFlight (256) / (2 * elements), at most 32. At 2 per lane the partial load is
 # a plain 32-bit LDG.E, as the LSE loads, which the first step's run then also counts.
 PARTIAL_LOADS = {2: (r"LDG\.E ", 32), 4: (r"LDG\.E\.64 ", 32), 8: (r"LDG\.E\.128 ", 16)}
@@ -34,15 +34,8 @@ def step_loads(instrs: list[str], load: str) -> tuple[int, int]:
     loads sit behind forward branches (a predicated-off split keeps zeros), so they are
     counted in program order up to the first FFMA, which comes after them only if the
     step's loads are all in flight before its adds."""
-    addr = [int(x.split()[0], 16) for x in instrs]
-    index = {a: i for i, a in enumerate(addr)}
-    loops = []
-    for i, x in enumerate(instrs):
-        m = re.search(r"\bBRA (?:!?U?P\d, )?0x([0-9a-f]+)", x)
-        if m and int(m.group(1), 16) < addr[i] and int(m.group(1), 16) in index:
-            body = (index[int(m.group(1), 16)], i)
-            if any(re.search(r"\bFFMA\b", y) for y in instrs[body[0]:body[1] + 1]):
-                loops.append(body)
+    loops = [(lo, hi) for lo, hi in backward_branch_spans(instrs)
+             if any(re.search(r"\bFFMA\b", y) for y in instrs[lo:hi + 1])]
     if not loops:
         return 0, 0
     lo, hi = min(loops, key=lambda b: b[1] - b[0])

@@ -113,7 +113,7 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
   p.lse_layout = layout_of(l);
   p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
   p.batch = int32_t(batch), p.splits = int32_t(o.size(1)), p.seqlen_q = int32_t(sq);
-  p.heads = int32_t(heads), p.heads_kv = int32_t(heads_kv), p.head_dim = int32_t(d);
+  p.heads = int32_t(heads), p.heads_kv = int32_t(heads_kv);
   p.v_descale_per_head = vd.has_value() && vd->dim() == 2;
   p.out_type = merge_out_type(out_dtype);
   const c10::cuda::CUDAGuard guard(o.device());
