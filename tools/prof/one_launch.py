@@ -1,11 +1,12 @@
 """A few launches of the FP8 kernel on the FA3-grid shape (B*S = 16384, H*D = 2048)
-for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES] [ours|cudnn|packed|pagedP]
-ours / cudnn run FP8 output with unit scales, as the benchmark's default columns do (cudnn:
+for a profiler: python3 tools/prof/one_launch.py D S CAUSAL [LAUNCHES] [ours|packedv|cudnn|packed|pagedP]
+ours / packedv / cudnn run FP8 output with unit scales, as the benchmark's default columns do (cudnn:
 cuDNN FP8 through the benchmark's peer, for a side-by-side profile; profiles before
 2026-11-28 ran ours with bf16 output). packed / pagedP (P = the page size, e.g. paged64)
 run the serving benchmark's pair (torch_fmha/bench_serving.py, make_case): the batch as a
 packed varlen call and the same batch from a paged pool with pages of P keys, bf16 output,
-for a profile of what paging costs (issue 14)."""
+for a profile of what paging costs (issue 14). packedv runs ours on a packed v
+(`quantize_qkv(..., pack_v=True)`, the benchmark's default layout at D = 128 / 256)."""
 import sys
 
 import torch
@@ -29,6 +30,14 @@ if who == "packed" or who.startswith("paged"):
     page = int(who[len("paged"):]) if who.startswith("paged") else 16
     packed, paged, _, _ = make_case(torch_fmha, {"paged": page}, b, s, h, d, causal, "cuda")
     run = paged if who.startswith("paged") else packed
+elif who == "packedv":
+    qkv = torch_fmha.quantize_qkv(*(t.to(torch.bfloat16) for t in (q, k, v)), granularity="tensor",
+                                  pack_v=True)
+
+    def run():
+        torch_fmha.attention(qkv.q, qkv.k, qkv.v, causal=causal, q_descale=qkv.q_descale,
+                             k_descale=qkv.k_descale, v_descale=qkv.v_descale,
+                             out_dtype=torch.float8_e4m3fn, out_scale=one)
 elif who == "cudnn":
     run, _ = _peers.CudnnFp8().prepare(q, k, v, one, one, one, causal=causal, out_scale=1.0)
 else:
