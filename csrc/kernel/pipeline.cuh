@@ -91,17 +91,40 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
                : "memory");
 }
 
+// try_wait's suspend-time hint, in ns (0: none). With a hint, a try_wait that
+// fails compiles to TRYWAIT; NANOSLEEP.SYNCS; PHASECHK (SASS, sm_90a): the warp
+// sleeps until the barrier's phase changes or the hint runs out. Without one,
+// the retry loop (YIELD; TRYWAIT; BRA) spins: in ncu (D = 128, S = 4k, one H200)
+// the producer's wait for a free V^T slot was 9.6% of all warp instructions the
+// kernel issued, on the issue slots of a sub-partition that also runs two
+// consumer warps. CUTLASS's ClusterBarrier::wait passes 10 ms as well.
+#ifndef TORCH_FMHA_TUNE_WAIT_SUSPEND_NS
+#define TORCH_FMHA_TUNE_WAIT_SUSPEND_NS 10000000
+#endif
+
 __device__ __forceinline__ bool mbar_try_wait(uint32_t addr, uint32_t phase) {
   uint32_t done;
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-      "selp.u32 %0, 1, 0, p;\n"
-      "}\n"
-      : "=r"(done)
-      : "r"(addr), "r"(phase)
-      : "memory");
+  if constexpr (TORCH_FMHA_TUNE_WAIT_SUSPEND_NS > 0) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(addr), "r"(phase), "n"(TORCH_FMHA_TUNE_WAIT_SUSPEND_NS)
+        : "memory");
+  } else {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(addr), "r"(phase)
+        : "memory");
+  }
   return done != 0;
 }
 
