@@ -91,15 +91,18 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
                : "memory");
 }
 
-// try_wait's suspend-time hint, in ns (0: none). With a hint, a try_wait that
-// fails compiles to TRYWAIT; NANOSLEEP.SYNCS; PHASECHK (SASS, sm_90a): the warp
-// sleeps until the barrier's phase changes or the hint runs out. Without one,
-// the retry loop (YIELD; TRYWAIT; BRA) spins: in ncu (D = 128, S = 4k, one H200)
-// the producer's wait for a free V^T slot was 9.6% of all warp instructions the
-// kernel issued, on the issue slots of a sub-partition that also runs two
-// consumer warps. CUTLASS's ClusterBarrier::wait passes 10 ms as well.
+// try_wait's suspend-time hint, in ns (0: none, the release default). With a
+// hint, a try_wait that fails compiles to TRYWAIT; NANOSLEEP.SYNCS; PHASECHK
+// (SASS, sm_90a): the warp sleeps until the barrier's phase changes or the hint
+// runs out, as CUTLASS's ClusterBarrier::wait (10 ms) and cuDNN's FP8 kernel do.
+// Without one the retry loop (YIELD; TRYWAIT; BRA) spins: in ncu (D = 128, S =
+// 4k, packed v, one H200) the producer's wait for a free V^T slot issued 9.6% of
+// all the kernel's warp instructions. Yet removing that spin did not pay: 10 ms
+// against none, same call, 2 processes each, moved D = 128 / 256 within +-1-2%
+// either way and D = 64 0-1% down (DESIGN section 6). So the knob stays off and
+// the release SASS is byte for byte the one before the knob.
 #ifndef TORCH_FMHA_TUNE_WAIT_SUSPEND_NS
-#define TORCH_FMHA_TUNE_WAIT_SUSPEND_NS 10000000
+#define TORCH_FMHA_TUNE_WAIT_SUSPEND_NS 0
 #endif
 
 __device__ __forceinline__ bool mbar_try_wait(uint32_t addr, uint32_t phase) {
