@@ -71,22 +71,14 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC
 // them, hand the turn to the other warpgroup. Which GEMMs a round issues is a
 // compile-time choice per call site: a wgmma behind a runtime branch makes
 // ptxas serialize every wgmma of the kernel.
-//
-// kPvFirst (Traits::kSerialRounds): with both GEMMs, P V is issued first and
-// waited for before S is issued, so P's registers are free when S is written.
-template <bool kIssueS, bool kIssuePV, bool kPvFirst, class MmaQK, class FragQ, class FragK, class FragS,
+template <bool kIssueS, bool kIssuePV, class MmaQK, class FragQ, class FragK, class FragS,
           class MmaPV, class FragP, class FragV, class FragO>
 __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier their_turn,
                                            MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
                                            MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o) {
   named_barrier_sync(my_turn, 256);
-  if constexpr (kIssueS && kIssuePV && kPvFirst) {
-    gemm<false, 0>(mma_pv, p, vt, o);
-    gemm<true, -1>(mma_qk, q, k, s);
-  } else {
-    if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
-    if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
-  }
+  if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
+  if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
   named_barrier_arrive(their_turn, 256);
 }
 
@@ -176,10 +168,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
   constexpr int kStages = Traits::kStages;
-  constexpr bool kPvFirst = Traits::kSerialRounds;
-  // Groups a round leaves in flight once its S is done: its P V, unless that
-  // was waited for inside the round (kPvFirst).
-  constexpr int kSWaitDepth = kPvFirst ? 0 : 1;
 
   const FwdParams& p = params.fwd;
   const int tidx = threadIdx.x - 128;  // 0..255 over both consumer warpgroups
@@ -312,7 +300,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
-      gemm_round</*S*/ true, /*PV*/ false, kPvFirst>(my_turn, their_turn,
+      gemm_round</*S*/ true, /*PV*/ false>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       warpgroup_wait<0>();
@@ -339,11 +327,11 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
-      gemm_round</*S*/ true, /*PV*/ true, kPvFirst>(my_turn, their_turn,
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark(trace_it + it, PhaseTrace::kIssued);
-      warpgroup_wait<kSWaitDepth>();  // S done (P V may still run)
+      warpgroup_wait<1>();  // S done (P V may still run)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
@@ -395,13 +383,13 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       q_read.advance();
       mbar_wait(&ss.bar.k_full[kv_read.index], kv_read.phase,
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
-      gemm_round</*S*/ true, /*PV*/ true, kPvFirst>(my_turn, their_turn,
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
       softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
-      warpgroup_wait<kSWaitDepth>();  // next tile's S done
+      warpgroup_wait<1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          next_blocks == 1);
@@ -416,7 +404,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       kv_read.advance();
       first_s_done = true;
     } else {
-      gemm_round</*S*/ false, /*PV*/ true, kPvFirst>(my_turn, their_turn,
+      gemm_round</*S*/ false, /*PV*/ true>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);

@@ -93,10 +93,6 @@
 #ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_256  // takes effect with TORCH_FMHA_TUNE_PIN_256=0
 #define TORCH_FMHA_TUNE_PIN_AFTER_MAX_256 0
 #endif
-// Serial GEMM rounds at D = 128 (long builds): P V first, waited, then S (kSerialRounds).
-#ifndef TORCH_FMHA_TUNE_SERIAL_ROUNDS_128
-#define TORCH_FMHA_TUNE_SERIAL_ROUNDS_128 0
-#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -244,15 +240,6 @@ struct Fp8FwdTraits {
       !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
                                         : TORCH_FMHA_TUNE_PIN_AFTER_MAX_256);
-
-  // A tuning experiment, off in the release builds: a round that issues both GEMMs
-  // issues P V(it-1) first and waits for it before it issues S(it), in the same
-  // turn. P's registers are then dead when S is written, so S and P need not be
-  // live together (cuDNN's FP8 kernel runs this order, with 256-key blocks and P
-  // in S's registers; read from its SASS, docs/DESIGN.md section 6). With it a
-  // packed-v build can take 256-key blocks (TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128).
-  static constexpr bool kSerialRounds =
-      kHeadDim == 128 && !kShortKeys && TORCH_FMHA_TUNE_SERIAL_ROUNDS_128;
 
   // The O rescale's skip (consumer.cuh) fires only when every alpha of a warp is
   // exactly 1. kExactAlpha rounds alpha's exponent so that an unchanged max gives 1;
