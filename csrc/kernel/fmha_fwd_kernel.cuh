@@ -99,8 +99,9 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     }
     // Paged KV: one arrival per issuing slice of K / V (producer.cuh, PagedKvBoxes), on the
     // producer's own condition for the paged branch (varlen kernels only).
-    const uint32_t kv_full_arrivals = Scheduler::kVarlen && params.fwd.page_table != nullptr
-                                          ? uint32_t(PagedKvBoxes<Traits>::kSlices) : 1u;
+    const uint32_t kv_full_arrivals =
+        Scheduler::kVarlen && params.fwd.page_table != nullptr
+            ? 1u << PagedKvBoxes<Traits>::slice_shift(params.page_issue_warps) : 1u;
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&ss.bar.k_full[s], kv_full_arrivals);
       mbar_init(&ss.bar.k_empty[s], Traits::kNumConsumerWG);

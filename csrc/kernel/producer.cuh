@@ -52,15 +52,16 @@ namespace torch_fmha::kernel {
 // With 2 warps, warp 0 issues K and warp 1 V; with 4, warps 2 / 3 take every
 // second unit of K / V (slice 1), so k_full / v_scratch_full then take one
 // arrival per slice (fmha_fwd_kernel.cuh), each with its own slice's bytes.
-// The knob is the most warps; issue_warps picks per page size. Four warps (the knob
-// at 4: always four) ran 16-key pages faster in session 21 (D = 64 / 128 / 256
-// 0.985 / 0.954 / 0.862 of packed non-causal against 0.959 / 0.950 / 0.792, one H200)
-// and 32- / 64-key pages at D = 64 slower (0.954 / 0.963 against 0.995 / 0.970), so
-// they want a per-launch slice count; a first such build (the count in a register,
-// slice_units dividing by it in the issuing warps' per-block path; next call, one round,
-// same plain varlen TF/s) ran 64-key pages 4-9% below this build and 16-key pages at
-// D = 256 at 0.815 (the fixed four warps: 0.862), and was not kept. Open: the slice
-// count as a shift.
+// The knob is the most warps a launch may take; issue_warps picks per page size
+// below it, and a launch's slices per tensor reach the issuing warps as a shift
+// (slice_shift: 0 or 1), which is a compile-time 0 below the knob's 4.
+// Measured in session 21 (one H200, S = 4k, paged / packed non-causal): four warps
+// ran 16-key pages at D = 64 / 128 / 256 at 0.985 / 0.954 / 0.862 against two warps'
+// 0.959 / 0.950 / 0.792, and 32- / 64-key pages at D = 64 slower (0.954 / 0.963
+// against 0.995 / 0.970). A first per-launch build divided by the slice count in
+// the issuing warps' per-block path (3 more MUFU.RCP, 13 more spill instructions)
+// and ran 64-key pages 4-9% below the two-warp build; the shift replaces that
+// division and is not measured yet: the release keeps the knob at 2.
 #ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
 #define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 2
 #endif
@@ -78,24 +79,30 @@ struct PagedKvBoxes {
   static_assert(kMaxBoxes * kChunks <= 32, "one unit (box, chunk) per lane of a warp");
   static constexpr int kIssueWarps = TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS;
   static_assert(kIssueWarps == 1 || kIssueWarps == 2 || kIssueWarps == 4,
-                "1: one warp issues K and V; 2: a warp per tensor; 4: two per tensor");
-  static constexpr int kSlices = kIssueWarps == 4 ? 2 : 1;  // warps per tensor, each a slice
-  // Units u = box * kChunks + chunk of a block; slice s issues units s, s + kSlices, ...
-  // (lane j the unit s + kSlices j), so a slice's units are a function of s alone.
-  __host__ __device__ static constexpr int lane_unit(int slice, int lane) { return slice + kSlices * lane; }
-  __host__ __device__ static constexpr int slice_units(int units, int slice) {
-    return units > slice ? (units - slice + kSlices - 1) / kSlices : 0;
+                "the most issuing warps: 1 (K and V), 2 (a warp per tensor), 4 (two per tensor)");
+  // log2 of a launch's warps per tensor ("slices"): 1 with four issuing warps, else 0.
+  __host__ __device__ static constexpr int slice_shift(int issue_warps) {
+    return kIssueWarps == 4 && issue_warps == 4 ? 1 : 0;
   }
-  // Issuing warps for a page size (the launch's choice, params.page_issue_warps). With the
-  // knob at 2: two when a block has more than 4 units per tensor, or at D = 256, whose V
-  // transpose is close to the block period (DESIGN section 7), so issue time on a
-  // transposing warp delays it; one otherwise. A second issuing warp takes issue slots
-  // from the consumers on its SM sub-partition (waits, page ids): D = 64 at 64-key pages
-  // (4 units per tensor) ran at 0.94 of packed with two warps, 1.02 with one, causal (session 21).
+  // Units u = box * kChunks + chunk of a block; slice s of 1 << shift issues units
+  // s, s + (1 << shift), ... (lane j the unit s + (j << shift)).
+  __host__ __device__ static constexpr int lane_unit(int slice, int lane, int shift) {
+    return slice + (lane << shift);
+  }
+  __host__ __device__ static constexpr int slice_units(int units, int slice, int shift) {
+    return units > slice ? (units - slice + (1 << shift) - 1) >> shift : 0;
+  }
+  // Issuing warps for a page size (the launch's choice, params.page_issue_warps), at most
+  // the knob's: four when a block has more than 8 units per tensor (16-key pages); two
+  // above 4 units, or at D = 256, whose V transpose is close to the block period (DESIGN
+  // section 7), so issue time on a transposing warp delays it; one otherwise. An issuing
+  // warp takes issue slots from the consumers on its SM sub-partition (waits, page ids):
+  // D = 64 at 64-key pages (4 units per tensor) ran at 0.94 of packed with two warps,
+  // 1.02 with one, causal (session 21).
   __host__ __device__ static int issue_warps(int page_size) {
-    if (kIssueWarps != 2) return kIssueWarps;  // 4: the barriers count two slices
     const int units = kBlockN / box_rows(page_size) * kChunks;
-    return units > 4 || kHeadDim == 256 ? 2 : 1;
+    const int warps = units > 8 ? 4 : units > 4 || kHeadDim == 256 ? 2 : 1;
+    return warps < kIssueWarps ? warps : kIssueWarps;
   }
   // Largest power of two dividing kBlockN (192: 64, 128: 128, 256: 256).
   static constexpr int kMaxBoxRows = kBlockN & -kBlockN;
@@ -117,8 +124,9 @@ struct PagedKvBoxes {
   // below seqlen_k (0 otherwise: the table entry is never read). One register
   // per lane; producer_run loads a block's ids one block ahead.
   __device__ __forceinline__ static int32_t lane_page_id(const FwdParams& p, int box, int batch,
-                                                         int n0, int seqlen_k, int slice, int lane) {
-    const int j = lane_unit(slice, lane) / kChunks;  // the lane's box
+                                                         int n0, int seqlen_k, int slice, int shift,
+                                                         int lane) {
+    const int j = lane_unit(slice, lane, shift) / kChunks;  // the lane's box
     const int key0 = n0 + j * box;
     if (j * box >= kBlockN || key0 >= seqlen_k) return 0;
     const int32_t* row = p.page_table + int64_t(batch) * p.page_table_batch_stride;
@@ -132,14 +140,15 @@ struct PagedKvBoxes {
   // unit issues its box with its own page id.
   __device__ __forceinline__ static void load(const void* desc, uint64_t* bar, uint8_t* stage,
                                               int32_t page_id, int box, int page_size, int n0,
-                                              int seqlen_k, int hkv, int slice, int lane) {
+                                              int seqlen_k, int hkv, int slice, int shift,
+                                              int lane) {
     const int live = min(seqlen_k - n0, kBlockN);  // > 0: the block is in the tile's range
     const int boxes = (live + box - 1) / box;
-    const int units = slice_units(boxes * kChunks, slice);
+    const int units = slice_units(boxes * kChunks, slice, shift);
     if (lane == 0) mbar_arrive_expect_tx(bar, units * box * kChunk);  // 0 bytes: a plain arrival
     __syncwarp();
     if (lane < units) {
-      const int u = lane_unit(slice, lane), j = u / kChunks, c = u % kChunks;
+      const int u = lane_unit(slice, lane, shift), j = u / kChunks, c = u % kChunks;
       const int row_in_page = (n0 + j * box) & (page_size - 1);
       SM90_TMA_LOAD_4D::copy(desc, bar, static_cast<uint64_t>(TMA::CacheHintSm90::EVICT_NORMAL),
                              stage + smem_offset(j * box, c), c * kChunk, row_in_page, hkv, page_id);
@@ -297,13 +306,14 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     const int issue_warp = ptid / 32;
     const bool issues = paged && issue_warp < params.page_issue_warps;
     const int slice = issue_warp >> 1;
+    const int shift = Paged::slice_shift(params.page_issue_warps);  // 0 below the knob's 4
     const bool issues_k = params.page_issue_warps == 1 || (issue_warp & 1) == 0;
     const bool issues_v = params.page_issue_warps == 1 || (issue_warp & 1) == 1;
     const int lane = ptid % 32;
     int32_t page_id = 0;
     if (issues) {
       page_id = Paged::lane_page_id(p, params.page_box_rows, tile.batch, (range.end - 1) * kBlockN,
-                                    tile.seqlen_k, slice, lane);
+                                    tile.seqlen_k, slice, shift, lane);
     }
     for (int it = 0; it < num_blocks; ++it) {
       const int n_block = range.end - 1 - it;
@@ -312,21 +322,22 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
         const int box = params.page_box_rows;
         const int32_t next_page_id =
             it + 1 < num_blocks
-                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, slice, lane)
+                ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, slice, shift,
+                                      lane)
                 : 0;
         if (issues_k) {
           mbar_wait(&ss.bar.k_empty[kv_load.index], kv_load.phase ^ 1u,
                     {MbarId::kKEmpty, kv_load.index, tile_id, Role::kProducerTma});
           Paged::load(&params.paged_k, &ss.bar.k_full[kv_load.index],
                       ss.k + kv_load.index * Traits::kTileKVBytes, page_id, box, p.page_size, n0,
-                      tile.seqlen_k, hkv, slice, lane);
+                      tile.seqlen_k, hkv, slice, shift, lane);
         }
         if (issues_v) {
           mbar_wait(&ss.bar.v_scratch_empty[kv_load.index], kv_load.phase ^ 1u,
                     {MbarId::kVScratchEmpty, kv_load.index, tile_id, Role::kProducerTma});
           Paged::load(&params.paged_v, &ss.bar.v_scratch_full[kv_load.index],
                       ss.v_scratch + kv_load.index * Traits::kTileKVBytes, page_id, box,
-                      p.page_size, n0, tile.seqlen_k, hkv, slice, lane);
+                      p.page_size, n0, tile.seqlen_k, hkv, slice, shift, lane);
         }
         page_id = next_page_id;
       } else if (!paged && elected) {

@@ -10,7 +10,8 @@
 //    descriptor puts it and the consumers' wgmma / the V transposer read it;
 //    box starts are swizzle-atom aligned; the boxes of a block cover a stage
 //    once; stage s is stage 0 plus s * kTileKVBytes;
-//  * the issuing warps' slices (kIssueWarps) issue every (box, chunk) of a
+//  * the launch's issuing warps (issue_warps, at most the knob's) and, for every
+//    slice shift the build can take, the slices issue every (box, chunk) of a
 //    block exactly once, one per lane, and arrive with the block's bytes in all.
 // Prints one "ok" line per head dim; exits 1 on the first mismatch.
 // Build + run: nvcc -std=c++17 --expt-relaxed-constexpr -I<cutlass> -Icsrc \
@@ -87,44 +88,49 @@ static bool check() {
         return false;
       }
     }
-    // The launch's warp count for this page size: at most the knob's, four exactly when
-    // the barriers count two slices.
+    // The launch's warp count for this page size: 1, 2 or 4, at most the knob's; four
+    // exactly when the shift gives two slices per tensor (the barriers' arrival count).
     const int warps = Paged::issue_warps(page);
-    if (warps < 1 || warps > Paged::kIssueWarps || (warps == 4) != (Paged::kSlices == 2)) {
-      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d, %d slices)\n", kHeadDim, page, warps,
-                  Paged::kIssueWarps, Paged::kSlices);
+    if (!(warps == 1 || warps == 2 || warps == 4) || warps > Paged::kIssueWarps ||
+        (warps == 4) != (Paged::slice_shift(warps) == 1)) {
+      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d, shift %d)\n", kHeadDim, page, warps,
+                  Paged::kIssueWarps, Paged::slice_shift(warps));
       return false;
     }
-    // The issuing slices (kSlices warps per tensor): for every number of live boxes, each
-    // (box, chunk) unit is issued by exactly one (slice, lane), every lane below its slice's
-    // count holds a unit inside the block, and the slices' byte counts add up to the block's.
-    for (int boxes = 1; boxes <= kBlockN / box; ++boxes) {
-      const int units = boxes * Paged::kChunks;
-      std::vector<int> issued(units, 0);
-      int bytes = 0;
-      for (int slice = 0; slice < Paged::kSlices; ++slice) {
-        const int n = Paged::slice_units(units, slice);
-        bytes += n * box * kChunk;
-        for (int lane = 0; lane < n; ++lane) {
-          const int u = Paged::lane_unit(slice, lane);
-          if (lane >= 32 || u < 0 || u >= units) {
-            std::printf("FAIL D=%d page %d: slice %d lane %d gets unit %d of %d\n", kHeadDim, page,
-                        slice, lane, u, units);
+    // The issuing slices (1 << shift warps per tensor), for the launch's shift and for every
+    // shift the build can take: for every number of live boxes, each (box, chunk) unit is
+    // issued by exactly one (slice, lane), every lane below its slice's count holds a unit
+    // inside the block, and the slices' byte counts add up to the block's.
+    for (int shift = 0; shift <= Paged::slice_shift(Paged::kIssueWarps); ++shift) {
+      for (int boxes = 1; boxes <= kBlockN / box; ++boxes) {
+        const int units = boxes * Paged::kChunks;
+        std::vector<int> issued(units, 0);
+        int bytes = 0;
+        for (int slice = 0; slice < (1 << shift); ++slice) {
+          const int n = Paged::slice_units(units, slice, shift);
+          bytes += n * box * kChunk;
+          for (int lane = 0; lane < n; ++lane) {
+            const int u = Paged::lane_unit(slice, lane, shift);
+            if (lane >= 32 || u < 0 || u >= units) {
+              std::printf("FAIL D=%d page %d shift %d: slice %d lane %d gets unit %d of %d\n", kHeadDim,
+                          page, shift, slice, lane, u, units);
+              return false;
+            }
+            ++issued[u];
+          }
+        }
+        for (int u = 0; u < units; ++u) {
+          if (issued[u] != 1) {
+            std::printf("FAIL D=%d page %d shift %d: unit %d of %d boxes issued %d times\n", kHeadDim,
+                        page, shift, u, boxes, issued[u]);
             return false;
           }
-          ++issued[u];
         }
-      }
-      for (int u = 0; u < units; ++u) {
-        if (issued[u] != 1) {
-          std::printf("FAIL D=%d page %d: unit %d of %d boxes issued %d times\n", kHeadDim, page, u,
-                      boxes, issued[u]);
+        if (bytes != boxes * box * kHeadDim) {
+          std::printf("FAIL D=%d page %d shift %d: slices post %d bytes for %d boxes\n", kHeadDim, page,
+                      shift, bytes, boxes);
           return false;
         }
-      }
-      if (bytes != boxes * box * kHeadDim) {
-        std::printf("FAIL D=%d page %d: slices post %d bytes for %d boxes\n", kHeadDim, page, bytes, boxes);
-        return false;
       }
     }
   }
