@@ -1,7 +1,7 @@
 """tools/prof/sass_page_summary.py reads Nsight Compute's per-instruction SASS page
-(`ncu --page source --print-source sass --csv`) correctly: opcode shares of the issued
-instructions (predicates stripped), stall shares, a spinning barrier wait, and the hot
-wgmma loop as a sequence of opcode(samples)."""
+(`ncu --page source --print-source sass --csv`) correctly: opcode shares of the executed
+instructions (predicates stripped), stall shares, a retried barrier wait, the hot wgmma loop
+as a sequence of opcode(samples), and the details page's hardware count beside them."""
 from __future__ import annotations
 
 import csv
@@ -35,14 +35,17 @@ def test_mix_stalls_spin_and_hot_loop(tmp_path):
         ("SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [R15+URZ+0x288f0], R12", 500, 3, 0, 0),
         ("@!P0 BRA 0x1d750", 500, 4, 0, 0),
     ]
-    run = subprocess.run([sys.executable, str(TOOL), str(_page(tmp_path, rows))], capture_output=True,
+    page = _page(tmp_path, rows)
+    (tmp_path / "k.details.txt").write_text("    Executed Instructions                           inst  1,234,567\n")
+    run = subprocess.run([sys.executable, str(TOOL), str(page)], capture_output=True,
                          text=True, check=True)
     out = run.stdout
     assert "1900 warp instructions executed, 63 samples" in out
+    assert "hardware count (details page, Executed Instructions): 1234567" in out
     # 500 of 1900 each: YIELD, SYNCS, BRA; 100 each: QGMMA, MUFU (predicate stripped), FFMA, BAR
     assert "YIELD 26.3%" in out and "MUFU 5.3%" in out and "BRA 26.3%" in out
     assert "stalls: wait 72.2%, barrier 27.8%" in out  # 26 and 10 of 36 samples
     assert "stall_wait by opcode: MUFU 20, FFMA 5, QGMMA 1" in out
-    assert "executed 500 times, 26.3% of all instructions" in out
+    assert "executed 500 times (26.3% of the page's instructions, 5.0 per pass of the hot loop)" in out
     assert "loop executed 100 times (4 instructions):" in out
     assert "QGMMA(5) MUFU(30) FFMA(10) BAR(10)" in out

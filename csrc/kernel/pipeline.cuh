@@ -95,12 +95,13 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
 // hint, a try_wait that fails compiles to TRYWAIT; NANOSLEEP.SYNCS; PHASECHK
 // (SASS, sm_90a): the warp sleeps until the barrier's phase changes or the hint
 // runs out, as CUTLASS's ClusterBarrier::wait (10 ms) and cuDNN's FP8 kernel do.
-// Without one the retry loop (YIELD; TRYWAIT; BRA) spins: in ncu (D = 128, S =
-// 4k, packed v, one H200) the producer's wait for a free V^T slot issued 9.6% of
-// all the kernel's warp instructions. Yet removing that spin did not pay: 10 ms
-// against none, same call, 2 processes each, moved D = 128 / 256 within +-1-2%
-// either way and D = 64 0-1% down (DESIGN section 6). So the knob stays off and
-// the release SASS is byte for byte the one before the knob.
+// Without one a failed wait retries in a loop (YIELD; TRYWAIT; BRA). Measured
+// (one H200, same call, 2 processes each; docs/DESIGN.md section 6): 10 ms
+// against none moved D = 64 / 128 / 256 by at most 2.1% either way (D = 64 0-1.2%
+// down), no gain. The retry loop looked large only in Nsight Compute's
+// per-instruction counts, which come from an instrumented replay; the hardware
+// counts of the same profile leave it well under 1% of the issued instructions.
+// So the knob stays off; the release SASS is byte for byte the one before it.
 #ifndef TORCH_FMHA_TUNE_WAIT_SUSPEND_NS
 #define TORCH_FMHA_TUNE_WAIT_SUSPEND_NS 0
 #endif

@@ -92,6 +92,17 @@ struct PagedKvBoxes {
   __host__ __device__ static constexpr int slice_units(int units, int slice, int shift) {
     return units > slice ? (units - slice + (1 << shift) - 1) >> shift : 0;
   }
+  // What issuing warp `warp` of a launch's `warps` loads: warp 0 K, warp 1 V, warps 2 / 3
+  // their second slices; one warp both when the launch has one. Each tensor thus gets
+  // 1 << slice_shift(warps) slices, the arrival count of its full barrier
+  // (fmha_fwd_kernel.cuh); tests/host_checks/check_paged_boxes.cu checks the two agree.
+  struct IssueRole {
+    bool k, v;
+    int slice;
+  };
+  __host__ __device__ static constexpr IssueRole issue_role(int warp, int warps) {
+    return {warps == 1 || (warp & 1) == 0, warps == 1 || (warp & 1) == 1, warp >> 1};
+  }
   // Issuing warps for a page size (the launch's choice, params.page_issue_warps), at most
   // the knob's: four when a block has more than 8 units per tensor (16-key pages); two
   // above 4 units, or at D = 256, whose V transpose is close to the block period (DESIGN
@@ -299,16 +310,17 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     // Varlen only (the op refuses it dense): compiled out of the dense kernel.
     const bool paged = decltype(params.scheduler)::kVarlen && p.page_table != nullptr;
     PipelineState<kStages> pending;  // scratch slot of the block loaded last iteration (I2)
-    // Paged: the issuing warps (PagedKvBoxes: warp 0 K, warp 1 V, warps 2 / 3
-    // their second slices; one warp both at kIssueWarps == 1). A lane's page id
-    // is loaded one block ahead so the page-table read does not stall the warp
+    // Paged: the launch's issuing warps (PagedKvBoxes::issue_role: warp 0 K, warp 1 V,
+    // warps 2 / 3 their second slices; one warp both when the launch has one). A lane's
+    // page id is loaded one block ahead so the page-table read does not stall the warp
     // that issues the boxes and then joins the transposer.
     const int issue_warp = ptid / 32;
     const bool issues = paged && issue_warp < params.page_issue_warps;
-    const int slice = issue_warp >> 1;
+    const typename Paged::IssueRole role = Paged::issue_role(issue_warp, params.page_issue_warps);
+    const int slice = role.slice;
     const int shift = Paged::slice_shift(params.page_issue_warps);  // 0 below the knob's 4
-    const bool issues_k = params.page_issue_warps == 1 || (issue_warp & 1) == 0;
-    const bool issues_v = params.page_issue_warps == 1 || (issue_warp & 1) == 1;
+    const bool issues_k = role.k;
+    const bool issues_v = role.v;
     const int lane = ptid % 32;
     int32_t page_id = 0;
     if (issues) {

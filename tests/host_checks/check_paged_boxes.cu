@@ -10,9 +10,12 @@
 //    descriptor puts it and the consumers' wgmma / the V transposer read it;
 //    box starts are swizzle-atom aligned; the boxes of a block cover a stage
 //    once; stage s is stage 0 plus s * kTileKVBytes;
-//  * the launch's issuing warps (issue_warps, at most the knob's) and, for every
-//    slice shift the build can take, the slices issue every (box, chunk) of a
-//    block exactly once, one per lane, and arrive with the block's bytes in all.
+//  * the launch's issuing warps (issue_warps: at most the knob's, four at 16-key
+//    pages when the knob allows four); for every warp count the build can take,
+//    the warps' roles (issue_role) give each tensor its slices once each, as many
+//    as its full barrier counts arrivals; and for every slice shift the slices
+//    issue every (box, chunk) of a block exactly once, one per lane, and arrive
+//    with the block's bytes in all.
 // Prints one "ok" line per head dim; exits 1 on the first mismatch.
 // Build + run: nvcc -std=c++17 --expt-relaxed-constexpr -I<cutlass> -Icsrc \
 //   tests/host_checks/check_paged_boxes.cu -o build/check_pb && build/check_pb
@@ -88,14 +91,44 @@ static bool check() {
         return false;
       }
     }
-    // The launch's warp count for this page size: 1, 2 or 4, at most the knob's; four
-    // exactly when the shift gives two slices per tensor (the barriers' arrival count).
+    // The launch's warp count for this page size: 1, 2 or 4, at most the knob's, and four
+    // at 16-key pages (more than 8 units per tensor at every head dim) exactly when the knob
+    // allows four.
     const int warps = Paged::issue_warps(page);
     if (!(warps == 1 || warps == 2 || warps == 4) || warps > Paged::kIssueWarps ||
-        (warps == 4) != (Paged::slice_shift(warps) == 1)) {
-      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d, shift %d)\n", kHeadDim, page, warps,
-                  Paged::kIssueWarps, Paged::slice_shift(warps));
+        (page == 16 && (warps == 4) != (Paged::kIssueWarps == 4))) {
+      std::printf("FAIL D=%d page %d: %d issuing warps (knob %d)\n", kHeadDim, page, warps,
+                  Paged::kIssueWarps);
       return false;
+    }
+    // For every warp count a launch of this build can take: the warps' roles (issue_role,
+    // as producer_run assigns them) give each tensor the slices 0 .. (1 << shift) - 1 once
+    // each, and 1 << shift is the arrival count the full barriers are initialised with.
+    for (int w = 1; w <= Paged::kIssueWarps; w *= 2) {
+      const int shift = Paged::slice_shift(w);
+      for (int tensor = 0; tensor < 2; ++tensor) {
+        std::vector<int> slices(4, 0);
+        int arrivals = 0;
+        for (int warp = 0; warp < w; ++warp) {
+          const auto role = Paged::issue_role(warp, w);
+          if (tensor == 0 ? role.k : role.v) {
+            if (role.slice < 0 || role.slice >= (1 << shift)) {
+              std::printf("FAIL D=%d: %d warps, warp %d issues slice %d of %d\n", kHeadDim, w, warp,
+                          role.slice, 1 << shift);
+              return false;
+            }
+            ++slices[role.slice];
+            ++arrivals;
+          }
+        }
+        for (int sl = 0; sl < (1 << shift); ++sl) {
+          if (slices[sl] != 1 || arrivals != (1 << shift)) {
+            std::printf("FAIL D=%d: %d warps, %s slice %d issued %d times, %d arrivals for %d\n",
+                        kHeadDim, w, tensor == 0 ? "K" : "V", sl, slices[sl], arrivals, 1 << shift);
+            return false;
+          }
+        }
+      }
     }
     // The issuing slices (1 << shift warps per tensor), for the launch's shift and for every
     // shift the build can take: for every number of live boxes, each (box, chunk) unit is

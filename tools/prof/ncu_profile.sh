@@ -2,7 +2,7 @@
 # Nsight Compute on the FP8 kernel (GPU machine, after the build): details of all
 # sections and the per-instruction SASS page, one text file per case in $OUT.
 #   CASES="128:8192:0 256:8192:0" bash tools/prof/ncu_profile.sh
-# A case may name what runs as a fourth field (tools/prof/one_launch.py: ours (default), cudnn,
+# A case may name what runs as a fourth field (tools/prof/one_launch.py: ours (default),
 # packedv, packed, pagedP, cudnn), e.g. CASES="256:4096:0:packed 256:4096:0:paged64"; with cudnn
 # the profiled kernel is cuDNN's (its SASS page is the only way to read that runtime-compiled kernel).
 set -uo pipefail

@@ -10,11 +10,19 @@ Per file:
   - warp-state samples per stall reason (share of all samples);
   - the opcodes that collect the most `stall_wait` samples (a fixed stall count
     ptxas encoded after the previous instruction);
-  - retry loops of barrier waits (YIELD / SYNCS...TRYWAIT / BRA executed far more
-    often than once per wait): how many of the issued instructions they take;
+  - the barrier waits (SYNCS...TRYWAIT) executed most often, and how often per pass
+    of the hot loop (more than once: a failed wait retried);
   - the instructions executed most often in a row that holds a wgmma: the
     hot loop as a sequence of opcode(samples), for reading the schedule of a
     kernel whose source one does not have (cuDNN's runtime-compiled kernels).
+
+The page's execution counts come from an instrumented replay, which runs slower than
+the kernel does: a wait that retries in a loop runs more often there. Where
+ncu_profile.sh's `.details.txt` lies next to the page, its hardware count
+("Executed Instructions") is printed beside the page's total; trust that one.
+(Session 22: the page put 9.6% of our D = 128 kernel's instructions in one retry
+loop; the hardware total was the page's minus that loop, and only 100 of 73514
+samples fell in it.)
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import csv
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 
 def load(path: str) -> list[dict]:
@@ -52,6 +61,11 @@ def summarize(path: str, top: int = 12) -> None:
     executed = sum(r["executed"] for r in recs)
     samples = sum(r["samples"] for r in recs)
     print(f"== {path}: {executed} warp instructions executed, {samples} samples")
+    details = Path(path.replace(".sass.csv", ".details.txt"))
+    if path.endswith(".sass.csv") and details.exists():
+        m = re.search(r"^\s*Executed Instructions\s+inst\s+([\d,]+)", details.read_text(), re.M)
+        if m:
+            print(f"  hardware count (details page, Executed Instructions): {m.group(1).replace(',', '')}")
     mix = Counter()
     for r in recs:
         mix[r["op"]] += r["executed"]
@@ -65,14 +79,12 @@ def summarize(path: str, top: int = 12) -> None:
         for r in recs:
             wait[r["op"]] += int(r["stall_wait"] or 0)
         print("  stall_wait by opcode: " + ", ".join(f"{op} {n}" for op, n in wait.most_common(6)))
-    # A retry loop: its TRYWAIT runs many times per pass of the code around it.
-    loops = [r for r in recs if "TRYWAIT" in r["src"] and r["executed"]]
-    spin = sorted(loops, key=lambda r: -r["executed"])[:3]
-    for r in spin:
-        print(f"  barrier wait at ...{r['Address'][-5:]}: executed {r['executed']} times, "
-              f"{pct(r['executed'], executed)} of all instructions (a spinning retry loop, "
-              f"YIELD; TRYWAIT; BRA, issues about three times that): {r['src'][:60]}")
     hot = max((r["executed"] for r in recs if r["op"] in ("QGMMA", "HGMMA")), default=0)
+    waits = sorted((r for r in recs if "TRYWAIT" in r["src"] and r["executed"]), key=lambda r: -r["executed"])
+    for r in waits[:3]:
+        per_pass = f", {r['executed'] / hot:.1f} per pass of the hot loop" if hot else ""
+        print(f"  barrier wait at ...{r['Address'][-5:]}: executed {r['executed']} times "
+              f"({pct(r['executed'], executed)} of the page's instructions{per_pass}): {r['src'][:60]}")
     if hot:
         seq = [f"{r['op']}({r['samples']})" for r in recs if r["executed"] == hot]
         print(f"  loop executed {hot} times ({len(seq)} instructions):")
