@@ -93,6 +93,16 @@
 #ifndef TORCH_FMHA_TUNE_PIN_AFTER_MAX_256  // takes effect with TORCH_FMHA_TUNE_PIN_256=0
 #define TORCH_FMHA_TUNE_PIN_AFTER_MAX_256 0
 #endif
+// O's rescale in every block, without the vote that skips it (kSkipUnitRescale).
+#ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
+#define TORCH_FMHA_TUNE_RESCALE_ALWAYS_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_128
+#define TORCH_FMHA_TUNE_RESCALE_ALWAYS_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_256
+#define TORCH_FMHA_TUNE_RESCALE_ALWAYS_256 0
+#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -254,6 +264,16 @@ struct Fp8FwdTraits {
                                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128
                                                         : TORCH_FMHA_TUNE_EXACT_ALPHA_256;
+  // The steady round skips O *= alpha when a warp vote says every alpha is exactly 1
+  // (bitwise the same O). A tuning experiment, off in the release builds: multiply in
+  // every block instead. The vote's branch keeps ptxas from moving anything after it
+  // (the 64 FMULs, P's conversion) into the exps' MUFU stream; without it, in sm_90a
+  // SASS of the D = 128 packed-v build, the FMULs and P's F2FP / PRMT sit between the
+  // MUFU.EX2s and the block ends ~10 instructions after its last exp instead of ~140,
+  // as cuDNN's FP8 kernel has it (docs/DESIGN.md section 6). Not measured yet.
+  static constexpr bool kSkipUnitRescale = !(kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
+                                             : kHeadDim == 128 ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_128
+                                                               : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256);
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
