@@ -264,13 +264,14 @@ struct Fp8FwdTraits {
                                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_EXACT_ALPHA_64
                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128
                                                         : TORCH_FMHA_TUNE_EXACT_ALPHA_256;
-  // The steady round skips O *= alpha when a warp vote says every alpha is exactly 1
-  // (bitwise the same O). A tuning experiment, off in the release builds: multiply in
-  // every block instead. The vote's branch keeps ptxas from moving anything after it
-  // (the 64 FMULs, P's conversion) into the exps' MUFU stream; without it, in sm_90a
-  // SASS of the D = 128 packed-v build, the FMULs and P's F2FP / PRMT sit between the
-  // MUFU.EX2s and the block ends ~10 instructions after its last exp instead of ~140,
-  // as cuDNN's FP8 kernel has it (docs/DESIGN.md section 6). Not measured yet.
+  // The prefill consumer's steady round skips O *= alpha when a warp vote says every
+  // alpha is exactly 1 (the same O bits: x * 1 is exact, no FTZ). A tuning experiment,
+  // off in the release builds: multiply in every block instead (the decode kernel keeps
+  // its own skip). Without the vote's branch, in sm_90a SASS of the D = 64 and D = 128
+  // (packed v) builds, ptxas moves the 64 FMULs and nearly all of P's F2FP / PRMT between
+  // the MUFU.EX2s, and the loop ends 11 instructions after its last exp instead of 147 /
+  // 156, as cuDNN's FP8 kernel has it (docs/DESIGN.md section 6). Blocks the vote skipped
+  // then run 64 more FMULs. Not measured yet; tests/gpu/test_sass_sm90.py reads the knob.
   static constexpr bool kSkipUnitRescale = !(kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
                                              : kHeadDim == 128 ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_128
                                                                : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256);
