@@ -4,7 +4,8 @@ tests/host_checks/check_softmax_finalize.cu runs the kernel's own
 score_scales / normalize_row (csrc/kernel/softmax.cuh) against float64
 references: soft-capping's exp2 argument (also with an infinite or zero score
 scale), the sink-merged normalisation (sinks far above / below the scores, a
-row that saw no key, NaN). tests/host_checks/check_paged_boxes.cu checks the
+row that saw no key, NaN), and poly_exp2 (the exps the softmax may run on
+the FMA pipe) against exp2. tests/host_checks/check_paged_boxes.cu checks the
 paged-KV box split (csrc/kernel/producer.cuh, PagedKvBoxes) for every head dim
 and page size 16..256: no box crosses a page, and every byte a box's TMA
 writes lands where the K shared-memory layout has it. Need nvcc (the second
@@ -22,7 +23,7 @@ from torch_fmha._build import source_root
 @needs_nvcc
 def test_softcap_scales_and_sink_normalisation_match_float64(tmp_path):
     lines = build_and_run("check_softmax_finalize.cu", tmp_path, [f"-I{source_root()}"])
-    assert len(lines) == 2 and all(": ok (" in ln for ln in lines), "\n".join(lines)
+    assert len(lines) == 3 and all(": ok (" in ln for ln in lines), "\n".join(lines)
 
 
 @needs_cutlass

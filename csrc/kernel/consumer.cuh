@@ -208,7 +208,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
-  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale> softmax;
+  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kExp2PolyEvery> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   auto make_p = [&]() { convert_p<kBlockN>(tSrS, tOrP); };
 

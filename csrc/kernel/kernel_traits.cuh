@@ -103,6 +103,16 @@
 #ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_256
 #define TORCH_FMHA_TUNE_RESCALE_ALWAYS_256 0
 #endif
+// One exp in every N of a block on the FMA pipe (softmax.cuh, poly_exp2); 0: all on the MUFU.
+#ifndef TORCH_FMHA_TUNE_EXP2_POLY_64
+#define TORCH_FMHA_TUNE_EXP2_POLY_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_EXP2_POLY_128
+#define TORCH_FMHA_TUNE_EXP2_POLY_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_EXP2_POLY_256
+#define TORCH_FMHA_TUNE_EXP2_POLY_256 0
+#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -271,10 +281,17 @@ struct Fp8FwdTraits {
   // (packed v) builds, ptxas moves the 64 FMULs and nearly all of P's F2FP / PRMT between
   // the MUFU.EX2s, and the loop ends 11 instructions after its last exp instead of 147 /
   // 156, as cuDNN's FP8 kernel has it (docs/DESIGN.md section 6). Blocks the vote skipped
-  // then run 64 more FMULs. Not measured yet; tests/gpu/test_sass_sm90.py reads the knob.
+  // then run 64 more FMULs. Measured in session 23 (one H200): 4-15% slower at D = 64 / 128
+  // (the multiply reads O and so waits for the previous P V inside the softmax; DESIGN
+  // section 6). tests/gpu/test_sass_sm90.py reads the knob.
   static constexpr bool kSkipUnitRescale = !(kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
                                              : kHeadDim == 128 ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_128
                                                                : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256);
+  // One exp in every kExp2PolyEvery of a softmax block as a polynomial on the FMA pipe
+  // instead of MUFU.EX2 (softmax.cuh, poly_exp2); 0 in the release builds. Not measured yet.
+  static constexpr int kExp2PolyEvery = kHeadDim == 64    ? TORCH_FMHA_TUNE_EXP2_POLY_64
+                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXP2_POLY_128
+                                                          : TORCH_FMHA_TUNE_EXP2_POLY_256;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <cmath>
+#include <cstring>
 
 namespace torch_fmha::kernel {
 
@@ -30,6 +31,43 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+}
+
+// 2^x without the MUFU, on the FMA / ALU pipes: FlashAttention-4's offload of part
+// of a block's exps. At D = 128 a block's exps need as many SM cycles on the MUFU
+// (16 ex2 / clk) as its two GEMMs on the tensor core, so the warpgroup in its
+// softmax sets the ping-pong's pace; the FMA pipe has room. x = j + f with j the
+// nearest integer (the 1.5 * 2^23 rounding trick) and f in [-0.5, 0.5];
+// 2^f by a degree-3 polynomial (relative-error minimax on [-0.5, 0.5], fitted
+// for this file: max relative error 7.5e-5 in float, far below e4m3's 2^-4
+// rounding of P), then times 2^j built in the exponent bits. x below -127
+// (masked keys: -inf) gives exactly 0, as ex2.approx.ftz does at -126 and
+// below; NaN stays NaN (max.NaN keeps it, and NaN * 2^j is NaN), which the
+// NaN semantics need (finalize). tests/host_checks/check_softmax_finalize.cu
+// checks it against exp2 on the host.
+__host__ __device__ __forceinline__ float poly_exp2(float x) {
+  constexpr float kRound = 12582912.f;  // 1.5 * 2^23: t's low mantissa bits hold j
+#if defined(__CUDA_ARCH__)
+  float xc;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(xc) : "f"(x), "f"(-127.f));
+  const float t = __fadd_rn(xc, kRound);  // _rn: no contraction or re-association
+  const float f = __fadd_rn(xc, -__fadd_rn(t, -kRound));  // x - j, in [-0.5, 0.5]
+#else
+  const float xc = x < -127.f ? -127.f : x;  // NaN compares false: stays NaN
+  const volatile float t_rounded = xc + kRound;
+  const float t = t_rounded;
+  const float f = xc - (t - kRound);
+#endif
+  const float p = fmaf(fmaf(fmaf(0x1.c3f6e2p-5f, f, 0x1.f0ddf0p-3f), f, 0x1.62f31ap-1f), f,
+                       0x1.fff694p-1f);
+  // t's bits are 0x4B400000 + j; shifted by 23 only j survives: (j + 127) << 23 is
+  // 2^j for j >= -126 and +0 for j = -127.
+  uint32_t t_bits;
+  memcpy(&t_bits, &t, sizeof t_bits);
+  const uint32_t two_j_bits = (t_bits << 23) + (127u << 23);
+  float two_j;
+  memcpy(&two_j, &two_j_bits, sizeof two_j);
+  return p * two_j;
 }
 
 // The factor by which O accumulated against a row's old max must be scaled for its
@@ -165,8 +203,14 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
 }
 
 // kExactAlpha, kLazyRescale: see rescale_factor and kLazyRescaleSlack above.
-template <int kBlockN, bool kExactAlpha, bool kLazyRescale>
+// kPolyEvery: one exp in every kPolyEvery of a block runs as poly_exp2 (0: none).
+template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0>
 struct OnlineSoftmax {
+  static_assert(kPolyEvery == 0 || (kPolyEvery % 2 == 0 && (kBlockN / 8) % (kPolyEvery / 2) == 0),
+                "kPolyEvery: 0, or an even count whose half divides a row's column pairs");
+  // Column pair j's second exp is a polynomial one (every kPolyEvery / 2-th pair).
+  static constexpr bool poly_at(int j) { return kPolyEvery > 0 && j % (kPolyEvery / 2) == kPolyEvery / 2 - 1; }
+
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
   float scale_log2;  // softmax_scale * q_descale * k_descale * log2(e)
@@ -259,7 +303,8 @@ struct OnlineSoftmax {
         float& x0 = s(2 * r8 + 4 * j);
         float& x1 = s(1 + 2 * r8 + 4 * j);
         x0 = fast_exp2(fmaf(x0, scale_log2, bias[r8]));
-        x1 = fast_exp2(fmaf(x1, scale_log2, bias[r8]));
+        x1 = poly_at(j) ? poly_exp2(fmaf(x1, scale_log2, bias[r8]))
+                        : fast_exp2(fmaf(x1, scale_log2, bias[r8]));
         sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
       }
     }

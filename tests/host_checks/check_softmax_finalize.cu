@@ -8,7 +8,8 @@
 //  * sinks: the sink-merged 1 / l and LSE for rows built from score lists,
 //    sinks far above and below the scores (no inf / NaN from overflow), a row
 //    that saw no key (out = 0, lse = the sink exactly, or -inf), NaN in l or in
-//    the sink, and bitwise the pre-sink formula when there is no sink.
+//    the sink, and bitwise the pre-sink formula when there is no sink;
+//  * poly_exp2 (exps on the FMA pipe) against exp2: relative error, -inf / NaN.
 // Prints one "ok" line per group; exits 1 on the first mismatch.
 // Build + run: nvcc -std=c++17 -Icsrc tests/host_checks/check_softmax_finalize.cu -o build/check_sf && build/check_sf
 #include <cmath>
@@ -128,10 +129,45 @@ static int check_sinks() {
   return checked + 4;
 }
 
+// poly_exp2 (the exps the softmax may run on the FMA pipe) against exp2 in double:
+// relative error <= 1e-4 wherever 2^x is a normal float, exactly 0 at x <= -127
+// (masked keys are -inf), in between a value in [0, 2^-125], NaN for NaN, and
+// exact powers of two at integers (the row max's own p, 2^8, stays exact in e4m3).
+static int check_poly_exp2() {
+  using torch_fmha::kernel::poly_exp2;
+  int checked = 0;
+  double worst = 0;
+  for (double x = -140.0; x <= 8.81; x += 1.0 / 1024) {
+    const float xf = float(x);
+    const double got = poly_exp2(xf), want = std::exp2(double(xf));
+    if (xf >= -125.5f) {
+      worst = std::fmax(worst, std::fabs(got / want - 1));
+      expect(close(got, want, 1e-4), "poly_exp2", got, want);
+    } else if (xf <= -127.f) {
+      expect(got == 0.0 && !std::signbit(got), "poly_exp2 below -127", got, 0);
+    } else {
+      expect(got >= 0.0 && got <= std::exp2(-125.0), "poly_exp2 near -127", got, want);
+    }
+    ++checked;
+  }
+  for (int j = -126; j <= 8; ++j) {
+    expect(poly_exp2(float(j)) == float(std::exp2(j)) || close(poly_exp2(float(j)), std::exp2(j), 1e-4),
+           "poly_exp2 at an integer", poly_exp2(float(j)), std::exp2(j));
+    ++checked;
+  }
+  expect(poly_exp2(-INFINITY) == 0.f, "poly_exp2(-inf)", poly_exp2(-INFINITY), 0);
+  expect(std::isnan(poly_exp2(NAN)), "poly_exp2(NaN)", poly_exp2(NAN), NAN);
+  expect(std::isnan(poly_exp2(-NAN)), "poly_exp2(-NaN)", poly_exp2(-NAN), NAN);
+  expect(worst > 1e-6, "poly_exp2 is a polynomial, not exp2 itself", worst, 1e-6);
+  return checked + 4;
+}
+
 int main() {
   const int a = check_softcap();
   if (failures == 0) std::printf("score_scales (softcap): ok (%d checks)\n", a);
   const int b = check_sinks();
   if (failures == 0) std::printf("normalize_row (sinks): ok (%d checks)\n", b);
+  const int c = check_poly_exp2();
+  if (failures == 0) std::printf("poly_exp2: ok (%d checks)\n", c);
   return failures == 0 ? 0 : 1;
 }
