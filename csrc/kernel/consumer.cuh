@@ -66,60 +66,19 @@ __device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC
   if constexpr (kIsRS) warpgroup_fence_operand(tA);
 }
 
-// O += P V and L += P 1 as one wgmma group (Traits::kRowSumOnTensor): L's 8 columns
-// of ones give every row's sum of the e4m3 P in each column.
-template <class MmaPV, class FragP, class FragV, class FragO, class MmaL, class FragOnes, class FragL>
-__device__ __forceinline__ void gemm_pv_with_row_sums(MmaPV& mma_pv, FragP& p, const FragV& vt, FragO& o,
-                                                      MmaL& mma_l, const FragOnes& ones, FragL& l) {
-  using namespace cute;
-  warpgroup_fence_operand(p);
-  warpgroup_fence_operand(o);
-  warpgroup_fence_operand(l);
-  warpgroup_arrive();
-#pragma unroll
-  for (int k = 0; k < size<2>(p); ++k) {
-    cute::gemm(mma_pv, p(_, _, k), vt(_, _, k), o);
-    cute::gemm(mma_l, p(_, _, k), ones(_, _, k), l);
-  }
-  warpgroup_commit_batch();
-  warpgroup_fence_operand(o);
-  warpgroup_fence_operand(l);
-  warpgroup_fence_operand(p);
-}
-
-// The row-sum GEMM's state (Traits::kRowSumOnTensor), or nothing.
-template <class Mma, class FragOnes, class FragL>
-struct TensorRowSums {
-  static constexpr bool kOn = true;
-  Mma mma;
-  FragOnes ones;  // (MMA, 1, N/32) descriptors of the ones tile
-  FragL acc;      // ((2,2,1),1,1) fp32: L of rows row0, row0 + 8 (every column the same)
-};
-struct NoRowSums {
-  static constexpr bool kOn = false;
-};
-
 // One GEMM round of a consumer warpgroup: take the turn (ping-pong), issue
 // S = Q K^T and / or O += P V as separate wgmma groups without waiting for
 // them, hand the turn to the other warpgroup. Which GEMMs a round issues is a
 // compile-time choice per call site: a wgmma behind a runtime branch makes
 // ptxas serialize every wgmma of the kernel.
-// With Traits::kRowSumOnTensor the P V group also holds L += P 1 (RowSums).
 template <bool kIssueS, bool kIssuePV, class MmaQK, class FragQ, class FragK, class FragS,
-          class MmaPV, class FragP, class FragV, class FragO, class RowSums>
+          class MmaPV, class FragP, class FragV, class FragO>
 __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier their_turn,
                                            MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
-                                           MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o,
-                                           RowSums& l) {
+                                           MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o) {
   named_barrier_sync(my_turn, 256);
   if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
-  if constexpr (kIssuePV) {
-    if constexpr (RowSums::kOn) {
-      gemm_pv_with_row_sums(mma_pv, p, vt, o, l.mma, l.ones, l.acc);
-    } else {
-      gemm<false, -1>(mma_pv, p, vt, o);
-    }
-  }
+  if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
   named_barrier_arrive(their_turn, 256);
 }
 
@@ -161,13 +120,12 @@ __device__ __forceinline__ void release_s_operands(bool leader, uint64_t* k_empt
 // warpgroup_wait_all), fences O and P (the wait's asm names no registers:
 // without the fences the compiler may move the O rescale or the next P's
 // write above it, racing the RS wgmma), and frees the V^T stage.
-template <bool kPinned, class FragO, class FragP, class RowSums>
+template <bool kPinned, class FragO, class FragP>
 __device__ __forceinline__ void finish_pv(bool pin, bool leader, uint64_t* vt_empty, FragO& o,
-                                          FragP& p, RowSums& l) {
+                                          FragP& p) {
   warpgroup_wait_all<kPinned>(pin);
   warpgroup_fence_operand(o);
   warpgroup_fence_operand(p);
-  if constexpr (RowSums::kOn) warpgroup_fence_operand(l.acc);
   if (leader) mbar_arrive(vt_empty);
 }
 
@@ -250,38 +208,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
-  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kExp2PolyEvery,
-                Traits::kRowSumOnTensor>
-      softmax;
-  auto row_sums = [&]() {
-    if constexpr (Traits::kRowSumOnTensor) {
-      typename Traits::TiledMmaL mma_l;
-      Tensor sOnes = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(ss.ones)),
-                                 typename Traits::SmemLayoutOnes{});
-      auto ones = mma_l.get_thread_slice(tidx).partition_fragment_B(sOnes);  // (MMA, 1, N/32)
-      auto acc = partition_fragment_C(mma_l, Shape<Int<kBlockM>, _8>{});      // ((2,2,1),1,1) fp32
-      // e4m3 1.0 is 0x38. The wgmmas read the tile through the async proxy.
-      uint32_t* words = reinterpret_cast<uint32_t*>(ss.ones);
-      for (int i = tidx; i < Traits::kOnesBytes / 4; i += 256) words[i] = 0x38383838u;
-      fence_view_async_shared();
-      named_barrier_sync(NamedBarrier::kOnesReady, 256);
-      return TensorRowSums<decltype(mma_l), decltype(ones), decltype(acc)>{mma_l, ones, acc};
-    } else {
-      return NoRowSums{};
-    }
-  }();
-  // A tile's l per row: from the softmax's sums, or L (its first column of the pair).
-  auto finalize_tile = [&](const float (&max_scaled)[2], float sink, float (&inv_sum)[2],
-                           float (&lse)[2]) {
-    if constexpr (Traits::kRowSumOnTensor) {
-      const float l[2] = {row_sums.acc(0), row_sums.acc(2)};
-      decltype(softmax)::finalize_rows(l, max_scaled, sink, inv_sum, lse);
-    }
-  };
-  auto clear_o = [&]() {
-    clear(tOrO);
-    if constexpr (Traits::kRowSumOnTensor) clear(row_sums.acc);
-  };
+  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kExp2PolyEvery> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   auto make_p = [&]() { convert_p<kBlockN>(tSrS, tOrP); };
 
@@ -366,7 +293,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     // ---- first block: S only (unless the previous tile's last round did it) ----
     if (!first_s_done) {
       softmax.reset(tile.scale_log2);
-      clear_o();
+      clear(tOrO);
       mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
                 {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
       q_index = q_read.index;
@@ -375,7 +302,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kKFull, kv_read.index, tile_tag, Role::kConsumer});
       gemm_round</*S*/ true, /*PV*/ false>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, row_sums);
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
       trace.mark_tile(traced_tile, PhaseTrace::kFirstSDone);
@@ -402,7 +329,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark(trace_it + it, PhaseTrace::kOperands);
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, row_sums);
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark(trace_it + it, PhaseTrace::kIssued);
       warpgroup_wait<1>();  // S done (P V may still run)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
@@ -416,12 +343,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
         float bias[2];
         softmax.update_max(tSrS, alpha, bias);
-        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP, row_sums);
+        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
         softmax.update_exp(tSrS, bias, alpha);
       } else {
         softmax.update(tSrS, alpha);
         if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
-        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP, row_sums);
+        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       }
       trace.mark(trace_it + it, PhaseTrace::kPvDone);
       // The multiply is skipped only when every alpha of the warp is exactly 1,
@@ -435,10 +362,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (!Traits::kSkipUnitRescale || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
-        if constexpr (Traits::kRowSumOnTensor) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) row_sums.acc(i) *= alpha[(i >> 1) & 1];
-        }
       }
       make_p();
       trace.mark(trace_it + it, PhaseTrace::kEnd);
@@ -464,43 +387,31 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kKFull, kv_read.index, next.m_block, Role::kConsumer});
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, row_sums);
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
-      float tile_max_scaled[2];  // kRowSumOnTensor: l is final only once the P V is
-      if constexpr (Traits::kRowSumOnTensor) {
-        softmax.final_max_scaled(tile_max_scaled);
-      } else {
-        softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
-      }
+      softmax.finalize(inv_sum, lse, tile.sink);  // this tile's l and max are final
       softmax.reset(next.scale_log2);
       warpgroup_wait<1>();  // next tile's S done
       warpgroup_fence_operand(tSrS);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          next_blocks == 1);
       first_block_softmax(next, next_range.end - 1);
-      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP, row_sums);
-      finalize_tile(tile_max_scaled, tile.sink, inv_sum, lse);
+      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
       make_p();
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
-      clear_o();
+      clear(tOrO);
       v_pending = kv_read;
       kv_read.advance();
       first_s_done = true;
     } else {
       gemm_round</*S*/ false, /*PV*/ true>(my_turn, their_turn,
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO, row_sums);
+                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
-      finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP, row_sums);
-      if constexpr (Traits::kRowSumOnTensor) {
-        float max_scaled[2];
-        softmax.final_max_scaled(max_scaled);
-        finalize_tile(max_scaled, tile.sink, inv_sum, lse);
-      } else {
-        softmax.finalize(inv_sum, lse, tile.sink);
-      }
+      finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      softmax.finalize(inv_sum, lse, tile.sink);
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);
       trace.mark_tile(traced_tile, PhaseTrace::kStored);

@@ -70,9 +70,6 @@ struct SharedStorage {
     uint64_t tile_empty[2];                // 256 arrivals (all consumer threads)
   } bar;
   TileInfo tile[2];                        // tile hand-off ring (producer -> consumers)
-  // (8, N) e4m3 ones, SmemLayoutOnes (kRowSumOnTensor; a placeholder otherwise). Last, so
-  // that the placeholder moves nothing; its swizzle atom wants the 1024-byte alignment.
-  alignas(Traits::kRowSumOnTensor ? 1024 : 16) uint8_t ones[Traits::kOnesBytes];
 };
 
 template <class Traits>

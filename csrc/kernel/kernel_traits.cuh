@@ -113,16 +113,6 @@
 #ifndef TORCH_FMHA_TUNE_EXP2_POLY_256
 #define TORCH_FMHA_TUNE_EXP2_POLY_256 0
 #endif
-// The row sums of P on the tensor core (kRowSumOnTensor).
-#ifndef TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_64
-#define TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_64 0
-#endif
-#ifndef TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_128
-#define TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_128 0
-#endif
-#ifndef TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_256
-#define TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_256 0
-#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -304,15 +294,6 @@ struct Fp8FwdTraits {
   static constexpr int kExp2PolyEvery = kHeadDim == 64    ? TORCH_FMHA_TUNE_EXP2_POLY_64
                                         : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXP2_POLY_128
                                                           : TORCH_FMHA_TUNE_EXP2_POLY_256;
-  // The row sums l of P from the tensor core instead of the softmax's FADDs: with every
-  // P V round the warpgroup also issues L += P 1 (a 64 x 8 x kBlockN wgmma, in the same
-  // wgmma group, B an 8 x kBlockN tile of e4m3 ones in shared memory), L rescaled with O.
-  // One FADD per score fewer in the softmax (96 per thread and block at D = 128), and l
-  // then sums the e4m3-rounded P that O sums. A tuning experiment, off in the release
-  // builds; not measured yet.
-  static constexpr bool kRowSumOnTensor = kHeadDim == 64    ? TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_64
-                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_128
-                                                            : TORCH_FMHA_TUNE_ROWSUM_ON_TENSOR_256;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
@@ -382,11 +363,6 @@ struct Fp8FwdTraits {
       GMMA::rs_op_selector<Element, Element, Accum, Shape<_64, Int<kHeadDim>, Int<kBlockN>>>(),
       Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
 
-  // L += P 1 (kRowSumOnTensor): the same A operand, B = 8 columns of ones.
-  using TiledMmaL = decltype(make_tiled_mma(
-      GMMA::rs_op_selector<Element, Element, Accum, Shape<_64, _8, Int<kBlockN>>>(),
-      Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
-
   // ---- shared memory layouts (all byte-sized elements) ---------------------------
   using SmemAtomQ = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
                              GMMA::Major::K, Element, Int<kBlockM>, Int<kHeadDim>>());
@@ -406,12 +382,6 @@ struct Fp8FwdTraits {
                               GMMA::Major::K, Element, Int<kHeadDim>, Int<kBlockN>>());
   using SmemLayoutVt = decltype(tile_to_shape(
       SmemAtomVt{}, Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}));
-
-  // The ones of L += P 1: [8, kBlockN], keys contiguous (every byte e4m3 1.0).
-  using SmemAtomOnes = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
-                                GMMA::Major::K, Element, _8, Int<kBlockN>>());
-  using SmemLayoutOnes = decltype(tile_to_shape(SmemAtomOnes{}, Shape<_8, Int<kBlockN>>{}));
-  static constexpr int kOnesBytes = kRowSumOnTensor ? 8 * kBlockN : 16;
 
   static constexpr int kTileQBytes = kBlockM * kHeadDim;
   static constexpr int kTileKVBytes = kBlockN * kHeadDim;  // = TILE_V of the scratch FIFO

@@ -33,7 +33,6 @@ enum class NamedBarrier : uint32_t {
   kPingPong1 = 3,     // "consumer WG1 may issue its GEMMs" (256 consumer threads)
   kEpilogue0 = 4,     // consumer WG0's output stage (128 threads, epilogue.cuh)
   kEpilogue1 = 5,     // consumer WG1's output stage
-  kOnesReady = 6,     // the ones operand of the row-sum GEMM is written (256 consumer threads)
 };
 
 // Names of the mbarriers; only used for the debug hang report.

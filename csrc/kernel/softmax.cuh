@@ -206,15 +206,12 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
 
 // kExactAlpha, kLazyRescale: see rescale_factor and kLazyRescaleSlack above.
 // kPolyEvery: one exp in every kPolyEvery of a block runs as poly_exp2 (0: none).
-// kSumOnTensor: the row sums come from the tensor core (Traits::kRowSumOnTensor): update
-// leaves row_sum alone and finalize takes l from the caller.
-template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0, bool kSumOnTensor = false>
+template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0>
 struct OnlineSoftmax {
-  static_assert(kPolyEvery == 0 || (kPolyEvery % 2 == 0 && (kBlockN / 8) % (kPolyEvery > 0 ? kPolyEvery / 2 : 1) == 0),
+  static_assert(kPolyEvery == 0 || (kPolyEvery % 2 == 0 && (kBlockN / 8) % (kPolyEvery / 2) == 0),
                 "kPolyEvery: 0, or an even count whose half divides a row's column pairs");
   // Column pair j's second exp is a polynomial one (every kPolyEvery / 2-th pair).
-  static constexpr int kPolyPairs = kPolyEvery > 0 ? kPolyEvery / 2 : 1;
-  static constexpr bool poly_at(int j) { return kPolyEvery > 0 && j % kPolyPairs == kPolyPairs - 1; }
+  static constexpr bool poly_at(int j) { return kPolyEvery > 0 && j % (kPolyEvery / 2) == kPolyEvery / 2 - 1; }
 
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
   float row_sum[2];  // this thread's partial sum of p (quad-reduced at the end)
@@ -300,7 +297,7 @@ struct OnlineSoftmax {
   __device__ __forceinline__ void update_exp(Frag& s, const float (&bias)[2],
                                              const float (&alpha)[2]) {
     constexpr int kCols = kBlockN / 8;
-    float sum[2][kChains];  // unused with kSumOnTensor
+    float sum[2][kChains];
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
 #pragma unroll
@@ -310,16 +307,12 @@ struct OnlineSoftmax {
         x0 = fast_exp2(fmaf(x0, scale_log2, bias[r8]));
         x1 = poly_at(j) ? poly_exp2(fmaf(x1, scale_log2, bias[r8]))
                         : fast_exp2(fmaf(x1, scale_log2, bias[r8]));
-        if constexpr (!kSumOnTensor) {
-          sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
-        }
+        sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
       }
     }
-    if constexpr (!kSumOnTensor) {
 #pragma unroll
-      for (int r8 = 0; r8 < 2; ++r8) {
-        row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
-      }
+    for (int r8 = 0; r8 < 2; ++r8) {
+      row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
     }
   }
 
@@ -331,27 +324,9 @@ struct OnlineSoftmax {
   // sink logit (TileInfo), -inf without sinks (normalize_row).
   __device__ __forceinline__ void finalize(float (&inv_sum)[2], float (&lse)[2],
                                            float sink) const {
-    static_assert(!kSumOnTensor, "the row sums are the caller's: finalize_rows");
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       const RowNorm n = normalize_row(quad_sum(row_sum[r8]), row_max[r8] * scale_log2, sink);
-      inv_sum[r8] = n.inv_sum;
-      lse[r8] = n.lse;
-    }
-  }
-
-  // The rows' final max in exp2 units (for finalize_rows once the row sums are known).
-  __device__ __forceinline__ void final_max_scaled(float (&max_scaled)[2]) const {
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) max_scaled[r8] = row_max[r8] * scale_log2;
-  }
-
-  // finalize from a row's whole sum l (the quad's, or the tensor core's) and its max.
-  __device__ __forceinline__ static void finalize_rows(const float (&l)[2], const float (&max_scaled)[2],
-                                                       float sink, float (&inv_sum)[2], float (&lse)[2]) {
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      const RowNorm n = normalize_row(l[r8], max_scaled[r8], sink);
       inv_sum[r8] = n.inv_sum;
       lse[r8] = n.lse;
     }
