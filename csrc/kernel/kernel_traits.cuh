@@ -281,7 +281,7 @@ struct Fp8FwdTraits {
   // (packed v) builds, ptxas moves the 64 FMULs and nearly all of P's F2FP / PRMT between
   // the MUFU.EX2s, and the loop ends 11 instructions after its last exp instead of 147 /
   // 156, as cuDNN's FP8 kernel has it (docs/DESIGN.md section 6). Blocks the vote skipped
-  // then run 64 more FMULs. Measured in session 23 (one H200): 4-15% slower at D = 64 / 128
+  // then run 64 more FMULs. Measured in session 23 (one H200): 8-11% slower at D = 64, 4-9% at 128
   // (the multiply reads O and so waits for the previous P V inside the softmax; DESIGN
   // section 6). tests/gpu/test_sass_sm90.py reads the knob.
   static constexpr bool kSkipUnitRescale = !(kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
@@ -289,8 +289,8 @@ struct Fp8FwdTraits {
                                                                : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256);
   // One exp in every kExp2PolyEvery of a softmax block as a polynomial on the FMA pipe
   // instead of MUFU.EX2 (softmax.cuh, poly_exp2); 0 in the release builds. Measured in
-  // session 23 (one H200, N = 4 and 8): 2-10% slower at D = 128, 13-15% at D = 64 (DESIGN
-  // section 6): the added instructions cost more than the MUFU time they free.
+  // session 23 (one H200, N = 4 and 8): 3-9% slower at D = 128, 12-17% at D = 64 (DESIGN
+  // section 6): what they cost in the softmax's schedule outweighs the MUFU time they free.
   static constexpr int kExp2PolyEvery = kHeadDim == 64    ? TORCH_FMHA_TUNE_EXP2_POLY_64
                                         : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXP2_POLY_128
                                                           : TORCH_FMHA_TUNE_EXP2_POLY_256;

@@ -37,8 +37,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // of a block's exps (OnlineSoftmax's kPolyEvery, a tuning knob). At D = 128 a block's
 // exps need as many SM cycles on the MUFU (16 ex2 / clk) as its two GEMMs on the
 // tensor core; measured (session 23, DESIGN section 6), moving 1 in 4 or 1 in 8 of
-// them here was 2-15% slower: the MUFU's rate does not pace our softmax, its
-// instruction count does. Off in the release builds. x = j + f with j the
+// them here was 3-17% slower: the MUFU's rate does not pace our softmax. Off in
+// the release builds. x = j + f with j the
 // nearest integer (the 1.5 * 2^23 rounding trick) and f in [-0.5, 0.5];
 // 2^f by a degree-3 polynomial (relative-error minimax on [-0.5, 0.5], fitted
 // for this file: max relative error 7.5e-5 in float, far below e4m3's 2^-4
