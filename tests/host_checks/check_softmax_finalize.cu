@@ -132,7 +132,8 @@ static int check_sinks() {
 // poly_exp2 (the exps the softmax may run on the FMA pipe) against exp2 in double:
 // relative error <= 1e-4 wherever 2^x is a normal float, exactly 0 at x <= -127
 // (masked keys are -inf), in between a value in [0, 2^-125], NaN for NaN, and
-// exact powers of two at integers (the row max's own p, 2^8, stays exact in e4m3).
+// integers within 1e-4 too (p(0) = 1 - 7.2e-5: the row max's own p, 2^8, comes out
+// 255.98, which e4m3 still rounds to 256). The host branch only (softmax.cuh).
 static int check_poly_exp2() {
   using torch_fmha::kernel::poly_exp2;
   int checked = 0;
@@ -151,8 +152,8 @@ static int check_poly_exp2() {
     ++checked;
   }
   for (int j = -126; j <= 8; ++j) {
-    expect(poly_exp2(float(j)) == float(std::exp2(j)) || close(poly_exp2(float(j)), std::exp2(j), 1e-4),
-           "poly_exp2 at an integer", poly_exp2(float(j)), std::exp2(j));
+    expect(close(poly_exp2(float(j)), std::exp2(j), 1e-4), "poly_exp2 at an integer",
+           poly_exp2(float(j)), std::exp2(j));
     ++checked;
   }
   expect(poly_exp2(-INFINITY) == 0.f, "poly_exp2(-inf)", poly_exp2(-INFINITY), 0);
