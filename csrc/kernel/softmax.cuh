@@ -213,10 +213,11 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
 // kPolyEvery: one exp in every kPolyEvery of a block runs as poly_exp2 (0: none).
 template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0>
 struct OnlineSoftmax {
-  static_assert(kPolyEvery == 0 || (kPolyEvery > 0 && kPolyEvery % 2 == 0 && (kBlockN / 8) % (kPolyEvery > 0 ? kPolyEvery / 2 : 1) == 0),
+  // Column pair j's second exp is a polynomial one (every kPolyPairs-th pair; 1 when off,
+  // so that nothing takes "% 0").
+  static constexpr int kPolyPairs = kPolyEvery > 0 ? kPolyEvery / 2 : 1;
+  static_assert(kPolyEvery == 0 || (kPolyEvery > 0 && kPolyEvery % 2 == 0 && (kBlockN / 8) % kPolyPairs == 0),
                 "kPolyEvery: 0, or an even count whose half divides a row's column pairs");
-  // Column pair j's second exp is a polynomial one (every kPolyEvery / 2-th pair).
-  static constexpr int kPolyPairs = kPolyEvery > 0 ? kPolyEvery / 2 : 1;  // (no "% 0" for nvcc to warn of)
   static constexpr bool poly_at(int j) { return kPolyEvery > 0 && j % kPolyPairs == kPolyPairs - 1; }
 
   float row_max[2];  // running max of raw scores (-inf: nothing seen yet)
