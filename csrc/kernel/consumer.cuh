@@ -145,10 +145,9 @@ __device__ __forceinline__ uint32_t pack_fp8x4(float a, float b, float c, float 
   return lo | (hi << 16);
 }
 
-template <int kBlockN, class FragS, class FragP>
-__device__ __forceinline__ void convert_p(const FragS& s, FragP& p) {
+template <int kBlockN, class FragS, class WordsP>
+__device__ __forceinline__ void convert_p(const FragS& s, WordsP&& p32) {
   using namespace cute;
-  Tensor p32 = recast<uint32_t>(p);
   static_assert(decltype(size(p32))::value * 4 == kBlockN * 64 / 128);
 #pragma unroll
   for (int kb = 0; kb < kBlockN / 32; ++kb) {
@@ -158,6 +157,48 @@ __device__ __forceinline__ void convert_p(const FragS& s, FragP& p) {
     p32(4 * kb + 2) = pack_fp8x4(s(b + 8), s(b + 9), s(b + 12), s(b + 13));
     p32(4 * kb + 3) = pack_fp8x4(s(b + 10), s(b + 11), s(b + 14), s(b + 15));
   }
+}
+
+// Where P's words go in the shared-memory A operand of P V (Traits::kPFromSmem).
+// convert_p leaves word w = 4 kb + 2 h + rr of a thread holding row row0 + 8 rr,
+// keys 32 kb + 16 h + 4 c .. + 3 (c = lane % 4) of the tile. SmemLayoutP is
+// tile_to_shape of a K-major atom of 8 rows x kAtomBytes (W = 64 or 128 bytes,
+// Swizzle<log2(W / 16), 4, 3>: 16-byte unit u of row m lands at u ^ ((m W / 128)
+// mod W / 16)), atoms along M first, so
+//   offset(m, k) = (k / W) kBlockM W + m W + 16 ((k mod W) / 16 ^ (m W / 128 mod W / 16)) + k mod 16
+// and row m + 8 adds 8 W (same xor). A thread keeps the W / 16 offsets of its
+// (row0, unit u) and every word is one of them plus a constant.
+// tests/host_checks/check_p_smem.cu compares word() with SmemLayoutP at every
+// thread and word.
+template <int kBlockM, int kAtomBytes>
+struct PSmemOffsets {
+  static constexpr int kUnits = kAtomBytes / 16;
+  int unit_base[kUnits];
+
+  __host__ __device__ PSmemOffsets(int row0, int c) {
+    const int swizzle = (row0 * kAtomBytes / 128) % kUnits;
+    for (int u = 0; u < kUnits; ++u) unit_base[u] = row0 * kAtomBytes + 16 * (u ^ swizzle) + 4 * c;
+  }
+  // Byte offset of word w (convert_p's order) in the (kBlockM, kBlockN) tile.
+  __host__ __device__ int word(int w) const {
+    const int k = 32 * (w / 4) + 16 * ((w / 2) % 2);
+    return (k / kAtomBytes) * kBlockM * kAtomBytes + unit_base[(k % kAtomBytes) / 16] +
+           8 * kAtomBytes * (w % 2);
+  }
+};
+
+// Stores P's words (convert_p) for the SS P V and makes them visible to the
+// wgmma's async proxy. The warpgroup's four warps meet at the next round's
+// ping-pong barrier before the wgmma reads the tile.
+template <int kBlockM, int kAtomBytes, class WordsP>
+__device__ __forceinline__ void store_p_smem(const WordsP& p32, uint32_t p_tile,
+                                             const PSmemOffsets<kBlockM, kAtomBytes>& off) {
+  using namespace cute;
+#pragma unroll
+  for (int w = 0; w < decltype(size(p32))::value; ++w) {
+    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(p_tile + off.word(w)), "r"(p32(w)) : "memory");
+  }
+  fence_view_async_shared();
 }
 
 template <class Traits, class Params, class Storage>
@@ -202,15 +243,41 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, 1, N/32, kStages)
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});   // ((2,2,N/8),1,1) fp32
   Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHeadDim>>{});  // ((2,2,D/8),1,1) fp32
-  Tensor tOrP = thr_pv.partition_fragment_A(make_tensor(
-      make_smem_ptr(static_cast<Element*>(nullptr)),
-      make_layout(Shape<Int<kBlockM>, Int<kBlockN>>{})));                              // ((4,2,2),1,N/32) fp8
+  // P V's A operand: P in registers, ((4,2,2),1,N/32) fp8 (RS wgmma), or with
+  // Traits::kPFromSmem descriptors of the P tile in shared memory (SS wgmma).
+  Tensor tOrP = [&] {
+    if constexpr (Traits::kPFromSmem) {
+      return thr_pv.partition_fragment_A(make_tensor(
+          make_smem_ptr(reinterpret_cast<Element*>(ss.p)), typename Traits::SmemLayoutP{}));
+    } else {
+      return thr_pv.partition_fragment_A(make_tensor(
+          make_smem_ptr(static_cast<Element*>(nullptr)),
+          make_layout(Shape<Int<kBlockM>, Int<kBlockN>>{})));
+    }
+  }();
+  // P's words as convert_p writes them: the register operand itself, or registers
+  // that store_p_smem copies to the tile.
+  Tensor tOrPWords = [&] {
+    if constexpr (Traits::kPFromSmem) {
+      return make_tensor<uint32_t>(Int<kBlockN / 8>{});
+    } else {
+      return recast<uint32_t>(tOrP);
+    }
+  }();
+  constexpr int kPAtomBytes = decltype(size<1>(typename Traits::SmemAtomP{}))::value;
+  const PSmemOffsets<kBlockM, kPAtomBytes> p_offsets(row0, col0 / 2);
+  const uint32_t p_tile = smem_addr(ss.p);
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
   OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kExp2PolyEvery> softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
-  auto make_p = [&]() { convert_p<kBlockN>(tSrS, tOrP); };
+  // With kPFromSmem only after the previous P V completed (it reads the tile):
+  // every call below follows a finish_pv or a round without P V.
+  auto make_p = [&]() {
+    convert_p<kBlockN>(tSrS, tOrPWords);
+    if constexpr (Traits::kPFromSmem) store_p_smem(tOrPWords, p_tile, p_offsets);
+  };
 
   PipelineState<kStages> kv_read;
   PipelineState<2> tile_slot;
@@ -343,12 +410,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
         float bias[2];
         softmax.update_max(tSrS, alpha, bias);
-        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
         softmax.update_exp(tSrS, bias, alpha);
       } else {
         softmax.update(tSrS, alpha);
         if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
-        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+        finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       }
       trace.mark(trace_it + it, PhaseTrace::kPvDone);
       // The multiply is skipped only when every alpha of the warp is exactly 1,
@@ -396,7 +463,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          next_blocks == 1);
       first_block_softmax(next, next_range.end - 1);
-      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       make_p();
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);
@@ -410,7 +477,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark_tile(traced_tile, PhaseTrace::kLastIssued);
-      finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrP);
+      finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       softmax.finalize(inv_sum, lse, tile.sink);
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);

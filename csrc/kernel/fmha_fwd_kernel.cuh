@@ -70,6 +70,9 @@ struct SharedStorage {
     uint64_t tile_empty[2];                // 256 arrivals (all consumer threads)
   } bar;
   TileInfo tile[2];                        // tile hand-off ring (producer -> consumers)
+  // (M, N), SmemLayoutP: P of both consumer warpgroups (Traits::kPFromSmem; one
+  // unused byte otherwise, last so that nothing before it moves).
+  alignas(Traits::kPBytes > 0 ? 1024 : 1) uint8_t p[Traits::kPBytes > 0 ? Traits::kPBytes : 1];
 };
 
 template <class Traits>

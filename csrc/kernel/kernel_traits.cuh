@@ -151,6 +151,12 @@
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_256
 #define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1
 #endif
+// P V reads P from shared memory (an SS wgmma) instead of registers, at D = 128 with a
+// packed v (the builds with room for the 2 x 64 x kBlockN byte buffer): consumer.cuh,
+// PSmemStore.
+#ifndef TORCH_FMHA_TUNE_P_SMEM_128
+#define TORCH_FMHA_TUNE_P_SMEM_128 0
+#endif
 #ifndef TORCH_FMHA_TUNE_STAGE_OUT_64
 #define TORCH_FMHA_TUNE_STAGE_OUT_64 0
 #endif
@@ -329,6 +335,11 @@ struct Fp8FwdTraits {
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
                                                             : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256;
 
+  // P V with P from shared memory (an SS wgmma; a tuning experiment, off in the
+  // release): each warpgroup stores its P (64 x kBlockN bytes) after the P V wait,
+  // so no register of P is read by an in-flight wgmma while the softmax runs.
+  static constexpr bool kPFromSmem = kHeadDim == 128 && kPackedV && TORCH_FMHA_TUNE_P_SMEM_128;
+
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
   static constexpr int kNumConsumerThreads = 128 * kNumConsumerWG;
@@ -358,10 +369,15 @@ struct Fp8FwdTraits {
   using TiledMmaQK = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, Accum, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
       Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
-  // O += P V: A = P from registers (FP8), B = V^T in smem, K-major (keys contiguous).
-  using TiledMmaPV = decltype(make_tiled_mma(
+  // O += P V: A = P from registers (FP8; from shared memory with kPFromSmem), B = V^T
+  // in smem, K-major (keys contiguous).
+  using TiledMmaPVFromRegs = decltype(make_tiled_mma(
       GMMA::rs_op_selector<Element, Element, Accum, Shape<_64, Int<kHeadDim>, Int<kBlockN>>>(),
       Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
+  using TiledMmaPVFromSmem = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, Accum, Shape<_64, Int<kHeadDim>, Int<kBlockN>>>(),
+      Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
+  using TiledMmaPV = cute::conditional_t<kPFromSmem, TiledMmaPVFromSmem, TiledMmaPVFromRegs>;
 
   // ---- shared memory layouts (all byte-sized elements) ---------------------------
   using SmemAtomQ = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
@@ -382,6 +398,14 @@ struct Fp8FwdTraits {
                               GMMA::Major::K, Element, Int<kHeadDim>, Int<kBlockN>>());
   using SmemLayoutVt = decltype(tile_to_shape(
       SmemAtomVt{}, Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}));
+
+  // P (kPFromSmem): [kBlockM, kBlockN] e4m3, keys contiguous (the K-major A operand of
+  // P V); rows 64 w .. 64 w + 63 belong to consumer warpgroup w. Column k holds key
+  // transpose_key_perm(k), as V^T (convert_p's order).
+  using SmemAtomP = decltype(cutlass::gemm::collective::detail::ss_smem_selector<
+                             GMMA::Major::K, Element, Int<kBlockM>, Int<kBlockN>>());
+  using SmemLayoutP = decltype(tile_to_shape(SmemAtomP{}, Shape<Int<kBlockM>, Int<kBlockN>>{}));
+  static constexpr int kPBytes = kPFromSmem ? kBlockM * kBlockN : 0;
 
   static constexpr int kTileQBytes = kBlockM * kHeadDim;
   static constexpr int kTileKVBytes = kBlockN * kHeadDim;  // = TILE_V of the scratch FIFO
