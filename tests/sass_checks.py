@@ -141,3 +141,20 @@ def group_store_builds(traits_text: str) -> set[tuple[int, bool]]:
     if on("SHORT_FP8_GROUP_STORES_128"):
         builds.add((128, True))
     return builds
+
+
+def shared_stores_while_pv_in_flight(instrs: list[str], pv_shape: str) -> list[str]:
+    """Shared-memory stores (STS) issued, in program order, after a P V wgmma that reads P from
+    shared memory (a QGMMA of shape `pv_shape`, e.g. "64x128x32", with a `gdesc` A operand)
+    and before the next `WARPGROUP.DEPBAR.LE gsb0, 0x0`: stores that could overwrite the P
+    tile while that wgmma still reads it (consumer.cuh, store_p_smem). Linear in the code, so
+    a branch laid out after a P V issue counts too: the check errs on the strict side."""
+    bad, in_flight = [], False
+    for ins in instrs:
+        if "QGMMA." + pv_shape in ins and re.search(r"QGMMA\S* R\d+, gdesc\[", ins):
+            in_flight = True
+        elif "WARPGROUP.DEPBAR.LE gsb0, 0x0" in ins:
+            in_flight = False
+        elif in_flight and re.search(r"\bSTS(\.\d+)?\b", ins):
+            bad.append(ins)
+    return bad

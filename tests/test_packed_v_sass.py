@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import consumer_instrs, serialized_wgmma, spills, steady_loop
+import re
+
+from sass_checks import consumer_instrs, serialized_wgmma, shared_stores_while_pv_in_flight, spills, steady_loop
 
 
 @needs_cutlass
@@ -33,3 +35,27 @@ def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_
     assert shuffles == 0, f"{shuffles} SHFL.IDX in the steady loop: P is moved across lanes"
     assert spills(loop) <= loop_spills, f"{spills(loop)} spills in the steady KV loop"
     assert serialized_wgmma(instrs) == 0
+
+
+@needs_cutlass
+@needs_cuobjdump
+def test_d128_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path):
+    """The D = 128 long-key packed-v build (Traits::kPFromSmem) runs P V as an SS wgmma: its P V
+    QGMMAs take A from a descriptor; every shared-memory store of the consumers comes after the
+    P V wait (a store before it could overwrite the P tile the running P V reads); the steady
+    loop stores P as kBlockN / 8 = 32 words per thread; and the wait lands between the row max
+    and the exps (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128): every FMNMX of the block before
+    it, no exp of P (only the two rows' alpha) before it."""
+    ((_, instrs),) = launch_unit_kernels("fwd_fp8_hdim128_packed_v", tmp_path, "fmha_fwd_fp8_sm90_kernel")
+    consumers = consumer_instrs(instrs)
+    pv = [x for x in consumers if "QGMMA.64x128x32" in x]
+    assert pv and all(re.search(r"QGMMA\S* R\d+, gdesc\[", x) for x in pv), pv[:2]
+    assert shared_stores_while_pv_in_flight(consumers, "64x128x32") == []
+    loop = steady_loop(consumers)
+    assert sum(1 for x in loop if re.search(r"\bSTS\b", x)) == 32
+    assert any("QGMMA.64x256x32" in x for x in loop), "S is not 256 keys wide"
+    (wait, *_) = [i for i, x in enumerate(loop) if "WARPGROUP.DEPBAR.LE gsb0, 0x0" in x]
+    maxes = [i for i, x in enumerate(loop) if "FMNMX" in x]
+    exps = [i for i, x in enumerate(loop) if "MUFU.EX2" in x]
+    assert len(maxes) >= 128 and all(i < wait for i in maxes)
+    assert len(exps) == 130 and sum(i < wait for i in exps) <= 2

@@ -3,7 +3,7 @@ accept a round whose softmax runs between the two waits and reject one where
 ptxas hoisted the P V wait above the softmax. The check of the real kernel is
 tests/gpu/test_sass_sm90.py."""
 
-from sass_checks import overlap_regions, serialized_wgmma, split_functions
+from sass_checks import overlap_regions, serialized_wgmma, shared_stores_while_pv_in_flight, split_functions
 
 
 def _sass(body: list[str]) -> str:
@@ -64,3 +64,26 @@ def test_steady_loop_and_group_stores():
               "#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0\n"
               "#define TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128 1\n")
     assert group_store_builds(traits) == {(256, False), (128, True)}
+
+
+SS_ROUND = ["WARPGROUP.ARRIVE", "QGMMA.64x256x32.F32.E4M3.E4M3 R24, gdesc[UR20], R24, gsb0",
+            "WARPGROUP.ARRIVE", "QGMMA.64x128x32.F32.E4M3.E4M3 R120, gdesc[UR16], R120, gsb0",
+            "WARPGROUP.DEPBAR.LE gsb0, 0x1", "STS.128 [R9], R4"]
+
+
+def test_p_stores_after_the_pv_wait_are_accepted():
+    body = SS_ROUND[:4] + ["WARPGROUP.DEPBAR.LE gsb0, 0x1", "MUFU.EX2 R24, R24", "WARPGROUP.DEPBAR.LE gsb0, 0x0",
+                           "STS [R11], R24", "STS [R11+0x400], R26", "FENCE.VIEW.ASYNC.S"]
+    (instrs,) = split_functions(_sass(body)).values()
+    assert shared_stores_while_pv_in_flight(instrs, "64x128x32") == []
+
+
+def test_p_store_before_the_pv_wait_is_caught():
+    body = SS_ROUND + ["STS [R11], R24", "WARPGROUP.DEPBAR.LE gsb0, 0x0", "STS [R11+0x400], R26"]
+    (instrs,) = split_functions(_sass(body)).values()
+    bad = shared_stores_while_pv_in_flight(instrs, "64x128x32")
+    assert [b.split(None, 1)[1] for b in bad] == ["STS.128 [R9], R4", "STS [R11], R24"]
+    # P V reading P from registers (RS) does not read the tile: nothing to race with.
+    rs = [x.replace("R120, gdesc[UR16]", "R120, R184, gdesc[UR16]") for x in body]
+    (instrs,) = split_functions(_sass(rs)).values()
+    assert shared_stores_while_pv_in_flight(instrs, "64x128x32") == []

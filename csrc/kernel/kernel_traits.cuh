@@ -25,10 +25,26 @@
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_256
 #define TORCH_FMHA_TUNE_BLOCK_N_256 128
 #endif
+// P V reads P from shared memory (an SS wgmma) instead of registers in the D = 128
+// long-key build for a packed v (consumer.cuh, store_p_smem; the build with room for the
+// 2 x 64 x kBlockN byte buffer). Measured in session 24 (one H200, DESIGN section 6): with
+// 256-key blocks and the P V wait after the row max, +4-6% TF/s at 4k / 8k non-causal,
+// +1-2% at 16k and causal 8k / 16k, -2% causal 4k; 192-key blocks with P from shared
+// memory and the wait pinned below the softmax were 7% slower.
+#ifndef TORCH_FMHA_TUNE_P_SMEM_128
+#define TORCH_FMHA_TUNE_P_SMEM_128 1
+#endif
 // The D = 128 long-key build for a packed v (no V scratch, so wider blocks fit in shared
-// memory): 192 as the transposing build; 224 measured 2-6% slower from 2k, 256 spills.
+// memory): 256 keys with P from shared memory (S 128 + O 64 registers per thread, P not
+// held); with P in registers 192 as the transposing build (224 measured 2-6% slower from
+// 2k, 256 serialised the wgmmas).
 #ifndef TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128
-#define TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 TORCH_FMHA_TUNE_BLOCK_N_128
+#define TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 (TORCH_FMHA_TUNE_P_SMEM_128 ? 256 : TORCH_FMHA_TUNE_BLOCK_N_128)
+#endif
+// Where the P V wait of that build goes: between the row max and the exps (1, measured
+// best of three in session 24, one round), or where ptxas puts it (0: before the max).
+#ifndef TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
+#define TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128 1
 #endif
 // The short-key build (KvBlocking::kShort below, D = 128).
 #ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
@@ -151,12 +167,6 @@
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_256
 #define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1
 #endif
-// P V reads P from shared memory (an SS wgmma) instead of registers, at D = 128 with a
-// packed v (the builds with room for the 2 x 64 x kBlockN byte buffer): consumer.cuh,
-// PSmemStore.
-#ifndef TORCH_FMHA_TUNE_P_SMEM_128
-#define TORCH_FMHA_TUNE_P_SMEM_128 0
-#endif
 #ifndef TORCH_FMHA_TUNE_STAGE_OUT_64
 #define TORCH_FMHA_TUNE_STAGE_OUT_64 0
 #endif
@@ -262,8 +272,15 @@ struct Fp8FwdTraits {
   // latency-bound) overlaps the warpgroup's own P V. Measured (one H200, session
   // 15, docs/DESIGN.md section 6): D = 64 1-10% slower, D = 128 within 1.5%
   // either way, D = 256 +0-4% with spreads that overlap; not adopted.
+  // P V with P from shared memory (an SS wgmma): the D = 128 long-key packed-v build
+  // (TORCH_FMHA_TUNE_P_SMEM_128). Each warpgroup stores its P (64 x kBlockN bytes) after
+  // the P V wait, so P holds no register while P V runs and S (N/2) + O (D/2) fit at
+  // 256 keys; consumer.cuh, store_p_smem.
+  static constexpr bool kPFromSmem =
+      kHeadDim == 128 && kPackedV && !kShortKeys && TORCH_FMHA_TUNE_P_SMEM_128;
   static constexpr bool kPvWaitAfterMax =
-      !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
+      !kPinPvWait && (kPFromSmem        ? TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
+                      : kHeadDim == 64  ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
                                         : TORCH_FMHA_TUNE_PIN_AFTER_MAX_256);
 
@@ -334,11 +351,6 @@ struct Fp8FwdTraits {
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
                                                             : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256;
-
-  // P V with P from shared memory (an SS wgmma; a tuning experiment, off in the
-  // release): each warpgroup stores its P (64 x kBlockN bytes) after the P V wait,
-  // so no register of P is read by an in-flight wgmma while the softmax runs.
-  static constexpr bool kPFromSmem = kHeadDim == 128 && kPackedV && TORCH_FMHA_TUNE_P_SMEM_128;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);

@@ -105,7 +105,13 @@ def test_packed_v_windows_gqa_fp8_out(d):
 def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
     """The packed build reads the V^T the transposer would have written (same slots, zeros past
     the sequence) and runs the same softmax and products: out and lse are bitwise those of the
-    standard layout. A key-order mismatch would not survive this on peaky data."""
+    standard layout. A key-order mismatch would not survive this on peaky data.
+    Not at D = 128 past the short-key builds (2048 keys): the packed-v long build runs 256-key
+    blocks with P from shared memory, the standard one 192-key blocks (kernel_traits.cuh,
+    TORCH_FMHA_TUNE_P_SMEM_128), and another tiling rounds P differently; test_packed_v
+    checks that build against the oracle."""
+    if d == 128 and seqlen > 2048:
+        pytest.skip("D = 128 long builds: packed v 256-key blocks, standard v 192 (not the same tiling)")
     g = torch.Generator().manual_seed(seqlen + d)
 
     def outliers(*shape):

@@ -1,6 +1,8 @@
 // Host-only check (no GPU needed) of where the consumers store P for an SS P V
-// (Traits::kPFromSmem, consumer.cuh: PSmemOffsets, store_p_smem), for the D = 128
-// packed-v builds (192-key blocks: 64-byte swizzle atom; short keys, 128: 128-byte):
+// (Traits::kPFromSmem, consumer.cuh: PSmemOffsets, store_p_smem): the D = 128 long-key
+// packed-v build as compiled (256-key blocks: 128-byte swizzle atom; 192 with
+// -DTORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128=192: 64-byte) and, for the other atom width,
+// the short-key tiles (128 keys; that build keeps P in registers):
 //  * every word w = 4 kb + 2 h + rr of every consumer thread lands where
 //    SmemLayoutP has (row0 + 8 rr, key 32 kb + 16 h + 4 c) and its 4 bytes are
 //    contiguous there (one 32-bit store);
@@ -58,8 +60,8 @@ int check(const char* name) {
 
 int main() {
   int fails = 0;
-  fails += check<Fp8FwdTraits<128, KvBlocking::kLong, VLayout::kPackedVt>>("D128 long packed-v");
-  fails += check<Fp8FwdTraits<128, KvBlocking::kShort, VLayout::kPackedVt>>("D128 short packed-v");
+  fails += check<Fp8FwdTraits<128, KvBlocking::kLong, VLayout::kPackedVt>>("D128 long packed-v (the P-from-shared-memory build)");
+  fails += check<Fp8FwdTraits<128, KvBlocking::kShort, VLayout::kPackedVt>>("D128 short-key tile shape");
   printf(fails ? "FAIL\n" : "OK\n");
   return fails ? 1 : 0;
 }
