@@ -1,7 +1,7 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (also with a packed v:
-V^T by TMA; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
+V^T by TMA, and at D=128 again past 2048 keys, where P goes through shared memory; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
@@ -80,6 +80,17 @@ def main() -> int:
             torch.cuda.synchronize()
         check(out, ref, out_scale, f"dense packed v D={d}")
         print(f"dense packed v D={d}: ok", flush=True)
+
+        if d == 128:  # a packed v past 2048 keys: the long build, P through a shared-memory tile
+            # (consumer.cuh, store_p_smem; the tile ends the 227 KB); 8 x 18 = 144 tiles on 132 SMs,
+            # so some CTAs run two and the tile-boundary round stores P as well
+            q, k, v, s = dense_inputs(1, 2304, 2304, 8, 2, d, FP8, device=args.device, seed=11)
+            out = torch_fmha.attention(q, k, packed_v(v), **s)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            ref, _ = attention_ref(q, k, v, **s)
+            check(out, ref, None, f"dense packed v D={d} S=2304")
+            print(f"dense packed v D={d} S=2304 (P from shared memory): ok", flush=True)
 
         if d == 128:  # a narrow window past 2048 keys: the short-key build (fwd_fp8_launch.h)
             q, k, v, s = dense_inputs(1, 2300, 2300, 2, 1, d, FP8, device=args.device, seed=7)
