@@ -1,7 +1,8 @@
 // torch_fmha: the key order of V^T, in the kernel's shared memory and in a
 // packed v in global memory.
 //
-// The FP8 P V wgmma takes P from registers as its A operand. Within each 16
+// The FP8 P V wgmma takes P as its A operand, from registers (or, in the D = 128
+// long-key packed-v build, from a shared-memory tile written in the same order). Within each 16
 // keys, the S accumulator (GMMA C layout) gives quad lane c the columns 2c,
 // 2c+1, 8+2c, 9+2c, while the A operand wants lane c to hold k = 4c .. 4c+3.
 // The kernel packs P as the accumulator gives it (consumer.cuh, convert_p), so

@@ -82,15 +82,16 @@ def main() -> int:
         print(f"dense packed v D={d}: ok", flush=True)
 
         if d == 128:  # a packed v past 2048 keys: the long build, P through a shared-memory tile
-            # (consumer.cuh, store_p_smem; the tile ends the 227 KB); 8 x 18 = 144 tiles on 132 SMs,
-            # so some CTAs run two and the tile-boundary round stores P as well
-            q, k, v, s = dense_inputs(1, 2304, 2304, 8, 2, d, FP8, device=args.device, seed=11)
-            out = torch_fmha.attention(q, k, packed_v(v), **s)
+            # (consumer.cuh, store_p_smem; the tile ends the 227 KB). Causal, 2400 keys: masked
+            # diagonal blocks and a partial last block (2400 = 9 x 256 + 96); 8 x 19 = 152 tiles
+            # on 132 SMs, so some CTAs run two and the tile-boundary round stores P as well
+            q, k, v, s = dense_inputs(1, 2400, 2400, 8, 2, d, FP8, device=args.device, seed=11)
+            out = torch_fmha.attention(q, k, packed_v(v), causal=True, **s)
             if args.device == "cuda":
                 torch.cuda.synchronize()
-            ref, _ = attention_ref(q, k, v, **s)
-            check(out, ref, None, f"dense packed v D={d} S=2304")
-            print(f"dense packed v D={d} S=2304 (P from shared memory): ok", flush=True)
+            ref, _ = attention_ref(q, k, v, causal=True, **s)
+            check(out, ref, None, f"dense packed v D={d} S=2400 causal")
+            print(f"dense packed v D={d} S=2400 causal (P from shared memory): ok", flush=True)
 
         if d == 128:  # a narrow window past 2048 keys: the short-key build (fwd_fp8_launch.h)
             q, k, v, s = dense_inputs(1, 2300, 2300, 2, 1, d, FP8, device=args.device, seed=7)

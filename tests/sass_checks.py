@@ -147,8 +147,9 @@ def shared_stores_while_pv_in_flight(instrs: list[str], pv_shape: str) -> list[s
     """Shared-memory stores (STS) issued, in program order, after a P V wgmma that reads P from
     shared memory (a QGMMA of shape `pv_shape`, e.g. "64x128x32", with a `gdesc` A operand)
     and before the next `WARPGROUP.DEPBAR.LE gsb0, 0x0`: stores that could overwrite the P
-    tile while that wgmma still reads it (consumer.cuh, store_p_smem). Linear in the code, so
-    a branch laid out after a P V issue counts too: the check errs on the strict side."""
+    tile while that wgmma still reads it (consumer.cuh, store_p_smem). It follows the code's
+    layout, not every path: a branch laid out after a P V issue counts, and a wait on an arm
+    laid out before a store clears the P V even if that arm is not the one taken."""
     bad, in_flight = [], False
     for ins in instrs:
         if "QGMMA." + pv_shape in ins and re.search(r"QGMMA\S* R\d+, gdesc\[", ins):

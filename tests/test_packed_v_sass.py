@@ -7,11 +7,11 @@ shuffles per 16 keys), no more spills than the transposing build (none at D = 64
 block at D = 256) and no serialised wgmma."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-import re
-
 from sass_checks import consumer_instrs, serialized_wgmma, shared_stores_while_pv_in_flight, spills, steady_loop
 
 
@@ -41,21 +41,29 @@ def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_
 @needs_cuobjdump
 def test_d128_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path):
     """The D = 128 long-key packed-v build (Traits::kPFromSmem) runs P V as an SS wgmma: its P V
-    QGMMAs take A from a descriptor; every shared-memory store of the consumers comes after the
-    P V wait (a store before it could overwrite the P tile the running P V reads); the steady
-    loop stores P as kBlockN / 8 = 32 words per thread; and the wait lands between the row max
-    and the exps (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128): every FMNMX of the block before
-    it, no exp of P (only the two rows' alpha) before it."""
+    QGMMAs take A from a descriptor; no shared-memory store of the consumers comes while a P V
+    may run (one could overwrite the P tile that P V reads); the steady loop stores P as N / 8
+    words per thread (N: the block's keys, read off S's QGMMA), all before one
+    `fence.proxy.async` (FENCE.VIEW.ASYNC.S) that precedes the loop's next barrier and wgmma;
+    and the P V wait lands between the row max and the exps
+    (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128): every FMNMX of the block before it, no exp of
+    P (only the two rows' alpha) before it."""
     ((_, instrs),) = launch_unit_kernels("fwd_fp8_hdim128_packed_v", tmp_path, "fmha_fwd_fp8_sm90_kernel")
     consumers = consumer_instrs(instrs)
     pv = [x for x in consumers if "QGMMA.64x128x32" in x]
     assert pv and all(re.search(r"QGMMA\S* R\d+, gdesc\[", x) for x in pv), pv[:2]
     assert shared_stores_while_pv_in_flight(consumers, "64x128x32") == []
     loop = steady_loop(consumers)
-    assert sum(1 for x in loop if re.search(r"\bSTS\b", x)) == 32
-    assert any("QGMMA.64x256x32" in x for x in loop), "S is not 256 keys wide"
+    (n,) = {int(m.group(1)) for x in loop if (m := re.search(r"QGMMA\.64x(\d+)x32", x)) and m.group(1) != "128"}
+    assert n == 256, f"S is {n} keys wide"
+    stores = [i for i, x in enumerate(loop) if re.search(r"\bSTS\b", x)]
+    assert len(stores) == n // 8
+    fences = [i for i, x in enumerate(loop) if "FENCE.VIEW.ASYNC.S" in x]
+    assert len(fences) == 1 and fences[0] > stores[-1]
+    # the loop's next round starts at its top: barrier, then the wgmmas; nothing in between
+    assert not any("BAR.SYNC" in x or "GMMA" in x for x in loop[stores[-1]:fences[0]])
     (wait, *_) = [i for i, x in enumerate(loop) if "WARPGROUP.DEPBAR.LE gsb0, 0x0" in x]
     maxes = [i for i, x in enumerate(loop) if "FMNMX" in x]
     exps = [i for i, x in enumerate(loop) if "MUFU.EX2" in x]
-    assert len(maxes) >= 128 and all(i < wait for i in maxes)
-    assert len(exps) == 130 and sum(i < wait for i in exps) <= 2
+    assert len(maxes) >= n // 2 and all(i < wait for i in maxes)
+    assert len(exps) == n // 2 + 2 and sum(i < wait for i in exps) <= 2

@@ -27,10 +27,10 @@
 #endif
 // P V reads P from shared memory (an SS wgmma) instead of registers in the D = 128
 // long-key build for a packed v (consumer.cuh, store_p_smem; the build with room for the
-// 2 x 64 x kBlockN byte buffer). Measured in session 24 (one H200, DESIGN section 6): with
-// 256-key blocks and the P V wait after the row max, +4-6% TF/s at 4k / 8k non-causal,
-// +1-2% at 16k and causal 8k / 16k, -2% causal 4k; 192-key blocks with P from shared
-// memory and the wait pinned below the softmax were 7% slower.
+// 2 x 64 x kBlockN byte buffer). Measured in session 24 (one H200, same call, 3 rounds,
+// DESIGN section 6): with 256-key blocks and the P V wait after the row max, TF/s +4.7 /
+// +2.8 / +2.0% at 4k / 8k / 16k non-causal, +0.2 / +0.4 / +1.2% causal; 192-key blocks
+// with P from shared memory and the wait pinned below the softmax were 7% slower.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_128
 #define TORCH_FMHA_TUNE_P_SMEM_128 1
 #endif
@@ -41,8 +41,10 @@
 #ifndef TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128
 #define TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 (TORCH_FMHA_TUNE_P_SMEM_128 ? 256 : TORCH_FMHA_TUNE_BLOCK_N_128)
 #endif
-// Where the P V wait of that build goes: between the row max and the exps (1, measured
-// best of three in session 24, one round), or where ptxas puts it (0: before the max).
+// Where the P V wait of that build goes: between the row max and the exps (1), or where
+// ptxas puts it (0: before the max). In session 24's one round of each the three
+// placements (these two and pinned below the softmax) were within 1.3% of each other
+// at 4k-16k but for the pinned one at 4k (2-3% slower); 1 was not worse.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
 #define TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128 1
 #endif
@@ -264,14 +266,15 @@ struct Fp8FwdTraits {
   static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
-  // A tuning experiment, off in the release builds: pin the steady round's P V
-  // wait between the row max and the exps. Left to ptxas the wait lands right
+  // Pin the steady round's P V wait between the row max and the exps: on in the
+  // release only for the build with P from shared memory (kPFromSmem, below), a
+  // tuning experiment everywhere else. Left to ptxas the wait lands right
   // after the first FMNMX (SASS, session 14), so the max, its shuffles and the
   // exps all wait for the whole P V; pinned below the softmax the exps overlap
   // P V and ran slower (above). Here only the max (FMNMX + 4 shuffles,
   // latency-bound) overlaps the warpgroup's own P V. Measured (one H200, session
   // 15, docs/DESIGN.md section 6): D = 64 1-10% slower, D = 128 within 1.5%
-  // either way, D = 256 +0-4% with spreads that overlap; not adopted.
+  // either way, D = 256 +0-4% with spreads that overlap; not adopted there.
   // P V with P from shared memory (an SS wgmma): the D = 128 long-key packed-v build
   // (TORCH_FMHA_TUNE_P_SMEM_128). Each warpgroup stores its P (64 x kBlockN bytes) after
   // the P V wait, so P holds no register while P V runs and S (N/2) + O (D/2) fit at
@@ -359,16 +362,18 @@ struct Fp8FwdTraits {
   // (__launch_bounds__(384, 1): 65536 / 384 rounded down to a multiple of 8);
   // setmaxnreg only moves registers between warpgroups of that pool, so the
   // split must fit in 384 * 168 = 64512 (asking for more blocks the consumers'
-  // setmaxnreg.inc forever). The consumers hold S (N/2), P (N/8) and O (D/2)
-  // per thread; D = 256 needs 208 of them.
+  // setmaxnreg.inc forever). The consumers hold S (N/2), P (N/8; none with
+  // kPFromSmem) and O (D/2) per thread; D = 256 needs 208 of them.
   // The consumers' need grows with D (D = 256: 208 accumulator registers), the
   // producer's (TMA issue + V transpose state) does not; what the consumers do
   // not need goes to the producer.
   static constexpr int kLaunchRegs = 168;
   // 24 / 240 where the consumers' accumulators need it: D = 256, and D = 128
   // blocks wider than TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128 keys (a tuning knob:
-  // at 224 keys the producer then spilled in its loop, at 256 ptxas serialised
-  // the wgmmas anyway; docs/DESIGN.md section 6).
+  // with P in registers, at 224 keys the producer then spilled in its loop and at
+  // 256 ptxas serialised the wgmmas anyway; the 256-key packed-v build with P from
+  // shared memory takes this split: no consumer spill, 24 / 24 B of producer spill
+  // stores / loads; docs/DESIGN.md section 6).
   static constexpr bool kWideSplit =
       kHeadDim == 256 || (kHeadDim == 128 && kBlockN > TORCH_FMHA_TUNE_WIDE_SPLIT_ABOVE_128);
   static constexpr int kProducerRegs = kWideSplit ? 24 : kHeadDim == 64 ? 56 : 40;

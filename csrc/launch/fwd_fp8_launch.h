@@ -28,10 +28,11 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // power-of-two length from 256 on; 128-key blocks were 2% faster only at 512
 // keys causal and 9-15% slower at 512 / 1024 non-causal and 1024 causal);
 // D = 256's 64-key variant was slower everywhere. The D = 128 long build for a packed
-// v has 256-key blocks since session 24 (P through shared memory); against it the
-// short build measured 777 / 625 TF/s at 2048 keys non-causal / causal, the long one
-// 807 / 583 (one H200, one round of the long one, DESIGN section 6): the limit stays
-// 2048 for both v layouts.
+// v has 256-key blocks since session 24 (P through shared memory). At 2048 keys the
+// short build measured 777 / 625 TF/s non-causal / causal, a 256-key long build (its P V
+// wait where ptxas puts it, not the release's after the max) 807 / 583 (one H200, one
+// round of the long one, DESIGN section 6): a judgement call, non-causal 4% faster and
+// causal 7% slower, so the limit stays 2048 for both v layouts; a limit per mask is open.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
