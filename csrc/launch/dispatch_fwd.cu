@@ -113,9 +113,11 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
   const bool varlen = p.cu_seqlens_q != nullptr;
   const int64_t window_span =  // keys one 128-row tile can see; -1: unbounded
       p.window_left >= 0 && p.window_right >= 0 ? int64_t{p.window_left} + p.window_right + 128 : -1;
-  const bool short_keys = !varlen && (p.seqlen_k <= short_keys_max_seqlen(p.head_dim) ||
-                                      (window_span >= 0 && window_span <= short_keys_max_window_span(p.head_dim)));
   const bool packed_v = p.v_dim_stride != 1;  // dense only (fwd_unsupported_reason)
+  const bool unmasked = p.window_left < 0 && p.window_right < 0;  // neither causal nor a window
+  const bool short_keys =
+      !varlen && (p.seqlen_k <= short_keys_max_seqlen(p.head_dim, packed_v && unmasked) ||
+                  (window_span >= 0 && window_span <= short_keys_max_window_span(p.head_dim)));
   switch (p.head_dim) {
     case 64:
       if (varlen) return launch_fwd_fp8<64, true>(p, stream);

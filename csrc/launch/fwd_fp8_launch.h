@@ -36,8 +36,16 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
-constexpr int short_keys_max_seqlen(int head_dim) {
-  return head_dim == 128 ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 : 0;
+// The limit for a packed v without a mask (no causal, no window) alone, where the
+// 256-key long build read 4% faster at 2048 keys in that one round: a tuning
+// experiment (e.g. =1024), the same limit by default.
+#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128 TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
+#endif
+constexpr int short_keys_max_seqlen(int head_dim, bool packed_v_unmasked = false) {
+  return head_dim != 128        ? 0
+         : packed_v_unmasked    ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
+                                : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128;
 }
 
 // A window bounds the keys one 128-row tile reads to window_left + window_right
