@@ -44,7 +44,7 @@
 // Where the P V wait of that build goes: between the row max and the exps (1), or where
 // ptxas puts it (0: before the max). In session 24's one round of each the three
 // placements (these two and pinned below the softmax) were within 1.3% of each other
-// at 4k-16k but for the pinned one at 4k (2-3% slower); 1 was not worse.
+// at 4k-16k but for the pinned one at 4k / 8k (2-3% slower); 1 was not worse.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
 #define TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128 1
 #endif
