@@ -41,6 +41,11 @@
 #ifndef TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128
 #define TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 (TORCH_FMHA_TUNE_P_SMEM_128 ? 256 : TORCH_FMHA_TUNE_BLOCK_N_128)
 #endif
+// The same for D = 256's packed-v build (a tuning experiment, off: with P out of the
+// registers its steady loop's 3 LDL per block may go; not measured).
+#ifndef TORCH_FMHA_TUNE_P_SMEM_256
+#define TORCH_FMHA_TUNE_P_SMEM_256 0
+#endif
 // Where the P V wait of that build goes: between the row max and the exps (1), or where
 // ptxas puts it (0: before the max). In session 24's one round of each the three
 // placements (these two and pinned below the softmax) were within 1.3% of each other
@@ -280,7 +285,8 @@ struct Fp8FwdTraits {
   // the P V wait, so P holds no register while P V runs and S (N/2) + O (D/2) fit at
   // 256 keys; consumer.cuh, store_p_smem.
   static constexpr bool kPFromSmem =
-      kHeadDim == 128 && kPackedV && !kShortKeys && TORCH_FMHA_TUNE_P_SMEM_128;
+      kPackedV && !kShortKeys &&
+      (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_P_SMEM_256 : false);
   static constexpr bool kPvWaitAfterMax =
       !kPinPvWait && (kPFromSmem        ? TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
