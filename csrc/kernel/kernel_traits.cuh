@@ -288,9 +288,9 @@ struct Fp8FwdTraits {
       kPackedV && !kShortKeys &&
       (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_P_SMEM_256 : false);
   static constexpr bool kPvWaitAfterMax =
-      !kPinPvWait && (kPFromSmem        ? TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
-                      : kHeadDim == 64  ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
-                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
+      !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
+                      : kHeadDim == 128 ? (kPFromSmem ? TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
+                                                      : TORCH_FMHA_TUNE_PIN_AFTER_MAX_128)
                                         : TORCH_FMHA_TUNE_PIN_AFTER_MAX_256);
 
   // The O rescale's skip (consumer.cuh) fires only when every alpha of a warp is
