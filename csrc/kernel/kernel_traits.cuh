@@ -47,10 +47,10 @@
 #ifndef TORCH_FMHA_TUNE_P_SMEM_256
 #define TORCH_FMHA_TUNE_P_SMEM_256 0
 #endif
-// Where the P V wait of that build goes: between the row max and the exps (1), or where
-// ptxas puts it (0: before the max). In session 24's one round of each the three
-// placements (these two and pinned below the softmax) were within 1.3% of each other
-// at 4k-16k but for the pinned one at 4k / 8k (2-3% slower); 1 was not worse.
+// Where the P V wait of the D = 128 long-key packed-v build goes: between the row max and
+// the exps (1), or where ptxas puts it (0: before the max). In session 24's one round
+// these two were within 1.3% of each other at 4k-16k (1 not measurably worse), pinned
+// below the softmax 1.6-3.0% lower but at 16k non-causal.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
 #define TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128 1
 #endif
