@@ -270,8 +270,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       return recast<uint32_t>(tOrP);
     }
   }();
-  constexpr int kPAtomBytes = decltype(size<1>(typename Traits::SmemAtomP{}))::value;
-  const PSmemOffsets<kBlockM, kPAtomBytes> p_offsets(row0, col0 / 2);
+  const PSmemOffsets<kBlockM, Traits::kPAtomBytes> p_offsets(row0, col0 / 2);
   const uint32_t p_tile = smem_addr(ss.p);
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);

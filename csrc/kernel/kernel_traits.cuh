@@ -430,6 +430,7 @@ struct Fp8FwdTraits {
                              GMMA::Major::K, Element, Int<kBlockM>, Int<kBlockN>>());
   using SmemLayoutP = decltype(tile_to_shape(SmemAtomP{}, Shape<Int<kBlockM>, Int<kBlockN>>{}));
   static constexpr int kPBytes = kPFromSmem ? kBlockM * kBlockN : 0;
+  static constexpr int kPAtomBytes = decltype(size<1>(SmemAtomP{}))::value;  // the swizzle atom's width (PSmemOffsets)
 
   static constexpr int kTileQBytes = kBlockM * kHeadDim;
   static constexpr int kTileKVBytes = kBlockN * kHeadDim;  // = TILE_V of the scratch FIFO

@@ -67,8 +67,7 @@ int main() {
   static_assert(Traits::kPFromSmem, "the release build takes P from shared memory");
   using E = float_e4m3_t;
   int fails = 0;
-  constexpr int kAtom = decltype(size<1>(typename Traits::SmemAtomP{}))::value;
-  fails += check<Traits::kBlockM, Traits::kBlockN, kAtom>("D128 long packed-v build (SmemLayoutP)",
+  fails += check<Traits::kBlockM, Traits::kBlockN, Traits::kPAtomBytes>("D128 long packed-v build (SmemLayoutP)",
                                                           typename Traits::SmemLayoutP{}, true);
   fails += check<128, 192, 64>("192 keys, 64-byte atom", p_tile<192>(GMMA::Layout_K_SW64_Atom<E>{}), false);
   fails += check<128, 224, 32>("224 keys, 32-byte atom", p_tile<224>(GMMA::Layout_K_SW32_Atom<E>{}), false);
