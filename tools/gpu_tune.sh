@@ -9,11 +9,15 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source tools/gpu_env.sh || exit 1
 args=${BENCH_ARGS:---head-dims 128 --seqlens 1024,4096,16384}
 read -r -a variants <<< "${VARIANTS:-base:}"
+# All variants build at once (each into its own cache directory, keyed by its flags),
+# sharing the machine's cores: one build is bound by its slowest unit, not by the cores.
+jobs=$(( $(nproc) / ${#variants[@]} )); (( jobs < 2 )) && jobs=2
 for v in "${variants[@]}"; do
   name=${v%%:*}; flags=${v#*:}; flags=${flags//,/ }
-  echo "== build $name ($flags)"
-  TORCH_FMHA_NVCC_EXTRA="$flags" timeout 300 python3 -m torch_fmha.build 2>&1 | grep -E "compile|CUDA" | head -2
+  (MAX_JOBS=$jobs TORCH_FMHA_NVCC_EXTRA="$flags" timeout ${BUILD_TIMEOUT:-400} python3 -m torch_fmha.build \
+     > "$OUT/build_$name.log" 2>&1; echo "== build $name ($flags): rc $? $(grep -E '^compile' "$OUT/build_$name.log")") &
 done
+wait
 for r in $(seq 1 ${ROUNDS:-2}); do
   for v in "${variants[@]}"; do
     name=${v%%:*}; flags=${v#*:}; flags=${flags//,/ }

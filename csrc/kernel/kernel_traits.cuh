@@ -127,6 +127,11 @@
 #ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_256
 #define TORCH_FMHA_TUNE_RESCALE_ALWAYS_256 0
 #endif
+// The same for the builds with P from shared memory only (Traits::kPFromSmem), whose
+// P V wait can sit before the exps: there the multiply need not wait inside the softmax.
+#ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_P_SMEM
+#define TORCH_FMHA_TUNE_RESCALE_ALWAYS_P_SMEM 0
+#endif
 // One exp in every N of a block on the FMA pipe (softmax.cuh, poly_exp2); 0: all on the MUFU.
 #ifndef TORCH_FMHA_TUNE_EXP2_POLY_64
 #define TORCH_FMHA_TUNE_EXP2_POLY_64 0
@@ -319,7 +324,8 @@ struct Fp8FwdTraits {
   // section 6). tests/gpu/test_sass_sm90.py reads the knob.
   static constexpr bool kSkipUnitRescale = !(kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
                                              : kHeadDim == 128 ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_128
-                                                               : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256);
+                                                               : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256) &&
+                                           !(kPFromSmem && TORCH_FMHA_TUNE_RESCALE_ALWAYS_P_SMEM);
   // One exp in every kExp2PolyEvery of a softmax block as a polynomial on the FMA pipe
   // instead of MUFU.EX2 (softmax.cuh, poly_exp2); 0 in the release builds. Measured in
   // session 23 (one H200, N = 4 and 8): 3-9% slower at D = 128, 12-17% at D = 64 (DESIGN
