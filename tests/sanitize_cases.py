@@ -1,7 +1,7 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (also with a packed v:
-V^T by TMA, and at D=128 again past 2048 keys, where P goes through shared memory; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
+V^T by TMA, and at D=128 / 256 again past 2048 keys, where P goes through shared memory; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
@@ -81,9 +81,10 @@ def main() -> int:
         check(out, ref, out_scale, f"dense packed v D={d}")
         print(f"dense packed v D={d}: ok", flush=True)
 
-        if d == 128:  # a packed v past 2048 keys: the long build, P through a shared-memory tile
-            # (consumer.cuh, store_p_smem; the tile ends the 227 KB). Causal, 2400 keys: masked
-            # diagonal blocks and a partial last block (2400 = 9 x 256 + 96); 8 x 19 = 152 tiles
+        if d in (128, 256):  # a packed v past 2048 keys: the long build, P through a shared-memory
+            # tile (consumer.cuh, store_p_smem; at D = 128 the tile ends the 227 KB). Causal, 2400 keys:
+            # masked diagonal blocks and a partial last block (2400 = 9 x 256 + 96 at D = 128,
+            # 18 x 128 + 96 at D = 256); 8 x 19 = 152 tiles
             # on 132 SMs, so some CTAs run two and the tile-boundary round stores P as well
             q, k, v, s = dense_inputs(1, 2400, 2400, 8, 2, d, FP8, device=args.device, seed=11)
             out = torch_fmha.attention(q, k, packed_v(v), causal=True, **s)

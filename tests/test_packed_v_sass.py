@@ -3,8 +3,8 @@ survive ptxas, checked on a machine without a GPU: compiled for sm_90a, their SA
 no transposer (no LDSM / STSM anywhere: TMA lands V^T), and the consumers' steady KV loop must
 have no indexed shuffle (P goes to the P V product as the S accumulator gives it, since the
 packed v's keys are already in that order; the natural-order layout it replaced needed two
-shuffles per 16 keys), no more spills than the transposing build (none at D = 64 / 128; 3 LDL per
-block at D = 256) and no serialised wgmma."""
+shuffles per 16 keys), no spills (the transposing D = 256 build has 3 LDL per block; its packed-v
+build had them too until P went through shared memory) and no serialised wgmma."""
 from __future__ import annotations
 
 import re
@@ -20,7 +20,7 @@ from sass_checks import consumer_instrs, serialized_wgmma, shared_stores_while_p
 @pytest.mark.parametrize("unit, loop_spills", [
     ("fwd_fp8_hdim64_packed_v", 0),
     ("fwd_fp8_hdim128_packed_v", 0),
-    ("fwd_fp8_hdim256_packed_v", 3),
+    ("fwd_fp8_hdim256_packed_v", 0),  # 3 LDL per block until P went through shared memory
 ])
 def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_spills):
     funcs = [f for _, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
@@ -39,23 +39,29 @@ def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_
 
 @needs_cutlass
 @needs_cuobjdump
-def test_d128_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path):
-    """The D = 128 long-key packed-v build (Traits::kPFromSmem) runs P V as an SS wgmma: its P V
-    QGMMAs take A from a descriptor; no shared-memory store of the consumers comes while a P V
-    may run (one could overwrite the P tile that P V reads); the steady loop stores P as N / 8
-    words per thread (N: the block's keys, read off S's QGMMA), all before one
-    `fence.proxy.async` (FENCE.VIEW.ASYNC.S) that precedes the loop's next barrier and wgmma;
-    and the P V wait lands between the row max and the exps
-    (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128): every FMNMX of the block before it, no exp of
+@pytest.mark.parametrize("unit, pv_shape, n", [
+    ("fwd_fp8_hdim128_packed_v", "64x128x32", 256),
+    ("fwd_fp8_hdim256_packed_v", "64x256x32", 128),
+])
+def test_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path, unit, pv_shape, n):
+    """The long-key packed-v builds at D = 128 and 256 (Traits::kPFromSmem) run P V as an SS
+    wgmma: its P V QGMMAs take A from a descriptor; no shared-memory store of the consumers comes
+    while a P V may run (one could overwrite the P tile that P V reads); the steady loop stores P
+    as N / 8 words per thread (N: the block's keys, 256 at D = 128 and 128 at D = 256, read off
+    S's QGMMA), all before one `fence.proxy.async` (FENCE.VIEW.ASYNC.S) that precedes the loop's
+    next barrier and wgmma; and the P V wait lands between the row max and the exps
+    (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_<D>): every FMNMX of the block before it, no exp of
     P (only the two rows' alpha) before it."""
-    ((_, instrs),) = launch_unit_kernels("fwd_fp8_hdim128_packed_v", tmp_path, "fmha_fwd_fp8_sm90_kernel")
+    ((_, instrs),) = launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")
     consumers = consumer_instrs(instrs)
-    pv = [x for x in consumers if "QGMMA.64x128x32" in x]
+    pv = [x for x in consumers if f"QGMMA.{pv_shape}" in x]
     assert pv and all(re.search(r"QGMMA\S* R\d+, gdesc\[", x) for x in pv), pv[:2]
-    assert shared_stores_while_pv_in_flight(consumers, "64x128x32") == []
+    assert shared_stores_while_pv_in_flight(consumers, pv_shape) == []
     loop = steady_loop(consumers)
-    (n,) = {int(m.group(1)) for x in loop if (m := re.search(r"QGMMA\.64x(\d+)x32", x)) and m.group(1) != "128"}
-    assert n == 256, f"S is {n} keys wide"
+    pv_n = pv_shape.split("x")[1]
+    (s_n,) = {int(m.group(1)) for x in loop if (m := re.search(r"QGMMA\.64x(\d+)x32", x)) and m.group(1) != pv_n}
+    assert s_n == n, f"S is {s_n} keys wide"
+    assert spills(loop) == 0, f"{spills(loop)} spills in the steady KV loop"
     stores = [i for i, x in enumerate(loop) if re.search(r"\bSTS\b", x)]
     assert len(stores) == n // 8
     fences = [i for i, x in enumerate(loop) if "FENCE.VIEW.ASYNC.S" in x]

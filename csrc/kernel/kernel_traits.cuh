@@ -41,18 +41,29 @@
 #ifndef TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128
 #define TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 (TORCH_FMHA_TUNE_P_SMEM_128 ? 256 : TORCH_FMHA_TUNE_BLOCK_N_128)
 #endif
-// The same for D = 256's packed-v build (a tuning experiment, off; not measured): with P
-// out of the registers the consumers have no spill left in sm_90a SASS (29 local-memory
-// instructions before, 3 LDL per block in the steady loop; DESIGN section 6).
+// The same for D = 256's packed-v build (128-key blocks as before): with P out of the
+// registers the consumers have no spill left in sm_90a SASS (29 local-memory
+// instructions before, 3 LDL per block in the steady loop). Measured with the wait after
+// the max and O's rescale in every block (below): +1.6-4.5% TF/s (session 25, DESIGN
+// section 6); with the wait pinned below the softmax it was slower than the release.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_256
-#define TORCH_FMHA_TUNE_P_SMEM_256 0
+#define TORCH_FMHA_TUNE_P_SMEM_256 1
 #endif
-// Where the P V wait of the D = 128 long-key packed-v build goes: between the row max and
-// the exps (1), or where ptxas puts it (0: before the max). In session 24's one round
-// these two were within 1.3% of each other at 4k-16k (1 not measurably worse), pinned
-// below the softmax 1.6-3.0% lower but at 16k non-causal.
+// Where the P V wait of a build with P from shared memory goes: between the row max and
+// the exps (1), or where ptxas puts it (0: before the max). At D = 128, in session 24's
+// one round, these two were within 1.3% of each other at 4k-16k (1 not measurably
+// worse), pinned below the softmax 1.6-3.0% lower but at 16k non-causal.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
 #define TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128 1
+#endif
+#ifndef TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_256
+#define TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_256 1
+#endif
+// Pin that wait below the softmax instead (kPinPvWait) in the builds with P from shared
+// memory, which do not read _PIN_<D>: a tuning experiment, off (session 24's "pinned"
+// P-from-shared-memory rows at D = 128, then built with _PIN_128=1).
+#ifndef TORCH_FMHA_TUNE_P_SMEM_PIN
+#define TORCH_FMHA_TUNE_P_SMEM_PIN 0
 #endif
 // The short-key build (KvBlocking::kShort below, D = 128).
 #ifndef TORCH_FMHA_TUNE_SHORT_BLOCK_N_128
@@ -127,10 +138,15 @@
 #ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_256
 #define TORCH_FMHA_TUNE_RESCALE_ALWAYS_256 0
 #endif
-// The same for the builds with P from shared memory only (Traits::kPFromSmem), whose
-// P V wait can sit before the exps: there the multiply need not wait inside the softmax.
-#ifndef TORCH_FMHA_TUNE_RESCALE_ALWAYS_P_SMEM
-#define TORCH_FMHA_TUNE_RESCALE_ALWAYS_P_SMEM 0
+// The same for the builds with P from shared memory (Traits::kPFromSmem), whose P V wait
+// sits before the exps: there the multiply need not wait inside the softmax, and ptxas
+// spreads it between the MUFU.EX2s. Measured in session 25 (DESIGN section 6): D = 128
+// 0-1% slower (off), D = 256 on (with the P tile).
+#ifndef TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_128
+#define TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256
+#define TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256 1
 #endif
 // One exp in every N of a block on the FMA pipe (softmax.cuh, poly_exp2); 0: all on the MUFU.
 #ifndef TORCH_FMHA_TUNE_EXP2_POLY_64
@@ -268,17 +284,26 @@ struct Fp8FwdTraits {
   // after this tile's last S, and measured, the overlap gained nothing there.
   static constexpr bool kOverlapTiles =
       kQStages >= 2 || (kHeadDim == 256 && TORCH_FMHA_TUNE_OVERLAP_256);
+  // P V with P from shared memory (an SS wgmma): the long-key packed-v builds at D = 128
+  // and 256 (TORCH_FMHA_TUNE_P_SMEM_<D>). Each warpgroup stores its P (64 x kBlockN bytes)
+  // after the P V wait, so P holds no register while P V runs: S (N/2) + O (D/2) fit at
+  // 256 keys (D = 128), and D = 256's consumers no longer spill; consumer.cuh, store_p_smem.
+  static constexpr bool kPFromSmem =
+      kPackedV && !kShortKeys &&
+      (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_P_SMEM_256 : false);
   // Keep the P V wait below the softmax (consumer.cuh, warpgroup_wait_all_pinned)
   // so a warpgroup's softmax overlaps its own P V. Measured on an H100 (2026-11-27,
   // docs/DESIGN.md section 6): 4-7% slower at D=128 for S <= 4k and no better at
   // D=64, equal at D=256. Left to ptxas, the wait lands before the softmax, which
   // then starts only once P V is done; that staggers the two warpgroups'
   // softmaxes, which share the SM's MUFU (16 ex2 / clk).
-  static constexpr bool kPinPvWait = kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_64
+  // The builds with P from shared memory place it with their own knobs (above).
+  static constexpr bool kPinPvWait = kPFromSmem        ? TORCH_FMHA_TUNE_P_SMEM_PIN
+                                     : kHeadDim == 64  ? TORCH_FMHA_TUNE_PIN_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_128
                                                        : TORCH_FMHA_TUNE_PIN_256;
   // Pin the steady round's P V wait between the row max and the exps: on in the
-  // release only for the build with P from shared memory (kPFromSmem, below), a
+  // release only for the builds with P from shared memory (kPFromSmem), a
   // tuning experiment everywhere else. Left to ptxas the wait lands right
   // after the first FMNMX (SASS, session 14), so the max, its shuffles and the
   // exps all wait for the whole P V; pinned below the softmax the exps overlap
@@ -286,17 +311,11 @@ struct Fp8FwdTraits {
   // latency-bound) overlaps the warpgroup's own P V. Measured (one H200, session
   // 15, docs/DESIGN.md section 6): D = 64 1-10% slower, D = 128 within 1.5%
   // either way, D = 256 +0-4% with spreads that overlap; not adopted there.
-  // P V with P from shared memory (an SS wgmma): the D = 128 long-key packed-v build
-  // (TORCH_FMHA_TUNE_P_SMEM_128). Each warpgroup stores its P (64 x kBlockN bytes) after
-  // the P V wait, so P holds no register while P V runs and S (N/2) + O (D/2) fit at
-  // 256 keys; consumer.cuh, store_p_smem.
-  static constexpr bool kPFromSmem =
-      kPackedV && !kShortKeys &&
-      (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_P_SMEM_256 : false);
   static constexpr bool kPvWaitAfterMax =
-      !kPinPvWait && (kHeadDim == 64    ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
-                      : kHeadDim == 128 ? (kPFromSmem ? TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
-                                                      : TORCH_FMHA_TUNE_PIN_AFTER_MAX_128)
+      !kPinPvWait && (kPFromSmem ? (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_128
+                                                    : TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_256)
+                      : kHeadDim == 64  ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_64
+                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PIN_AFTER_MAX_128
                                         : TORCH_FMHA_TUNE_PIN_AFTER_MAX_256);
 
   // The O rescale's skip (consumer.cuh) fires only when every alpha of a warp is
@@ -325,7 +344,8 @@ struct Fp8FwdTraits {
   static constexpr bool kSkipUnitRescale = !(kHeadDim == 64    ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_64
                                              : kHeadDim == 128 ? TORCH_FMHA_TUNE_RESCALE_ALWAYS_128
                                                                : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256) &&
-                                           !(kPFromSmem && TORCH_FMHA_TUNE_RESCALE_ALWAYS_P_SMEM);
+                                           !(kPFromSmem && (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_128
+                                                                            : TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256));
   // One exp in every kExp2PolyEvery of a softmax block as a polynomial on the FMA pipe
   // instead of MUFU.EX2 (softmax.cuh, poly_exp2); 0 in the release builds. Measured in
   // session 23 (one H200, N = 4 and 8): 3-9% slower at D = 128, 12-17% at D = 64 (DESIGN

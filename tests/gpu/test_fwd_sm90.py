@@ -84,8 +84,8 @@ def test_output_dtypes(out_dtype, d, seqlen):
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
 # zero padding slots), whole groups with no padding slot in a partial block (16, 128), the
-# D=128 short build (<= 2048) and the long ones.
-@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 2100, 4224])
+# D=128 short build (<= 2048 keys; <= 1024 for a packed v without a mask) and the long ones.
+@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 1025, 2048, 2100, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_packed_v(seqlen, causal, d):
@@ -106,11 +106,13 @@ def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
     """The packed build reads the V^T the transposer would have written (same slots, zeros past
     the sequence) and runs the same softmax and products: out and lse are bitwise those of the
     standard layout. A key-order mismatch would not survive this on peaky data.
-    Not at D = 128 past the short-key builds (2048 keys): the packed-v long build runs 256-key
-    blocks with P from shared memory, the standard one 192-key blocks (kernel_traits.cuh,
-    TORCH_FMHA_TUNE_P_SMEM_128), and another tiling rounds P differently; test_packed_v
-    checks that build against the oracle."""
-    if d == 128 and seqlen > 2048:
+    Not at D = 128 past the short-key builds (2048 keys, 1024 for a packed v without a mask):
+    the packed-v long build runs 256-key blocks with P from shared memory, the standard one
+    192-key blocks or the short build (kernel_traits.cuh, TORCH_FMHA_TUNE_P_SMEM_128;
+    fwd_fp8_launch.h), and another tiling rounds P differently; test_packed_v checks that build
+    against the oracle. At D = 256 both run 128-key blocks, P V reading P from shared memory
+    (packed) or registers (standard): the same bits."""
+    if d == 128 and (seqlen > 2048 or (seqlen > 1024 and not causal)):
         pytest.skip("D = 128 long builds: packed v 256-key blocks, standard v 192 (not the same tiling)")
     g = torch.Generator().manual_seed(seqlen + d)
 
@@ -248,6 +250,22 @@ def test_short_key_dispatch(d, max_short):
     short_build = _dense_kernel_name(q[:, :64], k[:, :max_short], v[:, :max_short], s)
     assert short_build != long_build, f"D={d}: Sk={max_short} runs the long build"
     assert _dense_kernel_name(q[:, :64], k[:, :1], v[:, :1], s) == short_build
+
+
+def test_short_key_dispatch_packed_v_unmasked():
+    """A packed v without a mask takes the short-key build up to 1024 keys only
+    (short_keys_max_seqlen(128, true), fwd_fp8_launch.h): at 1025 and 2048 keys the 256-key
+    long build that longer sequences run; with causal still the short one at 2048."""
+    q, k, v, s = dense_inputs(1, 4224, 4224, 2, 1, 128, FP8, device="cuda", poison=False, seed=5)
+    v = packed_v(v)
+
+    def build(sk, **kw):  # the first sk keys (whole 16-key groups of the packed v)
+        return _dense_kernel_name(q[:, :64], k[:, :sk], v[..., : sk // 16, :].contiguous(), dict(s, **kw))
+
+    long_build, short_build = build(4224), build(1024)
+    assert long_build != short_build
+    assert build(2048) == long_build and build(1040) == long_build
+    assert build(2048, causal=True) == short_build
 
 
 @pytest.mark.parametrize("pack_v", [False, True])

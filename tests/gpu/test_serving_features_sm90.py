@@ -26,7 +26,7 @@ import torch
 
 import torch_fmha
 from emulate import emulate_fp8_attention, emulate_varlen_attention
-from inputs import FP8, dense_inputs, integer_score_inputs, paged_inputs, varlen_inputs
+from inputs import FP8, dense_inputs, integer_score_inputs, packed_v, paged_inputs, varlen_inputs
 from mufu_tanh import TANH_APPROX_REL_ERROR, tanh_approx
 from opcheck_samples import FP8_UTILS, serving_fwd_samples, serving_varlen_fwd_samples
 from poison import call_with_nan_outputs
@@ -141,10 +141,12 @@ def test_seqused_k_without_pages_vs_oracle(d):
 
 # ---- softcap and sinks ---------------------------------------------------------------------------
 
-def check_dense(q, k, v, s, case="", exact_scores=False, **kw):
+def check_dense(q, k, v, s, case="", exact_scores=False, v_ours=None, **kw):
+    """The op on (q, k, v_ours or v) against the oracle and the emulation on (q, k, v)."""
     b, sq, h, d = q.shape
+    v_ours = v if v_ours is None else v_ours
     out, lse = supported_or_skip(lambda: call_with_nan_outputs(
-        lambda: torch_fmha.attention(q, k, v, return_lse=True, **s, **kw),
+        lambda: torch_fmha.attention(q, k, v_ours, return_lse=True, **s, **kw),
         [((b, sq, h, d), torch.bfloat16), ((b, h, sq), torch.float32)]))
     torch.cuda.synchronize()
     ref, ref_lse = attention_ref(q, k, v, **s, **kw)
@@ -199,6 +201,16 @@ def test_sinks_vs_oracle(d, kind):
     q, k, v, s = dense_inputs(2, 200, 257, 4, 2, d, FP8, device="cuda", seed=d)
     for kw in (dict(), dict(causal=True, softcap=30.0), dict(window_size=(50, 0))):
         check_dense(q, k, v, s, sinks=_sinks(4, kind), case=f"sinks {kind} {kw}", **kw)
+
+
+@pytest.mark.parametrize("d", [128, 256])
+def test_packed_v_softcap_sinks_vs_oracle(d):
+    """softcap and sinks in the builds that read P from shared memory (kernel_traits.cuh,
+    kPFromSmem): a packed v at D = 256, and at D = 128 past the short-key limits (1024 keys
+    without a mask, 2048 with one; 2100 keys here)."""
+    q, k, v, s = dense_inputs(1, 700, 2100, 4, 2, d, FP8, device="cuda", seed=d + 7)
+    for kw in (dict(softcap=30.0), dict(causal=True, softcap=30.0), dict(window_size=(1500, 700))):
+        check_dense(q, k, v, s, v_ours=packed_v(v), sinks=_sinks(4, "mixed"), case=f"packed v sinks {kw}", **kw)
 
 
 @pytest.mark.parametrize("d", HEAD_DIMS)
