@@ -332,9 +332,10 @@ struct Fp8FwdTraits {
                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXACT_ALPHA_128
                                                         : TORCH_FMHA_TUNE_EXACT_ALPHA_256;
   // The prefill consumer's steady round skips O *= alpha when a warp vote says every
-  // alpha is exactly 1 (the same O bits: x * 1 is exact, no FTZ). A tuning experiment,
-  // off in the release builds: multiply in every block instead (the decode kernel keeps
-  // its own skip). Without the vote's branch, in sm_90a SASS of the D = 64 and D = 128
+  // alpha is exactly 1 (the same O bits: x * 1 is exact, no FTZ). Off (multiply in every
+  // block) in D = 256's P-from-shared-memory build only, whose P V wait sits before the
+  // exps, so the multiply waits for nothing there (session 25: +0.1-2.8% TF/s); a tuning
+  // experiment elsewhere (the decode kernel keeps its own skip). Without the vote's branch, in sm_90a SASS of the D = 64 and D = 128
   // (packed v) builds, ptxas moves the 64 FMULs and nearly all of P's F2FP / PRMT between
   // the MUFU.EX2s, and the loop ends 11 instructions after its last exp instead of 147 /
   // 156, as cuDNN's FP8 kernel has it (docs/DESIGN.md section 6). Blocks the vote skipped
