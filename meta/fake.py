@@ -6,6 +6,8 @@ real kernels' sizes, strides, dtypes and devices (like the schemas they take no
 default values, csrc/ops/registration.cpp: every call passes every argument):
 
     fwd         out [B, Sq, H, D] contiguous, lse [B, H, Sq] contiguous
+    fp8_fwd     fwd's outputs; quantize_qkv's checks and then fwd's, as the
+                composite C++ kernel runs them (csrc/ops/fp8_fwd_op.cpp)
     varlen_fwd  out [Tq, H, D] contiguous,    lse [H, Tq] contiguous
     *bwd        dq/dk/dv contiguous, shaped like q/k/v; dsinks like sinks
                 (or [0] in lse's dtype without sinks)
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from . import checks
+from . import checks, quantize
 
 
 def _fwd_outputs(q, p, out_shape, lse_shape):
@@ -30,6 +32,18 @@ def fwd_fake(q, k, v, softmax_scale, causal, window_left, window_right,
     p = checks.check_fwd("torch_fmha.fwd", q, k, v, softmax_scale, causal, window_left, window_right,
                          q_descale, k_descale, v_descale, out_scale, out_dtype, softcap, sinks)
     return _fwd_outputs(q, p, (p.batch, p.seqlen_q, p.heads_q, p.head_dim), (p.batch, p.heads_q, p.seqlen_q))
+
+
+def fp8_fwd_fake(q, k, v, per_head, qk_rotated, softmax_scale, causal, window_left, window_right,
+                 out_scale, out_dtype, softcap, sinks):
+    op = "torch_fmha.fp8_fwd"
+    checks._check_rank(op, "q", q, 4, "[batch, seqlen_q, heads, head_dim]")
+    checks._check_rank(op, "k", k, 4, "[batch, seqlen_k, heads_kv, head_dim]")
+    checks._check_rank(op, "v", v, 4, "[batch, seqlen_k, heads_kv, head_dim]")
+    q8, k8, v8, descales = quantize.quantize_qkv_fake(q, k, v, per_head, qk_rotated, None, None,
+                                                      v.size(-1) in (128, 256))  # packs_v
+    return fwd_fake(q8, k8, v8, softmax_scale, causal, window_left, window_right, descales[0], descales[1],
+                    descales[2], out_scale, out_dtype, softcap, sinks)
 
 
 def varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
@@ -70,6 +84,6 @@ def varlen_bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, dlse,
 
 def register() -> None:
     """Attach the fake kernels to the C++ ops (idempotent per process)."""
-    for name, fn in (("fwd", fwd_fake), ("varlen_fwd", varlen_fwd_fake),
+    for name, fn in (("fwd", fwd_fake), ("fp8_fwd", fp8_fwd_fake), ("varlen_fwd", varlen_fwd_fake),
                      ("bwd", bwd_fake), ("varlen_bwd", varlen_bwd_fake)):
         torch.library.register_fake(f"torch_fmha::{name}", fn)

@@ -162,6 +162,17 @@ CASES = [
      "torch_fmha.bwd: backward of torch.float8_e4m3fn attention is not supported"),
     ("bwd_lse_shape", ops.bwd, tuple(x.bfloat16() for x in (Q, Q, K, K, Q)) + (torch.zeros(2, 8, 4),), {},
      "torch_fmha.bwd: lse has shape [2, 8, 4], expected [2, 4, 8]"),
+    # fp8_fwd (torch_fmha.fp8_attention): its own rank checks, then quantize_qkv's, then fwd's.
+    ("fp8_fwd_q_rank", ops.fp8_fwd, (VQ.bfloat16(), K.bfloat16(), K.bfloat16(), True), {},
+     "torch_fmha.fp8_fwd: q must have rank 4 [batch, seqlen_q, heads, head_dim], got shape [10, 4, 64]"),
+    ("fp8_fwd_q_dtype", ops.fp8_fwd, (Q, K.bfloat16(), K.bfloat16(), True), {},
+     "torch_fmha.quantize_qkv: q has dtype torch.float8_e4m3fn, expected one of torch.bfloat16"),
+    ("fp8_fwd_heads", ops.fp8_fwd, (t(2, 8, 3, 64, dtype=torch.bfloat16), K.bfloat16(), K.bfloat16(), True), {},
+     "torch_fmha.quantize_qkv: q has 3 heads, which is not a multiple of the 2 heads of k and v"),
+    ("fp8_fwd_head_dim", ops.fp8_fwd, tuple(t(2, 8, 2, 96, dtype=torch.bfloat16) for _ in range(3)) + (False,), {},
+     "torch_fmha.fwd: head_dim (q.size(-1)) is 96, expected one of 64, 128, 256"),
+    ("fp8_fwd_out_scale", ops.fp8_fwd, (Q.bfloat16(), K.bfloat16(), K.bfloat16(), True),
+     dict(out_dtype=FP8), "torch_fmha.fwd: out_scale is required"),
 ]
 
 # Checks that read cu_seqlens' values: eager (CPU) only, never a host sync on CUDA.

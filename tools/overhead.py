@@ -28,7 +28,8 @@ GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits
 --stack: host time per layer of a model, torch_fmha against SDPA (issue 13).
 A stack of --layers layers, each x [B, S, E] -> linear (E -> 3E) -> q, k, v
 [B, S, H, D] -> (torch_fmha: quantize_fp8 per head of q, k, v (--quantize qkv:
-one quantize_qkv call) -> attention,
+one quantize_qkv call; --quantize fused: fp8_attention, one op for both steps;
+--quantize qkv,fused: both stacks in the same rounds) -> attention,
 FP8 in, bf16 out | SDPA: scaled_dot_product_attention on bf16) -> x, run
 side by side eagerly and torch.compile'd (inductor, fullgraph), under
 torch.no_grad. Rows give, per layer (per forward / layers):
@@ -122,7 +123,9 @@ class StackLayer(torch.nn.Module):
 
         b, s, h, d = self.shape
         q, k, v = self.qkv(x).view(b, s, 3, h, d).unbind(2)
-        if self.fmha and self.quantize == "qkv":
+        if self.fmha and self.quantize == "fused":  # one op: quantize_qkv + attention inside
+            o = torch_fmha.fp8_attention(q, k, v)
+        elif self.fmha and self.quantize == "qkv":
             qq = torch_fmha.quantize_qkv(q, k, v, "head")
             o = torch_fmha.attention(*qq.tensors, **qq.descales, out_dtype=torch.bfloat16)
         elif self.fmha:
@@ -262,9 +265,16 @@ def stack_main(args) -> int:
 def _stack_run(args, device, b, s, h, d) -> int:
     torch.manual_seed(0)
     dt = torch.bfloat16
-    stacks = {name: torch.nn.Sequential(*[StackLayer(name == "torch_fmha", b, s, h, d, args.quantize)
-                                          for _ in range(args.layers)]).to(device, dt).eval()
-              for name in ("torch_fmha", "sdpa")}
+    modes = args.quantize.split(",")
+    bad = [m for m in modes if m not in ("fp8", "qkv", "fused")]
+    if bad:
+        raise SystemExit(f"--quantize: {bad} not among fp8, qkv, fused")
+    # "torch_fmha" alone when one mode is measured (the rows' names of earlier runs)
+    names = ["torch_fmha" if len(modes) == 1 else f"torch_fmha[{m}]" for m in modes]
+    stacks = {name: torch.nn.Sequential(*[StackLayer(True, b, s, h, d, m) for _ in range(args.layers)])
+              .to(device, dt).eval() for name, m in zip(names, modes)}
+    stacks["sdpa"] = torch.nn.Sequential(*[StackLayer(False, b, s, h, d) for _ in range(args.layers)]
+                                         ).to(device, dt).eval()
     x = torch.randn(b, s, h * d, device=device, dtype=dt)
     rows: dict[str, dict] = {}
     profiles: dict[str, list] = {}
@@ -295,15 +305,16 @@ def _stack_run(args, device, b, s, h, d) -> int:
           f"{torch.__version__}, {torch.get_num_threads()} threads{kern}, SDPA backend: {args.sdpa_backend}, "
           f"quantize: {args.quantize}")
     print("per layer (per forward / layers), us; min over rounds (median in brackets)")
-    print(f"{'mode':28s} {'fmha host':>16s} {'sdpa host':>16s} {'host ratio':>10s} "
+    print(f"{'stack':20s} {'mode':28s} {'fmha host':>16s} {'sdpa host':>16s} {'host ratio':>10s} "
           f"{'fmha wall':>10s} {'sdpa wall':>10s}")
-    for mode in ("eager", "compiled", "compiled: Inductor call()"):
-        if (("torch_fmha", mode) not in rows) or (("sdpa", mode) not in rows):
-            continue
-        f, sd = rows[("torch_fmha", mode)], rows[("sdpa", mode)]
-        print(f"{mode:28s} {f['host_us'] / L:7.2f} ({f['host_med_us'] / L:6.2f}) "
-              f"{sd['host_us'] / L:7.2f} ({sd['host_med_us'] / L:6.2f}) "
-              f"{f['host_us'] / sd['host_us']:10.2f} {f['wall_us'] / L:10.2f} {sd['wall_us'] / L:10.2f}")
+    for name in names:
+        for mode in ("eager", "compiled", "compiled: Inductor call()"):
+            if ((name, mode) not in rows) or (("sdpa", mode) not in rows):
+                continue
+            f, sd = rows[(name, mode)], rows[("sdpa", mode)]
+            print(f"{name:20s} {mode:28s} {f['host_us'] / L:7.2f} ({f['host_med_us'] / L:6.2f}) "
+                  f"{sd['host_us'] / L:7.2f} ({sd['host_med_us'] / L:6.2f}) "
+                  f"{f['host_us'] / sd['host_us']:10.2f} {f['wall_us'] / L:10.2f} {sd['wall_us'] / L:10.2f}")
     for name, prof in profiles.items():
         print(f"\ncompiled {name} stack: torch.profiler self CPU per layer (profiler overhead included)")
         for key, us, calls in prof:
@@ -333,8 +344,10 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=15, help="--stack --profile: ops listed")
     p.add_argument("--sdpa-backend", default="default", choices=["default", "cudnn", "flash", "efficient", "math"],
                    help="--stack: the SDPA stack's backend (torch.nn.attention.sdpa_kernel)")
-    p.add_argument("--quantize", default="fp8", choices=["fp8", "qkv"],
-                   help="--stack: three quantize_fp8(.., 'head') calls per layer, or one quantize_qkv")
+    p.add_argument("--quantize", default="fp8",
+                   help="--stack: three quantize_fp8(.., 'head') calls per layer (fp8), one quantize_qkv "
+                        "(qkv), or fp8_attention, quantize and attention in one op (fused); a comma-separated "
+                        "list measures one torch_fmha stack per entry in the same rounds")
     p.add_argument("--real-cpu-kernel", action="store_true",
                    help="--stack on CPU: keep the CPU reference kernel (default: allocation-only stub)")
     args = p.parse_args(argv)

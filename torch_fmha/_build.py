@@ -36,6 +36,7 @@ CPU_SOURCES = (
     "ops/quantize_cpu.cpp",
     "ops/kvcache_checks.cpp",
     "ops/kvcache_op.cpp",  # CompositeExplicitAutograd: CPU and CUDA (#ifdef TORCH_FMHA_WITH_CUDA)
+    "ops/fp8_fwd_op.cpp",  # CompositeExplicitAutograd: quantize_qkv + fwd in one op
     "ops/merge_splits.cpp",  # its split merge: a loop here, a kernel launch on CUDA (#ifdef)
 )
 CUDA_OP_SOURCES = ("ops/fwd_cuda.cpp", "ops/quantize_cuda.cpp", "ops/kvcache_decode_cuda.cpp")

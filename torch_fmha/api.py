@@ -19,6 +19,7 @@ import torch
 # quantize_fp8 and FP8_MAX live in torch_fmha/quantize.py since 2026-11-27; kept
 # importable from here for code written against the earlier layout.
 from .quantize import FP8_MAX, quantize_fp8  # noqa: F401
+from .quantize import _check_qkv, hadamard_matrix
 
 _UNBOUNDED = (-1, -1)
 
@@ -117,6 +118,60 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     out, lse = torch.ops.torch_fmha.fwd.default(
         q, k, v, softmax_scale, causal, left, right, q_descale, k_descale, v_descale,
         out_scale, out_dtype, 0.0 if softcap is None else softcap, sinks)
+    return (out, lse) if return_lse else out
+
+
+def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                  granularity: str = "head", rotate: bool = False,
+                  softmax_scale: Optional[float] = None, causal: bool = False,
+                  window_size: tuple[int, int] = _UNBOUNDED, out_dtype: Optional[torch.dtype] = None,
+                  out_scale: Optional[torch.Tensor] = None, return_lse: bool = False,
+                  softcap: Optional[float] = None, sinks: Optional[torch.Tensor] = None):
+    """FP8 attention on high-precision inputs in one call: :func:`quantize_qkv`, then :func:`attention`.
+
+    The same result, bit for bit, as::
+
+        qkv = torch_fmha.quantize_qkv(q, k, v, granularity, rotate)
+        out = torch_fmha.attention(*qkv.tensors, **qkv.descales, out_dtype=..., ...)
+
+    but one op (``torch.ops.torch_fmha.fp8_fwd``) instead of two: in a
+    ``torch.compile``'d model that is one call in the generated code with two
+    outputs, instead of two calls, six outputs and three descale views, and the
+    inner calls skip their autograd checks. The quantized tensors stay inside
+    the op (v is packed for the kernel at D = 128 / 256 without showing up in a
+    trace). Inference only: it runs on tensors that require grad, but a
+    backward through it raises (rounding to FP8 has no gradient).
+
+    Args:
+        q: ``[B, Sq, H, D]``; k, v: ``[B, Sk, Hkv, D]``, bf16 / fp16 (fp32 /
+            fp64 too, the CPU op's reference dtypes), ``H % Hkv == 0``,
+            D in {64, 128, 256} on CUDA.
+        granularity, rotate: as for :func:`quantize_qkv` (scales per (batch,
+            KV head) by default; ``rotate`` applies the Hadamard rotation to q
+            and k first, two matrix products outside the op).
+        out_dtype: q's dtype by default when that is bf16 or fp16, else
+            bf16; ``float8_e4m3fn`` with ``out_scale``.
+        softmax_scale, causal, window_size, out_scale, return_lse, softcap,
+            sinks: as for :func:`attention`.
+
+    Errors are those of :func:`quantize_qkv` (its argument checks, then the
+    quantize op's), then those of :func:`attention`, each naming the argument.
+
+    Returns:
+        ``out [B, Sq, H, D]``, or ``(out, lse)`` when ``return_lse``.
+    """
+    _check_qkv(q, k, v, granularity, rotate, None, None, None)
+    left, right = _window(window_size)
+    if out_dtype is None and q.dtype == torch.float16:
+        out_dtype = torch.float16
+    # None is the op's own default (bf16 for the FP8 tensors it attends over): see _op_out_dtype.
+    op_out_dtype = None if out_dtype is None or out_dtype == torch.bfloat16 else out_dtype
+    if rotate:
+        h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
+        q, k = torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
+    out, lse = torch.ops.torch_fmha.fp8_fwd.default(
+        q, k, v, granularity == "head", rotate, softmax_scale, causal, left, right, out_scale,
+        op_out_dtype, 0.0 if softcap is None else softcap, sinks)
     return (out, lse) if return_lse else out
 
 

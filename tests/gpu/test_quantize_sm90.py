@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import torch_fmha  # noqa: F401  (loads the ops)
-from op_defaults import filled_ops
+from op_defaults import complete, filled_ops
 
 FP8 = torch.float8_e4m3fn
 NAN, INF = math.nan, math.inf
@@ -345,3 +345,49 @@ def test_pack_v_inductor_equals_eager():
         assert torch.equal(a.view(torch.uint8), b.view(torch.uint8))
     assert torch.equal(got[2], want[2])
     torch._dynamo.reset()
+
+
+# ---- fp8_attention: quantize_qkv + attention in one op (torch_fmha::fp8_fwd) ---------------------
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("kw", [dict(causal=True), dict(rotate=True, granularity="tensor", window_size=(300, 0)),
+                                dict(out_dtype=torch.float8_e4m3fn, softcap=30.0)], ids=["causal", "rot", "fp8out"])
+def test_fp8_attention_equals_quantize_then_attention(d, kw):
+    """The CUDA path of csrc/ops/fp8_fwd_op.cpp: the same quantize and fwd kernels as the two
+    calls, so the same bits (a packed v at D = 128 / 256, 1100 keys: past the short-key limit
+    without a mask there, so the P-from-shared-memory build runs)."""
+    kw = dict(kw)
+    q, k, v = (_data((2, 1100, n, d), torch.bfloat16, "outliers", s).cuda() for n, s in ((8, 0), (2, 1), (2, 2)))
+    if kw.get("out_dtype") is not None:
+        kw["out_scale"] = torch.tensor([0.02], device="cuda")
+    out, lse = torch_fmha.fp8_attention(q, k, v, return_lse=True, **kw)
+    qkv = torch_fmha.quantize_qkv(q, k, v, kw.pop("granularity", "head"), kw.pop("rotate", False))
+    want, want_lse = torch_fmha.attention(*qkv.tensors, **qkv.descales, return_lse=True, **kw)
+    assert out.dtype == want.dtype and torch.equal(out.view(torch.uint8), want.view(torch.uint8))
+    assert torch.equal(lse, want_lse)
+
+
+def test_fp8_attention_compiled_and_graph_captured():
+    q, k, v = (_data((1, 700, n, 128), torch.bfloat16, "normal", s).cuda() for n, s in ((4, 0), (2, 1), (2, 2)))
+    fn = lambda q, k, v: torch_fmha.fp8_attention(q, k, v, causal=True)  # noqa: E731
+    want = fn(q, k, v)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(fn, fullgraph=True)(q, k, v), want)
+    torch._dynamo.reset()
+    fn(q, k, v)  # warm up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(q, k, v)
+    q2, k2, v2 = (_data(t.shape, torch.bfloat16, "outliers", 7 + i).cuda() for i, t in enumerate((q, k, v)))
+    for dst, src in ((q, q2), (k, k2), (v, v2)):
+        dst.copy_(src)
+    graph.replay()
+    assert torch.equal(out, fn(q, k, v))
+
+
+def test_fp8_attention_opcheck_cuda():
+    q, k, v = (_data((1, 40, n, 128), torch.bfloat16, "normal", s).cuda() for n, s in ((4, 0), (2, 1), (2, 2)))
+    torch.library.opcheck(torch.ops.torch_fmha.fp8_fwd, (q, k, v, True),
+                          complete("fp8_fwd", 4, dict(causal=True)),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic",
+                                      "test_autograd_registration"))

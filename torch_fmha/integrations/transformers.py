@@ -343,10 +343,10 @@ def _dense(q, k, v, fp8: bool, **kw):
     """q [B, Sq, H, D], k/v [B, Sk, Hkv, D] (views) -> out [B, Sq, H, D]."""
     if not fp8:
         return torch_fmha.attention(q, k, v, **kw)
-    qkv = _quantize(q, k, v)
-    out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
-    out = torch_fmha.attention(*qkv.tensors, out_dtype=out_dtype, **qkv.descales, **kw)
-    return out.to(q.dtype)
+    # _quantize's setting, quantize and attention in one op (one call per layer in a
+    # compiled model; the same bits as the two calls).
+    d = q.size(-1)
+    return torch_fmha.fp8_attention(q, k, v, rotate=d > 0 and d & (d - 1) == 0, **kw).to(q.dtype)
 
 
 def _padded(q, k, v, pad: torch.Tensor, fp8: bool, **kw):
