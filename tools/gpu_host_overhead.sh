@@ -5,7 +5,9 @@
 # the single-call overhead table, and the end-to-end FP8 error table.
 #   mkdir -p .baseline && git archive <ref> | tar -x -C .baseline    (git-ignore it, carry it)
 #   BASE=.baseline [E2E_ARGS="--head-dims 128"] [STACK_ARGS="--quantize fp8"] bash tools/gpu_host_overhead.sh
-# (the stack quantizes with one quantize_qkv call per layer unless STACK_ARGS says otherwise)
+# (this tree's stack runs quantize_qkv + attention and fp8_attention per layer, each against SDPA in
+# the same rounds, unless STACK_ARGS says otherwise; the baseline's runs BASE_STACK_ARGS, default
+# --quantize qkv, which trees from before fp8_attention have)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 : "${BASE:?set BASE to a baseline source tree (see the usage above)}"
@@ -14,10 +16,10 @@ python3 -m pip install -q --no-deps --no-build-isolation --no-compile --target /
 echo "== build"; timeout 200 python3 -m torch_fmha.build 2>&1 | grep -E "^(CUDA|compile)"
 (cd /tmp && PYTHONPATH=/tmp/base_site:$PYTHONPATH TORCH_FMHA_CACHE=$OLDPWD/build/base_cache timeout 200 \
   python3 -c "import torch_fmha; print('base built', torch_fmha.build_info.cuda)" 2>&1 | tail -1)
-stack="--stack --sdpa-backend cudnn ${STACK_ARGS:---quantize qkv}"
+stack="--stack --sdpa-backend cudnn ${STACK_ARGS:---quantize qkv,fused}"
 echo "== stack, baseline tree"
 (cd /tmp && PYTHONPATH=/tmp/base_site:$PYTHONPATH TORCH_FMHA_CACHE=$OLDPWD/build/base_cache timeout 120 \
-  python3 $OLDPWD/tools/overhead.py $stack --json "$OUT/stack_before.json" > "$OUT/stack_before.log" 2>&1; echo "rc=$?")
+  python3 $OLDPWD/tools/overhead.py --stack --sdpa-backend cudnn ${BASE_STACK_ARGS:---quantize qkv} --json "$OUT/stack_before.json" > "$OUT/stack_before.log" 2>&1; echo "rc=$?")
 tail -14 "$OUT/stack_before.log"
 echo "== stack, this tree"
 timeout 120 python3 tools/overhead.py $stack --profile --json "$OUT/stack_after.json" > "$OUT/stack_after.log" 2>&1; echo "rc=$?"
