@@ -113,6 +113,8 @@ def test_python_checks_come_first():
         torch_fmha.fp8_attention(q, k, v, granularity="channel")
     with pytest.raises(TypeError, match="window_size must be a pair of ints"):
         torch_fmha.fp8_attention(q, k, v, window_size=4)
+    with pytest.raises(ValueError, match=r"fp8_attention takes dense q \[B, Sq, H, D\], got shape \[8, 2, 64\]"):
+        torch_fmha.fp8_attention(q[0], k[0], v[0])
 
 
 def test_export_with_dynamic_lengths():

@@ -62,6 +62,9 @@ def test_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path, unit, p
     (s_n,) = {int(m.group(1)) for x in loop if (m := re.search(r"QGMMA\.64x(\d+)x32", x)) and m.group(1) != pv_n}
     assert s_n == n, f"S is {s_n} keys wide"
     assert spills(loop) == 0, f"{spills(loop)} spills in the steady KV loop"
+    # O's rescale: behind the warp vote at D = 128, in every block at D = 256
+    # (TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_<D>), so no vote there
+    assert any("VOTE.ANY" in x for x in loop) == (n == 256)
     stores = [i for i, x in enumerate(loop) if re.search(r"\bSTS\b", x)]
     assert len(stores) == n // 8
     fences = [i for i, x in enumerate(loop) if "FENCE.VIEW.ASYNC.S" in x]

@@ -11,6 +11,9 @@ args=${BENCH_ARGS:---head-dims 128 --seqlens 1024,4096,16384}
 read -r -a variants <<< "${VARIANTS:-base:}"
 # All variants build at once (each into its own cache directory, keyed by its flags),
 # sharing the machine's cores: one build is bound by its slowest unit, not by the cores.
+# (Two variants with the same flags would share a directory while both build: refused.)
+dups=$(for v in "${variants[@]}"; do f=${v#*:}; echo "[${f//,/ }]"; done | sort | uniq -d)
+[ -n "$dups" ] && { echo "gpu_tune.sh: two variants have the same flags ($dups): one build each, please"; exit 2; }
 jobs=$(( $(nproc) / ${#variants[@]} )); (( jobs < 2 )) && jobs=2
 for v in "${variants[@]}"; do
   name=${v%%:*}; flags=${v#*:}; flags=${flags//,/ }

@@ -13,11 +13,11 @@
 //   wait S; release K[it]; mask; online softmax -> p, alpha
 //   wait O; release V^T[it-1]; O *= alpha; P[it] = fp8(p)
 //
-// P V reads P from registers (an RS wgmma), except in the D = 128 long-key
-// packed-v build (Traits::kPFromSmem): there P goes to a shared-memory tile
-// after the wait for O (store_p_smem) and P V is an SS wgmma, which frees P's
-// registers for 256-key blocks; its wait sits between the row max and the exps
-// (Traits::kPvWaitAfterMax).
+// P V reads P from registers (an RS wgmma), except in the long-key packed-v
+// builds at D = 128 and 256 (Traits::kPFromSmem): there P goes to a shared-memory
+// tile after the wait for O (store_p_smem) and P V is an SS wgmma, which frees P's
+// registers (256-key blocks at D = 128, no spills at D = 256); the wait sits
+// between the row max and the exps (Traits::kPvWaitAfterMax).
 //
 // The middle four lines are `gemm_round`, the releases `release_s_operands`
 // and `finish_pv`; the four rounds below (a tile's first S alone, the steady

@@ -44,8 +44,9 @@
 // The same for D = 256's packed-v build (128-key blocks as before): with P out of the
 // registers the consumers have no spill left in sm_90a SASS (29 local-memory
 // instructions before, 3 LDL per block in the steady loop). Measured with the wait after
-// the max and O's rescale in every block (below): +1.6-4.5% TF/s (session 25, DESIGN
-// section 6); with the wait pinned below the softmax it was slower than the release.
+// the max and O's rescale in every block (below): +1.1-4.7% TF/s (session 25, DESIGN
+// section 6); with the wait pinned below the softmax it was slower than the release in
+// 8 of 10 cells.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_256
 #define TORCH_FMHA_TUNE_P_SMEM_256 1
 #endif
@@ -334,7 +335,7 @@ struct Fp8FwdTraits {
   // The prefill consumer's steady round skips O *= alpha when a warp vote says every
   // alpha is exactly 1 (the same O bits: x * 1 is exact, no FTZ). Off (multiply in every
   // block) in D = 256's P-from-shared-memory build only, whose P V wait sits before the
-  // exps, so the multiply waits for nothing there (session 25: +0.1-2.8% TF/s); a tuning
+  // exps, so the multiply waits for nothing there (session 25: +0.2-2.8% TF/s); a tuning
   // experiment elsewhere (the decode kernel keeps its own skip). Without the vote's branch, in sm_90a SASS of the D = 64 and D = 128
   // (packed v) builds, ptxas moves the 64 FMULs and nearly all of P's F2FP / PRMT between
   // the MUFU.EX2s, and the loop ends 11 instructions after its last exp instead of 147 /

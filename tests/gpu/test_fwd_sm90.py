@@ -99,7 +99,7 @@ def test_packed_v_windows_gqa_fp8_out(d):
              case=f"packed v window GQA 8 fp8 out D={d}")
 
 
-@pytest.mark.parametrize("seqlen", [19, 129, 1023, 4224])
+@pytest.mark.parametrize("seqlen", [19, 129, 1023, 2048, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
@@ -113,7 +113,7 @@ def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
     against the oracle. At D = 256 both run 128-key blocks, P V reading P from shared memory
     (packed) or registers (standard): the same bits."""
     if d == 128 and (seqlen > 2048 or (seqlen > 1024 and not causal)):
-        pytest.skip("D = 128 long builds: packed v 256-key blocks, standard v 192 (not the same tiling)")
+        pytest.skip("D = 128: packed v 256-key blocks, standard v 192-key or short-key ones (not the same tiling)")
     g = torch.Generator().manual_seed(seqlen + d)
 
     def outliers(*shape):
@@ -254,8 +254,9 @@ def test_short_key_dispatch(d, max_short):
 
 def test_short_key_dispatch_packed_v_unmasked():
     """A packed v without a mask takes the short-key build up to 1024 keys only
-    (short_keys_max_seqlen(128, true), fwd_fp8_launch.h): at 1025 and 2048 keys the 256-key
-    long build that longer sequences run; with causal still the short one at 2048."""
+    (short_keys_max_seqlen(128, true), fwd_fp8_launch.h): at 1040 and 2048 keys (whole 16-key
+    groups of the packed v) the 256-key long build that longer sequences run; with causal still
+    the short one at 2048. test_packed_v runs 1025 keys against the oracle."""
     q, k, v, s = dense_inputs(1, 4224, 4224, 2, 1, 128, FP8, device="cuda", poison=False, seed=5)
     v = packed_v(v)
 

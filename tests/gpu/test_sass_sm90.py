@@ -105,7 +105,9 @@ def test_wgmma_not_serialized(kernels):
 
 # Local-memory instructions allowed in the consumers' steady KV loop per head dim: none
 # at D = 64 / 128; D = 256 had 3 LDL there (its 24 / 240 register split) before and
-# after the fp8 group stores and with exact alpha, and so has its packed-v build
+# after the fp8 group stores and with exact alpha, and so had its packed-v build until
+# P went through shared memory (session 25): a build with P from shared memory
+# (p_smem_build) is allowed none; the 3 apply with -DTORCH_FMHA_TUNE_P_SMEM_256=0
 # (docs/DESIGN.md section 6; tests/test_packed_v_sass.py).
 STEADY_LOOP_SPILLS = {64: 0, 128: 0, 256: 3}
 STEADY_LOOP_SPILLS_PACKED_V = {64: 0, 128: 0, 256: 3}
@@ -138,5 +140,7 @@ def test_no_warp_vote_couples_rows(kernels):
         loop = steady_loop(consumer_instrs(instrs))
         if not rescale_always(name, _head_dim(name)):
             assert any("VOTE.ANY" in i for i in loop), f"the O rescale's skip is gone: {name}"
+        else:  # every block multiplies: no vote, no branch around the multiply
+            assert not any("VOTE.ANY" in i for i in loop), f"a vote in a build that rescales always: {name}"
         votes = sum("VOTE.ALL" in i for i in loop)
         assert votes == 0, f"{votes} VOTE.ALL in the steady loop: {name}"

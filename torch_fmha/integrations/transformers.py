@@ -12,10 +12,14 @@ decides what reaches the attention function as ``attention_mask``):
     CUDA the kernel currently takes FP8 inputs only, so a bf16/fp16 model
     raises the op's error (nothing is routed elsewhere behind your back).
 ``"torch_fmha_fp8"``
-    q, k, v quantized with :func:`torch_fmha.quantize_qkv` per (batch, KV head),
-    q and k rotated by the Hadamard matrix first (``rotate=True``: the lowest
-    end-to-end error measured, see ``_quantize``), then the FP8 path with
-    output in the input dtype (bf16 when the input is float32).
+    q, k, v quantized per (batch, KV head), q and k rotated by the Hadamard
+    matrix first (``rotate=True``: the lowest end-to-end error measured, see
+    ``_quantize``), then the FP8 path with output in the input dtype (bf16 when
+    the input is float32): :func:`torch_fmha.fp8_attention` (one op) without a
+    padding mask, :func:`torch_fmha.quantize_qkv` then the varlen op with one.
+    Inference only: without a padding mask a backward raises (fp8_attention has
+    none); with one, or from an FP8 static cache, no gradient reaches q, k, v
+    (the FP8 tensors carry none).
 
 What is supported, and how each case maps onto the op:
 
