@@ -28,7 +28,8 @@ GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits
 --stack: host time per layer of a model, torch_fmha against SDPA (issue 13).
 A stack of --layers layers, each x [B, S, E] -> linear (E -> 3E) -> q, k, v
 [B, S, H, D] -> (torch_fmha: quantize_fp8 per head of q, k, v (--quantize qkv:
-one quantize_qkv call; --quantize fused: fp8_attention, one op for both steps;
+one quantize_qkv call; --quantize fused: fp8_attention, one op for both steps; fused_rot:
+the same with rotate=True, the transformers FP8 backend's setting;
 --quantize qkv,fused: both stacks in the same rounds) -> attention,
 FP8 in, bf16 out | SDPA: scaled_dot_product_attention on bf16) -> x, run
 side by side eagerly and torch.compile'd (inductor, fullgraph), under
@@ -123,8 +124,8 @@ class StackLayer(torch.nn.Module):
 
         b, s, h, d = self.shape
         q, k, v = self.qkv(x).view(b, s, 3, h, d).unbind(2)
-        if self.fmha and self.quantize == "fused":  # one op: quantize_qkv + attention inside
-            o = torch_fmha.fp8_attention(q, k, v)
+        if self.fmha and self.quantize in ("fused", "fused_rot"):  # one op: quantize_qkv + attention
+            o = torch_fmha.fp8_attention(q, k, v, rotate=self.quantize == "fused_rot")
         elif self.fmha and self.quantize == "qkv":
             qq = torch_fmha.quantize_qkv(q, k, v, "head")
             o = torch_fmha.attention(*qq.tensors, **qq.descales, out_dtype=torch.bfloat16)
@@ -266,9 +267,9 @@ def _stack_run(args, device, b, s, h, d) -> int:
     torch.manual_seed(0)
     dt = torch.bfloat16
     modes = args.quantize.split(",")
-    bad = [m for m in modes if m not in ("fp8", "qkv", "fused")]
+    bad = [m for m in modes if m not in ("fp8", "qkv", "fused", "fused_rot")]
     if bad:
-        raise SystemExit(f"--quantize: {bad} not among fp8, qkv, fused")
+        raise SystemExit(f"--quantize: {bad} not among fp8, qkv, fused, fused_rot")
     # "torch_fmha" alone when one mode is measured (the rows' names of earlier runs)
     names = ["torch_fmha" if len(modes) == 1 else f"torch_fmha[{m}]" for m in modes]
     stacks = {name: torch.nn.Sequential(*[StackLayer(True, b, s, h, d, m) for _ in range(args.layers)])
@@ -346,7 +347,7 @@ def main(argv=None) -> int:
                    help="--stack: the SDPA stack's backend (torch.nn.attention.sdpa_kernel)")
     p.add_argument("--quantize", default="fp8",
                    help="--stack: three quantize_fp8(.., 'head') calls per layer (fp8), one quantize_qkv "
-                        "(qkv), or fp8_attention, quantize and attention in one op (fused); a comma-separated "
+                        "(qkv), or fp8_attention, quantize and attention in one op (fused; fused_rot: with rotate=True); a comma-separated "
                         "list measures one torch_fmha stack per entry in the same rounds")
     p.add_argument("--real-cpu-kernel", action="store_true",
                    help="--stack on CPU: keep the CPU reference kernel (default: allocation-only stub)")
