@@ -8,6 +8,7 @@ default values, csrc/ops/registration.cpp: every call passes every argument):
     fwd         out [B, Sq, H, D] contiguous, lse [B, H, Sq] contiguous
     fp8_fwd     fwd's outputs; quantize_qkv's checks and then fwd's, as the
                 composite C++ kernel runs them (csrc/ops/fp8_fwd_op.cpp)
+    fp8_varlen_fwd  varlen_fwd's outputs, the same way
     varlen_fwd  out [Tq, H, D] contiguous,    lse [H, Tq] contiguous
     *bwd        dq/dk/dv contiguous, shaped like q/k/v; dsinks like sinks
                 (or [0] in lse's dtype without sinks)
@@ -44,6 +45,21 @@ def fp8_fwd_fake(q, k, v, per_head, qk_rotated, softmax_scale, causal, window_le
                                                       v.size(-1) in (128, 256))  # packs_v
     return fwd_fake(q8, k8, v8, softmax_scale, causal, window_left, window_right, descales[0], descales[1],
                     descales[2], out_scale, out_dtype, softcap, sinks)
+
+
+def fp8_varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, per_head,
+                        qk_rotated, softmax_scale, causal, window_left, window_right, out_scale, out_dtype,
+                        softcap, sinks):
+    op = "torch_fmha.fp8_varlen_fwd"
+    checks._check_rank(op, "q", q, 3, "[total_q, heads, head_dim]")
+    checks._check_rank(op, "k", k, 3, "[total_k, heads_kv, head_dim]")
+    checks._check_rank(op, "v", v, 3, "[total_k, heads_kv, head_dim]")
+    q8, k8, v8, descales = quantize.quantize_qkv_fake(
+        q, k, v, per_head, qk_rotated, cu_seqlens_q if per_head else None, cu_seqlens_k if per_head else None,
+        False)
+    return varlen_fwd_fake(q8, k8, v8, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
+                           causal, window_left, window_right, descales[0], descales[1], descales[2], out_scale,
+                           out_dtype, softcap, sinks, None, None)
 
 
 def varlen_fwd_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
@@ -85,5 +101,6 @@ def varlen_bwd_fake(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, dlse,
 def register() -> None:
     """Attach the fake kernels to the C++ ops (idempotent per process)."""
     for name, fn in (("fwd", fwd_fake), ("fp8_fwd", fp8_fwd_fake), ("varlen_fwd", varlen_fwd_fake),
+                     ("fp8_varlen_fwd", fp8_varlen_fwd_fake),
                      ("bwd", bwd_fake), ("varlen_bwd", varlen_bwd_fake)):
         torch.library.register_fake(f"torch_fmha::{name}", fn)

@@ -26,6 +26,8 @@ OP_DEFAULTS = {
     "quantize_fp8": dict(group_size=1, cu_seqlens=None),
     "quantize_qkv": dict(qk_rotated=False, cu_seqlens_q=None, cu_seqlens_k=None, pack_v=False),
     "fp8_fwd": dict(qk_rotated=False, **_ATTENTION, out_scale=None, out_dtype=None, softcap=0.0, sinks=None),
+    "fp8_varlen_fwd": dict(max_seqlen_q=None, max_seqlen_k=None, qk_rotated=False, **_ATTENTION, out_scale=None,
+                           out_dtype=None, softcap=0.0, sinks=None),
 }
 
 

@@ -173,6 +173,12 @@ CASES = [
      "torch_fmha.fwd: head_dim (q.size(-1)) is 96, expected one of 64, 128, 256"),
     ("fp8_fwd_out_scale", ops.fp8_fwd, (Q.bfloat16(), K.bfloat16(), K.bfloat16(), True),
      dict(out_dtype=FP8), "torch_fmha.fwd: out_scale is required"),
+    ("fp8_varlen_fwd_q_rank", ops.fp8_varlen_fwd, (Q.bfloat16(), VK.bfloat16(), VK.bfloat16(), CU, CU), dict(per_head=True),
+     "torch_fmha.fp8_varlen_fwd: q must have rank 3 [total_q, heads, head_dim], got shape [2, 8, 4, 64]"),
+    ("fp8_varlen_fwd_cu_dtype", ops.fp8_varlen_fwd, (VQ.bfloat16(), VK.bfloat16(), VK.bfloat16(), CU.long(), CU),
+     dict(per_head=True), "torch_fmha.quantize_qkv: cu_seqlens_q must have dtype torch.int32, got torch.int64"),
+    ("fp8_varlen_fwd_cu_len", ops.fp8_varlen_fwd, (VQ.bfloat16(), VK.bfloat16(), VK.bfloat16(), CU, cu(0, 10)),
+     dict(per_head=False), "torch_fmha.varlen_fwd: cu_seqlens_k has 2 elements but cu_seqlens_q has 3"),
 ]
 
 # Checks that read cu_seqlens' values: eager (CPU) only, never a host sync on CUDA.

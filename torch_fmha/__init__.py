@@ -21,7 +21,7 @@ from torch_fmha.meta import fake as _fake  # noqa: E402  (needs the ops loaded)
 from torch_fmha.meta import kvcache as _fake_kvcache  # noqa: E402
 from torch_fmha.meta import quantize as _fake_quantize  # noqa: E402
 
-from .api import attention, attention_with_kvcache, fp8_attention, varlen_attention  # noqa: E402
+from .api import attention, attention_with_kvcache, fp8_attention, fp8_varlen_attention, varlen_attention  # noqa: E402
 from .quantize import FP8_MAX, QuantizedQKV, quantize_fp8, quantize_qkv, unpack_v  # noqa: E402
 
 _fake.register()
@@ -42,6 +42,6 @@ def sm90_unavailable_reason() -> str | None:
     return None
 
 
-__all__ = ["attention", "fp8_attention", "varlen_attention", "attention_with_kvcache", "quantize_fp8", "quantize_qkv", "QuantizedQKV", "FP8_MAX", "unpack_v",
+__all__ = ["attention", "fp8_attention", "varlen_attention", "fp8_varlen_attention", "attention_with_kvcache", "quantize_fp8", "quantize_qkv", "QuantizedQKV", "FP8_MAX", "unpack_v",
            "build_info", "sm90_unavailable_reason"]
 __version__ = "0.1.0"

@@ -236,6 +236,45 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return (out, lse) if return_lse else out
 
 
+def fp8_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor,
+                         max_seqlen_q: Optional[int] = None, max_seqlen_k: Optional[int] = None, *,
+                         granularity: str = "head", rotate: bool = False,
+                         softmax_scale: Optional[float] = None, causal: bool = False,
+                         window_size: tuple[int, int] = _UNBOUNDED, out_dtype: Optional[torch.dtype] = None,
+                         out_scale: Optional[torch.Tensor] = None, return_lse: bool = False,
+                         softcap: Optional[float] = None, sinks: Optional[torch.Tensor] = None):
+    """:func:`fp8_attention` for a ragged batch: ``quantize_qkv(q, k, v, granularity, rotate,
+    cu_seqlens_q=, cu_seqlens_k=)`` (per-(sequence, KV head) scales), then
+    :func:`varlen_attention`, bit for bit, in one op (``torch.ops.torch_fmha.fp8_varlen_fwd``).
+
+    Args:
+        q: ``[Tq, H, D]``; k, v: ``[Tk, Hkv, D]``, bf16 / fp16 (fp32 / fp64 on CPU).
+        cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k: as for
+            :func:`varlen_attention` (no ``seqused_k`` / ``page_table``: a paged
+            or partly used KV cache is quantized when it is written, not here).
+        The rest: as for :func:`fp8_attention`.
+
+    Returns:
+        ``out [Tq, H, D]``, or ``(out, lse)`` with ``lse [H, Tq]`` when ``return_lse``.
+    """
+    if isinstance(q, torch.Tensor) and q.dim() != 3:
+        raise ValueError(f"fp8_varlen_attention takes packed q [Tq, H, D], got shape {list(q.shape)}; for a "
+                         f"dense batch use fp8_attention")
+    _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, None)
+    left, right = _window(window_size)
+    if out_dtype is None and q.dtype == torch.float16:
+        out_dtype = torch.float16
+    op_out_dtype = None if out_dtype is None or out_dtype == torch.bfloat16 else out_dtype
+    if rotate:
+        h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
+        q, k = torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
+    out, lse = torch.ops.torch_fmha.fp8_varlen_fwd.default(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, granularity == "head", rotate,
+        softmax_scale, causal, left, right, out_scale, op_out_dtype, 0.0 if softcap is None else softcap, sinks)
+    return (out, lse) if return_lse else out
+
+
 def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            cache_seqlens: torch.Tensor, *, page_table: Optional[torch.Tensor] = None,
                            cu_seqlens_q: Optional[torch.Tensor] = None, max_seqlen_q: Optional[int] = None,

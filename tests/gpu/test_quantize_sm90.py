@@ -391,3 +391,16 @@ def test_fp8_attention_opcheck_cuda():
                           complete("fp8_fwd", 4, dict(causal=True)),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic",
                                       "test_autograd_registration"))
+
+
+@pytest.mark.parametrize("d", [64, 128, 256])
+def test_fp8_varlen_attention_equals_quantize_then_varlen_attention(d):
+    """fp8_varlen_fwd on CUDA: quantize_qkv with per-(sequence, KV head) scales, then varlen_fwd, in
+    one op: the same bits as the two calls (an empty sequence and a 1100-key one included)."""
+    cu = torch.tensor([0, 300, 300, 1400, 1417], dtype=torch.int32, device="cuda")
+    q, k, v = (_data((1417, n, d), torch.bfloat16, "outliers", s).cuda() for n, s in ((8, 0), (2, 1), (2, 2)))
+    kw = dict(causal=True, softcap=30.0)
+    out, lse = torch_fmha.fp8_varlen_attention(q, k, v, cu, cu, rotate=True, return_lse=True, **kw)
+    qkv = torch_fmha.quantize_qkv(q, k, v, "head", True, cu_seqlens_q=cu, cu_seqlens_k=cu)
+    want, want_lse = torch_fmha.varlen_attention(*qkv.tensors, cu, cu, **qkv.descales, return_lse=True, **kw)
+    assert torch.equal(out, want) and torch.equal(lse, want_lse)

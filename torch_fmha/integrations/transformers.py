@@ -15,11 +15,10 @@ decides what reaches the attention function as ``attention_mask``):
     q, k, v quantized per (batch, KV head), q and k rotated by the Hadamard
     matrix first (``rotate=True``: the lowest end-to-end error measured, see
     ``_quantize``), then the FP8 path with output in the input dtype (bf16 when
-    the input is float32): :func:`torch_fmha.fp8_attention` (one op) without a
-    padding mask, :func:`torch_fmha.quantize_qkv` then the varlen op with one.
-    Inference only: without a padding mask a backward raises (fp8_attention has
-    none); with one, or from an FP8 static cache, no gradient reaches q, k, v
-    (the FP8 tensors carry none).
+    the input is float32): :func:`torch_fmha.fp8_attention` (one op), or
+    :func:`torch_fmha.fp8_varlen_attention` with a padding mask. Inference only:
+    a backward through them raises; with a static cache (decode steps) no
+    gradient reaches q, k, v (their FP8 copies carry none).
 
 What is supported, and how each case maps onto the op:
 
@@ -382,11 +381,9 @@ def _padded(q, k, v, pad: torch.Tensor, fp8: bool, **kw):
     qp, kp, vp = q.reshape(b * sq, h, d), k.reshape(b * sk, hkv, d), v.reshape(b * sk, hkv, d)
     if not fp8:
         out = torch_fmha.varlen_attention(qp, kp, vp, cu_q, cu_k, **kw)
-    else:
-        qkv = _quantize(qp, kp, vp, cu_q, cu_k)
-        out_dtype = q.dtype if q.dtype in _FLOAT_OUT else torch.bfloat16
-        out = torch_fmha.varlen_attention(*qkv.tensors, cu_q, cu_k, out_dtype=out_dtype, **qkv.descales,
-                                          **kw).to(q.dtype)
+    else:  # _quantize's setting, in one op (as _dense)
+        out = torch_fmha.fp8_varlen_attention(qp, kp, vp, cu_q, cu_k, rotate=d > 0 and d & (d - 1) == 0,
+                                              **kw).to(q.dtype)
     return out.view(b, sq, h, d)
 
 
