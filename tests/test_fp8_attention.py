@@ -136,11 +136,12 @@ def test_export_with_dynamic_lengths():
 # ---- fp8_varlen_attention (torch_fmha::fp8_varlen_fwd) --------------------------------------------
 
 CU = torch.tensor([0, 5, 5, 42, 62], dtype=torch.int32)  # an empty sequence included
+CU_K = torch.tensor([0, 9, 12, 50, 70], dtype=torch.int32)  # other key lengths: q's and k's must not swap
 
 
 def packed_inputs(h, hkv, d, dtype=torch.bfloat16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(62, n, d, generator=g).to(dtype) for n in (h, hkv, hkv))
+    q, k, v = (torch.randn(t, n, d, generator=g).to(dtype) for t, n in ((62, h), (70, hkv), (70, hkv)))
     k[40, 0, 3] = 40.0
     return q, k, v
 
@@ -150,7 +151,8 @@ VARLEN_CASES = [
     dict(hd=(4, 2, 64), granularity="tensor"),
     dict(hd=(8, 1, 128), rotate=True, window_size=(9, 3), sinks=torch.linspace(-2, 2, 8)),
     dict(hd=(2, 2, 256), causal=True, softcap=30.0, out_dtype=FP8, out_scale=torch.tensor([0.05])),
-    dict(hd=(2, 2, 128), dtype=torch.float16, max_seqlen_q=37, max_seqlen_k=37),
+    dict(hd=(2, 2, 128), dtype=torch.float16, max_seqlen_q=37, max_seqlen_k=38),
+    dict(hd=(2, 1, 64), dtype=torch.float32, causal=True),  # fp32 in: bf16 out
 ]
 
 
@@ -159,12 +161,13 @@ def test_varlen_equals_quantize_then_varlen_attention(case):
     kw = dict(case)
     q, k, v = packed_inputs(*kw.pop("hd"), dtype=kw.pop("dtype", torch.bfloat16))
     gran, rot = kw.pop("granularity", "head"), kw.pop("rotate", False)
-    out, lse = torch_fmha.fp8_varlen_attention(q, k, v, CU, CU, granularity=gran, rotate=rot, return_lse=True, **kw)
-    cu = dict(cu_seqlens_q=CU, cu_seqlens_k=CU) if gran == "head" else {}
+    out, lse = torch_fmha.fp8_varlen_attention(q, k, v, CU, CU_K, granularity=gran, rotate=rot, return_lse=True,
+                                               **kw)
+    cu = dict(cu_seqlens_q=CU, cu_seqlens_k=CU_K) if gran == "head" else {}
     qkv = torch_fmha.quantize_qkv(q, k, v, gran, rot, **cu)
     if kw.get("out_dtype") is None:
-        kw["out_dtype"] = q.dtype
-    want, want_lse = torch_fmha.varlen_attention(*qkv.tensors, CU, CU, **qkv.descales, return_lse=True, **kw)
+        kw["out_dtype"] = q.dtype if q.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+    want, want_lse = torch_fmha.varlen_attention(*qkv.tensors, CU, CU_K, **qkv.descales, return_lse=True, **kw)
     assert out.dtype == want.dtype and torch.equal(out.view(torch.uint8), want.view(torch.uint8))
     assert torch.equal(lse, want_lse)
 
@@ -172,12 +175,12 @@ def test_varlen_equals_quantize_then_varlen_attention(case):
 def test_varlen_compiled_graph_has_one_op_call():
     from torch._inductor.utils import run_and_get_code
 
-    def layer(q, k, v, cu):
-        return torch_fmha.fp8_varlen_attention(q, k, v, cu, cu, causal=True)
+    def layer(q, k, v, cu_q, cu_k):
+        return torch_fmha.fp8_varlen_attention(q, k, v, cu_q, cu_k, causal=True)
 
     q, k, v = packed_inputs(4, 2, 128)
-    out, (code, *_) = run_and_get_code(torch.compile(layer, backend="inductor", fullgraph=True), q, k, v, CU)
-    assert torch.equal(out, layer(q, k, v, CU))
+    out, (code, *_) = run_and_get_code(torch.compile(layer, backend="inductor", fullgraph=True), q, k, v, CU, CU_K)
+    assert torch.equal(out, layer(q, k, v, CU, CU_K))
     calls = [line.strip() for line in code.splitlines() if "torch.ops.torch_fmha." in line and "(" in line
              and not line.strip().startswith(("#", "assert"))]
     assert [c.split("(")[0].split("= ")[-1] for c in calls] == ["torch.ops.torch_fmha.fp8_varlen_fwd.default"], calls
@@ -185,16 +188,16 @@ def test_varlen_compiled_graph_has_one_op_call():
 
 def test_varlen_opcheck():
     q, k, v = packed_inputs(4, 2, 64)
-    for args, kw in (((q, k, v, CU, CU), dict(per_head=True, causal=True)),
-                     ((q, k, v, CU, CU), dict(per_head=False, qk_rotated=True, window_left=4, window_right=0))):
+    for args, kw in (((q, k, v, CU, CU_K), dict(per_head=True, causal=True)),
+                     ((q, k, v, CU, CU_K), dict(per_head=False, qk_rotated=True, window_left=4, window_right=0))):
         torch.library.opcheck(torch.ops.torch_fmha.fp8_varlen_fwd, args, complete("fp8_varlen_fwd", len(args), kw),
                               test_utils=ALL_UTILS)
 
 
 def test_varlen_no_backward_and_dense_only_messages():
     q, k, v = packed_inputs(2, 2, 64)
-    out = torch_fmha.fp8_varlen_attention(q.requires_grad_(), k, v, CU, CU)
+    out = torch_fmha.fp8_varlen_attention(q.requires_grad_(), k, v, CU, CU_K)
     with pytest.raises(RuntimeError, match=r"torch_fmha.fp8_varlen_fwd: no backward"):
         out.float().sum().backward()
     with pytest.raises(ValueError, match=r"fp8_varlen_attention takes packed q \[Tq, H, D\]"):
-        torch_fmha.fp8_varlen_attention(q[None], k[None], v[None], CU, CU)
+        torch_fmha.fp8_varlen_attention(q[None], k[None], v[None], CU, CU_K)

@@ -162,7 +162,7 @@ def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     """
     if isinstance(q, torch.Tensor) and q.dim() != 4:
         raise ValueError(f"fp8_attention takes dense q [B, Sq, H, D], got shape {list(q.shape)}; for a "
-                         f"packed batch use quantize_qkv(..., cu_seqlens_q=, cu_seqlens_k=) and varlen_attention")
+                         f"packed batch use fp8_varlen_attention")
     _check_qkv(q, k, v, granularity, rotate, None, None, None)
     left, right = _window(window_size)
     if out_dtype is None and q.dtype == torch.float16:

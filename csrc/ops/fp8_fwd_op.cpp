@@ -152,11 +152,13 @@ bool requires_grad(const OptTensor& t) { return t.has_value() && t->defined() &&
 // tensors that require grad (a model called without torch.no_grad()) runs as
 // quantize_qkv + attention did, and a backward through it fails with the op's
 // sentence instead of leaving q, k and v silently without a gradient. `run`
-// calls the op (below autograd); q, k, v and sinks are the differentiable inputs.
+// calls the op (below autograd); q, k, v, sinks and out_scale are the tensor inputs
+// a gradient could flow to.
 struct NoBackward : public torch::autograd::Function<NoBackward> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const Tensor& q, const Tensor& k, const Tensor& v,
-                                                const OptTensor& sinks, const char* op,
+                                                const OptTensor& sinks, const OptTensor& out_scale,
+                                                const char* op,
                                                 const std::function<Outputs()>& run) {
     ctx->saved_data["op"] = std::string(op);
     at::AutoDispatchBelowADInplaceOrView guard;
@@ -176,13 +178,13 @@ struct NoBackward : public torch::autograd::Function<NoBackward> {
 // autograd at once, so the composite's inner ops skip their autograd kernels.
 template <typename Run>
 Outputs without_backward(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
-                         const OptTensor& sinks, const Run& run) {
-  if (!at::GradMode::is_enabled() ||
-      !(requires_grad(q) || requires_grad(k) || requires_grad(v) || requires_grad(sinks))) {
+                         const OptTensor& sinks, const OptTensor& out_scale, const Run& run) {
+  if (!at::GradMode::is_enabled() || !(requires_grad(q) || requires_grad(k) || requires_grad(v) ||
+                                       requires_grad(sinks) || requires_grad(out_scale))) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return run();
   }
-  auto r = NoBackward::apply(q, k, v, sinks, op, std::function<Outputs()>(run));
+  auto r = NoBackward::apply(q, k, v, sinks, out_scale, op, std::function<Outputs()>(run));
   return {r[0], r[1]};
 }
 
@@ -190,7 +192,7 @@ Outputs fp8_fwd_autograd(const Tensor& q, const Tensor& k, const Tensor& v, bool
                          bool qk_rotated, std::optional<double> softmax_scale, bool causal,
                          int64_t window_left, int64_t window_right, const OptTensor& out_scale,
                          ScalarTypeOpt out_dtype, double softcap, const OptTensor& sinks) {
-  return without_backward(kFwdOp, q, k, v, sinks, [&] {
+  return without_backward(kFwdOp, q, k, v, sinks, out_scale, [&] {
     return fp8_fwd_op().call(q, k, v, per_head, qk_rotated, softmax_scale, causal, window_left,
                              window_right, out_scale, out_dtype, softcap, sinks);
   });
@@ -203,7 +205,7 @@ Outputs fp8_varlen_fwd_autograd(const Tensor& q, const Tensor& k, const Tensor& 
                                 int64_t window_left, int64_t window_right,
                                 const OptTensor& out_scale, ScalarTypeOpt out_dtype,
                                 double softcap, const OptTensor& sinks) {
-  return without_backward(kVarlenFwdOp, q, k, v, sinks, [&] {
+  return without_backward(kVarlenFwdOp, q, k, v, sinks, out_scale, [&] {
     return fp8_varlen_fwd_op().call(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                     max_seqlen_k, per_head, qk_rotated, softmax_scale, causal,
                                     window_left, window_right, out_scale, out_dtype, softcap,

@@ -397,10 +397,12 @@ def test_fp8_attention_opcheck_cuda():
 def test_fp8_varlen_attention_equals_quantize_then_varlen_attention(d):
     """fp8_varlen_fwd on CUDA: quantize_qkv with per-(sequence, KV head) scales, then varlen_fwd, in
     one op: the same bits as the two calls (an empty sequence and a 1100-key one included)."""
-    cu = torch.tensor([0, 300, 300, 1400, 1417], dtype=torch.int32, device="cuda")
-    q, k, v = (_data((1417, n, d), torch.bfloat16, "outliers", s).cuda() for n, s in ((8, 0), (2, 1), (2, 2)))
+    cu_q = torch.tensor([0, 300, 300, 1400, 1417], dtype=torch.int32, device="cuda")
+    cu_k = torch.tensor([0, 350, 351, 1451, 1500], dtype=torch.int32, device="cuda")  # q's and k's differ
+    q = _data((1417, 8, d), torch.bfloat16, "outliers", 0).cuda()
+    k, v = (_data((1500, 2, d), torch.bfloat16, "outliers", s).cuda() for s in (1, 2))
     kw = dict(causal=True, softcap=30.0)
-    out, lse = torch_fmha.fp8_varlen_attention(q, k, v, cu, cu, rotate=True, return_lse=True, **kw)
-    qkv = torch_fmha.quantize_qkv(q, k, v, "head", True, cu_seqlens_q=cu, cu_seqlens_k=cu)
-    want, want_lse = torch_fmha.varlen_attention(*qkv.tensors, cu, cu, **qkv.descales, return_lse=True, **kw)
+    out, lse = torch_fmha.fp8_varlen_attention(q, k, v, cu_q, cu_k, rotate=True, return_lse=True, **kw)
+    qkv = torch_fmha.quantize_qkv(q, k, v, "head", True, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)
+    want, want_lse = torch_fmha.varlen_attention(*qkv.tensors, cu_q, cu_k, **qkv.descales, return_lse=True, **kw)
     assert torch.equal(out, want) and torch.equal(lse, want_lse)

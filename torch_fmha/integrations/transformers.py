@@ -17,8 +17,8 @@ decides what reaches the attention function as ``attention_mask``):
     ``_quantize``), then the FP8 path with output in the input dtype (bf16 when
     the input is float32): :func:`torch_fmha.fp8_attention` (one op), or
     :func:`torch_fmha.fp8_varlen_attention` with a padding mask. Inference only:
-    a backward through them raises; with a static cache (decode steps) no
-    gradient reaches q, k, v (their FP8 copies carry none).
+    a backward through it raises in every path (from a static cache with
+    ``fwd_kvcache``'s message).
 
 What is supported, and how each case maps onto the op:
 
