@@ -151,7 +151,7 @@ bool requires_grad(const OptTensor& t) { return t.has_value() && t->defined() &&
 // Forward as the composite; backward refuses by name. So an inference call on
 // tensors that require grad (a model called without torch.no_grad()) runs as
 // quantize_qkv + attention did, and a backward through it fails with the op's
-// sentence instead of leaving q, k and v silently without a gradient. `run`
+// sentence (the two calls fail in bwd: FP8 attention has no backward). `run`
 // calls the op (below autograd); q, k, v, sinks and out_scale are the tensor inputs
 // a gradient could flow to.
 struct NoBackward : public torch::autograd::Function<NoBackward> {
