@@ -19,7 +19,7 @@ import torch
 # quantize_fp8 and FP8_MAX live in torch_fmha/quantize.py since 2026-11-27; kept
 # importable from here for code written against the earlier layout.
 from .quantize import FP8_MAX, quantize_fp8  # noqa: F401
-from .quantize import _check_qkv, hadamard_matrix
+from .quantize import _check_qkv, _rotate_qk
 
 _UNBOUNDED = (-1, -1)
 
@@ -121,6 +121,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     return (out, lse) if return_lse else out
 
 
+def _fp8_op_out_dtype(q: torch.Tensor, out_dtype: Optional[torch.dtype]) -> Optional[torch.dtype]:
+    """fp8_attention's output dtype as its op takes it: q's dtype by default for fp16 (bf16
+    otherwise), and None for bf16, the op's own default (see _op_out_dtype)."""
+    if out_dtype is None and q.dtype == torch.float16:
+        return torch.float16
+    return None if out_dtype is None or out_dtype == torch.bfloat16 else out_dtype
+
+
 def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                   granularity: str = "head", rotate: bool = False,
                   softmax_scale: Optional[float] = None, causal: bool = False,
@@ -165,13 +173,9 @@ def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                          f"packed batch use fp8_varlen_attention")
     _check_qkv(q, k, v, granularity, rotate, None, None, None)
     left, right = _window(window_size)
-    if out_dtype is None and q.dtype == torch.float16:
-        out_dtype = torch.float16
-    # None is the op's own default (bf16 for the FP8 tensors it attends over): see _op_out_dtype.
-    op_out_dtype = None if out_dtype is None or out_dtype == torch.bfloat16 else out_dtype
+    op_out_dtype = _fp8_op_out_dtype(q, out_dtype)
     if rotate:
-        h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
-        q, k = torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
+        q, k = _rotate_qk(q, k)
     out, lse = torch.ops.torch_fmha.fp8_fwd.default(
         q, k, v, granularity == "head", rotate, softmax_scale, causal, left, right, out_scale,
         op_out_dtype, 0.0 if softcap is None else softcap, sinks)
@@ -263,12 +267,9 @@ def fp8_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          f"dense batch use fp8_attention")
     _check_qkv(q, k, v, granularity, rotate, cu_seqlens_q, cu_seqlens_k, None)
     left, right = _window(window_size)
-    if out_dtype is None and q.dtype == torch.float16:
-        out_dtype = torch.float16
-    op_out_dtype = None if out_dtype is None or out_dtype == torch.bfloat16 else out_dtype
+    op_out_dtype = _fp8_op_out_dtype(q, out_dtype)
     if rotate:
-        h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
-        q, k = torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
+        q, k = _rotate_qk(q, k)
     out, lse = torch.ops.torch_fmha.fp8_varlen_fwd.default(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, granularity == "head", rotate,
         softmax_scale, causal, left, right, out_scale, op_out_dtype, 0.0 if softcap is None else softcap, sinks)

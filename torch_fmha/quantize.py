@@ -80,6 +80,14 @@ def _is_pow2(n: int) -> bool:
 
 # --------------------------------------------------------------------------- Hadamard ---
 
+
+def _rotate_qk(q: torch.Tensor, k: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """q @ H and k @ H with the +-1 Hadamard matrix (unnormalised: the quantize op folds
+    1 / sqrt(D) into the descales). One matrix for both: in a compiled graph H is built by
+    generated ops (the eager cache cannot be read there), once per call instead of twice."""
+    h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
+    return torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
+
 _HADAMARD_CACHE: Dict[Tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
 
 
@@ -335,10 +343,7 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
         pack_v = (q.dim() == 4 and q.size(-1) in _PACK_V_HEAD_DIMS
                   and not isinstance(v.size(1), torch.SymInt))
     if rotate:  # a GEMM each; the op then folds 1 / sqrt(D) into the descales
-        # One matrix for q and k: in a compiled graph H is built by generated ops
-        # (the eager cache cannot be read there), once per call instead of twice.
-        h = hadamard_matrix(int(q.size(-1)), q.device, q.dtype)
-        q, k = torch.matmul(q, h), torch.matmul(k, h if k.dtype == q.dtype else h.to(k.dtype))
+        q, k = _rotate_qk(q, k)
     per_head = granularity == "head"
     packed_head = per_head and q.dim() == 3
     # The overload itself (the packet's lookup costs ~0.5 us a call) and one unbind

@@ -22,6 +22,8 @@
 #include <optional>
 #include <tuple>
 
+#include "op_handles.h"
+
 namespace torch_fmha {
 namespace {
 
@@ -30,16 +32,6 @@ using OptTensor = std::optional<Tensor>;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using FwdSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                          std::optional<double>, bool, int64_t, int64_t,
-                                          const OptTensor&, const OptTensor&, const OptTensor&,
-                                          const OptTensor&, std::optional<at::ScalarType>, double,
-                                          const OptTensor&);
-using VarlenFwdSig = std::tuple<Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
-    std::optional<c10::SymInt>, std::optional<c10::SymInt>, std::optional<double>, bool, int64_t,
-    int64_t, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
-    std::optional<at::ScalarType>, double, const OptTensor&, const OptTensor&, const OptTensor&);
 using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;  // dq, dk, dv, dsinks
 using BwdSig = Grads(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                      const Tensor&, const OptTensor&, std::optional<double>, bool, int64_t,
@@ -50,25 +42,12 @@ using VarlenBwdSig = Grads(const Tensor&, const Tensor&, const Tensor&, const Te
                            std::optional<c10::SymInt>, std::optional<double>, bool, int64_t,
                            int64_t, double, const OptTensor&);
 
-template <typename Sig>
-c10::TypedOperatorHandle<Sig> handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
-const c10::TypedOperatorHandle<FwdSig>& fwd_op() {
-  static const auto op = handle<FwdSig>("torch_fmha::fwd");
-  return op;
-}
-const c10::TypedOperatorHandle<VarlenFwdSig>& varlen_fwd_op() {
-  static const auto op = handle<VarlenFwdSig>("torch_fmha::varlen_fwd");
-  return op;
-}
 const c10::TypedOperatorHandle<BwdSig>& bwd_op() {
-  static const auto op = handle<BwdSig>("torch_fmha::bwd");
+  static const auto op = op_handle<BwdSig>("torch_fmha::bwd");
   return op;
 }
 const c10::TypedOperatorHandle<VarlenBwdSig>& varlen_bwd_op() {
-  static const auto op = handle<VarlenBwdSig>("torch_fmha::varlen_bwd");
+  static const auto op = op_handle<VarlenBwdSig>("torch_fmha::varlen_bwd");
   return op;
 }
 

@@ -28,6 +28,7 @@
 #include <tuple>
 
 #include "checks.h"
+#include "op_handles.h"
 
 TORCH_LIBRARY_FRAGMENT(torch_fmha, m) {
   // q [B, Sq, H, D], k/v [B, Sk, Hkv, D] in bf16 / fp16 / fp32 / fp64 ->
@@ -58,17 +59,6 @@ using OptSymInt = std::optional<c10::SymInt>;
 using ScalarTypeOpt = std::optional<at::ScalarType>;
 using Outputs = std::tuple<Tensor, Tensor>;
 
-using QuantizeQkvSig = std::tuple<Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, bool, bool, const OptTensor&, const OptTensor&,
-    bool);
-using FwdSig = Outputs(const Tensor&, const Tensor&, const Tensor&, std::optional<double>, bool,
-                       int64_t, int64_t, const OptTensor&, const OptTensor&, const OptTensor&,
-                       const OptTensor&, ScalarTypeOpt, double, const OptTensor&);
-using VarlenFwdSig = Outputs(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                             const OptTensor&, OptSymInt, OptSymInt, std::optional<double>, bool,
-                             int64_t, int64_t, const OptTensor&, const OptTensor&,
-                             const OptTensor&, const OptTensor&, ScalarTypeOpt, double,
-                             const OptTensor&, const OptTensor&, const OptTensor&);
 using Fp8FwdSig = Outputs(const Tensor&, const Tensor&, const Tensor&, bool, bool,
                           std::optional<double>, bool, int64_t, int64_t, const OptTensor&,
                           ScalarTypeOpt, double, const OptTensor&);
@@ -77,29 +67,12 @@ using Fp8VarlenFwdSig = Outputs(const Tensor&, const Tensor&, const Tensor&, con
                                 std::optional<double>, bool, int64_t, int64_t, const OptTensor&,
                                 ScalarTypeOpt, double, const OptTensor&);
 
-template <typename Sig>
-c10::TypedOperatorHandle<Sig> handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
-const c10::TypedOperatorHandle<QuantizeQkvSig>& quantize_qkv_op() {
-  static const auto op = handle<QuantizeQkvSig>("torch_fmha::quantize_qkv");
-  return op;
-}
-const c10::TypedOperatorHandle<FwdSig>& fwd_op() {
-  static const auto op = handle<FwdSig>("torch_fmha::fwd");
-  return op;
-}
-const c10::TypedOperatorHandle<VarlenFwdSig>& varlen_fwd_op() {
-  static const auto op = handle<VarlenFwdSig>("torch_fmha::varlen_fwd");
-  return op;
-}
 const c10::TypedOperatorHandle<Fp8FwdSig>& fp8_fwd_op() {
-  static const auto op = handle<Fp8FwdSig>("torch_fmha::fp8_fwd");
+  static const auto op = op_handle<Fp8FwdSig>("torch_fmha::fp8_fwd");
   return op;
 }
 const c10::TypedOperatorHandle<Fp8VarlenFwdSig>& fp8_varlen_fwd_op() {
-  static const auto op = handle<Fp8VarlenFwdSig>("torch_fmha::fp8_varlen_fwd");
+  static const auto op = op_handle<Fp8VarlenFwdSig>("torch_fmha::fp8_varlen_fwd");
   return op;
 }
 

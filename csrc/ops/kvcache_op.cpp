@@ -48,6 +48,7 @@
 #include "cpu_math.h"
 #include "kvcache_checks.h"
 #include "merge_splits_op.h"
+#include "op_handles.h"
 
 TORCH_LIBRARY_FRAGMENT(torch_fmha, m) {
   // Decode against a KV cache. q [B, Sq, H, D] (or [Tq, H, D] with
@@ -69,18 +70,6 @@ namespace {
 
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
-using VarlenFwdSig = std::tuple<Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
-    std::optional<c10::SymInt>, std::optional<c10::SymInt>, std::optional<double>, bool, int64_t,
-    int64_t, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
-    std::optional<at::ScalarType>, double, const OptTensor&, const OptTensor&, const OptTensor&);
-
-const c10::TypedOperatorHandle<VarlenFwdSig>& varlen_fwd_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("torch_fmha::varlen_fwd", "")
-                             .typed<VarlenFwdSig>();
-  return op;
-}
 
 constexpr int64_t kTileRows = 128;         // the kernel's query tile (kBlockM)
 constexpr int64_t kMinKeysPerSplit = 512;  // below this a split's fixed cost dominates
