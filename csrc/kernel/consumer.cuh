@@ -412,11 +412,26 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
+      if constexpr (Traits::kSoftmaxParts > 1) {  // the wait, if here, after part 0's max
+        softmax.template update_in_parts<Traits::kSoftmaxParts>(tSrS, alpha, [&] {
+          if constexpr (Traits::kPvWaitAfterMax) {
+            finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
+          }
+        });
+        if constexpr (!Traits::kPvWaitAfterMax) {
+          finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
+        }
+      } else if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
         float bias[2];
         softmax.update_max(tSrS, alpha, bias);
-        finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
-        softmax.update_exp(tSrS, bias, alpha);
+        if constexpr (Traits::kArgsBeforePvWait) {
+          softmax.update_args(tSrS, bias);
+          finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
+          softmax.update_exp_of_args(tSrS, alpha);
+        } else {
+          finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
+          softmax.update_exp(tSrS, bias, alpha);
+        }
       } else {
         softmax.update(tSrS, alpha);
         if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);

@@ -159,6 +159,29 @@
 #ifndef TORCH_FMHA_TUNE_EXP2_POLY_256
 #define TORCH_FMHA_TUNE_EXP2_POLY_256 0
 #endif
+// The softmax of a block in N column parts (softmax.cuh, update_in_parts): each part's
+// exps start after its own share of the row max. 1: one pass (update_max, update_exp).
+// A tuning experiment (session 26, issue 12); the short-key build has its own.
+#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_64
+#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_64 1
+#endif
+#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_128
+#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_128 1
+#endif
+#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_256
+#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_256 1
+#endif
+#ifndef TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128
+#define TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128 1
+#endif
+// The exp2 arguments (FFMAs) before the P V wait in the builds that wait between the row
+// max and the exps (softmax.cuh, update_args). A tuning experiment (session 26, issue 12).
+#ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128
+#define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256
+#define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 0
+#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -355,6 +378,15 @@ struct Fp8FwdTraits {
   static constexpr int kExp2PolyEvery = kHeadDim == 64    ? TORCH_FMHA_TUNE_EXP2_POLY_64
                                         : kHeadDim == 128 ? TORCH_FMHA_TUNE_EXP2_POLY_128
                                                           : TORCH_FMHA_TUNE_EXP2_POLY_256;
+  // The exp2 arguments before the P V wait (kPvWaitAfterMax builds; softmax.cuh, update_args).
+  static constexpr bool kArgsBeforePvWait =
+      kPvWaitAfterMax && kExp2PolyEvery == 0 &&
+      (kHeadDim == 128 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 : 0);
+  // The steady round's softmax in kSoftmaxParts column parts (softmax.cuh, update_in_parts).
+  static constexpr int kSoftmaxParts = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128
+                                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_SOFTMAX_PARTS_64
+                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_SOFTMAX_PARTS_128
+                                                         : TORCH_FMHA_TUNE_SOFTMAX_PARTS_256;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;

@@ -323,6 +323,120 @@ struct OnlineSoftmax {
     }
   }
 
+  // update_exp in two steps: the exp2 arguments s * scale_log2 + bias in place, then the
+  // exps and row sums (the same FFMAs and MUFU.EX2s, so the same bits). The builds whose
+  // P V wait sits between the max and the exps (kPvWaitAfterMax) may issue the FFMAs
+  // before that wait (Traits::kArgsBeforePvWait, a tuning knob), so that the MUFU runs
+  // from the wait on instead of after a run of FFMAs.
+  template <class Frag>
+  __device__ __forceinline__ void update_args(Frag& s, const float (&bias)[2]) const {
+    static_assert(kPolyEvery == 0, "update_args: MUFU exps only");
+    constexpr int kCols = kBlockN / 8;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s(e + 4 * j) = fmaf(s(e + 4 * j), scale_log2, bias[e >> 1]);
+    }
+  }
+
+  template <class Frag>
+  __device__ __forceinline__ void update_exp_of_args(Frag& s, const float (&alpha)[2]) {
+    constexpr int kCols = kBlockN / 8;
+    float sum[2][kChains];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+#pragma unroll
+      for (int r8 = 0; r8 < 2; ++r8) {
+        float& x0 = s(2 * r8 + 4 * j);
+        float& x1 = s(1 + 2 * r8 + 4 * j);
+        x0 = fast_exp2(x0);
+        x1 = fast_exp2(x1);
+        sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
+      }
+    }
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
+    }
+  }
+
+  // update() in kParts column parts (a tuning knob, Traits::kSoftmaxParts): the exps of
+  // part q run against the row max of the block's parts 0..q, so the MUFU starts after
+  // 1 / kParts of the max's FMNMXs and the later parts' FMNMXs overlap earlier exps.
+  // When part q raises a row's max, the p and partial sums of parts < q are multiplied
+  // by exp2(old - new) (rounded as kExactAlpha rounds it: exactly 1 for an unchanged
+  // max, so a row whose max only moved in part 0 gets update()'s bits, and a row's bits
+  // never depend on other rows: the vote below only skips multiplications by 1).
+  // after_first_max runs between part 0's max and its exps (the P V wait of the builds
+  // with kPvWaitAfterMax; nothing otherwise). alpha and row_sum as in update().
+  template <int kParts, class Frag, class AfterFirstMax>
+  __device__ __forceinline__ void update_in_parts(Frag& s, float (&alpha)[2],
+                                                  AfterFirstMax&& after_first_max) {
+    constexpr int kCols = kBlockN / 8;
+    constexpr int kPartCols = kCols / kParts;
+    static_assert(kParts >= 2 && kCols % kParts == 0 && kPartCols >= kChains,
+                  "kParts: each part holds a whole number of column pairs, at least kChains");
+    static_assert(!kLazyRescale && kPolyEvery == 0, "update_in_parts: no lazy rescale or polynomial exps");
+    const float old_max[2] = {row_max[0], row_max[1]};
+    float max_scaled[2];
+    float sum[2][kChains];
+#pragma unroll
+    for (int q = 0; q < kParts; ++q) {
+      float part_max[2][kChains];
+#pragma unroll
+      for (int j = q * kPartCols; j < (q + 1) * kPartCols; ++j) {
+#pragma unroll
+        for (int r8 = 0; r8 < 2; ++r8) {
+          const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
+          const int c = j % kChains;
+          part_max[r8][c] = j - q * kPartCols < kChains ? pair : fmaxf(part_max[r8][c], pair);
+        }
+      }
+      float factor[2];
+#pragma unroll
+      for (int r8 = 0; r8 < 2; ++r8) {
+        float m = fmaxf(fmaxf(part_max[r8][0], part_max[r8][1]), fmaxf(part_max[r8][2], part_max[r8][3]));
+        m = quad_max(fmaxf(m, row_max[r8]));
+        const float m_scaled = m == -INFINITY ? 0.f : m * scale_log2;
+        // What p of parts < q were computed against; a row still at -inf has p = 0 there.
+        factor[r8] = m == row_max[r8] ? 1.f : rescale_factor<true>(row_max[r8], m_scaled, scale_log2);
+        row_max[r8] = m;
+        max_scaled[r8] = m_scaled;
+      }
+      if (q == 0) {
+        after_first_max();
+      } else if (__any_sync(0xffffffffu, factor[0] != 1.f || factor[1] != 1.f)) {
+#pragma unroll
+        for (int j = 0; j < q * kPartCols; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s(e + 4 * j) *= factor[e >> 1];
+        }
+#pragma unroll
+        for (int r8 = 0; r8 < 2; ++r8) {
+#pragma unroll
+          for (int c = 0; c < kChains; ++c) sum[r8][c] *= factor[r8];
+        }
+      }
+#pragma unroll
+      for (int j = q * kPartCols; j < (q + 1) * kPartCols; ++j) {
+#pragma unroll
+        for (int r8 = 0; r8 < 2; ++r8) {
+          const float bias = kMaxOffset - max_scaled[r8];
+          float& x0 = s(2 * r8 + 4 * j);
+          float& x1 = s(1 + 2 * r8 + 4 * j);
+          x0 = fast_exp2(fmaf(x0, scale_log2, bias));
+          x1 = fast_exp2(fmaf(x1, scale_log2, bias));
+          sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
+        }
+      }
+    }
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      alpha[r8] = rescale_factor<kExactAlpha>(old_max[r8], max_scaled[r8], scale_log2);
+      row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
+    }
+  }
+
   // 1 / l per row (0 for a row that saw no key) and the natural-log LSE
   // (-inf for such a row, or its sink). A NaN or +inf score (fmaxf skips NaN
   // in the max, but its p = ex2(NaN) is NaN) leaves l = NaN: the row is not
