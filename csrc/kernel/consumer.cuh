@@ -413,7 +413,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
       if constexpr (Traits::kSoftmaxParts > 1) {  // the wait, if here, after part 0's max
-        softmax.template update_in_parts<Traits::kSoftmaxParts>(tSrS, alpha, [&] {
+        softmax.template update_in_parts<Traits::kSoftmaxParts, Traits::kSoftmaxPartsOrdered>(tSrS, alpha, [&] {
           if constexpr (Traits::kPvWaitAfterMax) {
             finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
           }

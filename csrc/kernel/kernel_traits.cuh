@@ -174,6 +174,10 @@
 #ifndef TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128
 #define TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128 1
 #endif
+// 1: each part's max after half of the previous part's exps (a data dependency ptxas keeps).
+#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_ORDERED
+#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_ORDERED 0
+#endif
 // The exp2 arguments (FFMAs) before the P V wait in the builds that wait between the row
 // max and the exps (softmax.cuh, update_args). A tuning experiment (session 26, issue 12).
 #ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128
@@ -387,6 +391,7 @@ struct Fp8FwdTraits {
                                        : kHeadDim == 64  ? TORCH_FMHA_TUNE_SOFTMAX_PARTS_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_SOFTMAX_PARTS_128
                                                          : TORCH_FMHA_TUNE_SOFTMAX_PARTS_256;
+  static constexpr bool kSoftmaxPartsOrdered = TORCH_FMHA_TUNE_SOFTMAX_PARTS_ORDERED;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;

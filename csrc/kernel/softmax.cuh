@@ -369,7 +369,7 @@ struct OnlineSoftmax {
   // never depend on other rows: the vote below only skips multiplications by 1).
   // after_first_max runs between part 0's max and its exps (the P V wait of the builds
   // with kPvWaitAfterMax; nothing otherwise). alpha and row_sum as in update().
-  template <int kParts, class Frag, class AfterFirstMax>
+  template <int kParts, bool kOrdered, class Frag, class AfterFirstMax>
   __device__ __forceinline__ void update_in_parts(Frag& s, float (&alpha)[2],
                                                   AfterFirstMax&& after_first_max) {
     constexpr int kCols = kBlockN / 8;
@@ -380,6 +380,10 @@ struct OnlineSoftmax {
     const float old_max[2] = {row_max[0], row_max[1]};
     float max_scaled[2];
     float sum[2][kChains];
+    // kOrdered: part q's max chains start from a value that depends on the first half of
+    // part q - 1's exps (-inf or a NaN, both neutral in fmaxf), so that ptxas cannot hoist
+    // them above those exps (it does otherwise: the max feeds the longer chain).
+    float after_half[2][kChains];
 #pragma unroll
     for (int q = 0; q < kParts; ++q) {
       float part_max[2][kChains];
@@ -387,8 +391,11 @@ struct OnlineSoftmax {
       for (int j = q * kPartCols; j < (q + 1) * kPartCols; ++j) {
 #pragma unroll
         for (int r8 = 0; r8 < 2; ++r8) {
-          const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
+          float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
           const int c = j % kChains;
+          if constexpr (kOrdered) {
+            if (q > 0 && j - q * kPartCols < kChains) pair = fmaxf(pair, after_half[r8][c]);
+          }
           part_max[r8][c] = j - q * kPartCols < kChains ? pair : fmaxf(part_max[r8][c], pair);
         }
       }
@@ -427,6 +434,12 @@ struct OnlineSoftmax {
           x0 = fast_exp2(fmaf(x0, scale_log2, bias));
           x1 = fast_exp2(fmaf(x1, scale_log2, bias));
           sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
+          if (kOrdered && j == q * kPartCols + kPartCols / 2 - 1) {
+#pragma unroll
+            for (int c = 0; c < kChains; ++c) {
+              after_half[r8][c] = __int_as_float(__float_as_int(sum[r8][c]) | int(0xff800000u));
+            }
+          }
         }
       }
     }
