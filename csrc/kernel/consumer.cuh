@@ -412,16 +412,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      if constexpr (Traits::kSoftmaxParts > 1) {  // the wait, if here, after part 0's max
-        softmax.template update_in_parts<Traits::kSoftmaxParts, Traits::kSoftmaxPartsOrdered>(tSrS, alpha, [&] {
-          if constexpr (Traits::kPvWaitAfterMax) {
-            finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
-          }
-        });
-        if constexpr (!Traits::kPvWaitAfterMax) {
-          finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
-        }
-      } else if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
+      if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
         float bias[2];
         softmax.update_max(tSrS, alpha, bias);
         if constexpr (Traits::kArgsBeforePvWait) {

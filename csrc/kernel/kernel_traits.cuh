@@ -159,27 +159,11 @@
 #ifndef TORCH_FMHA_TUNE_EXP2_POLY_256
 #define TORCH_FMHA_TUNE_EXP2_POLY_256 0
 #endif
-// The softmax of a block in N column parts (softmax.cuh, update_in_parts): each part's
-// exps start after its own share of the row max. 1: one pass (update_max, update_exp).
-// A tuning experiment (session 26, issue 12); the short-key build has its own.
-#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_64
-#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_64 1
-#endif
-#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_128
-#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_128 1
-#endif
-#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_256
-#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_256 1
-#endif
-#ifndef TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128
-#define TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128 1
-#endif
-// 1: each part's max after half of the previous part's exps (a data dependency ptxas keeps).
-#ifndef TORCH_FMHA_TUNE_SOFTMAX_PARTS_ORDERED
-#define TORCH_FMHA_TUNE_SOFTMAX_PARTS_ORDERED 0
-#endif
 // The exp2 arguments (FFMAs) before the P V wait in the builds that wait between the row
-// max and the exps (softmax.cuh, update_args). A tuning experiment (session 26, issue 12).
+// max and the exps (softmax.cuh, update_args): the same bits. Measured in session 26 (one
+// H200, 3 rounds, docs/DESIGN.md section 6): D = 128 1-3% slower at 2k-16k (the max and
+// the FFMAs, not the wait, gate the exps there), D = 256 -1.6% to +4.4% with overlapping
+// spreads: off in both.
 #ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128
 #define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 0
 #endif
@@ -386,12 +370,6 @@ struct Fp8FwdTraits {
   static constexpr bool kArgsBeforePvWait =
       kPvWaitAfterMax && kExp2PolyEvery == 0 &&
       (kHeadDim == 128 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 : 0);
-  // The steady round's softmax in kSoftmaxParts column parts (softmax.cuh, update_in_parts).
-  static constexpr int kSoftmaxParts = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_SOFTMAX_PARTS_128
-                                       : kHeadDim == 64  ? TORCH_FMHA_TUNE_SOFTMAX_PARTS_64
-                                       : kHeadDim == 128 ? TORCH_FMHA_TUNE_SOFTMAX_PARTS_128
-                                                         : TORCH_FMHA_TUNE_SOFTMAX_PARTS_256;
-  static constexpr bool kSoftmaxPartsOrdered = TORCH_FMHA_TUNE_SOFTMAX_PARTS_ORDERED;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
