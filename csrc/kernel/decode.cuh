@@ -37,8 +37,8 @@ namespace torch_fmha::kernel {
 
 // Warps per CTA: a developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=
 // -DTORCH_FMHA_TUNE_DECODE_WARPS=8; measured in session 16, DESIGN 1.11: B = 1 5-7% faster
-// at 32k / 128k, B = 8 within 5%; in session 26 its GPU tests passed, but against today's
-// default it was within 4% at B = 1 (8k slower, 32k / 128k 1-2% faster) and 3-11% slower at
+// at 32k / 128k, B = 8 within 5%; in session 26 its kvcache GPU tests passed, but against today's
+// default it was within 4% at B = 1 (8k slower, 32k / 128k 1-2% faster) and 3-13% slower at
 // B = 64 with 1k-8k keys: not adopted).
 // The kernel is latency-bound on few warps (DESIGN 1.11: B = 1 32k at 11.8% achieved
 // occupancy, its 256 CTAs about two per SM); 8 warps give a split twice the warps, so the

@@ -161,9 +161,9 @@
 #endif
 // The exp2 arguments (FFMAs) before the P V wait in the builds that wait between the row
 // max and the exps (softmax.cuh, update_args): the same bits. Measured in session 26 (one
-// H200, 3 rounds, docs/DESIGN.md section 6): D = 128 1-3% slower at 2k-16k (the max and
-// the FFMAs, not the wait, gate the exps there), D = 256 -1.6% to +4.4% with overlapping
-// spreads: off in both.
+// H200, 3 rounds, docs/DESIGN.md section 6): D = 128 1.7-3% slower (non-causal 2k-16k,
+// causal 4k-16k); D = 256 +0.9 to +4.4% at non-causal 4k-16k, -1.6% / -1.1% at 2k: off in
+// both, D = 256 until a longer A/B.
 #ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128
 #define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 0
 #endif
