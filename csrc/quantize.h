@@ -203,6 +203,55 @@ TORCH_FMHA_HOST_DEVICE int64_t element_offset(const QuantizeTensor& t, int64_t r
   return b * t.stride_batch + s * t.stride_row + head * t.stride_head + d * t.stride_dim;
 }
 
+// A thread's position in for_each_vector's strided walk over the (row, head) segments
+// of a group extent (csrc/kernel/quantize.cuh, for_each_vector under the tuning knob
+// TORCH_FMHA_TUNE_QUANTIZE_LOADS): segment s of e is row e.row_begin + s / e.heads, head
+// e.head_begin + s % e.heads, and row = batch * seqlen + in_row. The divisions run once,
+// at the start; advance() then steps a fixed number of segments by carries, so the walk's
+// loop has no 64-bit division (the strided loop has three per 16-byte vector).
+// tests/host_checks/check_quantize_walk.cpp checks it against the divisions.
+struct SegmentCursor {
+  int64_t row = 0;       // absolute row of x (batch * seqlen + in_row)
+  int64_t batch = 0;
+  int64_t in_row = 0;
+  int32_t head = 0;      // absolute head
+  int32_t head_local = 0;  // head - e.head_begin, < e.heads
+
+  // Needs t.seqlen > 0 and e.heads > 0 (a walk over at least one segment).
+  TORCH_FMHA_HOST_DEVICE SegmentCursor(const QuantizeTensor& t, const GroupExtent& e, int64_t s) {
+    const int64_t r = s / e.heads;
+    head_local = static_cast<int32_t>(s - r * e.heads);
+    head = e.head_begin + head_local;
+    row = e.row_begin + r;
+    batch = row / t.seqlen;
+    in_row = row - batch * t.seqlen;
+  }
+  // Steps rows_step * e.heads + heads_step segments (heads_step < e.heads).
+  TORCH_FMHA_HOST_DEVICE void advance(const QuantizeTensor& t, const GroupExtent& e, int64_t rows_step,
+                                      int32_t heads_step) {
+    head_local += heads_step;
+    int64_t dr = rows_step;
+    if (head_local >= e.heads) {
+      head_local -= e.heads;
+      ++dr;
+    }
+    head = e.head_begin + head_local;
+    row += dr;
+    in_row += dr;
+    while (in_row >= t.seqlen) {  // more than once only when a step spans several sequences
+      in_row -= t.seqlen;
+      ++batch;
+    }
+  }
+  // x's element offset of head-dim element d here (element_offset without its division).
+  TORCH_FMHA_HOST_DEVICE int64_t x_offset(const QuantizeTensor& t, int64_t d) const {
+    return batch * t.stride_batch + in_row * t.stride_row + head * t.stride_head + d * t.stride_dim;
+  }
+  TORCH_FMHA_HOST_DEVICE int64_t out_offset(const QuantizeTensor& t, int64_t d) const {
+    return (row * t.heads + head) * t.head_dim + d;
+  }
+};
+
 // packed_v: offset of (batch b, head, d = 0, position 0) in x_fp8; key s of
 // dim d is at + d * packed_keys + packed_vt_position(s).
 TORCH_FMHA_HOST_DEVICE int64_t packed_v_offset(const QuantizeTensor& t, int64_t b, int64_t head) {

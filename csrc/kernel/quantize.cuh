@@ -88,14 +88,59 @@ __device__ __forceinline__ Values<T, kVec> load_values(const T* x, int64_t offse
   }
 }
 
+// Vectors in flight per thread in for_each_vector's walk (0: the strided loop with its
+// divisions). Kernel durations on one H200 (session 26, torch.profiler, q, k, v bf16
+// [4, 4096, 16, 128], per-tensor): the amax pass 128 us (1.6 TB/s of reads), the cast
+// 336 us (0.9 TB/s of reads + writes) against 36 us for a 67 MB clone (3.7 TB/s); in
+// SASS the strided loop spends about 100 instructions per 16-byte load on its three
+// 64-bit divisions and has one load in flight per thread. A tuning knob until measured.
+#ifndef TORCH_FMHA_TUNE_QUANTIZE_LOADS
+#define TORCH_FMHA_TUNE_QUANTIZE_LOADS 0
+#endif
+constexpr int kQuantizeLoads = TORCH_FMHA_TUNE_QUANTIZE_LOADS;
+
 // The (row, head) segments [begin, end) of group extent e, kVec elements per
 // thread and step, all threads of the block: visit(values, offset in x_fp8).
-template <typename T, int kVec, typename Visit>
+// Vector i (i = threadIdx.x, + kQuantizeThreads, ...) is element (i % per_segment) kVec
+// of segment begin + i / per_segment. Each vector is visited once, by the same thread in
+// both forms (the walk only reorders a thread's visits: the amax is a max, the cast writes
+// each byte once), so kLoads changes no result.
+template <typename T, int kVec, int kLoads = kQuantizeLoads, typename Visit>
 __device__ __forceinline__ void for_each_vector(const QuantizeTensor& t, const GroupExtent& e,
                                                 int64_t begin, int64_t end, Visit&& visit) {
   const T* x = static_cast<const T*>(t.x);
   const int32_t per_segment = t.head_dim / kVec;
   const int64_t items = (end - begin) * per_segment;
+  if constexpr (kLoads > 0 && kVec > 1) {
+    // The walk: with per_segment dividing the block, a thread keeps its element d and
+    // steps kQuantizeThreads / per_segment segments (SegmentCursor), kLoads vectors'
+    // loads issued before the first visit.
+    if (per_segment > 0 && kQuantizeThreads % per_segment == 0) {
+      if (threadIdx.x >= items) return;
+      const int32_t d = static_cast<int32_t>(threadIdx.x % per_segment) * kVec;
+      const int32_t step = kQuantizeThreads / per_segment;  // segments
+      const int64_t rows_step = step / e.heads;
+      const int32_t heads_step = static_cast<int32_t>(step - rows_step * e.heads);
+      SegmentCursor c(t, e, begin + threadIdx.x / per_segment);
+      for (int64_t i0 = threadIdx.x; i0 < items; i0 += int64_t(kLoads) * kQuantizeThreads) {
+        Values<T, kVec> v[kLoads];
+        int64_t out[kLoads];
+#pragma unroll
+        for (int u = 0; u < kLoads; ++u) {
+          if (i0 + int64_t(u) * kQuantizeThreads < items) {
+            v[u] = load_values<T, kVec>(x, c.x_offset(t, d));
+            out[u] = c.out_offset(t, d);
+            c.advance(t, e, rows_step, heads_step);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kLoads; ++u) {
+          if (i0 + int64_t(u) * kQuantizeThreads < items) visit(v[u], out[u]);
+        }
+      }
+      return;
+    }
+  }
   for (int64_t i = threadIdx.x; i < items; i += kQuantizeThreads) {
     const int64_t s = begin + i / per_segment;
     const int32_t d = static_cast<int32_t>(i % per_segment) * kVec;
