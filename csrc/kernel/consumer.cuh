@@ -275,7 +275,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
   static_assert(decltype(size(tOrO))::value == kHeadDim / 2);
 
-  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kExp2PolyEvery> softmax;
+  OnlineSoftmax<kBlockN, Traits::kExactAlpha, Traits::kLazyRescale, Traits::kExp2PolyEvery, Traits::kIntRowMax>
+      softmax;
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   // With kPFromSmem only after the previous P V completed (it reads the tile):
   // every call below follows a finish_pv or a round without P V.

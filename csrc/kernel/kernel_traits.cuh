@@ -170,6 +170,18 @@
 #ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256
 #define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 0
 #endif
+// A block's row max from the scores' bits by three-input integer maxes (softmax.cuh,
+// int_max_of_scores: VIMNMX3, two scores per instruction; the same max). A tuning
+// experiment prepared in session 26 (issue 12), not yet measured: off.
+#ifndef TORCH_FMHA_TUNE_INT_MAX_64
+#define TORCH_FMHA_TUNE_INT_MAX_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_INT_MAX_128
+#define TORCH_FMHA_TUNE_INT_MAX_128 0
+#endif
+#ifndef TORCH_FMHA_TUNE_INT_MAX_256
+#define TORCH_FMHA_TUNE_INT_MAX_256 0
+#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -370,6 +382,10 @@ struct Fp8FwdTraits {
   static constexpr bool kArgsBeforePvWait =
       kPvWaitAfterMax && kExp2PolyEvery == 0 &&
       (kHeadDim == 128 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 : 0);
+  // The row max by integer three-input maxes (softmax.cuh, int_max_of_scores).
+  static constexpr bool kIntRowMax = kHeadDim == 64    ? TORCH_FMHA_TUNE_INT_MAX_64
+                                     : kHeadDim == 128 ? TORCH_FMHA_TUNE_INT_MAX_128
+                                                       : TORCH_FMHA_TUNE_INT_MAX_256;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;

@@ -209,9 +209,69 @@ __device__ __forceinline__ float usable_scale_log2(float scale_log2) {
   return scale_log2 > -INFINITY ? (scale_log2 == 0.f ? 1.17549435e-38f : scale_log2) : INFINITY;
 }
 
+// The max of n raw scores as fmaxf would give it, from the scores' bits as signed ints and
+// the three-input integer max (__vimax3_s32: one VIMNMX3 on sm_90, two scores per
+// instruction against one per FMNMX). Non-negative floats and +inf order as their bits do,
+// and every negative float (and -0, -inf, a negative NaN) is a negative int, so when the
+// int max r is in [0, +inf] it is bitwise the float max (a positive NaN would be above +inf:
+// fmaxf skips NaN, so that case, and r < 0, where the scores are all negative and the int
+// order reverses, take fmaxf's chain instead). Host-callable for
+// tests/host_checks/check_softmax_int_max.cu. get(i), i < n: the i-th score.
+__host__ __device__ __forceinline__ int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+
+__host__ __device__ __forceinline__ int32_t score_bits(float x) {
+  int32_t b;
+  memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+// The int max of the scores' bits, kChains chains of VIMNMX3 (two scores each).
+template <int kN, int kChains, class Get>
+__host__ __device__ __forceinline__ int32_t int_max_bits(Get&& get) {
+  static_assert(kN % (2 * kChains) == 0 && kN >= 2 * kChains);
+  int32_t acc[kChains];
+#pragma unroll
+  for (int c = 0; c < kChains; ++c) acc[c] = max_i32(score_bits(get(2 * c)), score_bits(get(2 * c + 1)));
+#pragma unroll
+  for (int i = 2 * kChains; i < kN; i += 2) {
+    int32_t& a = acc[(i / 2) % kChains];
+    a = __vimax3_s32(a, score_bits(get(i)), score_bits(get(i + 1)));
+  }
+  int32_t r = acc[0];
+#pragma unroll
+  for (int c = 1; c < kChains; c += 2) r = c + 1 < kChains ? __vimax3_s32(r, acc[c], acc[c + 1]) : max_i32(r, acc[c]);
+  return r;
+}
+
+// Whether int_max_bits' r is the float max: r in [+0, +inf].
+__host__ __device__ __forceinline__ bool int_max_is_float_max(int32_t r) {
+  return static_cast<uint32_t>(r) <= 0x7f800000u;
+}
+
+__host__ __device__ __forceinline__ float score_of_bits(int32_t r) {
+  float m;
+  memcpy(&m, &r, sizeof m);
+  return m;
+}
+
+template <int kN, class Get>
+__host__ __device__ __forceinline__ float fmax_of_scores(Get&& get) {
+  float m = get(0);
+#pragma unroll
+  for (int i = 1; i < kN; ++i) m = fmaxf(m, get(i));
+  return m;
+}
+
+template <int kN, int kChains, class Get>
+__host__ __device__ __forceinline__ float int_max_of_scores(Get&& get) {
+  const int32_t r = int_max_bits<kN, kChains>(get);
+  return int_max_is_float_max(r) ? score_of_bits(r) : fmax_of_scores<kN>(get);
+}
+
 // kExactAlpha, kLazyRescale: see rescale_factor and kLazyRescaleSlack above.
 // kPolyEvery: one exp in every kPolyEvery of a block runs as poly_exp2 (0: none).
-template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0>
+// kIntMax: the row max of a block by int_max_of_scores (the same value; a tuning knob).
+template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0, bool kIntMax = false>
 struct OnlineSoftmax {
   // Column pair j's second exp is a polynomial one (every kPolyPairs-th pair; 1 when off,
   // so that nothing takes "% 0").
@@ -267,18 +327,39 @@ struct OnlineSoftmax {
                   "P against a stale max must fit e4m3 (448)");
     constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
     static_assert(kCols % kChains == 0);
-    float mx[2][kChains];
+    float mx[2][kChains];  // the fmaxf chains (without kIntMax)
+    if constexpr (!kIntMax) {
 #pragma unroll
-    for (int j = 0; j < kCols; ++j) {
+      for (int j = 0; j < kCols; ++j) {
 #pragma unroll
-      for (int r8 = 0; r8 < 2; ++r8) {
-        const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
-        mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
+        for (int r8 = 0; r8 < 2; ++r8) {
+          const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
+          mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
+        }
+      }
+    }
+    float int_max[2];  // with kIntMax
+    if constexpr (kIntMax) {  // both rows' int maxes, then one (rarely taken) branch to fmaxf
+      // row r8's values: s(2 r8 + 4 j), s(1 + 2 r8 + 4 j)
+      const auto row = [&](int r8) { return [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (i >> 1)); }; };
+      const int32_t r0 = int_max_bits<2 * kCols, kChains>(row(0));
+      const int32_t r1 = int_max_bits<2 * kCols, kChains>(row(1));
+      if (int_max_is_float_max(r0) && int_max_is_float_max(r1)) {
+        int_max[0] = score_of_bits(r0);
+        int_max[1] = score_of_bits(r1);
+      } else {
+        int_max[0] = fmax_of_scores<2 * kCols>(row(0));
+        int_max[1] = fmax_of_scores<2 * kCols>(row(1));
       }
     }
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
-      float m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      float m;
+      if constexpr (kIntMax) {
+        m = int_max[r8];
+      } else {
+        m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      }
       m = quad_max(fmaxf(m, row_max[r8]));
       if constexpr (kLazyRescale) {
         // A row that has seen no key yet (max -inf) is never kept. The reference
