@@ -4,8 +4,9 @@ steps instead of three 64-bit divisions per 16-byte vector, several loads in fli
 the host by tests/host_checks/check_quantize_walk.cpp: the kernel's device code compiled by
 the host C++ compiler, the 512 threads of a block one after another; every thread's visits (x_fp8 offsets and the
 loaded values) equal the strided loop's for bf16 / fp32 / fp64 loads, padded strides,
-per-tensor and per-head groups, packed rows with cu_seqlens and several chunks. A wrong
-carry in SegmentCursor::advance fails it (checked by mutation in session 26). Needs a C++20
+per-tensor and per-head groups, head counts that do not divide a step, packed rows with
+cu_seqlens and several chunks. A wrong row or head carry in SegmentCursor::advance fails it
+(checked by mutation in session 26). Needs a C++20
 compiler and the CUDA headers (cuda_bf16.h); skipped with the reason without them. The
 GPU run of a build with the knob is tests/gpu/test_quantize_sm90.py (CUDA == CPU bytes)."""
 

@@ -1,8 +1,8 @@
 """The row max from integer three-input maxes (csrc/kernel/softmax.cuh, int_max_of_scores, the
 tuning knob TORCH_FMHA_TUNE_INT_MAX_<D>: the scores' bits as signed ints, VIMNMX3 on sm_90,
 fmaxf's chain where the int max is not the float max), run on the host by
-tests/host_checks/check_softmax_int_max.cu against fmaxf: N(0, 1), all-negative, zero,
-masked, infinite and NaN scores, 64 and 48 scores per row and thread; both paths taken.
+tests/host_checks/check_softmax_int_max.cu against fmaxf: N(0, 16), all-negative, zero,
+masked, infinite and NaN scores, 64, 48 and 32 scores per row and thread; both paths taken.
 Accepting a NaN or a negative int max fails it (checked by mutation in session 26). Needs
 nvcc (host compilation only); skipped with the reason without it."""
 

@@ -339,7 +339,9 @@ struct OnlineSoftmax {
       }
     }
     float int_max[2];  // with kIntMax
-    if constexpr (kIntMax) {  // both rows' int maxes, then one (rarely taken) branch to fmaxf
+    if constexpr (kIntMax) {  // both rows' int maxes, then one branch to fmaxf for both rows,
+      // taken where a thread's part of a row holds no non-negative live score (the masked
+      // edges of diagonal and window blocks, rows of negative scores)
       // row r8's values: s(2 r8 + 4 j), s(1 + 2 r8 + 4 j)
       const auto row = [&](int r8) { return [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (i >> 1)); }; };
       const int32_t r0 = int_max_bits<2 * kCols, kChains>(row(0));

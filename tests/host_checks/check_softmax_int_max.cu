@@ -2,7 +2,7 @@
 // (csrc/kernel/softmax.cuh, int_max_of_scores: the scores' bits as signed ints, VIMNMX3 on
 // sm_90, fmaxf's chain where the int max is not the float max), the tuning knob
 // TORCH_FMHA_TUNE_INT_MAX_<D>. Against fmaxf over the same scores for the shapes the
-// softmax uses (64 and 48 scores of a row per thread, 4 chains) on: N(0, 1) scores; all
+// softmax uses (64, 48 and 32 scores of a row per thread, 4 chains) on: N(0, 16) scores; all
 // negative; every score but one negative; +-0 only; masked keys (-inf) with a few live
 // ones; +inf; a NaN of either sign among the scores; all masked. The results must be equal
 // (+0 and -0 count as equal: the softmax's exp2 bias and its LSE are the same for both) and
@@ -52,7 +52,7 @@ void cases(std::mt19937& rng) {
   std::vector<float> v(kN);
   for (int rep = 0; rep < 2000; ++rep) {
     for (auto& x : v) x = normal(rng);
-    check<kN>(v, "N(0, 1)");
+    check<kN>(v, "N(0, 16)");
     for (auto& x : v) x = -std::fabs(x) - 1e-3f;
     check<kN>(v, "all negative");
     v[pick(rng)] = std::fabs(normal(rng));
@@ -85,6 +85,7 @@ int main() {
   std::mt19937 rng(26);
   cases<64>(rng);  // a 256-key block: 64 scores of a row per thread
   cases<48>(rng);  // 192 keys
+  cases<32>(rng);  // 128 keys
   if (by_int == 0 || by_fmax == 0) {
     std::printf("FAIL: int max decided %ld cases, fmaxf %ld: both paths must be checked\n", by_int, by_fmax);
     return 1;
