@@ -408,7 +408,9 @@ __global__ void __launch_bounds__(kQuantizeThreads, 1)
   finish_piece(t, w, e, 0, e.segments(), descale_from_amax(amax));
 }
 
-__global__ void __launch_bounds__(kQuantizeThreads, 1)
+// Two blocks per SM with the walk (kQuantizeLoads > 0): ptxas then fits it in 63 registers,
+// no spill (70 and one block per SM otherwise); the strided loop's build is unchanged.
+__global__ void __launch_bounds__(kQuantizeThreads, kQuantizeLoads > 0 ? 2 : 1)
     quantize_amax_kernel(const __grid_constant__ QuantizeParams p) {
   const BlockWork w = block_work(p);
   const QuantizeTensor& t = p.tensors[w.tensor];
