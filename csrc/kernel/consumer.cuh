@@ -419,7 +419,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
         if constexpr (Traits::kArgsBeforePvWait) {
           softmax.update_args(tSrS, bias);
           finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
-          softmax.update_exp_of_args(tSrS, alpha);
+          softmax.template update_exp</*kArgsInS=*/true>(tSrS, bias, alpha);
         } else {
           finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
           softmax.update_exp(tSrS, bias, alpha);

@@ -382,8 +382,9 @@ struct OnlineSoftmax {
     }
   }
 
-  // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha.
-  template <class Frag>
+  // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha. With
+  // kArgsInS, s already holds the exp2 arguments (update_args) and bias is not read.
+  template <bool kArgsInS = false, class Frag>
   __device__ __forceinline__ void update_exp(Frag& s, const float (&bias)[2],
                                              const float (&alpha)[2]) {
     constexpr int kCols = kBlockN / 8;
@@ -392,11 +393,11 @@ struct OnlineSoftmax {
     for (int j = 0; j < kCols; ++j) {
 #pragma unroll
       for (int r8 = 0; r8 < 2; ++r8) {
+        const auto arg = [&](float x) { return kArgsInS ? x : fmaf(x, scale_log2, bias[r8]); };
         float& x0 = s(2 * r8 + 4 * j);
         float& x1 = s(1 + 2 * r8 + 4 * j);
-        x0 = fast_exp2(fmaf(x0, scale_log2, bias[r8]));
-        x1 = poly_at(j) ? poly_exp2(fmaf(x1, scale_log2, bias[r8]))
-                        : fast_exp2(fmaf(x1, scale_log2, bias[r8]));
+        x0 = fast_exp2(arg(x0));
+        x1 = poly_at(j) ? poly_exp2(arg(x1)) : fast_exp2(arg(x1));
         sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
       }
     }
@@ -406,11 +407,11 @@ struct OnlineSoftmax {
     }
   }
 
-  // update_exp in two steps: the exp2 arguments s * scale_log2 + bias in place, then the
-  // exps and row sums (the same FFMAs and MUFU.EX2s, so the same bits). The builds whose
-  // P V wait sits between the max and the exps (kPvWaitAfterMax) may issue the FFMAs
-  // before that wait (Traits::kArgsBeforePvWait, a tuning knob), so that the MUFU runs
-  // from the wait on instead of after a run of FFMAs.
+  // update_exp in two steps: this, the exp2 arguments s * scale_log2 + bias in place, then
+  // update_exp<true>, the exps and row sums (the same FFMAs and MUFU.EX2s, so the same
+  // bits). The builds whose P V wait sits between the max and the exps (kPvWaitAfterMax)
+  // may issue the FFMAs before that wait (Traits::kArgsBeforePvWait, a tuning knob), so
+  // that the MUFU runs from the wait on instead of after a run of FFMAs.
   template <class Frag>
   __device__ __forceinline__ void update_args(Frag& s, const float (&bias)[2]) const {
     static_assert(kPolyEvery == 0, "update_args: MUFU exps only");
@@ -419,27 +420,6 @@ struct OnlineSoftmax {
     for (int j = 0; j < kCols; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) s(e + 4 * j) = fmaf(s(e + 4 * j), scale_log2, bias[e >> 1]);
-    }
-  }
-
-  template <class Frag>
-  __device__ __forceinline__ void update_exp_of_args(Frag& s, const float (&alpha)[2]) {
-    constexpr int kCols = kBlockN / 8;
-    float sum[2][kChains];
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) {
-#pragma unroll
-      for (int r8 = 0; r8 < 2; ++r8) {
-        float& x0 = s(2 * r8 + 4 * j);
-        float& x1 = s(1 + 2 * r8 + 4 * j);
-        x0 = fast_exp2(x0);
-        x1 = fast_exp2(x1);
-        sum[r8][j % kChains] = j < kChains ? x0 + x1 : sum[r8][j % kChains] + (x0 + x1);
-      }
-    }
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      row_sum[r8] = row_sum[r8] * alpha[r8] + ((sum[r8][0] + sum[r8][1]) + (sum[r8][2] + sum[r8][3]));
     }
   }
 

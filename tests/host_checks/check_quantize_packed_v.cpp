@@ -46,6 +46,7 @@ std::barrier<>* block_barrier = nullptr;
 #endif
 inline float __shfl_xor_sync(unsigned, float, int) { std::abort(); }  // block_max: not run here
 
+#include "host_float.h"
 #include "kernel/quantize.cuh"
 
 using namespace torch_fmha;
@@ -67,19 +68,6 @@ void run_block(const std::function<void()>& body) {
     });
   }
   for (auto& t : threads) t.join();
-}
-
-template <typename T>
-T from_float(float f) {
-  return static_cast<T>(f);
-}
-template <>
-__nv_bfloat16 from_float<__nv_bfloat16>(float f) {
-  return __float2bfloat16(f);
-}
-template <>
-__half from_float<__half>(float f) {
-  return __float2half(f);
 }
 
 // One case: x [B, S, H, D] with a head-dim stride `dim_stride` (2: scalar loads), its

@@ -77,6 +77,7 @@ inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
   return got;
 }
 
+#include "host_float.h"
 #include "kernel/quantize.cuh"
 
 using namespace torch_fmha;
@@ -139,15 +140,6 @@ void launch(Pool& pool, void (*kernel)(QuantizeParams), const QuantizeParams& p,
 }
 
 // ------------------------------------------------------------------- the inputs ---
-template <typename T>
-T from_float(float f) {
-  return static_cast<T>(f);
-}
-template <>
-__nv_bfloat16 from_float<__nv_bfloat16>(float f) {
-  return __float2bfloat16(f);
-}
-
 // A dense [B, S, H, D] input, head-dim stride dim_stride (2: scalar loads), 16-byte aligned.
 template <typename T>
 struct Input {

@@ -43,6 +43,7 @@ HostIndex blockIdx;
 #endif
 inline float __shfl_xor_sync(unsigned, float, int) { std::abort(); }
 
+#include "host_float.h"
 #include "kernel/quantize.cuh"
 
 using namespace torch_fmha;
@@ -72,15 +73,6 @@ std::vector<std::vector<Visit>> visits(const QuantizeTensor& t, const GroupExten
     });
   }
   return per_thread;
-}
-
-template <typename T>
-T from_float(float f) {
-  return static_cast<T>(f);
-}
-template <>
-__nv_bfloat16 from_float<__nv_bfloat16>(float f) {
-  return __float2bfloat16(f);
 }
 
 // x [B, S, H, D] (or packed [T, H, D] with cu_seqlens: B = 1, S = T) with head_pad
