@@ -171,16 +171,20 @@
 #define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 0
 #endif
 // A block's row max from the scores' bits by three-input integer maxes (softmax.cuh,
-// int_max_of_scores: VIMNMX3, two scores per instruction; the same max). A tuning
-// experiment prepared in session 26 (issue 12), not yet measured: off.
+// int_max_of_scores: VIMNMX3, two scores per instruction; the same max). Session 27 (one
+// H200, same call, 3 rounds, TFLOP/s release -> int max, docs/DESIGN.md section 6):
+// D = 128 non-causal 1k / 4k / 16k 712 863 888 -> 714 874 908, causal 506 709 855 -> 506 714
+// 872; D = 256 non-causal 988 1140 1162 -> 1023 1187 1195, causal 650 993 1127 -> 646 1017
+// 1167: on. D = 64 lost 4-12% in every cell (495 568 596 | 309 490 581 -> 477 547 566 |
+// 271 442 540): off.
 #ifndef TORCH_FMHA_TUNE_INT_MAX_64
 #define TORCH_FMHA_TUNE_INT_MAX_64 0
 #endif
 #ifndef TORCH_FMHA_TUNE_INT_MAX_128
-#define TORCH_FMHA_TUNE_INT_MAX_128 0
+#define TORCH_FMHA_TUNE_INT_MAX_128 1
 #endif
 #ifndef TORCH_FMHA_TUNE_INT_MAX_256
-#define TORCH_FMHA_TUNE_INT_MAX_256 0
+#define TORCH_FMHA_TUNE_INT_MAX_256 1
 #endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.

@@ -89,13 +89,17 @@ __device__ __forceinline__ Values<T, kVec> load_values(const T* x, int64_t offse
 }
 
 // Vectors in flight per thread in for_each_vector's walk (0: the strided loop with its
-// divisions). Kernel durations on one H200 (session 26, torch.profiler, q, k, v bf16
-// [4, 4096, 16, 128], per-tensor): the amax pass 128 us (1.6 TB/s of reads), the cast
-// 336 us (0.9 TB/s of reads + writes) against 36 us for a 67 MB clone (3.7 TB/s); in
-// SASS the strided loop spends about 100 instructions per 16-byte load on its three
-// 64-bit divisions and has one load in flight per thread. A tuning knob until measured.
+// divisions). In SASS the strided loop spends about 100 instructions per 16-byte load on
+// its three 64-bit divisions and has one load in flight per thread. Kernel times on one
+// H200 (torch.profiler, q, k, v bf16 [4, 4096, 16, 128], tools/prof/quantize_times.py;
+// session 26's strided loop -> session 27's walk of 4, same call): amax 128 -> 106 us
+// per tensor, 150 -> 134 us per head; cast 335 -> 307 us (per tensor), 385 -> 369 us
+// (packed v), 386 -> 368 / 438 -> 428 us per head; the whole quantize_qkv call 467 -> 417,
+// 516 -> 479, 536 -> 503, 587 -> 563 us. A 67 MB clone takes 36 us (3.7 TB/s): what is
+// left is the cast kernel's one block per SM (108 registers; asking for two spills) and
+// short blocks (docs/DESIGN.md section 6).
 #ifndef TORCH_FMHA_TUNE_QUANTIZE_LOADS
-#define TORCH_FMHA_TUNE_QUANTIZE_LOADS 0
+#define TORCH_FMHA_TUNE_QUANTIZE_LOADS 4
 #endif
 constexpr int kQuantizeLoads = TORCH_FMHA_TUNE_QUANTIZE_LOADS;
 

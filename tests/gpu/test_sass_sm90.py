@@ -4,7 +4,7 @@ softmax of a round overlaps the warpgroup's own P V (the wait stays below the
 block's MUFU.EX2); no wgmma serialization anywhere; fp8 output stored in whole
 8-column groups where Traits::kFp8GroupStores (epilogue.cuh); no warp vote
 that ties the rows of a warp together in the steady loop (softmax.cuh, update_max;
-DESIGN 1.6); and no more
+DESIGN 1.6); the row max by integer maxes where Traits::kIntRowMax; and no more
 spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
 same on a machine without a GPU, compiling two of the builds)."""
@@ -144,3 +144,24 @@ def test_no_warp_vote_couples_rows(kernels):
             assert not any("VOTE.ANY" in i for i in loop), f"a vote in a build that rescales always: {name}"
         votes = sum("VOTE.ALL" in i for i in loop)
         assert votes == 0, f"{votes} VOTE.ALL in the steady loop: {name}"
+
+
+def test_int_row_max_in_the_steady_loop(kernels):
+    # Where TORCH_FMHA_TUNE_INT_MAX_<D> is on (kernel_traits.cuh, Traits::kIntRowMax), a
+    # block's row max is three-input integer maxes on the scores' bits (softmax.cuh,
+    # int_max_of_scores), two scores per VIMNMX3; the FMNMX left in the loop are the fmaxf
+    # fallback for a row whose int max is not in [+0, +inf] (a negative or NaN score), the
+    # same number of scores one per instruction. Release sm_90a SASS (session 27): D = 128
+    # packed v 62 VIMNMX3 / 132 FMNMX, short 30 / 68, varlen 46 / 100, D = 256 30 / 68.
+    on = [d for d in (64, 128, 256) if knob(f"INT_MAX_{d}")]
+    assert on, "no head dim takes the integer row max: this test would check nothing"
+    for name, instrs in kernels.items():
+        d = _head_dim(name)
+        if d not in on:
+            continue
+        loop = steady_loop(consumer_instrs(instrs))
+        imax = sum("VIMNMX3" in i for i in loop)
+        fmax = sum("FMNMX" in i for i in loop)
+        assert imax >= 24, f"D={d}: {imax} VIMNMX3 in the steady loop (the integer row max is gone): {name}"
+        assert 2 * imax + 12 >= fmax, (f"D={d}: {imax} VIMNMX3 against {fmax} FMNMX: not every score "
+                                       f"goes through the integer max: {name}")
