@@ -1,0 +1,100 @@
+"""Bitwise A/B of two builds: one build saves the outputs (and LSE) of a fixed set of
+attention calls, another recomputes them and compares every byte. For a kernel knob
+that claims to keep the bits (e.g. the integer row max, softmax.cuh int_max_of_scores):
+    TORCH_FMHA_NVCC_EXTRA="-DTORCH_FMHA_TUNE_INT_MAX_128=0" python3 tools/bitwise_ab.py save /tmp/a.pt
+    python3 tools/bitwise_ab.py compare /tmp/a.pt        # exit status 1 on any difference
+Each output is kept as two weighted sums of its words (_digest), not its bytes. The cases cover every head dim, dense (standard and packed v) and packed batches, both
+masks and a window, bf16 and FP8 output, and inputs that exercise the softmax's edges:
+rows whose scores are all negative, a NaN in q, and scores of both signs."""
+import sys
+
+import torch
+
+import torch_fmha
+
+FP8 = torch.float8_e4m3fn
+
+
+def _inputs(gen, b, s, h, hkv, d, kind):
+    q, k, v = (torch.randn(b, s, n, d, generator=gen) for n in (h, hkv, hkv))
+    if kind == "negative":  # q . k < 0 for every key of head 0's rows: all-negative score rows
+        k[..., 0, :] = k[..., 0, :].abs()
+        q[..., 0, :] = -q[..., 0, :].abs()
+    if kind == "nan":
+        q[0, s // 3, 0, 5] = float("nan")
+    return q, k, v
+
+
+def cases():
+    """(name, outputs) of each call, on CUDA."""
+    gen = torch.Generator().manual_seed(27)
+    one = torch.ones(1, device="cuda")
+    for d in (64, 128, 256):
+        for s in (333, 1024, 4224):
+            for kind in ("randn", "negative", "nan"):
+                q, k, v = (t.cuda() for t in _inputs(gen, 2, s, 8, 2, d, kind))
+                q8, k8 = q.to(FP8), k.to(FP8)
+                v_packed = torch_fmha.quantize_qkv(q, k, v, "tensor", pack_v=True).v if d > 64 else None
+                v8 = v.to(FP8)
+                for causal, window in ((False, (-1, -1)), (True, (-1, -1)), (False, (300, 0))):
+                    for vname, vv in (("std", v8), ("packed", v_packed)):
+                        if vv is None:
+                            continue
+                        for out_dtype in (None, FP8):
+                            out, lse = torch_fmha.attention(
+                                q8, k8, vv, causal=causal, window_size=window, q_descale=one,
+                                k_descale=one, v_descale=one,
+                                out_dtype=out_dtype, out_scale=one if out_dtype is FP8 else None,
+                                return_lse=True)
+                            name = f"D{d} S{s} {kind} causal={causal} window={window} v={vname} out={out_dtype}"
+                            yield name, out, lse
+        # a packed batch with an empty sequence
+        lens = [700, 0, 1500, 129]
+        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device="cuda")
+        t = sum(lens)
+        qp, kp, vp = (torch.randn(t, n, d, generator=gen).cuda().to(FP8) for n in (8, 2, 2))
+        for causal in (False, True):
+            out, lse = torch_fmha.varlen_attention(qp, kp, vp, cu, cu, causal=causal, q_descale=one,
+                                                   k_descale=one, v_descale=one, return_lse=True)
+            yield f"D{d} varlen causal={causal}", out, lse
+
+
+def main(argv):
+    if len(argv) != 2 or argv[0] not in ("save", "compare"):
+        sys.exit(__doc__)
+    if (reason := torch_fmha.sm90_unavailable_reason()) is not None:
+        sys.exit(f"bitwise_ab.py: no SM90 kernel to run: {reason}")
+    results, nan_rows = {}, 0
+    for name, out, lse in cases():
+        results[name] = (_digest(out), _digest(lse))
+        nan_rows += int(lse.isnan().sum())
+    print(f"{len(results)} calls, {nan_rows} NaN LSE entries among them")
+    if argv[0] == "save":
+        torch.save(results, argv[1])
+        print(f"saved their digests to {argv[1]}")
+        return
+    saved = torch.load(argv[1])
+    assert saved.keys() == results.keys(), "the two runs made different calls"
+    differ = [f"{name}: out {'same' if out == saved[name][0] else 'DIFFERS'}, "
+              f"lse {'same' if lse == saved[name][1] else 'DIFFERS'}"
+              for name, (out, lse) in results.items() if (out, lse) != saved[name]]
+    print(f"compared with {argv[1]}: {len(differ)} of {len(results)} calls differ")
+    for line in differ:
+        print("  " + line)
+    sys.exit(1 if differ else 0)
+
+
+def _digest(t: torch.Tensor) -> tuple[int, int]:
+    """Two weighted sums of the tensor's 32-bit words (wrapping int64 sums, on its device): a
+    single changed word always changes both (its weights are odd and below 2^32), and several
+    changes cancel in both only by accident."""
+    b = t.contiguous().view(torch.uint8).flatten()
+    b = torch.cat([b, b.new_zeros((-b.numel()) % 4)])
+    w = b.view(torch.int32).to(torch.int64)
+    i = torch.arange(w.numel(), device=w.device, dtype=torch.int64)
+    return (int((w * (i * 2654435761 % 4294967291 | 1)).sum()),
+            int((w * (i * 40503 % 4294967279 | 1)).sum()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
