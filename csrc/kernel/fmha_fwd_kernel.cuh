@@ -45,6 +45,9 @@ struct KernelParams {
   int32_t debug_lose_first_k_load;
   // Debug build: host-mapped hang report (hang_report.cuh); null otherwise.
   HangReport* debug_hang_report;
+  // kDynamicTiles: the launch's zeroed tile counter (producer.cuh, TileIdSource); null: the
+  // static order.
+  int32_t* tile_counter;
 };
 
 template <class Traits>
@@ -70,6 +73,7 @@ struct SharedStorage {
     uint64_t tile_empty[2];                // 256 arrivals (all consumer threads)
   } bar;
   TileInfo tile[2];                        // tile hand-off ring (producer -> consumers)
+  int32_t tile_ids[2];                     // kDynamicTiles: claimed ids (producer.cuh, TileIdSource)
   // (M, N), SmemLayoutP: P of both consumer warpgroups (Traits::kPFromSmem; one
   // unused byte otherwise, last so that nothing before it moves).
   alignas(Traits::kPBytes > 0 ? 1024 : 1) uint8_t p[Traits::kPBytes > 0 ? Traits::kPBytes : 1];

@@ -172,6 +172,30 @@ struct PagedKvBoxes {
 #endif
 };
 
+// Where the producer warpgroup's threads get their tile ids (tile_scheduler.cuh): the static
+// order, or with a tile counter (kDynamicTiles) ids claimed one round ahead by the elected
+// thread and handed to all 128 producer threads through shared memory (ids[2], written in
+// round r to slot r & 1 before the round's barrier and read after it; the slot is written
+// again two rounds later, after every thread has passed the barrier that follows its read).
+struct TileIdSource {
+  int32_t* counter;  // nullptr: static order
+  int32_t* ids;      // [2] in shared memory
+  int32_t claimed = 0;  // the elected thread's claim for the next round (in flight)
+
+  __device__ __forceinline__ int32_t next(int round, bool elected) {
+    if (!kDynamicTiles || counter == nullptr) return persistent_tile_id(round, blockIdx.x, gridDim.x);
+    int32_t id = blockIdx.x;
+    if (round > 0) {
+      if (elected) ids[round & 1] = claimed;
+      __syncwarp();
+      named_barrier_sync(NamedBarrier::kProducerTileId, 128);
+      id = ids[round & 1];
+    }
+    if (elected) claimed = atomicAdd(counter, 1) + static_cast<int32_t>(gridDim.x);
+    return id;
+  }
+};
+
 template <class Traits, class Params, class Storage>
 __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) {
   using namespace cute;
@@ -234,8 +258,9 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     mbar_arrive(&ss.bar.v_scratch_empty[slot.index]);  // 128 arrivals complete it
   };
 
+  TileIdSource tile_ids{params.tile_counter, ss.tile_ids};
   for (int round = 0;; ++round) {
-    const int tile_id = persistent_tile_id(round, blockIdx.x, gridDim.x);
+    const int tile_id = tile_ids.next(round, elected);
     TileInfo tile = params.scheduler.get(tile_id);
     if (elected) {
       if (tile.valid) {  // per-tile scalars, loaded here, off the consumers' critical path

@@ -145,6 +145,7 @@ __global__ void __launch_bounds__(kPrepThreads, 1) varlen_prep_kernel(const Varl
   }
 
   if (tid == 0) a.ws.tile_prefix[0] = 0;
+  if (tid == 0 && a.ws.tile_counter != nullptr) *a.ws.tile_counter = 0;  // kDynamicTiles
   int32_t carry = 0;  // tiles of all earlier chunks
   for (int32_t base = 0; base < a.batch; base += kPrepThreads) {
     const int32_t i = base + tid;  // work position

@@ -7,12 +7,23 @@
 //   seqs        VarlenSeq[B]   sequences in work order (longest first when sorted)
 //   tile_prefix int32[B + 1]   tile_prefix[i] = q tiles of seqs[0 .. i-1];
 //                              tile_prefix[B] = total tile count
+//   tile_counter int32         with kDynamicTiles only: the next tile id to claim, minus
+//                              the grid (tile_scheduler.cuh, TileIdSource); the prep kernel zeroes it
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+// Tiles claimed at run time (an atomic counter per launch, tile_scheduler.cuh TileIdSource)
+// instead of the static round-robin, in dense launches with a bottom-right window (causal)
+// and in varlen launches: a tuning experiment, off.
+#ifndef TORCH_FMHA_TUNE_DYNAMIC_TILES
+#define TORCH_FMHA_TUNE_DYNAMIC_TILES 0
+#endif
+
 namespace torch_fmha::kernel {
+
+inline constexpr bool kDynamicTiles = TORCH_FMHA_TUNE_DYNAMIC_TILES != 0;
 
 // One sequence of a ragged batch, lengths already clamped to the tensors
 // (a malformed cu_seqlens can give wrong results, never out-of-bounds stores).
@@ -30,9 +41,10 @@ static_assert(sizeof(VarlenSeq) == 32);
 struct VarlenWorkspace {
   VarlenSeq* seqs;       // [B]
   int32_t* tile_prefix;  // [B + 1]
+  int32_t* tile_counter;  // kDynamicTiles: [1]; nullptr otherwise
 
   __host__ __device__ static size_t bytes(int32_t batch) {
-    return sizeof(VarlenSeq) * size_t(batch) + sizeof(int32_t) * (size_t(batch) + 1);
+    return sizeof(VarlenSeq) * size_t(batch) + sizeof(int32_t) * (size_t(batch) + 1 + kDynamicTiles);
   }
 
   // `base` must be 16-byte aligned (torch allocations are).
@@ -40,6 +52,7 @@ struct VarlenWorkspace {
     VarlenWorkspace w;
     w.seqs = static_cast<VarlenSeq*>(base);
     w.tile_prefix = reinterpret_cast<int32_t*>(w.seqs + batch);
+    w.tile_counter = kDynamicTiles ? w.tile_prefix + batch + 1 : nullptr;
     return w;
   }
 };
