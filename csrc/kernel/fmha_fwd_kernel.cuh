@@ -45,8 +45,8 @@ struct KernelParams {
   int32_t debug_lose_first_k_load;
   // Debug build: host-mapped hang report (hang_report.cuh); null otherwise.
   HangReport* debug_hang_report;
-  // kDynamicTiles: the launch's zeroed tile counter (producer.cuh, TileIdSource); null: the
-  // static order.
+  // kDynamicTiles, varlen: the tile counter the prep kernel zeroed (producer.cuh,
+  // TileIdSource); null: the static order (dense launches always).
   int32_t* tile_counter;
 };
 

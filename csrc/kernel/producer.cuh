@@ -177,13 +177,16 @@ struct PagedKvBoxes {
 // thread and handed to all 128 producer threads through shared memory (ids[2], written in
 // round r to slot r & 1 before the round's barrier and read after it; the slot is written
 // again two rounds later, after every thread has passed the barrier that follows its read).
+// kDynamic: compiled in (varlen kernels with kDynamicTiles); the order is still static where
+// the launch passes no counter.
+template <bool kDynamic>
 struct TileIdSource {
   int32_t* counter;  // nullptr: static order
   int32_t* ids;      // [2] in shared memory
   int32_t claimed = 0;  // the elected thread's claim for the next round (in flight)
 
   __device__ __forceinline__ int32_t next(int round, bool elected) {
-    if (!kDynamicTiles || counter == nullptr) return persistent_tile_id(round, blockIdx.x, gridDim.x);
+    if (!kDynamic || counter == nullptr) return persistent_tile_id(round, blockIdx.x, gridDim.x);
     int32_t id = blockIdx.x;
     if (round > 0) {
       if (elected) ids[round & 1] = claimed;
@@ -258,7 +261,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     mbar_arrive(&ss.bar.v_scratch_empty[slot.index]);  // 128 arrivals complete it
   };
 
-  TileIdSource tile_ids{params.tile_counter, ss.tile_ids};
+  using Scheduler = std::remove_cv_t<decltype(params.scheduler)>;
+  TileIdSource<kDynamicTiles && Scheduler::kVarlen> tile_ids{params.tile_counter, ss.tile_ids};
   for (int round = 0;; ++round) {
     const int tile_id = tile_ids.next(round, elected);
     TileInfo tile = params.scheduler.get(tile_id);

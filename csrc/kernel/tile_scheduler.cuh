@@ -42,16 +42,15 @@
 
 namespace torch_fmha::kernel {
 
-// Dynamic order (kDynamicTiles, varlen_workspace.cuh; a tuning experiment): in round 0 CTA
-// c takes tile c, then each CTA claims the next unclaimed id with an atomicAdd on a
-// per-launch counter (dense: zeroed by the launch, varlen: by the prep kernel), so a CTA
-// that finished early takes the next tile: greedy longest-first over the same id order.
-// A model of the static order (tile costs ceil(keys / kBlockN) + 1 blocks, 132 CTAs,
-// B * S = 16k, H = 16) puts its makespan at 1 / 0.970 of the ideal for causal S = 2k
-// and 4k, greedy at 1 / 0.992 and 1 / 0.996; 8k and 16k are within 0.5% either way.
-// Equal tiles (non-causal) gain nothing: 2048 tiles on 132 CTAs are 15.5 rounds in any
-// order. The claim is issued one round ahead (producer.cuh, TileIdSource), off the
-// producer's path.
+// Dynamic order (varlen kernels with kDynamicTiles, varlen_workspace.cuh; a tuning knob,
+// off): in round 0 CTA c takes tile c, then each CTA claims the next unclaimed id with an
+// atomicAdd on a per-launch counter the prep kernel zeroes, so a CTA that finished early
+// takes the next tile: greedy longest-first over the same id order. The claim is issued
+// one round ahead (producer.cuh, TileIdSource), off the producer's path. Dense causal
+// launches were measured with it too (session 27, docs/DESIGN.md section 6) and did not
+// gain, though a cost model (tile cost ceil(keys / kBlockN) + 1 blocks, 132 CTAs) puts the
+// static order's makespan at 1 / 0.970 of the ideal at causal 2k / 4k and greedy's at
+// 1 / 0.992 / 1 / 0.996: they keep the static order.
 
 // Tile id of CTA `cta` (of `grid`) in round `round` (see the top of the file).
 // Every id in round r is below every id in round r + 1, so a CTA may stop at its

@@ -102,6 +102,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     kp.scheduler = Scheduler::make(p.batch, p.heads_q, p.seqlen_q, p.seqlen_k, bottom_right_window);
     max_tiles = kp.scheduler.num_tiles;
     if (max_tiles <= 0) return cudaSuccess;  // nothing to write
+    kp.tile_counter = nullptr;  // dense launches keep the static order (tile_scheduler.cuh)
   }
 
   kp.fwd = p;
@@ -196,16 +197,6 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     if (err != cudaSuccess) return err;
   }
   const int grid = static_cast<int>(std::min<int64_t>(num_sms, max_tiles));
-  if constexpr (!kVarlen) {
-    // Dynamic tile order (kDynamicTiles) where tiles differ in cost: a zeroed counter in the
-    // workspace the op allocates (fwd_workspace_bytes).
-    kp.tile_counter = nullptr;
-    if (kernel::kDynamicTiles && bottom_right_window && max_tiles > grid && p.workspace != nullptr) {
-      kp.tile_counter = static_cast<int32_t*>(p.workspace);
-      err = cudaMemsetAsync(kp.tile_counter, 0, sizeof(int32_t), stream);
-      if (err != cudaSuccess) return err;
-    }
-  }
   kernel_fn<<<grid, Traits::kNumThreads, kSmemBytes, stream>>>(kp);
   if constexpr (kernel::PhaseTrace::kOn) kernel::phase_trace_print_kernel<<<1, 1, 0, stream>>>();
   return cudaGetLastError();

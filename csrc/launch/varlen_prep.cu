@@ -8,9 +8,7 @@
 namespace torch_fmha {
 
 size_t fwd_workspace_bytes(const FwdParams& p) {
-  if (p.cu_seqlens_q != nullptr) return kernel::VarlenWorkspace::bytes(p.batch);
-  // Dense: the tile counter of the dynamic order (kDynamicTiles, bottom-right windows).
-  return kernel::kDynamicTiles && p.window_right >= 0 ? 16 : 0;
+  return p.cu_seqlens_q != nullptr ? kernel::VarlenWorkspace::bytes(p.batch) : 0;
 }
 
 cudaError_t launch_varlen_prep(const FwdParams& p, int block_m, cudaStream_t stream,

@@ -166,13 +166,6 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
     fill_empty_rows(out, lse, sinks);
     return {out, lse};
   }
-  // The dense launch's scratch (only with the dynamic tile order, launch_fwd.h): none in
-  // the release build. Stream-ordered allocator: safe to drop after the launch.
-  at::Tensor workspace;
-  if (const size_t bytes = fwd_workspace_bytes(params); bytes > 0) {
-    workspace = at::empty({static_cast<int64_t>(bytes)}, q.options().dtype(at::kByte));
-    params.workspace = workspace.data_ptr();
-  }
   launch(op, params);
   return {out, lse};
 }
