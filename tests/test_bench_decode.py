@@ -69,3 +69,29 @@ def test_rates_for_graph_times():
     assert abs(row["copy_fraction_graph"] - cache_bytes / 2e-5 / 6.0e12) < 1e-12  # 3.36 of 6 TB/s
     assert row["speedup_vs_sdpa_graph"] == 0.04 / 0.02 and row["meets_speedup_graph"] is True
     assert row["meets_bandwidth_graph"] is False and "copy_fraction" not in row  # eager keys untouched
+
+
+def test_no_sdpa_reaches_every_row(monkeypatch, capsys):
+    # `bench --decode --no-sdpa` left the SDPA columns on until session 27: run_decode did not
+    # hand the flag to decode_row. The GPU-only steps are faked; decode_row records its calls.
+    calls = []
+
+    def fake_row(fmha, b, h, s, time_ms, units, copy_bw, **kwargs):
+        calls.append(kwargs)
+        return {"B": b, "H": h, "S": s, "skipped": "fake"}
+
+    class Props:
+        multi_processor_count = 132
+
+    monkeypatch.setattr(torch_fmha, "sm90_unavailable_reason", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "fake")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(bench_decode, "copy_bandwidth", lambda time_ms: 3.0e12)
+    monkeypatch.setattr(bench_decode, "decode_row", fake_row)
+    for flag, sdpa in (["--no-sdpa"], False), ([], True):
+        calls.clear()
+        args = bench.parse_args(["--decode", "--no-progress", *flag])
+        assert bench_decode.run_decode(args, []) == 0
+        assert calls and all(c.get("sdpa", True) is sdpa for c in calls), (flag, calls[:2])
+    capsys.readouterr()

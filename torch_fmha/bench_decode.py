@@ -248,7 +248,8 @@ def run_decode(args: argparse.Namespace, argv: List[str]) -> int:
     try:
         for i, (b, h, s) in enumerate(shapes):
             try:
-                rows.append(decode_row(fmha, b, h, s, time_ms, units, copy_bw, seed=args.seed + i))
+                rows.append(decode_row(fmha, b, h, s, time_ms, units, copy_bw, sdpa=not args.no_sdpa,
+                                       seed=args.seed + i))
             except torch.cuda.OutOfMemoryError:
                 rows.append({"B": b, "H": h, "S": s, "skipped": "does not fit in GPU memory"})
             torch.cuda.empty_cache()
