@@ -103,15 +103,36 @@ __device__ __forceinline__ Values<T, kVec> load_values(const T* x, int64_t offse
 #endif
 constexpr int kQuantizeLoads = TORCH_FMHA_TUNE_QUANTIZE_LOADS;
 
+// The cast kernel's scale from its group's partial maxes, each warp on its own (shuffles, no
+// block barrier) and between the walk's first loads and its first visit (for_each_vector's
+// `ready`), so the partials' L2 round trip overlaps the data's instead of preceding it. Today
+// every block reads its group's partials (up to 1024), reduces them across the block with a
+// __syncthreads, and only then issues its first data load, for 8-32 vectors per thread.
+// Rows of a standard layout only (the packed-v cast keeps its block barriers). The same scale:
+// a max of finite non-negative partials does not depend on the order. A tuning knob, off.
+#ifndef TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP
+#define TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP 0
+#endif
+constexpr bool kQuantizeScaleOverlap = TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP != 0;
+
+// for_each_vector's default `ready`: nothing to do before the first visit.
+struct NothingBeforeVisits {
+  __host__ __device__ void operator()() const {}
+};
+
 // The (row, head) segments [begin, end) of group extent e, kVec elements per
-// thread and step, all threads of the block: visit(values, offset in x_fp8).
+// thread and step, all threads of the block: visit(values, offset in x_fp8). Every thread
+// calls ready() once, before its first visit (after the walk's first loads are issued),
+// also a thread with nothing to visit: it may hold warp shuffles, never a block barrier.
 // Vector i (i = threadIdx.x, + kQuantizeThreads, ...) is element (i % per_segment) kVec
 // of segment begin + i / per_segment. Each vector is visited once, by the same thread in
 // both forms (the walk only reorders a thread's visits: the amax is a max, the cast writes
 // each byte once), so kLoads changes no result.
-template <typename T, int kVec, int kLoads = kQuantizeLoads, typename Visit>
+template <typename T, int kVec, int kLoads = kQuantizeLoads, typename Visit,
+          typename Ready = NothingBeforeVisits>
 __device__ __forceinline__ void for_each_vector(const QuantizeTensor& t, const GroupExtent& e,
-                                                int64_t begin, int64_t end, Visit&& visit) {
+                                                int64_t begin, int64_t end, Visit&& visit,
+                                                Ready&& ready = Ready{}) {
   const T* x = static_cast<const T*>(t.x);
   const int32_t per_segment = t.head_dim / kVec;
   const int64_t items = (end - begin) * per_segment;
@@ -120,7 +141,10 @@ __device__ __forceinline__ void for_each_vector(const QuantizeTensor& t, const G
     // steps kQuantizeThreads / per_segment segments (SegmentCursor), kLoads vectors'
     // loads issued before the first visit.
     if (per_segment > 0 && kQuantizeThreads % per_segment == 0) {
-      if (threadIdx.x >= items) return;
+      if (threadIdx.x >= items) {
+        ready();
+        return;
+      }
       const int32_t d = static_cast<int32_t>(threadIdx.x % per_segment) * kVec;
       const int32_t step = kQuantizeThreads / per_segment;  // segments
       const int64_t rows_step = step / e.heads;
@@ -137,6 +161,7 @@ __device__ __forceinline__ void for_each_vector(const QuantizeTensor& t, const G
             c.advance(t, e, rows_step, heads_step);
           }
         }
+        if (i0 == threadIdx.x) ready();  // the first batch's loads are in flight
 #pragma unroll
         for (int u = 0; u < kLoads; ++u) {
           if (i0 + int64_t(u) * kQuantizeThreads < items) visit(v[u], out[u]);
@@ -145,6 +170,7 @@ __device__ __forceinline__ void for_each_vector(const QuantizeTensor& t, const G
       return;
     }
   }
+  ready();
   for (int64_t i = threadIdx.x; i < items; i += kQuantizeThreads) {
     const int64_t s = begin + i / per_segment;
     const int32_t d = static_cast<int32_t>(i % per_segment) * kVec;
@@ -164,9 +190,10 @@ __device__ float piece_amax(const QuantizeTensor& t, const GroupExtent& e, int64
   return m;
 }
 
-template <typename T, int kVec>
+// scale: read at each visit, so a `ready` that sets it runs before (for_each_vector).
+template <typename T, int kVec, typename Ready = NothingBeforeVisits>
 __device__ void piece_cast(const QuantizeTensor& t, const GroupExtent& e, int64_t begin, int64_t end,
-                           float scale) {
+                           const float& scale, Ready&& ready = Ready{}) {
   for_each_vector<T, kVec>(t, e, begin, end, [&](const Values<T, kVec>& v, int64_t out) {
     uint8_t bytes[kVec];
 #pragma unroll
@@ -183,7 +210,7 @@ __device__ void piece_cast(const QuantizeTensor& t, const GroupExtent& e, int64_
 #pragma unroll
       for (int j = 0; j < kVec; ++j) t.x_fp8[out + j] = bytes[j];
     }
-  });
+  }, ready);
 }
 
 // --------------------------------------------------------------- packed v cast ---
@@ -375,6 +402,8 @@ __device__ __forceinline__ float piece_amax(const QuantizeTensor& t, const Group
   return m;
 }
 
+__device__ __forceinline__ void zero_uncovered_rows(const QuantizeTensor& t, const BlockWork& w);
+
 // Writes the descale (chunk 0), casts the piece, and, packed per-head, zeroes
 // this chunk's share of the rows outside every sequence (none for valid
 // cu_seqlens), so no output byte is left unwritten.
@@ -392,6 +421,11 @@ __device__ __forceinline__ void finish_piece(const QuantizeTensor& t, const Bloc
     using L = decltype(layout);
     piece_cast<typename L::Element, L::kWidth>(t, e, begin, end, scale);
   });
+  zero_uncovered_rows(t, w);
+}
+
+// Packed per-head (group 0 of a tensor): this chunk's share of the rows outside every sequence.
+__device__ __forceinline__ void zero_uncovered_rows(const QuantizeTensor& t, const BlockWork& w) {
   if (w.group != 0) return;
   const UncoveredRows u = uncovered_rows(t);
   if (u.count() == 0) return;
@@ -425,10 +459,34 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeLoads > 0 ? 2 : 1)
   if (threadIdx.x == 0) t.partial_amax[w.group * t.chunks + w.chunk] = m;
 }
 
+// Max of group `group`'s partial maxes, in every lane of the calling warp (all 32 lanes).
+__device__ __forceinline__ float warp_partials_max(const QuantizeTensor& t, int64_t group) {
+  const float* partial = t.partial_amax + group * t.chunks;
+  float m = 0.0f;
+#pragma unroll 8
+  for (int c = threadIdx.x % 32; c < t.chunks; c += 32) m = fmaxf(m, partial[c]);
+  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  return m;
+}
+
 __global__ void __launch_bounds__(kQuantizeThreads, 1)
     quantize_cast_kernel(const __grid_constant__ QuantizeParams p) {
   const BlockWork w = block_work(p);
   const QuantizeTensor& t = p.tensors[w.tensor];
+  if (kQuantizeScaleOverlap && !t.packed_v) {  // block-uniform
+    const GroupExtent e = group_extent(t, w.group);
+    int64_t begin, end;
+    chunk_range(e.segments(), w.chunk, t.chunks, begin, end);
+    float scale = 0.0f;  // set by ready(), before this thread's first visit
+    auto ready = [&] { scale = descale_from_amax(warp_partials_max(t, w.group)); };
+    with_layout(t, [&](auto layout) {
+      using L = decltype(layout);
+      piece_cast<typename L::Element, L::kWidth>(t, e, begin, end, scale, ready);
+    });
+    if (w.chunk == 0 && threadIdx.x == 0) t.descale[w.group] = scale * t.descale_factor;
+    zero_uncovered_rows(t, w);
+    return;
+  }
   float m = 0.0f;
   for (int c = threadIdx.x; c < t.chunks; c += kQuantizeThreads) {
     m = fmaxf(m, t.partial_amax[w.group * t.chunks + c]);

@@ -13,6 +13,8 @@
 // carry) and more heads than a step, packed rows with cu_seqlens (an empty sequence
 // included), several chunks per group, rows shorter than a step and steps spanning
 // several sequences (heads = 1, seqlen 1-5).
+// Every thread calls for_each_vector's ready() exactly once, before its first visit (threads
+// with nothing to visit too: in the kernel it holds warp shuffles).
 // Prints one "ok" line; exits 1 on the first failures.
 // Build + run (tests/test_quantize_walk_host.py):
 //   c++ -std=c++20 -O1 -pthread -I/usr/local/cuda/include -Icsrc
@@ -53,6 +55,7 @@ namespace {
 
 int failures = 0;
 int64_t visits_checked = 0;
+int64_t ready_checked = 0;  // threads whose ready() call was checked
 
 struct Visit {
   int64_t out;
@@ -66,11 +69,25 @@ std::vector<std::vector<Visit>> visits(const QuantizeTensor& t, const GroupExten
   std::vector<std::vector<Visit>> per_thread(kQuantizeThreads);
   for (int i = 0; i < kQuantizeThreads; ++i) {  // one after another: the walk has no barrier
     threadIdx.x = static_cast<unsigned>(i);
-    for_each_vector<T, kVec, kLoads>(t, e, begin, end, [&](const Values<T, kVec>& v, int64_t out) {
-      Visit w{out, std::vector<unsigned char>(sizeof(v))};
-      std::memcpy(w.bytes.data(), &v, sizeof(v));
-      per_thread[i].push_back(std::move(w));
-    });
+    // ready() (the cast's scale from the partial maxes, warp shuffles in the kernel) must
+    // run exactly once per thread, before its first visit, also in a thread with no visit.
+    int ready_calls = 0;
+    bool visit_before_ready = false;
+    for_each_vector<T, kVec, kLoads>(
+        t, e, begin, end,
+        [&](const Values<T, kVec>& v, int64_t out) {
+          visit_before_ready |= ready_calls == 0;
+          Visit w{out, std::vector<unsigned char>(sizeof(v))};
+          std::memcpy(w.bytes.data(), &v, sizeof(v));
+          per_thread[i].push_back(std::move(w));
+        },
+        [&] { ++ready_calls; });
+    if ((ready_calls != 1 || visit_before_ready) && failures++ < 5) {
+      std::printf("FAIL kLoads %d thread %d of segments [%ld, %ld): ready() called %d times%s\n", kLoads, i,
+                  static_cast<long>(begin), static_cast<long>(end), ready_calls,
+                  visit_before_ready ? ", a visit before it" : "");
+    }
+    ++ready_checked;
   }
   return per_thread;
 }
@@ -171,6 +188,7 @@ int main() {
     std::printf("%d failures\n", failures);
     return 1;
   }
-  std::printf("quantize walk: ok (%ld visits matched)\n", static_cast<long>(visits_checked));
+  std::printf("quantize walk: ok (%ld visits matched, ready() once before them in %ld threads)\n",
+              static_cast<long>(visits_checked), static_cast<long>(ready_checked));
   return 0;
 }
