@@ -1,11 +1,13 @@
-"""Bitwise A/B of two builds: one build saves the outputs (and LSE) of a fixed set of
-attention calls, another recomputes them and compares every byte. For a kernel knob
+"""Bitwise A/B of two builds: one build saves digests of the outputs (and LSE) of a fixed
+set of attention calls, another recomputes them and compares the digests. For a kernel knob
 that claims to keep the bits (e.g. the integer row max, softmax.cuh int_max_of_scores):
     TORCH_FMHA_NVCC_EXTRA="-DTORCH_FMHA_TUNE_INT_MAX_128=0" python3 tools/bitwise_ab.py save /tmp/a.pt
     python3 tools/bitwise_ab.py compare /tmp/a.pt        # exit status 1 on any difference
-Each output is kept as two weighted sums of its words (_digest), not its bytes. The cases cover every head dim, dense (standard and packed v) and packed batches, both
-masks and a window, bf16 and FP8 output, and inputs that exercise the softmax's edges:
-rows whose scores are all negative, a NaN in q, and scores of both signs."""
+Each output is kept as two weighted sums of its words (_digest), not its bytes. The cases
+cover every head dim, dense (standard and packed v) and packed batches, both masks and a
+window, bf16 and FP8 output, and inputs that exercise the softmax's edges: rows whose scores
+are all negative, a NaN in q, and scores of both signs. Packed batches: one per head dim,
+160 tiles on a 132-SM grid; no paged batch."""
 import sys
 
 import torch

@@ -162,8 +162,9 @@
 // The exp2 arguments (FFMAs) before the P V wait in the builds that wait between the row
 // max and the exps (softmax.cuh, update_args): the same bits. Measured in session 26 (one
 // H200, 3 rounds, docs/DESIGN.md section 6): D = 128 1.7-3% slower (non-causal 2k-16k,
-// causal 4k-16k); D = 256 +0.9 to +4.4% at non-causal 4k-16k, -1.6% / -1.1% at 2k: off in
-// both, D = 256 until a longer A/B.
+// causal 4k-16k); D = 256 +0.9 to +4.4% at non-causal 4k-16k, -1.6% / -1.1% at 2k. Session
+// 27 repeated D = 256 on the integer row max's release (2 rounds): -0.8% to +0.0% non-causal,
+// -3.6% to +0.4% causal. Off in both.
 #ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128
 #define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 0
 #endif

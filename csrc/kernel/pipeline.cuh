@@ -29,11 +29,11 @@ namespace torch_fmha::kernel {
 // Hardware named barrier ids. 0 is __syncthreads() and is not used after setup.
 enum class NamedBarrier : uint32_t {
   kProducerSync = 1,  // 128 producer threads, after reserving a V^T slot (I3)
-  kProducerTileId = 6,  // 128 producer threads, a claimed tile id (producer.cuh, TileIdSource)
   kPingPong0 = 2,     // "consumer WG0 may issue its GEMMs" (256 consumer threads)
   kPingPong1 = 3,     // "consumer WG1 may issue its GEMMs" (256 consumer threads)
   kEpilogue0 = 4,     // consumer WG0's output stage (128 threads, epilogue.cuh)
   kEpilogue1 = 5,     // consumer WG1's output stage
+  kProducerTileId = 6,  // 128 producer threads, a claimed tile id (producer.cuh, TileIdSource)
 };
 
 // Names of the mbarriers; only used for the debug hang report.

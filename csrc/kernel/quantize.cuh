@@ -96,7 +96,7 @@ __device__ __forceinline__ Values<T, kVec> load_values(const T* x, int64_t offse
 // per tensor, 150 -> 134 us per head; cast 335 -> 307 us (per tensor), 385 -> 369 us
 // (packed v), 386 -> 368 / 438 -> 428 us per head; the whole quantize_qkv call 467 -> 417,
 // 516 -> 479, 536 -> 503, 587 -> 563 us. A 67 MB clone takes 36 us (3.7 TB/s): what is
-// left is the cast kernel's one block per SM (108 registers; asking for two spills) and
+// left is the cast kernel's one block per SM (110 registers; asking for two spills) and
 // short blocks (docs/DESIGN.md section 6).
 #ifndef TORCH_FMHA_TUNE_QUANTIZE_LOADS
 #define TORCH_FMHA_TUNE_QUANTIZE_LOADS 4
@@ -105,11 +105,13 @@ constexpr int kQuantizeLoads = TORCH_FMHA_TUNE_QUANTIZE_LOADS;
 
 // The cast kernel's scale from its group's partial maxes, each warp on its own (shuffles, no
 // block barrier) and between the walk's first loads and its first visit (for_each_vector's
-// `ready`), so the partials' L2 round trip overlaps the data's instead of preceding it. Today
-// every block reads its group's partials (up to 1024), reduces them across the block with a
-// __syncthreads, and only then issues its first data load, for 8-32 vectors per thread.
-// Rows of a standard layout only (the packed-v cast keeps its block barriers). The same scale:
-// a max of finite non-negative partials does not depend on the order. A tuning knob, off.
+// `ready`), so the partials' L2 round trip overlaps the data's instead of preceding it. Without
+// it every block reads its group's partials (up to 1024), reduces them across the block with a
+// __syncthreads, and only then issues its first data load, for 4-8 vectors per thread at
+// q, k, v [4, 4096, 16, 128] (per-head / per-tensor). Each warp reading all partials costs up
+// to 64 KB of L2 reads per block instead of 4 KB. Rows of a standard layout only (the packed-v
+// cast keeps its block barriers). The same scale: a max of finite non-negative partials does
+// not depend on the order. A tuning knob, off.
 #ifndef TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP
 #define TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP 0
 #endif

@@ -270,7 +270,8 @@ __host__ __device__ __forceinline__ float int_max_of_scores(Get&& get) {
 
 // kExactAlpha, kLazyRescale: see rescale_factor and kLazyRescaleSlack above.
 // kPolyEvery: one exp in every kPolyEvery of a block runs as poly_exp2 (0: none).
-// kIntMax: the row max of a block by int_max_of_scores (the same value; a tuning knob).
+// kIntMax: the row max of a block by int_max_of_scores (the same value; on at D = 128 / 256,
+// Traits::kIntRowMax).
 template <int kBlockN, bool kExactAlpha, bool kLazyRescale, int kPolyEvery = 0, bool kIntMax = false>
 struct OnlineSoftmax {
   // Column pair j's second exp is a polynomial one (every kPolyPairs-th pair; 1 when off,

@@ -1,4 +1,5 @@
-// torch_fmha kernel: static persistent tile schedulers (dense and varlen).
+// torch_fmha kernel: persistent tile schedulers (dense and varlen): a static order, or for
+// varlen with kDynamicTiles ids claimed at run time (below).
 //
 // The grid has min(num_sms, upper bound on the tile count) CTAs, G of them.
 // In round r the CTAs take tile ids [r G, (r + 1) G), CTA c the id
@@ -47,8 +48,8 @@ namespace torch_fmha::kernel {
 // atomicAdd on a per-launch counter the prep kernel zeroes, so a CTA that finished early
 // takes the next tile: greedy longest-first over the same id order. The claim is issued
 // one round ahead (producer.cuh, TileIdSource), off the producer's path. Dense causal
-// launches were measured with it too (session 27, docs/DESIGN.md section 6) and did not
-// gain, though a cost model (tile cost ceil(keys / kBlockN) + 1 blocks, 132 CTAs) puts the
+// launches were measured with it too (session 27, docs/DESIGN.md section 6): from +1.8%
+// (D = 256 2k) to -2.5% (D = 256 4k), mostly slightly slower, though a cost model (tile cost ceil(keys / kBlockN) + 1 blocks, 132 CTAs) puts the
 // static order's makespan at 1 / 0.970 of the ideal at causal 2k / 4k and greedy's at
 // 1 / 0.992 / 1 / 0.996: they keep the static order.
 

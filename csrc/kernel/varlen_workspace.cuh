@@ -8,7 +8,7 @@
 //   tile_prefix int32[B + 1]   tile_prefix[i] = q tiles of seqs[0 .. i-1];
 //                              tile_prefix[B] = total tile count
 //   tile_counter int32         with kDynamicTiles only: the next tile id to claim, minus
-//                              the grid (tile_scheduler.cuh, TileIdSource); the prep kernel zeroes it
+//                              the grid (producer.cuh, TileIdSource); the prep kernel zeroes it
 #pragma once
 
 #include <cstddef>

@@ -17,7 +17,7 @@ namespace torch_fmha {
 const char* fwd_unsupported_reason(const FwdParams& params);
 
 // Bytes of device scratch the launch needs in params.workspace (0: none; the
-// varlen path needs ~24 bytes per sequence). The op allocates it on the launch
+// varlen path needs 36 bytes per sequence, 4 more with the dynamic tile order). The op allocates it on the launch
 // stream; its contents need no initialisation.
 size_t fwd_workspace_bytes(const FwdParams& params);
 

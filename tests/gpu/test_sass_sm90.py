@@ -152,7 +152,9 @@ def test_int_row_max_in_the_steady_loop(kernels):
     # int_max_of_scores), two scores per VIMNMX3; the FMNMX left in the loop are the fmaxf
     # fallback for a row whose int max is not in [+0, +inf] (a negative or NaN score), the
     # same number of scores one per instruction. Release sm_90a SASS (session 27): D = 128
-    # packed v 62 VIMNMX3 / 132 FMNMX, short 30 / 68, varlen 46 / 100, D = 256 30 / 68.
+    # packed v 62 VIMNMX3 / 132 FMNMX, short 30 / 68, varlen 46 / 100, D = 256 30 / 68, so
+    # FMNMX = 2 VIMNMX3 + 8 (the quad reductions) in every build. The floor 24 is below the
+    # smallest build's 30 (128-key blocks); the + 12 leaves 4 FMNMX of slack.
     on = [d for d in (64, 128, 256) if knob(f"INT_MAX_{d}")]
     assert on, "no head dim takes the integer row max: this test would check nothing"
     for name, instrs in kernels.items():
