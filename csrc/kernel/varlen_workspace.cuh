@@ -17,8 +17,9 @@
 // Varlen tiles claimed at run time (an atomic counter per launch that the prep kernel zeroes;
 // tile_scheduler.cuh, producer.cuh TileIdSource) instead of the static round-robin. Session
 // 27 (one H200, same call, 2 rounds, ragged causal, 64 sequences of U[1, 4096] keys): D = 128
-// 580-583 -> 614-615 TF/s, D = 256 684-689 -> 774-801; the outputs bitwise equal. Not yet
-// measured on ragged non-causal batches nor run through tests/gpu: a tuning knob, off.
+// 580-583 -> 614-615 TF/s, D = 256 684-689 -> 774-801; equal output digests (tools/bitwise_ab.py).
+// Not yet measured on ragged non-causal or paged batches nor run through tests/gpu: a tuning
+// knob, off.
 #ifndef TORCH_FMHA_TUNE_DYNAMIC_TILES
 #define TORCH_FMHA_TUNE_DYNAMIC_TILES 0
 #endif
