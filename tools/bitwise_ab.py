@@ -6,8 +6,9 @@ that claims to keep the bits (e.g. the integer row max, softmax.cuh int_max_of_s
 Each output is kept as two weighted sums of its words (_digest), not its bytes. The cases
 cover every head dim, dense (standard and packed v) and packed batches, both masks and a
 window, bf16 and FP8 output, and inputs that exercise the softmax's edges: rows whose scores
-are all negative, a NaN in q, and scores of both signs. Packed batches: one per head dim,
-160 tiles on a 132-SM grid; no paged batch."""
+are all negative, a NaN in q, and scores of both signs. Packed batches: one per head dim
+(160 tiles on a 132-SM grid), and the same keys in paged pools of 16- and 64-key pages
+(scattered, with unused pages), with softcap and sinks in one of them."""
 import sys
 
 import torch
@@ -59,6 +60,27 @@ def cases():
             out, lse = torch_fmha.varlen_attention(qp, kp, vp, cu, cu, causal=causal, q_descale=one,
                                                    k_descale=one, v_descale=one, return_lse=True)
             yield f"D{d} varlen causal={causal}", out, lse
+        # the same sequences' keys in a paged pool (scattered pages), with softcap and sinks too
+        for page in (16, 64):
+            pages = [(n + page - 1) // page for n in lens]
+            order = torch.randperm(sum(pages) + 3, generator=gen)  # 3 pages nobody uses
+            pool_k, pool_v = (torch.randn(len(order), page, 2, d, generator=gen).cuda().to(FP8) for _ in range(2))
+            table = torch.full((len(lens), max(pages)), -1, dtype=torch.int32)
+            used = 0
+            for b, (n, np_) in enumerate(zip(lens, pages)):
+                table[b, :np_] = order[used:used + np_].to(torch.int32)
+                for j in range(np_):  # sequence b's keys go to its pages
+                    rows = slice(j * page, min(n, (j + 1) * page))
+                    pool_k[table[b, j], : rows.stop - rows.start] = kp[cu[b] + rows.start:cu[b] + rows.stop]
+                    pool_v[table[b, j], : rows.stop - rows.start] = vp[cu[b] + rows.start:cu[b] + rows.stop]
+                used += np_
+            seqused = torch.tensor(lens, dtype=torch.int32, device="cuda")
+            sinks = torch.linspace(-1.0, 1.0, 8, device="cuda")
+            for causal, extra in ((False, {}), (True, {}), (True, {"softcap": 30.0, "sinks": sinks})):
+                out, lse = torch_fmha.varlen_attention(
+                    qp, pool_k, pool_v, cu, None, causal=causal, seqused_k=seqused, page_table=table.cuda(),
+                    q_descale=one, k_descale=one, v_descale=one, return_lse=True, **extra)
+                yield f"D{d} paged {page} causal={causal} {sorted(extra)}", out, lse
 
 
 def main(argv):
