@@ -28,14 +28,15 @@ def _inputs(gen, b, s, h, hkv, d, kind):
     return q, k, v
 
 
-def cases():
-    """(name, outputs) of each call, on CUDA."""
+def cases(device="cuda", seqlens=(333, 1024, 4224), lens=(700, 0, 1500, 129)):
+    """(name, outputs) of each call. `device`, `seqlens`, `lens`: smaller cases on the CPU
+    path for the tool's own test (tests/test_bitwise_ab_tool.py)."""
     gen = torch.Generator().manual_seed(27)
-    one = torch.ones(1, device="cuda")
+    one = torch.ones(1, device=device)
     for d in (64, 128, 256):
-        for s in (333, 1024, 4224):
+        for s in seqlens:
             for kind in ("randn", "negative", "nan"):
-                q, k, v = (t.cuda() for t in _inputs(gen, 2, s, 8, 2, d, kind))
+                q, k, v = (t.to(device) for t in _inputs(gen, 2, s, 8, 2, d, kind))
                 q8, k8 = q.to(FP8), k.to(FP8)
                 v_packed = torch_fmha.quantize_qkv(q, k, v, "tensor", pack_v=True).v if d > 64 else None
                 v8 = v.to(FP8)
@@ -52,10 +53,9 @@ def cases():
                             name = f"D{d} S{s} {kind} causal={causal} window={window} v={vname} out={out_dtype}"
                             yield name, out, lse
         # a packed batch with an empty sequence
-        lens = [700, 0, 1500, 129]
-        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device="cuda")
+        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device=device)
         t = sum(lens)
-        qp, kp, vp = (torch.randn(t, n, d, generator=gen).cuda().to(FP8) for n in (8, 2, 2))
+        qp, kp, vp = (torch.randn(t, n, d, generator=gen).to(device).to(FP8) for n in (8, 2, 2))
         for causal in (False, True):
             out, lse = torch_fmha.varlen_attention(qp, kp, vp, cu, cu, causal=causal, q_descale=one,
                                                    k_descale=one, v_descale=one, return_lse=True)
@@ -64,7 +64,8 @@ def cases():
         for page in (16, 64):
             pages = [(n + page - 1) // page for n in lens]
             order = torch.randperm(sum(pages) + 3, generator=gen)  # 3 pages nobody uses
-            pool_k, pool_v = (torch.randn(len(order), page, 2, d, generator=gen).cuda().to(FP8) for _ in range(2))
+            pool_k, pool_v = (torch.randn(len(order), page, 2, d, generator=gen).to(device).to(FP8)
+                              for _ in range(2))
             table = torch.full((len(lens), max(pages)), -1, dtype=torch.int32)
             used = 0
             for b, (n, np_) in enumerate(zip(lens, pages)):
@@ -74,22 +75,22 @@ def cases():
                     pool_k[table[b, j], : rows.stop - rows.start] = kp[cu[b] + rows.start:cu[b] + rows.stop]
                     pool_v[table[b, j], : rows.stop - rows.start] = vp[cu[b] + rows.start:cu[b] + rows.stop]
                 used += np_
-            seqused = torch.tensor(lens, dtype=torch.int32, device="cuda")
-            sinks = torch.linspace(-1.0, 1.0, 8, device="cuda")
+            seqused = torch.tensor(lens, dtype=torch.int32, device=device)
+            sinks = torch.linspace(-1.0, 1.0, 8, device=device)
             for causal, extra in ((False, {}), (True, {}), (True, {"softcap": 30.0, "sinks": sinks})):
                 out, lse = torch_fmha.varlen_attention(
-                    qp, pool_k, pool_v, cu, None, causal=causal, seqused_k=seqused, page_table=table.cuda(),
+                    qp, pool_k, pool_v, cu, None, causal=causal, seqused_k=seqused, page_table=table.to(device),
                     q_descale=one, k_descale=one, v_descale=one, return_lse=True, **extra)
                 yield f"D{d} paged {page} causal={causal} {sorted(extra)}", out, lse
 
 
-def main(argv):
+def main(argv, **case_args):
     if len(argv) != 2 or argv[0] not in ("save", "compare"):
         sys.exit(__doc__)
-    if (reason := torch_fmha.sm90_unavailable_reason()) is not None:
+    if not case_args and (reason := torch_fmha.sm90_unavailable_reason()) is not None:
         sys.exit(f"bitwise_ab.py: no SM90 kernel to run: {reason}")
     results, nan_rows = {}, 0
-    for name, out, lse in cases():
+    for name, out, lse in cases(**case_args):
         results[name] = (_digest(out), _digest(lse))
         nan_rows += int(lse.isnan().sum())
     print(f"{len(results)} calls, {nan_rows} NaN LSE entries among them")
