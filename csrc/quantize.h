@@ -205,8 +205,9 @@ TORCH_FMHA_HOST_DEVICE int64_t element_offset(const QuantizeTensor& t, int64_t r
 
 // A thread's position in for_each_vector's strided walk over the (row, head) segments
 // of a group extent (csrc/kernel/quantize.cuh, for_each_vector with
-// TORCH_FMHA_TUNE_QUANTIZE_LOADS > 0, 4 by default since session 27): segment s of e is row e.row_begin + s / e.heads, head
-// e.head_begin + s % e.heads, and row = batch * seqlen + in_row. The divisions run once,
+// TORCH_FMHA_TUNE_QUANTIZE_LOADS > 0, 4 by default since session 27): segment s of e is
+// row e.row_begin + s / e.heads, head e.head_begin + s % e.heads, and
+// row = batch * seqlen + in_row. The divisions run once,
 // at the start; advance() then steps a fixed number of segments by carries, so the walk's
 // loop has no 64-bit division (the strided loop has three per 16-byte vector).
 // tests/host_checks/check_quantize_walk.cpp checks it against the divisions.
