@@ -302,8 +302,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   auto tile_mask = [&](const TileInfo& t) {
     return MaskInfo{t.seqlen_q, t.seqlen_k, p.window_left, p.window_right};
   };
-  auto tile_range = [&](const TileInfo& t) {
-    return tile_mask(t).kv_range<kBlockM, kBlockN>(t.m_block);
+  auto tile_range = [&](const TileInfo& t) {  // the piece's blocks (split tail) or all of them
+    const KvBlockRange all = tile_mask(t).template kv_range<kBlockM, kBlockN>(t.m_block);
+    return t.piece(all);
   };
   uint8_t* const o_stage = ss.o_stage + wg * (Traits::kOutStageBytes / 2);
   const NamedBarrier stage_barrier = wg == 0 ? NamedBarrier::kEpilogue0 : NamedBarrier::kEpilogue1;
@@ -324,6 +325,25 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     } else {
       store_output_pairs<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0);
     }
+  };
+
+  // Dense kernels built with the split tail (tile_scheduler.cuh, split_tail_min_blocks).
+  constexpr bool kCanSplit = std::remove_cv_t<decltype(params.scheduler)>::kCanSplit;
+  // A finished tile's output; with the split tail (tile_scheduler.cuh) a tail piece leaves
+  // its partial instead, and a head piece first merges its partner's partial into O.
+  auto finish_tile = [&](const TileInfo& t, float (&inv_sum)[2], float (&lse)[2]) {
+    if constexpr (kCanSplit) {
+      if (t.split == SplitRole::kWritesPartial) {
+        store_split_partial<kHeadDim>(params.split, t.split_slot, tidx, tOrO, inv_sum, lse,
+                                      stage_barrier, wg_leader);
+        return;
+      }
+      if (t.split == SplitRole::kMergesPartial) {
+        merge_split_partial<kHeadDim>(params.split, t.split_slot, tidx, tOrO, inv_sum, lse,
+                                      stage_barrier, wg_leader, t.m_block);
+      }
+    }
+    store_tile_output(t, inv_sum, lse, false);
   };
 
   // S of a tile's first KV block: the mask (if the block needs one) and the
@@ -457,7 +477,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const int next_blocks = next.valid ? next_range.count() : 0;
     mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
               {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
-    if (Traits::kOverlapTiles && next_blocks > 0) {
+    // A piece of a split tile (tile_scheduler.cuh, split tail; at most 2 per CTA) ends
+    // without the overlap: its partial store or merge would share the registers of the
+    // next tile's first S (ptxas spilled there).
+    if (Traits::kOverlapTiles && next_blocks > 0 && (!kCanSplit || tile.split == SplitRole::kWhole)) {
       mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
                 {MbarId::kQFull, q_read.index, next.m_block, Role::kConsumer});
       q_index = q_read.index;
@@ -478,7 +501,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       make_p();
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
-      store_tile_output(tile, inv_sum, lse, false);
+      store_tile_output(tile, inv_sum, lse, false);  // a whole tile (above)
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
       clear(tOrO);
       v_pending = kv_read;
@@ -492,7 +515,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       finish_pv<false>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       softmax.finalize(inv_sum, lse, tile.sink);
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
-      store_tile_output(tile, inv_sum, lse, false);
+      finish_tile(tile, inv_sum, lse);
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
       first_s_done = false;
     }

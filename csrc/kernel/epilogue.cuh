@@ -262,4 +262,74 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
   }
 }
 
+// Split tail (tile_scheduler.cuh). A slot holds, for each of the 256 consumer threads,
+// its O accumulator values normalized by the piece's own row sums, value i of thread t at
+// float i * 256 + t (a warp's i-th values are 128 contiguous bytes), then the LSEs of its
+// two rows, row r8 at float 256 * kHeadDim / 2 + r8 * 256 + t. The merging CTA runs the
+// same kernel, so its thread t holds the same rows and columns. Scalar accesses: a float4
+// of O's values needs them in an aligned register quad, and the copies into one made
+// ptxas spill at D = 256. O's flat index i = e + 2 r8 + 4 j is row r8 = (i / 2) % 2.
+template <int kHeadDim, class FragO>
+__device__ __forceinline__ void store_split_partial(const SplitTailBuffers& b, int slot, int tidx,
+                                                    const FragO& o, const float (&inv_sum)[2],
+                                                    const float (&lse)[2], NamedBarrier wg_barrier,
+                                                    bool wg_leader) {
+  float* base = b.partials + int64_t(slot) * SplitTailBuffers::slot_floats(kHeadDim) + tidx;
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) {
+    const int r8 = (i / 2) % 2;
+    // A row that saw no key leaves zeros (its O may hold 0 * NaN, epilogue above).
+    __stcg(base + i * 256, inv_sum[r8] == 0.f ? 0.f : o(i) * inv_sum[r8]);
+  }
+  __stcg(base + 256 * (kHeadDim / 2), lse[0]);
+  __stcg(base + 256 * (kHeadDim / 2 + 1), lse[1]);
+  __threadfence();
+  named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
+  if (wg_leader) flag_release(b.flags + 2 * slot + tidx / 128);
+}
+
+// Merges slot `slot`'s partial (the other piece of this tile) into this piece's O, row
+// sums and LSEs: O = O_mine / l_mine w_mine + O_theirs w_theirs with w = exp(lse - lse_new),
+// lse_new = log(exp(lse_mine) + exp(lse_theirs)); inv_sum becomes 1 (0 for a row neither
+// piece saw a key of). A NaN LSE on either side makes the row NaN.
+template <int kHeadDim, class FragO>
+__device__ __forceinline__ void merge_split_partial(const SplitTailBuffers& b, int slot, int tidx,
+                                                    FragO& o, float (&inv_sum)[2], float (&lse)[2],
+                                                    NamedBarrier wg_barrier, bool wg_leader,
+                                                    int tile_tag) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  constexpr float kLn2 = 0.6931471805599453f;
+  if (wg_leader) {
+    flag_wait(b.flags + 2 * slot + tidx / 128, {MbarId::kSplitFlag, slot, tile_tag, Role::kConsumer});
+  }
+  named_barrier_sync(wg_barrier, 128);  // after the leader's acquire
+  const float* base = b.partials + int64_t(slot) * SplitTailBuffers::slot_floats(kHeadDim) + tidx;
+  float mine_w[2], theirs_w[2];
+  bool mine_empty[2];
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    const float lse_theirs = __ldcg(base + 256 * (kHeadDim / 2 + r8));
+    mine_empty[r8] = inv_sum[r8] == 0.f;
+    const float big = fmaxf(lse[r8], lse_theirs);  // NaN on one side: the other
+    if (big == -INFINITY) {  // no key in either piece
+      mine_w[r8] = theirs_w[r8] = 0.f;
+      inv_sum[r8] = 0.f;
+      continue;
+    }
+    const float a = exp2f((lse[r8] - big) * kLog2e);  // NaN if lse[r8] is
+    const float c = exp2f((lse_theirs - big) * kLog2e);
+    const float sum = a + c;
+    mine_w[r8] = __fdividef(inv_sum[r8] * a, sum);
+    theirs_w[r8] = __fdividef(c, sum);
+    lse[r8] = big + __log2f(sum) * kLn2;
+    inv_sum[r8] = 1.f;
+  }
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) {
+    const int r8 = (i / 2) % 2;
+    const float theirs = __ldcg(base + i * 256) * theirs_w[r8];
+    o(i) = mine_empty[r8] ? theirs : fmaf(o(i), mine_w[r8], theirs);
+  }
+}
+
 }  // namespace torch_fmha::kernel

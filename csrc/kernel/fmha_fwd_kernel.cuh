@@ -48,6 +48,9 @@ struct KernelParams {
   // kDynamicTiles, varlen: the tile counter the prep kernel zeroed (producer.cuh,
   // TileIdSource); null: the static order (dense launches always).
   int32_t* tile_counter;
+  // Dense builds with a split tail (tile_scheduler.cuh): partial O's and flags, in the
+  // op's workspace, flags cleared by the launch; unused unless scheduler.tail is active.
+  SplitTailBuffers split;
 };
 
 template <class Traits>

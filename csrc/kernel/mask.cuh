@@ -15,7 +15,7 @@ namespace torch_fmha::kernel {
 struct KvBlockRange {
   int32_t begin;
   int32_t end;
-  __device__ __forceinline__ int32_t count() const { return end > begin ? end - begin : 0; }
+  __host__ __device__ __forceinline__ int32_t count() const { return end > begin ? end - begin : 0; }
 };
 
 struct MaskInfo {

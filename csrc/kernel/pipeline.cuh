@@ -48,6 +48,7 @@ enum class MbarId : int {
   kVtEmpty,
   kTileFull,
   kTileEmpty,
+  kSplitFlag,  // not an mbarrier: a split-tail partial's flag in global memory (flag_wait)
 };
 
 // Who is waiting; only used for the debug hang report.
@@ -58,7 +59,7 @@ __host__ __device__ constexpr const char* mbar_name(MbarId id) {
   constexpr const char* kNames[] = {"q_full",          "q_empty",          "k_full",
                                     "k_empty",         "v_scratch_full",   "v_scratch_empty",
                                     "vt_full",         "vt_empty",         "tile_full",
-                                    "tile_empty"};
+                                    "tile_empty",      "split_flag"};
   return kNames[static_cast<int>(id)];
 }
 __host__ __device__ constexpr const char* role_name(Role r) {
@@ -191,6 +192,36 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase, WaitSit
 #else
   (void)site;
   while (!mbar_try_wait(addr, phase)) {
+  }
+#endif
+}
+
+// A flag in global memory that another CTA of the launch sets (the split tail,
+// epilogue.cuh): flag_release publishes every write the caller's warpgroup made before
+// its barrier (each thread fences its own, then the barrier, then this store); flag_wait
+// spins until it is set, with the acquire that makes those writes visible, bounded in
+// debug builds like mbar_wait (the flag's slot as the stage). The waiting CTA needs the
+// setting CTA to be resident or to become so: a persistent grid of at most one CTA per
+// SM, whose setter sets the flag before it waits on any other CTA.
+__device__ __forceinline__ void flag_release(int32_t* flag) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(1) : "memory");
+}
+
+__device__ __forceinline__ int32_t flag_load_acquire(const int32_t* flag) {
+  int32_t v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void flag_wait(const int32_t* flag, WaitSite site) {
+#if TORCH_FMHA_DEBUG_HANG
+  const long long start = clock64();
+  while (flag_load_acquire(flag) == 0) {
+    if (clock64() - start > kHangBudgetCycles) report_hang_and_trap(site, 0);
+  }
+#else
+  (void)site;
+  while (flag_load_acquire(flag) == 0) {
   }
 #endif
 }

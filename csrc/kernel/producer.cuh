@@ -274,7 +274,9 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                                             p.softcap);
         tile.scale_log2 = sc.scale_log2;
         tile.softcap_mul = sc.softcap_mul;
-        tile.sink = p.sinks != nullptr ? p.sinks[tile.head] : -INFINITY;
+        // The sink joins a row's denominator once: in the piece that merges (split tail).
+        tile.sink = p.sinks != nullptr && tile.split != SplitRole::kWritesPartial
+                        ? p.sinks[tile.head] : -INFINITY;
         tile.v_descale = load_scale(p.v_descale, tile.batch, h);
         tile.out_mul = p.out_type == ElementType::kFloat8E4M3
                            ? 1.f / load_scale(p.out_scale, tile.batch, h) : 1.f;
@@ -288,7 +290,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     if (!tile.valid) break;
 
     const MaskInfo mask{tile.seqlen_q, tile.seqlen_k, p.window_left, p.window_right};
-    const KvBlockRange range = mask.kv_range<kBlockM, kBlockN>(tile.m_block);
+    const KvBlockRange range = tile.piece(mask.template kv_range<kBlockM, kBlockN>(tile.m_block));
     const int num_blocks = range.count();
     if (num_blocks == 0) continue;  // consumers write zeros / -inf, no loads
 

@@ -28,6 +28,15 @@
 // last q block down (longest first, and every round of the static round-robin
 // gets tiles of about the same cost), heads inner.
 //
+// Split tail (dense launches whose tiles all cost the same: no causal mask, no window;
+// split_tail_min_blocks, below): when the tile count is not a multiple of the grid, the last round
+// would leave CTAs idle (2048 tiles on 132 CTAs: 15 full rounds and one of 68 tiles). The
+// last two rounds' tiles then run as pieces: their KV-block iterations are cut into one
+// contiguous, equal share per CTA (stream-K), so a tile may be cut in two. The CTA that
+// runs a tile's tail piece (the lower KV blocks) does it first in its share and leaves the
+// normalized partial O and its LSE in a workspace slot; the CTA with the head piece does it
+// last and merges them (epilogue.cuh, store_split_partial / merge_split_partial).
+//
 // Ragged batches (docs/DESIGN.md I4): the prep kernel (varlen_prep.cuh) writes the
 // sequences in work order (longest first) and the prefix sums of their tile
 // counts H * ceil(len_q / kBlockM). A tile id maps to its sequence by binary
@@ -39,6 +48,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "mask.cuh"
 #include "varlen_workspace.cuh"
 
 namespace torch_fmha::kernel {
@@ -61,6 +71,31 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
   return round * grid + ((round & 1) ? grid - 1 - cta : cta);
 }
 
+// The split tail (top of the file) in dense launches of equal tiles with at least this many
+// KV blocks per tile, per head dim (0: never; a tuning knob, off until measured). Each cut
+// tile costs a second Q load and first-block round, a 66-130 KB partial written and read
+// back, and a merge, so a tile of few blocks gains less than its cut costs. D = 256 is
+// not offered: its consumer has no registers to spare (with the merge compiled in, ptxas
+// spilled 350 words there in sm_90a SASS, none in the steady loop).
+#ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 0
+#endif
+__host__ __device__ constexpr int split_tail_min_blocks(int head_dim) {
+  return head_dim == 64    ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
+         : head_dim == 128 ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
+                           : 0;
+}
+
+// What a tile (or piece) does with its result.
+enum class SplitRole : int32_t {
+  kWhole = 0,          // the whole tile: the epilogue stores it
+  kWritesPartial = 1,  // a tail piece: leaves its partial in slot split_slot
+  kMergesPartial = 2,  // a head piece: merges slot split_slot's partial, then stores
+};
+
 struct TileInfo {
   int32_t batch;     // sequence index: descales; dense: also the batch coordinate
   int32_t head;      // q head; kv head = head / (H / Hkv)
@@ -78,13 +113,102 @@ struct TileInfo {
   float v_descale;
   float out_mul;     // 1 / out_scale for FP8 output, else 1
   float softcap_mul;  // softcap: softmax_scale * q_descale * k_descale / softcap (softmax.cuh)
-  float sink;         // sinks[head]; -inf without sinks
+  float sink;         // sinks[head]; -inf without sinks (and for a piece that writes a partial)
+  // The piece of the tile's KV walk this TileInfo covers (split tail): walk iterations
+  // [it_begin, it_end) of the tile's KV range, whose blocks are walked from the last down;
+  // a whole tile is [0, kWholeWalk).
+  int32_t it_begin;
+  int32_t it_end;
+  SplitRole split;
+  int32_t split_slot;  // workspace slot of the partial (SplitRole != kWhole)
+
+  static constexpr int32_t kWholeWalk = INT32_MAX;
 
   __host__ __device__ static TileInfo stop() {
     TileInfo t{};
     t.valid = 0;
     return t;
   }
+
+  // The blocks of the tile's KV range `r` this piece visits.
+  __host__ __device__ KvBlockRange piece(KvBlockRange r) const {
+    const int32_t lo = r.end - it_end;  // no overflow: r.end >= 0
+    return {lo > r.begin ? lo : r.begin, r.end - it_begin};
+  }
+  __host__ __device__ void set_whole() {
+    it_begin = 0;
+    it_end = kWholeWalk;
+    split = SplitRole::kWhole;
+    split_slot = 0;
+  }
+};
+
+// The split tail's plan (top of the file): tiles [first_tile, num_tiles) run as pieces of
+// kv_blocks-iteration tiles on `grid` CTAs. first_tile = num_tiles: no split. The tail has
+// grid + (num_tiles mod grid) tiles, so each CTA's share is at least one tile's iterations
+// and a tile is cut at most once.
+struct SplitTail {
+  int32_t first_tile;
+  int32_t kv_blocks;  // 0: no split
+  int32_t grid;
+
+  __host__ __device__ static SplitTail none(int32_t num_tiles) { return {num_tiles, 0, 1}; }
+  __host__ __device__ static SplitTail plan(int32_t num_tiles, int32_t grid, int32_t kv_blocks,
+                                            int32_t min_blocks) {
+    if (min_blocks <= 0 || grid <= 0 || kv_blocks < min_blocks || kv_blocks < 2) return none(num_tiles);
+    const int32_t rounds = num_tiles / grid;
+    if (rounds < 1 || num_tiles % grid == 0) return none(num_tiles);
+    return {(rounds - 1) * grid, kv_blocks, grid};
+  }
+  __host__ __device__ bool active() const { return kv_blocks > 0; }
+
+  struct Piece {
+    int32_t tile;  // tile id (below num_tiles); -1: this CTA has no such piece
+    int32_t it_begin, it_end;
+    SplitRole split;
+    int32_t slot;
+  };
+  // Piece j (0, 1, 2) of CTA `cta`'s share, in the order the CTA runs them.
+  __host__ __device__ Piece piece(int32_t num_tiles, int32_t cta, int32_t j) const {
+    const int64_t nb = kv_blocks;
+    const int64_t total = int64_t(num_tiles - first_tile) * nb;
+    const int64_t s = total * cta / grid, e = total * (cta + 1) / grid;  // the share
+    const int64_t t = s / nb + j;  // tail tile
+    if (t * nb >= e) return {-1, 0, 0, SplitRole::kWhole, 0};
+    const int64_t ka = s > t * nb ? s - t * nb : 0;
+    const int64_t kb = e < (t + 1) * nb ? e - t * nb : nb;
+    Piece pc{first_tile + int32_t(t), int32_t(ka), int32_t(kb), SplitRole::kWhole, 0};
+    if (ka > 0) {  // the tile's tail, this CTA's first piece: CTA cta - 1 merges it
+      pc.split = SplitRole::kWritesPartial;
+      pc.slot = cta;
+    } else if (kb < nb) {  // the tile's head, this CTA's last piece: CTA cta + 1 ran the tail
+      pc.split = SplitRole::kMergesPartial;
+      pc.slot = cta + 1;
+    }
+    return pc;
+  }
+};
+
+// Workspace of the split tail: per slot (one per CTA) the partial O of both consumer
+// warpgroups in the threads' register order, then their LSEs; then one flag per slot and
+// warpgroup (epilogue.cuh). The flags must be zero at launch (the launch clears them).
+struct SplitTailBuffers {
+  float* partials;
+  int32_t* flags;  // [grid][2]
+
+  __host__ __device__ static constexpr int64_t slot_floats(int head_dim) {
+    return 256 * (int64_t(head_dim) / 2 + 2);
+  }
+  __host__ __device__ static int64_t bytes(int32_t grid, int head_dim) {
+    return int64_t(grid) * (slot_floats(head_dim) * 4 + 2 * 4);
+  }
+  __host__ __device__ static SplitTailBuffers carve(void* base, int32_t grid, int head_dim) {
+    SplitTailBuffers b;
+    b.partials = static_cast<float*>(base);
+    b.flags = reinterpret_cast<int32_t*>(b.partials + int64_t(grid) * slot_floats(head_dim));
+    return b;
+  }
+  __host__ __device__ static int64_t flag_bytes(int32_t grid) { return int64_t(grid) * 2 * 4; }
 };
 
 // (head, m_block) of the `local`-th tile of a sequence with num_m_blocks q
@@ -107,15 +231,19 @@ __device__ __forceinline__ HeadBlock head_and_block(int32_t local, int32_t num_h
   return {head, local - head * num_m_blocks};
 }
 
-template <int kBlockM>
+// kSplit: the build may run a split tail (split_tail_min_blocks > 0); without it the
+// pieces' code is compiled out.
+template <int kBlockM, bool kSplit = false>
 struct DenseTileScheduler {
   static constexpr bool kVarlen = false;  // no paged KV, no seqused_k (compiled out)
+  static constexpr bool kCanSplit = kSplit;
   int32_t num_m_blocks;  // ceil(Sq / kBlockM)
   int32_t num_heads;     // H
   int32_t num_tiles;     // B * H * num_m_blocks
   int32_t seqlen_q;
   int32_t seqlen_k;
   bool reverse_m;        // longest-first order for bottom-right windows
+  SplitTail tail;        // kSplit: the split tail's plan (none: first_tile = num_tiles)
 
   __host__ __device__ static DenseTileScheduler make(int32_t batch, int32_t heads, int32_t seqlen_q,
                                                      int32_t seqlen_k, bool reverse_m) {
@@ -126,12 +254,31 @@ struct DenseTileScheduler {
     s.seqlen_q = seqlen_q;
     s.seqlen_k = seqlen_k;
     s.reverse_m = reverse_m;
+    s.tail = SplitTail::none(s.num_tiles);
     return s;
   }
 
   // __host__ too: tests/host_checks/check_tile_order.cu checks the order on the host.
   __host__ __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
+    if (kSplit && tail.active() && tile_id >= tail.first_tile) {
+      // Round r of CTA c (persistent_tile_id) -> piece r - first_tile / grid of c's share.
+      const int32_t round = tile_id / tail.grid;
+      const int32_t pos = tile_id - round * tail.grid;
+      const int32_t cta = (round & 1) ? tail.grid - 1 - pos : pos;
+      const SplitTail::Piece pc = tail.piece(num_tiles, cta, round - tail.first_tile / tail.grid);
+      if (pc.tile < 0) return TileInfo::stop();
+      TileInfo t = whole_tile(pc.tile);
+      t.it_begin = pc.it_begin;
+      t.it_end = pc.it_end;
+      t.split = pc.split;
+      t.split_slot = pc.slot;
+      return t;
+    }
     if (tile_id >= num_tiles) return TileInfo::stop();
+    return whole_tile(tile_id);
+  }
+
+  __host__ __device__ __forceinline__ TileInfo whole_tile(int32_t tile_id) const {
     int32_t bh, mi;
     if (reverse_m) {
       // m-major across all (batch, head): see head_and_block.
@@ -152,6 +299,7 @@ struct DenseTileScheduler {
     t.k_row0 = 0;
     t.tensor_batch = t.batch;
     t.valid = 1;
+    t.set_whole();
     return t;
   }
 };
@@ -159,6 +307,7 @@ struct DenseTileScheduler {
 template <int kBlockM>
 struct VarlenTileScheduler {
   static constexpr bool kVarlen = true;
+  static constexpr bool kCanSplit = false;
   const VarlenSeq* seqs;       // [B], work order (written by the prep kernel)
   const int32_t* tile_prefix;  // [B + 1]
   int32_t num_batches;         // B
@@ -202,6 +351,7 @@ struct VarlenTileScheduler {
     t.k_row0 = s0.z;
     t.tensor_batch = 0;
     t.valid = 1;
+    t.set_whole();
     return t;
   }
 };

@@ -79,12 +79,21 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
                                                        : kernel::VLayout::kHeadDimContiguous>;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kSplitMinBlocks = kernel::split_tail_min_blocks(kHeadDim);
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
-                                       kernel::DenseTileScheduler<kBlockM>>;
+                                       kernel::DenseTileScheduler<kBlockM, (kSplitMinBlocks > 0)>>;
   using Params = kernel::KernelParams<Traits, Scheduler>;
 
   const bool bottom_right_window = p.window_right >= 0;
   const TmaExtents ext = tma_extents(p);
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  int num_sms = p.num_sms;
+  if (num_sms <= 0) {
+    err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
+    if (err != cudaSuccess) return err;
+  }
   Params kp;
   // Upper bound on the tile count, known on the host. Dense: exact. Varlen:
   // sum_b ceil(len_b / M) <= (Tq + B (M - 1)) / M; only the grid size depends
@@ -94,7 +103,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     max_tiles = int64_t(p.heads_q) * ((int64_t(p.total_q) + int64_t(p.batch) * (kBlockM - 1)) / kBlockM);
     if (max_tiles <= 0) return cudaSuccess;  // no query row: nothing to write
     kernel::VarlenWorkspace ws;
-    cudaError_t err = launch_varlen_prep(p, kBlockM, stream, ws);
+    err = launch_varlen_prep(p, kBlockM, stream, ws);
     if (err != cudaSuccess) return err;
     kp.scheduler = Scheduler::make(ws, p.batch, p.heads_q, bottom_right_window);
     kp.tile_counter = ws.tile_counter;  // zeroed by the prep kernel (kDynamicTiles), else null
@@ -103,6 +112,19 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     max_tiles = kp.scheduler.num_tiles;
     if (max_tiles <= 0) return cudaSuccess;  // nothing to write
     kp.tile_counter = nullptr;  // dense launches keep the static order (tile_scheduler.cuh)
+    // The split tail: tiles of equal cost only (no causal mask, no window).
+    const int32_t grid = static_cast<int32_t>(std::min<int64_t>(num_sms, max_tiles));
+    const bool equal_tiles = p.window_left < 0 && p.window_right < 0;
+    kp.scheduler.tail = kernel::SplitTail::plan(
+        kp.scheduler.num_tiles, grid, (p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN,
+        equal_tiles ? kSplitMinBlocks : 0);
+    if (kp.scheduler.tail.active()) {
+      // fwd_workspace_bytes (split_tail_workspace_bytes) sized it for every launch that may split.
+      if (p.workspace == nullptr) return cudaErrorInvalidValue;
+      kp.split = kernel::SplitTailBuffers::carve(p.workspace, grid, kHeadDim);
+      err = cudaMemsetAsync(kp.split.flags, 0, kernel::SplitTailBuffers::flag_bytes(grid), stream);
+      if (err != cudaSuccess) return err;
+    }
   }
 
   kp.fwd = p;
@@ -181,20 +203,12 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   static_assert(kSmemBytes <= kernel::kMaxSmemPerBlock, "shared memory budget");
   auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>;
 
-  int device = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
   // The dynamic shared memory limit is raised once per device.
   static bool smem_raised[64] = {};
   if (device < 64 && !smem_raised[device]) {
     err = cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (err != cudaSuccess) return err;
     smem_raised[device] = true;
-  }
-  int num_sms = p.num_sms;
-  if (num_sms <= 0) {
-    err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
-    if (err != cudaSuccess) return err;
   }
   const int grid = static_cast<int>(std::min<int64_t>(num_sms, max_tiles));
   kernel_fn<<<grid, Traits::kNumThreads, kSmemBytes, stream>>>(kp);

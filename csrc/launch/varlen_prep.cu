@@ -2,13 +2,27 @@
 // op allocates (launch_fwd.h). One translation unit for all head dims.
 #include "varlen_prep.h"
 
+#include "../kernel/tile_scheduler.cuh"
 #include "../kernel/varlen_prep.cuh"
 #include "launch_fwd.h"
 
 namespace torch_fmha {
 
 size_t fwd_workspace_bytes(const FwdParams& p) {
-  return p.cu_seqlens_q != nullptr ? kernel::VarlenWorkspace::bytes(p.batch) : 0;
+  if (p.cu_seqlens_q != nullptr) return kernel::VarlenWorkspace::bytes(p.batch);
+  // Dense: the split tail's slots (tile_scheduler.cuh), wherever a launch may use them.
+  // Its plan also needs the build's key block (fwd_launch_template.cuh); 64 keys, below
+  // every build's, makes this a superset.
+  const int min_blocks = kernel::split_tail_min_blocks(p.head_dim);
+  if (min_blocks <= 0 || p.window_left >= 0 || p.window_right >= 0 || p.num_sms <= 0) return 0;
+  const int64_t tiles = int64_t(p.batch) * p.heads_q * ((int64_t(p.seqlen_q) + 127) / 128);
+  const int32_t grid = static_cast<int32_t>(tiles < p.num_sms ? tiles : p.num_sms);
+  if (tiles > INT32_MAX ||
+      !kernel::SplitTail::plan(int32_t(tiles), grid, (p.seqlen_k + 63) / 64, min_blocks)
+           .active()) {
+    return 0;
+  }
+  return static_cast<size_t>(kernel::SplitTailBuffers::bytes(grid, p.head_dim));
 }
 
 cudaError_t launch_varlen_prep(const FwdParams& p, int block_m, cudaStream_t stream,

@@ -166,6 +166,12 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(
     fill_empty_rows(out, lse, sinks);
     return {out, lse};
   }
+  // The split tail's partials (launch_fwd.h), where the launch may split; else none.
+  at::Tensor workspace;
+  if (const size_t bytes = fwd_workspace_bytes(params); bytes > 0) {
+    workspace = at::empty({static_cast<int64_t>(bytes)}, q.options().dtype(at::kByte));
+    params.workspace = workspace.data_ptr();
+  }
   launch(op, params);
   return {out, lse};
 }

@@ -25,13 +25,14 @@ ERR_LOG = os.environ.get("TORCH_FMHA_ERR_LOG")  # where to append per-case RMSE 
 
 
 def run_case(b, sq, sk, h, hkv, d, *, causal=False, window=(-1, -1), out_dtype=torch.bfloat16,
-             seed=0, case="", pack_v=False):
+             seed=0, case="", pack_v=False, **score_options):
+    """score_options: softcap, sinks (the oracle and the emulation take them too)."""
     q, k, v, s = dense_inputs(b, sq, sk, h, hkv, d, FP8, device="cuda", seed=seed)
     v_ours = packed_v(v) if pack_v else v
     out_scale = None
     if out_dtype == FP8:
         out_scale = torch.tensor([0.02], device="cuda")
-    kw = dict(s, causal=causal, window_size=window)
+    kw = dict(s, causal=causal, window_size=window, **score_options)
     out, lse = call_with_nan_outputs(
         lambda: torch_fmha.attention(q, k, v_ours, out_dtype=out_dtype, out_scale=out_scale, return_lse=True,
                                      **kw),
@@ -79,6 +80,27 @@ def test_gqa(hkv, d):
 def test_output_dtypes(out_dtype, d, seqlen):
     run_case(2, seqlen, seqlen, 4, 2, d, causal=True, out_dtype=out_dtype,
              case=f"out={out_dtype} D={d} S={seqlen}")
+
+
+# The split tail (csrc/kernel/tile_scheduler.cuh): a dense launch without a mask whose tile
+# count is not a multiple of the grid runs its last two rounds' tiles as pieces of equal
+# shares, a tile's two pieces merged by their LSEs (epilogue.cuh), in the builds that enable
+# it (split_tail_min_blocks: D = 64 / 128). 17 heads x 16 q blocks = 272 tiles on the 132 SMs
+# of an H100 / H200: 140 tiles in the tail, 8 or more KV blocks each. The checks hold with or
+# without the cut; with it they check the merge: the sink joins once, FP8 output, GQA.
+@pytest.mark.parametrize("pack_v", [False, True])
+@pytest.mark.parametrize("sq,sk", [(2048, 2048), (1950, 3100)])
+@pytest.mark.parametrize("d", [64, 128])
+def test_split_tail(d, sq, sk, pack_v):
+    run_case(1, sq, sk, 17, 17, d, seed=sq + d, pack_v=pack_v,
+             case=f"split tail D={d} Sq={sq} Sk={sk} packed={pack_v}")
+
+
+@pytest.mark.parametrize("d", [64, 128])
+def test_split_tail_gqa_softcap_sinks_fp8_out(d):
+    sinks = torch.linspace(-2.0, 6.0, 17, device="cuda")
+    run_case(1, 2048, 4100, 17, 1, d, seed=d, out_dtype=FP8, softcap=30.0, sinks=sinks,
+             case=f"split tail GQA 17 softcap sinks fp8 out D={d}")
 
 
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
@@ -236,7 +258,9 @@ def test_short_key_dispatch(d, max_short):
     long build (192-key blocks) that varlen always runs (dense == varlen bitwise needs
     the same blocking), at the limit and below another kernel, the same one from 1 key
     up (the short-key build: D=128 has two dense builds, test_sass_sm90.py)."""
-    b, h, hkv = 2, 4, 2
+    # 2 x 2 x 17 = 68 tiles, under one round of the grid: no split tail (tile_scheduler.cuh),
+    # which only dense launches have.
+    b, h, hkv = 2, 2, 2
     q, k, v, s = dense_inputs(b, max_short + 1, max_short + 1, h, hkv, d, FP8, device="cuda",
                               poison=False, seed=d)
     dense, dense_lse = torch_fmha.attention(q, k, v, return_lse=True, **s)

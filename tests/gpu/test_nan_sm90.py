@@ -71,9 +71,10 @@ def check_case(make, call, poison, ref_fn, what, *, all_affected=False):
 # ---- dense -------------------------------------------------------------------------
 
 
-def dense(sq, sk, d, *, per_head=True, seed=0, **mask):
+def dense(sq, sk, d, *, per_head=True, seed=0, shape=(B, H, HKV), **mask):
     def make(dev):
-        q, k, v, s = dense_inputs(B, sq, sk, H, HKV, d, FP8, device=dev, per_head_descale=per_head,
+        b, h, hkv = shape
+        q, k, v, s = dense_inputs(b, sq, sk, h, hkv, d, FP8, device=dev, per_head_descale=per_head,
                                   seed=seed)
         return dict(q=q, k=k, v=v, s=dict(s), mask=mask)
 
@@ -148,6 +149,21 @@ def test_nan_in_one_v_element(d):
     """No mask: out[:, :, heads of the group, column d] NaN for every row, lse untouched."""
     make, call, ref = dense(300, 300, d, seed=3)
     check_case(make, call, lambda x: set_value(x["v"], (1, 170, 1, 3), NAN), ref, f"v D={d}")
+
+
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("tensor,index", [("q", (0, 1500, 12, 7)), ("k", (0, 300, 12, 3)),
+                                          ("k", (0, 1900, 12, 3)), ("v", (0, 1900, 12, 3))])
+def test_nan_in_split_tail(d, tensor, index):
+    """The split tail (tile_scheduler.cuh; builds with split_tail_min_blocks at D = 64 / 128):
+    272 tiles of 16 KV blocks or more on 132 SMs, head 12's tiles in the tail, each of them in
+    two pieces merged by their LSEs. A NaN in a key near either end of the sequence (so in
+    the lower piece of one cut tile and the upper piece of another), in a value or in a q
+    row reaches exactly the rows and columns it reaches unsplit, and the other rows keep
+    their bits."""
+    make, call, ref = dense(2048, 2048, d, seed=11, shape=(1, 17, 17))
+    check_case(make, call, lambda x: set_value(x[tensor], index, NAN), ref,
+               f"{tensor}{index} D={d} split tail")
 
 
 @pytest.mark.xfail(strict=False, reason=(

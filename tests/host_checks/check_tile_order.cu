@@ -6,7 +6,8 @@
 //    m_block never increases with the id (longest tiles first);
 //  * persistent_tile_id: CTAs that each walk rounds 0, 1, ... and stop at their
 //    first id >= num_tiles take every id exactly once, in increasing order per CTA,
-//    and alternate direction (CTA 0 gets the first id of even rounds, the last of odd ones).
+//    and alternate direction (CTA 0 gets the first id of even rounds, the last of odd ones);
+//  * the split tail's pieces (check_split below).
 // Prints one "ok" line per case; exits 1 on the first violation.
 // Build + run: nvcc -std=c++17 -Icsrc tests/host_checks/check_tile_order.cu -o build/check_to && build/check_to
 #include <cstdio>
@@ -16,6 +17,7 @@
 
 using torch_fmha::kernel::DenseTileScheduler;
 using torch_fmha::kernel::persistent_tile_id;
+using torch_fmha::kernel::SplitRole;
 using torch_fmha::kernel::TileInfo;
 
 static int check_dense(int batch, int heads, int seqlen_q, bool reverse_m) {
@@ -67,6 +69,70 @@ static int check_rounds(int num_tiles, int grid) {
   return 0;
 }
 
+// The split tail (DenseTileScheduler<128, true> with a SplitTail plan): CTAs walking their
+// rounds as the producer does (stop at the first invalid tile) cover every (tile, KV-walk
+// iteration) exactly once; a tile is whole or cut into exactly two pieces, the tail piece
+// (it_begin > 0, reaching the end of the walk) a CTA's first piece of the tail and written to
+// its own slot, the head piece (it_begin = 0) the previous CTA's last piece, merging that
+// slot; every share is within one iteration of total / grid; whole-tile rounds are untouched.
+static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks, int min_blocks) {
+  using Sched = DenseTileScheduler<128, true>;
+  Sched s = Sched::make(batch, heads, seqlen, seqlen, false);
+  s.tail = torch_fmha::kernel::SplitTail::plan(s.num_tiles, grid, kv_blocks, min_blocks);
+  auto fail = [&](const char* what, int a, int b) {
+    std::printf("FAIL split %s: tiles=%d grid=%d nb=%d (%d, %d)\n", what, s.num_tiles, grid,
+                kv_blocks, a, b);
+    return 1;
+  };
+  const bool expect = min_blocks > 0 && kv_blocks >= min_blocks && kv_blocks >= 2 &&
+                      s.num_tiles > grid && s.num_tiles % grid != 0;
+  if (s.tail.active() != expect) return fail("plan", int(s.tail.active()), int(expect));
+  std::vector<std::vector<int>> cover(s.num_tiles, std::vector<int>(kv_blocks, 0));
+  std::vector<int> writer_slot(s.num_tiles, -1), merger_slot(s.num_tiles, -1);
+  const int64_t tail_iters = s.tail.active() ? int64_t(s.num_tiles - s.tail.first_tile) * kv_blocks : 0;
+  for (int cta = 0; cta < grid; ++cta) {
+    int pieces = 0, share = 0;
+    for (int round = 0;; ++round) {
+      const int id = persistent_tile_id(round, cta, grid);
+      const TileInfo t = s.get(id);
+      if (!t.valid) break;
+      const int tile = (t.batch * heads + t.head) * s.num_m_blocks + t.m_block;
+      const torch_fmha::kernel::KvBlockRange r = t.piece({0, kv_blocks});
+      if (r.count() <= 0) return fail("empty piece", cta, round);
+      for (int n = r.begin; n < r.end; ++n) ++cover[tile][n];
+      const bool in_tail = s.tail.active() && id >= s.tail.first_tile;
+      if (!in_tail && (t.split != SplitRole::kWhole || r.count() != kv_blocks)) return fail("cut outside the tail", cta, round);
+      if (in_tail) {
+        share += r.count();
+        if (t.split == SplitRole::kWritesPartial) {
+          if (pieces != 0 || t.split_slot != cta || r.begin != 0 || t.it_begin == 0) return fail("writer", cta, pieces);
+          writer_slot[tile] = t.split_slot;
+        } else if (t.split == SplitRole::kMergesPartial) {
+          if (t.split_slot != cta + 1 || t.it_begin != 0 || r.end != kv_blocks) return fail("merger", cta, pieces);
+          merger_slot[tile] = t.split_slot;
+        } else if (r.count() != kv_blocks) {
+          return fail("whole piece not whole", cta, pieces);
+        }
+        ++pieces;
+      } else if (pieces != 0) {
+        return fail("whole round after the tail", cta, round);
+      }
+    }
+    if (s.tail.active()) {
+      if (pieces > 3) return fail("more than 3 pieces", cta, pieces);
+      if (share < tail_iters / grid || share > tail_iters / grid + 1) return fail("unequal share", cta, share);
+    }
+  }
+  for (int t = 0; t < s.num_tiles; ++t) {
+    for (int n = 0; n < kv_blocks; ++n)
+      if (cover[t][n] != 1) return fail("iteration not covered once", t, n);
+    if ((writer_slot[t] < 0) != (merger_slot[t] < 0) || writer_slot[t] != merger_slot[t]) return fail("unpaired cut", t, writer_slot[t]);
+  }
+  std::printf("split tiles=%d grid=%d nb=%d min=%d: ok (active %d)\n", s.num_tiles, grid, kv_blocks,
+              min_blocks, int(s.tail.active()));
+  return 0;
+}
+
 int main() {
   const int shapes[][3] = {{1, 1, 1}, {1, 16, 16384}, {4, 16, 4096}, {3, 5, 1000}, {2, 7, 129}, {8, 3, 128}};
   for (const auto& sh : shapes) {
@@ -76,5 +142,13 @@ int main() {
   const int rounds[][2] = {{1, 1}, {5, 132}, {132, 132}, {133, 132}, {2048, 132}, {1000, 7}};
   for (const auto& r : rounds)
     if (check_rounds(r[0], r[1])) return 1;
+  // batch, heads, seqlen (q blocks of 128), grid, KV blocks per tile, min blocks
+  const int splits[][6] = {{1, 16, 16384, 132, 64, 8}, {1, 16, 16384, 132, 4, 8},   // 2048 tiles
+                           {1, 17, 2048, 132, 8, 8},   {1, 17, 2048, 132, 8, 0},    // 272 tiles
+                           {2, 4, 2100, 132, 11, 8},   {1, 8, 16384, 132, 64, 8},   // 136, 1024
+                           {1, 1, 16384, 132, 2, 2},   {1, 33, 1000, 7, 3, 2},      // 128 on 132; 264 on 7
+                           {1, 11, 1536, 132, 9, 2},   {1, 3, 1000, 5, 5, 2}};      // 132 (no rem); 24 on 5
+  for (const auto& c : splits)
+    if (check_split(c[0], c[1], c[2], c[3], c[4], c[5])) return 1;
   return 0;
 }
