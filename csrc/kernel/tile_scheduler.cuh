@@ -72,13 +72,19 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 }
 
 // The split tail (top of the file) in dense launches of equal tiles with at least this many
-// KV blocks per tile, per head dim (0: never; a tuning knob, off until measured). Each cut
-// tile costs a second Q load and first-block round, a 66-130 KB partial written and read
-// back, and a merge, so a tile of few blocks gains less than its cut costs. D = 256 is
-// not offered: its consumer has no registers to spare (with the merge compiled in, ptxas
-// spilled 350 words there in sm_90a SASS, none in the steady loop).
+// KV blocks per tile, per head dim (0: never). Each cut tile costs a second Q load and
+// first-block round, a 66 KB partial written and read back, and a merge, and the two
+// pieces end without the tile-boundary overlap (consumer.cuh), so a tile of few blocks
+// gains less than its cut costs. Measured (session 28, one H200, same call, 2 rounds,
+// non-causal, FP8 out, B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s:
+//   D = 64,  S = 1k..16k: 495 538 567 585 600 -> min 8: 492 552 586 610 618 (1k unsplit:
+//            4 blocks) -> min 4: 484 553 589 607 618: on at 8;
+//   D = 128, packed v:    713 818 870 897 901 -> min 8: 701 802 879 894 918 -> min 4:
+//            700 796 868 896 912: -2% at 1k-2k, +1-2% at 4k / 16k, -0.3% at 8k: off.
+// D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
+// in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
-#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 0
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 8
 #endif
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 0
