@@ -84,7 +84,7 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
-#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 8
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 0
 #endif
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 0
