@@ -3,8 +3,10 @@
 tests/host_checks/check_tile_order.cu runs the kernel's own code on the host:
 DenseTileScheduler::get for several batch / head / length shapes (every
 (batch, head, q block) comes from exactly one tile id, the id past the last is
-the stop tile, causal order longest first), and persistent_tile_id (CTAs walking
-alternating rounds take every tile once). Needs nvcc (host compilation only).
+the stop tile, causal order longest first), persistent_tile_id (CTAs walking
+alternating rounds take every tile once), and the split tail's pieces (every KV-walk
+iteration of every tile once, cut tiles paired writer / merger, equal shares). Needs
+nvcc (host compilation only).
 """
 
 from __future__ import annotations
@@ -16,4 +18,6 @@ from torch_fmha._build import source_root
 @needs_nvcc
 def test_persistent_tile_order_covers_every_tile_once(tmp_path):
     lines = build_and_run("check_tile_order.cu", tmp_path, [f"-I{source_root()}"])
-    assert len(lines) == 18 and all(": ok (" in ln for ln in lines), "\n".join(lines)  # 12 dense + 6 rounds
+    # 12 dense + 6 rounds + 10 split plans, 6 of them active (the others check it stays off)
+    assert len(lines) == 28 and all(": ok (" in ln for ln in lines), "\n".join(lines)
+    assert sum("(active 1)" in ln for ln in lines) == 6, "\n".join(lines)
