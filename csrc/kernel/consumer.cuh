@@ -207,7 +207,8 @@ __device__ __forceinline__ void store_p_smem(const WordsP& p32, uint32_t p_tile,
   fence_view_async_shared();
 }
 
-template <class Traits, class Params, class Storage>
+// kSplit: the instantiation that runs split tails (tile_scheduler.cuh).
+template <class Traits, bool kSplit, class Params, class Storage>
 __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) {
   using namespace cute;
   using Element = typename Traits::Element;
@@ -327,8 +328,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     }
   };
 
-  // Dense kernels built with the split tail (tile_scheduler.cuh, split_tail_min_blocks).
-  constexpr bool kCanSplit = std::remove_cv_t<decltype(params.scheduler)>::kCanSplit;
+  constexpr bool kCanSplit = kSplit;
   // A finished tile's output; with the split tail (tile_scheduler.cuh) a tail piece leaves
   // its partial instead, and a head piece first merges its partner's partial into O.
   auto finish_tile = [&](const TileInfo& t, float (&inv_sum)[2], float (&lse)[2]) {

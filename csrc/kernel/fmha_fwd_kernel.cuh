@@ -90,9 +90,12 @@ constexpr int shared_storage_bytes() {
 // H100 / H200: at most 227 KB of shared memory per block.
 inline constexpr int kMaxSmemPerBlock = 227 * 1024;
 
-template <class Traits, class Scheduler>
+// kSplit: the instantiation for launches with an active split tail (tile_scheduler.cuh;
+// dense only), so the pieces' code never sits in the kernel other launches run.
+template <class Traits, class Scheduler, bool kSplit = false>
 __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     fmha_fwd_fp8_sm90_kernel(const __grid_constant__ KernelParams<Traits, Scheduler> params) {
+  static_assert(!kSplit || !Scheduler::kVarlen, "varlen launches have no split tail");
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
   static_assert(shared_storage_bytes<Traits>() <= kMaxSmemPerBlock, "shared memory budget");
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -140,10 +143,10 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
   // Each role is one branch of a single if/else so that setmaxnreg applies.
   if (threadIdx.x < 128) {
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegs>();
-    producer_run<Traits>(params, ss);
+    producer_run<Traits, kSplit>(params, ss);
   } else {
     cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegs>();
-    consumer_run<Traits>(params, ss);
+    consumer_run<Traits, kSplit>(params, ss);
   }
 #endif
 }

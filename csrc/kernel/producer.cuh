@@ -199,7 +199,8 @@ struct TileIdSource {
   }
 };
 
-template <class Traits, class Params, class Storage>
+// kSplit: the instantiation that runs split tails (tile_scheduler.cuh).
+template <class Traits, bool kSplit, class Params, class Storage>
 __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) {
   using namespace cute;
   using Element = typename Traits::Element;
@@ -265,7 +266,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
   TileIdSource<kDynamicTiles && Scheduler::kVarlen> tile_ids{params.tile_counter, ss.tile_ids};
   for (int round = 0;; ++round) {
     const int tile_id = tile_ids.next(round, elected);
-    TileInfo tile = params.scheduler.get(tile_id);
+    TileInfo tile = params.scheduler.template get<kSplit>(tile_id);
     if (elected) {
       if (tile.valid) {  // per-tile scalars, loaded here, off the consumers' critical path
         const int h = tile.head / params.heads_per_kv;
@@ -275,7 +276,7 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
         tile.scale_log2 = sc.scale_log2;
         tile.softcap_mul = sc.softcap_mul;
         // The sink joins a row's denominator once: in the piece that merges (split tail).
-        tile.sink = p.sinks != nullptr && tile.split != SplitRole::kWritesPartial
+        tile.sink = p.sinks != nullptr && (!kSplit || tile.split != SplitRole::kWritesPartial)
                         ? p.sinks[tile.head] : -INFINITY;
         tile.v_descale = load_scale(p.v_descale, tile.batch, h);
         tile.out_mul = p.out_type == ElementType::kFloat8E4M3

@@ -81,6 +81,10 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 //            4 blocks) -> min 4: 484 553 589 607 618: on at 8;
 //   D = 128, packed v:    713 818 870 897 901 -> min 8: 701 802 879 894 918 -> min 4:
 //            700 796 868 896 912: -2% at 1k-2k, +1-2% at 4k / 16k, -0.3% at 8k: off.
+// D = 64 is off too: with the pieces' code in the one D = 64 kernel, short causal launches
+// (which never split) were 6-13% slower. The split now has a kernel instantiation of its own
+// (fmha_fwd_fp8_sm90_kernel's kSplit), and the other one is byte for byte the knob-off
+// kernel in sm_90a SASS; that arrangement has not run on a GPU yet (docs/DESIGN.md section 7).
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
@@ -237,19 +241,16 @@ __device__ __forceinline__ HeadBlock head_and_block(int32_t local, int32_t num_h
   return {head, local - head * num_m_blocks};
 }
 
-// kSplit: the build may run a split tail (split_tail_min_blocks > 0); without it the
-// pieces' code is compiled out.
-template <int kBlockM, bool kSplit = false>
+template <int kBlockM>
 struct DenseTileScheduler {
   static constexpr bool kVarlen = false;  // no paged KV, no seqused_k (compiled out)
-  static constexpr bool kCanSplit = kSplit;
   int32_t num_m_blocks;  // ceil(Sq / kBlockM)
   int32_t num_heads;     // H
   int32_t num_tiles;     // B * H * num_m_blocks
   int32_t seqlen_q;
   int32_t seqlen_k;
   bool reverse_m;        // longest-first order for bottom-right windows
-  SplitTail tail;        // kSplit: the split tail's plan (none: first_tile = num_tiles)
+  SplitTail tail;        // the split tail's plan (none: first_tile = num_tiles)
 
   __host__ __device__ static DenseTileScheduler make(int32_t batch, int32_t heads, int32_t seqlen_q,
                                                      int32_t seqlen_k, bool reverse_m) {
@@ -265,6 +266,9 @@ struct DenseTileScheduler {
   }
 
   // __host__ too: tests/host_checks/check_tile_order.cu checks the order on the host.
+  // kSplit: the kernel instantiation that runs split tails (launched only when `tail` is
+  // active, fwd_launch_template.cuh); the other one has none of the pieces' code.
+  template <bool kSplit = false>
   __host__ __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
     if (kSplit && tail.active() && tile_id >= tail.first_tile) {
       // Round r of CTA c (persistent_tile_id) -> piece r - first_tile / grid of c's share.
@@ -313,7 +317,6 @@ struct DenseTileScheduler {
 template <int kBlockM>
 struct VarlenTileScheduler {
   static constexpr bool kVarlen = true;
-  static constexpr bool kCanSplit = false;
   const VarlenSeq* seqs;       // [B], work order (written by the prep kernel)
   const int32_t* tile_prefix;  // [B + 1]
   int32_t num_batches;         // B
@@ -325,7 +328,9 @@ struct VarlenTileScheduler {
     return {ws.seqs, ws.tile_prefix, batch, heads, reverse_m};
   }
 
+  template <bool kSplit = false>  // never split (the same interface as the dense scheduler)
   __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
+    static_assert(!kSplit, "varlen launches have no split tail");
     // The workspace was written by the prep kernel earlier on the stream and
     // is read-only here: the non-coherent (__ldg) path is safe.
     if (tile_id >= __ldg(tile_prefix + num_batches)) return TileInfo::stop();

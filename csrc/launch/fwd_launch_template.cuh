@@ -79,9 +79,11 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
                                                        : kernel::VLayout::kHeadDimContiguous>;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kSplitMinBlocks = kernel::split_tail_min_blocks(kHeadDim);
+  // Dense builds with a split tail (tile_scheduler.cuh) have a second kernel for the launches
+  // whose plan is active; the others run the kernel without the pieces' code.
+  constexpr int kSplitMinBlocks = kVarlen ? 0 : kernel::split_tail_min_blocks(kHeadDim);
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
-                                       kernel::DenseTileScheduler<kBlockM, (kSplitMinBlocks > 0)>>;
+                                       kernel::DenseTileScheduler<kBlockM>>;
   using Params = kernel::KernelParams<Traits, Scheduler>;
 
   const bool bottom_right_window = p.window_right >= 0;
@@ -202,12 +204,22 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   constexpr int kSmemBytes = kernel::shared_storage_bytes<Traits>();
   static_assert(kSmemBytes <= kernel::kMaxSmemPerBlock, "shared memory budget");
   auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>;
+  if constexpr (kSplitMinBlocks > 0) {
+    if (kp.scheduler.tail.active()) kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, true>;
+  }
 
-  // The dynamic shared memory limit is raised once per device.
+  // The dynamic shared memory limit is raised once per device (for both kernels of a build
+  // with a split tail).
   static bool smem_raised[64] = {};
   if (device < 64 && !smem_raised[device]) {
-    err = cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (err != cudaSuccess) return err;
+    if constexpr (kSplitMinBlocks > 0) {
+      err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, true>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+      if (err != cudaSuccess) return err;
+    }
     smem_raised[device] = true;
   }
   const int grid = static_cast<int>(std::min<int64_t>(num_sms, max_tiles));

@@ -69,14 +69,14 @@ static int check_rounds(int num_tiles, int grid) {
   return 0;
 }
 
-// The split tail (DenseTileScheduler<128, true> with a SplitTail plan): CTAs walking their
+// The split tail (DenseTileScheduler<128>::get<true> with a SplitTail plan): CTAs walking their
 // rounds as the producer does (stop at the first invalid tile) cover every (tile, KV-walk
 // iteration) exactly once; a tile is whole or cut into exactly two pieces, the tail piece
 // (it_begin > 0, reaching the end of the walk) a CTA's first piece of the tail and written to
 // its own slot, the head piece (it_begin = 0) the previous CTA's last piece, merging that
 // slot; every share is within one iteration of total / grid; whole-tile rounds are untouched.
 static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks, int min_blocks) {
-  using Sched = DenseTileScheduler<128, true>;
+  using Sched = DenseTileScheduler<128>;
   Sched s = Sched::make(batch, heads, seqlen, seqlen, false);
   s.tail = torch_fmha::kernel::SplitTail::plan(s.num_tiles, grid, kv_blocks, min_blocks);
   auto fail = [&](const char* what, int a, int b) {
@@ -94,7 +94,7 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
     int pieces = 0, share = 0;
     for (int round = 0;; ++round) {
       const int id = persistent_tile_id(round, cta, grid);
-      const TileInfo t = s.get(id);
+      const TileInfo t = s.get<true>(id);
       if (!t.valid) break;
       const int tile = (t.batch * heads + t.head) * s.num_m_blocks + t.m_block;
       const torch_fmha::kernel::KvBlockRange r = t.piece({0, kv_blocks});
