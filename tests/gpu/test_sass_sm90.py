@@ -70,10 +70,25 @@ def kernels():
                           capture_output=True, text=True, timeout=240, check=True).stdout
     funcs = {name: instrs for name, instrs in split_functions(sass).items()
              if "fmha_fwd_fp8_sm90_kernel" in name}
-    assert len(funcs) == 11, (f"expected 11 kernel variants (D=64/128/256 x dense/varlen, the D=128 "
-                              f"dense short-key build, and the four dense builds again for a packed v), "
-                              f"got {list(funcs)}")
+    # A head dim with a split tail (tile_scheduler.cuh, TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>;
+    # off in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
+    # mangled name) runs the launches whose plan is active. The checks below apply to both.
+    dense_builds = {64: 2, 128: 4}
+    splits = sum(n for d, n in dense_builds.items() if split_knob(d) > 0)
+    assert sum("ELb1E" in name for name in funcs) == splits, list(funcs)
+    assert len(funcs) == 11 + splits, (
+        f"expected 11 kernel variants (D=64/128/256 x dense/varlen, the D=128 dense short-key build, "
+        f"and the four dense builds again for a packed v), and {splits} split-tail ones, got {list(funcs)}")
     return funcs
+
+
+def split_knob(d: int) -> int:
+    """TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d> of tile_scheduler.cuh as this build has it."""
+    m = re.search(rf"-DTORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d}=(\d+)", os.environ.get("TORCH_FMHA_NVCC_EXTRA", ""))
+    if m is None:
+        m = re.search(rf"#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} (\d+)\s*$",
+                      (TRAITS.parent / "tile_scheduler.cuh").read_text(), re.M)
+    return int(m.group(1)) if m else 0
 
 
 def _head_dim(name: str) -> int:
