@@ -286,6 +286,7 @@ __device__ __forceinline__ void store_split_partial(const SplitTailBuffers& b, i
   __threadfence();
   named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
   if (wg_leader) flag_release(b.flags + 2 * slot + tidx / 128);
+  __syncwarp();
 }
 
 // Merges slot `slot`'s partial (the other piece of this tile) into this piece's O, row
@@ -302,6 +303,7 @@ __device__ __forceinline__ void merge_split_partial(const SplitTailBuffers& b, i
   if (wg_leader) {
     flag_wait(b.flags + 2 * slot + tidx / 128, {MbarId::kSplitFlag, slot, tile_tag, Role::kConsumer});
   }
+  __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
   named_barrier_sync(wg_barrier, 128);  // after the leader's acquire
   const float* base = b.partials + int64_t(slot) * SplitTailBuffers::slot_floats(kHeadDim) + tidx;
   float mine_w[2], theirs_w[2];

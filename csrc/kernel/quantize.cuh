@@ -111,7 +111,7 @@ constexpr int kQuantizeLoads = TORCH_FMHA_TUNE_QUANTIZE_LOADS;
 // q, k, v [4, 4096, 16, 128] (per-head / per-tensor). Each warp reading all partials costs up
 // to 64 KB of L2 reads per block instead of 4 KB. Rows of a standard layout only (the packed-v
 // cast keeps its block barriers). The same scale: a max of finite non-negative partials does
-// not depend on the order. Measured in session 28 (one H200): cast +1.6% per-tensor, -2%
+// not depend on the order. Measured in session 28 (one H200): cast +1.7% per-tensor, -2%
 // per-head (docs/DESIGN.md section 1, the quantizer): a wash, so a tuning knob, off.
 #ifndef TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP
 #define TORCH_FMHA_TUNE_QUANTIZE_SCALE_OVERLAP 0

@@ -16,7 +16,8 @@
 // TileSlot), followed by the invalid tile that tells them to stop. So
 // producer and consumers see the same tile sequence.
 //
-// Both schedulers have the one interface `TileInfo get(int32_t tile_id)`, and
+// Both schedulers have the one interface `TileInfo get<kSplit>(int32_t tile_id)` (kSplit:
+// the split tail's kernel, dense only, below), and
 // a TileInfo says everything a role needs about its tile (lengths, row
 // offsets, tensor batch coordinate): no role reads p.seqlen_* or cu_seqlens.
 //
@@ -54,7 +55,7 @@
 namespace torch_fmha::kernel {
 
 // Dynamic order (varlen kernels, kDynamicTiles, varlen_workspace.cuh; on since session 28,
-// +5-37% on causal batches there): in round 0 CTA c takes tile c, then each CTA claims the next unclaimed id with an
+// +5-40% TF/s on causal batches there): in round 0 CTA c takes tile c, then each CTA claims the next unclaimed id with an
 // atomicAdd on a per-launch counter the prep kernel zeroes, so a CTA that finished early
 // takes the next tile: greedy longest-first over the same id order. The claim is issued
 // one round ahead (producer.cuh, TileIdSource), off the producer's path. Dense causal
@@ -73,12 +74,13 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 
 // The split tail (top of the file) in dense launches of equal tiles with at least this many
 // KV blocks per tile, per head dim (0: never). Each cut tile costs a second Q load and
-// first-block round, a 66 KB partial written and read back, and a merge, and the two
+// first-block round, a 34 KB (D = 64) / 66 KB (D = 128) partial written and read back, and
+// a merge, and the two
 // pieces end without the tile-boundary overlap (consumer.cuh), so a tile of few blocks
 // gains less than its cut costs. Measured (session 28, one H200, same call, 2 rounds,
 // non-causal, FP8 out, B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s:
 //   D = 64,  S = 1k..16k: 495 538 567 585 600 -> min 8: 492 552 586 610 618 (1k unsplit:
-//            4 blocks) -> min 4: 484 553 589 607 618: on at 8;
+//            4 blocks) -> min 4: 484 553 589 607 618 (on at 8 in 19f707d, then off: below);
 //   D = 128, packed v:    713 818 870 897 901 -> min 8: 701 802 879 894 918 -> min 4:
 //            700 796 868 896 912: -2% at 1k-2k, +1-2% at 4k / 16k, -0.3% at 8k: off.
 // D = 64 is off too: with the pieces' code in the one D = 64 kernel, short causal launches

@@ -4,8 +4,9 @@
 //   1. per sequence b: offsets and lengths, clamped to the tensors;
 //   2. the work order: sequences sorted longest first (by len_k, then len_q,
 //      then index: deterministic) when B <= kMaxSortedBatch, else in batch
-//      order. Longest first keeps the static round-robin balanced: the costly
-//      tiles go out in the first rounds, the cheap ones fill the tail;
+//      order. Longest first balances the persistent grid: the costly tiles go out
+//      first, the cheap ones fill the tail (claimed at run time, or the static
+//      round-robin with TORCH_FMHA_TUNE_DYNAMIC_TILES=0);
 //   3. the prefix sums of the per-sequence tile counts H * ceil(len_q / kBlockM)
 //      in that order (a block-wide scan per 1024 sequences, carried over).
 // Key counts: cu_seqlens_k[b + 1] - cu_seqlens_k[b], or seqused_k[b] when

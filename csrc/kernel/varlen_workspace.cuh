@@ -19,7 +19,7 @@
 // session 28. One H200, same call, 2 rounds each (docs/bench_h200_2026-11-29_s28_ab.json):
 // ragged causal (64 sequences of U[1, 4096] keys) D = 128 580 -> 611 TF/s, D = 256 692 -> 775;
 // 4 sequences of 4096 keys, causal, packed / paged (64-key pages) D = 64 458 / 459 -> 489 / 487,
-// D = 128 572 / 550 -> 677 / 653, D = 256 587 / 527 -> 807 / 738; non-causal within -1..+1.5%.
+// D = 128 572 / 550 -> 677 / 653, D = 256 587 / 527 -> 807 / 738; non-causal within -1.2..+1.6%.
 // Equal output digests on and off (tools/bitwise_ab.py, 294 calls). -D..=0 restores the order.
 #ifndef TORCH_FMHA_TUNE_DYNAMIC_TILES
 #define TORCH_FMHA_TUNE_DYNAMIC_TILES 1

@@ -82,6 +82,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   // Dense builds with a split tail (tile_scheduler.cuh) have a second kernel for the launches
   // whose plan is active; the others run the kernel without the pieces' code.
   constexpr int kSplitMinBlocks = kVarlen ? 0 : kernel::split_tail_min_blocks(kHeadDim);
+  static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= 64,
+                "fwd_workspace_bytes sizes the split tail's slots for key blocks of 64 or more");
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
                                        kernel::DenseTileScheduler<kBlockM>>;
   using Params = kernel::KernelParams<Traits, Scheduler>;
@@ -97,6 +99,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     if (err != cudaSuccess) return err;
   }
   Params kp;
+  kp.split = {};  // the split tail's buffers: only where its plan is active (below)
   // Upper bound on the tile count, known on the host. Dense: exact. Varlen:
   // sum_b ceil(len_b / M) <= (Tq + B (M - 1)) / M; only the grid size depends
   // on it (CTAs beyond the real count get the stop tile at once).
@@ -120,9 +123,12 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
     kp.scheduler.tail = kernel::SplitTail::plan(
         kp.scheduler.num_tiles, grid, (p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN,
         equal_tiles ? kSplitMinBlocks : 0);
+    // fwd_workspace_bytes sized the workspace for every launch the op makes that may split;
+    // a caller without one (num_sms unset there) runs the tiles whole.
+    if (kp.scheduler.tail.active() && p.workspace == nullptr) {
+      kp.scheduler.tail = kernel::SplitTail::none(kp.scheduler.num_tiles);
+    }
     if (kp.scheduler.tail.active()) {
-      // fwd_workspace_bytes (split_tail_workspace_bytes) sized it for every launch that may split.
-      if (p.workspace == nullptr) return cudaErrorInvalidValue;
       kp.split = kernel::SplitTailBuffers::carve(p.workspace, grid, kHeadDim);
       err = cudaMemsetAsync(kp.split.flags, 0, kernel::SplitTailBuffers::flag_bytes(grid), stream);
       if (err != cudaSuccess) return err;

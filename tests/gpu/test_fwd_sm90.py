@@ -84,10 +84,11 @@ def test_output_dtypes(out_dtype, d, seqlen):
 
 # The split tail (csrc/kernel/tile_scheduler.cuh): a dense launch without a mask whose tile
 # count is not a multiple of the grid runs its last two rounds' tiles as pieces of equal
-# shares, a tile's two pieces merged by their LSEs (epilogue.cuh), in the builds that enable
-# it (split_tail_min_blocks: D = 64 / 128). 17 heads x 16 q blocks = 272 tiles on the 132 SMs
-# of an H100 / H200: 140 tiles in the tail, 8 or more KV blocks each. The checks hold with or
-# without the cut; with it they check the merge: the sink joins once, FP8 output, GQA.
+# shares, a tile's two pieces merged by their LSEs (epilogue.cuh), in builds with its knob
+# (TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>, D = 64 / 128; off in the release, where these
+# are plain dense cases). 17 heads x 16 q blocks = 272 tiles on the 132 SMs of an H100 / H200:
+# 140 tiles in the tail, 8 or more KV blocks each. With the knob they check the merge: the
+# sink joins once, FP8 output, GQA; test_split_tail_kernel_choice checks that it ran.
 @pytest.mark.parametrize("pack_v", [False, True])
 @pytest.mark.parametrize("sq,sk", [(2048, 2048), (1950, 3100)])
 @pytest.mark.parametrize("d", [64, 128])
@@ -101,6 +102,20 @@ def test_split_tail_gqa_softcap_sinks_fp8_out(d):
     sinks = torch.linspace(-2.0, 6.0, 17, device="cuda")
     run_case(1, 2048, 4100, 17, 1, d, seed=d, out_dtype=FP8, softcap=30.0, sinks=sinks,
              case=f"split tail GQA 17 softcap sinks fp8 out D={d}")
+
+
+@pytest.mark.parametrize("d", [64, 128])
+def test_split_tail_kernel_choice(d):
+    """With the knob, a launch with an active plan runs the split kernel (kSplit = true) and a
+    causal one, which never splits, the kernel without it (fwd_launch_template.cuh)."""
+    from test_sass_sm90 import split_knob
+    if split_knob(d) == 0:
+        pytest.skip(f"TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} is 0 in this build: no split kernel")
+    if torch.cuda.get_device_properties(0).multi_processor_count != 132:
+        pytest.skip("the shape is chosen for 132 SMs (272 tiles: a remainder of 8)")
+    q, k, v, s = dense_inputs(1, 2048, 2048, 17, 17, d, FP8, device="cuda", poison=False, seed=d)
+    assert "DenseTileScheduler<128>, true>" in _dense_kernel_name(q, k, v, s)
+    assert "DenseTileScheduler<128>, false>" in _dense_kernel_name(q, k, v, dict(s, causal=True))
 
 
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
@@ -259,8 +274,8 @@ def test_short_key_dispatch(d, max_short):
     the same blocking), at the limit and below another kernel, the same one from 1 key
     up (the short-key build: D=128 has two dense builds, test_sass_sm90.py)."""
     # 2 x 2 x 17 = 68 tiles, under one round of the grid: no split tail (tile_scheduler.cuh),
-    # which only dense launches have.
-    b, h, hkv = 2, 2, 2
+    # which only dense launches have. GQA 2.
+    b, h, hkv = 2, 2, 1
     q, k, v, s = dense_inputs(b, max_short + 1, max_short + 1, h, hkv, d, FP8, device="cuda",
                               poison=False, seed=d)
     dense, dense_lse = torch_fmha.attention(q, k, v, return_lse=True, **s)

@@ -92,6 +92,7 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
   const int64_t tail_iters = s.tail.active() ? int64_t(s.num_tiles - s.tail.first_tile) * kv_blocks : 0;
   for (int cta = 0; cta < grid; ++cta) {
     int pieces = 0, share = 0;
+    bool merged = false;  // a merging piece must be the CTA's last
     for (int round = 0;; ++round) {
       const int id = persistent_tile_id(round, cta, grid);
       const TileInfo t = s.get<true>(id);
@@ -103,6 +104,7 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
       const bool in_tail = s.tail.active() && id >= s.tail.first_tile;
       if (!in_tail && (t.split != SplitRole::kWhole || r.count() != kv_blocks)) return fail("cut outside the tail", cta, round);
       if (in_tail) {
+        if (merged) return fail("a piece after the merging one", cta, pieces);
         share += r.count();
         if (t.split == SplitRole::kWritesPartial) {
           if (pieces != 0 || t.split_slot != cta || r.begin != 0 || t.it_begin == 0) return fail("writer", cta, pieces);
@@ -110,6 +112,7 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
         } else if (t.split == SplitRole::kMergesPartial) {
           if (t.split_slot != cta + 1 || t.it_begin != 0 || r.end != kv_blocks) return fail("merger", cta, pieces);
           merger_slot[tile] = t.split_slot;
+          merged = true;
         } else if (r.count() != kv_blocks) {
           return fail("whole piece not whole", cta, pieces);
         }
