@@ -328,11 +328,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     }
   };
 
-  constexpr bool kCanSplit = kSplit;
   // A finished tile's output; with the split tail (tile_scheduler.cuh) a tail piece leaves
   // its partial instead, and a head piece first merges its partner's partial into O.
   auto finish_tile = [&](const TileInfo& t, float (&inv_sum)[2], float (&lse)[2]) {
-    if constexpr (kCanSplit) {
+    if constexpr (kSplit) {
       if (t.split == SplitRole::kWritesPartial) {
         store_split_partial<kHeadDim>(params.split, t.split_slot, tidx, tOrO, inv_sum, lse,
                                       stage_barrier, wg_leader);
@@ -480,7 +479,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     // A piece of a split tile (tile_scheduler.cuh, split tail; at most 2 per CTA) ends
     // without the overlap: its partial store or merge would share the registers of the
     // next tile's first S (ptxas spilled there).
-    if (Traits::kOverlapTiles && next_blocks > 0 && (!kCanSplit || tile.split == SplitRole::kWhole)) {
+    if (Traits::kOverlapTiles && next_blocks > 0 && (!kSplit || tile.split == SplitRole::kWhole)) {
       mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
                 {MbarId::kQFull, q_read.index, next.m_block, Role::kConsumer});
       q_index = q_read.index;

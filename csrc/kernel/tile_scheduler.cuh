@@ -55,13 +55,13 @@
 namespace torch_fmha::kernel {
 
 // Dynamic order (varlen kernels, kDynamicTiles, varlen_workspace.cuh; on since session 28,
-// +5-40% TF/s on causal batches there): in round 0 CTA c takes tile c, then each CTA claims the next unclaimed id with an
-// atomicAdd on a per-launch counter the prep kernel zeroes, so a CTA that finished early
+// +5-40% TF/s on causal batches there): in round 0 CTA c takes tile c, then each CTA
+// claims the next unclaimed id with an atomicAdd on a per-launch counter the prep kernel zeroes, so a CTA that finished early
 // takes the next tile: greedy longest-first over the same id order. The claim is issued
 // one round ahead (producer.cuh, TileIdSource), off the producer's path. Dense causal
 // launches were measured with it too (session 27, docs/DESIGN.md section 6): from +1.8%
-// (D = 256 2k) to -2.5% (D = 256 4k), mostly slightly slower, though a cost model (tile cost ceil(keys / kBlockN) + 1 blocks, 132 CTAs) puts the
-// static order's makespan at 1 / 0.970 of the ideal at causal 2k / 4k and greedy's at
+// (D = 256 2k) to -2.5% (D = 256 4k), mostly slightly slower, though a cost model (tile
+// cost ceil(keys / kBlockN) + 1 blocks, 132 CTAs) puts the static order's makespan at 1 / 0.970 of the ideal at causal 2k / 4k and greedy's at
 // 1 / 0.992 / 1 / 0.996: they keep the static order.
 
 // Tile id of CTA `cta` (of `grid`) in round `round` (see the top of the file).
@@ -82,7 +82,8 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 //   D = 64,  S = 1k..16k: 495 538 567 585 600 -> min 8: 492 552 586 610 618 (1k unsplit:
 //            4 blocks) -> min 4: 484 553 589 607 618 (on at 8 in 19f707d, then off: below);
 //   D = 128, packed v:    713 818 870 897 901 -> min 8: 701 802 879 894 918 -> min 4:
-//            700 796 868 896 912: -2% at 1k-2k, +1-2% at 4k / 16k, -0.3% at 8k: off.
+//            700 796 868 896 912: -2% at 1k-2k, +1.1% / +1.9% at 4k / 16k, -0.4% at 8k: off
+//            (those builds had the pieces' code in their one kernel: to be measured again).
 // D = 64 is off too: with the pieces' code in the one D = 64 kernel, short causal launches
 // (which never split) were 6-13% slower. The split now has a kernel instantiation of its own
 // (fmha_fwd_fp8_sm90_kernel's kSplit), and the other one is byte for byte the knob-off

@@ -41,12 +41,13 @@ def overlapping_builds(name: str, d: int) -> bool:
     return False
 
 
-def knob(name: str) -> int:
-    """A TORCH_FMHA_TUNE_<name> knob of kernel_traits.cuh as this build has it: its value in
-    TORCH_FMHA_NVCC_EXTRA, else its default there (0 where it has no plain numeric default)."""
+def knob(name: str, header: Path = TRAITS) -> int:
+    """A TORCH_FMHA_TUNE_<name> knob of `header` (kernel_traits.cuh) as this build has it: its
+    value in TORCH_FMHA_NVCC_EXTRA, else its default there (0 where it has no plain numeric
+    default)."""
     m = re.search(rf"-DTORCH_FMHA_TUNE_{name}=(\d+)", os.environ.get("TORCH_FMHA_NVCC_EXTRA", ""))
     if m is None:
-        m = re.search(rf"#define TORCH_FMHA_TUNE_{name} (\d+)\s*$", TRAITS.read_text(), re.M)
+        m = re.search(rf"#define TORCH_FMHA_TUNE_{name} (\d+)\s*$", header.read_text(), re.M)
     return int(m.group(1)) if m else 0
 
 
@@ -84,11 +85,7 @@ def kernels():
 
 def split_knob(d: int) -> int:
     """TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d> of tile_scheduler.cuh as this build has it."""
-    m = re.search(rf"-DTORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d}=(\d+)", os.environ.get("TORCH_FMHA_NVCC_EXTRA", ""))
-    if m is None:
-        m = re.search(rf"#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} (\d+)\s*$",
-                      (TRAITS.parent / "tile_scheduler.cuh").read_text(), re.M)
-    return int(m.group(1)) if m else 0
+    return knob(f"SPLIT_TAIL_MIN_BLOCKS_{d}", TRAITS.parent / "tile_scheduler.cuh")
 
 
 def _head_dim(name: str) -> int:
