@@ -5,7 +5,7 @@ DenseTileScheduler::get for several batch / head / length shapes (every
 (batch, head, q block) comes from exactly one tile id, the id past the last is
 the stop tile, causal order longest first), persistent_tile_id (CTAs walking
 alternating rounds take every tile once), and the split tail's pieces (every KV-walk
-iteration of every tile once, cut tiles paired writer / merger, equal shares). Needs
+iteration of every tile once, cut tiles paired tail / head piece in one slot, equal shares). Needs
 nvcc (host compilation only).
 """
 

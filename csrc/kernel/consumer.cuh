@@ -305,7 +305,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   };
   auto tile_range = [&](const TileInfo& t) {  // the piece's blocks (split tail) or all of them
     const KvBlockRange all = tile_mask(t).template kv_range<kBlockM, kBlockN>(t.m_block);
-    return t.piece(all);
+    // Without kSplit every tile is whole: its walk fields, read back from shared memory,
+    // are not something the compiler can fold, so leave them out of the path.
+    if constexpr (kSplit) return t.piece(all);
+    return all;
   };
   uint8_t* const o_stage = ss.o_stage + wg * (Traits::kOutStageBytes / 2);
   const NamedBarrier stage_barrier = wg == 0 ? NamedBarrier::kEpilogue0 : NamedBarrier::kEpilogue1;
@@ -328,18 +331,15 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     }
   };
 
-  // A finished tile's output; with the split tail (tile_scheduler.cuh) a tail piece leaves
-  // its partial instead, and a head piece first merges its partner's partial into O.
+  // A finished tile's output. With the split tail (tile_scheduler.cuh) a piece of a tile
+  // stores it only if it is the second of the two to finish, after merging the other's
+  // partial (epilogue.cuh, exchange_split_partial).
   auto finish_tile = [&](const TileInfo& t, float (&inv_sum)[2], float (&lse)[2]) {
     if constexpr (kSplit) {
-      if (t.split == SplitRole::kWritesPartial) {
-        store_split_partial<kHeadDim>(params.split, t.split_slot, tidx, tOrO, inv_sum, lse,
-                                      stage_barrier, wg_leader);
+      if (t.split != SplitRole::kWhole &&
+          !exchange_split_partial<kHeadDim>(params.split, t.split_slot, t.split, tidx, tOrO, inv_sum,
+                                            lse, &ss.split_arrival[wg], stage_barrier, wg_leader)) {
         return;
-      }
-      if (t.split == SplitRole::kMergesPartial) {
-        merge_split_partial<kHeadDim>(params.split, t.split_slot, tidx, tOrO, inv_sum, lse,
-                                      stage_barrier, wg_leader, t.m_block);
       }
     }
     store_tile_output(t, inv_sum, lse, false);

@@ -262,76 +262,78 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
   }
 }
 
-// Split tail (tile_scheduler.cuh). A slot holds, for each of the 256 consumer threads,
+// Split tail (tile_scheduler.cuh). A slot side holds, for each of the 256 consumer threads,
 // its O accumulator values normalized by the piece's own row sums, value i of thread t at
 // float i * 256 + t (a warp's i-th values are 128 contiguous bytes), then the LSEs of its
-// two rows, row r8 at float 256 * kHeadDim / 2 + r8 * 256 + t. The merging CTA runs the
-// same kernel, so its thread t holds the same rows and columns. Scalar accesses: a float4
+// two rows, row r8 at float 256 * kHeadDim / 2 + r8 * 256 + t. Both pieces run the same
+// kernel, so thread t holds the same rows and columns in each. Scalar accesses: a float4
 // of O's values needs them in an aligned register quad, and the copies into one made
 // ptxas spill at D = 256. O's flat index i = e + 2 r8 + 4 j is row r8 = (i / 2) % 2.
+//
+// Both pieces of a split tile end here, each warpgroup on its own 64 rows: it leaves its
+// partial in its side of the slot and counts in on the slot's flag (pipeline.cuh,
+// flag_arrive). The first to count in is done. The second merges the two sides: returns
+// true with o holding the tile's output rows, inv_sum 1 (0 for a row neither piece saw a
+// key of, nor a sink) and lse the tile's LSE, for the usual store. Nobody waits for the
+// other piece, so the two CTAs need not be resident together. The merge reads both
+// partials back as stored, the head piece's first, so its bits do not depend on which
+// piece counted in second:
+//   O = O_head w_head + O_tail w_tail, w = exp(lse - lse_new), lse_new = log(exp(lse_head) + exp(lse_tail)).
+// A NaN LSE or O value on either side makes the row NaN. `arrival`: a shared-memory word
+// of this warpgroup, to hand the leader's count to the other threads.
 template <int kHeadDim, class FragO>
-__device__ __forceinline__ void store_split_partial(const SplitTailBuffers& b, int slot, int tidx,
-                                                    const FragO& o, const float (&inv_sum)[2],
-                                                    const float (&lse)[2], NamedBarrier wg_barrier,
-                                                    bool wg_leader) {
-  float* base = b.partials + int64_t(slot) * SplitTailBuffers::slot_floats(kHeadDim) + tidx;
+__device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b, int slot, SplitRole role,
+                                                       int tidx, FragO& o, float (&inv_sum)[2],
+                                                       float (&lse)[2], int32_t* arrival,
+                                                       NamedBarrier wg_barrier, bool wg_leader) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  constexpr float kLn2 = 0.6931471805599453f;
+  constexpr int kLse = 256 * (kHeadDim / 2);
+  float* const mine = b.side(slot, role, kHeadDim) + tidx;
 #pragma unroll
   for (int i = 0; i < kHeadDim / 2; ++i) {
     const int r8 = (i / 2) % 2;
     // A row that saw no key leaves zeros (its O may hold 0 * NaN, epilogue above).
-    __stcg(base + i * 256, inv_sum[r8] == 0.f ? 0.f : o(i) * inv_sum[r8]);
+    __stcg(mine + i * 256, inv_sum[r8] == 0.f ? 0.f : o(i) * inv_sum[r8]);
   }
-  __stcg(base + 256 * (kHeadDim / 2), lse[0]);
-  __stcg(base + 256 * (kHeadDim / 2 + 1), lse[1]);
+  __stcg(mine + kLse, lse[0]);
+  __stcg(mine + kLse + 256, lse[1]);
   __threadfence();
   named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
-  if (wg_leader) flag_release(b.flags + 2 * slot + tidx / 128);
-  __syncwarp();
-}
-
-// Merges slot `slot`'s partial (the other piece of this tile) into this piece's O, row
-// sums and LSEs: O = O_mine / l_mine w_mine + O_theirs w_theirs with w = exp(lse - lse_new),
-// lse_new = log(exp(lse_mine) + exp(lse_theirs)); inv_sum becomes 1 (0 for a row neither
-// piece saw a key of). A NaN LSE on either side makes the row NaN.
-template <int kHeadDim, class FragO>
-__device__ __forceinline__ void merge_split_partial(const SplitTailBuffers& b, int slot, int tidx,
-                                                    FragO& o, float (&inv_sum)[2], float (&lse)[2],
-                                                    NamedBarrier wg_barrier, bool wg_leader,
-                                                    int tile_tag) {
-  constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
-  if (wg_leader) {
-    flag_wait(b.flags + 2 * slot + tidx / 128, {MbarId::kSplitFlag, slot, tile_tag, Role::kConsumer});
-  }
+  if (wg_leader) *arrival = flag_arrive(b.flags + 2 * slot + tidx / 128);
   __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
-  named_barrier_sync(wg_barrier, 128);  // after the leader's acquire
-  const float* base = b.partials + int64_t(slot) * SplitTailBuffers::slot_floats(kHeadDim) + tidx;
-  float mine_w[2], theirs_w[2];
-  bool mine_empty[2];
+  named_barrier_sync(wg_barrier, 128);  // the count, and the leader's acquire, for all
+  // Every lane reads the same word; the shuffle lets ptxas see that the branch is warp
+  // uniform (with a plain load it spilled 350-500 bytes across the consumer).
+  if (__shfl_sync(0xffffffffu, *arrival, 0) == 0) return false;  // the other piece merges
+  const float* const head = b.side(slot, SplitRole::kHeadPiece, kHeadDim) + tidx;
+  const float* const tail = b.side(slot, SplitRole::kTailPiece, kHeadDim) + tidx;
+  float w_head[2], w_tail[2];
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
-    const float lse_theirs = __ldcg(base + 256 * (kHeadDim / 2 + r8));
-    mine_empty[r8] = inv_sum[r8] == 0.f;
-    const float big = fmaxf(lse[r8], lse_theirs);  // NaN on one side: the other
-    if (big == -INFINITY) {  // no key in either piece
-      mine_w[r8] = theirs_w[r8] = 0.f;
+    const float lse_head = __ldcg(head + kLse + 256 * r8);
+    const float lse_tail = __ldcg(tail + kLse + 256 * r8);
+    const float big = fmaxf(lse_head, lse_tail);  // NaN on one side: the other
+    if (big == -INFINITY) {  // no key in either piece, no sink
+      w_head[r8] = w_tail[r8] = 0.f;
       inv_sum[r8] = 0.f;
+      lse[r8] = -INFINITY;
       continue;
     }
-    const float a = exp2f((lse[r8] - big) * kLog2e);  // NaN if lse[r8] is
-    const float c = exp2f((lse_theirs - big) * kLog2e);
+    const float a = exp2f((lse_head - big) * kLog2e);  // NaN if lse_head is
+    const float c = exp2f((lse_tail - big) * kLog2e);
     const float sum = a + c;
-    mine_w[r8] = __fdividef(inv_sum[r8] * a, sum);
-    theirs_w[r8] = __fdividef(c, sum);
+    w_head[r8] = __fdividef(a, sum);
+    w_tail[r8] = __fdividef(c, sum);
     lse[r8] = big + __log2f(sum) * kLn2;
     inv_sum[r8] = 1.f;
   }
 #pragma unroll
   for (int i = 0; i < kHeadDim / 2; ++i) {
     const int r8 = (i / 2) % 2;
-    const float theirs = __ldcg(base + i * 256) * theirs_w[r8];
-    o(i) = mine_empty[r8] ? theirs : fmaf(o(i), mine_w[r8], theirs);
+    o(i) = fmaf(__ldcg(head + i * 256), w_head[r8], __ldcg(tail + i * 256) * w_tail[r8]);
   }
+  return true;
 }
 
 }  // namespace torch_fmha::kernel

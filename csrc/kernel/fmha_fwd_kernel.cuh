@@ -77,6 +77,7 @@ struct SharedStorage {
   } bar;
   TileInfo tile[2];                        // tile hand-off ring (producer -> consumers)
   int32_t tile_ids[2];                     // kDynamicTiles: claimed ids (producer.cuh, TileIdSource)
+  int32_t split_arrival[2];                // kSplit: per consumer WG (epilogue.cuh, exchange_split_partial)
   // (M, N), SmemLayoutP: P of both consumer warpgroups (Traits::kPFromSmem; one
   // unused byte otherwise, last so that nothing before it moves).
   alignas(Traits::kPBytes > 0 ? 1024 : 1) uint8_t p[Traits::kPBytes > 0 ? Traits::kPBytes : 1];

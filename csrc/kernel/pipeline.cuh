@@ -48,7 +48,6 @@ enum class MbarId : int {
   kVtEmpty,
   kTileFull,
   kTileEmpty,
-  kSplitFlag,  // not an mbarrier: a split-tail partial's flag in global memory (flag_wait)
 };
 
 // Who is waiting; only used for the debug hang report.
@@ -59,7 +58,7 @@ __host__ __device__ constexpr const char* mbar_name(MbarId id) {
   constexpr const char* kNames[] = {"q_full",          "q_empty",          "k_full",
                                     "k_empty",         "v_scratch_full",   "v_scratch_empty",
                                     "vt_full",         "vt_empty",         "tile_full",
-                                    "tile_empty",      "split_flag"};
+                                    "tile_empty"};
   return kNames[static_cast<int>(id)];
 }
 __host__ __device__ constexpr const char* role_name(Role r) {
@@ -196,34 +195,16 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase, WaitSit
 #endif
 }
 
-// A flag in global memory that another CTA of the launch sets (the split tail,
-// epilogue.cuh): flag_release publishes every write the caller's warpgroup made before
-// its barrier (each thread fences its own, then the barrier, then this store); flag_wait
-// spins until it is set, with the acquire that makes those writes visible, bounded in
-// debug builds like mbar_wait (the flag's slot as the stage). The waiting CTA needs the
-// setting CTA to be resident or to become so: a persistent grid of at most one CTA per
-// SM, whose setter sets the flag before it waits on any other CTA.
-__device__ __forceinline__ void flag_release(int32_t* flag) {
-  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(flag), "r"(1) : "memory");
-}
-
-__device__ __forceinline__ int32_t flag_load_acquire(const int32_t* flag) {
-  int32_t v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void flag_wait(const int32_t* flag, WaitSite site) {
-#if TORCH_FMHA_DEBUG_HANG
-  const long long start = clock64();
-  while (flag_load_acquire(flag) == 0) {
-    if (clock64() - start > kHangBudgetCycles) report_hang_and_trap(site, 0);
-  }
-#else
-  (void)site;
-  while (flag_load_acquire(flag) == 0) {
-  }
-#endif
+// Counts the caller's warpgroup in on a flag in global memory that one other warpgroup of
+// the launch counts in on too (the split tail, epilogue.cuh), and returns how many had
+// counted in before it (0 or 1). acq_rel: the release publishes the partial every thread
+// of the warpgroup wrote before its barrier (each fences its own writes, then the barrier,
+// then this), and the acquire makes the other side's partial visible to the second to
+// count in. Nothing ever waits on the flag, so no CTA depends on another being resident.
+__device__ __forceinline__ int32_t flag_arrive(int32_t* flag) {
+  int32_t before;
+  asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(before) : "l"(flag) : "memory");
+  return before;
 }
 
 // bar.sync is barrier.sync.aligned: every thread of a warp must execute it

@@ -275,8 +275,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
                                             p.softcap);
         tile.scale_log2 = sc.scale_log2;
         tile.softcap_mul = sc.softcap_mul;
-        // The sink joins a row's denominator once: in the piece that merges (split tail).
-        tile.sink = p.sinks != nullptr && (!kSplit || tile.split != SplitRole::kWritesPartial)
+        // The sink joins a row's denominator once: in the tile's head piece (split tail).
+        tile.sink = p.sinks != nullptr && (!kSplit || tile.split != SplitRole::kTailPiece)
                         ? p.sinks[tile.head] : -INFINITY;
         tile.v_descale = load_scale(p.v_descale, tile.batch, h);
         tile.out_mul = p.out_type == ElementType::kFloat8E4M3

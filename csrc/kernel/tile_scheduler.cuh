@@ -34,9 +34,10 @@
 // would leave CTAs idle (2048 tiles on 132 CTAs: 15 full rounds and one of 68 tiles). The
 // last two rounds' tiles then run as pieces: their KV-block iterations are cut into one
 // contiguous, equal share per CTA (stream-K), so a tile may be cut in two. The CTA that
-// runs a tile's tail piece (the lower KV blocks) does it first in its share and leaves the
-// normalized partial O and its LSE in a workspace slot; the CTA with the head piece does it
-// last and merges them (epilogue.cuh, store_split_partial / merge_split_partial).
+// runs a tile's tail piece (the lower KV blocks) does it first in its share, the CTA with
+// the head piece does it last. Each piece leaves its normalized partial O and its LSE in its
+// side of a workspace slot and counts in on the slot's flag; the second to count in merges
+// the two and stores the tile (epilogue.cuh, exchange_split_partial). Nobody waits.
 //
 // Ragged batches (docs/DESIGN.md I4): the prep kernel (varlen_prep.cuh) writes the
 // sequences in work order (longest first) and the prefix sums of their tile
@@ -104,9 +105,9 @@ __host__ __device__ constexpr int split_tail_min_blocks(int head_dim) {
 
 // What a tile (or piece) does with its result.
 enum class SplitRole : int32_t {
-  kWhole = 0,          // the whole tile: the epilogue stores it
-  kWritesPartial = 1,  // a tail piece: leaves its partial in slot split_slot
-  kMergesPartial = 2,  // a head piece: merges slot split_slot's partial, then stores
+  kWhole = 0,      // the whole tile: the epilogue stores it
+  kTailPiece = 1,  // the tile's lower KV blocks, first in its CTA's share (slot split_slot)
+  kHeadPiece = 2,  // the tile's upper KV blocks, last in its CTA's share; carries the sink
 };
 
 struct TileInfo {
@@ -191,37 +192,42 @@ struct SplitTail {
     const int64_t ka = s > t * nb ? s - t * nb : 0;
     const int64_t kb = e < (t + 1) * nb ? e - t * nb : nb;
     Piece pc{first_tile + int32_t(t), int32_t(ka), int32_t(kb), SplitRole::kWhole, 0};
-    if (ka > 0) {  // the tile's tail, this CTA's first piece: CTA cta - 1 merges it
-      pc.split = SplitRole::kWritesPartial;
+    if (ka > 0) {  // the tile's tail, this CTA's first piece: CTA cta - 1 runs its head
+      pc.split = SplitRole::kTailPiece;
       pc.slot = cta;
-    } else if (kb < nb) {  // the tile's head, this CTA's last piece: CTA cta + 1 ran the tail
-      pc.split = SplitRole::kMergesPartial;
+    } else if (kb < nb) {  // the tile's head, this CTA's last piece: CTA cta + 1 runs its tail
+      pc.split = SplitRole::kHeadPiece;
       pc.slot = cta + 1;
     }
     return pc;
   }
 };
 
-// Workspace of the split tail: per slot (one per CTA) the partial O of both consumer
-// warpgroups in the threads' register order, then their LSEs; then one flag per slot and
-// warpgroup (epilogue.cuh). The flags must be zero at launch (the launch clears them).
+// Workspace of the split tail: per slot (one per CTA) two sides, the head piece's partial
+// then the tail piece's, each the partial O of both consumer warpgroups in the threads'
+// register order, then their LSEs; then one flag per slot and warpgroup (epilogue.cuh). The
+// flags must be zero at launch (the launch clears them).
 struct SplitTailBuffers {
   float* partials;
   int32_t* flags;  // [grid][2]
 
-  __host__ __device__ static constexpr int64_t slot_floats(int head_dim) {
+  __host__ __device__ static constexpr int64_t side_floats(int head_dim) {
     return 256 * (int64_t(head_dim) / 2 + 2);
   }
   __host__ __device__ static int64_t bytes(int32_t grid, int head_dim) {
-    return int64_t(grid) * (slot_floats(head_dim) * 4 + 2 * 4);
+    return int64_t(grid) * (2 * side_floats(head_dim) * 4 + 2 * 4);
   }
   __host__ __device__ static SplitTailBuffers carve(void* base, int32_t grid, int head_dim) {
     SplitTailBuffers b;
     b.partials = static_cast<float*>(base);
-    b.flags = reinterpret_cast<int32_t*>(b.partials + int64_t(grid) * slot_floats(head_dim));
+    b.flags = reinterpret_cast<int32_t*>(b.partials + int64_t(grid) * 2 * side_floats(head_dim));
     return b;
   }
   __host__ __device__ static int64_t flag_bytes(int32_t grid) { return int64_t(grid) * 2 * 4; }
+  // The start of side `role` (kHeadPiece or kTailPiece) of slot `slot`.
+  __host__ __device__ float* side(int32_t slot, SplitRole role, int head_dim) const {
+    return partials + (2 * int64_t(slot) + (role == SplitRole::kHeadPiece ? 0 : 1)) * side_floats(head_dim);
+  }
 };
 
 // (head, m_block) of the `local`-th tile of a sequence with num_m_blocks q

@@ -118,6 +118,28 @@ def test_split_tail_kernel_choice(d):
     assert "DenseTileScheduler<128>, false>" in _dense_kernel_name(q, k, v, dict(s, causal=True))
 
 
+@pytest.mark.parametrize("d", [64, 128])
+def test_split_tail_bits_do_not_depend_on_timing(d):
+    """Either piece of a split tile may finish second and merge (epilogue.cuh,
+    exchange_split_partial); the merge reads both partials back in a fixed order, so the bits
+    must not depend on which. Here the split call starts while a long call on another stream
+    holds the SMs, so its CTAs become resident one by one as those finish, in an order and at
+    times that differ from a launch on an idle GPU. Without the knob it is a plain dense call."""
+    q, k, v, s = dense_inputs(1, 2048, 2048, 17, 17, d, FP8, device="cuda", poison=False, seed=d + 1)
+    alone = torch_fmha.attention(q, k, v, **s)
+    hq, hk, hv, hs = dense_inputs(2, 8192, 8192, 16, 16, 128, FP8, device="cuda", poison=False, seed=3)
+    side = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    for _ in range(4):
+        with torch.cuda.stream(side):
+            hog = torch_fmha.attention(hq, hk, hv, **dict(hs, causal=True))
+        busy = torch_fmha.attention(q, k, v, **s)  # queued behind nothing on this stream
+        torch.cuda.synchronize()  # before `hog`, written on the side stream, is freed
+        del hog
+        assert torch.equal(busy.view(torch.uint8) if busy.dtype == FP8 else busy,
+                           alone.view(torch.uint8) if alone.dtype == FP8 else alone)
+
+
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
 # zero padding slots), whole groups with no padding slot in a partial block (16, 128), the

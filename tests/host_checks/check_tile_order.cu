@@ -72,9 +72,9 @@ static int check_rounds(int num_tiles, int grid) {
 // The split tail (DenseTileScheduler<128>::get<true> with a SplitTail plan): CTAs walking their
 // rounds as the producer does (stop at the first invalid tile) cover every (tile, KV-walk
 // iteration) exactly once; a tile is whole or cut into exactly two pieces, the tail piece
-// (it_begin > 0, reaching the end of the walk) a CTA's first piece of the tail and written to
-// its own slot, the head piece (it_begin = 0) the previous CTA's last piece, merging that
-// slot; every share is within one iteration of total / grid; whole-tile rounds are untouched.
+// (it_begin > 0, reaching the end of the walk) a CTA's first piece of the tail, in its own
+// slot, the head piece (it_begin = 0) the previous CTA's last piece, in that same slot (the
+// two pieces of a slot exchange partials, epilogue.cuh); every share is within one iteration of total / grid; whole-tile rounds are untouched.
 static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks, int min_blocks) {
   using Sched = DenseTileScheduler<128>;
   Sched s = Sched::make(batch, heads, seqlen, seqlen, false);
@@ -88,11 +88,11 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
                       s.num_tiles > grid && s.num_tiles % grid != 0;
   if (s.tail.active() != expect) return fail("plan", int(s.tail.active()), int(expect));
   std::vector<std::vector<int>> cover(s.num_tiles, std::vector<int>(kv_blocks, 0));
-  std::vector<int> writer_slot(s.num_tiles, -1), merger_slot(s.num_tiles, -1);
+  std::vector<int> tail_slot(s.num_tiles, -1), head_slot(s.num_tiles, -1);
   const int64_t tail_iters = s.tail.active() ? int64_t(s.num_tiles - s.tail.first_tile) * kv_blocks : 0;
   for (int cta = 0; cta < grid; ++cta) {
     int pieces = 0, share = 0;
-    bool merged = false;  // a merging piece must be the CTA's last
+    bool headed = false;  // a head piece is the CTA's last
     for (int round = 0;; ++round) {
       const int id = persistent_tile_id(round, cta, grid);
       const TileInfo t = s.get<true>(id);
@@ -104,15 +104,15 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
       const bool in_tail = s.tail.active() && id >= s.tail.first_tile;
       if (!in_tail && (t.split != SplitRole::kWhole || r.count() != kv_blocks)) return fail("cut outside the tail", cta, round);
       if (in_tail) {
-        if (merged) return fail("a piece after the merging one", cta, pieces);
+        if (headed) return fail("a piece after the head piece", cta, pieces);
         share += r.count();
-        if (t.split == SplitRole::kWritesPartial) {
-          if (pieces != 0 || t.split_slot != cta || r.begin != 0 || t.it_begin == 0) return fail("writer", cta, pieces);
-          writer_slot[tile] = t.split_slot;
-        } else if (t.split == SplitRole::kMergesPartial) {
-          if (t.split_slot != cta + 1 || t.it_begin != 0 || r.end != kv_blocks) return fail("merger", cta, pieces);
-          merger_slot[tile] = t.split_slot;
-          merged = true;
+        if (t.split == SplitRole::kTailPiece) {
+          if (pieces != 0 || t.split_slot != cta || r.begin != 0 || t.it_begin == 0) return fail("tail piece", cta, pieces);
+          tail_slot[tile] = t.split_slot;
+        } else if (t.split == SplitRole::kHeadPiece) {
+          if (t.split_slot != cta + 1 || t.it_begin != 0 || r.end != kv_blocks) return fail("head piece", cta, pieces);
+          head_slot[tile] = t.split_slot;
+          headed = true;
         } else if (r.count() != kv_blocks) {
           return fail("whole piece not whole", cta, pieces);
         }
@@ -129,7 +129,7 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
   for (int t = 0; t < s.num_tiles; ++t) {
     for (int n = 0; n < kv_blocks; ++n)
       if (cover[t][n] != 1) return fail("iteration not covered once", t, n);
-    if ((writer_slot[t] < 0) != (merger_slot[t] < 0) || writer_slot[t] != merger_slot[t]) return fail("unpaired cut", t, writer_slot[t]);
+    if ((tail_slot[t] < 0) != (head_slot[t] < 0) || tail_slot[t] != head_slot[t]) return fail("unpaired cut", t, tail_slot[t]);
   }
   std::printf("split tiles=%d grid=%d nb=%d min=%d: ok (active %d)\n", s.num_tiles, grid, kv_blocks,
               min_blocks, int(s.tail.active()));
