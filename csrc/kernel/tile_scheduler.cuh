@@ -75,24 +75,20 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 
 // The split tail (top of the file) in dense launches of equal tiles with at least this many
 // KV blocks per tile, per head dim (0: never). Each cut tile costs a second Q load and
-// first-block round, a 34 KB (D = 64) / 66 KB (D = 128) partial written and read back, and
-// a merge, and the two
-// pieces end without the tile-boundary overlap (consumer.cuh), so a tile of few blocks
-// gains less than its cut costs. Measured (session 28, one H200, same call, 2 rounds,
-// non-causal, FP8 out, B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s:
-//   D = 64,  S = 1k..16k: 495 538 567 585 600 -> min 8: 492 552 586 610 618 (1k unsplit:
-//            4 blocks) -> min 4: 484 553 589 607 618 (on at 8 in 19f707d, then off: below);
-//   D = 128, packed v:    713 818 870 897 901 -> min 8: 701 802 879 894 918 -> min 4:
-//            700 796 868 896 912: -2% at 1k-2k, +1.1% / +1.9% at 4k / 16k, -0.4% at 8k: off
-//            (those builds had the pieces' code in their one kernel: to be measured again).
-// D = 64 is off too: with the pieces' code in the one D = 64 kernel, short causal launches
-// (which never split) were 6-13% slower. The split now has a kernel instantiation of its own
-// (fmha_fwd_fp8_sm90_kernel's kSplit), and the other one is byte for byte the knob-off
-// kernel in sm_90a SASS; that arrangement has not run on a GPU yet (docs/DESIGN.md section 7).
+// first-block round, two 34 KB (D = 64) / 66 KB (D = 128) partials written, both read back
+// and merged, and the two pieces end without the tile-boundary overlap (consumer.cuh), so a
+// tile of few blocks gains less than its cut costs. The split runs in a kernel instantiation
+// of its own (fmha_fwd_fp8_sm90_kernel's kSplit); the kernel every other launch runs is the
+// one without it. Measured (session 29, one H200, same call, 2 rounds, FP8 out,
+// B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s, S = 1k / 2k / 4k / 8k / 16k:
+//   D = 64 non-causal:  495 540 565 586 597 -> min 8: 494 555 586 604 617 (1k: 4 blocks, no
+//                       split); causal (never split) within 0.5%: on at 8;
+//   D = 128 non-causal: 718 811 861 889 897 -> min 8: 702 793 856 892 907 (-2.2% at 1k / 2k,
+//                       +1.1% at 16k): off.
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
-#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 0
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 8
 #endif
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 0

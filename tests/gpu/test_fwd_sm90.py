@@ -85,8 +85,8 @@ def test_output_dtypes(out_dtype, d, seqlen):
 # The split tail (csrc/kernel/tile_scheduler.cuh): a dense launch without a mask whose tile
 # count is not a multiple of the grid runs its last two rounds' tiles as pieces of equal
 # shares, a tile's two pieces merged by their LSEs (epilogue.cuh), in builds with its knob
-# (TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>, D = 64 / 128; off in the release, where these
-# are plain dense cases). 17 heads x 16 q blocks = 272 tiles on the 132 SMs of an H100 / H200:
+# (TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>: 8 at D = 64 in the release, 0 at D = 128, where
+# these are plain dense cases unless a build sets it). 17 heads x 16 q blocks = 272 tiles on the 132 SMs of an H100 / H200:
 # 140 tiles in the tail, 8 or more KV blocks each. With the knob they check the merge: the
 # sink joins once, FP8 output, GQA; test_split_tail_kernel_choice checks that it ran.
 @pytest.mark.parametrize("pack_v", [False, True])
