@@ -1,7 +1,7 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
-them), D=256 with FP8 output, one dense case per head dim (at D = 64 one whose last tiles run split where the build
-has tile_scheduler.cuh's split-tail knob, off in the release; also with a packed v:
+them), D=256 with FP8 output, one dense case per head dim (at D = 64 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
+since session 29); also with a packed v:
 V^T by TMA, and at D=128 / 256 again past 2048 keys, where P goes through shared memory; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
@@ -95,9 +95,10 @@ def main() -> int:
             check(out, ref, None, f"dense packed v D={d} S=2400 causal")
             print(f"dense packed v D={d} S=2400 causal (P from shared memory): ok", flush=True)
 
-        if d == 64:  # the split tail (tile_scheduler.cuh; with its D = 64 knob): 17 x 16 = 272 tiles of
-            # 8 256-key blocks on 132 SMs, the last 140 cut into pieces whose partials go through
-            # the op's workspace and a flag per slot; sinks join once, in the merging piece
+        if d == 64:  # the split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles of 8 256-key blocks
+            # on 132 SMs, the last 140 cut into pieces whose partials go through the op's
+            # workspace and a flag per slot (and a shared word per warpgroup for the count);
+            # sinks join once, in the head piece
             q, k, v, s = dense_inputs(1, 2048, 2048, 17, 17, d, FP8, device=args.device, seed=13)
             sinks = torch.linspace(-2.0, 4.0, 17, device=args.device)
             out = torch_fmha.attention(q, k, v, sinks=sinks, **s)
