@@ -69,6 +69,17 @@ namespace torch_fmha::kernel {
 #ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
 #define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 4
 #endif
+// A leaner paged issue path (session 29, read from sm_90a SASS of the D = 256 varlen unit,
+// not yet measured): a block's box count by a shift (the box is a power of two: page sizes
+// are, and so is kMaxBoxRows) instead of an integer division (I2F, MUFU.RCP, F2I and ~20
+// IMAD / ISETP per issuing warp and block, at every head dim); and at D = 256
+// (Traits::kWideSplit, 24 producer registers) each block's page ids loaded in the block's own
+// iteration instead of one block ahead, because there the prefetched id was spilled right
+// after its load, so the STL waited for the load every block, ahead of the issue and of the
+// transposers' barrier. The same boxes and bytes either way.
+#ifndef TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE
+#define TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE 0
+#endif
 template <class Traits>
 struct PagedKvBoxes {
   static constexpr int kBlockN = Traits::kBlockN;
@@ -158,7 +169,8 @@ struct PagedKvBoxes {
                                               int seqlen_k, int hkv, int slice, int shift,
                                               int lane) {
     const int live = min(seqlen_k - n0, kBlockN);  // > 0: the block is in the tile's range
-    const int boxes = (live + box - 1) / box;
+    const int boxes = TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE ? (live + box - 1) >> (__ffs(box) - 1)  // box: 2^k
+                                                      : (live + box - 1) / box;
     const int units = slice_units(boxes * kChunks, slice, shift);
     if (lane == 0) mbar_arrive_expect_tx(bar, units * box * kChunk);  // 0 bytes: a plain arrival
     __syncwarp();
@@ -358,8 +370,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     const bool issues_k = role.k;
     const bool issues_v = role.v;
     const int lane = ptid % 32;
+    // The page ids of a block: loaded one block ahead, or in the block's own iteration
+    // (TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE at D = 256, above).
+    constexpr bool kIdsAhead = !(TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE && Traits::kWideSplit);
     int32_t page_id = 0;
-    if (issues) {
+    if (kIdsAhead && issues) {
       page_id = Paged::lane_page_id(p, params.page_box_rows, tile.batch, (range.end - 1) * kBlockN,
                                     tile.seqlen_k, slice, shift, lane);
     }
@@ -368,8 +383,11 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
       if (issues) {
         const int n0 = n_block * kBlockN;
         const int box = params.page_box_rows;
+        if constexpr (!kIdsAhead) {
+          page_id = Paged::lane_page_id(p, box, tile.batch, n0, tile.seqlen_k, slice, shift, lane);
+        }
         const int32_t next_page_id =
-            it + 1 < num_blocks
+            kIdsAhead && it + 1 < num_blocks
                 ? Paged::lane_page_id(p, box, tile.batch, n0 - kBlockN, tile.seqlen_k, slice, shift,
                                       lane)
                 : 0;
