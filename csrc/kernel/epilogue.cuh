@@ -273,14 +273,17 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // Both pieces of a split tile end here, each warpgroup on its own 64 rows: it leaves its
 // partial in its side of the slot and counts in on the slot's flag (pipeline.cuh,
 // flag_arrive). The first to count in is done. The second merges the two sides: returns
-// true with o holding the tile's output rows, inv_sum 1 (0 for a row neither piece saw a
-// key of, nor a sink) and lse the tile's LSE, for the usual store. Nobody waits for the
+// true with o holding the tile's output rows, inv_sum 1 (0 for a row with neither a key in
+// either piece nor a sink) and lse the tile's LSE, for the usual store. Nobody waits for the
 // other piece, so the two CTAs need not be resident together. The merge reads both
 // partials back as stored, the head piece's first, so its bits do not depend on which
 // piece counted in second:
 //   O = O_head w_head + O_tail w_tail, w = exp(lse - lse_new), lse_new = log(exp(lse_head) + exp(lse_tail)).
-// A NaN LSE or O value on either side makes the row NaN. `arrival`: a shared-memory word
-// of this warpgroup, to hand the leader's count to the other threads.
+// A NaN LSE or O value on either side makes the row NaN. A row that saw no key in either
+// piece but has a sink leaves inv_sum 1 with O = 0 (the unsplit epilogue has inv_sum 0
+// there); a split tile has no mask, so each of its rows sees keys in both pieces.
+// `arrival`: a shared-memory word of this warpgroup, to hand the leader's count to the
+// other threads.
 template <int kHeadDim, class FragO>
 __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b, int slot, SplitRole role,
                                                        int tidx, FragO& o, float (&inv_sum)[2],
@@ -314,7 +317,7 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
     const float lse_head = __ldcg(head + kLse + 256 * r8);
     const float lse_tail = __ldcg(tail + kLse + 256 * r8);
     const float big = fmaxf(lse_head, lse_tail);  // NaN on one side: the other
-    if (big == -INFINITY) {  // no key in either piece, no sink
+    if (lse_head == -INFINITY && lse_tail == -INFINITY) {  // no key in either piece, no sink
       w_head[r8] = w_tail[r8] = 0.f;
       inv_sum[r8] = 0.f;
       lse[r8] = -INFINITY;

@@ -69,16 +69,22 @@ namespace torch_fmha::kernel {
 #ifndef TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS
 #define TORCH_FMHA_TUNE_PAGED_ISSUE_WARPS 4
 #endif
-// A leaner paged issue path (session 29, read from sm_90a SASS of the D = 256 varlen unit,
-// not yet measured): a block's box count by a shift (the box is a power of two: page sizes
-// are, and so is kMaxBoxRows) instead of an integer division (I2F, MUFU.RCP, F2I and ~20
-// IMAD / ISETP per issuing warp and block, at every head dim); and at D = 256
-// (Traits::kWideSplit, 24 producer registers) each block's page ids loaded in the block's own
-// iteration instead of one block ahead, because there the prefetched id was spilled right
-// after its load, so the STL waited for the load every block, ahead of the issue and of the
-// transposers' barrier. The same boxes and bytes either way.
+// A leaner paged issue path (session 29, on): a block's box count by a shift (the box is a
+// power of two: page sizes are, and so is kMaxBoxRows) instead of an integer division (I2F,
+// MUFU.RCP, F2I and ~20 IMAD / ISETP per issuing warp and block, at every head dim); and at
+// D = 256 (Traits::kWideSplit, 24 producer registers) each block's page ids loaded in the
+// block's own iteration instead of one block ahead, because there the prefetched id was
+// spilled right after its load, so the STL waited for the load every block, ahead of the
+// issue and of the transposers' barrier (sm_90a, the D = 256 varlen unit: spills 184 / 352
+// -> 168 / 328 B, producer loop 433 -> 379 instructions). The same boxes and bytes.
+// Measured (one H200, same call, 2 rounds, S = 4k, 4 sequences, paged / packed in one
+// process, non-causal | causal, off -> on): 64-key pages D = 64 0.975 -> 0.988 | 1.006 ->
+// 1.015, D = 128 0.946 -> 0.963 | 0.964 -> 0.961, D = 256 0.920 -> 0.947 | 0.929 -> 0.932
+// (paged TF/s 851 -> 879 | 737 -> 759); 16-key pages D = 64 0.984 -> 0.980 | 0.991 ->
+// 0.993, D = 128 0.949 -> 0.980 | 0.964 -> 0.982, D = 256 0.886 -> 0.895 | 0.869 -> 0.923
+// (816 -> 858 | 706 -> 744).
 #ifndef TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE
-#define TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE 0
+#define TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE 1
 #endif
 template <class Traits>
 struct PagedKvBoxes {

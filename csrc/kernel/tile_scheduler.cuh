@@ -82,9 +82,9 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // one without it. Measured (session 29, one H200, same call, 2 rounds, FP8 out,
 // B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s, S = 1k / 2k / 4k / 8k / 16k:
 //   D = 64 non-causal:  495 540 565 586 597 -> min 8: 494 555 586 604 617 (1k: 4 blocks, no
-//                       split); causal (never split) within 0.5%: on at 8;
+//                       split); causal (never split) within 0.6%: on at 8;
 //   D = 128 non-causal: 718 811 861 889 897 -> min 8: 702 793 856 892 907 (-2.2% at 1k / 2k,
-//                       +1.1% at 16k): off.
+//                       +1.0% at 16k): off.
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
@@ -123,7 +123,7 @@ struct TileInfo {
   float v_descale;
   float out_mul;     // 1 / out_scale for FP8 output, else 1
   float softcap_mul;  // softcap: softmax_scale * q_descale * k_descale / softcap (softmax.cuh)
-  float sink;         // sinks[head]; -inf without sinks (and for a piece that writes a partial)
+  float sink;         // sinks[head]; -inf without sinks (and for a split tile's tail piece)
   // The piece of the tile's KV walk this TileInfo covers (split tail): walk iterations
   // [it_begin, it_end) of the tile's KV range, whose blocks are walked from the last down;
   // a whole tile is [0, kWholeWalk).

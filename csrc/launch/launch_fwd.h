@@ -19,7 +19,8 @@ const char* fwd_unsupported_reason(const FwdParams& params);
 // Bytes of device scratch the launch needs in params.workspace (0: none). The varlen
 // path needs 36 bytes per sequence (the work list, with the dynamic tile order's
 // counter); a dense launch that may split its last rounds' tiles (split_tail_min_blocks,
-// tile_scheduler.cuh) one slot of partial results per CTA, 34 KB (D = 64) or 66 KB (D = 128) each. The op
+// tile_scheduler.cuh) one slot per CTA of two sides of partial results, 2 x 34 KB (D = 64) or
+// 2 x 66 KB (D = 128). The op
 // allocates it on the launch stream; its contents need no initialisation.
 size_t fwd_workspace_bytes(const FwdParams& params);
 

@@ -156,8 +156,8 @@ def test_nan_in_one_v_element(d):
                                           ("k", (0, 1900, 12, 3)), ("v", (0, 1900, 12, 3))])
 def test_nan_in_split_tail(d, tensor, index):
     """The split tail (tile_scheduler.cuh), at D = 64 in the release and at D = 128 in a build with
-    its knob (otherwise a plain dense NaN case): 272 tiles of 8 (D = 64) or 16 (D = 128) KV
-    blocks on 132 SMs, head 12's tiles in the tail, most of them cut in two pieces merged by
+    its knob (otherwise a plain dense NaN case): 272 tiles of 8 (D = 64, 256-key blocks) or 11
+    (D = 128, 192-key blocks) KV blocks on 132 SMs, head 12's tiles in the tail, most of them cut in two pieces merged by
     their LSEs (m-blocks 9-12 / 9-11 stay whole; the q row, 1700, is in m-block 13, a cut
     one). A NaN in a key near either end of the sequence (the lower piece of one cut tile and
     the upper piece of another), in a value or in a q row reaches exactly the rows and

@@ -72,7 +72,7 @@ def kernels():
     funcs = {name: instrs for name, instrs in split_functions(sass).items()
              if "fmha_fwd_fp8_sm90_kernel" in name}
     # A head dim with a split tail (tile_scheduler.cuh, TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>;
-    # off in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
+    # on at D = 64 in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
     # mangled name) runs the launches whose plan is active. The checks below apply to both.
     dense_builds = {64: 2, 128: 4}
     splits = sum(n for d, n in dense_builds.items() if split_knob(d) > 0)
