@@ -338,7 +338,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     if constexpr (kSplit) {
       if (t.split != SplitRole::kWhole &&
           !exchange_split_partial<kHeadDim>(params.split, t.split_slot, t.split, tidx, tOrO, inv_sum,
-                                            lse, &ss.split_arrival[wg], stage_barrier, wg_leader)) {
+                                            lse, &ss.split_arrival[wg], stage_barrier, wg_leader,
+                                            kDebugHang ? params.debug_split_tail_delay_ns : 0)) {
         return;
       }
     }

@@ -279,16 +279,21 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // partials back as stored, the head piece's first, so its bits do not depend on which
 // piece counted in second:
 //   O = O_head w_head + O_tail w_tail, w = exp(lse - lse_new), lse_new = log(exp(lse_head) + exp(lse_tail)).
-// A NaN LSE or O value on either side makes the row NaN. A row that saw no key in either
-// piece but has a sink leaves inv_sum 1 with O = 0 (the unsplit epilogue has inv_sum 0
-// there); a split tile has no mask, so each of its rows sees keys in both pieces.
+// `debug_tail_delay_ns` (the debug build's test hook, 0 otherwise): the tail piece's leader
+// sleeps that long before counting in, so that the head piece comes first.
+// A NaN LSE or O value on either side makes the row NaN. Two cases differ from the unsplit
+// epilogue, and neither can happen: a row with a NaN LSE in one piece and -inf (no key) in
+// the other would come out 0, and a row with no key in either piece but a sink leaves
+// inv_sum 1 with O = 0 (unsplit: inv_sum 0). A split tile has no mask, so each of its rows
+// sees keys in both pieces.
 // `arrival`: a shared-memory word of this warpgroup, to hand the leader's count to the
 // other threads.
 template <int kHeadDim, class FragO>
 __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b, int slot, SplitRole role,
                                                        int tidx, FragO& o, float (&inv_sum)[2],
                                                        float (&lse)[2], int32_t* arrival,
-                                                       NamedBarrier wg_barrier, bool wg_leader) {
+                                                       NamedBarrier wg_barrier, bool wg_leader,
+                                                       int debug_tail_delay_ns = 0) {
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
   constexpr int kLse = 256 * (kHeadDim / 2);
@@ -303,7 +308,12 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
   __stcg(mine + kLse + 256, lse[1]);
   __threadfence();
   named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
-  if (wg_leader) *arrival = flag_arrive(b.flags + 2 * slot + tidx / 128);
+  if (wg_leader) {
+    if (role == SplitRole::kTailPiece) {  // the debug build's test hook; 0 otherwise
+      for (int slept = 0; slept < debug_tail_delay_ns; slept += 1000) __nanosleep(1000);
+    }
+    *arrival = flag_arrive(b.flags + 2 * slot + tidx / 128);
+  }
   __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
   named_barrier_sync(wg_barrier, 128);  // the count, and the leader's acquire, for all
   // Every lane reads the same word; the shuffle lets ptxas see that the branch is warp
@@ -317,7 +327,7 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
     const float lse_head = __ldcg(head + kLse + 256 * r8);
     const float lse_tail = __ldcg(tail + kLse + 256 * r8);
     const float big = fmaxf(lse_head, lse_tail);  // NaN on one side: the other
-    if (lse_head == -INFINITY && lse_tail == -INFINITY) {  // no key in either piece, no sink
+    if (big == -INFINITY) {  // no key in either piece, no sink (or NaN on one side only: never)
       w_head[r8] = w_tail[r8] = 0.f;
       inv_sum[r8] = 0.f;
       lse[r8] = -INFINITY;

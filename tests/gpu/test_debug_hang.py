@@ -9,6 +9,9 @@ normal launch first, then one with the hook, and checks that the process dies
 with the hang report naming the barrier and the role, well before the time limit.
 The report reaches stderr through host-mapped memory and a watcher thread
 (csrc/launch/hang_watch.cu): the trap kills the device printf buffer.
+
+The same debug build carries a second hook, TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS: the
+split tail's tail pieces sleep before counting in, so that they merge (the last test).
 """
 
 from __future__ import annotations
@@ -50,3 +53,39 @@ def test_lost_arrival_is_reported_not_hung():
     # ... and the kernel trapped afterwards (the error surfaces at the sync)
     assert "illegal instruction" in out or "unspecified launch failure" in out, out[-3000:]
     assert time.monotonic() - t0 < 280
+
+
+# The split tail's exchange (epilogue.cuh, exchange_split_partial): whichever piece of a cut
+# tile counts in second merges. In a normal launch that is almost always the head piece (its
+# CTA runs it last). The debug build's hook TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS makes
+# every tail piece sleep before counting in, so the head piece comes first and the tail piece
+# merges; output and LSE must equal the normal launch's bit for bit.
+SPLIT_SCRIPT = textwrap.dedent("""
+    import os, torch, torch_fmha
+    from torch.profiler import ProfilerActivity, profile
+    assert torch_fmha.build_info.debug_hang, torch_fmha.build_info
+    g = torch.Generator(device="cpu").manual_seed(5)
+    q, k, v = (torch.randn(1, 2048, 17, 64, generator=g).to("cuda").to(torch.float8_e4m3fn)
+               for _ in range(3))
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out, lse = torch_fmha.attention(q, k, v, return_lse=True)
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if "fmha_fwd_fp8_sm90_kernel" in e.name]
+    print("SPLIT-KERNEL" if any("DenseTileScheduler<128>, true>" in n for n in names) else names,
+          flush=True)
+    os.environ["TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS"] = "200000"
+    out2, lse2 = torch_fmha.attention(q, k, v, return_lse=True)
+    torch.cuda.synchronize()
+    print("EQUAL" if torch.equal(out, out2) and torch.equal(lse, lse2) else "DIFFERENT", flush=True)
+""")
+
+
+def test_split_tail_merge_by_the_tail_piece_gives_the_same_bits():
+    env = dict(os.environ, TORCH_FMHA_DEBUG_HANG="1")
+    env.pop("TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS", None)
+    res = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=280)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "SPLIT-KERNEL" in res.stdout, out[-3000:]  # the launch ran the split kernel
+    assert "EQUAL" in res.stdout, out[-3000:]
