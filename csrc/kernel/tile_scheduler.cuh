@@ -93,6 +93,15 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 0
 #endif
+// A developer knob for an A/B: 1 runs every dense launch of a head dim with a split tail
+// (above) in the split kernel (kSplit) with no plan, so all its tiles whole. It measures
+// what the split kernel's own code costs (at D = 128 its producer spills 71 instructions'
+// worth against 22, and its steady loop is scheduled differently, same length) apart from
+// what the split does; the split kernel runs every tile of a launch whose plan is active.
+// (test_split_tail_kernel_choice fails under it by design: causal launches take that kernel.)
+#ifndef TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN
+#define TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN 0
+#endif
 __host__ __device__ constexpr int split_tail_min_blocks(int head_dim) {
   return head_dim == 64    ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
          : head_dim == 128 ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
@@ -272,7 +281,8 @@ struct DenseTileScheduler {
 
   // __host__ too: tests/host_checks/check_tile_order.cu checks the order on the host.
   // kSplit: the kernel instantiation that runs split tails (launched only when `tail` is
-  // active, fwd_launch_template.cuh); the other one has none of the pieces' code.
+  // active, fwd_launch_template.cuh, or under TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN with
+  // no plan: whole tiles); the other one has none of the pieces' code.
   template <bool kSplit = false>
   __host__ __device__ __forceinline__ TileInfo get(int32_t tile_id) const {
     if (kSplit && tail.active() && tile_id >= tail.first_tile) {

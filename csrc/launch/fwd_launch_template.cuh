@@ -125,7 +125,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
         equal_tiles ? kSplitMinBlocks : 0);
     // fwd_workspace_bytes sized the workspace for every launch the op makes that may split;
     // a caller without one (num_sms unset there) runs the tiles whole.
-    if (kp.scheduler.tail.active() && p.workspace == nullptr) {
+    if ((kp.scheduler.tail.active() && p.workspace == nullptr) || TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN) {
       kp.scheduler.tail = kernel::SplitTail::none(kp.scheduler.num_tiles);
     }
     if (kp.scheduler.tail.active()) {
@@ -213,7 +213,9 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   static_assert(kSmemBytes <= kernel::kMaxSmemPerBlock, "shared memory budget");
   auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>;
   if constexpr (kSplitMinBlocks > 0) {
-    if (kp.scheduler.tail.active()) kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, true>;
+    if (kp.scheduler.tail.active() || TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN) {
+      kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, true>;
+    }
   }
 
   // The dynamic shared memory limit is raised once per device (for both kernels of a build
