@@ -339,7 +339,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (t.split != SplitRole::kWhole &&
           !exchange_split_partial<kHeadDim>(params.split, t.split_slot, t.split, tidx, tOrO, inv_sum,
                                             lse, &ss.split_arrival[wg], stage_barrier, wg_leader,
-                                            kDebugHang ? params.debug_split_tail_delay_ns : 0)) {
+                                            kDebugHang ? params.debug_split_tail_wait_ns : 0)) {
         return;
       }
     }

@@ -279,8 +279,12 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // partials back as stored, the head piece's first, so its bits do not depend on which
 // piece counted in second:
 //   O = O_head w_head + O_tail w_tail, w = exp(lse - lse_new), lse_new = log(exp(lse_head) + exp(lse_tail)).
-// `debug_tail_delay_ns` (the debug build's test hook, 0 otherwise): the tail piece's leader
-// sleeps that long before counting in, so that the head piece comes first.
+// `debug_tail_wait_ns` (the debug build's test hook, 0 otherwise): the tail piece's leader
+// waits, at most that long, until the head piece has counted in, so that the tail piece
+// merges. (A plain delay would not do: each CTA runs its own tail piece first and its head
+// piece last, so delaying every tail piece delays the head pieces as much.) Each wait ends
+// at a CTA whose share starts on a tile boundary (no tail piece), so the chain is finite
+// when the grid is resident at once, as in the test; the bound keeps it from hanging.
 // A NaN LSE or O value on either side makes the row NaN. Two cases differ from the unsplit
 // epilogue, and neither can happen: a row with a NaN LSE in one piece and -inf (no key) in
 // the other would come out 0, and a row with no key in either piece but a sink leaves
@@ -293,7 +297,7 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
                                                        int tidx, FragO& o, float (&inv_sum)[2],
                                                        float (&lse)[2], int32_t* arrival,
                                                        NamedBarrier wg_barrier, bool wg_leader,
-                                                       int debug_tail_delay_ns = 0) {
+                                                       int debug_tail_wait_ns = 0) {
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
   constexpr int kLse = 256 * (kHeadDim / 2);
@@ -310,7 +314,8 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
   named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
   if (wg_leader) {
     if (role == SplitRole::kTailPiece) {  // the debug build's test hook; 0 otherwise
-      for (int slept = 0; slept < debug_tail_delay_ns; slept += 1000) __nanosleep(1000);
+      const volatile int32_t* flag = b.flags + 2 * slot + tidx / 128;
+      for (int waited = 0; waited < debug_tail_wait_ns && *flag == 0; waited += 1000) __nanosleep(1000);
     }
     *arrival = flag_arrive(b.flags + 2 * slot + tidx / 128);
   }

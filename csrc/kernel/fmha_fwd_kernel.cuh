@@ -43,10 +43,10 @@ struct KernelParams {
   // producer leaves out the first K load of its first tile, so the consumers'
   // k_full wait can never complete and must be reported, not hang.
   int32_t debug_lose_first_k_load;
-  // Test hook of the debug build, 0 otherwise: a split tile's tail piece sleeps this many
-  // ns before it counts in, so that the head piece comes first and the tail piece merges
+  // Test hook of the debug build, 0 otherwise: a split tile's tail piece waits, at most
+  // this many ns, for the head piece to count in first, so that the tail piece merges
   // (epilogue.cuh, exchange_split_partial; tests/gpu/test_debug_hang.py).
-  int32_t debug_split_tail_delay_ns;
+  int32_t debug_split_tail_wait_ns;
   // Debug build: host-mapped hang report (hang_report.cuh); null otherwise.
   HangReport* debug_hang_report;
   // kDynamicTiles, varlen: the tile counter the prep kernel zeroed (producer.cuh,

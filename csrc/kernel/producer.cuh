@@ -154,7 +154,8 @@ struct PagedKvBoxes {
   // Run by the 32 lanes of an issuing warp together. The lane loads the page id
   // of its unit's box in the block starting at key n0 if that box holds a key
   // below seqlen_k (0 otherwise: the table entry is never read). One register
-  // per lane; producer_run loads a block's ids one block ahead.
+  // per lane; producer_run loads a block's ids one block ahead (at D = 256 in the block's
+  // own iteration: TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE).
   __device__ __forceinline__ static int32_t lane_page_id(const FwdParams& p, int box, int batch,
                                                          int n0, int seqlen_k, int slice, int shift,
                                                          int lane) {
@@ -367,7 +368,8 @@ __device__ __forceinline__ void producer_run(const Params& params, Storage& ss) 
     // Paged: the launch's issuing warps (PagedKvBoxes::issue_role: warp 0 K, warp 1 V,
     // warps 2 / 3 their second slices; one warp both when the launch has one). A lane's
     // page id is loaded one block ahead so the page-table read does not stall the warp
-    // that issues the boxes and then joins the transposer.
+    // that issues the boxes and then joins the transposer (not at D = 256, whose 24
+    // registers spilled the id right after its load: TORCH_FMHA_TUNE_PAGED_LEAN_ISSUE).
     const int issue_warp = ptid / 32;
     const bool issues = paged && issue_warp < params.page_issue_warps;
     const typename Paged::IssueRole role = Paged::issue_role(issue_warp, params.page_issue_warps);

@@ -141,8 +141,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   kp.debug_lose_first_k_load =
       kernel::kDebugHang && std::getenv("TORCH_FMHA_DEBUG_TEST_LOSE_K_LOAD") != nullptr;
   kp.debug_hang_report = kernel::kDebugHang ? debug_hang_report() : nullptr;
-  const char* tail_delay = kernel::kDebugHang ? std::getenv("TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS") : nullptr;
-  kp.debug_split_tail_delay_ns = tail_delay != nullptr ? std::atoi(tail_delay) : 0;
+  const char* tail_wait = kernel::kDebugHang ? std::getenv("TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_WAIT_NS") : nullptr;
+  kp.debug_split_tail_wait_ns = tail_wait != nullptr ? std::atoi(tail_wait) : 0;
   // TMA tensor extents (never 0: a descriptor needs extents >= 1; a tile of
   // a sequence without keys issues no K/V load).
   kp.rows_q_tma = std::max(ext.rows_q, 1);

@@ -10,8 +10,9 @@ with the hang report naming the barrier and the role, well before the time limit
 The report reaches stderr through host-mapped memory and a watcher thread
 (csrc/launch/hang_watch.cu): the trap kills the device printf buffer.
 
-The same debug build carries a second hook, TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS: the
-split tail's tail pieces sleep before counting in, so that they merge (the last test).
+The same debug build carries a second hook, TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_WAIT_NS: the
+split tail's tail pieces wait for their head pieces to count in first, so that they merge
+(the last test).
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ def test_lost_arrival_is_reported_not_hung():
 
 # The split tail's exchange (epilogue.cuh, exchange_split_partial): whichever piece of a cut
 # tile counts in second merges. In a normal launch that is almost always the head piece (its
-# CTA runs it last). The debug build's hook TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS makes
-# every tail piece sleep before counting in, so the head piece comes first and the tail piece
-# merges; output and LSE must equal the normal launch's bit for bit.
+# CTA runs it last). The debug build's hook TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_WAIT_NS makes
+# every tail piece wait (at most that long) until its head piece has counted in, so the tail
+# piece merges; output and LSE must equal the normal launch's bit for bit. The grid (132 CTAs,
+# one per SM) is resident at once, so each wait ends.
 SPLIT_SCRIPT = textwrap.dedent("""
     import os, torch, torch_fmha
     from torch.profiler import ProfilerActivity, profile
@@ -73,7 +75,7 @@ SPLIT_SCRIPT = textwrap.dedent("""
     names = [e.name for e in prof.events() if "fmha_fwd_fp8_sm90_kernel" in e.name]
     print("SPLIT-KERNEL" if any("DenseTileScheduler<128>, true>" in n for n in names) else names,
           flush=True)
-    os.environ["TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS"] = "200000"
+    os.environ["TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_WAIT_NS"] = "50000000"
     out2, lse2 = torch_fmha.attention(q, k, v, return_lse=True)
     torch.cuda.synchronize()
     print("EQUAL" if torch.equal(out, out2) and torch.equal(lse, lse2) else "DIFFERENT", flush=True)
@@ -81,8 +83,15 @@ SPLIT_SCRIPT = textwrap.dedent("""
 
 
 def test_split_tail_merge_by_the_tail_piece_gives_the_same_bits():
+    import pytest
+    import torch
+    from test_sass_sm90 import split_knob
+    if split_knob(64) == 0:
+        pytest.skip("TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 is 0 in this build: no split kernel")
+    if torch.cuda.get_device_properties(0).multi_processor_count != 132:
+        pytest.skip("the shape is chosen for 132 SMs (272 tiles: a remainder of 8)")
     env = dict(os.environ, TORCH_FMHA_DEBUG_HANG="1")
-    env.pop("TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_DELAY_NS", None)
+    env.pop("TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_WAIT_NS", None)
     res = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], capture_output=True, text=True,
                          env=env, timeout=280)
     out = res.stdout + res.stderr
