@@ -313,11 +313,12 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
   __threadfence();
   named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
   if (wg_leader) {
+    int32_t* const flag = b.flags + 2 * slot + tidx / 128;  // this slot's, this warpgroup's
     if (role == SplitRole::kTailPiece) {  // the debug build's test hook; 0 otherwise
-      const volatile int32_t* flag = b.flags + 2 * slot + tidx / 128;
-      for (int waited = 0; waited < debug_tail_wait_ns && *flag == 0; waited += 1000) __nanosleep(1000);
+      const volatile int32_t* seen = flag;
+      for (int waited = 0; waited < debug_tail_wait_ns && *seen == 0; waited += 1000) __nanosleep(1000);
     }
-    *arrival = flag_arrive(b.flags + 2 * slot + tidx / 128);
+    *arrival = flag_arrive(flag);
   }
   __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
   named_barrier_sync(wg_barrier, 128);  // the count, and the leader's acquire, for all
