@@ -18,7 +18,7 @@ from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills
 
 def _kernels(tmp_path, unit: str) -> list[list[str]]:
     """The unit's kernel, and its split-tail kernel (kSplit, "ELb1E" in the mangled name) where
-    its head dim has one (D = 64: tile_scheduler.cuh)."""
+    its head dim has one (D = 64, and D = 128 outside its short-key build: tile_scheduler.cuh)."""
     names = [(m.string, f) for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
     assert sum("ELb1E" not in name for name, _ in names) == 1 and len(names) <= 2, [n for n, _ in names]
     return [f for _, f in names]

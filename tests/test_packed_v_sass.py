@@ -23,7 +23,7 @@ from sass_checks import consumer_instrs, serialized_wgmma, shared_stores_while_p
     ("fwd_fp8_hdim256_packed_v", 0),  # 3 LDL per block until P went through shared memory
 ])
 def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_spills):
-    # The unit's kernel, and its split-tail kernel (kSplit, "ELb1E") at D = 64 (tile_scheduler.cuh).
+    # The unit's kernel, and its split-tail kernel (kSplit, "ELb1E") at D = 64 / 128 (tile_scheduler.cuh).
     named = [(m.string, f) for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
     assert sum("ELb1E" not in name for name, _ in named) == 1 and len(named) <= 2, [n for n, _ in named]
     for _, instrs in named:
@@ -57,7 +57,15 @@ def test_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path, unit, p
     next barrier and wgmma; and the P V wait lands between the row max and the exps
     (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_<D>): every FMNMX of the block before it, no exp of
     P (only the two rows' alpha) before it."""
-    ((_, instrs),) = launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")
+    # The unit's kernel and, where the head dim splits (D = 128, tile_scheduler.cuh), its
+    # split-tail kernel: both read P from shared memory.
+    kernels = launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")
+    assert 1 <= len(kernels) <= 2, [m.string for m, _ in kernels]
+    for _, instrs in kernels:
+        _check_p_from_smem(instrs, pv_shape, n)
+
+
+def _check_p_from_smem(instrs, pv_shape, n):
     consumers = consumer_instrs(instrs)
     pv = [x for x in consumers if f"QGMMA.{pv_shape}" in x]
     assert pv and all(re.search(r"QGMMA\S* R\d+, gdesc\[", x) for x in pv), pv[:2]

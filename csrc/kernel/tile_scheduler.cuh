@@ -84,20 +84,26 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 //   D = 64 non-causal:  495 540 565 586 597 -> min 8: 494 555 586 604 617 (1k: 4 blocks, no
 //                       split); causal (never split) within 0.6%: on at 8;
 //   D = 128 non-causal: 718 811 861 889 897 -> min 8: 702 793 856 892 907 (-2.2% at 1k / 2k,
-//                       +1.0% at 16k): off.
+//                       +1.0% at 16k).
+// Session 30 (same kind of call, S = 1k .. 16k): D = 128 non-causal 719 826 879 907 916 ->
+// min 8: 701 806 879 917 927, and with the split kernel but no plan
+// (TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN) 723 820 875 905 908: the split kernel's own code
+// costs under 1%, the cut itself loses up to 16 blocks a tile and gains from 32. So D = 128
+// splits from 32 blocks (8k keys in the packed-v build's 256-key blocks, 6k in 192-key ones);
+// its short-key build (at most 16 blocks) has no split kernel (fwd_launch_template.cuh).
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64 8
 #endif
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
-#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 0
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 32
 #endif
 // A developer knob for an A/B: 1 runs every dense launch of a head dim with a split tail
 // (above) in the split kernel (kSplit) with no plan, so all its tiles whole. It measures
-// what the split kernel's own code costs (at D = 128 its producer spills 71 instructions'
-// worth against 22, and its steady loop is scheduled differently, same length) apart from
-// what the split does; the split kernel runs every tile of a launch whose plan is active.
+// what the split kernel's own code costs apart from what the split does (at D = 128 its
+// producer spilled 71 instructions' worth against 22 with 64-bit piece arithmetic, 45 since
+// session 30; its steady loop is scheduled differently, same length); the split kernel runs every tile of a launch whose plan is active.
 // (test_split_tail_kernel_choice fails under it by design: causal launches take that kernel.)
 #ifndef TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN
 #define TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN 0
@@ -175,6 +181,11 @@ struct SplitTail {
   __host__ __device__ static SplitTail plan(int32_t num_tiles, int32_t grid, int32_t kv_blocks,
                                             int32_t min_blocks) {
     if (min_blocks <= 0 || grid <= 0 || kv_blocks < min_blocks || kv_blocks < 2) return none(num_tiles);
+    // piece() computes in 32 bits (64-bit divisions made the D = 128 split kernel's producer,
+    // at 24 registers, spill three times as much); its largest product is below 2 grid^2
+    // kv_blocks. So no split past that: 61k blocks per tile on 132 CTAs, 7.8M keys at 128-key
+    // blocks, where a cut's few percent of one round are nothing next to the tile.
+    if (int64_t(2) * grid * grid * kv_blocks > INT32_MAX) return none(num_tiles);
     const int32_t rounds = num_tiles / grid;
     if (rounds < 1 || num_tiles % grid == 0) return none(num_tiles);
     return {(rounds - 1) * grid, kv_blocks, grid};
@@ -189,14 +200,15 @@ struct SplitTail {
   };
   // Piece j (0, 1, 2) of CTA `cta`'s share, in the order the CTA runs them.
   __host__ __device__ Piece piece(int32_t num_tiles, int32_t cta, int32_t j) const {
-    const int64_t nb = kv_blocks;
-    const int64_t total = int64_t(num_tiles - first_tile) * nb;
-    const int64_t s = total * cta / grid, e = total * (cta + 1) / grid;  // the share
-    const int64_t t = s / nb + j;  // tail tile
+    // No overflow: the tail has fewer than 2 grid tiles, and plan() bounds 2 grid^2 kv_blocks.
+    const int32_t nb = kv_blocks;
+    const int32_t total = (num_tiles - first_tile) * nb;
+    const int32_t s = total * cta / grid, e = total * (cta + 1) / grid;  // the share
+    const int32_t t = s / nb + j;  // tail tile
     if (t * nb >= e) return {-1, 0, 0, SplitRole::kWhole, 0};
-    const int64_t ka = s > t * nb ? s - t * nb : 0;
-    const int64_t kb = e < (t + 1) * nb ? e - t * nb : nb;
-    Piece pc{first_tile + int32_t(t), int32_t(ka), int32_t(kb), SplitRole::kWhole, 0};
+    const int32_t ka = s > t * nb ? s - t * nb : 0;
+    const int32_t kb = e < (t + 1) * nb ? e - t * nb : nb;
+    Piece pc{first_tile + t, ka, kb, SplitRole::kWhole, 0};
     if (ka > 0) {  // the tile's tail, this CTA's first piece: CTA cta - 1 runs its head
       pc.split = SplitRole::kTailPiece;
       pc.slot = cta;

@@ -81,7 +81,13 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   constexpr int kBlockM = Traits::kBlockM;
   // Dense builds with a split tail (tile_scheduler.cuh) have a second kernel for the launches
   // whose plan is active; the others run the kernel without the pieces' code.
-  constexpr int kSplitMinBlocks = kVarlen ? 0 : kernel::split_tail_min_blocks(kHeadDim);
+  // The short-key build sees at most short_keys_max_seqlen(D) keys without a window (a
+  // window never splits): when that is fewer blocks than the threshold, it has no split kernel.
+  constexpr int kSplitMinBlocksOfD = kernel::split_tail_min_blocks(kHeadDim);
+  constexpr bool kShortNeverSplits =
+      kShortKeys && kSplitMinBlocksOfD * Traits::kBlockN >
+                        std::max(short_keys_max_seqlen(kHeadDim), short_keys_max_seqlen(kHeadDim, true));
+  constexpr int kSplitMinBlocks = kVarlen || kShortNeverSplits ? 0 : kSplitMinBlocksOfD;
   static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= 64,
                 "fwd_workspace_bytes sizes the split tail's slots for key blocks of 64 or more");
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,

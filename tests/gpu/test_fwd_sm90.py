@@ -84,15 +84,25 @@ def test_output_dtypes(out_dtype, d, seqlen):
 
 # The split tail (csrc/kernel/tile_scheduler.cuh): a dense launch without a mask whose tile
 # count is not a multiple of the grid runs its last two rounds' tiles as pieces of equal
-# shares, a tile's two pieces merged by their LSEs (epilogue.cuh), in builds with its knob
-# (TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>: 8 at D = 64 in the release, 0 at D = 128, where
-# these are plain dense cases unless a build sets it). 17 heads x 16 q blocks = 272 tiles on the 132 SMs of an H100 / H200:
-# 140 tiles in the tail, 8 or more KV blocks each. With the knob they check the merge: the
-# sink joins once, FP8 output, GQA; test_split_tail_kernel_choice checks that it ran.
+# shares, a tile's two pieces merged by their LSEs (epilogue.cuh), where a tile has at least
+# TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d> KV blocks (8 at D = 64, 32 at D = 128 in the release;
+# 0 in a build without: then these are plain dense cases). 17 heads x 16 q blocks = 272 tiles
+# on the 132 SMs of an H100 / H200: 140 tiles in the tail. The key lengths grow with the
+# build's threshold (split_keys). They check the merge: the sink joins once, FP8 output, GQA;
+# test_split_tail_kernel_choice checks that it ran.
+def split_keys(d: int, keys: int) -> int:
+    """`keys`, or more keys, with the same remainder mod 256, where this build's split threshold
+    at `d` asks for more: at least that many 256-key blocks (the widest block of any build), so
+    the tiles split in every build of the head dim."""
+    from test_sass_sm90 import split_knob
+    return max(keys, split_knob(d) * 256 + keys % 256)
+
+
 @pytest.mark.parametrize("pack_v", [False, True])
 @pytest.mark.parametrize("sq,sk", [(2048, 2048), (1950, 3100)])
 @pytest.mark.parametrize("d", [64, 128])
 def test_split_tail(d, sq, sk, pack_v):
+    sk = split_keys(d, sk)
     run_case(1, sq, sk, 17, 17, d, seed=sq + d, pack_v=pack_v,
              case=f"split tail D={d} Sq={sq} Sk={sk} packed={pack_v}")
 
@@ -100,7 +110,7 @@ def test_split_tail(d, sq, sk, pack_v):
 @pytest.mark.parametrize("d", [64, 128])
 def test_split_tail_gqa_softcap_sinks_fp8_out(d):
     sinks = torch.linspace(-2.0, 6.0, 17, device="cuda")
-    run_case(1, 2048, 4100, 17, 1, d, seed=d, out_dtype=FP8, softcap=30.0, sinks=sinks,
+    run_case(1, 2048, split_keys(d, 4100), 17, 1, d, seed=d, out_dtype=FP8, softcap=30.0, sinks=sinks,
              case=f"split tail GQA 17 softcap sinks fp8 out D={d}")
 
 
@@ -113,7 +123,8 @@ def test_split_tail_kernel_choice(d):
         pytest.skip(f"TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} is 0 in this build: no split kernel")
     if torch.cuda.get_device_properties(0).multi_processor_count != 132:
         pytest.skip("the shape is chosen for 132 SMs (272 tiles: a remainder of 8)")
-    q, k, v, s = dense_inputs(1, 2048, 2048, 17, 17, d, FP8, device="cuda", poison=False, seed=d)
+    q, k, v, s = dense_inputs(1, 2048, split_keys(d, 2048), 17, 17, d, FP8, device="cuda", poison=False,
+                              seed=d)
     assert "DenseTileScheduler<128>, true>" in _dense_kernel_name(q, k, v, s)
     assert "DenseTileScheduler<128>, false>" in _dense_kernel_name(q, k, v, dict(s, causal=True))
 
@@ -130,7 +141,8 @@ def test_split_tail_bits_do_not_depend_on_timing(d):
     from test_sass_sm90 import split_knob
     if split_knob(d) == 0:
         pytest.skip(f"TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} is 0 in this build: no split")
-    q, k, v, s = dense_inputs(1, 2048, 2048, 17, 17, d, FP8, device="cuda", poison=False, seed=d + 1)
+    q, k, v, s = dense_inputs(1, 2048, split_keys(d, 2048), 17, 17, d, FP8, device="cuda", poison=False,
+                              seed=d + 1)
     alone, alone_lse = torch_fmha.attention(q, k, v, return_lse=True, **s)
     hq, hk, hv, hs = dense_inputs(2, 8192, 8192, 16, 16, 128, FP8, device="cuda", poison=False, seed=3)
     side = torch.cuda.Stream()

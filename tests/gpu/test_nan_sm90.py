@@ -153,16 +153,18 @@ def test_nan_in_one_v_element(d):
 
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("tensor,index", [("q", (0, 1700, 12, 7)), ("k", (0, 300, 12, 3)),
-                                          ("k", (0, 1900, 12, 3)), ("v", (0, 1900, 12, 3))])
+                                          ("k", (0, -148, 12, 3)), ("v", (0, -148, 12, 3))])
 def test_nan_in_split_tail(d, tensor, index):
-    """The split tail (tile_scheduler.cuh), at D = 64 in the release and at D = 128 in a build with
-    its knob (otherwise a plain dense NaN case): 272 tiles of 8 (D = 64, 256-key blocks) or 11
-    (D = 128, 192-key blocks) KV blocks on 132 SMs, head 12's tiles in the tail, most of them cut in two pieces merged by
-    their LSEs (m-blocks 9-12 / 9-11 stay whole; the q row, 1700, is in m-block 13, a cut
-    one). A NaN in a key near either end of the sequence (the lower piece of one cut tile and
-    the upper piece of another), in a value or in a q row reaches exactly the rows and
-    columns it reaches unsplit, and the other rows keep their bits."""
-    make, call, ref = dense(2048, 2048, d, seed=11, shape=(1, 17, 17))
+    """The split tail (tile_scheduler.cuh), at D = 64 and D = 128 in the release (in a build
+    without it a plain dense NaN case): 272 tiles on 132 SMs, head 12's tiles in the tail, most
+    of them cut in two pieces merged by their LSEs. D = 64: 2048 keys, 8 blocks of 256
+    (m-blocks 9-12 stay whole; the q row, 1700, is in m-block 13, a cut one); D = 128: 8192 keys
+    (test_fwd_sm90.split_keys), 43 blocks of 192, so that its tiles reach the threshold of 32.
+    A NaN in a key near either end of the sequence (300 and 148 before the end: the lower piece
+    of one cut tile and the upper piece of another), in a value or in a q row reaches exactly
+    the rows and columns it reaches unsplit, and the other rows keep their bits."""
+    from test_fwd_sm90 import split_keys
+    make, call, ref = dense(2048, split_keys(d, 2048), d, seed=11, shape=(1, 17, 17))
     check_case(make, call, lambda x: set_value(x[tensor], index, NAN), ref,
                f"{tensor}{index} D={d} split tail")
 
