@@ -114,6 +114,14 @@ __host__ __device__ constexpr int split_tail_min_blocks(int head_dim) {
                            : 0;
 }
 
+// The narrowest KV block of a build that may split at `head_dim` (kernel_traits.cuh; D = 128's
+// short-key build never splits). The op sizes the split tail's workspace with it before it
+// knows which build runs (fwd_workspace_bytes): more blocks than any build has, so a launch
+// that may split has its slots; fwd_launch_template.cuh checks the builds against it.
+__host__ __device__ constexpr int split_tail_narrowest_block(int head_dim) {
+  return head_dim == 64 ? 256 : head_dim == 128 ? 192 : 64;
+}
+
 // What a tile (or piece) does with its result.
 enum class SplitRole : int32_t {
   kWhole = 0,      // the whole tile: the epilogue stores it

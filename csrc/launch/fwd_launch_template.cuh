@@ -88,8 +88,9 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
       kShortKeys && kSplitMinBlocksOfD * Traits::kBlockN >
                         std::max(short_keys_max_seqlen(kHeadDim), short_keys_max_seqlen(kHeadDim, true));
   constexpr int kSplitMinBlocks = kVarlen || kShortNeverSplits ? 0 : kSplitMinBlocksOfD;
-  static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= 64,
-                "fwd_workspace_bytes sizes the split tail's slots for key blocks of 64 or more");
+  static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= kernel::split_tail_narrowest_block(kHeadDim),
+                "fwd_workspace_bytes sizes the split tail's slots for key blocks of "
+                "split_tail_narrowest_block(D) or more (tile_scheduler.cuh)");
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
                                        kernel::DenseTileScheduler<kBlockM>>;
   using Params = kernel::KernelParams<Traits, Scheduler>;

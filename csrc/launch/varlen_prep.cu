@@ -11,14 +11,17 @@ namespace torch_fmha {
 size_t fwd_workspace_bytes(const FwdParams& p) {
   if (p.cu_seqlens_q != nullptr) return kernel::VarlenWorkspace::bytes(p.batch);
   // Dense: the split tail's slots (tile_scheduler.cuh), wherever a launch may use them.
-  // Its plan also needs the build's key block (fwd_launch_template.cuh); 64 keys, below
-  // every build's, makes this a superset.
+  // Its plan also needs the build's key block (fwd_launch_template.cuh); the narrowest block
+  // of a build that splits at this head dim makes this a superset. (Too few blocks here would
+  // only run a launch's tiles whole: it splits only with a workspace.)
   const int min_blocks = kernel::split_tail_min_blocks(p.head_dim);
   if (min_blocks <= 0 || p.window_left >= 0 || p.window_right >= 0 || p.num_sms <= 0) return 0;
+  const int kBlock = kernel::split_tail_narrowest_block(p.head_dim);
   const int64_t tiles = int64_t(p.batch) * p.heads_q * ((int64_t(p.seqlen_q) + 127) / 128);
   const int32_t grid = static_cast<int32_t>(tiles < p.num_sms ? tiles : p.num_sms);
   if (tiles > INT32_MAX ||
-      !kernel::SplitTail::plan(int32_t(tiles), grid, (p.seqlen_k + 63) / 64, min_blocks)
+      !kernel::SplitTail::plan(int32_t(tiles), grid, int32_t((int64_t(p.seqlen_k) + kBlock - 1) / kBlock),
+                               min_blocks)
            .active()) {
     return 0;
   }

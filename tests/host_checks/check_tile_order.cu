@@ -136,7 +136,35 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
   return 0;
 }
 
+// The op sizes the split tail's workspace (fwd_workspace_bytes) with a head dim's narrowest
+// splitting KV block (the launch's static_assert keeps every splitting build at least that
+// wide): a plan active for a build's wider block must be active with the narrowest one too
+// (more blocks), or that launch would find no workspace and run its tiles whole.
+static int check_workspace_superset() {
+  using torch_fmha::kernel::SplitTail;
+  for (int d : {64, 128}) {
+    const int narrow = torch_fmha::kernel::split_tail_narrowest_block(d);
+    const int min_blocks = torch_fmha::kernel::split_tail_min_blocks(d);
+    for (int tiles : {133, 200, 272, 2048, 2049})
+      for (int keys = 1; keys <= 40000; keys += 37)
+        for (int block : {narrow, 192, 256})
+          if (block >= narrow && SplitTail::plan(tiles, 132, (keys + block - 1) / block, min_blocks).active() &&
+              !SplitTail::plan(tiles, 132, (keys + narrow - 1) / narrow, min_blocks).active()) {
+            std::printf("FAIL workspace superset: D=%d tiles=%d keys=%d block=%d\n", d, tiles, keys, block);
+            return 1;
+          }
+  }
+  // The 32-bit piece arithmetic's bound: no plan past 2 grid^2 kv_blocks > INT32_MAX.
+  if (SplitTail::plan(2049, 132, 70000, 8).active()) {
+    std::printf("FAIL: a plan past the 32-bit bound\n");
+    return 1;
+  }
+  std::printf("workspace superset: ok (d = 64, 128)\n");
+  return 0;
+}
+
 int main() {
+  if (check_workspace_superset()) return 1;
   const int shapes[][3] = {{1, 1, 1}, {1, 16, 16384}, {4, 16, 4096}, {3, 5, 1000}, {2, 7, 129}, {8, 3, 128}};
   for (const auto& sh : shapes) {
     for (bool reverse_m : {false, true})
