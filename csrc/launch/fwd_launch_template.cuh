@@ -81,13 +81,9 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   constexpr int kBlockM = Traits::kBlockM;
   // Dense builds with a split tail (tile_scheduler.cuh) have a second kernel for the launches
   // whose plan is active; the others run the kernel without the pieces' code.
-  // The short-key build sees at most short_keys_max_seqlen(D) keys without a window (a
-  // window never splits): when that is fewer blocks than the threshold, it has no split kernel.
-  constexpr int kSplitMinBlocksOfD = kernel::split_tail_min_blocks(kHeadDim);
-  constexpr bool kShortNeverSplits =
-      kShortKeys && kSplitMinBlocksOfD * Traits::kBlockN >
-                        std::max(short_keys_max_seqlen(kHeadDim), short_keys_max_seqlen(kHeadDim, true));
-  constexpr int kSplitMinBlocks = kVarlen || kShortNeverSplits ? 0 : kSplitMinBlocksOfD;
+  // The short-key build never splits: it runs at most 2048 keys (16 of its 128-key blocks) or
+  // a window (never split), under D = 128's threshold of 32, so it has no split kernel.
+  constexpr int kSplitMinBlocks = kVarlen || kShortKeys ? 0 : kernel::split_tail_min_blocks(kHeadDim);
   static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= kernel::split_tail_narrowest_block(kHeadDim),
                 "fwd_workspace_bytes sizes the split tail's slots for key blocks of "
                 "split_tail_narrowest_block(D) or more (tile_scheduler.cuh)");

@@ -21,7 +21,6 @@ from sass_checks import (consumer_instrs, group_store_builds, group_stores, over
                          serialized_wgmma, spills, split_functions, steady_loop)
 
 TRAITS = Path(torch_fmha._build.source_root()) / "kernel" / "kernel_traits.cuh"
-LAUNCH_H = TRAITS.parent.parent / "launch" / "fwd_fp8_launch.h"  # the short-key limits
 
 
 def pinned_head_dims() -> set[int]:
@@ -75,10 +74,8 @@ def kernels():
     # A head dim with a split tail (tile_scheduler.cuh, TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>;
     # on at D = 64 in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
     # mangled name) runs the launches whose plan is active. The checks below apply to both.
-    # D = 128's short-key builds (128-key blocks, standard and packed v) have one only where
-    # their longest sequence reaches the threshold (fwd_launch_template.cuh): not at 32.
-    short_max = max(knob("SHORT_MAX_SEQLEN_128", LAUNCH_H), knob("SHORT_MAX_SEQLEN_PACKED_UNMASKED_128", LAUNCH_H))
-    dense_builds = {64: 2, 128: 2 + (2 if split_knob(128) * 128 <= short_max else 0)}
+    # D = 128's short-key builds never split (fwd_launch_template.cuh): its two long builds do.
+    dense_builds = {64: 2, 128: 2}
     splits = sum(n for d, n in dense_builds.items() if split_knob(d) > 0)
     assert sum("ELb1E" in name for name in funcs) == splits, list(funcs)
     assert len(funcs) == 11 + splits, (
