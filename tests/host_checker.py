@@ -15,7 +15,23 @@ from torch_fmha._build import NVCC_FLAGS, cutlass_include, source_root
 
 CHECKS = Path(__file__).resolve().parent / "host_checks"
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
-CUOBJDUMP = shutil.which("cuobjdump")
+
+
+def _wheel_cuobjdump() -> str | None:
+    """cuobjdump from the nvidia-cuda-cuobjdump wheel (nvidia/cu13/bin; .ci/run installs it and
+    nvidia-cuda-nvdisasm, which it runs, so that the SASS tests run in CPU CI too)."""
+    try:
+        import nvidia  # the namespace package of NVIDIA's wheels
+    except ImportError:
+        return None
+    found = [c for root in getattr(nvidia, "__path__", []) for c in sorted(Path(root).glob("*/bin/cuobjdump"))]
+    return str(found[0]) if found else None
+
+
+CUOBJDUMP = shutil.which("cuobjdump") or _wheel_cuobjdump()
+# cuobjdump looks for nvdisasm on PATH (or NVDISASM_PATH): the wheel's sits next to it.
+_CUOBJDUMP_ENV = dict(os.environ, PATH=f"{Path(CUOBJDUMP).parent}{os.pathsep}{os.environ.get('PATH', '')}") \
+    if CUOBJDUMP else None
 NO_NVCC = "nvcc not found (host-only CUDA compilation is needed)"
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
 # Checkers that include the kernel headers (CuTe layouts) also need the CUTLASS
@@ -80,8 +96,10 @@ def launch_unit_sass(unit: str, tmp_path: Path) -> str:
          str(source_root() / "launch" / f"{unit}.cu"), "-o", str(cubin)],
         capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stderr[-3000:]
-    return subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
-                          check=True).stdout
+    dump = subprocess.run([CUOBJDUMP, "-sass", str(cubin)], capture_output=True, text=True, timeout=300,
+                          env=_CUOBJDUMP_ENV)
+    assert dump.returncode == 0 and "Function :" in dump.stdout, dump.stderr[-2000:]
+    return dump.stdout
 
 
 def launch_unit_kernels(unit: str, tmp_path: Path, name_pattern: str) -> list[tuple[re.Match, list[str]]]:

@@ -91,7 +91,11 @@ def _bound_check(what, out, lse, ref, ref_lse, v, eps, dot=0.0):
     lmax = ref_lse.abs().max().item()
     tol_o = 4 * eps * (1 + lmax + dot) * v.abs().max().item()
     err_o = (out - ref).abs().max().item()
-    tol_l = 4 * eps * (1 + ref_lse.abs() + dot)
+    # LSE: both sides are m + log(sum of exps) in the working precision, each log and exp off by
+    # up to a few ulp of the CPU's vectorised math (torch's), and the merge adds one
+    # log-sum-exp per partial (up to 4 on 4 ranks). 4 eps was exceeded by up to 5.0 eps
+    # on an AMD EPYC machine (tests passed on others); 8 eps keeps a margin.
+    tol_l = 8 * eps * (1 + ref_lse.abs() + dot)
     err_l = (lse - ref_lse).abs()
     assert err_o <= tol_o, f"{what}: out error {err_o:.3e} > bound {tol_o:.3e}"
     assert bool((err_l <= tol_l).all()), \
