@@ -1,7 +1,7 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
-them), D=256 with FP8 output, one dense case per head dim (at D = 64 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
-since session 29); also with a packed v:
+them), D=256 with FP8 output, one dense case per head dim (at D = 64 and 128 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
+since session 29, at D = 128 since session 30); also with a packed v:
 V^T by TMA, and at D=128 / 256 again past 2048 keys, where P goes through shared memory; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
@@ -95,18 +95,20 @@ def main() -> int:
             check(out, ref, None, f"dense packed v D={d} S=2400 causal")
             print(f"dense packed v D={d} S=2400 causal (P from shared memory): ok", flush=True)
 
-        if d == 64:  # the split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles of 8 256-key blocks
-            # on 132 SMs, the last 140 cut into pieces whose partials go through the op's
-            # workspace and a flag per slot (and a shared word per warpgroup for the count);
-            # sinks join once, in the head piece
-            q, k, v, s = dense_inputs(1, 2048, 2048, 17, 17, d, FP8, device=args.device, seed=13)
+        if d in (64, 128):  # the split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles on 132
+            # SMs, the last 140 cut into pieces whose partials go through the op's workspace and a
+            # flag per slot (and a shared word per warpgroup for the count); sinks join once, in
+            # the head piece. D = 64: 8 256-key blocks a tile; D = 128 (from 32 blocks): 8192 keys
+            # and a packed v, 32 256-key blocks (the P-from-shared-memory build)
+            sk = 2048 if d == 64 else 8192
+            q, k, v, s = dense_inputs(1, 2048, sk, 17, 17, d, FP8, device=args.device, seed=13)
             sinks = torch.linspace(-2.0, 4.0, 17, device=args.device)
-            out = torch_fmha.attention(q, k, v, sinks=sinks, **s)
+            out = torch_fmha.attention(q, k, packed_v(v) if d == 128 else v, sinks=sinks, **s)
             if args.device == "cuda":
                 torch.cuda.synchronize()
             ref, _ = attention_ref(q, k, v, sinks=sinks, **s)
             check(out, ref, None, f"dense split tail D={d}")
-            print(f"dense D={d} S=2048 H=17 split tail, sinks: ok", flush=True)
+            print(f"dense D={d} S=2048 Sk={sk} H=17 split tail, sinks: ok", flush=True)
 
         if d == 128:  # a narrow window past 2048 keys: the short-key build (fwd_fp8_launch.h)
             q, k, v, s = dense_inputs(1, 2300, 2300, 2, 1, d, FP8, device=args.device, seed=7)

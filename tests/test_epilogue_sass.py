@@ -7,7 +7,7 @@ consumers' steady KV loop than measured (none at D = 128; at D = 256 3 LDL
 before and after the change), no warp vote that ties a warp's rows together there
 (VOTE.ALL; DESIGN 1.6), and no serialised wgmma. The D = 64 build, which keeps the column-pair stores, must have no
 8-byte store. tests/gpu/test_sass_sm90.py
-checks all eleven built kernels on the GPU machine."""
+checks every built forward kernel (11, and the split-tail kernels of D = 64 / 128) on the GPU machine."""
 from __future__ import annotations
 
 import pytest

@@ -5,8 +5,9 @@ DenseTileScheduler::get for several batch / head / length shapes (every
 (batch, head, q block) comes from exactly one tile id, the id past the last is
 the stop tile, causal order longest first), persistent_tile_id (CTAs walking
 alternating rounds take every tile once), and the split tail's pieces (every KV-walk
-iteration of every tile once, cut tiles paired tail / head piece in one slot, equal shares). Needs
-nvcc (host compilation only).
+iteration of every tile once, cut tiles paired tail / head piece in one slot, equal shares), and
+that the op's split workspace covers every launch that splits (SplitTail::wanted with a head dim's
+narrowest splitting block) and plan()'s 32-bit bound. Needs nvcc (host compilation only).
 """
 
 from __future__ import annotations

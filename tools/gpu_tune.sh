@@ -3,7 +3,8 @@
 # (extra nvcc flags through TORCH_FMHA_NVCC_EXTRA, e.g. the TORCH_FMHA_TUNE_*
 # knobs of kernel_traits.cuh / consumer.cuh) and benchmarks them in alternating
 # processes against cuDNN FP8, ROUNDS times, then prints ours / cuDNN per variant.
-#   VARIANTS="base: n128:-DTORCH_FMHA_TUNE_BLOCK_N_128=128" BENCH_ARGS="--head-dims 128" bash tools/gpu_tune.sh
+#   VARIANTS="base: n128:-DTORCH_FMHA_TUNE_BLOCK_N_128=128,-DTORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128=0" BENCH_ARGS="--head-dims 128" bash tools/gpu_tune.sh
+#   (blocks narrower than the split tail's workspace assumes need its knob at 0: tile_scheduler.cuh)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source tools/gpu_env.sh || exit 1

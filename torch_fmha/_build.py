@@ -179,7 +179,7 @@ def build_and_load(verbose: bool = False) -> BuildInfo:
     ldflags = shared_libstdcxx_flags()
     nvcc = NVCC_FLAGS + defines if cuda else []
     # Developer knob for kernel tuning experiments (tools/gpu_tune.sh): extra
-    # nvcc flags, e.g. "-DTORCH_FMHA_TUNE_BLOCK_N_128=128"; part of the cache key.
+    # nvcc flags, e.g. "-DTORCH_FMHA_TUNE_STAGES_128=3"; part of the cache key.
     nvcc += os.environ.get("TORCH_FMHA_NVCC_EXTRA", "").split() if cuda else []
     sources = _sources(root, cuda)
     key = _cache_key(root, sources, cxx + nvcc + ldflags, cuda)

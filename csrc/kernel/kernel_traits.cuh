@@ -14,7 +14,7 @@
 #include <cutlass/gemm/collective/builders/sm90_common.inl>
 
 // Tuning experiments (tools/gpu_tune.sh) override the per-head-dim choices
-// below at compile time, e.g. -DTORCH_FMHA_TUNE_BLOCK_N_128=128; a release
+// below at compile time, e.g. -DTORCH_FMHA_TUNE_STAGES_128=3; a release
 // build defines none of these.
 #ifndef TORCH_FMHA_TUNE_BLOCK_N_64
 #define TORCH_FMHA_TUNE_BLOCK_N_64 256

@@ -88,7 +88,8 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // Session 30 (same kind of call, S = 1k .. 16k): D = 128 non-causal 719 826 879 907 916 ->
 // min 8: 701 806 879 917 927, and with the split kernel but no plan
 // (TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN) 723 820 875 905 908: the split kernel's own code
-// costs under 1%, the cut itself loses up to 16 blocks a tile and gains from 32. So D = 128
+// costs under 1%; the cut itself loses on tiles of 8 blocks, breaks even at 16 and gains from
+// 32. So D = 128
 // splits from 32 blocks (8k keys in the packed-v build's 256-key blocks, 6k in 192-key ones);
 // its short-key build (at most 16 blocks) has no split kernel (fwd_launch_template.cuh).
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
@@ -99,11 +100,11 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 32
 #endif
-// A developer knob for an A/B: 1 runs every dense launch of a head dim with a split tail
-// (above) in the split kernel (kSplit) with no plan, so all its tiles whole. It measures
-// what the split kernel's own code costs apart from what the split does (at D = 128 its
-// producer spilled 71 instructions' worth against 22 with 64-bit piece arithmetic, 45 since
-// session 30; its steady loop is scheduled differently, same length); the split kernel runs every tile of a launch whose plan is active.
+// A developer knob for an A/B: 1 runs every dense launch of a head dim's builds with a split
+// tail (above; not D = 128's short-key build) in the split kernel (kSplit) with no plan, so all its tiles whole. It measures
+// what the split kernel's own code costs apart from what the split does (at D = 128 the
+// packed-v build's split producer spilled 71 instructions' worth against 22 with 64-bit piece
+// arithmetic, 45 since session 30; the standard-v build's 53 -> 42 against 28; its steady loop is scheduled differently, same length); the split kernel runs every tile of a launch whose plan is active.
 // (test_split_tail_kernel_choice fails under it by design: causal launches take that kernel.)
 #ifndef TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN
 #define TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN 0
@@ -116,8 +117,10 @@ __host__ __device__ constexpr int split_tail_min_blocks(int head_dim) {
 
 // The narrowest KV block of a build that may split at `head_dim` (kernel_traits.cuh; D = 128's
 // short-key build never splits). The op sizes the split tail's workspace with it before it
-// knows which build runs (fwd_workspace_bytes): more blocks than any build has, so a launch
-// that may split has its slots; fwd_launch_template.cuh checks the builds against it.
+// knows which build runs (fwd_workspace_bytes, with SplitTail::wanted): more blocks than any
+// build has, so a launch that splits has its slots; fwd_launch_template.cuh checks the builds
+// against it (an experiment with narrower blocks must turn its head dim's split off; the
+// assert's message says how).
 __host__ __device__ constexpr int split_tail_narrowest_block(int head_dim) {
   return head_dim == 64 ? 256 : head_dim == 128 ? 192 : 64;
 }
@@ -186,17 +189,24 @@ struct SplitTail {
   int32_t grid;
 
   __host__ __device__ static SplitTail none(int32_t num_tiles) { return {num_tiles, 0, 1}; }
+  // Whether the launch shape asks for a split, before plan()'s 32-bit bound: monotone in
+  // kv_blocks, so the op's workspace sizing (fwd_workspace_bytes) may count blocks of any width
+  // up to the build's and still cover every launch that splits.
+  __host__ __device__ static bool wanted(int32_t num_tiles, int32_t grid, int32_t kv_blocks,
+                                         int32_t min_blocks) {
+    return min_blocks > 0 && grid > 0 && kv_blocks >= min_blocks && kv_blocks >= 2 &&
+           num_tiles / grid >= 1 && num_tiles % grid != 0;
+  }
   __host__ __device__ static SplitTail plan(int32_t num_tiles, int32_t grid, int32_t kv_blocks,
                                             int32_t min_blocks) {
-    if (min_blocks <= 0 || grid <= 0 || kv_blocks < min_blocks || kv_blocks < 2) return none(num_tiles);
-    // piece() computes in 32 bits (64-bit divisions made the D = 128 split kernel's producer,
-    // at 24 registers, spill three times as much); its largest product is below 2 grid^2
-    // kv_blocks. So no split past that: 61k blocks per tile on 132 CTAs, 7.8M keys at 128-key
-    // blocks, where a cut's few percent of one round are nothing next to the tile.
+    if (!wanted(num_tiles, grid, kv_blocks, min_blocks)) return none(num_tiles);
+    // piece() computes in 32 bits (64-bit divisions made the D = 128 packed-v split kernel's
+    // producer, at 24 registers, spill 71 instructions' worth, 45 with 32 bits); its largest
+    // product is below 2 grid^2 kv_blocks. So no split past that: about 61k blocks per tile on
+    // 132 CTAs (11.8M keys in 192-key blocks), where a cut's few percent of one round are
+    // nothing next to the tile.
     if (int64_t(2) * grid * grid * kv_blocks > INT32_MAX) return none(num_tiles);
-    const int32_t rounds = num_tiles / grid;
-    if (rounds < 1 || num_tiles % grid == 0) return none(num_tiles);
-    return {(rounds - 1) * grid, kv_blocks, grid};
+    return {(num_tiles / grid - 1) * grid, kv_blocks, grid};
   }
   __host__ __device__ bool active() const { return kv_blocks > 0; }
 

@@ -86,7 +86,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   constexpr int kSplitMinBlocks = kVarlen || kShortKeys ? 0 : kernel::split_tail_min_blocks(kHeadDim);
   static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= kernel::split_tail_narrowest_block(kHeadDim),
                 "fwd_workspace_bytes sizes the split tail's slots for key blocks of "
-                "split_tail_narrowest_block(D) or more (tile_scheduler.cuh)");
+                "split_tail_narrowest_block(D) or more (tile_scheduler.cuh): an experiment with "
+                "narrower blocks sets -DTORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<D>=0 too");
   using Scheduler = std::conditional_t<kVarlen, kernel::VarlenTileScheduler<kBlockM>,
                                        kernel::DenseTileScheduler<kBlockM>>;
   using Params = kernel::KernelParams<Traits, Scheduler>;

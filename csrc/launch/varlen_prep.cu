@@ -20,9 +20,8 @@ size_t fwd_workspace_bytes(const FwdParams& p) {
   const int64_t tiles = int64_t(p.batch) * p.heads_q * ((int64_t(p.seqlen_q) + 127) / 128);
   const int32_t grid = static_cast<int32_t>(tiles < p.num_sms ? tiles : p.num_sms);
   if (tiles > INT32_MAX ||
-      !kernel::SplitTail::plan(int32_t(tiles), grid, int32_t((int64_t(p.seqlen_k) + kBlock - 1) / kBlock),
-                               min_blocks)
-           .active()) {
+      !kernel::SplitTail::wanted(int32_t(tiles), grid, int32_t((int64_t(p.seqlen_k) + kBlock - 1) / kBlock),
+                                 min_blocks)) {
     return 0;
   }
   return static_cast<size_t>(kernel::SplitTailBuffers::bytes(grid, p.head_dim));

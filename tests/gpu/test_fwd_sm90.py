@@ -93,7 +93,8 @@ def test_output_dtypes(out_dtype, d, seqlen):
 def split_keys(d: int, keys: int) -> int:
     """`keys`, or more keys, with the same remainder mod 256, where this build's split threshold
     at `d` asks for more: at least that many 256-key blocks (the widest block of any build), so
-    the tiles split in every build of the head dim."""
+    the tiles split in every build of the head dim that has a split kernel (not D = 128's
+    short-key build, which never splits)."""
     from test_sass_sm90 import split_knob
     return max(keys, split_knob(d) * 256 + keys % 256)
 

@@ -160,8 +160,8 @@ def test_nan_in_split_tail(d, tensor, index):
     of them cut in two pieces merged by their LSEs. D = 64: 2048 keys, 8 blocks of 256
     (m-blocks 9-12 stay whole; the q row, 1700, is in m-block 13, a cut one); D = 128: 8192 keys
     (test_fwd_sm90.split_keys), 43 blocks of 192, so that its tiles reach the threshold of 32.
-    A NaN in a key near either end of the sequence (300 and 148 before the end: the lower piece
-    of one cut tile and the upper piece of another), in a value or in a q row reaches exactly
+    A NaN in a key near either end of the sequence (key 300, and the key 148 before the end: the
+    lower piece of one cut tile and the upper piece of another), in a value or in a q row reaches exactly
     the rows and columns it reaches unsplit, and the other rows keep their bits."""
     from test_fwd_sm90 import split_keys
     make, call, ref = dense(2048, split_keys(d, 2048), d, seed=11, shape=(1, 17, 17))

@@ -72,7 +72,7 @@ def kernels():
     funcs = {name: instrs for name, instrs in split_functions(sass).items()
              if "fmha_fwd_fp8_sm90_kernel" in name}
     # A head dim with a split tail (tile_scheduler.cuh, TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>;
-    # on at D = 64 in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
+    # on at D = 64 and 128 in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
     # mangled name) runs the launches whose plan is active. The checks below apply to both.
     # D = 128's short-key builds never split (fwd_launch_template.cuh): its two long builds do.
     dense_builds = {64: 2, 128: 2}

@@ -136,27 +136,33 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
   return 0;
 }
 
-// The op sizes the split tail's workspace (fwd_workspace_bytes) with a head dim's narrowest
-// splitting KV block (the launch's static_assert keeps every splitting build at least that
-// wide): a plan active for a build's wider block must be active with the narrowest one too
-// (more blocks), or that launch would find no workspace and run its tiles whole.
+// The op sizes the split tail's workspace (fwd_workspace_bytes) with SplitTail::wanted and a
+// head dim's narrowest splitting KV block (the launch's static_assert keeps every splitting
+// build at least that wide): a plan active for a build's wider block must be wanted with the
+// narrowest one (more blocks), or that launch would find no workspace and run its tiles whole.
+// Keys run past plan()'s 32-bit bound (about 61k blocks), where plan() turns down what wanted()
+// still counts.
 static int check_workspace_superset() {
   using torch_fmha::kernel::SplitTail;
   for (int d : {64, 128}) {
     const int narrow = torch_fmha::kernel::split_tail_narrowest_block(d);
     const int min_blocks = torch_fmha::kernel::split_tail_min_blocks(d);
-    for (int tiles : {133, 200, 272, 2048, 2049})
-      for (int keys = 1; keys <= 40000; keys += 37)
-        for (int block : {narrow, 192, 256})
-          if (block >= narrow && SplitTail::plan(tiles, 132, (keys + block - 1) / block, min_blocks).active() &&
-              !SplitTail::plan(tiles, 132, (keys + narrow - 1) / narrow, min_blocks).active()) {
-            std::printf("FAIL workspace superset: D=%d tiles=%d keys=%d block=%d\n", d, tiles, keys, block);
+    for (int tiles : {133, 134, 200, 272, 2048, 2049})
+      for (int64_t keys = 1; keys <= 20000000; keys += keys < 40000 ? 37 : 99991)
+        for (int block : {narrow, 192, 256}) {
+          const int32_t wide_blocks = int32_t((keys + block - 1) / block);
+          const int32_t narrow_blocks = int32_t((keys + narrow - 1) / narrow);
+          if (block >= narrow && SplitTail::plan(tiles, 132, wide_blocks, min_blocks).active() &&
+              !SplitTail::wanted(tiles, 132, narrow_blocks, min_blocks)) {
+            std::printf("FAIL workspace superset: D=%d tiles=%d keys=%lld block=%d\n", d, tiles,
+                        (long long)keys, block);
             return 1;
           }
+        }
   }
   // The 32-bit piece arithmetic's bound: no plan past 2 grid^2 kv_blocks > INT32_MAX.
-  if (SplitTail::plan(2049, 132, 70000, 8).active()) {
-    std::printf("FAIL: a plan past the 32-bit bound\n");
+  if (SplitTail::plan(2049, 132, 70000, 8).active() || !SplitTail::wanted(2049, 132, 70000, 8)) {
+    std::printf("FAIL: the 32-bit bound\n");
     return 1;
   }
   std::printf("workspace superset: ok (d = 64, 128)\n");
