@@ -86,20 +86,27 @@ def integer_score_inputs(b, sq, sk, h, hkv, d, *, device="cpu", score_std=12.0, 
     return q, k, v, {n: x.to(device) for n, x in s.items()}
 
 
-def varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, *, device="cpu", seed=0):
-    """Packed q [Tq, H, D], k/v [Tk, Hkv, D], cu_seqlens, per-sequence descales."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
+def varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, *, device="cpu", seed=0, generate_on="cpu"):
+    """Packed q [Tq, H, D], k/v [Tk, Hkv, D], cu_seqlens, per-sequence descales.
+
+    The data are drawn and quantized on the CPU by default, so that a CPU and a CUDA call of
+    one seed see the same bytes; ``generate_on=device`` draws and quantizes them there instead
+    (other bytes: for runs that need no CPU twin, such as tools/stress_varlen.py, where the
+    CPU's draw of up to 64 x 2000 rows took most of a launch's time)."""
+    g = torch.Generator(device=generate_on).manual_seed(seed)
     cu_q = torch.tensor([0] + list(torch.tensor(lens_q).cumsum(0)), dtype=torch.int32)
     cu_k = torch.tensor([0] + list(torch.tensor(lens_k).cumsum(0)), dtype=torch.int32)
     tq, tk = int(cu_q[-1]), int(cu_k[-1])
-    q = torch.randn(tq, h, d, generator=g)
-    k = torch.randn(tk, hkv, d, generator=g)
-    v = torch.randn(tk, hkv, d, generator=g) * torch.linspace(0.5, 3.0, hkv)[None, :, None]
+    q = torch.randn(tq, h, d, generator=g, device=generate_on)
+    k = torch.randn(tk, hkv, d, generator=g, device=generate_on)
+    v = torch.randn(tk, hkv, d, generator=g, device=generate_on) * \
+        torch.linspace(0.5, 3.0, hkv, device=generate_on)[None, :, None]
     scales = {}
     if dtype == FP8:
-        q, scales["q_descale"] = torch_fmha.quantize_fp8(q, "head", group_size=h // hkv, cu_seqlens=cu_q)
-        k, scales["k_descale"] = torch_fmha.quantize_fp8(k, "head", cu_seqlens=cu_k)
-        v, scales["v_descale"] = torch_fmha.quantize_fp8(v, "head", cu_seqlens=cu_k)
+        cq, ck = cu_q.to(generate_on), cu_k.to(generate_on)
+        q, scales["q_descale"] = torch_fmha.quantize_fp8(q, "head", group_size=h // hkv, cu_seqlens=cq)
+        k, scales["k_descale"] = torch_fmha.quantize_fp8(k, "head", cu_seqlens=ck)
+        v, scales["v_descale"] = torch_fmha.quantize_fp8(v, "head", cu_seqlens=ck)
     else:
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     q, k, v = (poisoned_view(t.to(device), 1) for t in (q, k, v))
@@ -108,7 +115,7 @@ def varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, *, device="cpu", seed=0):
 
 
 def paged_inputs(lens_q, lens_k, h, hkv, d, dtype, page_size, *, device="cpu", seed=0, spare_pages=3,
-                 slack_k=None):
+                 slack_k=None, generate_on="cpu"):
     """A paged KV cache holding the same keys as ``varlen_inputs(lens_q, lens_k, ...)``.
 
     Returns ``(q, k_pool, v_pool, cu_q, seqused_k, page_table, scales, packed)``:
@@ -123,7 +130,8 @@ def paged_inputs(lens_q, lens_k, h, hkv, d, dtype, page_size, *, device="cpu", s
     without pages): the packed slots are then ``lens_k[b] + slack_k`` long and
     ``packed`` holds ``(k, v, cu_k_with_slack)``.
     """
-    q, k, v, cu_q, cu_k, scales = varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, device=device, seed=seed)
+    q, k, v, cu_q, cu_k, scales = varlen_inputs(lens_q, lens_k, h, hkv, d, dtype, device=device, seed=seed,
+                                                generate_on=generate_on)
     g = torch.Generator(device="cpu").manual_seed(seed + 1)
     pages_per_seq = [-(-n // page_size) for n in lens_k]
     num_pages = sum(pages_per_seq) + spare_pages
@@ -135,15 +143,16 @@ def paged_inputs(lens_q, lens_k, h, hkv, d, dtype, page_size, *, device="cpu", s
     table = torch.full((len(lens_k), max(pages_per_seq, default=0) + 1), -1, dtype=torch.int32)
     table[:, -1] = num_pages + 7  # a garbage id past the pool in the last column
     taken = 0
-    for b, n in enumerate(lens_k):
-        k0 = int(cu_k[b])
-        for j in range(pages_per_seq[b]):
-            page = order[taken]
-            taken += 1
-            table[b, j] = page
-            rows = slice(k0 + j * page_size, k0 + min((j + 1) * page_size, n))
-            for pool, src in zip(pools, (k, v)):
-                pool[page, :rows.stop - rows.start] = src[rows]
+    for b in range(len(lens_k)):  # sequence b's pages: the next ones of the permutation
+        table[b, :pages_per_seq[b]] = torch.tensor(order[taken:taken + pages_per_seq[b]], dtype=torch.int32)
+        taken += pages_per_seq[b]
+    # Every packed key row to its (page, row in page), then one indexed copy per pool.
+    seq = torch.repeat_interleave(torch.arange(len(lens_k)), torch.tensor(lens_k, dtype=torch.int64))
+    pos = torch.arange(len(seq)) - torch.tensor([0] + list(lens_k), dtype=torch.int64).cumsum(0)[seq]
+    page_of_row = table[seq, pos // page_size].long().to(device)
+    row_in_page = (pos % page_size).to(device)
+    for pool, src in zip(pools, (k, v)):
+        pool[page_of_row, row_in_page] = src
     seqused = torch.tensor(lens_k, dtype=torch.int32, device=device)
     packed = (k, v, cu_k)
     if slack_k:
