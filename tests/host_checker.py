@@ -28,9 +28,19 @@ def _wheel_cuobjdump() -> str | None:
     return str(found[0]) if found else None
 
 
+def _wheel_bin_dirs() -> list[str]:
+    """The bin folders of NVIDIA's wheels that hold nvdisasm (cu13: next to cuobjdump; cu12-style
+    wheels: a folder of its own), for cuobjdump's search on PATH."""
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    return [str(c.parent) for root in getattr(nvidia, "__path__", []) for c in sorted(Path(root).glob("*/bin/nvdisasm"))]
+
+
 CUOBJDUMP = shutil.which("cuobjdump") or _wheel_cuobjdump()
-# cuobjdump looks for nvdisasm on PATH (or NVDISASM_PATH): the wheel's sits next to it.
-_CUOBJDUMP_ENV = dict(os.environ, PATH=f"{Path(CUOBJDUMP).parent}{os.pathsep}{os.environ.get('PATH', '')}") \
+# cuobjdump runs nvdisasm, from its own folder or PATH: the wheels' folders go first on PATH.
+_CUOBJDUMP_ENV = dict(os.environ, PATH=os.pathsep.join([*_wheel_bin_dirs(), os.environ.get("PATH", "")])) \
     if CUOBJDUMP else None
 NO_NVCC = "nvcc not found (host-only CUDA compilation is needed)"
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason=NO_NVCC)

@@ -24,8 +24,9 @@ from reference import (assert_close_by_rule, output_as_float64, round_output, se
 def serving_inputs(p, device):
     """The launch's tensors and keyword arguments: packed, or with p["page"] a paged cache
     (scattered pages, NaN-poisoned; issue 14), plus softcap / sinks when drawn. Drawn and
-    quantized on `device` (inputs.varlen_inputs' generate_on): on the CPU that took most of a
-    launch's time (0.2 s per launch on a 2-core machine; a GPU run made 500 launches in 92 s)."""
+    quantized on `device` (inputs.varlen_inputs' generate_on): on the CPU it took 0.12-0.2 s per launch
+    on a 2-core machine, and a GPU run made 500 launches in 92 s (how much of that was the draw
+    on its 16 cores was not measured)."""
     args = (p["lens_q"], p["lens_k"], p["heads"], p["heads_kv"], p["head_dim"], FP8)
     extra = {}
     if p.get("page"):

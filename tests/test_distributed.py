@@ -8,7 +8,7 @@ Small shapes: the CPU op is slow.
 Bound (float32 inputs, merge in float32): with eps = 2**-24,
 
     |out_cp - out_op| <= 4 * eps * (1 + max|lse|) * max|v|      (elementwise)
-    |lse_cp - lse_op| <= 4 * eps * (1 + |lse_op|)                (elementwise)
+    |lse_cp - lse_op| <= 8 * eps * (1 + |lse_op|)                (elementwise)
 
 where out_op / lse_op come from the single-process op on the whole sequence.
 The merge weights are exp(lse_i - lse), whose argument carries an absolute
@@ -91,10 +91,11 @@ def _bound_check(what, out, lse, ref, ref_lse, v, eps, dot=0.0):
     lmax = ref_lse.abs().max().item()
     tol_o = 4 * eps * (1 + lmax + dot) * v.abs().max().item()
     err_o = (out - ref).abs().max().item()
-    # LSE: both sides are m + log(sum of exps) in the working precision, each log and exp off by
-    # up to a few ulp of the CPU's vectorised math (torch's), and the merge adds one
-    # log-sum-exp per partial (up to 4 on 4 ranks). 4 eps was exceeded by up to 5.0 eps
-    # on an AMD EPYC machine (tests passed on others); 8 eps keeps a margin.
+    # LSE: the two sides' scores come from float32 GEMMs of different shapes (a rank's
+    # sub-block against the whole matrix), which round differently: 2.7-3.2 eps (1 + |lse|)
+    # apart on an AMD EPYC machine, where 4 eps was exceeded by up to 5.0 eps (exp and log
+    # were within 1.4 eps there); the merge adds one log-sum-exp per partial. 8 eps keeps a
+    # margin and still misses no real bug: a dropped key is >= 16x over it, log 2 ~1e5x.
     tol_l = 8 * eps * (1 + ref_lse.abs() + dot)
     err_l = (lse - ref_lse).abs()
     assert err_o <= tol_o, f"{what}: out error {err_o:.3e} > bound {tol_o:.3e}"

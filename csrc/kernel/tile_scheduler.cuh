@@ -88,10 +88,11 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // Session 30 (same kind of call, S = 1k .. 16k): D = 128 non-causal 719 826 879 907 916 ->
 // min 8: 701 806 879 917 927, and with the split kernel but no plan
 // (TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN) 723 820 875 905 908: the split kernel's own code
-// costs under 1%; the cut itself loses on tiles of 8 blocks, breaks even at 16 and gains from
-// 32. So D = 128
-// splits from 32 blocks (8k keys in the packed-v build's 256-key blocks, 6k in 192-key ones);
-// its short-key build (at most 16 blocks) has no split kernel (fwd_launch_template.cuh).
+// costs under 1%; the cut itself loses on tiles of 8 blocks, breaks even at 16, is about even
+// at 32 (8k: +0.4 / +1.1 / -0.3% in sessions 29 / 30 / 30) and gains at 64 (16k: +1.0 / +1.2 /
+// +2.4%). So D = 128 splits from 32 blocks (8k keys in the packed-v build's 256-key blocks, 6k
+// in 192-key ones); its short-key build (at most 16 blocks) has no split kernel
+// (fwd_launch_template.cuh).
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
