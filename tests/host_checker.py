@@ -17,31 +17,21 @@ CHECKS = Path(__file__).resolve().parent / "host_checks"
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 
 
-def _wheel_cuobjdump() -> str | None:
-    """cuobjdump from the nvidia-cuda-cuobjdump wheel (nvidia/cu13/bin; .ci/run installs it and
-    nvidia-cuda-nvdisasm, which it runs, so that the SASS tests run in CPU CI too)."""
+def _wheel_binaries(tool: str) -> list[Path]:
+    """`tool` in the bin folders of NVIDIA's wheels (nvidia/cu13/bin, or cu12-style
+    nvidia/<package>/bin). .ci/run installs nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm (which
+    cuobjdump runs), so that the SASS tests run in CPU CI too."""
     try:
         import nvidia  # the namespace package of NVIDIA's wheels
     except ImportError:
-        return None
-    found = [c for root in getattr(nvidia, "__path__", []) for c in sorted(Path(root).glob("*/bin/cuobjdump"))]
-    return str(found[0]) if found else None
-
-
-def _wheel_bin_dirs() -> list[str]:
-    """The bin folders of NVIDIA's wheels that hold nvdisasm (cu13: next to cuobjdump; cu12-style
-    wheels: a folder of its own), for cuobjdump's search on PATH."""
-    try:
-        import nvidia
-    except ImportError:
         return []
-    return [str(c.parent) for root in getattr(nvidia, "__path__", []) for c in sorted(Path(root).glob("*/bin/nvdisasm"))]
+    return [c for root in getattr(nvidia, "__path__", []) for c in sorted(Path(root).glob(f"*/bin/{tool}"))]
 
 
-CUOBJDUMP = shutil.which("cuobjdump") or _wheel_cuobjdump()
+CUOBJDUMP = shutil.which("cuobjdump") or next((str(c) for c in _wheel_binaries("cuobjdump")), None)
 # cuobjdump runs nvdisasm, from its own folder or PATH: the wheels' folders go first on PATH.
-_CUOBJDUMP_ENV = dict(os.environ, PATH=os.pathsep.join([*_wheel_bin_dirs(), os.environ.get("PATH", "")])) \
-    if CUOBJDUMP else None
+_CUOBJDUMP_ENV = dict(os.environ, PATH=os.pathsep.join(
+    [*(str(c.parent) for c in _wheel_binaries("nvdisasm")), os.environ.get("PATH", "")])) if CUOBJDUMP else None
 NO_NVCC = "nvcc not found (host-only CUDA compilation is needed)"
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason=NO_NVCC)
 # Checkers that include the kernel headers (CuTe layouts) also need the CUTLASS
