@@ -2,7 +2,7 @@
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (at D = 64 and 128 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
 since session 29, at D = 128 since session 30); also with a packed v:
-V^T by TMA, and at D=128 / 256 again past 2048 keys, where P goes through shared memory; at D=128 also a (700, 0) window at 2300 keys, which runs the short-key
+V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (4096 keys with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
@@ -82,18 +82,20 @@ def main() -> int:
         check(out, ref, out_scale, f"dense packed v D={d}")
         print(f"dense packed v D={d}: ok", flush=True)
 
-        if d in (128, 256):  # a packed v past 2048 keys: the long build, P through a shared-memory
-            # tile (consumer.cuh, store_p_smem; at D = 128 the tile ends the 227 KB). Causal, 2400 keys:
-            # masked diagonal blocks and a partial last block (2400 = 9 x 256 + 96 at D = 128,
-            # 18 x 128 + 96 at D = 256); 8 x 19 = 152 tiles
-            # on 132 SMs, so some CTAs run two and the tile-boundary round stores P as well
-            q, k, v, s = dense_inputs(1, 2400, 2400, 8, 2, d, FP8, device=args.device, seed=11)
+        if d in (128, 256):  # a packed v in the long build, P through a shared-memory tile
+            # (consumer.cuh, store_p_smem; at D = 128 the tile ends the 227 KB). Causal, past D = 128's
+            # short-key limit for a masked call (4096 keys): masked diagonal blocks and a partial last
+            # block (4400 = 17 x 256 + 48 at D = 128 with 4 x 35 = 140 tiles; 2400 = 18 x 128 + 96 at
+            # D = 256 with 8 x 19 = 152 tiles) on 132 SMs, so some CTAs run two and the
+            # tile-boundary round stores P as well
+            sk, h = (4400, 4) if d == 128 else (2400, 8)
+            q, k, v, s = dense_inputs(1, sk, sk, h, 2, d, FP8, device=args.device, seed=11)
             out = torch_fmha.attention(q, k, packed_v(v), causal=True, **s)
             if args.device == "cuda":
                 torch.cuda.synchronize()
             ref, _ = attention_ref(q, k, v, causal=True, **s)
-            check(out, ref, None, f"dense packed v D={d} S=2400 causal")
-            print(f"dense packed v D={d} S=2400 causal (P from shared memory): ok", flush=True)
+            check(out, ref, None, f"dense packed v D={d} S={sk} causal")
+            print(f"dense packed v D={d} S={sk} causal (P from shared memory): ok", flush=True)
 
         if d in (64, 128):  # the split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles on 132
             # SMs, the last 140 cut into pieces whose partials go through the op's workspace and a
@@ -110,14 +112,14 @@ def main() -> int:
             check(out, ref, None, f"dense split tail D={d}")
             print(f"dense D={d} S=2048 Sk={sk} H=17 split tail, sinks: ok", flush=True)
 
-        if d == 128:  # a narrow window past 2048 keys: the short-key build (fwd_fp8_launch.h)
-            q, k, v, s = dense_inputs(1, 2300, 2300, 2, 1, d, FP8, device=args.device, seed=7)
+        if d == 128:  # a narrow window past 4096 keys: the short-key build (fwd_fp8_launch.h)
+            q, k, v, s = dense_inputs(1, 4300, 4300, 2, 1, d, FP8, device=args.device, seed=7)
             out = torch_fmha.attention(q, k, v, window_size=(700, 0), **s)
             if args.device == "cuda":
                 torch.cuda.synchronize()
             ref, _ = attention_ref(q, k, v, window_size=(700, 0), **s)
             check(out, ref, None, f"dense window D={d}")
-            print(f"dense D={d} S=2300 window (700, 0): ok", flush=True)
+            print(f"dense D={d} S=4300 window (700, 0): ok", flush=True)
 
         page = {64: 16, 128: 256, 256: 16}.get(d, 64)
         q, kp, vp, cu_q, used, table, s = paged_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, page, device=args.device,

@@ -116,7 +116,7 @@ cudaError_t launch_fwd(const FwdParams& p, cudaStream_t stream) {
   const bool packed_v = p.v_dim_stride != 1;  // dense only (fwd_unsupported_reason)
   const bool unmasked = p.window_left < 0 && p.window_right < 0;  // neither causal nor a window
   const bool short_keys =
-      !varlen && (p.seqlen_k <= short_keys_max_seqlen(p.head_dim, packed_v && unmasked) ||
+      !varlen && (p.seqlen_k <= short_keys_max_seqlen(p.head_dim, !unmasked, packed_v) ||
                   (window_span >= 0 && window_span <= short_keys_max_window_span(p.head_dim)));
   switch (p.head_dim) {
     case 64:

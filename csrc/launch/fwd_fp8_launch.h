@@ -32,7 +32,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // short build measured 777 / 625 TF/s non-causal / causal, a 256-key long build (its P V
 // wait where ptxas puts it, not the release's after the max) 807 / 583 (one H200, one
 // round of the long one, DESIGN section 6): a judgement call, non-causal 4% faster and
-// causal 7% slower, so the limit stays 2048 for the masked calls and the standard v.
+// causal 7% slower, so the limit stayed 2048 for the masked calls (4096 since session 31,
+// below) and stays 2048 for the standard v without a mask.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
@@ -45,10 +46,21 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128 1024
 #endif
-constexpr int short_keys_max_seqlen(int head_dim, bool packed_v_unmasked = false) {
-  return head_dim != 128        ? 0
-         : packed_v_unmasked    ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
-                                : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128;
+// The limit for causal and windowed calls (either v layout): 4096 since session 31. A
+// causal 128-row tile ends in one diagonal block; with 128-key blocks nothing past the
+// diagonal is computed, with 256-key blocks half of every second tile's last block is.
+// Measured (one H200, session 31, same call, 2 rounds, packed v, causal 4096 keys): 706
+// -> 728 TF/s (+3.1%) with the short build; session 30's build with the limit at 8192
+// had causal 8192 keys 817 -> 779 (-4.6%), so the limit stops at 4096.
+#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_MASKED_128
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_MASKED_128 4096
+#endif
+// masked: causal or a window; packed_v: a packed v (p.v_dim_stride != 1).
+constexpr int short_keys_max_seqlen(int head_dim, bool masked, bool packed_v) {
+  return head_dim != 128 ? 0
+         : masked        ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_MASKED_128
+         : packed_v      ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
+                         : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128;
 }
 
 // A window bounds the keys one 128-row tile reads to window_left + window_right
