@@ -16,7 +16,7 @@ place in its own shared memory at D <= 128, which racecheck watches). Each resul
 oracle, so a sanitizer-clean run is also a right one. A feature the kernel refuses ("not supported by this
 build") is reported as skipped, not as clean.
 
-    python tests/sanitize_cases.py [--head-dims 64,128,256] [--device cuda]
+    python tests/sanitize_cases.py [--head-dims 64,128,256] [--device cuda] [--only split_tail,window]
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ LENS_Q = [0, 5, 1, 127, 129, 300, 64]
 LENS_K = [7, 0, 1, 128, 200, 300, 0]
 
 
+# The names --only selects, in the order they run (per head dim where the head dim has the case).
+CASES = ("varlen", "dense", "packed_v", "packed_v_long", "split_tail", "window", "paged", "kvcache_split", "decode")
+
+
 def check(out, ref, out_scale, what):
     """A sanity bound (the tolerance rule proper is in tests/gpu): no NaN, relative
     RMSE under 5% (FP8 inputs, FP8 P, FP8 or bf16 output)."""
@@ -49,43 +53,54 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--head-dims", default="64,128,256")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--only", default=None, help="comma list of case names (default: all): " + ", ".join(CASES))
     args = ap.parse_args()
+    only = None if args.only is None else set(args.only.split(","))
+    if only is not None and not only <= set(CASES):
+        ap.error(f"--only: unknown case names {sorted(only - set(CASES))}; known: {', '.join(CASES)}")
+
+    def want(name: str) -> bool:
+        return only is None or name in only
+
     for d in (int(x) for x in args.head_dims.split(",")):
         fp8_out = d == 256
         out_dtype = FP8 if fp8_out else torch.bfloat16
         out_scale = torch.tensor([0.05], device=args.device) if fp8_out else None
         causal = d == 128
-        q, k, v, cu_q, cu_k, s = varlen_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, device=args.device, seed=d)
-        out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, causal=causal, out_dtype=out_dtype,
-                                               out_scale=out_scale, return_lse=True, **s)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, causal=causal, **s)
-        check(out, ref, out_scale, f"varlen D={d}")
-        print(f"varlen D={d} causal={causal} out={out_dtype}: ok", flush=True)
+        if want("varlen"):
+            q, k, v, cu_q, cu_k, s = varlen_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, device=args.device, seed=d)
+            out, lse = torch_fmha.varlen_attention(q, k, v, cu_q, cu_k, causal=causal, out_dtype=out_dtype,
+                                                   out_scale=out_scale, return_lse=True, **s)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            ref, _ = varlen_attention_ref(q, k, v, cu_q, cu_k, causal=causal, **s)
+            check(out, ref, out_scale, f"varlen D={d}")
+            print(f"varlen D={d} causal={causal} out={out_dtype}: ok", flush=True)
 
         q, k, v, s = dense_inputs(2, 200, 333, 4, 2, d, FP8, device=args.device)
-        out = torch_fmha.attention(q, k, v, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        ref, _ = attention_ref(q, k, v, causal=not causal, **s)
-        check(out, ref, out_scale, f"dense D={d}")
-        print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
+        ref, _ = attention_ref(q, k, v, causal=not causal, **s)  # of the dense and packed v cases
+        if want("dense"):
+            out = torch_fmha.attention(q, k, v, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            check(out, ref, out_scale, f"dense D={d}")
+            print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
 
-        # The same call with a packed v ([B, Hkv, D, 21, 16]; the slots of the padding keys
-        # 333-335 hold zeros, as the layout requires): TMA lands V^T blocks, no transposer
-        # (kernel_traits.cuh, VLayout).
-        vp = packed_v(v)
-        out = torch_fmha.attention(q, k, vp, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        check(out, ref, out_scale, f"dense packed v D={d}")
-        print(f"dense packed v D={d}: ok", flush=True)
+        if want("packed_v"):
+            # The same call with a packed v ([B, Hkv, D, 21, 16]; the slots of the padding keys
+            # 333-335 hold zeros, as the layout requires): TMA lands V^T blocks, no transposer
+            # (kernel_traits.cuh, VLayout).
+            vp = packed_v(v)
+            out = torch_fmha.attention(q, k, vp, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            check(out, ref, out_scale, f"dense packed v D={d}")
+            print(f"dense packed v D={d}: ok", flush=True)
 
-        if d in (128, 256):  # a packed v in the long build, P through a shared-memory tile
-            # (consumer.cuh, store_p_smem; at D = 128 the tile ends the 227 KB). Causal, past D = 128's
-            # short-key limit for a masked call (4096 keys): masked diagonal blocks and a partial last
-            # block (4400 = 17 x 256 + 48 at D = 128 with 4 x 35 = 140 tiles; 2400 = 18 x 128 + 96 at
+        if want("packed_v_long") and d in (128, 256):
+            # A packed v in the long build, P through a shared-memory tile (consumer.cuh,
+            # store_p_smem; at D = 128 the tile ends the 227 KB). Causal, past D = 128's short-key
+            # limit for a masked call (4096 keys): masked diagonal blocks and a partial last block (4400 = 17 x 256 + 48 at D = 128 with 4 x 35 = 140 tiles; 2400 = 18 x 128 + 96 at
             # D = 256 with 8 x 19 = 152 tiles) on 132 SMs, so some CTAs run two and the
             # tile-boundary round stores P as well
             sk, h = (4400, 4) if d == 128 else (2400, 8)
@@ -97,11 +112,12 @@ def main() -> int:
             check(out, ref, None, f"dense packed v D={d} S={sk} causal")
             print(f"dense packed v D={d} S={sk} causal (P from shared memory): ok", flush=True)
 
-        if d in (64, 128):  # the split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles on 132
-            # SMs, the last 140 cut into pieces whose partials go through the op's workspace and a
-            # flag per slot (and a shared word per warpgroup for the count); sinks join once, in
-            # the head piece. D = 64: 8 256-key blocks a tile; D = 128 (from 32 blocks): 8192 keys
-            # and a packed v, 32 256-key blocks (the P-from-shared-memory build)
+        if want("split_tail") and d in (64, 128):
+            # The split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles on 132 SMs, the last 140 cut
+            # into pieces whose partials go through the op's workspace and a flag per slot (and a
+            # shared word per warpgroup for the count); sinks join once, in the head piece. D = 64:
+            # 8 256-key blocks a tile; D = 128 (from 32 blocks): 8192 keys and a packed v, 32
+            # 256-key blocks (the P-from-shared-memory build)
             sk = 2048 if d == 64 else 8192
             q, k, v, s = dense_inputs(1, 2048, sk, 17, 17, d, FP8, device=args.device, seed=13)
             sinks = torch.linspace(-2.0, 4.0, 17, device=args.device)
@@ -112,7 +128,8 @@ def main() -> int:
             check(out, ref, None, f"dense split tail D={d}")
             print(f"dense D={d} S=2048 Sk={sk} H=17 split tail, sinks: ok", flush=True)
 
-        if d == 128:  # a narrow window past 4096 keys: the short-key build (fwd_fp8_launch.h)
+        if want("window") and d == 128:  # a narrow window past 4096 keys: the short-key build
+            # (fwd_fp8_launch.h)
             q, k, v, s = dense_inputs(1, 4300, 4300, 2, 1, d, FP8, device=args.device, seed=7)
             out = torch_fmha.attention(q, k, v, window_size=(700, 0), **s)
             if args.device == "cuda":
@@ -121,25 +138,28 @@ def main() -> int:
             check(out, ref, None, f"dense window D={d}")
             print(f"dense D={d} S=4300 window (700, 0): ok", flush=True)
 
-        page = {64: 16, 128: 256, 256: 16}.get(d, 64)
-        q, kp, vp, cu_q, used, table, s = paged_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, page, device=args.device,
-                                                       seed=d)[:7]
-        kw = dict(s, causal=causal, softcap=30.0, sinks=torch.linspace(-2.0, 2.0, 8, device=args.device))
-        try:
-            out = torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
-        except RuntimeError as e:
-            if "not supported by this build" not in str(e):
-                raise
-            print(f"paged D={d}: SKIPPED ({str(e).splitlines()[0]})", flush=True)
-            continue
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        ref, _ = varlen_attention_ref(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
-        check(out, ref, None, f"paged D={d}")
-        print(f"paged D={d} page={page} causal={causal} softcap sinks: ok", flush=True)
-    kvcache_split_case(args.device)
-    for d in (int(x) for x in args.head_dims.split(",")):
-        kvcache_decode_kernel_cases(args.device, d)
+        if want("paged"):
+            page = {64: 16, 128: 256, 256: 16}.get(d, 64)
+            q, kp, vp, cu_q, used, table, s = paged_inputs(LENS_Q, LENS_K, 8, 2, d, FP8, page, device=args.device,
+                                                           seed=d)[:7]
+            kw = dict(s, causal=causal, softcap=30.0, sinks=torch.linspace(-2.0, 2.0, 8, device=args.device))
+            try:
+                out = torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
+            except RuntimeError as e:
+                if "not supported by this build" not in str(e):
+                    raise
+                print(f"paged D={d}: SKIPPED ({str(e).splitlines()[0]})", flush=True)
+                continue
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            ref, _ = varlen_attention_ref(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, **kw)
+            check(out, ref, None, f"paged D={d}")
+            print(f"paged D={d} page={page} causal={causal} softcap sinks: ok", flush=True)
+    if want("kvcache_split"):
+        kvcache_split_case(args.device)
+    if want("decode"):
+        for d in (int(x) for x in args.head_dims.split(",")):
+            kvcache_decode_kernel_cases(args.device, d)
     return 0
 
 
