@@ -22,9 +22,12 @@ budget() {  # budget SECTION SECONDS -> min(SECONDS, what is left), or 0 and a S
 echo "== build"; /usr/bin/time -f "build wall %e s" python3 -m torch_fmha.build 2>&1 | tail -4
 if [[ $skip != *,tests,* ]] && t=$(budget tests/gpu ${TEST_TIMEOUT:-400}) && (( t )); then
   echo "== tests/gpu (timeout $t s)"
-  TORCH_FMHA_ERR_LOG=$OUT/errors.tsv timeout $t python3 -m pytest -q --timeout=200 \
+  # --durations: the slowest tests, to keep the suite inside one call (session 31: 729 of its
+  # tests in 350 s); a log cut by the timeout has none, so -v names the test it stopped in.
+  TORCH_FMHA_ERR_LOG=$OUT/errors.tsv timeout $t python3 -m pytest -v --durations=30 --timeout=200 \
     --timeout-method=thread tests/gpu ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/tests_gpu.log" 2>&1
-  echo "rc=$?"; grep -E "passed|failed|error" "$OUT/tests_gpu.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/tests_gpu.log" | head -20
+  echo "rc=$?"; grep -E "^=+ .*(passed|failed|error)" "$OUT/tests_gpu.log" | tail -1
+  grep -E "(FAILED|ERROR)( |$)" "$OUT/tests_gpu.log" | head -20; grep -E "::" "$OUT/tests_gpu.log" | tail -1
 fi
 if [[ $skip != *,compile,* ]] && t=$(budget compile_tests ${COMPILE_TIMEOUT:-420}) && (( t )); then
   echo "== compile_tests (CUDA) + transformers (timeout $t s)"
