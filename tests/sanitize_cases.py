@@ -2,7 +2,7 @@
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (at D = 64 and 128 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
 since session 29, at D = 128 since session 30); also with a packed v:
-V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (4096 keys with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
+V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (4096 keys for a packed v with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
@@ -77,31 +77,33 @@ def main() -> int:
             check(out, ref, out_scale, f"varlen D={d}")
             print(f"varlen D={d} causal={causal} out={out_dtype}: ok", flush=True)
 
-        q, k, v, s = dense_inputs(2, 200, 333, 4, 2, d, FP8, device=args.device)
-        ref, _ = attention_ref(q, k, v, causal=not causal, **s)  # of the dense and packed v cases
-        if want("dense"):
-            out = torch_fmha.attention(q, k, v, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            check(out, ref, out_scale, f"dense D={d}")
-            print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
+        if want("dense") or want("packed_v"):
+            q, k, v, s = dense_inputs(2, 200, 333, 4, 2, d, FP8, device=args.device)
+            ref, _ = attention_ref(q, k, v, causal=not causal, **s)  # of the dense and packed v cases
+            if want("dense"):
+                out = torch_fmha.attention(q, k, v, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                check(out, ref, out_scale, f"dense D={d}")
+                print(f"dense D={d} causal={not causal} out={out_dtype}: ok", flush=True)
 
-        if want("packed_v"):
-            # The same call with a packed v ([B, Hkv, D, 21, 16]; the slots of the padding keys
-            # 333-335 hold zeros, as the layout requires): TMA lands V^T blocks, no transposer
-            # (kernel_traits.cuh, VLayout).
-            vp = packed_v(v)
-            out = torch_fmha.attention(q, k, vp, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            check(out, ref, out_scale, f"dense packed v D={d}")
-            print(f"dense packed v D={d}: ok", flush=True)
+            if want("packed_v"):
+                # The same call with a packed v ([B, Hkv, D, 21, 16]; the slots of the padding keys
+                # 333-335 hold zeros, as the layout requires): TMA lands V^T blocks, no transposer
+                # (kernel_traits.cuh, VLayout).
+                vp = packed_v(v)
+                out = torch_fmha.attention(q, k, vp, causal=not causal, out_dtype=out_dtype, out_scale=out_scale, **s)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                check(out, ref, out_scale, f"dense packed v D={d}")
+                print(f"dense packed v D={d}: ok", flush=True)
 
         if want("packed_v_long") and d in (128, 256):
             # A packed v in the long build, P through a shared-memory tile (consumer.cuh,
             # store_p_smem; at D = 128 the tile ends the 227 KB). Causal, past D = 128's short-key
-            # limit for a masked call (4096 keys): masked diagonal blocks and a partial last block (4400 = 17 x 256 + 48 at D = 128 with 4 x 35 = 140 tiles; 2400 = 18 x 128 + 96 at
-            # D = 256 with 8 x 19 = 152 tiles) on 132 SMs, so some CTAs run two and the
+            # limit for a packed v with a mask (4096 keys): masked diagonal blocks and a partial
+            # last block (4400 = 17 x 256 + 48 at D = 128 with 4 x 35 = 140 tiles; 2400 = 18 x 128 +
+            # 96 at D = 256 with 8 x 19 = 152 tiles) on 132 SMs, so some CTAs run two and the
             # tile-boundary round stores P as well
             sk, h = (4400, 4) if d == 128 else (2400, 8)
             q, k, v, s = dense_inputs(1, sk, sk, h, 2, d, FP8, device=args.device, seed=11)

@@ -26,8 +26,9 @@ if [[ $skip != *,tests,* ]] && t=$(budget tests/gpu ${TEST_TIMEOUT:-400}) && (( 
   # tests in 350 s); a log cut by the timeout has none, so -v names the test it stopped in.
   TORCH_FMHA_ERR_LOG=$OUT/errors.tsv timeout $t python3 -m pytest -v --durations=30 --timeout=200 \
     --timeout-method=thread tests/gpu ${PYTEST_K:+-k "$PYTEST_K"} > "$OUT/tests_gpu.log" 2>&1
-  echo "rc=$?"; grep -E "^=+ .*(passed|failed|error)" "$OUT/tests_gpu.log" | tail -1
-  grep -E "(FAILED|ERROR)( |$)" "$OUT/tests_gpu.log" | head -20; grep -E "::" "$OUT/tests_gpu.log" | tail -1
+  rc=$?; echo "rc=$rc"; grep -E "^=+ .*(passed|failed|error)" "$OUT/tests_gpu.log" | tail -1
+  grep -E "^(FAILED|ERROR) " "$OUT/tests_gpu.log" | head -20
+  (( rc == 124 )) && echo "cut by the section timeout after: $(grep -E '::' "$OUT/tests_gpu.log" | tail -1)"
 fi
 if [[ $skip != *,compile,* ]] && t=$(budget compile_tests ${COMPILE_TIMEOUT:-420}) && (( t )); then
   echo "== compile_tests (CUDA) + transformers (timeout $t s)"

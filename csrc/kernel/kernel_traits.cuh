@@ -238,7 +238,7 @@ using namespace cute;
 
 // How a head dim cuts the keys into KV blocks. kLong (every head dim, every
 // layout) is tuned for long sequences. kShort (D = 128 only, dense layout,
-// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(128) and for
+// chosen by dispatch_fwd.cu for seqlen_k <= short_keys_max_seqlen(128, ...) and for
 // windows spanning at most short_keys_max_window_span(128) keys per tile) uses
 // 128-key blocks and 3 stages: no partial last block at the power-of-two
 // lengths where 192 leaves one (1024 = 5 x 192 + 64), at the price of more
@@ -417,7 +417,7 @@ struct Fp8FwdTraits {
   // 2-byte column pairs: D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
   // epilogue 4x fewer stores, whole sectors), within 1% at 16k; D = 64 up to
   // 12% slower (its steady loop's code changed with it), so off there. Against
-  // the stage at D = 128: the short-key build (<= 2048 keys) faster with the
+  // the stage at D = 128: the short-key build (then <= 2048 keys) faster with the
   // groups (512: +6% / +13% causal; 1k: +2% / +7%; 2k: -2% / +2%), the long
   // build mixed (-2% non-causal at 8k / 16k, +1-5% causal), so only the short
   // build takes them.

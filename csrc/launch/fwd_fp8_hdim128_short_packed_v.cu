@@ -1,5 +1,5 @@
 // torch_fmha: SM90 FP8 forward kernel, head dim 128, dense layout, short-key
-// build (<= short_keys_max_seqlen(128) keys, or a narrow window), packed v
+// build (<= short_keys_max_seqlen(128, masked, true) keys, or a narrow window), packed v
 // (csrc/vt_key_order.h: TMA loads V^T blocks directly; kernel_traits.cuh, VLayout).
 #include "fwd_launch_template.cuh"
 

@@ -14,16 +14,16 @@ namespace torch_fmha {
 // kVarlen: ragged batch (p.cu_seqlens_* set, varlen tile scheduler + prep
 // kernel) or dense layout. Same kernel body; only the scheduler type differs.
 // kShortKeys: the dense build with smaller key blocks
-// (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D) or a
-// window spanning at most short_keys_max_window_span(D) keys per tile.
+// (kernel::KvBlocking::kShort), for seqlen_k <= short_keys_max_seqlen(D, masked, packed v)
+// or a window spanning at most short_keys_max_window_span(D) keys per tile.
 // kPackedV: v is a packed v (dense only, p.v_dim_stride != 1, csrc/vt_key_order.h):
 // TMA loads V^T blocks directly (kernel::VLayout::kPackedVt).
 template <int kHeadDim, bool kVarlen, bool kShortKeys = false, bool kPackedV = false>
 cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 
 // Longest dense key sequence a head dim's short-key build is used for (0:
-// none). Measured (docs/DESIGN.md section 6): at D = 128, 128-key against
-// 192-key blocks wins up to 2048 keys and loses from 4096 on. D = 64 has none
+// none). Measured (docs/DESIGN.md section 6; 2026-11-28, standard v): at D = 128, 128-key
+// against 192-key blocks won up to 2048 keys and lost from 4096 on. D = 64 has none
 // since its long build went to 256-key blocks (no partial block at any
 // power-of-two length from 256 on; 128-key blocks were 2% faster only at 512
 // keys causal and 9-15% slower at 512 / 1024 non-causal and 1024 causal);
@@ -32,8 +32,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // short build measured 777 / 625 TF/s non-causal / causal, a 256-key long build (its P V
 // wait where ptxas puts it, not the release's after the max) 807 / 583 (one H200, one
 // round of the long one, DESIGN section 6): a judgement call, non-causal 4% faster and
-// causal 7% slower, so the limit stayed 2048 for the masked calls (4096 since session 31,
-// below) and stays 2048 for the standard v without a mask.
+// causal 7% slower, so the limit stayed 2048 for the masked calls (with a packed v 4096
+// since session 31, below) and stays 2048 for the standard v.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
@@ -46,21 +46,24 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128 1024
 #endif
-// The limit for causal and windowed calls (either v layout): 4096 since session 31. A
-// causal 128-row tile ends in one diagonal block; with 128-key blocks nothing past the
-// diagonal is computed, with 256-key blocks half of every second tile's last block is.
-// Measured (one H200, session 31, same call, 2 rounds, packed v, causal 4096 keys): 706
-// -> 728 TF/s (+3.1%) with the short build; session 30's build with the limit at 8192
-// had causal 8192 keys 817 -> 779 (-4.6%), so the limit stops at 4096.
-#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_MASKED_128
-#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_MASKED_128 4096
+// The limit for a packed v with a causal mask or a window: 4096 since session 31. A causal
+// 128-row tile ends in one diagonal block; with 128-key blocks nothing past the diagonal is
+// computed, with the packed-v long build's 256-key blocks half of every second tile's last
+// block is. Measured (one H200, session 31, same call, 2 rounds, packed v, causal 4096
+// keys): 706 -> 728 TF/s (+3.1%) with the short build; session 30's build with the limit at
+// 8192 had causal 8192 keys 817 -> 779 (-4.6%), so the limit stops at 4096. Windows come
+// along unmeasured (a window wider than short_keys_max_window_span is a causal-like mask).
+// The standard v's long build (192-key blocks) keeps 2048: its only measurement at 4096
+// causal keys (2026-11-28, older kernels) had the short build 1% slower (681 -> 675).
+#ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_MASKED_128
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_MASKED_128 4096
 #endif
 // masked: causal or a window; packed_v: a packed v (p.v_dim_stride != 1).
 constexpr int short_keys_max_seqlen(int head_dim, bool masked, bool packed_v) {
   return head_dim != 128 ? 0
-         : masked        ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_MASKED_128
-         : packed_v      ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
-                         : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128;
+         : !packed_v     ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
+         : masked        ? TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_MASKED_128
+                         : TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128;
 }
 
 // A window bounds the keys one 128-row tile reads to window_left + window_right

@@ -83,7 +83,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   // whose plan is active; the others run the kernel without the pieces' code.
   // The short-key build never splits: without a mask it runs at most 2048 keys (16 of its
   // 128-key blocks, under D = 128's threshold of 32); causal and windowed launches (up to 4096
-  // keys there) never split. So it has no split kernel.
+  // keys there with a packed v) never split. So it has no split kernel.
   constexpr int kSplitMinBlocks = kVarlen || kShortKeys ? 0 : kernel::split_tail_min_blocks(kHeadDim);
   static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= kernel::split_tail_narrowest_block(kHeadDim),
                 "fwd_workspace_bytes sizes the split tail's slots for key blocks of "

@@ -72,9 +72,9 @@ def test_gqa(hkv, d):
     run_case(3, 300, 300, 8, hkv, d, causal=True, case=f"GQA {8 // hkv} D={d}")
 
 
-# 257 keys: the D=128 short-key build; 4224: past short_keys_max_seqlen(128) for a causal call
-# (4096), the long builds (D=64 runs its 256-key long build at both).
-@pytest.mark.parametrize("seqlen", [257, 4224])
+# 257 keys: the D=128 short-key build; 2100: past short_keys_max_seqlen(128) for the standard v,
+# the long builds (D=64 runs its 256-key long build at both).
+@pytest.mark.parametrize("seqlen", [257, 2100])
 @pytest.mark.parametrize("out_dtype", [torch.float16, FP8])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_output_dtypes(out_dtype, d, seqlen):
@@ -161,9 +161,9 @@ def test_split_tail_bits_do_not_depend_on_timing(d):
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
 # zero padding slots), whole groups with no padding slot in a partial block (16, 128), the
-# D=128 short build (<= 4096 keys with a mask, <= 1024 for a packed v without one) and the long
+# D=128 short build (a packed v: <= 4096 keys with a mask, <= 1024 without one) and the long
 # ones.
-@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 1025, 2048, 2100, 4224])
+@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 1025, 2048, 2100, 4096, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_packed_v(seqlen, causal, d):
@@ -177,21 +177,21 @@ def test_packed_v_windows_gqa_fp8_out(d):
              case=f"packed v window GQA 8 fp8 out D={d}")
 
 
-@pytest.mark.parametrize("seqlen", [19, 129, 1023, 2048, 3000, 4224])
+@pytest.mark.parametrize("seqlen", [19, 129, 1023, 2048, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
     """The packed build reads the V^T the transposer would have written (same slots, zeros past
     the sequence) and runs the same softmax and products: out and lse are bitwise those of the
     standard layout. A key-order mismatch would not survive this on peaky data.
-    Not at D = 128 past the short-key builds (4096 keys with a mask, 1024 for a packed v
-    without one):
+    Not at D = 128 past the short-key builds (the standard v's 2048 keys, the packed v's 1024
+    without a mask; a packed v with a mask runs the short build to 4096 keys):
     the packed-v long build runs 256-key blocks with P from shared memory, the standard one
     192-key blocks or the short build (kernel_traits.cuh, TORCH_FMHA_TUNE_P_SMEM_128;
     fwd_fp8_launch.h), and another tiling rounds P differently; test_packed_v checks that build
     against the oracle. At D = 256 both run 128-key blocks, P V reading P from shared memory
     (packed) or registers (standard): the same bits."""
-    if d == 128 and seqlen > (4096 if causal else 1024):
+    if d == 128 and seqlen > (2048 if causal else 1024):
         pytest.skip("D = 128: packed v 256-key blocks, standard v 192-key or short-key ones (not the same tiling)")
     g = torch.Generator().manual_seed(seqlen + d)
 
@@ -281,19 +281,23 @@ def test_unsupported_raise_clearly():
         call("bwd", q, q, q, q, q, torch.zeros(1, 2, 8, device="cuda"))
 
 
-@pytest.mark.parametrize("d,sk", [(128, 2047), (128, 2048), (128, 2049), (128, 4096), (128, 4097), (64, 1025)])
+@pytest.mark.parametrize("d,sk,pack_v", [(128, 2047, False), (128, 2048, False), (128, 2049, False),
+                                         (128, 4096, True), (128, 4097, True), (64, 1025, False)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_short_key_blocking_boundary(d, sk, causal):
-    """D=128 dense switches from 128-key blocks (the short-key build) to 192-key blocks
-    above short_keys_max_seqlen(128) (fwd_fp8_launch.h): 2048 keys without a mask (standard
-    v), 4096 with a causal mask or a window: both sides of each switch, with Sq != Sk so
-    causal's bottom-right alignment and the partial blocks differ per build. D=64 at 1025
-    keys: its 256-key long build with a 1-key last block. The windows span more than
-    short_keys_max_window_span(128) = 2048 keys, so their side of the switch is decided by
-    the key count too."""
-    run_case(2, 300, sk, 4, 2, d, causal=causal, seed=sk, case=f"Sk={sk} D={d} causal={causal}")
+def test_short_key_blocking_boundary(d, sk, pack_v, causal):
+    """D=128 dense switches from 128-key blocks (the short-key build) to the long build
+    above short_keys_max_seqlen(128, ...) (fwd_fp8_launch.h): for the standard v at 2048 keys
+    (to 192-key blocks), for a packed v with a causal mask or a window at 4096 (to 256-key
+    blocks; without a mask a packed v switches at 1024, so 4096 / 4097 run its long build
+    then): both sides of each switch, with Sq != Sk so causal's bottom-right alignment and the
+    partial blocks differ per build. D=64 at 1025 keys: its 256-key long build with a 1-key
+    last block. The windows span more than short_keys_max_window_span(128) = 2048 keys, so
+    their side of the switch is decided by the key count too."""
+    run_case(2, 300, sk, 4, 2, d, causal=causal, seed=sk, pack_v=pack_v,
+             case=f"Sk={sk} D={d} causal={causal} packed v={pack_v}")
     window = (2000, 0) if causal else (1200, 900)
-    run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, case=f"S={sk} D={d} window={window}")
+    run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, pack_v=pack_v,
+             case=f"S={sk} D={d} window={window} packed v={pack_v}")
 
 
 def _dense_kernel_name(q, k, v, s):
@@ -309,15 +313,16 @@ def _dense_kernel_name(q, k, v, s):
     return names[0]
 
 
-@pytest.mark.parametrize("d,causal,max_short", [(128, False, 2048), (128, True, 4096)])
+@pytest.mark.parametrize("d,causal,max_short", [(128, False, 2048), (128, True, 2048)])
 def test_short_key_dispatch(d, causal, max_short):
     """Without a window dispatch_fwd.cu picks the build by seqlen_k (narrow windows:
-    test_short_key_build_for_narrow_windows): above short_keys_max_seqlen(D) (D = 128: 2048
-    keys for the standard v without a mask, 4096 with a causal mask) the long build (192-key
-    blocks) that varlen always runs (dense == varlen bitwise needs the same blocking), at the
-    limit and below another kernel, the same one from 1 key up (the short-key build: D=128
-    has two dense builds, test_sass_sm90.py)."""
-    # At most 2 x 2 x 33 = 132 tiles, one round of the grid: no split tail (tile_scheduler.cuh),
+    test_short_key_build_for_narrow_windows): above short_keys_max_seqlen(D, ...) (D = 128,
+    standard v: 2048 keys with or without a causal mask; a packed v has its own limits,
+    test_short_key_dispatch_packed_v_unmasked) the long build (192-key blocks) that varlen
+    always runs (dense == varlen bitwise needs the same blocking), at the limit and below
+    another kernel, the same one from 1 key up (the short-key build: D=128 has two dense
+    builds, test_sass_sm90.py)."""
+    # 2 x 2 x 17 = 68 tiles, under one round of the grid: no split tail (tile_scheduler.cuh),
     # which only dense launches without a mask have. GQA 2.
     b, h, hkv = 2, 2, 1
     q, k, v, s = dense_inputs(b, max_short + 1, max_short + 1, h, hkv, d, FP8, device="cuda",

@@ -118,10 +118,9 @@ def test_sinks_minus_inf_are_no_sinks_bitwise(d):
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_softcap_and_sinks_dense_equals_varlen_bitwise(d):
     # Same tiling on both sides: a dense D=128 call with at most
-    # short_keys_max_seqlen(128) keys (2048 without a mask, 4096 causal) uses 128-key blocks,
-    # a packed D=128 batch always 192 (4200 keys: 22 blocks, under the split tail's 32).
-    # D=64 (256-key blocks) at 1100 keys: a partial last block.
-    b, s_len, h, hkv = 3, {64: 1100, 128: 4200}.get(d, 517), 4, 2
+    # short_keys_max_seqlen(128) = 2048 keys uses 128-key blocks, a packed D=128 batch
+    # always 192. D=64 (256-key blocks) at 1100 keys: a partial last block.
+    b, s_len, h, hkv = 3, {64: 1100, 128: 2100}.get(d, 517), 4, 2
     q, k, v, s = dense_inputs(b, s_len, s_len, h, hkv, d, FP8, device="cuda", poison=False, seed=d)
     sinks = torch.tensor([-2.0, 0.0, 3.0, 80.0], device="cuda")
     cu = torch.arange(0, (b + 1) * s_len, s_len, dtype=torch.int32, device="cuda")

@@ -166,12 +166,11 @@ def test_more_sequences_than_the_sort_bound():
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_dense_and_varlen_agree_bitwise(causal, d):
     # Same tiling on both sides: a dense D=128 call with at most
-    # short_keys_max_seqlen(128) keys (2048 without a mask, 4096 causal) uses 128-key blocks,
-    # a packed D=128 batch always 192. D=64 (256-key blocks) at 1100 keys: a partial last
-    # block. At most 132 tiles (2 x 2 x 33 at D = 128, GQA 2): one round of the grid, so no
-    # dense split tail (tile_scheduler.cuh), which changes the tiling of a launch's last tiles.
-    b, s_len = {128: 2}.get(d, 3), {64: 1100, 128: 4200}.get(d, 517)
-    h, hkv = {128: 2}.get(d, 4), {128: 1}.get(d, 2)
+    # short_keys_max_seqlen(128) = 2048 keys uses 128-key blocks, a packed D=128 batch
+    # always 192. D=64 (256-key blocks) at 1100 keys: a partial last block. At most 132 tiles
+    # (3 x 2 x 17 at D = 128, GQA 2): one round of the grid, so no dense split tail
+    # (tile_scheduler.cuh), which changes the tiling of a launch's last tiles.
+    b, s_len, h, hkv = 3, {64: 1100, 128: 2100}.get(d, 517), {128: 2}.get(d, 4), {128: 1}.get(d, 2)
     q, k, v, s = dense_inputs(b, s_len, s_len, h, hkv, d, FP8, device="cuda", poison=False, seed=d)
     dense, dense_lse = torch_fmha.attention(q, k, v, causal=causal, return_lse=True, **s)
     cu = torch.arange(0, (b + 1) * s_len, s_len, dtype=torch.int32, device="cuda")
