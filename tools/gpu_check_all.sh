@@ -3,7 +3,7 @@
 # export/AOTI + transformers tests, sanitizers, varlen stress; on request also the
 # benchmark (BENCH_ARGS), Nsight Compute profiles (NCU_CASES, tools/prof/ncu_profile.sh)
 # and the AOTI load diagnosis (AOTI_DIAG=1, compile_tests/aoti_diag.py). Logs in $OUT.
-#   [STRESS_LAUNCHES=2000] [SKIP=tests,compile,sanitize,stress] [PYTEST_K=...]
+#   [STRESS_LAUNCHES=2000] [SKIP=tests,compile,sanitize,stress] [PYTEST_K=...] [SAN_ONLY=...] [SAN_TOOLS=...]
 #   [E2E=1 [E2E_ARGS=...]] (bench --e2e-errors) [OVERHEAD_ARGS="--stack"] (tools/overhead.py)
 #   [BENCH_ARGS="--seqlens 4096"] [NCU_CASES="128:8192:0"] [AOTI_DIAG=1] [BUDGET_S=570] bash tools/gpu_check_all.sh
 # One device call may run 600 s: each section's timeout is cut to what is left of BUDGET_S
@@ -45,8 +45,10 @@ if [[ $skip != *,compile,* ]] && t=$(budget compile_tests ${COMPILE_TIMEOUT:-420
   grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/compile.log" | head -20
   (( rc == 124 )) && echo "cut by the section timeout in: $(grep -E '::' "$OUT/compile.log" | tail -1)"
 fi
-if [[ $skip != *,sanitize,* ]] && t=$(budget sanitizers $(( 3 * ${SAN_TIMEOUT:-120} ))) && (( t )); then
-  echo "== sanitizers (timeout $(( t / 3 )) s per tool)"; SAN_TIMEOUT=$(( t / 3 )) OUT=$OUT bash tools/sanitize.sh
+san_tools=${SAN_TOOLS:-memcheck,racecheck,synccheck}; san_n=$(( $(tr -cd , <<< "$san_tools" | wc -c) + 1 ))
+if [[ $skip != *,sanitize,* ]] && t=$(budget sanitizers $(( san_n * ${SAN_TIMEOUT:-120} ))) && (( t )); then
+  # tools/sanitize.sh runs the tools SAN_TOOLS names (default all three), SAN_ONLY's cases
+  echo "== sanitizers (timeout $(( t / san_n )) s per tool)"; SAN_TIMEOUT=$(( t / san_n )) OUT=$OUT bash tools/sanitize.sh
 fi
 if [[ $skip != *,stress,* ]] && t=$(budget stress ${STRESS_TIMEOUT:-200}) && (( t )); then
   echo "== stress (timeout $t s)"
