@@ -372,6 +372,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const MaskInfo mask = tile_mask(tile);
     const KvBlockRange range = tile_range(tile);
     const int num_blocks = range.count();
+    trace.tile_info(traced_tile, int(tile.split), num_blocks);
     float inv_sum[2], lse[2];
     if (num_blocks == 0) {  // no key visible: out = 0, lse = -inf (or the sink)
       clear(tOrO);

@@ -13,6 +13,12 @@
 //   trace wg=<w> it=<i> <clock at each of kPoints points>
 //   tile wg=<w> n=<tile> <clock at each of kTilePoints points, 0 where not reached>
 // tools/prof/phase_trace.py turns the lines into per-phase cycle counts.
+// TORCH_FMHA_TRACE=2 adds a grid timeline: for every CTA and both consumer warpgroups,
+// the global timer (ns, common to all SMs) at the top, final P V and stored points of
+// its first kGridTiles tiles, and each tile's split role and KV blocks, printed as
+//   gtile cta=<c> wg=<w> n=<tile> <role> <blocks> <top ns> <pv_final ns> <stored ns>
+// (tools/prof/grid_timeline.py): where the last rounds' time goes across the grid
+// (the split tail's pieces, the idle CTAs of a last round), which CTA 0's trace cannot say.
 // The clock reads and the stores perturb the code a little (SASS differs from
 // the release build's); compare its cycles per block with the release speed.
 #pragma once
@@ -42,11 +48,19 @@ struct PhaseTrace {
   static constexpr int kTiles = 16;
   enum TilePoint : int { kTileTop, kFirstSDone, kFirstP, kSteadyDone, kLastIssued, kPvFinal, kStored, kTilePoints };
 
+  // Grid timeline (TORCH_FMHA_TRACE=2): points of each tile, every CTA.
+  static constexpr bool kGrid = TORCH_FMHA_TRACE >= 2;
+  static constexpr int kGridCtas = 264;
+  static constexpr int kGridTiles = 24;
+  enum GridPoint : int { kGTop, kGPvFinal, kGStored, kGInfo, kGPoints };
+
   bool active;  // this thread records (CTA 0, warp 0 lane 0 of its warpgroup)
+  bool grid_active;  // this thread records the grid timeline (every CTA's warpgroup leaders)
   int wg;
 
   __device__ __forceinline__ PhaseTrace(int wg_, bool wg_leader)
-      : active(kOn && blockIdx.x == 0 && wg_leader), wg(wg_) {}
+      : active(kOn && blockIdx.x == 0 && wg_leader),
+        grid_active(kGrid && wg_leader && blockIdx.x < kGridCtas), wg(wg_) {}
 
   __device__ __forceinline__ void mark(int it, Point point) const {
     if constexpr (kOn) {
@@ -58,6 +72,25 @@ struct PhaseTrace {
   __device__ __forceinline__ void mark_tile(int tile, TilePoint point) const {
     if constexpr (kOn) {
       if (active && tile < kTiles) stamp(tile_slots() + (wg * kTiles + tile) * kTilePoints + point);
+    }
+    if constexpr (kGrid) {
+      const int g = point == kTileTop ? kGTop : point == kPvFinal ? kGPvFinal : point == kStored ? kGStored : -1;
+      if (grid_active && g >= 0 && tile < kGridTiles) {
+        uint64_t t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        grid_slots()[((blockIdx.x * 2 + wg) * kGridTiles + tile) * kGPoints + g] = t;
+      }
+    }
+  }
+
+  // The grid timeline's tile description: split role (0 whole, 1 tail, 2 head piece) and
+  // the KV blocks it walks.
+  __device__ __forceinline__ void tile_info(int tile, int role, int blocks) const {
+    if constexpr (kGrid) {
+      if (grid_active && tile < kGridTiles) {
+        grid_slots()[((blockIdx.x * 2 + wg) * kGridTiles + tile) * kGPoints + kGInfo] =
+            uint64_t(role) << 32 | uint32_t(blocks);
+      }
     }
   }
 
@@ -82,6 +115,10 @@ struct PhaseTrace {
   __device__ static int* count() {
     static __device__ int blocks;
     return &blocks;
+  }
+  __device__ static uint64_t* grid_slots() {
+    static __device__ uint64_t storage[kGridCtas * 2 * kGridTiles * kGPoints];
+    return storage;
   }
   __device__ static uint32_t* tile_slots() {
     static __device__ uint32_t storage[2 * kTiles * kTilePoints];
@@ -109,6 +146,21 @@ __global__ void phase_trace_print_kernel() {
       printf("tile wg=%d n=%d %u %u %u %u %u %u %u\n", wg, tile, s[0], s[1], s[2], s[3], s[4], s[5], s[6]);
       // Cleared for the next launch, whose tiles may not reach every point.
       for (int i = 0; i < PhaseTrace::kTilePoints; ++i) s[i] = 0;
+    }
+  }
+  if constexpr (PhaseTrace::kGrid) {
+    for (int cta = 0; cta < PhaseTrace::kGridCtas; ++cta) {
+      for (int wg = 0; wg < 2; ++wg) {
+        for (int tile = 0; tile < PhaseTrace::kGridTiles; ++tile) {
+          uint64_t* s = PhaseTrace::grid_slots() + ((cta * 2 + wg) * PhaseTrace::kGridTiles + tile) * PhaseTrace::kGPoints;
+          if (s[PhaseTrace::kGTop] != 0) {
+            printf("gtile cta=%d wg=%d n=%d %u %u %llu %llu %llu\n", cta, wg, tile, unsigned(s[3] >> 32),
+                   unsigned(s[3] & 0xffffffffu), (unsigned long long)s[0], (unsigned long long)s[1],
+                   (unsigned long long)s[2]);
+          }
+          for (int i = 0; i < PhaseTrace::kGPoints; ++i) s[i] = 0;
+        }
+      }
     }
   }
 }
