@@ -113,6 +113,13 @@ def main() -> int:
         return 1
     print(f"D={a.d} S={a.s} causal={a.causal} {a.who}: launch {len(launches)} of {len(launches)}")
     print(report(launches[-1]))
+    # CTA 0's per-tile phases (the same build prints phase_trace.py's tile lines too).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import phase_trace
+    tiles = phase_trace.parse_tiles(lines)
+    if tiles:
+        print("CTA 0, per tile (phase_trace.py):")
+        print(phase_trace.tile_report(tiles))
     return 0
 
 
