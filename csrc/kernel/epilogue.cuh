@@ -13,10 +13,10 @@
 // Three store paths, chosen per build and output type by measurement
 // (kernel_traits.cuh: Traits::kFp8GroupStores, Traits::kStagedEpilogue;
 // docs/DESIGN.md sections 6 and 7; consumer.cuh picks one per tile):
-// - fp8 groups (fp8 output at D = 256 and in the D = 128 short-key build):
-//   a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane of
-//   one whole 8-column group, 32 contiguous bytes per quad, from the registers.
-// - staged (the long D = 128 build; the short-key build's 16-bit output): the
+// - fp8 groups (fp8 output at D = 256 and in every D = 128 build, the long ones since
+//   session 32): a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane
+//   of one whole 8-column group, 32 contiguous bytes per quad, from the registers.
+// - staged (16-bit output of the D = 128 builds; their fp8 output until session 32): the
 //   warpgroup writes its 64 x D output rows into a shared-memory stage (2-4 byte stores,
 //   bank-conflict-free), then every thread copies 16-byte chunks of whole rows
 //   to global memory. The direct 2-4 byte global stores filled the LSU queue
@@ -277,7 +277,8 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // either piece nor a sink) and lse the tile's LSE, for the usual store. Nobody waits for the
 // other piece, so the two CTAs need not be resident together.
 // The head piece is nearly always the second (its CTA runs it last in its share, the tail
-// piece's CTA first in its own), so it first looks at the flag (flag_peek, kSplitPeek): if the
+// piece's CTA first in its own), so with kSplitPeek (a knob, off) it first looks at the flag
+// (flag_peek): if the
 // tail piece has counted in, it merges at once, without the fence, the barrier and the count
 // that publish its partial (in session 32's grid timeline, one H200, D = 128 2k, a head
 // piece's exchange and merge took 5.4 us median against a whole tile's 1.8 us epilogue).
@@ -299,8 +300,11 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // sees keys in both pieces.
 // `arrival`: a shared-memory word of this warpgroup, to hand the leader's reads to the
 // other threads.
+// A developer knob for an A/B (off: no measured gain yet; session 32, one H200, same call,
+// 2 rounds, D = 128 non-causal, TF/s with the peek -> without: 8k 923 / 919 -> 944 / 921,
+// 16k 944 / 946 -> 942 / 945).
 #ifndef TORCH_FMHA_TUNE_SPLIT_PEEK
-#define TORCH_FMHA_TUNE_SPLIT_PEEK 1
+#define TORCH_FMHA_TUNE_SPLIT_PEEK 0
 #endif
 inline constexpr bool kSplitPeek = TORCH_FMHA_TUNE_SPLIT_PEEK != 0;
 

@@ -219,8 +219,10 @@
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
 #define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0
 #endif
+// D = 128 long builds (standard and packed v, dense and varlen): on since session 32
+// (Fp8FwdTraits::kFp8GroupStores says why).
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
-#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 0
+#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 1
 #endif
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_256
 #define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1
@@ -419,8 +421,15 @@ struct Fp8FwdTraits {
   // 12% slower (its steady loop's code changed with it), so off there. Against
   // the stage at D = 128: the short-key build (then <= 2048 keys) faster with the
   // groups (512: +6% / +13% causal; 1k: +2% / +7%; 2k: -2% / +2%), the long
-  // build mixed (-2% non-causal at 8k / 16k, +1-5% causal), so only the short
-  // build takes them.
+  // build then (192-key blocks, 2026-11-28) mixed (-2% non-causal at 8k / 16k, +1-5%
+  // causal). Session 32 measured the long build again (one H200, same call, 2 rounds,
+  // packed v, TF/s, 2k / 4k / 8k / 16k): non-causal 834 / 892 / 923 / 944 -> 884 / 916 /
+  // 924 / 947 (round 1; round 2 836 / 892 / 919 / 946 -> 880 / 913 / 931 / 954), causal
+  // 8k / 16k 836 / 871 -> 839 / 888. Its staged epilogue took 1.8 us per tile from the
+  // last P V to the stored output in session 32's grid timeline at 2k (the short build's
+  // groups 0.6 us): the stage's shared-memory stores and loads compete with the other
+  // warpgroup's wgmma operand reads. So every D = 128 build takes the groups for fp8
+  // output; 16-bit output keeps the stage.
   static constexpr bool kFp8GroupStores = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
