@@ -277,9 +277,8 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // either piece nor a sink) and lse the tile's LSE, for the usual store. Nobody waits for the
 // other piece, so the two CTAs need not be resident together.
 // The head piece is nearly always the second (its CTA runs it last in its share, the tail
-// piece's CTA first in its own), so with kSplitPeek (a knob, off) it first looks at the flag
-// (flag_peek): if the
-// tail piece has counted in, it merges at once, without the fence, the barrier and the count
+// piece's CTA first in its own), so it first looks at the flag (flag_peek, kSplitPeek): if
+// the tail piece has counted in, it merges at once, without the fence, the barrier and the count
 // that publish its partial (in session 32's grid timeline, one H200, D = 128 2k, a head
 // piece's exchange and merge took 5.4 us median against a whole tile's 1.8 us epilogue).
 // Nobody reads its side of the slot after that but itself. The merge reads both partials
@@ -300,11 +299,12 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // sees keys in both pieces.
 // `arrival`: a shared-memory word of this warpgroup, to hand the leader's reads to the
 // other threads.
-// A developer knob for an A/B (off: no measured gain yet; session 32, one H200, same call,
-// 2 rounds, D = 128 non-causal, TF/s with the peek -> without: 8k 923 / 919 -> 944 / 921,
-// 16k 944 / 946 -> 942 / 945).
+// On since session 32, with the packed v's D = 128 threshold of 16 blocks (tile_scheduler.cuh),
+// the configuration measured there (4k +1.0%). Alone, at 8k / 16k where the split ran before,
+// it was within the runs' spread (one H200, same call, 2 rounds, D = 128 non-causal, TF/s
+// with the peek -> without: 8k 923 / 919 -> 944 / 921, 16k 944 / 946 -> 942 / 945).
 #ifndef TORCH_FMHA_TUNE_SPLIT_PEEK
-#define TORCH_FMHA_TUNE_SPLIT_PEEK 0
+#define TORCH_FMHA_TUNE_SPLIT_PEEK 1
 #endif
 inline constexpr bool kSplitPeek = TORCH_FMHA_TUNE_SPLIT_PEEK != 0;
 

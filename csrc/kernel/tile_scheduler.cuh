@@ -101,6 +101,15 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128 32
 #endif
+// D = 128 with a packed v (256-key blocks) alone: from 16 blocks (4096 keys) since session 32,
+// the layout it was measured with. Session 32 (one H200, same call, 2 rounds, non-causal
+// D = 128, fp8 output in groups, the split tail's peek on, kSplitPeek in epilogue.cuh), TF/s
+// at 4k: 894 / 896 -> 901 / 907 (+1.0%); from 8 blocks 2k lost (864 / 854 -> 840 / 843) and
+// 4k gained less (902 / 899). The standard v keeps 32 (its 192-key blocks: 3k keys at 16,
+// not timed).
+#ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128
+#define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128 16
+#endif
 // A developer knob for an A/B: 1 runs every dense launch of a head dim's builds with a split
 // tail (above; not D = 128's short-key build) in the split kernel (kSplit) with no plan, so
 // all its tiles whole. It measures what the split kernel's own code costs apart from what the
@@ -112,10 +121,18 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 #ifndef TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN
 #define TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN 0
 #endif
-__host__ __device__ constexpr int split_tail_min_blocks(int head_dim) {
+__host__ __device__ constexpr int split_tail_min_blocks(int head_dim, bool packed_v) {
   return head_dim == 64    ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64
-         : head_dim == 128 ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128
+         : head_dim == 128 ? (packed_v ? TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128
+                                       : TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128)
                            : 0;
+}
+// The fewest blocks from which any dense build of the head dim splits (0: none does): the
+// op's workspace sizing (fwd_workspace_bytes) takes it, so that every launch that may split
+// has its slots whichever v layout it has.
+__host__ __device__ constexpr int split_tail_fewest_blocks(int head_dim) {
+  const int a = split_tail_min_blocks(head_dim, false), b = split_tail_min_blocks(head_dim, true);
+  return a <= 0 ? b : b <= 0 ? a : a < b ? a : b;
 }
 
 // The narrowest KV block of a build that may split at `head_dim` (kernel_traits.cuh; D = 128's
