@@ -118,8 +118,9 @@ def main() -> int:
             # The split tail (tile_scheduler.cuh): 17 x 16 = 272 tiles on 132 SMs, the last 140 cut
             # into pieces whose partials go through the op's workspace and a flag per slot (and a
             # shared word per warpgroup for the count); sinks join once, in the head piece. D = 64:
-            # 8 256-key blocks a tile; D = 128 (from 32 blocks): 8192 keys and a packed v, 32
-            # 256-key blocks (the P-from-shared-memory build)
+            # 8 256-key blocks a tile; D = 128 (a packed v splits from 16 blocks since session
+            # 32, the standard v from 32): 8192 keys and a packed v, 32 256-key blocks (the
+            # P-from-shared-memory build)
             sk = 2048 if d == 64 else 8192
             q, k, v, s = dense_inputs(1, 2048, sk, 17, 17, d, FP8, device=args.device, seed=13)
             sinks = torch.linspace(-2.0, 4.0, 17, device=args.device)

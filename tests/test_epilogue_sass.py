@@ -1,7 +1,8 @@
 """The fp8 group stores of the direct epilogue (csrc/kernel/epilogue.cuh,
 store_output_fp8_groups) survive ptxas, checked on a machine without a GPU: the
-release D = 256 dense build and the D = 128 short-key build (the two that store
-fp8 output in groups, Traits::kFp8GroupStores) are compiled for sm_90a and
+release D = 256 dense build and the D = 128 builds (short-key; long with a standard or a
+packed v; varlen: every build that stores fp8 output in groups, Traits::kFp8GroupStores, the
+long ones since session 32) are compiled for sm_90a and
 their SASS must hold the 8-byte stores of every group, no more spills in the
 consumers' steady KV loop than measured (none at D = 128; at D = 256 3 LDL
 before and after the change), no warp vote that ties a warp's rows together there
@@ -29,6 +30,9 @@ def _kernels(tmp_path, unit: str) -> list[list[str]]:
 @pytest.mark.parametrize("unit, head_dim, grouped, loop_spills", [
     ("fwd_fp8_hdim256", 256, True, 3),
     ("fwd_fp8_hdim128_short", 128, True, 0),
+    ("fwd_fp8_hdim128", 128, True, 0),
+    ("fwd_fp8_hdim128_packed_v", 128, True, 0),
+    ("fwd_fp8_hdim128_varlen", 128, True, 0),
     ("fwd_fp8_hdim64", 64, False, 0),
 ])
 def test_fp8_group_stores_survive_ptxas(tmp_path, unit, head_dim, grouped, loop_spills):

@@ -61,3 +61,12 @@ def test_no_lines_is_an_error(tmp_path):
     run = subprocess.run([sys.executable, str(TOOL), "--parse", str(f)], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 1 and "TORCH_FMHA_TRACE=2" in run.stderr
+
+
+def test_a_cta_at_the_tile_limit_is_flagged(tmp_path):
+    lines = [f"gtile cta=0 wg=0 n={n} 0 4 {1000 + 2000 * n} {2500 + 2000 * n} {2800 + 2000 * n}"
+             for n in range(24)]
+    lines += ["gtile cta=1 wg=0 n=0 0 4 1000 2500 2800"]
+    rep = _report(tmp_path, lines)
+    assert "WARNING: 1 CTAs (first 0) reached the trace's 24-tile limit" in rep
+    assert "WARNING" not in _report(tmp_path, lines[1:])

@@ -299,10 +299,13 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // sees keys in both pieces.
 // `arrival`: a shared-memory word of this warpgroup, to hand the leader's reads to the
 // other threads.
-// On since session 32, with the packed v's D = 128 threshold of 16 blocks (tile_scheduler.cuh),
-// the configuration measured there (4k +1.0%). Alone, at 8k / 16k where the split ran before,
-// it was within the runs' spread (one H200, same call, 2 rounds, D = 128 non-causal, TF/s
-// with the peek -> without: 8k 923 / 919 -> 944 / 921, 16k 944 / 946 -> 942 / 945).
+// On since session 32, with the packed v's D = 128 threshold of 16 blocks (tile_scheduler.cuh):
+// that configuration was timed with it (4k +1.0% against no split); the peek's own share of
+// that was not isolated. Alone, at 8k / 16k where the split ran before, it was within the
+// runs' spread, though at 8k lower in both calls (one H200, same call, 2 rounds, D = 128
+// non-causal, TF/s with the peek -> without: 8k 923 / 919 -> 944 / 921, 16k 944 / 946 -> 942 /
+// 945; call 3's 16-block variant at 8k 924 / 932 against 932 / 931). Not timed at D = 64.
+// An A/B on the 16-block configuration is open.
 #ifndef TORCH_FMHA_TUNE_SPLIT_PEEK
 #define TORCH_FMHA_TUNE_SPLIT_PEEK 1
 #endif

@@ -129,13 +129,6 @@ __host__ __device__ constexpr int split_tail_min_blocks(int head_dim, bool packe
                                        : TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_128)
                            : 0;
 }
-// The fewest blocks from which any dense build of the head dim splits (0: none does): the
-// op's workspace sizing (fwd_workspace_bytes) takes it, so that every launch that may split
-// has its slots whichever v layout it has.
-__host__ __device__ constexpr int split_tail_fewest_blocks(int head_dim) {
-  const int a = split_tail_min_blocks(head_dim, false), b = split_tail_min_blocks(head_dim, true);
-  return a <= 0 ? b : b <= 0 ? a : a < b ? a : b;
-}
 
 // The narrowest KV block of a build that may split at `head_dim` (kernel_traits.cuh; D = 128's
 // short-key build never splits). The op sizes the split tail's workspace with it before it

@@ -13,8 +13,9 @@ size_t fwd_workspace_bytes(const FwdParams& p) {
   // Dense: the split tail's slots (tile_scheduler.cuh), wherever a launch may use them.
   // Its plan also needs the build's key block (fwd_launch_template.cuh); the narrowest block
   // of a build that splits at this head dim makes this a superset. (Too few blocks here would
-  // only run a launch's tiles whole: it splits only with a workspace.)
-  const int min_blocks = kernel::split_tail_fewest_blocks(p.head_dim);
+  // only run a launch's tiles whole: it splits only with a workspace.) The threshold is the
+  // v layout's (a packed v: v_dim_stride != 1, as dispatch_fwd.cu tells them apart).
+  const int min_blocks = kernel::split_tail_min_blocks(p.head_dim, p.v_dim_stride != 1);
   if (min_blocks <= 0 || p.window_left >= 0 || p.window_right >= 0 || p.num_sms <= 0) return 0;
   const int kBlock = kernel::split_tail_narrowest_block(p.head_dim);
   const int64_t tiles = int64_t(p.batch) * p.heads_q * ((int64_t(p.seqlen_q) + 127) / 128);

@@ -85,8 +85,9 @@ def test_output_dtypes(out_dtype, d, seqlen):
 # The split tail (csrc/kernel/tile_scheduler.cuh): a dense launch without a mask whose tile
 # count is not a multiple of the grid runs its last two rounds' tiles as pieces of equal
 # shares, a tile's two pieces merged by their LSEs (epilogue.cuh), where a tile has at least
-# TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d> KV blocks (8 at D = 64, 32 at D = 128 in the release;
-# 0 in a build without: then these are plain dense cases). 17 heads x 16 q blocks = 272 tiles
+# TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d> KV blocks (8 at D = 64, 32 at D = 128 in the release,
+# 16 at D = 128 with a packed v since session 32: _PACKED_128; 0 in a build without: then these
+# are plain dense cases). 17 heads x 16 q blocks = 272 tiles
 # on the 132 SMs of an H100 / H200: 140 tiles in the tail. The key lengths grow with the
 # build's threshold (split_keys). They check the merge: the sink joins once, FP8 output, GQA;
 # test_split_tail_kernel_choice checks that it ran.
@@ -94,9 +95,9 @@ def split_keys(d: int, keys: int) -> int:
     """`keys`, or more keys, with the same remainder mod 256, where this build's split threshold
     at `d` asks for more: at least that many 256-key blocks (the widest block of any build), so
     the tiles split in every build of the head dim that has a split kernel (not D = 128's
-    short-key build, which never splits)."""
+    short-key build, which never splits), with either v layout."""
     from test_sass_sm90 import split_knob
-    return max(keys, split_knob(d) * 256 + keys % 256)
+    return max(keys, max(split_knob(d), split_knob(d, packed_v=True)) * 256 + keys % 256)
 
 
 @pytest.mark.parametrize("pack_v", [False, True])
@@ -128,22 +129,37 @@ def test_split_tail_kernel_choice(d):
                               seed=d)
     assert "DenseTileScheduler<128>, true>" in _dense_kernel_name(q, k, v, s)
     assert "DenseTileScheduler<128>, false>" in _dense_kernel_name(q, k, v, dict(s, causal=True))
+    # A packed v splits by its own threshold (16 blocks of 256 keys at D = 128 since session 32):
+    # at exactly that many blocks it splits, one block fewer it runs whole. (At D = 64 both
+    # layouts have one threshold.)
+    packed_blocks = split_knob(d, packed_v=True)
+    if d == 128 and packed_blocks > 1 and packed_blocks * 256 > 1024:  # past the short-key build
+        for blocks, split in ((packed_blocks, True), (packed_blocks - 1, False)):
+            q, k, v, s = dense_inputs(1, 2048, blocks * 256, 17, 17, d, FP8, device="cuda",
+                                      poison=False, seed=d + blocks)
+            name = _dense_kernel_name(q, k, packed_v(v), s)
+            assert "VLayoutE1" in name and "KvBlockingE1" not in name, name  # the packed-v long build
+            assert f"DenseTileScheduler<128>, {'true' if split else 'false'}>" in name, (blocks, name)
 
 
-@pytest.mark.parametrize("d", [64, 128])
-def test_split_tail_bits_do_not_depend_on_timing(d):
+@pytest.mark.parametrize("d,pack_v", [(64, False), (128, False), (128, True)])
+def test_split_tail_bits_do_not_depend_on_timing(d, pack_v):
     """Either piece of a split tile may finish second and merge (epilogue.cuh,
     exchange_split_partial); the merge reads both partials back in a fixed order, so the bits
     must not depend on which. Here the split call starts while a long call on another stream
     holds the SMs, so its CTAs become resident one by one as those finish, at times that differ
     from a launch on an idle GPU. Output and LSE must equal the idle launch's bit for bit. The
     test cannot tell which piece merged in a run: it shows that perturbed timing changes no bit,
-    not that the tail piece ever merged."""
+    not that the tail piece ever merged. The packed v case sits at its own threshold (4096 keys,
+    16 blocks at D = 128 since session 32), where the head piece's peek (epilogue.cuh) finds the
+    tail piece done or not depending on timing."""
     from test_sass_sm90 import split_knob
-    if split_knob(d) == 0:
-        pytest.skip(f"TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} is 0 in this build: no split")
-    q, k, v, s = dense_inputs(1, 2048, split_keys(d, 2048), 17, 17, d, FP8, device="cuda", poison=False,
-                              seed=d + 1)
+    if split_knob(d, pack_v) == 0:
+        pytest.skip(f"the split tail's threshold at D = {d} (packed v: {pack_v}) is 0 in this build: no split")
+    sk = max(2048, split_knob(d, True) * 256) if pack_v else split_keys(d, 2048)
+    q, k, v, s = dense_inputs(1, 2048, sk, 17, 17, d, FP8, device="cuda", poison=False, seed=d + 1)
+    if pack_v:
+        v = packed_v(v)
     alone, alone_lse = torch_fmha.attention(q, k, v, return_lse=True, **s)
     hq, hk, hv, hs = dense_inputs(2, 8192, 8192, 16, 16, 128, FP8, device="cuda", poison=False, seed=3)
     side = torch.cuda.Stream()

@@ -7,7 +7,7 @@ that ties the rows of a warp together in the steady loop (softmax.cuh, update_ma
 DESIGN 1.6); the row max by integer maxes where Traits::kIntRowMax; and no more
 spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
-same on a machine without a GPU, compiling two of the builds)."""
+same on a machine without a GPU, compiling the D = 256, D = 64 and D = 128 builds)."""
 
 import os
 import re
@@ -74,9 +74,9 @@ def kernels():
     # A head dim with a split tail (tile_scheduler.cuh, TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>;
     # on at D = 64 and 128 in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
     # mangled name) runs the launches whose plan is active. The checks below apply to both.
-    # D = 128's short-key builds never split (fwd_launch_template.cuh): its two long builds do.
-    dense_builds = {64: 2, 128: 2}
-    splits = sum(n for d, n in dense_builds.items() if split_knob(d) > 0)
+    # D = 128's short-key builds never split (fwd_launch_template.cuh): its two long builds do,
+    # each by its v layout's threshold.
+    splits = sum(split_knob(d, packed_v) > 0 for d in (64, 128) for packed_v in (False, True))
     assert sum("ELb1E" in name for name in funcs) == splits, list(funcs)
     assert len(funcs) == 11 + splits, (
         f"expected 11 kernel variants (D=64/128/256 x dense/varlen, the D=128 dense short-key build, "
@@ -84,9 +84,12 @@ def kernels():
     return funcs
 
 
-def split_knob(d: int) -> int:
-    """TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d> of tile_scheduler.cuh as this build has it."""
-    return knob(f"SPLIT_TAIL_MIN_BLOCKS_{d}", TRAITS.parent / "tile_scheduler.cuh")
+def split_knob(d: int, packed_v: bool = False) -> int:
+    """The split tail's threshold in KV blocks of tile_scheduler.cuh as this build has it:
+    TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>, or at D = 128 with a packed v
+    TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128 (split_tail_min_blocks)."""
+    name = "SPLIT_TAIL_MIN_BLOCKS_PACKED_128" if d == 128 and packed_v else f"SPLIT_TAIL_MIN_BLOCKS_{d}"
+    return knob(name, TRAITS.parent / "tile_scheduler.cuh")
 
 
 def _head_dim(name: str) -> int:

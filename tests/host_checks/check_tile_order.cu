@@ -142,27 +142,21 @@ static int check_split(int batch, int heads, int seqlen, int grid, int kv_blocks
 // narrowest one (more blocks), or that launch would find no workspace and run its tiles whole.
 // Keys run past plan()'s 32-bit bound (about 61k blocks), where plan() turns down what wanted()
 // still counts.
-// The launch's threshold depends on the v layout (split_tail_min_blocks), the op's sizing takes
-// the fewest of them (split_tail_fewest_blocks).
+// The threshold depends on the v layout (split_tail_min_blocks); the launch and the op's
+// sizing take the same layout's.
 static int check_workspace_superset() {
   using torch_fmha::kernel::SplitTail;
   for (int d : {64, 128})
     for (bool packed_v : {false, true}) {
     const int narrow = torch_fmha::kernel::split_tail_narrowest_block(d);
     const int min_blocks = torch_fmha::kernel::split_tail_min_blocks(d, packed_v);
-    const int sizing_blocks = torch_fmha::kernel::split_tail_fewest_blocks(d);
-    if (min_blocks > 0 && (sizing_blocks <= 0 || sizing_blocks > min_blocks)) {
-      std::printf("FAIL: the sizing threshold %d is above a build's %d (D=%d)\n", sizing_blocks,
-                  min_blocks, d);
-      return 1;
-    }
     for (int tiles : {133, 134, 200, 272, 2048, 2049})
       for (int64_t keys = 1; keys <= 20000000; keys += keys < 40000 ? 37 : 99991)
         for (int block : {narrow, 192, 256}) {
           const int32_t wide_blocks = int32_t((keys + block - 1) / block);
           const int32_t narrow_blocks = int32_t((keys + narrow - 1) / narrow);
           if (block >= narrow && SplitTail::plan(tiles, 132, wide_blocks, min_blocks).active() &&
-              !SplitTail::wanted(tiles, 132, narrow_blocks, sizing_blocks)) {
+              !SplitTail::wanted(tiles, 132, narrow_blocks, min_blocks)) {
             std::printf("FAIL workspace superset: D=%d tiles=%d keys=%lld block=%d\n", d, tiles,
                         (long long)keys, block);
             return 1;

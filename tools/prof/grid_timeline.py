@@ -12,7 +12,9 @@ runs tools/prof/one_launch.py on that build and reports, for the last launch:
     tail) per KV-block count, and of the step from the final P V to the stored point (the
     epilogue, or a piece's exchange and merge).
 Without a GPU: `--parse FILE` reads saved output. Warpgroup 0's marks are used (both
-consumer warpgroups walk the same tiles)."""
+consumer warpgroups walk the same tiles). The build records 24 tiles per CTA and 264 CTAs at
+most (the D = 128 grid cells run about 16 per CTA, D = 64's about 31): the report warns when a
+CTA reached that limit."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +25,7 @@ import sys
 from collections import defaultdict
 
 ROLES = {0: "whole", 1: "tail piece", 2: "head piece"}
+GRID_TILES = 24  # phase_trace.cuh's PhaseTrace::kGridTiles: tiles recorded per CTA
 
 
 def parse(lines):
@@ -51,6 +54,11 @@ def us(ns):
 
 def report(ctas) -> str:
     out = []
+    full = sorted(c for c, ts in ctas.items() if len(ts) >= GRID_TILES)
+    if full:
+        out.append(f"WARNING: {len(full)} CTAs (first {full[0]}) reached the trace's {GRID_TILES}-tile "
+                   f"limit: their later tiles are not recorded, so the makespan, CTA ends and idle "
+                   f"share below cover the recorded tiles only")
     t0 = min(t["top"] for ts in ctas.values() for t in ts)
     ends = {c: max(t["stored"] or t["pv"] for t in ts) - t0 for c, ts in ctas.items()}
     makespan = max(ends.values())
