@@ -1,8 +1,8 @@
 """The fp8 group stores of the direct epilogue (csrc/kernel/epilogue.cuh,
 store_output_fp8_groups) survive ptxas, checked on a machine without a GPU: the
-release D = 256 dense build and the D = 128 builds (short-key; long with a standard or a
-packed v; varlen: every build that stores fp8 output in groups, Traits::kFp8GroupStores, the
-long ones since session 32) are compiled for sm_90a and
+release D = 256 dense build (standard v) and four D = 128 builds (short-key; long with a
+standard or a packed v; varlen), which store fp8 output in groups (Traits::kFp8GroupStores;
+the long D = 128 ones since session 32), are compiled for sm_90a and
 their SASS must hold the 8-byte stores of every group, no more spills in the
 consumers' steady KV loop than measured (none at D = 128; at D = 256 3 LDL
 before and after the change), no warp vote that ties a warp's rows together there

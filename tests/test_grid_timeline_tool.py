@@ -70,3 +70,14 @@ def test_a_cta_at_the_tile_limit_is_flagged(tmp_path):
     rep = _report(tmp_path, lines)
     assert "WARNING: 1 CTAs (first 0) reached the trace's 24-tile limit" in rep
     assert "WARNING" not in _report(tmp_path, lines[1:])
+
+
+def test_tile_limit_matches_the_trace_build():
+    """The tool's GRID_TILES is phase_trace.cuh's kGridTiles (the limit it warns at)."""
+    import re
+    root = Path(__file__).resolve().parents[1]
+    header = (root / "csrc" / "kernel" / "phase_trace.cuh").read_text()
+    tool = TOOL.read_text()
+    cuh = int(re.search(r"kGridTiles = (\d+);", header).group(1))
+    py = int(re.search(r"^GRID_TILES = (\d+)", tool, re.M).group(1))
+    assert cuh == py == 24

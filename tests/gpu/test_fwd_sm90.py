@@ -131,15 +131,19 @@ def test_split_tail_kernel_choice(d):
     assert "DenseTileScheduler<128>, false>" in _dense_kernel_name(q, k, v, dict(s, causal=True))
     # A packed v splits by its own threshold (16 blocks of 256 keys at D = 128 since session 32):
     # at exactly that many blocks it splits, one block fewer it runs whole. (At D = 64 both
-    # layouts have one threshold.)
+    # layouts have one threshold.) The reference is the packed-v long build's kernel without the
+    # split: 1040 keys, past the short-key build's 1024 for a packed v without a mask
+    # (test_short_key_dispatch_packed_v_unmasked) and under any split threshold.
     packed_blocks = split_knob(d, packed_v=True)
-    if d == 128 and packed_blocks > 1 and packed_blocks * 256 > 1024:  # past the short-key build
-        for blocks, split in ((packed_blocks, True), (packed_blocks - 1, False)):
+    if d == 128 and (packed_blocks - 1) * 256 > 1040:
+        q, k, v, s = dense_inputs(1, 2048, 1040, 17, 17, d, FP8, device="cuda", poison=False, seed=d)
+        whole = _dense_kernel_name(q, k, packed_v(v), s)
+        assert "DenseTileScheduler<128>, false>" in whole, whole
+        split = whole.replace("DenseTileScheduler<128>, false>", "DenseTileScheduler<128>, true>")
+        for blocks, expected in ((packed_blocks, split), (packed_blocks - 1, whole)):
             q, k, v, s = dense_inputs(1, 2048, blocks * 256, 17, 17, d, FP8, device="cuda",
                                       poison=False, seed=d + blocks)
-            name = _dense_kernel_name(q, k, packed_v(v), s)
-            assert "VLayoutE1" in name and "KvBlockingE1" not in name, name  # the packed-v long build
-            assert f"DenseTileScheduler<128>, {'true' if split else 'false'}>" in name, (blocks, name)
+            assert _dense_kernel_name(q, k, packed_v(v), s) == expected, blocks
 
 
 @pytest.mark.parametrize("d,pack_v", [(64, False), (128, False), (128, True)])

@@ -7,7 +7,7 @@ that ties the rows of a warp together in the steady loop (softmax.cuh, update_ma
 DESIGN 1.6); the row max by integer maxes where Traits::kIntRowMax; and no more
 spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
-same on a machine without a GPU, compiling the D = 256, D = 64 and D = 128 builds)."""
+same on a machine without a GPU, compiling six of the builds)."""
 
 import os
 import re
