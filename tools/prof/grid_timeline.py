@@ -18,11 +18,11 @@ CTA reached that limit."""
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 from collections import defaultdict
+
+import phase_trace  # this directory (sys.path[0] when run as a script)
 
 ROLES = {0: "whole", 1: "tail piece", 2: "head piece"}
 GRID_TILES = 24  # phase_trace.cuh's PhaseTrace::kGridTiles: tiles recorded per CTA
@@ -108,13 +108,7 @@ def main() -> int:
     if a.parse:
         lines = open(a.parse).read().splitlines()
     else:
-        here = os.path.dirname(os.path.abspath(__file__))
-        r = subprocess.run([sys.executable, os.path.join(here, "one_launch.py"), str(a.d), str(a.s),
-                            str(a.causal), "3", a.who], capture_output=True, text=True, timeout=300)
-        lines = r.stdout.splitlines()
-        if r.returncode != 0:
-            print(r.stderr[-3000:], file=sys.stderr)
-            return r.returncode
+        lines = phase_trace.one_launch_lines(a.d, a.s, a.causal, 3, a.who)
     launches = parse(lines)
     if not launches:
         print("no gtile lines: was the build made with -DTORCH_FMHA_TRACE=2?", file=sys.stderr)
@@ -122,8 +116,6 @@ def main() -> int:
     print(f"D={a.d} S={a.s} causal={a.causal} {a.who}: launch {len(launches)} of {len(launches)}")
     print(report(launches[-1]))
     # CTA 0's per-tile phases (the same build prints phase_trace.py's tile lines too).
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import phase_trace
     tiles = phase_trace.parse_tiles(lines)
     if tiles:
         print("CTA 0, per tile (phase_trace.py):")

@@ -114,6 +114,17 @@ def report(trace) -> str:
     return "\n".join(out)
 
 
+def one_launch_lines(d: int, s: int, causal: int, launches: int, who: str = "ours") -> list[str]:
+    """stdout lines of tools/prof/one_launch.py (on the trace build the environment selects);
+    exits with its output when it fails. grid_timeline.py runs it the same way."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    run = subprocess.run([sys.executable, os.path.join(here, "one_launch.py"), str(d), str(s),
+                          str(causal), str(launches), who], capture_output=True, text=True, timeout=300)
+    if run.returncode != 0:
+        raise SystemExit(run.stdout[-2000:] + run.stderr[-2000:])
+    return run.stdout.splitlines()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("d", nargs="?", type=int, default=128)
@@ -124,12 +135,7 @@ def main() -> int:
     if a.parse:
         lines = open(a.parse).read().splitlines()
     else:
-        here = os.path.dirname(os.path.abspath(__file__))
-        run = subprocess.run([sys.executable, os.path.join(here, "one_launch.py"), str(a.d), str(a.s),
-                              str(a.causal), "2"], capture_output=True, text=True, timeout=300)
-        if run.returncode != 0:
-            raise SystemExit(run.stdout[-2000:] + run.stderr[-2000:])
-        lines = run.stdout.splitlines()
+        lines = one_launch_lines(a.d, a.s, a.causal, 2)
     print(f"D={a.d} S={a.s} causal={bool(a.causal)}")
     print(report(parse(lines)))
     tiles = parse_tiles(lines)
