@@ -5,7 +5,7 @@ top, final P V and stored points, their split role and KV blocks. On the GPU mac
 
     TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TRACE=2 python3 tools/prof/grid_timeline.py 128 2048 0 packedv
 
-runs tools/prof/one_launch.py on that build and reports, for the last launch:
+(D, S, the mask: 0, 1 for causal or w1024 for the benchmark's window (1024, 0), and v) runs tools/prof/one_launch.py on that build and reports, for the last launch:
   - the makespan (first tile top to last store), the CTAs' end times against it (the
     idle share of the grid's time), and when the last round started;
   - the median duration of whole tiles and of split pieces (tile_scheduler.cuh, split
@@ -101,7 +101,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("d", nargs="?", type=int, default=128)
     ap.add_argument("s", nargs="?", type=int, default=2048)
-    ap.add_argument("causal", nargs="?", type=int, default=0)
+    ap.add_argument("causal", nargs="?", default="0",
+                    help="0, 1 (causal) or wLEFT, a sliding window (LEFT, 0) (one_launch.py's MASK)")
     ap.add_argument("who", nargs="?", default="packedv")
     ap.add_argument("--parse", help="read saved output instead of running")
     a = ap.parse_args()

@@ -114,8 +114,9 @@ def report(trace) -> str:
     return "\n".join(out)
 
 
-def one_launch_lines(d: int, s: int, causal: int, launches: int, who: str = "ours") -> list[str]:
+def one_launch_lines(d: int, s: int, causal: int | str, launches: int, who: str = "ours") -> list[str]:
     """stdout lines of tools/prof/one_launch.py (on the trace build the environment selects);
+    causal is its MASK argument: 0, 1 or "wLEFT" (a window (LEFT, 0));
     exits with its output when it fails. grid_timeline.py runs it the same way."""
     here = os.path.dirname(os.path.abspath(__file__))
     run = subprocess.run([sys.executable, os.path.join(here, "one_launch.py"), str(d), str(s),
