@@ -276,13 +276,8 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // true with o holding the tile's output rows, inv_sum 1 (0 for a row with neither a key in
 // either piece nor a sink) and lse the tile's LSE, for the usual store. Nobody waits for the
 // other piece, so the two CTAs need not be resident together.
-// The head piece is nearly always the second (its CTA runs it last in its share, the tail
-// piece's CTA first in its own), so it first looks at the flag (flag_peek, kSplitPeek): if
-// the tail piece has counted in, it merges at once, without the fence, the barrier and the count
-// that publish its partial (in session 32's grid timeline, one H200, D = 128 2k, a head
-// piece's exchange and merge took 5.4 us median against a whole tile's 1.8 us epilogue).
-// Nobody reads its side of the slot after that but itself. The merge reads both partials
-// back as stored, the head piece's first, so the bits do not depend on which piece merged:
+// The merge reads both partials back as stored, the head piece's first, so the bits do not
+// depend on which piece merged:
 //   O = O_head w_head + O_tail w_tail, w = exp(lse - lse_new), lse_new = log(exp(lse_head) + exp(lse_tail)).
 // `debug_tail_wait_ns` (the debug build's test hook, 0 otherwise): the tail piece's leader
 // waits, at most that long, until the head piece has counted in, so that the tail piece
@@ -290,8 +285,6 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // piece last, so delaying every tail piece delays the head pieces as much.) Each wait ends
 // at a CTA whose share starts on a tile boundary (no tail piece), so the chain is finite
 // when the grid is resident at once, as in the test; the bound keeps it from hanging.
-// Under the hook the head pieces do not peek (a head piece that merged at once would never
-// count in, and its tail piece would wait out the bound).
 // A NaN LSE or O value on either side makes the row NaN. Two cases differ from the unsplit
 // epilogue, and neither can happen: a row with a NaN LSE in one piece and -inf (no key) in
 // the other would come out 0, and a row with no key in either piece but a sink leaves
@@ -299,17 +292,11 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // sees keys in both pieces.
 // `arrival`: a shared-memory word of this warpgroup, to hand the leader's reads to the
 // other threads.
-// On since session 32, with the packed v's D = 128 threshold of 16 blocks (tile_scheduler.cuh):
-// that configuration was timed with it (4k +1.0% against no split); the peek's own share of
-// that was not isolated. Alone, at 8k / 16k where the split ran before, it was within the
-// runs' spread, though at 8k lower in both calls (one H200, same call, 2 rounds, D = 128
-// non-causal, TF/s with the peek -> without: 8k 923 / 919 -> 944 / 921, 16k 944 / 946 -> 942 /
-// 945; call 3's 16-block variant at 8k 924 / 932 against 932 / 931). Not timed at D = 64.
-// An A/B on the 16-block configuration is open.
-#ifndef TORCH_FMHA_TUNE_SPLIT_PEEK
-#define TORCH_FMHA_TUNE_SPLIT_PEEK 1
-#endif
-inline constexpr bool kSplitPeek = TORCH_FMHA_TUNE_SPLIT_PEEK != 0;
+// Session 32 had the head piece, nearly always the second to finish, first read the flag
+// and, when the tail piece had counted in, merge without the fence, barrier and count that
+// publish its own partial. It measured neutral (session 33, one H200, same call, 2 rounds,
+// non-causal TF/s with -> without, D = 64 2k-16k 551 591 606 612 -> 551 589 606 613, D = 128
+// packed v 850 883 908 917 -> 847 881 907 917), so it was removed: one exchange protocol.
 
 template <int kHeadDim, class FragO>
 __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b, int slot, SplitRole role,
@@ -321,18 +308,10 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
   constexpr float kLn2 = 0.6931471805599453f;
   constexpr int kLse = 256 * (kHeadDim / 2);
   int32_t* const flag = b.flags + 2 * slot + tidx / 128;  // this slot's, this warpgroup's
-  bool other_done = false;
-  if (kSplitPeek && role == SplitRole::kHeadPiece && debug_tail_wait_ns == 0) {
-    if (wg_leader) *arrival = flag_peek(flag);
-    __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
-    named_barrier_sync(wg_barrier, 128);  // the flag, and the leader's acquire, for all
-    // The shuffle keeps the branch visibly warp-uniform to ptxas (below).
-    other_done = __shfl_sync(0xffffffffu, *arrival, 0) != 0;
-  }
-  // The partial is stored in either case: the merge below reads both back (a thread reads
-  // its own stores in program order), as it did before the peek. Keeping O in registers
-  // for the merge instead made ptxas spill predicates into the D = 128 packed-v split
-  // kernel's steady loop (LOP3 126 -> 424 there, sm_90a, nvcc 13.0).
+  // The partial is stored even by the piece that merges: the merge below reads both back
+  // (a thread reads its own stores in program order). Keeping O in registers for the merge
+  // instead made ptxas spill predicates into the D = 128 packed-v split kernel's steady
+  // loop (session 32: LOP3 126 -> 424 there, sm_90a, nvcc 13.0).
   float* const mine = b.side(slot, role, kHeadDim) + tidx;
 #pragma unroll
   for (int i = 0; i < kHeadDim / 2; ++i) {
@@ -342,22 +321,20 @@ __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b
   }
   __stcg(mine + kLse, lse[0]);
   __stcg(mine + kLse + 256, lse[1]);
-  if (!other_done) {
-    __threadfence();
-    named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written (and the peek's word read)
-    if (wg_leader) {
-      if (role == SplitRole::kTailPiece) {  // the debug build's test hook; 0 otherwise
-        const volatile int32_t* seen = flag;
-        for (int waited = 0; waited < debug_tail_wait_ns && *seen == 0; waited += 1000) __nanosleep(1000);
-      }
-      *arrival = flag_arrive(flag);
+  __threadfence();
+  named_barrier_sync(wg_barrier, 128);  // the warpgroup's 64 rows written
+  if (wg_leader) {
+    if (role == SplitRole::kTailPiece) {  // the debug build's test hook; 0 otherwise
+      const volatile int32_t* seen = flag;
+      for (int waited = 0; waited < debug_tail_wait_ns && *seen == 0; waited += 1000) __nanosleep(1000);
     }
-    __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
-    named_barrier_sync(wg_barrier, 128);  // the count, and the leader's acquire, for all
-    // Every lane reads the same word; the shuffle lets ptxas see that the branch is warp
-    // uniform (with a plain load it spilled 350-500 bytes across the consumer).
-    if (__shfl_sync(0xffffffffu, *arrival, 0) == 0) return false;  // the other piece merges
+    *arrival = flag_arrive(flag);
   }
+  __syncwarp();  // the leader's warp reconverges before bar.sync (pipeline.cuh, named_barrier_sync)
+  named_barrier_sync(wg_barrier, 128);  // the count, and the leader's acquire, for all
+  // Every lane reads the same word; the shuffle lets ptxas see that the branch is warp
+  // uniform (with a plain load it spilled 350-500 bytes across the consumer).
+  if (__shfl_sync(0xffffffffu, *arrival, 0) == 0) return false;  // the other piece merges
   const float* const head = b.side(slot, SplitRole::kHeadPiece, kHeadDim) + tidx;
   const float* const tail = b.side(slot, SplitRole::kTailPiece, kHeadDim) + tidx;
   float w_head[2], w_tail[2];

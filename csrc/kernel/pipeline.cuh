@@ -207,15 +207,6 @@ __device__ __forceinline__ int32_t flag_arrive(int32_t* flag) {
   return before;
 }
 
-// How many have counted in on such a flag so far, with acquire: when it reads 1, the other
-// warpgroup's partial, published by its flag_arrive, is visible to the caller (and, after a
-// barrier, to its warpgroup).
-__device__ __forceinline__ int32_t flag_peek(const int32_t* flag) {
-  int32_t seen;
-  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(seen) : "l"(flag) : "memory");
-  return seen;
-}
-
 // bar.sync is barrier.sync.aligned: every thread of a warp must execute it
 // together, so callers reconverge diverged warps first (__syncwarp). Arrivals
 // are counted per warp: a warp that reaches a named barrier in two divergent

@@ -92,8 +92,8 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // at 32 (8k: +0.4 / +1.1 / -0.3% in sessions 29 / 30 / 30) and gains at 64 (16k: +1.0 / +1.2 /
 // +2.4%). So D = 128 split from 32 blocks (8k keys in the packed-v build's 256-key blocks, 6k
 // in 192-key ones). Session 32 gave the long D = 128 builds the fp8 group stores (a cheaper
-// tile epilogue) and the head piece's peek (epilogue.cuh); with both, a packed v splits from
-// 16 blocks (below). The short-key build (at most 16 blocks without a mask; masked launches
+// tile epilogue) and a peek at the flag before the exchange (epilogue.cuh; removed in
+// session 33, neutral); with both, a packed v splits from 16 blocks (below). The short-key build (at most 16 blocks without a mask; masked launches
 // never split) has no split kernel (fwd_launch_template.cuh).
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
@@ -105,10 +105,10 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 #endif
 // D = 128 with a packed v (256-key blocks) alone: from 16 blocks (4096 keys) since session 32,
 // the layout it was measured with. Session 32 (one H200, same call, 2 rounds, non-causal
-// D = 128, fp8 output in groups, the split tail's peek on, kSplitPeek in epilogue.cuh), TF/s
-// at 4k: 894 / 896 -> 901 / 907 (+1.0%); from 8 blocks 2k lost (864 / 854 -> 840 / 843) and
-// 4k gained less (902 / 899). The standard v keeps 32 (its 192-key blocks: 3k keys at 16,
-// not timed).
+// D = 128, fp8 output in groups, with the peek), TF/s at 4k: 894 / 896 -> 901 / 907 (+1.0%);
+// from 8 blocks 2k lost (864 / 854 -> 840 / 843) and 4k gained less (902 / 899). Session 33's
+// A/B without the peek read 4k 883 / 881 (with / without), so the threshold stands without it.
+// The standard v keeps 32 (its 192-key blocks: 3k keys at 16, not timed).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128 16
 #endif

@@ -155,8 +155,7 @@ def test_split_tail_bits_do_not_depend_on_timing(d, pack_v):
     from a launch on an idle GPU. Output and LSE must equal the idle launch's bit for bit. The
     test cannot tell which piece merged in a run: it shows that perturbed timing changes no bit,
     not that the tail piece ever merged. The packed v case sits at its own threshold (4096 keys,
-    16 blocks at D = 128 since session 32), where the head piece's peek (epilogue.cuh) finds the
-    tail piece done or not depending on timing."""
+    16 blocks at D = 128 since session 32)."""
     from test_sass_sm90 import split_knob
     if split_knob(d, pack_v) == 0:
         pytest.skip(f"the split tail's threshold at D = {d} (packed v: {pack_v}) is 0 in this build: no split")
