@@ -49,3 +49,30 @@ def test_rows_on_cpu_with_fake_times():
     assert "no logit softcap argument" in reasons["softcap 50"][bench_serving.COL_SDPA]
     table = bench_serving.format_serving_table(rows, reasons)
     assert "MISSED" in table and "n/a reasons:" in table and "paged 16 + softcap 50 + sinks" in table
+
+
+def test_repeats_interleave_and_report_the_median_ratio():
+    """--repeat N: the two calls alternate which goes first, and the row's ratio is the median
+    of the per-repeat ratios with their min-max (a drift between timings cancels per pair)."""
+    calls = []
+    ms = {"base": iter([2.0, 2.2, 2.0]), "feature": iter([2.5, 2.2, 2.0])}
+
+    def time_ms(fn):
+        name = fn()
+        calls.append(name)
+        return next(ms[name])
+    base_ms, feature_ms = bench_serving.time_pair(time_ms, lambda: "base", lambda: "feature", 3)
+    assert calls == ["base", "feature", "feature", "base", "base", "feature"]
+    assert base_ms == [2.0, 2.2, 2.0] and feature_ms == [2.5, 2.2, 2.0]
+
+    times = iter([2.0, 2.5, 2.0, 2.2, 2.0, 2.0] * 100)  # call order: ratios 0.8, 1.1 (feature first), 1.0
+    features = bench_serving.features_of(bench.parse_args(["--sinks"]))
+    rows = bench_serving.serving_rows(torch_fmha, features, [32], [64], [False], "cpu",
+                                      time_ms=lambda fn: (fn(), next(times))[1], tokens=64, hidden=128,
+                                      repeat=3)
+    (r,) = rows
+    assert r["ratio"] == pytest.approx(1.0) and r["meets_target"] is True
+    assert (r["ratio_spread"]["min"], r["ratio_spread"]["max"]) == (pytest.approx(0.8), pytest.approx(1.1))
+    assert r["base_ms_repeats"] == [2.0, 2.2, 2.0] and r["feature_ms_repeats"] == [2.5, 2.0, 2.0]
+    assert r["base_ms"] == 2.0 and r["feature_ms"] == 2.0  # medians
+    assert "1.000 (0.800-1.100)" in bench_serving.format_serving_table(rows, {})

@@ -17,7 +17,13 @@ output):
 * with more than one flag, also all of them at once (on the varlen / paged
   path) vs the plain packed call.
 
-``ratio`` = time without / time with (throughput ratio, 1.0 = free). The peer
+``ratio`` = time without / time with (throughput ratio, 1.0 = free). With
+``--repeat N`` (N > 1) each row times the two calls N times, interleaved with the
+order alternating (without, with, with, without, ...), as the grid does for ours and
+cuDNN: ``ratio`` is then the median of the N per-repeat ratios and ``ratio_spread``
+their min and max, so a drift of the GPU's clock between the two timings cancels
+instead of landing on one side (until session 33 every row timed the plain call
+first, once). The peer
 columns say per feature why they are not timed: PyTorch SDPA has no page-table,
 softcap or sink argument; cuDNN's ``sdpa_fp8`` is inspected at run time for the
 corresponding arguments (none in cudnn-frontend 1.14), and the reason printed.
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -38,6 +45,7 @@ import torch
 
 from torch_fmha.bench import (COL_CUDNN, HIDDEN, TOKENS, Progress, _fmt, _grid, _load_ours, _load_peers,
                               make_timer)
+from torch_fmha.bench_report import ratio_stats
 
 COL_SDPA = "SDPA bf16"
 FP8 = torch.float8_e4m3fn
@@ -155,10 +163,27 @@ def peer_reasons(feature: Dict[str, object], cudnn_doc: Optional[str], cudnn_rea
     return {COL_CUDNN: cud, COL_SDPA: sdpa}
 
 
+def time_pair(time_ms: Callable, base: Callable, with_feature: Callable, repeat: int):
+    """(base times, feature times): ``repeat`` timings of each, interleaved with the order
+    alternating (base first in even repeats), so that a drift of the GPU hits both."""
+    base_ms: List[float] = []
+    feature_ms: List[float] = []
+    for i in range(repeat):
+        if i % 2 == 0:
+            base_ms.append(time_ms(base))
+            feature_ms.append(time_ms(with_feature))
+        else:
+            feature_ms.append(time_ms(with_feature))
+            base_ms.append(time_ms(base))
+    return base_ms, feature_ms
+
+
 def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: Callable, progress=None,
-                 seed: int = 0, tokens: int = TOKENS, hidden: int = HIDDEN) -> List[dict]:
+                 seed: int = 0, tokens: int = TOKENS, hidden: int = HIDDEN, repeat: int = 1) -> List[dict]:
     """One row per (feature, D, causal, S): both times, TF/s, the ratio and its target.
-    B = tokens / S, H = hidden / D (the FlashAttention-3 grid by default)."""
+    B = tokens / S, H = hidden / D (the FlashAttention-3 grid by default). With repeat > 1
+    (``time_pair``) the times are medians, ``ratio`` the median per-repeat ratio and
+    ``ratio_spread`` its min-max (``bench_report.ratio_stats``)."""
     rows = []
     for feature in features:
         for d in head_dims:
@@ -170,20 +195,38 @@ def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: C
                     check = None
                     if "paged" in feature and len(feature) == 1:
                         check = (with_feature().float() - base().float()).abs().max().item()
-                    t0, t1 = time_ms(base), time_ms(with_feature)
+                    base_ms, feature_ms = time_pair(time_ms, base, with_feature, repeat)
+                    t0, t1 = statistics.median(base_ms), statistics.median(feature_ms)
                     target = target_of(feature)
-                    ratio = t0 / t1 if t1 > 0 else None
+                    spread = None
+                    if min(feature_ms) <= 0:
+                        ratio = None
+                    elif repeat == 1:
+                        ratio = t0 / t1
+                    else:  # per-repeat ratios base / feature: ratio_stats' peer / ours
+                        stats = ratio_stats(feature_ms, base_ms)
+                        ratio, spread = stats["median"], {k: stats[k] for k in ("min", "max", "n", "samples")}
                     rows.append({"feature": feature_label(feature), "path": path, "D": d, "causal": causal,
                                  "S": s, "B": batch, "H": heads, "base_ms": t0, "feature_ms": t1,
                                  "base_tflops": flops / t0 * 1e-9 if t0 > 0 else None,
                                  "feature_tflops": flops / t1 * 1e-9 if t1 > 0 else None,
-                                 "ratio": ratio, "target": target,
+                                 "ratio": ratio, "ratio_spread": spread, "target": target,
                                  "meets_target": None if target is None or ratio is None else ratio >= target,
-                                 "max_abs_vs_base": check})
+                                 "max_abs_vs_base": check,
+                                 **({"base_ms_repeats": base_ms, "feature_ms_repeats": feature_ms}
+                                    if repeat > 1 else {})})
                     if progress is not None:
                         progress.step(f"{feature_label(feature)} D={d} S={s}{' causal' if causal else ''}")
                     del base, with_feature
     return rows
+
+
+def _ratio_text(row: dict) -> str:
+    """``0.975`` or, with repeats, ``0.975 (0.970-0.981)``: median (min-max)."""
+    spread = row.get("ratio_spread")
+    if row["ratio"] is None or not spread:
+        return _fmt(row["ratio"], 3)
+    return f"{row['ratio']:.3f} ({spread['min']:.3f}-{spread['max']:.3f})"
 
 
 def format_serving_table(rows: List[dict], reasons: Dict[str, Dict[str, str]]) -> str:
@@ -193,7 +236,7 @@ def format_serving_table(rows: List[dict], reasons: Dict[str, Dict[str, str]]) -
     for r in rows:
         tgt = "" if r["target"] is None else f">= {r['target']:.2f} {'ok' if r['meets_target'] else 'MISSED'}"
         body.append([r["feature"], str(r["D"]), "yes" if r["causal"] else "no", str(r["S"]),
-                     _fmt(r["base_tflops"], 1), _fmt(r["feature_tflops"], 1), _fmt(r["ratio"], 3), tgt,
+                     _fmt(r["base_tflops"], 1), _fmt(r["feature_tflops"], 1), _ratio_text(r), tgt,
                      "" if r["max_abs_vs_base"] is None else _fmt(r["max_abs_vs_base"], 3), "n/a", "n/a"])
     notes = [f"  {feat}: {col}: {msg}" for feat, cols in reasons.items() for col, msg in cols.items()]
     return "\n".join(_grid(head, body) + ["", "n/a reasons:"] + notes)
@@ -220,17 +263,18 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
                         enabled=not args.no_progress)
     try:
         rows = serving_rows(fmha, features, args.seqlens, args.head_dims, causals, "cuda", time_ms, progress,
-                            seed=args.seed)
+                            seed=args.seed, repeat=args.repeat)
     finally:
         progress.close()
     print(f"\ntorch_fmha.bench serving features on {torch.cuda.get_device_name()} | torch {torch.__version__} | "
-          f"FP8 in, bf16 out | {timing}\nratio = ours time / ours + feature time (throughput ratio)\n")
+          f"FP8 in, bf16 out | {timing}\nratio = ours time / ours + feature time (throughput ratio)"
+          + (f"; median (min-max) over {args.repeat} interleaved repeats" if args.repeat > 1 else "") + "\n")
     print(format_serving_table(rows, reasons))
     if args.json:
         meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "device": torch.cuda.get_device_name(), "torch": torch.__version__, "timing": timing,
                 "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
-                "flops": "4*B*H*S*S*D, halved for causal", "unavailable": reasons,
+                "flops": "4*B*H*S*S*D, halved for causal", "unavailable": reasons, "repeat": args.repeat,
                 "cudnn": cudnn.versions()}
         with open(args.json, "w") as f:
             json.dump({"metadata": meta, "serving_rows": rows}, f, indent=1)
