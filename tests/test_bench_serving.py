@@ -51,28 +51,38 @@ def test_rows_on_cpu_with_fake_times():
     assert "MISSED" in table and "n/a reasons:" in table and "paged 16 + softcap 50 + sinks" in table
 
 
-def test_repeats_interleave_and_report_the_median_ratio():
-    """--repeat N: the two calls alternate which goes first, and the row's ratio is the median
-    of the per-repeat ratios with their min-max (a drift between timings cancels per pair)."""
+def test_repeats_come_in_opposite_order_pairs():
+    """--repeat N: repeats come in pairs of opposite order (plain first, then featured first),
+    N rounded up to even, and each pair's ratio is its plain times over its featured times, so a
+    slowdown of whichever call runs second in a repeat cancels within the pair."""
     calls = []
-    ms = {"base": iter([2.0, 2.2, 2.0]), "feature": iter([2.5, 2.2, 2.0])}
+    ms = {"base": iter([2.0, 2.2, 2.0, 2.0]), "feature": iter([2.5, 2.2, 2.0, 2.0])}
 
     def time_ms(fn):
         name = fn()
         calls.append(name)
         return next(ms[name])
     base_ms, feature_ms = bench_serving.time_pair(time_ms, lambda: "base", lambda: "feature", 3)
-    assert calls == ["base", "feature", "feature", "base", "base", "feature"]
-    assert base_ms == [2.0, 2.2, 2.0] and feature_ms == [2.5, 2.2, 2.0]
+    assert calls == ["base", "feature", "feature", "base"] * 2  # 3 -> 4 repeats, 2 pairs
+    assert base_ms == [2.0, 2.2, 2.0, 2.0] and feature_ms == [2.5, 2.2, 2.0, 2.0]
+    assert bench_serving.pair_ratios(base_ms, feature_ms) == [pytest.approx(4.2 / 4.7), 1.0]
+    calls.clear()
+    ms = {"base": iter([1.0]), "feature": iter([1.0])}
+    assert bench_serving.time_pair(time_ms, lambda: "base", lambda: "feature", 1) == ([1.0], [1.0])
+    assert calls == ["base", "feature"]  # one plain-first timing, as before --repeat
 
-    times = iter([2.0, 2.5, 2.0, 2.2, 2.0, 2.0] * 100)  # call order: ratios 0.8, 1.1 (feature first), 1.0
+    # The second call of each repeat reads 10% slow: per-repeat ratios 0.909 and 1.1, the
+    # pair's ratio exactly 1 (the feature is free here).
+    times = iter([1.0, 1.1, 1.0, 1.1] * 100)
     features = bench_serving.features_of(bench.parse_args(["--sinks"]))
     rows = bench_serving.serving_rows(torch_fmha, features, [32], [64], [False], "cpu",
                                       time_ms=lambda fn: (fn(), next(times))[1], tokens=64, hidden=128,
-                                      repeat=3)
+                                      repeat=2)
     (r,) = rows
     assert r["ratio"] == pytest.approx(1.0) and r["meets_target"] is True
-    assert (r["ratio_spread"]["min"], r["ratio_spread"]["max"]) == (pytest.approx(0.8), pytest.approx(1.1))
-    assert r["base_ms_repeats"] == [2.0, 2.2, 2.0] and r["feature_ms_repeats"] == [2.5, 2.0, 2.0]
-    assert r["base_ms"] == 2.0 and r["feature_ms"] == 2.0  # medians
-    assert "1.000 (0.800-1.100)" in bench_serving.format_serving_table(rows, {})
+    assert r["ratio_spread"]["n"] == 1 and r["ratio_spread"]["min"] == pytest.approx(1.0)
+    assert r["base_ms_repeats"] == [1.0, 1.1] and r["feature_ms_repeats"] == [1.1, 1.0]
+    assert "1.000 (1.000-1.000)" in bench_serving.format_serving_table(rows, {})
+    rows = bench_serving.serving_rows(torch_fmha, features, [32], [64], [False], "cpu",
+                                      time_ms=lambda fn: (fn(), 1.0)[1], tokens=64, hidden=128)
+    assert rows[0]["ratio"] == 1.0 and rows[0]["ratio_spread"] is None

@@ -81,3 +81,15 @@ def test_tile_limit_matches_the_trace_build():
     cuh = int(re.search(r"kGridTiles = (\d+);", header).group(1))
     py = int(re.search(r"^GRID_TILES = (\d+)", tool, re.M).group(1))
     assert cuh == py == 24
+
+
+def test_window_mask_argument(tmp_path):
+    """The mask may be a window, wLEFT (one_launch.py runs window_size=(LEFT, 0), which needs a
+    GPU); with saved output the report takes it and names it."""
+    f = tmp_path / "timeline.txt"
+    f.write_text("\n".join(["ran packedv D=128 S=16384 causal=False window=(1024, 0) x3", *_launch()]) + "\n")
+    run = subprocess.run([sys.executable, str(TOOL), "128", "16384", "w1024", "packedv", "--parse", str(f)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("D=128 S=16384 causal=w1024 packedv:")
+    assert "4 CTAs, 12 tiles; makespan 31.0 us" in run.stdout

@@ -18,11 +18,12 @@ output):
   path) vs the plain packed call.
 
 ``ratio`` = time without / time with (throughput ratio, 1.0 = free). With
-``--repeat N`` (N > 1) each row times the two calls N times, interleaved with the
-order alternating (without, with, with, without, ...), as the grid does for ours and
-cuDNN: ``ratio`` is then the median of the N per-repeat ratios and ``ratio_spread``
-their min and max, so a drift of the GPU's clock between the two timings cancels
-instead of landing on one side (until session 33 every row timed the plain call
+``--repeat N`` (N > 1) each row times the two calls in pairs of opposite order
+(without, with; with, without; ...), N rounded up to an even count: a pair's ratio is
+its two times without over its two times with, so a drift of the GPU between the two
+timings of a repeat (the second call of a repeat reads a little slower on an H200)
+cancels within the pair. ``ratio`` is then the median over the pairs and
+``ratio_spread`` their min and max (until session 33 every row timed the plain call
 first, once). The peer
 columns say per feature why they are not timed: PyTorch SDPA has no page-table,
 softcap or sink argument; cuDNN's ``sdpa_fp8`` is inspected at run time for the
@@ -45,7 +46,6 @@ import torch
 
 from torch_fmha.bench import (COL_CUDNN, HIDDEN, TOKENS, Progress, _fmt, _grid, _load_ours, _load_peers,
                               make_timer)
-from torch_fmha.bench_report import ratio_stats
 
 COL_SDPA = "SDPA bf16"
 FP8 = torch.float8_e4m3fn
@@ -164,11 +164,12 @@ def peer_reasons(feature: Dict[str, object], cudnn_doc: Optional[str], cudnn_rea
 
 
 def time_pair(time_ms: Callable, base: Callable, with_feature: Callable, repeat: int):
-    """(base times, feature times): ``repeat`` timings of each, interleaved with the order
-    alternating (base first in even repeats), so that a drift of the GPU hits both."""
+    """(base times, feature times): one plain-first timing for repeat == 1, else pairs of
+    repeats in opposite order (base first, then feature first), ``repeat`` rounded up to
+    an even count, so that a drift of the GPU hits both calls alike within each pair."""
     base_ms: List[float] = []
     feature_ms: List[float] = []
-    for i in range(repeat):
+    for i in range(1 if repeat == 1 else repeat + repeat % 2):
         if i % 2 == 0:
             base_ms.append(time_ms(base))
             feature_ms.append(time_ms(with_feature))
@@ -178,12 +179,20 @@ def time_pair(time_ms: Callable, base: Callable, with_feature: Callable, repeat:
     return base_ms, feature_ms
 
 
+def pair_ratios(base_ms: List[float], feature_ms: List[float]) -> List[float]:
+    """Throughput ratio of each opposite-order pair of repeats (time_pair): its two times
+    without the feature over its two times with it."""
+    return [(base_ms[i] + base_ms[i + 1]) / (feature_ms[i] + feature_ms[i + 1])
+            for i in range(0, len(base_ms) - 1, 2)]
+
+
 def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: Callable, progress=None,
                  seed: int = 0, tokens: int = TOKENS, hidden: int = HIDDEN, repeat: int = 1) -> List[dict]:
     """One row per (feature, D, causal, S): both times, TF/s, the ratio and its target.
     B = tokens / S, H = hidden / D (the FlashAttention-3 grid by default). With repeat > 1
-    (``time_pair``) the times are medians, ``ratio`` the median per-repeat ratio and
-    ``ratio_spread`` its min-max (``bench_report.ratio_stats``)."""
+    (``time_pair``) the times are medians, ``ratio`` the median of the pairs' ratios
+    (``pair_ratios``) and ``ratio_spread`` their min-max, count and values; with repeat == 1
+    ``ratio_spread`` is None."""
     rows = []
     for feature in features:
         for d in head_dims:
@@ -199,13 +208,15 @@ def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: C
                     t0, t1 = statistics.median(base_ms), statistics.median(feature_ms)
                     target = target_of(feature)
                     spread = None
-                    if min(feature_ms) <= 0:
+                    if min(feature_ms) <= 0:  # a timer that failed: no ratio, the times as read
                         ratio = None
                     elif repeat == 1:
                         ratio = t0 / t1
-                    else:  # per-repeat ratios base / feature: ratio_stats' peer / ours
-                        stats = ratio_stats(feature_ms, base_ms)
-                        ratio, spread = stats["median"], {k: stats[k] for k in ("min", "max", "n", "samples")}
+                    else:
+                        pairs = pair_ratios(base_ms, feature_ms)
+                        ratio = statistics.median(pairs)
+                        spread = {"min": min(pairs), "max": max(pairs), "n": len(pairs), "samples": pairs,
+                                  "over": "pairs of repeats in opposite order"}
                     rows.append({"feature": feature_label(feature), "path": path, "D": d, "causal": causal,
                                  "S": s, "B": batch, "H": heads, "base_ms": t0, "feature_ms": t1,
                                  "base_tflops": flops / t0 * 1e-9 if t0 > 0 else None,
@@ -268,7 +279,8 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
         progress.close()
     print(f"\ntorch_fmha.bench serving features on {torch.cuda.get_device_name()} | torch {torch.__version__} | "
           f"FP8 in, bf16 out | {timing}\nratio = ours time / ours + feature time (throughput ratio)"
-          + (f"; median (min-max) over {args.repeat} interleaved repeats" if args.repeat > 1 else "") + "\n")
+          + (f"; median (min-max) over {(args.repeat + 1) // 2} pairs of repeats in opposite order"
+             if args.repeat > 1 else "") + "\n")
     print(format_serving_table(rows, reasons))
     if args.json:
         meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

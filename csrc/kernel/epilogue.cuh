@@ -296,7 +296,8 @@ __device__ __forceinline__ void store_output_staged(const FwdParams& p, const Fr
 // and, when the tail piece had counted in, merge without the fence, barrier and count that
 // publish its own partial. It measured neutral (session 33, one H200, same call, 2 rounds,
 // non-causal TF/s with -> without, D = 64 2k-16k 551 591 606 612 -> 551 589 606 613, D = 128
-// packed v 850 883 908 917 -> 847 881 907 917), so it was removed: one exchange protocol.
+// packed v 850 883 908 917 -> 847 881 907 917: every cell within 0.5%), so it was removed:
+// one exchange protocol.
 
 template <int kHeadDim, class FragO>
 __device__ __forceinline__ bool exchange_split_partial(const SplitTailBuffers& b, int slot, SplitRole role,

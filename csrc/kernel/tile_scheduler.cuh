@@ -92,9 +92,9 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // at 32 (8k: +0.4 / +1.1 / -0.3% in sessions 29 / 30 / 30) and gains at 64 (16k: +1.0 / +1.2 /
 // +2.4%). So D = 128 split from 32 blocks (8k keys in the packed-v build's 256-key blocks, 6k
 // in 192-key ones). Session 32 gave the long D = 128 builds the fp8 group stores (a cheaper
-// tile epilogue) and a peek at the flag before the exchange (epilogue.cuh; removed in
-// session 33, neutral); with both, a packed v splits from 16 blocks (below). The short-key build (at most 16 blocks without a mask; masked launches
-// never split) has no split kernel (fwd_launch_template.cuh).
+// tile epilogue); with them a packed v splits from 16 blocks (below). The short-key build
+// (at most 16 blocks without a mask; masked launches never split) has no split kernel
+// (fwd_launch_template.cuh).
 // D = 256 is not offered: its consumer has no registers to spare (with the merge compiled
 // in, ptxas spilled 350 words there in sm_90a SASS, none in the steady loop).
 #ifndef TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_64

@@ -21,7 +21,9 @@ __device__ __forceinline__ float ex2(float x) { float y; asm volatile("ex2.appro
 __device__ __forceinline__ uint32_t f2fp(float a, float b) { uint16_t r; asm volatile("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(a), "f"(b)); return r; }
 __device__ __forceinline__ uint32_t f2h(float a, float b) { uint32_t r; asm volatile("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(a), "f"(b)); return r; }
 __device__ __forceinline__ uint32_t h2e(uint32_t a) { uint16_t r; asm volatile("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(r) : "r"(a)); return r; }
-// mode: 0 ex2 only, 1 f2fp only, 2 ex2 + f2fp (1:1), 3 f2h only, 4 ex2 + f2h, 5 h2e only, 6 ex2 + h2e, 7 ffma only, 8 ex2+ffma(1:4)
+// mode: 0 ex2 only, 1 f2fp only, 2 ex2 + f2fp (1:1), 3 f2h only, 4 ex2 + f2h, 5 h2e only, 6 ex2 + h2e,
+// 7 four dependent FFMAs per chain step (the rate printed counts the group of four as one
+// operation: multiply it by 4 for FFMAs per clock), 8 ex2 + four FFMAs
 template <int kMode>
 __global__ void k(float* out, float seed, long long* cycles) {
   float x[kChains]; uint32_t acc = 0;
@@ -44,11 +46,18 @@ __global__ void k(float* out, float seed, long long* cycles) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = s + acc;
   if (threadIdx.x == 0 && blockIdx.x == 0) *cycles = t1 - t0;
 }
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    fprintf(stderr, "pipes: %s: %s\n", what, cudaGetErrorString(e));
+    exit(1);
+  }
+}
 template <int kMode> void run(const char* name, float* out, long long* cyc, int sms, double mhz) {
   int blocks = sms * 4, threads = 256;  // 32 warps per SM: 8 per scheduler
   k<kMode><<<blocks, threads>>>(out, 1.0f, cyc);
+  check(cudaDeviceSynchronize(), name);
   cudaEvent_t a, b; cudaEventCreate(&a); cudaEventCreate(&b);
-  cudaEventRecord(a); k<kMode><<<blocks, threads>>>(out, 1.0f, cyc); cudaEventRecord(b); cudaEventSynchronize(b);
+  cudaEventRecord(a); k<kMode><<<blocks, threads>>>(out, 1.0f, cyc); cudaEventRecord(b); check(cudaEventSynchronize(b), name);
   float ms; cudaEventElapsedTime(&ms, a, b); long long c; cudaMemcpy(&c, cyc, 8, cudaMemcpyDeviceToHost);
   const double ops_per_sm = double(blocks / sms) * threads * kIters * kChains;  // per op type
   printf("%-22s %8.3f ms  %6.1f ops / clk / SM  (block 0: %lld cycles)\n", name, ms,
