@@ -287,6 +287,7 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
                 "device": torch.cuda.get_device_name(), "torch": torch.__version__, "timing": timing,
                 "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
                 "flops": "4*B*H*S*S*D, halved for causal", "unavailable": reasons, "repeat": args.repeat,
+                "repeats_timed": 1 if args.repeat == 1 else args.repeat + args.repeat % 2,
                 "cudnn": cudnn.versions()}
         with open(args.json, "w") as f:
             json.dump({"metadata": meta, "serving_rows": rows}, f, indent=1)
