@@ -30,10 +30,10 @@ def _launch(scale: int = 1) -> list[str]:
     return out
 
 
-def _report(tmp_path, lines):
+def _report(tmp_path, lines, args=(), header="ran packedv D=128 S=2048 causal=False x3"):
     f = tmp_path / "timeline.txt"
-    f.write_text("\n".join(["ran packedv D=128 S=2048 causal=False x3", *lines]) + "\n")
-    run = subprocess.run([sys.executable, str(TOOL), "--parse", str(f)], capture_output=True,
+    f.write_text("\n".join([header, *lines]) + "\n")
+    run = subprocess.run([sys.executable, str(TOOL), *args, "--parse", str(f)], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     return run.stdout
@@ -86,10 +86,7 @@ def test_tile_limit_matches_the_trace_build():
 def test_window_mask_argument(tmp_path):
     """The mask may be a window, wLEFT (one_launch.py runs window_size=(LEFT, 0), which needs a
     GPU); with saved output the report takes it and names it."""
-    f = tmp_path / "timeline.txt"
-    f.write_text("\n".join(["ran packedv D=128 S=16384 causal=False window=(1024, 0) x3", *_launch()]) + "\n")
-    run = subprocess.run([sys.executable, str(TOOL), "128", "16384", "w1024", "packedv", "--parse", str(f)],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("D=128 S=16384 causal=w1024 packedv:")
-    assert "4 CTAs, 12 tiles; makespan 31.0 us" in run.stdout
+    rep = _report(tmp_path, _launch(), args=("128", "16384", "w1024", "packedv"),
+                  header="ran packedv D=128 S=16384 causal=False window=(1024, 0) x3")
+    assert rep.startswith("D=128 S=16384 causal=w1024 packedv:")
+    assert "4 CTAs, 12 tiles; makespan 31.0 us" in rep

@@ -163,13 +163,18 @@ def peer_reasons(feature: Dict[str, object], cudnn_doc: Optional[str], cudnn_rea
     return {COL_CUDNN: cud, COL_SDPA: sdpa}
 
 
+def timed_repeats(repeat: int) -> int:
+    """Repeats ``time_pair`` times for ``--repeat N``: 1, or N rounded up to even."""
+    return 1 if repeat == 1 else repeat + repeat % 2
+
+
 def time_pair(time_ms: Callable, base: Callable, with_feature: Callable, repeat: int):
     """(base times, feature times): one plain-first timing for repeat == 1, else pairs of
     repeats in opposite order (base first, then feature first), ``repeat`` rounded up to
     an even count, so that a drift of the GPU hits both calls alike within each pair."""
     base_ms: List[float] = []
     feature_ms: List[float] = []
-    for i in range(1 if repeat == 1 else repeat + repeat % 2):
+    for i in range(timed_repeats(repeat)):
         if i % 2 == 0:
             base_ms.append(time_ms(base))
             feature_ms.append(time_ms(with_feature))
@@ -279,7 +284,7 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
         progress.close()
     print(f"\ntorch_fmha.bench serving features on {torch.cuda.get_device_name()} | torch {torch.__version__} | "
           f"FP8 in, bf16 out | {timing}\nratio = ours time / ours + feature time (throughput ratio)"
-          + (f"; median (min-max) over {(args.repeat + 1) // 2} pairs of repeats in opposite order"
+          + (f"; median (min-max) over {timed_repeats(args.repeat) // 2} pairs of repeats in opposite order"
              if args.repeat > 1 else "") + "\n")
     print(format_serving_table(rows, reasons))
     if args.json:
@@ -287,7 +292,7 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
                 "device": torch.cuda.get_device_name(), "torch": torch.__version__, "timing": timing,
                 "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
                 "flops": "4*B*H*S*S*D, halved for causal", "unavailable": reasons, "repeat": args.repeat,
-                "repeats_timed": 1 if args.repeat == 1 else args.repeat + args.repeat % 2,
+                "repeats_timed": timed_repeats(args.repeat),
                 "cudnn": cudnn.versions()}
         with open(args.json, "w") as f:
             json.dump({"metadata": meta, "serving_rows": rows}, f, indent=1)
