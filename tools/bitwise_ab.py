@@ -8,7 +8,9 @@ cover every head dim, dense (standard and packed v) and packed batches, both mas
 window, bf16 and FP8 output, and inputs that exercise the softmax's edges: rows whose scores
 are all negative, a NaN in q, and scores of both signs. Packed batches: one per head dim
 (160 tiles on a 132-SM grid), and the same keys in paged pools of 16- and 64-key pages
-(scattered, with unused pages), with softcap and sinks in one of them."""
+(scattered, with unused pages), with softcap and sinks in one of them. Decode steps
+(attention_with_kvcache, Sq 1 and 3, 1 / 5 / 16 / 20 splits, with and without sinks and FP8
+output) per head dim."""
 import sys
 
 import torch
@@ -82,6 +84,20 @@ def cases(device="cuda", seqlens=(333, 1024, 4224), lens=(700, 0, 1500, 129)):
                     qp, pool_k, pool_v, cu, None, causal=causal, seqused_k=seqused, page_table=table.to(device),
                     q_descale=one, k_descale=one, v_descale=one, return_lse=True, **extra)
                 yield f"D{d} paged {page} causal={causal} {sorted(extra)}", out, lse
+        # decode steps against a cache (attention_with_kvcache: the decode kernel on CUDA), at
+        # split counts its clusters merge (1, 5, 16) and one the merge kernel takes (20)
+        smax = max(lens) + 64
+        kc, vc = (torch.randn(3, smax, 4, d, generator=gen).to(device).to(FP8) for _ in range(2))
+        cache_seqlens = torch.tensor(lens[:3], dtype=torch.int32, device=device)
+        sinks16 = torch.linspace(-2.0, 2.0, 16, device=device)
+        for sq in (1, 3):
+            qd = torch.randn(3, sq, 16, d, generator=gen).to(device).to(FP8)
+            for splits in (1, 5, 16, 20):
+                for extra in ({}, {"sinks": sinks16, "out_dtype": FP8, "out_scale": one}):
+                    out, lse = torch_fmha.attention_with_kvcache(
+                        qd, kc, vc, cache_seqlens, causal=True, num_splits=splits, q_descale=one, k_descale=one,
+                        v_descale=one, return_lse=True, **extra)
+                    yield f"D{d} decode Sq{sq} splits={splits} {sorted(extra)}", out, lse
 
 
 def main(argv, **case_args):
@@ -113,7 +129,7 @@ def _digest(t: torch.Tensor) -> tuple[int, int]:
     """Two weighted sums of the tensor's 32-bit words (wrapping int64 sums, on its device): a
     single changed word always changes both (its weights are odd and below 2^32), and several
     changes cancel in both only by accident."""
-    b = t.contiguous().view(torch.uint8).flatten()
+    b = t.flatten().clone().view(torch.uint8)  # a fresh 1-D copy: stride 1 even where a size-1 dim had another
     b = torch.cat([b, b.new_zeros((-b.numel()) % 4)])
     w = b.view(torch.int32).to(torch.int64)
     i = torch.arange(w.numel(), device=w.device, dtype=torch.int64)
