@@ -36,6 +36,17 @@ struct DecodeOccupancy {
   int fewer_smem_bytes = 0;  // dynamic shared memory for ctas_per_sm - 1 CTAs per SM
 };
 
+// Dynamic shared memory with which an SM holds one decode CTA (kD): a cluster launch so
+// sized puts a cluster's CTAs on distinct SMs. Without it the first cluster launch (session
+// 34, one H200) packed them up to three per SM and ran 7-22% slower than the plain grid.
+int one_cta_per_sm_smem_bytes(int device, int kernel_bytes) {
+  int per_sm = 0, reserved = 0;
+  cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+  cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
+  const int bytes = (per_sm / 2 - reserved + 1 + 127) / 128 * 128;  // two no longer fit
+  return bytes > kernel_bytes ? bytes : kernel_bytes;
+}
+
 template <int kD>
 DecodeOccupancy occupancy() {
   static std::atomic<int> cached_ctas[64] = {};   // 0: not read yet
@@ -74,12 +85,13 @@ DecodeOccupancy occupancy() {
 template <int kD, bool kPaged>
 cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
   const DecodeOccupancy occ = occupancy<kD>();
-  const int smem = fewer_ctas_per_sm && occ.fewer_smem_bytes > 0 ? occ.fewer_smem_bytes
-                                                                : kernel::DecodeSmem<kD>::kBytes;
   auto fn = kernel::decode_kernel<kD, kPaged>;
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
+  const int smem = p.cluster_merge ? one_cta_per_sm_smem_bytes(device, kernel::DecodeSmem<kD>::kBytes)
+                   : fewer_ctas_per_sm && occ.fewer_smem_bytes > 0 ? occ.fewer_smem_bytes
+                                                                   : kernel::DecodeSmem<kD>::kBytes;
   static std::atomic<int> raised[64] = {};  // the dynamic shared memory limit set, per device
   if (device < 0 || device >= 64) return cudaErrorInvalidDevice;
   if (raised[device].load(std::memory_order_acquire) < smem) {
@@ -128,7 +140,7 @@ int cluster_merge_max_splits() {
   n = -1;
   int major = 0;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
+  const int kSmem = one_cta_per_sm_smem_bytes(device, kernel::DecodeSmem<kD>::kBytes);
   if (major >= 9 && kernel::kClusterMerge<kD>) {
     for (int size = kDecodeClusterMergeSplits; size >= 1; --size) {
       bool set = true;

@@ -164,9 +164,10 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   const int64_t sms = cuda_sm_count(q.device().index());
   const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * splits, sms, decode_ctas_per_sm(static_cast<int>(d)));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  if (splits <= decode_cluster_merge_max_splits(static_cast<int>(d))) {
+  if (splits <= decode_cluster_merge_max_splits(static_cast<int>(d)) && batch * heads_kv * splits <= sms) {
     // One launch: the splits of a (KV head, batch) are a cluster and merge their partials
-    // in shared memory (DecodeParams::cluster_merge), writing out and lse themselves.
+    // in shared memory (DecodeParams::cluster_merge), writing out and lse themselves. One
+    // CTA per SM (launch_decode), so only a grid of one wave at that.
     MergeOutputs m = merge_outputs_cuda(q, batch, splits, sq, p.heads_q, heads_kv, d, sinks, v_descale, out_scale,
                                         p.out_dtype);
     dp.cluster_merge = true;

@@ -102,10 +102,10 @@ SWEEP = [
     ("sq5_g3_d256_causal_decode", 2, 5, 15, 5, 256, [3, 1000], None, dict(causal=True), 0),
     ("sq16_g1_paged_causal_decode", 2, 16, 2, 2, 128, [10, 500], 64, dict(causal=True), 2),
     ("sq4_g2_nomask_decode", 2, 4, 4, 2, 64, [0, 129], None, {}, 0),
-    # The cluster merge at its limits (D = 64 / 128): 16 splits (a non-portable cluster size),
-    # 9, and 13 with Sq x G = 12 rows over 13 CTAs (a CTA without a row to merge); sinks,
-    # FP8 out, empty and one-key sequences.
-    ("cluster16_sinks_fp8", 3, 1, 32, 8, 128, [5000, 0, 1], None, dict(causal=True, sinks=True, out_dtype=FP8), 16),
+    # The cluster merge at its limits (D = 64 / 128, B x Hkv x splits <= 132 SMs): 16 splits
+    # (a non-portable cluster size), 9, and 13 with Sq x G = 12 rows over 13 CTAs (a CTA
+    # without a row to merge); sinks, FP8 out, empty and one-key sequences.
+    ("cluster16_sinks_fp8", 3, 1, 8, 2, 128, [5000, 0, 1], None, dict(causal=True, sinks=True, out_dtype=FP8), 16),
     ("cluster9_paged_sq2", 2, 2, 16, 4, 64, [2100, 33], 16, dict(causal=True, sinks=True), 9),
     ("cluster13_sq3_window", 2, 3, 16, 4, 128, [4000, 700], 64, dict(causal=True, window_size=(1500, 0)), 13),
     # More than 32 splits: the merge kernel's split LSEs in chunks of 32 lanes (a partial last
@@ -267,6 +267,7 @@ def test_split_merge_is_one_kernel():
     not the ~20 ATen kernels (amax, exp, sums, wheres) it was: a decode step is host-bound, every
     launch costs host time (tools/decode_overhead.py)."""
     q, kc, vc, seqlens, table, s = _decode_inputs()
+    q = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows per KV head, the split plan
     sinks = _sinks(32)
     out_scale = torch.tensor([0.02], device="cuda")
     for kw in (dict(num_splits=4, sinks=sinks), dict(num_splits=3, out_dtype=FP8, out_scale=out_scale)):
@@ -284,8 +285,9 @@ def test_split_merge_is_one_kernel():
 def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
     """An FP8 step whose Sq x G rows fit 16 (GQA 4, D = 128: Sq = 1 and 3, causal) runs
     csrc/kernel/decode.cuh (issue 15): one launch when its splits fit a thread block cluster
-    (1-16 at D = 128: the merge runs in the clusters, DecodeParams::cluster_merge), the decode
-    kernel and the merge kernel with more; Sq = 5 (20 rows) does not run it."""
+    (1-16 at D = 128) and the grid one wave at one CTA per SM (the merge runs in the clusters,
+    DecodeParams::cluster_merge), the decode kernel and the merge kernel otherwise; Sq = 5
+    (20 rows) does not run it."""
     q, kc, vc, seqlens, table, s = _decode_inputs(page_size)
     q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)
     q5 = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)
@@ -298,11 +300,14 @@ def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
             torch.cuda.synchronize()
         return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
-    for q_, kw in ((q, dict(num_splits=0)), (q, dict(num_splits=1)), (q, dict(num_splits=5, sinks=_sinks(32))),
-                   (q, dict(num_splits=16)), (q3, dict(num_splits=0)), (q3, dict(num_splits=4, window_size=(100, 0)))):
+    # B = 4, Hkv = 8: 1 and 4 splits are 32 and 128 CTAs, one wave at one CTA per SM; the
+    # op's own count (8 here) and 5 / 17 / 32 are not, and go through the merge kernel.
+    for q_, kw in ((q, dict(num_splits=1)), (q, dict(num_splits=4, sinks=_sinks(32))),
+                   (q3, dict(num_splits=4, window_size=(100, 0)))):
         names = kernels(q_, **kw)
         assert names == [n for n in names if "decode_kernel" in n] and len(names) == 1, (q_.shape, kw, names)
-    for q_, kw in ((q, dict(num_splits=17, sinks=_sinks(32))), (q3, dict(num_splits=32))):
+    for q_, kw in ((q, dict(num_splits=0)), (q, dict(num_splits=5, sinks=_sinks(32))), (q3, dict(num_splits=0)),
+                   (q, dict(num_splits=17, sinks=_sinks(32))), (q3, dict(num_splits=32))):
         names = kernels(q_, **kw)
         assert len(names) == 2 and sum("decode_kernel" in n for n in names) == 1 and \
             sum("merge_splits_kernel" in n for n in names) == 1, (q_.shape, kw, names)
