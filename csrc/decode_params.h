@@ -5,16 +5,13 @@
 // [B, Smax, Hkv, D] (dense) or a page pool [num_pages, page_size, Hkv, D] with
 // page_table [B, pages], cache_seqlens [B]. CTA (split s, KV head h, batch b)
 // reads split s of batch b's keys [first, L) (first: the first row's left window
-// edge, else 0) once, for the Sq x G query rows of KV head h (G = H / Hkv). Its
-// partial results, o normalised over its keys (float16) and the natural-log LSE of
-// its scores (float32), are merged by csrc/merge_splits.h's arithmetic: in the kernel,
-// across a thread block cluster of the splits (cluster_merge), or written to o_part /
-// lse_part for the merge kernel.
+// edge, else 0) once, for the Sq x G query rows of KV head h (G = H / Hkv), and
+// writes their partial results: o normalised over its keys (float16) and the natural-
+// log LSE of its scores (float32), merged afterwards by csrc/merge_splits.h.
 #pragma once
 
 #include <stdint.h>
 
-#include "merge_splits.h"
 #include "params.h"
 
 namespace torch_fmha {
@@ -44,13 +41,6 @@ struct DecodeParams {
   float softmax_scale = 0.f;
   float softcap = 0.f;  // 0: off
   ScaleTensor q_descale, k_descale;  // [1] or [B, Hkv]
-  // cluster_merge: the `splits` CTAs of one (KV head, batch) are one thread block cluster
-  // (launched so, csrc/launch/decode.cu); each leaves its partial in its shared memory and
-  // they merge them through distributed shared memory, writing out / lse_out as `merge`
-  // says (its o_parts, lse_parts and layouts unused). Else the partials go to o_part /
-  // lse_part and the merge kernel (csrc/kernel/merge_splits.cuh) merges them.
-  bool cluster_merge = false;
-  MergeParams merge;
   void* o_part = nullptr;            // float16 [B, splits, Sq, Hkv, G, D], contiguous
   float* lse_part = nullptr;         // [B, splits, Sq, Hkv, G], contiguous
 };

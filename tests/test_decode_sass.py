@@ -57,24 +57,3 @@ def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim,
     triggers = [i for i, x in enumerate(instrs) if re.search(r"\bPREEXIT\b", x)]
     first_load = next(i for i, x in enumerate(instrs) if re.search(r"\b(LDG|LDGSTS)\.", x))
     assert len(triggers) == 1 and triggers[0] < first_load, (triggers, first_load)
-
-
-@needs_cutlass
-@needs_cuobjdump
-@pytest.mark.parametrize("head_dim, paged", [(64, False), (64, True), (128, False), (128, True),
-                                             (256, False), (256, True)])
-def test_cluster_merge_barriers_stay_out_of_the_tile_loop(kernels, head_dim, paged):
-    """The cluster merge (DecodeParams::cluster_merge, D = 64 / 128): its two cluster barriers
-    (UCGABAR_ARV / UCGABAR_WAIT: partials written, partials read) and its distributed-shared-
-    memory loads come after the tile loop, whose spills test_decode_tile_loop_survives_ptxas
-    keeps at none. D = 256 has no cluster path (its loop spilled with one: decode.cuh,
-    kClusterMerge)."""
-    instrs = kernels[head_dim, paged]
-    arrive = [i for i, x in enumerate(instrs) if "UCGABAR_ARV" in x]
-    wait = [i for i, x in enumerate(instrs) if "UCGABAR_WAIT" in x]
-    if head_dim == 256:
-        assert not arrive and not wait
-        return
-    assert len(arrive) == 2 and len(wait) == 2, (arrive, wait)
-    lo, hi = max(backward_branch_spans(instrs), key=lambda span: sum("HMMA" in x for x in instrs[span[0]:span[1] + 1]))
-    assert min(arrive + wait) > hi, "a cluster barrier inside or before the tile loop"

@@ -84,8 +84,8 @@ def cases(device="cuda", seqlens=(333, 1024, 4224), lens=(700, 0, 1500, 129)):
                     qp, pool_k, pool_v, cu, None, causal=causal, seqused_k=seqused, page_table=table.to(device),
                     q_descale=one, k_descale=one, v_descale=one, return_lse=True, **extra)
                 yield f"D{d} paged {page} causal={causal} {sorted(extra)}", out, lse
-        # decode steps against a cache (attention_with_kvcache: the decode kernel on CUDA), at
-        # split counts its clusters merge (1, 5, 16) and one the merge kernel takes (20)
+        # decode steps against a cache (attention_with_kvcache: the decode kernel and the merge
+        # kernel on CUDA), 1 to 20 splits
         smax = max(lens) + 64
         kc, vc = (torch.randn(3, smax, 4, d, generator=gen).to(device).to(FP8) for _ in range(2))
         cache_seqlens = torch.tensor(lens[:3], dtype=torch.int32, device=device)

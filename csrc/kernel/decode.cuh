@@ -31,7 +31,6 @@
 
 #include "../decode_params.h"
 #include "grid_dependency.cuh"
-#include "merge_splits.cuh"
 #include "softmax.cuh"
 
 namespace torch_fmha::kernel {
@@ -104,11 +103,9 @@ struct DecodeSmem {
   static_assert(kVhBytes == kStageBytes, "the f16 V fills a stage exactly");
   static constexpr int kWarpBytes = kStages * kStageBytes + (kInPlaceV ? 0 : kVhBytes);
   static constexpr int kBytes = kDecodeWarps<kD> * kWarpBytes;
-  // The end-of-split merge of the warps reuses it: O [warps][16][D], max and sum [warps][16];
-  // then the split's partial for the cluster merge, o [16][D] float16 and lse [16].
+  // The end-of-split merge of the warps reuses it: O [warps][16][D], max and sum [warps][16].
   static constexpr int kMergeBytes = kDecodeWarps<kD> * kDecodeRows * (kD + 2) * 4;
-  static constexpr int kPartOBytes = kDecodeRows * kD * 2;
-  static_assert(kMergeBytes % 16 == 0 && kMergeBytes + kPartOBytes + kDecodeRows * 4 <= kBytes);
+  static_assert(kMergeBytes <= kBytes);
 };
 
 // CTAs per SM the decode kernel is built for (__launch_bounds__' register cap): three
@@ -232,120 +229,6 @@ __device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, i
     dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
     dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
   }
-}
-
-// kSplitRowThreads<kD> threads per tile row (8 at 4 warps) finish a split: row = tid /
-// kSplitRowThreads, columns tid % kSplitRowThreads + kSplitRowThreads c.
-template <int kD>
-inline constexpr int kSplitRowThreads = 32 * kDecodeWarps<kD> / kDecodeRows;
-
-// The split's partial result of tile row `row` from the warps' (max, sum, O) in shared
-// memory (the kernel's end-of-split merge of its warps): o normalised over the split's
-// keys, rounded to float16, to o_out[0, kD) (this thread's columns), and the natural-log
-// LSE to *lse_out (one thread of the row).
-template <int kD>
-__device__ __forceinline__ void write_split_partial(const uint8_t* smem, int row, __half* o_out, float* lse_out) {
-  const float* red_o = reinterpret_cast<const float*>(smem);         // [warps][16][kD]
-  const float* red_m = red_o + kDecodeWarps<kD> * kDecodeRows * kD;  // [warps][16]
-  const float* red_l = red_m + kDecodeWarps<kD> * kDecodeRows;       // [warps][16]
-  const int col0 = threadIdx.x % kSplitRowThreads<kD>;
-  float m = -INFINITY;
-#pragma unroll
-  for (int w = 0; w < kDecodeWarps<kD>; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
-  // A warp that saw a key has sum >= 1 (its max key's p is 1) or NaN; so the split saw
-  // none exactly when every sum is 0 (decided by the keys, not by a max that a NaN
-  // scale made NaN: fmaxf skips those, their weights below are NaN).
-  float weight[kDecodeWarps<kD>], l = 0.f, seen = 0.f;
-#pragma unroll
-  for (int w = 0; w < kDecodeWarps<kD>; ++w) {
-    const float mw = red_m[w * kDecodeRows + row];
-    weight[w] = mw == -INFINITY ? 0.f : fast_exp2(mw - m);
-    l += red_l[w * kDecodeRows + row] * weight[w];
-    seen += red_l[w * kDecodeRows + row];
-  }
-  const bool empty = seen == 0.f;
-  const float inv_l = empty ? 0.f : 1.f / l;
-#pragma unroll
-  for (int c = 0; c < kD / kSplitRowThreads<kD>; ++c) {
-    const int d = col0 + kSplitRowThreads<kD> * c;
-    float acc = 0.f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps<kD>; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
-    o_out[d] = __float2half_rn(acc * inv_l);
-  }
-  if (col0 == 0) {
-    constexpr float kLn2 = 0.6931471805599453f;
-    *lse_out = empty ? -INFINITY : (m + log2_approx(l)) * kLn2;
-  }
-}
-
-// Every thread of every CTA of the cluster arrives, then waits for all of them: the
-// release / acquire pair orders each CTA's shared-memory stores before the others'
-// distributed-shared-memory loads (and those loads before a CTA exits).
-__device__ __forceinline__ void cluster_barrier() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-
-// A row's split partials in the shared memory of the cluster's CTAs: split s's in CTA
-// rank s's (DecodeParams::cluster_merge: the cluster is the grid's `splits` CTAs of one
-// (KV head, batch), in split order), at the same offsets as this CTA's own.
-struct ClusterPartials {
-  const float* lse;  // this CTA's lse of the row
-  const __half* o;   // this CTA's o row
-  struct Cursor {
-    const __half* at;  // in this CTA's shared memory
-    unsigned rank;
-    __device__ __forceinline__ const __half* get() const {
-      return static_cast<const __half*>(__cluster_map_shared_rank(const_cast<__half*>(at), rank));
-    }
-    __device__ __forceinline__ void next() { ++rank; }
-  };
-  __device__ __forceinline__ float lse_of(int s) const {
-    return *static_cast<const float*>(__cluster_map_shared_rank(const_cast<float*>(lse), unsigned(s)));
-  }
-  __device__ __forceinline__ Cursor o_from(int s, int d) const { return {o + d, unsigned(s)}; }
-};
-
-// Whether the kernel for head dim kD can merge its splits in a cluster (DecodeParams::
-// cluster_merge). Not at D = 256: with the cluster path in it, inlined or as a call, the
-// 255-register kernel reloaded 15 values per tile in its loop instead of 2 (ptxas,
-// sm_90a, nvcc 13.0), so D = 256 keeps the merge kernel.
-template <int kD>
-inline constexpr bool kClusterMerge = kD <= 128;
-
-// Splits whose partials a lane loads at once in the cluster merge (a cluster holds at most
-// 16; the merge kernel's kMergeSplitsPerStep is 32 at D <= 128).
-inline constexpr int kClusterMergeSplitsPerStep = 16;
-
-// The end of a split whose merge runs inside the decode grid (DecodeParams::cluster_merge):
-// the CTA's partial goes to its own shared memory (after the warps' merge area), and once
-// every CTA of the cluster has its partial there, CTA `split` merges tile rows split,
-// split + splits, ...: a warp per row, merge_row_warp as the merge kernel runs it (same
-// arithmetic, same split order, so the same bits from the same partials), reading the
-// other CTAs' partials through distributed shared memory. No workspace, no counter, no
-// second launch. Not inlined: inlined into the kernel, it raised the register pressure
-// in the tile loop (ptxas, sm_90a: D = 128 reloaded 3 values per tile there); as a call
-// it leaves the loop without spills.
-template <int kD>
-__device__ __noinline__ void finish_in_cluster(const DecodeParams& p) {
-  using Smem = DecodeSmem<kD>;
-  // Re-derived here, not passed: arguments of the call pinned their registers through
-  // the tile loop (D = 256 reloaded 15 values per tile instead of 2).
-  extern __shared__ __align__(128) uint8_t smem[];
-  const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
-  const int rows = p.seqlen_q * p.group;
-  __half* const part_o = reinterpret_cast<__half*>(smem + Smem::kMergeBytes);                  // [16][kD]
-  float* const part_lse = reinterpret_cast<float*>(smem + Smem::kMergeBytes + Smem::kPartOBytes);  // [16]
-  const int row = threadIdx.x / kSplitRowThreads<kD>;
-  if (row < rows) write_split_partial<kD>(smem, row, part_o + row * kD, part_lse + row);
-  cluster_barrier();  // every split's partial is in its CTA's shared memory
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int r = split + p.splits * warp; r < rows; r += p.splits * kDecodeWarps<kD>) {  // warp-uniform
-    const ClusterPartials parts{part_lse + r, part_o + r * kD};
-    merge_row_warp<kD / 32, kClusterMergeSplitsPerStep>(p.merge, parts, b, r / p.group, kvh * p.group + r % p.group,
-                                                        lane);
-  }
-  cluster_barrier();  // no CTA exits while another may still read its shared memory
 }
 
 template <int kD, bool kPaged>
@@ -632,19 +515,44 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
     }
   }
   __syncthreads();
-  if constexpr (kClusterMerge<kD>) {
-    if (p.cluster_merge) {  // the splits merge in the cluster; the partials stay in shared memory
-      finish_in_cluster<kD>(p);
-      return;
-    }
-  }
-  const int row = threadIdx.x / kSplitRowThreads<kD>;
+  // kRowThreads threads per row (8 at 4 warps): row = tid / kRowThreads, columns
+  // tid % kRowThreads + kRowThreads c.
+  constexpr int kRowThreads = 32 * kDecodeWarps<kD> / kDecodeRows;
+  const int row = threadIdx.x / kRowThreads, col0 = threadIdx.x % kRowThreads;
   if (row >= rows) return;
+  float m = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps<kD>; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
+  // A warp that saw a key has sum >= 1 (its max key's p is 1) or NaN; so the split saw
+  // none exactly when every sum is 0 (decided by the keys, not by a max that a NaN
+  // scale made NaN: fmaxf skips those, their weights below are NaN).
+  float weight[kDecodeWarps<kD>], l = 0.f, seen = 0.f;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps<kD>; ++w) {
+    const float mw = red_m[w * kDecodeRows + row];
+    weight[w] = mw == -INFINITY ? 0.f : fast_exp2(mw - m);
+    l += red_l[w * kDecodeRows + row] * weight[w];
+    seen += red_l[w * kDecodeRows + row];
+  }
+  const bool empty = seen == 0.f;
   // [B, splits, Sq, Hkv, G]
   const int64_t out_row =
       (((int64_t(b) * p.splits + split) * p.seqlen_q + row / p.group) * p.heads_kv + kvh) * p.group +
       row % p.group;
-  write_split_partial<kD>(smem, row, static_cast<__half*>(p.o_part) + out_row * kD, p.lse_part + out_row);
+  const float inv_l = empty ? 0.f : 1.f / l;
+  __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
+#pragma unroll
+  for (int c = 0; c < kD / kRowThreads; ++c) {
+    const int d = col0 + kRowThreads * c;
+    float acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps<kD>; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
+    o_out[d] = __float2half_rn(acc * inv_l);
+  }
+  if (col0 == 0) {
+    constexpr float kLn2 = 0.6931471805599453f;
+    p.lse_part[out_row] = empty ? -INFINITY : (m + log2_approx(l)) * kLn2;
+  }
 }
 
 }  // namespace torch_fmha::kernel

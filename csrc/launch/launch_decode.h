@@ -18,15 +18,8 @@ bool decode_kernel_supports(int head_dim, int rows);
 // once per device and head dim; an attribute query, no synchronisation).
 int decode_ctas_per_sm(int head_dim);
 
-// The most splits (1 .. 16) the decode kernel for this head dim can merge inside its
-// grid, as one thread block cluster per (KV head, batch) (DecodeParams::cluster_merge),
-// on the current device; 0: none. From the occupancy API, once per device.
-int decode_cluster_merge_max_splits(int head_dim);
-
 // Enqueues the decode kernel on `stream`: grid (splits, Hkv, B). No host
-// synchronisation, no allocation; with params.cluster_merge (splits at most
-// decode_cluster_merge_max_splits) the grid is launched in clusters of `splits` CTAs
-// along x. fewer_ctas_per_sm: launch it with more dynamic
+// synchronisation, no allocation. fewer_ctas_per_sm: launch it with more dynamic
 // shared memory than it uses, so that an SM holds one CTA fewer than
 // decode_ctas_per_sm (when a grid of several waves fills its last wave better
 // that way, decode_fewer_ctas_per_sm); the result does not depend on it.

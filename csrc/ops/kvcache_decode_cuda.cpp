@@ -1,10 +1,8 @@
 // torch_fmha: fwd_kvcache's CUDA decode-kernel path (kvcache_decode.h): which steps
 // (dense q, Sq x G <= 16 rows) the split-KV decode kernel (csrc/kernel/decode.cuh)
-// takes, how many splits it gets, and the call: the kernel computes each split's o / lse
-// (every mask applied there); the merge (sinks, v_descale, out_scale, rounding to
-// out_dtype) runs in the same grid when the splits fit one thread block cluster
-// (decode_cluster_merge_max_splits: up to 16 at D = 64 / 128), else in the merge kernel
-// (merge_splits_op.h) after it.
+// takes, how many splits it gets, and the call: the kernel writes each split's o / lse
+// (every mask applied there), the merge kernel
+// (merge_splits_op.h) adds sinks, v_descale and out_scale and rounds to out_dtype.
 // DESIGN 1.11 says why and what it measured.
 #include "kvcache_decode.h"
 
@@ -116,8 +114,7 @@ bool decode_kernel_takes(const KvcacheProblem& kp, int64_t num_splits, const Ten
          q.stride(2) % 16 == 0;
 }
 
-// The decode kernel computes each split's o / lse and merges them in its clusters, or
-// writes them for merge_splits (one kernel), which adds the
+// The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
 // sinks, v_descale and out_scale and rounds to out_dtype, as for the split plan.
 std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits, const Tensor& q, const Tensor& k,
                                        const Tensor& v, const Tensor& cache_seqlens, const OptTensor& page_table,
@@ -128,6 +125,9 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   const int64_t batch = p.batch, sq = kp.seqlen_q, heads_kv = p.heads_kv;
   const int64_t group = p.heads_q / p.heads_kv, d = p.head_dim;
   c10::cuda::CUDAGuard guard(q.device());
+  // [B, S, Sq, Ho = Hkv, Hi = G, (D)]: the merge's layout (query head ho * G + hi).
+  Tensor o = at::empty({batch, splits, sq, heads_kv, group, d}, q.options().dtype(at::kHalf));
+  Tensor l = at::empty({batch, splits, sq, heads_kv, group}, q.options().dtype(at::kFloat));
   DecodeParams dp;
   dp.q = static_cast<const uint8_t*>(q.data_ptr());
   dp.k = static_cast<const uint8_t*>(k.data_ptr());
@@ -161,28 +161,11 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   dp.softcap = static_cast<float>(softcap);
   dp.q_descale = scale_tensor(q_descale);
   dp.k_descale = scale_tensor(k_descale);
-  const int64_t sms = cuda_sm_count(q.device().index());
-  const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * splits, sms, decode_ctas_per_sm(static_cast<int>(d)));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  if (splits <= decode_cluster_merge_max_splits(static_cast<int>(d)) && batch * heads_kv * splits <= sms) {
-    // One launch: the splits of a (KV head, batch) are a cluster and merge their partials
-    // in shared memory (DecodeParams::cluster_merge), writing out and lse themselves. One
-    // CTA per SM (launch_decode), so only a grid of one wave at that.
-    MergeOutputs m = merge_outputs_cuda(q, batch, splits, sq, p.heads_q, heads_kv, d, sinks, v_descale, out_scale,
-                                        p.out_dtype);
-    dp.cluster_merge = true;
-    dp.merge = m.params;
-    const cudaError_t err = launch_decode(dp, fewer, stream);
-    TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch (", splits,
-                "-CTA clusters) failed: ", cudaGetErrorString(err));
-    return {m.out, m.lse};
-  }
-  // [B, S, Sq, Ho = Hkv, Hi = G, (D)]: the merge's layout (query head ho * G + hi).
-  Tensor o = at::empty({batch, splits, sq, heads_kv, group, d}, q.options().dtype(at::kHalf));
-  Tensor l = at::empty({batch, splits, sq, heads_kv, group}, q.options().dtype(at::kFloat));
   dp.o_part = o.data_ptr();
   dp.lse_part = l.data_ptr<float>();
-  const cudaError_t err = launch_decode(dp, fewer, stream);
+  const int64_t sms = cuda_sm_count(q.device().index());
+  const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * splits, sms, decode_ctas_per_sm(static_cast<int>(d)));
+  const cudaError_t err = launch_decode(dp, fewer, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
   return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);

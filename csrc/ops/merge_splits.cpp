@@ -86,9 +86,15 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
                                       int64_t heads_kv, at::ScalarType out_dtype) {
   TORCH_INTERNAL_ASSERT(o.scalar_type() == at::kHalf && l.scalar_type() == at::kFloat,
                         "torch_fmha merge_splits: CUDA partials are float16 / float32");
-  MergeOutputs m = merge_outputs_cuda(o, o.size(0), o.size(1), o.size(2), o.size(3) * o.size(4), heads_kv,
-                                      o.size(5), sinks, vd, out_scale, out_dtype);
-  MergeParams& p = m.params;
+  const int64_t batch = o.size(0), sq = o.size(2), heads = o.size(3) * o.size(4), d = o.size(5);
+  Tensor out = at::empty({batch, sq, heads, d}, o.options().dtype(out_dtype));
+  Tensor lse = at::empty({batch, heads, sq}, l.options());
+  // Descales and sinks are float32 (checked by the op); contiguous() is free when they are.
+  const Tensor sink_c = sinks.has_value() ? sinks->contiguous() : Tensor();
+  const Tensor vd_c = vd.has_value() ? vd->contiguous() : Tensor();
+  const Tensor os_c = out_scale.has_value() ? out_scale->contiguous() : Tensor();
+  MergeParams p;
+  p.head_dim = int32_t(d);
   p.o_parts = o.const_data_ptr();
   p.o_layout = layout_of(o);
   // The kernel's whole-split loads (MergeParams::partials_load_whole); the decode kernel's
@@ -97,44 +103,28 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
   const Tensor o_whole = p.partials_load_whole() ? o : o.clone(at::MemoryFormat::Contiguous);
   p.o_parts = o_whole.const_data_ptr();
   p.o_layout = layout_of(o_whole);
-  TORCH_INTERNAL_ASSERT(p.partials_load_whole(), "torch_fmha merge_splits: head_dim ", p.head_dim);
+  TORCH_INTERNAL_ASSERT(p.partials_load_whole(), "torch_fmha merge_splits: head_dim ", d);
   p.lse_parts = l.const_data_ptr<float>();
+  p.out = out.data_ptr();
+  p.lse_out = lse.data_ptr<float>();
+  p.sinks = sinks.has_value() ? sink_c.const_data_ptr<float>() : nullptr;
+  p.v_descale = vd.has_value() ? vd_c.const_data_ptr<float>() : nullptr;
+  p.out_scale = out_scale.has_value() ? os_c.const_data_ptr<float>() : nullptr;
   p.lse_layout = layout_of(l);
+  p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
+  p.batch = int32_t(batch), p.splits = int32_t(o.size(1)), p.seqlen_q = int32_t(sq);
+  p.heads = int32_t(heads), p.heads_kv = int32_t(heads_kv);
+  p.v_descale_per_head = vd.has_value() && vd->dim() == 2;
+  p.out_type = merge_out_type(out_dtype);
   const c10::cuda::CUDAGuard guard(o.device());
   const cudaError_t err = launch_merge_splits(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: merge kernel launch failed: ",
               cudaGetErrorString(err));
-  return {m.out, m.lse};
+  return {out, lse};
 }
 #endif
 
 }  // namespace
-
-#ifdef TORCH_FMHA_WITH_CUDA
-MergeOutputs merge_outputs_cuda(const Tensor& like, int64_t batch, int64_t splits, int64_t sq, int64_t heads,
-                                int64_t heads_kv, int64_t head_dim, const OptTensor& sinks, const OptTensor& vd,
-                                const OptTensor& out_scale, at::ScalarType out_dtype) {
-  MergeOutputs m;
-  m.out = at::empty({batch, sq, heads, head_dim}, like.options().dtype(out_dtype));
-  m.lse = at::empty({batch, heads, sq}, like.options().dtype(at::kFloat));
-  // Descales and sinks are float32 (checked by the op); contiguous() is free when they are.
-  m.sinks = sinks.has_value() ? sinks->contiguous() : Tensor();
-  m.v_descale = vd.has_value() ? vd->contiguous() : Tensor();
-  m.out_scale = out_scale.has_value() ? out_scale->contiguous() : Tensor();
-  MergeParams& p = m.params;
-  p.out = m.out.data_ptr();
-  p.lse_out = m.lse.data_ptr<float>();
-  p.sinks = sinks.has_value() ? m.sinks.const_data_ptr<float>() : nullptr;
-  p.v_descale = vd.has_value() ? m.v_descale.const_data_ptr<float>() : nullptr;
-  p.out_scale = out_scale.has_value() ? m.out_scale.const_data_ptr<float>() : nullptr;
-  p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
-  p.batch = int32_t(batch), p.splits = int32_t(splits), p.seqlen_q = int32_t(sq);
-  p.heads = int32_t(heads), p.heads_kv = int32_t(heads_kv), p.head_dim = int32_t(head_dim);
-  p.v_descale_per_head = vd.has_value() && vd->dim() == 2;
-  p.out_type = merge_out_type(out_dtype);
-  return m;
-}
-#endif
 
 std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse_parts,
                                         const OptTensor& sinks, const OptTensor& v_descale,
