@@ -22,12 +22,14 @@ def test_auto_num_splits_mirror():
         [1, 1, 8, 16, 16]
     assert bench_decode.auto_num_splits(8, 32, 8, 131072, 132) == 2
     assert bench_decode.auto_num_splits(64, 64, 8, 131072, 132) == 1
-    # The CUDA decode kernel's rule (3 CTAs per SM at D = 128, splits filling at most 2):
-    # B * Hkv CTAs per split.
+    # The CUDA decode kernel's rule (3 CTAs per SM at D = 128, splits filling at most 2, or 1
+    # with sqrt(keys / 16) splits up to 4096 keys): B * Hkv CTAs per split.
     assert [bench_decode.auto_num_splits(1, 32, 8, s, 132, decode_kernel=True)
-            for s in (1024, 4096, 8192, 32768, 131072)] == [6, 12, 16, 32, 32]
+            for s in (1024, 4096, 8192, 32768, 131072)] == [8, 16, 16, 32, 32]
     assert [bench_decode.auto_num_splits(b, 32, 8, 32768, 132, decode_kernel=True)
             for b in (8, 16, 32, 64)] == [4, 2, 1, 1]
+    assert [bench_decode.auto_num_splits(b, 32, 8, 1024, 132, decode_kernel=True)
+            for b in (1, 2, 4, 8, 16, 64)] == [8, 8, 4, 2, 1, 1]
     # The op agrees: on CPU the units are intra-op threads (8 here); B = 1, Hkv = 1 is one tile.
     q = torch.randn(1, 1, 8, 64)
     k = torch.randn(1, 4096, 1, 64)

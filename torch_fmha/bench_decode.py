@@ -53,8 +53,9 @@ _TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS, _MIN_KEYS_TO_SPLIT = 128, 512, 64,
 # The decode kernel's CTAs per SM at D = 128 (168 registers, 68 KB of shared memory
 # each), as decode_ctas_per_sm (csrc/launch/decode.cu) reads it from the occupancy API.
 _DECODE_CTAS_PER_SM_128 = 3
-# csrc/ops/kvcache_decode_cuda.cpp: kMaxDecodeSplits.
+# csrc/ops/kvcache_decode_cuda.cpp: kMaxDecodeSplits, kShortDecodeKeys.
 _MAX_DECODE_SPLITS = 32
+_SHORT_DECODE_KEYS = 4096
 
 
 def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units: int,
@@ -62,13 +63,16 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
     """num_splits=0's choice for a decode step (Sq = 1, GQA packing: one sequence of
     H / Hkv rows per KV head), mirrored from csrc/ops/kvcache_op.cpp: choose_num_splits
     (the split plan), or with `decode_kernel` choose_decode_splits (the CUDA decode
-    kernel, D = 128: `units` SMs of 3 CTAs each, splits filling at most 2 of them)."""
+    kernel, D = 128: `units` SMs of 3 CTAs each, splits filling at most 2 of them, or 1
+    and sqrt(keys / 16) splits for caches of at most 4096 keys)."""
     if decode_kernel:
         ctas, slots = batch * heads_kv, units * _DECODE_CTAS_PER_SM_128
         if ctas <= 0 or cache_len <= 0 or ctas >= slots:
             return 1
-        split_slots = units * min(_DECODE_CTAS_PER_SM_128, 2)
-        return max(1, min(split_slots // ctas, math.ceil(math.sqrt(cache_len / 32)), _MAX_DECODE_SPLITS))
+        short = cache_len <= _SHORT_DECODE_KEYS
+        split_slots = units if short else units * min(_DECODE_CTAS_PER_SM_128, 2)
+        by_keys = math.ceil(math.sqrt(cache_len / (16 if short else 32)))
+        return max(1, min(split_slots // ctas, by_keys, _MAX_DECODE_SPLITS))
     rows = heads // heads_kv
     tiles = batch * heads_kv * -(-rows // _TILE_ROWS)
     if tiles <= 0 or cache_len < _MIN_KEYS_TO_SPLIT or tiles >= units:

@@ -69,10 +69,23 @@ constexpr int64_t kMaxDecodeSplits = 32;
 // occupancy (ncu, B = 1 32k: 11.8% achieved occupancy, issue slots 37% busy, DRAM 45%),
 // and a third CTA on an SM adds a split's setup and partial more than it hides latency.
 // D = 64 (more CTAs per SM) follows the same cap unmeasured; D = 256 has one per SM.
-int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots, int64_t split_slots) {
+// Caches of at most kShortDecodeKeys keys (the capacity: shapes only) take about
+// sqrt(keys / 16) splits, at most one CTA per SM (`sms`): session 34 (one H200,
+// tools/decode_splits.py, graph replays, two rounds within 1%, D = 128, H = 32; DESIGN
+// 1.11) found the best counts there at about 128 CTAs in all (B = 1: 8 / 16 splits at
+// 1k / 4k; B = 2: 8; B = 4: 4; B = 8: 2-4), where the rule above picked 6 / 12, 6 / 12,
+// 6 / 8 and 4: B = 4 1k 16.8 -> 15.0 us, B = 2 4k 19.1 -> 18.3, B = 1 1k 13.1 -> 12.7,
+// B = 16 4k 54.5 -> 55.3 (its one loss). From 8k keys the best counts fill two CTAs per
+// SM, as the rule above does.
+constexpr int64_t kShortDecodeKeys = 4096;
+
+int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots, int64_t split_slots, int64_t sms) {
   if (ctas <= 0 || keys <= 0 || ctas >= slots) return 1;
-  const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / 32.0)));
-  return std::max<int64_t>(1, std::min({split_slots / ctas, by_keys, kMaxDecodeSplits}));
+  const bool short_cache = keys <= kShortDecodeKeys;
+  const double keys_per_sqrt = short_cache ? 16.0 : 32.0;
+  const int64_t by_keys = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(keys) / keys_per_sqrt)));
+  const int64_t fill = short_cache ? std::min(split_slots, sms) : split_slots;
+  return std::max<int64_t>(1, std::min({fill / ctas, by_keys, kMaxDecodeSplits}));
 }
 
 // Whether a grid of `ctas` decode CTAs, more than one wave at `per_sm` CTAs per SM,
@@ -187,7 +200,7 @@ std::optional<std::tuple<Tensor, Tensor>> decode_kernel_call(
     if (p.window_left >= 0) keys = std::min<int64_t>(keys, kernel_window(p.window_left) + kp.seqlen_q);
     const int64_t sms = cuda_sm_count(q.device().index());
     const int64_t per_sm = decode_ctas_per_sm(static_cast<int>(p.head_dim));
-    splits = choose_decode_splits(p.batch * p.heads_kv, keys, sms * per_sm, sms * std::min<int64_t>(per_sm, 2));
+    splits = choose_decode_splits(p.batch * p.heads_kv, keys, sms * per_sm, sms * std::min<int64_t>(per_sm, 2), sms);
   }
   return decode_call(kp, splits, q, k, v, cache_seqlens, page_table, softcap, sinks, q_descale, k_descale,
                      v_descale, out_scale);
