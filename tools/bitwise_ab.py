@@ -129,7 +129,9 @@ def _digest(t: torch.Tensor) -> tuple[int, int]:
     """Two weighted sums of the tensor's 32-bit words (wrapping int64 sums, on its device): a
     single changed word always changes both (its weights are odd and below 2^32), and several
     changes cancel in both only by accident."""
-    b = t.flatten().clone().view(torch.uint8)  # a fresh 1-D copy: stride 1 even where a size-1 dim had another
+    # a fresh row-major 1-D copy: viewing it as bytes needs stride 1, which a view of a
+    # size-1 dim need not have (the decode LSE [B, H, 1])
+    b = t.reshape(-1).clone(memory_format=torch.contiguous_format).view(torch.uint8)
     b = torch.cat([b, b.new_zeros((-b.numel()) % 4)])
     w = b.view(torch.int32).to(torch.int64)
     i = torch.arange(w.numel(), device=w.device, dtype=torch.int64)

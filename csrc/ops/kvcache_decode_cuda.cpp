@@ -69,14 +69,16 @@ constexpr int64_t kMaxDecodeSplits = 32;
 // occupancy (ncu, B = 1 32k: 11.8% achieved occupancy, issue slots 37% busy, DRAM 45%),
 // and a third CTA on an SM adds a split's setup and partial more than it hides latency.
 // D = 64 (more CTAs per SM) follows the same cap unmeasured; D = 256 has one per SM.
-// Caches of at most kShortDecodeKeys keys (the capacity: shapes only) take about
-// sqrt(keys / 16) splits, at most one CTA per SM (`sms`): session 34 (one H200,
-// tools/decode_splits.py, graph replays, two rounds within 1%, D = 128, H = 32; DESIGN
-// 1.11) found the best counts there at about 128 CTAs in all (B = 1: 8 / 16 splits at
-// 1k / 4k; B = 2: 8; B = 4: 4; B = 8: 2-4), where the rule above picked 6 / 12, 6 / 12,
-// 6 / 8 and 4: B = 4 1k 16.8 -> 15.0 us, B = 2 4k 19.1 -> 18.3, B = 1 1k 13.1 -> 12.7,
-// B = 16 4k 54.5 -> 55.3 (its one loss). From 8k keys the best counts fill two CTAs per
-// SM, as the rule above does.
+// Caches of at most kShortDecodeKeys keys (`keys`: the capacity, or with a left window
+// left + Sq; shapes only) take ceil(sqrt(keys / 16)) splits and fill at most one CTA per
+// SM (`sms`). Session 34 (one H200, tools/decode_splits.py, D = 128, H = 32, Hkv = 8,
+// CUDA-graph us, one call, two rounds within 3%; DESIGN 1.11) found the best counts up to
+// 4k keys at about 128 CTAs in all; the rule above against this one's count, in that
+// call: B = 4 1k 16.7-16.8 -> 14.9-15.0, B = 2 4k 19.1 -> 18.3, B = 1 1k 13.1-13.2 ->
+// 12.6-12.7, B = 16 4k 54.5-54.6 -> 55.3-55.5 (the one loss). From 8k keys the rule above's
+// count is the best or within 3% of it in every cell measured (1-16 sequences, 8k and 32k);
+// 4097-8191 keys were not measured (B = 1 takes 16 splits at 4096 keys and 12 at 4097).
+// D = 64 / 256 follow it unmeasured.
 constexpr int64_t kShortDecodeKeys = 4096;
 
 int64_t choose_decode_splits(int64_t ctas, int64_t keys, int64_t slots, int64_t split_slots, int64_t sms) {

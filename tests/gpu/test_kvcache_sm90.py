@@ -101,9 +101,9 @@ SWEEP = [
     ("sq5_g3_d256_causal_decode", 2, 5, 15, 5, 256, [3, 1000], None, dict(causal=True), 0),
     ("sq16_g1_paged_causal_decode", 2, 16, 2, 2, 128, [10, 500], 64, dict(causal=True), 2),
     ("sq4_g2_nomask_decode", 2, 4, 4, 2, 64, [0, 129], None, {}, 0),
-    # Split counts between the sweep's and the 40 below: 16, 9, and 13 with Sq x G = 12 rows;
-    # sinks, FP8 out, empty and one-key sequences (session 34 ran these against a merge
-    # inside the decode grid, DESIGN 1.11).
+    # More split counts: 9 and 13 (13 with Sq x G = 12 rows), 16 with sinks, FP8 out, an empty
+    # and a one-key sequence (session 34 added them for a merge inside the decode grid, since
+    # removed: DESIGN 1.11).
     ("split16_sinks_fp8", 3, 1, 8, 2, 128, [5000, 0, 1], None, dict(causal=True, sinks=True, out_dtype=FP8), 16),
     ("split9_paged_sq2", 2, 2, 16, 4, 64, [2100, 33], 16, dict(causal=True, sinks=True), 9),
     ("split13_sq3_window", 2, 3, 16, 4, 128, [4000, 700], 64, dict(causal=True, window_size=(1500, 0)), 13),
@@ -266,7 +266,7 @@ def test_split_merge_is_one_kernel():
     not the ~20 ATen kernels (amax, exp, sums, wheres) it was: a decode step is host-bound, every
     launch costs host time (tools/decode_overhead.py)."""
     q, kc, vc, seqlens, table, s = _decode_inputs()
-    q = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows per KV head, the split plan
+    q = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows per KV head, the tail plan
     sinks = _sinks(32)
     out_scale = torch.tensor([0.02], device="cuda")
     for kw in (dict(num_splits=4, sinks=sinks), dict(num_splits=3, out_dtype=FP8, out_scale=out_scale)):
@@ -296,13 +296,44 @@ def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
             torch.cuda.synchronize()
         return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
+    out_scale = torch.tensor([0.02], device="cuda")
     for q_, kw in ((q, dict(num_splits=0)), (q, dict(num_splits=1)), (q, dict(num_splits=5, sinks=_sinks(32))),
+                   (q, dict(num_splits=3, out_dtype=FP8, out_scale=out_scale)),
                    (q3, dict(num_splits=0)), (q3, dict(num_splits=4, window_size=(100, 0)))):
         names = kernels(q_, **kw)
         assert len(names) == 2 and sum("decode_kernel" in n for n in names) == 1 and \
             sum("merge_splits_kernel" in n for n in names) == 1, (q_.shape, kw, names)
     names = kernels(q5, num_splits=4)
     assert not any("decode_kernel" in n for n in names), names
+
+
+@pytest.mark.parametrize("batch, cache_len", [(1, 1024), (4, 1024), (8, 4096), (1, 8192), (8, 8192), (2, 4097)])
+def test_num_splits_zero_is_the_documented_rule(batch, cache_len, tmp_path):
+    """num_splits=0 on the decode kernel launches the split count that
+    csrc/ops/kvcache_decode_cuda.cpp choose_decode_splits documents and
+    bench_decode.auto_num_splits mirrors (the benchmark prints the mirror's count): the
+    kernel's grid x, read from the profiler's trace, at short (<= 4096 keys) and long caches."""
+    import json
+
+    from torch_fmha import bench_decode
+
+    g = torch.Generator(device="cuda").manual_seed(batch)
+    q = torch.randn(batch, 1, 32, 128, generator=g, device="cuda").to(FP8)
+    k = torch.randn(batch, cache_len, 8, 128, generator=g, device="cuda").to(FP8)
+    lens = torch.full((batch,), cache_len, dtype=torch.int32, device="cuda")
+    one = torch.ones(1, device="cuda")
+    torch_fmha.attention_with_kvcache(q, k, k, lens, causal=True, q_descale=one, k_descale=one, v_descale=one)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        torch_fmha.attention_with_kvcache(q, k, k, lens, causal=True, q_descale=one, k_descale=one, v_descale=one)
+        torch.cuda.synchronize()
+    trace = tmp_path / "trace.json"
+    prof.export_chrome_trace(str(trace))
+    events = json.loads(trace.read_text())["traceEvents"]
+    grids = [e["args"]["grid"] for e in events if "decode_kernel" in e.get("name", "") and "grid" in e.get("args", {})]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    expected = bench_decode.auto_num_splits(batch, 32, 8, cache_len, sms, decode_kernel=True)
+    assert grids == [[expected, 8, batch]], (grids, expected)
 
 
 def _merge_rule_case(device, sq, **kw):
