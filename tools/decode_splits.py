@@ -10,7 +10,7 @@ replays (triton's do_bench, median): what serving sees, without the eager host p
 that dominates at B = 1 (tools/decode_overhead.py). One row per (B, S): the time per
 split count, the best one, and what num_splits=0 picks today (the op runs it too; the
 printed pick is bench_decode.auto_num_splits, which mirrors the default build only: under
--DTORCH_FMHA_TUNE_DECODE_WARPS=8 the op picks fewer splits than it prints).
+-DTORCH_FMHA_TUNE_DECODE_WARPS=8 the op picks fewer splits than it prints above 4096 keys).
 GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits 2.
 """
 

@@ -69,8 +69,8 @@ constexpr int64_t kMaxDecodeSplits = 32;
 // occupancy (ncu, B = 1 32k: 11.8% achieved occupancy, issue slots 37% busy, DRAM 45%),
 // and a third CTA on an SM adds a split's setup and partial more than it hides latency.
 // D = 64 (more CTAs per SM) follows the same cap unmeasured; D = 256 has one per SM.
-// Caches of at most kShortDecodeKeys keys (`keys`: the capacity, or with a left window
-// left + Sq; shapes only) take ceil(sqrt(keys / 16)) splits and fill at most one CTA per
+// Caches of at most kShortDecodeKeys keys (`keys`: the capacity, capped at left + Sq
+// with a left window; shapes only) take ceil(sqrt(keys / 16)) splits and fill at most one CTA per
 // SM (`sms`). Session 34 (one H200, tools/decode_splits.py, D = 128, H = 32, Hkv = 8,
 // CUDA-graph us, one call, two rounds within 3%; DESIGN 1.11) found the best counts up to
 // 4k keys at about 128 CTAs in all; the rule above against this one's count, in that

@@ -331,7 +331,7 @@ def test_num_splits_zero_is_the_documented_rule(batch, cache_len, tmp_path):
     prof.export_chrome_trace(str(trace))
     events = json.loads(trace.read_text())["traceEvents"]
     grids = [e["args"]["grid"] for e in events if "decode_kernel" in e.get("name", "") and "grid" in e.get("args", {})]
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
     expected = bench_decode.auto_num_splits(batch, 32, 8, cache_len, sms, decode_kernel=True)
     assert grids == [[expected, 8, batch]], (grids, expected)
 
