@@ -56,13 +56,16 @@ CXX = shutil.which("c++") or shutil.which("g++")
 CUDA_INCLUDE = _cuda_include()
 needs_cxx_cuda_headers = pytest.mark.skipif(CXX is None or CUDA_INCLUDE is None,
                                             reason="needs a C++ compiler and the CUDA headers (cuda_bf16.h)")
+needs_cxx = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler (c++ or g++)")
 
 
-def build_and_run_cxx(source: str, tmp_path: Path, run_timeout: int) -> list[str]:
+def build_and_run_cxx(source: str, tmp_path: Path, run_timeout: int, cuda_headers: bool = True) -> list[str]:
     """Compiles tests/host_checks/<source> with the host C++ compiler (C++20, threads, the
-    CUDA headers and csrc on the include path), runs it, asserts both exit 0; its stdout lines."""
+    CUDA headers unless `cuda_headers` is false, and csrc on the include path), runs it,
+    asserts both exit 0; its stdout lines."""
     exe = tmp_path / Path(source).stem
-    build = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", f"-I{CUDA_INCLUDE}", f"-I{source_root()}",
+    includes = [f"-I{CUDA_INCLUDE}"] if cuda_headers else []
+    build = subprocess.run([CXX, "-std=c++20", "-O1", "-pthread", *includes, f"-I{source_root()}",
                             str(CHECKS / source), "-o", str(exe)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=run_timeout)

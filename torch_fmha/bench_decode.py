@@ -7,7 +7,7 @@ per-tensor descales, bf16 out. Columns:
 
 * ``ours``: ``attention_with_kvcache(num_splits=0)`` (the op's own split count, printed
   as ``splits``: on CUDA these shapes run the decode kernel, whose count is
-  csrc/ops/kvcache_decode_cuda.cpp ``choose_decode_splits``, mirrored by :func:`auto_num_splits`), and ``ours 1 split`` (``num_splits=1``) to show what
+  csrc/decode_splits.h ``choose_decode_splits``, mirrored by :func:`auto_num_splits`), and ``ours 1 split`` (``num_splits=1``) to show what
   split-KV buys;
 * ``GB/s`` and ``% copy``: bytes of cache read (K + V, FP8: ``2 * B * S * Hkv * D``) per
   second, and that as a fraction of the device's copy bandwidth measured in the same
@@ -53,7 +53,7 @@ _TILE_ROWS, _MIN_KEYS_PER_SPLIT, _MAX_SPLITS, _MIN_KEYS_TO_SPLIT = 128, 512, 64,
 # The decode kernel's CTAs per SM at D = 128 (168 registers, 68 KB of shared memory
 # each), as decode_ctas_per_sm (csrc/launch/decode.cu) reads it from the occupancy API.
 _DECODE_CTAS_PER_SM_128 = 3
-# csrc/ops/kvcache_decode_cuda.cpp: kMaxDecodeSplits, kShortDecodeKeys.
+# csrc/decode_splits.h: kMaxDecodeSplits, kShortDecodeKeys (tests/test_decode_host.py compares the rule with this mirror).
 _MAX_DECODE_SPLITS = 32
 _SHORT_DECODE_KEYS = 4096
 
@@ -62,7 +62,7 @@ def auto_num_splits(batch: int, heads: int, heads_kv: int, cache_len: int, units
                     decode_kernel: bool = False) -> int:
     """num_splits=0's choice for a decode step (Sq = 1, GQA packing: one sequence of
     H / Hkv rows per KV head), mirrored from csrc/ops/kvcache_op.cpp: choose_num_splits
-    (the split plan), or with `decode_kernel` csrc/ops/kvcache_decode_cuda.cpp:
+    (the split plan), or with `decode_kernel` csrc/decode_splits.h:
     choose_decode_splits (the CUDA decode kernel, D = 128: `units` SMs of 3 CTAs each,
     splits filling at most 2 of them, or 1 and sqrt(keys / 16) splits for caches of at
     most 4096 keys)."""

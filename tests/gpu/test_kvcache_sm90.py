@@ -310,9 +310,11 @@ def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
 @pytest.mark.parametrize("batch, cache_len", [(1, 1024), (4, 1024), (8, 4096), (1, 8192), (8, 8192), (2, 4097)])
 def test_num_splits_zero_is_the_documented_rule(batch, cache_len, tmp_path):
     """num_splits=0 on the decode kernel launches the split count that
-    csrc/ops/kvcache_decode_cuda.cpp choose_decode_splits documents and
-    bench_decode.auto_num_splits mirrors (the benchmark prints the mirror's count): the
-    kernel's grid x, read from the profiler's trace, at short (<= 4096 keys) and long caches."""
+    csrc/decode_splits.h choose_decode_splits documents and bench_decode.auto_num_splits
+    mirrors (the benchmark prints the mirror's count; tests/test_decode_host.py compares the
+    two on the host): the kernel's grid x, read from the profiler's trace, at short (<= 4096
+    keys) and long caches, so the op calls the rule as the mirror assumes (3 CTAs per SM at
+    D = 128, the SM count)."""
     import json
 
     from torch_fmha import bench_decode
