@@ -1,4 +1,5 @@
-"""Build and run a host-only C++ checker of tests/host_checks/ with nvcc (no GPU needed)."""
+"""Build and run a host-only C++ checker of tests/host_checks/ with nvcc or the host C++
+compiler (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def _cuda_include() -> Path | None:
 
 
 # Checkers that run a kernel's device code on host threads (std::barrier: C++20) are built
-# by the host C++ compiler against the CUDA headers, not by nvcc.
+# by the host C++ compiler against the CUDA headers, not by nvcc; plain host code (the
+# decode split rule) without them (build_and_run_cxx(cuda_headers=False)).
 CXX = shutil.which("c++") or shutil.which("g++")
 CUDA_INCLUDE = _cuda_include()
 needs_cxx_cuda_headers = pytest.mark.skipif(CXX is None or CUDA_INCLUDE is None,

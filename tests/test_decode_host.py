@@ -5,7 +5,8 @@ and break only on 32-key tile boundaries. Needs nvcc; skipped with the reason wi
 
 And num_splits = 0's split count (csrc/decode_splits.h, choose_decode_splits), compiled by
 the host C++ compiler (tests/host_checks/check_decode_splits.cpp), equals the benchmark's
-mirror (torch_fmha/bench_decode.py, auto_num_splits) on every shape it prints."""
+mirror (torch_fmha/bench_decode.py, auto_num_splits) on every shape it prints. Needs a host
+C++ compiler (c++ or g++); skipped without one."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 // "batch keys sms splits", with the call csrc/ops/kvcache_decode_cuda.cpp makes at D = 128
 // (Hkv = 8: batch x 8 CTAs per split; three CTAs per SM, splits filling at most two).
 // tests/test_decode_host.py compares every line with the benchmark's mirror
-// (torch_fmha/bench_decode.py, auto_num_splits), so the two cannot drift apart.
+// (torch_fmha/bench_decode.py, auto_num_splits), so the rule and the mirror cannot drift
+// apart. The op's arguments (CTAs per SM, SM count) are copied here, not tested: the GPU
+// test test_num_splits_zero_is_the_documented_rule (tests/gpu/test_kvcache_sm90.py) checks them.
 #include <cstdint>
 #include <cstdio>
 
