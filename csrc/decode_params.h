@@ -7,14 +7,11 @@
 // reads split s of batch b's keys [first, L) (first: the first row's left window
 // edge, else 0) once, for the Sq x G query rows of KV head h (G = H / Hkv), and
 // writes their partial results: o normalised over its keys (float16) and the natural-
-// log LSE of its scores (float32), merged by csrc/merge_splits.h's arithmetic: by
-// the pair's last split in the same grid (split_counters), or by the merge kernel
-// after it.
+// log LSE of its scores (float32), merged afterwards by csrc/merge_splits.h.
 #pragma once
 
 #include <stdint.h>
 
-#include "merge_splits.h"
 #include "params.h"
 
 namespace torch_fmha {
@@ -46,13 +43,6 @@ struct DecodeParams {
   ScaleTensor q_descale, k_descale;  // [1] or [B, Hkv]
   void* o_part = nullptr;            // float16 [B, splits, Sq, Hkv, G, D], contiguous
   float* lse_part = nullptr;         // [B, splits, Sq, Hkv, G], contiguous
-  // Non-null: the CTA of a (batch, KV head) whose split finishes last merges the pair's
-  // partials (decode.cuh, merge_if_last_split) as `merge` says (out, lse_out, sinks,
-  // descales; its o_parts / lse_parts are o_part / lse_part). [B, Hkv] counters, each
-  // zero before the launch and again after it (launch_decode zeroes them first when
-  // splits > 1). Null: the partials are the result, merged by the merge kernel.
-  uint32_t* split_counters = nullptr;
-  MergeParams merge;
 };
 
 }  // namespace torch_fmha

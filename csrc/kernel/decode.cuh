@@ -31,7 +31,6 @@
 
 #include "../decode_params.h"
 #include "grid_dependency.cuh"
-#include "merge_splits.cuh"
 #include "softmax.cuh"
 
 namespace torch_fmha::kernel {
@@ -229,54 +228,6 @@ __device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, i
     uint4* dst = reinterpret_cast<uint4*>(vh + r * Smem::kVhStride + 32 * c);
     dst[0] = make_uint4(h[0], h[1], h[2], h[3]);
     dst[1] = make_uint4(h[4], h[5], h[6], h[7]);
-  }
-}
-
-// Zeroes the decode kernel's split counters (DecodeParams::split_counters) when it
-// merges in its own grid with more than one split. The decode kernel is launched as
-// this grid's programmatic dependent and may start at once: it waits for this grid only
-// before its first count.
-__global__ void zero_split_counters(uint32_t* counters, int64_t n) {
-  allow_dependent_launch();
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    counters[i] = 0;
-  }
-}
-
-// The merge of a (batch, KV head)'s splits by the split that finishes last (DecodeParams::
-// split_counters): every CTA has written its partial (o, lse) above; it makes them
-// visible device-wide and counts in on the pair's counter; the CTA that counts in last
-// merges the pair's Sq x G rows, one warp per row, with the merge kernel's own row
-// function on the same partials (so the same bits), writing out / lse_out. atomicInc
-// wraps the counter back to 0 on the last count, so it is zero again for the next
-// launch; the first launch's zeros come from the kernel launched just before this one
-// (launch/decode.cu), whose completion this grid waits for (griddepcontrol.wait) only
-// here, before the count: the split loop above runs meanwhile. One split merges its own
-// partial without counting. Nothing waits on another CTA.
-template <int kD>
-__device__ __forceinline__ void merge_if_last_split(const DecodeParams& p) {
-  const int kvh = blockIdx.y, b = blockIdx.z;  // read again: nothing stays live across the tile loop for it
-  __shared__ bool last;
-  __threadfence();  // this thread's partial stores, before the count (release)
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    bool is_last = true;
-    if (p.splits > 1) {
-      wait_for_primary_grid();  // the counters' zeros
-      const unsigned int n = unsigned(p.splits) - 1;
-      is_last = atomicInc(&p.split_counters[int64_t(b) * p.heads_kv + kvh], n) == n;
-    }
-    last = is_last;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();  // the other splits' partials, after their counts (acquire)
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  constexpr int kElems = kD / 32;  // one pass over the head dim (merge_splits.cuh)
-  for (int r = warp; r < p.seqlen_q * p.group; r += kDecodeWarps<kD>) {
-    const int sq = r / p.group, h = kvh * p.group + r % p.group;
-    merge_row_warp<kElems, kMergeSplitsPerStep<kElems>>(p.merge, partials_of_row<true>(p.merge, b, sq, h), b, sq,
-                                                        h, lane);
   }
 }
 
@@ -568,46 +519,39 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   // tid % kRowThreads + kRowThreads c.
   constexpr int kRowThreads = 32 * kDecodeWarps<kD> / kDecodeRows;
   const int row = threadIdx.x / kRowThreads, col0 = threadIdx.x % kRowThreads;
-  if (row < rows) {
-    float m = -INFINITY;
+  if (row >= rows) return;
+  float m = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps<kD>; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
-    // A warp that saw a key has sum >= 1 (its max key's p is 1) or NaN; so the split saw
-    // none exactly when every sum is 0 (decided by the keys, not by a max that a NaN
-    // scale made NaN: fmaxf skips those, their weights below are NaN).
-    float weight[kDecodeWarps<kD>], l = 0.f, seen = 0.f;
+  for (int w = 0; w < kDecodeWarps<kD>; ++w) m = fmaxf(m, red_m[w * kDecodeRows + row]);
+  // A warp that saw a key has sum >= 1 (its max key's p is 1) or NaN; so the split saw
+  // none exactly when every sum is 0 (decided by the keys, not by a max that a NaN
+  // scale made NaN: fmaxf skips those, their weights below are NaN).
+  float weight[kDecodeWarps<kD>], l = 0.f, seen = 0.f;
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps<kD>; ++w) {
-      const float mw = red_m[w * kDecodeRows + row];
-      weight[w] = mw == -INFINITY ? 0.f : fast_exp2(mw - m);
-      l += red_l[w * kDecodeRows + row] * weight[w];
-      seen += red_l[w * kDecodeRows + row];
-    }
-    const bool empty = seen == 0.f;
-    // [B, splits, Sq, Hkv, G]
-    const int64_t out_row =
-        (((int64_t(b) * p.splits + split) * p.seqlen_q + row / p.group) * p.heads_kv + kvh) * p.group +
-        row % p.group;
-    const float inv_l = empty ? 0.f : 1.f / l;
-    __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
-#pragma unroll
-    for (int c = 0; c < kD / kRowThreads; ++c) {
-      const int d = col0 + kRowThreads * c;
-      float acc = 0.f;
-#pragma unroll
-      for (int w = 0; w < kDecodeWarps<kD>; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
-      o_out[d] = __float2half_rn(acc * inv_l);
-    }
-    if (col0 == 0) {
-      constexpr float kLn2 = 0.6931471805599453f;
-      p.lse_part[out_row] = empty ? -INFINITY : (m + log2_approx(l)) * kLn2;
-    }
+  for (int w = 0; w < kDecodeWarps<kD>; ++w) {
+    const float mw = red_m[w * kDecodeRows + row];
+    weight[w] = mw == -INFINITY ? 0.f : fast_exp2(mw - m);
+    l += red_l[w * kDecodeRows + row] * weight[w];
+    seen += red_l[w * kDecodeRows + row];
   }
-  // Not at D = 256: any form of it there (inlined, or a call) made ptxas reload 12-16 values
-  // in the 255-register tile loop instead of 2-3 (sm_90a SASS); D = 256 keeps the merge
-  // kernel (decode_merges_in_grid).
-  if constexpr (kD <= 128) {
-    if (p.split_counters != nullptr) merge_if_last_split<kD>(p);
+  const bool empty = seen == 0.f;
+  // [B, splits, Sq, Hkv, G]
+  const int64_t out_row =
+      (((int64_t(b) * p.splits + split) * p.seqlen_q + row / p.group) * p.heads_kv + kvh) * p.group +
+      row % p.group;
+  const float inv_l = empty ? 0.f : 1.f / l;
+  __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
+#pragma unroll
+  for (int c = 0; c < kD / kRowThreads; ++c) {
+    const int d = col0 + kRowThreads * c;
+    float acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps<kD>; ++w) acc += red_o[(w * kDecodeRows + row) * kD + d] * weight[w];
+    o_out[d] = __float2half_rn(acc * inv_l);
+  }
+  if (col0 == 0) {
+    constexpr float kLn2 = 0.6931471805599453f;
+    p.lse_part[out_row] = empty ? -INFINITY : (m + log2_approx(l)) * kLn2;
   }
 }
 

@@ -80,97 +80,52 @@ __device__ __forceinline__ float warp_merge_max(float v, int lane) {
   return v;
 }
 
-// Where a row's split partials live, for merge_row_warp: split s's lse (lse_of) and its
-// row of head_dim float16 values, walked split by split from element d of split s
-// (`o_from(s, d)`, a cursor: load() reads kElems values, next() moves to the next
-// split), in global memory at a stride.
-// kFromOtherCtas: written by other CTAs of the running grid (the decode kernel's merge
-// by its last split, decode.cuh), so loaded at L2 (ld.global.cg): this SM's L1 is not
-// coherent with their stores. The merge kernel reads a finished grid's output and loads
-// them plainly.
-template <bool kFromOtherCtas>
-struct GlobalPartials {
-  const float* lse;  // split 0's lse of the row
-  int64_t lse_stride;
-  const __half* o;  // split 0's o row (contiguous head dim, MergeParams::partials_load_whole)
-  int64_t o_stride;
-  struct Cursor {
-    const __half* at;
-    int64_t stride;
-    template <class Halves>
-    __device__ __forceinline__ Halves load() const {
-      if constexpr (kFromOtherCtas) {
-        static_assert(sizeof(Halves) == 4 || sizeof(Halves) == 8 || sizeof(Halves) == 16);
-        Halves h;
-        if constexpr (sizeof(Halves) == 4) {
-          h.pair[0] = __ldcg(reinterpret_cast<const unsigned int*>(at));
-        } else if constexpr (sizeof(Halves) == 8) {
-          const uint2 v = __ldcg(reinterpret_cast<const uint2*>(at));
-          h.pair[0] = v.x, h.pair[1] = v.y;
-        } else {
-          const uint4 v = __ldcg(reinterpret_cast<const uint4*>(at));
-          h.pair[0] = v.x, h.pair[1] = v.y, h.pair[2] = v.z, h.pair[3] = v.w;
-        }
-        return h;
-      } else {
-        return *reinterpret_cast<const Halves*>(at);
-      }
-    }
-    __device__ __forceinline__ void next() { at += stride; }
-  };
-  __device__ __forceinline__ float lse_of(int s) const {
-    if constexpr (kFromOtherCtas) return __ldcg(lse + s * lse_stride);
-    return lse[s * lse_stride];
-  }
-  __device__ __forceinline__ Cursor o_from(int s, int d) const { return {o + s * o_stride + d, o_stride}; }
-};
-
-// Row (b, sq, h)'s partials as MergeParams places them (o_layout's d stride is 1).
-template <bool kFromOtherCtas>
-__device__ __forceinline__ GlobalPartials<kFromOtherCtas> partials_of_row(const MergeParams& p, int b, int sq, int h) {
-  return {p.lse_parts + p.lse_layout.offset(b, 0, sq, h, 0), p.lse_layout.s,
-          static_cast<const __half*>(p.o_parts) + p.o_layout.offset(b, 0, sq, h, 0), p.o_layout.s};
-}
-
-// Splits whose partials a lane loads before its first add, at kElems elements per lane:
-// kMergeBytesInFlight / (2 kElems), at most 32.
+// kElems: head-dim elements per lane per pass over the splits (the launch picks 2 / 4 / 8
+// for head_dim 64 / 128 / 256, the only ones it takes: one pass each).
 template <int kElems>
-inline constexpr int kMergeSplitsPerStep =
-    kMergeBytesInFlight / (2 * kElems) < 32 ? kMergeBytesInFlight / (2 * kElems) : 32;
-
-// Merges query row (b, sq, h) of p's output from its p.splits partials (`parts`), one warp
-// (every lane calls it with the same row): writes out[b, sq, h, :] and lse_out. kElems:
-// head-dim elements per lane per pass over the splits (2 / 4 / 8 for head_dim 64 / 128 /
-// 256: one pass each); kSplitsPerStep: splits loaded before the adds (a divisor of 32;
-// the order of the adds does not depend on it). The arithmetic and its order are the file header's, so the merge
-// kernel and the decode kernel's merge by its last split give the same bits from the same partials.
-template <int kElems, int kSplitsPerStep, class Partials>
-__device__ __forceinline__ void merge_row_warp(const MergeParams& p, const Partials& parts, int b, int sq, int h,
-                                               int lane) {
-  const int64_t row = (int64_t(b) * p.seqlen_q + sq) * p.heads + h;  // out [B, Sq, H, D]
+__global__ void __launch_bounds__(32 * kMergeWarps, 1) merge_splits_kernel(const MergeParams p) {
+  const int64_t row = int64_t(blockIdx.x) * kMergeWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int h = int(row % p.heads);
+  const int sq = int((row / p.heads) % p.seqlen_q);
+  const int b = int(row / (int64_t(p.heads) * p.seqlen_q));
   const int splits = p.splits;
+  const float* lse = p.lse_parts + p.lse_layout.offset(b, 0, sq, h, 0);
+  const int64_t lse_s = p.lse_layout.s;
+  // Launched as the decode kernel's programmatic dependent (launch/merge_splits.cu,
+  // kernel/grid_dependency.cuh): this CTA may be resident before the decode grid has
+  // finished, and computes the row's indices above meanwhile. Every thread waits for
+  // that grid before any global load or store (the partials are its output), and before
+  // the early return below: the merge grid then completes only after the decode grid,
+  // so work after the merge on the stream (which may reuse the partials' memory) is
+  // ordered after both.
+  wait_for_primary_grid();
+  if (row >= p.rows()) return;  // the whole warp: the shuffles below need all lanes
   // Lane l's split c + l's lse (-inf past the last split: adds nothing to the max).
-  const auto lane_lse = [&](int c) { return c + lane < splits ? parts.lse_of(c + lane) : -INFINITY; };
+  const auto lane_lse = [&](int c) { return c + lane < splits ? lse[(c + lane) * lse_s] : -INFINITY; };
 
-  static_assert(kSplitsPerStep >= 1 && 32 % kSplitsPerStep == 0, "steps must not straddle a chunk of 32 splits");
+  const __half* o = static_cast<const __half*>(p.o_parts) + p.o_layout.offset(b, 0, sq, h, 0);
+  const int64_t o_s = p.o_layout.s;  // the d stride is 1 (MergeParams::partials_load_whole)
+  constexpr int kSplitsPerStep = kMergeBytesInFlight / (2 * kElems) < 32 ? kMergeBytesInFlight / (2 * kElems) : 32;
+  static_assert(32 % kSplitsPerStep == 0, "steps must not straddle a chunk of 32 splits");
   using Halves = MergeHalves<kElems>;
   using Step = Halves[kSplitsPerStep];
   // Loads the partials of splits s0 .. s0 + kSplitsPerStep - 1 below s_end at head-dim
   // elements d0 + kElems lane .. + kElems - 1 when `active` (and below head_dim); 0
-  // elsewhere. One access per split: the partials' head dim is contiguous and every lane's
-  // kElems elements aligned (MergeParams::partials_load_whole; the decode kernel's own).
+  // elsewhere. One access per split: the launch requires a contiguous head dim, split and
+  // row strides that keep every lane's kElems elements aligned (MergeParams::partials_load_whole).
   const int head_dim = p.head_dim;
   const auto load_step = [&](Step& part, int s0, int s_end, int d0, bool active) {
     const int d = d0 + kElems * lane;  // the lane's first element
-    auto os = parts.o_from(s0, d);      // split s0's element d
+    const __half* os = o + int64_t(s0) * o_s + d;  // split s0's element d
 #pragma unroll
-    for (int u = 0; u < kSplitsPerStep; ++u, os.next()) {
-      part[u] = active && d < head_dim && s0 + u < s_end ? os.template load<Halves>() : Halves{};
+    for (int u = 0; u < kSplitsPerStep; ++u, os += o_s) {
+      part[u] = active && d < head_dim && s0 + u < s_end ? *reinterpret_cast<const Halves*>(os) : Halves{};
     }
   };
   const float lse0 = lane_lse(0);  // kept: the weights of the first chunk need it again
   // The first step's partials are loaded with the LSEs, before the row is known (in
-  // bounds; unused when the row is empty or undefined): one round trip less.
+  // bounds; unused when the row is empty or undefined): one L2 round trip less.
   Step first_step;
   load_step(first_step, 0, min(splits, 32), 0, true);
 
@@ -241,28 +196,6 @@ __device__ __forceinline__ void merge_row_warp(const MergeParams& p, const Parti
   if (lane == 0) {
     p.lse_out[b * p.lse_out_stride[0] + sq * p.lse_out_stride[1] + h * p.lse_out_stride[2]] = r.lse;
   }
-}
-
-// kElems: head-dim elements per lane per pass over the splits (the launch picks 2 / 4 / 8
-// for head_dim 64 / 128 / 256, the only ones it takes: one pass each).
-template <int kElems>
-__global__ void __launch_bounds__(32 * kMergeWarps, 1) merge_splits_kernel(const MergeParams p) {
-  const int64_t row = int64_t(blockIdx.x) * kMergeWarps + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int h = int(row % p.heads);
-  const int sq = int((row / p.heads) % p.seqlen_q);
-  const int b = int(row / (int64_t(p.heads) * p.seqlen_q));
-  const GlobalPartials<false> parts = partials_of_row<false>(p, b, sq, h);  // addresses only
-  // Launched as the decode kernel's programmatic dependent (launch/merge_splits.cu,
-  // kernel/grid_dependency.cuh): this CTA may be resident before the decode grid has
-  // finished, and computes the row's indices above meanwhile. Every thread waits for
-  // that grid before any global load or store (the partials are its output), and before
-  // the early return below: the merge grid then completes only after the decode grid,
-  // so work after the merge on the stream (which may reuse the partials' memory) is
-  // ordered after both.
-  wait_for_primary_grid();
-  if (row >= p.rows()) return;  // the whole warp: the shuffles below need all lanes
-  merge_row_warp<kElems, kMergeSplitsPerStep<kElems>>(p, parts, b, sq, h, lane);
 }
 
 }  // namespace kernel

@@ -5,16 +5,7 @@
 #include "../kernel/decode.cuh"
 #include "launch_decode.h"
 
-// Developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_GRID_MERGE=0):
-// 0 merges the splits in the merge kernel after the decode grid (its programmatic
-// dependent), as before session 35, instead of by each pair's last split in the grid.
-#ifndef TORCH_FMHA_TUNE_DECODE_GRID_MERGE
-#define TORCH_FMHA_TUNE_DECODE_GRID_MERGE 1
-#endif
-
 namespace torch_fmha {
-
-bool decode_merges_in_grid(int head_dim) { return TORCH_FMHA_TUNE_DECODE_GRID_MERGE != 0 && head_dim <= 128; }
 
 bool decode_kernel_supports(int head_dim, int rows) {
   return (head_dim == 64 || head_dim == 128 || head_dim == 256) && rows >= 1 &&
@@ -84,32 +75,8 @@ cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t s
     raised[device].store(limit, std::memory_order_release);
   }
   const dim3 grid(unsigned(p.splits), unsigned(p.heads_kv), unsigned(p.batch));
-  if (p.split_counters == nullptr || p.splits == 1) {
-    fn<<<grid, 32 * kernel::kDecodeWarps<kD>, smem, stream>>>(p);
-    return cudaGetLastError();
-  }
-  // The merge by the last split counts on zeroed counters: zeroed by a small kernel, and
-  // the decode grid launched as its programmatic dependent (it waits for the zeros only
-  // before its first count, decode.cuh), so the zeroing hides behind the split loop.
-  const int64_t counters = int64_t(p.batch) * p.heads_kv;
-  const unsigned zero_blocks = unsigned(std::min<int64_t>((counters + 255) / 256, 1024));
-  kernel::zero_split_counters<<<zero_blocks, 256, 0, stream>>>(p.split_counters, counters);
-  err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
-  cudaLaunchAttribute pdl[1];
-  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = dim3{unsigned(32 * kernel::kDecodeWarps<kD>)};
-  config.dynamicSmemBytes = size_t(smem);
-  config.stream = stream;
-  config.attrs = pdl;
-  config.numAttrs = 1;
-  const cudaError_t launched = cudaLaunchKernelEx(&config, fn, p);
-  // As in launch/merge_splits.cu: a refused launch is also the last error; read it once.
-  const cudaError_t last = cudaGetLastError();
-  return launched != cudaSuccess ? launched : last;
+  fn<<<grid, 32 * kernel::kDecodeWarps<kD>, smem, stream>>>(p);
+  return cudaGetLastError();
 }
 
 template <int kD>

@@ -13,12 +13,6 @@ namespace torch_fmha {
 // query rows per KV head (Sq x H / Hkv <= 16, the rows of one mma.sync tile).
 bool decode_kernel_supports(int head_dim, int rows);
 
-// Whether the decode kernel merges each (batch, KV head)'s splits itself, by the split
-// that finishes last (DecodeParams::split_counters), rather than leaving the partials
-// to the merge kernel: at D = 64 / 128 (decode.cuh says why not at 256) unless a
-// developer knob turns it off (launch/decode.cu).
-bool decode_merges_in_grid(int head_dim);
-
 // CTAs of the decode kernel for this head dim that one SM holds at once
 // (cudaOccupancyMaxActiveBlocksPerMultiprocessor on the current device, read
 // once per device and head dim; an attribute query, no synchronisation).

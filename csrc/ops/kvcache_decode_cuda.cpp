@@ -132,23 +132,10 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   dp.lse_part = l.data_ptr<float>();
   const int64_t sms = cuda_sm_count(q.device().index());
   const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * splits, sms, decode_ctas_per_sm(static_cast<int>(d)));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  if (!decode_merges_in_grid(static_cast<int>(d))) {
-    const cudaError_t err = launch_decode(dp, fewer, stream);
-    TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
-                cudaGetErrorString(err));
-    return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
-  }
-  // The same merge, by each (batch, KV head)'s last split inside the decode grid: one
-  // counter per pair, zeroed by the launch (launch_decode) when there is more than one split.
-  const CudaMerge m = prepare_cuda_merge(o, l, sinks, v_descale, out_scale, heads_kv, p.out_dtype);
-  const Tensor counters = at::empty({batch, heads_kv}, q.options().dtype(at::kInt));
-  dp.split_counters = reinterpret_cast<uint32_t*>(counters.data_ptr<int32_t>());
-  dp.merge = m.params;
-  const cudaError_t err = launch_decode(dp, fewer, stream);
+  const cudaError_t err = launch_decode(dp, fewer, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
-  return {m.out, m.lse};
+  return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
 }
 
 }  // namespace

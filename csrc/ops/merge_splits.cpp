@@ -84,56 +84,47 @@ MergeOutType merge_out_type(at::ScalarType t) {
 std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const OptTensor& sinks,
                                       const OptTensor& vd, const OptTensor& out_scale,
                                       int64_t heads_kv, at::ScalarType out_dtype) {
-  const CudaMerge m = prepare_cuda_merge(o, l, sinks, vd, out_scale, heads_kv, out_dtype);
-  const c10::cuda::CUDAGuard guard(o.device());
-  const cudaError_t err = launch_merge_splits(m.params, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: merge kernel launch failed: ",
-              cudaGetErrorString(err));
-  return {m.out, m.lse};
-}
-#endif
-
-}  // namespace
-
-#ifdef TORCH_FMHA_WITH_CUDA
-CudaMerge prepare_cuda_merge(const Tensor& o, const Tensor& l, const OptTensor& sinks, const OptTensor& vd,
-                             const OptTensor& out_scale, int64_t heads_kv, at::ScalarType out_dtype) {
   TORCH_INTERNAL_ASSERT(o.scalar_type() == at::kHalf && l.scalar_type() == at::kFloat,
                         "torch_fmha merge_splits: CUDA partials are float16 / float32");
   const int64_t batch = o.size(0), sq = o.size(2), heads = o.size(3) * o.size(4), d = o.size(5);
-  CudaMerge m;
-  m.out = at::empty({batch, sq, heads, d}, o.options().dtype(out_dtype));
-  m.lse = at::empty({batch, heads, sq}, l.options());
+  Tensor out = at::empty({batch, sq, heads, d}, o.options().dtype(out_dtype));
+  Tensor lse = at::empty({batch, heads, sq}, l.options());
   // Descales and sinks are float32 (checked by the op); contiguous() is free when they are.
-  m.sinks = sinks.has_value() ? sinks->contiguous() : Tensor();
-  m.v_descale = vd.has_value() ? vd->contiguous() : Tensor();
-  m.out_scale = out_scale.has_value() ? out_scale->contiguous() : Tensor();
-  MergeParams& p = m.params;
+  const Tensor sink_c = sinks.has_value() ? sinks->contiguous() : Tensor();
+  const Tensor vd_c = vd.has_value() ? vd->contiguous() : Tensor();
+  const Tensor os_c = out_scale.has_value() ? out_scale->contiguous() : Tensor();
+  MergeParams p;
   p.head_dim = int32_t(d);
   p.o_parts = o.const_data_ptr();
   p.o_layout = layout_of(o);
   // The kernel's whole-split loads (MergeParams::partials_load_whole); the decode kernel's
   // partials qualify, and so do the split plans' (views of contiguous varlen outputs);
-  // anything else is copied here.
-  m.o_parts = p.partials_load_whole() ? o : o.clone(at::MemoryFormat::Contiguous);
-  p.o_parts = m.o_parts.const_data_ptr();
-  p.o_layout = layout_of(m.o_parts);
+  // anything else would be copied here.
+  const Tensor o_whole = p.partials_load_whole() ? o : o.clone(at::MemoryFormat::Contiguous);
+  p.o_parts = o_whole.const_data_ptr();
+  p.o_layout = layout_of(o_whole);
   TORCH_INTERNAL_ASSERT(p.partials_load_whole(), "torch_fmha merge_splits: head_dim ", d);
   p.lse_parts = l.const_data_ptr<float>();
-  p.out = m.out.data_ptr();
-  p.lse_out = m.lse.data_ptr<float>();
-  p.sinks = sinks.has_value() ? m.sinks.const_data_ptr<float>() : nullptr;
-  p.v_descale = vd.has_value() ? m.v_descale.const_data_ptr<float>() : nullptr;
-  p.out_scale = out_scale.has_value() ? m.out_scale.const_data_ptr<float>() : nullptr;
+  p.out = out.data_ptr();
+  p.lse_out = lse.data_ptr<float>();
+  p.sinks = sinks.has_value() ? sink_c.const_data_ptr<float>() : nullptr;
+  p.v_descale = vd.has_value() ? vd_c.const_data_ptr<float>() : nullptr;
+  p.out_scale = out_scale.has_value() ? os_c.const_data_ptr<float>() : nullptr;
   p.lse_layout = layout_of(l);
   p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
   p.batch = int32_t(batch), p.splits = int32_t(o.size(1)), p.seqlen_q = int32_t(sq);
   p.heads = int32_t(heads), p.heads_kv = int32_t(heads_kv);
   p.v_descale_per_head = vd.has_value() && vd->dim() == 2;
   p.out_type = merge_out_type(out_dtype);
-  return m;
+  const c10::cuda::CUDAGuard guard(o.device());
+  const cudaError_t err = launch_merge_splits(p, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: merge kernel launch failed: ",
+              cudaGetErrorString(err));
+  return {out, lse};
 }
 #endif
+
+}  // namespace
 
 std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse_parts,
                                         const OptTensor& sinks, const OptTensor& v_descale,

@@ -8,8 +8,6 @@
 #include <optional>
 #include <tuple>
 
-#include "../merge_splits.h"
-
 namespace torch_fmha {
 
 // Merges partial results o [B, S, Sq, Ho, Hi, D] and lse [B, S, Sq, Ho, Hi] (any
@@ -23,20 +21,5 @@ std::tuple<at::Tensor, at::Tensor> merge_splits(const at::Tensor& o_parts, const
                                                 const std::optional<at::Tensor>& out_scale,
                                                 int64_t heads_kv, at::ScalarType acc,
                                                 at::ScalarType out_dtype);
-
-#ifdef TORCH_FMHA_WITH_CUDA
-// A CUDA merge's outputs, out [B, Sq, H, D] (out_dtype) and lse [B, H, Sq] (float32), and
-// the MergeParams that say how to make them from the partials o / l (as merge_splits takes
-// them, float16 / float32): what the merge kernel's launch takes, and what the decode
-// kernel's merge by its last split takes (csrc/ops/kvcache_decode_cuda.cpp). The tensors
-// the params address (contiguous sinks / descales, the partials when copied) are kept here.
-struct CudaMerge {
-  at::Tensor out, lse, sinks, v_descale, out_scale, o_parts;
-  MergeParams params;
-};
-CudaMerge prepare_cuda_merge(const at::Tensor& o, const at::Tensor& l, const std::optional<at::Tensor>& sinks,
-                             const std::optional<at::Tensor>& v_descale, const std::optional<at::Tensor>& out_scale,
-                             int64_t heads_kv, at::ScalarType out_dtype);
-#endif
 
 }  // namespace torch_fmha
