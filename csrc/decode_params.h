@@ -3,10 +3,10 @@
 //
 // One decode step of attention_with_kvcache: q [B, Sq, H, D] FP8, an FP8 cache
 // [B, Smax, Hkv, D] (dense) or a page pool [num_pages, page_size, Hkv, D] with
-// page_table [B, pages], cache_seqlens [B]. CTA (split s, KV head h, batch b)
-// reads split s of batch b's keys [first, L) (first: the first row's left window
-// edge, else 0) once, for the Sq x G query rows of KV head h (G = H / Hkv), and
-// writes their partial results: o normalised over its keys (float16) and the natural-
+// page_table [B, pages], cache_seqlens [B]. CTA (split s, row tile t, KV head h,
+// batch b) reads split s of batch b's keys [first, L) (first: the first row's left
+// window edge, else 0) once, for rows [16 t, 16 t + 16) of the Sq x G query rows of KV
+// head h (G = H / Hkv), and writes their partial results: o normalised over its keys (float16) and the natural-
 // log LSE of its scores (float32), merged afterwards by csrc/merge_splits.h.
 #pragma once
 
@@ -17,8 +17,8 @@
 namespace torch_fmha {
 
 struct DecodeParams {
-  // [B, Sq, H, D]; query row i, head h * G + g is tile row i * G + g of KV head h
-  // (Sq * G <= 16: the rows of one mma.sync tile).
+  // [B, Sq, H, D]; query row i, head h * G + g is row i * G + g of KV head h's Sq x G,
+  // row r % 16 of row tile r / 16 (16 rows: one mma.sync tile).
   const uint8_t* q = nullptr;
   const uint8_t* k = nullptr;
   const uint8_t* v = nullptr;
@@ -34,6 +34,7 @@ struct DecodeParams {
   int32_t page_shift = 0;  // log2(page_size): page sizes are powers of two (16 .. 256)
   int32_t capacity = 0;  // keys a sequence can hold (Smax, or page_size * max_pages): L is clamped to it
   int32_t batch = 0, seqlen_q = 1, heads_kv = 0, group = 0, head_dim = 0, splits = 1;
+  int32_t row_tiles = 1;  // ceil(Sq * G / 16), at most kDecodeMaxRowTiles: CTAs per split
   // Bottom-right masks against L: query row i sees keys
   // [L - Sq + i - window_left, L - Sq + i + window_right] of [0, L); -1: unbounded
   // on that side (causal is window_right = 0).

@@ -18,7 +18,7 @@ inline constexpr int64_t kMaxDecodeSplits = 32;
 // num_splits = 0 for the decode kernel (csrc/kernel/decode.cuh): about sqrt(keys / 32)
 // splits (each split pays a CTA's setup, its partial's write and a share of the merge;
 // fewer splits leave SMs idle), no more than fill `split_slots` (below), at most
-// kMaxDecodeSplits; 1 when the (batch, KV head) CTAs already fill every CTA slot of the
+// kMaxDecodeSplits; 1 when the (batch, KV head, row tile) CTAs already fill every CTA slot of the
 // device (`slots` = SMs x the kernel's CTAs per SM, three at D = 128 with the default 4
 // warps per CTA, one with TORCH_FMHA_TUNE_DECODE_WARPS=8). Measured as CUDA-graph replays
 // (tools/decode_splits.py, one H200, H = 32, Hkv = 8, D = 128, us for 1 / 4 / 8 / 16 /

@@ -10,7 +10,7 @@ than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partia
 last pages, softcap and sinks), and one split decode step against a KV cache
 (issue 15: GQA packing, 5 splits, sinks, FP8 output through the merge kernel), and per
 head dim two decode-kernel steps: Sq = 3 x G = 4 rows against a paged cache with a
-window and the chosen splits, and B = 64 against short dense caches (one split; 512
+window and the chosen splits, Sq = 5 x G = 8 (three row tiles), and B = 64 against short dense caches (one split; 512
 CTAs, which at D = 128 run with one CTA fewer per SM; the kernel converts V in
 place in its own shared memory at D <= 128, which racecheck watches). Each result is checked against the float64
 oracle, so a sanitizer-clean run is also a right one. A feature the kernel refuses ("not supported by this
@@ -168,8 +168,9 @@ def main() -> int:
 
 def kvcache_decode_kernel_cases(device, d):
     """The decode kernel at head dim d: Sq = 3 rows per sequence x G = 4 against a paged cache
-    (pages of 16, NaN-poisoned pool) with a (100, 0) window and num_splits=0, and B = 64
-    dense caches of up to 300 keys (NaN past cache_seqlens) in one split each."""
+    (pages of 16, NaN-poisoned pool) with a (100, 0) window and num_splits=0, B = 64
+    dense caches of up to 300 keys (NaN past cache_seqlens) in one split each, and Sq = 5 x
+    G = 8 = 40 rows (three 16-row tiles, the last partial) against a paged cache, causal."""
     lens = [0, 1, 31, 33, 517, 300]
     q, kp, vp, seqlens, table, s = kvcache_inputs(len(lens), 3, 8, 2, d, FP8, lens, page_size=16,
                                                   device=device, seed=d)
@@ -187,6 +188,15 @@ def kvcache_decode_kernel_cases(device, d):
     ref, _ = kvcache_attention_ref(q, kc, vc, seqlens, causal=True, **s)
     check(out, ref, None, f"decode kernel B=64 D={d}")
     print(f"decode kernel D={d} B=64 Hkv=8 one split: ok", flush=True)
+    lens = [0, 4, 700, 2100]
+    q, kp, vp, seqlens, table, s = kvcache_inputs(len(lens), 5, 16, 2, d, FP8, lens, page_size=16,
+                                                  device=device, seed=d + 2)
+    out = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, causal=True, **s)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    ref, _ = kvcache_attention_ref(q, kp, vp, seqlens, page_table=table, causal=True, **s)
+    check(out, ref, None, f"decode kernel row tiles D={d}")
+    print(f"decode kernel D={d} paged Sq=5 G=8 (40 rows, three row tiles) causal: ok", flush=True)
 
 
 def kvcache_split_case(device):

@@ -7,7 +7,9 @@ k32 steps per 8-key group, each two HMMA.16816: f16 mma as written at D = 64 and
 D = 128, e4m3 mma elsewhere, which sm_90a, without FP8 mma.sync, lowers to two f16 HMMA; P V: 2 k16
 steps per D/8 column group), and no more spills than measured (none at D = 64 / 128;
 D = 256, 255 registers: at most 4 reloads per 32-key tile; 2 / 3 dense / paged since
-session 15, of ~1500 / ~1900 instructions).
+session 15, of ~1500 / ~1900 instructions). Each (D, cache kind) has two instantiations:
+one row tile (Sq x G <= 16; its SASS as before row tiles, up to register numbering) and
+several (up to 64 rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256).
 
 The kernel allows its programmatic dependent (the merge kernel) to launch from its start
 (csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a
@@ -25,17 +27,19 @@ from sass_checks import backward_branch_spans, spills
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    return {(int(m.group(1)), m.group(2) == "1"): f for m, f in launch_unit_kernels(
-        "decode", tmp_path_factory.mktemp("decode"), r"decode_kernelILi(\d+)ELb([01])E")}
+    return {(int(m.group(1)), m.group(2) == "1", m.group(3) == "1"): f for m, f in launch_unit_kernels(
+        "decode", tmp_path_factory.mktemp("decode"), r"decode_kernelILi(\d+)ELb([01])ELb([01])E")}
 
 
 @needs_cutlass
 @needs_cuobjdump
-@pytest.mark.parametrize("head_dim, paged, function_spills, loop_spills", [
-    (64, False, 0, 0), (64, True, 0, 0), (128, False, 0, 0), (128, True, 0, 0),
-    (256, False, 8, 4), (256, True, 8, 4)])
-def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, function_spills, loop_spills):
-    instrs = kernels[head_dim, paged]
+@pytest.mark.parametrize("head_dim, paged, row_tiles, function_spills, loop_spills", [
+    (64, False, False, 0, 0), (64, True, False, 0, 0), (128, False, False, 0, 0), (128, True, False, 0, 0),
+    (256, False, False, 8, 4), (256, True, False, 8, 4),
+    (64, False, True, 0, 0), (64, True, True, 0, 0), (128, False, True, 0, 0), (128, True, True, 0, 0),
+    (256, False, True, 8, 4), (256, True, True, 10, 5)])
+def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, row_tiles, function_spills, loop_spills):
+    instrs = kernels[head_dim, paged, row_tiles]
     assert spills(instrs) <= function_spills
     loops = [instrs[lo:hi + 1] for lo, hi in backward_branch_spans(instrs)]
     loop = max(loops, key=lambda seg: sum("HMMA" in x for x in seg))
@@ -50,10 +54,11 @@ def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, function_spil
 
 @needs_cutlass
 @needs_cuobjdump
+@pytest.mark.parametrize("row_tiles", [False, True])
 @pytest.mark.parametrize("head_dim, paged", [(64, False), (64, True), (128, False), (128, True),
                                              (256, False), (256, True)])
-def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim, paged):
-    instrs = kernels[head_dim, paged]
+def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim, paged, row_tiles):
+    instrs = kernels[head_dim, paged, row_tiles]
     triggers = [i for i, x in enumerate(instrs) if re.search(r"\bPREEXIT\b", x)]
     first_load = next(i for i, x in enumerate(instrs) if re.search(r"\b(LDG|LDGSTS)\.", x))
     assert len(triggers) == 1 and triggers[0] < first_load, (triggers, first_load)

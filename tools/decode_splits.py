@@ -2,15 +2,19 @@
 """Time of one decode step per split count, to set num_splits=0's rule (issue 15).
 
     python3 tools/decode_splits.py [--batches 1,8] [--cache 1024,2048,4096,8192,32768]
-                                   [--splits 1,2,4,8,16,32] [--heads 32] [--json out.json]
+                                   [--splits 1,2,4,8,16,32] [--heads 32] [--sq 1] [--json out.json]
 
-attention_with_kvcache(q [B, 1, H, D=128], FP8 cache [B, S, Hkv=8, D], cache_seqlens = S,
+attention_with_kvcache(q [B, Sq, H, D=128], FP8 cache [B, S, Hkv=8, D], cache_seqlens = S,
 causal, bf16 out) with a fixed num_splits, captured in a CUDA graph and timed by its
 replays (triton's do_bench, median): what serving sees, without the eager host path
 that dominates at B = 1 (tools/decode_overhead.py). One row per (B, S): the time per
 split count, the best one, and what num_splits=0 picks today (the op runs it too; the
 printed pick is bench_decode.auto_num_splits, which mirrors the default build only: under
 -DTORCH_FMHA_TUNE_DECODE_WARPS=8 the op picks fewer splits than it prints above 4096 keys).
+With --sq > 1 (speculative decoding's few tokens) the step has Sq x H / Hkv query rows per KV
+head: up to 64 run on the decode kernel, one CTA per 16 rows and split (the printed pick
+counts them so: the mirror's batch times the row tiles), more on the plans of ATen ops
+(the printed pick is then not what runs).
 GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits 2.
 """
 
@@ -33,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=_ints, default=[1024, 2048, 4096, 8192, 32768])
     ap.add_argument("--splits", type=_ints, default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--sq", type=int, default=1, help="query rows per sequence (causal, bottom-right)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     import torch_fmha
@@ -47,13 +52,14 @@ def main(argv=None) -> int:
     hkv, d, fp8 = 8, 128, torch.float8_e4m3fn
     one = torch.ones(1, device="cuda")
     rows = []
-    print(f"{torch.cuda.get_device_name()} | H={args.heads} Hkv={hkv} D={d} Sq=1 | CUDA-graph replay, us | {timing}")
+    print(f"{torch.cuda.get_device_name()} | H={args.heads} Hkv={hkv} D={d} Sq={args.sq} | CUDA-graph replay, us | {timing}")
+    row_tiles = -(-args.sq * (args.heads // hkv) // 16)
     print(f"{'B':>3} {'S':>7} | " + " ".join(f"{'s=' + str(s):>8}" for s in args.splits)
           + f" | {'auto':>8} {'best':>6}")
     for b in args.batches:
         for s in args.cache:
             g = torch.Generator(device="cuda").manual_seed(b * 7 + s)
-            q = torch.randn(b, 1, args.heads, d, generator=g, device="cuda").to(fp8)
+            q = torch.randn(b, args.sq, args.heads, d, generator=g, device="cuda").to(fp8)
             k = torch.randn(b, s, hkv, d, generator=g, device="cuda").to(fp8)
             v = torch.randn(b, s, hkv, d, generator=g, device="cuda").to(fp8)
             lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
@@ -66,8 +72,8 @@ def main(argv=None) -> int:
                                                              q_descale=one, k_descale=one, v_descale=one)
                 times[n] = graph_ms(run, time_ms) * 1e3
             best = min(args.splits, key=lambda n: times[n])
-            auto = auto_num_splits(b, args.heads, hkv, s, torch.cuda.get_device_properties(0).multi_processor_count,
-                                   decode_kernel=True)
+            auto = auto_num_splits(b * row_tiles, args.heads, hkv, s,
+                                   torch.cuda.get_device_properties(0).multi_processor_count, decode_kernel=True)
             rows.append({"B": b, "S": s, "us": {str(n): t for n, t in times.items()}, "best": best, "auto": auto})
             print(f"{b:>3} {s:>7} | " + " ".join(f"{times[n]:8.1f}" for n in args.splits)
                   + f" | {times[0]:8.1f} {auto:>4} {best:>6}")
@@ -75,7 +81,8 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "heads": args.heads, "rows": rows}, f, indent=1)
+            json.dump({"device": torch.cuda.get_device_name(), "heads": args.heads, "sq": args.sq, "rows": rows}, f,
+                      indent=1)
     return 0
 
 

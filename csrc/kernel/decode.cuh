@@ -2,7 +2,7 @@
 //
 // The prefill kernel spends a 128-row wgmma tile on the G = H / Hkv query rows
 // of a decode step; this one uses mma.sync, whose M is 16, and streams the
-// cache through shared memory with cp.async. CTA (split, KV head, batch), W = 4
+// cache through shared memory with cp.async. CTA (split, row tile, KV head, batch), W = 4
 // warps (kDecodeWarps; 8 with a tuning knob at D <= 128); warp w takes the split's
 // 32-key tiles w, w + W, ... with its own online softmax, two tiles in flight
 // (cp.async double buffer per warp):
@@ -21,8 +21,9 @@
 //
 // P is f16 (the prefill kernel's is e4m3), so a decode step is at least as
 // exact as prefill. At the end the W warps' (max, sum, O) are merged through
-// shared memory and the CTA writes o / l and the LSE of its Sq x G rows
-// (decode_params.h); csrc/merge_splits.h merges the splits.
+// shared memory and the CTA writes o / l and the LSE of its rows (decode_params.h);
+// csrc/merge_splits.h merges the splits. A step of more than 16 rows (Sq x G <= 64)
+// takes one CTA per 16-row tile and split (kDecodeMaxRowTiles).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -53,7 +54,12 @@ inline constexpr int kDecodeWarps = kD == 256 ? 4 : TORCH_FMHA_TUNE_DECODE_WARPS
 static_assert(kDecodeWarps<128> == 4 || kDecodeWarps<128> == 8,
               "the end-of-split merge maps 32 * warps threads on 16 rows");
 inline constexpr int kDecodeTileKeys = 32;
-inline constexpr int kDecodeRows = 16;  // mma.sync M: the Sq x G <= 16 query rows of one KV head
+inline constexpr int kDecodeRows = 16;  // mma.sync M: a CTA's query rows (one row tile)
+// Row tiles of a KV head's Sq x G rows (DecodeParams::row_tiles): a step of up to 64 rows
+// (Sq x G; speculative decoding's few tokens at GQA 8, say) runs as up to 4 CTAs per split,
+// each its own 16 rows over the same keys (read again from L2, not HBM, when they run
+// together: they are neighbours in the grid).
+inline constexpr int kDecodeMaxRowTiles = 4;
 
 // The decode tile's alpha rounded so that an unchanged max gives exactly 1
 // (softmax.cuh, rescale_factor): a developer knob (TORCH_FMHA_NVCC_EXTRA=
@@ -231,7 +237,29 @@ __device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, i
   }
 }
 
-template <int kD, bool kPaged>
+// This CTA's split and first row of its KV head's Sq x G, and its rows (at most 16).
+// kRowTiles (a step of more than 16 rows): grid x is splits x row tiles, a split's row
+// tiles adjacent (they read the same keys, so from L2 when they run together).
+// Otherwise grid x is the split and the one tile all the rows: the kernel of one row
+// tile, an instantiation of its own, so that the common step (Sq x G <= 16) keeps the
+// SASS it had before row tiles (the division by row_tiles, kept live across the tile
+// loop or read again after it, moved ptxas's allocation: up to 10 reloads in D = 256's
+// loop, 2 in D = 128's).
+struct DecodeCta {
+  int split, row0, rows;
+};
+template <bool kRowTiles>
+__device__ __forceinline__ DecodeCta decode_cta(const DecodeParams& p) {
+  if constexpr (!kRowTiles) {
+    return {int(blockIdx.x), 0, p.seqlen_q * p.group};
+  } else {
+    const int split = int(blockIdx.x / unsigned(p.row_tiles));
+    const int row0 = kDecodeRows * int(blockIdx.x % unsigned(p.row_tiles));
+    return {split, row0, min(p.seqlen_q * p.group - row0, kDecodeRows)};
+  }
+}
+
+template <int kD, bool kPaged, bool kRowTiles>
 __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
   using Smem = DecodeSmem<kD>;
   constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
@@ -246,18 +274,21 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   // anywhere: the memory guarantee is the wait's, not this trigger's.
   allow_dependent_launch();
   extern __shared__ __align__(128) uint8_t smem[];
-  const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  const int kvh = blockIdx.y, b = blockIdx.z;
+  const DecodeCta cta = decode_cta<kRowTiles>(p);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;  // fragment row and column group
 
   const int seqlen = min(max(p.cache_seqlens[b], 0), p.capacity);  // never past the cache
-  const DecodeRange range = decode_split_range(seqlen, p.seqlen_q, p.window_left, p.splits, split);
-  const int rows = p.seqlen_q * p.group;  // tile row r: query row r / G, head kvh * G + r % G
+  const DecodeRange range = decode_split_range(seqlen, p.seqlen_q, p.window_left, p.splits, cta.split);
+  const int row0 = cta.row0;
+  // Tile row r is row row0 + r of the Sq x G: query row (row0 + r) / G, head kvh * G + (row0 + r) % G.
+  const int rows = cta.rows;
   // Keys each of this thread's two rows (g, g + 8) may see: [lo, hi] (bottom-right).
   int key_lo[2], key_hi[2];
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
-    const int i = (g + 8 * r8) / p.group;  // query row (past Sq for padding rows: unused)
+    const int i = (row0 + g + 8 * r8) / p.group;  // query row (past Sq for padding rows: unused)
     const int64_t diag = int64_t(seqlen) - p.seqlen_q + i;
     key_lo[r8] = p.window_left >= 0 ? int(max(diag - p.window_left, int64_t(-1))) : -1;
     key_hi[r8] = p.window_right >= 0 ? int(min(diag + p.window_right, int64_t(seqlen) - 1)) : seqlen - 1;
@@ -287,8 +318,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   const uint8_t* qrow[2];
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
-    const int r = g + 8 * r8;
-    qrow[r8] = r < rows ? qb + int64_t(r / p.group) * p.q_row_stride + int64_t(r % p.group) * p.q_head_stride
+    const int r = g + 8 * r8, rr = row0 + r;
+    qrow[r8] = r < rows ? qb + int64_t(rr / p.group) * p.q_row_stride + int64_t(rr % p.group) * p.q_head_stride
                         : nullptr;
   }
 #pragma unroll
@@ -536,9 +567,10 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   }
   const bool empty = seen == 0.f;
   // [B, splits, Sq, Hkv, G]
+  const int rr = row0 + row;  // of the Sq x G
   const int64_t out_row =
-      (((int64_t(b) * p.splits + split) * p.seqlen_q + row / p.group) * p.heads_kv + kvh) * p.group +
-      row % p.group;
+      (((int64_t(b) * p.splits + cta.split) * p.seqlen_q + rr / p.group) * p.heads_kv + kvh) * p.group +
+      rr % p.group;
   const float inv_l = empty ? 0.f : 1.f / l;
   __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
 #pragma unroll

@@ -5,12 +5,23 @@
 #include "../kernel/decode.cuh"
 #include "launch_decode.h"
 
+// Developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_ROW_TILES=1):
+// the most 16-row tiles per KV head a step may take on the decode kernel; 1 is the kernel
+// of session 34 and before (up to 16 rows; steps past them ran the plans of ATen ops).
+#ifndef TORCH_FMHA_TUNE_DECODE_ROW_TILES
+#define TORCH_FMHA_TUNE_DECODE_ROW_TILES 4
+#endif
+static_assert(TORCH_FMHA_TUNE_DECODE_ROW_TILES >= 1 &&
+              TORCH_FMHA_TUNE_DECODE_ROW_TILES <= torch_fmha::kernel::kDecodeMaxRowTiles);
+
 namespace torch_fmha {
 
 bool decode_kernel_supports(int head_dim, int rows) {
   return (head_dim == 64 || head_dim == 128 || head_dim == 256) && rows >= 1 &&
-         rows <= kernel::kDecodeRows;
+         rows <= kernel::kDecodeRows * TORCH_FMHA_TUNE_DECODE_ROW_TILES;
 }
+
+int decode_row_tiles(int rows) { return (rows + kernel::kDecodeRows - 1) / kernel::kDecodeRows; }
 
 namespace {
 
@@ -31,7 +42,7 @@ DecodeOccupancy occupancy() {
   if (cached_ctas[device].load(std::memory_order_acquire) == 0) {
     constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
     constexpr int kThreads = 32 * kernel::kDecodeWarps<kD>;
-    auto fn = kernel::decode_kernel<kD, false>;  // the paged build has the same shared memory
+    auto fn = kernel::decode_kernel<kD, false, false>;  // the others have the same shared memory
     int per_sm = 0, per_block = 0, reserved = 0;
     cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
     cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -57,12 +68,12 @@ DecodeOccupancy occupancy() {
   return {cached_ctas[device].load(std::memory_order_acquire), cached_fewer[device].load(std::memory_order_acquire)};
 }
 
-template <int kD, bool kPaged>
+template <int kD, bool kPaged, bool kRowTiles>
 cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
   const DecodeOccupancy occ = occupancy<kD>();
   const int smem = fewer_ctas_per_sm && occ.fewer_smem_bytes > 0 ? occ.fewer_smem_bytes
                                                                 : kernel::DecodeSmem<kD>::kBytes;
-  auto fn = kernel::decode_kernel<kD, kPaged>;
+  auto fn = kernel::decode_kernel<kD, kPaged, kRowTiles>;
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
@@ -74,9 +85,26 @@ cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t s
     if (err != cudaSuccess) return err;
     raised[device].store(limit, std::memory_order_release);
   }
-  const dim3 grid(unsigned(p.splits), unsigned(p.heads_kv), unsigned(p.batch));
+  const dim3 grid(unsigned(p.splits * p.row_tiles), unsigned(p.heads_kv), unsigned(p.batch));
   fn<<<grid, 32 * kernel::kDecodeWarps<kD>, smem, stream>>>(p);
   return cudaGetLastError();
+}
+
+template <bool kRowTiles>
+cudaError_t launch_head_dim(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
+  const bool paged = p.page_table != nullptr;
+  switch (p.head_dim) {
+    case 64:
+      return paged ? launch<64, true, kRowTiles>(p, fewer_ctas_per_sm, stream)
+                   : launch<64, false, kRowTiles>(p, fewer_ctas_per_sm, stream);
+    case 128:
+      return paged ? launch<128, true, kRowTiles>(p, fewer_ctas_per_sm, stream)
+                   : launch<128, false, kRowTiles>(p, fewer_ctas_per_sm, stream);
+    case 256:
+      return paged ? launch<256, true, kRowTiles>(p, fewer_ctas_per_sm, stream)
+                   : launch<256, false, kRowTiles>(p, fewer_ctas_per_sm, stream);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 template <int kD>
@@ -97,16 +125,12 @@ int decode_ctas_per_sm(int head_dim) {
 
 cudaError_t launch_decode(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
   if (p.batch == 0 || p.heads_kv == 0 || p.splits == 0) return cudaSuccess;
-  if (p.batch > 65535 || p.heads_kv > 65535 || p.splits > 65535 || p.seqlen_q * p.group > kernel::kDecodeRows) {
+  if (p.batch > 65535 || p.heads_kv > 65535 || p.splits > 65535 || p.row_tiles < 1 ||
+      p.row_tiles > kernel::kDecodeMaxRowTiles || p.row_tiles != decode_row_tiles(p.seqlen_q * p.group)) {
     return cudaErrorInvalidConfiguration;
   }
-  const bool paged = p.page_table != nullptr;
-  switch (p.head_dim) {
-    case 64: return paged ? launch<64, true>(p, fewer_ctas_per_sm, stream) : launch<64, false>(p, fewer_ctas_per_sm, stream);
-    case 128: return paged ? launch<128, true>(p, fewer_ctas_per_sm, stream) : launch<128, false>(p, fewer_ctas_per_sm, stream);
-    case 256: return paged ? launch<256, true>(p, fewer_ctas_per_sm, stream) : launch<256, false>(p, fewer_ctas_per_sm, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return p.row_tiles > 1 ? launch_head_dim<true>(p, fewer_ctas_per_sm, stream)
+                         : launch_head_dim<false>(p, fewer_ctas_per_sm, stream);
 }
 
 }  // namespace torch_fmha

@@ -1,5 +1,5 @@
 // torch_fmha: fwd_kvcache's CUDA decode-kernel path (kvcache_decode.h): which steps
-// (dense q, Sq x G <= 16 rows) the split-KV decode kernel (csrc/kernel/decode.cuh)
+// (dense q, Sq x G <= 64 rows: up to four 16-row tiles) the split-KV decode kernel (csrc/kernel/decode.cuh)
 // takes, how many splits it gets, and the call: the kernel writes each split's o / lse
 // (every mask applied there), the merge kernel
 // (merge_splits_op.h) adds sinks, v_descale and out_scale and rounds to out_dtype.
@@ -60,7 +60,7 @@ bool decode_fewer_ctas_per_sm(int64_t ctas, int64_t sms, int64_t per_sm) {
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 // A step the decode kernel takes: FP8 on CUDA, dense q whose Sq x G rows (G = H / Hkv)
-// fit one 16-row tile, D 64 / 128 / 256, rows 16-byte aligned (its cp.async copies,
+// fit four 16-row tiles (decode_kernel_supports), D 64 / 128 / 256, rows 16-byte aligned (its cp.async copies,
 // 4-byte q loads) and grid-sized batch, head and split counts. It applies every mask
 // itself (bottom-right against cache_seqlens).
 bool decode_kernel_takes(const KvcacheProblem& kp, int64_t num_splits, const Tensor& q, const Tensor& k,
@@ -122,6 +122,7 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   dp.group = static_cast<int32_t>(group);
   dp.head_dim = static_cast<int32_t>(d);
   dp.splits = static_cast<int32_t>(splits);
+  dp.row_tiles = decode_row_tiles(static_cast<int>(sq * group));
   dp.window_left = kernel_window(p.window_left);
   dp.window_right = kernel_window(p.window_right);
   dp.softmax_scale = static_cast<float>(p.softmax_scale);
@@ -131,7 +132,8 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   dp.o_part = o.data_ptr();
   dp.lse_part = l.data_ptr<float>();
   const int64_t sms = cuda_sm_count(q.device().index());
-  const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * splits, sms, decode_ctas_per_sm(static_cast<int>(d)));
+  const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * dp.row_tiles * splits, sms,
+                                              decode_ctas_per_sm(static_cast<int>(d)));
   const cudaError_t err = launch_decode(dp, fewer, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
@@ -154,7 +156,10 @@ std::optional<std::tuple<Tensor, Tensor>> decode_kernel_call(
     if (p.window_left >= 0) keys = std::min<int64_t>(keys, kernel_window(p.window_left) + kp.seqlen_q);
     const int64_t sms = cuda_sm_count(q.device().index());
     const int64_t per_sm = decode_ctas_per_sm(static_cast<int>(p.head_dim));
-    splits = choose_decode_splits(p.batch * p.heads_kv, keys, sms * per_sm, sms * std::min<int64_t>(per_sm, 2), sms);
+    // A split takes a CTA per row tile: the rule counts (batch, KV head, row tile) triples.
+    const int64_t row_tiles = decode_row_tiles(static_cast<int>(kp.seqlen_q * (p.heads_q / p.heads_kv)));
+    splits = choose_decode_splits(p.batch * p.heads_kv * row_tiles, keys, sms * per_sm,
+                                  sms * std::min<int64_t>(per_sm, 2), sms);
   }
   return decode_call(kp, splits, q, k, v, cache_seqlens, page_table, softcap, sinks, q_descale, k_descale,
                      v_descale, out_scale);

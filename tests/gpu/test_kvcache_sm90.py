@@ -111,6 +111,13 @@ SWEEP = [
     # chunk, empty splits in the short row), D = 64 / 256 (2 / 8 elements per lane).
     ("b2_d64_split40_sinks", 2, 1, 8, 2, 64, [3000, 100], None, dict(causal=True, sinks=True), 40),
     ("b1_d256_split70", 1, 1, 8, 2, 256, [5000], None, dict(causal=True), 70),
+    # Row tiles (session 35): Sq x G of 17-64 rows on the decode kernel, one CTA per 16 rows and
+    # split (17 rows: a second tile of one row; GQA 8 with Sq = 4 / 8, GQA 16 with Sq = 3).
+    ("rows17_sq17_g1", 2, 17, 4, 4, 128, [16, 900], None, dict(causal=True), 3),
+    ("rows32_g8_sq4_paged_sinks", 3, 4, 64, 8, 128, [0, 5, 2500], 32, dict(causal=True, sinks=True), 0),
+    ("rows64_g8_sq8_window_d256", 2, 8, 16, 2, 256, [7, 1500], None, dict(causal=True, window_size=(300, 0)), 5),
+    ("rows48_g16_sq3_fp8_d64", 2, 3, 32, 2, 64, [2, 4000], 16, dict(causal=True, out_dtype=FP8), 0),
+    ("rows64_g8_sq8_softcap_split9", 1, 8, 8, 1, 128, [3000], None, dict(causal=True, softcap=30.0), 9),
 ]
 
 
@@ -217,15 +224,21 @@ def test_cuda_graph_replay_with_new_cache_seqlens(page_size, num_splits):
 
 
 def test_cuda_graph_replay_masked_plan():
-    _graph_case(64, 0, sq=5)  # Sq > 1 causal past the decode kernel's 16 rows (5 x G 4): the masked plan
+    _graph_case(64, 0, sq=17)  # Sq > 1 causal past the decode kernel's 64 rows (17 x G 4): the masked plan
 
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
 def test_cuda_graph_replay_tail_plan(page_size):
-    # Sq > 1 causal with 4 splits, 20 rows (no decode kernel): 3 unmasked chunks + the masked tail
+    # Sq > 1 causal with 4 splits, 68 rows (no decode kernel): 3 unmasked chunks + the masked tail
     # (a second varlen_fwd call, after a leading empty sequence when dense), merged; all offsets
     # from cache_seqlens.
-    _graph_case(page_size, 4, sq=5)
+    _graph_case(page_size, 4, sq=17)
+
+
+@pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
+def test_cuda_graph_replay_decode_kernel_row_tiles(page_size):
+    # Sq = 7 x G 4 = 28 rows: the decode kernel with two 16-row tiles per split.
+    _graph_case(page_size, 0, sq=7)
 
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
@@ -240,11 +253,13 @@ def test_no_host_sync(page_size):
     sinks = _sinks(32)  # made before the checked region (a host-to-device copy syncs)
     out_scale = torch.tensor([0.02], device="cuda")
     q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)  # Sq = 3 (made before the checked region)
-    q5 = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows, past the decode kernel
+    q5 = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows, two row tiles
+    q17 = q.view(torch.uint8).repeat(1, 17, 1, 1).view(FP8)  # Sq = 17: 68 rows, past the decode kernel
     calls = [dict(num_splits=0), dict(num_splits=1), dict(num_splits=4, sinks=sinks),
              dict(num_splits=3, out_dtype=FP8, out_scale=out_scale), dict(window_size=(100, 0)),
              dict(q=q3, num_splits=0, sinks=sinks), dict(q=q3, window_size=(100, 0)),  # decode kernel, Sq = 3
-             dict(q=q5, num_splits=4, sinks=sinks), dict(q=q5, num_splits=1)]  # tail plan, masked plan
+             dict(q=q5, num_splits=0, sinks=sinks),  # decode kernel, two row tiles
+             dict(q=q17, num_splits=4, sinks=sinks), dict(q=q17, num_splits=1)]  # tail plan, masked plan
 
     def call(kw):
         kw = dict(kw)
@@ -266,7 +281,7 @@ def test_split_merge_is_one_kernel():
     not the ~20 ATen kernels (amax, exp, sums, wheres) it was: a decode step is host-bound, every
     launch costs host time (tools/decode_overhead.py)."""
     q, kc, vc, seqlens, table, s = _decode_inputs()
-    q = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)  # Sq = 5: 20 rows per KV head, the tail plan
+    q = q.view(torch.uint8).repeat(1, 17, 1, 1).view(FP8)  # Sq = 17: 68 rows per KV head, the tail plan
     sinks = _sinks(32)
     out_scale = torch.tensor([0.02], device="cuda")
     for kw in (dict(num_splits=4, sinks=sinks), dict(num_splits=3, out_dtype=FP8, out_scale=out_scale)):
@@ -282,10 +297,10 @@ def test_split_merge_is_one_kernel():
 
 @pytest.mark.parametrize("page_size", [None, 64], ids=["dense", "paged"])
 def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
-    """An FP8 step whose Sq x G rows fit 16 (GQA 4: Sq = 1 and 3, causal; D = 64 / 128 / 256) runs
-    csrc/kernel/decode.cuh and the merge kernel, two launches, whatever the split count (issue
-    15; a merge inside the decode grid was slower, DESIGN 1.11); Sq = 5 (20 rows) does not take
-    the decode kernel."""
+    """An FP8 step whose Sq x G rows fit 64 (GQA 4: Sq = 1, 3 and 5 (two 16-row tiles), causal;
+    D = 64 / 128 / 256) runs csrc/kernel/decode.cuh and the merge kernel, two launches, whatever
+    the split count (issue 15; a merge inside the decode grid was slower, DESIGN 1.11); Sq = 17
+    (68 rows) does not take the decode kernel."""
 
     def kernels(q_, kc, vc, seqlens, table, s, **kw):
         torch_fmha.attention_with_kvcache(q_, kc, vc, seqlens, page_table=table, causal=True, **s, **kw)
@@ -301,12 +316,14 @@ def test_fp8_decode_step_is_the_decode_kernel_and_the_merge(page_size):
         q, kc, vc, seqlens, table, s = kvcache_inputs(4, 1, 32, 8, d, FP8, [3000, 1, 0, 2049], smax=4096,
                                                       page_size=page_size, device="cuda", seed=0)
         q3 = q.view(torch.uint8).repeat(1, 3, 1, 1).view(FP8)
+        q5 = q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8)
         for q_, kw in ((q, dict(num_splits=0)), (q, dict(num_splits=1)), (q, dict(num_splits=5, sinks=_sinks(32))),
                        (q, dict(num_splits=3, out_dtype=FP8, out_scale=out_scale)),
-                       (q3, dict(num_splits=0)), (q3, dict(num_splits=4, window_size=(100, 0)))):
+                       (q3, dict(num_splits=0)), (q3, dict(num_splits=4, window_size=(100, 0))),
+                       (q5, dict(num_splits=0)), (q5, dict(num_splits=3, sinks=_sinks(32)))):
             names = kernels(q_, kc, vc, seqlens, table, s, **kw)
             assert names == ["decode_kernel", "merge_splits_kernel"], (d, q_.shape, kw, names)
-        names = kernels(q.view(torch.uint8).repeat(1, 5, 1, 1).view(FP8), kc, vc, seqlens, table, s, num_splits=4)
+        names = kernels(q.view(torch.uint8).repeat(1, 17, 1, 1).view(FP8), kc, vc, seqlens, table, s, num_splits=4)
         assert "decode_kernel" not in names, names
 
 
@@ -355,13 +372,13 @@ def _merge_rule_case(device, sq, **kw):
                                              **s, **kw)
 
 
-@pytest.mark.parametrize("sq", [1, 3, 5], ids=["decode_sq1", "decode_sq3", "tail"])
+@pytest.mark.parametrize("sq", [1, 3, 5, 17], ids=["decode_sq1", "decode_sq3", "decode_sq5_row_tiles", "tail"])
 def test_merge_kernel_rules_match_the_cpu_op(sq):
     """The merge kernel against the CPU op (the same csrc/merge_splits.h functions in a loop) on
     the rules the oracle sweep does not reach: NaN / +inf sinks and a NaN V element make NaN
     exactly where the CPU op has it, FP8 output saturates where it does (out_scale 0.002), and a
-    -inf sink is bitwise no sink; Sq = 1 and 3 run the decode kernel (4, 12 rows), Sq = 5 (20 rows)
-    the tail plan. The partials themselves differ (the CUDA decode kernel keeps P in f16, the tail
+    -inf sink is bitwise no sink; Sq = 1, 3 and 5 run the decode kernel (4, 12, 20 rows: one, one
+    and two row tiles), Sq = 17 (68 rows) the tail plan. The partials themselves differ (the CUDA decode kernel keeps P in f16, the tail
     plan's prefill kernel rounds it to e4m3, and CUDA's splits differ from the CPU op's plan),
     hence the loose value bound."""
     for kw in (dict(), dict(out_dtype=FP8, out_scale=torch.tensor([0.002]))):
