@@ -9,7 +9,7 @@ many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
 than a page; scattered over a NaN-poisoned pool, seqused_k with empty and partial
 last pages, softcap and sinks), and one split decode step against a KV cache
 (issue 15: GQA packing, 5 splits, sinks, FP8 output through the merge kernel), and per
-head dim two decode-kernel steps: Sq = 3 x G = 4 rows against a paged cache with a
+head dim three decode-kernel steps: Sq = 3 x G = 4 rows against a paged cache with a
 window and the chosen splits, Sq = 5 x G = 8 (three row tiles), and B = 64 against short dense caches (one split; 512
 CTAs, which at D = 128 run with one CTA fewer per SM; the kernel converts V in
 place in its own shared memory at D <= 128, which racecheck watches). Each result is checked against the float64

@@ -8,8 +8,9 @@ D = 128, e4m3 mma elsewhere, which sm_90a, without FP8 mma.sync, lowers to two f
 steps per D/8 column group), and no more spills than measured (none at D = 64 / 128;
 D = 256, 255 registers: at most 4 reloads per 32-key tile; 2 / 3 dense / paged since
 session 15, of ~1500 / ~1900 instructions). Each (D, cache kind) has two instantiations:
-one row tile (Sq x G <= 16; its SASS as before row tiles, up to register numbering) and
-several (up to 64 rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256).
+one row tile (Sq x G <= 16; its tile loop as before row tiles up to register numbering
+and, in the paged D = 128 / 256 loops, a few reordered instructions) and several (up to 64
+rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256, allowed 4 / 5).
 
 The kernel allows its programmatic dependent (the merge kernel) to launch from its start
 (csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a

@@ -17,7 +17,7 @@ namespace torch_fmha {
 int64_t cuda_sm_count(int device);
 
 // An FP8 step with dense q whose Sq x G rows (G = H / Hkv) fit the decode kernel's
-// 16-row tile: runs it on the decode kernel and the merge (every mask applied in the
+// four 16-row tiles (64 rows): runs it on the decode kernel and the merge (every mask applied in the
 // kernel) and returns out / lse, or nullopt when the kernel does not take the shape
 // (D, rows, packed q, alignment, grid limits) and the plans must. num_splits: the
 // op's argument (0: choose_decode_splits).

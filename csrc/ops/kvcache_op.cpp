@@ -8,7 +8,7 @@
 // the independent float64 oracle. The fake kernel is meta/kvcache.py.
 // docs/DESIGN.md section 1.11 is the contract and says why.
 //
-// On CUDA an FP8 step with dense q of Sq x G <= 16 rows (G = H / Hkv) and D 64 /
+// On CUDA an FP8 step with dense q of Sq x G <= 64 rows (G = H / Hkv) and D 64 /
 // 128 / 256 skips the plans below: decode_kernel_call (kvcache_decode_cuda.cpp)
 // launches the split-KV decode kernel (csrc/kernel/decode.cuh, every mask applied
 // there) and the merge, two kernels. Everything else:
