@@ -57,8 +57,8 @@ inline constexpr int kDecodeTileKeys = 32;
 inline constexpr int kDecodeRows = 16;  // mma.sync M: a CTA's query rows (one row tile)
 // Row tiles of a KV head's Sq x G rows (DecodeParams::row_tiles): a step of up to 64 rows
 // (Sq x G; speculative decoding's few tokens at GQA 8, say) runs as up to 4 CTAs per split,
-// each its own 16 rows over the same keys (read again from L2, not HBM, when they run
-// together: they are neighbours in the grid).
+// each its own 16 rows over the same keys (neighbours in the grid, so that the repeated
+// reads can come from L2; not measured).
 inline constexpr int kDecodeMaxRowTiles = 4;
 
 // The decode tile's alpha rounded so that an unchanged max gives exactly 1
@@ -239,7 +239,7 @@ __device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, i
 
 // This CTA's split and first row of its KV head's Sq x G, and its rows (at most 16).
 // kRowTiles (a step of more than 16 rows): grid x is splits x row tiles, a split's row
-// tiles adjacent (they read the same keys, so from L2 when they run together).
+// tiles adjacent (they read the same keys: the repeats can come from L2 when they run together).
 // Otherwise grid x is the split and the one tile all the rows: the kernel of one row
 // tile, an instantiation of its own, so that the common step (Sq x G <= 16) keeps the
 // SASS it had before row tiles (the division by row_tiles, kept live across the tile

@@ -80,7 +80,7 @@ SWEEP = [
     ("b1_g4_4k_split16", 1, 1, 32, 8, 128, [4000], 64, dict(causal=True), 16),
     ("b3_g8_sinks", 3, 1, 16, 2, 128, [0, 1, 127], None, dict(causal=True, sinks=True), 3),
     ("b5_g16_paged_softcap", 5, 1, 16, 1, 64, [129, 0, 1, 127, 300], 16, dict(softcap=30.0), 4),
-    ("sq2_causal_tail", 2, 2, 8, 2, 128, [1, 129], None, dict(causal=True), 2),
+    ("rows8_sq2_causal", 2, 2, 8, 2, 128, [1, 129], None, dict(causal=True), 2),
     ("rows28_sq7_causal_paged", 3, 7, 8, 2, 128, [0, 6, 3000], 16, dict(causal=True, sinks=True), 4),
     ("sq17_causal_tail_paged", 3, 17, 8, 2, 128, [0, 16, 3000], 16, dict(causal=True, sinks=True), 4),
     ("sq65_causal_tail_paged", 2, 65, 4, 2, 128, [64, 400], 32, dict(causal=True), 5),
