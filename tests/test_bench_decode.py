@@ -97,3 +97,46 @@ def test_no_sdpa_reaches_every_row(monkeypatch, capsys):
         assert bench_decode.run_decode(args, []) == 0
         assert calls and all(c.get("sdpa", True) is sdpa for c in calls), (flag, calls[:2])
     capsys.readouterr()
+
+
+def test_repeat_alternates_the_order_and_reports_medians():
+    # --repeat N: every column N times, the order reversed every other round (ours, 1 split |
+    # 1 split, ours | ours, 1 split on CPU, where there are no SDPA or graph columns), each
+    # column's median, its times kept. Fake times in call order: 1, 2 | 3, 4 | 5, 6.
+    times = iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    order = []
+
+    def fake_time(fn):
+        fn()
+        t = next(times)
+        order.append(t)
+        return t
+
+    row = bench_decode.decode_row(torch_fmha, 1, 8, 1024, fake_time, units=8, copy_bw=3.0e12, device="cpu",
+                                  sdpa=False, repeat=3)
+    assert row["ours_runs"] == [1.0, 4.0, 5.0] and row["ours_1split_runs"] == [2.0, 3.0, 6.0]
+    assert row["ours_ms"] == 4.0 and row["ours_1split_ms"] == 3.0 and order == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert abs(row["gbps"] - 2 * 1024 * 8 * 128 / 4e-3 / 1e9) < 1e-9  # from the median
+    # The table's min-max column reads the graph times; a row without them prints n/a.
+    table = bench_decode.format_decode_table([row], 3.0e12)
+    assert "min-max" in table and "median of 3 rounds" in table
+    # One round: the flow of before (no *_runs, no min-max column).
+    one = bench_decode.decode_row(torch_fmha, 1, 8, 1024, lambda fn: (fn(), 0.5)[1], units=8, copy_bw=3.0e12,
+                                  device="cpu", sdpa=False)
+    assert "ours_runs" not in one and one["ours_ms"] == 0.5
+    assert "min-max" not in bench_decode.format_decode_table([one], 3.0e12)
+
+
+def test_time_rounds_skips_a_refused_column_and_its_graph_twin():
+    calls = []
+
+    def timer(name, result):
+        return lambda: (calls.append(name), result)[1]
+
+    reasons = {}
+    runs = bench_decode._time_rounds({"sdpa_flash_ms": timer("flash", (None, "refused")),
+                                      "sdpa_flash_graph_ms": timer("flash graph", (7.0, None)),
+                                      "ours_ms": timer("ours", (1.0, None))}, 2, reasons)
+    assert calls == ["flash", "ours", "ours"], calls  # the refused column's graph twin never runs
+    assert reasons == {"sdpa_flash_ms": "refused"} and runs["ours_ms"] == [1.0, 1.0]
+    assert runs["sdpa_flash_ms"] == [] and runs["sdpa_flash_graph_ms"] == []

@@ -457,7 +457,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="time ours and cuDNN FP8 N times per cell, interleaved; report the median "
                         "ours/cuDNN ratio and its min-max over the N runs (TF/s: median time); with "
                         "--paged / --softcap / --sinks, ours with and without the feature in pairs of "
-                        "opposite order (N rounded up to even), the median pair ratio and its min-max")
+                        "opposite order (N rounded up to even), the median pair ratio and its min-max; with "
+                        "--decode, every column of a row N times in alternating order, the medians")
     p.add_argument("--e2e-errors", action="store_true",
                    help="only the end-to-end FP8 error table (issue 13): per-tensor / per-head / "
                         "per-head + Hadamard rotation and cuDNN FP8, vs float64 attention on the "

@@ -21,7 +21,11 @@ Each call is timed twice: eagerly (triton's ``do_bench``: at B = 1 this is mostl
 host issuing the op's kernels, ``tools/decode_overhead.py``) and as the replay of a CUDA
 graph holding that one call (``graph`` columns: what a server that captures its decode
 step sees; SDPA's backends captured the same way). ``% copy`` and ``x SDPA`` are given
-for both; the targets are judged on each.
+for both; the targets are judged on each. ``--repeat N`` (N > 1) times every column of a row
+N times, reversing the columns' order every other round, and reports each column's median
+(the times in the JSON's ``<column>_runs``; the table adds the min-max of ours' graph
+times): one pass timed the same launch (``num_splits=0`` and ``=1`` at B = 64) up to 17%
+apart (session 35).
 
 Targets (issue 15): >= 80% of copy bandwidth for B * Hkv >= 64 and S >= 8k; >= 60% for
 B = 1 at 32k and 128k; >= 1.6x SDPA bf16's best backend at S >= 8k. A shape that does
@@ -34,6 +38,7 @@ import argparse
 import datetime
 import json
 import math
+import statistics
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -147,10 +152,32 @@ def _rates(row: dict, suffix: str, cache_bytes: int, copy_bw: float) -> None:
     row["meets_speedup" + tag] = None if ts is None or speed is None else speed >= ts
 
 
+def _time_rounds(timers: Dict[str, Callable[[], tuple]], rounds: int, reasons: Dict[str, str]) -> Dict[str, list]:
+    """Each timer (name -> () -> (ms or None, reason or None)) `rounds` times, the order
+    reversed every other round (so no column is always timed first or last): name -> its
+    times. A timer that gives a reason is dropped from the later rounds; the reason is kept."""
+    runs: Dict[str, list] = {n: [] for n in timers}
+    names = list(timers)
+    for r in range(rounds):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            if n in reasons or n.replace("_graph_ms", "_ms") in reasons:  # refused (eagerly)
+                continue
+            ms, why = timers[n]()
+            if why:
+                reasons[n] = why
+            else:
+                runs[n].append(ms)
+    return runs
+
+
 def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, units: int, copy_bw: float,
-               device="cuda", sdpa: bool = True, seed: int = 0, graph: Optional[bool] = None) -> dict:
+               device="cuda", sdpa: bool = True, seed: int = 0, graph: Optional[bool] = None,
+               repeat: int = 1) -> dict:
     """One row: ours (auto and 1 split), bandwidth, SDPA bf16 backends; eager and, with
-    `graph` (default: on CUDA), as CUDA-graph replays."""
+    `graph` (default: on CUDA), as CUDA-graph replays. `repeat` > 1 times every column that
+    many times, the columns' order reversed every other round, and reports each column's
+    median (its times in ``<column>_runs``); the bf16 and FP8 caches are then both held
+    (at B = 64, 128k keys: 34 + 17 GB)."""
     graph = (device == "cuda") if graph is None else graph
     g = torch.Generator(device=device).manual_seed(seed)
     row: dict = {"B": batch, "H": heads, "Hkv": HEADS_KV, "D": HEAD_DIM, "S": cache_len,
@@ -161,38 +188,54 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
     q = torch.randn(batch, 1, heads, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
     k = torch.randn(batch, HEADS_KV, cache_len, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
     v = torch.randn(batch, HEADS_KV, cache_len, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
-    reasons = {}
+    reasons: Dict[str, str] = {}
+    sdpa_timers: Dict[str, Callable[[], tuple]] = {}
     if sdpa:
         from torch.nn.attention import SDPBackend
+        qt = q.transpose(1, 2)
         for name, backend in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
-            row[name + "_ms"], why = _sdpa_time(time_ms, q.transpose(1, 2), k, v, backend)
-            if why:
-                reasons[name] = why
-            elif graph:
-                row[name + "_graph_ms"], why = _sdpa_time(lambda fn: graph_ms(fn, time_ms), q.transpose(1, 2),
-                                                          k, v, backend)
-                if why:
-                    reasons[name + " graph"] = why
-    # The FP8 cache in the op's layout [B, S, Hkv, D] (a copy; the bf16 one is freed first).
-    k8 = k.transpose(1, 2).to(FP8)
-    del k
-    v8 = v.transpose(1, 2).to(FP8)
-    del v
-    q8 = q.to(FP8)
-    seqlens = torch.full((batch,), cache_len, dtype=torch.int32, device=device)
-    desc = dict(q_descale=one, k_descale=one, v_descale=one)
-    for name, splits in (("ours", 0), ("ours_1split", 1)):
-        def run(splits=splits):
-            return fmha.attention_with_kvcache(q8, k8, v8, seqlens, causal=True, num_splits=splits, **desc)
-        run()
-        row[name + "_ms"] = time_ms(run)
-        if graph:
-            row[name + "_graph_ms"] = graph_ms(run, time_ms)
+            sdpa_timers[name + "_ms"] = lambda backend=backend: _sdpa_time(time_ms, qt, k, v, backend)
+            if graph:
+                sdpa_timers[name + "_graph_ms"] = lambda backend=backend: _sdpa_time(
+                    lambda fn: graph_ms(fn, time_ms), qt, k, v, backend)
+
+    def fp8_timers(k8: torch.Tensor, v8: torch.Tensor) -> Dict[str, Callable[[], tuple]]:
+        q8 = q.to(FP8)
+        seqlens = torch.full((batch,), cache_len, dtype=torch.int32, device=device)
+        desc = dict(q_descale=one, k_descale=one, v_descale=one)
+        timers = {}
+        for name, splits in (("ours", 0), ("ours_1split", 1)):
+            def run(splits=splits):
+                return fmha.attention_with_kvcache(q8, k8, v8, seqlens, causal=True, num_splits=splits, **desc)
+            run()
+            timers[name + "_ms"] = lambda run=run: (time_ms(run), None)
+            if graph:
+                timers[name + "_graph_ms"] = lambda run=run: (graph_ms(run, time_ms), None)
+        return timers
+
+    # The FP8 cache in the op's layout [B, S, Hkv, D] (a copy).
+    if repeat <= 1:
+        # SDPA first; each bf16 tensor is dropped once its FP8 copy is made (peak memory).
+        runs = _time_rounds(sdpa_timers, 1, reasons)
+        sdpa_timers.clear()
+        k8 = k.transpose(1, 2).to(FP8)
+        k = None
+        v8 = v.transpose(1, 2).to(FP8)
+        v = None
+        runs.update(_time_rounds(fp8_timers(k8, v8), 1, reasons))
+    else:
+        runs = _time_rounds({**sdpa_timers, **fp8_timers(k.transpose(1, 2).to(FP8), v.transpose(1, 2).to(FP8))},
+                            repeat, reasons)
+    for name, times in runs.items():
+        row[name] = statistics.median(times) if times else None
+        if repeat > 1 and times:
+            row[name[:-len("_ms")] + "_runs"] = times
+    # Reasons as the table prints them: "sdpa_flash", "sdpa_flash graph".
+    row["reasons"] = {n[:-len("_ms")].replace("_graph", " graph"): why for n, why in reasons.items()}
     cache_bytes = 2 * batch * cache_len * HEADS_KV * HEAD_DIM  # K + V, one byte each
     _rates(row, "_ms", cache_bytes, copy_bw)
     if graph:
         _rates(row, "_graph_ms", cache_bytes, copy_bw)
-    row["reasons"] = reasons
     return row
 
 
@@ -200,6 +243,10 @@ def format_decode_table(rows: List[dict], copy_bw: float) -> str:
     head = ["B", "H", "S", "splits", "ours us", "1 split us", "% copy", "x SDPA", "ours graph us",
             "1 split graph us", "% copy graph", "x SDPA graph", "SDPA flash us", "SDPA cudnn us",
             "SDPA best graph us", "targets: % copy", "x SDPA"]
+    # With --repeat: the min-max of ours' graph times over the rounds, after its median.
+    repeats = max((len(r.get("ours_graph_runs") or r.get("ours_runs") or []) for r in rows), default=0)
+    if repeats > 1:
+        head.insert(9, "min-max")
     body = []
 
     def us(ms):
@@ -216,20 +263,27 @@ def format_decode_table(rows: List[dict], copy_bw: float) -> str:
 
     for r in rows:
         if r.get("skipped"):
-            body.append([str(r["B"]), str(r["H"]), str(r["S"])] + [""] * 13 + [r["skipped"]])
+            body.append([str(r["B"]), str(r["H"]), str(r["S"])] + [""] * (len(head) - 4) + [r["skipped"]])
             continue
         sdpa_graph = [r.get(n) for n in ("sdpa_flash_graph_ms", "sdpa_cudnn_graph_ms") if r.get(n)]
-        body.append([str(r["B"]), str(r["H"]), str(r["S"]), str(r["splits"]), us(r["ours_ms"]),
+        cells = [str(r["B"]), str(r["H"]), str(r["S"]), str(r["splits"]), us(r["ours_ms"]),
                      us(r["ours_1split_ms"]), pct(r["copy_fraction"]), _fmt(r["speedup_vs_sdpa"], 2),
                      us(r.get("ours_graph_ms")), us(r.get("ours_1split_graph_ms")), pct(r.get("copy_fraction_graph")),
                      _fmt(r.get("speedup_vs_sdpa_graph"), 2), us(r.get("sdpa_flash_ms")), us(r.get("sdpa_cudnn_ms")),
                      us(min(sdpa_graph) if sdpa_graph else None),
                      verdict(r["target_bandwidth"], "{:.0%}", r["meets_bandwidth"], r.get("meets_bandwidth_graph")),
-                     verdict(r["target_speedup"], "{:.1f}x", r["meets_speedup"], r.get("meets_speedup_graph"))])
+                     verdict(r["target_speedup"], "{:.1f}x", r["meets_speedup"], r.get("meets_speedup_graph"))]
+        if repeats > 1:
+            runs = r.get("ours_graph_runs") or []
+            cells.insert(9, f"{min(runs) * 1e3:.1f}-{max(runs) * 1e3:.1f}" if runs else "n/a")
+        body.append(cells)
     notes = sorted({f"  {n}: {why}" for r in rows for n, why in r.get("reasons", {}).items()})
     lines = _grid(head, body)
     lines += ["", f"copy bandwidth (device-to-device copy_, read + write): {copy_bw / 1e9:.0f} GB/s",
               "targets: verdict on the eager / the CUDA-graph times"]
+    if repeats > 1:
+        lines += [f"times: each column's median of {repeats} rounds, the columns' order reversed every "
+                  "other round; min-max: ours' graph times"]
     if notes:
         lines += ["", "n/a reasons:"] + notes
     return "\n".join(lines)
@@ -254,7 +308,7 @@ def run_decode(args: argparse.Namespace, argv: List[str]) -> int:
         for i, (b, h, s) in enumerate(shapes):
             try:
                 rows.append(decode_row(fmha, b, h, s, time_ms, units, copy_bw, sdpa=not args.no_sdpa,
-                                       seed=args.seed + i))
+                                       seed=args.seed + i, repeat=max(1, args.repeat)))
             except torch.cuda.OutOfMemoryError:
                 rows.append({"B": b, "H": h, "S": s, "skipped": "does not fit in GPU memory"})
             torch.cuda.empty_cache()
@@ -268,7 +322,7 @@ def run_decode(args: argparse.Namespace, argv: List[str]) -> int:
         meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "device": torch.cuda.get_device_name(), "sms": units, "torch": torch.__version__, "timing": timing,
                 "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
-                "copy_bandwidth_bytes_per_s": copy_bw,
+                "copy_bandwidth_bytes_per_s": copy_bw, "repeat": max(1, args.repeat),
                 "bytes": "K + V FP8 cache bytes read: 2*B*S*Hkv*D"}
         with open(args.json, "w") as f:
             json.dump({"metadata": meta, "decode_rows": rows}, f, indent=1)
