@@ -213,7 +213,8 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
                 timers[name + "_graph_ms"] = lambda run=run: (graph_ms(run, time_ms), None)
         return timers
 
-    # The FP8 cache in the op's layout [B, S, Hkv, D] (a copy).
+    # The FP8 cache as the op takes it, [B, S, Hkv, D]: a view of head-major memory (the copy
+    # keeps the bf16 cache's [B, Hkv, S, D] strides, as transformers' static cache stores it).
     if repeat <= 1:
         # SDPA first; each bf16 tensor is dropped once its FP8 copy is made (peak memory).
         runs = _time_rounds(sdpa_timers, 1, reasons)
