@@ -125,6 +125,15 @@ def _first_line(e: BaseException) -> str:
 
 
 # ----------------------------------------------------------------- timing ---
+def alternating_rounds(names: List[str], rounds: int):
+    """(round, name) in timing order for ``--repeat``: `rounds` rounds over `names`, the
+    order reversed every other round, so that a slow drift of the GPU does not always land
+    on the same column (the grid, the serving and the decode tables all time so)."""
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            yield r, name
+
+
 def make_timer(warmup_ms: int, rep_ms: int):
     """Return ``(time_ms(fn) -> median ms, description)``."""
     try:
@@ -252,16 +261,14 @@ class Bench:
             except Exception as e:
                 self.note(col, f"{type(e).__name__}: {_first_line(e)}")
         samples: Dict[str, List[float]] = {c: [] for c in fns}
-        for i in range(n):
-            order = list(fns) if i % 2 == 0 else list(fns)[::-1]
-            for col in order:
-                if col not in samples:
-                    continue
-                try:
-                    samples[col].append(self.time_ms(fns[col]))
-                except Exception as e:
-                    self.note(col, f"{type(e).__name__}: {_first_line(e)}")
-                    del samples[col]
+        for _, col in alternating_rounds(list(fns), n):
+            if col not in samples:
+                continue
+            try:
+                samples[col].append(self.time_ms(fns[col]))
+            except Exception as e:
+                self.note(col, f"{type(e).__name__}: {_first_line(e)}")
+                del samples[col]
         for col in (COL_OURS, COL_CUDNN):
             ms = samples.get(col)
             row["tflops"][col] = flops / (statistics.median(ms) * 1e-3) / 1e12 if ms else None

@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from torch_fmha.bench import Progress, _fmt, _grid, _load_ours, make_timer
+from torch_fmha.bench import Progress, _fmt, _grid, _load_ours, alternating_rounds, make_timer
 
 FP8 = torch.float8_e4m3fn
 BATCHES = (1, 8, 64)
@@ -157,16 +157,14 @@ def _time_rounds(timers: Dict[str, Callable[[], tuple]], rounds: int, reasons: D
     reversed every other round (so no column is always timed first or last): name -> its
     times. A timer that gives a reason is dropped from the later rounds; the reason is kept."""
     runs: Dict[str, list] = {n: [] for n in timers}
-    names = list(timers)
-    for r in range(rounds):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            if n in reasons or n.replace("_graph_ms", "_ms") in reasons:  # refused (eagerly)
-                continue
-            ms, why = timers[n]()
-            if why:
-                reasons[n] = why
-            else:
-                runs[n].append(ms)
+    for _, n in alternating_rounds(list(timers), rounds):
+        if n in reasons or n.replace("_graph_ms", "_ms") in reasons:  # refused (eagerly)
+            continue
+        ms, why = timers[n]()
+        if why:
+            reasons[n] = why
+        else:
+            runs[n].append(ms)
     return runs
 
 

@@ -45,7 +45,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from torch_fmha.bench import (COL_CUDNN, HIDDEN, TOKENS, Progress, _fmt, _grid, _load_ours, _load_peers,
-                              make_timer)
+                              alternating_rounds, make_timer)
 
 COL_SDPA = "SDPA bf16"
 FP8 = torch.float8_e4m3fn
@@ -172,16 +172,11 @@ def time_pair(time_ms: Callable, base: Callable, with_feature: Callable, repeat:
     """(base times, feature times): one plain-first timing for repeat == 1, else pairs of
     repeats in opposite order (base first, then feature first), ``repeat`` rounded up to
     an even count, so that a drift of the GPU hits both calls alike within each pair."""
-    base_ms: List[float] = []
-    feature_ms: List[float] = []
-    for i in range(timed_repeats(repeat)):
-        if i % 2 == 0:
-            base_ms.append(time_ms(base))
-            feature_ms.append(time_ms(with_feature))
-        else:
-            feature_ms.append(time_ms(with_feature))
-            base_ms.append(time_ms(base))
-    return base_ms, feature_ms
+    calls = {"base": base, "feature": with_feature}
+    times: Dict[str, List[float]] = {"base": [], "feature": []}
+    for _, name in alternating_rounds(["base", "feature"], timed_repeats(repeat)):
+        times[name].append(time_ms(calls[name]))
+    return times["base"], times["feature"]
 
 
 def pair_ratios(base_ms: List[float], feature_ms: List[float]) -> List[float]:
