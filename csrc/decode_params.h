@@ -7,7 +7,9 @@
 // batch b) reads split s of batch b's keys [first, L) (first: the first row's left
 // window edge, else 0) once, for rows [16 t, 16 t + 16) of the Sq x G query rows of KV
 // head h (G = H / Hkv), and writes their partial results: o normalised over its keys (float16) and the natural-
-// log LSE of its scores (float32), merged afterwards by csrc/merge_splits.h.
+// log LSE of its scores (float32), merged afterwards by csrc/merge_splits.h. Packed q
+// (cu_seqlens_q): q [Tq, H, D], sequence b's Sq_b query rows are rows
+// [cu_seqlens_q[b], cu_seqlens_q[b + 1]) of it.
 #pragma once
 
 #include <stdint.h>
@@ -35,6 +37,16 @@ struct DecodeParams {
   int32_t capacity = 0;  // keys a sequence can hold (Smax, or page_size * max_pages): L is clamped to it
   int32_t batch = 0, seqlen_q = 1, heads_kv = 0, group = 0, head_dim = 0, splits = 1;
   int32_t row_tiles = 1;  // ceil(Sq * G / 16), at most kDecodeMaxRowTiles: CTAs per split
+  // Packed q: cu_seqlens_q [B + 1] (clamped to [0, total_q] in the kernel, as the varlen
+  // kernel does; debug builds assert the contract), total_q = Tq, and seqlen_q the caller's
+  // max_seqlen_q hint (>= 1), from which row_tiles comes. A CTA takes row tiles row_tiles
+  // apart until its sequence's Sq_b x G rows are done, so a sequence longer than the hint
+  // is still computed whole (by fewer CTAs than it would have had). q_batch_stride is 0.
+  const int32_t* cu_seqlens_q = nullptr;
+  int32_t total_q = 0;
+  // Paged: pages in the pool. A page id outside [0, num_pages) reads as zeros (the
+  // prefill kernel's TMA zero-fills such a box too); debug builds assert instead.
+  int32_t num_pages = 0;
   // Bottom-right masks against L: query row i sees keys
   // [L - Sq + i - window_left, L - Sq + i + window_right] of [0, L); -1: unbounded
   // on that side (causal is window_right = 0).
@@ -42,8 +54,11 @@ struct DecodeParams {
   float softmax_scale = 0.f;
   float softcap = 0.f;  // 0: off
   ScaleTensor q_descale, k_descale;  // [1] or [B, Hkv]
-  void* o_part = nullptr;            // float16 [B, splits, Sq, Hkv, G, D], contiguous
-  float* lse_part = nullptr;         // [B, splits, Sq, Hkv, G], contiguous
+  // Dense q: float16 [B, splits, Sq, Hkv, G, D] and [B, splits, Sq, Hkv, G], contiguous.
+  // Packed q: [Tq, splits, 1, Hkv, G(, D)] (a query row's token in place of its batch, so
+  // that the merge reads a per-batch v_descale expanded to tokens).
+  void* o_part = nullptr;
+  float* lse_part = nullptr;
 };
 
 }  // namespace torch_fmha

@@ -10,7 +10,9 @@ D = 256, 255 registers: at most 4 reloads per 32-key tile; 2 / 3 dense / paged s
 session 15, of ~1500 / ~1900 instructions). Each (D, cache kind) has two instantiations:
 one row tile (Sq x G <= 16; its tile loop as before row tiles up to register numbering
 and, in the paged D = 128 / 256 loops, a few reordered instructions) and several (up to 64
-rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256, allowed 4 / 5).
+rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256, allowed 4 / 5), and a
+third for packed q (session 36: a CTA's row tiles in a loop; 1 / 3 reloads per tile at
+D = 256, allowed 2 / 4; D = 128 none in the loop, 1 / 4 outside it).
 
 The kernel allows its programmatic dependent (the merge kernel) to launch from its start
 (csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a
@@ -28,19 +30,24 @@ from sass_checks import backward_branch_spans, spills
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    return {(int(m.group(1)), m.group(2) == "1", m.group(3) == "1"): f for m, f in launch_unit_kernels(
-        "decode", tmp_path_factory.mktemp("decode"), r"decode_kernelILi(\d+)ELb([01])ELb([01])E")}
+    # decode_kernel<kD, kPaged, DecodeRows> (its enum mangled as its value: 0 one tile, 1 row
+    # tiles, 2 packed q).
+    rows = {"0": "one", "1": "tiles", "2": "packed"}
+    return {(int(m.group(1)), m.group(2) == "1", rows[m.group(3)]): f for m, f in launch_unit_kernels(
+        "decode", tmp_path_factory.mktemp("decode"), r"decode_kernelILi(\d+)ELb([01])ELN\w*DecodeRowsE(\d)E")}
 
 
 @needs_cutlass
 @needs_cuobjdump
-@pytest.mark.parametrize("head_dim, paged, row_tiles, function_spills, loop_spills", [
-    (64, False, False, 0, 0), (64, True, False, 0, 0), (128, False, False, 0, 0), (128, True, False, 0, 0),
-    (256, False, False, 8, 4), (256, True, False, 8, 4),
-    (64, False, True, 0, 0), (64, True, True, 0, 0), (128, False, True, 0, 0), (128, True, True, 0, 0),
-    (256, False, True, 8, 4), (256, True, True, 10, 5)])
-def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, row_tiles, function_spills, loop_spills):
-    instrs = kernels[head_dim, paged, row_tiles]
+@pytest.mark.parametrize("head_dim, paged, rows, function_spills, loop_spills", [
+    (64, False, "one", 0, 0), (64, True, "one", 0, 0), (128, False, "one", 0, 0), (128, True, "one", 0, 0),
+    (256, False, "one", 8, 4), (256, True, "one", 8, 4),
+    (64, False, "tiles", 0, 0), (64, True, "tiles", 0, 0), (128, False, "tiles", 0, 0), (128, True, "tiles", 0, 0),
+    (256, False, "tiles", 8, 4), (256, True, "tiles", 10, 5),
+    (64, False, "packed", 0, 0), (64, True, "packed", 0, 0), (128, False, "packed", 2, 0), (128, True, "packed", 6, 0),
+    (256, False, "packed", 6, 2), (256, True, "packed", 10, 4)])
+def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, rows, function_spills, loop_spills):
+    instrs = kernels[head_dim, paged, rows]
     assert spills(instrs) <= function_spills
     loops = [instrs[lo:hi + 1] for lo, hi in backward_branch_spans(instrs)]
     loop = max(loops, key=lambda seg: sum("HMMA" in x for x in seg))
@@ -55,11 +62,11 @@ def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, row_tiles, fu
 
 @needs_cutlass
 @needs_cuobjdump
-@pytest.mark.parametrize("row_tiles", [False, True])
+@pytest.mark.parametrize("rows", ["one", "tiles", "packed"])
 @pytest.mark.parametrize("head_dim, paged", [(64, False), (64, True), (128, False), (128, True),
                                              (256, False), (256, True)])
-def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim, paged, row_tiles):
-    instrs = kernels[head_dim, paged, row_tiles]
+def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim, paged, rows):
+    instrs = kernels[head_dim, paged, rows]
     triggers = [i for i, x in enumerate(instrs) if re.search(r"\bPREEXIT\b", x)]
     first_load = next(i for i, x in enumerate(instrs) if re.search(r"\b(LDG|LDGSTS)\.", x))
     assert len(triggers) == 1 and triggers[0] < first_load, (triggers, first_load)

@@ -290,7 +290,11 @@ def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
 
     Args:
         q: ``[B, Sq, H, D]``, or packed ``[Tq, H, D]`` with ``cu_seqlens_q``
-            (int32 ``[B + 1]``; ``max_seqlen_q`` is a hint).
+            (int32 ``[B + 1]``). ``max_seqlen_q`` is a hint, never needed for
+            correctness: on CUDA an FP8 step with ``max_seqlen_q * H / Hkv <= 64`` runs
+            the decode kernel, its grid sized by the hint (a longer sequence is still
+            computed whole, by fewer CTAs); without it packed q takes the slower
+            unsplit path (varlen_fwd).
         k_cache, v_cache: ``[B, Smax, Hkv, D]`` (batch stride a whole number of
             rows, >= Smax of them; other strides honoured), or page pools
             ``[num_pages, page_size, Hkv, D]`` with ``page_table`` int32
@@ -304,7 +308,8 @@ def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
             ``cache_seqlens``. A fixed count gives bitwise-reproducible output.
             Sq > 1 with causal splits the keys every row sees and runs the
             masked rest as one more sequence; a left window with Sq > 1 or
-            over a paged cache, and packed q, run unsplit (docs/DESIGN.md 1.11).
+            over a paged cache, and packed q without the decode kernel (above),
+            run unsplit (docs/DESIGN.md 1.11).
         Everything else as in :func:`attention` (descales ``[1]`` or ``[B, Hkv]``,
         ``sinks`` float32 ``[H]``, ``softcap``, ``out_dtype`` / ``out_scale``).
 

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "../decode_params.h"
+#include "decode_ptx.cuh"
 #include "grid_dependency.cuh"
 #include "softmax.cuh"
 
@@ -120,69 +121,15 @@ struct DecodeSmem {
 template <int kD>
 inline constexpr int kDecodeMinBlocks = kD == 128 ? (kDecodeWarps<kD> == 4 ? 3 : 1) : 0;
 
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
-               "r"(valid ? 16 : 0)
-               : "memory");  // src size 0: 16 zero bytes
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-// c += a b: 16 x 8 x 32, e4m3 operands, f32 accumulate.
-__device__ __forceinline__ void mma_e4m3_16832(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                               uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// c += a b: 16 x 8 x 16, f16 operands, f32 accumulate.
-__device__ __forceinline__ void mma_f16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                              uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Four e4m3 bytes as two f16x2 words, bytes (0, 1) and (2, 3): exact (every e4m3
-// value is an f16 value). The halves are taken as 16-bit register halves (no shift).
-__device__ __forceinline__ void e4m3x4_to_f16x2x2(uint32_t w, uint32_t& lo, uint32_t& hi) {
-  asm("{\n .reg .b16 l, h;\n mov.b32 {l, h}, %2;\n cvt.rn.f16x2.e4m3x2 %0, l;\n"
-      " cvt.rn.f16x2.e4m3x2 %1, h;\n}\n"
-      : "=r"(lo), "=r"(hi)
-      : "r"(w));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-  const __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// Offset (elements) of key `key` of batch b in a dense cache or (kPaged) a page pool,
-// KV head 0. A compile-time choice: a runtime branch per copied chunk, with its integer
-// division, was half of the tile loop's instructions.
-template <bool kPaged>
-__device__ __forceinline__ int64_t decode_row_offset(const DecodeParams& p, int b, int key,
-                                                     int64_t batch_stride, int64_t row_stride) {
-  if constexpr (!kPaged) {
-    return int64_t(b) * batch_stride + int64_t(key) * row_stride;
-  } else {
-    const int64_t page = p.page_table[int64_t(b) * p.page_table_stride + (key >> p.page_shift)];
-    return page * batch_stride + int64_t(key & (p.page_size - 1)) * row_stride;
-  }
+// Page id of key `key` of batch b in a page pool. The dense cache takes no lookup (its
+// rows are a pointer step apart: load_tile); a compile-time choice, as a runtime branch
+// per copied chunk, with its integer division, was half of the tile loop's instructions.
+// An id outside the pool is the caller's bug (the CPU op reports it; debug builds assert
+// here); release builds read such a page as zeros, never outside the pool.
+__device__ __forceinline__ int decode_page(const DecodeParams& p, int b, int key) {
+  const int page = p.page_table[int64_t(b) * p.page_table_stride + (key >> p.page_shift)];
+  assert(page >= 0 && page < p.num_pages && "page_table: page id outside [0, num_pages)");
+  return page;
 }
 
 // Keys [begin, end) of this CTA's split: the split's share of [first, L) in
@@ -237,50 +184,63 @@ __device__ __forceinline__ void convert_v_tile(const uint8_t* vs, uint8_t* vh, i
   }
 }
 
-// This CTA's split and first row of its KV head's Sq x G, and its rows (at most 16).
-// kRowTiles (a step of more than 16 rows): grid x is splits x row tiles, a split's row
-// tiles adjacent (they read the same keys: the repeats can come from L2 when they run together).
-// Otherwise grid x is the split and the one tile all the rows: the kernel of one row
-// tile, an instantiation of its own, so that the common step (Sq x G <= 16) keeps the
-// SASS it had before row tiles (the division by row_tiles, kept live across the tile
-// loop or read again after it, moved ptxas's allocation: up to 10 reloads in D = 256's
-// loop, 2 in D = 128's).
+// How a CTA finds its query rows: a compile-time choice, one instantiation each.
+//   kOneTile   dense q, Sq x G <= 16: grid x is the split, the one row tile all the rows.
+//              Its own instantiation, so that the common step keeps the SASS it had before
+//              row tiles (the division by row_tiles, kept live across the tile loop or read
+//              again after it, moved ptxas's allocation: up to 10 reloads in D = 256's loop,
+//              2 in D = 128's).
+//   kRowTiles  dense q, Sq x G <= 64: grid x is splits x row tiles, a split's row tiles
+//              adjacent (they read the same keys: the repeats can come from L2 when they run
+//              together).
+//   kPacked    packed q (cu_seqlens_q): grid x as kRowTiles, row_tiles from the
+//              max_seqlen_q hint; each sequence has its own Sq_b, and a CTA takes row tiles
+//              row_tiles apart until its sequence's Sq_b x G rows are done (a hint too
+//              small costs time, never rows).
+enum class DecodeRows { kOneTile, kRowTiles, kPacked };
+
+// A CTA's split and the rows [row0, row0 + rows) of its KV head's Sq x G (rows <= 16),
+// its sequence's query rows and (packed q) the first of them in q.
 struct DecodeCta {
   int split, row0, rows;
+  int seqlen_q;
+  int q_first;
 };
-template <bool kRowTiles>
+template <DecodeRows kRows>
 __device__ __forceinline__ DecodeCta decode_cta(const DecodeParams& p) {
-  if constexpr (!kRowTiles) {
-    return {int(blockIdx.x), 0, p.seqlen_q * p.group};
-  } else {
+  if constexpr (kRows == DecodeRows::kOneTile) {
+    return {int(blockIdx.x), 0, p.seqlen_q * p.group, p.seqlen_q, 0};
+  } else if constexpr (kRows == DecodeRows::kRowTiles) {
     const int split = int(blockIdx.x / unsigned(p.row_tiles));
     const int row0 = kDecodeRows * int(blockIdx.x % unsigned(p.row_tiles));
-    return {split, row0, min(p.seqlen_q * p.group - row0, kDecodeRows)};
+    return {split, row0, min(p.seqlen_q * p.group - row0, kDecodeRows), p.seqlen_q, 0};
+  } else {
+    // Clamped to [0, total_q] as the varlen kernel does (varlen_prep.cuh, load_seq).
+    const int b = blockIdx.z;
+    const int q0 = p.cu_seqlens_q[b], q1 = p.cu_seqlens_q[b + 1];
+    assert(q0 >= 0 && q0 <= q1 && q1 <= p.total_q && "cu_seqlens_q: 0 <= non-decreasing <= total_q");
+    const int first = min(max(q0, 0), p.total_q);
+    const int sq = min(max(q1, first), p.total_q) - first;
+    const int split = int(blockIdx.x / unsigned(p.row_tiles));
+    const int row0 = kDecodeRows * int(blockIdx.x % unsigned(p.row_tiles));
+    return {split, row0, min(sq * p.group - row0, kDecodeRows), sq, first};
   }
 }
 
-template <int kD, bool kPaged, bool kRowTiles>
-__global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
+// One row tile of one split: the split's keys streamed through the warps, the warps'
+// results merged, the tile's partial o / lse written.
+template <int kD, bool kPaged, DecodeRows kRows>
+__device__ __forceinline__ void decode_row_tile(const DecodeParams& p, uint8_t* smem, const DecodeCta& cta) {
   using Smem = DecodeSmem<kD>;
   constexpr int kSteps = kD / 32;   // k32 steps of Q K^T
   constexpr int kChunks = kD / 16;  // 16-byte chunks of a cache row
-  // The merge kernel, launched after this one as its programmatic dependent
-  // (launch/merge_splits.cu), may be scheduled from here on: its CTAs start once every
-  // CTA of this grid has started, i.e. once no CTA of this grid still waits for a slot,
-  // so they take only slots this grid leaves free, compute their row indices and block
-  // in griddepcontrol.wait until this grid has completed and its o / lse are visible.
-  // At B = 1 (one wave) that hides the merge's launch behind the split loop; later (after
-  // the tile loop, as FlashAttention-3 does) it would hide at most the epilogue. Correct
-  // anywhere: the memory guarantee is the wait's, not this trigger's.
-  allow_dependent_launch();
-  extern __shared__ __align__(128) uint8_t smem[];
   const int kvh = blockIdx.y, b = blockIdx.z;
-  const DecodeCta cta = decode_cta<kRowTiles>(p);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;  // fragment row and column group
+  const int seqlen_q = kRows == DecodeRows::kPacked ? cta.seqlen_q : p.seqlen_q;
 
   const int seqlen = min(max(p.cache_seqlens[b], 0), p.capacity);  // never past the cache
-  const DecodeRange range = decode_split_range(seqlen, p.seqlen_q, p.window_left, p.splits, cta.split);
+  const DecodeRange range = decode_split_range(seqlen, seqlen_q, p.window_left, p.splits, cta.split);
   const int row0 = cta.row0;
   // Tile row r is row row0 + r of the Sq x G: query row (row0 + r) / G, head kvh * G + (row0 + r) % G.
   const int rows = cta.rows;
@@ -289,7 +249,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
     const int i = (row0 + g + 8 * r8) / p.group;  // query row (past Sq for padding rows: unused)
-    const int64_t diag = int64_t(seqlen) - p.seqlen_q + i;
+    const int64_t diag = int64_t(seqlen) - seqlen_q + i;
     key_lo[r8] = p.window_left >= 0 ? int(max(diag - p.window_left, int64_t(-1))) : -1;
     key_hi[r8] = p.window_right >= 0 ? int(min(diag + p.window_right, int64_t(seqlen) - 1)) : seqlen - 1;
   }
@@ -314,7 +274,8 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   // in its tile loop).
   constexpr bool kF16Scores = kD < 128 || (kD == 128 && !kPaged);
   uint32_t qa[kSteps][4];
-  const uint8_t* qb = p.q + int64_t(b) * p.q_batch_stride + int64_t(kvh) * p.group * p.q_head_stride;
+  const uint8_t* qb = p.q + int64_t(b) * p.q_batch_stride + int64_t(cta.q_first) * p.q_row_stride +
+                      int64_t(kvh) * p.group * p.q_head_stride;
   const uint8_t* qrow[2];
 #pragma unroll
   for (int r8 = 0; r8 < 2; ++r8) {
@@ -369,7 +330,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
     for (int i = 0; i < kChunks; ++i) {
       const int r = i * kRowsPerPass + lane_row, c = lane_col;
       const int rel = tile * kDecodeTileKeys + r;  // key - range.begin
-      const bool valid = range.begin + rel < range.end;
+      bool valid = range.begin + rel < range.end;
       const uint8_t* ksrc;
       const uint8_t* vsrc;
       if constexpr (!kPaged) {
@@ -379,10 +340,11 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
         v_row += v_pass_step;
       } else {
         const int row = valid ? range.begin + rel : range.begin;
-        ksrc = p.k + decode_row_offset<true>(p, b, row, p.k_batch_stride, p.k_row_stride) +
-               int64_t(kvh) * p.k_head_stride + 16 * c;
-        vsrc = p.v + decode_row_offset<true>(p, b, row, p.v_batch_stride, p.v_row_stride) +
-               int64_t(kvh) * p.v_head_stride + 16 * c;
+        int page = decode_page(p, b, row);
+        if (unsigned(page) >= unsigned(p.num_pages)) valid = false, page = 0;  // zeros (decode_page)
+        const int64_t in_page = row & (p.page_size - 1);
+        ksrc = p.k + int64_t(page) * p.k_batch_stride + in_page * p.k_row_stride + int64_t(kvh) * p.k_head_stride + 16 * c;
+        vsrc = p.v + int64_t(page) * p.v_batch_stride + in_page * p.v_row_stride + int64_t(kvh) * p.v_head_stride + 16 * c;
       }
       cp_async_16(ks + r * Smem::kKStride + 16 * c, ksrc, valid);
       cp_async_16(vs + r * kD + 16 * c, vsrc, valid);
@@ -566,11 +528,13 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
     seen += red_l[w * kDecodeRows + row];
   }
   const bool empty = seen == 0.f;
-  // [B, splits, Sq, Hkv, G]
+  // [B, splits, Sq, Hkv, G]; packed q: [Tq, splits, 1, Hkv, G] (decode_params.h)
   const int rr = row0 + row;  // of the Sq x G
   const int64_t out_row =
-      (((int64_t(b) * p.splits + cta.split) * p.seqlen_q + rr / p.group) * p.heads_kv + kvh) * p.group +
-      rr % p.group;
+      kRows == DecodeRows::kPacked
+          ? ((int64_t(cta.q_first + rr / p.group) * p.splits + cta.split) * p.heads_kv + kvh) * p.group + rr % p.group
+          : (((int64_t(b) * p.splits + cta.split) * p.seqlen_q + rr / p.group) * p.heads_kv + kvh) * p.group +
+                rr % p.group;
   const float inv_l = empty ? 0.f : 1.f / l;
   __half* o_out = static_cast<__half*>(p.o_part) + out_row * kD;
 #pragma unroll
@@ -584,6 +548,32 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   if (col0 == 0) {
     constexpr float kLn2 = 0.6931471805599453f;
     p.lse_part[out_row] = empty ? -INFINITY : (m + log2_approx(l)) * kLn2;
+  }
+}
+
+template <int kD, bool kPaged, DecodeRows kRows>
+__global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
+  // The merge kernel, launched after this one as its programmatic dependent
+  // (launch/merge_splits.cu), may be scheduled from here on: its CTAs start once every
+  // CTA of this grid has started, i.e. once no CTA of this grid still waits for a slot,
+  // so they take only slots this grid leaves free, compute their row indices and block
+  // in griddepcontrol.wait until this grid has completed and its o / lse are visible.
+  // At B = 1 (one wave) that hides the merge's launch behind the split loop; later (after
+  // the tile loop, as FlashAttention-3 does) it would hide at most the epilogue. Correct
+  // anywhere: the memory guarantee is the wait's, not this trigger's.
+  allow_dependent_launch();
+  extern __shared__ __align__(128) uint8_t smem[];
+  DecodeCta cta = decode_cta<kRows>(p);
+  if constexpr (kRows != DecodeRows::kPacked) {
+    decode_row_tile<kD, kPaged, kRows>(p, smem, cta);
+  } else {
+    // Sq_b x G < 2^31 (the op takes total_q x G < 2^31).
+    const int rows = cta.seqlen_q * p.group;
+    for (; cta.row0 < rows; cta.row0 += kDecodeRows * p.row_tiles) {
+      cta.rows = min(rows - cta.row0, kDecodeRows);
+      decode_row_tile<kD, kPaged, kRows>(p, smem, cta);
+      __syncthreads();  // the warps' merge read shared memory that the next tile's copies reuse
+    }
   }
 }
 

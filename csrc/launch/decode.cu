@@ -42,7 +42,7 @@ DecodeOccupancy occupancy() {
   if (cached_ctas[device].load(std::memory_order_acquire) == 0) {
     constexpr int kSmem = kernel::DecodeSmem<kD>::kBytes;
     constexpr int kThreads = 32 * kernel::kDecodeWarps<kD>;
-    auto fn = kernel::decode_kernel<kD, false, false>;  // the others have the same shared memory
+    auto fn = kernel::decode_kernel<kD, false, kernel::DecodeRows::kOneTile>;  // the others: the same shared memory
     int per_sm = 0, per_block = 0, reserved = 0;
     cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
     cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -68,12 +68,12 @@ DecodeOccupancy occupancy() {
   return {cached_ctas[device].load(std::memory_order_acquire), cached_fewer[device].load(std::memory_order_acquire)};
 }
 
-template <int kD, bool kPaged, bool kRowTiles>
+template <int kD, bool kPaged, kernel::DecodeRows kRows>
 cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
   const DecodeOccupancy occ = occupancy<kD>();
   const int smem = fewer_ctas_per_sm && occ.fewer_smem_bytes > 0 ? occ.fewer_smem_bytes
                                                                 : kernel::DecodeSmem<kD>::kBytes;
-  auto fn = kernel::decode_kernel<kD, kPaged, kRowTiles>;
+  auto fn = kernel::decode_kernel<kD, kPaged, kRows>;
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
@@ -90,19 +90,19 @@ cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t s
   return cudaGetLastError();
 }
 
-template <bool kRowTiles>
+template <kernel::DecodeRows kRows>
 cudaError_t launch_head_dim(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t stream) {
   const bool paged = p.page_table != nullptr;
   switch (p.head_dim) {
     case 64:
-      return paged ? launch<64, true, kRowTiles>(p, fewer_ctas_per_sm, stream)
-                   : launch<64, false, kRowTiles>(p, fewer_ctas_per_sm, stream);
+      return paged ? launch<64, true, kRows>(p, fewer_ctas_per_sm, stream)
+                   : launch<64, false, kRows>(p, fewer_ctas_per_sm, stream);
     case 128:
-      return paged ? launch<128, true, kRowTiles>(p, fewer_ctas_per_sm, stream)
-                   : launch<128, false, kRowTiles>(p, fewer_ctas_per_sm, stream);
+      return paged ? launch<128, true, kRows>(p, fewer_ctas_per_sm, stream)
+                   : launch<128, false, kRows>(p, fewer_ctas_per_sm, stream);
     case 256:
-      return paged ? launch<256, true, kRowTiles>(p, fewer_ctas_per_sm, stream)
-                   : launch<256, false, kRowTiles>(p, fewer_ctas_per_sm, stream);
+      return paged ? launch<256, true, kRows>(p, fewer_ctas_per_sm, stream)
+                   : launch<256, false, kRows>(p, fewer_ctas_per_sm, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -129,8 +129,13 @@ cudaError_t launch_decode(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStr
       p.row_tiles > kernel::kDecodeMaxRowTiles || p.row_tiles != decode_row_tiles(p.seqlen_q * p.group)) {
     return cudaErrorInvalidConfiguration;
   }
-  return p.row_tiles > 1 ? launch_head_dim<true>(p, fewer_ctas_per_sm, stream)
-                         : launch_head_dim<false>(p, fewer_ctas_per_sm, stream);
+  using kernel::DecodeRows;
+  if (p.cu_seqlens_q != nullptr) {
+    if (p.total_q < 0 || p.seqlen_q < 1) return cudaErrorInvalidConfiguration;
+    return launch_head_dim<DecodeRows::kPacked>(p, fewer_ctas_per_sm, stream);
+  }
+  return p.row_tiles > 1 ? launch_head_dim<DecodeRows::kRowTiles>(p, fewer_ctas_per_sm, stream)
+                         : launch_head_dim<DecodeRows::kOneTile>(p, fewer_ctas_per_sm, stream);
 }
 
 }  // namespace torch_fmha

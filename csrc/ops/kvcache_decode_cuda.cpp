@@ -1,5 +1,5 @@
 // torch_fmha: fwd_kvcache's CUDA decode-kernel path (kvcache_decode.h): which steps
-// (dense q, Sq x G <= 64 rows: up to four 16-row tiles) the split-KV decode kernel (csrc/kernel/decode.cuh)
+// (Sq x G <= 64 rows: up to four 16-row tiles; packed q by its max_seqlen_q hint) the split-KV decode kernel (csrc/kernel/decode.cuh)
 // takes, how many splits it gets, and the call: the kernel writes each split's o / lse
 // (every mask applied there), the merge kernel
 // (merge_splits_op.h) adds sinks, v_descale and out_scale and rounds to out_dtype.
@@ -59,16 +59,28 @@ bool decode_fewer_ctas_per_sm(int64_t ctas, int64_t sms, int64_t per_sm) {
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
-// A step the decode kernel takes: FP8 on CUDA, dense q whose Sq x G rows (G = H / Hkv)
-// fit four 16-row tiles (decode_kernel_supports), D 64 / 128 / 256, rows 16-byte aligned (its cp.async copies,
-// 4-byte q loads) and grid-sized batch, head and split counts. It applies every mask
-// itself (bottom-right against cache_seqlens).
-bool decode_kernel_takes(const KvcacheProblem& kp, int64_t num_splits, const Tensor& q, const Tensor& k,
-                         const Tensor& v) {
+// Query rows per KV head the decode kernel is sized for: Sq x G with dense q; with packed
+// q, the max_seqlen_q hint (at least 1) x G. 0 when packed q comes without a hint: the
+// kernel's grid would have no size to take (the ops never read cu_seqlens on the host).
+int64_t decode_rows_per_kv_head(const KvcacheProblem& kp, std::optional<int64_t> max_seqlen_q) {
+  const int64_t group = kp.fwd.heads_q / kp.fwd.heads_kv;
+  if (!kp.packed_q) return kp.seqlen_q * group;
+  if (!max_seqlen_q.has_value()) return 0;
+  return std::max<int64_t>(*max_seqlen_q, 1) * group;
+}
+
+// A step the decode kernel takes: FP8 on CUDA, q whose rows per KV head
+// (decode_rows_per_kv_head) fit four 16-row tiles (decode_kernel_supports), D 64 / 128 /
+// 256, rows 16-byte aligned (its cp.async copies, 4-byte q loads) and grid-sized batch,
+// head and split counts. It applies every mask itself (bottom-right against
+// cache_seqlens). Packed q takes it with a max_seqlen_q hint; a sequence longer than the
+// hint is still computed whole (DecodeRows::kPacked), only with fewer CTAs.
+bool decode_kernel_takes(const KvcacheProblem& kp, std::optional<int64_t> max_seqlen_q, int64_t num_splits,
+                         const Tensor& q, const Tensor& k, const Tensor& v) {
   const FwdProblem& p = kp.fwd;
-  if (!q.is_cuda() || q.scalar_type() != at::kFloat8_e4m3fn || kp.packed_q) return false;
-  const int64_t rows = kp.seqlen_q * (p.heads_q / p.heads_kv);
-  if (!decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(std::min<int64_t>(rows, 1 << 20)))) {
+  if (!q.is_cuda() || q.scalar_type() != at::kFloat8_e4m3fn) return false;
+  const int64_t rows = decode_rows_per_kv_head(kp, max_seqlen_q);
+  if (rows == 0 || !decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(std::min<int64_t>(rows, 1 << 20)))) {
     return false;
   }
   if (p.batch > 65535 || p.heads_kv > 65535 || num_splits > 65535) return false;
@@ -76,32 +88,58 @@ bool decode_kernel_takes(const KvcacheProblem& kp, int64_t num_splits, const Ten
   for (const Tensor* t : {&k, &v}) {
     if (!aligned16(*t) || t->stride(0) % 16 || t->stride(1) % 16 || t->stride(2) % 16) return false;
   }
+  if (kp.packed_q) {
+    // [Tq, H, D]; a sequence's Sq_b x G rows are counted in int32 in the kernel.
+    const int64_t group = p.heads_q / p.heads_kv;
+    return aligned16(q) && q.stride(0) % 16 == 0 && q.stride(1) % 16 == 0 &&
+           kp.seqlen_q * group <= std::numeric_limits<int32_t>::max();
+  }
   // The row stride is read only for Sq > 1 (a size-1 dim's stride can be anything).
   return aligned16(q) && q.stride(0) % 16 == 0 && (kp.seqlen_q == 1 || q.stride(1) % 16 == 0) &&
          q.stride(2) % 16 == 0;
 }
 
+// A per-(batch, KV head) descale [B, Hkv] as one row per query token [Tq, Hkv] (packed q:
+// the merge reads a token's v_descale where it reads a batch's with dense q). The token's
+// sequence is the last b with cu_seqlens_q[b] <= token; a few small kernels, no host sync.
+OptTensor descale_per_token(const OptTensor& d, const Tensor& cu_seqlens_q, int64_t total_q) {
+  if (!d.has_value() || d->dim() == 1) return d;
+  const Tensor tokens = at::arange(total_q, cu_seqlens_q.options());
+  const Tensor seq = (at::searchsorted(cu_seqlens_q, tokens, /*out_int32=*/false, /*right=*/true) - 1)
+                         .clamp(0, d->size(0) - 1);
+  return d->index_select(0, seq);
+}
+
 // The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
 // sinks, v_descale and out_scale and rounds to out_dtype, as for the split plan.
-std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits, const Tensor& q, const Tensor& k,
-                                       const Tensor& v, const Tensor& cache_seqlens, const OptTensor& page_table,
-                                       double softcap, const OptTensor& sinks, const OptTensor& q_descale,
-                                       const OptTensor& k_descale, const OptTensor& v_descale,
-                                       const OptTensor& out_scale) {
+std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t rows_per_kv_head, int64_t splits,
+                                       const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cache_seqlens,
+                                       const OptTensor& page_table, const OptTensor& cu_seqlens_q, double softcap,
+                                       const OptTensor& sinks, const OptTensor& q_descale, const OptTensor& k_descale,
+                                       const OptTensor& v_descale, const OptTensor& out_scale) {
   const FwdProblem& p = kp.fwd;
   const int64_t batch = p.batch, sq = kp.seqlen_q, heads_kv = p.heads_kv;
   const int64_t group = p.heads_q / p.heads_kv, d = p.head_dim;
   c10::cuda::CUDAGuard guard(q.device());
-  // [B, S, Sq, Ho = Hkv, Hi = G, (D)]: the merge's layout (query head ho * G + hi).
-  Tensor o = at::empty({batch, splits, sq, heads_kv, group, d}, q.options().dtype(at::kHalf));
-  Tensor l = at::empty({batch, splits, sq, heads_kv, group}, q.options().dtype(at::kFloat));
+  // [B, S, Sq, Ho = Hkv, Hi = G, (D)]: the merge's layout (query head ho * G + hi); packed
+  // q: [Tq, S, 1, Ho, Hi, (D)], a query token in place of the batch (decode_params.h).
+  const int64_t parts = kp.packed_q ? sq : batch, part_rows = kp.packed_q ? 1 : sq;
+  Tensor o = at::empty({parts, splits, part_rows, heads_kv, group, d}, q.options().dtype(at::kHalf));
+  Tensor l = at::empty({parts, splits, part_rows, heads_kv, group}, q.options().dtype(at::kFloat));
   DecodeParams dp;
   dp.q = static_cast<const uint8_t*>(q.data_ptr());
   dp.k = static_cast<const uint8_t*>(k.data_ptr());
   dp.v = static_cast<const uint8_t*>(v.data_ptr());
-  dp.q_batch_stride = q.stride(0);
-  dp.q_row_stride = q.stride(1);
-  dp.q_head_stride = q.stride(2);
+  if (kp.packed_q) {  // [Tq, H, D]
+    dp.q_row_stride = q.stride(0);
+    dp.q_head_stride = q.stride(1);
+    dp.cu_seqlens_q = cu_seqlens_q->data_ptr<int32_t>();
+    dp.total_q = static_cast<int32_t>(sq);
+  } else {
+    dp.q_batch_stride = q.stride(0);
+    dp.q_row_stride = q.stride(1);
+    dp.q_head_stride = q.stride(2);
+  }
   dp.k_batch_stride = k.stride(0);
   dp.k_row_stride = k.stride(1);
   dp.k_head_stride = k.stride(2);
@@ -114,15 +152,16 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
     dp.page_table_stride = page_table->stride(0);
     dp.page_size = static_cast<int32_t>(p.page_size);
     while ((int64_t(1) << dp.page_shift) < p.page_size) ++dp.page_shift;  // a power of two (checks.cpp)
+    dp.num_pages = static_cast<int32_t>(std::min<int64_t>({k.size(0), v.size(0), std::numeric_limits<int32_t>::max()}));
   }
   dp.capacity = static_cast<int32_t>(kp.cache_rows);
   dp.batch = static_cast<int32_t>(batch);
-  dp.seqlen_q = static_cast<int32_t>(sq);
+  dp.seqlen_q = static_cast<int32_t>(rows_per_kv_head / group);  // packed q: the hint (>= 1)
   dp.heads_kv = static_cast<int32_t>(heads_kv);
   dp.group = static_cast<int32_t>(group);
   dp.head_dim = static_cast<int32_t>(d);
   dp.splits = static_cast<int32_t>(splits);
-  dp.row_tiles = decode_row_tiles(static_cast<int>(sq * group));
+  dp.row_tiles = decode_row_tiles(static_cast<int>(rows_per_kv_head));
   dp.window_left = kernel_window(p.window_left);
   dp.window_right = kernel_window(p.window_right);
   dp.softmax_scale = static_cast<float>(p.softmax_scale);
@@ -137,32 +176,39 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t splits,
   const cudaError_t err = launch_decode(dp, fewer, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
-  return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
+  if (!kp.packed_q) return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
+  // out [Tq, 1, H, D] -> [Tq, H, D]; lse [Tq, H, 1] -> [H, Tq] (varlen_attention's layout).
+  auto [out, lse] = merge_splits(o, l, sinks, descale_per_token(v_descale, *cu_seqlens_q, sq), out_scale,
+                                 heads_kv, at::kFloat, p.out_dtype);
+  return {out.view({sq, p.heads_q, d}), lse.view({sq, p.heads_q}).t().contiguous()};
 }
 
 }  // namespace
 
 std::optional<std::tuple<Tensor, Tensor>> decode_kernel_call(
     const KvcacheProblem& kp, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cache_seqlens,
-    const OptTensor& page_table, double softcap, const OptTensor& sinks, const OptTensor& q_descale,
-    const OptTensor& k_descale, const OptTensor& v_descale, const OptTensor& out_scale, int64_t num_splits) {
-  if (!decode_kernel_takes(kp, num_splits, q, k, v)) return std::nullopt;
+    const OptTensor& page_table, const OptTensor& cu_seqlens_q, std::optional<int64_t> max_seqlen_q,
+    double softcap, const OptTensor& sinks, const OptTensor& q_descale, const OptTensor& k_descale,
+    const OptTensor& v_descale, const OptTensor& out_scale, int64_t num_splits) {
+  if (!decode_kernel_takes(kp, max_seqlen_q, num_splits, q, k, v)) return std::nullopt;
+  const int64_t rows = decode_rows_per_kv_head(kp, max_seqlen_q);
   const FwdProblem& p = kp.fwd;
   c10::cuda::CUDAGuard guard(q.device());  // the occupancy query below reads the current device
   int64_t splits = num_splits;
   if (splits == 0) {
     int64_t keys = kp.cache_rows;  // what a split range can cover: row 0's window edge to L
     // kernel_window: the sum overflowed int64 for a window_left near 2^63.
-    if (p.window_left >= 0) keys = std::min<int64_t>(keys, kernel_window(p.window_left) + kp.seqlen_q);
+    const int64_t sq = rows / (p.heads_q / p.heads_kv);  // packed q: the hint
+    if (p.window_left >= 0) keys = std::min<int64_t>(keys, kernel_window(p.window_left) + sq);
     const int64_t sms = cuda_sm_count(q.device().index());
     const int64_t per_sm = decode_ctas_per_sm(static_cast<int>(p.head_dim));
     // A split takes a CTA per row tile: the rule counts (batch, KV head, row tile) triples.
-    const int64_t row_tiles = decode_row_tiles(static_cast<int>(kp.seqlen_q * (p.heads_q / p.heads_kv)));
+    const int64_t row_tiles = decode_row_tiles(static_cast<int>(rows));
     splits = choose_decode_splits(p.batch * p.heads_kv * row_tiles, keys, sms * per_sm,
                                   sms * std::min<int64_t>(per_sm, 2), sms);
   }
-  return decode_call(kp, splits, q, k, v, cache_seqlens, page_table, softcap, sinks, q_descale, k_descale,
-                     v_descale, out_scale);
+  return decode_call(kp, rows, splits, q, k, v, cache_seqlens, page_table, cu_seqlens_q, softcap, sinks, q_descale,
+                     k_descale, v_descale, out_scale);
 }
 
 }  // namespace torch_fmha

@@ -274,8 +274,8 @@ std::tuple<Tensor, Tensor> fwd_kvcache(
             at::empty({p.batch, p.heads_q, kp.seqlen_q}, q.options().dtype(acc))};
   }
 #ifdef TORCH_FMHA_WITH_CUDA
-  if (auto r = decode_kernel_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, softcap, sinks,
-                                  q_descale, k_descale, v_descale, out_scale, num_splits)) {
+  if (auto r = decode_kernel_call(kp, q, k_cache, v_cache, cache_seqlens, page_table, cu_seqlens_q, max_seqlen_q,
+                                  softcap, sinks, q_descale, k_descale, v_descale, out_scale, num_splits)) {
     return *r;
   }
 #endif

@@ -21,7 +21,7 @@ import torch
 
 import torch_fmha
 from emulate import emulate_fp8_kernel
-from kvcache_inputs import kvcache_inputs
+from kvcache_inputs import kvcache_inputs, packed_kvcache_inputs
 from nan_cases import assert_same_pattern, set_value
 from opcheck_samples import FP8_UTILS, kvcache_samples
 from reference import (FP8, assert_close_by_rule, kvcache_attention_ref, output_as_float64, round_output,
@@ -162,6 +162,170 @@ def test_packed_q_vs_oracle():
     assert (out.double() - ref).abs().max() < 0.1 * ref.abs().max()
     fin = torch.isfinite(ref_lse)
     assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)) and (lse.double()[fin] - ref_lse[fin]).abs().max() < 2e-2
+
+
+# Packed q on the decode kernel (session 36): (id, lens_q, H, Hkv, D, cache lens, page size,
+# max_seqlen_q hint, options, num_splits). Ragged Sq_b with empty sequences; hints equal to,
+# above and below the longest sequence (below: a CTA takes several row tiles in turn,
+# DecodeRows::kPacked); a hint of 0; per-sequence descales (the merge's v_descale per token).
+PACKED = [
+    ("decode_batch_g4", [1, 1, 1, 1], 32, 8, 128, [3000, 1, 0, 2049], None, 1, dict(causal=True), 3),
+    ("ragged_g8_window_sinks", [0, 3, 7, 2], 16, 2, 128, [0, 40, 900, 129], None, 7,
+     dict(causal=True, window_size=(100, 0), sinks=True), 4),
+    ("hint_too_small_paged16_softcap_fp8", [2, 5, 0, 1], 16, 4, 64, [33, 700, 5, 1], 16, 2,
+     dict(softcap=30.0, out_dtype=FP8), 2),
+    ("hint_above_paged64_d256", [1, 4], 8, 4, 256, [1500, 65], 64, 8, dict(causal=True), 1),
+    ("hint0_g16_paged32", [1, 0, 1], 16, 1, 128, [64, 10, 0], 32, 0, dict(window_size=(20, 3)), 5),
+    ("rows64_g16_sq4_split13", [4, 4, 3], 32, 2, 128, [4000, 17, 2600], None, 4, dict(causal=True), 13),
+]
+
+
+def _packed_case(case, num_splits=None):
+    name, lens_q, h, hkv, d, lens, page, hint, opts, splits = case
+    q, cu_q, kc, vc, seqlens, table, s = packed_kvcache_inputs(lens_q, h, hkv, d, FP8, lens, page_size=page,
+                                                               device="cuda", seed=len(lens_q) + d)
+    opts = dict(opts)
+    if opts.pop("sinks", False):
+        opts["sinks"] = _sinks(h, seed=3)
+    if opts.get("out_dtype") == FP8:
+        opts["out_scale"] = torch.tensor([0.02], device="cuda")
+    splits = splits if num_splits is None else num_splits
+    return q, cu_q, kc, vc, seqlens, table, s, opts, hint, splits
+
+
+@pytest.mark.parametrize("case", PACKED, ids=[c[0] for c in PACKED])
+def test_packed_q_decode_kernel_equals_each_sequence_alone(case):
+    """A packed-q step on the decode kernel == each sequence's rows as a dense-q step of its own
+    (batch 1, its cache row or pages, its descales), bitwise, at the same split count: the same
+    split ranges, row tiles and merge arithmetic per row (the dense steps' oracle sweep is
+    test_vs_oracle). Nothing NaN leaks from the poisoned caches."""
+    q, cu_q, kc, vc, seqlens, table, s, opts, hint, splits = _packed_case(case)
+    out, lse = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, cu_seqlens_q=cu_q,
+                                                 max_seqlen_q=hint, num_splits=splits, return_lse=True, **s, **opts)
+    torch.cuda.synchronize()
+    assert out.shape == q.shape and lse.shape == (q.size(1), q.size(0))
+    assert not torch.isnan(out.float()).any() and not torch.isnan(lse).any()
+    cu = cu_q.tolist()
+    for b in range(len(cu) - 1):
+        if cu[b + 1] == cu[b]:
+            continue
+        sel = {n: (t if t.numel() == 1 else t[b:b + 1]) for n, t in s.items()}
+        kb, vb = (kc, vc) if table is not None else (kc[b:b + 1], vc[b:b + 1])
+        want, want_lse = torch_fmha.attention_with_kvcache(
+            q[cu[b]:cu[b + 1]][None], kb, vb, seqlens[b:b + 1], page_table=None if table is None else table[b:b + 1],
+            num_splits=splits, return_lse=True, **sel, **opts)
+        assert torch.equal(out[cu[b]:cu[b + 1]], want[0]), f"{case[0]}: sequence {b} out"
+        assert torch.equal(lse[:, cu[b]:cu[b + 1]], want_lse[0]), f"{case[0]}: sequence {b} lse"
+
+
+@pytest.mark.parametrize("case", PACKED, ids=[c[0] for c in PACKED])
+def test_packed_q_decode_kernel_vs_oracle(case):
+    """The op's own split count (num_splits=0) against the float64 oracle: every row within the
+    FP8 kernel's error of it (the bound of test_packed_q_vs_oracle), LSE within 2e-2."""
+    q, cu_q, kc, vc, seqlens, table, s, opts, hint, _ = _packed_case(case, num_splits=0)
+    out, lse = torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, cu_seqlens_q=cu_q,
+                                                 max_seqlen_q=hint, return_lse=True, **s, **opts)
+    torch.cuda.synchronize()
+    out_scale = opts.pop("out_scale", None)
+    opts.pop("out_dtype", None)
+    ref, ref_lse = kvcache_attention_ref(q, kc, vc, seqlens, page_table=table, cu_seqlens_q=cu_q, **s, **opts)
+    got = output_as_float64(out, out_scale)
+    assert not torch.isnan(got).any()
+    assert (got - ref).abs().max() <= 0.1 * ref.abs().max() + 1e-3, case[0]
+    fin = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)), case[0]
+    if fin.any():
+        assert (lse.double()[fin] - ref_lse[fin]).abs().max() < 2e-2, case[0]
+
+
+def test_packed_q_takes_the_decode_kernel_with_a_hint():
+    """Packed q with max_seqlen_q x G <= 64 runs the decode kernel and the merge (plus the
+    per-token v_descale gather when v_descale is per sequence); without a hint, or with one past
+    64 rows, the plans (varlen_fwd) as before."""
+    q, cu_q, kc, vc, seqlens, table, s = packed_kvcache_inputs([1, 3, 0, 2], 32, 8, 128, FP8, [3000, 1, 0, 2049],
+                                                               device="cuda", seed=2)
+    scalar = {n: t[:1, :1].reshape(1).contiguous() for n, t in s.items()}
+
+    def kernels(scales, **kw):
+        run = lambda: torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, cu_seqlens_q=cu_q, causal=True,
+                                                        **scales, **kw)
+        run()
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            run()
+            torch.cuda.synchronize()
+        return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+    names = kernels(scalar, max_seqlen_q=3)
+    assert sum("decode_kernel" in n for n in names) == 1 and sum("merge_splits_kernel" in n for n in names) == 1
+    assert len(names) == 2, names
+    names = kernels(s, max_seqlen_q=3)
+    assert sum("decode_kernel" in n for n in names) == 1, names
+    for kw in (dict(), dict(max_seqlen_q=17)):  # 17 x G 4 = 68 rows
+        names = kernels(s, **kw)
+        assert not any("decode_kernel" in n for n in names), (kw, names)
+
+
+def test_packed_q_cuda_graph_replay_with_new_cu_seqlens_q():
+    """cu_seqlens_q is read on the device only: a captured packed step replayed with new query
+    lengths (same Tq), cache_seqlens and contents == eager, bitwise."""
+    q, cu_q, kc, vc, seqlens, table, s = packed_kvcache_inputs([1, 2, 1, 0], 32, 8, 128, FP8, [3000, 1, 0, 2049],
+                                                               smax=4096, page_size=64, device="cuda", seed=4)
+
+    def run():
+        return torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, cu_seqlens_q=cu_q,
+                                                 max_seqlen_q=2, causal=True, return_lse=True, **s)
+
+    run()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out, lse = run()
+    gen = torch.Generator().manual_seed(5)
+    capacity = table.size(1) * 64
+    for cu, lens in (([0, 0, 4, 4, 4], [7, 2000, 0, 1]), ([0, 1, 2, 3, 4], [capacity, 0, 129, 1])):
+        cu_q.copy_(torch.tensor(cu, dtype=torch.int32))
+        seqlens.copy_(torch.tensor(lens, dtype=torch.int32))
+        for t in (q, kc, vc):
+            t.copy_(_fp8_like(t, gen))
+        table.copy_(torch.randint(0, kc.size(0), table.shape, generator=gen, dtype=torch.int32))
+        graph.replay()
+        torch.cuda.synchronize()
+        want, want_lse = run()
+        assert torch.isfinite(want.float()).all()
+        assert torch.equal(out, want) and torch.equal(lse, want_lse), f"replay with cu_seqlens_q {cu}"
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["dense_q", "packed_q"])
+def test_bad_page_id_reads_zeros_not_outside_the_pool(packed):
+    """A page id outside [0, num_pages) in a page the decode kernel reads (the CPU op rejects it;
+    debug builds assert): the release build reads that page as zeros, as the prefill kernel's TMA
+    does, never memory outside the pool. No CUDA error, nothing NaN, the other sequences bitwise
+    as with a good table."""
+    lens_q = [1, 2, 1] if packed else [1, 1, 1]
+    q, cu_q, kp, vp, seqlens, table, s = packed_kvcache_inputs(lens_q, 16, 4, 128, FP8, [300, 200, 90],
+                                                               page_size=16, device="cuda", seed=6)
+    if not packed:
+        q = q.view(3, 1, 16, 128)
+    kw = dict(cu_seqlens_q=cu_q, max_seqlen_q=2) if packed else {}
+    good, good_lse = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, causal=True,
+                                                       num_splits=2, return_lse=True, **kw, **s)
+    bad_table = table.clone()
+    bad_table[0, 3] = kp.size(0) + 1000
+    bad_table[1, 0] = -7
+    out, lse = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=bad_table, causal=True,
+                                                 num_splits=2, return_lse=True, **kw, **s)
+    torch.cuda.synchronize()
+    assert torch.isfinite(out.float()).all() and torch.isfinite(lse).all()
+    third = slice(3, 4) if packed else slice(2, 3)
+    if packed:
+        assert torch.equal(out[third], good[third]) and torch.equal(lse[:, third], good_lse[:, third])
+    else:
+        assert torch.equal(out[third], good[third]) and torch.equal(lse[third], good_lse[third])
 
 
 def _decode_inputs(page_size=None, seed=0):

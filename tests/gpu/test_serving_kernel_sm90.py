@@ -249,13 +249,35 @@ DEBUG_PAGE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_debug_build_asserts_on_a_bad_page_id():
-    """Like cu_seqlens: the device values are checked by the prep kernel's
-    assert in a build without NDEBUG (TORCH_FMHA_NVCC_EXTRA=-UNDEBUG, cached
+# The same through attention_with_kvcache's decode kernel (csrc/kernel/decode.cuh,
+# decode_page), dense and packed q.
+DEBUG_DECODE_PAGE_SCRIPT = textwrap.dedent("""
+    import sys, torch, torch_fmha
+    sys.path.insert(0, sys.argv[1])
+    from kvcache_inputs import packed_kvcache_inputs
+    from inputs import FP8
+    q, cu_q, kp, vp, used, table, s = packed_kvcache_inputs([1, 2], 8, 2, 128, FP8, [300, 20], page_size=64,
+                                                            device="cuda", seed=1)
+    call = lambda t: torch_fmha.attention_with_kvcache(q, kp, vp, used, page_table=t, cu_seqlens_q=cu_q,
+                                                       max_seqlen_q=2, **s)
+    call(table)
+    torch.cuda.synchronize()
+    print("CONTROL-OK", flush=True)
+    table[0, 2] = kp.shape[0]  # a page the sequence reads, one past the pool
+    call(table)
+    torch.cuda.synchronize()
+    print("NOT-CAUGHT", flush=True)
+""")
+
+
+@pytest.mark.parametrize("script", [DEBUG_PAGE_SCRIPT, DEBUG_DECODE_PAGE_SCRIPT], ids=["varlen", "decode_kernel"])
+def test_debug_build_asserts_on_a_bad_page_id(script):
+    """Like cu_seqlens: the device values are checked by the prep kernel's (varlen) or the
+    decode kernel's assert in a build without NDEBUG (TORCH_FMHA_NVCC_EXTRA=-UNDEBUG, cached
     separately; its first use compiles it)."""
     env = dict(os.environ, TORCH_FMHA_NVCC_EXTRA="-UNDEBUG")
     tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", DEBUG_PAGE_SCRIPT, tests_dir], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", script, tests_dir], capture_output=True,
                          text=True, env=env, timeout=280)
     out = res.stdout + res.stderr
     assert "CONTROL-OK" in res.stdout, out[-3000:]
