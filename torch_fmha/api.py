@@ -203,7 +203,12 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             non-decreasing, ending at Tq / Tk. Sequences may be empty.
             ``cu_seqlens_k`` is None exactly when ``page_table`` is given.
         max_seqlen_q, max_seqlen_k: optional hints (never needed for
-            correctness; the ops never read cu_seqlens on the host).
+            correctness; the ops never read cu_seqlens on the host). On CUDA
+            a paged FP8 call whose ``max_seqlen_q * H / Hkv <= 64`` (a decode
+            batch) runs the split-KV decode kernel of
+            :func:`attention_with_kvcache`, same masks and options; its P is
+            f16 where the prefill kernel's is e4m3, so its bits differ from
+            the same call without pages or without the hint.
         seqused_k: int32 ``[B]``: sequence b uses only its first
             ``seqused_k[b]`` keys (the rest of its slot, or of its pages, is
             never read). Without pages they start at row ``cu_seqlens_k[b]``

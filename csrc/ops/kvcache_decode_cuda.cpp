@@ -177,10 +177,10 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t rows_pe
   TORCH_CHECK(err == cudaSuccess, "torch_fmha.fwd_kvcache: decode kernel launch failed: ",
               cudaGetErrorString(err));
   if (!kp.packed_q) return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
-  // out [Tq, 1, H, D] -> [Tq, H, D]; lse [Tq, H, 1] -> [H, Tq] (varlen_attention's layout).
+  // out [Tq, 1, H, D] -> [Tq, H, D]; lse [H, Tq] (varlen_attention's layout) from the merge.
   auto [out, lse] = merge_splits(o, l, sinks, descale_per_token(v_descale, *cu_seqlens_q, sq), out_scale,
-                                 heads_kv, at::kFloat, p.out_dtype);
-  return {out.view({sq, p.heads_q, d}), lse.view({sq, p.heads_q}).t().contiguous()};
+                                 heads_kv, at::kFloat, p.out_dtype, MergeLse::kHeadsByBatch);
+  return {out.view({sq, p.heads_q, d}), lse};
 }
 
 }  // namespace

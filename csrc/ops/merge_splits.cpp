@@ -83,12 +83,13 @@ MergeOutType merge_out_type(at::ScalarType t) {
 
 std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const OptTensor& sinks,
                                       const OptTensor& vd, const OptTensor& out_scale,
-                                      int64_t heads_kv, at::ScalarType out_dtype) {
+                                      int64_t heads_kv, at::ScalarType out_dtype, MergeLse lse_as) {
   TORCH_INTERNAL_ASSERT(o.scalar_type() == at::kHalf && l.scalar_type() == at::kFloat,
                         "torch_fmha merge_splits: CUDA partials are float16 / float32");
   const int64_t batch = o.size(0), sq = o.size(2), heads = o.size(3) * o.size(4), d = o.size(5);
   Tensor out = at::empty({batch, sq, heads, d}, o.options().dtype(out_dtype));
-  Tensor lse = at::empty({batch, heads, sq}, l.options());
+  const bool heads_by_batch = lse_as == MergeLse::kHeadsByBatch;
+  Tensor lse = heads_by_batch ? at::empty({heads, batch}, l.options()) : at::empty({batch, heads, sq}, l.options());
   // Descales and sinks are float32 (checked by the op); contiguous() is free when they are.
   const Tensor sink_c = sinks.has_value() ? sinks->contiguous() : Tensor();
   const Tensor vd_c = vd.has_value() ? vd->contiguous() : Tensor();
@@ -111,7 +112,11 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
   p.v_descale = vd.has_value() ? vd_c.const_data_ptr<float>() : nullptr;
   p.out_scale = out_scale.has_value() ? os_c.const_data_ptr<float>() : nullptr;
   p.lse_layout = layout_of(l);
-  p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
+  if (heads_by_batch) {  // [H, B] (Sq = 1)
+    p.lse_out_stride[0] = 1, p.lse_out_stride[1] = 0, p.lse_out_stride[2] = batch;
+  } else {  // [B, H, Sq]
+    p.lse_out_stride[0] = heads * sq, p.lse_out_stride[1] = 1, p.lse_out_stride[2] = sq;
+  }
   p.batch = int32_t(batch), p.splits = int32_t(o.size(1)), p.seqlen_q = int32_t(sq);
   p.heads = int32_t(heads), p.heads_kv = int32_t(heads_kv);
   p.v_descale_per_head = vd.has_value() && vd->dim() == 2;
@@ -129,11 +134,12 @@ std::tuple<Tensor, Tensor> merge_cuda(const Tensor& o, const Tensor& l, const Op
 std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse_parts,
                                         const OptTensor& sinks, const OptTensor& v_descale,
                                         const OptTensor& out_scale, int64_t heads_kv,
-                                        at::ScalarType acc, at::ScalarType out_dtype) {
+                                        at::ScalarType acc, at::ScalarType out_dtype, MergeLse lse_as) {
   TORCH_INTERNAL_ASSERT(o_parts.dim() == 6 && lse_parts.dim() == 5);
+  TORCH_INTERNAL_ASSERT(lse_as == MergeLse::kBatchHeadsRows || o_parts.size(2) == 1);
 #ifdef TORCH_FMHA_WITH_CUDA
   if (o_parts.is_cuda()) {
-    return merge_cuda(o_parts, lse_parts, sinks, v_descale, out_scale, heads_kv, out_dtype);
+    return merge_cuda(o_parts, lse_parts, sinks, v_descale, out_scale, heads_kv, out_dtype, lse_as);
   }
 #endif
   const auto as_acc = [&](const OptTensor& t) -> OptTensor {
@@ -148,6 +154,7 @@ std::tuple<Tensor, Tensor> merge_splits(const Tensor& o_parts, const Tensor& lse
     merge_cpu<scalar_t>(o, l, as_acc(sinks), as_acc(v_descale), as_acc(out_scale), heads_kv,
                         out_dtype == at::kFloat8_e4m3fn, out, lse);
   });
+  if (lse_as == MergeLse::kHeadsByBatch) lse = lse.view({batch, heads}).t().contiguous();
   return {out_dtype == acc ? out : out.to(out_dtype), lse};
 }
 

@@ -256,7 +256,7 @@ def test_packed_q_takes_the_decode_kernel_with_a_hint():
             torch.cuda.synchronize()
         return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
-    names = kernels(scalar, max_seqlen_q=3)
+    names = kernels(scalar, max_seqlen_q=3)  # the merge writes the LSE as [H, Tq] itself: no copy after it
     assert sum("decode_kernel" in n for n in names) == 1 and sum("merge_splits_kernel" in n for n in names) == 1
     assert len(names) == 2, names
     names = kernels(s, max_seqlen_q=3)
@@ -298,6 +298,53 @@ def test_packed_q_cuda_graph_replay_with_new_cu_seqlens_q():
         want, want_lse = run()
         assert torch.isfinite(want.float()).all()
         assert torch.equal(out, want) and torch.equal(lse, want_lse), f"replay with cu_seqlens_q {cu}"
+
+
+@pytest.mark.parametrize("page_size, d, opts", [(16, 128, dict(causal=True)),
+                                                 (64, 64, dict(window_size=(50, 0), softcap=30.0)),
+                                                 (32, 256, dict(causal=True, out_dtype=FP8))])
+def test_paged_varlen_decode_batch_runs_the_decode_kernel(page_size, d, opts):
+    """varlen_attention over a page pool with a max_seqlen_q hint of at most 64 rows per KV head
+    (a serving engine's decode batch) runs the decode kernel: bitwise the packed-q
+    attention_with_kvcache call on the same pages, the oracle's result within the FP8 kernel's
+    error, and the decode kernel in the profile; without the hint it stays on the prefill kernel."""
+    from reference import varlen_attention_ref
+
+    lens_q, lens = [1, 2, 0, 1], [700, 33, 5, 2100]
+    q, cu_q, kp, vp, used, table, s = packed_kvcache_inputs(lens_q, 16, 4, d, FP8, lens, page_size=page_size,
+                                                            device="cuda", seed=d)
+    opts = dict(opts)
+    if opts.get("out_dtype") == FP8:
+        opts["out_scale"] = torch.tensor([0.02], device="cuda")
+    sinks = _sinks(16, seed=1)
+
+    def varlen(**kw):
+        return torch_fmha.varlen_attention(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, sinks=sinks,
+                                           return_lse=True, **s, **opts, **kw)
+
+    out, lse = varlen(max_seqlen_q=2)
+    want, want_lse = torch_fmha.attention_with_kvcache(q, kp, vp, used, page_table=table, cu_seqlens_q=cu_q,
+                                                       max_seqlen_q=2, sinks=sinks, return_lse=True, **s, **opts)
+    torch.cuda.synchronize()
+    assert torch.equal(out, want) and torch.equal(lse, want_lse)
+    out_scale = opts.pop("out_scale", None)
+    opts.pop("out_dtype", None)
+    ref, ref_lse = varlen_attention_ref(q, kp, vp, cu_q, None, seqused_k=used, page_table=table, sinks=sinks,
+                                        **s, **opts)
+    got = output_as_float64(out, out_scale)
+    assert not torch.isnan(got).any()
+    assert (got - ref).abs().max() <= 0.1 * ref.abs().max() + 1e-3
+    fin = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse))
+    assert (lse.double()[fin] - ref_lse[fin]).abs().max() < 2e-2
+    if out_scale is not None:
+        opts.update(out_dtype=FP8, out_scale=out_scale)
+    for kw, decode in ((dict(max_seqlen_q=2), True), (dict(), False), (dict(max_seqlen_q=17), False)):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            varlen(**kw)
+            torch.cuda.synchronize()
+        names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        assert any("decode_kernel" in n for n in names) == decode, (kw, names)
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["dense_q", "packed_q"])
