@@ -11,7 +11,8 @@ last pages, softcap and sinks), and one split decode step against a KV cache
 (issue 15: GQA packing, 5 splits, sinks, FP8 output through the merge kernel), and per
 head dim three decode-kernel steps: Sq = 3 x G = 4 rows against a paged cache with a
 window and the chosen splits, Sq = 5 x G = 8 (three row tiles), packed q with a max_seqlen_q hint below its longest
-sequence (a CTA's row tiles in turn), and B = 64 against short dense caches (one split; 512
+sequence (a CTA's row tiles in turn; then the same with a page id far outside the pool, which the kernel
+must read as zeros), and B = 64 against short dense caches (one split; 512
 CTAs, which at D = 128 run with one CTA fewer per SM; the kernel converts V in
 place in its own shared memory at D <= 128, which racecheck watches). Each result is checked against the float64
 oracle, so a sanitizer-clean run is also a right one. A feature the kernel refuses ("not supported by this
@@ -198,18 +199,27 @@ def kvcache_decode_kernel_cases(device, d):
     ref, _ = kvcache_attention_ref(q, kp, vp, seqlens, page_table=table, causal=True, **s)
     check(out, ref, None, f"decode kernel row tiles D={d}")
     print(f"decode kernel D={d} paged Sq=5 G=8 (40 rows, three row tiles) causal: ok", flush=True)
-    # Packed q (session 36) with a max_seqlen_q hint of 2 below the longest sequence's 5: that
-    # sequence's CTAs take their row tiles in turn (shared memory reused after a barrier).
+    # Packed q (session 36) with a max_seqlen_q hint of 3 below the longest sequence's 5 (3 x G 8
+    # = 24 rows: two row tiles per split): that sequence's 40 rows are three tiles, the first CTA
+    # takes tiles 0 and 2 in turn (shared memory reused after a barrier).
     lens_q, lens = [0, 5, 1, 2], [9, 700, 0, 2100]
     q, cu_q, kp, vp, seqlens, table, s = packed_kvcache_inputs(lens_q, 16, 2, d, FP8, lens, page_size=16,
                                                                device=device, seed=d + 3)
-    out = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, cu_seqlens_q=cu_q, max_seqlen_q=2,
+    out = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=table, cu_seqlens_q=cu_q, max_seqlen_q=3,
                                             causal=True, **s)
     if device == "cuda":
         torch.cuda.synchronize()
     ref, _ = kvcache_attention_ref(q, kp, vp, seqlens, page_table=table, cu_seqlens_q=cu_q, causal=True, **s)
     check(out, ref, None, f"decode kernel packed q D={d}")
-    print(f"decode kernel D={d} paged packed q Sq_b 0/5/1/2 G=8 hint 2 causal: ok", flush=True)
+    print(f"decode kernel D={d} paged packed q Sq_b 0/5/1/2 G=8 hint 3 causal: ok", flush=True)
+    if device == "cuda":  # the CPU op rejects it; on CUDA a page id far outside the pool reads zeros
+        bad = table.clone()
+        bad[3, 0] = kp.shape[0] + 100000
+        out = torch_fmha.attention_with_kvcache(q, kp, vp, seqlens, page_table=bad, cu_seqlens_q=cu_q,
+                                                max_seqlen_q=3, causal=True, **s)
+        torch.cuda.synchronize()
+        assert torch.isfinite(out.float()).all()
+        print(f"decode kernel D={d} a page id outside the pool (read as zeros): ok", flush=True)
 
 
 def kvcache_split_case(device):

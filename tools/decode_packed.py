@@ -10,8 +10,10 @@ the same data, each captured in a CUDA graph and timed by its replays (triton's 
 median), the columns in alternating order round by round (torch_fmha.bench.alternating_rounds):
   dense   q [B, Sq, H, D]: the decode kernel (DecodeRows kOneTile / kRowTiles);
   packed  q [B * Sq, H, D] with cu_seqlens_q and max_seqlen_q = Sq: the decode kernel (kPacked);
+  packed_bd  the same with [B, Hkv] descales (the merge's v_descale gathered to tokens first);
   plans   the same packed q without max_seqlen_q: varlen_fwd and ATen ops (the only path
           packed q had before session 36).
+The packed columns' out and lse must equal the dense one's bitwise (printed if not).
 GPU only (an SM90 GPU with the CUDA kernels built); otherwise says why and exits 2.
 """
 
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     time_ms, timing = make_timer(25, 100)
     hkv, d, fp8, ps = 8, 128, torch.float8_e4m3fn, args.page_size
     one = torch.ones(1, device="cuda")
-    cols = ["dense", "packed", "plans"]
+    cols = ["dense", "packed", "packed_bd", "plans"]
     print(f"{torch.cuda.get_device_name()} | H={args.heads} Hkv={hkv} D={d} Sq={args.sq} "
           f"page={ps or 'dense'} | CUDA-graph replay, us, median of {args.rounds} | {timing}")
     print(f"{'B':>3} {'S':>7} | " + " ".join(f"{c:>9}" for c in cols) + " | plans/packed packed/dense")
@@ -71,23 +73,33 @@ def main(argv=None) -> int:
             lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
             qp = q.view(b * args.sq, args.heads, d)
             cu = torch.arange(0, b * args.sq + 1, args.sq, dtype=torch.int32, device="cuda")
-            kw = dict(page_table=table, causal=True, q_descale=one, k_descale=one, v_descale=one)
+            kw = dict(page_table=table, causal=True, return_lse=True)
+            ones = dict(q_descale=one, k_descale=one, v_descale=one)
+            per_seq = {n: torch.ones(b, hkv, device="cuda") for n in ones}
             calls = {
-                "dense": lambda: torch_fmha.attention_with_kvcache(q, k, v, lens, **kw),
+                "dense": lambda: torch_fmha.attention_with_kvcache(q, k, v, lens, **kw, **ones),
                 "packed": lambda: torch_fmha.attention_with_kvcache(qp, k, v, lens, cu_seqlens_q=cu,
-                                                                    max_seqlen_q=args.sq, **kw),
-                "plans": lambda: torch_fmha.attention_with_kvcache(qp, k, v, lens, cu_seqlens_q=cu, **kw),
+                                                                    max_seqlen_q=args.sq, **kw, **ones),
+                "packed_bd": lambda: torch_fmha.attention_with_kvcache(qp, k, v, lens, cu_seqlens_q=cu,
+                                                                       max_seqlen_q=args.sq, **kw, **per_seq),
+                "plans": lambda: torch_fmha.attention_with_kvcache(qp, k, v, lens, cu_seqlens_q=cu, **kw, **ones),
             }
-            # The same step three ways: packed == dense bitwise (the same kernel arithmetic per row).
-            want = calls["dense"]().view(b * args.sq, args.heads, d).float()
-            diff = {c: (calls[c]().float() - want).abs().max().item() for c in ("packed", "plans")}
-            if diff["packed"] != 0.0:
-                print(f"  packed differs from dense by {diff['packed']} (expected bitwise equal)")
+            # The same step four ways: the packed columns == dense bitwise, out and lse (the same
+            # kernel arithmetic per row; dense lse [B, H, Sq], packed [H, B * Sq]).
+            want, want_lse = calls["dense"]()
+            want, want_lse = want.view(b * args.sq, args.heads, d), want_lse.permute(1, 0, 2).reshape(args.heads, -1)
+            diff = {}
+            for c in ("packed", "packed_bd", "plans"):
+                out, lse = calls[c]()
+                diff[c] = {"bitwise": bool(torch.equal(out, want) and torch.equal(lse, want_lse)),
+                           "max_abs_out": (out.float() - want.float()).abs().max().item()}
+                if c != "plans" and not diff[c]["bitwise"]:
+                    print(f"  {c} is not bitwise the dense step: {diff[c]}")
             runs = {c: [] for c in cols}
             for _, c in alternating_rounds(cols, args.rounds):
                 runs[c].append(graph_ms(calls[c], time_ms) * 1e3)
             med = {c: statistics.median(runs[c]) for c in cols}
-            rows.append({"B": b, "S": s, "us": med, "runs_us": runs, "max_abs_diff_vs_dense": diff})
+            rows.append({"B": b, "S": s, "us": med, "runs_us": runs, "vs_dense": diff})
             print(f"{b:>3} {s:>7} | " + " ".join(f"{med[c]:9.1f}" for c in cols)
                   + f" | {med['plans'] / med['packed']:11.2f}x {med['packed'] / med['dense']:9.3f}")
             del q, k, v

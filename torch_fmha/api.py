@@ -203,12 +203,10 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             non-decreasing, ending at Tq / Tk. Sequences may be empty.
             ``cu_seqlens_k`` is None exactly when ``page_table`` is given.
         max_seqlen_q, max_seqlen_k: optional hints (never needed for
-            correctness; the ops never read cu_seqlens on the host). On CUDA
-            a paged FP8 call whose ``max_seqlen_q * H / Hkv <= 64`` (a decode
-            batch) runs the split-KV decode kernel of
-            :func:`attention_with_kvcache`, same masks and options; its P is
-            f16 where the prefill kernel's is e4m3, so its bits differ from
-            the same call without pages or without the hint.
+            correctness; the ops never read cu_seqlens on the host). A decode
+            batch over a paged cache runs faster through
+            :func:`attention_with_kvcache` with ``cu_seqlens_q`` and
+            ``max_seqlen_q`` (its decode kernel).
         seqused_k: int32 ``[B]``: sequence b uses only its first
             ``seqused_k[b]`` keys (the rest of its slot, or of its pages, is
             never read). Without pages they start at row ``cu_seqlens_k[b]``
@@ -295,11 +293,13 @@ def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
 
     Args:
         q: ``[B, Sq, H, D]``, or packed ``[Tq, H, D]`` with ``cu_seqlens_q``
-            (int32 ``[B + 1]``). ``max_seqlen_q`` is a hint, never needed for
-            correctness: on CUDA an FP8 step with ``max_seqlen_q * H / Hkv <= 64`` runs
-            the decode kernel, its grid sized by the hint (a longer sequence is still
-            computed whole, by fewer CTAs); without it packed q takes the slower
-            unsplit path (varlen_fwd).
+            (int32 ``[B + 1]``). With packed q, ``max_seqlen_q`` picks the path: on
+            CUDA an FP8 step with ``max_seqlen_q * H / Hkv <= 64`` runs the decode
+            kernel, its grid sized by the hint; without it (or past 64 rows) the
+            slower unsplit path (varlen_fwd). The two differ in rounding (P in f16
+            there, e4m3 here). A wrong hint never costs rows: a longer sequence is
+            computed whole, by fewer CTAs in turn, so pass the true maximum (a hint
+            far below it can be many times slower).
         k_cache, v_cache: ``[B, Smax, Hkv, D]`` (batch stride a whole number of
             rows, >= Smax of them; other strides honoured), or page pools
             ``[num_pages, page_size, Hkv, D]`` with ``page_table`` int32
@@ -309,8 +309,8 @@ def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
             against them: query row i of Sq sees key j iff
             ``cache_seqlens[b] - Sq + i - left <= j <= cache_seqlens[b] - Sq + i + right``.
         num_splits: split-KV count; 0 picks it from the shapes (B, heads, the
-            cache's capacity, the device's SM count), never from
-            ``cache_seqlens``. A fixed count gives bitwise-reproducible output.
+            cache's capacity, the device's SM count; with packed q also
+            ``max_seqlen_q``), never from ``cache_seqlens``. A fixed count gives bitwise-reproducible output.
             Sq > 1 with causal splits the keys every row sees and runs the
             masked rest as one more sequence; a left window with Sq > 1 or
             over a paged cache, and packed q without the decode kernel (above),

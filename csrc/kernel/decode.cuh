@@ -219,6 +219,7 @@ __device__ __forceinline__ DecodeCta decode_cta(const DecodeParams& p) {
     const int b = blockIdx.z;
     const int q0 = p.cu_seqlens_q[b], q1 = p.cu_seqlens_q[b + 1];
     assert(q0 >= 0 && q0 <= q1 && q1 <= p.total_q && "cu_seqlens_q: 0 <= non-decreasing <= total_q");
+    assert((b + 1 < p.batch || q1 == p.total_q) && "cu_seqlens_q: the last entry is total_q");
     const int first = min(max(q0, 0), p.total_q);
     const int sq = min(max(q1, first), p.total_q) - first;
     const int split = int(blockIdx.x / unsigned(p.row_tiles));
@@ -239,7 +240,10 @@ __device__ __forceinline__ void decode_row_tile(const DecodeParams& p, uint8_t* 
   const int g = lane / 4, t = lane % 4;  // fragment row and column group
   const int seqlen_q = kRows == DecodeRows::kPacked ? cta.seqlen_q : p.seqlen_q;
 
-  const int seqlen = min(max(p.cache_seqlens[b], 0), p.capacity);  // never past the cache
+  // Never past the cache (the CPU op rejects such lengths; debug builds assert).
+  assert(p.cache_seqlens[b] >= 0 && p.cache_seqlens[b] <= p.capacity &&
+         "cache_seqlens: 0 <= cache_seqlens[b] <= the cache's keys");
+  const int seqlen = min(max(p.cache_seqlens[b], 0), p.capacity);
   const DecodeRange range = decode_split_range(seqlen, seqlen_q, p.window_left, p.splits, cta.split);
   const int row0 = cta.row0;
   // Tile row r is row row0 + r of the Sq x G: query row (row0 + r) / G, head kvh * G + (row0 + r) % G.

@@ -17,7 +17,6 @@
 #include "../launch/launch_fwd.h"
 #include "checks.h"
 #include "kernel_args.h"
-#include "kvcache_decode.h"
 
 namespace torch_fmha {
 namespace {
@@ -194,23 +193,6 @@ std::tuple<at::Tensor, at::Tensor> varlen_fwd_cuda(
                                         out_dtype, softcap, sinks, seqused_k, page_table);
   check_sm90(op, q);
   c10::cuda::CUDAGuard guard(q.device());
-  // A paged FP8 decode batch (the max_seqlen_q hint x H / Hkv <= 64 query rows per KV head)
-  // runs attention_with_kvcache's split-KV decode kernel with packed q: the same masks
-  // (bottom-right against seqused_k) and options, a grid sized by the hint, and any
-  // sequence longer than the hint still computed whole (kvcache_decode.h). Its P is f16
-  // where this kernel's is e4m3, so such a call is not bitwise the unpaged one.
-  if (p.paged && q.numel() > 0 && p.seqlen_k > 0) {
-    KvcacheProblem kp;
-    kp.fwd = p;
-    kp.packed_q = true;
-    kp.seqlen_q = p.seqlen_q;
-    kp.paged = true;
-    kp.cache_rows = p.page_size * page_table->size(1);
-    if (auto r = decode_kernel_call(kp, q, k, v, *seqused_k, page_table, cu_seqlens_q, max_seqlen_q, softcap,
-                                    sinks, q_descale, k_descale, v_descale, out_scale, /*num_splits=*/0)) {
-      return *r;
-    }
-  }
   at::Tensor out = at::empty({p.seqlen_q, p.heads_q, p.head_dim},
                              q.options().dtype(p.out_dtype));  // [Tq, H, D]
   at::Tensor lse = at::empty({p.heads_q, p.seqlen_q}, q.options().dtype(at::kFloat));  // [H, Tq]

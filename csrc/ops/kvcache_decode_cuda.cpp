@@ -170,6 +170,9 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t rows_pe
   dp.k_descale = scale_tensor(k_descale);
   dp.o_part = o.data_ptr();
   dp.lse_part = l.data_ptr<float>();
+  // Packed q's [B, Hkv] v_descale gathered to tokens before the decode launch, so that the
+  // merge is still the decode kernel's programmatic dependent (no kernel between them).
+  const OptTensor merge_v_descale = kp.packed_q ? descale_per_token(v_descale, *cu_seqlens_q, sq) : v_descale;
   const int64_t sms = cuda_sm_count(q.device().index());
   const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * dp.row_tiles * splits, sms,
                                               decode_ctas_per_sm(static_cast<int>(d)));
@@ -178,8 +181,8 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t rows_pe
               cudaGetErrorString(err));
   if (!kp.packed_q) return merge_splits(o, l, sinks, v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype);
   // out [Tq, 1, H, D] -> [Tq, H, D]; lse [H, Tq] (varlen_attention's layout) from the merge.
-  auto [out, lse] = merge_splits(o, l, sinks, descale_per_token(v_descale, *cu_seqlens_q, sq), out_scale,
-                                 heads_kv, at::kFloat, p.out_dtype, MergeLse::kHeadsByBatch);
+  auto [out, lse] = merge_splits(o, l, sinks, merge_v_descale, out_scale, heads_kv, at::kFloat, p.out_dtype,
+                                 MergeLse::kHeadsByBatch);
   return {out.view({sq, p.heads_q, d}), lse};
 }
 
