@@ -54,6 +54,11 @@ struct DecodeParams {
   float softmax_scale = 0.f;
   float softcap = 0.f;  // 0: off
   ScaleTensor q_descale, k_descale;  // [1] or [B, Hkv]
+  // Packed q with a [B, Hkv] v_descale (else null): the kernel copies each query token's
+  // sequence's v_descale to v_descale_tokens [Tq, Hkv], which the merge then reads as its
+  // per-"batch" descale (the partials have a token in place of a batch).
+  ScaleTensor v_descale;
+  float* v_descale_tokens = nullptr;
   // Dense q: float16 [B, splits, Sq, Hkv, G, D] and [B, splits, Sq, Hkv, G], contiguous.
   // Packed q: [Tq, splits, 1, Hkv, G(, D)] (a query row's token in place of its batch, so
   // that the merge reads a per-batch v_descale expanded to tokens).

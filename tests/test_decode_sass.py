@@ -11,8 +11,9 @@ session 15, of ~1500 / ~1900 instructions). Each (D, cache kind) has two instant
 one row tile (Sq x G <= 16; its tile loop as before row tiles up to register numbering
 and, in the paged D = 128 / 256 loops, a few reordered instructions) and several (up to 64
 rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256, allowed 4 / 5), and a
-third for packed q (session 36: a CTA's row tiles in a loop; 1 / 3 reloads per tile at
-D = 256, allowed 2 / 4; D = 128 none in the loop, 1 / 4 outside it).
+third for packed q (session 36: a CTA's row tiles in a loop, the per-token v_descale copy
+before them; 1 / 3 reloads per tile at D = 256 dense / paged, allowed 2 / 4; D = 128 none /
+one in the loop, 8 local accesses outside it when dense).
 
 The kernel allows its programmatic dependent (the merge kernel) to launch from its start
 (csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a
@@ -44,7 +45,7 @@ def kernels(tmp_path_factory):
     (256, False, "one", 8, 4), (256, True, "one", 8, 4),
     (64, False, "tiles", 0, 0), (64, True, "tiles", 0, 0), (128, False, "tiles", 0, 0), (128, True, "tiles", 0, 0),
     (256, False, "tiles", 8, 4), (256, True, "tiles", 10, 5),
-    (64, False, "packed", 0, 0), (64, True, "packed", 0, 0), (128, False, "packed", 2, 0), (128, True, "packed", 6, 0),
+    (64, False, "packed", 0, 0), (64, True, "packed", 0, 0), (128, False, "packed", 8, 0), (128, True, "packed", 2, 1),
     (256, False, "packed", 6, 2), (256, True, "packed", 10, 4)])
 def test_decode_tile_loop_survives_ptxas(kernels, head_dim, paged, rows, function_spills, loop_spills):
     instrs = kernels[head_dim, paged, rows]

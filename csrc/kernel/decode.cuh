@@ -555,6 +555,17 @@ __device__ __forceinline__ void decode_row_tile(const DecodeParams& p, uint8_t* 
   }
 }
 
+// Packed q: the v_descale of sequence b, KV head kvh for each of its `sq` query tokens
+// from `first` on (decode_params.h), by the sequence's first CTA of each KV head, before
+// its tiles. It moves ptxas's allocation of the tile loop wherever it goes: here one
+// reload per tile at D = 128 paged and 8 local accesses outside the loop at D = 128 dense;
+// in a tile's epilogue 5 reloads per tile at D = 256 dense (1 here), after the tiles 5
+// too (a separate ATen gather instead cost 9-12 us per step at batch 1 and 8).
+__device__ __forceinline__ void copy_v_descale_to_tokens(const DecodeParams& p, int b, int kvh, int first, int sq) {
+  const float vd = load_scale(p.v_descale, b, kvh);
+  for (int i = threadIdx.x; i < sq; i += blockDim.x) p.v_descale_tokens[int64_t(first + i) * p.heads_kv + kvh] = vd;
+}
+
 template <int kD, bool kPaged, DecodeRows kRows>
 __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
   // The merge kernel, launched after this one as its programmatic dependent
@@ -571,6 +582,9 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   if constexpr (kRows != DecodeRows::kPacked) {
     decode_row_tile<kD, kPaged, kRows>(p, smem, cta);
   } else {
+    if (p.v_descale_tokens != nullptr && blockIdx.x == 0) {
+      copy_v_descale_to_tokens(p, blockIdx.z, blockIdx.y, cta.q_first, cta.seqlen_q);
+    }
     // Sq_b x G < 2^31 (the op takes total_q x G < 2^31).
     const int rows = cta.seqlen_q * p.group;
     for (; cta.row0 < rows; cta.row0 += kDecodeRows * p.row_tiles) {

@@ -99,17 +99,6 @@ bool decode_kernel_takes(const KvcacheProblem& kp, std::optional<int64_t> max_se
          q.stride(2) % 16 == 0;
 }
 
-// A per-(batch, KV head) descale [B, Hkv] as one row per query token [Tq, Hkv] (packed q:
-// the merge reads a token's v_descale where it reads a batch's with dense q). The token's
-// sequence is the last b with cu_seqlens_q[b] <= token; a few small kernels, no host sync.
-OptTensor descale_per_token(const OptTensor& d, const Tensor& cu_seqlens_q, int64_t total_q) {
-  if (!d.has_value() || d->dim() == 1) return d;
-  const Tensor tokens = at::arange(total_q, cu_seqlens_q.options());
-  const Tensor seq = (at::searchsorted(cu_seqlens_q, tokens, /*out_int32=*/false, /*right=*/true) - 1)
-                         .clamp(0, d->size(0) - 1);
-  return d->index_select(0, seq);
-}
-
 // The decode kernel writes each split's o / lse; merge_splits (one kernel) adds the
 // sinks, v_descale and out_scale and rounds to out_dtype, as for the split plan.
 std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t rows_per_kv_head, int64_t splits,
@@ -170,9 +159,15 @@ std::tuple<Tensor, Tensor> decode_call(const KvcacheProblem& kp, int64_t rows_pe
   dp.k_descale = scale_tensor(k_descale);
   dp.o_part = o.data_ptr();
   dp.lse_part = l.data_ptr<float>();
-  // Packed q's [B, Hkv] v_descale gathered to tokens before the decode launch, so that the
-  // merge is still the decode kernel's programmatic dependent (no kernel between them).
-  const OptTensor merge_v_descale = kp.packed_q ? descale_per_token(v_descale, *cu_seqlens_q, sq) : v_descale;
+  // Packed q with a [B, Hkv] v_descale: the decode kernel writes it per token for the merge
+  // (a gather by ATen ops before the decode launch cost 9-12 us per step at batch 1 and 8 in
+  // session 36's call 3).
+  OptTensor merge_v_descale = v_descale;
+  if (kp.packed_q && v_descale.has_value() && v_descale->dim() == 2) {
+    merge_v_descale = at::empty({sq, heads_kv}, v_descale->options());
+    dp.v_descale = scale_tensor(v_descale);
+    dp.v_descale_tokens = merge_v_descale->data_ptr<float>();
+  }
   const int64_t sms = cuda_sm_count(q.device().index());
   const bool fewer = decode_fewer_ctas_per_sm(batch * heads_kv * dp.row_tiles * splits, sms,
                                               decode_ctas_per_sm(static_cast<int>(d)));
