@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import torch_fmha
+from torch_fmha.bench_decode import capture_graph
 from emulate import emulate_fp8_kernel
 from kvcache_inputs import kvcache_inputs, packed_kvcache_inputs
 from nan_cases import assert_same_pattern, set_value
@@ -280,15 +281,7 @@ def test_packed_q_cuda_graph_replay_with_new_cu_seqlens_q():
         return torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, cu_seqlens_q=cu_q,
                                                  max_seqlen_q=2, causal=True, return_lse=True, **s)
 
-    run()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out, lse = run()
+    graph, (out, lse) = capture_graph(run)
     gen = torch.Generator().manual_seed(5)
     capacity = table.size(1) * 64
     for cu, lens in (([0, 0, 4, 4, 4], [7, 2000, 0, 1]), ([0, 1, 2, 3, 4], [capacity, 0, 129, 1])):
@@ -367,15 +360,7 @@ def _graph_case(page_size, num_splits, sq):
         return torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, sinks=sinks, causal=True,
                                                  num_splits=num_splits, return_lse=True, **s)
 
-    run()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out, lse = run()
+    graph, (out, lse) = capture_graph(run)
     capacity = kc.size(1) if table is None else table.size(1) * page_size
     gen = torch.Generator().manual_seed(5)
     for lens in ([capacity, 0, 129, 1], [1, capacity - 70, 2048, 77]):
