@@ -13,7 +13,7 @@ and, in the paged D = 128 / 256 loops, a few reordered instructions) and several
 rows, one CTA per 16: 3 / 5 reloads per tile dense / paged at D = 256, allowed 4 / 5), and a
 third for packed q (session 36: a CTA's row tiles in a loop, the per-token v_descale copy
 before them; 1 / 3 reloads per tile at D = 256 dense / paged, allowed 2 / 4; D = 128 none /
-one in the loop, 8 local accesses outside it when dense).
+one in the loop; 6 local loads and 2 stores outside it when dense).
 
 The kernel allows its programmatic dependent (the merge kernel) to launch from its start
 (csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a

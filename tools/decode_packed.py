@@ -10,7 +10,9 @@ the same data, each captured in a CUDA graph and timed by its replays (triton's 
 median), the columns in alternating order round by round (torch_fmha.bench.alternating_rounds):
   dense   q [B, Sq, H, D]: the decode kernel (DecodeRows kOneTile / kRowTiles);
   packed  q [B * Sq, H, D] with cu_seqlens_q and max_seqlen_q = Sq: the decode kernel (kPacked);
-  packed_bd  the same with [B, Hkv] descales (the merge's v_descale gathered to tokens first);
+  packed_bd  the same with per-sequence [B, Hkv] descales of different values (the decode
+          kernel copies v_descale per token for the merge), checked against dense q with the
+          same descales;
   plans   the same packed q without max_seqlen_q: varlen_fwd and ATen ops (the only path
           packed q had before session 36).
 The packed columns' out and lse must equal the dense one's bitwise (printed if not).
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
             cu = torch.arange(0, b * args.sq + 1, args.sq, dtype=torch.int32, device="cuda")
             kw = dict(page_table=table, causal=True, return_lse=True)
             ones = dict(q_descale=one, k_descale=one, v_descale=one)
-            per_seq = {n: torch.ones(b, hkv, device="cuda") for n in ones}
+            # Per-sequence values that differ (a wrong token -> sequence map would show).
+            per_seq = {n: 1 + 0.01 * torch.arange(b * hkv, device="cuda").view(b, hkv).float() for n in ones}
             calls = {
                 "dense": lambda: torch_fmha.attention_with_kvcache(q, k, v, lens, **kw, **ones),
                 "packed": lambda: torch_fmha.attention_with_kvcache(qp, k, v, lens, cu_seqlens_q=cu,
@@ -84,12 +87,17 @@ def main(argv=None) -> int:
                                                                        max_seqlen_q=args.sq, **kw, **per_seq),
                 "plans": lambda: torch_fmha.attention_with_kvcache(qp, k, v, lens, cu_seqlens_q=cu, **kw, **ones),
             }
-            # The same step four ways: the packed columns == dense bitwise, out and lse (the same
+            # The packed columns == dense q with the same descales, bitwise, out and lse (the same
             # kernel arithmetic per row; dense lse [B, H, Sq], packed [H, B * Sq]).
-            want, want_lse = calls["dense"]()
-            want, want_lse = want.view(b * args.sq, args.heads, d), want_lse.permute(1, 0, 2).reshape(args.heads, -1)
+            def as_packed(res):
+                out, lse = res
+                return out.view(b * args.sq, args.heads, d), lse.permute(1, 0, 2).reshape(args.heads, -1)
+
+            refs = {"packed": as_packed(calls["dense"]()), "plans": as_packed(calls["dense"]()),
+                    "packed_bd": as_packed(torch_fmha.attention_with_kvcache(q, k, v, lens, **kw, **per_seq))}
             diff = {}
             for c in ("packed", "packed_bd", "plans"):
+                want, want_lse = refs[c]
                 out, lse = calls[c]()
                 diff[c] = {"bitwise": bool(torch.equal(out, want) and torch.equal(lse, want_lse)),
                            "max_abs_out": (out.float() - want.float()).abs().max().item()}

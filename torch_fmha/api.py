@@ -297,7 +297,9 @@ def attention_with_kvcache(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
             CUDA an FP8 step with ``max_seqlen_q * H / Hkv <= 64`` runs the decode
             kernel, its grid sized by the hint; without it (or past 64 rows) the
             slower unsplit path (varlen_fwd). The two differ in rounding (P in f16
-            there, e4m3 here). A wrong hint never costs rows: a longer sequence is
+            on the decode kernel, e4m3 on varlen_fwd's); the hint also sets the
+            decode kernel's row tiles, and through them the split count
+            ``num_splits=0`` picks. A wrong hint never costs rows: a longer sequence is
             computed whole, by fewer CTAs in turn, so pass the true maximum (a hint
             far below it can be many times slower).
         k_cache, v_cache: ``[B, Smax, Hkv, D]`` (batch stride a whole number of

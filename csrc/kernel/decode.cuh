@@ -219,7 +219,8 @@ __device__ __forceinline__ DecodeCta decode_cta(const DecodeParams& p) {
     const int b = blockIdx.z;
     const int q0 = p.cu_seqlens_q[b], q1 = p.cu_seqlens_q[b + 1];
     assert(q0 >= 0 && q0 <= q1 && q1 <= p.total_q && "cu_seqlens_q: 0 <= non-decreasing <= total_q");
-    assert((b + 1 < p.batch || q1 == p.total_q) && "cu_seqlens_q: the last entry is total_q");
+    assert((b > 0 || q0 == 0) && (b + 1 < p.batch || q1 == p.total_q) &&
+           "cu_seqlens_q: starts at 0, ends at total_q");
     const int first = min(max(q0, 0), p.total_q);
     const int sq = min(max(q1, first), p.total_q) - first;
     const int split = int(blockIdx.x / unsigned(p.row_tiles));

@@ -83,7 +83,9 @@ bool decode_kernel_takes(const KvcacheProblem& kp, std::optional<int64_t> max_se
   if (rows == 0 || !decode_kernel_supports(static_cast<int>(p.head_dim), static_cast<int>(std::min<int64_t>(rows, 1 << 20)))) {
     return false;
   }
-  if (p.batch > 65535 || p.heads_kv > 65535 || num_splits > 65535) return false;
+  // B = 0 launches no CTA (packed q with rows but no sequence breaks cu_seqlens_q's contract:
+  // left to the plans, as before, rather than merging partials no CTA wrote).
+  if (p.batch == 0 || p.batch > 65535 || p.heads_kv > 65535 || num_splits > 65535) return false;
   if (kp.cache_rows > std::numeric_limits<int32_t>::max()) return false;
   for (const Tensor* t : {&k, &v}) {
     if (!aligned16(*t) || t->stride(0) % 16 || t->stride(1) % 16 || t->stride(2) % 16) return false;

@@ -244,8 +244,9 @@ def test_packed_q_decode_kernel_vs_oracle(case):
 
 
 def test_packed_q_takes_the_decode_kernel_with_a_hint():
-    """Packed q with max_seqlen_q x G <= 64 runs the decode kernel and the merge (plus the
-    per-token v_descale gather when v_descale is per sequence); without a hint, or with one past
+    """Packed q with max_seqlen_q x G <= 64 runs the decode kernel and the merge, two launches,
+    with [1] and with per-sequence [B, Hkv] descales (the decode kernel copies v_descale per
+    token itself: a gather by ATen ops cost 9-12 us per step); without a hint, or with one past
     64 rows, the plans (varlen_fwd) as before."""
     q, cu_q, kc, vc, seqlens, table, s = packed_kvcache_inputs([1, 3, 0, 2], 32, 8, 128, FP8, [3000, 1, 0, 2049],
                                                                device="cuda", seed=2)
@@ -265,10 +266,32 @@ def test_packed_q_takes_the_decode_kernel_with_a_hint():
     assert sum("decode_kernel" in n for n in names) == 1 and sum("merge_splits_kernel" in n for n in names) == 1
     assert len(names) == 2, names
     names = kernels(s, max_seqlen_q=3)
-    assert sum("decode_kernel" in n for n in names) == 1, names
+    assert sum("decode_kernel" in n for n in names) == 1 and len(names) == 2, names
     for kw in (dict(), dict(max_seqlen_q=17)):  # 17 x G 4 = 68 rows
         names = kernels(s, **kw)
         assert not any("decode_kernel" in n for n in names), (kw, names)
+
+
+def test_packed_q_strided_descales():
+    """[B, Hkv] descales that are not contiguous (a transposed copy's view, an expanded row) give
+    bitwise the contiguous ones' result: the decode kernel reads them through their strides,
+    v_descale into its per-token copy for the merge."""
+    q, cu_q, kc, vc, seqlens, table, s = packed_kvcache_inputs([2, 0, 3, 1], 16, 4, 128, FP8, [700, 5, 2100, 40],
+                                                               page_size=64, device="cuda", seed=8)
+    strided = {n: t.t().contiguous().t() for n, t in s.items()}
+    assert not strided["v_descale"].is_contiguous()
+    row = {n: t[1:2].expand_as(t) for n, t in s.items()}  # every sequence sequence 1's descales
+
+    def run(scales):
+        return torch_fmha.attention_with_kvcache(q, kc, vc, seqlens, page_table=table, cu_seqlens_q=cu_q,
+                                                 max_seqlen_q=3, causal=True, num_splits=3, return_lse=True,
+                                                 **scales)
+
+    for a, b in ((s, strided), (row, {n: t.contiguous() for n, t in row.items()})):
+        out_a, lse_a = run(a)
+        out_b, lse_b = run(b)
+        torch.cuda.synchronize()
+        assert torch.equal(out_a, out_b) and torch.equal(lse_a, lse_b)
 
 
 def test_packed_q_cuda_graph_replay_with_new_cu_seqlens_q():
