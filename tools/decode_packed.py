@@ -93,7 +93,8 @@ def main(argv=None) -> int:
                 out, lse = res
                 return out.view(b * args.sq, args.heads, d), lse.permute(1, 0, 2).reshape(args.heads, -1)
 
-            refs = {"packed": as_packed(calls["dense"]()), "plans": as_packed(calls["dense"]()),
+            dense = as_packed(calls["dense"]())
+            refs = {"packed": dense, "plans": dense,
                     "packed_bd": as_packed(torch_fmha.attention_with_kvcache(q, k, v, lens, **kw, **per_seq))}
             diff = {}
             for c in ("packed", "packed_bd", "plans"):
