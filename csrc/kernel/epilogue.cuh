@@ -42,6 +42,12 @@
 #include "quad_transpose.cuh"
 #include "tile_scheduler.cuh"
 
+// A developer knob for an A/B: 0 zeroes an empty row's fp8 groups value by value
+// (store_output_fp8_groups), as before session 37.
+#ifndef TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO
+#define TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO 1
+#endif
+
 namespace torch_fmha::kernel {
 
 __device__ __forceinline__ int out_element_bytes(ElementType t) {
@@ -172,10 +178,15 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
     const int row = tile.m_block * kBlockM + row0 + 8 * r8;
     const bool in_seq = row < tile.seqlen_q;
     const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    const bool empty = inv_sum[r8] == 0.f;  // exact zeros, as in store_output_pairs
+    // Exact zeros for a row that saw no key, as in store_output_pairs (its O may hold
+    // NaN from masked keys' V). The row is the quad's, so the words are zeroed whole,
+    // after the conversion: 2 selects per group instead of one per value.
+    // (TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO=0: a select per value, as before session 37.)
+    const bool empty = inv_sum[r8] == 0.f;
     auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1 as e4m3
-      const float2 v = empty ? make_float2(0.f, 0.f)
-                             : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+      const float2 v = !TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO && empty
+                           ? make_float2(0.f, 0.f)
+                           : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
       return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
     };
     uint8_t* const lane_out = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) +
@@ -184,6 +195,7 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
     for (int g = 0; g < kHeadDim / 32; ++g) {
       uint32_t w[2] = {pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16),
                        pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16)};
+      if (TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO && empty) w[0] = w[1] = 0u;
       quad_transpose(w, q);
       if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
     }
