@@ -371,10 +371,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const int tile_tag = tile.m_block;  // for hang reports
     const MaskInfo mask = tile_mask(tile);
     const KvBlockRange range = tile_range(tile);
-    // Soft-capped steady rounds may cap after the max (Traits::kSoftcapRawMax): tanh is
-    // increasing only for a positive factor, and an infinite one caps 0 to NaN.
-    const bool tile_caps_in_max = Traits::kSoftcapRawMax && p.softcap > 0.f &&
-                                  tile.softcap_mul > 0.f && tile.softcap_mul < INFINITY;
     const int num_blocks = range.count();
     trace.tile_info(traced_tile, int(tile.split), num_blocks);
     float inv_sum[2], lse[2];
@@ -434,33 +430,23 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          it == num_blocks - 1);
-      const bool masked = mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block);
-      // Soft-capping: a block without a mask takes its max over the raw scores while it caps
-      // them (cap_in_max, softmax.cuh update_max_capped); a masked block caps first, so that
-      // the mask's -inf stays -inf.
-      const bool cap_in_max = tile_caps_in_max && !masked;
-      if (p.softcap > 0.f && !cap_in_max) apply_softcap(tSrS, tile.softcap_mul);  // before the mask
-      if (masked) {
+      if (p.softcap > 0.f) apply_softcap(tSrS, tile.softcap_mul);  // before the mask
+      if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      float bias[2];
-      if (cap_in_max) {
-        softmax.update_max_capped(tSrS, tile.softcap_mul, alpha, bias);
-      } else {
+      if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
+        float bias[2];
         softmax.update_max(tSrS, alpha, bias);
-      }
-      const auto exps = [&]() { softmax.update_exp(tSrS, bias, alpha); };
-      if constexpr (Traits::kPvWaitAfterMax) {  // the P V wait between the max and the exps
         if constexpr (Traits::kArgsBeforePvWait) {
           softmax.update_args(tSrS, bias);
           finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
           softmax.template update_exp</*kArgsInS=*/true>(tSrS, bias, alpha);
         } else {
           finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
-          exps();
+          softmax.update_exp(tSrS, bias, alpha);
         }
       } else {
-        exps();
+        softmax.update(tSrS, alpha);
         if constexpr (Traits::kPinPvWait) trace.mark(trace_it + it, PhaseTrace::kSoftmax);
         finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       }

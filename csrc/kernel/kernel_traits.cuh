@@ -216,19 +216,6 @@
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
-// Soft-capped steady rounds take the row max over the raw scores while they cap them
-// (softmax.cuh, update_max_capped; consumer.cuh): the same bits, the max off the tanhs'
-// path. 0: cap every score first, then the max (as before session 37). D = 256 keeps 0: the
-// second max path cost its steady loop 5 / 7 more LDL per block (packed / standard v, sm_90a).
-#ifndef TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_64
-#define TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_64 1
-#endif
-#ifndef TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_128
-#define TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_128 1
-#endif
-#ifndef TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_256
-#define TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_256 0
-#endif
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
 #define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0
 #endif
@@ -406,11 +393,6 @@ struct Fp8FwdTraits {
   static constexpr bool kIntRowMax = kHeadDim == 64    ? TORCH_FMHA_TUNE_INT_MAX_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_INT_MAX_128
                                                        : TORCH_FMHA_TUNE_INT_MAX_256;
-  // Soft-capping in the steady rounds: the max over the raw scores, then the tanhs
-  // (TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_<D>, above).
-  static constexpr bool kSoftcapRawMax =
-      kHeadDim == 64 ? TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_64
-      : kHeadDim == 128 ? TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_128 : TORCH_FMHA_TUNE_SOFTCAP_RAW_MAX_256;
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;

@@ -322,89 +322,48 @@ struct OnlineSoftmax {
   // rescale) while the block raised it by at most kLazyRescaleSlack. Each row decides
   // alone: a decision shared by the rows of a warp (a vote) would make one row's
   // rounding depend on other rows' data, padding and NaN rows included (DESIGN 1.6).
-  //
   template <class Frag>
   __device__ __forceinline__ void update_max(const Frag& s, float (&alpha)[2], float (&bias)[2]) {
-    float m[2];
-    thread_max(s, m);
-    fold_max(m, alpha, bias);
-  }
-
-  // update_max for a block of raw scores that soft-capping has not touched yet (cap_mul > 0
-  // and finite: the consumer's blocks without a mask; a masked block caps before its mask,
-  // whose -inf must stay -inf, and takes update_max). The max is taken over the raw scores
-  // and capped once per row, and every score is capped in place for update_exp: tanh is
-  // increasing, so max tanh(s c) = tanh(c max s) for c > 0, the same bits as capping first
-  // (tanh.approx is monotone in fp32: tests/gpu/test_serving_features_sm90.py checks every
-  // input). What it buys: the max no longer waits for the block's tanhs, so ptxas can run
-  // its chains while the MUFU works through them. fmaxf chains (kIntMax or not): the
-  // integer max's fallback branch would split the block. fmaxf skips NaN, as a max over
-  // the capped scores does (tanh(NaN) = NaN).
-  template <class Frag>
-  __device__ __forceinline__ void update_max_capped(Frag& s, float cap_mul, float (&alpha)[2],
-                                                    float (&bias)[2]) {
-    float m[2];
-    fmax_chains(s, m);
-    apply_softcap(s, cap_mul);
-    m[0] = fast_tanh(m[0] * cap_mul);
-    m[1] = fast_tanh(m[1] * cap_mul);
-    fold_max(m, alpha, bias);
-  }
-
- private:
-  // Rows r8 = 0, 1 of this thread's scores: s(2 r8 + 4 j), s(1 + 2 r8 + 4 j).
-  template <class Frag>
-  __device__ __forceinline__ static auto row_of(const Frag& s, int r8) {
-    return [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (i >> 1)); };
-  }
-
-  // fmaxf over kChains interleaved chains per row, both rows (without kIntMax).
-  template <class Frag>
-  __device__ __forceinline__ static void fmax_chains(const Frag& s, float (&m)[2]) {
+    static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
+                  "P against a stale max must fit e4m3 (448)");
     constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
     static_assert(kCols % kChains == 0);
-    float mx[2][kChains];
+    float mx[2][kChains];  // the fmaxf chains (without kIntMax)
+    if constexpr (!kIntMax) {
 #pragma unroll
-    for (int j = 0; j < kCols; ++j) {
+      for (int j = 0; j < kCols; ++j) {
 #pragma unroll
-      for (int r8 = 0; r8 < 2; ++r8) {
-        const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
-        mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
+        for (int r8 = 0; r8 < 2; ++r8) {
+          const float pair = fmaxf(s(2 * r8 + 4 * j), s(1 + 2 * r8 + 4 * j));
+          mx[r8][j % kChains] = j < kChains ? pair : fmaxf(mx[r8][j % kChains], pair);
+        }
       }
     }
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) m[r8] = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
-  }
-
-  // This thread's max of each of its two rows in the block (before the quad max).
-  template <class Frag>
-  __device__ __forceinline__ static void thread_max(const Frag& s, float (&m)[2]) {
-    constexpr int kCols = kBlockN / 8;
+    float int_max[2];  // with kIntMax
     if constexpr (kIntMax) {  // both rows' int maxes, then one branch to fmaxf for both rows,
       // taken where a thread's part of a row holds no non-negative live score (the masked
       // edges of diagonal and window blocks, rows of negative scores)
-      const int32_t r0 = int_max_bits<2 * kCols, kChains>(row_of(s, 0));
-      const int32_t r1 = int_max_bits<2 * kCols, kChains>(row_of(s, 1));
+      // row r8's values: s(2 r8 + 4 j), s(1 + 2 r8 + 4 j)
+      const auto row = [&](int r8) { return [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (i >> 1)); }; };
+      const int32_t r0 = int_max_bits<2 * kCols, kChains>(row(0));
+      const int32_t r1 = int_max_bits<2 * kCols, kChains>(row(1));
       if (int_max_is_float_max(r0) && int_max_is_float_max(r1)) {
-        m[0] = score_of_bits(r0);
-        m[1] = score_of_bits(r1);
+        int_max[0] = score_of_bits(r0);
+        int_max[1] = score_of_bits(r1);
       } else {
-        m[0] = fmax_of_scores<2 * kCols>(row_of(s, 0));
-        m[1] = fmax_of_scores<2 * kCols>(row_of(s, 1));
+        int_max[0] = fmax_of_scores<2 * kCols>(row(0));
+        int_max[1] = fmax_of_scores<2 * kCols>(row(1));
       }
-    } else {
-      fmax_chains(s, m);
     }
-  }
-
-  // From this thread's block max per row: the new row max, alpha and the exp2 bias.
-  __device__ __forceinline__ void fold_max(const float (&thread_block_max)[2], float (&alpha)[2],
-                                           float (&bias)[2]) {
-    static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
-                  "P against a stale max must fit e4m3 (448)");
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
-      const float m = quad_max(fmaxf(thread_block_max[r8], row_max[r8]));
+      float m;
+      if constexpr (kIntMax) {
+        m = int_max[r8];
+      } else {
+        m = fmaxf(fmaxf(mx[r8][0], mx[r8][1]), fmaxf(mx[r8][2], mx[r8][3]));
+      }
+      m = quad_max(fmaxf(m, row_max[r8]));
       if constexpr (kLazyRescale) {
         // A row that has seen no key yet (max -inf) is never kept. The reference
         // product is rounded on its own, as max_scaled is.
@@ -424,7 +383,6 @@ struct OnlineSoftmax {
     }
   }
 
- public:
   // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha. With
   // kArgsInS, s already holds the exp2 arguments (update_args) and bias is not read.
   template <bool kArgsInS = false, class Frag>

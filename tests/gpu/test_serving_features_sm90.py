@@ -195,32 +195,6 @@ def test_tanh_approx_error_is_within_the_documented_bound():
     assert special[:2] == [1.0, -1.0] and math.isnan(special[2]), special
 
 
-def test_tanh_approx_is_monotone_on_every_float():
-    """tanh.approx.f32 never decreases as its input grows, over every finite float32 and the
-    infinities (2^32 inputs in ordered runs). The soft-capped steady rounds rely on it
-    (softmax.cuh, update_max_capped): they cap a block's raw row max once, tanh(c max s),
-    in place of the max over the capped scores, max tanh(c s), which is the same value only
-    for a monotone tanh (the product c s rounds monotonically for c > 0)."""
-    chunk = 2 ** 28
-    # Non-negative floats ascend with their bits 0 .. 0x7f800000 (+inf), negative ones
-    # descend with 0x80000000 .. 0xff800000 (-inf); walk both upwards in value.
-    runs = ((0, 0x7F800001, 1), (0xFF800000, 0x7FFFFFFF, -1))
-    for start, stop, step in runs:
-        prev = None
-        for lo in range(start, stop, step * chunk) if step > 0 else range(start, stop, -chunk):
-            hi = min(lo + chunk, stop) if step > 0 else max(lo - chunk, stop)
-            bits = torch.arange(lo, hi, step, dtype=torch.int64, device="cuda")
-            bits = torch.where(bits >= 2 ** 31, bits - 2 ** 32, bits).to(torch.int32)
-            y = tanh_approx(bits.view(torch.float32))
-            bad = (y[1:] < y[:-1]).nonzero()
-            assert bad.numel() == 0, (
-                f"tanh.approx decreases after input bits {int(bits[bad[0, 0]]) & 0xFFFFFFFF:#010x}")
-            if prev is not None:
-                assert y[0] >= prev, f"tanh.approx decreases at input bits {lo:#010x}"
-            prev = y[-1]
-            del bits, y
-
-
 @pytest.mark.parametrize("kind", ["-inf", "0", "large", "mixed"])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_sinks_vs_oracle(d, kind):
