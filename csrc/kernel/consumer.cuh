@@ -319,7 +319,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     // pairs (kernel_traits.cuh says which build does what, and why).
     if constexpr (Traits::kFp8GroupStores) {
       if (p.out_type == ElementType::kFloat8E4M3) {
-        store_output_fp8_groups<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0);
+        // The split kernel of the P-from-shared-memory build zeroes empty rows by value
+        // (epilogue.cuh says why).
+        constexpr bool kWordZero = !(kSplit && Traits::kPFromSmem);
+        store_output_fp8_groups<kHeadDim, kBlockM, kWordZero>(p, tOrO, inv_sum, lse, t, row0, col0);
         return;
       }
     }

@@ -42,12 +42,6 @@
 #include "quad_transpose.cuh"
 #include "tile_scheduler.cuh"
 
-// A developer knob for an A/B: 0 zeroes an empty row's fp8 groups value by value
-// (store_output_fp8_groups), as before session 37.
-#ifndef TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO
-#define TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO 1
-#endif
-
 namespace torch_fmha::kernel {
 
 __device__ __forceinline__ int out_element_bytes(ElementType t) {
@@ -167,7 +161,15 @@ __device__ __forceinline__ void store_output_pairs(const FwdParams& p, const Fra
 // than store_output_pairs and whole sectors. The shuffles need every lane of
 // the warp, so rows past the sequence's end are skipped at the store, not
 // before the transpose.
-template <int kHeadDim, int kBlockM, class FragO>
+//
+// A row that saw no key stores exact zeros, as in store_output_pairs (its O may hold NaN
+// from masked keys' V). kWordZero: the row is the quad's, so its converted words are
+// zeroed whole (48 / 64 fewer instructions per tile at D = 128 / 256
+// than a select per value, the same bits: session 37, tools/bitwise_ab.py, 477 calls).
+// Without it, a select per value: the P-from-shared-memory split kernel keeps that,
+// where the word form moved ptxas's register allocation (a spill into its steady loop,
+// sm_90a; consumer.cuh).
+template <int kHeadDim, int kBlockM, bool kWordZero, class FragO>
 __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, const FragO& o,
                                                         const float (&inv_sum)[2], const float (&lse)[2],
                                                         const TileInfo& tile, int row0, int col0) {
@@ -178,13 +180,9 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
     const int row = tile.m_block * kBlockM + row0 + 8 * r8;
     const bool in_seq = row < tile.seqlen_q;
     const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    // Exact zeros for a row that saw no key, as in store_output_pairs (its O may hold
-    // NaN from masked keys' V). The row is the quad's, so the words are zeroed whole,
-    // after the conversion: 2 selects per group instead of one per value.
-    // (TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO=0: a select per value, as before session 37.)
     const bool empty = inv_sum[r8] == 0.f;
     auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1 as e4m3
-      const float2 v = !TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO && empty
+      const float2 v = !kWordZero && empty
                            ? make_float2(0.f, 0.f)
                            : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
       return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
@@ -195,7 +193,7 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
     for (int g = 0; g < kHeadDim / 32; ++g) {
       uint32_t w[2] = {pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16),
                        pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16)};
-      if (TORCH_FMHA_TUNE_FP8_GROUP_WORD_ZERO && empty) w[0] = w[1] = 0u;
+      if (kWordZero && empty) w[0] = w[1] = 0u;
       quad_transpose(w, q);
       if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
     }
