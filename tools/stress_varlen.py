@@ -1,6 +1,8 @@
 """Stress run of random ragged (varlen) launches, each under a time limit.
 
-    python tools/stress_varlen.py --launches 2000 [--device cuda] [--check-every 20]
+    python tools/stress_varlen.py --launches 2000 [--device cuda|cpu] [--check-every 20]
+
+--device defaults to cuda where torch sees a GPU, else cpu (the run's first line says which).
 
 A worker process runs the launches; this process watches it. Every launch
 prints its parameters before it starts and a line when its result is back;
@@ -60,7 +62,7 @@ def serving_options(rng: random.Random) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--launches", type=int, default=2000)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda where torch sees a GPU)")
     ap.add_argument("--check-every", type=int, default=20)
     ap.add_argument("--launch-timeout", type=float, default=60.0)
     ap.add_argument("--max-len", type=int, default=600)
@@ -70,6 +72,10 @@ def main() -> int:
                     help="no paged / softcap / sinks launches (the packed launches of before only)")
     args = ap.parse_args()
 
+    if args.device is None:  # a run on a GPU machine that forgot --device stressed the CPU path
+        import torch
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"stress_varlen: {args.launches} launches on {args.device}", flush=True)
     rng = random.Random(args.seed)
     head_dims = [int(d) for d in args.head_dims.split(",")]
     cmd = [sys.executable, str(WORKER), "--device", args.device, "--check-every", str(args.check_every)]
