@@ -5,8 +5,10 @@ that claims to keep the bits (e.g. the integer row max, softmax.cuh int_max_of_s
     python3 tools/bitwise_ab.py compare /tmp/a.pt        # exit status 1 on any difference
 Each output is kept as two weighted sums of its words (_digest), not its bytes. The cases
 cover every head dim, dense (standard and packed v) and packed batches, both masks and a
-window, bf16 and FP8 output, and inputs that exercise the softmax's edges: rows whose scores
-are all negative, a NaN in q, and scores of both signs. Packed batches: one per head dim
+window, bf16 and FP8 output, soft-capping, and inputs that exercise the softmax's edges: rows
+whose scores are all negative, a NaN in q, and scores of both signs; FP8 output with rows that
+see no key (causal with Sq > Sk), and non-causal launches that run the split tail (D = 64, and
+D = 128 with a packed v; at the GPU size, 330 tiles on 132 SMs). Packed batches: one per head dim
 (160 tiles on a 132-SM grid), and the same keys in paged pools of 16- and 64-key pages
 (scattered, with unused pages), with softcap and sinks in one of them. Decode steps
 (attention_with_kvcache, Sq 1 and 3, 1 / 5 / 16 / 20 splits, with and without sinks and FP8
@@ -59,6 +61,29 @@ def cases(device="cuda", seqlens=(333, 1024, 4224), lens=(700, 0, 1500, 129)):
                             q8, k8, vv, causal=causal, window_size=window, softcap=30.0, q_descale=one,
                             k_descale=one, v_descale=one, return_lse=True)
                         yield f"D{d} S{s} {kind} causal={causal} window={window} v={vname} softcap=30", out, lse
+        # FP8 output with rows that see no key (causal, Sq > Sk: bottom-right, the first
+        # Sq - Sk rows are empty; epilogue.cuh zeroes them), and a non-causal launch whose
+        # tiles the grid does not divide, so that the split tail runs where the head dim
+        # has one (D = 64 from 2048 keys, D = 128 with a packed v from 4096;
+        # tile_scheduler.cuh; 10 heads x 33 tiles on 132 SMs at the GPU size)
+        sq, sk = seqlens[-1], seqlens[-1] // 2 + 1
+        q, k, v = (t.to(device) for t in _inputs(gen, 1, sq, 10, 2, d, "randn"))
+        q8, k8 = q.to(FP8), k[:, :sk].to(FP8)
+        for name, vv in (("std", v[:, :sk].to(FP8)),
+                         ("packed", torch_fmha.quantize_qkv(q, k[:, :sk], v[:, :sk], "tensor", pack_v=True).v
+                          if d > 64 else None)):
+            if vv is None:
+                continue
+            out, lse = torch_fmha.attention(q8, k8, vv, causal=True, q_descale=one, k_descale=one,
+                                            v_descale=one, out_dtype=FP8, out_scale=one, return_lse=True)
+            yield f"D{d} Sq{sq} Sk{sk} causal empty rows v={name} out=fp8", out, lse
+        k8, v8 = k.to(FP8), v.to(FP8)
+        v_split = torch_fmha.quantize_qkv(q, k, v, "tensor", pack_v=True).v if d > 64 else v8
+        for out_dtype in (None, FP8):
+            out, lse = torch_fmha.attention(q8, k8, v_split, q_descale=one, k_descale=one, v_descale=one,
+                                            out_dtype=out_dtype, out_scale=one if out_dtype is FP8 else None,
+                                            return_lse=True)
+            yield f"D{d} S{sq} H10 split tail out={out_dtype}", out, lse
         # a packed batch with an empty sequence
         cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device=device)
         t = sum(lens)
