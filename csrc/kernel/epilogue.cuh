@@ -94,10 +94,15 @@ __device__ __forceinline__ int64_t out_row_offset(const FwdParams& p, const Tile
          int64_t(tile.head) * p.out_head_stride;
 }
 
+// Where row `row` of the tile keeps its LSE (p.lse non-null).
+__device__ __forceinline__ float* lse_address(const FwdParams& p, const TileInfo& tile, int row) {
+  return p.lse + (int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
+                  tile.q_row0 + row);
+}
+
 __device__ __forceinline__ void store_lse(const FwdParams& p, const TileInfo& tile, int row,
                                           float lse) {
-  p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
-        tile.q_row0 + row] = lse;
+  *lse_address(p, tile, row) = lse;
 }
 
 // Direct path, column pairs: every thread stores its column pairs straight
@@ -155,20 +160,6 @@ __device__ __forceinline__ void store_output_pairs(const FwdParams& p, const Fra
   }
 }
 
-// Direct path, fp8 output, whole groups: after a 4 x 4 transpose within the
-// quad (quad_transpose.cuh) lane q stores 8-column group 4g + q of its row,
-// 8 bytes, and a quad writes 32 contiguous bytes per store: 4x fewer stores
-// than store_output_pairs and whole sectors. The shuffles need every lane of
-// the warp, so rows past the sequence's end are skipped at the store, not
-// before the transpose.
-//
-// A row that saw no key stores exact zeros, as in store_output_pairs (its O may hold NaN
-// from masked keys' V). kWordZero: the row is the quad's, so its converted words are
-// zeroed whole: 72-80 fewer instructions in each D = 128 kernel (two inlined epilogues),
-// 48-56 in each D = 256 one (sm_90a SASS, session 37) than a select per value, the same bits.
-// Without it, a select per value: the P-from-shared-memory split kernel keeps that,
-// where the word form moved ptxas's register allocation (a spill into its steady loop,
-// sm_90a; consumer.cuh).
 // Row r8's 8-column group g of this thread's O as two e4m3 words, the quad transpose's input:
 // columns 32 g + col0, + 1 (j = 4 g) .. 32 g + 24 + col0, + 1 (j = 4 g + 3), times f; zeros
 // for an empty row.
@@ -186,6 +177,20 @@ __device__ __forceinline__ void fp8_group_words(const FragO& o, int r8, int g, f
   if (kWordZero && empty) w[0] = w[1] = 0u;
 }
 
+// Direct path, fp8 output, whole groups: after a 4 x 4 transpose within the
+// quad (quad_transpose.cuh) lane q stores 8-column group 4g + q of its row,
+// 8 bytes, and a quad writes 32 contiguous bytes per store: 4x fewer stores
+// than store_output_pairs and whole sectors. The shuffles need every lane of
+// the warp, so rows past the sequence's end are skipped at the store, not
+// before the transpose.
+//
+// A row that saw no key stores exact zeros, as in store_output_pairs (its O may hold NaN
+// from masked keys' V). kWordZero: the row is the quad's, so its converted words are
+// zeroed whole: 72-80 fewer instructions in each D = 128 kernel (two inlined epilogues),
+// 48-56 in each D = 256 one (sm_90a SASS, session 37) than a select per value, the same bits.
+// Without it, a select per value: the P-from-shared-memory split kernel keeps that,
+// where the word form moved ptxas's register allocation (a spill into its steady loop,
+// sm_90a; consumer.cuh).
 template <int kHeadDim, int kBlockM, bool kWordZero, class FragO>
 __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, const FragO& o,
                                                         const float (&inv_sum)[2], const float (&lse)[2],
@@ -241,10 +246,7 @@ __device__ __forceinline__ void convert_fp8_groups(const FwdParams& p, const Fra
     out.lane_out[r8] = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) + fp8_lane_column(q, 0);
 #pragma unroll
     for (int g = 0; g < kHeadDim / 32; ++g) fp8_group_words<kWordZero>(o, r8, g, f, empty, out.words[r8][g]);
-    out.lse_out[r8] = out.in_seq[r8] && p.lse != nullptr && col0 == 0
-                          ? p.lse + (int64_t(tile.batch) * p.lse_batch_stride +
-                                     int64_t(tile.head) * p.lse_head_stride + tile.q_row0 + row)
-                          : nullptr;
+    out.lse_out[r8] = out.in_seq[r8] && p.lse != nullptr && col0 == 0 ? lse_address(p, tile, row) : nullptr;
     out.lse[r8] = lse[r8];
   }
 }
