@@ -312,13 +312,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   };
   uint8_t* const o_stage = ss.o_stage + wg * (Traits::kOutStageBytes / 2);
   const NamedBarrier stage_barrier = wg == 0 ? NamedBarrier::kEpilogue0 : NamedBarrier::kEpilogue1;
-  // The split kernel of the P-from-shared-memory build zeroes empty fp8 rows by value
-  // (epilogue.cuh says why).
-  constexpr bool kWordZero = !(kSplit && Traits::kPFromSmem);
-  // Traits::kDeferFp8Stores: a tile's converted fp8 output, stored in the next tile's first
-  // steady round (has_pending_out).
-  PendingFp8Groups<kHeadDim> pending_out;
-  bool has_pending_out = false;
   auto store_tile_output = [&](const TileInfo& t, const float (&inv_sum)[2], const float (&lse)[2],
                                bool after_no_gemm_round) {
     // fp8 in whole groups where the build has them; otherwise (and 16-bit
@@ -326,6 +319,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     // pairs (kernel_traits.cuh says which build does what, and why).
     if constexpr (Traits::kFp8GroupStores) {
       if (p.out_type == ElementType::kFloat8E4M3) {
+        // The split kernel of the P-from-shared-memory build zeroes empty rows by value
+        // (epilogue.cuh says why).
+        constexpr bool kWordZero = !(kSplit && Traits::kPFromSmem);
         store_output_fp8_groups<kHeadDim, kBlockM, kWordZero>(p, tOrO, inv_sum, lse, t, row0, col0);
         return;
       }
@@ -432,12 +428,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
       trace.mark(trace_it + it, PhaseTrace::kIssued);
-      if constexpr (Traits::kDeferFp8Stores) {  // the previous tile's output, while S runs
-        if (has_pending_out) {
-          store_fp8_groups(pending_out);
-          has_pending_out = false;
-        }
-      }
       warpgroup_wait<1>();  // S done (P V may still run)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
@@ -515,17 +505,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       make_p();
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
-      if constexpr (Traits::kDeferFp8Stores) {  // stored in the next tile's first steady round
-        if (p.out_type == ElementType::kFloat8E4M3 && next_blocks >= 2) {
-          convert_fp8_groups<kHeadDim, kBlockM, kWordZero>(p, tOrO, inv_sum, lse, tile, row0, col0,
-                                                           pending_out);
-          has_pending_out = true;
-        } else {
-          store_tile_output(tile, inv_sum, lse, false);
-        }
-      } else {
-        store_tile_output(tile, inv_sum, lse, false);  // a whole tile (above)
-      }
+      store_tile_output(tile, inv_sum, lse, false);  // a whole tile (above)
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
       clear(tOrO);
       v_pending = kv_read;

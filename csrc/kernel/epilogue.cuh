@@ -94,15 +94,10 @@ __device__ __forceinline__ int64_t out_row_offset(const FwdParams& p, const Tile
          int64_t(tile.head) * p.out_head_stride;
 }
 
-// Where row `row` of the tile keeps its LSE (p.lse non-null).
-__device__ __forceinline__ float* lse_address(const FwdParams& p, const TileInfo& tile, int row) {
-  return p.lse + (int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
-                  tile.q_row0 + row);
-}
-
 __device__ __forceinline__ void store_lse(const FwdParams& p, const TileInfo& tile, int row,
                                           float lse) {
-  *lse_address(p, tile, row) = lse;
+  p.lse[int64_t(tile.batch) * p.lse_batch_stride + int64_t(tile.head) * p.lse_head_stride +
+        tile.q_row0 + row] = lse;
 }
 
 // Direct path, column pairs: every thread stores its column pairs straight
@@ -160,23 +155,6 @@ __device__ __forceinline__ void store_output_pairs(const FwdParams& p, const Fra
   }
 }
 
-// Row r8's 8-column group g of this thread's O as two e4m3 words, the quad transpose's input:
-// columns 32 g + col0, + 1 (j = 4 g) .. 32 g + 24 + col0, + 1 (j = 4 g + 3), times f; zeros
-// for an empty row.
-template <bool kWordZero, class FragO>
-__device__ __forceinline__ void fp8_group_words(const FragO& o, int r8, int g, float f, bool empty,
-                                                uint32_t (&w)[2]) {
-  auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1 as e4m3
-    const float2 v = !kWordZero && empty
-                         ? make_float2(0.f, 0.f)
-                         : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
-    return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
-  };
-  w[0] = pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16);
-  w[1] = pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16);
-  if (kWordZero && empty) w[0] = w[1] = 0u;
-}
-
 // Direct path, fp8 output, whole groups: after a 4 x 4 transpose within the
 // quad (quad_transpose.cuh) lane q stores 8-column group 4g + q of its row,
 // 8 bytes, and a quad writes 32 contiguous bytes per store: 4x fewer stores
@@ -187,7 +165,8 @@ __device__ __forceinline__ void fp8_group_words(const FragO& o, int r8, int g, f
 // A row that saw no key stores exact zeros, as in store_output_pairs (its O may hold NaN
 // from masked keys' V). kWordZero: the row is the quad's, so its converted words are
 // zeroed whole: 72-80 fewer instructions in each D = 128 kernel (two inlined epilogues),
-// 48-56 in each D = 256 one (sm_90a SASS, session 37) than a select per value, the same bits.
+// 48-56 in each D = 256 one (sm_90a SASS, session 37) than a select per value. The same
+// bits: a zero pair converts to 0x0000.
 // Without it, a select per value: the P-from-shared-memory split kernel keeps that,
 // where the word form moved ptxas's register allocation (a spill into its steady loop,
 // sm_90a; consumer.cuh).
@@ -203,69 +182,23 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
     const bool in_seq = row < tile.seqlen_q;
     const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
     const bool empty = inv_sum[r8] == 0.f;
+    auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1 as e4m3
+      const float2 v = !kWordZero && empty
+                           ? make_float2(0.f, 0.f)
+                           : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
+      return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+    };
     uint8_t* const lane_out = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) +
                               fp8_lane_column(q, 0);  // + 32 bytes per g
 #pragma unroll
     for (int g = 0; g < kHeadDim / 32; ++g) {
-      uint32_t w[2];
-      fp8_group_words<kWordZero>(o, r8, g, f, empty, w);
+      uint32_t w[2] = {pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16),
+                       pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16)};
+      if (kWordZero && empty) w[0] = w[1] = 0u;
       quad_transpose(w, q);
       if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
     }
     if (in_seq && p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
-  }
-}
-
-// store_output_fp8_groups in two steps, for a tile-boundary experiment (consumer.cuh,
-// Traits::kDeferFp8Stores, off in the release builds; not measured yet): the words while
-// O is final (convert_fp8_groups), the quad transposes and stores later, after the next
-// GEMM round's issue (store_fp8_groups), so that they run while the tensor core works on it.
-// Costs the registers of this struct across the steady loop (16 words at D = 128).
-template <int kHeadDim>
-struct PendingFp8Groups {
-  uint32_t words[2][kHeadDim / 32][2];  // [row r8][group g]: fp8_group_words
-  uint8_t* lane_out[2];                  // row r8's first byte of this lane's groups
-  bool in_seq[2];
-  float* lse_out[2];                     // nullptr: no LSE store from this thread for row r8
-  float lse[2];
-};
-
-template <int kHeadDim, int kBlockM, bool kWordZero, class FragO>
-__device__ __forceinline__ void convert_fp8_groups(const FwdParams& p, const FragO& o,
-                                                   const float (&inv_sum)[2], const float (&lse)[2],
-                                                   const TileInfo& tile, int row0, int col0,
-                                                   PendingFp8Groups<kHeadDim>& out) {
-  static_assert(kHeadDim % 32 == 0, "groups of 4 x 8 columns");
-  const int q = lane_in_quad();
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-    const int row = tile.m_block * kBlockM + row0 + 8 * r8;
-    out.in_seq[r8] = row < tile.seqlen_q;
-    const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    const bool empty = inv_sum[r8] == 0.f;
-    out.lane_out[r8] = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) + fp8_lane_column(q, 0);
-#pragma unroll
-    for (int g = 0; g < kHeadDim / 32; ++g) fp8_group_words<kWordZero>(o, r8, g, f, empty, out.words[r8][g]);
-    out.lse_out[r8] = out.in_seq[r8] && p.lse != nullptr && col0 == 0 ? lse_address(p, tile, row) : nullptr;
-    out.lse[r8] = lse[r8];
-  }
-}
-
-// Every lane of the warp calls it (the quad transpose's shuffles).
-template <int kHeadDim>
-__device__ __forceinline__ void store_fp8_groups(PendingFp8Groups<kHeadDim>& pending) {
-  const int q = lane_in_quad();
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-#pragma unroll
-    for (int g = 0; g < kHeadDim / 32; ++g) {
-      uint32_t (&w)[2] = pending.words[r8][g];
-      quad_transpose(w, q);
-      if (pending.in_seq[r8]) {
-        *reinterpret_cast<uint2*>(pending.lane_out[r8] + 32 * g) = make_uint2(w[0], w[1]);
-      }
-    }
-    if (pending.lse_out[r8] != nullptr) *pending.lse_out[r8] = pending.lse[r8];
   }
 }
 

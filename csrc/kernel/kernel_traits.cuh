@@ -216,15 +216,6 @@
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
-// A tile-boundary experiment, off: with the tile overlap, a tile's fp8 group stores wait for
-// the next tile's first steady round and run after its GEMM issue (consumer.cuh,
-// Traits::kDeferFp8Stores). Short-key D = 128 builds only: the pending words cost the long
-// builds 11-28 spill instructions in their steady loops (sm_90a, session 37); the short
-// ones have none, and the stores land between the round's last QGMMA and its S wait. Not
-// measured yet.
-#ifndef TORCH_FMHA_TUNE_DEFER_FP8_STORES
-#define TORCH_FMHA_TUNE_DEFER_FP8_STORES 0
-#endif
 #ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
 #define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0
 #endif
@@ -443,11 +434,6 @@ struct Fp8FwdTraits {
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
                                                             : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256;
-  // The fp8 group stores of a tile that ends in the tile overlap, deferred to the next
-  // tile's first steady round, after its GEMM issue (TORCH_FMHA_TUNE_DEFER_FP8_STORES,
-  // above; epilogue.cuh, PendingFp8Groups).
-  static constexpr bool kDeferFp8Stores =
-      TORCH_FMHA_TUNE_DEFER_FP8_STORES && kShortKeys && kFp8GroupStores && kOverlapTiles;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);
