@@ -2,7 +2,7 @@
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (at D = 64 and 128 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
 since session 29, at D = 128 since session 30); also with a packed v:
-V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (4096 keys for a packed v with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
+V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (2048 keys for a packed v with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
 build), and one paged FP8
 case per head dim (issue 14: pages of 16 / 256 / 16 keys at D = 64 / 128 / 256:
 many boxes per block, issued by the lanes of producer warp 0, and boxes smaller
@@ -103,7 +103,7 @@ def main() -> int:
         if want("packed_v_long") and d in (128, 256):
             # A packed v in the long build, P through a shared-memory tile (consumer.cuh,
             # store_p_smem; at D = 128 the tile ends the 227 KB). Causal, past D = 128's short-key
-            # limit for a packed v with a mask (4096 keys): masked diagonal blocks and a partial
+            # limit for a packed v with a mask (2048 keys): masked diagonal blocks and a partial
             # last block (4400 = 17 x 256 + 48 at D = 128 with 4 x 35 = 140 tiles; 2400 = 18 x 128 +
             # 96 at D = 256 with 8 x 19 = 152 tiles) on 132 SMs, so some CTAs run two and the
             # tile-boundary round stores P as well

@@ -33,7 +33,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // wait where ptxas puts it, not the release's after the max) 807 / 583 (one H200, one
 // round of the long one, DESIGN section 6): a judgement call, non-causal 4% faster and
 // causal 7% slower, so the limit stayed 2048 for the masked calls (with a packed v 4096
-// since session 31, below) and stays 2048 for the standard v.
+// from session 31 to 37, 2048 again since session 38, below) and stays 2048 for the
+// standard v.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
@@ -46,17 +47,20 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128 1024
 #endif
-// The limit for a packed v with a causal mask or a window: 4096 since session 31. A causal
-// 128-row tile ends in one diagonal block; with 128-key blocks nothing past the diagonal is
-// computed, with the packed-v long build's 256-key blocks half of every second tile's last
-// block is. Measured (one H200, session 31, same call, 2 rounds, packed v, causal 4096
-// keys): 706 -> 728 TF/s (+3.1%) with the short build; session 30's build with the limit at
-// 8192 had causal 8192 keys 817 -> 779 (-4.6%), so the limit stops at 4096. Windows come
-// along unmeasured (a window wider than short_keys_max_window_span is a causal-like mask).
-// The standard v's long build (192-key blocks) keeps 2048: its only measurement at 4096
-// causal keys (2026-11-28, older kernels) had the short build 1% slower (681 -> 675).
+// The limit for a packed v with a causal mask or a window: 2048 (4096 in sessions 31-37). A
+// causal 128-row tile ends in one diagonal block; with 128-key blocks nothing past the
+// diagonal is computed, with the packed-v long build's 256-key blocks half of every second
+// tile's last block is, while 128-key blocks pay their per-block overhead twice as often.
+// Session 31 (one H200, same call, 2 rounds, causal 4096 keys, FP8 out) measured the short
+// build 3.1% faster (706 -> 728 TF/s) and moved the limit to 4096; session 32 then gave the
+// long build its cheaper fp8 epilogue (the groups). Session 38 (one H200, same call, 4
+// rounds in alternating processes, docs/DESIGN.md section 6) measured the long build again:
+// causal 4096 keys 724 -> 742 TF/s (+2.5%), 2048 keys 650 -> 634 (-2.5%), so the limit is
+// 2048 again. Session 30's build with the limit at 8192 had causal 8192 keys 817 -> 779
+// (-4.6%). Windows wider than short_keys_max_window_span come along unmeasured (a
+// causal-like mask). The standard v's long build (192-key blocks) keeps 2048 too.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_MASKED_128
-#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_MASKED_128 4096
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_MASKED_128 2048
 #endif
 // masked: causal or a window; packed_v: a packed v (p.v_dim_stride != 1).
 constexpr int short_keys_max_seqlen(int head_dim, bool masked, bool packed_v) {

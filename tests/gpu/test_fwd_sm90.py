@@ -180,7 +180,7 @@ def test_split_tail_bits_do_not_depend_on_timing(d, pack_v):
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
 # zero padding slots), whole groups with no padding slot in a partial block (16, 128), the
-# D=128 short build (a packed v: <= 4096 keys with a mask, <= 1024 without one) and the long
+# D=128 short build (a packed v: <= 2048 keys with a mask, <= 1024 without one) and the long
 # ones.
 @pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 1025, 2048, 2100, 4096, 4224])
 @pytest.mark.parametrize("causal", [False, True])
@@ -204,7 +204,7 @@ def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
     the sequence) and runs the same softmax and products: out and lse are bitwise those of the
     standard layout. A key-order mismatch would not survive this on peaky data.
     Not at D = 128 past the short-key builds (the standard v's 2048 keys, the packed v's 1024
-    without a mask; a packed v with a mask runs the short build to 4096 keys):
+    without a mask; a packed v with a mask runs the short build to 2048 keys):
     the packed-v long build runs 256-key blocks with P from shared memory, the standard one
     192-key blocks or the short build (kernel_traits.cuh, TORCH_FMHA_TUNE_P_SMEM_128;
     fwd_fp8_launch.h), and another tiling rounds P differently; test_packed_v checks that build
@@ -301,13 +301,13 @@ def test_unsupported_raise_clearly():
 
 
 @pytest.mark.parametrize("d,sk,pack_v", [(128, 2047, False), (128, 2048, False), (128, 2049, False),
-                                         (128, 4096, True), (128, 4097, True), (64, 1025, False)])
+                                         (128, 2048, True), (128, 2049, True), (64, 1025, False)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_short_key_blocking_boundary(d, sk, pack_v, causal):
     """D=128 dense switches from 128-key blocks (the short-key build) to the long build
     above short_keys_max_seqlen(128, ...) (fwd_fp8_launch.h): for the standard v at 2048 keys
-    (to 192-key blocks), for a packed v with a causal mask or a window at 4096 (to 256-key
-    blocks; without a mask a packed v switches at 1024, so 4096 / 4097 run its long build
+    (to 192-key blocks), for a packed v with a causal mask or a window at 2048 too (to 256-key
+    blocks; without a mask a packed v switches at 1024, so 2048 / 2049 run its long build
     then): both sides of each switch, with Sq != Sk so causal's bottom-right alignment and the
     partial blocks differ per build. D=64 at 1025 keys: its 256-key long build with a 1-key
     last block. The windows span more than short_keys_max_window_span(128) = 2048 keys, so
@@ -364,7 +364,7 @@ def test_short_key_dispatch_packed_v_unmasked():
     """A packed v without a mask takes the short-key build up to 1024 keys only
     (short_keys_max_seqlen(128, false, true), fwd_fp8_launch.h): at 1040 and 2048 keys (whole
     16-key groups of the packed v) the 256-key long build that longer sequences run; with causal
-    the short one up to 4096 keys, the long one past it. test_packed_v runs 1025 keys against
+    the short one up to 2048 keys, the long one past it. test_packed_v runs 1025 keys against
     the oracle."""
     q, k, v, s = dense_inputs(1, 4224, 4224, 2, 1, 128, FP8, device="cuda", poison=False, seed=5)
     v = packed_v(v)
@@ -375,8 +375,8 @@ def test_short_key_dispatch_packed_v_unmasked():
     long_build, short_build = build(4224), build(1024)
     assert long_build != short_build
     assert build(2048) == long_build and build(1040) == long_build
-    assert build(2048, causal=True) == short_build and build(4096, causal=True) == short_build
-    assert build(4112, causal=True) == long_build
+    assert build(1040, causal=True) == short_build and build(2048, causal=True) == short_build
+    assert build(2064, causal=True) == long_build and build(4096, causal=True) == long_build
 
 
 @pytest.mark.parametrize("pack_v", [False, True])
