@@ -55,7 +55,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // build 3.1% faster (706 -> 728 TF/s) and moved the limit to 4096; session 32 then gave the
 // long build its cheaper fp8 epilogue (the groups). Session 38 (one H200, same call, 4
 // rounds in alternating processes, docs/DESIGN.md section 6) measured the long build again:
-// causal 4096 keys 724 -> 742 TF/s (+2.5%), 2048 keys 650 -> 634 (-2.5%), so the limit is
+// causal 4096 keys 724 -> 742 TF/s (+2.4%), 2048 keys 650 -> 634 (-2.4%), so the limit is
 // 2048 again. Session 30's build with the limit at 8192 had causal 8192 keys 817 -> 779
 // (-4.6%). Windows wider than short_keys_max_window_span come along unmeasured (a
 // causal-like mask). The standard v's long build (192-key blocks) keeps 2048 too.

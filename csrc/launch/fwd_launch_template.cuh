@@ -82,8 +82,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
   // Dense builds with a split tail (tile_scheduler.cuh) have a second kernel for the launches
   // whose plan is active; the others run the kernel without the pieces' code.
   // The short-key build never splits: without a mask it runs at most 2048 keys (16 of its
-  // 128-key blocks); causal and windowed launches (up to 4096 keys there with a packed v)
-  // never split. So it has no split kernel.
+  // 128-key blocks); causal and windowed launches (up to 2048 keys there, 4096 with a packed v
+  // in sessions 31-37) never split. So it has no split kernel.
   constexpr int kSplitMinBlocks = kVarlen || kShortKeys ? 0 : kernel::split_tail_min_blocks(kHeadDim, kPackedV);
   static_assert(kSplitMinBlocks == 0 || Traits::kBlockN >= kernel::split_tail_narrowest_block(kHeadDim),
                 "fwd_workspace_bytes sizes the split tail's slots for key blocks of "
