@@ -23,9 +23,17 @@ def test_parse_repeat_and_e2e_flags():
     assert bench.parse_args([]).repeat == 1
     a = bench.parse_args(["--e2e-errors", "--e2e-shape", "1,128,2", "--head-dims", "64"])
     assert a.e2e_errors and a.e2e_shape == [1, 128, 2] and a.head_dims == [64]
-    for bad in (["--repeat", "0"], ["--e2e-shape", "1,2"], ["--e2e-shape", "1,0,2"]):
+    for bad in (["--repeat", "0"], ["--e2e-shape", "1,2"], ["--e2e-shape", "1,0,2"], ["--seqlens", "0"]):
         with pytest.raises(SystemExit):
             bench.parse_args(bad)
+
+
+def test_seqlens_between_the_grid_lengths():
+    """A length that does not divide B*S = 16384 runs (3072: the crossover between two builds
+    lies between 2k and 4k) with B = 16384 // S, and its FLOPs count the B that ran."""
+    assert bench.parse_args(["--seqlens", "2048,3072,4096"]).seqlens == [2048, 3072, 4096]
+    assert [bench.grid_batch(s) for s in (512, 3072, 16384, 20000)] == [32, 5, 1, 1]
+    assert bench.attn_flops(bench.grid_batch(3072), 16, 3072, 3072, 128, False) == 4 * 5 * 16 * 3072 * 3072 * 128
 
 
 def test_ratio_stats_and_format():

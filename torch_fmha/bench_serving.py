@@ -189,7 +189,7 @@ def pair_ratios(base_ms: List[float], feature_ms: List[float]) -> List[float]:
 def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: Callable, progress=None,
                  seed: int = 0, tokens: int = TOKENS, hidden: int = HIDDEN, repeat: int = 1) -> List[dict]:
     """One row per (feature, D, causal, S): both times, TF/s, the ratio and its target.
-    B = tokens / S, H = hidden / D (the FlashAttention-3 grid by default). With repeat > 1
+    B = tokens // S (at least 1), H = hidden // D (the FlashAttention-3 grid by default). With repeat > 1
     (``time_pair``) the times are medians, ``ratio`` the median of the pairs' ratios
     (``pair_ratios``) and ``ratio_spread`` their min-max, count and values; with repeat == 1
     ``ratio_spread`` is None."""
@@ -198,7 +198,7 @@ def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: C
         for d in head_dims:
             for causal in causals:
                 for s in seqlens:
-                    heads, batch = hidden // d, tokens // s
+                    heads, batch = hidden // d, max(1, tokens // s)  # as bench.grid_batch
                     base, with_feature, flops, path = make_case(fmha, feature, batch, s, heads, d, causal,
                                                                 device, seed)
                     check = None
