@@ -92,11 +92,11 @@ reference_attention, error_stats = _math.reference_attention, _math.error_stats
 TOKENS, HIDDEN = 16384, 2048  # FlashAttention-3 grid: B*S and H*D
 
 
-def grid_batch(seqlen: int) -> int:
-    """B of a dense cell: TOKENS // S, at least 1. A length that does not divide TOKENS (3072,
+def grid_batch(seqlen: int, tokens: int = TOKENS) -> int:
+    """B of a dense cell: tokens // S, at least 1. A length that does not divide TOKENS (3072,
     say, between the grid's powers of two) runs fewer tokens, B * S < TOKENS; its FLOPs count
     what ran, so its TF/s compare with the grid's."""
-    return max(1, TOKENS // seqlen)
+    return max(1, tokens // seqlen)
 # --v-layout; "default" follows quantize_qkv (quantize.py's _PACK_V_HEAD_DIMS, which a
 # test keeps equal to this: the file must load without the package).
 V_LAYOUTS = ("default", "packed", "standard")

@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from torch_fmha.bench import (COL_CUDNN, HIDDEN, TOKENS, Progress, _fmt, _grid, _load_ours, _load_peers,
+from torch_fmha.bench import (COL_CUDNN, HIDDEN, TOKENS, Progress, _fmt, _grid, _load_ours, _load_peers, grid_batch,
                               alternating_rounds, make_timer)
 
 COL_SDPA = "SDPA bf16"
@@ -198,7 +198,7 @@ def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: C
         for d in head_dims:
             for causal in causals:
                 for s in seqlens:
-                    heads, batch = hidden // d, max(1, tokens // s)  # as bench.grid_batch
+                    heads, batch = hidden // d, grid_batch(s, tokens)
                     base, with_feature, flops, path = make_case(fmha, feature, batch, s, heads, d, causal,
                                                                 device, seed)
                     check = None
