@@ -39,7 +39,8 @@ LENS_K = [7, 0, 1, 128, 200, 300, 0]
 
 
 # The names --only selects, in the order they run (per head dim where the head dim has the case).
-CASES = ("varlen", "dense", "packed_v", "packed_v_long", "split_tail", "window", "paged", "kvcache_split", "decode")
+CASES = ("varlen", "dense", "packed_v", "packed_v_long", "split_tail", "window", "fp8_out", "paged", "kvcache_split",
+         "decode")
 
 
 def check(out, ref, out_scale, what):
@@ -142,6 +143,24 @@ def main() -> int:
             ref, _ = attention_ref(q, k, v, window_size=(700, 0), **s)
             check(out, ref, None, f"dense window D={d}")
             print(f"dense D={d} S=4300 window (700, 0): ok", flush=True)
+
+        if want("fp8_out") and d == 128:
+            # FP8 output of D = 128's dense builds (epilogue.cuh, the fp8 group stores; the other
+            # D = 128 cases here have bf16 output): the short build (333 rows, the last tile's
+            # rows past the end not stored), the long build with a packed v (causal, 4400 keys:
+            # two tiles on some CTAs) and its split tail (8192 keys, 17 heads: the storing
+            # piece merges first). Session 39 ran the TMA-store epilogue it measured on these.
+            fp8_scale = torch.tensor([0.02], device=args.device)
+            for b, sq, sk, h, causal_, pack in ((2, 333, 333, 4, True, False), (1, 4400, 4400, 4, True, True),
+                                                (1, 2048, 8192, 17, False, True)):
+                q, k, v, s = dense_inputs(b, sq, sk, h, 2 if h == 4 else 17, d, FP8, device=args.device, seed=17)
+                out = torch_fmha.attention(q, k, packed_v(v) if pack else v, causal=causal_, out_dtype=FP8,
+                                           out_scale=fp8_scale, **s)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                ref, _ = attention_ref(q, k, v, causal=causal_, **s)
+                check(out, ref, fp8_scale, f"dense fp8 out D={d} S={sq}/{sk}")
+                print(f"dense D={d} Sq={sq} Sk={sk} causal={causal_} packed v={pack} fp8 out: ok", flush=True)
 
         if want("paged"):
             page = {64: 16, 128: 256, 256: 16}.get(d, 64)
