@@ -4,7 +4,9 @@ median TFLOP/s (only that with --out-dtype bf16, which cuDNN FP8 cannot write).
 Serving-feature runs (bench --softcap / --sinks / --paged) give per feature row
 the throughput ratio with / without the feature (time without / time with) and
 the TFLOP/s with it, and per base path ("plain dense", "plain varlen") a row with
-the TFLOP/s without it. Files are named <prefix>_<variant>_<round>.json; a file
+the TFLOP/s without it. Every variant after the first also gets its median TFLOP/s
+against the first variant's, in percent, and whether the two variants' per-round
+TFLOP/s ranges overlap ("~": they do, so the change is within the rounds' spread). Files are named <prefix>_<variant>_<round>.json; a file
 holding several runs under "runs" (docs/bench_serving_paged_h200_2026-11-29_s21.json)
 is read as its runs, each named by its key the same way. An optional --only PREFIX keeps
 the runs whose name starts with PREFIX (e.g. call3/paged16)."""
@@ -64,22 +66,37 @@ def main(argv: list[str]) -> None:
                     ratio[key][variant].append(t["ours FP8"] / t["cuDNN FP8"])
     width = max([7] + [len(k[0]) for k in ours])
     head = f"{'case':{width}} {'D':>4} {'causal':>14} {'S':>6}"
-    print(head + "".join(f" | {v[:22]:>22}" for v in variants))
+    cw = 22 if len(variants) < 2 else 30  # room for the change against the first variant
+    print(head + "".join(f" | {v[:cw]:>{cw}}" for v in variants))
     label = "with/w.o. [spread] TF" if serving else "ours/cuDNN [spread] TF"
-    print(" " * len(head) + "".join(f" | {label:>22}" for _ in variants))
+    print(" " * len(head) + "".join(f" | {label + ('' if v == variants[0] else ' vs 1st'):>{cw}}" for v in variants))
     for key in sorted(ours):
         cells = []
+        first = ours[key].get(variants[0], [])
         for v in variants:
             rs, ts = ratio[key].get(v, []), ours[key].get(v, [])
             if not ts:
-                cells.append(f"{'-':>22}")
+                cells.append("-")
                 continue
             tf = statistics.median(ts)
             if rs:
-                cells.append(f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}] {tf:5.0f}")
+                cell = f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}] {tf:5.0f}"
             else:
-                cells.append(f"{'':>16}{tf:6.0f}")
-        print(f"{key[0]:{width}} {key[1]:>4} {key[2]:>14} {key[3]:>6}" + "".join(f" | {c:>22}" for c in cells))
+                cell = f"{'':>16}{tf:6.0f}"
+            if v != variants[0] and first:
+                cell += f" {tf_change(first, ts)}"
+            elif cw > 22:
+                cell += " " * 8
+            cells.append(cell)
+        print(f"{key[0]:{width}} {key[1]:>4} {key[2]:>14} {key[3]:>6}" + "".join(f" | {c:>{cw}}" for c in cells))
+
+
+def tf_change(base: list[float], other: list[float]) -> str:
+    """The other variant's median TFLOP/s against the base's, in percent, with "~" when the
+    two variants' per-round ranges overlap."""
+    pct = 100.0 * (statistics.median(other) / statistics.median(base) - 1.0)
+    overlap = min(other) <= max(base) and min(base) <= max(other)
+    return f"{pct:+.1f}%{'~' if overlap else ' '}"
 
 
 if __name__ == "__main__":
