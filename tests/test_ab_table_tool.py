@@ -1,8 +1,9 @@
 """tools/ab_table.py's A/B table: per case and variant the median ours / cuDNN ratio with its
-min-max and the median TFLOP/s, and for every variant after the first its median TFLOP/s
-against the first's in percent, marked "~" when the two variants' per-round TFLOP/s ranges
-overlap (the change is then within the rounds' spread). Session 39's notes had rounded such
-changes by hand; the column gives them exactly."""
+min-max and the median TFLOP/s; with several variants, each one but the baseline ("base",
+or --base NAME) also gets its median TFLOP/s against the baseline's in percent, marked "~"
+when the two variants' per-round TFLOP/s ranges overlap. Session 39's notes had rounded
+such changes by hand; the column gives them exactly. Columns line up, and a case a variant
+lacks shows "-"."""
 from __future__ import annotations
 
 import json
@@ -21,21 +22,44 @@ def _write(tmp_path, variant: str, rnd: int, tf: dict[int, float], cudnn: float 
     return str(path)
 
 
-def test_change_against_the_first_variant(tmp_path):
-    files = [
-        _write(tmp_path, "base", 1, {1024: 600.0, 4096: 800.0}),
-        _write(tmp_path, "base", 2, {1024: 610.0, 4096: 820.0}),
-        _write(tmp_path, "knob", 1, {1024: 640.0, 4096: 805.0}),  # 1024 keys: above base's range
-        _write(tmp_path, "knob", 2, {1024: 650.0, 4096: 815.0}),  # 4096 keys: inside it
-    ]
-    run = subprocess.run([sys.executable, str(TOOL), *files], capture_output=True, text=True, timeout=60)
+def _table(files, *args) -> list[str]:
+    run = subprocess.run([sys.executable, str(TOOL), *args, *files], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert "base" in lines[0] and "knob" in lines[0] and "vs 1st" in lines[1]
-    row = {int(line.split("|")[0].split()[-1]): line for line in lines[2:]}
-    base_1k, knob_1k = (c.strip() for c in row[1024].split("|")[1:])
-    # medians: base 605 (1.210 of cuDNN's 500), knob 645: +6.6%, ranges apart (no "~")
-    assert base_1k.startswith("1.210 [1.20-1.22]") and "605" in base_1k and "%" not in base_1k
-    assert knob_1k.startswith("1.290 [1.28-1.30]") and knob_1k.endswith("645 +6.6%")
-    # medians 810 / 810: +0.0%, ranges 800-820 and 805-815 overlap
-    assert row[4096].split("|")[2].strip().endswith("810 +0.0%~")
+    bars = {tuple(i for i, ch in enumerate(line) if ch == "|") for line in lines}
+    assert len(bars) == 1, "the columns' bars do not line up:\n" + run.stdout
+    return lines
+
+
+def _cells(lines) -> dict[int, list[str]]:
+    return {int(line.split("|")[0].split()[-1]): [c.strip() for c in line.split("|")[1:]] for line in lines[2:]}
+
+
+def test_change_against_the_baseline(tmp_path):
+    # Three rounds each, so that a median differs from a mean. At 1024 keys: base 600 / 605 / 640
+    # (median 605), "knob" 612 / 645 / 650 (median 645: +6.6%; by means +3.4%); the ranges 600-640
+    # and 612-650 overlap though knob's median lies outside base's range. At 4096: base 800-820,
+    # knob 700 / 705 / 790 (median 705: -13.0%), ranges apart. At 8192 only base ran.
+    files = [_write(tmp_path, "base", r, t) for r, t in
+             enumerate([{1024: 600.0, 4096: 800.0, 8192: 900.0}, {1024: 605.0, 4096: 810.0, 8192: 900.0},
+                         {1024: 640.0, 4096: 820.0, 8192: 900.0}])]
+    files += [_write(tmp_path, "knob", r, t) for r, t in
+              enumerate([{1024: 612.0, 4096: 700.0}, {1024: 645.0, 4096: 705.0}, {1024: 650.0, 4096: 790.0}])]
+    lines = _table(files)
+    assert [c.strip() for c in lines[0].split("|")[1:]] == ["base", "knob"]
+    assert "vs base" in lines[1].split("|")[2] and "vs base" not in lines[1].split("|")[1]
+    cells = _cells(lines)
+    assert cells[1024][0] == "1.210 [1.20-1.28]    605"  # medians of ratio and TF, no change column
+    assert cells[1024][1] == "1.290 [1.22-1.30]    645 +6.6%~"
+    assert cells[4096][1] == "1.410 [1.40-1.58]    705 -13.0%"
+    assert cells[8192] == ["1.800 [1.80-1.80]    900", "-"]
+
+
+def test_baseline_choice_and_single_variant(tmp_path):
+    a = [_write(tmp_path, "alpha", r, {1024: t}) for r, t in enumerate([600.0, 610.0])]
+    b = [_write(tmp_path, "beta", r, {1024: t}) for r, t in enumerate([660.0, 671.0])]
+    # No "base": the first variant (sorted by name) is the baseline; --base picks another.
+    assert _cells(_table(a + b))[1024][1].endswith("+10.0%")
+    cells = _cells(_table(a + b, "--base", "beta"))
+    assert cells[1024][0].endswith("-9.1%") and "%" not in cells[1024][1]
+    assert "%" not in "".join(_table(a))  # one variant: nothing to compare

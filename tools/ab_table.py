@@ -4,9 +4,11 @@ median TFLOP/s (only that with --out-dtype bf16, which cuDNN FP8 cannot write).
 Serving-feature runs (bench --softcap / --sinks / --paged) give per feature row
 the throughput ratio with / without the feature (time without / time with) and
 the TFLOP/s with it, and per base path ("plain dense", "plain varlen") a row with
-the TFLOP/s without it. Every variant after the first also gets its median TFLOP/s
-against the first variant's, in percent, and whether the two variants' per-round
-TFLOP/s ranges overlap ("~": they do, so the change is within the rounds' spread). Files are named <prefix>_<variant>_<round>.json; a file
+the TFLOP/s without it. With several variants, each one but the baseline also gets its
+median TFLOP/s against the baseline's, in percent, marked "~" where the two variants'
+per-round TFLOP/s ranges overlap (the change is then within the rounds' spread). The
+baseline is the variant named by --base NAME, else the one named "base", else the first
+(variants are listed in the sorted order of the runs' names). Files are named <prefix>_<variant>_<round>.json; a file
 holding several runs under "runs" (docs/bench_serving_paged_h200_2026-11-29_s21.json)
 is read as its runs, each named by its key the same way. An optional --only PREFIX keeps
 the runs whose name starts with PREFIX (e.g. call3/paged16)."""
@@ -33,17 +35,23 @@ def _runs(paths: list[str], only: str) -> list[tuple[str, dict]]:
 
 
 def main(argv: list[str]) -> None:
-    only = ""
-    if "--only" in argv:
-        i = argv.index("--only")
-        only = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
+    only, base = "", None
+    for flag in ("--only", "--base"):
+        if flag in argv:
+            i = argv.index(flag)
+            if flag == "--only":
+                only = argv[i + 1]
+            else:
+                base = argv[i + 1]
+            argv = argv[:i] + argv[i + 2:]
     ratio = defaultdict(lambda: defaultdict(list))  # case -> variant -> [ours / cuDNN]
     ours = defaultdict(lambda: defaultdict(list))   # case -> variant -> [TFLOP/s]
     variants: list[str] = []
     serving = False
     for path, data in _runs(argv, only):
-        variant = Path(path).stem.split("_", 1)[1].rsplit("_", 1)[0]
+        # <prefix>_<variant>_<round>; a run named otherwise is a variant of its own name
+        parts = Path(path).stem.split("_", 1)
+        variant = parts[-1].rsplit("_", 1)[0]
         if variant not in variants:
             variants.append(variant)
         plain_seen = set()  # one base time per (path, D, causal, S) and file
@@ -64,31 +72,34 @@ def main(argv: list[str]) -> None:
                 ours[key][variant].append(t["ours FP8"])
                 if t.get("cuDNN FP8") is not None:  # none for bf16 output (cuDNN FP8 writes FP8)
                     ratio[key][variant].append(t["ours FP8"] / t["cuDNN FP8"])
-    width = max([7] + [len(k[0]) for k in ours])
-    head = f"{'case':{width}} {'D':>4} {'causal':>14} {'S':>6}"
-    cw = 22 if len(variants) < 2 else 30  # room for the change against the first variant
-    print(head + "".join(f" | {v[:cw]:>{cw}}" for v in variants))
+    if not variants:
+        sys.exit("ab_table: no runs" + (f" named {only}*" if only else ""))
+    if base is None:
+        base = "base" if "base" in variants else variants[0]
+    if base not in variants:
+        sys.exit(f"ab_table: --base {base}: no such variant (variants: {', '.join(variants)})")
+    compare = len(variants) > 1
     label = "with/w.o. [spread] TF" if serving else "ours/cuDNN [spread] TF"
-    print(" " * len(head) + "".join(f" | {label + ('' if v == variants[0] else ' vs 1st'):>{cw}}" for v in variants))
+    width = max([7] + [len(k[0]) for k in ours])
+    lines = [[f"{'case':{width}} {'D':>4} {'causal':>14} {'S':>6}", *variants],
+             ["", *(label + (" vs base" if compare and v != base else "") for v in variants)]]
     for key in sorted(ours):
         cells = []
-        first = ours[key].get(variants[0], [])
         for v in variants:
             rs, ts = ratio[key].get(v, []), ours[key].get(v, [])
             if not ts:
                 cells.append("-")
                 continue
             tf = statistics.median(ts)
-            if rs:
-                cell = f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}] {tf:5.0f}"
-            else:
-                cell = f"{'':>16}{tf:6.0f}"
-            if v != variants[0] and first:
-                cell += f" {tf_change(first, ts)}"
-            elif cw > 22:
-                cell += " " * 8
+            cell = f"{statistics.median(rs):.3f} [{min(rs):.2f}-{max(rs):.2f}] {tf:6.0f}" if rs else f"{tf:6.0f}"
+            if compare and v != base and ours[key].get(base):
+                cell += f" {tf_change(ours[key][base], ts)}"
             cells.append(cell)
-        print(f"{key[0]:{width}} {key[1]:>4} {key[2]:>14} {key[3]:>6}" + "".join(f" | {c:>{cw}}" for c in cells))
+        lines.append([f"{key[0]:{width}} {key[1]:>4} {key[2]:>14} {key[3]:>6}", *cells])
+    # Each variant's column as wide as its widest cell, right-aligned, so the bars line up.
+    widths = [max(len(line[c]) for line in lines) for c in range(len(lines[0]))]
+    for line in lines:
+        print(f"{line[0]:{widths[0]}}" + "".join(f" | {cell:>{w}}" for cell, w in zip(line[1:], widths[1:])))
 
 
 def tf_change(base: list[float], other: list[float]) -> str:
