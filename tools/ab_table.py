@@ -15,6 +15,7 @@ the runs whose name starts with PREFIX (e.g. call3/paged16)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -35,20 +36,17 @@ def _runs(paths: list[str], only: str) -> list[tuple[str, dict]]:
 
 
 def main(argv: list[str]) -> None:
-    only, base = "", None
-    for flag in ("--only", "--base"):
-        if flag in argv:
-            i = argv.index(flag)
-            if flag == "--only":
-                only = argv[i + 1]
-            else:
-                base = argv[i + 1]
-            argv = argv[:i] + argv[i + 2:]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--only", default="", help="keep the runs whose name starts with this")
+    ap.add_argument("--base", default=None, help="the baseline variant (default: base, else the first)")
+    args = ap.parse_args(argv)
+    only, base = args.only, args.base
     ratio = defaultdict(lambda: defaultdict(list))  # case -> variant -> [ours / cuDNN]
     ours = defaultdict(lambda: defaultdict(list))   # case -> variant -> [TFLOP/s]
     variants: list[str] = []
     serving = False
-    for path, data in _runs(argv, only):
+    for path, data in _runs(args.files, only):
         # <prefix>_<variant>_<round>; a run named otherwise is a variant of its own name
         parts = Path(path).stem.split("_", 1)
         variant = parts[-1].rsplit("_", 1)[0]

@@ -97,6 +97,8 @@ def grid_batch(seqlen: int, tokens: int = TOKENS) -> int:
     say, between the grid's powers of two) runs fewer tokens, B * S < TOKENS; its FLOPs count
     what ran, so its TF/s compare with the grid's."""
     return max(1, tokens // seqlen)
+
+
 # --v-layout; "default" follows quantize_qkv (quantize.py's _PACK_V_HEAD_DIMS, which a
 # test keeps equal to this: the file must load without the package).
 V_LAYOUTS = ("default", "packed", "standard")
