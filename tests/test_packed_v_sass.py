@@ -89,3 +89,24 @@ def _check_p_from_smem(instrs, pv_shape, n):
     exps = [i for i, x in enumerate(loop) if "MUFU.EX2" in x]
     assert len(maxes) >= n // 2 and all(i < wait for i in maxes)
     assert len(exps) == n // 2 + 2 and sum(i < wait for i in exps) <= 2
+
+
+@needs_cutlass
+@needs_cuobjdump
+def test_d128_packed_v_build_has_the_half_first_block(tmp_path):
+    """The D = 128 long-key packed-v build softmaxes a tile's first block on its lower 128 keys
+    when no row of the tile sees the upper 128 (Traits::kHalfFirstBlock; consumer.cuh,
+    first_block_softmax): besides the steady loop, its consumers hold the first block's softmax
+    whole (a block's 128 exps per thread) and halved (64) at both places a tile's first block
+    runs (the boundary round and a tile's lone first S): at least 2 x 128 + 2 x 64 MUFU.EX2
+    outside the steady loop, where the build without it has 2 x 128 and a dozen more (alpha,
+    the LSE's log). Checks that ptxas kept both paths; that the halved path gives the same bits
+    is tools/bitwise_ab.py's A/B on the GPU (TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128=0 against 1)."""
+    named = launch_unit_kernels("fwd_fp8_hdim128_packed_v", tmp_path, "fmha_fwd_fp8_sm90_kernel")
+    assert named
+    for m, instrs in named:
+        consumer = consumer_instrs(instrs)
+        loop = steady_loop(consumer)
+        assert sum("MUFU.EX2" in x for x in loop) >= 128, m.string
+        outside = sum("MUFU.EX2" in x for x in consumer) - sum("MUFU.EX2" in x for x in loop)
+        assert outside >= 2 * 128 + 2 * 64, f"{outside} MUFU.EX2 outside the steady loop: {m.string}"

@@ -151,12 +151,19 @@ __device__ __forceinline__ uint32_t pack_fp8x4(float a, float b, float c, float 
   return lo | (hi << 16);
 }
 
-template <int kBlockN, class FragS, class WordsP>
+//
+// kKeys < kBlockN: only the block's first kKeys keys are converted, the words of the
+// rest are zero (a half block, Traits::kHalfFirstBlock: p = 0 there, as the
+// softmax would have made it, without its scores).
+template <int kBlockN, int kKeys = kBlockN, class FragS, class WordsP>
 __device__ __forceinline__ void convert_p(const FragS& s, WordsP&& p32) {
   using namespace cute;
   static_assert(decltype(size(p32))::value * 4 == kBlockN * 64 / 128);
+  static_assert(kKeys % 32 == 0 && kKeys <= kBlockN);
 #pragma unroll
-  for (int kb = 0; kb < kBlockN / 32; ++kb) {
+  for (int w = 4 * (kKeys / 32); w < 4 * (kBlockN / 32); ++w) p32(w) = 0u;
+#pragma unroll
+  for (int kb = 0; kb < kKeys / 32; ++kb) {
     const int b = 16 * kb;
     p32(4 * kb + 0) = pack_fp8x4(s(b + 0), s(b + 1), s(b + 4), s(b + 5));
     p32(4 * kb + 1) = pack_fp8x4(s(b + 2), s(b + 3), s(b + 6), s(b + 7));
@@ -281,8 +288,13 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // P (fp8 A operand of P V) from the softmax's p in tSrS, in the key order of V^T.
   // With kPFromSmem only after the previous P V completed (it reads the tile):
   // every call below follows a finish_pv or a round without P V.
-  auto make_p = [&]() {
-    convert_p<kBlockN>(tSrS, tOrPWords);
+  // upper_half_zero: the block ran its softmax on the lower half (first_block_softmax).
+  auto make_p = [&](bool upper_half_zero) {
+    if (Traits::kHalfFirstBlock && upper_half_zero) {
+      convert_p<kBlockN, kBlockN / 2>(tSrS, tOrPWords);
+    } else {
+      convert_p<kBlockN>(tSrS, tOrPWords);
+    }
     if constexpr (Traits::kPFromSmem) store_p_smem(tOrPWords, p_tile, p_offsets);
   };
 
@@ -350,15 +362,29 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   };
 
   // S of a tile's first KV block: the mask (if the block needs one) and the
-  // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS).
+  // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS). Returns
+  // whether it ran on the block's lower half only (Traits::kHalfFirstBlock: no row
+  // of the tile sees the upper half), which make_p must be told.
   auto first_block_softmax = [&](const TileInfo& t, int n_block) {
     const MaskInfo m = tile_mask(t);
+    if constexpr (Traits::kHalfFirstBlock) {
+      if (m.upper_half_hidden<kBlockM, kBlockN>(t.m_block, n_block)) {  // the lower half alone
+        if (p.softcap > 0.f) apply_softcap<kBlockN / 4>(tSrS, t.softcap_mul);
+        if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {
+          apply_mask<kBlockN / 2>(tSrS, m, t.m_block * kBlockM + row0, n_block * kBlockN + col0);
+        }
+        float alpha_unused[2];
+        softmax.template update<kBlockN / 2>(tSrS, alpha_unused);
+        return true;
+      }
+    }
     if (p.softcap > 0.f) apply_softcap(tSrS, t.softcap_mul);  // before the mask (softmax.cuh)
     if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {
       apply_mask<kBlockN>(tSrS, m, t.m_block * kBlockM + row0, n_block * kBlockN + col0);
     }
     float alpha_unused[2];
     softmax.update(tSrS, alpha_unused);  // O is zero: nothing to rescale
+    return false;
   };
 
   // Q buffer of the current tile (its S GEMMs read it; released after the last one).
@@ -405,8 +431,8 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark_tile(traced_tile, PhaseTrace::kFirstSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          num_blocks == 1);
-      first_block_softmax(tile, range.end - 1);
-      make_p();
+      const bool half = first_block_softmax(tile, range.end - 1);
+      make_p(half);
       trace.mark_tile(traced_tile, PhaseTrace::kFirstP);
       v_pending = kv_read;
       kv_read.advance();
@@ -466,7 +492,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
       }
-      make_p();
+      make_p(false);
       trace.mark(trace_it + it, PhaseTrace::kEnd);
       v_pending = kv_read;
       kv_read.advance();
@@ -501,9 +527,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       warpgroup_fence_operand(tSrS);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
                          next_blocks == 1);
-      first_block_softmax(next, next_range.end - 1);
+      const bool half = first_block_softmax(next, next_range.end - 1);
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
-      make_p();
+      make_p(half);
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse, false);  // a whole tile (above)
       trace.mark_tile(traced_tile, PhaseTrace::kStored);

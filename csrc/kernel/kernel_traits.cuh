@@ -178,6 +178,16 @@
 // 872; D = 256 non-causal 988 1140 1162 -> 1023 1187 1195, causal 650 993 1127 -> 646 1017
 // 1167: on. D = 64 lost 4-12% in every cell (495 568 596 | 309 490 581 -> 477 547 566 |
 // 271 442 540): off.
+// A tile's first KV block whose upper half no row of the tile sees runs its softmax
+// on the lower half only (consumer.cuh, Fp8FwdTraits::kHalfFirstBlock), in the builds
+// with 256-key blocks: on in D = 128's long packed-v build since session 40, off at
+// D = 64 (measured there: the steady loop's schedule changed with it, 9-14% slower).
+#ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
+#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128
+#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 1
+#endif
 #ifndef TORCH_FMHA_TUNE_INT_MAX_64
 #define TORCH_FMHA_TUNE_INT_MAX_64 0
 #endif
@@ -393,6 +403,18 @@ struct Fp8FwdTraits {
   static constexpr bool kIntRowMax = kHeadDim == 64    ? TORCH_FMHA_TUNE_INT_MAX_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_INT_MAX_128
                                                        : TORCH_FMHA_TUNE_INT_MAX_256;
+  // 128-row tiles and 256-key blocks: the causal diagonal of every other tile (the
+  // tiles whose rows end 128 keys into a block) lies in the lower half of the tile's
+  // first (highest) block, and the upper half is masked for every row. Its softmax,
+  // mask, softcap and P conversion then run on the lower 128 keys only and P's upper
+  // half is written as zeros; S and P V stay whole GEMMs (a wgmma behind a runtime
+  // branch would serialise them, gemm_round), which the softmax's issue slots, not the
+  // tensor core, pace at these head dims. The output has the same bits either way
+  // (softmax.cuh, OnlineSoftmax::update). Builds with narrower blocks never meet a
+  // half-hidden diagonal block (their blocks are multiples of 128 keys apart from the
+  // 192-key ones, whose halves do not fall on 32-key P groups).
+  static constexpr bool kHalfFirstBlock =
+      kBlockN == 256 && (kHeadDim == 64 ? TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 : TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128);
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;

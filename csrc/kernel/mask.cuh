@@ -24,11 +24,11 @@ struct MaskInfo {
   int32_t window_left;   // < 0: unbounded
   int32_t window_right;  // < 0: unbounded
 
-  __device__ __forceinline__ int32_t diag_offset() const { return seqlen_k - seqlen_q; }
+  __host__ __device__ __forceinline__ int32_t diag_offset() const { return seqlen_k - seqlen_q; }
 
   // Blocks of kBlockN keys that any of the rows [m0, m0 + kBlockM) ∩ [0, sq) sees.
   template <int kBlockM, int kBlockN>
-  __device__ __forceinline__ KvBlockRange kv_range(int32_t m_block) const {
+  __host__ __device__ __forceinline__ KvBlockRange kv_range(int32_t m_block) const {
     const int32_t m0 = m_block * kBlockM;
     const int32_t m_last = min(m0 + kBlockM, seqlen_q) - 1;
     int32_t end = (seqlen_k + kBlockN - 1) / kBlockN;
@@ -56,8 +56,22 @@ struct MaskInfo {
     return need;
   }
 
+  // True if no row of [m0, m0 + kBlockM) ∩ [0, sq) sees any key of the upper half
+  // [n0 + kBlockN / 2, n0 + kBlockN) of block n_block: past the keys' end, or right of
+  // every row's window (a causal tile's diagonal block, whenever the tile's 128 rows end
+  // in the lower half of a 256-key block). Rows >= sq are left out: nothing of them is
+  // stored.
+  template <int kBlockM, int kBlockN>
+  __host__ __device__ __forceinline__ bool upper_half_hidden(int32_t m_block, int32_t n_block) const {
+    const int32_t upper = n_block * kBlockN + kBlockN / 2;
+    if (upper >= seqlen_k) return true;
+    if (window_right < 0) return false;
+    const int32_t m_last = min(m_block * kBlockM + kBlockM, seqlen_q) - 1;
+    return upper > m_last + diag_offset() + window_right;
+  }
+
   // Visible key columns [lo, hi] (inclusive) of query row `row`.
-  __device__ __forceinline__ void row_bounds(int32_t row, int32_t& lo, int32_t& hi) const {
+  __host__ __device__ __forceinline__ void row_bounds(int32_t row, int32_t& lo, int32_t& hi) const {
     lo = window_left >= 0 ? row + diag_offset() - window_left : 0;
     hi = seqlen_k - 1;
     if (window_right >= 0) hi = min(hi, row + diag_offset() + window_right);

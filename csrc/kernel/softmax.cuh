@@ -129,10 +129,13 @@ __device__ __forceinline__ float fast_tanh(float x) {
 // descales, poisoned rows past a sequence's end) becomes NaN / +-1 here and the
 // mask's select still sets every masked key to exact -inf afterwards. An
 // infinite score is capped to +-softcap, as on the CPU (cpu_math.cpp).
-template <class Frag>
+// kValues: the first kValues of the thread's scores (all by default; a half block,
+// consumer.cuh, caps its lower half only).
+template <int kValues = -1, class Frag>
 __device__ __forceinline__ void apply_softcap(Frag& s, float softcap_mul) {
+  constexpr int kN = kValues < 0 ? int(decltype(size(s))::value) : kValues;
 #pragma unroll
-  for (int i = 0; i < decltype(size(s))::value; ++i) s(i) = fast_tanh(s(i) * softcap_mul);
+  for (int i = 0; i < kN; ++i) s(i) = fast_tanh(s(i) * softcap_mul);
 }
 
 // Per-tile scalars of the scores (TileInfo, filled by the producer), from
@@ -308,11 +311,17 @@ struct OnlineSoftmax {
   //
   // update = update_max then update_exp (two steps, so each reads as one
   // pass over the block).
-  template <class Frag>
+  //
+  // kKeys: the block's first kKeys keys only (flat indices below kKeys / 2; the
+  // rest of `s` is neither read nor written). A tile's first block whose upper
+  // half no row sees runs on its lower half (consumer.cuh, Traits::kHalfFirstBlock):
+  // the masked half would add -inf to the max and exact zeros to the sums, so the
+  // state and the lower half's p come out with the same bits either way.
+  template <int kKeys = kBlockN, class Frag>
   __device__ __forceinline__ void update(Frag& s, float (&alpha)[2]) {
     float bias[2];
-    update_max(s, alpha, bias);
-    update_exp(s, bias, alpha);
+    update_max<kKeys>(s, alpha, bias);
+    update_exp<false, kKeys>(s, bias, alpha);
   }
 
   static constexpr int kChains = 4;
@@ -322,11 +331,12 @@ struct OnlineSoftmax {
   // rescale) while the block raised it by at most kLazyRescaleSlack. Each row decides
   // alone: a decision shared by the rows of a warp (a vote) would make one row's
   // rounding depend on other rows' data, padding and NaN rows included (DESIGN 1.6).
-  template <class Frag>
+  template <int kKeys = kBlockN, class Frag>
   __device__ __forceinline__ void update_max(const Frag& s, float (&alpha)[2], float (&bias)[2]) {
     static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
                   "P against a stale max must fit e4m3 (448)");
-    constexpr int kCols = kBlockN / 8;  // column pairs per row held by this thread
+    static_assert(kKeys <= kBlockN);
+    constexpr int kCols = kKeys / 8;  // column pairs per row held by this thread
     static_assert(kCols % kChains == 0);
     float mx[2][kChains];  // the fmaxf chains (without kIntMax)
     if constexpr (!kIntMax) {
@@ -385,10 +395,11 @@ struct OnlineSoftmax {
 
   // p = exp2(s * scale_log2 + bias) in place, and the row sums rescaled by alpha. With
   // kArgsInS, s already holds the exp2 arguments (update_args) and bias is not read.
-  template <bool kArgsInS = false, class Frag>
+  template <bool kArgsInS = false, int kKeys = kBlockN, class Frag>
   __device__ __forceinline__ void update_exp(Frag& s, const float (&bias)[2],
                                              const float (&alpha)[2]) {
-    constexpr int kCols = kBlockN / 8;
+    static_assert(kKeys <= kBlockN);
+    constexpr int kCols = kKeys / 8;
     float sum[2][kChains];
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
