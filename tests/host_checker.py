@@ -92,12 +92,13 @@ def build_and_run(source: str, tmp_path: Path, flags: list[str] = (), build_time
     return run.stdout.splitlines()
 
 
-def launch_unit_sass(unit: str, tmp_path: Path) -> str:
-    """csrc/launch/<unit>.cu compiled for sm_90a with the library build's flags, as
-    `cuobjdump -sass` text (the SASS tests split it with sass_checks.split_functions)."""
+def launch_unit_sass(unit: str, tmp_path: Path, flags: tuple[str, ...] = ()) -> str:
+    """csrc/launch/<unit>.cu compiled for sm_90a with the library build's flags (and `flags`,
+    e.g. a tuning knob's -D), as `cuobjdump -sass` text (the SASS tests split it with
+    sass_checks.split_functions)."""
     cubin = tmp_path / f"{unit}.cubin"
     build = subprocess.run(
-        [NVCC, *NVCC_FLAGS, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
+        [NVCC, *NVCC_FLAGS, *flags, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
          str(source_root() / "launch" / f"{unit}.cu"), "-o", str(cubin)],
         capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stderr[-3000:]
@@ -107,11 +108,12 @@ def launch_unit_sass(unit: str, tmp_path: Path) -> str:
     return dump.stdout
 
 
-def launch_unit_kernels(unit: str, tmp_path: Path, name_pattern: str) -> list[tuple[re.Match, list[str]]]:
-    """The functions of launch_unit_sass(unit) whose mangled name matches `name_pattern`
-    (re.search), each with its match (whose groups name the template arguments)."""
+def launch_unit_kernels(unit: str, tmp_path: Path, name_pattern: str,
+                        flags: tuple[str, ...] = ()) -> list[tuple[re.Match, list[str]]]:
+    """The functions of launch_unit_sass(unit, flags=flags) whose mangled name matches
+    `name_pattern` (re.search), each with its match (whose groups name the template arguments)."""
     found = []
-    for name, instrs in split_functions(launch_unit_sass(unit, tmp_path)).items():
+    for name, instrs in split_functions(launch_unit_sass(unit, tmp_path, flags)).items():
         m = re.search(name_pattern, name)
         if m:
             found.append((m, instrs))

@@ -180,13 +180,16 @@
 // 271 442 540): off.
 // A tile's first KV block whose upper half no row of the tile sees runs its softmax
 // on the lower half only (consumer.cuh, Fp8FwdTraits::kHalfFirstBlock), in the builds
-// with 256-key blocks: on in D = 128's long packed-v build since session 40, off at
-// D = 64 (measured there: the steady loop's schedule changed with it, 9-14% slower).
+// with 256-key blocks (D = 64, D = 128's long packed-v build). Off: measured in session 40
+// (one H200, docs/DESIGN.md section 7), the same bits, but with the halved path in the
+// tile-boundary round ptxas scheduled the steady KV loop differently (its exp arguments'
+// FFMAs ahead of the MUFU.EX2s instead of between them): D = 64 9-14% slower from 1k
+// keys; D = 128 causal +0.2 to +1.9% and non-causal -0.7 to -1.0%.
 #ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
 #define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
 #endif
 #ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128
-#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 1
+#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 0
 #endif
 #ifndef TORCH_FMHA_TUNE_INT_MAX_64
 #define TORCH_FMHA_TUNE_INT_MAX_64 0
@@ -405,14 +408,15 @@ struct Fp8FwdTraits {
                                                        : TORCH_FMHA_TUNE_INT_MAX_256;
   // 128-row tiles and 256-key blocks: the causal diagonal of every other tile (the
   // tiles whose rows end 128 keys into a block) lies in the lower half of the tile's
-  // first (highest) block, and the upper half is masked for every row. Its softmax,
-  // mask, softcap and P conversion then run on the lower 128 keys only and P's upper
-  // half is written as zeros; S and P V stay whole GEMMs (a wgmma behind a runtime
-  // branch would serialise them, gemm_round), which the softmax's issue slots, not the
-  // tensor core, pace at these head dims. The output has the same bits either way
-  // (softmax.cuh, OnlineSoftmax::update). Builds with narrower blocks never meet a
-  // half-hidden diagonal block (their blocks are multiples of 128 keys apart from the
-  // 192-key ones, whose halves do not fall on 32-key P groups).
+  // first (highest) block, and the upper half is masked for every row. With this on,
+  // that block's softcap, mask, softmax and P conversion run on the lower 128 keys
+  // only and P's upper half is written as zeros; S and P V stay whole GEMMs (a wgmma
+  // behind a runtime branch would serialise them, gemm_round), which the softmax's
+  // issue slots, not the tensor core, pace at these head dims. The output has the
+  // same bits either way (softmax.cuh, OnlineSoftmax::update). A tuning knob, off in
+  // the release (above: ptxas reschedules the steady loop). 128-key blocks meet no
+  // half-hidden diagonal block (a 128-row tile's diagonal fills a whole block), and a
+  // 192-key block's halves do not fall on the 32-key groups of P.
   static constexpr bool kHalfFirstBlock =
       kBlockN == 256 && (kHeadDim == 64 ? TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 : TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128);
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64

@@ -50,7 +50,9 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // The limit for a packed v with a causal mask or a window: 2048 (4096 in sessions 31-37). A
 // causal 128-row tile ends in one diagonal block; with 128-key blocks nothing past the
 // diagonal is computed, with the packed-v long build's 256-key blocks half of every second
-// tile's last block is, while 128-key blocks pay their per-block overhead twice as often.
+// tile's last block is, while 128-key blocks pay their per-block overhead twice as often
+// (session 40's knob that softmaxes only the visible half, TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128,
+// is off: kernel_traits.cuh).
 // Session 31 (one H200, same call, 2 rounds, causal 4096 keys, FP8 out) measured the short
 // build 3.1% faster (706 -> 728 TF/s) and moved the limit to 4096; session 32 then gave the
 // long build its cheaper fp8 epilogue (the groups). Session 38 (one H200, same call, 4
