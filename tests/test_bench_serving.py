@@ -6,6 +6,7 @@ ratio / target arithmetic, the peer reasons and the table. Nothing is timed for 
 from __future__ import annotations
 
 import pytest
+import torch
 
 import torch_fmha
 from torch_fmha import bench, bench_serving
@@ -86,3 +87,35 @@ def test_repeats_come_in_opposite_order_pairs():
     rows = bench_serving.serving_rows(torch_fmha, features, [32], [64], [False], "cpu",
                                       time_ms=lambda fn: (fn(), 1.0)[1], tokens=64, hidden=128)
     assert rows[0]["ratio"] == 1.0 and rows[0]["ratio_spread"] is None
+
+
+def test_dense_rows_take_the_v_layout():
+    """--v-layout (default: a packed v at D = 128 / 256, as the grid): the dense rows (softcap,
+    sinks) give ours a packed v from quantize_qkv; the paged rows stay on the standard v; the
+    table says which; --v-layout standard keeps the standard v."""
+    times = iter([2.0, 2.5] * 100)
+    features = bench_serving.features_of(bench.parse_args(["--paged", "16", "--softcap"]))
+    assert bench.parse_args([]).v_layout == "default"
+    rows = bench_serving.serving_rows(torch_fmha, features, [32], [64, 128], [True], "cpu",
+                                      time_ms=lambda fn: (fn(), next(times))[1], tokens=64, hidden=256,
+                                      v_layout="default")
+    paths = {(r["feature"], r["D"]): r["path"] for r in rows}
+    assert paths[("softcap 50", 128)] == "dense, packed v" and paths[("softcap 50", 64)] == "dense"
+    assert paths[("paged 16", 128)] == "varlen" and paths[("paged 16 + softcap 50", 128)] == "varlen"
+    table = bench_serving.format_serving_table(rows, {})
+    assert " packed " in table and " standard " in table
+    # the packed case runs the op with the packed v: finite outputs, softcap changes them, and they
+    # are close to the standard case's (the same bf16 values quantized per tensor instead of cast)
+    outs = {}
+    for pack in (False, True):
+        base, feat, _, path = bench_serving.make_case(torch_fmha, {"softcap": 50.0}, 1, 32, 2, 128, True, "cpu",
+                                                      pack_v=pack)
+        outs[pack] = (base().float(), feat().float())
+        assert path == ("dense, packed v" if pack else "dense")
+        assert all(torch.isfinite(o).all() for o in outs[pack]) and not torch.equal(*outs[pack])
+    for i in range(2):
+        assert (outs[True][i] - outs[False][i]).abs().max().item() < 0.25
+    standard = bench_serving.serving_rows(torch_fmha, features[1:], [32], [128], [True], "cpu",
+                                          time_ms=lambda fn: (fn(), 1.0)[1], tokens=64, hidden=256,
+                                          v_layout="standard")
+    assert standard[0]["path"] == "dense"

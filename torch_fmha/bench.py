@@ -31,7 +31,8 @@ against a float64 reference on the dequantized inputs for ours and cuDNN FP8
 (identical inputs, same ``out_scale``). In the dense cells ours gets v in the layout
 ``quantize_qkv`` returns by default (``--v-layout default``): a packed v (``[B, H, D, S/16,
 16]``) at D=128/256, the standard ``[B, S, H, D]`` at D=64; ``--v-layout packed`` (or
-``--pack-v``) / ``standard`` force one layout at every D. A packed v holds the same bytes as
+``--pack-v``) / ``standard`` force one layout at every D (the dense ``--softcap`` / ``--sinks``
+rows follow it too). A packed v holds the same bytes as
 cuDNN FP8's v, which stays ``[B, S, H, D]`` (cuDNN takes no other layout). ``--repeat N`` times ours and cuDNN FP8
 N times per cell, interleaved, and reports the median ours/cuDNN ratio with its
 min-max over the N runs (table and JSON ``ratio``). Needs an SM90 (Hopper) GPU;
@@ -495,7 +496,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--no-sdpa", action="store_true",
                    help="leave out the SDPA bf16 columns (tuning runs: ours vs cuDNN FP8 only)")
     p.add_argument("--v-layout", choices=V_LAYOUTS, default="default",
-                   help="dense cells: the v ours gets. default: quantize_qkv's default (packed at D=128/256, "
+                   help="dense cells (and the dense --softcap / --sinks rows): the v ours gets. default: "
+                        "quantize_qkv's default (packed at D=128/256, "
                         "standard at D=64); packed: quantize_qkv(pack_v=True), [B, H, D, S/16, 16], V^T loaded "
                         "by TMA; standard: [B, S, H, D]. cuDNN FP8 always gets the bytes as [B, S, H, D]")
     p.add_argument("--pack-v", dest="v_layout", action="store_const", const="packed",

@@ -17,6 +17,13 @@ output):
 * with more than one flag, also all of them at once (on the varlen / paged
   path) vs the plain packed call.
 
+The dense rows (softcap, sinks) give ours v as ``--v-layout`` says, as the grid does: by
+default a packed v at D = 128 / 256 (what ``quantize_qkv`` returns there; q, k, v then
+come from it, per-tensor scales), the standard ``[B, S, H, D]`` at D = 64; each row names
+its layout (``v``). Until session 40 they always took the standard v, whose D = 128 kernel
+is the 192-key build, not the packed-v build the grid times. The varlen rows (paged, all
+features at once) take the standard v: packed batches have no packed v.
+
 ``ratio`` = time without / time with (throughput ratio, 1.0 = free). With
 ``--repeat N`` (N > 1) each row times the two calls in pairs of opposite order
 (without, with; with, without; ...), N rounded up to an even count: a pair's ratio is
@@ -45,7 +52,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from torch_fmha.bench import (COL_CUDNN, HIDDEN, TOKENS, Progress, _fmt, _grid, _load_ours, _load_peers, grid_batch,
-                              alternating_rounds, make_timer)
+                              alternating_rounds, make_timer, uses_packed_v)
 
 COL_SDPA = "SDPA bf16"
 FP8 = torch.float8_e4m3fn
@@ -110,13 +117,21 @@ def _paged_pool(k: torch.Tensor, v: torch.Tensor, batch: int, seqlen: int, page:
 
 
 def make_case(fmha, feature: Dict[str, object], batch: int, seqlen: int, heads: int, d: int, causal: bool,
-              device, seed: int = 0):
+              device, seed: int = 0, pack_v: bool = False):
     """(base, with_feature, flops, path) callables for one row. Dense path for softcap / sinks
-    alone; varlen path (base: packed with cu_seqlens_k) when paged is involved."""
+    alone; varlen path (base: packed with cu_seqlens_k) when paged is involved. pack_v: the
+    dense path's v is a packed v (``quantize_qkv(pack_v=True)``, per-tensor scales), path
+    "dense, packed v"."""
     g = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(batch, seqlen, heads, d, generator=g).to(device).to(FP8) for _ in range(3))
     one = torch.ones(1, device=device)
     desc = dict(q_descale=one, k_descale=one, v_descale=one)
+    dense_path = "dense"
+    if pack_v and "paged" not in feature:
+        qkv = fmha.quantize_qkv(*(x.to(torch.bfloat16) for x in (q, k, v)), granularity="tensor", pack_v=True)
+        q, k, v = qkv.q, qkv.k, qkv.v
+        desc = dict(q_descale=qkv.q_descale, k_descale=qkv.k_descale, v_descale=qkv.v_descale)
+        dense_path = "dense, packed v"
     opts: Dict[str, object] = {}
     if "softcap" in feature:
         opts["softcap"] = float(feature["softcap"])
@@ -129,7 +144,7 @@ def make_case(fmha, feature: Dict[str, object], batch: int, seqlen: int, heads: 
 
         def with_feature():
             return fmha.attention(q, k, v, causal=causal, **desc, **opts)
-        return base, with_feature, flops, "dense"
+        return base, with_feature, flops, dense_path
     cu = torch.arange(0, (batch + 1) * seqlen, seqlen, dtype=torch.int32, device=device)
     qp, kp, vp = (x.reshape(batch * seqlen, heads, d) for x in (q, k, v))
     k_pool, v_pool, table = _paged_pool(kp, vp, batch, seqlen, int(feature["paged"]), seed)
@@ -187,8 +202,10 @@ def pair_ratios(base_ms: List[float], feature_ms: List[float]) -> List[float]:
 
 
 def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: Callable, progress=None,
-                 seed: int = 0, tokens: int = TOKENS, hidden: int = HIDDEN, repeat: int = 1) -> List[dict]:
+                 seed: int = 0, tokens: int = TOKENS, hidden: int = HIDDEN, repeat: int = 1,
+                 v_layout: str = "standard") -> List[dict]:
     """One row per (feature, D, causal, S): both times, TF/s, the ratio and its target.
+    v_layout (bench's ``--v-layout``): which dense rows give ours a packed v (``uses_packed_v``).
     B = tokens // S (at least 1), H = hidden // D (the FlashAttention-3 grid by default). With repeat > 1
     (``time_pair``) the times are medians, ``ratio`` the median of the pairs' ratios
     (``pair_ratios``) and ``ratio_spread`` their min-max, count and values; with repeat == 1
@@ -200,7 +217,7 @@ def serving_rows(fmha, features, seqlens, head_dims, causals, device, time_ms: C
                 for s in seqlens:
                     heads, batch = hidden // d, grid_batch(s, tokens)
                     base, with_feature, flops, path = make_case(fmha, feature, batch, s, heads, d, causal,
-                                                                device, seed)
+                                                                device, seed, pack_v=uses_packed_v(v_layout, d))
                     check = None
                     if "paged" in feature and len(feature) == 1:
                         check = (with_feature().float() - base().float()).abs().max().item()
@@ -241,12 +258,13 @@ def _ratio_text(row: dict) -> str:
 
 
 def format_serving_table(rows: List[dict], reasons: Dict[str, Dict[str, str]]) -> str:
-    head = ["feature", "D", "causal", "S", "ours TF/s", "ours + feature TF/s", "ratio", "target",
+    head = ["feature", "D", "causal", "S", "v", "ours TF/s", "ours + feature TF/s", "ratio", "target",
             "max|paged - packed|", COL_CUDNN, COL_SDPA]
     body = []
     for r in rows:
         tgt = "" if r["target"] is None else f">= {r['target']:.2f} {'ok' if r['meets_target'] else 'MISSED'}"
-        body.append([r["feature"], str(r["D"]), "yes" if r["causal"] else "no", str(r["S"]),
+        layout = "packed" if r["path"].endswith("packed v") else "standard"
+        body.append([r["feature"], str(r["D"]), "yes" if r["causal"] else "no", str(r["S"]), layout,
                      _fmt(r["base_tflops"], 1), _fmt(r["feature_tflops"], 1), _ratio_text(r), tgt,
                      "" if r["max_abs_vs_base"] is None else _fmt(r["max_abs_vs_base"], 3), "n/a", "n/a"])
     notes = [f"  {feat}: {col}: {msg}" for feat, cols in reasons.items() for col, msg in cols.items()]
@@ -274,7 +292,7 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
                         enabled=not args.no_progress)
     try:
         rows = serving_rows(fmha, features, args.seqlens, args.head_dims, causals, "cuda", time_ms, progress,
-                            seed=args.seed, repeat=args.repeat)
+                            seed=args.seed, repeat=args.repeat, v_layout=args.v_layout)
     finally:
         progress.close()
     print(f"\ntorch_fmha.bench serving features on {torch.cuda.get_device_name()} | torch {torch.__version__} | "
@@ -288,7 +306,7 @@ def run_serving(args: argparse.Namespace, argv: List[str]) -> int:
                 "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
                 "flops": "4*B*H*S*S*D, halved for causal", "unavailable": reasons, "repeat": args.repeat,
                 "repeats_timed": timed_repeats(args.repeat),
-                "cudnn": cudnn.versions()}
+                "cudnn": cudnn.versions(), "v_layout": args.v_layout}
         with open(args.json, "w") as f:
             json.dump({"metadata": meta, "serving_rows": rows}, f, indent=1)
         print(f"\nwrote {args.json}")
