@@ -184,7 +184,7 @@
 // (one H200, docs/DESIGN.md section 7), the same bits, but with the halved path in the
 // tile-boundary round ptxas scheduled the steady KV loop differently (its exp arguments'
 // FFMAs ahead of the MUFU.EX2s instead of between them): D = 64 9-14% slower from 1k
-// keys; D = 128 causal +0.2 to +1.9% and non-causal -0.7 to -1.0%.
+// keys; D = 128 causal +0.2 to +1.9% and non-causal -0.4 to -1.0%.
 #ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
 #define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
 #endif
