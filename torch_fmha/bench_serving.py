@@ -14,15 +14,16 @@ output):
   target >= 0.85x.
 * ``--sinks``: ``attention(sinks=...)`` (random float32 ``[H]``) vs without;
   target >= 0.98x.
-* with more than one flag, also all of them at once (on the varlen / paged
-  path) vs the plain packed call.
+* with more than one flag, also all of them at once vs the plain call: on the
+  paged / varlen path (the plain call packed) when ``--paged`` is among them, else
+  on the dense path.
 
-The dense rows (softcap, sinks) give ours v as ``--v-layout`` says, as the grid does: by
+The dense rows (softcap, sinks, both) give ours v as ``--v-layout`` says, as the grid does: by
 default a packed v at D = 128 / 256 (what ``quantize_qkv`` returns there; q, k, v then
 come from it, per-tensor scales), the standard ``[B, S, H, D]`` at D = 64; each row names
 its layout (``v``). Until session 40 they always took the standard v, whose D = 128 kernel
-is the 192-key build, not the packed-v build the grid times. The varlen rows (paged, all
-features at once) take the standard v: packed batches have no packed v.
+is the 192-key build, not the packed-v build the grid times. The varlen rows (paged, alone or
+with the others) take the standard v: packed batches have no packed v.
 
 ``ratio`` = time without / time with (throughput ratio, 1.0 = free). With
 ``--repeat N`` (N > 1) each row times the two calls in pairs of opposite order
