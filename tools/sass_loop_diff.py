@@ -8,7 +8,7 @@ is in the same order (difflib's ratio: 1.0 is the same schedule up to register n
 
 Why: ptxas schedules the whole kernel at once, so code added outside the loop can reorder the
 loop. Session 40's half first block (DESIGN section 7) touched no instruction of the D = 64
-steady loop, yet moved 60 exp-argument FFMAs ahead of the MUFU.EX2s they had been interleaved
+steady loop, yet moved 58 exp-argument FFMAs ahead of the MUFU.EX2s they had been interleaved
 with (ratio 0.91), and that build ran 9-14% slower. A ratio below 1 means the change's
 measurement is also a measurement of a new loop schedule. No GPU; needs nvcc and cuobjdump
 (found as the SASS tests find them, tests/host_checker.py).

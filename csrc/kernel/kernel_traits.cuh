@@ -182,9 +182,10 @@
 // on the lower half only (consumer.cuh, Fp8FwdTraits::kHalfFirstBlock), in the builds
 // with 256-key blocks (D = 64, D = 128's long packed-v build). Off: measured in session 40
 // (one H200, docs/DESIGN.md section 7), the same bits, but with the halved path in the
-// tile-boundary round ptxas scheduled the steady KV loop differently (its exp arguments'
-// FFMAs ahead of the MUFU.EX2s instead of between them): D = 64 9-14% slower from 1k
-// keys; D = 128 causal +0.2 to +1.9% and non-causal -0.4 to -1.0%.
+// tile-boundary round ptxas scheduled the steady KV loop differently (at D = 64 58 of its
+// exp arguments' FFMAs ahead of the MUFU.EX2s instead of between them): D = 64 9-14% slower
+// from 1k keys; D = 128 causal -0.2 to +1.9% and non-causal -0.4 to -1.0% (most cells
+// within the rounds' spread).
 #ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
 #define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
 #endif
