@@ -11,7 +11,7 @@ from torch_fmha._build import source_root
 
 
 @needs_nvcc
-def test_visible_column_bits_match_the_bounds(tmp_path):
+def test_mask_helpers_match_the_bounds(tmp_path):
     lines = build_and_run("check_mask_bits.cu", tmp_path, [f"-I{source_root()}"])
     assert len(lines) == 2 and all(": ok (" in line for line in lines), "\n".join(lines)
     # the check met half-hidden blocks (not a vacuous pass)

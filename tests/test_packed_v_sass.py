@@ -100,7 +100,7 @@ def test_d128_packed_v_build_keeps_the_half_first_block(tmp_path):
     first_block_softmax): besides the steady loop, its consumers hold the first block's softmax whole
     (a block's 128 exps per thread) and halved (64) at both places a tile's first block runs (the
     boundary round and a tile's lone first S), so at least 2 x 128 + 2 x 64 MUFU.EX2 outside the
-    steady loop, where the build without it has 2 x 128 and a dozen more (alpha, the LSE's log); and
+    steady loop, where the build without it has 2 x 128 and 8-12 more (the rows' alpha and the like); and
     no spill in the steady loop and no serialised wgmma come with it. Keeps the knob building and its paths in the SASS;
     that the halved path gives the same bits is tools/bitwise_ab.py's A/B on the GPU (session 40:
     0 of 488 calls differ)."""

@@ -54,6 +54,15 @@ def test_spill_in_the_loop_is_reported():
     assert "STL: 0 -> 1" in sld.report({"k": r})
 
 
+def test_no_loop_is_not_called_the_same_schedule():
+    flat = ["WARPGROUP.ARRIVE", "FFMA R3, R4, R5, R6"]  # no backward branch: no steady loop
+    text = "\n".join(f"        /*{16 * i:04x}*/                   {x} ;" for i, x in enumerate(flat))
+    dump = f"\t\tFunction : {KERNEL}\n{text}\n"
+    results = sld.compare_sass(dump, dump)
+    assert results[KERNEL]["length"] == (0, 0)
+    assert "no steady KV loop" in sld.report(results) and "(same schedule)" not in sld.report(results)
+
+
 def test_only_forward_kernels_shared_by_both():
     other = _dump(INTERLEAVED, name="_Z12decode_kernelv")
     a = _dump(INTERLEAVED) + other

@@ -2,16 +2,17 @@
 
 Compiles one launch unit (csrc/launch/<unit>.cu) for sm_90a twice, with the library's flags
 plus each side's extra flags (tuning knobs, -D...), or reads two `cuobjdump -sass` files, and
-for every forward kernel found in both prints the steady loop's length, its spills and
-serialised wgmmas, the opcodes whose counts differ, and how much of the loop's opcode sequence
-is in the same order (difflib's ratio: 1.0 is the same schedule up to register names).
+for every forward kernel found in both prints the steady loop's length and spills, the kernel's
+serialised wgmmas, the loop's opcodes whose counts differ, and how much of the loop's opcode
+sequence is in the same order (difflib's ratio: 1.0 is the same schedule up to register names).
 
 Why: ptxas schedules the whole kernel at once, so code added outside the loop can reorder the
 loop. Session 40's half first block (DESIGN section 7) touched no instruction of the D = 64
 steady loop, yet moved 58 exp-argument FFMAs ahead of the MUFU.EX2s they had been interleaved
 with (ratio 0.91), and that build ran 9-14% slower. A ratio below 1 means the change's
-measurement is also a measurement of a new loop schedule. No GPU; needs nvcc and cuobjdump
-(found as the SASS tests find them, tests/host_checker.py).
+measurement is also a measurement of a new loop schedule. No GPU. Compiling a unit needs nvcc,
+cuobjdump and the package importable with its test extras (tests/host_checker.py finds the
+tools and the flags as the SASS tests do); --sass needs neither.
 
     python3 tools/sass_loop_diff.py fwd_fp8_hdim64 --b-flags "-DTORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64=1"
     python3 tools/sass_loop_diff.py --sass before.sass after.sass
@@ -64,9 +65,12 @@ def report(results: dict[str, dict]) -> str:
         return "no forward kernel in both dumps"
     lines = []
     for name, r in results.items():
+        if r["length"] == (0, 0):
+            lines.append(f"{name}\n  no steady KV loop on either side")
+            continue
         same = r["order_ratio"] == 1.0 and not r["count_changes"]
         lines.append(f"{name}\n  steady loop {r['length'][0]} -> {r['length'][1]} instructions, spills "
-                     f"{r['spills'][0]} -> {r['spills'][1]}, serialised wgmma {r['serialized_wgmma'][0]} -> "
+                     f"{r['spills'][0]} -> {r['spills'][1]}, kernel's serialised wgmma {r['serialized_wgmma'][0]} -> "
                      f"{r['serialized_wgmma'][1]}, opcode order ratio {r['order_ratio']:.4f}"
                      + ("  (same schedule)" if same else ""))
         for op, (x, y) in r["count_changes"].items():

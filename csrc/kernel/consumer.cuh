@@ -151,10 +151,9 @@ __device__ __forceinline__ uint32_t pack_fp8x4(float a, float b, float c, float 
   return lo | (hi << 16);
 }
 
-//
-// kKeys < kBlockN: only the block's first kKeys keys are converted, the words of the
-// rest are zero (a half block, Traits::kHalfFirstBlock: p = 0 there, as the
-// softmax would have made it, without its scores).
+// P's words from the thread's scores (above). kKeys < kBlockN: only the block's first
+// kKeys keys are converted and the words of the rest are zero (a half block,
+// Traits::kHalfFirstBlock: p = 0 there, as the softmax would have made it).
 template <int kBlockN, int kKeys = kBlockN, class FragS, class WordsP>
 __device__ __forceinline__ void convert_p(const FragS& s, WordsP&& p32) {
   using namespace cute;
@@ -290,8 +289,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // every call below follows a finish_pv or a round without P V.
   // upper_half_zero: the block ran its softmax on the lower half (first_block_softmax).
   auto make_p = [&](bool upper_half_zero) {
-    if (Traits::kHalfFirstBlock && upper_half_zero) {
-      convert_p<kBlockN, kBlockN / 2>(tSrS, tOrPWords);
+    if constexpr (Traits::kHalfFirstBlock) {  // instantiated only there: kBlockN / 2 is a P group multiple
+      if (upper_half_zero) {
+        convert_p<kBlockN, kBlockN / 2>(tSrS, tOrPWords);
+      } else {
+        convert_p<kBlockN>(tSrS, tOrPWords);
+      }
     } else {
       convert_p<kBlockN>(tSrS, tOrPWords);
     }

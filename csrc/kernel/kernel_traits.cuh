@@ -171,6 +171,20 @@
 #ifndef TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256
 #define TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 0
 #endif
+// A tile's first KV block whose upper half no row of the tile sees runs its softmax
+// on the lower half only (consumer.cuh, Fp8FwdTraits::kHalfFirstBlock), in the builds
+// with 256-key blocks (D = 64, D = 128's long packed-v build). Off: measured in session 40
+// (one H200, docs/DESIGN.md section 7), the same bits, but with the halved path in the
+// tile-boundary round ptxas scheduled the steady KV loop differently (at D = 64 58 of its
+// exp arguments' FFMAs ahead of the MUFU.EX2s instead of between them; at D = 128 the row
+// max and exp steps reordered): D = 64 9-14% slower from 1k keys; D = 128 causal -0.2 to
+// +1.9% and non-causal -0.4 to -1.0% (most cells within the rounds' spread).
+#ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
+#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128
+#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 0
+#endif
 // A block's row max from the scores' bits by three-input integer maxes (softmax.cuh,
 // int_max_of_scores: VIMNMX3, two scores per instruction; the same max). Session 27 (one
 // H200, same call, 3 rounds, TFLOP/s release -> int max, docs/DESIGN.md section 6):
@@ -178,20 +192,6 @@
 // 872; D = 256 non-causal 988 1140 1162 -> 1023 1187 1195, causal 650 993 1127 -> 646 1017
 // 1167: on. D = 64 lost 4-12% in every cell (495 568 596 | 309 490 581 -> 477 547 566 |
 // 271 442 540): off.
-// A tile's first KV block whose upper half no row of the tile sees runs its softmax
-// on the lower half only (consumer.cuh, Fp8FwdTraits::kHalfFirstBlock), in the builds
-// with 256-key blocks (D = 64, D = 128's long packed-v build). Off: measured in session 40
-// (one H200, docs/DESIGN.md section 7), the same bits, but with the halved path in the
-// tile-boundary round ptxas scheduled the steady KV loop differently (at D = 64 58 of its
-// exp arguments' FFMAs ahead of the MUFU.EX2s instead of between them): D = 64 9-14% slower
-// from 1k keys; D = 128 causal -0.2 to +1.9% and non-causal -0.4 to -1.0% (most cells
-// within the rounds' spread).
-#ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
-#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
-#endif
-#ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128
-#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 0
-#endif
 #ifndef TORCH_FMHA_TUNE_INT_MAX_64
 #define TORCH_FMHA_TUNE_INT_MAX_64 0
 #endif
@@ -415,11 +415,14 @@ struct Fp8FwdTraits {
   // behind a runtime branch would serialise them, gemm_round), which the softmax's
   // issue slots, not the tensor core, pace at these head dims. The output has the
   // same bits either way (softmax.cuh, OnlineSoftmax::update). A tuning knob, off in
-  // the release (above: ptxas reschedules the steady loop). 128-key blocks meet no
-  // half-hidden diagonal block (a 128-row tile's diagonal fills a whole block), and a
-  // 192-key block's halves do not fall on the 32-key groups of P.
+  // the release (above: ptxas reschedules the steady loop). 256-key blocks only: with
+  // 128-key blocks a causal diagonal hides no half block where Sk - Sq and Sk are
+  // multiples of 128 (the grid's shapes); 192-key blocks do have hidden upper parts
+  // (rows 128-255 and keys 256-383), not measured.
   static constexpr bool kHalfFirstBlock =
-      kBlockN == 256 && (kHeadDim == 64 ? TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 : TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128);
+      kBlockN == 256 && (kHeadDim == 64    ? TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
+                         : kHeadDim == 128 ? TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128
+                                           : false);
   static constexpr bool kLazyRescale = kHeadDim == 64    ? TORCH_FMHA_TUNE_LAZY_RESCALE_64
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
