@@ -4,7 +4,8 @@ no transposer (no LDSM / STSM anywhere: TMA lands V^T), and the consumers' stead
 have no indexed shuffle (P goes to the P V product as the S accumulator gives it, since the
 packed v's keys are already in that order; the natural-order layout it replaced needed two
 shuffles per 16 keys), no spills (the transposing D = 256 build has 3 LDL per block; its packed-v
-build had them too until P went through shared memory) and no serialised wgmma."""
+build had them too until P went through shared memory) and no serialised wgmma; at D = 64 the
+exps' arguments must stay interleaved with the exps there (no run of more than 32 FFMAs)."""
 from __future__ import annotations
 
 import re
@@ -12,22 +13,29 @@ import re
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import consumer_instrs, serialized_wgmma, shared_stores_while_pv_in_flight, spills, steady_loop
+from sass_checks import (consumer_instrs, longest_run, serialized_wgmma, shared_stores_while_pv_in_flight, spills,
+                         steady_loop)
 
 
 @needs_cutlass
 @needs_cuobjdump
-@pytest.mark.parametrize("unit, loop_spills", [
-    ("fwd_fp8_hdim64_packed_v", 0),
-    ("fwd_fp8_hdim128_packed_v", 0),
-    ("fwd_fp8_hdim256_packed_v", 0),  # 3 LDL per block until P went through shared memory
+@pytest.mark.parametrize("unit, loop_spills, max_ffma_run", [
+    # D = 64: the exps' arguments stay interleaved with the exps (the release's longest FFMA run in
+    # the steady loop is 14; session 40's half first block made ptxas hoist 58 of them ahead of the
+    # exps, a run of 64, and that build ran 9-14% slower: DESIGN section 7)
+    ("fwd_fp8_hdim64_packed_v", 0, 32),
+    ("fwd_fp8_hdim128_packed_v", 0, None),
+    ("fwd_fp8_hdim256_packed_v", 0, None),  # 3 LDL per block until P went through shared memory
 ])
-def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_spills):
+def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_spills, max_ffma_run):
     # The unit's kernel, and its split-tail kernel (kSplit, "ELb1E") at D = 64 / 128 (tile_scheduler.cuh).
     named = [(m.string, f) for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
     assert sum("ELb1E" not in name for name, _ in named) == 1 and len(named) <= 2, [n for n, _ in named]
-    for _, instrs in named:
+    for name, instrs in named:
         _check_packed_v_kernel(instrs, loop_spills)
+        if max_ffma_run is not None:
+            run = longest_run(steady_loop(consumer_instrs(instrs)), "FFMA")
+            assert run <= max_ffma_run, f"a run of {run} FFMAs in the steady loop (exps no longer interleaved): {name}"
 
 
 def _check_packed_v_kernel(instrs, loop_spills):
