@@ -101,13 +101,17 @@ def backward_branch_spans(instrs: list[str]) -> list[tuple[int, int]]:
     return out
 
 
+def opcode_of(instr: str) -> str:
+    """The opcode of one split_functions instruction ("<addr> [@P] OPCODE operands")."""
+    words = instr.split()[1:]
+    return words[1] if words[0].startswith("@") else words[0]
+
+
 def longest_run(instrs: list[str], opcode: str) -> int:
     """The longest run of consecutive `opcode` instructions (predicated or not) in `instrs`."""
     best = cur = 0
     for ins in instrs:
-        words = ins.split()[1:]
-        op = words[1] if words and words[0].startswith("@") and len(words) > 1 else (words[0] if words else "")
-        cur = cur + 1 if op == opcode else 0
+        cur = cur + 1 if opcode_of(ins) == opcode else 0
         best = max(best, cur)
     return best
 

@@ -28,21 +28,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from sass_checks import consumer_instrs, serialized_wgmma, spills, split_functions, steady_loop  # noqa: E402
+from sass_checks import (consumer_instrs, opcode_of, serialized_wgmma, spills, split_functions,  # noqa: E402
+                         steady_loop)
 
 KERNEL = "fmha_fwd_fp8_sm90_kernel"
-
-
-def opcode(instr: str) -> str:
-    """The opcode of one split_functions instruction ("<addr> [@P] OPCODE operands")."""
-    words = instr.split()[1:]
-    return words[1] if words[0].startswith("@") else words[0]
 
 
 def compare_loops(a: list[str], b: list[str]) -> dict:
     """The steady loops of two versions of one kernel (split_functions instructions)."""
     loop_a, loop_b = (steady_loop(consumer_instrs(x)) for x in (a, b))
-    ops_a, ops_b = [opcode(x) for x in loop_a], [opcode(x) for x in loop_b]
+    ops_a, ops_b = [opcode_of(x) for x in loop_a], [opcode_of(x) for x in loop_b]
     count_a, count_b = collections.Counter(ops_a), collections.Counter(ops_b)
     return {
         "length": (len(loop_a), len(loop_b)),
