@@ -47,6 +47,28 @@ def split_functions(sass: str) -> dict[str, list[str]]:
     return funcs
 
 
+# The KernelVariant template argument of a forward kernel's name, mangled (cuobjdump) or
+# demangled (torch.profiler: "..., (torch_fmha::kernel::KernelVariant)1>").
+_VARIANT = re.compile(r"LNS\d_13KernelVariantE(\d)E|, \(torch_fmha::kernel::KernelVariant\)(\d)")
+
+
+def kernel_variant(name: str) -> str:
+    """Which instantiation of the forward kernel a mangled or demangled name is
+    (tile_scheduler.cuh, KernelVariant): "whole" (every launch the other two do not take),
+    "split" (launches whose split tail is active) or "masked" (causal and windowed launches of
+    the builds with the half first block)."""
+    m = _VARIANT.search(name)
+    assert m, f"not a forward kernel instantiation: {name}"
+    return {"0": "whole", "1": "split", "2": "masked"}[m.group(1) or m.group(2)]
+
+
+def kernel_build(name: str) -> str:
+    """A forward kernel's name without its KernelVariant: the build (traits and scheduler) whose
+    kernels those are."""
+    assert _VARIANT.search(name), f"not a forward kernel instantiation: {name}"
+    return _VARIANT.sub("", name)
+
+
 def overlap_regions(instrs: list[str]) -> list[OverlapRegion]:
     regions = []
     for i, ins in enumerate(instrs):

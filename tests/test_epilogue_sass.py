@@ -8,20 +8,23 @@ consumers' steady KV loop than measured (none at D = 128; at D = 256 3 LDL
 before and after the change), no warp vote that ties a warp's rows together there
 (VOTE.ALL; DESIGN 1.6), and no serialised wgmma. The D = 64 build, which keeps the column-pair stores, must have no
 8-byte store. tests/gpu/test_sass_sm90.py
-checks every built forward kernel (11, and the split-tail kernels of D = 64 / 128) on the GPU machine."""
+checks every built forward kernel (11, the split-tail kernels of D = 64 / 128 and D = 128's
+masked-tiles kernel) on the GPU machine."""
 from __future__ import annotations
 
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import (consumer_instrs, group_stores, serialized_wgmma, spills, steady_loop)
+from sass_checks import (consumer_instrs, group_stores, kernel_variant, serialized_wgmma, spills, steady_loop)
 
 
 def _kernels(tmp_path, unit: str) -> list[list[str]]:
-    """The unit's kernel, and its split-tail kernel (kSplit, "ELb1E" in the mangled name) where
-    its head dim has one (D = 64, and D = 128 outside its short-key build: tile_scheduler.cuh)."""
+    """The unit's kernel of whole tiles, and where the build has them its split-tail kernel (D = 64,
+    and D = 128 outside its short-key build: tile_scheduler.cuh) and its masked-tiles kernel (D = 128's
+    long packed-v build: kernel_traits.cuh, kHalfFirstBlock)."""
     names = [(m.string, f) for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
-    assert sum("ELb1E" not in name for name, _ in names) == 1 and len(names) <= 2, [n for n, _ in names]
+    variants = sorted(kernel_variant(name) for name, _ in names)
+    assert variants.count("whole") == 1 and len(set(variants)) == len(variants), [n for n, _ in names]
     return [f for _, f in names]
 
 

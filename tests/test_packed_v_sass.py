@@ -13,8 +13,8 @@ import re
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import (consumer_instrs, longest_run, serialized_wgmma, shared_stores_while_pv_in_flight, spills,
-                         steady_loop)
+from sass_checks import (consumer_instrs, kernel_variant, longest_run, serialized_wgmma,
+                         shared_stores_while_pv_in_flight, spills, steady_loop)
 
 
 @needs_cutlass
@@ -28,9 +28,12 @@ from sass_checks import (consumer_instrs, longest_run, serialized_wgmma, shared_
     ("fwd_fp8_hdim256_packed_v", 0, None),  # 3 LDL per block until P went through shared memory
 ])
 def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_spills, max_ffma_run):
-    # The unit's kernel, and its split-tail kernel (kSplit, "ELb1E") at D = 64 / 128 (tile_scheduler.cuh).
+    # The unit's kernel of whole tiles, its split-tail kernel at D = 64 / 128 and its masked-tiles
+    # kernel at D = 128 (tile_scheduler.cuh, KernelVariant).
     named = [(m.string, f) for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")]
-    assert sum("ELb1E" not in name for name, _ in named) == 1 and len(named) <= 2, [n for n, _ in named]
+    variants = sorted(kernel_variant(name) for name, _ in named)
+    assert variants == {64: ["split", "whole"], 128: ["masked", "split", "whole"], 256: ["whole"]}[
+        int(unit.split("hdim")[1].split("_")[0])], [n for n, _ in named]
     for name, instrs in named:
         _check_packed_v_kernel(instrs, loop_spills)
         if max_ffma_run is not None:
@@ -65,10 +68,10 @@ def test_packed_v_reads_p_from_shared_memory_after_the_pv_wait(tmp_path, unit, p
     next barrier and wgmma; and the P V wait lands between the row max and the exps
     (TORCH_FMHA_TUNE_P_SMEM_WAIT_AFTER_MAX_<D>): every FMNMX of the block before it, no exp of
     P (only the two rows' alpha) before it."""
-    # The unit's kernel and, where the head dim splits (D = 128, tile_scheduler.cuh), its
-    # split-tail kernel: both read P from shared memory.
+    # The unit's kernel and, at D = 128, its split-tail and masked-tiles kernels (tile_scheduler.cuh,
+    # KernelVariant): all read P from shared memory.
     kernels = launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")
-    assert 1 <= len(kernels) <= 2, [m.string for m, _ in kernels]
+    assert 1 <= len(kernels) <= 3, [m.string for m, _ in kernels]
     for _, instrs in kernels:
         _check_p_from_smem(instrs, pv_shape, n)
 
@@ -101,24 +104,29 @@ def _check_p_from_smem(instrs, pv_shape, n):
 
 @needs_cutlass
 @needs_cuobjdump
-def test_d128_packed_v_build_keeps_the_half_first_block(tmp_path):
-    """The D = 128 long-key packed-v build with the half first block on
-    (TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128=1, a tuning knob, off in the release: DESIGN 7) softmaxes a
-    tile's first block on its lower 128 keys when no row of the tile sees the upper 128 (consumer.cuh,
-    first_block_softmax): besides the steady loop, its consumers hold the first block's softmax whole
-    (a block's 128 exps per thread) and halved (64) at both places a tile's first block runs (the
-    boundary round and a tile's lone first S), so at least 2 x 128 + 2 x 64 MUFU.EX2 outside the
-    steady loop, where the build without it has 2 x 128 and 8-12 more (the rows' alpha and the like); and
-    no spill in the steady loop and no serialised wgmma come with it. Keeps the knob building and its paths in the SASS;
-    that the halved path gives the same bits is tools/bitwise_ab.py's A/B on the GPU (session 40:
+def test_d128_packed_v_build_halves_the_first_block_in_its_masked_kernel_only(tmp_path):
+    """The D = 128 long-key packed-v build softmaxes a tile's first block on its lower 128 keys when
+    no row of the tile sees the upper 128 (TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128, consumer.cuh,
+    first_block_softmax), in its masked-tiles kernel only (tile_scheduler.cuh, KernelVariant): with
+    the halved path in the kernel, ptxas schedules the steady loop differently, which cost the
+    non-causal launches 0.4-1.0% in session 40 (DESIGN 7). So:
+    - the masked kernel holds the first block's softmax whole (a block's 128 exps per thread) and
+      halved (64) at both places a tile's first block runs (the boundary round and a tile's lone
+      first S): at least 2 x 128 + 2 x 64 MUFU.EX2 outside the steady loop;
+    - the kernels the other launches run (whole tiles, split tail) have no halved path: at most
+      2 x 128 + 16 there (the rows' alpha and the like: 8-12 in the release);
+    - no spill in any steady loop and no serialised wgmma.
+    That the halved path gives the same bits is tools/bitwise_ab.py's A/B on the GPU (session 40:
     0 of 488 calls differ)."""
-    named = launch_unit_kernels("fwd_fp8_hdim128_packed_v", tmp_path, "fmha_fwd_fp8_sm90_kernel",
-                                flags=("-DTORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128=1",))
-    assert named
+    named = launch_unit_kernels("fwd_fp8_hdim128_packed_v", tmp_path, "fmha_fwd_fp8_sm90_kernel")
+    assert sorted(kernel_variant(m.string) for m, _ in named) == ["masked", "split", "whole"]
     for m, instrs in named:
         consumer = consumer_instrs(instrs)
         loop = steady_loop(consumer)
         assert sum("MUFU.EX2" in x for x in loop) >= 128, m.string
         outside = sum("MUFU.EX2" in x for x in consumer) - sum("MUFU.EX2" in x for x in loop)
-        assert outside >= 2 * 128 + 2 * 64, f"{outside} MUFU.EX2 outside the steady loop: {m.string}"
+        if kernel_variant(m.string) == "masked":
+            assert outside >= 2 * 128 + 2 * 64, f"{outside} MUFU.EX2 outside the steady loop: {m.string}"
+        else:
+            assert outside <= 2 * 128 + 16, f"{outside} MUFU.EX2 outside the steady loop: {m.string}"
         assert spills(loop) == 0 and serialized_wgmma(instrs) == 0, m.string

@@ -3,7 +3,10 @@ accept a round whose softmax runs between the two waits and reject one where
 ptxas hoisted the P V wait above the softmax. The check of the real kernel is
 tests/gpu/test_sass_sm90.py."""
 
-from sass_checks import overlap_regions, serialized_wgmma, shared_stores_while_pv_in_flight, split_functions
+import pytest
+
+from sass_checks import (kernel_build, kernel_variant, overlap_regions, serialized_wgmma,
+                         shared_stores_while_pv_in_flight, split_functions)
 
 
 def _sass(body: list[str]) -> str:
@@ -87,3 +90,23 @@ def test_p_store_before_the_pv_wait_is_caught():
     rs = [x.replace("R120, gdesc[UR16]", "R120, R184, gdesc[UR16]") for x in body]
     (instrs,) = split_functions(_sass(rs)).values()
     assert shared_stores_while_pv_in_flight(instrs, "64x128x32") == []
+
+
+def test_kernel_variant_reads_mangled_and_demangled_names():
+    """cuobjdump names the forward kernels mangled, torch.profiler demangled; both carry the
+    KernelVariant (tile_scheduler.cuh) that kernel_variant reads and kernel_build drops."""
+    traits = "_ZN10torch_fmha6kernel24fmha_fwd_fp8_sm90_kernelINS0_12Fp8FwdTraitsILi128ELNS0_10KvBlockingE0E" \
+             "LNS0_7VLayoutE1EEENS0_18DenseTileSchedulerILi128EEE"
+    mangled = {v: f"{traits}LNS0_13KernelVariantE{v}EEEvNS0_12KernelParamsIT_T0_EE" for v in range(3)}
+    assert [kernel_variant(mangled[v]) for v in range(3)] == ["whole", "split", "masked"]
+    assert len({kernel_build(n) for n in mangled.values()}) == 1
+    demangled = {v: ("void torch_fmha::kernel::fmha_fwd_fp8_sm90_kernel<torch_fmha::kernel::Fp8FwdTraits<128, "
+                     "(torch_fmha::kernel::KvBlocking)0, (torch_fmha::kernel::VLayout)1>, "
+                     f"torch_fmha::kernel::DenseTileScheduler<128>, (torch_fmha::kernel::KernelVariant){v}>"
+                     "(torch_fmha::kernel::KernelParams<...>)") for v in range(3)}
+    assert [kernel_variant(demangled[v]) for v in range(3)] == ["whole", "split", "masked"]
+    assert len({kernel_build(n) for n in demangled.values()}) == 1
+    other = demangled[0].replace("VLayout)1", "VLayout)0")
+    assert kernel_build(other) != kernel_build(demangled[0])
+    with pytest.raises(AssertionError):
+        kernel_variant("void torch_fmha::kernel::decode_kernel<128, true>(...)")

@@ -213,10 +213,13 @@ __device__ __forceinline__ void store_p_smem(const WordsP& p32, uint32_t p_tile,
   fence_view_async_shared();
 }
 
-// kSplit: the instantiation that runs split tails (tile_scheduler.cuh).
-template <class Traits, bool kSplit, class Params, class Storage>
+// kVariant: which kernel instantiation this is (tile_scheduler.cuh, KernelVariant): the split
+// tails' pieces (kSplitTail) and the halved first block (kMaskedTiles) exist only in theirs.
+template <class Traits, KernelVariant kVariant, class Params, class Storage>
 __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) {
   using namespace cute;
+  constexpr bool kSplit = kVariant == KernelVariant::kSplitTail;
+  constexpr bool kHalfFirstBlock = kVariant == KernelVariant::kMaskedTiles;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
@@ -289,7 +292,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // every call below follows a finish_pv or a round without P V.
   // upper_half_zero: the block ran its softmax on the lower half (first_block_softmax).
   auto make_p = [&](bool upper_half_zero) {
-    if constexpr (Traits::kHalfFirstBlock) {  // instantiated only there: kBlockN / 2 is a P group multiple
+    if constexpr (kHalfFirstBlock) {  // instantiated only there: kBlockN / 2 is a P group multiple
       if (upper_half_zero) {
         convert_p<kBlockN, kBlockN / 2>(tSrS, tOrPWords);
       } else {
@@ -370,7 +373,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // of the tile sees the upper half), which make_p must be told.
   auto first_block_softmax = [&](const TileInfo& t, int n_block) {
     const MaskInfo m = tile_mask(t);
-    if constexpr (Traits::kHalfFirstBlock) {
+    if constexpr (kHalfFirstBlock) {
       if (m.upper_half_hidden<kBlockM, kBlockN>(t.m_block, n_block)) {  // the lower half alone
         if (p.softcap > 0.f) apply_softcap<kBlockN / 4>(tSrS, t.softcap_mul);
         if (m.block_needs_mask<kBlockM, kBlockN>(t.m_block, n_block)) {

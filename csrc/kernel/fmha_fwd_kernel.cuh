@@ -95,12 +95,18 @@ constexpr int shared_storage_bytes() {
 // H100 / H200: at most 227 KB of shared memory per block.
 inline constexpr int kMaxSmemPerBlock = 227 * 1024;
 
-// kSplit: the instantiation for launches with an active split tail (tile_scheduler.cuh;
-// dense only), so the pieces' code never sits in the kernel other launches run.
-template <class Traits, class Scheduler, bool kSplit = false>
+// kVariant (tile_scheduler.cuh, KernelVariant): kSplitTail for launches with an active split
+// tail, kMaskedTiles for causal / windowed launches of builds with Traits::kHalfFirstBlock
+// (dense only both), so the pieces' code and the halved first block never sit in the kernel
+// the other launches run.
+template <class Traits, class Scheduler, KernelVariant kVariant = KernelVariant::kWholeTiles>
 __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     fmha_fwd_fp8_sm90_kernel(const __grid_constant__ KernelParams<Traits, Scheduler> params) {
-  static_assert(!kSplit || !Scheduler::kVarlen, "varlen launches have no split tail");
+  constexpr bool kSplit = kVariant == KernelVariant::kSplitTail;
+  static_assert(kVariant == KernelVariant::kWholeTiles || !Scheduler::kVarlen,
+                "varlen launches run the kernel of whole tiles");
+  static_assert(kVariant != KernelVariant::kMaskedTiles || Traits::kHalfFirstBlock,
+                "the masked-tiles kernel differs only by the half first block");
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
   static_assert(shared_storage_bytes<Traits>() <= kMaxSmemPerBlock, "shared memory budget");
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -151,7 +157,7 @@ __global__ void __launch_bounds__(Traits::kNumThreads, 1)
     producer_run<Traits, kSplit>(params, ss);
   } else {
     cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegs>();
-    consumer_run<Traits, kSplit>(params, ss);
+    consumer_run<Traits, kVariant>(params, ss);
   }
 #endif
 }

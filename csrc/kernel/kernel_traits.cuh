@@ -173,17 +173,20 @@
 #endif
 // A tile's first KV block whose upper half no row of the tile sees runs its softmax
 // on the lower half only (consumer.cuh, Fp8FwdTraits::kHalfFirstBlock), in the builds
-// with 256-key blocks (D = 64, D = 128's long packed-v build). Off: measured in session 40
-// (one H200, docs/DESIGN.md section 7), the same bits, but with the halved path in the
-// tile-boundary round ptxas scheduled the steady KV loop differently (at D = 64 58 of its
-// exp arguments' FFMAs ahead of the MUFU.EX2s instead of between them; at D = 128 the row
-// max and exp steps reordered): D = 64 9-14% slower from 1k keys; D = 128 causal -0.2 to
-// +1.9% and non-causal -0.4 to -1.0% (most cells within the rounds' spread).
+// with 256-key blocks (D = 64, D = 128's long packed-v build), in a kernel of its own that
+// only causal and windowed launches run (tile_scheduler.cuh, KernelVariant::kMaskedTiles).
+// Session 40 (one H200, docs/DESIGN.md section 7) measured it in the one kernel every launch
+// ran: the same bits, but with the halved path in the tile-boundary round ptxas scheduled the
+// steady KV loop differently (at D = 64 58 of its exp arguments' FFMAs ahead of the
+// MUFU.EX2s instead of between them; at D = 128 the row max and exp steps reordered): D = 64
+// 9-14% slower from 1k keys, causal too; D = 128 causal -0.2 to +1.9% and non-causal -0.4 to
+// -1.0% (most cells within the rounds' spread). Session 41 keeps the non-causal launches on
+// the release kernel and gives D = 128's causal ones the halved block (DESIGN section 7).
 #ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64
 #define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64 0
 #endif
 #ifndef TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128
-#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 0
+#define TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128 1
 #endif
 // A block's row max from the scores' bits by three-input integer maxes (softmax.cuh,
 // int_max_of_scores: VIMNMX3, two scores per instruction; the same max). Session 27 (one
@@ -414,8 +417,8 @@ struct Fp8FwdTraits {
   // only and P's upper half is written as zeros; S and P V stay whole GEMMs (a wgmma
   // behind a runtime branch would serialise them, gemm_round), which the softmax's
   // issue slots, not the tensor core, pace at these head dims. The output has the
-  // same bits either way (softmax.cuh, OnlineSoftmax::update). A tuning knob, off in
-  // the release (above: ptxas reschedules the steady loop). 256-key blocks only: with
+  // same bits either way (softmax.cuh, OnlineSoftmax::update). Only the masked-tiles
+  // kernel has it (above: ptxas reschedules the steady loop). 256-key blocks only: with
   // 128-key blocks a causal diagonal hides no half block where Sk - Sq and Sk are
   // multiples of 128 (the grid's shapes); 192-key blocks do have hidden upper parts
   // (rows 128-255 and keys 256-383), not measured.

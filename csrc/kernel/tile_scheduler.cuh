@@ -140,6 +140,16 @@ __host__ __device__ constexpr int split_tail_narrowest_block(int head_dim) {
   return head_dim == 64 ? 256 : head_dim == 128 ? 192 : 64;
 }
 
+// The kernel instantiations of a dense build; fwd_launch_template.cuh picks one per launch.
+//   kWholeTiles:  every launch the other two do not take (and all varlen launches);
+//   kSplitTail:   launches whose split tail (above) is active; the pieces' code lives only here;
+//   kMaskedTiles: causal and windowed launches of the builds with Traits::kHalfFirstBlock
+//                 (consumer.cuh, first_block_softmax): the halved first-block softmax lives only
+//                 here, since with it in the kernel ptxas schedules the steady KV loop differently
+//                 (docs/DESIGN.md section 7), and non-causal launches never meet a half-hidden block.
+// A masked launch never splits (only tiles of equal cost do), so the two never combine.
+enum class KernelVariant : int32_t { kWholeTiles = 0, kSplitTail = 1, kMaskedTiles = 2 };
+
 // What a tile (or piece) does with its result.
 enum class SplitRole : int32_t {
   kWhole = 0,      // the whole tile: the epilogue stores it

@@ -38,21 +38,26 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128
 #define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_128 2048
 #endif
-// The limit for a packed v without a mask (no causal, no window) alone: 1024, so
-// 1025-2048 keys run the 256-key long build. Measured (one H200, session 25, 3 rounds,
-// DESIGN section 6): 2048 keys 777 -> 810 TF/s (ours / cuDNN FP8 0.886 -> 0.931); at
-// 1024 keys the long build was as fast as the short one (714 against 716), which keeps
-// them. The check is seqlen_k <= limit. The packed / standard bitwise GPU test
-// (test_fwd_sm90.py) compares only where both run the same tiling.
+// The limit for a packed v without a mask (no causal, no window) alone: 256 since session 41,
+// so 257-2048 keys run the 256-key long build. Session 25 (one H200, 3 rounds, DESIGN
+// section 6) set 1024: 2048 keys 777 -> 810 TF/s (ours / cuDNN FP8 0.886 -> 0.931), and at
+// 1024 keys the long build was as fast as the short one (714 against 716). Since then the
+// long build got the fp8 group stores (session 32) among other changes; session 41 (one H200,
+// same call, rounds in alternating processes, FP8 out) measured again: 1024 keys short
+// 724-727 TF/s, long 784-786 (+8.3%, 4 rounds); 512 keys short 612-614, long 656-663 (+8.3%,
+// 3 rounds). 256 keys and fewer (one long block) were not timed and stay short. The check is
+// seqlen_k <= limit. The packed / standard bitwise GPU test (test_fwd_sm90.py) compares only
+// where both run the same tiling.
 #ifndef TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128
-#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128 1024
+#define TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128 256
 #endif
 // The limit for a packed v with a causal mask or a window: 2048 (4096 in sessions 31-37). A
 // causal 128-row tile ends in one diagonal block; with 128-key blocks nothing past the
 // diagonal is computed, with the packed-v long build's 256-key blocks half of every second
 // tile's last block is, while 128-key blocks pay their per-block overhead twice as often
-// (session 40's knob that softmaxes only the visible half, TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128,
-// is off: kernel_traits.cuh).
+// (since session 41 the long build's causal launches run a kernel that softmaxes only the
+// visible half, TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128: kernel_traits.cuh; session 41 measured
+// causal 2048 keys on it against the short build: 626-636 against 641-654 TF/s, -2.3%).
 // Session 31 (one H200, same call, 2 rounds, causal 4096 keys, FP8 out) measured the short
 // build 3.1% faster (706 -> 728 TF/s) and moved the limit to 4096; session 32 then gave the
 // long build its cheaper fp8 epilogue (the groups). Session 38 (one H200, same call, 4

@@ -216,22 +216,36 @@ cudaError_t launch_fwd_fp8(const FwdParams& p, cudaStream_t stream) {
 
   constexpr int kSmemBytes = kernel::shared_storage_bytes<Traits>();
   static_assert(kSmemBytes <= kernel::kMaxSmemPerBlock, "shared memory budget");
-  auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>;
+  // The build's kernels (tile_scheduler.cuh, KernelVariant): the split tail's where its plan
+  // is active, the masked tiles' for causal and windowed launches where the build halves a
+  // tile's half-hidden first block (Traits::kHalfFirstBlock), else the plain one.
+  using kernel::KernelVariant;
+  constexpr bool kMaskedKernel = !kVarlen && Traits::kHalfFirstBlock;
+  auto kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, KernelVariant::kWholeTiles>;
   if constexpr (kSplitMinBlocks > 0) {
     if (kp.scheduler.tail.active() || TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN) {
-      kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, true>;
+      kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, KernelVariant::kSplitTail>;
+    }
+  }
+  if constexpr (kMaskedKernel) {
+    if (bottom_right_window || p.window_left >= 0) {  // a masked launch never splits (above)
+      kernel_fn = kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, KernelVariant::kMaskedTiles>;
     }
   }
 
-  // The dynamic shared memory limit is raised once per device (for both kernels of a build
-  // with a split tail).
+  // The dynamic shared memory limit is raised once per device, for each kernel of the build.
   static bool smem_raised[64] = {};
   if (device < 64 && !smem_raised[device]) {
-    err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler>,
+    err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, KernelVariant::kWholeTiles>,
                                cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (err != cudaSuccess) return err;
     if constexpr (kSplitMinBlocks > 0) {
-      err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, true>,
+      err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, KernelVariant::kSplitTail>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+      if (err != cudaSuccess) return err;
+    }
+    if constexpr (kMaskedKernel) {
+      err = cudaFuncSetAttribute(kernel::fmha_fwd_fp8_sm90_kernel<Traits, Scheduler, KernelVariant::kMaskedTiles>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
       if (err != cudaSuccess) return err;
     }

@@ -73,7 +73,7 @@ SPLIT_SCRIPT = textwrap.dedent("""
         out, lse = torch_fmha.attention(q, k, v, return_lse=True)
         torch.cuda.synchronize()
     names = [e.name for e in prof.events() if "fmha_fwd_fp8_sm90_kernel" in e.name]
-    print("SPLIT-KERNEL" if any("DenseTileScheduler<128>, true>" in n for n in names) else names,
+    print("SPLIT-KERNEL" if any("KernelVariant)1>" in n for n in names) else names,
           flush=True)
     os.environ["TORCH_FMHA_DEBUG_TEST_SPLIT_TAIL_WAIT_NS"] = "50000000"
     out2, lse2 = torch_fmha.attention(q, k, v, return_lse=True)

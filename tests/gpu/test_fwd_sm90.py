@@ -18,6 +18,7 @@ from op_defaults import call
 from opcheck_samples import FP8_UTILS, fwd_samples
 from poison import call_with_nan_outputs
 from reference import assert_close_by_rule, attention_ref, output_as_float64, round_output
+from sass_checks import kernel_build, kernel_variant
 
 LENGTHS = [1, 63, 64, 65, 113, 127, 128, 129, 1023, 4224]
 HEAD_DIMS = [64, 128, 256]
@@ -118,8 +119,9 @@ def test_split_tail_gqa_softcap_sinks_fp8_out(d):
 
 @pytest.mark.parametrize("d", [64, 128])
 def test_split_tail_kernel_choice(d):
-    """With the knob, a launch with an active plan runs the split kernel (kSplit = true) and a
-    causal one, which never splits, the kernel without it (fwd_launch_template.cuh)."""
+    """With the knob, a launch with an active plan runs the split kernel (KernelVariant::kSplitTail)
+    and a causal one, which never splits, the kernel of whole tiles (fwd_launch_template.cuh; the
+    standard v's builds have no masked-tiles kernel)."""
     from test_sass_sm90 import split_knob
     if split_knob(d) == 0:
         pytest.skip(f"TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} is 0 in this build: no split kernel")
@@ -127,23 +129,23 @@ def test_split_tail_kernel_choice(d):
         pytest.skip("the shape is chosen for 132 SMs (272 tiles: a remainder of 8)")
     q, k, v, s = dense_inputs(1, 2048, split_keys(d, 2048), 17, 17, d, FP8, device="cuda", poison=False,
                               seed=d)
-    assert "DenseTileScheduler<128>, true>" in _dense_kernel_name(q, k, v, s)
-    assert "DenseTileScheduler<128>, false>" in _dense_kernel_name(q, k, v, dict(s, causal=True))
+    assert kernel_variant(_dense_kernel_name(q, k, v, s)) == "split"
+    assert kernel_variant(_dense_kernel_name(q, k, v, dict(s, causal=True))) == "whole"
     # A packed v splits by its own threshold (16 blocks of 256 keys at D = 128 since session 32):
     # at exactly that many blocks it splits, one block fewer it runs whole. (At D = 64 both
     # layouts have one threshold.) The reference is the packed-v long build's kernel without the
-    # split: 1040 keys, past the short-key build's 1024 for a packed v without a mask
-    # (test_short_key_dispatch_packed_v_unmasked) and under any split threshold.
+    # split: 1040 keys, past the short-key build's limit for a packed v without a mask (256,
+    # test_short_key_dispatch_packed_v_unmasked) and under any split threshold.
     packed_blocks = split_knob(d, packed_v=True)
     if d == 128 and (packed_blocks - 1) * 256 > 1040:
         q, k, v, s = dense_inputs(1, 2048, 1040, 17, 17, d, FP8, device="cuda", poison=False, seed=d)
         whole = _dense_kernel_name(q, k, packed_v(v), s)
-        assert "DenseTileScheduler<128>, false>" in whole, whole
-        split = whole.replace("DenseTileScheduler<128>, false>", "DenseTileScheduler<128>, true>")
-        for blocks, expected in ((packed_blocks, split), (packed_blocks - 1, whole)):
+        assert kernel_variant(whole) == "whole", whole
+        for blocks, expected in ((packed_blocks, "split"), (packed_blocks - 1, "whole")):
             q, k, v, s = dense_inputs(1, 2048, blocks * 256, 17, 17, d, FP8, device="cuda",
                                       poison=False, seed=d + blocks)
-            assert _dense_kernel_name(q, k, packed_v(v), s) == expected, blocks
+            name = _dense_kernel_name(q, k, packed_v(v), s)
+            assert kernel_build(name) == kernel_build(whole) and kernel_variant(name) == expected, blocks
 
 
 @pytest.mark.parametrize("d,pack_v", [(64, False), (128, False), (128, True)])
@@ -180,8 +182,8 @@ def test_split_tail_bits_do_not_depend_on_timing(d, pack_v):
 # Packed v: TMA loads V^T blocks with each 16-key group already in the P V product's key
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
 # zero padding slots), whole groups with no padding slot in a partial block (16, 128), the
-# D=128 short build (a packed v: <= 2048 keys with a mask, <= 1024 without one) and the long
-# ones.
+# D=128 short build (a packed v: <= 2048 keys with a mask, <= 256 without one since session 41,
+# packed_v_short_limits) and the long ones.
 @pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 1025, 2048, 2100, 4096, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
@@ -203,14 +205,15 @@ def test_packed_v_bitwise_equals_standard_layout(seqlen, causal, d):
     """The packed build reads the V^T the transposer would have written (same slots, zeros past
     the sequence) and runs the same softmax and products: out and lse are bitwise those of the
     standard layout. A key-order mismatch would not survive this on peaky data.
-    Not at D = 128 past the short-key builds (the standard v's 2048 keys, the packed v's 1024
-    without a mask; a packed v with a mask runs the short build to 2048 keys):
+    Not at D = 128 past the short-key builds (the standard v's 2048 keys, the packed v's 256
+    without a mask; a packed v with a mask runs the short build to 2048 keys: packed_v_short_limits):
     the packed-v long build runs 256-key blocks with P from shared memory, the standard one
     192-key blocks or the short build (kernel_traits.cuh, TORCH_FMHA_TUNE_P_SMEM_128;
     fwd_fp8_launch.h), and another tiling rounds P differently; test_packed_v checks that build
     against the oracle. At D = 256 both run 128-key blocks, P V reading P from shared memory
     (packed) or registers (standard): the same bits."""
-    if d == 128 and seqlen > (2048 if causal else 1024):
+    unmasked, masked = packed_v_short_limits()
+    if d == 128 and seqlen > min(2048, masked if causal else unmasked):
         pytest.skip("D = 128: packed v 256-key blocks, standard v 192-key or short-key ones (not the same tiling)")
     g = torch.Generator().manual_seed(seqlen + d)
 
@@ -307,7 +310,7 @@ def test_short_key_blocking_boundary(d, sk, pack_v, causal):
     """D=128 dense switches from 128-key blocks (the short-key build) to the long build
     above short_keys_max_seqlen(128, ...) (fwd_fp8_launch.h): for the standard v at 2048 keys
     (to 192-key blocks), for a packed v with a causal mask or a window at 2048 too (to 256-key
-    blocks; without a mask a packed v switches at 1024, so 2048 / 2049 run its long build
+    blocks; without a mask a packed v switches at 256, so 2048 / 2049 run its long build
     then): both sides of each switch, with Sq != Sk so causal's bottom-right alignment and the
     partial blocks differ per build. D=64 at 1025 keys: its 256-key long build with a 1-key
     last block. The windows span more than short_keys_max_window_span(128) = 2048 keys, so
@@ -317,6 +320,14 @@ def test_short_key_blocking_boundary(d, sk, pack_v, causal):
     window = (2000, 0) if causal else (1200, 900)
     run_case(1, sk, sk, 2, 1, d, window=window, seed=sk + 1, pack_v=pack_v,
              case=f"S={sk} D={d} window={window} packed v={pack_v}")
+
+
+def packed_v_short_limits() -> tuple[int, int]:
+    """short_keys_max_seqlen(128, masked, packed v) as this build has it (fwd_fp8_launch.h):
+    the keys up to which a packed v runs D = 128's short-key build without and with a mask."""
+    from test_sass_sm90 import TRAITS, knob
+    launch_h = TRAITS.parent.parent / "launch" / "fwd_fp8_launch.h"
+    return knob("SHORT_MAX_SEQLEN_PACKED_UNMASKED_128", launch_h), knob("SHORT_MAX_SEQLEN_PACKED_MASKED_128", launch_h)
 
 
 def _dense_kernel_name(q, k, v, s):
@@ -361,22 +372,32 @@ def test_short_key_dispatch(d, causal, max_short):
 
 
 def test_short_key_dispatch_packed_v_unmasked():
-    """A packed v without a mask takes the short-key build up to 1024 keys only
-    (short_keys_max_seqlen(128, false, true), fwd_fp8_launch.h): at 1040 and 2048 keys (whole
-    16-key groups of the packed v) the 256-key long build that longer sequences run; with causal
-    the short one up to 2048 keys, the long one past it. test_packed_v runs 1025 keys against
-    the oracle."""
+    """A packed v without a mask takes the short-key build up to
+    short_keys_max_seqlen(128, false, true) keys only (256 since session 41; fwd_fp8_launch.h,
+    TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128), past it (whole 16-key groups of the
+    packed v) the 256-key long build that longer sequences run; with causal the short one up to
+    its own limit (2048 keys, ..._PACKED_MASKED_128), the long one past it. test_packed_v runs
+    1025 keys against the oracle."""
+    from test_sass_sm90 import knob
+    unmasked, masked = packed_v_short_limits()
+    assert 16 <= unmasked < masked <= 4096 - 16 and unmasked % 16 == 0 == masked % 16, (unmasked, masked)
     q, k, v, s = dense_inputs(1, 4224, 4224, 2, 1, 128, FP8, device="cuda", poison=False, seed=5)
     v = packed_v(v)
 
     def build(sk, **kw):  # the first sk keys (whole 16-key groups of the packed v)
         return _dense_kernel_name(q[:, :64], k[:, :sk], v[..., : sk // 16, :].contiguous(), dict(s, **kw))
 
-    long_build, short_build = build(4224), build(1024)
+    long_build, short_build = build(4224), build(unmasked)
     assert long_build != short_build
-    assert build(2048) == long_build and build(1040) == long_build
-    assert build(1040, causal=True) == short_build and build(2048, causal=True) == short_build
-    assert build(2064, causal=True) == long_build and build(4096, causal=True) == long_build
+    assert build(16) == short_build
+    assert build(unmasked + 16) == long_build and build(masked) == long_build
+    assert build(unmasked + 16, causal=True) == short_build and build(masked, causal=True) == short_build
+    # Past its limit a causal call runs the long build's masked-tiles kernel where the build has
+    # one (the half first block: kernel_traits.cuh), the kernel of whole tiles otherwise.
+    causal_variant = "masked" if knob("HALF_FIRST_BLOCK_128") and knob("P_SMEM_128") else "whole"
+    for sk in (masked + 16, 4096):
+        name = build(sk, causal=True)
+        assert kernel_build(name) == kernel_build(long_build) and kernel_variant(name) == causal_variant, sk
 
 
 @pytest.mark.parametrize("pack_v", [False, True])
@@ -393,8 +414,8 @@ def test_short_key_build_for_narrow_windows(causal, pack_v):
         v = packed_v(v)
     right = 0 if causal else 100
     narrow, wide = (1920 - right, right), (1921 - right, right)
-    v_1k = v[..., :64, :].contiguous() if pack_v else v[:, :1024]  # the first 1024 keys
-    short_build = _dense_kernel_name(q[:, :64], k[:, :1024], v_1k, s)
+    v_256 = v[..., :16, :].contiguous() if pack_v else v[:, :256]  # the first 256 keys: short for both
+    short_build = _dense_kernel_name(q[:, :64], k[:, :256], v_256, s)
     long_build = _dense_kernel_name(q, k, v, s)
     assert short_build != long_build, "one build on both sides of short_keys_max_seqlen(128)"
     for window, want in ((narrow, short_build), (wide, long_build)):
@@ -402,7 +423,8 @@ def test_short_key_build_for_narrow_windows(causal, pack_v):
             run_case(1, sq, sk, 2, 1, 128, causal=causal, window=window, seed=sq + window[0], pack_v=pack_v,
                      case=f"Sq={sq} Sk={sk} window={window} causal={causal} packed v={pack_v}")
         name = _dense_kernel_name(q, k, v, dict(s, causal=causal, window_size=window))
-        assert name == want, f"window {window} (span {sum(window) + 128}) runs {name}"
+        # The long build's windows may run its masked-tiles kernel (the half first block).
+        assert kernel_build(name) == kernel_build(want), f"window {window} (span {sum(window) + 128}) runs {name}"
 
 
 @pytest.mark.parametrize("d", [64, 256])

@@ -18,7 +18,7 @@ import pytest
 
 import torch_fmha
 from sass_checks import (consumer_instrs, group_store_builds, group_stores, overlap_regions,
-                         serialized_wgmma, spills, split_functions, steady_loop)
+                         kernel_variant, serialized_wgmma, spills, split_functions, steady_loop)
 
 TRAITS = Path(torch_fmha._build.source_root()) / "kernel" / "kernel_traits.cuh"
 
@@ -72,16 +72,35 @@ def kernels():
     funcs = {name: instrs for name, instrs in split_functions(sass).items()
              if "fmha_fwd_fp8_sm90_kernel" in name}
     # A head dim with a split tail (tile_scheduler.cuh, TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_<d>;
-    # on at D = 64 and 128 in the release) has each dense build twice: the kernel with kSplit set ("ELb1E" in the
-    # mangled name) runs the launches whose plan is active. The checks below apply to both.
-    # D = 128's short-key builds never split (fwd_launch_template.cuh): its two long builds do,
-    # each by its v layout's threshold.
+    # on at D = 64 and 128 in the release) has each dense build twice: the kernel of the split tail
+    # (KernelVariant::kSplitTail) runs the launches whose plan is active. The checks below apply to
+    # all kernels. D = 128's short-key builds never split (fwd_launch_template.cuh): its two long
+    # builds do, each by its v layout's threshold. A dense build with the half first block
+    # (kernel_traits.cuh, kHalfFirstBlock) has a third kernel for causal and windowed launches
+    # (KernelVariant::kMaskedTiles).
     splits = sum(split_knob(d, packed_v) > 0 for d in (64, 128) for packed_v in (False, True))
-    assert sum("ELb1E" in name for name in funcs) == splits, list(funcs)
-    assert len(funcs) == 11 + splits, (
+    masked = half_first_block_builds()
+    variants = [kernel_variant(name) for name in funcs]
+    assert variants.count("split") == splits and variants.count("masked") == masked, list(funcs)
+    assert len(funcs) == 11 + splits + masked, (
         f"expected 11 kernel variants (D=64/128/256 x dense/varlen, the D=128 dense short-key build, "
-        f"and the four dense builds again for a packed v), and {splits} split-tail ones, got {list(funcs)}")
+        f"and the four dense builds again for a packed v), {splits} split-tail ones and {masked} "
+        f"masked-tiles ones, got {list(funcs)}")
     return funcs
+
+
+def half_first_block_builds() -> int:
+    """Dense builds with a masked-tiles kernel (kernel_traits.cuh, kHalfFirstBlock: 256-key blocks
+    and TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_<d> on): D = 64's two (standard and packed v, both
+    TORCH_FMHA_TUNE_BLOCK_N_64 wide), D = 128's long standard-v build (TORCH_FMHA_TUNE_BLOCK_N_128)
+    and its long packed-v build (256-key blocks while P goes through shared memory,
+    TORCH_FMHA_TUNE_P_SMEM_128)."""
+    builds = 0
+    if knob("HALF_FIRST_BLOCK_64") and knob("BLOCK_N_64") == 256:
+        builds += 2
+    if knob("HALF_FIRST_BLOCK_128"):
+        builds += (knob("BLOCK_N_128") == 256) + (knob("P_SMEM_128") != 0)
+    return builds
 
 
 def split_knob(d: int, packed_v: bool = False) -> int:

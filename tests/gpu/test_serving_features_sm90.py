@@ -206,7 +206,7 @@ def test_sinks_vs_oracle(d, kind):
 @pytest.mark.parametrize("d", [128, 256])
 def test_packed_v_softcap_sinks_vs_oracle(d):
     """softcap and sinks in the builds that read P from shared memory (kernel_traits.cuh,
-    kPFromSmem): a packed v at D = 256, and at D = 128 past the short-key limits (1024 keys
+    kPFromSmem): a packed v at D = 256, and at D = 128 past the short-key limits (256 keys
     without a mask, 2048 with one; 4200 keys here; D = 256 has no short build: 2100)."""
     q, k, v, s = dense_inputs(1, 700, {128: 4200}.get(d, 2100), 4, 2, d, FP8, device="cuda", seed=d + 7)
     for kw in (dict(softcap=30.0), dict(causal=True, softcap=30.0), dict(window_size=(1500, 700))):
