@@ -60,6 +60,8 @@ def test_baseline_choice_and_single_variant(tmp_path):
     b = [_write(tmp_path, "beta", r, {1024: t}) for r, t in enumerate([660.0, 671.0])]
     # No "base": the first variant (sorted by name) is the baseline; --base picks another.
     assert _cells(_table(a + b))[1024][1].endswith("+10.0%")
-    cells = _cells(_table(a + b, "--base", "beta"))
+    lines = _table(a + b, "--base", "beta")
+    cells = _cells(lines)
     assert cells[1024][0].endswith("-9.1%") and "%" not in cells[1024][1]
+    assert "vs beta" in lines[1].split("|")[1] and "vs" not in lines[1].split("|")[2]  # the header names it
     assert "%" not in "".join(_table(a))  # one variant: nothing to compare

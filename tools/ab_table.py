@@ -80,7 +80,7 @@ def main(argv: list[str]) -> None:
     label = "with/w.o. [spread] TF" if serving else "ours/cuDNN [spread] TF"
     width = max([7] + [len(k[0]) for k in ours])
     lines = [[f"{'case':{width}} {'D':>4} {'causal':>14} {'S':>6}", *variants],
-             ["", *(label + (" vs base" if compare and v != base else "") for v in variants)]]
+             ["", *(label + (f" vs {base}" if compare and v != base else "") for v in variants)]]
     for key in sorted(ours):
         cells = []
         for v in variants:
