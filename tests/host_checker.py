@@ -92,10 +92,23 @@ def build_and_run(source: str, tmp_path: Path, flags: list[str] = (), build_time
     return run.stdout.splitlines()
 
 
+# launch_unit_sass's results in this process, by (unit, flags): several SASS tests read the same
+# unit (the D = 128 packed-v one four times), and each compile takes minutes on CI's 2 cores.
+_SASS_TEXT: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
 def launch_unit_sass(unit: str, tmp_path: Path, flags: tuple[str, ...] = ()) -> str:
     """csrc/launch/<unit>.cu compiled for sm_90a with the library build's flags (and `flags`,
     e.g. a tuning knob's -D), as `cuobjdump -sass` text (the SASS tests split it with
-    sass_checks.split_functions)."""
+    sass_checks.split_functions). Compiled once per process for each (unit, flags): the
+    sources do not change while the tests run."""
+    key = (unit, tuple(flags))
+    if key not in _SASS_TEXT:
+        _SASS_TEXT[key] = _compile_launch_unit(unit, tmp_path, flags)
+    return _SASS_TEXT[key]
+
+
+def _compile_launch_unit(unit: str, tmp_path: Path, flags: tuple[str, ...]) -> str:
     cubin = tmp_path / f"{unit}.cubin"
     build = subprocess.run(
         [NVCC, *NVCC_FLAGS, *flags, "-DTORCH_FMHA_WITH_CUDA", f"-I{cutlass_include()}", f"-I{source_root()}", "-cubin",
