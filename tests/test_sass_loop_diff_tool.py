@@ -78,3 +78,12 @@ def test_command_line_reads_two_dumps(tmp_path):
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert KERNEL in run.stdout and "opcode order ratio 0." in run.stdout
+
+
+def test_kernels_of_one_side_are_listed():
+    """A knob that adds a kernel instantiation (the masked-tiles kernel) leaves a kernel with no
+    partner: compare_sass skips it, unpaired_kernels names it."""
+    a = _dump(INTERLEAVED)
+    b = a + _dump(INTERLEAVED, name=KERNEL + "_masked")
+    assert sld.unpaired_kernels(a, b) == ([], [KERNEL + "_masked"])
+    assert sld.unpaired_kernels(a, a) == ([], [])

@@ -78,8 +78,7 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // first-block round, two 34 KB (D = 64) / 66 KB (D = 128) partials written, both read back
 // and merged, and the two pieces end without the tile-boundary overlap (consumer.cuh), so a
 // tile of few blocks gains less than its cut costs. The split runs in a kernel instantiation
-// of its own (fmha_fwd_fp8_sm90_kernel's kSplit); the kernel every other launch runs is the
-// one without it. Measured (session 29, one H200, same call, 2 rounds, FP8 out,
+// of its own (KernelVariant::kSplitTail, below); the other launches run kernels without it. Measured (session 29, one H200, same call, 2 rounds, FP8 out,
 // B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s, S = 1k / 2k / 4k / 8k / 16k:
 //   D = 64 non-causal:  495 540 565 586 597 -> min 8: 494 555 586 604 617 (1k: 4 blocks, no
 //                       split); causal (never split) within 0.6%: on at 8;
@@ -113,13 +112,14 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 #define TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_PACKED_128 16
 #endif
 // A developer knob for an A/B: 1 runs every dense launch of a head dim's builds with a split
-// tail (above; not D = 128's short-key build) in the split kernel (kSplit) with no plan, so
+// tail (above; not D = 128's short-key build) in the split kernel (kSplitTail) with no plan, so
 // all its tiles whole. It measures what the split kernel's own code costs apart from what the
 // split does; the split kernel runs every tile of a launch whose plan is active. At D = 128
 // the packed-v build's split producer spilled 71 instructions' worth against 22 with 64-bit
 // piece arithmetic, 45 since session 30 (the standard-v build's 53 -> 42 against 28); its
 // steady loop is scheduled differently, same length. Measured in session 30: under 1% (above).
-// (test_split_tail_kernel_choice fails under it by design: causal launches take that kernel.)
+// (test_split_tail_kernel_choice fails under it by design: causal launches take that kernel,
+// except in a build with the masked-tiles kernel, which its causal launches run instead.)
 #ifndef TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN
 #define TORCH_FMHA_TUNE_SPLIT_KERNEL_WITHOUT_PLAN 0
 #endif

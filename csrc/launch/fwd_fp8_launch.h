@@ -44,7 +44,7 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // 1024 keys the long build was as fast as the short one (714 against 716). Since then the
 // long build got the fp8 group stores (session 32) among other changes; session 41 (one H200,
 // same call, rounds in alternating processes, FP8 out) measured again: 1024 keys short
-// 724-727 TF/s, long 784-786 (+8.3%, 4 rounds); 512 keys short 612-614, long 656-663 (+8.3%,
+// 724-727 TF/s, long 784-786 (+8.1%, 4 rounds); 512 keys short 612-614, long 656-663 (+8.3%,
 // 3 rounds). 256 keys and fewer (one long block) were not timed and stay short. The check is
 // seqlen_k <= limit. The packed / standard bitwise GPU test (test_fwd_sm90.py) compares only
 // where both run the same tiling.
@@ -57,7 +57,8 @@ cudaError_t launch_fwd_fp8(const FwdParams& params, cudaStream_t stream);
 // tile's last block is, while 128-key blocks pay their per-block overhead twice as often
 // (since session 41 the long build's causal launches run a kernel that softmaxes only the
 // visible half, TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_128: kernel_traits.cuh; session 41 measured
-// causal 2048 keys on it against the short build: 626-636 against 641-654 TF/s, -2.3%).
+// causal 2048 keys on it against the short build: 626-636 against 641-654 TF/s, medians 630 /
+// 648, -2.8%).
 // Session 31 (one H200, same call, 2 rounds, causal 4096 keys, FP8 out) measured the short
 // build 3.1% faster (706 -> 728 TF/s) and moved the limit to 4096; session 32 then gave the
 // long build its cheaper fp8 epilogue (the groups). Session 38 (one H200, same call, 4

@@ -120,9 +120,10 @@ def test_split_tail_gqa_softcap_sinks_fp8_out(d):
 @pytest.mark.parametrize("d", [64, 128])
 def test_split_tail_kernel_choice(d):
     """With the knob, a launch with an active plan runs the split kernel (KernelVariant::kSplitTail)
-    and a causal one, which never splits, the kernel of whole tiles (fwd_launch_template.cuh; the
-    standard v's builds have no masked-tiles kernel)."""
-    from test_sass_sm90 import split_knob
+    and a causal one, which never splits, the kernel of whole tiles, or the masked-tiles kernel
+    where the build has one (fwd_launch_template.cuh; in the release the standard v's builds have
+    none)."""
+    from test_sass_sm90 import has_masked_kernel, split_knob
     if split_knob(d) == 0:
         pytest.skip(f"TORCH_FMHA_TUNE_SPLIT_TAIL_MIN_BLOCKS_{d} is 0 in this build: no split kernel")
     if torch.cuda.get_device_properties(0).multi_processor_count != 132:
@@ -130,7 +131,8 @@ def test_split_tail_kernel_choice(d):
     q, k, v, s = dense_inputs(1, 2048, split_keys(d, 2048), 17, 17, d, FP8, device="cuda", poison=False,
                               seed=d)
     assert kernel_variant(_dense_kernel_name(q, k, v, s)) == "split"
-    assert kernel_variant(_dense_kernel_name(q, k, v, dict(s, causal=True))) == "whole"
+    causal_variant = "masked" if has_masked_kernel(d, packed_v=False) else "whole"
+    assert kernel_variant(_dense_kernel_name(q, k, v, dict(s, causal=True))) == causal_variant
     # A packed v splits by its own threshold (16 blocks of 256 keys at D = 128 since session 32):
     # at exactly that many blocks it splits, one block fewer it runs whole. (At D = 64 both
     # layouts have one threshold.) The reference is the packed-v long build's kernel without the
@@ -183,8 +185,8 @@ def test_split_tail_bits_do_not_depend_on_timing(d, pack_v):
 # order. Lengths cover partial last groups and blocks (the permuted tail of a sequence lies in
 # zero padding slots), whole groups with no padding slot in a partial block (16, 128), the
 # D=128 short build (a packed v: <= 2048 keys with a mask, <= 256 without one since session 41,
-# packed_v_short_limits) and the long ones.
-@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 1023, 1025, 2048, 2100, 4096, 4224])
+# packed_v_short_limits; 256 / 257 keys sit on either side of that switch) and the long ones.
+@pytest.mark.parametrize("seqlen", [1, 16, 19, 63, 128, 129, 256, 257, 1023, 1025, 2048, 2100, 4096, 4224])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", HEAD_DIMS)
 def test_packed_v(seqlen, causal, d):
@@ -377,8 +379,8 @@ def test_short_key_dispatch_packed_v_unmasked():
     TORCH_FMHA_TUNE_SHORT_MAX_SEQLEN_PACKED_UNMASKED_128), past it (whole 16-key groups of the
     packed v) the 256-key long build that longer sequences run; with causal the short one up to
     its own limit (2048 keys, ..._PACKED_MASKED_128), the long one past it. test_packed_v runs
-    1025 keys against the oracle."""
-    from test_sass_sm90 import knob
+    256 / 257 keys (either side of the unmasked switch) against the oracle."""
+    from test_sass_sm90 import has_masked_kernel
     unmasked, masked = packed_v_short_limits()
     assert 16 <= unmasked < masked <= 4096 - 16 and unmasked % 16 == 0 == masked % 16, (unmasked, masked)
     q, k, v, s = dense_inputs(1, 4224, 4224, 2, 1, 128, FP8, device="cuda", poison=False, seed=5)
@@ -394,7 +396,7 @@ def test_short_key_dispatch_packed_v_unmasked():
     assert build(unmasked + 16, causal=True) == short_build and build(masked, causal=True) == short_build
     # Past its limit a causal call runs the long build's masked-tiles kernel where the build has
     # one (the half first block: kernel_traits.cuh), the kernel of whole tiles otherwise.
-    causal_variant = "masked" if knob("HALF_FIRST_BLOCK_128") and knob("P_SMEM_128") else "whole"
+    causal_variant = "masked" if has_masked_kernel(128, packed_v=True) else "whole"
     for sk in (masked + 16, 4096):
         name = build(sk, causal=True)
         assert kernel_build(name) == kernel_build(long_build) and kernel_variant(name) == causal_variant, sk
@@ -408,6 +410,7 @@ def test_short_key_build_for_narrow_windows(causal, pack_v):
     the short-key build (fwd_fp8_launch.h); one key wider, the long build. Both sides
     of the switch against the oracle (Sq = Sk, and Sq < Sk for the bottom-right
     alignment), with the standard and the packed v, and the kernel each side launches."""
+    from test_sass_sm90 import has_masked_kernel
     sk = 4224
     q, k, v, s = dense_inputs(1, sk, sk, 2, 1, 128, FP8, device="cuda", poison=False, seed=3)
     if pack_v:
@@ -423,8 +426,11 @@ def test_short_key_build_for_narrow_windows(causal, pack_v):
             run_case(1, sq, sk, 2, 1, 128, causal=causal, window=window, seed=sq + window[0], pack_v=pack_v,
                      case=f"Sq={sq} Sk={sk} window={window} causal={causal} packed v={pack_v}")
         name = _dense_kernel_name(q, k, v, dict(s, causal=causal, window_size=window))
-        # The long build's windows may run its masked-tiles kernel (the half first block).
         assert kernel_build(name) == kernel_build(want), f"window {window} (span {sum(window) + 128}) runs {name}"
+        # A window never splits; on the long build it runs the masked-tiles kernel where the
+        # build has one (the half first block), the short build has none.
+        masked_kernel = want == long_build and has_masked_kernel(128, packed_v=pack_v)
+        assert kernel_variant(name) == ("masked" if masked_kernel else "whole"), name
 
 
 @pytest.mark.parametrize("d", [64, 256])

@@ -95,12 +95,23 @@ def half_first_block_builds() -> int:
     TORCH_FMHA_TUNE_BLOCK_N_64 wide), D = 128's long standard-v build (TORCH_FMHA_TUNE_BLOCK_N_128)
     and its long packed-v build (256-key blocks while P goes through shared memory,
     TORCH_FMHA_TUNE_P_SMEM_128)."""
-    builds = 0
-    if knob("HALF_FIRST_BLOCK_64") and knob("BLOCK_N_64") == 256:
-        builds += 2
-    if knob("HALF_FIRST_BLOCK_128"):
-        builds += (knob("BLOCK_N_128") == 256) + (knob("P_SMEM_128") != 0)
-    return builds
+    return sum(has_masked_kernel(d, packed_v) for d in (64, 128) for packed_v in (False, True))
+
+
+def has_masked_kernel(d: int, packed_v: bool) -> bool:
+    """Whether D = d's long dense build (standard or packed v) has the masked-tiles kernel that
+    causal and windowed launches run (kernel_traits.cuh, kHalfFirstBlock: 256-key blocks and
+    TORCH_FMHA_TUNE_HALF_FIRST_BLOCK_<d>)."""
+    if d not in (64, 128) or not knob(f"HALF_FIRST_BLOCK_{d}"):
+        return False
+    if d == 64:
+        return knob("BLOCK_N_64") == 256
+    if not packed_v:
+        return knob("BLOCK_N_128") == 256
+    # TORCH_FMHA_TUNE_PACKED_V_BLOCK_N_128 defaults to 256 while P goes through shared memory
+    # (TORCH_FMHA_TUNE_P_SMEM_128), else to the standard v's width.
+    packed = knob("PACKED_V_BLOCK_N_128") or (256 if knob("P_SMEM_128") else knob("BLOCK_N_128"))
+    return packed == 256
 
 
 def split_knob(d: int, packed_v: bool = False) -> int:
