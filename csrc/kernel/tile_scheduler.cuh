@@ -78,8 +78,9 @@ __host__ __device__ __forceinline__ int32_t persistent_tile_id(int32_t round, in
 // first-block round, two 34 KB (D = 64) / 66 KB (D = 128) partials written, both read back
 // and merged, and the two pieces end without the tile-boundary overlap (consumer.cuh), so a
 // tile of few blocks gains less than its cut costs. The split runs in a kernel instantiation
-// of its own (KernelVariant::kSplitTail, below); the other launches run kernels without it. Measured (session 29, one H200, same call, 2 rounds, FP8 out,
-// B * S = 16k, H * D = 2048; docs/DESIGN.md section 7), TF/s, S = 1k / 2k / 4k / 8k / 16k:
+// of its own (KernelVariant::kSplitTail, below); the other launches run kernels without it.
+// Measured (session 29, one H200, same call, 2 rounds, FP8 out, B * S = 16k, H * D = 2048;
+// docs/DESIGN.md section 7), TF/s, S = 1k / 2k / 4k / 8k / 16k:
 //   D = 64 non-causal:  495 540 565 586 597 -> min 8: 494 555 586 604 617 (1k: 4 blocks, no
 //                       split); causal (never split) within 0.6%: on at 8;
 //   D = 128 non-causal: 718 811 861 889 897 -> min 8: 702 793 856 892 907 (-2.2% at 1k / 2k,
