@@ -370,7 +370,10 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   // S of a tile's first KV block: the mask (if the block needs one) and the
   // softmax on a freshly reset state. Leaves P in tOrP's source (tSrS). Returns
   // whether it ran on the block's lower half only (Traits::kHalfFirstBlock: no row
-  // of the tile sees the upper half), which make_p must be told.
+  // of the tile sees the upper half), which make_p must be told. The two arms stay
+  // written out: one generic helper over the key count for both (tried in session 41's
+  // final read) changed ptxas's output in 7 of the 11 forward units, the masked-tiles
+  // kernel 72 instructions longer, i.e. not the kernels that were measured.
   auto first_block_softmax = [&](const TileInfo& t, int n_block) {
     const MaskInfo m = tile_mask(t);
     if constexpr (kHalfFirstBlock) {
