@@ -25,6 +25,7 @@ transformers = pytest.importorskip(
 
 import torch_fmha.integrations.transformers as tfi  # noqa: E402
 from transformers import MistralConfig, MistralForCausalLM  # noqa: E402
+from serving_models import gemma2, gpt_oss  # noqa: E402
 from tiny_llama import tiny_llama  # noqa: E402
 
 NEW_TOKENS = 32
@@ -110,16 +111,90 @@ def test_static_cache_left_padding_is_refused(model):
         generate(model, tfi.NAME, static=True, mask=mask)
 
 
-def test_static_cache_sliding_window_is_refused():
+def tiny_mistral(window):
     torch.manual_seed(0)
     cfg = MistralConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=1,
-                        num_attention_heads=4, num_key_value_heads=2, head_dim=128, sliding_window=8,
+                        num_attention_heads=4, num_key_value_heads=2, head_dim=128, sliding_window=window,
                         max_position_embeddings=512)
-    mistral = MistralForCausalLM(cfg).eval()
-    # Refused at the first step whose keys are not in position order (a rolling window); the
-    # message names the static cache either way.
-    with pytest.raises(NotImplementedError, match="static"):
-        generate(mistral, tfi.NAME, static=True)
+    return MistralForCausalLM(cfg).eval()
+
+
+# Sliding-window layers over a static cache (transformers' StaticSlidingWindowLayer: min(w,
+# max_cache_len) slots in position order, rolled left once full). Each phase takes another
+# path through the mask function: before the layer is full the keys are its slots from 0 (the
+# static cache_seqlens path), filling past its size the keys are all positions so far, and full
+# they are the last w positions (both the dense path; the full one-token steps are the ones
+# transformers marks allow_is_causal_skip=False). A 12-token prompt with window 16 (gpt-oss,
+# Gemma-2: one sliding and one full-attention layer) goes through all three; window 8 (Mistral,
+# every layer sliding) fills past the slots at the prefill.
+SLIDING = {"mistral_w8": lambda: tiny_mistral(8), "gpt_oss_w16": gpt_oss, "gemma2_w16": gemma2}
+
+
+@pytest.mark.parametrize("name", list(SLIDING))
+def test_static_cache_sliding_window_tokens_equal_eager(name):
+    # "eager" (transformers' reference attention; gpt-oss has no sdpa path) with a DynamicCache.
+    model = SLIDING[name]()
+    want, _ = generate(model, "eager", static=False)
+    got, _ = generate(model, tfi.NAME, static=True)
+    assert torch.equal(got, want)
+    got, counter = generate(model, tfi.NAME, static=True, compiled=True)
+    assert torch.equal(got, want)
+    assert counter.frame_count >= 1
+
+
+@pytest.mark.parametrize("name", ["gpt_oss_w16", "mistral_w8"])
+def test_fp8_static_cache_sliding_window_step_logits(name):
+    """"torch_fmha_fp8" over a StaticCache, teacher-forced on "eager"'s tokens: every step's
+    logits (the prefill's last and 32 decode steps, through all three phases of the sliding
+    layer) within the FP8 criterion of tests/test_transformers.py against "eager" with a
+    DynamicCache. Free-running FP8 tokens are not compared: the static path's decode op
+    (attention_with_kvcache) and the dynamic path's dense op sum in different orders, and on
+    gpt-oss their FP8 tokens part at new token 24 (a random model's nearly tied logits)."""
+    from transformers.cache_utils import DynamicCache, StaticCache
+    model = SLIDING[name]()
+    tokens, _ = generate(model, "eager", static=False)
+
+    def step_logits(impl, cache):
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            out = [model(IDS, past_key_values=cache, use_cache=True).logits[:, -1]]
+            for t in range(IDS.size(1), tokens.size(1) - 1):
+                out.append(model(tokens[:, t:t + 1], past_key_values=cache, use_cache=True).logits[:, -1])
+        return out
+
+    ref = step_logits("eager", DynamicCache(config=model.config))
+    fp8 = step_logits(tfi.NAME_FP8, StaticCache(config=model.config, max_cache_len=tokens.size(1)))
+    assert len(fp8) == NEW_TOKENS
+    for i, (got, want) in enumerate(zip(fp8, ref)):
+        cos, rel_rms = tfi_metrics(got, want)
+        assert cos >= 0.99 and rel_rms <= 0.1, (i, cos, rel_rms)
+
+
+def test_static_cache_sliding_window_mask_function_paths():
+    """The mask function's answers for a sliding layer, phase by phase (the sizes
+    StaticSlidingWindowLayer.get_mask_sizes gives for w = 16): cache_seqlens before the layer
+    is full, None (dense keys, the op's window) once full, and a refusal for a static sliding
+    layer asked about queries past its slots or for an overlaid pattern."""
+    from transformers import masking_utils as mu
+    sliding = mu.sliding_window_causal_mask_function(16)
+    kw = dict(mask_function=sliding, local_size=16, config=MistralConfig(sliding_window=16))
+    # Prefill of 12 into 16 slots, then the step at position 12: the static path.
+    seqlens = tfi.torch_fmha_mask(2, 12, 16, q_offset=0, kv_offset=0, **kw)
+    assert seqlens.dtype == torch.int32 and seqlens.tolist() == [12, 12]
+    assert tfi.torch_fmha_mask(2, 1, 16, q_offset=12, kv_offset=0, allow_is_causal_skip=False,
+                               **kw).tolist() == [13, 13]
+    # Full: the step at position 40 sees keys 25..40, the buffer's 16 slots.
+    assert tfi.torch_fmha_mask(2, 1, 16, q_offset=40, kv_offset=25, allow_is_causal_skip=False, **kw) is None
+    # The same sizes with an overlay (block ids: or_masks) are refused, not taken as sliding.
+    overlaid = mu.or_masks(sliding, lambda b, h, q, k: q == k)
+    with pytest.raises(NotImplementedError, match="materialise"):
+        tfi.torch_fmha_mask(2, 1, 16, q_offset=40, kv_offset=25, allow_is_causal_skip=False,
+                            **{**kw, "mask_function": overlaid})
+    with pytest.raises(NotImplementedError, match="sliding-window causal over a static cache"):
+        tfi.torch_fmha_mask(2, 12, 16, q_offset=0, kv_offset=0, **{**kw, "mask_function": overlaid})
+    # A static sliding layer asked about queries past its slots (keys not in position order).
+    with pytest.raises(NotImplementedError, match="past its 16 slots"):
+        tfi.torch_fmha_mask(2, 1, 16, q_offset=16, kv_offset=0, allow_is_causal_skip=False, **kw)
 
 
 def test_fp8_static_cache_at_head_dim_256_quantizes_v_in_the_kvcache_layout():

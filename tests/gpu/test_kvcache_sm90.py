@@ -617,6 +617,42 @@ def test_transformers_static_cache_fp8_on_cuda():
         assert cos >= 0.99 and rel_rms <= 0.1, (compiled, cos, rel_rms)
 
 
+def test_transformers_static_cache_sliding_window_fp8_on_cuda():
+    """A bf16 gpt-oss (one sliding-window layer of 16 keys, one full-attention layer, sinks)
+    with a StaticCache on CUDA: "torch_fmha_fp8", teacher-forced on "eager"'s greedy tokens
+    over a DynamicCache, every step's logits within the FP8 criterion, eager and compiled. A
+    12-token prompt and 32 steps take the sliding layer through its three phases (slots not yet
+    full: attention_with_kvcache on the slots; full: the dense op on its 16 keys, the one-token
+    steps transformers marks allow_is_causal_skip=False)."""
+    pytest.importorskip("transformers")
+    import torch_fmha.integrations.transformers as tfi
+    from serving_models import close_fp8, gpt_oss, metrics
+    from transformers.cache_utils import DynamicCache, StaticCache
+
+    model = gpt_oss().to(device="cuda", dtype=torch.bfloat16)
+    ids = torch.randint(0, 512, (2, 12), generator=torch.Generator().manual_seed(1)).cuda()
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        tokens = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False)
+
+    def step_logits(impl, cache, compiled=False):
+        model.set_attn_implementation(impl)
+        fwd = torch.compile(model, fullgraph=True, backend="aot_eager") if compiled else model
+        with torch.no_grad():
+            out = [fwd(ids, past_key_values=cache, use_cache=True).logits[:, -1].float()]
+            for t in range(ids.size(1), tokens.size(1) - 1):
+                out.append(fwd(tokens[:, t:t + 1], past_key_values=cache, use_cache=True).logits[:, -1].float())
+        return out
+
+    want = step_logits("eager", DynamicCache(config=model.config))
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        got = step_logits(tfi.NAME_FP8, StaticCache(config=model.config, max_cache_len=tokens.size(1)), compiled)
+        assert len(got) == 32
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert close_fp8(g, w), (compiled, i, metrics(g, w))
+
+
 def test_transformers_fp8_static_cache_on_cuda():
     """Fp8StaticCache (FP8 K/V stored once per token, descales fixed at prefill) on a bf16
     Llama on CUDA: a 300-token prefill then 32 greedy tokens with generate(), eager and

@@ -145,6 +145,47 @@ def _single_run_rows(pad: torch.Tensor) -> torch.Tensor:
     return (run == pad).all(1)
 
 
+def _closure(fn, name):
+    """The value fn's closure holds for the free variable `name` (None if it has none)."""
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+    if code is None or not cells or name not in code.co_freevars:
+        return None
+    return cells[code.co_freevars.index(name)].cell_contents
+
+
+def _sliding_window_of(mask_function) -> Optional[int]:
+    """w if mask_function is transformers' own sliding-window causal pattern,
+    ``and_masks(sliding_window_overlay(w), causal_mask_function)`` (masking_utils), else None:
+    a pattern wrapped by an overlay (packed sequences found from position_ids, block sequence
+    ids, or / and mask functions) is not that closure. Read from the closures (transformers
+    builds a fresh one per call, so there is no object to compare with); a layout this does
+    not recognise gives None, i.e. a refusal, never a wrong mask. Eager only: Dynamo cannot
+    read a closure made inside the traced region (_plain_sliding says what is used there)."""
+    if getattr(mask_function, "__qualname__", "") != "and_masks.<locals>.and_mask":
+        return None
+    parts = _closure(mask_function, "mask_functions")
+    if not (isinstance(parts, tuple) and len(parts) == 2 and parts[1] is _mu.causal_mask_function
+            and getattr(parts[0], "__qualname__", "") == "sliding_window_overlay.<locals>.inner_mask"):
+        return None
+    w = _closure(parts[0], "sliding_window")
+    return w if isinstance(w, int) else None
+
+
+def _plain_sliding(mask_function, local_size, q_length, allow_is_causal_skip) -> bool:
+    """Whether a sliding layer's mask is transformers' plain sliding-window causal pattern of
+    local_size. Eager: read from its closures (_sliding_window_of). Under torch.compile the
+    closure cannot be read, so the flags transformers sets stand in for it: or / and mask
+    functions come with use_vmap (refused before this), packed sequences and block sequence
+    ids turn allow_is_causal_skip off, which only a one-token step over a compileable cache
+    also does (create_sliding_window_causal_mask). So a compiled one-token step is taken as
+    plain; packed sequences need several query tokens, and a block-id overlay joins only
+    query tokens of the same non-text block (an image), which generation does not produce
+    one at a time."""
+    if not torch.compiler.is_compiling():
+        return _sliding_window_of(mask_function) == local_size
+    return allow_is_causal_skip or q_length == 1
+
+
 def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_offset=0,
                     mask_function=_mu.causal_mask_function, attention_mask: Optional[torch.Tensor] = None,
                     local_size: Optional[int] = None, allow_is_causal_skip: bool = True,
@@ -176,15 +217,22 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
     static = (isinstance(q_offset, torch.Tensor) or isinstance(kv_offset, torch.Tensor)
               or q_offset + q_length != kv_offset + kv_length)
     if static and not bidirectional:
+        plain = not sliding or _plain_sliding(mask_function, local_size, q_length, allow_is_causal_skip)
         return _static_cache_seqlens(batch_size, q_length, kv_length, q_offset, kv_offset, mask_function,
-                                     attention_mask, sliding, kwargs.get("device"))
+                                     attention_mask, sliding, plain, kwargs.get("device"))
     if bidirectional:
         if not kwargs["allow_is_bidirectional_skip"]:
             raise _unsupported("a bidirectional mask the model asked to materialise (allow_is_bidirectional_skip=False)")
         if not sliding and mask_function is not _mu.bidirectional_mask_function:
             raise _unsupported("a bidirectional mask pattern other than full or sliding-window attention")
     else:
-        if not allow_is_causal_skip:
+        # transformers turns the skip off for every one-token step over a compileable cache
+        # (create_sliding_window_causal_mask): a static sliding-window layer that is full. Its
+        # keys are then exactly the positions [kv_offset, kv_offset + kv_length) (checked
+        # below: the query is the last), so the op's bottom-right window is that mask.
+        compiled_decode_step = (sliding and q_length == 1
+                                and _plain_sliding(mask_function, local_size, q_length, allow_is_causal_skip))
+        if not allow_is_causal_skip and not compiled_decode_step:
             raise _unsupported(
                 "a causal mask that transformers must materialise (allow_is_causal_skip=False): packed "
                 "sequences detected from position_ids (under torch.compile with use_cache=False and no "
@@ -222,7 +270,7 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
 
 
 def _static_cache_seqlens(batch_size, q_length, kv_length, q_offset, kv_offset, mask_function, attention_mask,
-                          sliding, device):
+                          sliding, plain_sliding, device):
     """A causal layer over a static cache (StaticCache: q_offset is a tensor, the keys are the
     whole cache, unwritten slots past the current position included) -> cache_seqlens int32
     [B] = q_offset + q_length, the keys written so far, for torch_fmha.attention_with_kvcache
@@ -231,9 +279,19 @@ def _static_cache_seqlens(batch_size, q_length, kv_length, q_offset, kv_offset, 
     keys (left-padded batches) cannot be expressed: an error (eager) or a failed device
     assertion (compiled)."""
     if sliding:
-        raise _unsupported("a sliding-window layer over a static cache (its slots roll: the keys are not in "
-                           "position order; use a full-attention model or the default DynamicCache)")
-    if mask_function is not _mu.causal_mask_function:
+        # transformers' StaticSlidingWindowLayer keeps its min(w, max_cache_len) slots in position
+        # order (it rolls them left once full). It comes here only before it is full, when the keys
+        # are its slots from position 0, the queries end inside them and no key any query sees is
+        # older than its window: the plain static case below (the attention function still passes
+        # the window, which cuts nothing then). Full or filling past its size, the keys it hands
+        # over are the positions [kv_offset, kv_offset + kv_length) with the queries last, and the
+        # mask function takes them as dynamic keys (torch_fmha_mask).
+        if not plain_sliding:
+            raise _unsupported("a mask pattern other than plain sliding-window causal over a static cache")
+        if isinstance(q_offset, torch.Tensor) or q_offset + q_length > kv_length:
+            raise _unsupported(f"a sliding-window layer over a static cache whose queries end at "
+                               f"{q_offset} + {q_length}, past its {kv_length} slots (keys not in position order)")
+    elif mask_function is not _mu.causal_mask_function:
         raise _unsupported("a causal mask pattern other than plain causal over a static cache")
     if isinstance(kv_offset, torch.Tensor) or kv_offset != 0:
         raise _unsupported(f"a static cache whose keys start at offset {kv_offset}")
