@@ -68,13 +68,22 @@ What is supported, and how each case maps onto the op:
   ``HEADROOM`` = 4; later values past that saturate at +-448), and the
   attention function hands those tensors to the op as stored, quantizing only
   q (torch_fmha/integrations/fp8_static_cache.py). Left padding inside the
-  written keys and sliding-window layers (their static slots roll) are refused.
+  written keys is refused.
+- Sliding-window layers over a ``StaticCache`` (transformers'
+  ``StaticSlidingWindowLayer``: min(w, max_cache_len) slots in position order,
+  rolled left once full; gpt-oss, Gemma-2, Mistral): before the layer is full
+  its slots from position 0 are the keys (``cache_seqlens``, as above); once
+  a step fills it past its size or it is full, the keys transformers hands over
+  are exactly the positions the queries' windows need, taken as dense keys with
+  the window (the full layer's one-token steps, which transformers marks
+  ``allow_is_causal_skip=False`` for every compileable cache, included).
+  ``Fp8StaticCache`` stays full-attention only.
 
 Everything else raises ``NotImplementedError`` saying what was found, never a
 silently ignored mask: 4-D / float / BlockMask masks, mask overlays
 (``or_mask_function`` / ``and_mask_function``, packed sequences found from
 ``position_ids``, block sequence ids), chunked attention, static caches over
-sliding-window layers or with padding, dropout, position bias, paged caches
+padding, dropout, position bias, paged caches
 (transformers' ``cache`` argument; the op's own paged KV is reached through
 :func:`torch_fmha.varlen_attention` / :func:`torch_fmha.attention_with_kvcache`).
 """
