@@ -221,3 +221,82 @@ def test_needs_the_fp8_attention_function(model):
     model.set_attn_implementation(tfi.NAME)
     with torch.no_grad(), pytest.raises(NotImplementedError, match="Fp8StaticCache"):
         model(IDS, past_key_values=fp8_cache(model), use_cache=True)
+
+
+# Sliding-window layers (Fp8StaticSlidingWindowLayer): gpt-oss and Gemma-2 of
+# tests/serving_models.py (one sliding layer of 16 keys, one full layer; sinks / softcap) and a
+# Mistral whose every layer slides over 8 keys. A 12-token prompt and 32 greedy tokens take the
+# sliding layer through its phases (slots not yet full; filling past them; full, rolling).
+
+
+def sliding_models():
+    from serving_models import gemma2, gpt_oss
+    from test_transformers_static import tiny_mistral
+    return {"gpt_oss_w16": gpt_oss, "gemma2_w16": gemma2, "mistral_w8": lambda: tiny_mistral(8)}
+
+
+@pytest.mark.parametrize("name", ["gpt_oss_w16", "gemma2_w16", "mistral_w8"])
+def test_sliding_window_layers_every_step_within_fp8_criterion(name):
+    """Teacher-forced on "eager"'s tokens (DynamicCache): every step's logits with an
+    Fp8StaticCache within the FP8 criterion of "eager"'s, eager and compiled; the compiled
+    steps give the eager ones' logits exactly; the sliding layers are the FP8 ones, whose
+    slots hold the last min(w, written) keys in position order."""
+    from serving_models import metrics
+    from torch_fmha.integrations.fp8_static_cache import Fp8StaticSlidingWindowLayer
+    from transformers.cache_utils import DynamicCache
+    model = sliding_models()[name]()
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        tokens = model.generate(IDS, attention_mask=torch.ones_like(IDS), max_new_tokens=NEW_TOKENS,
+                                do_sample=False)
+
+    def step_logits(impl, cache, compiled=False):
+        model.set_attn_implementation(impl)
+        fwd = torch.compile(model, fullgraph=True, backend="aot_eager") if compiled else model
+        with torch.no_grad():
+            out = [fwd(IDS, past_key_values=cache, use_cache=True).logits[:, -1]]
+            for t in range(P, tokens.size(1) - 1):
+                out.append(fwd(tokens[:, t:t + 1], past_key_values=cache, use_cache=True).logits[:, -1])
+        return out
+
+    want = step_logits("eager", DynamicCache(config=model.config))
+    cache = tfi.Fp8StaticCache(config=model.config, max_cache_len=tokens.size(1))
+    sliding = [layer for layer in cache.layers if isinstance(layer, Fp8StaticSlidingWindowLayer)]
+    assert sliding, "no sliding-window layer in the cache"
+    got = step_logits(tfi.NAME_FP8, cache)
+    assert len(got) == NEW_TOKENS
+    for i, (g, w) in enumerate(zip(got, want)):
+        cos, rel_rms = metrics(g, w)
+        assert cos >= 0.99 and rel_rms <= 0.1, (i, cos, rel_rms)
+    for layer in sliding:
+        w = layer.max_cache_len
+        assert layer.keys.dtype == torch.float8_e4m3fn and layer.keys.size(2) == w
+        assert layer.get_seq_length() == tokens.size(1) - 1
+    torch._dynamo.reset()
+    compiled = step_logits(tfi.NAME_FP8, tfi.Fp8StaticCache(config=model.config, max_cache_len=tokens.size(1)),
+                           compiled=True)
+    for g, c in zip(got, compiled):
+        torch.testing.assert_close(c, g, atol=0, rtol=0)
+
+
+def test_sliding_window_layer_slots_are_the_last_keys_in_order():
+    """The FP8 sliding layer keeps what transformers' bf16 one keeps, quantized: after each
+    phase its slots dequantize to the bf16 layer's slots (rotated K) within e4m3's rounding,
+    and update returns the keys transformers' layer returns."""
+    from torch_fmha.integrations.fp8_static_cache import Fp8StaticSlidingWindowLayer
+    from transformers.cache_utils import StaticSlidingWindowLayer
+    g = torch.Generator().manual_seed(3)
+    fp8 = Fp8StaticSlidingWindowLayer(max_cache_len=64, sliding_window=8)
+    ref = StaticSlidingWindowLayer(max_cache_len=64, sliding_window=8)
+    for n in (5, 1, 1, 1, 1, 6, 1, 3):  # not full, reaching full, full + 1, full + several
+        k, v = torch.randn(2, 2, n, 128, generator=g), torch.randn(2, 2, n, 128, generator=g)
+        kf, vf = fp8.update(k, v)
+        kr, vr = ref.update(rotate(k), v)
+        assert kf.data.shape == kr.shape and vf.data.shape == vr.shape
+        for got, want in ((kf, kr), (vf, vr)):
+            deq = got.data.float() * got.descale[:, :, None, None]
+            assert (deq - want).abs().max() <= 0.07 * want.abs().max(), n
+        for slot, want in ((fp8.keys, ref.keys), (fp8.values, ref.values)):
+            deq = slot.float() * (fp8.k_descale if slot is fp8.keys else fp8.v_descale)[:, :, None, None]
+            assert (deq - want).abs().max() <= 0.07 * want.abs().max(), n
+    assert fp8.get_seq_length() == ref.get_seq_length() == 19

@@ -623,7 +623,8 @@ def test_transformers_static_cache_sliding_window_fp8_on_cuda():
     over a DynamicCache, every step's logits within the FP8 criterion, eager and compiled. A
     12-token prompt and 32 steps take the sliding layer through its three phases (slots not yet
     full: attention_with_kvcache on the slots; full: the dense op on its 16 keys, the one-token
-    steps transformers marks allow_is_causal_skip=False)."""
+    steps transformers marks allow_is_causal_skip=False). Both transformers' StaticCache and
+    the Fp8StaticCache."""
     pytest.importorskip("transformers")
     import torch_fmha.integrations.transformers as tfi
     from serving_models import close_fp8, gpt_oss, metrics
@@ -645,12 +646,15 @@ def test_transformers_static_cache_sliding_window_fp8_on_cuda():
         return out
 
     want = step_logits("eager", DynamicCache(config=model.config))
-    for compiled in (False, True):
-        torch._dynamo.reset()
-        got = step_logits(tfi.NAME_FP8, StaticCache(config=model.config, max_cache_len=tokens.size(1)), compiled)
-        assert len(got) == 32
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert close_fp8(g, w), (compiled, i, metrics(g, w))
+    # transformers' bf16 StaticCache (quantized with q per call) and the Fp8StaticCache
+    # (Fp8StaticSlidingWindowLayer for the sliding layer: FP8 slots, rolled once full).
+    for cache_class in (StaticCache, tfi.Fp8StaticCache):
+        for compiled in (False, True):
+            torch._dynamo.reset()
+            got = step_logits(tfi.NAME_FP8, cache_class(config=model.config, max_cache_len=tokens.size(1)), compiled)
+            assert len(got) == 32
+            for i, (g, w) in enumerate(zip(got, want)):
+                assert close_fp8(g, w), (cache_class.__name__, compiled, i, metrics(g, w))
 
 
 def test_transformers_fp8_static_cache_on_cuda():

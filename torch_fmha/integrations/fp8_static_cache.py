@@ -40,8 +40,18 @@ descale) instead of tensors: transformers' attention layers pass what
 channel from the cache to it (``past_key_values`` is not among the attention
 function's kwargs). So this cache works with ``"torch_fmha_fp8"`` only;
 ``"torch_fmha"`` refuses it with an error, other attention functions fail on the
-non-tensor. Full-attention layers only (a sliding-window layer's slots roll),
-like the bf16 static path.
+non-tensor.
+
+Sliding-window layers (gpt-oss, Gemma-2, Mistral) get
+:class:`Fp8StaticSlidingWindowLayer`, transformers' ``StaticSlidingWindowLayer``
+in FP8: ``min(w, max_cache_len)`` slots in position order, rolled left by one
+per token once full. Before it is full its slots go to the op with
+``cache_seqlens`` as a full-attention layer's; once a step fills it past its
+size, or it is full, ``update`` returns exactly the keys the step's windows
+need (the slots, or the kept slots and the new tokens), which the attention
+function reads as written keys with the window (transformers.py). The descales
+are fixed at the first write, as in the full-attention layers. Other layer
+types raise.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from transformers.cache_utils import StaticCache, StaticLayer
+from transformers.cache_utils import StaticCache, StaticLayer, StaticSlidingWindowLayer
 
 from torch_fmha.quantize import rotate
 
@@ -131,8 +141,62 @@ class Fp8StaticLayer(StaticLayer):
                 getattr(self, name).copy_(getattr(self, name).index_select(0, beam_idx))
 
 
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    """The uint8 view of an FP8 tensor: index_copy_, roll and cat have no float8 kernels on CPU."""
+    return t.view(torch.uint8)
+
+
+class Fp8StaticSlidingWindowLayer(StaticSlidingWindowLayer):
+    """transformers' StaticSlidingWindowLayer with float8_e4m3fn K (rotated) and V and
+    per-(batch, KV head) descales fixed at the first write (module docstring). The same
+    phases, decided on the same Python length (cumulative_length_int), so the same keys
+    reach the attention function:
+    - not full after this step: the new tokens go to their slots; returns the slots;
+    - full, one new token: the slots roll left by one, the token takes the last; returns
+      the slots (the window's w keys);
+    - filling past the slots, or full with several new tokens: returns the kept keys (all
+      written ones, or the last w - 1) and the new ones, and keeps the last w as slots."""
+
+    lazy_initialization = Fp8StaticLayer.lazy_initialization
+    reorder_cache = Fp8StaticLayer.reorder_cache
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        new = key_states.shape[-2]
+        filled = self.cumulative_length_int
+        full = filled >= self.max_cache_len
+        self.cumulative_length_int += new
+        first_write = torch.full((), filled == 0, dtype=torch.bool, device=self.device)
+        if keys_are_rotated(key_states.shape[-1]):
+            key_states = rotate(key_states)
+        k8 = _quantize_written(key_states, self.k_descale, first_write)
+        v8 = _quantize_written(value_states, self.v_descale, first_write)
+        slots = (self.keys, self.values)
+        if not full and filled + new <= self.max_cache_len:
+            positions = torch.arange(new, device=self.device) + self.cumulative_length
+            self.cumulative_length.add_(new)
+            for slot, x in zip(slots, (k8, v8)):
+                _bytes(slot).index_copy_(2, positions, _bytes(x))
+            return Fp8CacheTensor(self.keys, self.k_descale), Fp8CacheTensor(self.values, self.v_descale)
+        if full and new == 1:
+            for slot, x in zip(slots, (k8, v8)):
+                rolled = _bytes(slot).roll(-1, dims=-2)
+                rolled[:, :, -1:] = _bytes(x)
+                _bytes(slot).copy_(rolled)  # in place: the slots keep their static address
+            return Fp8CacheTensor(self.keys, self.k_descale), Fp8CacheTensor(self.values, self.v_descale)
+        kept = slice(1, None) if full else slice(0, filled)
+        whole = []
+        for slot, x in zip(slots, (k8, v8)):
+            keys = torch.cat((_bytes(slot)[:, :, kept], _bytes(x)), dim=-2)
+            _bytes(slot).copy_(keys[:, :, -self.max_cache_len:])
+            whole.append(keys.view(_FP8))
+        return Fp8CacheTensor(whole[0], self.k_descale), Fp8CacheTensor(whole[1], self.v_descale)
+
+
 class Fp8StaticCache(StaticCache):
-    """transformers' StaticCache with every layer an :class:`Fp8StaticLayer`: float8_e4m3fn
+    """transformers' StaticCache with every full-attention layer an :class:`Fp8StaticLayer`
+    and every sliding-window layer an :class:`Fp8StaticSlidingWindowLayer`: float8_e4m3fn
     K (Hadamard-rotated) and V, per-(batch, KV head) descales fixed at prefill from its amax
     times ``HEADROOM`` (4); later values beyond that saturate at +-448. For
     ``attn_implementation="torch_fmha_fp8"`` only; pass it as ``past_key_values=`` to
@@ -141,12 +205,20 @@ class Fp8StaticCache(StaticCache):
     def __init__(self, config, max_cache_len: int, offloading: bool = False, offload_only_non_sliding: bool = True,
                  **kwargs):
         super().__init__(config, max_cache_len, offloading, offload_only_non_sliding, **kwargs)
+        layers = []
         for i, layer in enumerate(self.layers):
-            if type(layer) is not StaticLayer:
+            if type(layer) is StaticLayer:
+                layers.append(Fp8StaticLayer(max_cache_len=max_cache_len))
+            elif type(layer) is StaticSlidingWindowLayer:
+                # layer.max_cache_len is already min(sliding_window, max_cache_len).
+                layers.append(Fp8StaticSlidingWindowLayer(max_cache_len=max_cache_len,
+                                                          sliding_window=layer.max_cache_len))
+            else:
                 raise NotImplementedError(
-                    f"torch_fmha Fp8StaticCache: layer {i} is a {type(layer).__name__}; only full-attention layers "
-                    "(StaticLayer) are supported (a sliding window's slots roll)")
-        self.layers = [Fp8StaticLayer(max_cache_len=max_cache_len) for _ in self.layers]
+                    f"torch_fmha Fp8StaticCache: layer {i} is a {type(layer).__name__}; only full-attention "
+                    "(StaticLayer) and sliding-window (StaticSlidingWindowLayer) layers are supported")
+        self.layers = layers
 
 
-__all__ = ["HEADROOM", "Fp8CacheTensor", "Fp8StaticCache", "Fp8StaticLayer", "keys_are_rotated"]
+__all__ = ["HEADROOM", "Fp8CacheTensor", "Fp8StaticCache", "Fp8StaticLayer", "Fp8StaticSlidingWindowLayer",
+           "keys_are_rotated"]

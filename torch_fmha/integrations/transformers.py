@@ -77,7 +77,7 @@ What is supported, and how each case maps onto the op:
   are exactly the positions the queries' windows need, taken as dense keys with
   the window (the full layer's one-token steps, which transformers marks
   ``allow_is_causal_skip=False`` for every compileable cache, included).
-  ``Fp8StaticCache`` stays full-attention only.
+  ``Fp8StaticCache`` has the same phases in FP8 (``Fp8StaticSlidingWindowLayer``).
 
 Everything else raises ``NotImplementedError`` saying what was found, never a
 silently ignored mask: 4-D / float / BlockMask masks, mask overlays
@@ -474,10 +474,14 @@ def _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs
         if not fp8:
             raise _unsupported(f"an Fp8StaticCache (FP8 keys and values) with attn_implementation={NAME!r}; "
                                f"use {NAME_FP8!r}")
+        if attention_mask is None and window != (-1, -1):
+            # A sliding-window layer that is full or filled past its slots: every key handed
+            # over is written and the queries are the last (the mask function checked).
+            attention_mask = torch.full((query.size(0),), key.data.size(2), dtype=torch.int32, device=query.device)
         if not (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 1
                 and attention_mask.dtype == torch.int32):
             raise _unsupported(f"an Fp8StaticCache without the {NAME!r} mask function's cache_seqlens "
-                               f"(got {type(attention_mask).__name__})")
+                               f"(got {type(attention_mask).__name__}: a padding mask?)")
         kw = dict(softmax_scale=scaling, causal=causal, window_size=window, **_score_options(query, kwargs, fp8))
         return _fp8_cache(query.transpose(1, 2), key, value, attention_mask, **kw).to(query.dtype), None
     # transformers: [B, heads, S, D]; torch_fmha: [B, S, heads, D] (strided views, no copy).
