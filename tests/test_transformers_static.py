@@ -139,7 +139,11 @@ def test_static_cache_sliding_window_tokens_equal_eager(name):
     assert torch.equal(got, want)
     got, counter = generate(model, tfi.NAME, static=True, compiled=True)
     assert torch.equal(got, want)
-    assert counter.frame_count >= 1
+    # A few graphs for the whole generation, not one per step (32 steps): the sliding layer's
+    # phases are Python branches in transformers' cache (measured with transformers 5.23: 4
+    # graphs for gpt-oss and Gemma-2, 2 for Mistral; "eager" attention compiled the same way:
+    # 3 and 2).
+    assert counter.frame_count <= 4, f"{counter.frame_count} frames"
 
 
 @pytest.mark.parametrize("name", ["gpt_oss_w16", "mistral_w8"])
