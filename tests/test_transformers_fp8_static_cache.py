@@ -238,9 +238,9 @@ def sliding_models():
 @pytest.mark.parametrize("name", ["gpt_oss_w16", "gemma2_w16", "mistral_w8"])
 def test_sliding_window_layers_every_step_within_fp8_criterion(name):
     """Teacher-forced on "eager"'s tokens (DynamicCache): every step's logits with an
-    Fp8StaticCache within the FP8 criterion of "eager"'s, eager and compiled; the compiled
-    steps give the eager ones' logits exactly; the sliding layers are the FP8 ones, whose
-    slots hold the last min(w, written) keys in position order."""
+    Fp8StaticCache within the FP8 criterion of "eager"'s; the compiled steps give the eager
+    ones' logits exactly; the sliding layers are the FP8 ones (float8 slots of the window's
+    size, the whole sequence counted; their contents: the next test)."""
     from serving_models import metrics
     from torch_fmha.integrations.fp8_static_cache import Fp8StaticSlidingWindowLayer
     from transformers.cache_utils import DynamicCache
@@ -288,7 +288,9 @@ def test_sliding_window_layer_slots_are_the_last_keys_in_order():
     g = torch.Generator().manual_seed(3)
     fp8 = Fp8StaticSlidingWindowLayer(max_cache_len=64, sliding_window=8)
     ref = StaticSlidingWindowLayer(max_cache_len=64, sliding_window=8)
-    for n in (5, 1, 1, 1, 1, 6, 1, 3):  # not full, reaching full, full + 1, full + several
+    # not full; filling past non-empty slots; full + 1; full + several; reaching full exactly
+    # from empty is the third test below (5, 1, 1, 1 of w = 8 after a reset)
+    for n in (5, 6, 1, 1, 3, 1):
         k, v = torch.randn(2, 2, n, 128, generator=g), torch.randn(2, 2, n, 128, generator=g)
         kf, vf = fp8.update(k, v)
         kr, vr = ref.update(rotate(k), v)
@@ -299,4 +301,14 @@ def test_sliding_window_layer_slots_are_the_last_keys_in_order():
         for slot, want in ((fp8.keys, ref.keys), (fp8.values, ref.values)):
             deq = slot.float() * (fp8.k_descale if slot is fp8.keys else fp8.v_descale)[:, :, None, None]
             assert (deq - want).abs().max() <= 0.07 * want.abs().max(), n
-    assert fp8.get_seq_length() == ref.get_seq_length() == 19
+    assert fp8.get_seq_length() == ref.get_seq_length() == 17
+    fp8.reset()
+    ref.reset()
+    for n in (5, 1, 1, 1, 1):  # reaching full exactly, then one more: new descales after reset
+        k, v = torch.randn(2, 2, n, 128, generator=g), torch.randn(2, 2, n, 128, generator=g)
+        kf, _ = fp8.update(k, v)
+        kr, _ = ref.update(rotate(k), v)
+        assert kf.data.shape == kr.shape
+        deq = kf.data.float() * kf.descale[:, :, None, None]
+        assert (deq - kr).abs().max() <= 0.07 * kr.abs().max(), n
+    assert fp8.get_seq_length() == 9

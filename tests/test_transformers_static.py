@@ -122,11 +122,14 @@ def tiny_mistral(window):
 # Sliding-window layers over a static cache (transformers' StaticSlidingWindowLayer: min(w,
 # max_cache_len) slots in position order, rolled left once full). Each phase takes another
 # path through the mask function: before the layer is full the keys are its slots from 0 (the
-# static cache_seqlens path), filling past its size the keys are all positions so far, and full
-# they are the last w positions (both the dense path; the full one-token steps are the ones
-# transformers marks allow_is_causal_skip=False). A 12-token prompt with window 16 (gpt-oss,
-# Gemma-2: one sliding and one full-attention layer) goes through all three; window 8 (Mistral,
-# every layer sliding) fills past the slots at the prefill.
+# static cache_seqlens path); a step that fills past its size hands over all positions so
+# far, and once full the last w - 1 and the new ones (both the dense path; the full one-token
+# steps are the ones transformers marks allow_is_causal_skip=False). generate() with a
+# 12-token prompt and one-token steps: window 16 (gpt-oss, Gemma-2: one sliding and one
+# full-attention layer) goes from not full to exactly full to full; window 8 (Mistral, every
+# layer sliding) fills past the empty slots at the prefill, then is full. Chunks of several
+# tokens (filling past non-empty slots, several tokens while full):
+# test_static_cache_sliding_window_chunks.
 SLIDING = {"mistral_w8": lambda: tiny_mistral(8), "gpt_oss_w16": gpt_oss, "gemma2_w16": gemma2}
 
 
@@ -146,7 +149,7 @@ def test_static_cache_sliding_window_tokens_equal_eager(name):
     assert counter.frame_count <= 4, f"{counter.frame_count} frames"
 
 
-@pytest.mark.parametrize("name", ["gpt_oss_w16", "mistral_w8"])
+@pytest.mark.parametrize("name", ["gpt_oss_w16", "gemma2_w16", "mistral_w8"])
 def test_fp8_static_cache_sliding_window_step_logits(name):
     """"torch_fmha_fp8" over a StaticCache, teacher-forced on "eager"'s tokens: every step's
     logits (the prefill's last and 32 decode steps, through all three phases of the sliding
@@ -172,6 +175,65 @@ def test_fp8_static_cache_sliding_window_step_logits(name):
     for i, (got, want) in enumerate(zip(fp8, ref)):
         cos, rel_rms = tfi_metrics(got, want)
         assert cos >= 0.99 and rel_rms <= 0.1, (i, cos, rel_rms)
+
+
+@pytest.mark.parametrize("name", ["gpt_oss_w16", "mistral_w8"])
+def test_static_cache_sliding_window_chunks(name):
+    """Chunks of several tokens through a sliding layer of w slots: w - 3 (not full), 6 (fills
+    past non-empty slots), 1, 1, 3 (several while full), 1. Every chunk's logits: "torch_fmha"
+    over a StaticCache as "eager" over a DynamicCache (the same math up to summation order),
+    "torch_fmha_fp8" over a StaticCache and over an Fp8StaticCache within the FP8 criterion."""
+    from transformers.cache_utils import DynamicCache, StaticCache
+    model = SLIDING[name]()
+    w = model.config.sliding_window
+    chunks = [w - 3, 6, 1, 1, 3, 1]
+    ids = torch.randint(0, 512, (2, sum(chunks)), generator=torch.Generator().manual_seed(2))
+
+    def chunk_logits(impl, cache):
+        model.set_attn_implementation(impl)
+        out, at = [], 0
+        with torch.no_grad():
+            for n in chunks:
+                out.append(model(ids[:, at:at + n], past_key_values=cache, use_cache=True).logits)
+                at += n
+        return out
+
+    want = chunk_logits("eager", DynamicCache(config=model.config))
+    got = chunk_logits(tfi.NAME, StaticCache(config=model.config, max_cache_len=ids.size(1)))
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, atol=1e-4 * r.std().item(), rtol=1e-4)
+    for cache_class in (StaticCache, tfi.Fp8StaticCache):
+        got = chunk_logits(tfi.NAME_FP8, cache_class(config=model.config, max_cache_len=ids.size(1)))
+        for i, (g, r) in enumerate(zip(got, want)):
+            cos, rel_rms = tfi_metrics(g, r)
+            assert cos >= 0.99 and rel_rms <= 0.1, (cache_class.__name__, i, cos, rel_rms)
+
+
+def test_compiled_fp8_static_cache_sliding_window_with_a_padding_mask():
+    """A compiled forward that builds its masks while tracing, with a 2-D attention_mask (all
+    ones) and an Fp8StaticCache, through a full sliding layer: the mask function cannot look
+    at the mask then and passes it on; the attention function checks it on the device
+    (torch._assert_async) instead of refusing it. Each step's logits equal the eager ones."""
+    model = tiny_mistral(8)
+    ids = torch.randint(0, 512, (2, 12), generator=torch.Generator().manual_seed(4))
+
+    def step_logits(compiled):
+        model.set_attn_implementation(tfi.NAME_FP8)
+        fwd = torch.compile(model, fullgraph=True, backend="aot_eager") if compiled else model
+        cache = tfi.Fp8StaticCache(config=model.config, max_cache_len=ids.size(1))
+        out = []
+        with torch.no_grad():
+            out.append(fwd(ids[:, :5], attention_mask=torch.ones_like(ids[:, :5]), past_key_values=cache,
+                           use_cache=True).logits)
+            for t in range(5, ids.size(1)):
+                out.append(fwd(ids[:, t:t + 1], attention_mask=torch.ones_like(ids[:, :t + 1]),
+                               past_key_values=cache, use_cache=True).logits)
+        return out
+
+    eager = step_logits(False)
+    compiled = step_logits(True)
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e, atol=0, rtol=0)
 
 
 def test_static_cache_sliding_window_mask_function_paths():

@@ -51,7 +51,9 @@ size, or it is full, ``update`` returns exactly the keys the step's windows
 need (the slots, or the kept slots and the new tokens), which the attention
 function reads as written keys with the window (transformers.py). The descales
 are fixed at the first write, as in the full-attention layers. Other layer
-types raise.
+types raise; chunked-attention layers, which transformers also stores as
+``StaticSlidingWindowLayer``, get this layer too, and the mask function then
+refuses chunked attention.
 """
 
 from __future__ import annotations
@@ -180,9 +182,12 @@ class Fp8StaticSlidingWindowLayer(StaticSlidingWindowLayer):
                 _bytes(slot).index_copy_(2, positions, _bytes(x))
             return Fp8CacheTensor(self.keys, self.k_descale), Fp8CacheTensor(self.values, self.v_descale)
         if full and new == 1:
+            # A tensor index for the last slot, as transformers' layer (pytorch#159855: a slice
+            # there breaks under CUDA graphs).
+            last = torch.tensor([-1], dtype=torch.long, device=self.device)
             for slot, x in zip(slots, (k8, v8)):
                 rolled = _bytes(slot).roll(-1, dims=-2)
-                rolled[:, :, -1:] = _bytes(x)
+                rolled[:, :, last] = _bytes(x)
                 _bytes(slot).copy_(rolled)  # in place: the slots keep their static address
             return Fp8CacheTensor(self.keys, self.k_descale), Fp8CacheTensor(self.values, self.v_descale)
         kept = slice(1, None) if full else slice(0, filled)

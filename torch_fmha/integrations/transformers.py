@@ -120,7 +120,7 @@ _FLOAT_OUT = (torch.bfloat16, torch.float16)
 def _unsupported(what: str) -> NotImplementedError:
     return NotImplementedError(
         f"torch_fmha (transformers attn_implementation={NAME!r}/{NAME_FP8!r}) does not support {what}. "
-        "Supported: causal (bottom-right aligned, prefill, DynamicCache and full-attention StaticCache decode) "
+        "Supported: causal (bottom-right aligned, prefill, DynamicCache and StaticCache decode) "
         "or bidirectional "
         "self-attention, sliding windows, softcap, attention sinks (s_aux), and 2-D padding masks whose rows "
         "are one contiguous run of tokens (left or right padding); use attn_implementation='sdpa' for "
@@ -185,11 +185,13 @@ def _plain_sliding(mask_function, local_size, q_length, allow_is_causal_skip) ->
     local_size. Eager: read from its closures (_sliding_window_of). Under torch.compile the
     closure cannot be read, so the flags transformers sets stand in for it: or / and mask
     functions come with use_vmap (refused before this), packed sequences and block sequence
-    ids turn allow_is_causal_skip off, which only a one-token step over a compileable cache
-    also does (create_sliding_window_causal_mask). So a compiled one-token step is taken as
-    plain; packed sequences need several query tokens, and a block-id overlay joins only
-    query tokens of the same non-text block (an image), which generation does not produce
-    one at a time."""
+    ids turn allow_is_causal_skip off, as does a one-token step over a compileable cache
+    (create_sliding_window_causal_mask). So a compiled one-token step is taken as plain;
+    packed sequences need several query tokens, and a block-id overlay joins only query
+    tokens of the same non-text block (an image), which generation does not produce one at a
+    time. A model may also force the skip off because it post-processes the mask (transformers
+    5.23's Doge adds its own 4-D mask, which the attention function then refuses); on a
+    one-token sliding step such a model gets None here, in eager mode too."""
     if not torch.compiler.is_compiling():
         return _sliding_window_of(mask_function) == local_size
     return allow_is_causal_skip or q_length == 1
@@ -474,6 +476,15 @@ def _forward(module, query, key, value, attention_mask, scaling, dropout, kwargs
         if not fp8:
             raise _unsupported(f"an Fp8StaticCache (FP8 keys and values) with attn_implementation={NAME!r}; "
                                f"use {NAME_FP8!r}")
+        if (window != (-1, -1) and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2
+                and attention_mask.dtype == torch.bool and _is_tracing(attention_mask)):
+            # A sliding-window layer that is full or filled past its slots, in a compiled forward
+            # with a padding mask: the mask function cannot look at the mask while tracing (in
+            # eager mode it returns None without padding). The FP8 path takes no padding: a
+            # device-side assertion, as the static path's.
+            torch._assert_async(attention_mask.all(), "torch_fmha: padding in the keys of an Fp8StaticCache "
+                                                      "sliding-window layer is not supported")
+            attention_mask = None
         if attention_mask is None and window != (-1, -1):
             # A sliding-window layer that is full or filled past its slots: every key handed
             # over is written and the queries are the last (the mask function checked).
