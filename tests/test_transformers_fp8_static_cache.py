@@ -225,7 +225,7 @@ def test_needs_the_fp8_attention_function(model):
 
 # Sliding-window layers (Fp8StaticSlidingWindowLayer): gpt-oss and Gemma-2 of
 # tests/serving_models.py (one sliding layer of 16 keys, one full layer; sinks / softcap) and a
-# Mistral whose every layer slides over 8 keys. A 12-token prompt and 32 greedy tokens take the
+# one-layer Mistral sliding over 8 keys. A 12-token prompt and 32 greedy tokens take the
 # sliding layer through its phases (slots not yet full; filling past them; full, rolling).
 
 
@@ -288,8 +288,8 @@ def test_sliding_window_layer_slots_are_the_last_keys_in_order():
     g = torch.Generator().manual_seed(3)
     fp8 = Fp8StaticSlidingWindowLayer(max_cache_len=64, sliding_window=8)
     ref = StaticSlidingWindowLayer(max_cache_len=64, sliding_window=8)
-    # not full; filling past non-empty slots; full + 1; full + several; reaching full exactly
-    # from empty is the third test below (5, 1, 1, 1 of w = 8 after a reset)
+    # not full; filling past non-empty slots; full + 1; full + several. Reaching full exactly
+    # from empty: the second loop below (5, 1, 1, 1, 1 of w = 8 after a reset)
     for n in (5, 6, 1, 1, 3, 1):
         k, v = torch.randn(2, 2, n, 128, generator=g), torch.randn(2, 2, n, 128, generator=g)
         kf, vf = fp8.update(k, v)

@@ -126,7 +126,7 @@ def tiny_mistral(window):
 # far, and once full the last w - 1 and the new ones (both the dense path; the full one-token
 # steps are the ones transformers marks allow_is_causal_skip=False). generate() with a
 # 12-token prompt and one-token steps: window 16 (gpt-oss, Gemma-2: one sliding and one
-# full-attention layer) goes from not full to exactly full to full; window 8 (Mistral, every
+# full-attention layer) goes from not full to exactly full to full; window 8 (Mistral, its one
 # layer sliding) fills past the empty slots at the prefill, then is full. Chunks of several
 # tokens (filling past non-empty slots, several tokens while full):
 # test_static_cache_sliding_window_chunks.
@@ -209,11 +209,29 @@ def test_static_cache_sliding_window_chunks(name):
             assert cos >= 0.99 and rel_rms <= 0.1, (cache_class.__name__, i, cos, rel_rms)
 
 
-def test_compiled_fp8_static_cache_sliding_window_with_a_padding_mask():
+def test_static_cache_sliding_window_left_padding():
+    """Mistral (one layer, sliding over 8 keys), a 12-token prompt with 3 left-padding
+    tokens in row 0: the prefill fills past the slots and every later step finds the layer
+    full, so the padding mask goes to the varlen path (bf16 StaticCache): the same tokens as
+    "eager" over a DynamicCache. The Fp8StaticCache takes no padding: a clear error."""
+    model = tiny_mistral(8)
+    mask = torch.ones_like(IDS)
+    mask[0, :3] = 0
+    want, _ = generate(model, "eager", static=False, mask=mask)
+    got, _ = generate(model, tfi.NAME, static=True, mask=mask)
+    assert torch.equal(got, want)
+    model.set_attn_implementation(tfi.NAME_FP8)
+    cache = tfi.Fp8StaticCache(config=model.config, max_cache_len=IDS.size(1) + 4)
+    with pytest.raises(NotImplementedError, match="a padding mask"), torch.no_grad():
+        model(IDS, attention_mask=mask, past_key_values=cache, use_cache=True)
+
+
+def test_compiled_fp8_static_cache_sliding_window_with_an_attention_mask():
     """A compiled forward that builds its masks while tracing, with a 2-D attention_mask (all
-    ones) and an Fp8StaticCache, through a full sliding layer: the mask function cannot look
-    at the mask then and passes it on; the attention function checks it on the device
-    (torch._assert_async) instead of refusing it. Each step's logits equal the eager ones."""
+    ones: no padding) and an Fp8StaticCache, through a full sliding layer: the mask function
+    cannot look at the mask then and passes it on; the attention function checks it on the
+    device (torch._assert_async) instead of refusing it. Each step's logits equal the eager
+    ones. (A mask with padding there fails that device assertion; not run here.)"""
     model = tiny_mistral(8)
     ids = torch.randint(0, 512, (2, 12), generator=torch.Generator().manual_seed(4))
 
