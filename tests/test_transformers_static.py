@@ -152,8 +152,8 @@ def test_static_cache_sliding_window_tokens_equal_eager(name):
 @pytest.mark.parametrize("name", ["gpt_oss_w16", "gemma2_w16", "mistral_w8"])
 def test_fp8_static_cache_sliding_window_step_logits(name):
     """"torch_fmha_fp8" over a StaticCache, teacher-forced on "eager"'s tokens: every step's
-    logits (the prefill's last and 32 decode steps, through all three phases of the sliding
-    layer) within the FP8 criterion of tests/test_transformers.py against "eager" with a
+    logits (the prefill's last and 32 one-token steps: the sliding layer not full, exactly
+    full, full at window 16; past its empty slots at the prefill, then full at window 8) within the FP8 criterion of tests/test_transformers.py against "eager" with a
     DynamicCache. Free-running FP8 tokens are not compared: the static path's decode op
     (attention_with_kvcache) and the dynamic path's dense op sum in different orders, and on
     gpt-oss their FP8 tokens part at new token 24 (a random model's nearly tied logits)."""

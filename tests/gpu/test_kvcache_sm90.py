@@ -621,10 +621,11 @@ def test_transformers_static_cache_sliding_window_fp8_on_cuda():
     """A bf16 gpt-oss (one sliding-window layer of 16 keys, one full-attention layer, sinks)
     with a StaticCache on CUDA: "torch_fmha_fp8", teacher-forced on "eager"'s greedy tokens
     over a DynamicCache, every step's logits within the FP8 criterion, eager and compiled. A
-    12-token prompt and 32 steps take the sliding layer through its three phases (slots not yet
-    full: attention_with_kvcache on the slots; full: the dense op on its 16 keys, the one-token
-    steps transformers marks allow_is_causal_skip=False). Both transformers' StaticCache and
-    the Fp8StaticCache."""
+    12-token prompt and 32 one-token steps take the sliding layer from not full
+    (attention_with_kvcache on the slots) to exactly full to full (the dense op on its 16 keys,
+    the one-token steps transformers marks allow_is_causal_skip=False); the chunked phases run
+    on CPU (tests/test_transformers_static.py). Both transformers' StaticCache and the
+    Fp8StaticCache."""
     pytest.importorskip("transformers")
     import torch_fmha.integrations.transformers as tfi
     from serving_models import close_fp8, gpt_oss, metrics
