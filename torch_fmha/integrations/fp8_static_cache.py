@@ -183,8 +183,9 @@ class Fp8StaticSlidingWindowLayer(StaticSlidingWindowLayer):
             return Fp8CacheTensor(self.keys, self.k_descale), Fp8CacheTensor(self.values, self.v_descale)
         if full and new == 1:
             # A tensor index for the last slot, as transformers' layer (pytorch#159855: a slice
-            # there breaks under CUDA graphs).
-            last = torch.tensor([-1], dtype=torch.long, device=self.device)
+            # there breaks under CUDA graphs); made on the device (torch.full), not copied from
+            # the host, which would block every decode step.
+            last = torch.full((1,), -1, dtype=torch.long, device=self.device)
             for slot, x in zip(slots, (k8, v8)):
                 rolled = _bytes(slot).roll(-1, dims=-2)
                 rolled[:, :, last] = _bytes(x)

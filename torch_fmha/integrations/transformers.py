@@ -241,9 +241,9 @@ def torch_fmha_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, 
         # (create_sliding_window_causal_mask): a static sliding-window layer that is full. Its
         # keys are then exactly the positions [kv_offset, kv_offset + kv_length) (checked
         # below: the query is the last), so the op's bottom-right window is that mask.
-        compiled_decode_step = (sliding and q_length == 1
-                                and _plain_sliding(mask_function, local_size, q_length, allow_is_causal_skip))
-        if not allow_is_causal_skip and not compiled_decode_step:
+        compileable_cache_step = (sliding and q_length == 1
+                                  and _plain_sliding(mask_function, local_size, q_length, allow_is_causal_skip))
+        if not allow_is_causal_skip and not compileable_cache_step:
             raise _unsupported(
                 "a causal mask that transformers must materialise (allow_is_causal_skip=False): packed "
                 "sequences detected from position_ids (under torch.compile with use_cache=False and no "
