@@ -54,6 +54,12 @@ __device__ __forceinline__ int out_element_bytes(ElementType t) {
 // (empty[r8]: inv_sum is 0 only there) gets exact zeros: its O may hold
 // 0 * NaN from NaN V rows that other rows of the tile see, and f is NaN when
 // v_descale is.
+// The output-type test sits inside the unrolled pairs. Where the caller has
+// already left fp8 out (store_output_staged, after the fp8 groups) ptxas
+// predicates the bf16 / fp16 choice; a caller that also passed fp8 through it
+// (session 43's output storers, docs/DESIGN.md section 7) got a branch per
+// pair in sm_90a SASS, the pairs one after the other: such a caller wants one
+// loop per output width.
 template <int kHeadDim, class FragO, class Put>
 __device__ __forceinline__ void for_each_out_pair(ElementType out_type, const FragO& o,
                                                   const float (&f)[2], const bool (&empty)[2],
