@@ -38,8 +38,9 @@ enum class QuantInType : int32_t { kBFloat16 = 0, kFloat16 = 1, kFloat32 = 2, kF
 // x_fp8 is contiguous in x's shape, or, with packed_v (dense only: v for the
 // SM90 kernel, which then loads V^T by TMA), a "packed v" (csrc/vt_key_order.h):
 // [B, heads, head_dim, G, 16], G = ceil(seqlen / 16), contiguous, key s of
-// (b, head, d) at packed_vt_position(s) along the G * 16 keys (each 16-key
-// group in the order the P V wgmma takes P), the slots of keys >= seqlen zero.
+// (b, head, dim d) in row packed_v_column_of_row(d) at packed_vt_position(s) along the
+// G * 16 keys (each 16-key group in the order the P V wgmma takes P), the slots of
+// keys >= seqlen zero.
 struct QuantizeTensor {
   const void* x = nullptr;
   uint8_t* x_fp8 = nullptr;   // see above
@@ -253,8 +254,8 @@ struct SegmentCursor {
   }
 };
 
-// packed_v: offset of (batch b, head, d = 0, position 0) in x_fp8; key s of
-// dim d is at + d * packed_keys + packed_vt_position(s).
+// packed_v: offset of (batch b, head, row 0, position 0) in x_fp8; key s of
+// dim d is at + packed_v_column_of_row(d) * packed_keys + packed_vt_position(s).
 TORCH_FMHA_HOST_DEVICE int64_t packed_v_offset(const QuantizeTensor& t, int64_t b, int64_t head) {
   return (b * t.heads + head) * t.head_dim * t.packed_keys;
 }

@@ -32,12 +32,20 @@ PACKED_V_SLOT_KEYS = [((j >> 1 & 1) << 3) | ((j >> 3 & 1) << 2) | ((j >> 2 & 1) 
                       for j in range(16)]
 
 
+# Its rows: in a whole 32-column chunk, row 32 g + 8 a + 2 b + e holds column 32 g + 8 b + 2 a + e
+# (a last, partial chunk keeps its order).
+def packed_v_columns(d: int) -> list[int]:
+    """The column each row of a packed v with d columns holds."""
+    return [r if r // 32 * 32 + 32 > d else r // 32 * 32 + 8 * (r % 8 // 2) + 2 * (r % 32 // 8) + r % 2
+            for r in range(d)]
+
+
 def packed_v(v: torch.Tensor) -> torch.Tensor:
     """v [B, S, Hkv, D] as a packed v [B, Hkv, D, ceil(S / 16), 16] of v's dtype, padding slots zero."""
     b, sk, hkv, d = v.shape
     s16 = -(-sk // 16) * 16
     store = torch.zeros((b, hkv, d, s16), dtype=torch.uint8, device=v.device)
-    store[..., :sk] = v.view(torch.uint8).permute(0, 2, 3, 1)
+    store[..., :sk] = v.view(torch.uint8)[..., packed_v_columns(d)].permute(0, 2, 3, 1)
     return store.view(b, hkv, d, s16 // 16, 16)[..., PACKED_V_SLOT_KEYS].contiguous().view(v.dtype)
 
 

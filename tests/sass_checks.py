@@ -169,6 +169,26 @@ def group_stores(instrs: list[str]) -> int:
     return sum(1 for ins in instrs if re.search(r"\bSTG\.E\.64\b", ins))
 
 
+def lane_chunk_stores(instrs: list[str]) -> dict[str, int]:
+    """Global stores by width in a build of a packed v, whose epilogue stores every lane's
+    whole 8-column chunks from the registers (epilogue.cuh, store_output_lane_chunks): fp8
+    output 8 bytes a store ("fp8"), bf16 / fp16 16 bytes ("16-bit"); "pairs" counts the 2-byte
+    stores of an fp8 column pair, which that path no longer has."""
+    count = lambda pattern: sum(1 for ins in instrs if re.search(pattern, ins))
+    return {"fp8": count(r"\bSTG\.E\.64\b"), "16-bit": count(r"\bSTG\.E\.128\b"),
+            "pairs": count(r"\bSTG\.E\.U16\b")}
+
+
+def check_lane_chunk_stores(consumers: list[str], head_dim: int, name: str = "") -> None:
+    """Asserts the lane-chunk epilogue's stores in a packed-v kernel's consumer code: both rows
+    of a thread, every 32-column chunk, in each output width, at one call site at least; no
+    2-byte column-pair store."""
+    n = lane_chunk_stores(consumers)
+    assert n["fp8"] >= 2 * head_dim // 32, f"{n['fp8']} 8-byte stores for fp8 output: {name}"
+    assert n["16-bit"] >= 2 * head_dim // 32, f"{n['16-bit']} 16-byte stores for 16-bit output: {name}"
+    assert n["pairs"] == 0, f"{n['pairs']} 2-byte column-pair stores: {name}"
+
+
 def group_store_builds(traits_text: str) -> set[tuple[int, bool]]:
     """(head_dim, short-key build) of the release builds that store fp8 output in
     groups (Traits::kFp8GroupStores), from the TORCH_FMHA_TUNE_* defaults of

@@ -5,7 +5,10 @@ have no indexed shuffle (P goes to the P V product as the S accumulator gives it
 packed v's keys are already in that order; the natural-order layout it replaced needed two
 shuffles per 16 keys), no spills (the transposing D = 256 build has 3 LDL per block; its packed-v
 build had them too until P went through shared memory) and no serialised wgmma; at D = 64 the
-exps' arguments must stay interleaved with the exps there (no run of more than 32 FFMAs)."""
+exps' arguments must stay interleaved with the exps there (no run of more than 32 FFMAs). The
+packed v's row order lets the epilogue store each lane's whole 8-column chunks (session 44):
+every kernel must have the 8-byte (fp8) and 16-byte (bf16 / fp16) stores of both rows and every
+32-column chunk, and no 2-byte column-pair store."""
 from __future__ import annotations
 
 import re
@@ -13,8 +16,8 @@ import re
 import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
-from sass_checks import (consumer_instrs, kernel_variant, longest_run, serialized_wgmma,
-                         shared_stores_while_pv_in_flight, spills, steady_loop)
+from sass_checks import (check_lane_chunk_stores, consumer_instrs, kernel_variant, longest_run,
+                         serialized_wgmma, shared_stores_while_pv_in_flight, spills, steady_loop)
 
 
 @needs_cutlass
@@ -34,8 +37,12 @@ def test_packed_v_build_has_no_transposer_and_no_p_shuffle(tmp_path, unit, loop_
     variants = sorted(kernel_variant(name) for name, _ in named)
     assert variants == {64: ["split", "whole"], 128: ["masked", "split", "whole"], 256: ["whole"]}[
         int(unit.split("hdim")[1].split("_")[0])], [n for n, _ in named]
+    head_dim = int(unit.split("hdim")[1].split("_")[0])
     for name, instrs in named:
         _check_packed_v_kernel(instrs, loop_spills)
+        # The output in whole lane chunks (the packed v's row order; epilogue.cuh,
+        # store_output_lane_chunks), fp8 and 16-bit, in every kernel of the unit.
+        check_lane_chunk_stores(consumer_instrs(instrs), head_dim, name)
         if max_ffma_run is not None:
             run = longest_run(steady_loop(consumer_instrs(instrs)), "FFMA")
             assert run <= max_ffma_run, f"a run of {run} FFMAs in the steady loop (exps no longer interleaved): {name}"

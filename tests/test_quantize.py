@@ -185,22 +185,62 @@ def test_quantize_qkv_errors():
 
 # ------------------------------------------------------------ packed v (issue 12) ---
 
+def _column_of_row(r, d):
+    """csrc/vt_key_order.h's packed_v_column_of_row as its comment states it: in a whole
+    32-column chunk, row 32 g + 8 a + 2 b + e holds column 32 g + 8 b + 2 a + e; a last,
+    partial chunk keeps its order."""
+    if r // 32 * 32 + 32 > d:
+        return r
+    g, a, b, e = r // 32, r % 32 // 8, r % 8 // 2, r % 2
+    return 32 * g + 8 * b + 2 * a + e
+
+
 def _packed_ref(v8, seqlen):
-    """A standard FP8 v [B, S, Hkv, D] packed by hand, key by key, from the definition in
-    csrc/vt_key_order.h: (b, h, d, g, j) = v[b, 16 g + vt_key_of_slot(j), h, d], zero where
-    that key is >= S. vt_key_of_slot spelled out: slot (b3 b2 b1 b0) holds key (b1 b3 b2 b0)."""
+    """A standard FP8 v [B, S, Hkv, D] packed by hand, key by key and row by row, from the
+    definition in csrc/vt_key_order.h: (b, h, r, g, j) = v[b, 16 g + vt_key_of_slot(j), h,
+    packed_v_column_of_row(r, D)], zero where that key is >= S. vt_key_of_slot spelled out:
+    slot (b3 b2 b1 b0) holds key (b1 b3 b2 b0)."""
     def key_of_slot(j):
         return (((j >> 1) & 1) << 3) | (((j >> 3) & 1) << 2) | (((j >> 2) & 1) << 1) | (j & 1)
     b, _, hkv, d = v8.shape
     groups = (seqlen + 15) // 16
     out = torch.zeros(b, hkv, d, groups, 16, dtype=torch.uint8)
-    src = v8.view(torch.uint8)
+    src = v8.view(torch.uint8)[..., [_column_of_row(r, d) for r in range(d)]]  # row r: its column
     for g in range(groups):
         for j in range(16):
             key = 16 * g + key_of_slot(j)
             if key < seqlen:
                 out[:, :, :, g, j] = src[:, key]
     return out
+
+
+@pytest.mark.parametrize("d", [24, 48, 64, 80, 128])
+def test_packed_v_row_order_is_the_header_order(d):
+    """unpack_v's row order against the hand-written definition and csrc/vt_key_order.h's
+    static_asserts: an involution of the D rows, row 8 holds column 2 and row 59 column 47
+    (D = 128), row 9 column 3 (D = 64); head dims with a last chunk of fewer than 32 columns
+    (24, 48, 80: quantize_qkv packs any D) keep that chunk in order."""
+    rows = qz._packed_v_row_of_column(torch.arange(d), d)
+    assert rows.tolist() == [_column_of_row(r, d) for r in range(d)]
+    assert sorted(rows.tolist()) == list(range(d)) and rows[rows].tolist() == list(range(d))
+    assert rows.tolist() != list(range(d)) if d >= 32 else rows.tolist() == list(range(d))
+    assert rows[d // 32 * 32:].tolist() == list(range(d // 32 * 32, d))
+    if d == 128:
+        assert (rows[8].item(), rows[2].item(), rows[59].item()) == (2, 8, 47)
+    if d == 64:
+        assert rows[9].item() == 3
+
+
+@pytest.mark.parametrize("d", [48, 80])
+def test_pack_v_at_a_head_dim_with_a_partial_chunk(d):
+    """quantize_qkv(pack_v=True) at a head dim that is not a multiple of 32 (the attention
+    kernels take 64 / 128 / 256; quantize_qkv any): the hand-packed standard v, and
+    unpack_v gives it back bitwise."""
+    q, k, v = _qkv(b=1, s=20, h=2, hkv=1, d=d)
+    packed = torch_fmha.quantize_qkv(q, k, v, pack_v=True)
+    std = torch_fmha.quantize_qkv(q, k, v, pack_v=False)
+    assert torch.equal(packed.v.view(torch.uint8), _packed_ref(std.v, 20))
+    assert torch.equal(torch_fmha.unpack_v(packed.v, 20).view(torch.uint8), std.v.view(torch.uint8))
 
 
 @pytest.mark.parametrize("d", [64, 128, 256])

@@ -305,7 +305,10 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
             each group in the order in which the SM90 kernel's P V matrix
             multiply takes P (``csrc/vt_key_order.h``): key ``s`` is at
             position ``packed_vt_position(s)`` of the ``G * 16``; the slots of
-            keys ``>= Sk`` are zero. The values are those of the standard v
+            keys ``>= Sk`` are zero. The D rows are permuted as well, within
+            each 32 columns, so that the kernel's output registers hold whole
+            8-column chunks (row ``32 g + 8 a + 2 b + e`` holds column ``32 g +
+            8 b + 2 a + e``: ``packed_v_column_of_row``). The values are those of the standard v
             (:func:`unpack_v` gives it back bitwise), written by the same
             kernel, no extra pass. :func:`torch_fmha.attention` takes a packed
             v directly and on CUDA loads V^T from it by TMA instead of
@@ -362,6 +365,14 @@ def _vt_slot_of_key(i: torch.Tensor) -> torch.Tensor:
     return (((i >> 2) & 1) << 3) | (((i >> 1) & 1) << 2) | (((i >> 3) & 1) << 1) | (i & 1)
 
 
+def _packed_v_row_of_column(d: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """csrc/vt_key_order.h's packed_v_column_of_row (its own inverse) on an integer tensor of
+    head-dim indices: within each whole 32-column chunk, bits (a1 a0 b1 b0 e) become
+    (b1 b0 a1 a0 e); a last chunk of fewer than 32 columns keeps its order."""
+    swapped = (d & ~31) | (((d >> 1) & 3) << 3) | (((d >> 3) & 3) << 1) | (d & 1)
+    return torch.where((d | 31) < head_dim, swapped, d)
+
+
 def unpack_v(v_packed: torch.Tensor, seqlen: int) -> torch.Tensor:
     """A packed v (:func:`quantize_qkv` with ``pack_v``) back in the standard layout.
 
@@ -387,9 +398,11 @@ def unpack_v(v_packed: torch.Tensor, seqlen: int) -> torch.Tensor:
         raise ValueError(f"a packed v of {seqlen} keys has {(seqlen + 15) // 16} groups of 16, "
                          f"got v_packed of shape {list(v_packed.shape)}")
     keys = torch.arange(seqlen, device=v_packed.device)
-    # [B, G, 16, Hkv, D] indexed by each key's (group, slot): [B, S, Hkv, D]. On the bytes:
-    # indexing has no float8 kernel on every backend.
-    by_key = v_packed.view(torch.uint8).permute(0, 3, 4, 1, 2)[:, keys >> 4, _vt_slot_of_key(keys & 15)]
+    head_dim = v_packed.size(2)
+    rows = _packed_v_row_of_column(torch.arange(head_dim, device=v_packed.device), head_dim)
+    # [B, G, 16, Hkv, D] indexed by each key's (group, slot) and each column's row:
+    # [B, S, Hkv, D]. On the bytes: indexing has no float8 kernel on every backend.
+    by_key = v_packed.view(torch.uint8).permute(0, 3, 4, 1, 2)[:, keys >> 4, _vt_slot_of_key(keys & 15)][..., rows]
     # .contiguous(): the documented layout whatever the backend's indexing gives.
     return by_key.view(v_packed.dtype).contiguous()
 

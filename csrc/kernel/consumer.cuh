@@ -332,9 +332,14 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   const NamedBarrier stage_barrier = wg == 0 ? NamedBarrier::kEpilogue0 : NamedBarrier::kEpilogue1;
   auto store_tile_output = [&](const TileInfo& t, const float (&inv_sum)[2], const float (&lse)[2],
                                bool after_no_gemm_round) {
-    // fp8 in whole groups where the build has them; otherwise (and 16-bit
-    // output always) through the stage where the build has one, else column
-    // pairs (kernel_traits.cuh says which build does what, and why).
+    // A packed v: lane chunks, every output type. Otherwise fp8 in whole groups where the
+    // build has them; otherwise (and 16-bit output always) through the stage where the
+    // build has one, else column pairs (kernel_traits.cuh says which build does what, and
+    // why).
+    if constexpr (Traits::kLaneChunkStores) {
+      store_output_lane_chunks<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0);
+      return;
+    }
     if constexpr (Traits::kFp8GroupStores) {
       if (p.out_type == ElementType::kFloat8E4M3) {
         // The split kernel of the P-from-shared-memory build zeroes empty rows by value

@@ -10,13 +10,17 @@
 // (4 bytes for bf16/fp16, 2 bytes for fp8); the quad of a row covers 8
 // consecutive columns per j.
 //
-// Three store paths, chosen per build and output type by measurement
-// (kernel_traits.cuh: Traits::kFp8GroupStores, Traits::kStagedEpilogue;
-// docs/DESIGN.md sections 6 and 7; consumer.cuh picks one per tile):
-// - fp8 groups (fp8 output at D = 256 and in every D = 128 build, the long ones since
-//   session 32): a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane
+// Four store paths, chosen per build and output type by measurement
+// (kernel_traits.cuh: Traits::kLaneChunkStores, Traits::kFp8GroupStores,
+// Traits::kStagedEpilogue; docs/DESIGN.md sections 6 and 7; consumer.cuh picks one per tile):
+// - lane chunks (every build of a packed v, every output type, since session 44): the
+//   packed v's row order puts 8 consecutive output columns in each lane, stored whole
+//   from the registers (store_output_lane_chunks).
+// - fp8 groups (fp8 output of the standard-v builds at D = 256 and D = 128, the long ones
+//   since session 32): a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane
 //   of one whole 8-column group, 32 contiguous bytes per quad, from the registers.
-// - staged (16-bit output of the D = 128 builds; their fp8 output until session 32): the
+// - staged (16-bit output of the standard-v D = 128 builds; their fp8 output until
+//   session 32): the
 //   warpgroup writes its 64 x D output rows into a shared-memory stage (2-4 byte stores,
 //   bank-conflict-free), then every thread copies 16-byte chunks of whole rows
 //   to global memory. The direct 2-4 byte global stores filled the LSU queue
@@ -24,11 +28,11 @@
 //   behind them, ~6% of the consumers' time); 16-byte stores are 4x fewer and
 //   cover whole sectors. Rows past the sequence's end are not stored, so ragged
 //   batches stay exact.
-// - column pairs (D = 64; 16-bit output at D = 256): each lane stores its
+// - column pairs (D = 64 standard v; 16-bit output at D = 256 standard v): each lane stores its
 //   column pairs from the registers, 2 or 4 bytes per store. D = 64 was slower with the fp8 groups and with the
 //   stage; at D = 256 there is no shared memory left for a stage, and an
 //   exchange for 16-bit output made ptxas spill in the steady KV loop.
-// Both need out 16-byte aligned with strides in multiples of 16 bytes
+// All need out 16-byte aligned with strides in multiples of 16 bytes
 // (dispatch_fwd.cu checks; the op allocates out contiguous).
 #pragma once
 
@@ -205,6 +209,74 @@ __device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, cons
       if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
     }
     if (in_seq && p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
+  }
+}
+
+// Direct path, a packed v: lane chunks. A packed v's rows are permuted
+// (csrc/vt_key_order.h, packed_v_column_of_row) so that O's accumulator column
+// 8 j + 2 q + e is output column 32 (j / 4) + 8 q + 2 (j % 4) + e: lane q of a quad holds,
+// for each 32-column chunk g, the 8 consecutive output columns 32 g + 8 q .. + 7 of its
+// row. One store each, 8 bytes (fp8) or 16 (bf16 / fp16), a quad 32 / 64 contiguous bytes:
+// no exchange between lanes (the fp8 groups: 2 shuffles and their byte selects per 8 bytes),
+// no stage, no barrier. Rows past the sequence's end are skipped whole. A row that saw no
+// key stores exact zeros, word by word (store_output_fp8_groups says why).
+template <int kHeadDim, int kBlockM, class FragO>
+__device__ __forceinline__ void store_output_lane_chunks(const FwdParams& p, const FragO& o,
+                                                         const float (&inv_sum)[2], const float (&lse)[2],
+                                                         const TileInfo& tile, int row0) {
+  static_assert(kHeadDim % 32 == 0, "chunks of 4 x 8 columns");
+  const int q = lane_in_quad();
+  const bool fp8_out = p.out_type == ElementType::kFloat8E4M3;
+  const bool bf16_out = p.out_type == ElementType::kBFloat16;
+#pragma unroll
+  for (int r8 = 0; r8 < 2; ++r8) {
+    const int row = tile.m_block * kBlockM + row0 + 8 * r8;
+    if (row >= tile.seqlen_q) continue;
+    const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
+    const bool empty = inv_sum[r8] == 0.f;
+    auto value = [&](int j, int e) { return o(e + 2 * r8 + 4 * j) * f; };
+    uint8_t* const row_out = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) * (fp8_out ? 1 : 2);
+    if (fp8_out) {
+#pragma unroll
+      for (int g = 0; g < kHeadDim / 32; ++g) {
+        uint32_t w[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(value(4 * g + 2 * h, 0), value(4 * g + 2 * h, 1)),
+                                                       __NV_SATFINITE, __NV_E4M3);
+          const uint32_t hi = __nv_cvt_float2_to_fp8x2(
+              make_float2(value(4 * g + 2 * h + 1, 0), value(4 * g + 2 * h + 1, 1)), __NV_SATFINITE, __NV_E4M3);
+          w[h] = empty ? 0u : lo | (hi << 16);
+        }
+        *reinterpret_cast<uint2*>(row_out + 32 * g + 8 * q) = make_uint2(w[0], w[1]);
+      }
+    } else {
+#pragma unroll
+      for (int g = 0; g < kHeadDim / 32; ++g) {
+        uint32_t w[4];
+#pragma unroll
+        for (int h = 0; h < 4; ++h) {
+          const float2 v = make_float2(value(4 * g + h, 0), value(4 * g + h, 1));
+          uint32_t bits;
+          if (bf16_out) {
+            const __nv_bfloat162 b = __float22bfloat162_rn(v);
+            bits = *reinterpret_cast<const uint32_t*>(&b);
+          } else {
+            const __half2 b = __float22half2_rn(v);
+            bits = *reinterpret_cast<const uint32_t*>(&b);
+          }
+          w[h] = empty ? 0u : bits;
+        }
+        *reinterpret_cast<uint4*>(row_out + 2 * (32 * g + 8 * q)) = make_uint4(w[0], w[1], w[2], w[3]);
+      }
+    }
+  }
+  if (p.lse != nullptr && q == 0) {
+#pragma unroll
+    for (int r8 = 0; r8 < 2; ++r8) {
+      const int row = tile.m_block * kBlockM + row0 + 8 * r8;
+      if (row < tile.seqlen_q) store_lse(p, tile, row, lse[r8]);
+    }
   }
 }
 

@@ -440,7 +440,15 @@ struct Fp8FwdTraits {
   // 12, DESIGN section 7) against column pairs: bf16 output +3-8% at 512-2k,
   // and the fp8 output of the same build -0.2 to +3.6% faster as well (the steady
   // loop's instructions are the same, in another order).
-  static constexpr bool kStagedEpilogue = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
+  // Every build of a packed v stores each lane's whole 8-column chunks from the registers
+  // (epilogue.cuh, store_output_lane_chunks): the packed v's rows are permuted so that the
+  // lanes hold them (csrc/vt_key_order.h), every output type, no stage. Measured on an H200
+  // (session 44, docs/DESIGN.md section 7) against the quad-transposed groups (fp8) and
+  // the stage (16-bit) of the same builds: bf16 output +5-6% at D = 128 and +16-24% at D = 256
+  // at 1k keys, fp8 output within -0.7 / +1.2% at D = 128 and up to +3.2% at D = 256.
+  static constexpr bool kLaneChunkStores = kPackedV;
+  static constexpr bool kStagedEpilogue = kLaneChunkStores  ? false
+                                          : kShortKeys      ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGE_OUT_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
                                                             : false;
@@ -463,7 +471,8 @@ struct Fp8FwdTraits {
   // groups 0.6 us): the stage's shared-memory stores and loads compete with the other
   // warpgroup's wgmma operand reads. So every D = 128 build takes the groups for fp8
   // output; 16-bit output keeps the stage.
-  static constexpr bool kFp8GroupStores = kShortKeys        ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
+  static constexpr bool kFp8GroupStores = kLaneChunkStores  ? false
+                                          : kShortKeys      ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
                                           : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
                                           : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
                                                             : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256;

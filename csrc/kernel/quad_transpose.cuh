@@ -1,7 +1,9 @@
 // torch_fmha kernel: a 4 x 4 transpose of fp8 output column pairs across the
 // 4 lanes of a quad, so the direct epilogue (epilogue.cuh,
 // store_output_fp8_groups) stores whole 8-column groups, 8 bytes per lane and
-// 32 contiguous bytes per quad, straight from the registers.
+// 32 contiguous bytes per quad, straight from the registers. Builds of a packed v
+// need no transpose: the packed v's row order puts whole chunks in each lane
+// (csrc/vt_key_order.h; epilogue.cuh, store_output_lane_chunks).
 //
 // Why: in the GMMA C layout lane q of a quad holds columns 8j + 2q and
 // 8j + 2q + 1 of its row for every 8-column group j. Stored as they are, a lane

@@ -330,7 +330,8 @@ __device__ __forceinline__ void cast_tile_to_buffer(const QuantizeTensor& t, con
   }
 }
 
-// The buffer already holds the packed order: slot i goes to position key0 + i.
+// The buffer already holds the packed key order: slot i goes to position key0 + i; dim
+// row d to packed row packed_v_column_of_row(d).
 // packed_keys and key0 are multiples of 16: a word is wholly in or out.
 template <int kDims>
 __device__ __forceinline__ void store_tile(const QuantizeTensor& t, const KeyTile& k, const uint8_t* buffer) {
@@ -342,7 +343,9 @@ __device__ __forceinline__ void store_tile(const QuantizeTensor& t, const KeyTil
     const int dim = w / (kTileKeys / 4);
     const int slot = w % (kTileKeys / 4) * 4;
     if (w < kWords && k.dim0 + dim < t.head_dim && k.key0 + slot < t.packed_keys) {
-      *reinterpret_cast<uint32_t*>(out + (k.dim0 + dim) * t.packed_keys + k.key0 + slot) =
+      // Dim d goes to the packed row that holds it (vt_key_order.h; its own inverse).
+      const int64_t row = packed_v_column_of_row(k.dim0 + dim, t.head_dim);
+      *reinterpret_cast<uint32_t*>(out + row * t.packed_keys + k.key0 + slot) =
           *reinterpret_cast<const uint32_t*>(buffer + buffer_offset(dim, slot));
     }
   }

@@ -51,15 +51,21 @@ void forward_into(const FwdProblem& p, const Scales& sc, int64_t b,
 }
 
 // A packed v [B, Hkv, D, G, 16] (csrc/vt_key_order.h) as the [B, S, Hkv, D]
-// v it holds: natural key i of each 16-key group sits at slot vt_slot_of_key(i).
-// The padding slots past seqlen are dropped (FP8 bytes gathered as uint8:
-// index_select on float8 is not a given on every backend).
+// v it holds: natural key i of each 16-key group sits at slot vt_slot_of_key(i), column
+// d at row packed_v_column_of_row(d). The padding slots past seqlen are dropped (FP8
+// bytes gathered as uint8: index_select on float8 is not a given on every backend).
 at::Tensor unpacked_v(const at::Tensor& v, int64_t seqlen) {
   std::vector<int64_t> slot_of_key(kVtKeyGroup);
   for (int i = 0; i < kVtKeyGroup; ++i) slot_of_key[i] = vt_slot_of_key(i);
-  const at::Tensor index = at::tensor(slot_of_key, at::TensorOptions().dtype(at::kLong));
+  const int head_dim = static_cast<int>(v.size(2));
+  std::vector<int64_t> row_of_column(head_dim);
+  for (int d = 0; d < head_dim; ++d) row_of_column[d] = packed_v_column_of_row(d, head_dim);
+  const auto as_index = [&](const std::vector<int64_t>& i) {
+    return at::tensor(i, at::TensorOptions().dtype(at::kLong)).to(v.device());
+  };
   return v.view(at::kByte)
-      .index_select(4, index.to(v.device()))
+      .index_select(4, as_index(slot_of_key))
+      .index_select(2, as_index(row_of_column))
       .flatten(3, 4)
       .narrow(3, 0, seqlen)       // [B, Hkv, D, S]
       .permute({0, 3, 1, 2})      // [B, S, Hkv, D]

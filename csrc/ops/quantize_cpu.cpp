@@ -45,14 +45,17 @@ void segment_cast(const T* x, int32_t n, int64_t stride, float scale, uint8_t* o
   for (int32_t d = 0; d < n; ++d) out[d] = quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
 }
 
-// A packed v (csrc/quantize.h): value d of the segment goes out_stride (G * 16)
-// bytes after value d - 1. Consecutive rows of a group fill the same D cache
+// A packed v (csrc/quantize.h): value d of the segment goes to packed row
+// packed_v_column_of_row(d) (csrc/vt_key_order.h), rows out_stride (G * 16) bytes
+// apart. Consecutive rows of a group fill the same D cache
 // lines (within a 16-key group, in the packed order), so this stays cache-friendly.
 template <typename T, bool kUnitStride>
 void segment_cast_packed_v(const T* x, int32_t n, int64_t stride, float scale, uint8_t* out,
                                   int64_t out_stride) {
+  // Column d goes to the row that holds it (the permutation is its own inverse).
   for (int32_t d = 0; d < n; ++d) {
-    out[d * out_stride] = quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
+    out[packed_v_column_of_row(d, n) * out_stride] =
+        quantize_value(compute_value(x[kUnitStride ? d : d * stride]), scale);
   }
 }
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import torch_fmha
-from sass_checks import (consumer_instrs, group_store_builds, group_stores, overlap_regions,
+from sass_checks import (check_lane_chunk_stores, consumer_instrs, group_store_builds, group_stores,
+                         overlap_regions,
                          kernel_variant, serialized_wgmma, spills, split_functions, steady_loop)
 
 TRAITS = Path(torch_fmha._build.source_root()) / "kernel" / "kernel_traits.cuh"
@@ -166,7 +167,9 @@ def test_fp8_group_stores_and_steady_loop_spills(kernels):
         d, short = _head_dim(name), "KvBlockingE1" in name
         consumers = consumer_instrs(instrs)
         n = group_stores(consumers)
-        if (d, short) in grouped:
+        if "VLayoutE1" in name:  # a packed v: lane chunks, every output type (epilogue.cuh)
+            check_lane_chunk_stores(consumers, d, name)
+        elif (d, short) in grouped:
             # both rows of a thread, every group of 4 x 8 columns, at one call site at least
             assert n >= 2 * d // 32, f"D={d} short={short}: {n} 8-byte stores: {name}"
         else:

@@ -9,7 +9,8 @@
 // fill, split and do not fill the tiles, per-tensor and per-head groups split over
 // several chunks (blocks), every output byte is checked against a reference written from
 // the packed-v definition (vt_key_of_slot, not the kernel's packed_vt_position):
-// quantize_value(x, scale) of key 16 g + vt_key_of_slot(j) at (g, j) for keys < S, 0 in
+// quantize_value(x, scale) of key 16 g + vt_key_of_slot(j) at (g, j), of column
+// packed_v_column_of_row(r) in row r, for keys < S, 0 in
 // the slots of the padding keys, each written (0xAA sentinel before). Also the
 // shared-memory banks of the byte stores and word reads: none for bf16 / fp16, and for
 // every load width no more with the packed order than with the natural one (a warp's
@@ -118,17 +119,19 @@ Case make_case(const char* type, int B, int S, int H, int D, int dim_stride, boo
   c.out.assign(static_cast<size_t>(B) * H * D * P, 0xAA);
   c.descale.resize(t.groups());
   for (int64_t g = 0; g < t.groups(); ++g) c.scales.push_back(0.01f * static_cast<float>(g + 1));
-  // (b, h, d, g, j) holds key 16 g + vt_key_of_slot(j); zero where that key is >= S.
+  // (b, h, r, g, j) holds key 16 g + vt_key_of_slot(j) of column packed_v_column_of_row(r);
+  // zero where that key is >= S.
   c.want.assign(c.out.size(), 0);
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < H; ++h) {
       const float scale = c.scales[per_tensor ? 0 : b * H + h];
-      for (int d = 0; d < D; ++d) {
+      for (int r = 0; r < D; ++r) {
+        const int d = packed_v_column_of_row(r, D);
         for (int64_t g = 0; g < P / kVtKeyGroup; ++g) {
           for (int j = 0; j < kVtKeyGroup; ++j) {
             const int64_t s = g * kVtKeyGroup + vt_key_of_slot(j);
             if (s >= S) continue;
-            c.want[((static_cast<size_t>(b) * H + h) * D + d) * P + g * kVtKeyGroup + j] = quantize_value(
+            c.want[((static_cast<size_t>(b) * H + h) * D + r) * P + g * kVtKeyGroup + j] = quantize_value(
                 compute_value((*x)[b * stride_batch + s * stride_row + h * stride_head + d * dim_stride]), scale);
           }
         }

@@ -325,7 +325,8 @@ void reference(const Input<T>& x, bool per_head, int64_t group_heads, bool packe
   descale.resize(static_cast<size_t>(groups));
   for (int64_t g = 0; g < groups; ++g) descale[g] = descale_from_amax(amax[g]);  // factor 1
   // packed v: key s at group s / 16, slot vt_slot_of_key(s % 16) (the inverse of the
-  // definition's vt_key_of_slot, which the header checks); zeros elsewhere.
+  // definition's vt_key_of_slot, which the header checks), column d in row
+  // packed_v_column_of_row(d) (its own inverse, which the header checks); zeros elsewhere.
   const int64_t P = (x.S + 15) / 16 * 16;
   fp8.assign(static_cast<size_t>(packed_v ? x.B * x.H * x.D * P : x.B * x.S * x.H * x.D), 0);
   for (int64_t b = 0; b < x.B; ++b)
@@ -333,7 +334,8 @@ void reference(const Input<T>& x, bool per_head, int64_t group_heads, bool packe
       for (int64_t h = 0; h < x.H; ++h)
         for (int64_t d = 0; d < x.D; ++d) {
           const uint8_t byte = quantize_value(x.at(b, s, h, d), descale[group_of(b, h)]);
-          const int64_t at = packed_v ? ((b * x.H + h) * x.D + d) * P + s / 16 * 16 + vt_slot_of_key(s % 16)
+          const int64_t row = packed_v_column_of_row(static_cast<int>(d), static_cast<int>(x.D));
+          const int64_t at = packed_v ? ((b * x.H + h) * x.D + row) * P + s / 16 * 16 + vt_slot_of_key(s % 16)
                                       : ((b * x.S + s) * x.H + h) * x.D + d;
           fp8[at] = byte;
         }
