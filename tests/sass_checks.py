@@ -161,26 +161,18 @@ def steady_loop(instrs: list[str]) -> list[str]:
     return best
 
 
-def group_stores(instrs: list[str]) -> int:
-    """8-byte global stores (STG.E.64): the epilogue's fp8 output in whole
-    8-column groups after the quad transpose (epilogue.cuh,
-    store_output_fp8_groups). The other output paths store 2 / 4 bytes per lane
-    (column pairs) or 16 bytes (the shared-memory stage's row copies)."""
-    return sum(1 for ins in instrs if re.search(r"\bSTG\.E\.64\b", ins))
-
-
 def lane_chunk_stores(instrs: list[str]) -> dict[str, int]:
-    """Global stores by width in a build of a packed v, whose epilogue stores every lane's
-    whole 8-column chunks from the registers (epilogue.cuh, store_output_lane_chunks): fp8
-    output 8 bytes a store ("fp8"), bf16 / fp16 16 bytes ("16-bit"); "pairs" counts the 2-byte
-    stores of an fp8 column pair, which that path no longer has."""
+    """Global stores by width. The lane-chunk epilogue (epilogue.cuh, store_output_lane_chunks)
+    stores every lane's whole 8-column chunks from the registers: fp8 output 8 bytes a store
+    ("fp8"), bf16 / fp16 16 bytes ("16-bit"); "pairs" counts the 2-byte stores of an fp8
+    column pair (store_output_pairs, D = 64 with a standard v), which that path has none of."""
     count = lambda pattern: sum(1 for ins in instrs if re.search(pattern, ins))
     return {"fp8": count(r"\bSTG\.E\.64\b"), "16-bit": count(r"\bSTG\.E\.128\b"),
             "pairs": count(r"\bSTG\.E\.U16\b")}
 
 
 def check_lane_chunk_stores(consumers: list[str], head_dim: int, name: str = "") -> None:
-    """Asserts the lane-chunk epilogue's stores in a packed-v kernel's consumer code: both rows
+    """Asserts the lane-chunk epilogue's stores in a kernel's consumer code: both rows
     of a thread, every 32-column chunk, in each output width, at one call site at least; no
     2-byte column-pair store."""
     n = lane_chunk_stores(consumers)
@@ -189,15 +181,11 @@ def check_lane_chunk_stores(consumers: list[str], head_dim: int, name: str = "")
     assert n["pairs"] == 0, f"{n['pairs']} 2-byte column-pair stores: {name}"
 
 
-def group_store_builds(traits_text: str) -> set[tuple[int, bool]]:
-    """(head_dim, short-key build) of the release builds that store fp8 output in
-    groups (Traits::kFp8GroupStores), from the TORCH_FMHA_TUNE_* defaults of
-    kernel_traits.cuh."""
-    on = lambda name: re.search(rf"#define TORCH_FMHA_TUNE_{name} 1\b", traits_text) is not None
-    builds = {(d, False) for d in (64, 128, 256) if on(f"FP8_GROUP_STORES_{d}")}
-    if on("SHORT_FP8_GROUP_STORES_128"):
-        builds.add((128, True))
-    return builds
+def lane_chunk_builds_have(head_dim: int, packed_v: bool) -> bool:
+    """Whether a forward build stores lane chunks (kernel_traits.cuh, Traits::kLaneChunkStores:
+    V^T's rows permuted in every build but D = 64's of a standard v); the others store
+    column pairs."""
+    return packed_v or head_dim != 64
 
 
 def shared_stores_while_pv_in_flight(instrs: list[str], pv_shape: str) -> list[str]:

@@ -51,22 +51,20 @@ def test_consumer_spills():
     assert spills(consumer_instrs(kernel)) == 1 and spills(kernel) == 3
 
 
-def test_steady_loop_and_group_stores():
-    from sass_checks import group_store_builds, group_stores, steady_loop
+def test_steady_loop_and_store_widths():
+    from sass_checks import lane_chunk_builds_have, lane_chunk_stores, steady_loop
 
     # _sass puts instruction i at address 0x10 * i
     body = ["MOV R1, R2", "QGMMA.64x128x32.F32.E4M3.E4M3 R24, gdesc[UR4], R24",
             "MUFU.EX2 R3, R3", "LDL R4, [R1]", "@P0 BRA 0x10",
             "STG.E.64 desc[UR6][R2.64], R4", "STG.E.U16 desc[UR6][R2.64], R4",
-            "@P1 BRA 0x0"]
+            "STG.E.128 desc[UR6][R2.64], R4", "@P1 BRA 0x0"]
     (instrs,) = split_functions(_sass(body)).values()
     loop = steady_loop(instrs)
     assert [x.split()[0] for x in loop] == ["0010", "0020", "0030", "0040"]  # the inner loop
-    assert group_stores(instrs) == 1
-    traits = ("#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1\n#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 0\n"
-              "#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0\n"
-              "#define TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128 1\n")
-    assert group_store_builds(traits) == {(256, False), (128, True)}
+    assert lane_chunk_stores(instrs) == {"fp8": 1, "16-bit": 1, "pairs": 1}
+    assert [lane_chunk_builds_have(d, packed) for d in (64, 128, 256) for packed in (False, True)] == [
+        False, True, True, True, True, True]
 
 
 SS_ROUND = ["WARPGROUP.ARRIVE", "QGMMA.64x256x32.F32.E4M3.E4M3 R24, gdesc[UR20], R24, gsb0",

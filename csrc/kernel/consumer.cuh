@@ -328,30 +328,13 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     if constexpr (kSplit) return t.piece(all);
     return all;
   };
-  uint8_t* const o_stage = ss.o_stage + wg * (Traits::kOutStageBytes / 2);
-  const NamedBarrier stage_barrier = wg == 0 ? NamedBarrier::kEpilogue0 : NamedBarrier::kEpilogue1;
-  auto store_tile_output = [&](const TileInfo& t, const float (&inv_sum)[2], const float (&lse)[2],
-                               bool after_no_gemm_round) {
-    // A packed v: lane chunks, every output type. Otherwise fp8 in whole groups where the
-    // build has them; otherwise (and 16-bit output always) through the stage where the
-    // build has one, else column pairs (kernel_traits.cuh says which build does what, and
-    // why).
+  // The warpgroup's named barrier (the split tail's exchange, epilogue.cuh).
+  const NamedBarrier wg_barrier = wg == 0 ? NamedBarrier::kConsumerWG0 : NamedBarrier::kConsumerWG1;
+  auto store_tile_output = [&](const TileInfo& t, const float (&inv_sum)[2], const float (&lse)[2]) {
+    // Lane chunks where V^T's rows come permuted (every build but D = 64's of a standard v),
+    // else column pairs (kernel_traits.cuh, kLaneChunkStores, says why).
     if constexpr (Traits::kLaneChunkStores) {
       store_output_lane_chunks<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0);
-      return;
-    }
-    if constexpr (Traits::kFp8GroupStores) {
-      if (p.out_type == ElementType::kFloat8E4M3) {
-        // The split kernel of the P-from-shared-memory build zeroes empty rows by value
-        // (epilogue.cuh says why).
-        constexpr bool kWordZero = !(kSplit && Traits::kPFromSmem);
-        store_output_fp8_groups<kHeadDim, kBlockM, kWordZero>(p, tOrO, inv_sum, lse, t, row0, col0);
-        return;
-      }
-    }
-    if constexpr (Traits::kStagedEpilogue) {
-      store_output_staged<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0, o_stage,
-                                             tidx % 128, stage_barrier, after_no_gemm_round);
     } else {
       store_output_pairs<kHeadDim, kBlockM>(p, tOrO, inv_sum, lse, t, row0, col0);
     }
@@ -364,12 +347,12 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     if constexpr (kSplit) {
       if (t.split != SplitRole::kWhole &&
           !exchange_split_partial<kHeadDim>(params.split, t.split_slot, t.split, tidx, tOrO, inv_sum,
-                                            lse, &ss.split_arrival[wg], stage_barrier, wg_leader,
+                                            lse, &ss.split_arrival[wg], wg_barrier, wg_leader,
                                             kDebugHang ? params.debug_split_tail_wait_ns : 0)) {
         return;
       }
     }
-    store_tile_output(t, inv_sum, lse, false);
+    store_tile_output(t, inv_sum, lse);
   };
 
   // S of a tile's first KV block: the mask (if the block needs one) and the
@@ -421,7 +404,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       clear(tOrO);
       inv_sum[0] = inv_sum[1] = 0.f;
       lse[0] = lse[1] = tile.sink;
-      store_tile_output(tile, inv_sum, lse, /*after_no_gemm_round=*/true);
+      store_tile_output(tile, inv_sum, lse);
       tile = fetch_tile();
       ++traced_tile;
       continue;
@@ -545,7 +528,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       finish_pv<Traits::kPinPvWait>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
       make_p(half);
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
-      store_tile_output(tile, inv_sum, lse, false);  // a whole tile (above)
+      store_tile_output(tile, inv_sum, lse);  // a whole tile (above)
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
       clear(tOrO);
       v_pending = kv_read;

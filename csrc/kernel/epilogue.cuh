@@ -5,35 +5,22 @@
 // varlen: q_row0 = cu_seqlens_q[b] and the batch strides are 0, params.h).
 //
 // O accumulator of a consumer thread (GMMA C layout, 64 x D per warpgroup):
-// flat index i = e + 2 * r8 + 4 * j holds row row0 + 8 * r8, column
-// 8 * j + col0 + e (col0 = 2 * (lane % 4)). Each thread converts column pairs
-// (4 bytes for bf16/fp16, 2 bytes for fp8); the quad of a row covers 8
-// consecutive columns per j.
+// flat index i = e + 2 * r8 + 4 * j holds row row0 + 8 * r8, accumulator column
+// 8 * j + col0 + e (col0 = 2 * (lane % 4)), which is V^T's row 8 j + col0 + e.
 //
-// Four store paths, chosen per build and output type by measurement
-// (kernel_traits.cuh: Traits::kLaneChunkStores, Traits::kFp8GroupStores,
-// Traits::kStagedEpilogue; docs/DESIGN.md sections 6 and 7; consumer.cuh picks one per tile):
-// - lane chunks (every build of a packed v, every output type, since session 44): the
-//   packed v's row order puts 8 consecutive output columns in each lane, stored whole
-//   from the registers (store_output_lane_chunks).
-// - fp8 groups (fp8 output of the standard-v builds at D = 256 and D = 128, the long ones
-//   since session 32): a transpose within the quad (quad_transpose.cuh), then 8 bytes per lane
-//   of one whole 8-column group, 32 contiguous bytes per quad, from the registers.
-// - staged (16-bit output of the standard-v D = 128 builds; their fp8 output until
-//   session 32): the
-//   warpgroup writes its 64 x D output rows into a shared-memory stage (2-4 byte stores,
-//   bank-conflict-free), then every thread copies 16-byte chunks of whole rows
-//   to global memory. The direct 2-4 byte global stores filled the LSU queue
-//   (ncu, D=128 S=4k: `lg` throttle on the STGs and write-after-read waits
-//   behind them, ~6% of the consumers' time); 16-byte stores are 4x fewer and
-//   cover whole sectors. Rows past the sequence's end are not stored, so ragged
-//   batches stay exact.
-// - column pairs (D = 64 standard v; 16-bit output at D = 256 standard v): each lane stores its
-//   column pairs from the registers, 2 or 4 bytes per store. D = 64 was slower with the fp8 groups and with the
-//   stage; at D = 256 there is no shared memory left for a stage, and an
-//   exchange for 16-bit output made ptxas spill in the steady KV loop.
-// All need out 16-byte aligned with strides in multiples of 16 bytes
-// (dispatch_fwd.cu checks; the op allocates out contiguous).
+// Two store paths, chosen per build by measurement (kernel_traits.cuh,
+// Traits::kLaneChunkStores; docs/DESIGN.md section 7; consumer.cuh picks one):
+// - lane chunks (every build but D = 64's of a standard v, since session 44): V^T's rows
+//   come in a packed v's order (csrc/vt_key_order.h), so each lane holds 8 consecutive
+//   output columns per 32 and stores them whole from the registers
+//   (store_output_lane_chunks).
+// - column pairs (D = 64 with a standard v): each lane stores its column pairs from the
+//   registers, 2 or 4 bytes per store (store_output_pairs). D = 64 was slower with lane
+//   chunks (session 44), as with the shared-memory stage and the fp8 groups before.
+// Until session 43 the D = 128 / 256 builds stored fp8 output in quad-transposed groups and
+// 16-bit output through a shared-memory stage (D = 128) or in column pairs (D = 256); section
+// 7 has what they measured. Both need out 16-byte aligned with strides in multiples of 16
+// bytes (dispatch_fwd.cu checks; the op allocates out contiguous).
 #pragma once
 
 #include <cstdint>
@@ -43,61 +30,22 @@
 
 #include "../params.h"
 #include "pipeline.cuh"
-#include "quad_transpose.cuh"
 #include "tile_scheduler.cuh"
 
 namespace torch_fmha::kernel {
 
-__device__ __forceinline__ int out_element_bytes(ElementType t) {
-  return t == ElementType::kFloat8E4M3 ? 1 : 2;
+#ifdef __CUDACC__
+// The lane's index within its quad (lane % 4), read from %laneid where it is
+// used: computed from threadIdx.x at the kernel's start, the lane-dependent
+// choices of an epilogue were loop-invariant, the compiler hoisted them out of
+// the tile loop, and at D = 256 they took registers from the steady-state
+// rounds (spills there). A volatile read cannot be hoisted.
+__device__ __forceinline__ int lane_in_quad() {
+  uint32_t lane;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+  return int(lane & 3);
 }
-
-// Calls put(r8, j, bits) for every column pair of the thread's two rows:
-// (o[2 r8 + 4 j], o[1 + 2 r8 + 4 j]) * f[r8], converted to the output type and
-// packed (fp8: 16 bits, bf16 / fp16: 32 bits). A row that sees no key
-// (empty[r8]: inv_sum is 0 only there) gets exact zeros: its O may hold
-// 0 * NaN from NaN V rows that other rows of the tile see, and f is NaN when
-// v_descale is.
-// The output-type test sits inside the unrolled pairs. Where the caller has
-// already left fp8 out (store_output_staged, after the fp8 groups) ptxas
-// predicates the bf16 / fp16 choice; a caller that also passed fp8 through it
-// (session 43's output storers, docs/DESIGN.md section 7) got a branch per
-// pair in sm_90a SASS, the pairs one after the other: such a caller wants one
-// loop per output width.
-template <int kHeadDim, class FragO, class Put>
-__device__ __forceinline__ void for_each_out_pair(ElementType out_type, const FragO& o,
-                                                  const float (&f)[2], const bool (&empty)[2],
-                                                  Put&& put) {
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-#pragma unroll
-    for (int j = 0; j < kHeadDim / 8; ++j) {
-      const float2 v = empty[r8] ? make_float2(0.f, 0.f)
-                                 : make_float2(o(2 * r8 + 4 * j) * f[r8], o(1 + 2 * r8 + 4 * j) * f[r8]);
-      uint32_t bits;
-      if (out_type == ElementType::kFloat8E4M3) {
-        bits = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
-      } else if (out_type == ElementType::kBFloat16) {
-        const __nv_bfloat162 h = __float22bfloat162_rn(v);
-        bits = *reinterpret_cast<const uint32_t*>(&h);
-      } else {
-        const __half2 h = __float22half2_rn(v);
-        bits = *reinterpret_cast<const uint32_t*>(&h);
-      }
-      put(r8, j, bits);
-    }
-  }
-}
-
-// Output scale per row (1 / l * v_descale * 1 / out_scale) and emptiness.
-__device__ __forceinline__ void out_row_factors(const TileInfo& tile, const float (&inv_sum)[2],
-                                                float (&f)[2], bool (&empty)[2]) {
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-    f[r8] = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    empty[r8] = inv_sum[r8] == 0.f;
-  }
-}
+#endif
 
 __device__ __forceinline__ int64_t out_row_offset(const FwdParams& p, const TileInfo& tile, int row) {
   return int64_t(tile.batch) * p.out_batch_stride + int64_t(tile.q_row0 + row) * p.out_row_stride +
@@ -110,9 +58,8 @@ __device__ __forceinline__ void store_lse(const FwdParams& p, const TileInfo& ti
         tile.q_row0 + row] = lse;
 }
 
-// Direct path, column pairs: every thread stores its column pairs straight
-// from registers, 2 bytes (fp8) or 4 bytes per store (the conversion of
-// for_each_out_pair, written out: ptxas spills less at D = 256 this way).
+// Column pairs (D = 64 with a standard v): every thread stores its column pairs
+// straight from registers, 2 bytes (fp8) or 4 bytes per store.
 template <int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output_pairs(const FwdParams& p, const FragO& o,
                                                    const float (&inv_sum)[2], const float (&lse)[2],
@@ -165,61 +112,17 @@ __device__ __forceinline__ void store_output_pairs(const FwdParams& p, const Fra
   }
 }
 
-// Direct path, fp8 output, whole groups: after a 4 x 4 transpose within the
-// quad (quad_transpose.cuh) lane q stores 8-column group 4g + q of its row,
-// 8 bytes, and a quad writes 32 contiguous bytes per store: 4x fewer stores
-// than store_output_pairs and whole sectors. The shuffles need every lane of
-// the warp, so rows past the sequence's end are skipped at the store, not
-// before the transpose.
-//
-// A row that saw no key stores exact zeros, as in store_output_pairs (its O may hold NaN
-// from masked keys' V). kWordZero: the row is the quad's, so its converted words are
-// zeroed whole: 72-80 fewer instructions in each D = 128 kernel (two inlined epilogues),
-// 48-56 in each D = 256 one (sm_90a SASS, session 37) than a select per value. The same
-// bits: a zero pair converts to 0x0000.
-// Without it, a select per value: the P-from-shared-memory split kernel keeps that,
-// where the word form moved ptxas's register allocation (a spill into its steady loop,
-// sm_90a; consumer.cuh).
-template <int kHeadDim, int kBlockM, bool kWordZero, class FragO>
-__device__ __forceinline__ void store_output_fp8_groups(const FwdParams& p, const FragO& o,
-                                                        const float (&inv_sum)[2], const float (&lse)[2],
-                                                        const TileInfo& tile, int row0, int col0) {
-  static_assert(kHeadDim % 32 == 0, "groups of 4 x 8 columns");
-  const int q = lane_in_quad();  // col0 / 2, read here (lane_in_quad)
-#pragma unroll
-  for (int r8 = 0; r8 < 2; ++r8) {
-    const int row = tile.m_block * kBlockM + row0 + 8 * r8;
-    const bool in_seq = row < tile.seqlen_q;
-    const float f = inv_sum[r8] * tile.v_descale * tile.out_mul;
-    const bool empty = inv_sum[r8] == 0.f;
-    auto pair_bits = [&](int j) -> uint32_t {  // columns 8j + col0, + 1 as e4m3
-      const float2 v = !kWordZero && empty
-                           ? make_float2(0.f, 0.f)
-                           : make_float2(o(2 * r8 + 4 * j) * f, o(1 + 2 * r8 + 4 * j) * f);
-      return __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
-    };
-    uint8_t* const lane_out = static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) +
-                              fp8_lane_column(q, 0);  // + 32 bytes per g
-#pragma unroll
-    for (int g = 0; g < kHeadDim / 32; ++g) {
-      uint32_t w[2] = {pair_bits(4 * g) | (pair_bits(4 * g + 1) << 16),
-                       pair_bits(4 * g + 2) | (pair_bits(4 * g + 3) << 16)};
-      if (kWordZero && empty) w[0] = w[1] = 0u;
-      quad_transpose(w, q);
-      if (in_seq) *reinterpret_cast<uint2*>(lane_out + 32 * g) = make_uint2(w[0], w[1]);
-    }
-    if (in_seq && p.lse != nullptr && col0 == 0) store_lse(p, tile, row, lse[r8]);
-  }
-}
-
-// Direct path, a packed v: lane chunks. A packed v's rows are permuted
-// (csrc/vt_key_order.h, packed_v_column_of_row) so that O's accumulator column
-// 8 j + 2 q + e is output column 32 (j / 4) + 8 q + 2 (j % 4) + e: lane q of a quad holds,
-// for each 32-column chunk g, the 8 consecutive output columns 32 g + 8 q .. + 7 of its
-// row. One store each, 8 bytes (fp8) or 16 (bf16 / fp16), a quad 32 / 64 contiguous bytes:
-// no exchange between lanes (the fp8 groups: 2 shuffles and their byte selects per 8 bytes),
-// no stage, no barrier. Rows past the sequence's end are skipped whole. A row that saw no
-// key stores exact zeros, word by word (store_output_fp8_groups says why).
+// Lane chunks. V^T's rows come in a packed v's order (csrc/vt_key_order.h,
+// packed_v_column_of_row: a packed v as loaded, or the producer's transpose), so O's
+// accumulator column 8 j + 2 q + e is output column 32 (j / 4) + 8 q + 2 (j % 4) + e: lane q
+// of a quad holds, for each 32-column chunk g, the 8 consecutive output columns 32 g + 8 q
+// .. + 7 of its row. One store each, 8 bytes (fp8) or 16 (bf16 / fp16), a quad 32 / 64
+// contiguous bytes: no exchange between lanes (the fp8 groups before session 44 took 2
+// shuffles and their byte selects per 8 bytes), no stage, no barrier. Rows past the
+// sequence's end are skipped whole. A row that saw no key stores exact zeros, word by word
+// (its O may hold 0 * NaN from NaN V rows that other rows of the tile see, and the row
+// factor is NaN when v_descale is; a zero pair converts to 0x0000, and zeroing the words
+// took fewer instructions than a select per value in session 37's fp8 groups).
 template <int kHeadDim, int kBlockM, class FragO>
 __device__ __forceinline__ void store_output_lane_chunks(const FwdParams& p, const FragO& o,
                                                          const float (&inv_sum)[2], const float (&lse)[2],
@@ -272,77 +175,6 @@ __device__ __forceinline__ void store_output_lane_chunks(const FwdParams& p, con
     }
   }
   if (p.lse != nullptr && q == 0) {
-#pragma unroll
-    for (int r8 = 0; r8 < 2; ++r8) {
-      const int row = tile.m_block * kBlockM + row0 + 8 * r8;
-      if (row < tile.seqlen_q) store_lse(p, tile, row, lse[r8]);
-    }
-  }
-}
-
-// ---- staged path ---------------------------------------------------------------------
-
-// Row pitch of the stage: 16 bytes of padding put the 8 rows a warp writes
-// per column pair in distinct banks (row r starts at bank 4 r mod 32), and keep
-// every row 16-byte aligned for the 16-byte copies.
-template <int kHeadDim>
-__host__ __device__ constexpr int out_stage_pitch() {
-  return 2 * kHeadDim + 16;
-}
-
-// stage: this warpgroup's 64 x out_stage_pitch bytes. wg_tid: 0..127 within the
-// warpgroup; row0 is tile-relative (64 * wg + row in the warpgroup).
-template <int kHeadDim, int kBlockM, class FragO>
-__device__ __forceinline__ void store_output_staged(const FwdParams& p, const FragO& o,
-                                                    const float (&inv_sum)[2],
-                                                    const float (&lse)[2], const TileInfo& tile,
-                                                    int row0, int col0, uint8_t* stage,
-                                                    int wg_tid, NamedBarrier wg_barrier,
-                                                    bool after_no_gemm_round) {
-  constexpr int kPitch = out_stage_pitch<kHeadDim>();
-  float f[2];
-  bool empty[2];
-  out_row_factors(tile, inv_sum, f, empty);
-  const int elt = out_element_bytes(p.out_type);
-  const int wg_row0 = row0 % 64;  // this thread's first row within the warpgroup's 64
-
-  // The stage's previous readers (this warpgroup's copy loop below, for the
-  // previous tile) must be done. After a GEMM round they are: every warp of
-  // the warpgroup passed the round's bar.sync after its copy loop, whose
-  // loads its stores consumed. Only a tile without GEMM rounds (no key
-  // visible) must wait for them here.
-  if (after_no_gemm_round) named_barrier_sync(wg_barrier, 128);
-  uint8_t* mine = stage + wg_row0 * kPitch + col0 * elt;
-  for_each_out_pair<kHeadDim>(p.out_type, o, f, empty, [&](int r8, int j, uint32_t bits) {
-    uint8_t* dst = mine + 8 * r8 * kPitch;
-    if (elt == 1) {
-      *reinterpret_cast<uint16_t*>(dst + 8 * j) = static_cast<uint16_t>(bits);
-    } else {
-      *reinterpret_cast<uint32_t*>(dst + 16 * j) = bits;
-    }
-  });
-  named_barrier_sync(wg_barrier, 128);  // the whole stage written
-
-  const int tile_row_base = tile.m_block * kBlockM + (row0 - wg_row0);  // the warpgroup's first row
-  {
-    // 16-byte chunks, consecutive threads on consecutive chunks of a row.
-    const int chunks_per_row = kHeadDim * elt / 16;
-    const int chunks = 64 * chunks_per_row;
-#pragma unroll
-    for (int c0 = 0; c0 < 64 * kHeadDim * 2 / 16; c0 += 128) {
-      const int c = c0 + wg_tid;
-      if (c >= chunks) break;
-      const int r = c / chunks_per_row;
-      const int k = c - r * chunks_per_row;
-      const uint4 v = *reinterpret_cast<const uint4*>(stage + r * kPitch + 16 * k);
-      const int row = tile_row_base + r;
-      if (row < tile.seqlen_q) {
-        *reinterpret_cast<uint4*>(static_cast<uint8_t*>(p.out) + out_row_offset(p, tile, row) * elt +
-                                  16 * k) = v;
-      }
-    }
-  }
-  if (p.lse != nullptr && col0 == 0) {
 #pragma unroll
     for (int r8 = 0; r8 < 2; ++r8) {
       const int row = tile.m_block * kBlockM + row0 + 8 * r8;

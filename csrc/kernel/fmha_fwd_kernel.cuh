@@ -66,7 +66,6 @@ struct SharedStorage {
   alignas(1024) uint8_t vt[kStages * Traits::kTileKVBytes];      // (D, N, kStages), SmemLayoutVt
   // (N, D, kStages) FIFO (I1); a placeholder when TMA lands V^T directly.
   alignas(1024) uint8_t v_scratch[Traits::kVScratchBytes > 0 ? Traits::kVScratchBytes : 16];
-  alignas(128) uint8_t o_stage[Traits::kOutStageBytes];  // 2 x (64 rows, out_stage_pitch), epilogue.cuh
   struct Barriers {
     uint64_t q_full[Traits::kQStages];     // TMA tx; 1 arrival (producer)
     uint64_t q_empty[Traits::kQStages];    // 1 arrival per consumer WG

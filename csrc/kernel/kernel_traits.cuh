@@ -73,12 +73,6 @@
 #ifndef TORCH_FMHA_TUNE_SHORT_STAGES_128
 #define TORCH_FMHA_TUNE_SHORT_STAGES_128 3
 #endif
-#ifndef TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
-#define TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128 1
-#endif
-#ifndef TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
-#define TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128 1
-#endif
 #ifndef TORCH_FMHA_TUNE_STAGES_64
 #define TORCH_FMHA_TUNE_STAGES_64 3
 #endif
@@ -232,23 +226,6 @@
 #endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
-#endif
-#ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
-#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_64 0
-#endif
-// D = 128 long builds (standard and packed v, dense and varlen): on since session 32
-// (Fp8FwdTraits::kFp8GroupStores says why).
-#ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
-#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_128 1
-#endif
-#ifndef TORCH_FMHA_TUNE_FP8_GROUP_STORES_256
-#define TORCH_FMHA_TUNE_FP8_GROUP_STORES_256 1
-#endif
-#ifndef TORCH_FMHA_TUNE_STAGE_OUT_64
-#define TORCH_FMHA_TUNE_STAGE_OUT_64 0
-#endif
-#ifndef TORCH_FMHA_TUNE_STAGE_OUT_128
-#define TORCH_FMHA_TUNE_STAGE_OUT_128 1
 #endif
 
 namespace torch_fmha::kernel {
@@ -430,52 +407,24 @@ struct Fp8FwdTraits {
                                        : kHeadDim == 128 ? TORCH_FMHA_TUNE_LAZY_RESCALE_128
                                                          : TORCH_FMHA_TUNE_LAZY_RESCALE_256;
 
-  // Output through a shared-memory stage and 16-byte stores (epilogue.cuh), for
-  // every output type the build does not store in groups (below). Measured on
-  // an H100 (2026-11-28, docs/DESIGN.md section 7): D = 128 +2-6.5% at
-  // S <= 4k against 2-byte column-pair stores, flat at 16k; D = 64 10-15%
-  // slower at S <= 1k. D = 256 has no room (Q, K, V^T and the V scratch use all
-  // 227 KB). The D = 128 short-key build has it too, for 16-bit output (its fp8
-  // output takes the groups below); measured on an H200 (2026-11-28, session
-  // 12, DESIGN section 7) against column pairs: bf16 output +3-8% at 512-2k,
-  // and the fp8 output of the same build -0.2 to +3.6% faster as well (the steady
-  // loop's instructions are the same, in another order).
-  // Every build of a packed v stores each lane's whole 8-column chunks from the registers
-  // (epilogue.cuh, store_output_lane_chunks): the packed v's rows are permuted so that the
-  // lanes hold them (csrc/vt_key_order.h), every output type, no stage. Measured on an H200
-  // (session 44, docs/DESIGN.md section 7) against the quad-transposed groups (fp8) and
-  // the stage (16-bit) of the same builds: bf16 output +5-6% at D = 128 and +16-24% at D = 256
-  // at 1k keys, fp8 output within -0.7 / +1.2% at D = 128 and up to +3.2% at D = 256.
-  static constexpr bool kLaneChunkStores = kPackedV;
-  static constexpr bool kStagedEpilogue = kLaneChunkStores  ? false
-                                          : kShortKeys      ? TORCH_FMHA_TUNE_SHORT_STAGE_OUT_128
-                                          : kHeadDim == 64  ? TORCH_FMHA_TUNE_STAGE_OUT_64
-                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_STAGE_OUT_128
-                                                            : false;
-  static constexpr int kOutStageBytes = kStagedEpilogue ? 2 * 64 * (2 * kHeadDim + 16) : 16;
-  // fp8 output stored in whole 8-column groups after a transpose within each
-  // quad (epilogue.cuh, store_output_fp8_groups), 8 bytes per lane, straight
-  // from the registers; 16-bit output then still takes the stage or the column
-  // pairs. Measured on an H200 (2026-11-28, docs/DESIGN.md section 7) against
-  // 2-byte column pairs: D = 256 0.70 -> 0.92 of cuDNN at S = 512 (tile
-  // epilogue 4x fewer stores, whole sectors), within 1% at 16k; D = 64 up to
-  // 12% slower (its steady loop's code changed with it), so off there. Against
-  // the stage at D = 128: the short-key build (then <= 2048 keys) faster with the
-  // groups (512: +6% / +13% causal; 1k: +2% / +7%; 2k: -2% / +2%), the long
-  // build then (192-key blocks, 2026-11-28) mixed (-2% non-causal at 8k / 16k, +1-5%
-  // causal). Session 32 measured the long build again (one H200, same call, 2 rounds,
-  // packed v, TF/s, 2k / 4k / 8k / 16k): non-causal 834 / 892 / 923 / 944 -> 884 / 916 /
-  // 924 / 947 (round 1; round 2 836 / 892 / 919 / 946 -> 880 / 913 / 931 / 954), causal
-  // 8k / 16k 836 / 871 -> 839 / 888. Its staged epilogue took 1.8 us per tile from the
-  // last P V to the stored output in session 32's grid timeline at 2k (the short build's
-  // groups 0.6 us): the stage's shared-memory stores and loads compete with the other
-  // warpgroup's wgmma operand reads. So every D = 128 build takes the groups for fp8
-  // output; 16-bit output keeps the stage.
-  static constexpr bool kFp8GroupStores = kLaneChunkStores  ? false
-                                          : kShortKeys      ? TORCH_FMHA_TUNE_SHORT_FP8_GROUP_STORES_128
-                                          : kHeadDim == 64  ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_64
-                                          : kHeadDim == 128 ? TORCH_FMHA_TUNE_FP8_GROUP_STORES_128
-                                                            : TORCH_FMHA_TUNE_FP8_GROUP_STORES_256;
+  // The output path (epilogue.cuh). V^T's rows come in a packed v's row order (csrc/vt_key_order.h,
+  // packed_v_column_of_row) in every build but D = 64's of a standard v: the TMA copy of a
+  // packed v, or the producer's transpose (transpose_v.cuh, vt_row). Then each lane of O holds
+  // 8 consecutive output columns per 32 and stores them whole from the registers (lane
+  // chunks: 8 bytes for fp8, 16 for bf16 / fp16), every output type, no stage. Measured on an
+  // H200 (session 44, docs/DESIGN.md section 7) against what the builds had before:
+  // - a packed v (against fp8 quad-transposed groups and, for 16-bit output, the shared-memory
+  //   stage at D = 128 and column pairs at D = 256): bf16 out +1.7..+11.9% at D = 128 and
+  //   +5.7..+28.9% at D = 256 (512-4k keys; 16k -0.2..+3.5%), fp8 out -0.7..+1.2% / -0.7..+3.2%;
+  // - a standard v at D = 128 / 256 (2 rounds): bf16 out +5.8..+11.6% at 1k, -2.8..+3.6% from
+  //   4k; fp8 out -1.9..+4.0% (dense), ragged batches -0.9..+1.6%;
+  // - a standard v at D = 64: 0.6-9.7% slower (fp8 and bf16), so D = 64's transposer keeps the
+  //   natural row order and its output the column pairs (2 or 4 bytes a store).
+  // The paths these replaced (fp8 in quad-transposed groups, sessions 10-43; 16-bit output
+  // through a shared-memory stage at D = 128, sessions 8-43) and their measurements:
+  // DESIGN section 7.
+  static constexpr bool kVtRowsPermuted = kPackedV || kHeadDim != 64;
+  static constexpr bool kLaneChunkStores = kVtRowsPermuted;
 
   static constexpr int kNumConsumerWG = 2;
   static constexpr int kNumThreads = 128 * (1 + kNumConsumerWG);

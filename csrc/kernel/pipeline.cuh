@@ -31,8 +31,8 @@ enum class NamedBarrier : uint32_t {
   kProducerSync = 1,  // 128 producer threads, after reserving a V^T slot (I3)
   kPingPong0 = 2,     // "consumer WG0 may issue its GEMMs" (256 consumer threads)
   kPingPong1 = 3,     // "consumer WG1 may issue its GEMMs" (256 consumer threads)
-  kEpilogue0 = 4,     // consumer WG0's output stage (128 threads, epilogue.cuh)
-  kEpilogue1 = 5,     // consumer WG1's output stage
+  kConsumerWG0 = 4,   // consumer WG0 alone (128 threads): the split tail's exchange (epilogue.cuh)
+  kConsumerWG1 = 5,   // consumer WG1 alone (the output stage's barriers until session 44)
   kProducerTileId = 6,  // 128 producer threads, a claimed tile id (producer.cuh, TileIdSource)
 };
 

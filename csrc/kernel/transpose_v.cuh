@@ -23,10 +23,13 @@
 //               d = 2q and 2q + 1 (+16), keys {2c, 2c+1, 2c+8, 2c+9}: exactly
 //               the permuted columns 4c .. 4c+3 of the 16-key group;
 //   STSM.x4     4 matrices of 8 V^T rows x 16 bytes, lane (q, c) writing bytes
-//               4c .. 4c+3 of row q of each.
-// That is 6 instructions and 2 address XORs per 512 bytes, and both LDSM
-// (8 consecutive key rows per matrix) and STSM (8 V^T rows of distinct
-// row % 8 per matrix, see stsm_d) are free of bank conflicts in these swizzles.
+//               4c .. 4c+3 of row q of each; V column d goes to V^T row vt_row(d)
+//               (the packed v's row order, except at D = 64).
+// That is 6 instructions and 2 address XORs per 512 bytes. LDSM (8 consecutive
+// key rows per matrix) is free of bank conflicts in these swizzles, and so is
+// STSM at D = 64 (8 V^T rows of distinct row % 8 per matrix, see stsm_d); with
+// the permuted rows a matrix's 8 rows share 4 phases, a 2-way conflict (session
+// 44 measured the whole change, DESIGN section 7).
 //
 // Addresses: every lane address is base(warp, lane) ^ offset(step), where the
 // offset is a compile-time constant (the swizzled layouts are XOR-linear over
@@ -86,7 +89,13 @@ struct VTransposer {
   // V^T row 16 * (m >> 1) + 2r + odd. Even matrices take the even d of rows
   // r < 4 and the odd d of rows r >= 4, odd matrices the rest, so the 8 rows of
   // each matrix have distinct d % 8 (distinct swizzle phases: no bank conflict).
-  __host__ __device__ static constexpr int stsm_odd(int m, int r) { return (m & 1) ? (r < 4) : (r >= 4); }
+  // With V^T's rows permuted (vt_row) the 8 rows of a matrix reach at most 4 swizzle phases
+  // (their V^T rows' bits 0, 3 and 4, bit 4 the same for all 8): odd d on alternate rows
+  // gives 4 (2-way bank conflicts), the natural rows' choice would give 2 (4-way).
+  __host__ __device__ static constexpr int stsm_odd(int m, int r) {
+    if constexpr (Traits::kVtRowsPermuted) return (m & 1) ^ (r & 1);
+    return (m & 1) ? (r < 4) : (r >= 4);
+  }
   __host__ __device__ static constexpr int stsm_d(int lane) {
     return 16 * (lane >> 4) + 2 * (lane & 7) + stsm_odd(lane >> 3, lane & 7);
   }
@@ -108,17 +117,29 @@ struct VTransposer {
   __host__ __device__ static constexpr int load_step(int i, int j) {
     return static_cast<int>(typename Traits::SmemLayoutVScratch{}(step_key(i), step_d(j), 0));
   }
+  // The V^T row that holds V column d: where Traits::kVtRowsPermuted (every head dim but 64),
+  // packed_v_column_of_row (csrc/vt_key_order.h, its own inverse, within each 32 columns),
+  // the row order of a packed v, so that O's lanes hold whole 8-column chunks
+  // (epilogue.cuh, store_output_lane_chunks). A step covers 32 aligned columns, so the
+  // permutation stays inside it; the address identities below hold for any row order.
+  __host__ __device__ static constexpr int vt_row(int d) {
+    return Traits::kVtRowsPermuted ? packed_v_column_of_row(d, kHeadDim) : d;
+  }
   __host__ __device__ static int store_base(int w, int lane) {
-    return static_cast<int>(typename Traits::SmemLayoutVt{}(warp_d0(w) + stsm_d(lane), warp_key0(w), 0));
+    return static_cast<int>(typename Traits::SmemLayoutVt{}(vt_row(warp_d0(w) + stsm_d(lane)), warp_key0(w), 0));
   }
   __host__ __device__ static constexpr int store_step(int i, int j) {
     return static_cast<int>(typename Traits::SmemLayoutVt{}(step_d(j), step_key(i), 0));
   }
   // PRMT selectors of the lane: word for even matrices, word for odd ones.
+  // (Both follow stsm_odd; the natural rows' form is kept as it was written before session 44,
+  // which keeps D = 64's SASS the release's.)
   __host__ __device__ static constexpr uint32_t sel_even_matrix(int lane) {
+    if constexpr (Traits::kVtRowsPermuted) return (lane >> 2) & 1 ? kSelOddD : kSelEvenD;
     return (lane >> 2) >= 4 ? kSelOddD : kSelEvenD;
   }
   __host__ __device__ static constexpr uint32_t sel_odd_matrix(int lane) {
+    if constexpr (Traits::kVtRowsPermuted) return (lane >> 2) & 1 ? kSelEvenD : kSelOddD;
     return (lane >> 2) >= 4 ? kSelEvenD : kSelOddD;
   }
   // Keep-mask of the lane's V^T words in a step whose first key is `key0`:

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 import torch_fmha
-from sass_checks import (check_lane_chunk_stores, consumer_instrs, group_store_builds, group_stores,
-                         overlap_regions,
-                         kernel_variant, serialized_wgmma, spills, split_functions, steady_loop)
+from sass_checks import (check_lane_chunk_stores, consumer_instrs, lane_chunk_builds_have, lane_chunk_stores,
+                         overlap_regions, kernel_variant, serialized_wgmma, spills, split_functions, steady_loop)
 
 TRAITS = Path(torch_fmha._build.source_root()) / "kernel" / "kernel_traits.cuh"
 
@@ -160,20 +159,15 @@ STEADY_LOOP_SPILLS = {64: 0, 128: 0, 256: 3}
 STEADY_LOOP_SPILLS_PACKED_V = {64: 0, 128: 0, 256: 3}
 
 
-def test_fp8_group_stores_and_steady_loop_spills(kernels):
-    grouped = group_store_builds(TRAITS.read_text())
-    assert grouped, "no build stores fp8 output in groups: the check below would check nothing"
+def test_output_stores_and_steady_loop_spills(kernels):
     for name, instrs in kernels.items():
-        d, short = _head_dim(name), "KvBlockingE1" in name
+        d = _head_dim(name)
         consumers = consumer_instrs(instrs)
-        n = group_stores(consumers)
-        if "VLayoutE1" in name:  # a packed v: lane chunks, every output type (epilogue.cuh)
+        if lane_chunk_builds_have(d, packed_v="VLayoutE1" in name):  # epilogue.cuh, lane chunks
             check_lane_chunk_stores(consumers, d, name)
-        elif (d, short) in grouped:
-            # both rows of a thread, every group of 4 x 8 columns, at one call site at least
-            assert n >= 2 * d // 32, f"D={d} short={short}: {n} 8-byte stores: {name}"
-        else:
-            assert n == 0, f"D={d} short={short}: {n} 8-byte stores where none are expected: {name}"
+        else:  # D = 64 with a standard v: column pairs
+            n = lane_chunk_stores(consumers)
+            assert n["fp8"] == 0 and n["16-bit"] == 0 and n["pairs"] >= 2 * d // 8, f"D={d}: {n}: {name}"
         loop = steady_loop(consumers)
         assert loop, f"no steady KV loop found: {name}"
         allowed = 0 if p_smem_build(name, d) else (STEADY_LOOP_SPILLS_PACKED_V if "VLayoutE1" in name else STEADY_LOOP_SPILLS)[d]

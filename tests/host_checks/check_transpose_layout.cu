@@ -3,10 +3,11 @@
 //  * the address split: every lane address == base(warp, lane) ^ step offset,
 //    and for loads base & step == 0 (so the kernel may add instead of XOR);
 //  * the whole data movement, with LDSM.T.x4 / STSM.x4 emulated per the PTX
-//    ISA fragment layouts: V^T[d][k] == V[transpose_key_perm(k)][d] in the
+//    ISA fragment layouts: V^T[vt_row(d)][k] == V[transpose_key_perm(k)][d] in the
 //    SmemLayoutVt swizzle, keys >= valid_rows zeroed, every V^T byte written once;
-//  * bank conflicts: each LDSM / STSM matrix (8 rows x 16 bytes) touches 32
-//    distinct banks.
+//  * bank conflicts: each LDSM matrix (8 rows x 16 bytes) touches 32 distinct banks,
+//    each STSM matrix too where V^T's rows are natural (D = 64), and at most 2 rows per
+//    bank where they are permuted (Traits::kVtRowsPermuted: 4 swizzle phases per matrix).
 // Build + run: nvcc -std=c++17 --expt-relaxed-constexpr -I<cutlass> -Icsrc \
 //   tests/host_checks/check_transpose_layout.cu -o build/check_tl && build/check_tl
 #include <cstdint>
@@ -38,6 +39,16 @@ static int banks_ok(const int (&row_addr)[8]) {  // 8 rows x 16 bytes -> 32 dist
   return 1;
 }
 
+// The most rows of one 8-row x 16-byte matrix store that share a bank (1: conflict-free).
+static int bank_ways(const int (&row_addr)[8]) {
+  int count[32] = {};
+  int ways = 0;
+  for (int r = 0; r < 8; ++r) {
+    for (int b = 0; b < 4; ++b) ways = std::max(ways, ++count[(row_addr[r] / 4 + b) % 32]);
+  }
+  return ways;
+}
+
 using torch_fmha::kernel::KvBlocking;
 
 template <int D, KvBlocking kBlocking = KvBlocking::kLong>
@@ -53,7 +64,7 @@ int check(int valid_rows) {
   for (int key = 0; key < N; ++key)
     for (int d = 0; d < D; ++d) vs[int(lvs(key, d, 0))] = v_val(key, d);
 
-  int bad_split = 0, bad_banks = 0;
+  int bad_split = 0, bad_banks = 0, stsm_ways = 0;
   for (int w = 0; w < 4; ++w) {
     for (int j = 0; j < X::kStepsD; ++j) {
       for (int i = 0; i < X::kStepsK; ++i) {
@@ -65,7 +76,7 @@ int check(int valid_rows) {
           const int ld_j = X::load_base(w, lane) + j * X::load_step(0, 1);
           ld[lane] = ld_j + X::load_step(i, 0);
           if (ld[lane] != int(lvs(key, d, 0)) || (ld_j & X::load_step(i, 0))) ++bad_split;
-          const int sd = X::warp_d0(w) + X::step_d(j) + X::stsm_d(lane);
+          const int sd = X::vt_row(X::warp_d0(w) + X::step_d(j) + X::stsm_d(lane));
           st[lane] = (X::store_base(w, lane) ^ (j ? X::store_step(0, 1) : 0)) ^ X::store_step(i, 0);
           if (st[lane] != int(lvt(sd, X::warp_key0(w) + X::step_key(i), 0))) ++bad_split;
         }
@@ -75,7 +86,8 @@ int check(int valid_rows) {
             la[r] = ld[8 * m + r];
             sa[r] = st[8 * m + r];
           }
-          bad_banks += !banks_ok(la) + !banks_ok(sa);
+          bad_banks += !banks_ok(la);
+          stsm_ways = std::max(stsm_ways, bank_ways(sa));
         }
         // Emulated LDSM.T.x4: lane (q, c) gets from matrix m the 16-bit element
         // (row 2c, col q) in its low half and (row 2c+1, col q) in its high half.
@@ -113,17 +125,18 @@ int check(int valid_rows) {
     for (int k = 0; k < N; ++k) {
       const int key = transpose_key_perm(k);
       const uint8_t want = key < valid_rows ? v_val(key, d) : 0;
-      const int a = int(lvt(d, k, 0));
+      const int a = int(lvt(X::vt_row(d), k, 0));  // V column d sits in row vt_row(d)
       bad_data += vt[a] != want;
       bad_writes += writes[a] != 1;
     }
   }
-  const int bad = bad_split + bad_banks + bad_data + bad_writes;
+  // The permuted V^T rows (vt_row) put 4 swizzle phases in each 8-row STSM matrix: 2-way.
+  const int bad = bad_split + bad_banks + bad_data + bad_writes + (stsm_ways > (T::kVtRowsPermuted ? 2 : 1));
   std::printf("D=%d N=%d stages=%d valid_rows=%d smem(Q,K,Vt,Vs)=%dx%d+3x%d, SharedStorage %d bytes: "
-              "%s (split %d, banks %d, data %d, writes %d)\n",
+              "%s (split %d, banks %d, data %d, writes %d, STSM %d-way)\n",
               D, N, T::kStages, valid_rows, T::kQStages, T::kTileQBytes, T::kStages * T::kTileKVBytes,
               torch_fmha::kernel::shared_storage_bytes<T>(), bad ? "FAIL" : "ok", bad_split, bad_banks,
-              bad_data, bad_writes);
+              bad_data, bad_writes, stsm_ways);
   return bad;
 }
 
