@@ -416,13 +416,15 @@ struct Fp8FwdTraits {
   // - a packed v (against fp8 quad-transposed groups and, for 16-bit output, the shared-memory
   //   stage at D = 128 and column pairs at D = 256): bf16 out +1.7..+11.9% at D = 128 and
   //   +5.7..+28.9% at D = 256 (512-4k keys; 16k -0.2..+3.5%), fp8 out -0.7..+1.2% / -0.7..+3.2%;
+  //   D = 64 (not its default layout) -2.8 / -2.4% at 1k, +1.7 / +1.8% at 4k, kept for one
+  //   packed-v row order at every head dim;
   // - a standard v at D = 128 / 256 (2 rounds): bf16 out +5.8..+11.6% at 1k, -2.8..+3.6% from
-  //   4k; fp8 out -1.9..+4.0% (dense), ragged batches -0.9..+1.6%;
+  //   4k (dense); fp8 out -1.9..+4.0% (dense; the +4.0 within the spread), ragged -0.9..+1.6%;
   // - a standard v at D = 64: 0.6-9.7% slower (fp8 and bf16), so D = 64's transposer keeps the
   //   natural row order and its output the column pairs (2 or 4 bytes a store).
-  // The paths these replaced (fp8 in quad-transposed groups, sessions 10-43; 16-bit output
-  // through a shared-memory stage at D = 128, sessions 8-43) and their measurements:
-  // DESIGN section 7.
+  // The paths these replaced (fp8 in quad-transposed groups and 16-bit output through a
+  // shared-memory stage at D = 128, both from 2026-11-28 to session 43) and their
+  // measurements: DESIGN section 7.
   static constexpr bool kVtRowsPermuted = kPackedV || kHeadDim != 64;
   static constexpr bool kLaneChunkStores = kVtRowsPermuted;
 
