@@ -91,7 +91,8 @@ struct VTransposer {
   // each matrix have distinct d % 8 (distinct swizzle phases: no bank conflict).
   // With V^T's rows permuted (vt_row) the 8 rows of a matrix reach at most 4 swizzle phases
   // (their V^T rows' bits 0, 3 and 4, bit 4 the same for all 8): odd d on alternate rows
-  // gives 4 (2-way bank conflicts), the natural rows' choice would give 2 (4-way).
+  // gives 4 (2-way bank conflicts); the natural rows' choice above (odd d for r >= 4) would
+  // give 2 (4-way).
   __host__ __device__ static constexpr int stsm_odd(int m, int r) {
     if constexpr (Traits::kVtRowsPermuted) return (m & 1) ^ (r & 1);
     return (m & 1) ? (r < 4) : (r >= 4);

@@ -1,13 +1,15 @@
 """The built kernel's SASS keeps the structure consumer.cuh asks for: where
 Traits::kPinPvWait pins the P V wait (kernel_traits.cuh, per head dim), the
 softmax of a round overlaps the warpgroup's own P V (the wait stays below the
-block's MUFU.EX2); no wgmma serialization anywhere; fp8 output stored in whole
-8-column groups where Traits::kFp8GroupStores (epilogue.cuh); no warp vote
+block's MUFU.EX2); no wgmma serialization anywhere; the output stored in whole
+lane chunks (8 bytes for fp8, 16 for bf16 / fp16) where Traits::kLaneChunkStores, in
+2-byte column pairs elsewhere (D = 64 with a standard v; epilogue.cuh); no warp vote
 that ties the rows of a warp together in the steady loop (softmax.cuh, update_max;
 DESIGN 1.6); the row max by integer maxes where Traits::kIntRowMax; and no more
 spills in the steady KV loop than the release builds had when that was
 measured. Checker: tests/sass_checks.py (tests/test_epilogue_sass.py checks the
-same on a machine without a GPU, compiling six of the builds)."""
+same on a machine without a GPU, compiling five of the builds, and
+tests/test_packed_v_sass.py the three packed-v ones)."""
 
 import os
 import re
