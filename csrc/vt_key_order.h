@@ -27,7 +27,9 @@
 // 32-column chunk, row (a1 a0 b1 b0 e) holds column (b1 b0 a1 a0 e): the two 2-bit
 // fields swap, so the permutation is its own inverse. A last chunk of fewer than
 // 32 columns (a head dim that is not a multiple of 32: quantize_qkv takes any,
-// the attention kernels only 64 / 128 / 256) keeps its order.
+// the attention kernels only 64 / 128 / 256) keeps its order. The producer's
+// transpose writes V^T in the same row order at D = 128 / 256 (transpose_v.cuh,
+// vt_row), so every build but D = 64's of a standard v stores lane chunks.
 // docs/DESIGN.md section 4.
 #pragma once
 

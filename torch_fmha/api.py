@@ -72,7 +72,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
             (``pack_v``): keys contiguous, each 16 in the order the kernel's
             P V product reads them, and the D rows in the order its output
             registers hold the columns, so the CUDA kernel loads it without
-            transposing V and stores the output without exchanging columns (:func:`unpack_v` gives the ``[B, Sk, Hkv, D]`` values).
+            transposing V and stores the output without exchanging columns
+            (:func:`unpack_v` gives the ``[B, Sk, Hkv, D]`` values).
             The slots of the keys ``>= Sk`` in its last group must be zero
             (``quantize_qkv`` writes them so): the CUDA kernel reads them with
             P = 0, and 0 x NaN is NaN (the CPU op drops them).

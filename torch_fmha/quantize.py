@@ -308,8 +308,8 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, granularity:
             keys ``>= Sk`` are zero. The D rows are permuted as well, within
             each 32 columns, so that the kernel's output registers hold whole
             8-column chunks (row ``32 g + 8 a + 2 b + e`` holds column ``32 g +
-            8 b + 2 a + e``: ``packed_v_column_of_row``). The values are those of the standard v
-            (:func:`unpack_v` gives it back bitwise), written by the same
+            8 b + 2 a + e``: ``packed_v_column_of_row``). The values are those
+            of the standard v (:func:`unpack_v` gives it back bitwise), written by the same
             kernel, no extra pass. :func:`torch_fmha.attention` takes a packed
             v directly and on CUDA loads V^T from it by TMA instead of
             transposing V in shared memory.
