@@ -11,7 +11,7 @@ import torch
 
 import torch_fmha
 from torch_fmha import quantize as qz
-from inputs import PACKED_V_SLOT_KEYS
+from inputs import PACKED_V_SLOT_KEYS, packed_v_columns
 
 FP8 = torch.float8_e4m3fn
 NAN = float("nan")
@@ -185,27 +185,18 @@ def test_quantize_qkv_errors():
 
 # ------------------------------------------------------------ packed v (issue 12) ---
 
-def _column_of_row(r, d):
-    """csrc/vt_key_order.h's packed_v_column_of_row as its comment states it: in a whole
-    32-column chunk, row 32 g + 8 a + 2 b + e holds column 32 g + 8 b + 2 a + e; a last,
-    partial chunk keeps its order."""
-    if r // 32 * 32 + 32 > d:
-        return r
-    g, a, b, e = r // 32, r % 32 // 8, r % 8 // 2, r % 2
-    return 32 * g + 8 * b + 2 * a + e
-
-
 def _packed_ref(v8, seqlen):
     """A standard FP8 v [B, S, Hkv, D] packed by hand, key by key and row by row, from the
     definition in csrc/vt_key_order.h: (b, h, r, g, j) = v[b, 16 g + vt_key_of_slot(j), h,
     packed_v_column_of_row(r, D)], zero where that key is >= S. vt_key_of_slot spelled out:
-    slot (b3 b2 b1 b0) holds key (b1 b3 b2 b0)."""
+    slot (b3 b2 b1 b0) holds key (b1 b3 b2 b0); the row order from tests/inputs.py's
+    packed_v_columns (written from the header's comment)."""
     def key_of_slot(j):
         return (((j >> 1) & 1) << 3) | (((j >> 3) & 1) << 2) | (((j >> 2) & 1) << 1) | (j & 1)
     b, _, hkv, d = v8.shape
     groups = (seqlen + 15) // 16
     out = torch.zeros(b, hkv, d, groups, 16, dtype=torch.uint8)
-    src = v8.view(torch.uint8)[..., [_column_of_row(r, d) for r in range(d)]]  # row r: its column
+    src = v8.view(torch.uint8)[..., packed_v_columns(d)]  # row r: its column
     for g in range(groups):
         for j in range(16):
             key = 16 * g + key_of_slot(j)
@@ -221,7 +212,7 @@ def test_packed_v_row_order_is_the_header_order(d):
     (D = 128), row 9 column 3 (D = 64); head dims with a last chunk of fewer than 32 columns
     (24, 48, 80: quantize_qkv packs any D) keep that chunk in order."""
     rows = qz._packed_v_row_of_column(torch.arange(d), d)
-    assert rows.tolist() == [_column_of_row(r, d) for r in range(d)]
+    assert rows.tolist() == packed_v_columns(d)
     assert sorted(rows.tolist()) == list(range(d)) and rows[rows].tolist() == list(range(d))
     assert rows.tolist() != list(range(d)) if d >= 32 else rows.tolist() == list(range(d))
     assert rows[d // 32 * 32:].tolist() == list(range(d // 32 * 32, d))

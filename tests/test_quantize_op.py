@@ -15,6 +15,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import torch_fmha
 from op_defaults import complete, filled_ops
+from inputs import packed_v_columns
 from opcheck_samples import FP8_UTILS, quantize_samples
 
 FP8 = torch.float8_e4m3fn
@@ -138,14 +139,12 @@ def pack_by_hand(v8):
     """The standard v8 [B, S, Hkv, D] as a packed v, from csrc/vt_key_order.h's definition:
     (b, h, r, g, j) = v8[b, 16 g + vt_key_of_slot(j), h, packed_v_column_of_row(r, D)], zero
     where that key is >= S; vt_key_of_slot spelled out as the header's comment states it
-    (slot bits b3 b2 b1 b0 hold key bits b1 b3 b2 b0), and so is the row order (in a whole
-    32-column chunk, row bits a1 a0 b1 b0 e hold column bits b1 b0 a1 a0 e)."""
+    (slot bits b3 b2 b1 b0 hold key bits b1 b3 b2 b0); the row order from tests/inputs.py's
+    packed_v_columns (written from the header's comment)."""
     b, s, hkv, d = v8.shape
     groups = (s + 15) // 16
     out = torch.zeros(b, hkv, d, groups, 16, dtype=torch.uint8)
-    columns = [r if (r | 31) >= d else (r & ~31) | (((r >> 1) & 3) << 3) | (((r >> 3) & 3) << 1) | (r & 1)
-               for r in range(d)]
-    src = v8.view(torch.uint8)[..., columns]  # [B, S, Hkv, row]: row r holds column columns[r]
+    src = v8.view(torch.uint8)[..., packed_v_columns(d)]  # [B, S, Hkv, row]: row r holds its column
     for j in range(16):
         key_in_group = (((j >> 1) & 1) << 3) | (((j >> 3) & 1) << 2) | (((j >> 2) & 1) << 1) | (j & 1)
         for g in range(groups):

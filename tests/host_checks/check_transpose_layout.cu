@@ -27,18 +27,6 @@ static uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
   return out;
 }
 
-static int banks_ok(const int (&row_addr)[8]) {  // 8 rows x 16 bytes -> 32 distinct banks?
-  bool used[32] = {};
-  for (int r = 0; r < 8; ++r) {
-    for (int b = 0; b < 4; ++b) {
-      const int bank = (row_addr[r] / 4 + b) % 32;
-      if (used[bank]) return 0;
-      used[bank] = true;
-    }
-  }
-  return 1;
-}
-
 // The most rows of one 8-row x 16-byte matrix store that share a bank (1: conflict-free).
 static int bank_ways(const int (&row_addr)[8]) {
   int count[32] = {};
@@ -86,7 +74,7 @@ int check(int valid_rows) {
             la[r] = ld[8 * m + r];
             sa[r] = st[8 * m + r];
           }
-          bad_banks += !banks_ok(la);
+          bad_banks += bank_ways(la) > 1;
           stsm_ways = std::max(stsm_ways, bank_ways(sa));
         }
         // Emulated LDSM.T.x4: lane (q, c) gets from matrix m the 16-bit element
