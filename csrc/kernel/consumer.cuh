@@ -31,6 +31,8 @@
 // finalized, the softmax is reset for the next tile, and the epilogue (store
 // of O) runs after the next tile's first softmax. Without it every tile began
 // with an S GEMM whose latency nothing hid (measured: D=64 +8-17%, D=128 +0-5%).
+// Where Traits::kPvZeroInit is on (D = 128), O is not cleared after the epilogue: the
+// tile's first P V overwrites it (set_pv_starts_o).
 //
 // Ping-pong bookkeeping: WG1 arrives once on kPingPong0 at start; then every
 // GEMM round of WG w is sync(kPingPong<w>) ... arrive(kPingPong<1-w>). Both
@@ -304,6 +306,15 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     if constexpr (Traits::kPFromSmem) store_p_smem(tOrPWords, p_tile, p_offsets);
   };
 
+  // Whether the next P V writes O or adds to it (Traits::kPvZeroInit): a tile's first P V
+  // starts O itself, so no clear of O follows the previous tile's epilogue. Without the
+  // knob O is cleared and every P V accumulates (accumulate_ stays One).
+  auto set_pv_starts_o = [&](bool first_pv_of_tile) {
+    if constexpr (Traits::kPvZeroInit) {
+      mma_pv.accumulate_ = first_pv_of_tile ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+    }
+  };
+
   PipelineState<kStages> kv_read;
   PipelineState<2> tile_slot;
   PipelineState<Traits::kQStages> q_read;
@@ -413,7 +424,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     // ---- first block: S only (unless the previous tile's last round did it) ----
     if (!first_s_done) {
       softmax.reset(tile.scale_log2);
-      clear(tOrO);
+      if constexpr (!Traits::kPvZeroInit) clear(tOrO);
       mbar_wait(&ss.bar.q_full[q_read.index], q_read.phase,
                 {MbarId::kQFull, q_read.index, tile_tag, Role::kConsumer});
       q_index = q_read.index;
@@ -447,6 +458,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
+      set_pv_starts_o(it == 1);
       gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
                                       mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
                                       mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
@@ -504,6 +516,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
     const int next_blocks = next.valid ? next_range.count() : 0;
     mbar_wait(&ss.bar.vt_full[v_pending.index], v_pending.phase,
               {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
+    set_pv_starts_o(num_blocks == 1);
     // A piece of a split tile (tile_scheduler.cuh, split tail; at most 2 per CTA) ends
     // without the overlap: its partial store or merge would share the registers of the
     // next tile's first S (ptxas spilled there).
@@ -530,7 +543,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       trace.mark_tile(traced_tile, PhaseTrace::kPvFinal);
       store_tile_output(tile, inv_sum, lse);  // a whole tile (above)
       trace.mark_tile(traced_tile, PhaseTrace::kStored);
-      clear(tOrO);
+      if constexpr (!Traits::kPvZeroInit) clear(tOrO);
       v_pending = kv_read;
       kv_read.advance();
       first_s_done = true;

@@ -224,6 +224,29 @@
 #ifndef TORCH_FMHA_TUNE_LAZY_RESCALE_256
 #define TORCH_FMHA_TUNE_LAZY_RESCALE_256 0
 #endif
+// A tile's first P V overwrites O (the wgmma's scale-d predicate at 0) instead of
+// accumulating into an O cleared at the tile boundary (consumer.cuh, set_pv_starts_o). The
+// clear wrote O's registers right after the epilogue's global stores, whose source registers
+// ptxas had taken from O (sm_90a SASS of D = 128's long packed-v build: the last STG.E.64
+// stores R152-R153, and 64 IMAD.U32 then zero R152-R215), so it waited until the stores had
+// read them. The same output bits (tools/bitwise_ab.py: 0 of 488 calls differ). Measured in
+// session 45 (one H200, FP8 out, rounds in alternating processes; docs/DESIGN.md section 7):
+// D = 128 on: causal 1k / 2k / 4k +2.0 / +1.1 / +3.8%, the (1024, 0) window +0.9 / +1.5% in
+// two calls, non-causal 2k-16k -0.9 to +0.1% and causal 8k -0.6 / -0.1%, mostly within the
+// rounds' spread. D = 256 off: -1.2 to +1.5% over the two calls, every cell but one within
+// the spread (its tile loop has no boundary overlap; the clear sat at the next tile's top).
+// D = 64 off: causal -6%,
+// ptxas then hoisted 64 exp-argument FFMAs of the steady loop ahead of the MUFU.EX2s (the
+// interleave tests/test_packed_v_sass.py keeps). 0: the clear.
+#ifndef TORCH_FMHA_TUNE_PV_ZERO_INIT_64
+#define TORCH_FMHA_TUNE_PV_ZERO_INIT_64 0
+#endif
+#ifndef TORCH_FMHA_TUNE_PV_ZERO_INIT_128
+#define TORCH_FMHA_TUNE_PV_ZERO_INIT_128 1
+#endif
+#ifndef TORCH_FMHA_TUNE_PV_ZERO_INIT_256
+#define TORCH_FMHA_TUNE_PV_ZERO_INIT_256 0
+#endif
 #ifndef TORCH_FMHA_TUNE_OVERLAP_256
 #define TORCH_FMHA_TUNE_OVERLAP_256 0
 #endif
@@ -383,6 +406,10 @@ struct Fp8FwdTraits {
   static constexpr bool kArgsBeforePvWait =
       kPvWaitAfterMax && kExp2PolyEvery == 0 &&
       (kHeadDim == 128 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_128 : kHeadDim == 256 ? TORCH_FMHA_TUNE_ARGS_BEFORE_WAIT_256 : 0);
+  // A tile's first P V starts O from zero itself (consumer.cuh; the knob above says why).
+  static constexpr bool kPvZeroInit = kHeadDim == 64    ? TORCH_FMHA_TUNE_PV_ZERO_INIT_64
+                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_PV_ZERO_INIT_128
+                                                        : TORCH_FMHA_TUNE_PV_ZERO_INIT_256;
   // The row max by integer three-input maxes (softmax.cuh, int_max_of_scores).
   static constexpr bool kIntRowMax = kHeadDim == 64    ? TORCH_FMHA_TUNE_INT_MAX_64
                                      : kHeadDim == 128 ? TORCH_FMHA_TUNE_INT_MAX_128
