@@ -231,13 +231,12 @@
 // stores R152-R153, and 64 IMAD.U32 then zero R152-R215), so it waited until the stores had
 // read them. The same output bits (tools/bitwise_ab.py: 0 of 488 calls differ). Measured in
 // session 45 (one H200, FP8 out, rounds in alternating processes; docs/DESIGN.md section 7):
-// D = 128 on: causal 1k / 2k / 4k +2.0 / +1.1 / +3.8%, the (1024, 0) window +0.9 / +1.5% in
-// two calls, non-causal 2k-16k -0.9 to +0.1% and causal 8k -0.6 / -0.1%, mostly within the
-// rounds' spread. D = 256 off: -1.2 to +1.5% over the two calls, every cell but one within
-// the spread (its tile loop has no boundary overlap; the clear sat at the next tile's top).
-// D = 64 off: causal -6%,
-// ptxas then hoisted 64 exp-argument FFMAs of the steady loop ahead of the MUFU.EX2s (the
-// interleave tests/test_packed_v_sass.py keeps). 0: the clear.
+// D = 128 on: causal 1k / 2k / 4k +2.0 / +1.1 / +3.8% (call 2), the (1024, 0) window +0.9 /
+// +1.5% in two calls, non-causal 2k-16k -0.9 to +1.2% and causal 8k -0.6 / -0.1%, mostly
+// within the rounds' spread. D = 256 off: -1.2 to +1.5% over the two calls, every cell but
+// one within the spread (its tile loop has no boundary overlap; the clear sat at the next
+// tile's top). D = 64 off: causal -6%, ptxas then hoisted 64 exp-argument FFMAs of the steady
+// loop ahead of the MUFU.EX2s (the interleave tests/test_packed_v_sass.py keeps). 0: the clear.
 #ifndef TORCH_FMHA_TUNE_PV_ZERO_INIT_64
 #define TORCH_FMHA_TUNE_PV_ZERO_INIT_64 0
 #endif
