@@ -235,8 +235,9 @@
 // +1.5% in two calls, non-causal 2k-16k -0.9 to +1.2% and causal 8k -0.6 / -0.1%, mostly
 // within the rounds' spread. D = 256 off: -1.2 to +1.5% over the two calls, every cell but
 // one within the spread (its tile loop has no boundary overlap; the clear sat at the next
-// tile's top). D = 64 off: causal -6%, ptxas then hoisted 64 exp-argument FFMAs of the steady
-// loop ahead of the MUFU.EX2s (the interleave tests/test_packed_v_sass.py keeps). 0: the clear.
+// tile's top). D = 64 off: causal -6%, ptxas then hoisted the exp-argument FFMAs of the steady
+// loop ahead of the MUFU.EX2s into one run of 64 (the interleave tests/test_packed_v_sass.py
+// keeps). 0: the clear.
 #ifndef TORCH_FMHA_TUNE_PV_ZERO_INIT_64
 #define TORCH_FMHA_TUNE_PV_ZERO_INIT_64 0
 #endif
