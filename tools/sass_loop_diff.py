@@ -16,6 +16,12 @@ tools and the flags as the SASS tests do); --sass needs neither.
 
     python3 tools/sass_loop_diff.py fwd_fp8_hdim64 --b-flags "-DTORCH_FMHA_TUNE_HALF_FIRST_BLOCK_64=1"
     python3 tools/sass_loop_diff.py --sass before.sass after.sass
+
+Another commit's SASS: compile it from that commit's checkout (e.g. a git worktree) with
+PYTHONPATH set to that checkout. The compile takes csrc/ from the importable package
+(torch_fmha._build.source_root), and an editable install of the main checkout wins over a
+worktree's tests/ on sys.path: without PYTHONPATH both sides compile the same sources (session 45
+caught itself comparing its tree with itself that way).
 """
 from __future__ import annotations
 
