@@ -102,6 +102,21 @@ def test_measure_pair_interleaves_and_reports_median_ratio(monkeypatch):
     assert "ours/cuDNN" in text and "median" not in text and "1.250" in text
 
 
+def test_window_rows_note_their_share_of_full_causal():
+    causal = {"case": "window", "seqlen": 16384, "D": 128, "causal": "causal",
+              "tflops": {bench.COL_OURS: 880.0}, "note": "ours only"}
+    window = dict(causal, causal="window(1024,0)", tflops={bench.COL_OURS: 616.0})
+    bench.note_window_share(causal, window)
+    assert window["share_of_causal"] == pytest.approx(0.7)
+    assert window["note"] == "ours only; 70.0% of causal's TF/s"
+    assert "share_of_causal" not in causal and causal["note"] == "ours only"
+    text = bench.format_table([causal, window], {c: [] for c in bench.COLUMNS})
+    assert "70.0% of causal's TF/s" in text
+    failed = {"case": "window", "tflops": {bench.COL_OURS: None}, "note": "ours only"}
+    bench.note_window_share(causal, failed)  # a failed measurement: no share, the note unchanged
+    assert "share_of_causal" not in failed and failed["note"] == "ours only"
+
+
 def test_measure_pair_column_failure_is_noted(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
     b = _fake_bench(2, {bench.COL_OURS: [1.0, 1.0]})

@@ -137,6 +137,17 @@ def _first_line(e: BaseException) -> str:
 
 
 # ----------------------------------------------------------------- timing ---
+def note_window_share(causal_row: dict, window_row: dict) -> None:
+    """The window row's TF/s as a share of the full-causal row's (issue 12's target for the
+    (1024, 0) window at 16k is 80%): ``share_of_causal`` in the JSON, and the percentage in the
+    row's note. Nothing when either side has no number (a failed measurement)."""
+    causal_tf, window_tf = causal_row["tflops"].get(COL_OURS), window_row["tflops"].get(COL_OURS)
+    if not causal_tf or not window_tf:
+        return
+    window_row["share_of_causal"] = window_tf / causal_tf
+    window_row["note"] += f"; {100.0 * window_tf / causal_tf:.1f}% of causal's TF/s"
+
+
 def alternating_rounds(names: List[str], rounds: int):
     """(round, name) in timing order for ``--repeat``: `rounds` rounds over `names`, the
     order reversed every other round, so that a slow drift of the GPU does not always land
@@ -429,6 +440,7 @@ class Bench:
             row["tflops"][COL_OURS] = self._measure(
                 COL_OURS, lambda: self._ours(*fp8, desc, out_scale, **kw), flops)
             self.rows.append(row)
+        note_window_share(self.rows[-2], self.rows[-1])
 
 
 def metadata(bench: Bench, argv: List[str]) -> dict:
