@@ -136,7 +136,6 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:300] if lines else ""
 
 
-# ----------------------------------------------------------------- timing ---
 def note_window_share(causal_row: dict, window_row: dict) -> None:
     """The window row's TF/s as a share of the full-causal row's (issue 12's target for the
     (1024, 0) window at 16k is 80%): ``share_of_causal`` in the JSON, and the percentage in the
@@ -148,6 +147,7 @@ def note_window_share(causal_row: dict, window_row: dict) -> None:
     window_row["note"] += f"; {100.0 * window_tf / causal_tf:.1f}% of causal's TF/s"
 
 
+# ----------------------------------------------------------------- timing ---
 def alternating_rounds(names: List[str], rounds: int):
     """(round, name) in timing order for ``--repeat``: `rounds` rounds over `names`, the
     order reversed every other round, so that a slow drift of the GPU does not always land
