@@ -84,6 +84,7 @@ COL_OURS, COL_CUDNN, COL_FLASH, COL_SDPA_CUDNN = (_report.COL_OURS, _report.COL_
                                                   _report.COL_FLASH, _report.COL_SDPA_CUDNN)
 COLUMNS = _report.COLUMNS
 ratio_stats, format_ratio, format_table = _report.ratio_stats, _report.format_ratio, _report.format_table
+note_window_share = _report.note_window_share
 _fmt, _grid, plot = _report._fmt, _report._grid, _report.plot
 
 _math = _load_sibling("bench_math")
@@ -134,17 +135,6 @@ def _load_ours():
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0][:300] if lines else ""
-
-
-def note_window_share(causal_row: dict, window_row: dict) -> None:
-    """The window row's TF/s as a share of the full-causal row's (issue 12's target for the
-    (1024, 0) window at 16k is 80%): ``share_of_causal`` in the JSON, and the percentage in the
-    row's note. Nothing when either side has no number (a failed measurement)."""
-    causal_tf, window_tf = causal_row["tflops"].get(COL_OURS), window_row["tflops"].get(COL_OURS)
-    if not causal_tf or not window_tf:
-        return
-    window_row["share_of_causal"] = window_tf / causal_tf
-    window_row["note"] += f"; {100.0 * window_tf / causal_tf:.1f}% of causal's TF/s"
 
 
 # ----------------------------------------------------------------- timing ---

@@ -37,6 +37,17 @@ def format_ratio(stats: Optional[Dict[str, object]]) -> str:
     return f"{stats['median']:.3f} ({stats['min']:.3f}-{stats['max']:.3f})"
 
 
+def note_window_share(causal_row: dict, window_row: dict) -> None:
+    """The window row's TF/s as a share of the full-causal row's (issue 12's target for the
+    (1024, 0) window at 16k is 80%): ``share_of_causal`` in the JSON, and the percentage in the
+    row's note. Nothing when either side has no number (a failed measurement)."""
+    causal_tf, window_tf = causal_row["tflops"].get(COL_OURS), window_row["tflops"].get(COL_OURS)
+    if not causal_tf or not window_tf:
+        return
+    window_row["share_of_causal"] = window_tf / causal_tf
+    window_row["note"] += f"; {100.0 * window_tf / causal_tf:.1f}% of causal's TF/s"
+
+
 def _fmt(x: Optional[float], nd: int = 1) -> str:
     return "n/a" if x is None else f"{x:.{nd}f}"
 
