@@ -8,7 +8,8 @@ cover every head dim, dense (standard and packed v) and packed batches, both mas
 window, bf16 and FP8 output, soft-capping, and inputs that exercise the softmax's edges: rows
 whose scores are all negative, a NaN in q, and scores of both signs; FP8 output with rows that
 see no key (causal with Sq > Sk), and non-causal launches that run the split tail (D = 64, and
-D = 128 with a packed v; at the GPU size, 330 tiles on 132 SMs). Packed batches: one per head dim
+D = 128 with a packed v; at the GPU size, 330 tiles on 132 SMs), one of them with
+per-(batch, KV head) descales, an out_scale and sinks. Packed batches: one per head dim
 (160 tiles on a 132-SM grid), and the same keys in paged pools of 16- and 64-key pages
 (scattered, with unused pages), with softcap and sinks in one of them. Decode steps
 (attention_with_kvcache, Sq 1 and 3, 1 / 5 / 16 / 20 splits, with and without sinks and FP8
@@ -84,6 +85,12 @@ def cases(device="cuda", seqlens=(333, 1024, 4224), lens=(700, 0, 1500, 129)):
                                             out_dtype=out_dtype, out_scale=one if out_dtype is FP8 else None,
                                             return_lse=True)
             yield f"D{d} S{sq} H10 split tail out={out_dtype}", out, lse
+        # per-(batch, KV head) descales, an out_scale other than 1 and sinks, in the split tail:
+        # each tile must get its own head's scalars (the producer loads them per tile, producer.cuh)
+        scales = {n: (0.5 + torch.rand(1, 2, generator=gen)).to(device) for n in ("q_descale", "k_descale", "v_descale")}
+        out, lse = torch_fmha.attention(q8, k8, v_split, out_dtype=FP8, out_scale=torch.full((1,), 0.75, device=device),
+                                        sinks=torch.linspace(-1.0, 1.0, 10, device=device), return_lse=True, **scales)
+        yield f"D{d} S{sq} H10 split tail per-head scales sinks out=fp8", out, lse
         # a packed batch with an empty sequence
         cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device=device)
         t = sum(lens)
