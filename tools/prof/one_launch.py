@@ -8,7 +8,8 @@ cuDNN FP8 through the benchmark's peer, for a side-by-side profile; profiles bef
 run the serving benchmark's pair (torch_fmha/bench_serving.py, make_case): the batch as a
 packed varlen call and the same batch from a paged pool with pages of P keys, bf16 output,
 for a profile of what paging costs (issue 14). packedv runs ours on a packed v
-(`quantize_qkv(..., pack_v=True)`, the benchmark's default layout at D = 128 / 256)."""
+(`quantize_qkv(..., pack_v=True)`, the benchmark's default layout at D = 128 / 256);
+packedvcapC the same soft-capped at C (e.g. packedvcap30: `softcap=30.0`, issue 14)."""
 import sys
 
 import torch
@@ -29,19 +30,21 @@ who = sys.argv[5] if len(sys.argv) > 5 else "ours"
 b, h = max(1, 16384 // s), 2048 // d
 q, k, v = (torch.randn(b, s, h, d, device="cuda").to(torch.float8_e4m3fn) for _ in range(3))
 one = torch.ones(1, device="cuda")
-if window[0] >= 0 and who not in ("ours", "packedv"):
+if window[0] >= 0 and not (who == "ours" or who.startswith("packedv")):
     sys.exit(f"one_launch.py: a window runs ours or packedv only, not {who}")
 if who == "packed" or who.startswith("paged"):
     from torch_fmha.bench_serving import make_case
     page = int(who[len("paged"):]) if who.startswith("paged") else 16
     packed, paged, _, _ = make_case(torch_fmha, {"paged": page}, b, s, h, d, causal, "cuda")
     run = paged if who.startswith("paged") else packed
-elif who == "packedv":
+elif who.startswith("packedv"):
+    softcap = float(who[len("packedvcap"):]) if who.startswith("packedvcap") else 0.0
     qkv = torch_fmha.quantize_qkv(*(t.to(torch.bfloat16) for t in (q, k, v)), granularity="tensor",
                                   pack_v=True)
 
     def run():
-        torch_fmha.attention(qkv.q, qkv.k, qkv.v, causal=causal, window_size=window, q_descale=qkv.q_descale,
+        torch_fmha.attention(qkv.q, qkv.k, qkv.v, causal=causal, window_size=window, softcap=softcap,
+                             q_descale=qkv.q_descale,
                              k_descale=qkv.k_descale, v_descale=qkv.v_descale,
                              out_dtype=torch.float8_e4m3fn, out_scale=one)
 elif who == "cudnn":

@@ -131,13 +131,15 @@ def main() -> int:
     ap.add_argument("d", nargs="?", type=int, default=128)
     ap.add_argument("s", nargs="?", type=int, default=4096)
     ap.add_argument("causal", nargs="?", type=int, default=0)
+    ap.add_argument("--who", default="ours",
+                    help="what one_launch.py runs (ours, packedv, packedvcap30, ...)")
     ap.add_argument("--parse", help="read saved output instead of running")
     a = ap.parse_args()
     if a.parse:
         lines = open(a.parse).read().splitlines()
     else:
-        lines = one_launch_lines(a.d, a.s, a.causal, 2)
-    print(f"D={a.d} S={a.s} causal={bool(a.causal)}")
+        lines = one_launch_lines(a.d, a.s, a.causal, 2, a.who)
+    print(f"D={a.d} S={a.s} causal={bool(a.causal)} {a.who}")
     print(report(parse(lines)))
     tiles = parse_tiles(lines)
     if tiles:
