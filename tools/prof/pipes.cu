@@ -67,15 +67,15 @@ void check(cudaError_t e, const char* what) {
   }
 }
 template <int kMode> void run(const char* name, float* out, long long* cyc, int sms, double mhz,
-                              int blocks_per_sm = 4, int threads = 256) {  // 32 warps per SM
-  int blocks = sms * blocks_per_sm;  // 4 per SM: see the header on how they ran
+                              int blocks_per_sm = 4, int threads = 256) {
+  int blocks = sms * blocks_per_sm;  // 4 per SM (32 warps launched): the header says how they ran
   k<kMode><<<blocks, threads>>>(out, 1.0f, cyc);
   check(cudaDeviceSynchronize(), name);
   cudaEvent_t a, b; cudaEventCreate(&a); cudaEventCreate(&b);
   cudaEventRecord(a); k<kMode><<<blocks, threads>>>(out, 1.0f, cyc); cudaEventRecord(b); check(cudaEventSynchronize(b), name);
   float ms; cudaEventElapsedTime(&ms, a, b); long long c; cudaMemcpy(&c, cyc, 8, cudaMemcpyDeviceToHost);
   const double ops_per_sm = double(blocks / sms) * threads * kIters * kChains;  // per op type
-  printf("%-22s %2d warps / SM %8.3f ms  %6.1f ops / clk / SM  (block 0: %lld cycles, %5.1f ops / clk / SM)\n",
+  printf("%-22s %2d warps / SM launched %8.3f ms  %6.1f ops / clk / SM  (block 0: %lld cycles, %5.1f ops / clk / SM)\n",
          name, blocks_per_sm * threads / 32, ms, ops_per_sm / (ms * 1e-3 * mhz * 1e6), c, ops_per_sm / double(c));
 }
 int main(int argc, char** argv) {
