@@ -222,6 +222,7 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   using namespace cute;
   constexpr bool kSplit = kVariant == KernelVariant::kSplitTail;
   constexpr bool kHalfFirstBlock = kVariant == KernelVariant::kMaskedTiles;
+  constexpr bool kSkipUnitRescale = kSplit ? Traits::kSkipUnitRescaleInSplit : Traits::kSkipUnitRescale;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
@@ -495,9 +496,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       // builds without Traits::kExactAlpha an unchanged max does not give
       // alpha == 1 reliably: ptxas contracts its exponent into one FFMA
       // (softmax.cuh, rescale_factor).
-      // Traits::kSkipUnitRescale off: every block multiplies (x * 1 is exact, so O is
+      // kSkipUnitRescale off: every block multiplies (x * 1 is exact, so O is
       // the same bits) and ptxas may interleave the multiplies with the exps.
-      if (!Traits::kSkipUnitRescale || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+      if (!kSkipUnitRescale || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
         for (int i = 0; i < kHeadDim / 2; ++i) tOrO(i) *= alpha[(i >> 1) & 1];
       }

@@ -143,6 +143,14 @@
 #ifndef TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256
 #define TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256 1
 #endif
+// The same at D = 128 in the split tail's kernel alone (KernelVariant::kSplitTail: non-causal
+// launches of 16 or more 256-key blocks a tile). Session 47 (one H200, 6 rounds alternating,
+// FP8 out; docs/DESIGN.md section 7): the every-block rescale in all three kernels read
+// non-causal 1k / 2k -1.5 / -0.5% (whole tiles), 4k / 8k / 16k +0.2 / +1.6 / +2.1% (split
+// tail), causal 4k / 8k / 16k -1.5 / -0.9 / -1.0% (masked tiles): on in the split kernel only.
+#ifndef TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128
+#define TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128 1
+#endif
 // One exp in every N of a block on the FMA pipe (softmax.cuh, poly_exp2); 0: all on the MUFU.
 #ifndef TORCH_FMHA_TUNE_EXP2_POLY_64
 #define TORCH_FMHA_TUNE_EXP2_POLY_64 0
@@ -381,8 +389,9 @@ struct Fp8FwdTraits {
                                                         : TORCH_FMHA_TUNE_EXACT_ALPHA_256;
   // The prefill consumer's steady round skips O *= alpha when a warp vote says every
   // alpha is exactly 1 (the same O bits: x * 1 is exact, no FTZ). Off (multiply in every
-  // block) in D = 256's P-from-shared-memory build only, whose P V wait sits before the
-  // exps, so the multiply waits for nothing there (session 25: +0.2-2.8% TF/s); a tuning
+  // block) in D = 256's P-from-shared-memory build, whose P V wait sits before the
+  // exps, so the multiply waits for nothing there (session 25: +0.2-2.8% TF/s), and in the
+  // split tail's kernel of D = 128's (kSkipUnitRescaleInSplit, session 47); a tuning
   // experiment elsewhere (the decode kernel keeps its own skip). Without the vote's branch, in sm_90a SASS of the D = 64 and D = 128
   // (packed v) builds, ptxas moves the 64 FMULs and nearly all of P's F2FP / PRMT between
   // the MUFU.EX2s, and the loop ends 11 instructions after its last exp instead of 147 /
@@ -395,6 +404,9 @@ struct Fp8FwdTraits {
                                                                : TORCH_FMHA_TUNE_RESCALE_ALWAYS_256) &&
                                            !(kPFromSmem && (kHeadDim == 128 ? TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_128
                                                                             : TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256));
+  // The split tail's kernel (consumer.cuh reads this one there): TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128.
+  static constexpr bool kSkipUnitRescaleInSplit =
+      kSkipUnitRescale && !(kPFromSmem && kHeadDim == 128 && TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128);
   // One exp in every kExp2PolyEvery of a softmax block as a polynomial on the FMA pipe
   // instead of MUFU.EX2 (softmax.cuh, poly_exp2); 0 in the release builds. Measured in
   // session 23 (one H200, N = 4 and 8): 3-9% slower at D = 128, 12-17% at D = 64 (DESIGN

@@ -63,8 +63,12 @@ def p_smem_build(name: str, d: int) -> bool:
 def rescale_always(name: str, d: int) -> bool:
     """Whether the build multiplies O in every block (Traits::kSkipUnitRescale off: an experiment's
     -DTORCH_FMHA_TUNE_RESCALE_ALWAYS_<d>=1, or a P-from-shared-memory build with
-    TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_<d>, on at D = 256): then the loop has no vote at all."""
-    return knob(f"RESCALE_ALWAYS_{d}") != 0 or (p_smem_build(name, d) and knob(f"P_SMEM_RESCALE_ALWAYS_{d}") != 0)
+    TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_<d>, on at D = 256, or D = 128's split-tail kernel of such
+    a build with TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128, on): then the loop has no vote at all."""
+    if knob(f"RESCALE_ALWAYS_{d}") != 0 or (p_smem_build(name, d) and knob(f"P_SMEM_RESCALE_ALWAYS_{d}") != 0):
+        return True
+    return (d == 128 and p_smem_build(name, d) and kernel_variant(name) == "split"
+            and knob("P_SMEM_RESCALE_ALWAYS_SPLIT_128") != 0)
 
 
 @pytest.fixture(scope="module")
