@@ -117,6 +117,41 @@ def test_window_rows_note_their_share_of_full_causal():
     assert "share_of_causal" not in failed and failed["note"] == "ours only"
 
 
+def test_window_rows_with_repeat_are_timed_interleaved_and_note_the_share_spread(monkeypatch):
+    """With --repeat N the window section times full causal and the window N times each,
+    interleaved as the grid's columns are: TF/s from the median times, and each repeat's share
+    of causal (the pair timed back to back) as the spread in the note and the JSON."""
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    b = _fake_bench(3, {})
+    b.args.v_layout = "standard"
+    b.rows, order = [], []
+    b._inputs = lambda shape_q, shape_k, seed: (None, (None, None, None), None, None)
+    b._ours = lambda *a, **kw: (lambda: "causal" if kw.get("causal") else "window")
+    times = {"causal": iter([2.0, 2.2, 1.8]), "window": iter([0.40, 0.30, 0.25])}
+
+    def time_ms(fn):
+        key = fn()
+        order.append(key)
+        return next(times[key])
+    b.time_ms = time_ms
+    b.window(128, seed=0)
+    assert order == ["causal", "window", "window", "causal", "causal", "window"]
+    causal, window = b.rows
+    assert causal["causal"] == "causal" and window["causal"] == "window(1024,0)"
+    assert causal["ms"] == {bench.COL_OURS: [2.0, 2.2, 1.8]}
+    assert causal["tflops"][bench.COL_OURS] == pytest.approx(causal["flops"] / 2.0e-3 / 1e12)
+    assert window["tflops"][bench.COL_OURS] == pytest.approx(window["flops"] / 0.30e-3 / 1e12)
+    f = window["flops"] / causal["flops"]
+    shares = [f * c / w for c, w in ((2.0, 0.40), (2.2, 0.30), (1.8, 0.25))]
+    assert window["share_of_causal"] == pytest.approx(f * 2.0 / 0.30)  # the medians' ratio
+    runs = window["share_of_causal_runs"]
+    assert runs["samples"] == pytest.approx(shares) and runs["n"] == 3
+    assert (runs["min"], runs["max"]) == pytest.approx((min(shares), max(shares)))
+    assert window["note"] == (f"ours only; {100 * f * 2.0 / 0.30:.1f}% of causal's TF/s "
+                              f"(runs {100 * min(shares):.1f}-{100 * max(shares):.1f}%)")
+    json.dumps(b.rows)
+
+
 def test_measure_pair_column_failure_is_noted(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
     b = _fake_bench(2, {bench.COL_OURS: [1.0, 1.0]})

@@ -88,6 +88,8 @@ note_window_share = _report.note_window_share
 _fmt, _grid, plot = _report._fmt, _report._grid, _report.plot
 
 _math = _load_sibling("bench_math")
+_timing = _load_sibling("bench_timing")
+alternating_rounds, make_timer = _timing.alternating_rounds, _timing.make_timer
 FP8_MAX, attn_flops, window_pairs, quantize = _math.FP8_MAX, _math.attn_flops, _math.window_pairs, _math.quantize
 reference_attention, error_stats = _math.reference_attention, _math.error_stats
 
@@ -135,50 +137,6 @@ def _load_ours():
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0][:300] if lines else ""
-
-
-# ----------------------------------------------------------------- timing ---
-def alternating_rounds(names: List[str], rounds: int):
-    """(round, name) in timing order for ``--repeat``: `rounds` rounds over `names`, the
-    order reversed every other round, so that a slow drift of the GPU does not always land
-    on the same column (the grid, the serving and the decode tables all time so)."""
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            yield r, name
-
-
-def make_timer(warmup_ms: int, rep_ms: int):
-    """Return ``(time_ms(fn) -> median ms, description)``."""
-    try:
-        from triton.testing import do_bench
-    except Exception:
-        do_bench = None
-    if do_bench is not None:
-        def time_ms(fn: Callable[[], object]) -> float:
-            return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
-        return time_ms, f"triton.testing.do_bench(warmup={warmup_ms}, rep={rep_ms}, median)"
-
-    def time_ms(fn: Callable[[], object]) -> float:  # CUDA-event median fallback
-        fn()
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        est = max(start.elapsed_time(end), 1e-3)
-        for _ in range(max(1, int(warmup_ms / est))):
-            fn()
-        times = []
-        for _ in range(max(5, int(rep_ms / est))):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            times.append((s, e))
-        torch.cuda.synchronize()
-        return statistics.median(s.elapsed_time(e) for s, e in times)
-    return time_ms, f"CUDA events median (triton missing; warmup~{warmup_ms} ms, rep~{rep_ms} ms)"
 
 
 class Progress:
@@ -262,26 +220,7 @@ class Bench:
             row["tflops"][COL_OURS] = self._measure(COL_OURS, make_ours, flops)
             row["tflops"][COL_CUDNN] = self._measure(COL_CUDNN, make_cudnn, flops)
             return
-        fns: Dict[str, Callable[[], object]] = {}
-        for col, make in ((COL_OURS, make_ours), (COL_CUDNN, make_cudnn)):
-            if col in self.dead:
-                continue
-            try:
-                fn = make()
-                fn()
-                torch.cuda.synchronize()
-                fns[col] = fn
-            except Exception as e:
-                self.note(col, f"{type(e).__name__}: {_first_line(e)}")
-        samples: Dict[str, List[float]] = {c: [] for c in fns}
-        for _, col in alternating_rounds(list(fns), n):
-            if col not in samples:
-                continue
-            try:
-                samples[col].append(self.time_ms(fns[col]))
-            except Exception as e:
-                self.note(col, f"{type(e).__name__}: {_first_line(e)}")
-                del samples[col]
+        samples = self._interleaved({COL_OURS: (COL_OURS, make_ours), COL_CUDNN: (COL_CUDNN, make_cudnn)}, n)
         for col in (COL_OURS, COL_CUDNN):
             ms = samples.get(col)
             row["tflops"][col] = flops / (statistics.median(ms) * 1e-3) / 1e12 if ms else None
@@ -289,6 +228,32 @@ class Bench:
         row["ms"] = samples
         if samples.get(COL_OURS) and samples.get(COL_CUDNN):
             row["ratio"] = ratio_stats(samples[COL_OURS], samples[COL_CUDNN])
+
+    def _interleaved(self, makes: Dict[str, tuple], n: int) -> Dict[str, List[float]]:
+        """``makes``: {key: (column, make)}. Times each key's callable n times, interleaved in
+        alternating order (:func:`alternating_rounds`), and returns {key: per-repeat ms} for
+        the keys that ran; a failure is noted under the key's column and drops the key."""
+        fns: Dict[str, Callable[[], object]] = {}
+        for key, (col, make) in makes.items():
+            if col in self.dead:
+                continue
+            try:
+                fn = make()
+                fn()
+                torch.cuda.synchronize()
+                fns[key] = fn
+            except Exception as e:
+                self.note(col, f"{type(e).__name__}: {_first_line(e)}")
+        samples: Dict[str, List[float]] = {k: [] for k in fns}
+        for _, key in alternating_rounds(list(fns), n):
+            if key not in samples:
+                continue
+            try:
+                samples[key].append(self.time_ms(fns[key]))
+            except Exception as e:
+                self.note(makes[key][0], f"{type(e).__name__}: {_first_line(e)}")
+                del samples[key]
+        return samples
 
     def _ours(self, q8, k8, v8, descales, out_scale, **kw):
         """Zero-arg callable for torch_fmha (dense or varlen via ``kw['varlen']``)."""
@@ -422,15 +387,25 @@ class Bench:
         if uses_packed_v(self.args.v_layout, D):
             fp8 = (fp8[0], fp8[1], self._packed_v(bf16, fp8[2], desc))
             note = "ours only; packed v"
-        for name, kw, flops in (
-                ("causal", dict(causal=True), attn_flops(1, H, S, S, D, True)),
-                (f"window({left},0)", dict(window_size=(left, 0)), 4.0 * H * D * window_pairs(S, left))):
-            row = {"case": "window", "seqlen": S, "D": D, "causal": name, "B": 1, "H": H,
-                   "flops": flops, "note": note, "tflops": {}}
-            row["tflops"][COL_OURS] = self._measure(
-                COL_OURS, lambda: self._ours(*fp8, desc, out_scale, **kw), flops)
-            self.rows.append(row)
-        note_window_share(self.rows[-2], self.rows[-1])
+        cases = (("causal", dict(causal=True), attn_flops(1, H, S, S, D, True)),
+                 (f"window({left},0)", dict(window_size=(left, 0)), 4.0 * H * D * window_pairs(S, left)))
+        rows = [{"case": "window", "seqlen": S, "D": D, "causal": name, "B": 1, "H": H,
+                 "flops": flops, "note": note, "tflops": {}} for name, _, flops in cases]
+        makes = {name: (COL_OURS, lambda kw=kw: self._ours(*fp8, desc, out_scale, **kw)) for name, kw, _ in cases}
+        n = max(1, int(getattr(self.args, "repeat", 1)))
+        # With --repeat N the two rows are timed interleaved, N times each, so that the window's
+        # share of causal (issue 12's target) gets a spread, as the ratio columns have
+        ms = self._interleaved(makes, n) if n > 1 else {}
+        for row in rows:
+            if n == 1:
+                row["tflops"][COL_OURS] = self._measure(COL_OURS, makes[row["causal"]][1], row["flops"])
+                continue
+            t = ms.get(row["causal"])
+            row["tflops"][COL_OURS] = row["flops"] / (statistics.median(t) * 1e-3) / 1e12 if t else None
+            row["ms"] = {COL_OURS: t} if t else {}
+            self.progress.step(COL_OURS)
+        self.rows.extend(rows)
+        note_window_share(*rows)
 
 
 def metadata(bench: Bench, argv: List[str]) -> dict:

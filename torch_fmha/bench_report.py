@@ -40,12 +40,21 @@ def format_ratio(stats: Optional[Dict[str, object]]) -> str:
 def note_window_share(causal_row: dict, window_row: dict) -> None:
     """The window row's TF/s as a share of the full-causal row's (issue 12's target for the
     (1024, 0) window at 16k is 80%): ``share_of_causal`` in the JSON, and the percentage in the
-    row's note. Nothing when either side has no number (a failed measurement)."""
+    row's note. With ``--repeat N`` both rows carry their N interleaved times (``row["ms"]``):
+    then also each repeat's share (``share_of_causal_runs``, min-max in the note). Nothing when
+    either side has no number (a failed measurement)."""
     causal_tf, window_tf = causal_row["tflops"].get(COL_OURS), window_row["tflops"].get(COL_OURS)
     if not causal_tf or not window_tf:
         return
     window_row["share_of_causal"] = window_tf / causal_tf
-    window_row["note"] += f"; {100.0 * window_tf / causal_tf:.1f}% of causal's TF/s"
+    runs = ""
+    causal_ms, window_ms = causal_row.get("ms", {}).get(COL_OURS), window_row.get("ms", {}).get(COL_OURS)
+    if causal_ms and window_ms and len(causal_ms) == len(window_ms) > 1:
+        shares = [(window_row["flops"] / w) / (causal_row["flops"] / c) for c, w in zip(causal_ms, window_ms)]
+        window_row["share_of_causal_runs"] = {"min": min(shares), "max": max(shares), "n": len(shares),
+                                              "samples": shares}
+        runs = f" (runs {100.0 * min(shares):.1f}-{100.0 * max(shares):.1f}%)"
+    window_row["note"] += f"; {100.0 * window_tf / causal_tf:.1f}% of causal's TF/s{runs}"
 
 
 def _fmt(x: Optional[float], nd: int = 1) -> str:
