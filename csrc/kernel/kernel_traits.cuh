@@ -144,10 +144,11 @@
 #define TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_256 1
 #endif
 // The same at D = 128 in the split tail's kernel alone (KernelVariant::kSplitTail: non-causal
-// launches of 16 or more 256-key blocks a tile). Session 47 (one H200, 6 rounds alternating,
-// FP8 out; docs/DESIGN.md section 7): the every-block rescale in all three kernels read
-// non-causal 1k / 2k -1.5 / -0.5% (whole tiles), 4k / 8k / 16k +0.2 / +1.6 / +2.1% (split
-// tail), causal 4k / 8k / 16k -1.5 / -0.9 / -1.0% (masked tiles): on in the split kernel only.
+// launches of 16 or more 256-key blocks a tile whose plan is active, SplitTail::wanted).
+// Session 47 (one H200, 6 rounds alternating, FP8 out; docs/DESIGN.md section 7): the
+// every-block rescale in all three kernels read non-causal 1k / 2k -1.5 / -0.4% (whole tiles),
+// 4k / 8k / 16k +0.2 / +1.6 / +2.1% (split tail), causal 4k / 8k / 16k -1.4 / -0.9 / -1.0%
+// (masked tiles): on in the split kernel only.
 #ifndef TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128
 #define TORCH_FMHA_TUNE_P_SMEM_RESCALE_ALWAYS_SPLIT_128 1
 #endif
