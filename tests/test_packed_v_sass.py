@@ -109,6 +109,12 @@ def _check_p_from_smem(instrs, pv_shape, n, vote):
     exps = [i for i, x in enumerate(loop) if "MUFU.EX2" in x]
     assert len(maxes) >= n // 2 and all(i < wait for i in maxes)
     assert len(exps) == n // 2 + 2 and sum(i < wait for i in exps) <= 2
+    if not vote:
+        # What the every-block rescale was measured for (DESIGN section 7, sessions 25 and 47):
+        # ptxas spreads O's FMULs (and P's packing) between the exps, and the loop ends soon
+        # after its last exp (17 instructions at D = 128's split kernel, 20 at D = 256; 211-215
+        # with the vote, whose multiply then runs after the exps)
+        assert len(loop) - 1 - exps[-1] <= 40, f"the loop ends {len(loop) - 1 - exps[-1]} instructions after its last exp"
 
 
 @needs_cutlass
