@@ -1,7 +1,8 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (at D = 64 and 128 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
-since session 29, at D = 128 since session 30); also with a packed v:
+since session 29, at D = 128 since session 30), and one, a quarter of its size, whose every tile runs split
+(split_tail_all, session 48: racecheck finishes it); also with a packed v:
 V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (2048 keys for a packed v with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
 build), three dense D = 128 calls with FP8 output (case fp8_out: the short build, the long build
 with a packed v, its split tail), and one paged FP8
@@ -40,7 +41,7 @@ LENS_K = [7, 0, 1, 128, 200, 300, 0]
 
 
 # The names --only selects, in the order they run (per head dim where the head dim has the case).
-CASES = ("varlen", "dense", "packed_v", "packed_v_long", "split_tail", "window", "fp8_out", "paged", "kvcache_split",
+CASES = ("varlen", "dense", "packed_v", "packed_v_long", "split_tail", "split_tail_all", "window", "fp8_out", "paged", "kvcache_split",
          "decode")
 
 
@@ -134,6 +135,21 @@ def main() -> int:
             ref, _ = attention_ref(q, k, v, sinks=sinks, **s)
             check(out, ref, None, f"dense split tail D={d}")
             print(f"dense D={d} S=2048 Sk={sk} H=17 split tail, sinks: ok", flush=True)
+
+        if want("split_tail_all") and d in (64, 128):
+            # Every tile in the split tail, on a quarter of split_tail's work (so that racecheck,
+            # which did not finish split_tail at D = 128 within 320 s, can): with fewer than two
+            # tiles per CTA the tail starts at tile 0 (SplitTail::plan), so 8 heads x 17 q blocks
+            # = 136 tiles on a 132-SM GPU's 132 CTAs run as pieces on every CTA. The fewest key
+            # blocks that split: 8 of 256 keys at D = 64, 16 at D = 128 (a packed v).
+            sk = 2048 if d == 64 else 4096
+            q, k, v, s = dense_inputs(1, 17 * 128, sk, 8, 8, d, FP8, device=args.device, seed=17)
+            out = torch_fmha.attention(q, k, packed_v(v) if d == 128 else v, **s)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            ref, _ = attention_ref(q, k, v, **s)
+            check(out, ref, None, f"dense split tail, all tiles D={d}")
+            print(f"dense D={d} S={17 * 128} Sk={sk} H=8 split tail on every tile: ok", flush=True)
 
         if want("window") and d == 128:  # a narrow window past 4096 keys: the short-key build
             # (fwd_fp8_launch.h)
