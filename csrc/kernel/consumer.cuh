@@ -20,10 +20,10 @@
 // between the row max and the exps (Traits::kPvWaitAfterMax).
 //
 // The middle four lines are `gemm_round`, the releases `release_s_operands`
-// and `finish_pv`; the four rounds below (a tile's first S alone, the steady
-// state, the tile boundary, the last P V alone) differ only around them.
-// Whether "wait O" really stays below the softmax is Traits::kPinPvWait
-// (warpgroup_wait_all says why ptxas would otherwise move it up).
+// and `finish_pv` (all in gemm_round.cuh); the four rounds below (a tile's first
+// S alone, the steady state, the tile boundary, the last P V alone) differ only
+// around them. Whether "wait O" really stays below the softmax is
+// Traits::kPinPvWait (warpgroup_wait_all says why ptxas would otherwise move it up).
 // phase_trace.cuh's marks compile to nothing unless TORCH_FMHA_TRACE is set.
 //
 // Tile boundaries (Traits::kOverlapTiles): a tile's last round issues its
@@ -43,6 +43,7 @@
 #include <cute/tensor.hpp>
 
 #include "epilogue.cuh"
+#include "gemm_round.cuh"
 #include "kernel_traits.cuh"
 #include "mask.cuh"
 #include "phase_trace.cuh"
@@ -51,91 +52,6 @@
 #include "tile_scheduler.cuh"
 
 namespace torch_fmha::kernel {
-
-// Issues (and commits as one wgmma group) C (+)= A B over all k-blocks.
-// kWait >= 0 waits for all but kWait outstanding groups before returning.
-template <bool kZeroInit, int kWait, class TiledMma, class TA, class TB, class TC>
-__device__ __forceinline__ void gemm(TiledMma& mma, TA& tA, const TB& tB, TC& tC) {
-  using namespace cute;
-  constexpr bool kIsRS = !cute::is_base_of<cute::GMMA::DescriptorIterator,
-                                           typename TA::engine_type::iterator>::value;
-  if constexpr (kIsRS) warpgroup_fence_operand(tA);
-  warpgroup_fence_operand(tC);
-  warpgroup_arrive();
-  if constexpr (kZeroInit) mma.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-  for (int k = 0; k < size<2>(tA); ++k) {
-    cute::gemm(mma, tA(_, _, k), tB(_, _, k), tC);
-    mma.accumulate_ = GMMA::ScaleOut::One;
-  }
-  warpgroup_commit_batch();
-  if constexpr (kWait >= 0) warpgroup_wait<kWait>();
-  warpgroup_fence_operand(tC);
-  if constexpr (kIsRS) warpgroup_fence_operand(tA);
-}
-
-// One GEMM round of a consumer warpgroup: take the turn (ping-pong), issue
-// S = Q K^T and / or O += P V as separate wgmma groups without waiting for
-// them, hand the turn to the other warpgroup. Which GEMMs a round issues is a
-// compile-time choice per call site: a wgmma behind a runtime branch makes
-// ptxas serialize every wgmma of the kernel.
-template <bool kIssueS, bool kIssuePV, class MmaQK, class FragQ, class FragK, class FragS,
-          class MmaPV, class FragP, class FragV, class FragO>
-__device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier their_turn,
-                                           MmaQK& mma_qk, FragQ&& q, FragK&& k, FragS& s,
-                                           MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o) {
-  named_barrier_sync(my_turn, 256);
-  if constexpr (kIssueS) gemm<true, -1>(mma_qk, q, k, s);
-  if constexpr (kIssuePV) gemm<false, -1>(mma_pv, p, vt, o);
-  named_barrier_arrive(their_turn, 256);
-}
-
-// Waits for all committed wgmma groups (the P V of a round).
-//
-// kPinned: at this point of the program. ptxas does not keep a plain
-// `wgmma.wait_group 0` where it is written: P V reads P from registers
-// asynchronously, and once the PTX no longer uses those registers ptxas hands
-// them to the softmax as temporaries and moves the wait up to just before the
-// first such reuse, i.e. before the whole softmax (in SASS: every MUFU.EX2 of
-// the block after the WARPGROUP.DEPBAR). The softmax then no longer overlaps
-// the warpgroup's own P V. A wait inside a branch that ptxas cannot prove
-// taken (both arms wait, `always_true` is warpgroup-uniform) cannot be
-// hoisted, so ptxas must leave P's registers alone until here instead.
-// !kPinned: a plain wait, placed by ptxas. Traits::kPinPvWait chooses per head
-// dim (measured); tests/gpu/test_sass_sm90.py checks the pinned placement in
-// the built kernel.
-template <bool kPinned>
-__device__ __forceinline__ void warpgroup_wait_all(bool always_true) {
-  if (!kPinned || always_true) {
-    cute::warpgroup_wait<0>();
-  } else {
-    cute::warpgroup_wait<0>();
-  }
-}
-
-// After a round's S group completed: the warpgroup's arrival frees K stage
-// k_stage and, after the last S of a Q tile, Q buffer q_buffer.
-__device__ __forceinline__ void release_s_operands(bool leader, uint64_t* k_empty,
-                                                   uint64_t* q_empty, int k_stage, int q_buffer,
-                                                   bool last_s_of_q_tile) {
-  if (leader) {
-    mbar_arrive(&k_empty[k_stage]);
-    if (last_s_of_q_tile) mbar_arrive(&q_empty[q_buffer]);
-  }
-}
-
-// Ends a round's P V: waits for it (pinned below the softmax or not, see
-// warpgroup_wait_all), fences O and P (the wait's asm names no registers:
-// without the fences the compiler may move the O rescale or the next P's
-// write above it, racing the RS wgmma), and frees the V^T stage.
-template <bool kPinned, class FragO, class FragP>
-__device__ __forceinline__ void finish_pv(bool pin, bool leader, uint64_t* vt_empty, FragO& o,
-                                          FragP& p) {
-  warpgroup_wait_all<kPinned>(pin);
-  warpgroup_fence_operand(o);
-  warpgroup_fence_operand(p);
-  if (leader) mbar_arrive(vt_empty);
-}
 
 // fp32 probabilities (S accumulator, C layout) -> FP8 A operand of P V.
 // For k-block kb (32 keys) the thread's 16 accumulator values
@@ -223,6 +139,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   constexpr bool kSplit = kVariant == KernelVariant::kSplitTail;
   constexpr bool kHalfFirstBlock = kVariant == KernelVariant::kMaskedTiles;
   constexpr bool kSkipUnitRescale = kSplit ? Traits::kSkipUnitRescaleInSplit : Traits::kSkipUnitRescale;
+  // S as two wgmma groups of key halves in steady rounds (Traits::kSHalvesInSplit, a knob off in
+  // the release; prepared in session 48, not measured).
+  constexpr bool kSHalves = kSplit && Traits::kSHalvesInSplit;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
@@ -283,6 +202,17 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       return recast<uint32_t>(tOrP);
     }
   }();
+  // kSHalves: S's key halves as wgmma operands, and two accumulators of their own that are
+  // copied into tSrS once both completed. (Halves written straight into tSrS, as views of its
+  // registers, made ptxas serialise every wgmma of the kernel: C7511, "insufficient register
+  // resources for the wgmma pipeline".) Unused, and compiled out, without kSHalves.
+  typename Traits::TiledMmaQKHalf mma_qk_half;
+  auto thr_qk_half = mma_qk_half.get_thread_slice(tidx);
+  Tensor tSrQHalf = thr_qk_half.partition_fragment_A(sQ);  // (MMA, 1, D/32, kQStages)
+  Tensor tSrKHalves = thr_qk_half.partition_fragment_B(
+      make_tensor(sK.data(), typename Traits::SmemLayoutKHalves{}));  // (MMA, 1, D/32, 2 kStages)
+  Tensor tSrSLo = partition_fragment_C(mma_qk_half, Shape<Int<kBlockM>, Int<Traits::kSHalfN>>{});
+  Tensor tSrSHi = partition_fragment_C(mma_qk_half, Shape<Int<kBlockM>, Int<Traits::kSHalfN>>{});
   const PSmemOffsets<kBlockM, Traits::kPAtomBytes> p_offsets(row0, col0 / 2);
   const uint32_t p_tile = smem_addr(ss.p);
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
@@ -460,11 +390,30 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
       set_pv_starts_o(it == 1);
-      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
-                                      mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-      trace.mark(trace_it + it, PhaseTrace::kIssued);
-      warpgroup_wait<1>();  // S done (P V may still run)
+      int32_t first_half_bits[2];  // kSHalves: the int row max bits of S's first key half
+      if constexpr (kSHalves) {
+        gemm_round_s_halves(my_turn, their_turn, mma_qk_half, tSrQHalf(_, _, _, q_index),
+                            tSrKHalves(_, _, _, 2 * kv_read.index), tSrKHalves(_, _, _, 2 * kv_read.index + 1),
+                            tSrSLo, tSrSHi, mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+        trace.mark(trace_it + it, PhaseTrace::kIssued);
+        warpgroup_wait<2>();  // S's first half done
+        warpgroup_fence_operand(tSrSLo);
+#pragma unroll
+        for (int r8 = 0; r8 < 2; ++r8) first_half_bits[r8] = softmax.template max_bits<0, kBlockN / 16>(tSrSLo, r8);
+        warpgroup_wait_pinned<1>(pin);  // S's second half done (P V may still run)
+        warpgroup_fence_operand(tSrSHi);
+#pragma unroll
+        for (int i = 0; i < kBlockN / 4; ++i) {  // tSrS's flat index i: column group i / 4 (softmax.cuh)
+          tSrS(i) = tSrSLo(i);
+          tSrS(i + kBlockN / 4) = tSrSHi(i);
+        }
+      } else {
+        gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+        trace.mark(trace_it + it, PhaseTrace::kIssued);
+        warpgroup_wait<1>();  // S done (P V may still run)
+      }
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
@@ -473,9 +422,19 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
+      if constexpr (kSHalves) {  // the bits are of the raw scores: taken again where these changed
+        if (p.softcap > 0.f || mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
+#pragma unroll
+          for (int r8 = 0; r8 < 2; ++r8) first_half_bits[r8] = softmax.template max_bits<0, kBlockN / 16>(tSrS, r8);
+        }
+      }
       if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
         float bias[2];
-        softmax.update_max(tSrS, alpha, bias);
+        if constexpr (kSHalves) {
+          softmax.update_max(tSrS, alpha, bias, first_half_bits);
+        } else {
+          softmax.update_max(tSrS, alpha, bias);
+        }
         if constexpr (Traits::kArgsBeforePvWait) {
           softmax.update_args(tSrS, bias);
           finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);
