@@ -139,8 +139,9 @@ def main() -> int:
         if want("split_tail_all") and d in (64, 128):
             # Every tile in the split tail, on a quarter of split_tail's work (so that racecheck,
             # which did not finish split_tail at D = 128 within 320 s, can): with fewer than two
-            # tiles per CTA the tail starts at tile 0 (SplitTail::plan), so 8 heads x 17 q blocks
-            # = 136 tiles on a 132-SM GPU's 132 CTAs run as pieces on every CTA. The fewest key
+            # tiles per CTA the tail starts at tile 0 (SplitTail::plan), so on a 132-SM GPU the 8
+            # heads x 17 q blocks = 136 tiles all run in the tail, every CTA its share of their
+            # blocks (120 of the tiles cut in two at D = 128, 112 at D = 64). The fewest key
             # blocks that split: 8 of 256 keys at D = 64, 16 at D = 128 (a packed v).
             sk = 2048 if d == 64 else 4096
             q, k, v, s = dense_inputs(1, 17 * 128, sk, 8, 8, d, FP8, device=args.device, seed=17)
@@ -149,7 +150,7 @@ def main() -> int:
                 torch.cuda.synchronize()
             ref, _ = attention_ref(q, k, v, **s)
             check(out, ref, None, f"dense split tail, all tiles D={d}")
-            print(f"dense D={d} S={17 * 128} Sk={sk} H=8 split tail on every tile: ok", flush=True)
+            print(f"dense D={d} S={17 * 128} Sk={sk} H=8 every tile in the split tail: ok", flush=True)
 
         if want("window") and d == 128:  # a narrow window past 4096 keys: the short-key build
             # (fwd_fp8_launch.h)

@@ -157,7 +157,7 @@ def test_d128_s_halves_knob_keeps_the_first_half_max_between_the_waits(tmp_path)
     serialised every wgmma (halves as views of S's registers), spilled the other kernels' loops,
     or hoisted the second wait above the first half's max. So with the knob on:
     - the split kernel's steady loop waits for 2, then (after at least 24 VIMNMX3) for 1
-      outstanding groups, has 16 QGMMA.64x128x32 (S's two halves and P V, 8 k-steps each), no
+      outstanding groups, has 16 QGMMA.64x128x32 (4 k-steps for each half of S, 8 for P V), no
       spill, and no wgmma is serialised;
     - the whole-tile and masked kernels are instruction for instruction the default build's."""
     flag = ("-DTORCH_FMHA_TUNE_S_HALVES_SPLIT_128=1",)

@@ -507,8 +507,8 @@ struct Fp8FwdTraits {
       Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
   // S in two key halves in the split-tail kernel (TORCH_FMHA_TUNE_S_HALVES_SPLIT_128; int row
   // max builds). Without it the "half" types are the whole block's, and unused.
-  static constexpr bool kSHalvesInSplit = kPFromSmem && kIntRowMax && kHeadDim == 128 && kBlockN == 256 &&
-                                          TORCH_FMHA_TUNE_S_HALVES_SPLIT_128;
+  static constexpr bool kSHalvesInSplit = kPFromSmem && kPvWaitAfterMax && kIntRowMax && kHeadDim == 128 &&
+                                          kBlockN == 256 && TORCH_FMHA_TUNE_S_HALVES_SPLIT_128;
   static constexpr int kSHalfN = kSHalvesInSplit ? kBlockN / 2 : kBlockN;
   using TiledMmaQKHalf = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, Accum, Shape<_64, Int<kSHalfN>, Int<kHeadDim>>>(),
@@ -534,8 +534,8 @@ struct Fp8FwdTraits {
                              GMMA::Major::K, Element, Int<kBlockN>, Int<kHeadDim>>());
   using SmemLayoutK = decltype(tile_to_shape(
       SmemAtomK{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
-  // The same bytes as kBlockN / kSHalfN times as many stages of kSHalfN keys: the atom tiles the
-  // keys first, so with kSHalvesInSplit half h of stage s is stage 2 s + h here.
+  // The same bytes as kBlockN / kSHalfN times as many stages of kSHalfN keys: the atom (one across
+  // D) tiles the keys first, so with kSHalvesInSplit half h of stage s is stage 2 s + h here.
   using SmemLayoutKHalves = decltype(tile_to_shape(
       SmemAtomK{}, Shape<Int<kSHalfN>, Int<kHeadDim>, Int<kBlockN / kSHalfN * kStages>>{}));
   // V scratch: [kBlockN, D] per slot as TMA lands it (row-major V). Same layout as K.
