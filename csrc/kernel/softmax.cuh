@@ -340,7 +340,7 @@ struct OnlineSoftmax {
   // of a block's row max, taken while its second half's wgmma group is still in flight
   // (consumer.cuh, kSHalves). max_i32 of two halves' bits is the whole row's.
   template <int kFrom, int kTo, class Frag>
-  __device__ __forceinline__ static int32_t max_bits(const Frag& s, int r8) {
+  __host__ __device__ __forceinline__ static int32_t max_bits(const Frag& s, int r8) {
     return int_max_bits<2 * (kTo - kFrom), kChains>(
         [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (kFrom + (i >> 1))); });
   }
