@@ -1,7 +1,7 @@
 """The cases tools/sanitize.sh runs under compute-sanitizer: one ragged FP8
 batch per head dim (empty q and k sequences included, GQA, causal for one of
 them), D=256 with FP8 output, one dense case per head dim (at D = 64 and 128 one whose last tiles run split (tile_scheduler.cuh's split tail, on at D = 64
-since session 29, at D = 128 since session 30), and one, a quarter of its size, whose every tile runs split
+since session 29, at D = 128 since session 30), and one, a quarter of its size, whose every tile runs in the split tail
 (split_tail_all, session 48: racecheck finishes it); also with a packed v:
 V^T by TMA, and at D=128 / 256 again, causal, past D = 128's short-key limit (2048 keys for a packed v with a mask), where P goes through shared memory; at D=128 also a (700, 0) window at 4300 keys, which runs the short-key
 build), three dense D = 128 calls with FP8 output (case fp8_out: the short build, the long build
