@@ -60,7 +60,7 @@ def test_row_and_table_on_cpu_with_fake_times():
     table = bench_decode.format_decode_table([row, {"B": 64, "H": 64, "S": 131072, "skipped": "does not fit"}],
                                              3.0e12)
     assert "8192" in table and "does not fit" in table and "3000 GB/s" in table
-    assert ">= 80%: ok / n/a" in table  # eager verdict, no graph time on CPU
+    assert ">= 80%: ok / n/a / n/a" in table  # eager verdict, no graph or layered time on CPU
 
 
 def test_rates_for_graph_times():
@@ -71,6 +71,34 @@ def test_rates_for_graph_times():
     assert abs(row["copy_fraction_graph"] - cache_bytes / 2e-5 / 6.0e12) < 1e-12  # 3.36 of 6 TB/s
     assert row["speedup_vs_sdpa_graph"] == 0.04 / 0.02 and row["meets_speedup_graph"] is True
     assert row["meets_bandwidth_graph"] is False and "copy_fraction" not in row  # eager keys untouched
+
+
+def test_layer_count_reads_a_gib_per_replay():
+    # bench_decode.LAYERED_BYTES of FP8 cache per replay of the layered graph, 1 to 128 layers
+    mib = 1 << 20
+    assert bench_decode.layer_count(2 * 1 * 1024 * 8 * 128) == 128  # B = 1, 1k keys: 2 MiB, capped
+    assert bench_decode.layer_count(2 * 1 * 32768 * 8 * 128) == 16  # 64 MiB
+    assert bench_decode.layer_count(2 * 8 * 8192 * 8 * 128) == 8  # 128 MiB
+    assert bench_decode.layer_count(2 * 1 * 131072 * 8 * 128) == 4  # 256 MiB
+    assert bench_decode.layer_count(2 * 64 * 8192 * 8 * 128) == 1  # 1 GiB: one layer
+    assert bench_decode.layer_count(1000 * mib + 1) == 2
+
+
+def test_rates_and_verdicts_for_layered_times():
+    row = {"ours_layered_ms": 0.025, "sdpa_flash_layered_ms": 0.05, "sdpa_cudnn_layered_ms": None,
+           "target_bandwidth": 0.6, "target_speedup": 1.6}
+    cache_bytes = 2 * 1 * 32768 * 8 * 128
+    bench_decode._rates(row, "_layered_ms", cache_bytes, copy_bw=4.0e12)
+    assert abs(row["copy_fraction_layered"] - cache_bytes / 2.5e-5 / 4.0e12) < 1e-12  # 2.68 of 4 TB/s
+    assert row["meets_bandwidth_layered"] is True and row["speedup_vs_sdpa_layered"] == 2.0
+    assert "copy_fraction_graph" not in row and "copy_fraction" not in row
+    assert bench_decode._eager_name("sdpa_cudnn_layered_ms") == "sdpa_cudnn_ms"
+    # the table: eager / graph / layered verdicts, the layered columns filled
+    row.update({"B": 1, "H": 32, "S": 32768, "splits": 32, "layers": 16, "ours_ms": 0.04, "ours_1split_ms": 0.3,
+                "copy_fraction": 0.4, "speedup_vs_sdpa": 1.2, "meets_bandwidth": False, "meets_speedup": False})
+    table = bench_decode.format_decode_table([row], 4.0e12)
+    assert ">= 60%: MISSED / n/a / ok" in table and ">= 1.6x: MISSED / n/a / ok" in table
+    assert "25.0" in table and "67%" in table and "50.0" in table, table
 
 
 def test_no_sdpa_reaches_every_row(monkeypatch, capsys):

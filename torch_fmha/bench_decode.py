@@ -17,11 +17,17 @@ per-tensor descales, bf16 out. Columns:
   when a backend refuses the shape;
 * ``x SDPA``: the best SDPA time / ours.
 
-Each call is timed twice: eagerly (triton's ``do_bench``: at B = 1 this is mostly the
-host issuing the op's kernels, ``tools/decode_overhead.py``) and as the replay of a CUDA
-graph holding that one call (``graph`` columns: what a server that captures its decode
-step sees; SDPA's backends captured the same way). ``% copy`` and ``x SDPA`` are given
-for both; the targets are judged on each. ``--repeat N`` (N > 1) times every column of a row
+Each call is timed three ways: eagerly (triton's ``do_bench``: at B = 1 this is mostly the
+host issuing the op's kernels, ``tools/decode_overhead.py``); as the replay of a CUDA
+graph holding that one call (``graph`` columns, also ``do_bench``: what a server that
+captures its decode step sees; SDPA's backends captured the same way); and ``layered``:
+a CUDA graph of one call per layer of a model, each layer on its own copy of the cache
+(``layers`` of them, enough to read 1 GiB per replay, at most 128), replayed back to back without
+``do_bench``'s flush, the time per layer (:func:`layered_graph_ms`). ``do_bench`` zeroes
+256 MB before every call, and the write-back of those dirty lines shares HBM with a
+memory-bound step; between a model's attention layers run projections that read their
+weights, so L2 holds clean lines. ``% copy`` and ``x SDPA`` are given for all three; the
+targets are judged on each. Every ``% copy`` is of the ``do_bench``-timed copy. ``--repeat N`` (N > 1) times every column of a row
 N times, reversing the columns' order every other round, and reports each column's median
 (the times in the JSON's ``<column>_runs``; the table adds the min-max of ours' graph
 times): one pass timed the same launch (``num_splits=0`` and ``=1`` at B = 64) up to 17%
@@ -105,6 +111,30 @@ def copy_bandwidth(time_ms: Callable, device="cuda") -> float:
     return 2 * COPY_BYTES / (t * 1e-3)
 
 
+def _layer_copies(layers: int, *tensors: torch.Tensor) -> List[tuple]:
+    """One tuple of the tensors per layer: the tensors themselves for layer 0, copies with
+    their strides (empty_like + copy_) for the others."""
+    def copy(t):
+        c = torch.empty_like(t)
+        c.copy_(t)
+        return c
+    return [tensors] + [tuple(copy(t) for t in tensors) for _ in range(layers - 1)]
+
+
+def _sdpa_layered_time(layer_tensors: List[tuple], backend) -> tuple:
+    """(ms per layer, None) or (None, reason): one SDPA backend, timed as layered_graph_ms."""
+    from torch.nn.attention import sdpa_kernel
+
+    fn = torch.nn.functional.scaled_dot_product_attention
+    try:
+        with sdpa_kernel(backend):
+            calls = [lambda q=q, k=k, v=v: fn(q, k, v, enable_gqa=True) for q, k, v in layer_tensors]
+            calls[0]()
+            return layered_graph_ms(calls), None
+    except Exception as e:  # a backend that refuses the shape says why
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+
+
 def _sdpa_time(time_ms, q, k, v, backend) -> tuple:
     """(ms, None) or (None, reason) for one SDPA backend."""
     from torch.nn.attention import sdpa_kernel
@@ -137,11 +167,51 @@ def graph_ms(fn: Callable[[], object], time_ms: Callable) -> float:
     return time_ms(capture_graph(fn)[0].replay)
 
 
+# Layered steps: a model's decode step calls attention once per layer, each layer on a cache of
+# its own, and the kernels between them (projections) read weights: L2 then holds clean lines
+# of other data, not the cache and not dirty lines. The step is timed so: a CUDA graph of one
+# call per layer, each on its own copy of the row's cache and q, with enough layers that they
+# read LAYERED_BYTES together (16 times an H200's L2 of 60 MB: what one replay leaves in L2
+# is a small part of what the next reads first), the graph replayed back to back without a
+# flush. do_bench's flush (zeroing 256 MB before every
+# call) leaves dirty lines whose write-back shares HBM with a memory-bound step: 6-11 us at
+# batch 1 from 32k keys (DESIGN 1.11).
+LAYERED_BYTES = 1 << 30
+MAX_LAYERS = 128
+
+
+def layer_count(cache_bytes: int) -> int:
+    """Layers of the layered timing for a row whose FP8 cache (K + V) is `cache_bytes`: enough
+    to read LAYERED_BYTES per replay, 1 for a cache of at least that, at most MAX_LAYERS."""
+    return max(1, min(MAX_LAYERS, -(-LAYERED_BYTES // max(1, cache_bytes))))
+
+
+def layered_graph_ms(calls: List[Callable[[], object]], warmup_ms: float = 25.0, rep_ms: float = 100.0) -> float:
+    """ms per call of a CUDA graph holding `calls` in order (one per layer), replayed back to
+    back: CUDA events around runs of replays (no flush between them), the median of 5 runs."""
+    graph, _ = capture_graph(lambda: [c() for c in calls])
+
+    def run(n: int) -> float:  # ms per replay over n replays
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(n):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / n
+
+    est = max(run(1), 1e-3)
+    run(max(1, int(warmup_ms / est)))
+    n = max(1, int(rep_ms / 5 / est))
+    return statistics.median(run(n) for _ in range(5)) / len(calls)
+
+
 def _rates(row: dict, suffix: str, cache_bytes: int, copy_bw: float) -> None:
     """GB/s, fraction of copy bandwidth, speedup over the best SDPA backend and the two
-    target verdicts for the times ending in `suffix` ("_ms" eager, "_graph_ms")."""
+    target verdicts for the times ending in `suffix` ("_ms" eager, "_graph_ms",
+    "_layered_ms")."""
     t = row.get("ours" + suffix)
-    tag = "" if suffix == "_ms" else "_graph"
+    tag = suffix[:-len("_ms")]
     row["gbps" + tag] = cache_bytes / (t * 1e-3) / 1e9 if t else None
     row["copy_fraction" + tag] = cache_bytes / (t * 1e-3) / copy_bw if t and copy_bw else None
     sdpa_times = [row.get(n + suffix) for n in ("sdpa_flash", "sdpa_cudnn") if row.get(n + suffix)]
@@ -152,13 +222,18 @@ def _rates(row: dict, suffix: str, cache_bytes: int, copy_bw: float) -> None:
     row["meets_speedup" + tag] = None if ts is None or speed is None else speed >= ts
 
 
+def _eager_name(n: str) -> str:
+    """The eager column of a graph or layered column: "sdpa_flash_graph_ms" -> "sdpa_flash_ms"."""
+    return n.replace("_graph_ms", "_ms").replace("_layered_ms", "_ms")
+
+
 def _time_rounds(timers: Dict[str, Callable[[], tuple]], rounds: int, reasons: Dict[str, str]) -> Dict[str, list]:
     """Each timer (name -> () -> (ms or None, reason or None)) `rounds` times, the order
     reversed every other round (so no column is always timed first or last): name -> its
     times. A timer that gives a reason is dropped from the later rounds; the reason is kept."""
     runs: Dict[str, list] = {n: [] for n in timers}
     for _, n in alternating_rounds(list(timers), rounds):
-        if n in reasons or n.replace("_graph_ms", "_ms") in reasons:  # refused (eagerly)
+        if n in reasons or _eager_name(n) in reasons:  # refused (eagerly)
             continue
         ms, why = timers[n]()
         if why:
@@ -182,6 +257,10 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
                  "splits": auto_num_splits(batch, heads, HEADS_KV, cache_len, units,
                                            decode_kernel=device == "cuda")}
     row.update({"target_" + n: t for n, t in targets(batch, cache_len).items()})
+    cache_bytes = 2 * batch * cache_len * HEADS_KV * HEAD_DIM  # K + V, one byte each
+    layers = layer_count(cache_bytes)
+    if graph:
+        row["layers"] = layers
     one = torch.ones(1, device=device)
     q = torch.randn(batch, 1, heads, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
     k = torch.randn(batch, HEADS_KV, cache_len, HEAD_DIM, generator=g, device=device, dtype=torch.bfloat16)
@@ -196,6 +275,8 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
             if graph:
                 sdpa_timers[name + "_graph_ms"] = lambda backend=backend: _sdpa_time(
                     lambda fn: graph_ms(fn, time_ms), qt, k, v, backend)
+                sdpa_timers[name + "_layered_ms"] = lambda backend=backend: _sdpa_layered_time(
+                    _layer_copies(layers, qt, k, v), backend)
 
     def fp8_timers(k8: torch.Tensor, v8: torch.Tensor) -> Dict[str, Callable[[], tuple]]:
         q8 = q.to(FP8)
@@ -209,6 +290,12 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
             timers[name + "_ms"] = lambda run=run: (time_ms(run), None)
             if graph:
                 timers[name + "_graph_ms"] = lambda run=run: (graph_ms(run, time_ms), None)
+        if graph:
+            def layered() -> tuple:
+                calls = [lambda qi=qi, ki=ki, vi=vi: fmha.attention_with_kvcache(qi, ki, vi, seqlens, causal=True, **desc)
+                         for qi, ki, vi in _layer_copies(layers, q8, k8, v8)]
+                return layered_graph_ms(calls), None
+            timers["ours_layered_ms"] = layered
         return timers
 
     # The FP8 cache as the op takes it, [B, S, Hkv, D]: a view of head-major memory (the copy
@@ -231,17 +318,18 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
             row[name[:-len("_ms")] + "_runs"] = times
     # Reasons as the table prints them: "sdpa_flash", "sdpa_flash graph".
     row["reasons"] = {n[:-len("_ms")].replace("_graph", " graph"): why for n, why in reasons.items()}
-    cache_bytes = 2 * batch * cache_len * HEADS_KV * HEAD_DIM  # K + V, one byte each
     _rates(row, "_ms", cache_bytes, copy_bw)
     if graph:
         _rates(row, "_graph_ms", cache_bytes, copy_bw)
+        _rates(row, "_layered_ms", cache_bytes, copy_bw)
     return row
 
 
 def format_decode_table(rows: List[dict], copy_bw: float) -> str:
     head = ["B", "H", "S", "splits", "ours us", "1 split us", "% copy", "x SDPA", "ours graph us",
-            "1 split graph us", "% copy graph", "x SDPA graph", "SDPA flash us", "SDPA cudnn us",
-            "SDPA best graph us", "targets: % copy", "x SDPA"]
+            "1 split graph us", "% copy graph", "x SDPA graph", "layers", "ours layered us", "% copy layered",
+            "x SDPA layered", "SDPA flash us", "SDPA cudnn us", "SDPA best graph us", "SDPA best layered us",
+            "targets: % copy", "x SDPA"]
     # With --repeat: the min-max of ours' graph times over the rounds, after its median.
     repeats = max((len(r.get("ours_graph_runs") or r.get("ours_runs") or []) for r in rows), default=0)
     if repeats > 1:
@@ -254,24 +342,31 @@ def format_decode_table(rows: List[dict], copy_bw: float) -> str:
     def pct(f):
         return "n/a" if f is None else f"{f:.0%}"
 
-    def verdict(target, fmt, eager, graph):
+    def verdict(target, fmt, *verdicts):
         if target is None:
             return ""
         word = {True: "ok", False: "MISSED", None: "n/a"}
-        return f">= {fmt.format(target)}: {word[eager]} / {word[graph]}"
+        return f">= {fmt.format(target)}: " + " / ".join(word[v] for v in verdicts)
+
+    def best(r, suffix):
+        times = [r.get(n + suffix) for n in ("sdpa_flash", "sdpa_cudnn") if r.get(n + suffix)]
+        return min(times) if times else None
 
     for r in rows:
         if r.get("skipped"):
             body.append([str(r["B"]), str(r["H"]), str(r["S"])] + [""] * (len(head) - 4) + [r["skipped"]])
             continue
-        sdpa_graph = [r.get(n) for n in ("sdpa_flash_graph_ms", "sdpa_cudnn_graph_ms") if r.get(n)]
         cells = [str(r["B"]), str(r["H"]), str(r["S"]), str(r["splits"]), us(r["ours_ms"]),
                      us(r["ours_1split_ms"]), pct(r["copy_fraction"]), _fmt(r["speedup_vs_sdpa"], 2),
                      us(r.get("ours_graph_ms")), us(r.get("ours_1split_graph_ms")), pct(r.get("copy_fraction_graph")),
-                     _fmt(r.get("speedup_vs_sdpa_graph"), 2), us(r.get("sdpa_flash_ms")), us(r.get("sdpa_cudnn_ms")),
-                     us(min(sdpa_graph) if sdpa_graph else None),
-                     verdict(r["target_bandwidth"], "{:.0%}", r["meets_bandwidth"], r.get("meets_bandwidth_graph")),
-                     verdict(r["target_speedup"], "{:.1f}x", r["meets_speedup"], r.get("meets_speedup_graph"))]
+                     _fmt(r.get("speedup_vs_sdpa_graph"), 2), str(r.get("layers", "n/a")), us(r.get("ours_layered_ms")),
+                     pct(r.get("copy_fraction_layered")), _fmt(r.get("speedup_vs_sdpa_layered"), 2),
+                     us(r.get("sdpa_flash_ms")), us(r.get("sdpa_cudnn_ms")), us(best(r, "_graph_ms")),
+                     us(best(r, "_layered_ms")),
+                     verdict(r["target_bandwidth"], "{:.0%}", r["meets_bandwidth"], r.get("meets_bandwidth_graph"),
+                             r.get("meets_bandwidth_layered")),
+                     verdict(r["target_speedup"], "{:.1f}x", r["meets_speedup"], r.get("meets_speedup_graph"),
+                             r.get("meets_speedup_layered"))]
         if repeats > 1:
             runs = r.get("ours_graph_runs") or []
             cells.insert(9, f"{min(runs) * 1e3:.1f}-{max(runs) * 1e3:.1f}" if runs else "n/a")
@@ -279,7 +374,10 @@ def format_decode_table(rows: List[dict], copy_bw: float) -> str:
     notes = sorted({f"  {n}: {why}" for r in rows for n, why in r.get("reasons", {}).items()})
     lines = _grid(head, body)
     lines += ["", f"copy bandwidth (device-to-device copy_, read + write): {copy_bw / 1e9:.0f} GB/s",
-              "targets: verdict on the eager / the CUDA-graph times"]
+              "targets: verdict on the eager / the CUDA-graph / the layered times",
+              f"layered: a CUDA graph of one call per layer, each layer on its own copy of the cache, replayed "
+              f"back to back without a flush; enough layers ({MAX_LAYERS} at most) to read {LAYERED_BYTES >> 20} MiB "
+              "of FP8 cache per replay; time per layer"]
     if repeats > 1:
         lines += [f"times: each column's median of {repeats} rounds, the columns' order reversed every "
                   "other round; min-max: ours' graph times"]
@@ -299,6 +397,8 @@ def run_decode(args: argparse.Namespace, argv: List[str]) -> int:
         return 2
     time_ms, timing = make_timer(args.warmup, args.rep)
     units = torch.cuda.get_device_properties(0).multi_processor_count
+    # Every "% copy" (the layered columns' too) is of this do_bench-timed copy: a 2 GiB copy_
+    # captured in a graph became a copy-engine memcpy node, 2.77 against 4.27 TB/s (session 49).
     copy_bw = copy_bandwidth(time_ms)
     shapes = [(b, h, s) for b in BATCHES for h in HEADS for s in CACHE_LENS]
     progress = Progress(len(shapes), enabled=not args.no_progress)
@@ -321,7 +421,8 @@ def run_decode(args: argparse.Namespace, argv: List[str]) -> int:
         meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "device": torch.cuda.get_device_name(), "sms": units, "torch": torch.__version__, "timing": timing,
                 "command": " ".join(["python", "-m", "torch_fmha.bench"] + argv),
-                "copy_bandwidth_bytes_per_s": copy_bw, "repeat": max(1, args.repeat),
+                "copy_bandwidth_bytes_per_s": copy_bw,
+                "layered_bytes": LAYERED_BYTES, "max_layers": MAX_LAYERS, "repeat": max(1, args.repeat),
                 "bytes": "K + V FP8 cache bytes read: 2*B*S*Hkv*D"}
         with open(args.json, "w") as f:
             json.dump({"metadata": meta, "decode_rows": rows}, f, indent=1)

@@ -719,3 +719,23 @@ def test_transformers_fp8_static_cache_on_cuda():
         cos = torch.nn.functional.cosine_similarity(g, w, dim=0).item()
         rel_rms = ((g - w).pow(2).mean().sqrt() / w.std()).item()
         assert cos >= 0.99 and rel_rms <= 0.1, (i, cos, rel_rms)
+
+
+def test_bench_layered_timer_replays_every_layer_once_per_replay():
+    # bench_decode.layered_graph_ms (the decode table's layered columns): one graph of every
+    # layer's call, replayed back to back; the time is per layer. Each layer's call adds 1 to its
+    # own counter, so after the timing every counter holds the same number of replays (plus the
+    # one call the capture records and the warm-ups run eagerly), and a time comes back.
+    from torch_fmha.bench_decode import _layer_copies, layered_graph_ms
+
+    counters = [torch.zeros(1, device="cuda") for _ in range(3)]
+    ms = layered_graph_ms([lambda c=c: c.add_(1) for c in counters], warmup_ms=1, rep_ms=5)
+    torch.cuda.synchronize()
+    values = [float(c) for c in counters]
+    assert ms > 0 and math.isfinite(ms) and values[0] > 3 and values == [values[0]] * 3, (ms, values)
+    # the layers' copies keep the cache's strides (a [B, S, Hkv, D] view of head-major memory)
+    k = torch.randn(2, 4, 64, 128, device="cuda").to(FP8).transpose(1, 2)
+    copies = _layer_copies(3, k)
+    assert len(copies) == 3 and copies[0][0] is k
+    assert all(c[0].stride() == k.stride() and c[0].data_ptr() != k.data_ptr() and torch.equal(
+        c[0].view(torch.uint8), k.view(torch.uint8)) for c in copies[1:])
