@@ -145,34 +145,3 @@ def test_d128_packed_v_build_halves_the_first_block_in_its_masked_kernel_only(tm
         else:
             assert outside <= 2 * 128 + 16, f"{outside} MUFU.EX2 outside the steady loop: {m.string}"
         assert spills(loop) == 0 and serialized_wgmma(instrs) == 0, m.string
-
-
-@needs_cutlass
-@needs_cuobjdump
-def test_d128_s_halves_knob_keeps_the_first_half_max_between_the_waits(tmp_path):
-    """TORCH_FMHA_TUNE_S_HALVES_SPLIT_128 (off in the release; prepared in session 48, not yet
-    measured on a GPU: DESIGN section 7): D = 128's split-tail kernel issues a steady block's
-    S = Q K^T as two wgmma groups of 128 keys and takes the first half's int row max
-    (VIMNMX3) while the second half is in flight. What ptxas did with the earlier forms of it:
-    serialised every wgmma (halves as views of S's registers), spilled the other kernels' loops,
-    or hoisted the second wait above the first half's max. So with the knob on:
-    - the split kernel's steady loop waits for 2, then (after at least 24 VIMNMX3) for 1
-      outstanding groups, has 16 QGMMA.64x128x32 (4 k-steps for each half of S, 8 for P V), no
-      spill, and no wgmma is serialised;
-    - the whole-tile and masked kernels are instruction for instruction the default build's."""
-    flag = ("-DTORCH_FMHA_TUNE_S_HALVES_SPLIT_128=1",)
-    unit = "fwd_fp8_hdim128_packed_v"
-    default = {kernel_variant(m.string): f for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel")}
-    halves = {kernel_variant(m.string): f for m, f in launch_unit_kernels(unit, tmp_path, "fmha_fwd_fp8_sm90_kernel", flag)}
-    assert sorted(halves) == ["masked", "split", "whole"]
-    text = lambda instrs: [x.split(None, 1)[1] for x in instrs]  # without the addresses
-    for variant in ("whole", "masked"):
-        assert text(halves[variant]) == text(default[variant]), f"the knob changed the {variant} kernel"
-    loop = steady_loop(consumer_instrs(halves["split"]))
-    wait2 = [i for i, x in enumerate(loop) if "WARPGROUP.DEPBAR.LE gsb0, 0x2" in x]
-    wait1 = [i for i, x in enumerate(loop) if "WARPGROUP.DEPBAR.LE gsb0, 0x1" in x]
-    assert len(wait2) == 1 and wait1 and wait1[0] > wait2[0], (wait2, wait1)
-    between = sum("VIMNMX3" in x for x in loop[wait2[0]:wait1[0]])
-    assert between >= 24, f"{between} VIMNMX3 between the waits for S's halves: the first half's max moved"
-    assert sum("QGMMA.64x128x32" in x for x in loop) == 16
-    assert spills(loop) == 0 and serialized_wgmma(halves["split"]) == 0

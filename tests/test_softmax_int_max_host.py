@@ -2,10 +2,7 @@
 tuning knob TORCH_FMHA_TUNE_INT_MAX_<D>: the scores' bits as signed ints, VIMNMX3 on sm_90,
 fmaxf's chain where the int max is not the float max), run on the host by
 tests/host_checks/check_softmax_int_max.cu against fmaxf: N(0, 16), all-negative, zero,
-masked, infinite and NaN scores, 64, 48 and 32 scores per row and thread; both paths taken. At 64
-scores (a 256-key block) also the two key halves' bits of a fragment row (OnlineSoftmax::max_bits,
-the S-halves knob), which must combine to the row's (an offset off by a half fails it: checked by
-mutation in session 48).
+masked, infinite and NaN scores, 64, 48 and 32 scores per row and thread; both paths taken.
 Accepting a NaN or a negative int max fails it (checked by mutation in session 26). Needs
 nvcc (host compilation only); skipped with the reason without it."""
 

@@ -139,9 +139,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
   constexpr bool kSplit = kVariant == KernelVariant::kSplitTail;
   constexpr bool kHalfFirstBlock = kVariant == KernelVariant::kMaskedTiles;
   constexpr bool kSkipUnitRescale = kSplit ? Traits::kSkipUnitRescaleInSplit : Traits::kSkipUnitRescale;
-  // S as two wgmma groups of key halves in steady rounds (Traits::kSHalvesInSplit, a knob off in
-  // the release; prepared in session 48, not measured).
-  constexpr bool kSHalves = kSplit && Traits::kSHalvesInSplit;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
@@ -202,17 +199,6 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       return recast<uint32_t>(tOrP);
     }
   }();
-  // kSHalves: S's key halves as wgmma operands, and two accumulators of their own that are
-  // copied into tSrS once both completed. (Halves written straight into tSrS, as views of its
-  // registers, made ptxas serialise every wgmma of the kernel: C7511, "insufficient register
-  // resources for the wgmma pipeline".) Unused, and compiled out, without kSHalves.
-  typename Traits::TiledMmaQKHalf mma_qk_half;
-  auto thr_qk_half = mma_qk_half.get_thread_slice(tidx);
-  Tensor tSrQHalf = thr_qk_half.partition_fragment_A(sQ);  // (MMA, 1, D/32, kQStages)
-  Tensor tSrKHalves = thr_qk_half.partition_fragment_B(
-      make_tensor(sK.data(), typename Traits::SmemLayoutKHalves{}));  // (MMA, 1, D/32, 2 kStages)
-  Tensor tSrSLo = partition_fragment_C(mma_qk_half, Shape<Int<kBlockM>, Int<Traits::kSHalfN>>{});
-  Tensor tSrSHi = partition_fragment_C(mma_qk_half, Shape<Int<kBlockM>, Int<Traits::kSHalfN>>{});
   const PSmemOffsets<kBlockM, Traits::kPAtomBytes> p_offsets(row0, col0 / 2);
   const uint32_t p_tile = smem_addr(ss.p);
   static_assert(decltype(size(tSrS))::value == kBlockN / 2);
@@ -390,30 +376,11 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
                 {MbarId::kVtFull, v_pending.index, tile_tag, Role::kConsumer});
       trace.mark(trace_it + it, PhaseTrace::kOperands);
       set_pv_starts_o(it == 1);
-      int32_t first_half_bits[2];  // kSHalves: the int row max bits of S's first key half
-      if constexpr (kSHalves) {
-        gemm_round_s_halves(my_turn, their_turn, mma_qk_half, tSrQHalf(_, _, _, q_index),
-                            tSrKHalves(_, _, _, 2 * kv_read.index), tSrKHalves(_, _, _, 2 * kv_read.index + 1),
-                            tSrSLo, tSrSHi, mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-        trace.mark(trace_it + it, PhaseTrace::kIssued);
-        warpgroup_wait<2>();  // S's first half done
-        warpgroup_fence_operand(tSrSLo);
-#pragma unroll
-        for (int r8 = 0; r8 < 2; ++r8) first_half_bits[r8] = softmax.template max_bits<0, kBlockN / 16>(tSrSLo, r8);
-        warpgroup_wait_pinned<1>(pin);  // S's second half done (P V may still run)
-        warpgroup_fence_operand(tSrSHi);
-#pragma unroll
-        for (int i = 0; i < kBlockN / 4; ++i) {  // tSrS's flat index i: column group i / 4 (softmax.cuh)
-          tSrS(i) = tSrSLo(i);
-          tSrS(i + kBlockN / 4) = tSrSHi(i);
-        }
-      } else {
-        gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
-                                        mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
-                                        mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
-        trace.mark(trace_it + it, PhaseTrace::kIssued);
-        warpgroup_wait<1>();  // S done (P V may still run)
-      }
+      gemm_round</*S*/ true, /*PV*/ true>(my_turn, their_turn,
+                                      mma_qk, tSrQ(_, _, _, q_index), tSrK(_, _, _, kv_read.index), tSrS,
+                                      mma_pv, tOrP, tOrV(_, _, _, v_pending.index), tOrO);
+      trace.mark(trace_it + it, PhaseTrace::kIssued);
+      warpgroup_wait<1>();  // S done (P V may still run)
       warpgroup_fence_operand(tSrS);  // S reads below stay after the wait
       trace.mark(trace_it + it, PhaseTrace::kSDone);
       release_s_operands(wg_leader, ss.bar.k_empty, ss.bar.q_empty, kv_read.index, q_index,
@@ -422,19 +389,9 @@ __device__ __forceinline__ void consumer_run(const Params& params, Storage& ss) 
       if (mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
         apply_mask<kBlockN>(tSrS, mask, tile.m_block * kBlockM + row0, n_block * kBlockN + col0);
       }
-      if constexpr (kSHalves) {  // the bits are of the raw scores: taken again where these changed
-        if (p.softcap > 0.f || mask.block_needs_mask<kBlockM, kBlockN>(tile.m_block, n_block)) {
-#pragma unroll
-          for (int r8 = 0; r8 < 2; ++r8) first_half_bits[r8] = softmax.template max_bits<0, kBlockN / 16>(tSrS, r8);
-        }
-      }
       if constexpr (Traits::kPvWaitAfterMax) {  // the same two steps, the wait between them
         float bias[2];
-        if constexpr (kSHalves) {
-          softmax.update_max(tSrS, alpha, bias, first_half_bits);
-        } else {
-          softmax.update_max(tSrS, alpha, bias);
-        }
+        softmax.update_max(tSrS, alpha, bias);
         if constexpr (Traits::kArgsBeforePvWait) {
           softmax.update_args(tSrS, bias);
           finish_pv<true>(pin, wg_leader, &ss.bar.vt_empty[v_pending.index], tOrO, tOrPWords);

@@ -51,35 +51,6 @@ __device__ __forceinline__ void gemm_round(NamedBarrier my_turn, NamedBarrier th
   named_barrier_arrive(their_turn, 256);
 }
 
-// gemm_round's steady form with S issued as two wgmma groups of half the keys each
-// (consumer.cuh, kSHalves): S's first half, its second half and P V complete in that
-// order, so the first half's row max can run while the second half is still in flight.
-template <class MmaQKHalf, class FragQ, class FragKLo, class FragKHi, class FragSLo, class FragSHi,
-          class MmaPV, class FragP, class FragV, class FragO>
-__device__ __forceinline__ void gemm_round_s_halves(NamedBarrier my_turn, NamedBarrier their_turn,
-                                                    MmaQKHalf& mma_qk, FragQ&& q, FragKLo&& k_lo,
-                                                    FragKHi&& k_hi, FragSLo& s_lo, FragSHi& s_hi,
-                                                    MmaPV& mma_pv, FragP& p, FragV&& vt, FragO& o) {
-  named_barrier_sync(my_turn, 256);
-  gemm<true, -1>(mma_qk, q, k_lo, s_lo);
-  gemm<true, -1>(mma_qk, q, k_hi, s_hi);
-  gemm<false, -1>(mma_pv, p, vt, o);
-  named_barrier_arrive(their_turn, 256);
-}
-
-// Waits for all but kN committed wgmma groups, at this point of the program: the
-// always-taken branch of warpgroup_wait_all (below), for kN > 0. Left plain, ptxas
-// put kSHalves' wait for S's second half right after the first of the first half's
-// max instructions instead of after all of them.
-template <int kN>
-__device__ __forceinline__ void warpgroup_wait_pinned(bool always_true) {
-  if (always_true) {
-    cute::warpgroup_wait<kN>();
-  } else {
-    cute::warpgroup_wait<kN>();
-  }
-}
-
 // Waits for all committed wgmma groups (the P V of a round).
 //
 // kPinned: at this point of the program. ptxas does not keep a plain

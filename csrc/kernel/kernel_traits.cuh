@@ -207,12 +207,6 @@
 #ifndef TORCH_FMHA_TUNE_INT_MAX_256
 #define TORCH_FMHA_TUNE_INT_MAX_256 1
 #endif
-// Prepared in session 48, not measured: in D = 128's split-tail kernel (long packed-v build) a
-// steady block's S = Q K^T as two wgmma groups of 128 keys, the row max of the first half taken
-// while the second is in flight (consumer.cuh, kSHalves; docs/DESIGN.md section 7).
-#ifndef TORCH_FMHA_TUNE_S_HALVES_SPLIT_128
-#define TORCH_FMHA_TUNE_S_HALVES_SPLIT_128 0
-#endif
 // The online softmax's O rescale (softmax.cuh: rescale_factor, kLazyRescaleSlack):
 // alpha rounded so that an unchanged max gives exactly 1, and the lazy rescale.
 #ifndef TORCH_FMHA_TUNE_EXACT_ALPHA_64
@@ -505,14 +499,6 @@ struct Fp8FwdTraits {
   using TiledMmaQK = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, Accum, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
       Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
-  // S in two key halves in the split-tail kernel (TORCH_FMHA_TUNE_S_HALVES_SPLIT_128; int row
-  // max builds). Without it the "half" types are the whole block's, and unused.
-  static constexpr bool kSHalvesInSplit = kPFromSmem && kPvWaitAfterMax && kIntRowMax && kHeadDim == 128 &&
-                                          kBlockN == 256 && TORCH_FMHA_TUNE_S_HALVES_SPLIT_128;
-  static constexpr int kSHalfN = kSHalvesInSplit ? kBlockN / 2 : kBlockN;
-  using TiledMmaQKHalf = decltype(make_tiled_mma(
-      GMMA::ss_op_selector<Element, Element, Accum, Shape<_64, Int<kSHalfN>, Int<kHeadDim>>>(),
-      Layout<Shape<Int<kNumConsumerWG>, _1, _1>>{}));
   // O += P V: A = P from registers (FP8; from shared memory with kPFromSmem), B = V^T
   // in smem, K-major (keys contiguous).
   using TiledMmaPVFromRegs = decltype(make_tiled_mma(
@@ -534,10 +520,6 @@ struct Fp8FwdTraits {
                              GMMA::Major::K, Element, Int<kBlockN>, Int<kHeadDim>>());
   using SmemLayoutK = decltype(tile_to_shape(
       SmemAtomK{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
-  // The same bytes as kBlockN / kSHalfN times as many stages of kSHalfN keys: the atom (one across
-  // D) tiles the keys first, so with kSHalvesInSplit half h of stage s is stage 2 s + h here.
-  using SmemLayoutKHalves = decltype(tile_to_shape(
-      SmemAtomK{}, Shape<Int<kSHalfN>, Int<kHeadDim>, Int<kBlockN / kSHalfN * kStages>>{}));
   // V scratch: [kBlockN, D] per slot as TMA lands it (row-major V). Same layout as K.
   using SmemLayoutVScratch = SmemLayoutK;
   // V^T: [D, kBlockN] per stage, keys contiguous (the K-major B operand of P V).

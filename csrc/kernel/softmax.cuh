@@ -333,30 +333,6 @@ struct OnlineSoftmax {
   // rounding depend on other rows' data, padding and NaN rows included (DESIGN 1.6).
   template <int kKeys = kBlockN, class Frag>
   __device__ __forceinline__ void update_max(const Frag& s, float (&alpha)[2], float (&bias)[2]) {
-    update_max_bits<kKeys>(s, alpha, bias, nullptr);
-  }
-
-  // The int max bits of row r8's scores in column pairs [kFrom, kTo) (kIntMax): the first half
-  // of a block's row max, taken while its second half's wgmma group is still in flight
-  // (consumer.cuh, kSHalves). max_i32 of two halves' bits is the whole row's.
-  template <int kFrom, int kTo, class Frag>
-  __host__ __device__ __forceinline__ static int32_t max_bits(const Frag& s, int r8) {
-    return int_max_bits<2 * (kTo - kFrom), kChains>(
-        [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (kFrom + (i >> 1))); });
-  }
-
-  // update_max with the first half's bits already taken (max_bits<0, kBlockN / 16>) from the
-  // scores as they are now: the same max, so the same bits as update_max.
-  template <class Frag>
-  __device__ __forceinline__ void update_max(const Frag& s, float (&alpha)[2], float (&bias)[2],
-                                             const int32_t (&first_half_bits)[2]) {
-    static_assert(kIntMax, "the first half's bits are the int row max's");
-    update_max_bits<kBlockN>(s, alpha, bias, &first_half_bits);
-  }
-
-  template <int kKeys, class Frag>
-  __device__ __forceinline__ void update_max_bits(const Frag& s, float (&alpha)[2], float (&bias)[2],
-                                                  const int32_t (*first_half_bits)[2]) {
     static_assert(!kLazyRescale || kMaxOffset + kLazyRescaleSlack < 8.8f,
                   "P against a stale max must fit e4m3 (448)");
     static_assert(kKeys <= kBlockN);
@@ -379,14 +355,8 @@ struct OnlineSoftmax {
       // edges of diagonal and window blocks, rows of negative scores)
       // row r8's values: s(2 r8 + 4 j), s(1 + 2 r8 + 4 j)
       const auto row = [&](int r8) { return [&s, r8](int i) { return s((i & 1) + 2 * r8 + 4 * (i >> 1)); }; };
-      int32_t r0, r1;
-      if (first_half_bits != nullptr) {  // a constant after inlining
-        r0 = max_i32((*first_half_bits)[0], max_bits<kCols / 2, kCols>(s, 0));
-        r1 = max_i32((*first_half_bits)[1], max_bits<kCols / 2, kCols>(s, 1));
-      } else {
-        r0 = int_max_bits<2 * kCols, kChains>(row(0));
-        r1 = int_max_bits<2 * kCols, kChains>(row(1));
-      }
+      const int32_t r0 = int_max_bits<2 * kCols, kChains>(row(0));
+      const int32_t r1 = int_max_bits<2 * kCols, kChains>(row(1));
       if (int_max_is_float_max(r0) && int_max_is_float_max(r1)) {
         int_max[0] = score_of_bits(r0);
         int_max[1] = score_of_bits(r1);
