@@ -17,7 +17,9 @@ one in the loop; 6 local loads and 2 stores outside it when dense).
 
 The kernel allows its programmatic dependent (the merge kernel) to launch from its start
 (csrc/kernel/decode.cuh says why): one griddepcontrol.launch_dependents (PREEXIT in sm_90a
-SASS, read off cuobjdump) before its first global load."""
+SASS, read off cuobjdump) before its first global load. It is itself launched as the
+programmatic dependent of the kernel before it (session 49, csrc/launch/decode.cu), so its
+one griddepcontrol.wait (ACQBULK) comes before its first global load or store."""
 from __future__ import annotations
 
 import re
@@ -26,6 +28,9 @@ import pytest
 
 from host_checker import launch_unit_kernels, needs_cuobjdump, needs_cutlass
 from sass_checks import backward_branch_spans, spills
+
+# A global memory access in SASS (as tests/test_merge_sass.py): not constant, shared or local.
+GLOBAL_ACCESS = re.compile(r"\b(LDG|STG|LD|ST|ATOMG?|RED|LDGSTS)\.")
 
 
 
@@ -71,3 +76,18 @@ def test_decode_allows_the_merge_launch_before_its_first_load(kernels, head_dim,
     triggers = [i for i, x in enumerate(instrs) if re.search(r"\bPREEXIT\b", x)]
     first_load = next(i for i, x in enumerate(instrs) if re.search(r"\b(LDG|LDGSTS)\.", x))
     assert len(triggers) == 1 and triggers[0] < first_load, (triggers, first_load)
+
+
+@needs_cutlass
+@needs_cuobjdump
+@pytest.mark.parametrize("rows", ["one", "tiles", "packed"])
+@pytest.mark.parametrize("head_dim, paged", [(64, False), (64, True), (128, False), (128, True),
+                                             (256, False), (256, True)])
+def test_decode_waits_for_the_kernel_before_it_before_any_global_access(kernels, head_dim, paged, rows):
+    # Launched with programmatic stream serialization, the grid may run while the kernel before
+    # it on the stream drains (q or the cache being written, or their memory still read): one
+    # griddepcontrol.wait, before the first global load or store of any kind.
+    instrs = kernels[head_dim, paged, rows]
+    waits = [i for i, x in enumerate(instrs) if re.search(r"\bACQBULK\b", x)]
+    first_access = next(i for i, x in enumerate(instrs) if GLOBAL_ACCESS.search(x))
+    assert len(waits) == 1 and waits[0] < first_access, (waits, first_access, instrs[first_access])

@@ -578,6 +578,14 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   // the tile loop, as FlashAttention-3 does) it would hide at most the epilogue. Correct
   // anywhere: the memory guarantee is the wait's, not this trigger's.
   allow_dependent_launch();
+  // This grid is itself launched as the programmatic dependent of the kernel before it on
+  // the stream (launch/decode.cu: in a model, the one that wrote q or the cache; in a
+  // layered decode step, the previous layer's merge): its CTAs may be scheduled as that
+  // grid's CTAs exit, before its completion is signalled, which takes the launch gap off
+  // the step. So no global memory is touched before this wait (cu_seqlens_q, q, the cache,
+  // the outputs, whose memory the kernel before may still read): it returns once that grid
+  // has completed and its writes are visible (tests/test_decode_sass.py keeps it first).
+  wait_for_primary_grid();
   extern __shared__ __align__(128) uint8_t smem[];
   DecodeCta cta = decode_cta<kRows>(p);
   if constexpr (kRows != DecodeRows::kPacked) {

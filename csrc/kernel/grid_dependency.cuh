@@ -1,7 +1,9 @@
 // torch_fmha: Programmatic Dependent Launch (PDL, sm_90) between two kernels of one
 // stream: the split-KV decode kernel (primary, decode.cuh) and the merge kernel
 // (dependent, merge_splits.cuh), launched with cudaLaunchAttributeProgrammaticStreamSerialization
-// (csrc/launch/merge_splits.cu).
+// (csrc/launch/merge_splits.cu). The decode kernel is also launched so (csrc/launch/decode.cu,
+// session 49): the dependent of whatever kernel precedes it on the stream, which need not
+// trigger anything (its CTAs' exit does).
 //
 // - wait_for_primary_grid (griddepcontrol.wait, SASS ACQBULK): blocks until every CTA of
 //   the primary grid has completed and its memory operations are visible. Nothing in

@@ -11,6 +11,12 @@
 #ifndef TORCH_FMHA_TUNE_DECODE_ROW_TILES
 #define TORCH_FMHA_TUNE_DECODE_ROW_TILES 4
 #endif
+// Developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_PDL=0):
+// 0 launches the decode kernel stream-ordered, as before session 49 (its griddepcontrol.wait
+// is then a no-op).
+#ifndef TORCH_FMHA_TUNE_DECODE_PDL
+#define TORCH_FMHA_TUNE_DECODE_PDL 1
+#endif
 static_assert(TORCH_FMHA_TUNE_DECODE_ROW_TILES >= 1 &&
               TORCH_FMHA_TUNE_DECODE_ROW_TILES <= torch_fmha::kernel::kDecodeMaxRowTiles);
 
@@ -85,9 +91,23 @@ cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t s
     if (err != cudaSuccess) return err;
     raised[device].store(limit, std::memory_order_release);
   }
-  const dim3 grid(unsigned(p.splits * p.row_tiles), unsigned(p.heads_kv), unsigned(p.batch));
-  fn<<<grid, 32 * kernel::kDecodeWarps<kD>, smem, stream>>>(p);
-  return cudaGetLastError();
+  // Programmatic Dependent Launch: the grid may be scheduled while the kernel before it on
+  // the stream drains; the kernel waits for that grid's completion and memory before its
+  // first global access (kernel/decode.cuh). Captured into a CUDA graph as a programmatic edge.
+  cudaLaunchAttribute pdl[1];
+  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl[0].val.programmaticStreamSerializationAllowed = TORCH_FMHA_TUNE_DECODE_PDL;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(unsigned(p.splits * p.row_tiles), unsigned(p.heads_kv), unsigned(p.batch));
+  config.blockDim = dim3(32 * kernel::kDecodeWarps<kD>);
+  config.dynamicSmemBytes = unsigned(smem);
+  config.stream = stream;
+  config.attrs = pdl;
+  config.numAttrs = 1;
+  const cudaError_t launched = cudaLaunchKernelEx(&config, fn, p);
+  // As launch_merge_splits: a refused launch is also the thread's last error; read it here.
+  const cudaError_t last = cudaGetLastError();
+  return launched != cudaSuccess ? launched : last;
 }
 
 template <kernel::DecodeRows kRows>
