@@ -171,8 +171,8 @@ def graph_ms(fn: Callable[[], object], time_ms: Callable) -> float:
 # its own, and the kernels between them (projections) read weights: L2 then holds clean lines
 # of other data, not the cache and not dirty lines. The step is timed so: a CUDA graph of one
 # call per layer, each on its own copy of the row's cache and q, with enough layers that they
-# read LAYERED_BYTES together (16 times an H200's L2 of 60 MB: what one replay leaves in L2
-# is a small part of what the next reads first), the graph replayed back to back without a
+# read LAYERED_BYTES together (about 20 times the 50 MB L2 of an H100 or H200: what one
+# replay leaves in L2 is a small part of what the next reads first), the graph replayed back to back without a
 # flush. do_bench's flush (zeroing 256 MB before every
 # call) leaves dirty lines whose write-back shares HBM with a memory-bound step: 6-11 us at
 # batch 1 from 32k keys (DESIGN 1.11).
