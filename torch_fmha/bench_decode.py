@@ -22,15 +22,15 @@ host issuing the op's kernels, ``tools/decode_overhead.py``); as the replay of a
 graph holding that one call (``graph`` columns, also ``do_bench``: what a server that
 captures its decode step sees; SDPA's backends captured the same way); and ``layered``:
 a CUDA graph of one call per layer of a model, each layer on its own copy of the cache
-(``layers`` of them, enough to read 1 GiB per replay, at most 128), replayed back to back without
-``do_bench``'s flush, the time per layer (:func:`layered_graph_ms`). ``do_bench`` zeroes
+(``layers`` of them, enough to read 1 GiB per replay, at most 128), replayed back to back
+without ``do_bench``'s flush, the time per layer (:func:`layered_graph_ms`). ``do_bench`` zeroes
 256 MB before every call, and the write-back of those dirty lines shares HBM with a
 memory-bound step; between a model's attention layers run projections that read their
 weights, so L2 holds clean lines. ``% copy`` and ``x SDPA`` are given for all three; the
-targets are judged on each. Every ``% copy`` is of the ``do_bench``-timed copy. ``--repeat N`` (N > 1) times every column of a row
-N times, reversing the columns' order every other round, and reports each column's median
-(the times in the JSON's ``<column>_runs``; the table adds the min-max of ours' graph
-times): one pass timed the same launch (``num_splits=0`` and ``=1`` at B = 64) up to 17%
+targets are judged on each. Every ``% copy`` is of the ``do_bench``-timed copy.
+``--repeat N`` (N > 1) times every column of a row N times, reversing the columns' order
+every other round, and reports each column's median (the times in the JSON's
+``<column>_runs``; the table adds the min-max of ours' graph times): one pass timed the same launch (``num_splits=0`` and ``=1`` at B = 64) up to 17%
 apart (session 35).
 
 Targets (issue 15): >= 80% of copy bandwidth for B * Hkv >= 64 and S >= 8k; >= 60% for
@@ -171,11 +171,10 @@ def graph_ms(fn: Callable[[], object], time_ms: Callable) -> float:
 # its own, and the kernels between them (projections) read weights: L2 then holds clean lines
 # of other data, not the cache and not dirty lines. The step is timed so: a CUDA graph of one
 # call per layer, each on its own copy of the row's cache and q, with enough layers that they
-# read LAYERED_BYTES together (about 20 times the 50 MB L2 of an H100 or H200: what one
-# replay leaves in L2 is a small part of what the next reads first), the graph replayed back to back without a
-# flush. do_bench's flush (zeroing 256 MB before every
-# call) leaves dirty lines whose write-back shares HBM with a memory-bound step: 6-11 us at
-# batch 1 from 32k keys (DESIGN 1.11).
+# read LAYERED_BYTES together (about 20 times the 50 MB L2 of an H100 or H200: what one replay
+# leaves in L2 is a small part of what the next reads first), the graph replayed back to back
+# without a flush. do_bench's flush (zeroing 256 MB before every call) leaves dirty lines whose
+# write-back shares HBM with a memory-bound step: 6-11 us at batch 1 from 32k keys (DESIGN 1.11).
 LAYERED_BYTES = 1 << 30
 MAX_LAYERS = 128
 
@@ -316,8 +315,9 @@ def decode_row(fmha, batch: int, heads: int, cache_len: int, time_ms: Callable, 
         row[name] = statistics.median(times) if times else None
         if repeat > 1 and times:
             row[name[:-len("_ms")] + "_runs"] = times
-    # Reasons as the table prints them: "sdpa_flash", "sdpa_flash graph".
-    row["reasons"] = {n[:-len("_ms")].replace("_graph", " graph"): why for n, why in reasons.items()}
+    # Reasons as the table prints them: "sdpa_flash", "sdpa_flash graph", "sdpa_flash layered".
+    row["reasons"] = {n[:-len("_ms")].replace("_graph", " graph").replace("_layered", " layered"): why
+                      for n, why in reasons.items()}
     _rates(row, "_ms", cache_bytes, copy_bw)
     if graph:
         _rates(row, "_graph_ms", cache_bytes, copy_bw)

@@ -580,9 +580,9 @@ __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) d
   allow_dependent_launch();
   // This grid is itself launched as the programmatic dependent of the kernel before it on
   // the stream (launch/decode.cu: in a model, the one that wrote q or the cache; in a
-  // layered decode step, the previous layer's merge): its CTAs may be scheduled as that
-  // grid's CTAs exit, before its completion is signalled, which takes the launch gap off
-  // the step. So no global memory is touched before this wait (cu_seqlens_q, q, the cache,
+  // layered decode step, the previous layer's merge or, with one split, decode kernel): its
+  // CTAs may be scheduled as that grid's CTAs exit, before its completion is signalled,
+  // which takes the launch gap off the step. So no global memory is touched before this wait (cu_seqlens_q, q, the cache,
   // the outputs, whose memory the kernel before may still read): it returns once that grid
   // has completed and its writes are visible (tests/test_decode_sass.py keeps it first).
   wait_for_primary_grid();
