@@ -112,13 +112,9 @@ def copy_bandwidth(time_ms: Callable, device="cuda") -> float:
 
 
 def _layer_copies(layers: int, *tensors: torch.Tensor) -> List[tuple]:
-    """One tuple of the tensors per layer: the tensors themselves for layer 0, copies with
-    their strides (empty_like + copy_) for the others."""
-    def copy(t):
-        c = torch.empty_like(t)
-        c.copy_(t)
-        return c
-    return [tensors] + [tuple(copy(t) for t in tensors) for _ in range(layers - 1)]
+    """One tuple of the tensors per layer: the tensors themselves for layer 0, copies for the
+    others (clone keeps a dense tensor's strides: the cache's head-major view stays one)."""
+    return [tensors] + [tuple(t.clone() for t in tensors) for _ in range(layers - 1)]
 
 
 def _sdpa_layered_time(layer_tensors: List[tuple], backend) -> tuple:

@@ -569,22 +569,15 @@ __device__ __forceinline__ void copy_v_descale_to_tokens(const DecodeParams& p, 
 
 template <int kD, bool kPaged, DecodeRows kRows>
 __global__ void __launch_bounds__(32 * kDecodeWarps<kD>, kDecodeMinBlocks<kD>) decode_kernel(const __grid_constant__ DecodeParams p) {
-  // The merge kernel, launched after this one as its programmatic dependent
-  // (launch/merge_splits.cu), may be scheduled from here on: its CTAs start once every
-  // CTA of this grid has started, i.e. once no CTA of this grid still waits for a slot,
-  // so they take only slots this grid leaves free, compute their row indices and block
-  // in griddepcontrol.wait until this grid has completed and its o / lse are visible.
-  // At B = 1 (one wave) that hides the merge's launch behind the split loop; later (after
-  // the tile loop, as FlashAttention-3 does) it would hide at most the epilogue. Correct
-  // anywhere: the memory guarantee is the wait's, not this trigger's.
+  // The merge kernel, this grid's programmatic dependent (launch/merge_splits.cu), may be
+  // scheduled from here on: its CTAs start once every CTA of this grid has started, take
+  // only slots this grid leaves free and block in griddepcontrol.wait until this grid has
+  // completed and its o / lse are visible. At B = 1 (one wave) that hides the merge's
+  // launch behind the split loop; after the tile loop (as FlashAttention-3 does) it would
+  // hide at most the epilogue. The memory guarantee is the wait's, not this trigger's.
   allow_dependent_launch();
-  // This grid is itself launched as the programmatic dependent of the kernel before it on
-  // the stream (launch/decode.cu: in a model, the one that wrote q or the cache; in a
-  // layered decode step, the previous layer's merge or, with one split, decode kernel): its
-  // CTAs may be scheduled as that grid's CTAs exit, before its completion is signalled,
-  // which takes the launch gap off the step. So no global memory is touched before this wait (cu_seqlens_q, q, the cache,
-  // the outputs, whose memory the kernel before may still read): it returns once that grid
-  // has completed and its writes are visible (tests/test_decode_sass.py keeps it first).
+  // This grid is the programmatic dependent of the kernel before it (launch/decode.cu), which may
+  // still write q, the cache or cu_seqlens_q: no global access before this wait (SASS-tested).
   wait_for_primary_grid();
   extern __shared__ __align__(128) uint8_t smem[];
   DecodeCta cta = decode_cta<kRows>(p);

@@ -4,6 +4,7 @@
 
 #include "../kernel/decode.cuh"
 #include "launch_decode.h"
+#include "pdl_launch.h"
 
 // Developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_DECODE_ROW_TILES=1):
 // the most 16-row tiles per KV head a step may take on the decode kernel; 1 is the kernel
@@ -93,21 +94,10 @@ cudaError_t launch(const DecodeParams& p, bool fewer_ctas_per_sm, cudaStream_t s
   }
   // Programmatic Dependent Launch: the grid may be scheduled while the kernel before it on
   // the stream drains; the kernel waits for that grid's completion and memory before its
-  // first global access (kernel/decode.cuh). Captured into a CUDA graph as a programmatic edge.
-  cudaLaunchAttribute pdl[1];
-  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl[0].val.programmaticStreamSerializationAllowed = TORCH_FMHA_TUNE_DECODE_PDL;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(unsigned(p.splits * p.row_tiles), unsigned(p.heads_kv), unsigned(p.batch));
-  config.blockDim = dim3(32 * kernel::kDecodeWarps<kD>);
-  config.dynamicSmemBytes = unsigned(smem);
-  config.stream = stream;
-  config.attrs = pdl;
-  config.numAttrs = 1;
-  const cudaError_t launched = cudaLaunchKernelEx(&config, fn, p);
-  // As launch_merge_splits: a refused launch is also the thread's last error; read it here.
-  const cudaError_t last = cudaGetLastError();
-  return launched != cudaSuccess ? launched : last;
+  // first global access (kernel/decode.cuh).
+  const dim3 grid(unsigned(p.splits * p.row_tiles), unsigned(p.heads_kv), unsigned(p.batch));
+  return launch_programmatic_dependent(fn, grid, dim3(32 * kernel::kDecodeWarps<kD>), size_t(smem), stream,
+                                       TORCH_FMHA_TUNE_DECODE_PDL != 0, p);
 }
 
 template <kernel::DecodeRows kRows>

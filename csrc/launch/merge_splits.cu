@@ -1,6 +1,7 @@
 // torch_fmha: host side of the split-KV merge kernel.
 #include "../kernel/merge_splits.cuh"
 #include "launch_merge.h"
+#include "pdl_launch.h"
 
 // Developer knob for an A/B on the GPU (TORCH_FMHA_NVCC_EXTRA=-DTORCH_FMHA_TUNE_MERGE_PDL=0):
 // 0 launches the merge stream-ordered, as before PDL (its griddepcontrol.wait is then a
@@ -23,25 +24,10 @@ cudaError_t launch_merge_splits(const MergeParams& p, cudaStream_t stream) {
   // Programmatic Dependent Launch: the merge grid may start while the kernel before it
   // on the stream (the decode kernel, which allows it from its first instruction) drains;
   // the kernel waits for that grid's completion and memory before it reads a partial
-  // (kernel/grid_dependency.cuh). Captured into a CUDA graph as a programmatic edge.
-  // After a kernel that does not allow it (the split plan's), it starts when that one
-  // completes, as a plain launch would.
-  cudaLaunchAttribute pdl[1];
-  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl[0].val.programmaticStreamSerializationAllowed = TORCH_FMHA_TUNE_MERGE_PDL;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3{unsigned(blocks)};
-  config.blockDim = dim3{32 * kernel::kMergeWarps};
-  config.dynamicSmemBytes = 0;
-  config.stream = stream;
-  config.attrs = pdl;
-  config.numAttrs = 1;
-  const cudaError_t launched = cudaLaunchKernelEx(&config, fn, p);
-  // A refused launch is also the thread's last error: read it here (clearing it, as the
-  // <<<>>> launch this replaces did with cudaGetLastError) so that it is reported once,
-  // by this launch, and not again by the next launch's check.
-  const cudaError_t last = cudaGetLastError();
-  return launched != cudaSuccess ? launched : last;
+  // (kernel/grid_dependency.cuh). After a kernel that does not allow it (the split plan's),
+  // it starts when that one completes, as a plain launch would.
+  return launch_programmatic_dependent(fn, dim3{unsigned(blocks)}, dim3{32 * kernel::kMergeWarps}, 0, stream,
+                                       TORCH_FMHA_TUNE_MERGE_PDL != 0, p);
 }
 
 }  // namespace torch_fmha
