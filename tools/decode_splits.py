@@ -3,7 +3,7 @@
 
     python3 tools/decode_splits.py [--batches 1,8] [--cache 1024,2048,4096,8192,32768]
                                    [--splits 1,2,4,8,16,32] [--heads 32] [--sq 1] [--timer graph|layered]
-                                   [--json out.json]
+                                   [--layers N] [--json out.json]
 
 attention_with_kvcache(q [B, Sq, H, D=128], FP8 cache [B, S, Hkv=8, D], cache_seqlens = S,
 causal, bf16 out) with a fixed num_splits, captured in a CUDA graph and timed by its
@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timer", choices=["graph", "layered"], default="graph",
                     help="graph: do_bench of one call's graph replay (the decode table's graph columns); "
                          "layered: bench_decode.layered_graph_ms over per-layer cache copies (its layered columns)")
+    ap.add_argument("--layers", type=int, default=0,
+                    help="layers of the layered timer (0: bench_decode.layer_count, the decode table's)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     import torch_fmha
@@ -70,7 +72,8 @@ def main(argv=None) -> int:
             v = torch.randn(b, s, hkv, d, generator=g, device="cuda").to(fp8)
             lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
             times = {}
-            layers = _layer_copies(layer_count(k.numel() + v.numel()), q, k, v) if args.timer == "layered" else None
+            n_layers = args.layers or layer_count(k.numel() + v.numel())
+            layers = _layer_copies(n_layers, q, k, v) if args.timer == "layered" else None
             # num_splits=0 first: timed last, after several multi-GB passes, it read up to
             # 15% slower than the same split count timed first (session 16, B = 8 128k).
             for n in [0] + args.splits:
@@ -87,9 +90,10 @@ def main(argv=None) -> int:
             best = min(args.splits, key=lambda n: times[n])
             auto = auto_num_splits(b * row_tiles, args.heads, hkv, s,
                                    torch.cuda.get_device_properties(0).multi_processor_count, decode_kernel=True)
-            rows.append({"B": b, "S": s, "us": {str(n): t for n, t in times.items()}, "best": best, "auto": auto})
+            rows.append({"B": b, "S": s, "us": {str(n): t for n, t in times.items()}, "best": best, "auto": auto,
+                         "layers": n_layers if layers is not None else None})
             print(f"{b:>3} {s:>7} | " + " ".join(f"{times[n]:8.1f}" for n in args.splits)
-                  + f" | {times[0]:8.1f} {auto:>4} {best:>6}")
+                  + f" | {times[0]:8.1f} {auto:>4} {best:>6}" + (f" ({n_layers} layers)" if layers is not None else ""))
             del q, k, v, layers
             torch.cuda.empty_cache()
     if args.json:
